@@ -1,0 +1,1 @@
+"""The aiohttp HTTP API, websocket events and dashboard page."""

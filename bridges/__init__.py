@@ -1,0 +1,1 @@
+"""Adapters that bring calls from PBXs other than Asterisk into the call store."""

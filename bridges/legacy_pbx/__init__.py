@@ -1,0 +1,1 @@
+"""Panasonic SMDR, Segal / Danjeh caller-ID boxes and Telsa recordings → the same call records."""

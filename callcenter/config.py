@@ -1,0 +1,360 @@
+"""One typed configuration object, built once at start from ``callcenter.toml`` and the environment.
+
+Validation names the bad key and says why (``callcenter config check``). Secrets may come from the
+environment (``CALLCENTER_DSN``, ``CALLCENTER_PBX_<KEY>_ARI_PASSWORD`` …) so the TOML file can be
+committed without them. Nothing else in the service reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from callcenter.numbers import NumberPlan
+
+PBX_KINDS = ("asterisk", "panasonic", "segal", "danjeh")
+ROLES = ("ari", "agi", "api", "legacy")
+_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_DIGITS = re.compile(r"^[0-9]*$")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; ``key`` is the dotted path of the offending setting."""
+
+    def __init__(self, key: str, why: str) -> None:
+        super().__init__(f"{key}: {why}")
+        self.key = key
+        self.why = why
+
+
+@dataclass(frozen=True, slots=True)
+class AriSettings:
+    url: str = "http://127.0.0.1:8088/ari"
+    username: str = "callcenter"
+    password: str = ""
+    app: str = "callcenter"
+    outbound_context: str = "from-internal"
+    auto_answer_header: str = "Call-Info: <sip:127.0.0.1>;answer-after=0"
+    endpoint_technology: str = "PJSIP"
+
+
+@dataclass(frozen=True, slots=True)
+class AmiSettings:
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "callcenter"
+    secret: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SftpSettings:
+    host: str = ""
+    port: int = 22
+    username: str = ""
+    password: str = ""
+    key_file: str = ""
+    root: str = "/var/spool/asterisk/monitor"
+    known_hosts: str = ""
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class LegacySettings:
+    transport: str = "none"  # serial | tcp | file | none
+    device: str = ""
+    baud: int = 9600
+    bytesize: int = 8
+    parity: str = "N"
+    stopbits: int = 1
+    host: str = ""
+    port: int = 2300
+    password: str = "PCCSMDR"
+    file: str = ""
+    date_order: str = "mdy"
+    recordings_dir: str = ""
+    recording_tolerance_seconds: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class PbxConfig:
+    key: str
+    kind: str
+    outside_line_prefix: str = ""
+    country_code: str = ""
+    city_code: str = ""
+    national_prefix: str = "0"
+    international_prefix: str = "00"
+    extension_lengths: tuple[int, ...] = (2, 3, 4, 5)
+    excluded_extensions: tuple[str, ...] = ()
+    ari: AriSettings | None = None
+    ami: AmiSettings | None = None
+    sftp: SftpSettings | None = None
+    legacy: LegacySettings | None = None
+
+    @property
+    def number_plan(self) -> NumberPlan:
+        return NumberPlan(
+            country_code=self.country_code,
+            city_code=self.city_code,
+            outside_line_prefix=self.outside_line_prefix,
+            national_prefix=self.national_prefix,
+            international_prefix=self.international_prefix,
+            extension_lengths=self.extension_lengths,
+            excluded_extensions=frozenset(self.excluded_extensions),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    dsn: str = ""  # empty → embedded PostgreSQL under data_dir
+    data_dir: str = "./var"
+    pool_min: int = 1
+    pool_max: int = 10
+    spool_file: str = ""  # default: <data_dir>/spool.jsonl
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    webhook_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgiSettings:
+    host: str = "127.0.0.1"
+    port: int = 4573
+    secret: str = ""
+    crm_lookup_url: str = ""  # e.g. "https://crm.example/lookup?number={number}"
+    crm_timeout: float = 0.5
+    crm_cache_seconds: int = 300
+    departments: Mapping[str, str] = field(default_factory=dict)  # DID -> department
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSettings:
+    listen_code: str = "*336"
+    whisper_code: str = "*339"
+    barge_code: str = "*332"
+    takeover_code: str = "*338"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    agi: AgiSettings = field(default_factory=AgiSettings)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    pbx: tuple[PbxConfig, ...] = ()
+    log_format: str = "kv"  # kv | json
+    log_level: str = "INFO"
+    source_path: str = ""
+
+    def pbx_by_key(self, key: str) -> PbxConfig:
+        for entry in self.pbx:
+            if entry.key == key:
+                return entry
+        raise KeyError(key)
+
+    @property
+    def spool_path(self) -> Path:
+        if self.database.spool_file:
+            return Path(self.database.spool_file)
+        return Path(self.database.data_dir) / "spool.jsonl"
+
+
+def _section(raw: Mapping[str, Any], name: str, cls: type, prefix: str) -> Any:
+    data = raw.get(name, {})
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix}{name}", "must be a table")
+    return _build(cls, data, f"{prefix}{name}")
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    defaults = cls()  # every settings class has defaults for every field
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if not hasattr(defaults, key):
+            raise ConfigError(f"{where}.{key}", "unknown setting")
+        expected = getattr(defaults, key)
+        kwargs[key] = _coerce(value, expected, f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, expected: Any, key: str) -> Any:
+    if isinstance(expected, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"must be true or false, not {value!r}")
+        return value
+    if isinstance(expected, int) and not isinstance(expected, bool):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(key, f"must be a whole number, not {value!r}")
+        return value
+    if isinstance(expected, float):
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ConfigError(key, f"must be a number, not {value!r}")
+        return float(value)
+    if isinstance(expected, str):
+        if not isinstance(value, str):
+            raise ConfigError(key, f"must be a string, not {value!r}")
+        return value
+    if isinstance(expected, tuple):
+        if not isinstance(value, list):
+            raise ConfigError(key, "must be a list")
+        return tuple(value)
+    if isinstance(expected, Mapping):
+        if not isinstance(value, dict):
+            raise ConfigError(key, "must be a table")
+        return {str(k): str(v) for k, v in value.items()}
+    return value
+
+
+def _digits(value: str, key: str) -> str:
+    if not _DIGITS.match(value):
+        raise ConfigError(key, f"must contain digits only, not {value!r}")
+    return value
+
+
+def _build_pbx(index: int, data: Any) -> PbxConfig:
+    where = f"pbx[{index}]"
+    if not isinstance(data, dict):
+        raise ConfigError(where, "must be a table")
+    data = dict(data)
+    key = data.pop("key", None)
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise ConfigError(f"{where}.key", "required; lower-case letters, digits, '-' or '_' (max 32)")
+    where = f"pbx.{key}"
+    kind = data.pop("kind", None)
+    if kind not in PBX_KINDS:
+        raise ConfigError(f"{where}.kind", f"must be one of {', '.join(PBX_KINDS)}, not {kind!r}")
+    sections: dict[str, Any] = {}
+    for name, cls in (("ari", AriSettings), ("ami", AmiSettings), ("sftp", SftpSettings),
+                      ("legacy", LegacySettings)):
+        if name in data:
+            sections[name] = _section(data, name, cls, f"{where}.")
+            data.pop(name)
+    plain = _build(_PbxPlain, data, where)
+    for attr in ("outside_line_prefix", "country_code", "city_code", "national_prefix", "international_prefix"):
+        _digits(getattr(plain, attr), f"{where}.{attr}")
+    for ext in plain.excluded_extensions:
+        if not isinstance(ext, str) or not ext.isdigit():
+            raise ConfigError(f"{where}.excluded_extensions", f"{ext!r} is not an extension number")
+    for length in plain.extension_lengths:
+        if not isinstance(length, int) or not 1 <= length <= 8:
+            raise ConfigError(f"{where}.extension_lengths", f"{length!r} is not a length from 1 to 8")
+    if kind == "asterisk" and "ari" not in sections:
+        sections["ari"] = AriSettings()
+    if kind != "asterisk" and "legacy" not in sections:
+        sections["legacy"] = LegacySettings()
+    legacy = sections.get("legacy")
+    if legacy is not None:
+        if legacy.transport not in ("serial", "tcp", "file", "none"):
+            raise ConfigError(f"{where}.legacy.transport", "must be serial, tcp, file or none")
+        if legacy.date_order not in ("mdy", "dmy", "ymd", "ydm"):
+            raise ConfigError(f"{where}.legacy.date_order", "must be mdy, dmy, ymd or ydm")
+        if legacy.parity not in ("N", "E", "O", "M", "S"):
+            raise ConfigError(f"{where}.legacy.parity", "must be N, E, O, M or S")
+    return PbxConfig(key=key, kind=kind, **{a: getattr(plain, a) for a in _PbxPlain.__dataclass_fields__},
+                     **sections)
+
+
+@dataclass(frozen=True, slots=True)
+class _PbxPlain:
+    outside_line_prefix: str = ""
+    country_code: str = ""
+    city_code: str = ""
+    national_prefix: str = "0"
+    international_prefix: str = "00"
+    extension_lengths: tuple[int, ...] = (2, 3, 4, 5)
+    excluded_extensions: tuple[str, ...] = ()
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    """Secrets from the environment win over the file (so the file can be committed)."""
+    if env.get("CALLCENTER_DSN"):
+        raw.setdefault("database", {})["dsn"] = env["CALLCENTER_DSN"]
+    if env.get("CALLCENTER_HTTP_PORT"):
+        try:
+            raw.setdefault("http", {})["port"] = int(env["CALLCENTER_HTTP_PORT"])
+        except ValueError as exc:
+            raise ConfigError("CALLCENTER_HTTP_PORT", "must be a whole number") from exc
+    if env.get("CALLCENTER_AGI_SECRET"):
+        raw.setdefault("agi", {})["secret"] = env["CALLCENTER_AGI_SECRET"]
+    for entry in raw.get("pbx", []) if isinstance(raw.get("pbx"), list) else []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+            continue
+        stem = "CALLCENTER_PBX_" + entry["key"].upper().replace("-", "_")
+        for section, field_name in (("ari", "password"), ("ami", "secret"), ("sftp", "password"),
+                                    ("legacy", "password")):
+            value = env.get(f"{stem}_{section.upper()}_{field_name.upper()}")
+            if value:
+                entry.setdefault(section, {})[field_name] = value
+
+
+def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, source: str = "") -> Config:
+    data: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    if isinstance(data.get("pbx"), list):
+        data["pbx"] = [dict(e) if isinstance(e, dict) else e for e in data["pbx"]]
+    _apply_env(data, env if env is not None else {})
+    known = {"database", "http", "agi", "monitor", "pbx", "log_format", "log_level"}
+    for key in data:
+        if key not in known:
+            raise ConfigError(key, "unknown setting")
+    pbx_raw = data.get("pbx", [])
+    if not isinstance(pbx_raw, list):
+        raise ConfigError("pbx", "must be an array of tables ([[pbx]])")
+    entries = tuple(_build_pbx(i, e) for i, e in enumerate(pbx_raw))
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.key in seen:
+            raise ConfigError(f"pbx.{entry.key}", "key is used twice")
+        seen.add(entry.key)
+    log_format = data.get("log_format", "kv")
+    if log_format not in ("kv", "json"):
+        raise ConfigError("log_format", "must be kv or json")
+    log_level = data.get("log_level", "INFO")
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("log_level", "must be DEBUG, INFO, WARNING or ERROR")
+    config = Config(
+        database=_section(data, "database", DatabaseSettings, ""),
+        http=_section(data, "http", HttpSettings, ""),
+        agi=_section(data, "agi", AgiSettings, ""),
+        monitor=_section(data, "monitor", MonitorSettings, ""),
+        pbx=entries,
+        log_format=log_format,
+        log_level=log_level,
+        source_path=source,
+    )
+    if not 0 < config.http.port < 65536:
+        raise ConfigError("http.port", "must be between 1 and 65535")
+    codes = [config.monitor.listen_code, config.monitor.whisper_code, config.monitor.barge_code,
+             config.monitor.takeover_code]
+    if len(set(codes)) != len(codes):
+        raise ConfigError("monitor", "feature codes must differ from each other")
+    for name in ("listen_code", "whisper_code", "barge_code", "takeover_code"):
+        if not re.match(r"^[*#0-9]{2,8}$", getattr(config.monitor, name)):
+            raise ConfigError(f"monitor.{name}", "must be 2-8 characters of *, # and digits")
+    return config
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file named by ``path`` or ``$CALLCENTER_CONFIG``; no file means all defaults."""
+    env = dict(os.environ) if env is None else env
+    chosen = path or env.get("CALLCENTER_CONFIG")
+    if not chosen:
+        return parse_config({}, env)
+    file = Path(chosen)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError("--config", f"file {file} does not exist") from exc
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(file), f"not valid TOML: {exc}") from exc
+    return parse_config(raw, env, source=str(file))

@@ -1,0 +1,143 @@
+"""A private PostgreSQL cluster under the data directory, for ``make demo`` and the tests.
+
+Debian's ``postgresql`` binaries are used (``initdb`` / ``pg_ctl``). PostgreSQL refuses to run as
+root, so when we are root the cluster is owned by and run as the ``postgres`` system user that the
+Debian package creates. The server listens on a Unix socket inside the cluster folder and on a
+loopback TCP port chosen at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class EmbeddedPostgresError(RuntimeError):
+    pass
+
+
+def find_pg_bin() -> Path:
+    """Debian installs server binaries under /usr/lib/postgresql/<major>/bin (highest major wins)."""
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    if candidates:
+        return Path(candidates[-1]).parent
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    raise EmbeddedPostgresError(
+        "PostgreSQL server binaries not found: install Debian's 'postgresql' package "
+        "(make demo / make test do this), or set database.dsn to an existing server"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class EmbeddedPostgres:
+    """``start()`` → a DSN; ``stop()`` shuts the cluster down (fast mode). Safe to start twice."""
+
+    data_dir: Path
+    port: int = 0
+    user: str = "callcenter"
+    database: str = "callcenter"
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.data_dir / "pg"
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
+
+    def _run_as(self) -> list[str]:
+        if os.geteuid() != 0:
+            return []
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError as exc:
+            raise EmbeddedPostgresError(
+                "running as root needs the 'postgres' system user (Debian's postgresql package creates it)"
+            ) from exc
+        return ["runuser", "-u", "postgres", "--"]
+
+    def _prepare_dirs(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam("postgres")
+            self.cluster_dir.mkdir(mode=0o700, exist_ok=True)
+            os.chown(self.cluster_dir, entry.pw_uid, entry.pw_gid)
+            # The postgres user must be able to reach the cluster folder.
+            for parent in [self.data_dir.resolve(), *self.data_dir.resolve().parents]:
+                mode = parent.stat().st_mode
+                if not mode & 0o001:
+                    raise EmbeddedPostgresError(
+                        f"the postgres user cannot enter {parent} (mode {oct(mode & 0o777)}); "
+                        "choose a database.data_dir whose parents are world-executable"
+                    )
+        else:
+            self.cluster_dir.mkdir(mode=0o700, exist_ok=True)
+
+    def _run(self, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*self._run_as(), *args], capture_output=True, text=True, timeout=timeout,
+                              check=False, cwd="/")
+
+    def start_sync(self) -> str:
+        bin_dir = find_pg_bin()
+        self._prepare_dirs()
+        if not (self.cluster_dir / "PG_VERSION").exists():
+            result = self._run([str(bin_dir / "initdb"), "-D", str(self.cluster_dir), "-U", self.user,
+                                "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
+            if result.returncode != 0:
+                raise EmbeddedPostgresError(f"initdb failed: {result.stderr.strip()[-800:]}")
+        self._stop_stale(bin_dir)
+        if not self.port:
+            self.port = free_port()
+        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.cluster_dir}"
+                   " -c fsync=on -c max_connections=200 -c shared_buffers=64MB")
+        result = self._run([str(bin_dir / "pg_ctl"), "-D", str(self.cluster_dir), "-o", options, "-w",
+                            "-t", "60", "-l", str(self.cluster_dir / "server.log"), "start"], timeout=90)
+        if result.returncode != 0:
+            log_tail = ""
+            log_file = self.cluster_dir / "server.log"
+            if log_file.exists():
+                log_tail = log_file.read_text(errors="replace")[-800:]
+            raise EmbeddedPostgresError(f"pg_ctl start failed: {result.stderr.strip()} {log_tail}")
+        self._ensure_database(bin_dir)
+        return self.dsn
+
+    def _stop_stale(self, bin_dir: Path) -> None:
+        if (self.cluster_dir / "postmaster.pid").exists():
+            self._run([str(bin_dir / "pg_ctl"), "-D", str(self.cluster_dir), "-m", "immediate", "-w", "stop"])
+
+    def _ensure_database(self, bin_dir: Path) -> None:
+        result = self._run([str(bin_dir / "psql"), "-h", str(self.cluster_dir), "-p", str(self.port), "-U",
+                            self.user, "-d", "postgres", "-tAc",
+                            f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"])
+        if result.stdout.strip() != "1":
+            result = self._run([str(bin_dir / "createdb"), "-h", str(self.cluster_dir), "-p", str(self.port),
+                                "-U", self.user, self.database])
+            if result.returncode != 0:
+                raise EmbeddedPostgresError(f"createdb failed: {result.stderr.strip()}")
+
+    def stop_sync(self, mode: str = "fast") -> None:
+        if not (self.cluster_dir / "postmaster.pid").exists():
+            return
+        self._run([str(find_pg_bin() / "pg_ctl"), "-D", str(self.cluster_dir), "-m", mode, "-w", "stop"])
+
+    async def start(self) -> str:
+        return await asyncio.to_thread(self.start_sync)
+
+    async def stop(self, mode: str = "fast") -> None:
+        await asyncio.to_thread(self.stop_sync, mode)

@@ -1,0 +1,49 @@
+"""Ports: what the API asks of the ARI app, as Protocols the core owns and ``ari_app`` implements.
+
+The composition root (``callcenter.runner``) hands the implementations to the API at start-up, so
+the API never imports ``ari_app`` and both can be tested alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class CallControl(Protocol):
+    """Click-to-call and call control on live calls (DESIGN §5)."""
+
+    async def originate(self, *, extension: str, number: str, caller_id: str | None = None,
+                        pbx: str | None = None) -> uuid.UUID: ...
+
+    async def hangup(self, call_id: uuid.UUID) -> None: ...
+
+    async def hold(self, call_id: uuid.UUID) -> None: ...
+
+    async def unhold(self, call_id: uuid.UUID) -> None: ...
+
+    async def blind_transfer(self, call_id: uuid.UUID, target: str) -> None: ...
+
+    async def start_recording(self, call_id: uuid.UUID) -> str: ...
+
+    async def stop_recording(self, call_id: uuid.UUID) -> None: ...
+
+
+@runtime_checkable
+class MonitorControl(Protocol):
+    """Supervisor monitoring started from the dashboard / API (DESIGN §4)."""
+
+    async def start(self, *, supervisor_extension: str, target_extension: str, mode: str,
+                    pbx: str | None = None) -> str: ...
+
+    async def switch(self, session_id: str, mode: str) -> None: ...
+
+    async def stop(self, session_id: str) -> None: ...
+
+
+@runtime_checkable
+class LiveView(Protocol):
+    """A snapshot of extensions, active calls, trunks and queues for ``GET /api/v1/live``."""
+
+    def snapshot(self) -> dict[str, Any]: ...

@@ -1,0 +1,90 @@
+"""The composition root: builds every component from the config and runs them on one loop.
+
+This module and :mod:`callcenter.cli` are the only places in the core that import adapters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+from callcenter.bus import EventBus
+from callcenter.config import Config
+from callcenter.embedded_pg import EmbeddedPostgres
+from callcenter.service import Component, HealthRegistry, ServiceContext
+from callcenter.store import CallStore, SpooledWriter
+
+log = logging.getLogger("callcenter.runner")
+
+# Start order matters: producers first, the API last (it is handed the ports the ARI app fills in).
+COMPONENTS: tuple[tuple[str, str], ...] = (
+    ("legacy", "bridges.legacy_pbx.component"),
+    ("agi", "agi_scripts.component"),
+    ("ari", "ari_app.component"),
+    ("api", "api.component"),
+)
+
+
+def load_component(module_name: str) -> Component:
+    module = importlib.import_module(module_name)
+    run: Component = module.run
+    return run
+
+
+async def open_store(config: Config, stack: AsyncExitStack) -> tuple[str, EmbeddedPostgres | None]:
+    """The configured DSN, or a private cluster under ``database.data_dir`` that stops with us."""
+    if config.database.dsn:
+        return config.database.dsn, None
+    embedded = EmbeddedPostgres(Path(config.database.data_dir))
+    dsn = await embedded.start()
+    stack.push_async_callback(embedded.stop)
+    log.info("event=embedded_postgres_started dir=%s port=%d", embedded.cluster_dir, embedded.port)
+    return dsn, embedded
+
+
+async def run_service(config: Config, roles: tuple[str, ...], *, stop: asyncio.Event,
+                      on_ready: Callable[[ServiceContext], Any] | None = None) -> None:
+    async with AsyncExitStack() as stack:
+        dsn, _embedded = await open_store(config, stack)
+        store = await CallStore.connect(dsn, min_size=config.database.pool_min, max_size=config.database.pool_max)
+        stack.push_async_callback(store.close)
+        await store.sync_pbx((p.key, p.kind, {"outside_line_prefix": p.outside_line_prefix,
+                                               "country_code": p.country_code, "city_code": p.city_code,
+                                               "excluded_extensions": list(p.excluded_extensions)})
+                             for p in config.pbx)
+        writer = SpooledWriter(store, config.spool_path)
+        await writer.start()
+        stack.push_async_callback(writer.close)
+        bus = EventBus()
+        await bus.bridge(dsn)
+        stack.push_async_callback(bus.close)
+        ctx = ServiceContext(config=config, store=store, writer=writer, bus=bus, health=HealthRegistry(),
+                             roles=roles)
+        ctx.health.register("store", lambda: _store_health(writer))
+        for role, module_name in COMPONENTS:
+            if role in roles:
+                await stack.enter_async_context(load_component(module_name)(ctx))
+            else:
+                ctx.health.register(role, lambda: {"state": "disabled"})
+        log.info("event=service_ready roles=%s", ",".join(roles))
+        if on_ready is not None:
+            on_ready(ctx)
+        await stop.wait()
+        log.info("event=service_stopping")
+
+
+def _store_health(writer: SpooledWriter) -> dict[str, Any]:
+    state = "up" if writer.pending == 0 else "degraded"
+    return {"state": state, "spooled_writes_pending": writer.pending}
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)

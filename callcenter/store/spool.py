@@ -1,0 +1,218 @@
+"""Writes that survive a Postgres outage.
+
+Every call write goes through :class:`SpooledWriter`. While Postgres answers, writes go straight to
+it. When it does not, the write is appended (one JSON line, fsync'd) to a local spool file and the
+service carries on; a background task replays the spool in order once Postgres is back. While the
+spool holds anything, new writes queue behind it, so order is kept. Every write is idempotent
+(deterministic call ids, event dedupe keys), so a write replayed after a half-finished attempt is
+stored once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from callcenter.domain import CallEvent, CallRecord, CallStatus, Direction, QueueAttempt, Source
+from callcenter.store.calls import CallStore, event_dedupe_key
+
+log = logging.getLogger("callcenter.spool")
+
+_DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+            asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.ConnectionDoesNotExistError,
+            asyncio.TimeoutError, ConnectionError)
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"$dt": value.isoformat()}
+    if isinstance(value, uuid.UUID):
+        return {"$uuid": str(value)}
+    if isinstance(value, bytes):
+        return {"$bytes": value.hex()}
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1:
+        if "$dt" in value:
+            return datetime.fromisoformat(value["$dt"])
+        if "$uuid" in value:
+            return uuid.UUID(value["$uuid"])
+        if "$bytes" in value:
+            return bytes.fromhex(value["$bytes"])
+    return value
+
+
+def _record_to_json(record: CallRecord) -> dict[str, Any]:
+    data = {name: _encode(getattr(record, name)) for name in record.__slots__}  # type: ignore[attr-defined]
+    return {k: (v.value if hasattr(v, "value") and not isinstance(v, dict) else v) for k, v in data.items()}
+
+
+def _record_from_json(data: dict[str, Any]) -> CallRecord:
+    values = {k: _decode(v) for k, v in data.items()}
+    values["source"] = Source(values["source"])
+    if values.get("direction") is not None:
+        values["direction"] = Direction(values["direction"])
+    if values.get("status") is not None:
+        values["status"] = CallStatus(values["status"])
+    return CallRecord(**values)
+
+
+class SpooledWriter:
+    """The one way adapters write calls: to Postgres when it answers, to the spool when it does not."""
+
+    def __init__(self, store: CallStore, spool_path: Path, *, retry_seconds: float = 1.0) -> None:
+        self.store = store
+        self.spool_path = spool_path
+        self.retry_seconds = retry_seconds
+        self._lock = asyncio.Lock()
+        self._replayer: asyncio.Task[None] | None = None
+        self._pending = self._count_lines()
+        self.spooled_total = 0
+        self.replayed_total = 0
+
+    @property
+    def pending(self) -> int:
+        """Writes waiting in the spool for Postgres to come back."""
+        return self._pending
+
+    def _count_lines(self) -> int:
+        try:
+            with self.spool_path.open("rb") as fh:
+                return sum(1 for line in fh if line.strip())
+        except FileNotFoundError:
+            return 0
+
+    async def start(self) -> None:
+        if self._pending:
+            self._ensure_replayer()
+
+    async def close(self) -> None:
+        if self._replayer:
+            self._replayer.cancel()
+            try:
+                await self._replayer
+            except asyncio.CancelledError:
+                pass
+
+    # -- public writes ------------------------------------------------------------------------
+    async def upsert_call(self, record: CallRecord) -> uuid.UUID:
+        await self._write("call", _record_to_json(record))
+        return record.id
+
+    async def add_event(self, event: CallEvent) -> None:
+        await self._write("event", {
+            "call_id": str(event.call_id), "at": event.at.isoformat(), "kind": event.kind,
+            "source": event.source, "data": event.data, "dedupe_key": event_dedupe_key(event),
+        })
+
+    async def add_queue_attempt(self, attempt: QueueAttempt) -> None:
+        await self._write("queue_attempt", {
+            "call_id": str(attempt.call_id), "queue": attempt.queue, "extension": attempt.extension,
+            "started_at": attempt.started_at.isoformat(), "ring_seconds": attempt.ring_seconds,
+            "result": attempt.result,
+        })
+
+    async def quarantine(self, pbx: str, source: str, raw: bytes, error: str) -> None:
+        await self._write("quarantine", {"pbx": pbx, "source": source, "raw": raw.hex(), "error": error,
+                                         "received_at": datetime.now().astimezone().isoformat()})
+
+    # -- machinery ----------------------------------------------------------------------------
+    async def _write(self, kind: str, payload: dict[str, Any]) -> None:
+        async with self._lock:
+            if self._pending == 0:
+                try:
+                    await self._apply(kind, payload)
+                    return
+                except _DB_DOWN as exc:
+                    log.warning("event=store_unreachable action=spooling error=%s", type(exc).__name__)
+            await asyncio.to_thread(self._append, json.dumps({"kind": kind, "payload": payload}, default=str))
+            self._pending += 1
+            self.spooled_total += 1
+            self._ensure_replayer()
+
+    def _append(self, line: str) -> None:
+        self.spool_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.spool_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, (line + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _ensure_replayer(self) -> None:
+        if self._replayer is None or self._replayer.done():
+            self._replayer = asyncio.get_running_loop().create_task(self._replay_loop())
+
+    async def _replay_loop(self) -> None:
+        while True:
+            try:
+                if await self.replay():
+                    return
+            except _DB_DOWN:
+                pass
+            except Exception:  # a poisoned line must not kill replay of the rest
+                log.exception("event=spool_replay_error")
+            await asyncio.sleep(self.retry_seconds)
+
+    async def replay(self) -> bool:
+        """Apply the spool in order; True when it is empty afterwards."""
+        async with self._lock:
+            lines = await asyncio.to_thread(self._read_lines)
+            done = 0
+            try:
+                for line in lines:
+                    item = json.loads(line)
+                    await self._apply(item["kind"], item["payload"])
+                    done += 1
+            finally:
+                if done:
+                    await asyncio.to_thread(self._rewrite, lines[done:])
+                    self._pending = len(lines) - done
+                    self.replayed_total += done
+                    log.info("event=spool_replayed count=%d left=%d", done, self._pending)
+            return self._pending == 0
+
+    def _read_lines(self) -> list[str]:
+        try:
+            return [ln for ln in self.spool_path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        except FileNotFoundError:
+            return []
+
+    def _rewrite(self, rest: list[str]) -> None:
+        if not rest:
+            self.spool_path.unlink(missing_ok=True)
+            return
+        tmp = self.spool_path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in rest), encoding="utf-8")
+        os.replace(tmp, self.spool_path)
+
+    async def _apply(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind == "call":
+            await self.store.upsert_call(_record_from_json(payload))
+        elif kind == "event":
+            await self.store.add_event(CallEvent(
+                call_id=uuid.UUID(payload["call_id"]), at=datetime.fromisoformat(payload["at"]),
+                kind=payload["kind"], source=payload["source"], data=payload["data"],
+                dedupe_key=payload["dedupe_key"],
+            ))
+        elif kind == "queue_attempt":
+            await self.store.add_queue_attempt(QueueAttempt(
+                call_id=uuid.UUID(payload["call_id"]), queue=payload["queue"], extension=payload["extension"],
+                started_at=datetime.fromisoformat(payload["started_at"]), ring_seconds=payload["ring_seconds"],
+                result=payload["result"],
+            ))
+        elif kind == "quarantine":
+            await self.store.quarantine(payload["pbx"], payload["source"], bytes.fromhex(payload["raw"]),
+                                        payload["error"], datetime.fromisoformat(payload["received_at"]))
+        else:
+            raise ValueError(f"unknown spool entry kind {kind!r}")

@@ -1,0 +1,1 @@
+"""Jinja2 dialplan templates a PBX admin renders and ``#include``s."""

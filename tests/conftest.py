@@ -1,0 +1,113 @@
+"""Shared fixtures: one real PostgreSQL server for the session, a fresh database per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from callcenter.embedded_pg import EmbeddedPostgres
+from callcenter.store import CallStore, migrate
+
+TEMPLATE_DB = "cc_template"
+
+
+def make_world_readable_tmpdir(prefix: str) -> Path:
+    """A temp folder the ``postgres`` user can enter (tests run as root here)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+@dataclass
+class PgServer:
+    server: EmbeddedPostgres
+
+    def dsn_for(self, database: str) -> str:
+        return f"postgresql://{self.server.user}@127.0.0.1:{self.server.port}/{database}"
+
+    @property
+    def admin_dsn(self) -> str:
+        return self.dsn_for("postgres")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A real PostgreSQL (Debian's binaries) in a private cluster, with a migrated template database."""
+    server = EmbeddedPostgres(make_world_readable_tmpdir("cc-test-pg-"))
+    server.start_sync()
+    pg = PgServer(server)
+
+    async def prepare() -> None:
+        conn = await asyncpg.connect(pg.admin_dsn)
+        try:
+            await conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(pg.dsn_for(TEMPLATE_DB))
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(prepare())
+    try:
+        yield pg
+    finally:
+        server.stop_sync("immediate")
+
+
+async def create_database(pg: PgServer) -> str:
+    name = "t_" + uuid.uuid4().hex[:12]
+    conn = await asyncpg.connect(pg.admin_dsn)
+    try:
+        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    finally:
+        await conn.close()
+    return name
+
+
+async def drop_database(pg: PgServer, name: str) -> None:
+    conn = await asyncpg.connect(pg.admin_dsn)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def db_dsn(pg_server: PgServer) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test (cloned from the template: fast)."""
+    name = await create_database(pg_server)
+    try:
+        yield pg_server.dsn_for(name)
+    finally:
+        await drop_database(pg_server, name)
+
+
+@pytest.fixture
+async def store(db_dsn: str) -> AsyncIterator[CallStore]:
+    call_store = await CallStore.connect(db_dsn, run_migrations=False)
+    try:
+        yield call_store
+    finally:
+        await call_store.close()
+
+
+@pytest.fixture
+def tmp_world_dir() -> Path:
+    return make_world_readable_tmpdir("cc-test-")
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+os.environ.setdefault("HYPOTHESIS_PROFILE", "ci")

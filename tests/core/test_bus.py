@@ -1,0 +1,46 @@
+"""The event bus: local subscribers, and two service instances sharing one database."""
+
+from __future__ import annotations
+
+import asyncio
+
+from callcenter.bus import EventBus
+
+
+async def test_subscribers_get_the_topics_they_asked_for() -> None:
+    bus = EventBus()
+    calls = bus.subscribe("call")
+    everything = bus.subscribe()
+    await bus.publish("call.ringing", {"extension": "2005"})
+    await bus.publish("extension.state", {"extension": "2005", "state": "ringing"})
+    assert (await calls.get(1)).topic == "call.ringing"
+    assert calls.queue.empty()
+    assert [(await everything.get(1)).topic for _ in range(2)] == ["call.ringing", "extension.state"]
+
+
+async def test_a_slow_subscriber_loses_old_events_and_never_blocks_publishers() -> None:
+    bus = EventBus()
+    slow = bus.subscribe("call", maxsize=5)
+    for n in range(50):
+        await bus.publish("call.ringing", {"n": n})
+    assert slow.dropped == 45
+    assert (await slow.get(1)).data == {"n": 45}
+
+
+async def test_two_instances_on_one_database_see_each_others_events(db_dsn: str) -> None:
+    first, second = EventBus(), EventBus()
+    await first.bridge(db_dsn)
+    await second.bridge(db_dsn)
+    try:
+        on_second = second.subscribe("call")
+        on_first = first.subscribe("call")
+        await first.publish("call.answered", {"call_id": "abc"})
+        event = await on_second.get(5)
+        assert event.data == {"call_id": "abc"} and event.origin == first.instance_id
+        # The publisher gets its own event once (locally), not a second time through Postgres.
+        assert (await on_first.get(1)).data == {"call_id": "abc"}
+        await asyncio.sleep(0.3)
+        assert on_first.queue.empty()
+    finally:
+        await first.close()
+        await second.close()
