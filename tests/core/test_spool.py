@@ -31,7 +31,7 @@ async def test_writes_survive_a_postgres_outage(tmp_world_dir: Path) -> None:
             start = T0 + timedelta(seconds=n)
             await writer.upsert_call(CallRecord(cid, "main", Source.ARI, f"lid-{n}", start,
                                                 direction=Direction.INBOUND, status=CallStatus.RINGING,
-                                                caller="+98912000%04d" % n))
+                                                caller=f"+98912000{n:04d}"))
             await writer.add_event(CallEvent(cid, start, "ring", "ari", {"n": n}))
             await writer.upsert_call(CallRecord(cid, "main", Source.ARI, f"lid-{n}", start,
                                                 status=CallStatus.ANSWERED, answered_at=start))
