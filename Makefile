@@ -1,6 +1,7 @@
 # Two commands: `make demo` and `make test`. Both install what they need first.
 PY := .venv/bin/python
 PYTEST_ARGS ?=
+LINT_PKGS := $(foreach d,callcenter ari_app agi_scripts api bridges dialplan asterisk_sim bench,$(if $(wildcard $(d)/__init__.py),$(d)))
 
 .PHONY: demo test lint bench bootstrap bootstrap-demo clean
 
@@ -18,7 +19,7 @@ test: bootstrap
 
 lint: bootstrap
 	.venv/bin/ruff check .
-	.venv/bin/mypy $(wildcard callcenter ari_app agi_scripts api bridges dialplan asterisk_sim bench)
+	.venv/bin/mypy $(LINT_PKGS)
 
 bench: bootstrap
 	$(PY) -m bench
