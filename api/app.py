@@ -13,7 +13,10 @@ from aiohttp import web
 
 from callcenter.service import ServiceContext
 
-CTX_KEY = web.AppKey("ctx", ServiceContext)
+CTX_KEY = web.AppKey("ctx", ServiceContext)  # defined before the imports below: they import it back
+
+from api.auth import LIMITER_KEY, FailureLimiter, auth_middleware, check_routes  # noqa: E402
+from api.errors import error_middleware  # noqa: E402
 
 ROUTE_MODULES = (
     "api.routes.calls",       # call log, CSV, call detail, recordings, click-to-call, call control
@@ -35,11 +38,14 @@ async def healthz(request: web.Request) -> web.Response:
                               "components": components})
 
 
-def create_app(ctx: ServiceContext) -> web.Application:
-    app = web.Application(client_max_size=2 * 1024 * 1024)
+def create_app(ctx: ServiceContext, *, limiter: FailureLimiter | None = None) -> web.Application:
+    """The whole API; refuses to build when a route carries no permission (see api.auth)."""
+    app = web.Application(client_max_size=2 * 1024 * 1024, middlewares=[error_middleware, auth_middleware])
     app[CTX_KEY] = ctx
+    app[LIMITER_KEY] = limiter or FailureLimiter()
     app.router.add_get("/healthz", healthz)
     for module_name in ROUTE_MODULES:
         if importlib.util.find_spec(module_name) is not None:
             importlib.import_module(module_name).setup(app)
+    check_routes(app)
     return app
