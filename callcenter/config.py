@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,8 @@ class LegacySettings:
     date_order: str = "mdy"
     recordings_dir: str = ""
     recording_tolerance_seconds: int = 30
+    timezone: str = ""  # IANA zone of the PBX clock; empty = this machine's local zone
+    smdr_format: str = "auto"  # auto | a | b | c | tes (Panasonic SMDR layout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +262,13 @@ def _build_pbx(index: int, data: Any) -> PbxConfig:
             raise ConfigError(f"{where}.legacy.date_order", "must be mdy, dmy, ymd or ydm")
         if legacy.parity not in ("N", "E", "O", "M", "S"):
             raise ConfigError(f"{where}.legacy.parity", "must be N, E, O, M or S")
+        if legacy.smdr_format not in ("auto", "a", "b", "c", "tes"):
+            raise ConfigError(f"{where}.legacy.smdr_format", "must be auto, a, b, c or tes")
+        if legacy.timezone:
+            try:
+                zoneinfo.ZoneInfo(legacy.timezone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+                raise ConfigError(f"{where}.legacy.timezone", f"unknown time zone {legacy.timezone!r}") from exc
     return PbxConfig(key=key, kind=kind, **{a: getattr(plain, a) for a in _PbxPlain.__dataclass_fields__},
                      **sections)
 
