@@ -1,0 +1,4 @@
+"""A faithful Asterisk 22 simulator (ARI, AMI, FastAGI, phones, trunks) for tests and the demo.
+
+It imports nothing from the service packages: it stands in for the PBX on the other side of the wire.
+"""
