@@ -55,7 +55,6 @@ PERMISSIONS: dict[str, set[str]] = {
 PUBLIC_PATHS = frozenset({"/healthz", "/", "/api/v1/openapi.json", "/favicon.ico"})
 PUBLIC_PREFIXES = ("/static/",)
 
-IDENTITY_KEY = "callcenter.identity"
 _PERMISSION_ATTR = "__callcenter_permission__"
 
 
@@ -91,6 +90,9 @@ class Identity:
 
     def allowed(self, permission_name: str) -> bool:
         return self.role in PERMISSIONS.get(permission_name, set())
+
+
+IDENTITY_KEY = web.RequestKey("identity", Identity)
 
 
 def permission(name: str, roles: set[str] | None = None) -> Callable[[Handler], Handler]:

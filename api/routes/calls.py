@@ -1,0 +1,222 @@
+"""Call log: list with filters and keyset pagination, CSV export, call detail with timeline, recording."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from contextlib import aclosing
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from api.app import CTX_KEY
+from api.auth import Identity, get_identity
+from api.errors import ValidationError
+from api.recordings import serve_recording
+from api.schemas import ERROR_SCHEMA, Param, RouteTable, params_of
+from callcenter.domain import CallStatus, Direction, NotFound
+from callcenter.store import calllog
+from callcenter.store.calllog import CallFilter
+
+routes = RouteTable(tag="calls")
+MAX_LIMIT = 1000
+
+FILTER_PARAMS = (
+    Param("from", "datetime", description="calls started at or after (ISO 8601 with zone)"),
+    Param("until", "datetime", description="calls started before (ISO 8601 with zone)"),
+    Param("direction", enum=tuple(d.value for d in Direction)),
+    Param("status", enum=tuple(s.value for s in CallStatus)),
+    Param("extension", max_length=32),
+    Param("number", max_length=64, description="caller or callee, raw or normalised; '*' is a wildcard"),
+    Param("queue", max_length=100),
+    Param("tag", max_length=200, description="'key' (tag present) or 'key=value'"),
+    Param("pbx", max_length=32),
+    Param("has_recording", "boolean"),
+    Param("q", max_length=200, description="free text in numbers, names, extension and queue"),
+)
+PAGE_PARAMS = (
+    Param("limit", "integer", minimum=1, maximum=MAX_LIMIT, default=50),
+    Param("cursor", max_length=200, description="next_cursor from the previous page"),
+)
+CALL_ID = Param("id", "string", where="path", required=True, max_length=64, description="call id (UUID)")
+
+CALL_SCHEMA: dict[str, Any] = {"type": "object", "properties": {
+    name: {"type": "string"} for name in (
+        "id", "pbx", "source", "direction", "status", "caller_raw", "caller", "caller_name", "callee_raw",
+        "callee", "callee_name", "extension", "trunk", "queue", "started_at", "hangup_cause", "linkedid", "uniqueid")
+} | {"answered_at": {"type": "string", "nullable": True}, "ended_at": {"type": "string", "nullable": True},
+     "duration": {"type": "integer"}, "billsec": {"type": "integer"}, "ring_seconds": {"type": "integer"},
+     "tags": {"type": "object"}, "codes": {"type": "array", "items": {"type": "string"}},
+     "has_recording": {"type": "boolean"}, "recording_url": {"type": "string", "nullable": True}}}
+PAGE_SCHEMA = {"type": "object", "required": ["items", "next_cursor"], "properties": {
+    "items": {"type": "array", "items": CALL_SCHEMA}, "next_cursor": {"type": "string", "nullable": True}}}
+DETAIL_SCHEMA = {"type": "object", "properties": {
+    "call": CALL_SCHEMA, "events": {"type": "array", "items": {"type": "object"}},
+    "queue_attempts": {"type": "array", "items": {"type": "object"}}}}
+
+CSV_COLUMNS = ("id", "calldate", "src", "clid", "dst", "dst_name", "duration", "billsec", "disposition",
+               "direction", "extension", "queue", "recording")
+DISPOSITIONS = {"answered": "ANSWERED", "in_progress": "ANSWERED", "busy": "BUSY", "failed": "FAILED"}
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+# -- presentation helpers -------------------------------------------------------------------------
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def call_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A call as the API shows it: the recording's server path never leaves the service."""
+    out = {k: jsonable(v) for k, v in row.items() if k != "recording"}
+    out["has_recording"] = bool(row.get("recording"))
+    out["recording_url"] = f"/api/v1/calls/{row['id']}/recording" if row.get("recording") else None
+    return out
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(jsonable(data)), content_type="application/json")
+
+
+def encode_cursor(row: Mapping[str, Any]) -> str:
+    raw = f"{row['started_at'].isoformat()}|{row['id']}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        started, _, ident = raw.partition("|")
+        when = datetime.fromisoformat(started)
+        if when.tzinfo is None:
+            raise ValueError("naive")
+        return when, uuid.UUID(ident)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationError("query.cursor", "is not a cursor this API issued") from None
+
+
+def escape_cell(value: Any) -> Any:
+    """Spreadsheet formula injection: a text cell starting with = + - @ tab or CR gets a leading '."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def csv_row(row: Mapping[str, Any]) -> list[Any]:
+    """The CDR columns users know from Asterisk's Master.csv."""
+    clid = f'"{row["caller_name"]}" <{row["caller"]}>' if row["caller_name"] else row["caller"]
+    recording = str(row["recording"]).rsplit("/", 1)[-1] if row["recording"] else ""
+    values = [str(row["id"]), row["started_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), row["caller"], clid,
+              row["callee"], row["callee_name"], row["duration"], row["billsec"],
+              DISPOSITIONS.get(row["status"], "NO ANSWER"), row["direction"], row["extension"], row["queue"],
+              recording]
+    return [escape_cell(v) for v in values]
+
+
+def csv_text(rows: Iterable[list[Any]]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+# -- filters and scope ----------------------------------------------------------------------------
+
+def call_filter(params: Mapping[str, Any], identity: Identity) -> CallFilter:
+    """The request's filters plus the token's scope; 403 when a filter asks for what the token may not see."""
+    extension, pbx = params.get("extension"), params.get("pbx")
+    if extension is not None and not identity.can_see_extension(extension):
+        raise web.HTTPForbidden(reason="extension is outside this token's scope")
+    if pbx is not None and not identity.can_see_pbx(pbx):
+        raise web.HTTPForbidden(reason="pbx is outside this token's scope")
+    return CallFilter(since=params.get("from"), until=params.get("until"), direction=params.get("direction"),
+                      status=params.get("status"), extension=extension, number=params.get("number"),
+                      queue=params.get("queue"), tag=params.get("tag"), pbx=pbx,
+                      has_recording=params.get("has_recording"), text=params.get("q"),
+                      scope_extensions=identity.visible_extensions, scope_pbx=identity.pbx)
+
+
+async def visible_call(request: web.Request, raw_id: str) -> dict[str, Any]:
+    """The call, or 404 when it does not exist *or* this token may not see it (no existence leak)."""
+    try:
+        call_id = uuid.UUID(raw_id)
+    except ValueError:
+        raise NotFound("no such call") from None
+    row = await calllog.get_call(request.app[CTX_KEY].store.pool, call_id)
+    if row is None or not get_identity(request).can_see_call(row):
+        raise NotFound("no such call")
+    return row
+
+
+# -- handlers -------------------------------------------------------------------------------------
+
+def _wants_csv(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "text/csv" in accept and "application/json" not in accept
+
+
+@routes.route("GET", "/api/v1/calls", permission="calls:read", summary="Call log page (JSON) or CSV export",
+              params=FILTER_PARAMS + PAGE_PARAMS, response=PAGE_SCHEMA, produces=("application/json", "text/csv"))
+async def list_calls(request: web.Request) -> web.StreamResponse:
+    if _wants_csv(request):
+        return await export_csv(request)
+    params = params_of(request)
+    filt = call_filter(params, get_identity(request))
+    after = decode_cursor(params["cursor"]) if params.get("cursor") else None
+    rows, more = await calllog.page_calls(request.app[CTX_KEY].store.pool, filt, limit=params["limit"], after=after)
+    return json_response({"items": [call_json(r) for r in rows],
+                          "next_cursor": encode_cursor(rows[-1]) if more and rows else None})
+
+
+@routes.route("GET", "/api/v1/calls.csv", permission="calls:export", summary="Call log as CSV (CDR columns)",
+              params=FILTER_PARAMS, produces=("text/csv",))
+async def export_csv(request: web.Request) -> web.StreamResponse:
+    """Streams from a server-side cursor, one chunk at a time, so any size exports in flat memory."""
+    filt = call_filter(params_of(request), get_identity(request))
+    response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
+                                           "Content-Disposition": 'attachment; filename="calls.csv"'})
+    await response.prepare(request)
+    await response.write(csv_text([list(CSV_COLUMNS)]))
+    async with aclosing(calllog.stream_calls(request.app[CTX_KEY].store.pool, filt, chunk=1000)) as chunks:
+        async for chunk in chunks:
+            await response.write(csv_text(csv_row(r) for r in chunk))
+    await response.write_eof()
+    return response
+
+
+@routes.route("GET", "/api/v1/calls/{id}", permission="calls:read", summary="One call with timeline and queue attempts",
+              params=(CALL_ID,), response=DETAIL_SCHEMA)
+async def call_detail(request: web.Request) -> web.Response:
+    row = await visible_call(request, request.match_info["id"])
+    events, attempts = await calllog.call_timeline(request.app[CTX_KEY].store.pool, row["id"])
+    return json_response({"call": call_json(row), "events": events, "queue_attempts": attempts})
+
+
+@routes.route("GET", "/api/v1/calls/{id}/recording", permission="recordings:read",
+              summary="The call's recording (HTTP Range supported)", params=(CALL_ID,),
+              produces=("audio/wav", "audio/mpeg", "audio/ogg", "audio/x-gsm", "application/json"))
+async def call_recording(request: web.Request) -> web.StreamResponse:
+    row = await visible_call(request, request.match_info["id"])
+    if not row["recording"]:
+        raise NotFound("this call has no recording")
+    return await serve_recording(request, request.app[CTX_KEY].config, row)
+
+
+def setup(app: web.Application) -> None:
+    routes.install(app)
+
+
+__all__ = ["ERROR_SCHEMA", "call_json", "csv_row", "escape_cell", "routes", "setup"]

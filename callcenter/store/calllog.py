@@ -1,0 +1,160 @@
+"""Call log reads: filtered, visibility-scoped, keyset-paginated pages; streamed exports; call detail.
+
+Pages are ordered ``started_at DESC, id DESC`` and continue *after* the last row seen (keyset), so
+page 10,000 costs what page 1 costs and rows inserted between two page fetches never shift a page.
+The WHERE clause is built from fixed fragments with numbered parameters: no user text reaches SQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+CALL_COLUMNS = (
+    "id, pbx, source, direction, status, caller_raw, caller, caller_name, callee_raw, callee, callee_name,"
+    " extension, trunk, queue, started_at, answered_at, ended_at, duration, billsec, ring_seconds, hangup_cause,"
+    " tags, recording, linkedid, uniqueid, codes"
+)
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    """What the caller asked for, plus the scope its token allows (``extensions`` None = all)."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    direction: str | None = None
+    status: str | None = None
+    extension: str | None = None
+    number: str | None = None
+    queue: str | None = None
+    tag: str | None = None
+    pbx: str | None = None
+    has_recording: bool | None = None
+    text: str | None = None
+    scope_extensions: frozenset[str] | None = None
+    scope_pbx: str = ""
+
+
+def like_pattern(value: str, *, wildcard: str | None = "*") -> str:
+    """Escape LIKE metacharacters; the user's ``*`` (if any) becomes ``%``."""
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace(wildcard, "%") if wildcard else escaped
+
+
+class _Where:
+    def __init__(self) -> None:
+        self.clauses: list[str] = []
+        self.args: list[Any] = []
+
+    def arg(self, value: Any) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+    def add(self, clause: str) -> None:
+        self.clauses.append(clause)
+
+    def sql(self) -> str:
+        return " AND ".join(self.clauses) if self.clauses else "TRUE"
+
+
+def build_where(f: CallFilter) -> tuple[str, list[Any]]:
+    """The WHERE clause and its arguments for a filter (pure: tested without a database)."""
+    w = _Where()
+    if f.since is not None:
+        w.add(f"started_at >= {w.arg(f.since)}")
+    if f.until is not None:
+        w.add(f"started_at < {w.arg(f.until)}")
+    for column in ("direction", "status", "extension", "queue", "pbx"):
+        value = getattr(f, column)
+        if value is not None:
+            w.add(f"{column} = {w.arg(value)}")
+    if f.number:
+        _number_clause(w, f.number)
+    if f.tag:
+        key, has_value, value = f.tag.partition("=")
+        if has_value:
+            w.add(f"tags ->> {w.arg(key)} = {w.arg(value)}")
+        else:
+            w.add(f"tags ? {w.arg(key)}")
+    if f.has_recording is not None:
+        w.add("recording <> ''" if f.has_recording else "recording = ''")
+    if f.text:
+        w.add(f"search_text LIKE {w.arg('%' + like_pattern(f.text.lower(), wildcard=None) + '%')}")
+    if f.scope_pbx:
+        w.add(f"pbx = {w.arg(f.scope_pbx)}")
+    if f.scope_extensions is not None:
+        exts = w.arg(sorted(f.scope_extensions))
+        w.add(f"(extension = ANY({exts}::text[]) OR caller = ANY({exts}::text[]) OR callee = ANY({exts}::text[]))")
+    return w.sql(), w.args
+
+
+def _number_clause(w: _Where, number: str) -> None:
+    """Caller or callee, raw or normalised; ``*`` is a wildcard, otherwise an exact match."""
+    if "*" in number:
+        p = w.arg(like_pattern(number))
+        w.add(f"(caller LIKE {p} OR callee LIKE {p} OR caller_raw LIKE {p} OR callee_raw LIKE {p})")
+    else:
+        p = w.arg(number)
+        w.add(f"(caller = {p} OR callee = {p} OR caller_raw = {p} OR callee_raw = {p})")
+
+
+async def page_calls(pool: asyncpg.Pool, f: CallFilter, *, limit: int,
+                     after: tuple[datetime, uuid.UUID] | None = None) -> tuple[list[dict[str, Any]], bool]:
+    """One page after the keyset position ``after``; returns (rows, whether more follow)."""
+    where, args = build_where(f)
+    if after is not None:
+        args = [*args, after[0], after[1]]
+        where += f" AND (started_at, id) < (${len(args) - 1}, ${len(args)})"
+    args.append(limit + 1)
+    sql = f"SELECT {CALL_COLUMNS} FROM calls WHERE {where} ORDER BY started_at DESC, id DESC LIMIT ${len(args)}"
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(sql, *args)
+    return [dict(r) for r in rows[:limit]], len(rows) > limit
+
+
+async def page_calls_offset(pool: asyncpg.Pool, f: CallFilter, *, limit: int, offset: int) -> list[dict[str, Any]]:
+    """OFFSET paging — only the benchmark's baseline uses it, to show why the API does not."""
+    where, args = build_where(f)
+    args += [limit, offset]
+    sql = (f"SELECT {CALL_COLUMNS} FROM calls WHERE {where} ORDER BY started_at DESC, id DESC"
+           f" LIMIT ${len(args) - 1} OFFSET ${len(args)}")
+    async with pool.acquire() as conn:
+        return [dict(r) for r in await conn.fetch(sql, *args)]
+
+
+async def stream_calls(pool: asyncpg.Pool, f: CallFilter, *, chunk: int = 1000
+                       ) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """Every matching call, in chunks from a server-side cursor: memory stays flat for any export size."""
+    where, args = build_where(f)
+    sql = f"SELECT {CALL_COLUMNS} FROM calls WHERE {where} ORDER BY started_at DESC, id DESC"
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        cursor = await conn.cursor(sql, *args)
+        while True:
+            rows = await cursor.fetch(chunk)
+            if not rows:
+                return
+            yield [dict(r) for r in rows]
+
+
+async def get_call(pool: asyncpg.Pool, call_id: uuid.UUID) -> dict[str, Any] | None:
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(f"SELECT {CALL_COLUMNS} FROM calls WHERE id = $1 ORDER BY started_at LIMIT 1",
+                                  call_id)
+    return dict(row) if row else None
+
+
+async def call_timeline(pool: asyncpg.Pool, call_id: uuid.UUID) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The call's events (in order) and its queue attempts."""
+    async with pool.acquire() as conn:
+        events = await conn.fetch(
+            "SELECT at, kind, source, data FROM call_events WHERE call_id = $1 ORDER BY at, id", call_id)
+        attempts = await conn.fetch(
+            "SELECT queue, extension, started_at, ring_seconds, result FROM queue_attempts"
+            " WHERE call_id = $1 ORDER BY started_at, id", call_id)
+    return [dict(e) for e in events], [dict(a) for a in attempts]

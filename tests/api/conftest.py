@@ -1,0 +1,91 @@
+"""API fixtures: a ServiceContext on the per-test database, the aiohttp app on a real socket, tokens per role."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from api.app import create_app
+from api.auth import FailureLimiter
+from callcenter.bus import EventBus
+from callcenter.config import Config, parse_config
+from callcenter.domain import CallRecord, CallStatus, Direction, Source, call_id_for
+from callcenter.service import ServiceContext
+from callcenter.store import CallStore, SpooledWriter
+from callcenter.store import tokens as token_store
+
+
+@dataclass
+class Api:
+    """A running API and a bearer secret per role."""
+
+    client: TestClient
+    ctx: ServiceContext
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def auth(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+
+def default_config(**extra: Any) -> Config:
+    raw: dict[str, Any] = {"pbx": [{"key": "main", "kind": "asterisk", "country_code": "44", "city_code": "20"},
+                                   {"key": "branch", "kind": "panasonic"}]}
+    raw.update(extra)
+    return parse_config(raw, env={})
+
+
+@pytest.fixture
+async def make_api(store: CallStore, tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Api]]]:
+    """Build (once per test) the app on a real socket; extra kwargs go to the Config."""
+    started: list[tuple[TestClient, SpooledWriter]] = []
+
+    async def build(config: Config | None = None, limiter: FailureLimiter | None = None) -> Api:
+        writer = SpooledWriter(store, tmp_path / "spool")
+        await writer.start()
+        ctx = ServiceContext(config=config or default_config(), store=store, writer=writer, bus=EventBus())
+        app = create_app(ctx, limiter=limiter or FailureLimiter(limit=1000))
+        client = TestClient(TestServer(app))
+        await client.start_server()
+        started.append((client, writer))
+        api = Api(client=client, ctx=ctx)
+        for role, ext in (("admin", ""), ("supervisor", "200"), ("agent", "201"), ("crm", "")):
+            _row, secret = await token_store.create_token(store.pool, role=role, extension=ext, name=role)
+            api.tokens[role] = secret
+        return api
+
+    try:
+        yield build
+    finally:
+        for client, writer in started:
+            await client.close()
+            await writer.close()
+
+
+@pytest.fixture
+async def api(make_api: Callable[..., Awaitable[Api]]) -> Api:
+    return await make_api()
+
+
+T0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+
+
+async def add_call(store: CallStore, n: int, *, pbx: str = "main", extension: str = "201",
+                   started_at: datetime | None = None, **fields: Any) -> dict[str, Any]:
+    """Store one call with sensible defaults; returns the stored row."""
+    started = started_at or T0 + timedelta(minutes=n)
+    record = CallRecord(id=call_id_for(pbx, f"test-{n}"), pbx=pbx, source=Source.ARI, source_id=f"test-{n}",
+                        started_at=started, direction=fields.pop("direction", Direction.INBOUND),
+                        status=fields.pop("status", CallStatus.ANSWERED), extension=extension,
+                        caller_raw=fields.pop("caller_raw", f"0207946{n:04d}"),
+                        caller=fields.pop("caller", f"+44207946{n:04d}"), callee=fields.pop("callee", extension),
+                        callee_raw=fields.pop("callee_raw", extension), **fields)
+    await store.upsert_call(record)
+    row = await store.get_call(record.id)
+    assert row is not None
+    return row

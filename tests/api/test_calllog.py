@@ -1,0 +1,154 @@
+"""Call log: filters, visibility, keyset pagination across inserts, detail with timeline, CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+from callcenter.domain import CallEvent, CallStatus, Direction, QueueAttempt
+
+from .conftest import T0, Api, add_call
+
+
+async def ids(api: Api, role: str = "admin", **params: str) -> list[str]:
+    response = await api.client.get("/api/v1/calls", params=params, headers=api.auth(role))
+    assert response.status == 200, await response.text()
+    return [c["id"] for c in (await response.json())["items"]]
+
+
+async def test_filters_narrow_the_call_log(api: Api) -> None:
+    store = api.ctx.store
+    a = await add_call(store, 1, extension="201", direction=Direction.INBOUND, status=CallStatus.ANSWERED,
+                       tags={"campaign": "spring", "vip": True}, queue="sales", recording="2026/03/10/a.wav")
+    b = await add_call(store, 2, extension="202", direction=Direction.OUTBOUND, status=CallStatus.MISSED,
+                       caller="+442079460777", caller_raw="02079460777", caller_name="Ada Lovelace")
+    c = await add_call(store, 3, pbx="branch", extension="301", status=CallStatus.BUSY)
+    assert await ids(api) == [str(c["id"]), str(b["id"]), str(a["id"])]
+    assert await ids(api, direction="outbound") == [str(b["id"])]
+    assert await ids(api, status="busy") == [str(c["id"])]
+    assert await ids(api, extension="201") == [str(a["id"])]
+    assert await ids(api, queue="sales") == [str(a["id"])]
+    assert await ids(api, pbx="branch") == [str(c["id"])]
+    assert await ids(api, tag="campaign") == [str(a["id"])]
+    assert await ids(api, tag="campaign=spring") == [str(a["id"])]
+    assert await ids(api, tag="campaign=autumn") == []
+    assert await ids(api, has_recording="true") == [str(a["id"])]
+    assert str(a["id"]) not in await ids(api, has_recording="false")
+    assert await ids(api, q="lovelace") == [str(b["id"])]
+    assert await ids(api, **{"from": (T0 + timedelta(minutes=2)).isoformat(),
+                             "until": (T0 + timedelta(minutes=3)).isoformat()}) == [str(b["id"])]
+
+
+async def test_number_filter_matches_raw_or_normalised_with_wildcards(api: Api) -> None:
+    b = await add_call(api.ctx.store, 2, caller="+442079460777", caller_raw="02079460777")
+    await add_call(api.ctx.store, 3)
+    assert await ids(api, number="+442079460777") == [str(b["id"])]
+    assert await ids(api, number="02079460777") == [str(b["id"])]
+    assert await ids(api, number="*0777") == [str(b["id"])]
+    assert await ids(api, number="+44*777") == [str(b["id"])]
+    assert await ids(api, number="0207946%") == []  # SQL wildcards are literal
+
+
+async def test_each_role_sees_only_its_calls(api: Api) -> None:
+    store = api.ctx.store
+    async with store.pool.acquire() as conn:
+        await conn.execute("INSERT INTO org_units (name, admins, members) VALUES ('sales', '{200}', '{201,202}')")
+    own = await add_call(store, 1, extension="201")
+    team = await add_call(store, 2, extension="202")
+    other = await add_call(store, 3, extension="299")
+    assert await ids(api, "agent") == [str(own["id"])]
+    assert set(await ids(api, "supervisor")) == {str(own["id"]), str(team["id"])}
+    assert len(await ids(api, "crm")) == 3
+    forbidden = await api.client.get("/api/v1/calls", params={"extension": "299"}, headers=api.auth("agent"))
+    assert forbidden.status == 403
+    hidden = await api.client.get(f"/api/v1/calls/{other['id']}", headers=api.auth("agent"))
+    missing = await api.client.get("/api/v1/calls/00000000-0000-0000-0000-000000000000", headers=api.auth("agent"))
+    assert hidden.status == missing.status == 404
+    assert (await hidden.json()) == (await missing.json())  # no existence leak
+
+
+async def test_keyset_pages_have_no_duplicates_or_gaps_while_calls_arrive(api: Api) -> None:
+    store = api.ctx.store
+    for n in range(25):
+        await add_call(store, n, started_at=T0 + timedelta(seconds=n // 2))  # ties on started_at
+    seen: list[str] = []
+    cursor: str | None = None
+    inserted = 100
+    while True:
+        params = {"limit": "7", **({"cursor": cursor} if cursor else {})}
+        response = await api.client.get("/api/v1/calls", params=params, headers=api.auth("admin"))
+        page = await response.json()
+        seen += [c["id"] for c in page["items"]]
+        # newer calls arrive between page fetches; they must not shift what follows
+        await add_call(store, inserted, started_at=T0 + timedelta(hours=1, seconds=inserted))
+        inserted += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    async with store.pool.acquire() as conn:
+        original = [str(r["id"]) for r in await conn.fetch(
+            "SELECT id FROM calls WHERE started_at < $1 ORDER BY started_at DESC, id DESC", T0 + timedelta(hours=1))]
+    assert seen == original
+    assert len(set(seen)) == 25
+
+
+async def test_limit_and_cursor_are_validated(api: Api) -> None:
+    for params in ({"limit": "1001"}, {"limit": "0"}, {"limit": "x"}, {"cursor": "garbage!"},
+                   {"from": "yesterday"}, {"direction": "sideways"}):
+        response = await api.client.get("/api/v1/calls", params=params, headers=api.auth("admin"))
+        assert response.status == 400, params
+        error = (await response.json())["error"]
+        assert error["field"].startswith("query.") and error["reason"]
+
+
+async def test_call_detail_has_timeline_and_queue_attempts(api: Api) -> None:
+    store = api.ctx.store
+    call = await add_call(store, 1, queue="sales", recording="/var/spool/asterisk/monitor/x.wav")
+    await store.add_event(CallEvent(call["id"], T0, "ring", "ari", {"extension": "201"}))
+    await store.add_event(CallEvent(call["id"], T0 + timedelta(seconds=5), "answer", "ari"))
+    await store.add_queue_attempt(QueueAttempt(call["id"], "sales", "202", T0, 4, "no_answer"))
+    response = await api.client.get(f"/api/v1/calls/{call['id']}", headers=api.auth("agent"))
+    body = await response.json()
+    assert [e["kind"] for e in body["events"]] == ["ring", "answer"]
+    assert body["queue_attempts"][0]["result"] == "no_answer"
+    assert body["call"]["has_recording"] is True
+    assert "monitor" not in str(body["call"])  # the server path is not shown
+
+
+async def test_csv_export_has_cdr_columns_and_escapes_formulas(api: Api) -> None:
+    store = api.ctx.store
+    await add_call(store, 1, caller="+442079460001", caller_name="=HYPERLINK(\"http://evil\")",
+                   callee_name="@SUM(A1)", status=CallStatus.MISSED)
+    await add_call(store, 2, caller="-2+3", callee_name="\tTab", status=CallStatus.BUSY)
+    for url, headers in (("/api/v1/calls.csv", {}), ("/api/v1/calls", {"Accept": "text/csv"})):
+        response = await api.client.get(url, headers={**api.auth("admin"), **headers})
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(await response.text())))
+        assert list(rows[0]) == ["id", "calldate", "src", "clid", "dst", "dst_name", "duration", "billsec",
+                                 "disposition", "direction", "extension", "queue", "recording"]
+        by_src = {r["src"]: r for r in rows}
+        e164 = by_src["'+442079460001"]  # E.164 numbers start with '+': escaped too
+        assert e164["clid"] == "\"=HYPERLINK(\"http://evil\")\" <+442079460001>"  # starts with a quote: inert
+        assert e164["dst_name"] == "'@SUM(A1)"
+        assert e164["disposition"] == "NO ANSWER"
+        other = by_src["'-2+3"]
+        assert other["dst_name"] == "'\tTab" and other["disposition"] == "BUSY"
+        for row in rows:
+            for value in row.values():
+                assert not value.startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+async def test_csv_export_streams_thousands_of_rows_and_respects_scope(api: Api) -> None:
+    async with api.ctx.store.pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO calls (id, pbx, source, source_id, direction, status, extension, started_at)"
+            " SELECT gen_random_uuid(), 'main', 'ari', 'g' || i, 'inbound', 'answered',"
+            " CASE WHEN i % 2 = 0 THEN '201' ELSE '202' END, $1::timestamptz + i * interval '1 second'"
+            " FROM generate_series(1, 2500) AS i", T0)
+    admin = await api.client.get("/api/v1/calls.csv", headers=api.auth("admin"))
+    assert (await admin.text()).count("\r\n") == 2501
+    agent = await api.client.get("/api/v1/calls.csv", headers=api.auth("agent"))
+    rows = list(csv.DictReader(io.StringIO(await agent.text())))
+    assert len(rows) == 1250 and {r["extension"] for r in rows} == {"201"}
