@@ -1,0 +1,206 @@
+"""SMDR records → calls. One answered incoming call prints RC, AN and a final record: that is ONE call.
+
+Pure and deterministic: a call's natural key is its closing line with blanks collapsed, so a PBX
+re-sending its buffer produces the same key (the store's idempotency keeps one row) and the merger
+also skips keys it emitted recently (so ``callcenter legacy parse`` shows each call once).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from bridges.legacy_pbx.records import Duplicate, Item, LegacyCall, Notice, Ringing, SmdrRecord
+from callcenter.domain import CallStatus, Direction, Source
+
+_IN_MARKERS = ("incoming", "disa incoming", "dil incoming")
+_DIAL_NOISE = str.maketrans("", "", "PF ")
+
+
+@dataclass(slots=True)
+class Dial:
+    """The Dial Number column, understood."""
+
+    kind: str  # in | out | internal | notice
+    number: str = ""
+    tags: dict[str, Any] = field(default_factory=dict)
+
+
+def classify_dial(text: str) -> Dial:
+    """``<D>ddi<I>name/number``, ``<I>number``, ``<  incoming >number``, ``EXT1235``, dialled digits, or a notice."""
+    text = text.strip()
+    tags: dict[str, Any] = {}
+    if text.startswith("<D>"):
+        ddi, _, text = text[3:].partition("<I>")
+        tags["ddi"] = ddi.strip()
+        text = "<I>" + text
+    if text.startswith("<I>"):
+        return _caller(text[3:].strip(), tags)
+    if text.startswith("<"):
+        inner, sep, rest = text[1:].partition(">")
+        marker = " ".join(inner.split()).lower()
+        if sep and marker in _IN_MARKERS:
+            if marker != "incoming":
+                tags["via"] = marker.split()[0].upper()
+            return _caller(rest.strip(), tags)
+        if sep and marker == "ucd waiting":
+            return Dial("notice", rest.strip(), {"notice": "UCD waiting"})
+        return Dial("notice", text, {"notice": text})
+    if text.startswith("EXT") and text[3:].isdigit():
+        return Dial("internal", text[3:])
+    if not text:
+        return Dial("out", "")
+    if not (text[0].isdigit() or text[0] in "*#.=X"):
+        return Dial("notice", text, {"notice": text})
+    number = text
+    if "=" in number:  # host PBX access code = real number
+        tags["host_pbx_code"], _, number = number.rpartition("=")
+    if "-" in number:  # transferred: digits the destination dialled follow the dash
+        number, _, after = number.partition("-")
+        tags["transfer_digits"] = after
+    number = number.translate(_DIAL_NOISE)
+    if "." in number:
+        tags["secret"] = True
+    if "X" in number:
+        tags["privacy"] = True
+    return Dial("out", number, tags)
+
+
+def _caller(text: str, tags: dict[str, Any]) -> Dial:
+    """Caller ID text: a name may precede the number (``ABC COMPANY12345678``)."""
+    cut = len(text)
+    while cut > 0 and (text[cut - 1].isdigit() or text[cut - 1] in "+*#"):
+        cut -= 1
+    name, number = text[:cut].strip(), text[cut:]
+    if name:
+        tags["caller_name"] = name
+    if "X" in name or "." in name:
+        tags["privacy"] = True
+    return Dial("in", number, tags)
+
+
+@dataclass(slots=True)
+class _Pending:
+    rc_at: datetime | None
+    extension: str
+    answered_at: datetime | None = None
+    ring: int | None = None
+
+
+class SmdrMerger:
+    """Turns a stream of :class:`SmdrRecord` into calls; remembers the last ``keep`` keys it emitted."""
+
+    def __init__(self, keep: int = 4096) -> None:
+        self._pending: dict[tuple[str, str], _Pending] = {}
+        self._emitted: OrderedDict[str, None] = OrderedDict()
+        self._keep = keep
+        self.duplicates = 0
+
+    def feed(self, rec: SmdrRecord) -> list[Item]:
+        dial = classify_dial(rec.dial)
+        if dial.kind == "notice":
+            return [Notice(f"ext {rec.extension}: {dial.tags.get('notice', rec.dial)}")]
+        if rec.layout == "tes":
+            return self._emit(self._tes_call(rec, dial))
+        cd = rec.cd.upper()
+        if dial.kind == "in":
+            slot = (rec.co, dial.number)
+            if cd == "RC":
+                self._pending[slot] = _Pending(rec.at, rec.extension)
+                return [Ringing(rec.co, rec.extension, dial.number, rec.at)]
+            if cd == "AN":
+                pending = self._pending.setdefault(slot, _Pending(None, rec.extension))
+                pending.answered_at, pending.ring, pending.extension = rec.at, rec.ring, rec.extension
+                return []
+            found = self._pending.pop(slot) if slot in self._pending else None
+            return self._emit(self._incoming(rec, dial, found))
+        return self._emit(self._outgoing(rec, dial))
+
+    def flush(self) -> list[Item]:
+        """Calls still ringing when the stream ends are kept as ringing calls (nothing is dropped)."""
+        out: list[Item] = []
+        for (co, number), pending in list(self._pending.items()):
+            at = pending.rc_at or pending.answered_at
+            if at is None:
+                continue
+            status = CallStatus.IN_PROGRESS if pending.answered_at else CallStatus.RINGING
+            key = f"open|{co}|{number}|{at.isoformat()}"
+            out += self._emit(LegacyCall(key, Source.SMDR, Direction.INBOUND, status, pending.extension, co, number,
+                                         at, answered_at=pending.answered_at, ring_seconds=pending.ring or 0))
+        self._pending.clear()
+        return out
+
+    def _emit(self, call: LegacyCall) -> list[Item]:
+        key = call.natural_key
+        if key in self._emitted:
+            self.duplicates += 1
+            self._emitted.move_to_end(key)
+            return [Duplicate(key)]
+        self._emitted[key] = None
+        if len(self._emitted) > self._keep:
+            self._emitted.popitem(last=False)
+        return [call]
+
+    def _incoming(self, rec: SmdrRecord, dial: Dial, pending: _Pending | None) -> LegacyCall:
+        cd = rec.cd.upper()
+        ring = rec.ring if rec.ring is not None else (pending.ring if pending else None) or 0
+        talk = rec.duration or 0
+        ended = rec.at
+        missed = cd == "NA" or (rec.duration is None and cd not in ("TR", "FW"))
+        answered_at = None
+        if not missed:
+            answered_at = pending.answered_at if pending and pending.answered_at else ended - timedelta(seconds=talk)
+        started = pending.rc_at if pending and pending.rc_at else (answered_at or ended) - timedelta(seconds=ring)
+        codes = [cd] if cd and cd not in ("NA",) else []
+        status = CallStatus.MISSED if missed else CallStatus.ANSWERED
+        extension = pending.extension if missed and pending else rec.extension
+        return LegacyCall(rec.key, Source.SMDR, Direction.INBOUND, status, extension, rec.co, dial.number, started,
+                          answered_at=answered_at, ended_at=ended, ring_seconds=ring,
+                          talk_seconds=0 if missed else talk, codes=codes, tags=_tags(rec, dial))
+
+    def _outgoing(self, rec: SmdrRecord, dial: Dial) -> LegacyCall:
+        talk = rec.duration or 0
+        started = rec.at - timedelta(seconds=talk)
+        direction = Direction.INTERNAL if dial.kind == "internal" else Direction.OUTBOUND
+        status = CallStatus.ANSWERED if talk > 0 else CallStatus.FAILED
+        codes = [rec.cd.upper()] if rec.cd else []
+        return LegacyCall(rec.key, Source.SMDR, direction, status, rec.extension, rec.co, dial.number, started,
+                          answered_at=started if talk else None, ended_at=rec.at, talk_seconds=talk, codes=codes,
+                          tags=_tags(rec, dial))
+
+    def _tes_call(self, rec: SmdrRecord, dial: Dial) -> LegacyCall:
+        """TES/TEM/TA print one line per call, at its start time."""
+        talk = rec.duration or 0
+        incoming = dial.kind == "in"
+        direction = Direction.INBOUND if incoming else (
+            Direction.INTERNAL if dial.kind == "internal" else Direction.OUTBOUND)
+        status = CallStatus.ANSWERED if talk > 0 else (CallStatus.MISSED if incoming else CallStatus.FAILED)
+        codes = ["TR"] if rec.transferred else []
+        ext = rec.extension
+        tags = _tags(rec, dial)
+        if ext.endswith("B"):
+            ext, tags["voice_message"] = ext[:-1], True
+        if ext.startswith("C-"):
+            tags["disa_co"], ext = ext[2:], ""
+        return LegacyCall(rec.key, Source.SMDR, direction, status, ext, rec.co, dial.number, rec.at,
+                          answered_at=rec.at if talk else None, ended_at=rec.at + timedelta(seconds=talk),
+                          talk_seconds=talk, codes=codes, tags=tags)
+
+
+def _tags(rec: SmdrRecord, dial: Dial) -> dict[str, Any]:
+    tags = dict(dial.tags)
+    if rec.account:
+        tags["account_code"] = rec.account
+    ext = rec.extension
+    if ext[:1] == "D" and rec.layout != "tes":
+        tags["doorphone"] = ext[1:]
+    elif ext[:1] == "T":
+        tags["tie_line"] = ext[1:]
+    elif ext[:1] == "*":
+        tags["verified_code"] = ext[1:]
+    if rec.cd.upper() == "D0":
+        tags["disa"] = True
+    tags["smdr_layout"] = rec.layout
+    return tags

@@ -1,0 +1,22 @@
+"""Fixtures of the legacy PBX bridge tests: the shared samples, read in place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+# The shared samples hold real-looking numbers, so they are read in place, not copied into the repository.
+SAMPLES = Path("/work/shared/samples")
+
+
+@pytest.fixture
+def sample() -> Callable[[str], bytes]:
+    def read(name: str) -> bytes:
+        path = SAMPLES / name
+        if not path.exists():
+            pytest.skip(f"shared sample {path} is not on this machine")
+        return path.read_bytes()
+
+    return read
