@@ -19,7 +19,8 @@ from api.auth import LIMITER_KEY, FailureLimiter, auth_middleware, check_routes 
 from api.errors import error_middleware  # noqa: E402
 
 ROUTE_MODULES = (
-    "api.routes.calls",       # call log, CSV, call detail, recordings, click-to-call, call control
+    "api.routes.calls",       # call log, CSV, call detail, recordings
+    "api.routes.call_control",  # click-to-call and call control
     "api.routes.admin",       # extensions, org units, tokens, pbx entries, retention
     "api.routes.queues",      # queue statistics and reports
     "api.routes.monitor",     # monitoring sessions and monitor groups

@@ -1,0 +1,177 @@
+"""Click-to-call and call control: thin routes over ``ctx.ports.call_control`` (the ARI app implements it).
+
+Numbers go through ``callcenter.numbers.clean`` before anything reaches a dial string, so ``&``, ``,``,
+``/``, ``@``, ``(`` or a newline is a 400 naming the field. A token acts only on calls and extensions it
+can see. With no Asterisk connected every action is a 503 that says so.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from api.app import CTX_KEY
+from api.auth import get_identity
+from api.errors import ValidationError
+from api.routes.calls import CALL_ID, json_response
+from api.schemas import Param, RouteTable, body_of
+from callcenter.domain import DomainError, NotFound, Unavailable
+from callcenter.numbers import InvalidNumber, clean
+from callcenter.ports import CallControl
+from callcenter.store import calllog
+
+routes = RouteTable(tag="call control")
+
+_NUMBER = {"type": "string", "minLength": 1, "maxLength": 64, "description": "digits, +, *, #; separators allowed"}
+_EXTENSION = {"type": "string", "pattern": r"^[0-9]{1,10}$", "x-reason": "must be 1-10 digits"}
+_CALLER_ID = {"type": "string", "maxLength": 64, "pattern": r"^[\w .'+#*-]*$",
+              "x-reason": "may hold letters, digits, spaces and . ' + # * - only"}
+ORIGINATE_BODY = {"type": "object", "required": ["extension", "number"], "additionalProperties": False,
+                  "properties": {"extension": _EXTENSION, "number": _NUMBER, "caller_id": _CALLER_ID,
+                                 "pbx": {"type": "string", "maxLength": 32}}}
+TRANSFER_BODY = {"type": "object", "required": ["target"], "additionalProperties": False,
+                 "properties": {"target": _NUMBER, "attended": {"type": "boolean", "default": False}}}
+CONFERENCE_BODY = {"type": "object", "required": ["number"], "additionalProperties": False,
+                   "properties": {"number": _NUMBER}}
+ACCEPTED = {"type": "object", "required": ["call_id"], "properties": {
+    "call_id": {"type": "string", "format": "uuid"}, "status": {"type": "string"},
+    "recording": {"type": "string"}}}
+
+
+def call_control(request: web.Request) -> CallControl:
+    port = request.app[CTX_KEY].ports.call_control
+    if port is None:
+        raise Unavailable("no Asterisk connected: call control is not available")
+    return port
+
+
+def dialable(value: str, field: str) -> str:
+    try:
+        return clean(value)
+    except InvalidNumber as exc:
+        raise ValidationError(field, str(exc)) from None
+
+
+@routes.route("POST", "/api/v1/calls", permission="calls:originate", status=202,
+              summary="Click-to-call: ring the extension, then dial the number", body=ORIGINATE_BODY, response=ACCEPTED)
+async def originate(request: web.Request) -> web.Response:
+    body, identity = body_of(request), get_identity(request)
+    number = dialable(body["number"], "body.number")
+    config = request.app[CTX_KEY].config
+    pbx = body.get("pbx")
+    if pbx is not None and pbx not in {p.key for p in config.pbx}:
+        raise ValidationError("body.pbx", "is not a configured PBX")
+    if not identity.can_see_extension(body["extension"]):
+        raise web.HTTPForbidden(reason="extension is outside this token's scope")
+    if identity.pbx and pbx not in (None, identity.pbx):
+        raise web.HTTPForbidden(reason="pbx is outside this token's scope")
+    call_id = await call_control(request).originate(extension=body["extension"], number=number,
+                                                    caller_id=body.get("caller_id") or None,
+                                                    pbx=pbx or identity.pbx or None)
+    return json_response({"call_id": call_id, "status": "accepted"}, status=202)
+
+
+async def controllable(request: web.Request) -> uuid.UUID:
+    """The call's id when this token may act on it; 404 when it may not even see it."""
+    identity = get_identity(request)
+    try:
+        call_id = uuid.UUID(request.match_info["id"])
+    except ValueError:
+        raise NotFound("no such call") from None
+    row = await calllog.get_call(request.app[CTX_KEY].store.pool, call_id)
+    if row is None and not identity.sees_everything:
+        raise NotFound("no such call")  # not stored yet: only an unscoped token may act on it
+    if row is not None and not identity.can_see_call(row):
+        raise NotFound("no such call")
+    return call_id
+
+
+def _optional(port: CallControl, name: str) -> Callable[..., Awaitable[Any]]:
+    method = getattr(port, name, None)
+    if method is None:
+        raise DomainError(f"the connected call control does not support {name.replace('_', ' ')}",
+                          code="not_supported", status=501)
+    return method  # type: ignore[no-any-return]
+
+
+def _accepted(call_id: uuid.UUID, **extra: Any) -> web.Response:
+    return json_response({"call_id": call_id, "status": "accepted", **extra}, status=202)
+
+
+@routes.route("POST", "/api/v1/calls/{id}/hold", permission="calls:control", status=202,
+              summary="Put the call on hold (music on hold)", params=(CALL_ID,), response=ACCEPTED)
+async def hold(request: web.Request) -> web.Response:
+    call_id = await controllable(request)
+    await call_control(request).hold(call_id)
+    return _accepted(call_id)
+
+
+@routes.route("POST", "/api/v1/calls/{id}/unhold", permission="calls:control", status=202,
+              summary="Resume a held call", params=(CALL_ID,), response=ACCEPTED)
+async def unhold(request: web.Request) -> web.Response:
+    call_id = await controllable(request)
+    await call_control(request).unhold(call_id)
+    return _accepted(call_id)
+
+
+@routes.route("POST", "/api/v1/calls/{id}/transfer", permission="calls:control", status=202,
+              summary="Blind or attended transfer", params=(CALL_ID,), body=TRANSFER_BODY, response=ACCEPTED)
+async def transfer(request: web.Request) -> web.Response:
+    call_id = await controllable(request)
+    body = body_of(request)
+    target = dialable(body["target"], "body.target")
+    port = call_control(request)
+    if body.get("attended"):
+        await _optional(port, "attended_transfer")(call_id, target)
+    else:
+        await port.blind_transfer(call_id, target)
+    return _accepted(call_id)
+
+
+async def _hangup(request: web.Request) -> web.Response:
+    call_id = await controllable(request)
+    await call_control(request).hangup(call_id)
+    return _accepted(call_id)
+
+
+hangup_post = routes.route("POST", "/api/v1/calls/{id}/hangup", permission="calls:control", status=202,
+                           summary="Hang up the call", params=(CALL_ID,), response=ACCEPTED)(_hangup)
+hangup_delete = routes.route("DELETE", "/api/v1/calls/{id}", permission="calls:control", status=202,
+                             summary="Hang up the call", params=(CALL_ID,), response=ACCEPTED)(_hangup)
+
+
+@routes.route("POST", "/api/v1/calls/{id}/recording", permission="calls:control", status=202,
+              summary="Start recording the call", params=(CALL_ID,), response=ACCEPTED)
+async def start_recording(request: web.Request) -> web.Response:
+    call_id = await controllable(request)
+    name = await call_control(request).start_recording(call_id)
+    return _accepted(call_id, recording=posixpath.basename(name or ""))
+
+
+@routes.route("DELETE", "/api/v1/calls/{id}/recording", permission="calls:control", status=202,
+              summary="Stop recording the call", params=(CALL_ID,), response=ACCEPTED)
+async def stop_recording(request: web.Request) -> web.Response:
+    call_id = await controllable(request)
+    await call_control(request).stop_recording(call_id)
+    return _accepted(call_id)
+
+
+@routes.route("POST", "/api/v1/calls/{id}/conference", permission="calls:control", status=202,
+              summary="Add a number to the call (conference)", params=(CALL_ID,), body=CONFERENCE_BODY,
+              response=ACCEPTED)
+async def conference(request: web.Request) -> web.Response:
+    call_id = await controllable(request)
+    number = dialable(body_of(request)["number"], "body.number")
+    await _optional(call_control(request), "conference")(call_id, number)
+    return _accepted(call_id)
+
+
+def setup(app: web.Application) -> None:
+    routes.install(app)
+
+
+__all__ = ["Param", "routes", "setup"]

@@ -1,0 +1,138 @@
+"""Click-to-call and call control through the API, against a recording CallControl port."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from callcenter.domain import Conflict, NotFound
+
+from .conftest import Api, add_call
+
+
+class RecordingCallControl:
+    """A CallControl that remembers what it was asked (the ARI app's contract, minus Asterisk)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.new_id = uuid.uuid4()
+
+    async def originate(self, *, extension: str, number: str, caller_id: str | None = None,
+                        pbx: str | None = None) -> uuid.UUID:
+        if extension == "999":
+            raise Conflict("extension 999 is not registered")
+        self.calls.append(("originate", (extension, number, caller_id, pbx)))
+        return self.new_id
+
+    async def hangup(self, call_id: uuid.UUID) -> None:
+        self.calls.append(("hangup", call_id))
+
+    async def hold(self, call_id: uuid.UUID) -> None:
+        self.calls.append(("hold", call_id))
+
+    async def unhold(self, call_id: uuid.UUID) -> None:
+        self.calls.append(("unhold", call_id))
+
+    async def blind_transfer(self, call_id: uuid.UUID, target: str) -> None:
+        self.calls.append(("blind_transfer", (call_id, target)))
+
+    async def attended_transfer(self, call_id: uuid.UUID, target: str) -> None:
+        self.calls.append(("attended_transfer", (call_id, target)))
+
+    async def start_recording(self, call_id: uuid.UUID) -> str:
+        self.calls.append(("start_recording", call_id))
+        return "/var/spool/asterisk/monitor/2026/03/10/x.wav"
+
+    async def stop_recording(self, call_id: uuid.UUID) -> None:
+        raise NotFound("the call is not being recorded")
+
+
+def connect(api: Api) -> RecordingCallControl:
+    port = RecordingCallControl()
+    api.ctx.ports.call_control = port
+    return port
+
+
+async def test_click_to_call_answers_202_with_the_call_id(api: Api) -> None:
+    port = connect(api)
+    response = await api.client.post("/api/v1/calls", json={"extension": "201", "number": "+44 20 7946-0001"},
+                                     headers=api.auth("agent"))
+    assert response.status == 202
+    assert (await response.json())["call_id"] == str(port.new_id)
+    assert port.calls == [("originate", ("201", "+442079460001", None, None))]
+
+
+async def test_dial_string_injection_is_refused_naming_the_field(api: Api) -> None:
+    port = connect(api)
+    for bad in ("123&PJSIP/evil", "123,,w", "123/456", "sip:1@evil", "12(3", "123\nChannel: x", "abc"):
+        response = await api.client.post("/api/v1/calls", json={"extension": "201", "number": bad},
+                                         headers=api.auth("admin"))
+        assert response.status == 400, bad
+        error = (await response.json())["error"]
+        assert error["field"] == "body.number" and error["reason"]
+    for body, field in (({"extension": "20;1", "number": "1"}, "body.extension"),
+                        ({"number": "1"}, "body.extension"),
+                        ({"extension": "201", "number": "1", "caller_id": "x\r\nVariable: y"}, "body.caller_id"),
+                        ({"extension": "201", "number": "1", "pbx": "nowhere"}, "body.pbx"),
+                        ({"extension": "201", "number": "1", "extra": 1}, "body.extra")):
+        response = await api.client.post("/api/v1/calls", json=body, headers=api.auth("admin"))
+        assert response.status == 400 and (await response.json())["error"]["field"] == field, body
+    assert port.calls == []
+
+
+async def test_an_agent_may_only_dial_from_its_own_extension(api: Api) -> None:
+    connect(api)
+    response = await api.client.post("/api/v1/calls", json={"extension": "202", "number": "100"},
+                                     headers=api.auth("agent"))
+    assert response.status == 403
+
+
+async def test_domain_errors_keep_their_status(api: Api) -> None:
+    connect(api)
+    response = await api.client.post("/api/v1/calls", json={"extension": "999", "number": "100"},
+                                     headers=api.auth("admin"))
+    assert response.status == 409
+    assert "not registered" in (await response.json())["error"]["message"]
+
+
+async def test_without_asterisk_every_action_is_503(api: Api) -> None:
+    call = await add_call(api.ctx.store, 1)
+    response = await api.client.post("/api/v1/calls", json={"extension": "201", "number": "100"},
+                                     headers=api.auth("admin"))
+    assert response.status == 503 and "no Asterisk connected" in (await response.json())["error"]["message"]
+    held = await api.client.post(f"/api/v1/calls/{call['id']}/hold", headers=api.auth("admin"))
+    assert held.status == 503
+
+
+async def test_control_actions_reach_the_port(api: Api) -> None:
+    port = connect(api)
+    call = await add_call(api.ctx.store, 1, extension="201")
+    cid, base = call["id"], f"/api/v1/calls/{call['id']}"
+    headers = api.auth("agent")
+    assert (await api.client.post(f"{base}/hold", headers=headers)).status == 202
+    assert (await api.client.post(f"{base}/unhold", headers=headers)).status == 202
+    assert (await api.client.post(f"{base}/transfer", json={"target": "202"}, headers=headers)).status == 202
+    assert (await api.client.post(f"{base}/transfer", json={"target": "203", "attended": True},
+                                  headers=headers)).status == 202
+    started = await api.client.post(f"{base}/recording", headers=headers)
+    assert (await started.json())["recording"] == "x.wav"  # the file name, not the server path
+    assert (await api.client.delete(f"{base}/recording", headers=headers)).status == 404
+    assert (await api.client.post(f"{base}/hangup", headers=headers)).status == 202
+    assert (await api.client.delete(base, headers=headers)).status == 202
+    assert [c[0] for c in port.calls] == ["hold", "unhold", "blind_transfer", "attended_transfer",
+                                          "start_recording", "hangup", "hangup"]
+    assert port.calls[2][1] == (cid, "202")
+    unsupported = await api.client.post(f"{base}/conference", json={"number": "300"}, headers=headers)
+    assert unsupported.status == 501
+    bad = await api.client.post(f"{base}/transfer", json={"target": "1&2"}, headers=headers)
+    assert bad.status == 400 and (await bad.json())["error"]["field"] == "body.target"
+
+
+async def test_a_call_the_token_cannot_see_cannot_be_controlled(api: Api) -> None:
+    port = connect(api)
+    other = await add_call(api.ctx.store, 1, extension="299")
+    response = await api.client.post(f"/api/v1/calls/{other['id']}/hangup", headers=api.auth("agent"))
+    assert response.status == 404
+    unknown = await api.client.post(f"/api/v1/calls/{uuid.uuid4()}/hangup", headers=api.auth("agent"))
+    assert unknown.status == 404
+    assert port.calls == []
