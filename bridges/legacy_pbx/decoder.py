@@ -37,7 +37,7 @@ class LineFramer:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         parts = data.split(b"\n")
         self._tail = parts.pop()
-        out = [p for p in parts if p.strip()]
+        out = [p for p in parts if p.strip(b" \t")]
         while len(self._tail) > self.max_line:
             out.append(self._tail[: self.max_line])
             self._tail = self._tail[self.max_line :]
@@ -45,7 +45,7 @@ class LineFramer:
 
     def flush(self) -> list[bytes]:
         tail, self._tail = self._tail, b""
-        return [tail] if tail.strip() else []
+        return [tail] if tail.strip(b" \t") else []
 
 
 class LegacyDecoder:
@@ -87,7 +87,7 @@ class LegacyDecoder:
                 if not hasattr(record, "layout"):
                     return [record]  # type: ignore[list-item]  # an Alarm
                 return self._merger.feed(record)  # type: ignore[arg-type]
-            if not text.strip():
+            if not text.strip(" \t"):
                 return []
             event: CidEvent = self._cid_parse(text)
             assert self._cid is not None

@@ -54,7 +54,7 @@ _DIGITS = frozenset("0123456789")
 
 
 def _is_header(line: str) -> bool:
-    stripped = line.strip()
+    stripped = line.strip(" \t")
     if not stripped:
         return True
     if stripped.startswith("Date") and "Time" in stripped:

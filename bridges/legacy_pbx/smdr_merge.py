@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bridges.legacy_pbx.records import Duplicate, Item, LegacyCall, Notice, Ringing, SmdrRecord
+from bridges.legacy_pbx.records import Duplicate, Item, LegacyCall, LegacyParseError, Notice, Ringing, SmdrRecord
 from callcenter.domain import CallStatus, Direction, Source
 
 _IN_MARKERS = ("incoming", "disa incoming", "dil incoming")
@@ -101,10 +101,17 @@ class SmdrMerger:
     def feed(self, rec: SmdrRecord) -> list[Item]:
         dial = classify_dial(rec.dial)
         if dial.kind == "notice":
-            return [Notice(f"ext {rec.extension}: {dial.tags.get('notice', rec.dial)}")]
+            if rec.duration is None or dial.tags.get("notice") == "UCD waiting":
+                return [Notice(f"ext {rec.extension}: {dial.tags.get('notice', rec.dial)}")]
+            if rec.dial.startswith("<"):
+                raise LegacyParseError(f"unknown marker in {rec.dial!r}")
+            dial = _caller(rec.dial, {})  # a phone-book name before the dialled number
+            dial.kind = "out"
+        cd = rec.cd.upper()
+        if rec.duration is None and not (dial.kind == "in" and cd in ("RC", "AN", "NA")):
+            raise LegacyParseError("incomplete record: no duration")
         if rec.layout == "tes":
             return self._emit(self._tes_call(rec, dial))
-        cd = rec.cd.upper()
         if dial.kind == "in":
             slot = (rec.co, dial.number)
             if cd == "RC":

@@ -5,6 +5,7 @@ Kept in the package (as panoramisk keeps its ``testing.py``) so installers can s
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -18,3 +19,29 @@ def stepping_clock(start: datetime | None = None, step: float = 1.0) -> Callable
         return now[0]
 
     return clock
+
+
+_VALID = b"06/01/11 15:11     101 01 09332991400                    00:00'39               "
+_PRINTABLE = bytes(range(32, 127))
+
+
+def garbage_lines(rng: random.Random, count: int) -> list[bytes]:
+    """``count`` CRLF-terminated lines no parser can accept: noise, half records, annotations, binary."""
+    out: list[bytes] = []
+    for _ in range(count):
+        pick = rng.random()
+        if pick < 0.3:
+            body = bytes(rng.choice(_PRINTABLE) for _ in range(rng.randint(1, 100)))
+        elif pick < 0.5:
+            body = bytes(rng.choice(range(256)) for _ in range(rng.randint(1, 80)))
+        elif pick < 0.8:
+            body = _VALID[: rng.randint(1, 56)]  # a record cut before its duration
+        elif pick < 0.9:
+            body = b"# " + bytes(rng.choice(_PRINTABLE) for _ in range(rng.randint(0, 60)))
+        else:
+            body = _VALID[:26] + bytes(rng.choice(_PRINTABLE) for _ in range(54))
+        body = body.replace(b"\r", b"!").replace(b"\n", b"!")
+        if not body.strip():
+            body = b"!" + body
+        out.append(body + b"\r\n")
+    return out

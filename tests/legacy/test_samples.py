@@ -9,8 +9,8 @@ from typing import Any
 from bridges.legacy_pbx.decoder import LegacyDecoder
 from bridges.legacy_pbx.normalize import call_json
 from bridges.legacy_pbx.records import Alarm, Duplicate, Item, LegacyCall, Notice, Quarantined
-from callcenter.numbers import NumberPlan
 from bridges.legacy_pbx.testing import stepping_clock
+from callcenter.numbers import NumberPlan
 
 PLAN = NumberPlan(country_code="98", city_code="21")
 FIELDS = ("direction", "status", "extension", "line", "number", "number_raw", "started_at", "ring_seconds",
