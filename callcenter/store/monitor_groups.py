@@ -1,0 +1,153 @@
+"""Monitor groups: who may listen / whisper / barge / take over whom (DESIGN §4).
+
+A group grants one level — and every level below it — from its observers to its observed
+extensions; ``*`` among the observed means every extension. An extension may be in several
+groups: the highest level that applies wins. Nothing here is cached, so a change an admin makes
+takes effect on the very next monitoring attempt.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from callcenter.domain import Conflict, DomainError, MonitorMode, NotFound
+
+EVERYONE = "*"
+_EXTENSION = re.compile(r"^[0-9]{1,20}$")
+_COLUMNS = "id, name, level, observers, observed, announce"
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorGrant:
+    """What one observer may do to one observed extension: the highest level over every group that applies."""
+
+    level: MonitorMode
+    announce: bool
+    groups: tuple[str, ...]
+
+
+class InvalidGroup(DomainError):
+    code = "invalid_monitor_group"
+    status = 400
+
+
+def clean_extensions(values: Iterable[str], *, allow_everyone: bool, field: str) -> list[str]:
+    """Sorted, de-duplicated extension numbers; raises InvalidGroup naming the bad value."""
+    out: set[str] = set()
+    for raw in values:
+        value = str(raw).strip()
+        if value == EVERYONE and allow_everyone:
+            out.add(value)
+        elif _EXTENSION.match(value):
+            out.add(value)
+        else:
+            raise InvalidGroup(f"{field}: {raw!r} is not an extension number")
+    return sorted(out, key=lambda v: (len(v), v))
+
+
+def parse_level(raw: str) -> MonitorMode:
+    try:
+        return MonitorMode(raw)
+    except ValueError:
+        levels = ", ".join(m.value for m in MonitorMode)
+        raise InvalidGroup(f"level must be one of {levels}") from None
+
+
+def _row(record: asyncpg.Record) -> dict[str, Any]:
+    row = dict(record)
+    row["observers"] = list(row["observers"])
+    row["observed"] = list(row["observed"])
+    return row
+
+
+def grant_from_rows(rows: Sequence[tuple[str, str, bool]]) -> MonitorGrant | None:
+    """Pure: (group name, level, announce) of every applying group → the winning grant, or None."""
+    if not rows:
+        return None
+    levels = [MonitorMode(level) for _name, level, _announce in rows]
+    best = max(levels, key=lambda m: m.rank)
+    announce = any(announce for _name, _level, announce in rows)
+    return MonitorGrant(level=best, announce=announce, groups=tuple(sorted(name for name, _l, _a in rows)))
+
+
+async def grant_for(pool: asyncpg.Pool, observer_ext: str, observed_ext: str) -> MonitorGrant | None:
+    """The grant ``observer_ext`` has over ``observed_ext`` (exact extension match: 11 is not 115)."""
+    if not observer_ext or not observed_ext:
+        return None
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT name, level, announce FROM monitor_groups"
+            " WHERE $1 = ANY(observers) AND ($2 = ANY(observed) OR '*' = ANY(observed))",
+            observer_ext, observed_ext,
+        )
+    return grant_from_rows([(r["name"], r["level"], r["announce"]) for r in rows])
+
+
+async def effective_level(pool: asyncpg.Pool, observer_ext: str, observed_ext: str) -> MonitorMode | None:
+    """The highest level ``observer_ext`` holds over ``observed_ext``; None when it observes it in no group."""
+    grant = await grant_for(pool, observer_ext, observed_ext)
+    return grant.level if grant else None
+
+
+async def list_groups(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(f"SELECT {_COLUMNS} FROM monitor_groups ORDER BY name, id")
+    return [_row(r) for r in rows]
+
+
+async def get_group(pool: asyncpg.Pool, group_id: int) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM monitor_groups WHERE id = $1", group_id)
+    if row is None:
+        raise NotFound("no such monitor group")
+    return _row(row)
+
+
+def _values(name: str, level: str, observers: Iterable[str], observed: Iterable[str]) -> tuple[Any, ...]:
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise InvalidGroup("name must be 1-100 characters")
+    return (name, parse_level(level).value, clean_extensions(observers, allow_everyone=False, field="observers"),
+            clean_extensions(observed, allow_everyone=True, field="observed"))
+
+
+async def create_group(pool: asyncpg.Pool, *, name: str, level: str, observers: Iterable[str],
+                       observed: Iterable[str], announce: bool = False) -> dict[str, Any]:
+    values = _values(name, level, observers, observed)
+    try:
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"INSERT INTO monitor_groups (name, level, observers, observed, announce)"
+                f" VALUES ($1, $2, $3, $4, $5) RETURNING {_COLUMNS}", *values, announce)
+    except asyncpg.UniqueViolationError:
+        raise Conflict(f"a monitor group named {values[0]!r} exists already") from None
+    assert row is not None
+    return _row(row)
+
+
+async def update_group(pool: asyncpg.Pool, group_id: int, *, name: str, level: str, observers: Iterable[str],
+                       observed: Iterable[str], announce: bool = False) -> dict[str, Any]:
+    """Replace a group whole (PUT semantics)."""
+    values = _values(name, level, observers, observed)
+    try:
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"UPDATE monitor_groups SET name = $2, level = $3, observers = $4, observed = $5, announce = $6"
+                f" WHERE id = $1 RETURNING {_COLUMNS}", group_id, *values, announce)
+    except asyncpg.UniqueViolationError:
+        raise Conflict(f"a monitor group named {values[0]!r} exists already") from None
+    if row is None:
+        raise NotFound("no such monitor group")
+    return _row(row)
+
+
+async def delete_group(pool: asyncpg.Pool, group_id: int) -> None:
+    async with pool.acquire() as conn:
+        status = await conn.execute("DELETE FROM monitor_groups WHERE id = $1", group_id)
+    if status.endswith(" 0"):
+        raise NotFound("no such monitor group")

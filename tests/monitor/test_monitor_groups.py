@@ -1,0 +1,81 @@
+"""Monitor groups in the store: CRUD, the highest level wins, exact extension matching, no caching."""
+
+from __future__ import annotations
+
+import pytest
+
+from callcenter.domain import Conflict, MonitorMode, NotFound
+from callcenter.store import CallStore
+from callcenter.store import monitor_groups as groups
+from callcenter.store.monitor_groups import InvalidGroup, grant_from_rows
+
+
+async def test_an_extension_in_no_group_has_no_level(store: CallStore) -> None:
+    assert await groups.effective_level(store.pool, "2005", "1001") is None
+
+
+async def test_the_highest_level_over_all_groups_wins(store: CallStore) -> None:
+    await groups.create_group(store.pool, name="team listen", level="listen", observers=["2005"],
+                              observed=["1001", "1002"])
+    await groups.create_group(store.pool, name="team barge", level="barge", observers=["2005", "2006"],
+                              observed=["1001"], announce=True)
+    assert await groups.effective_level(store.pool, "2005", "1001") == MonitorMode.BARGE
+    assert await groups.effective_level(store.pool, "2005", "1002") == MonitorMode.LISTEN
+    assert await groups.effective_level(store.pool, "2006", "1002") is None
+    grant = await groups.grant_for(store.pool, "2005", "1001")
+    assert grant is not None and grant.announce and grant.groups == ("team barge", "team listen")
+
+
+async def test_extension_11_never_matches_115(store: CallStore) -> None:
+    await groups.create_group(store.pool, name="g", level="takeover", observers=["11"], observed=["115"])
+    assert await groups.effective_level(store.pool, "11", "11") is None
+    assert await groups.effective_level(store.pool, "1", "115") is None
+    assert await groups.effective_level(store.pool, "11", "115") == MonitorMode.TAKEOVER
+
+
+async def test_a_star_among_the_observed_means_every_extension(store: CallStore) -> None:
+    await groups.create_group(store.pool, name="all", level="whisper", observers=["2005"], observed=["*"])
+    assert await groups.effective_level(store.pool, "2005", "4711") == MonitorMode.WHISPER
+    assert await groups.effective_level(store.pool, "2006", "4711") is None
+
+
+async def test_a_change_takes_effect_on_the_next_lookup(store: CallStore) -> None:
+    group = await groups.create_group(store.pool, name="g", level="listen", observers=["2005"], observed=["1001"])
+    assert await groups.effective_level(store.pool, "2005", "1001") == MonitorMode.LISTEN
+    await groups.update_group(store.pool, group["id"], name="g", level="takeover", observers=["2005"],
+                              observed=["1001"])
+    assert await groups.effective_level(store.pool, "2005", "1001") == MonitorMode.TAKEOVER
+    await groups.delete_group(store.pool, group["id"])
+    assert await groups.effective_level(store.pool, "2005", "1001") is None
+
+
+async def test_crud_round_trip_and_errors(store: CallStore) -> None:
+    created = await groups.create_group(store.pool, name=" Sales ", level="barge", observers=["2005", "2005", "300"],
+                                        observed=["1002", "1001"], announce=True)
+    assert created["name"] == "Sales" and created["observers"] == ["300", "2005"]
+    assert created["observed"] == ["1001", "1002"] and created["announce"] is True
+    assert await groups.get_group(store.pool, created["id"]) == created
+    assert await groups.list_groups(store.pool) == [created]
+    with pytest.raises(Conflict):
+        await groups.create_group(store.pool, name="Sales", level="listen", observers=[], observed=[])
+    with pytest.raises(InvalidGroup):
+        await groups.create_group(store.pool, name="x", level="spy", observers=[], observed=[])
+    with pytest.raises(InvalidGroup):
+        await groups.create_group(store.pool, name="x", level="listen", observers=["20;05"], observed=[])
+    with pytest.raises(InvalidGroup):
+        await groups.create_group(store.pool, name="x", level="listen", observers=["*"], observed=[])
+    with pytest.raises(InvalidGroup):
+        await groups.create_group(store.pool, name="", level="listen", observers=[], observed=[])
+    with pytest.raises(NotFound):
+        await groups.get_group(store.pool, 999)
+    with pytest.raises(NotFound):
+        await groups.update_group(store.pool, 999, name="y", level="listen", observers=[], observed=[])
+    await groups.delete_group(store.pool, created["id"])
+    with pytest.raises(NotFound):
+        await groups.delete_group(store.pool, created["id"])
+
+
+def test_grant_from_rows_takes_the_top_of_the_ladder() -> None:
+    assert grant_from_rows([]) is None
+    grant = grant_from_rows([("a", "whisper", False), ("b", "listen", True), ("c", "barge", False)])
+    assert grant is not None and grant.level == MonitorMode.BARGE and grant.announce
