@@ -41,6 +41,10 @@ class MonitorControl(Protocol):
 
     async def stop(self, session_id: str) -> None: ...
 
+    def sessions(self) -> list[dict[str, Any]]:
+        """Active sessions: session_id, supervisor, target, mode, state, started_at, call_id (for GET)."""
+        ...
+
 
 @runtime_checkable
 class LiveView(Protocol):
