@@ -158,3 +158,44 @@ async def call_timeline(pool: asyncpg.Pool, call_id: uuid.UUID) -> tuple[list[di
             "SELECT queue, extension, started_at, ring_seconds, result FROM queue_attempts"
             " WHERE call_id = $1 ORDER BY started_at, id", call_id)
     return [dict(e) for e in events], [dict(a) for a in attempts]
+
+
+# -- queue reports --------------------------------------------------------------------------------
+
+async def queue_summary(pool: asyncpg.Pool, *, since: datetime, until: datetime, queue: str | None = None,
+                        pbx: str = "", service_level_seconds: int = 20) -> list[dict[str, Any]]:
+    """Per queue: offered, answered, abandoned, average wait, service level (answered within N s / offered)."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT queue, count(*) AS offered,"
+            " count(*) FILTER (WHERE status = 'answered') AS answered,"
+            " count(*) FILTER (WHERE status IN ('abandoned', 'missed')) AS abandoned,"
+            " count(*) FILTER (WHERE status IN ('ringing', 'in_progress') AND ended_at IS NULL) AS in_progress,"
+            " coalesce(round(avg(ring_seconds) FILTER (WHERE status = 'answered'), 1), 0)::float AS avg_wait_seconds,"
+            " coalesce(round(avg(ring_seconds) FILTER (WHERE status IN ('abandoned', 'missed')), 1), 0)::float"
+            "   AS avg_abandon_seconds,"
+            " round(100.0 * count(*) FILTER (WHERE status = 'answered' AND ring_seconds <= $4)"
+            "   / count(*), 1)::float AS service_level_percent"
+            " FROM calls WHERE queue <> '' AND started_at >= $1 AND started_at < $2"
+            " AND ($3::text IS NULL OR queue = $3) AND ($5 = '' OR pbx = $5)"
+            " GROUP BY queue ORDER BY queue",
+            since, until, queue, service_level_seconds, pbx)
+    return [dict(r) for r in rows]
+
+
+async def agent_report(pool: asyncpg.Pool, *, since: datetime, until: datetime, queue: str | None = None,
+                       extensions: frozenset[str] | None = None, pbx: str = "") -> list[dict[str, Any]]:
+    """Per queue and agent (from queue_attempts): attempts, answered, no-answer, average ring time."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT a.queue, a.extension, count(*) AS attempts,"
+            " count(*) FILTER (WHERE a.result = 'answered') AS answered,"
+            " count(*) FILTER (WHERE a.result = 'no_answer') AS no_answer,"
+            " count(*) FILTER (WHERE a.result NOT IN ('answered', 'no_answer')) AS other,"
+            " round(avg(a.ring_seconds), 1)::float AS avg_ring_seconds"
+            " FROM queue_attempts a WHERE a.started_at >= $1 AND a.started_at < $2"
+            " AND ($3::text IS NULL OR a.queue = $3) AND ($4::text[] IS NULL OR a.extension = ANY($4::text[]))"
+            " AND ($5 = '' OR EXISTS (SELECT 1 FROM calls c WHERE c.id = a.call_id AND c.pbx = $5))"
+            " GROUP BY a.queue, a.extension ORDER BY a.queue, a.extension",
+            since, until, queue, None if extensions is None else sorted(extensions), pbx)
+    return [dict(r) for r in rows]
