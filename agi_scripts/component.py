@@ -1,14 +1,30 @@
-"""Service component for the ``agi`` role (filled in by the AGI work)."""
+"""Service component for the ``agi`` role: the FastAGI server on ``config.agi.host:port``."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+from agi_scripts.context import HandlerContext
+from agi_scripts.server import FastAgiServer
 from callcenter.service import ServiceContext
 
 
 @asynccontextmanager
 async def run(ctx: ServiceContext) -> AsyncIterator[None]:
-    ctx.health.register("fastagi", lambda: {"state": "not_implemented"})
-    yield
+    """Start listening on enter; on exit let running requests finish (briefly), then stop."""
+    agi = ctx.config.agi
+
+    async def publish(topic: str, data: dict[str, Any]) -> None:
+        await ctx.bus.publish(topic, data)
+
+    hctx = HandlerContext.from_config(ctx.config, ctx.writer, pool=ctx.store.pool, publish=publish)
+    server = FastAgiServer(hctx, host=agi.host, port=agi.port, secret=agi.secret)
+    await server.start()
+    ctx.health.register("fastagi", server.health)
+    try:
+        yield
+    finally:
+        await server.stop()
+        await hctx.close()
