@@ -1,0 +1,76 @@
+"""Why a monitoring attempt is refused: one exception per reason, each with a stable code and a prompt.
+
+The API maps them to HTTP (``status``); the Stasis flow plays ``prompt`` to the supervisor, logs the
+code and hangs up. Prompts are stock Asterisk core sounds so a fresh install speaks every refusal.
+"""
+
+from __future__ import annotations
+
+from callcenter.domain import DomainError
+
+
+class MonitorRefused(DomainError):
+    """A monitoring attempt that cannot go ahead; ``prompt`` is what the supervisor hears."""
+
+    code = "monitor_refused"
+    status = 409
+    prompt = "sound:beeperr"
+
+
+class InvalidMonitorRequest(MonitorRefused):
+    code = "invalid_monitor_request"
+    status = 400
+    prompt = "sound:pbx-invalid"
+
+
+class NotAnObserver(MonitorRefused):
+    code = "not_an_observer"
+    status = 403
+    prompt = "sound:access-denied"
+
+
+class LevelTooLow(MonitorRefused):
+    code = "level_too_low"
+    status = 403
+    prompt = "sound:feature-not-avail-line"
+
+
+class NoCallInProgress(MonitorRefused):
+    code = "no_call_in_progress"
+    status = 409
+    prompt = "sound:is-curntly-unavail"
+
+
+class NotYetConnected(MonitorRefused):
+    """The extension is only dialling out (or ringing): there is no conversation to monitor yet."""
+
+    code = "not_yet_connected"
+    status = 409
+    prompt = "sound:pls-try-call-later"
+
+
+class TakeoverUnavailable(MonitorRefused):
+    """Take-over needs the call's bridge to be one the app controls (a Stasis bridge)."""
+
+    code = "takeover_unavailable"
+    status = 409
+    prompt = "sound:cannot-complete-as-dialed"
+
+
+class SupervisorUnavailable(MonitorRefused):
+    """The supervisor's phone did not answer (API start) or is not registered."""
+
+    code = "supervisor_unavailable"
+    status = 409
+
+
+class SessionNotFound(MonitorRefused):
+    code = "not_found"
+    status = 404
+
+
+class SessionFinal(MonitorRefused):
+    """After a take-over the supervisor is simply in the call: the mode cannot change any more."""
+
+    code = "session_final"
+    status = 409

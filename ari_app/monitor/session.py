@@ -1,0 +1,150 @@
+"""A monitoring session as data, and the pure rules for starting it and changing its mode.
+
+Nothing here does I/O: the service asks these functions what to do and then does it over ARI,
+so the permission ladder, the DTMF map and the state machine are tested on plain values.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ari_app.monitor.errors import InvalidMonitorRequest, LevelTooLow, NotAnObserver, SessionFinal
+from callcenter.domain import MonitorMode
+
+FLOW_NAME = "monitor"
+SNOOP_FLOW_NAME = "monitor_snoop"
+
+# (spy, whisper) of the snoop channel on the agent's channel — DESIGN §4 / §10.
+SNOOP_DIRECTIONS: dict[MonitorMode, tuple[str, str]] = {
+    MonitorMode.LISTEN: ("both", "none"),
+    MonitorMode.WHISPER: ("both", "out"),
+    MonitorMode.BARGE: ("both", "both"),
+}
+DTMF_MODES: dict[str, MonitorMode] = {"4": MonitorMode.LISTEN, "5": MonitorMode.WHISPER, "6": MonitorMode.BARGE}
+
+# Channel variables that let a restarted service find a session from Asterisk alone.
+VAR_SESSION = "CC_MONITOR_SESSION"
+VAR_MODE = "CC_MONITOR_MODE"
+VAR_TARGET = "CC_MONITOR_TARGET"
+VAR_BRIDGE = "CC_MONITOR_BRIDGE"
+BRIDGE_PREFIX = "cc-monitor-"
+
+
+class SessionState(enum.StrEnum):
+    CALLING = "calling"        # API start: the supervisor's phone is ringing
+    ATTACHING = "attaching"    # supervisor answered, snoop being set up
+    ACTIVE = "active"          # supervisor hears the call
+    TAKEN_OVER = "taken_over"  # supervisor replaced the agent: simply in the call now
+    ENDED = "ended"
+
+
+def parse_mode(raw: str) -> MonitorMode:
+    try:
+        return MonitorMode(raw)
+    except ValueError:
+        raise InvalidMonitorRequest(f"mode must be one of {', '.join(m.value for m in MonitorMode)}") from None
+
+
+def parse_stasis_args(args: list[str]) -> tuple[MonitorMode, str]:
+    """``Stasis(app,monitor,<mode>,<ext>)`` → (mode, target extension); anything else is refused."""
+    if len(args) != 3 or args[0] != FLOW_NAME:
+        raise InvalidMonitorRequest(f"expected monitor,<mode>,<extension>, got {','.join(args)!r}")
+    mode = parse_mode(args[1])
+    ext = args[2].strip()
+    if not ext.isdigit() or len(ext) > 20:
+        raise InvalidMonitorRequest(f"target extension {ext!r} is not an extension number")
+    return mode, ext
+
+
+def check_level(level: MonitorMode | None, wanted: MonitorMode, *, supervisor: str, target: str) -> MonitorMode:
+    """The ladder: no group → not an observer; a lower level → too low. Returns the granted level."""
+    if supervisor == target:
+        raise NotAnObserver(f"extension {supervisor} cannot monitor itself")
+    if level is None:
+        raise NotAnObserver(f"extension {supervisor} is not an observer of extension {target}")
+    if not level.allows(wanted):
+        raise LevelTooLow(f"extension {supervisor} may {level.value} on {target}, not {wanted.value}")
+    return level
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class MonitorSession:
+    """One supervisor watching one extension's call."""
+
+    id: str
+    pbx: str
+    supervisor: str
+    target: str
+    mode: MonitorMode
+    origin: str  # feature_code | api
+    state: SessionState = SessionState.ATTACHING
+    supervisor_channel: str | None = None
+    agent_channel: str | None = None
+    call_bridge: str | None = None
+    snoop_channel: str | None = None
+    call_id: uuid.UUID | None = None
+    announce: bool = False
+    started_at: datetime = field(default_factory=now)
+    ended_at: datetime | None = None
+    end_reason: str = ""
+    moh: bool = False
+    snoop_seq: int = 0
+
+    @property
+    def bridge_id(self) -> str:
+        return BRIDGE_PREFIX + self.id
+
+    @property
+    def live(self) -> bool:
+        return self.state in (SessionState.CALLING, SessionState.ATTACHING, SessionState.ACTIVE)
+
+    def next_snoop_id(self) -> str:
+        self.snoop_seq += 1
+        return f"{BRIDGE_PREFIX}{self.id}-snoop-{self.snoop_seq}"
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "session_id": self.id, "pbx": self.pbx, "supervisor_extension": self.supervisor,
+            "target_extension": self.target, "mode": self.mode.value, "state": self.state.value,
+            "origin": self.origin, "started_at": self.started_at.isoformat(),
+            "call_id": str(self.call_id) if self.call_id else None,
+        }
+
+
+def plan_switch(session: MonitorSession, wanted: MonitorMode, level: MonitorMode | None) -> MonitorMode | None:
+    """The mode to switch to, or None when nothing changes. Raises when the switch is not allowed.
+
+    Take-over is final; the level is the one the store gives *now* (checked on every attempt).
+    """
+    if session.state is SessionState.TAKEN_OVER:
+        raise SessionFinal("the call was taken over; the mode cannot change any more")
+    if not session.live:
+        raise SessionFinal("the monitoring session has ended")
+    check_level(level, wanted, supervisor=session.supervisor, target=session.target)
+    if wanted is session.mode:
+        return None
+    return wanted
+
+
+def snoop_args(session: MonitorSession, mode: MonitorMode) -> dict[str, str]:
+    """Query parameters of ``POST /channels/{agent}/snoop`` for ``mode`` (not for take-over)."""
+    spy, whisper = SNOOP_DIRECTIONS[mode]
+    return {"spy": spy, "whisper": whisper, "appArgs": f"{SNOOP_FLOW_NAME},{session.id},{mode.value}"}
+
+
+def caller_name(mode: MonitorMode, target: str) -> str:
+    """What the supervisor's phone shows when the API rings it: ``LISTEN 2005``, ``WHISPER 2005``…"""
+    label = "TAKEOVER" if mode is MonitorMode.TAKEOVER else mode.value.upper()
+    return f"{label} {target}"
