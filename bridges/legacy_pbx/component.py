@@ -1,15 +1,165 @@
-"""Service component for the ``legacy`` role (filled in by the legacy bridge work)."""
+"""Service component for the ``legacy`` role: every legacy ``[[pbx]]`` with a transport, into the one call store.
+
+Calls are written through ``ctx.writer`` (so a Postgres outage spools them) and announced on the bus
+(``call.ringing``, ``call.ended``, ``call.missed``). Unreadable lines go to a bounded queue drained in
+batches by their own task: a flood of garbage is stored without ever making a valid line wait behind it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import asyncpg
+
+from bridges.legacy_pbx.link import LEGACY_KINDS, decoder_for, pump, transport_for
+from bridges.legacy_pbx.normalize import call_json, call_record
+from bridges.legacy_pbx.records import Alarm, Duplicate, Item, LegacyCall, Notice, Quarantined, Ringing
+from bridges.legacy_pbx.telsa import RecordingWatcher
+from bridges.legacy_pbx.transports import Transport
+from callcenter.config import PbxConfig
+from callcenter.domain import CallStatus
+from callcenter.numbers import InvalidNumber, to_e164
 from callcenter.service import ServiceContext
+
+log = logging.getLogger("bridges.legacy_pbx")
+
+_DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
+QUARANTINE_BATCH = 1000
+
+
+class LegacyLink:
+    """One PBX: transport → decoder → store and bus."""
+
+    def __init__(self, ctx: ServiceContext, pbx: PbxConfig, transport: Transport) -> None:
+        self.ctx, self.pbx, self.transport = ctx, pbx, transport
+        self.decoder = decoder_for(pbx)
+        self.source = "cid" if pbx.kind in ("segal", "danjeh") else "smdr"
+        self.plan = pbx.number_plan
+        self.counts = {"calls": 0, "quarantined": 0, "alarms": 0, "duplicates": 0}
+        self._quarantine: asyncio.Queue[Quarantined] = asyncio.Queue(maxsize=100_000)
+        self._last_alarm: tuple[str, float] = ("", 0.0)
+
+    def health(self) -> dict[str, Any]:
+        return {**self.transport.status.as_dict(), **self.counts, "quarantine_backlog": self._quarantine.qsize()}
+
+    async def run(self) -> None:
+        drainer = asyncio.create_task(self._drain())
+        try:
+            await pump(self.transport, self.decoder, self.handle, flush_at_end=True)
+        finally:
+            await self._finish(drainer)
+
+    async def _finish(self, drainer: asyncio.Task[None]) -> None:
+        """Store what is still queued, then stop the drainer."""
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(self._quarantine.join(), 5)
+        drainer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drainer
+
+    async def handle(self, items: list[Item]) -> None:
+        for item in items:
+            if isinstance(item, LegacyCall):
+                await self._store_call(item)
+            elif isinstance(item, Quarantined):
+                self.counts["quarantined"] += 1
+                await self._quarantine.put(item)
+            elif isinstance(item, Ringing):
+                await self.ctx.bus.publish("call.ringing", self._ringing_event(item))
+            elif isinstance(item, Alarm):
+                self._log_alarm(item.text)
+            elif isinstance(item, Notice):
+                log.info("event=legacy_notice pbx=%s text=%r", self.pbx.key, item.text)
+            elif isinstance(item, Duplicate):
+                self.counts["duplicates"] += 1
+
+    async def _store_call(self, call: LegacyCall) -> None:
+        record = call_record(call, self.pbx.key, self.plan)
+        await self.ctx.writer.upsert_call(record)
+        self.counts["calls"] += 1
+        topic = {CallStatus.MISSED: "call.missed", CallStatus.RINGING: "call.ringing"}.get(call.status, "call.ended")
+        data = call_json(call, self.pbx.key, self.plan)
+        log.info("event=legacy_call pbx=%s call_id=%s direction=%s status=%s line=%s", self.pbx.key,
+                 record.id, call.direction, call.status, call.line)
+        await self.ctx.bus.publish(topic, data)
+
+    def _ringing_event(self, item: Ringing) -> dict[str, Any]:
+        try:
+            number = to_e164(item.number_raw, self.plan) if item.number_raw else ""
+        except InvalidNumber:
+            number = ""
+        return {"pbx": self.pbx.key, "source": self.source, "line": item.line, "extension": item.extension,
+                "number_raw": item.number_raw, "number": number, "at": item.at.isoformat()}
+
+    def _log_alarm(self, text: str) -> None:
+        """Alarms repeat every minute while they last: log a change at once, a repeat once a minute."""
+        self.counts["alarms"] += 1
+        body = text[15:] if len(text) > 15 else text
+        last, at = self._last_alarm
+        now = time.monotonic()
+        if body != last or now - at > 60:
+            log.warning("event=legacy_pbx_alarm pbx=%s alarm=%r", self.pbx.key, text)
+            self._last_alarm = (body, now)
+
+    async def _drain(self) -> None:
+        while True:
+            batch = [await self._quarantine.get()]
+            while len(batch) < QUARANTINE_BATCH and not self._quarantine.empty():
+                batch.append(self._quarantine.get_nowait())
+            try:
+                await self._write_quarantine(batch)
+            except Exception:
+                log.exception("event=legacy_quarantine_write_failed pbx=%s lines=%d", self.pbx.key, len(batch))
+            finally:
+                for _ in batch:
+                    self._quarantine.task_done()
+
+    async def _write_quarantine(self, batch: list[Quarantined]) -> None:
+        if self.ctx.writer.pending == 0:
+            try:
+                await self.ctx.store.quarantine_many([(self.pbx.key, self.source, q.raw, q.reason) for q in batch])
+                return
+            except _DB_DOWN:
+                pass
+        for q in batch:  # Postgres away: the spool keeps every line, in order
+            await self.ctx.writer.quarantine(self.pbx.key, self.source, q.raw, q.reason)
 
 
 @asynccontextmanager
 async def run(ctx: ServiceContext) -> AsyncIterator[None]:
-    legacy = [p.key for p in ctx.config.pbx if p.kind != "asterisk"]
-    ctx.health.register("legacy", lambda: {"state": "not_configured" if not legacy else "not_implemented"})
-    yield
+    links: list[LegacyLink] = []
+    watchers: list[RecordingWatcher] = []
+    for pbx in ctx.config.pbx:
+        if pbx.kind not in LEGACY_KINDS:
+            continue
+        transport = transport_for(pbx, tail=True)
+        if transport is not None:
+            links.append(LegacyLink(ctx, pbx, transport))
+        if pbx.legacy is not None and pbx.legacy.recordings_dir:
+            watchers.append(RecordingWatcher(ctx.store, ctx.writer, pbx))
+
+    def health() -> dict[str, Any]:
+        if not links and not watchers:
+            return {"state": "not_configured"}
+        per_pbx = {link.pbx.key: link.health() for link in links}
+        states = {v["state"] for v in per_pbx.values()}
+        state = "up" if states <= {"connected", "done"} else ("down" if "connected" not in states else "degraded")
+        return {"state": state, "pbx": per_pbx}
+
+    ctx.health.register("legacy", health)
+    tasks = [asyncio.create_task(link.run(), name=f"legacy-{link.pbx.key}") for link in links]
+    tasks += [asyncio.create_task(w.run(), name=f"telsa-{w.pbx.key}") for w in watchers]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
