@@ -91,11 +91,20 @@ class Param:
                 raise ValidationError(where, "must be a UUID") from None
         if self.max_length is not None and len(raw) > self.max_length:
             raise ValidationError(where, f"must be at most {self.max_length} characters")
-        if "\x00" in raw:
-            raise ValidationError(where, "must not contain NUL")
+        _check_text(raw, where)
         if self.enum and raw not in self.enum:
             raise ValidationError(where, f"must be one of {', '.join(self.enum)}")
         return raw
+
+
+def _check_text(value: str, where: str) -> None:
+    """Text the database can store: no NUL, valid UTF-8 (JSON allows lone surrogates, Postgres does not)."""
+    if "\x00" in value:
+        raise ValidationError(where, "must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(where, "must be valid UTF-8 text") from None
 
 
 def parse_datetime(raw: str, where: str) -> datetime:
@@ -105,8 +114,10 @@ def parse_datetime(raw: str, where: str) -> datetime:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise ValidationError(where, "must be an ISO 8601 date-time such as 2026-03-01T00:00:00Z") from None
-    if value.tzinfo is None:
+    if value.tzinfo is None or value.utcoffset() is None:
         raise ValidationError(where, "must carry a time zone (Z or +hh:mm)")
+    if not 1970 <= value.year <= 2200:
+        raise ValidationError(where, "must be between the years 1970 and 2200")
     return value
 
 
@@ -147,6 +158,7 @@ def check(schema: Mapping[str, Any], value: Any, where: str = "body") -> Any:
 def _check_string(schema: Mapping[str, Any], value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise ValidationError(where, "must be a string")
+    _check_text(value, where)
     if "enum" in schema and value not in schema["enum"]:
         raise ValidationError(where, f"must be one of {', '.join(schema['enum'])}")
     if len(value) < schema.get("minLength", 0):

@@ -3,48 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-from callcenter.domain import Conflict, NotFound
-
-from .conftest import Api, add_call
-
-
-class RecordingCallControl:
-    """A CallControl that remembers what it was asked (the ARI app's contract, minus Asterisk)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.new_id = uuid.uuid4()
-
-    async def originate(self, *, extension: str, number: str, caller_id: str | None = None,
-                        pbx: str | None = None) -> uuid.UUID:
-        if extension == "999":
-            raise Conflict("extension 999 is not registered")
-        self.calls.append(("originate", (extension, number, caller_id, pbx)))
-        return self.new_id
-
-    async def hangup(self, call_id: uuid.UUID) -> None:
-        self.calls.append(("hangup", call_id))
-
-    async def hold(self, call_id: uuid.UUID) -> None:
-        self.calls.append(("hold", call_id))
-
-    async def unhold(self, call_id: uuid.UUID) -> None:
-        self.calls.append(("unhold", call_id))
-
-    async def blind_transfer(self, call_id: uuid.UUID, target: str) -> None:
-        self.calls.append(("blind_transfer", (call_id, target)))
-
-    async def attended_transfer(self, call_id: uuid.UUID, target: str) -> None:
-        self.calls.append(("attended_transfer", (call_id, target)))
-
-    async def start_recording(self, call_id: uuid.UUID) -> str:
-        self.calls.append(("start_recording", call_id))
-        return "/var/spool/asterisk/monitor/2026/03/10/x.wav"
-
-    async def stop_recording(self, call_id: uuid.UUID) -> None:
-        raise NotFound("the call is not being recorded")
+from .conftest import Api, RecordingCallControl, add_call
 
 
 def connect(api: Api) -> RecordingCallControl:
