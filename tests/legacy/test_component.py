@@ -115,7 +115,7 @@ async def test_a_garbage_flood_is_all_quarantined_and_valid_lines_still_land(
         await eventually(calls_landed)
 
         async def all_quarantined() -> bool:
-            return await count(store, "SELECT count(*) FROM quarantine") == 20_001  # the flood and the block's one annotation line
+            return await count(store, "SELECT count(*) FROM quarantine") == 20_001  # flood + 1 annotation
 
         await eventually(all_quarantined, timeout=20)
         assert ctx.health.snapshot()["legacy"]["pbx"]["office"]["state"] == "connected"
