@@ -149,15 +149,17 @@ class CidLines:
         if st.state == "inbound":
             assert st.first_at is not None and st.answered_at is not None
             talk = event.duration if event.duration is not None else int((now - st.answered_at).total_seconds())
-            call = self._call(line, st, Direction.INBOUND, CallStatus.ANSWERED, st.number, st.first_at, now,
-                              ring=int((st.answered_at - st.first_at).total_seconds()), talk=talk,
-                              answered_at=st.answered_at)
+            answered = min(st.answered_at, now - timedelta(seconds=talk))  # the box's own timer wins
+            started = min(st.first_at, answered)
+            call = self._call(line, st, Direction.INBOUND, CallStatus.ANSWERED, st.number, started, now,
+                              ring=int((answered - started).total_seconds()), talk=talk, answered_at=answered)
             call.tags["rings"] = st.rings
             if digits:
                 call.tags["digits_dialled"] = digits
         elif st.state == "outbound" or (st.state == "idle" and digits):
             started = st.first_at or now
             talk = event.duration if event.duration is not None else int((now - started).total_seconds())
+            started = min(started, now - timedelta(seconds=talk))
             if not digits:
                 st.state = "idle"
                 return [Notice(f"line {line}: off hook {talk} s, nothing dialled")]
