@@ -22,7 +22,7 @@ from callcenter.store.calllog import CallFilter, page_calls, page_calls_offset
 
 ROWS = int(os.environ.get("BENCH_CALLLOG_ROWS", "2000000"))
 PAGE_SIZE = 50
-DEPTH_PAGE = 10_000
+DEPTH_PAGE = min(10_000, ROWS // PAGE_SIZE - 1)  # page 10,000 when the table is big enough
 REPEATS = 25
 START = datetime(2025, 1, 1, tzinfo=UTC)
 SPAN_SECONDS = 365 * 24 * 3600
@@ -59,12 +59,12 @@ async def measure(store: CallStore) -> dict[str, list[float]]:
     keyset_rows, _ = await page_calls(store.pool, everything, limit=PAGE_SIZE, after=cursor)
     offset_rows = await page_calls_offset(store.pool, everything, limit=PAGE_SIZE, offset=depth)
     assert [r["id"] for r in keyset_rows] == [r["id"] for r in offset_rows], "keyset and OFFSET disagree"
-    times: dict[str, list[float]] = {"keyset page 1": [], "keyset page 10000": [], "offset page 10000": []}
+    times: dict[str, list[float]] = {"keyset page 1": [], "keyset deep page": [], "OFFSET deep page": []}
     for _ in range(REPEATS):
         for name, call in (("keyset page 1", lambda: page_calls(store.pool, everything, limit=PAGE_SIZE)),
-                           ("keyset page 10000", lambda: page_calls(store.pool, everything, limit=PAGE_SIZE,
+                           ("keyset deep page", lambda: page_calls(store.pool, everything, limit=PAGE_SIZE,
                                                                     after=cursor)),
-                           ("offset page 10000", lambda: page_calls_offset(store.pool, everything, limit=PAGE_SIZE,
+                           ("OFFSET deep page", lambda: page_calls_offset(store.pool, everything, limit=PAGE_SIZE,
                                                                            offset=depth))):
             started = time.perf_counter()
             await call()
@@ -87,7 +87,7 @@ async def run(folder: Path) -> None:
         await pg.stop("immediate")
     for name, samples in times.items():
         print(f"{name:>18}: p50 {statistics.median(samples):7.2f} ms   p99 {percentile(samples, 99):7.2f} ms")
-    ratio = percentile(times["offset page 10000"], 99) / percentile(times["keyset page 10000"], 99)
+    ratio = percentile(times["OFFSET deep page"], 99) / percentile(times["keyset deep page"], 99)
     print(f"page {DEPTH_PAGE:,} (offset {(DEPTH_PAGE - 1) * PAGE_SIZE:,}): OFFSET p99 / keyset p99 = {ratio:.0f}x")
 
 
