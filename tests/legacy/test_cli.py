@@ -1,0 +1,107 @@
+"""`callcenter legacy parse | listen | import` as an installer runs them: real subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+
+from bridges.legacy_pbx.testing import FakePanasonic
+
+OUT = b"06/01/11 15:11     101 01 909332991400                   00:00'39               \r\n"
+RC = b"06/01/11 15:06     101 01 <I>09155213422                                     RC \r\n"
+NA = b"06/01/11 15:07     101 01 <I>09155213422            0'59 00:00'00            NA \r\n"
+
+
+def callcenter(*args: str, stdin: bytes = b"", config: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    cmd = [sys.executable, "-m", "callcenter.cli"]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    return subprocess.run([*cmd, *args], input=stdin, capture_output=True, timeout=60, check=False)
+
+
+def test_parse_prints_one_json_object_per_call_and_per_quarantined_line() -> None:
+    data = OUT + RC + NA + b"garbage here\r\n06/01/11 15:49    MN ALM #510 00 10000 SMDR disconnect\r\n"
+    done = callcenter("legacy", "parse", "--kind", "panasonic", "--date-order", "dmy", "--country-code", "98",
+                      "--prefix", "9", "-", stdin=data)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(x) for x in done.stdout.decode().splitlines()]
+    assert len(lines) == 3
+    out, missed, bad = lines
+    assert (out["direction"], out["status"], out["number"], out["number_raw"], out["talk_seconds"]) == (
+        "outbound", "answered", "+989332991400", "909332991400", 39)
+    assert out["started_at"].startswith("2011-01-06T15:10:21")
+    assert (missed["direction"], missed["status"], missed["ring_seconds"], missed["line"]) == ("inbound", "missed",
+                                                                                              59, "01")
+    assert set(out) >= {"direction", "status", "extension", "line", "number", "number_raw", "started_at",
+                        "ring_seconds", "talk_seconds", "codes"}
+    assert bad == {"quarantined": True, "raw": "garbage here", "reason": "not an SMDR record (too short)"}
+    assert b"MN ALM #510" in done.stderr
+
+
+def test_parse_with_a_config_entry_uses_its_number_plan(tmp_path: Path) -> None:
+    config = tmp_path / "callcenter.toml"
+    config.write_text('[[pbx]]\nkey = "shop"\nkind = "panasonic"\ncountry_code = "98"\noutside_line_prefix = "9"\n'
+                      '[pbx.legacy]\ndate_order = "ymd"\ntimezone = "UTC"\n')
+    capture = tmp_path / "smdr.txt"
+    capture.write_bytes(OUT)
+    done = callcenter("legacy", "parse", "--pbx", "shop", str(capture), config=config)
+    assert done.returncode == 0, done.stderr
+    [call] = [json.loads(x) for x in done.stdout.decode().splitlines()]
+    assert call["pbx"] == "shop" and call["number"] == "+989332991400"
+    assert call["started_at"] == "2006-01-11T15:10:21+00:00"
+
+
+def test_parse_without_pbx_or_kind_says_what_is_missing() -> None:
+    done = callcenter("legacy", "parse", "-")
+    assert done.returncode != 0 and b"--kind" in done.stderr
+
+
+def test_import_writes_calls_and_quarantine_with_a_progress_bar(tmp_path: Path, db_dsn: str) -> None:
+    config = tmp_path / "callcenter.toml"
+    config.write_text(f'[database]\ndsn = "{db_dsn}"\n[[pbx]]\nkey = "shop"\nkind = "panasonic"\n'
+                      '[pbx.legacy]\ntimezone = "UTC"\n')
+    capture = tmp_path / "smdr.txt"
+    capture.write_bytes(OUT + RC + NA + b"# note\r\n" + OUT)
+    done = callcenter("legacy", "import", "--pbx", "shop", str(capture), config=config)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"calls": 2, "quarantined": 1, "alarms": 0, "duplicates": 1}
+    assert b"100.0%" in done.stderr
+    again = callcenter("legacy", "import", "--pbx", "shop", str(capture), config=config)
+    assert again.returncode == 0, again.stderr
+
+    async def counts() -> tuple[int, int]:
+        conn = await asyncpg.connect(db_dsn)
+        try:
+            return (await conn.fetchval("SELECT count(*) FROM calls"),
+                    await conn.fetchval("SELECT count(*) FROM quarantine"))
+        finally:
+            await conn.close()
+
+    assert asyncio.run(counts()) == (2, 2)  # importing twice never doubles a call
+
+
+async def test_listen_prints_calls_live_from_the_tcp_pbx(tmp_path: Path) -> None:
+    pbx = await FakePanasonic().start()
+    config = tmp_path / "callcenter.toml"
+    config.write_text(f'[[pbx]]\nkey = "shop"\nkind = "panasonic"\n[pbx.legacy]\ntransport = "tcp"\n'
+                      f'host = "127.0.0.1"\nport = {pbx.port}\ntimezone = "UTC"\n')
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "callcenter.cli", "--config", str(config), "legacy", "listen", "--pbx", "shop",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        await asyncio.wait_for(pbx.logged_in.wait(), 20)
+        await pbx.send(OUT)
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 20)
+        call = json.loads(line)
+        assert call["direction"] == "outbound" and call["number_raw"] == "909332991400"
+    finally:
+        proc.terminate()
+        await proc.wait()
+        await pbx.close()
