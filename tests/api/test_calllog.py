@@ -80,17 +80,19 @@ async def test_keyset_pages_have_no_duplicates_or_gaps_while_calls_arrive(api: A
         response = await api.client.get("/api/v1/calls", params=params, headers=api.auth("admin"))
         page = await response.json()
         seen += [c["id"] for c in page["items"]]
-        # newer calls arrive between page fetches; they must not shift what follows
-        await add_call(store, inserted, started_at=T0 + timedelta(hours=1, seconds=inserted))
-        inserted += 1
         cursor = page["next_cursor"]
         if cursor is None:
             break
+        # calls arrive between page fetches: newer ones must not shift what follows, and older
+        # ones (not yet reached by the cursor) must still be read — no duplicates, no gaps
+        await add_call(store, inserted, started_at=T0 + timedelta(hours=1, seconds=inserted))
+        await add_call(store, inserted + 1000, started_at=T0 - timedelta(hours=1, seconds=inserted))
+        inserted += 1
     async with store.pool.acquire() as conn:
         original = [str(r["id"]) for r in await conn.fetch(
             "SELECT id FROM calls WHERE started_at < $1 ORDER BY started_at DESC, id DESC", T0 + timedelta(hours=1))]
     assert seen == original
-    assert len(set(seen)) == 25
+    assert len(set(seen)) == len(seen) == 25 + (inserted - 100)
 
 
 async def test_limit_and_cursor_are_validated(api: Api) -> None:
