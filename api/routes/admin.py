@@ -58,7 +58,8 @@ _LIST = {"type": "object", "properties": {"items": {"type": "array", "items": {"
 @routes.route("GET", "/api/v1/admin/extensions", permission="extensions:read", summary="Extensions (scoped)",
               response=_LIST)
 async def list_extensions(request: web.Request) -> web.Response:
-    rows = await admin_store.list_extensions(request.app[CTX_KEY].store.pool, get_identity(request).visible_extensions)
+    identity = get_identity(request)
+    rows = await admin_store.list_extensions(request.app[CTX_KEY].store.pool, identity.visible_extensions, identity.pbx)
     return json_response({"items": rows})
 
 
@@ -67,7 +68,9 @@ async def list_extensions(request: web.Request) -> web.Response:
 async def get_extension(request: web.Request) -> web.Response:
     p = params_of(request)
     row = await admin_store.get_extension(request.app[CTX_KEY].store.pool, p["pbx"], p["number"])
-    if row is None or not get_identity(request).can_see_extension(row["number"]):
+    identity = get_identity(request)
+    if row is None or not (identity.can_see_extension(row["number"])
+                           and (row["pbx"] == "" or identity.can_see_pbx(row["pbx"]))):
         raise NotFound("no such extension")
     return json_response(row)
 

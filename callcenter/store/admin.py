@@ -22,12 +22,15 @@ _PARTITION = re.compile(r"^calls_y(\d{4})m(\d{2})$")
 
 # -- extensions -----------------------------------------------------------------------------------
 
-async def list_extensions(pool: asyncpg.Pool, visible: frozenset[str] | None = None) -> list[dict[str, Any]]:
+async def list_extensions(pool: asyncpg.Pool, visible: frozenset[str] | None = None,
+                          pbx: str = "") -> list[dict[str, Any]]:
+    """Extensions, limited to ``visible`` numbers and (for a PBX-limited token) that PBX and shared ones."""
     async with pool.acquire() as conn:
         rows = await conn.fetch(
             "SELECT pbx, number, name, department, org_unit FROM extensions"
-            " WHERE $1::text[] IS NULL OR number = ANY($1::text[]) ORDER BY pbx, number",
-            None if visible is None else sorted(visible))
+            " WHERE ($1::text[] IS NULL OR number = ANY($1::text[])) AND ($2 = '' OR pbx IN ($2, ''))"
+            " ORDER BY pbx, number",
+            None if visible is None else sorted(visible), pbx)
     return [dict(r) for r in rows]
 
 
