@@ -1,0 +1,274 @@
+"""Our own thin ARI client: REST over aiohttp plus the events websocket, reconnecting forever.
+
+Why our own (DESIGN §9): the published ARI libraries either do not import on Python 3, need a live
+Asterisk to construct (they download the Swagger docs), or do not reconnect. Real Asterisk facts kept
+here (DESIGN §10, captures 09/11/15): errors are ``{"message": ...}`` (or ``{"error": ...}`` for an
+allocation failure); a restart drops the TCP connection with no close frame; the websocket handshake
+answers 404/503 while Asterisk boots; events are not replayed after a reconnect, so every (re)connect
+runs the connected handlers (resync) before the first event is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import yarl
+
+log = logging.getLogger("callcenter.ari.client")
+
+EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
+ConnectedHandler = Callable[[], Awaitable[None]]
+
+
+class AriError(Exception):
+    """An ARI request that failed: ``status`` is the HTTP status (0 when Asterisk could not be reached)."""
+
+    def __init__(self, status: int, message: str, *, method: str = "", path: str = "") -> None:
+        super().__init__(f"{method} {path}: {status} {message}".strip())
+        self.status = status
+        self.message = message
+        self.method = method
+        self.path = path
+
+
+def seg(value: str) -> str:
+    """One path segment, fully percent-encoded (``/`` → ``%2F``, ``@`` → ``%40``, ``;`` → ``%3B``)."""
+    return quote(str(value), safe="")
+
+
+def ari_path(*segments: str) -> str:
+    """``ari_path("recordings", "live", "2026/11/25/x")`` → ``/recordings/live/2026%2F11%2F25%2Fx``."""
+    return "/" + "/".join(seg(s) for s in segments)
+
+
+def query_value(value: Any) -> str:
+    """ARI wants booleans as ``true``/``false`` and lists comma-separated."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(query_value(v) for v in value)
+    return str(value)
+
+
+def error_message(body: Any, text: str) -> str:
+    if isinstance(body, dict):
+        for key in ("message", "error"):
+            if isinstance(body.get(key), str):
+                return str(body[key])
+    return text.strip()[:200] or "no message"
+
+
+def backoff_delay(attempt: int, minimum: float, maximum: float) -> float:
+    """Capped exponential backoff with full jitter (attempt 0 → up to ``minimum``)."""
+    cap = min(maximum, minimum * (2 ** min(attempt, 30)))
+    return random.uniform(minimum / 2, cap)
+
+
+class AriClient:
+    """REST calls and the events websocket of one Asterisk's ARI, for one Stasis application."""
+
+    def __init__(self, base_url: str, username: str, password: str, app: str, *,
+                 session: aiohttp.ClientSession | None = None, subscribe_all: bool = True,
+                 reconnect_min: float = 0.2, reconnect_max: float = 10.0, request_timeout: float = 10.0,
+                 heartbeat: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.app = app
+        self.subscribe_all = subscribe_all
+        self.reconnect_min = reconnect_min
+        self.reconnect_max = reconnect_max
+        self.heartbeat = heartbeat
+        # a header, never URL userinfo: passwords with @& must work
+        self._headers = {"Authorization": aiohttp.BasicAuth(username, password).encode()}
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._session = session
+        self._own_session = session is None
+        self._event_handlers: list[EventHandler] = []
+        self._connected_handlers: list[ConnectedHandler] = []
+        self._task: asyncio.Task[None] | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._connected_event = asyncio.Event()
+        self.connected = False
+        self.connects = 0
+        self.reconnects = 0
+        self.events_received = 0
+        self.last_error = ""
+        self.connected_since: float | None = None
+
+    # -- REST ------------------------------------------------------------------------------------
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+            self._own_session = True
+        return self._session
+
+    def url(self, path: str, params: dict[str, Any]) -> yarl.URL:
+        """The full URL; ``path`` is already percent-encoded (use :func:`ari_path`), kept as it is."""
+        url = yarl.URL(self.base_url + path, encoded=True)
+        query = {k: query_value(v) for k, v in params.items() if v is not None}
+        return url.update_query(query) if query else url
+
+    async def request(self, method: str, path: str, json_body: Any = None, **params: Any) -> Any:
+        """One REST call: parsed JSON, text, or None (204); :class:`AriError` for any failure."""
+        url = self.url(path, params)
+        try:
+            async with self._http().request(method, url, json=json_body, headers=self._headers,
+                                             timeout=self._timeout) as resp:
+                text = await resp.text()
+                body: Any = None
+                if text and "json" in (resp.content_type or ""):
+                    try:
+                        body = json.loads(text)
+                    except ValueError:
+                        body = None
+                if resp.status >= 400:
+                    raise AriError(resp.status, error_message(body, text), method=method, path=path)
+                if resp.status == 204 or not text:
+                    return None
+                return body if body is not None else text
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise AriError(0, f"Asterisk unreachable: {exc.__class__.__name__} {exc}", method=method,
+                           path=path) from exc
+
+    async def get(self, path: str, **params: Any) -> Any:
+        return await self.request("GET", path, **params)
+
+    async def post(self, path: str, json: Any = None, **params: Any) -> Any:
+        return await self.request("POST", path, json, **params)
+
+    async def put(self, path: str, json: Any = None, **params: Any) -> Any:
+        return await self.request("PUT", path, json, **params)
+
+    async def delete(self, path: str, **params: Any) -> Any:
+        return await self.request("DELETE", path, **params)
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def add_event_handler(self, handler: EventHandler) -> None:
+        """Handlers run in order, one event at a time; they must not wait for later events."""
+        self._event_handlers.append(handler)
+
+    def add_connected_handler(self, handler: ConnectedHandler) -> None:
+        """Run after every (re)connect, before the first event is read: the place to resync."""
+        self._connected_handlers.append(handler)
+
+    def ws_url(self) -> yarl.URL:
+        scheme = {"http": "ws", "https": "wss"}.get(yarl.URL(self.base_url).scheme, "ws")
+        url = yarl.URL(self.base_url + "/events", encoded=True).with_scheme(scheme)
+        return url.update_query({"app": self.app, "subscribeAll": query_value(self.subscribe_all)})
+
+    async def start(self) -> None:
+        """Start the connect/read/reconnect loop in the background and return at once."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"ari-events-{self.app}")
+
+    async def wait_connected(self, timeout: float = 10.0) -> bool:
+        """True once the websocket is up and the connected handlers have run."""
+        try:
+            await asyncio.wait_for(self._connected_event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return self.connected
+
+    async def drop_connection(self) -> None:
+        """Close the websocket as a network fault would; the loop reconnects (used by tests and ops)."""
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.close()
+        if self._own_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+        self.connected = False
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            connects_before = self.connects
+            try:
+                await self._connect_and_read()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # every failure ends in a reconnect, never in a dead loop
+                self.last_error = f"{exc.__class__.__name__}: {exc}"[:300]
+                log.warning("ari websocket app=%s failed: %s", self.app, self.last_error)
+            if self.connects != connects_before:
+                attempt = 0  # it worked for a while: start the backoff again from the bottom
+            self._set_disconnected()
+            delay = backoff_delay(attempt, self.reconnect_min, self.reconnect_max)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    def _set_disconnected(self) -> None:
+        if self.connected:
+            self.reconnects += 1
+        self.connected = False
+        self._connected_event.clear()
+        self._ws = None
+
+    async def _connect_and_read(self) -> None:
+        try:
+            ws = await self._http().ws_connect(self.ws_url(), headers=self._headers, heartbeat=self.heartbeat,
+                                               timeout=aiohttp.ClientWSTimeout(ws_close=5.0))
+        except aiohttp.WSServerHandshakeError as exc:
+            raise AriError(exc.status, f"websocket handshake refused: {exc.message}") from exc
+        self._ws = ws
+        try:
+            self.connects += 1
+            self.connected = True
+            self.connected_since = time.monotonic()
+            log.info("ari websocket connected app=%s (connect #%d)", self.app, self.connects)
+            for handler in list(self._connected_handlers):
+                try:
+                    await handler()
+                except Exception:
+                    log.exception("ari connected handler failed app=%s", self.app)
+            self._connected_event.set()
+            await self._read(ws)
+        finally:
+            await ws.close()
+        self.last_error = f"websocket closed (code {ws.close_code})"
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                try:
+                    event = json.loads(msg.data)
+                except ValueError:
+                    log.warning("ari event is not JSON: %.200r", msg.data)
+                    continue
+                if isinstance(event, dict):
+                    self.events_received += 1
+                    await self.dispatch(event)
+            elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
+                break
+
+    async def dispatch(self, event: dict[str, Any]) -> None:
+        """Hand one event to every handler; a failing handler is logged and does not stop the others."""
+        for handler in self._event_handlers:
+            try:
+                await handler(event)
+            except Exception:
+                log.exception("ari event handler failed type=%s", event.get("type"))
+
+    def health(self) -> dict[str, Any]:
+        return {"state": "up" if self.connected else "down", "connected": self.connected,
+                "connects": self.connects, "reconnects": self.reconnects, "events": self.events_received,
+                "last_error": self.last_error}
