@@ -1,0 +1,291 @@
+"""The dialplan interpreter (one task per channel) and its applications."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from asterisk_sim.expr import split_args, substitute
+from asterisk_sim.model import Channel
+
+if TYPE_CHECKING:
+    from asterisk_sim.engine import Engine
+
+log = logging.getLogger(__name__)
+
+FOREVER = 10 ** 9
+
+
+class Goto(Exception):
+    def __init__(self, context: str | None, exten: str | None, priority: int | str) -> None:
+        super().__init__(f"{context},{exten},{priority}")
+        self.context, self.exten, self.priority = context, exten, priority
+
+
+class Stop(Exception):
+    """The application ended the dialplan (Hangup(), a failure)."""
+
+
+App = Callable[["Engine", Channel, str], Awaitable[None]]
+
+
+def lookup_for(engine: Engine, ch: Channel) -> Callable[[str], str]:
+    def lookup(name: str) -> str:
+        builtin = {
+            "EXTEN": ch.exten, "CONTEXT": ch.context, "PRIORITY": str(ch.priority), "CHANNEL": ch.name,
+            "UNIQUEID": ch.uniqueid, "CALLERID(num)": ch.caller_number, "CALLERID(number)": ch.caller_number,
+            "CALLERID(name)": ch.caller_name, "CALLERID(all)": f'"{ch.caller_name}" <{ch.caller_number}>',
+            "CHANNEL(linkedid)": ch.linkedid, "CHANNEL(uniqueid)": ch.uniqueid, "CHANNEL(name)": ch.name,
+            "CHANNEL(state)": ch.state, "CHANNEL(language)": ch.language, "CONNECTEDLINE(num)": ch.connected_number,
+            "CONNECTEDLINE(name)": ch.connected_name, "HANGUPCAUSE": str(ch.cause),
+        }
+        if name in builtin:
+            return builtin[name]
+        if name.startswith("GLOBAL(") and name.endswith(")"):
+            return engine.globals.get(name[7:-1], "")
+        if name.startswith("LEN(") and name.endswith(")"):
+            return str(len(name[4:-1]))
+        if name in ch.variables:
+            return ch.variables[name]
+        return engine.globals.get(name, "")
+    return lookup
+
+
+async def run_dialplan(engine: Engine, ch: Channel, priority: int | str = 1) -> None:
+    """Run ``ch`` through the dialplan from its context/exten; on the way out run ``h`` and destroy it."""
+    try:
+        await _execute(engine, ch, priority)
+        if not ch.hangup_requested:
+            engine.request_hangup(ch, cause=ch.cause or 16, event_cause=16, soft=True, unwind=False)
+    except asyncio.CancelledError:
+        pass
+    except Stop:
+        pass
+    except Exception:  # a simulator bug must not leave a channel hanging
+        log.exception("dialplan crashed on %s", ch.name)
+    await _finish(engine, ch)
+
+
+async def _finish(engine: Engine, ch: Channel) -> None:
+    if ch.destroyed:
+        return
+    if ch.stasis_app is not None:
+        engine.leave_stasis(ch)
+    if not getattr(ch, "soft_sent", False):
+        ch.soft_sent = True  # type: ignore[attr-defined]
+        engine.channel_event(ch, "ChannelHangupRequest", pre={"cause": 16, "soft": True})
+    ch.hangup_requested = True
+    await _run_h(engine, ch)
+    ch.task = None
+    engine.destroy(ch)
+
+
+async def _run_h(engine: Engine, ch: Channel) -> None:
+    resolved = engine.dialplan.resolve(ch.context, "h")
+    if resolved is None:
+        return
+    context, key = resolved
+    ch.exten = "h"
+    for prio in engine.dialplan.contexts[context].extensions[key]:
+        ch.priority = prio.number
+        data = substitute(prio.args, lookup_for(engine, ch))
+        engine.dialplan_step(ch, prio.app, data)
+        app = APPS.get(prio.app.lower())
+        if app is not None and prio.app.lower() in ("noop", "set", "verbose", "log"):
+            with contextlib.suppress(Exception):
+                await app(engine, ch, data)
+    ch.priority += 1
+    ch.app_name, ch.app_data = "", ""
+
+
+async def _execute(engine: Engine, ch: Channel, start: int | str) -> None:
+    priority: int | str = start
+    while True:
+        resolved = engine.dialplan.resolve(ch.context, ch.exten)
+        ctx = engine.dialplan.contexts.get(resolved[0]) if resolved else None
+        prio = None
+        if ctx is not None and resolved is not None:
+            prio = ctx.label(resolved[1], priority) if isinstance(priority, str) else ctx.priority(resolved[1],
+                                                                                                     priority)
+        if prio is None:
+            if isinstance(priority, int) and priority > 1:
+                return  # fell off the end of the extension
+            ch.cause = 0
+            raise Stop
+        ch.priority = prio.number
+        data = substitute(prio.args, lookup_for(engine, ch))
+        engine.dialplan_step(ch, prio.app, data)
+        app = APPS.get(prio.app.lower())
+        try:
+            if app is None:
+                log.warning("no application %r in the simulator; hanging up %s", prio.app, ch.name)
+                raise Stop
+            await app(engine, ch, data)
+        except Goto as jump:
+            ch.context = jump.context or ch.context
+            ch.exten = jump.exten or ch.exten
+            priority = jump.priority
+            continue
+        priority = prio.number + 1
+
+
+# ---------------------------------------------------------------------------- applications
+
+async def app_noop(engine: Engine, ch: Channel, data: str) -> None:
+    return None
+
+
+async def app_answer(engine: Engine, ch: Channel, data: str) -> None:
+    engine.answer(ch)
+
+
+async def app_ringing(engine: Engine, ch: Channel, data: str) -> None:
+    engine.ring(ch)
+
+
+async def app_hangup(engine: Engine, ch: Channel, data: str) -> None:
+    cause = int(data) if data.strip().isdigit() else 16
+    engine.request_hangup(ch, cause=cause, event_cause=cause, soft=True, unwind=False)
+    raise Stop
+
+
+async def app_busy(engine: Engine, ch: Channel, data: str) -> None:
+    engine.request_hangup(ch, cause=17, event_cause=17, soft=True, unwind=False)
+    raise Stop
+
+
+async def app_congestion(engine: Engine, ch: Channel, data: str) -> None:
+    engine.request_hangup(ch, cause=34, event_cause=34, soft=True, unwind=False)
+    raise Stop
+
+
+async def app_wait(engine: Engine, ch: Channel, data: str) -> None:
+    try:
+        seconds = float(data or "0")
+    except ValueError:
+        seconds = 0.0
+    await engine.sleep(seconds)
+
+
+async def app_echo(engine: Engine, ch: Channel, data: str) -> None:
+    ch.echo = True
+    engine.audio_changed()
+    try:
+        await engine.sleep(FOREVER)
+    finally:
+        ch.echo = False
+        engine.audio_changed()
+
+
+async def app_playback(engine: Engine, ch: Channel, data: str) -> None:
+    for media in split_args(data)[0].split("&"):
+        duration = engine.sound_duration(media)
+        if duration is None:
+            engine.set_var(ch, "PLAYBACKSTATUS", "FAILED")
+            return
+        ch.playing = f"sound:{media}"
+        engine.audio_changed()
+        try:
+            await engine.sleep(duration)
+        finally:
+            ch.playing = None
+            engine.audio_changed()
+    engine.set_var(ch, "PLAYBACKSTATUS", "SUCCESS")
+
+
+async def app_moh(engine: Engine, ch: Channel, data: str) -> None:
+    args = split_args(data)
+    duration = float(args[1]) if len(args) > 1 and args[1].strip() else FOREVER
+    ch.moh = True
+    engine.audio_changed()
+    try:
+        await engine.sleep(duration)
+    finally:
+        ch.moh = False
+        engine.audio_changed()
+
+
+async def app_set(engine: Engine, ch: Channel, data: str) -> None:
+    name, _, value = data.partition("=")
+    name = name.strip().lstrip("_")
+    if name.startswith("CALLERID(") and name.endswith(")"):
+        part = name[9:-1]
+        if part in ("num", "number"):
+            ch.caller_number = value
+        elif part == "name":
+            ch.caller_name = value
+        return
+    if "(" in name:
+        if name.startswith("GLOBAL("):
+            engine.globals[name[7:-1]] = value
+        return  # TIMEOUT(), CHANNEL(), ... have no ChannelVarset
+    engine.set_var(ch, name, value)
+
+
+async def app_goto(engine: Engine, ch: Channel, data: str) -> None:
+    raise _goto_target(data)
+
+
+def _goto_target(data: str) -> Goto:
+    parts = [p.strip() for p in data.split(",")]
+    priority: int | str
+    last = parts[-1]
+    priority = int(last) if last.isdigit() else last
+    if len(parts) == 1:
+        return Goto(None, None, priority)
+    if len(parts) == 2:
+        return Goto(None, parts[0], priority)
+    return Goto(parts[0], parts[1], priority)
+
+
+async def app_gotoif(engine: Engine, ch: Channel, data: str) -> None:
+    cond, _, targets = data.partition("?")
+    iftrue, _, iffalse = targets.partition(":")
+    chosen = iftrue if cond.strip() not in ("", "0") else iffalse
+    if chosen.strip():
+        raise _goto_target(chosen)
+
+
+async def app_senddtmf(engine: Engine, ch: Channel, data: str) -> None:
+    args = split_args(data)
+    between = int(args[1]) if len(args) > 1 and args[1].strip().isdigit() else 100
+    duration = int(args[2]) if len(args) > 2 and args[2].strip().isdigit() else 250
+    await engine.send_dtmf(ch, args[0], between, duration)
+
+
+async def app_stasis(engine: Engine, ch: Channel, data: str) -> None:
+    args = split_args(data)
+    app = args[0].strip()
+    if not engine.router.registered(app):
+        engine.set_var(ch, "STASISSTATUS", "FAILED")
+        return
+    engine.enter_stasis(ch, app, args[1:])
+    await engine.wait_stasis(ch)
+
+
+async def app_agi(engine: Engine, ch: Channel, data: str) -> None:
+    from asterisk_sim.fastagi import run_agi
+
+    status = await run_agi(engine, ch, split_args(data))
+    engine.set_var(ch, "AGISTATUS", status)
+    if status == "HANGUP" or ch.hangup_requested:
+        raise Stop
+
+
+async def app_dial(engine: Engine, ch: Channel, data: str) -> None:
+    from asterisk_sim.dial import dial
+
+    await dial(engine, ch, split_args(data))
+
+
+APPS: dict[str, App] = {
+    "noop": app_noop, "verbose": app_noop, "log": app_noop, "progress": app_noop, "queue": app_noop,
+    "mixmonitor": app_noop, "chanspy": app_noop, "execif": app_noop, "userevent": app_noop,
+    "answer": app_answer, "ringing": app_ringing, "hangup": app_hangup, "busy": app_busy,
+    "congestion": app_congestion, "wait": app_wait, "echo": app_echo, "playback": app_playback,
+    "background": app_playback, "musiconhold": app_moh, "set": app_set, "goto": app_goto, "gotoif": app_gotoif,
+    "senddtmf": app_senddtmf, "stasis": app_stasis, "agi": app_agi, "dial": app_dial,
+}

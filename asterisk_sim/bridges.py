@@ -1,0 +1,96 @@
+# mypy: disable-error-code="misc"
+"""Bridges: membership, BRIDGEPEER re-emission and destruction, as Asterisk orders those events."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from asterisk_sim.model import Bridge, Channel, ari_time
+
+if TYPE_CHECKING:
+    from asterisk_sim.engine import Engine
+
+
+class BridgeOps:
+    """Mixin of :class:`asterisk_sim.engine.Engine`: everything that changes a bridge."""
+
+    def bridge_event(self: Engine, bridge: Bridge, etype: str, ch: Channel | None = None) -> None:
+        event: dict[str, Any] = {"type": etype, "timestamp": ari_time(), "bridge": bridge.json()}
+        if ch is not None:
+            event["channel"] = ch.json()
+        self.router.publish(event, channel_ids=(ch.id,) if ch else (), bridge_ids=(bridge.id,))
+        self.notify(etype, bridge)
+
+    def create_bridge(self: Engine, bridge_id: str | None, types: str = "mixing", name: str = "",
+                      bridge_class: str = "stasis", creator: str = "Stasis") -> Bridge:
+        kinds = [t.strip() for t in types.split(",") if t.strip()] or ["mixing"]
+        bridge_type = "holding" if "holding" in kinds else "mixing"
+        bridge = Bridge(id=bridge_id or self.new_uuid(), bridge_type=bridge_type, name=name,
+                        bridge_class=bridge_class, creator=creator,
+                        technology="holding_bridge" if bridge_type == "holding" else "simple_bridge")
+        self.bridges[bridge.id] = bridge
+        self.bridge_event(bridge, "BridgeCreated")
+        return bridge
+
+    def bridge_add(self: Engine, bridge: Bridge, ch: Channel) -> None:
+        """Add ``ch`` (moving it out of any other bridge first, as Asterisk does: 204 with Left+Entered)."""
+        if ch.bridge_id == bridge.id:
+            self.bridge_remove(bridge, ch)
+        elif ch.bridge_id and ch.bridge_id in self.bridges:
+            self.bridge_remove(self.bridges[ch.bridge_id], ch)
+        bridge.channels.append(ch.id)
+        ch.bridge_id = bridge.id
+        if ch.stasis_app:
+            self.router.subscribe_bridge(ch.stasis_app, bridge.id)
+        if bridge.bridge_type == "mixing" and len(bridge.channels) > 2:
+            bridge.technology = "softmix"
+        self.bridge_event(bridge, "ChannelEnteredBridge", ch)
+        self.refresh_bridgepeer(bridge, first=ch)
+        self.audio_changed()
+
+    def bridge_remove(self: Engine, bridge: Bridge, ch: Channel) -> None:
+        if ch.id not in bridge.channels:
+            return
+        if bridge.bridge_type == "mixing":
+            self.set_var(ch, "BRIDGEPEER", "")
+        bridge.channels.remove(ch.id)
+        ch.bridge_id = None
+        self.bridge_event(bridge, "ChannelLeftBridge", ch)
+        self.refresh_bridgepeer(bridge)
+        self.audio_changed()
+        if bridge.bridge_class == "basic" and not bridge.channels:
+            self.destroy_bridge(bridge)
+
+    def bridge_members(self: Engine, bridge: Bridge) -> list[Channel]:
+        return [self.channels[c] for c in bridge.channels if c in self.channels]
+
+    def refresh_bridgepeer(self: Engine, bridge: Bridge, first: Channel | None = None) -> None:
+        """Set BRIDGEPEER on every member (newest peers first) when the bridge has two or more parties."""
+        if bridge.bridge_type != "mixing":
+            return
+        members = self.bridge_members(bridge)
+        names = [m.name for m in members] + list(bridge.announcers)
+        if len(names) < 2:
+            return
+        ordered = ([first] if first in members else []) + [m for m in reversed(members) if m is not first]
+        for member in ordered:
+            peers = [n for n in reversed(names) if n != member.name]
+            self.set_var(member, "BRIDGEPEER", ",".join(peers))
+
+    def destroy_bridge(self: Engine, bridge: Bridge) -> None:
+        if bridge.destroyed:
+            return
+        for ch in self.bridge_members(bridge):
+            self.bridge_remove(bridge, ch)
+        bridge.destroyed = True
+        self.stop_bridge_media(bridge)
+        self.bridge_event(bridge, "BridgeDestroyed")
+        self.bridges.pop(bridge.id, None)
+        self.router.forget_bridge(bridge.id)
+        self.audio_changed()
+
+    def reemit_bridgepeer_of(self: Engine, ch: Channel, times: int = 1) -> None:
+        """Snoop attach/detach re-emits BRIDGEPEER on the spied channel's bridge (README observation 6)."""
+        if ch.bridge_id and ch.bridge_id in self.bridges:
+            for _ in range(times):
+                self.refresh_bridgepeer(self.bridges[ch.bridge_id])

@@ -1,0 +1,187 @@
+# mypy: disable-error-code="misc"
+"""Channel lifecycle: creation, state, variables, Stasis, hang-up and destruction, with Asterisk's event order."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from asterisk_sim.model import Channel, ari_time, cause_txt
+
+if TYPE_CHECKING:
+    from asterisk_sim.engine import Engine
+
+
+class ChannelOps:
+    """Mixin of :class:`asterisk_sim.engine.Engine`: everything that changes one channel."""
+
+    def channel_event(self: Engine, ch: Channel, etype: str, pre: dict[str, Any] | None = None,
+                      post: dict[str, Any] | None = None, extra_ids: tuple[str, ...] = ()) -> None:
+        event: dict[str, Any] = dict(pre or {})
+        event["type"] = etype
+        event["timestamp"] = ari_time()
+        event.update(post or {})
+        event["channel"] = ch.json()
+        self.router.publish(event, channel_ids=(ch.id, *extra_ids))
+        self.notify(etype, ch)
+
+    # ---- creation
+    def new_channel(self: Engine, tech: str, resource: str, channel_id: str | None = None,
+                    linkedid: str | None = None, name: str | None = None) -> Channel:
+        uniqueid = self.counters.uniqueid()
+        cid = channel_id or uniqueid
+        uniqueid = cid
+        if name is None:
+            name = f"{tech}/{resource}-{self.counters.suffix(tech)}"
+        ch = Channel(id=cid, name=name, tech=tech, resource=resource, uniqueid=uniqueid,
+                     linkedid=linkedid or uniqueid)
+        self.channels[cid] = ch
+        self.channel_event(ch, "ChannelCreated")
+        return ch
+
+    def new_local_pair(self: Engine, exten: str, context: str, id1: str | None, id2: str | None,
+                       linkedid: str | None = None) -> tuple[Channel, Channel]:
+        suffix = self.counters.suffix("Local")
+        base = f"Local/{exten}@{context}-{suffix}"
+        uid1 = self.counters.uniqueid()
+        uid2 = self.counters.uniqueid()
+        first_id = id1 or uid1
+        second_id = id2 or (f"{id1};2" if id1 else uid2)
+        uid1, uid2 = first_id, second_id
+        one = Channel(id=first_id, name=base + ";1", tech="Local", resource=f"{exten}@{context}", uniqueid=uid1,
+                      linkedid=linkedid or uid1, context=context, exten=exten, half=1, appdial=True,
+                      app_name="AppDial2", app_data="(Outgoing Line)")
+        two = Channel(id=second_id, name=base + ";2", tech="Local", resource=f"{exten}@{context}", uniqueid=uid2,
+                      linkedid=linkedid or uid1, context=context, exten=exten, half=2, state="Ring")
+        one.peer, two.peer = two, one
+        self.channels[one.id] = one
+        self.channels[two.id] = two
+        self.channel_event(one, "ChannelCreated")
+        self.channel_event(two, "ChannelCreated")
+        return one, two
+
+    # ---- state
+    def set_state(self: Engine, ch: Channel, state: str) -> None:
+        if ch.state == state or ch.destroyed:
+            return
+        ch.state = state
+        self.channel_event(ch, "ChannelStateChange")
+        if state == "Up":
+            ch.answered.set()
+
+    def answer(self: Engine, ch: Channel) -> None:
+        """Answer ``ch``; answering a Local ``;2`` half also brings its ``;1`` half Up (chan_local)."""
+        if ch.state == "Up":
+            return
+        self.set_state(ch, "Up")
+        if ch.is_local() and ch.half == 2 and ch.peer is not None and not ch.peer.destroyed:
+            self.set_state(ch.peer, "Up")
+
+    def ring(self: Engine, ch: Channel) -> None:
+        """The far end alerts: a Local ``;2`` running Ringing() makes its ``;1`` half Ringing."""
+        target = ch.peer if ch.is_local() and ch.half == 2 and ch.peer is not None else ch
+        if target.state not in ("Up", "Ringing"):
+            self.set_state(target, "Ringing")
+        self.ringing_waiters(target)
+
+    def set_var(self: Engine, ch: Channel, name: str, value: str, emit: bool = True) -> None:
+        ch.variables[name] = value
+        if emit:
+            self.channel_event(ch, "ChannelVarset", pre={"variable": name, "value": value})
+
+    def set_caller(self: Engine, ch: Channel, name: str, number: str) -> None:
+        ch.caller_name, ch.caller_number = name, number
+        ch.connected_name, ch.connected_number = name, number
+        self.channel_event(ch, "ChannelCallerId", post={
+            "caller_presentation": 0, "caller_presentation_txt": "Presentation Allowed, Not Screened"})
+        self.channel_event(ch, "ChannelConnectedLine")
+
+    def dialplan_step(self: Engine, ch: Channel, app: str, data: str) -> None:
+        ch.app_name, ch.app_data = app, data
+        self.channel_event(ch, "ChannelDialplan", post={"dialplan_app": app, "dialplan_app_data": data})
+
+    # ---- Stasis
+    def enter_stasis(self: Engine, ch: Channel, app: str, args: list[str], dialplan_event: bool = False) -> None:
+        self.router.subscribe_channel(app, ch.id)
+        ch.saved_app = (ch.app_name, ch.app_data)  # type: ignore[attr-defined]
+        data = ",".join([app, *args])
+        ch.stasis_app, ch.stasis_args = app, list(args)
+        if dialplan_event:
+            self.dialplan_step(ch, "Stasis", data)
+        else:
+            ch.app_name, ch.app_data = "Stasis", data
+        if ch.tech != "Snoop":
+            self.set_var(ch, "STASISSTATUS", "")
+        self.channel_event(ch, "StasisStart", post={"args": list(args)})
+        ch.stasis_exit = asyncio.get_running_loop().create_future()  # type: ignore[attr-defined]
+
+    def leave_stasis(self: Engine, ch: Channel, status: str = "SUCCESS") -> None:
+        if ch.stasis_app is None:
+            return
+        if ch.bridge_id:
+            self.bridge_remove(self.bridges[ch.bridge_id], ch)
+        self.stop_media(ch)
+        self.channel_event(ch, "StasisEnd")
+        ch.stasis_app = None
+        if ch.tech != "Snoop":
+            self.set_var(ch, "STASISSTATUS", status)
+        exit_future = getattr(ch, "stasis_exit", None)
+        if exit_future is not None and not exit_future.done():
+            exit_future.set_result(None)
+
+    # ---- hang-up
+    def request_hangup(self: Engine, ch: Channel, cause: int = 16, event_cause: int | None = None,
+                       soft: bool = True, unwind: bool = True) -> None:
+        """Queue a hang-up: ChannelHangupRequest now, then the channel unwinds (Stasis, dialplan, destroy)."""
+        if ch.hangup_requested or ch.destroyed:
+            return
+        ch.hangup_requested = True
+        ch.cause = cause
+        pre: dict[str, Any] = {"cause": event_cause if event_cause is not None else cause}
+        if soft:
+            pre["soft"] = True
+            ch.soft_sent = True  # type: ignore[attr-defined]
+        if ch.tech != "Announcer":
+            self.channel_event(ch, "ChannelHangupRequest", pre=pre)
+        if unwind:
+            self.unwind(ch)
+
+    def unwind(self: Engine, ch: Channel) -> None:
+        if ch.stasis_app is not None:
+            self.leave_stasis(ch)
+        elif ch.bridge_id:
+            self.bridge_remove(self.bridges[ch.bridge_id], ch)
+        self.stop_media(ch)
+        if ch.task is not None and not ch.task.done():
+            ch.task.cancel()
+        elif ch.task is None or ch.task.done():
+            self.destroy(ch)
+
+    def destroy(self: Engine, ch: Channel) -> None:
+        if ch.destroyed:
+            return
+        ch.destroyed = True
+        ch.hangup_requested = True
+        peer = ch.peer if ch.is_local() else None
+        pending_peer = peer is not None and not peer.hangup_requested and not peer.destroyed
+        if pending_peer and peer is not None:
+            self.request_hangup(peer, cause=ch.cause, soft=False, unwind=False)
+        if ch.bridge_id and ch.bridge_id in self.bridges:
+            self.bridge_remove(self.bridges[ch.bridge_id], ch)
+        saved = getattr(ch, "saved_app", None)
+        if saved is not None and ch.appdial:
+            ch.app_name, ch.app_data = saved
+        elif ch.stasis_app is None and ch.app_name == "Stasis":
+            ch.app_name, ch.app_data = "", ""
+        if ch.tech != "Snoop" and ch.tech != "Announcer":
+            self.channel_event(ch, "ChannelDestroyed", post={"cause": ch.cause, "cause_txt": cause_txt(ch.cause)})
+        self.channels.pop(ch.id, None)
+        self.router.forget_channel(ch.id)
+        ch.gone.set()
+        self.on_destroyed(ch)
+        if pending_peer and peer is not None:
+            self.unwind(peer)
+
+    def hangup_all(self: Engine, cause: int) -> None:
+        for ch in list(self.channels.values()):
+            self.request_hangup(ch, cause=cause, soft=False)

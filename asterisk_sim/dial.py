@@ -1,0 +1,102 @@
+"""The Dial() application: ring one or more legs, bridge the first that answers, honour timeout and S(n)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from typing import TYPE_CHECKING
+
+from asterisk_sim.model import Channel
+
+if TYPE_CHECKING:
+    from asterisk_sim.engine import Engine
+
+
+def _dialstring(dest: str) -> str:
+    return dest.split("/", 1)[1] if "/" in dest else dest
+
+
+async def dial(engine: Engine, caller: Channel, args: list[str]) -> None:
+    from asterisk_sim.engine import OutgoingInfo
+
+    dests = [d.strip() for d in (args[0] if args else "").split("&") if d.strip()]
+    timeout = float(args[1]) if len(args) > 1 and args[1].strip() else None
+    options = args[2] if len(args) > 2 else ""
+    limit = re.search(r"S\((\d+)\)", options)
+    legs: list[Channel] = []
+    for dest in dests:
+        try:
+            leg, other = engine.make_outgoing(dest, None, None, linkedid=caller.linkedid)
+        except LookupError:
+            continue
+        leg.caller_name, leg.caller_number = caller.caller_name, caller.caller_number
+        leg.connected_name, leg.connected_number = caller.caller_name, caller.caller_number
+        leg.dialed_by = caller.id
+        info = OutgoingInfo(dialstring=_dialstring(dest), caller=caller)
+        leg.outgoing = info  # type: ignore[attr-defined]
+        engine.dial_event(leg, "", info)
+        engine.start_outgoing(leg, other)
+        legs.append(leg)
+    if not legs:
+        engine.set_var(caller, "DIALSTATUS", "CHANUNAVAIL")
+        return
+    winner, status = await _first_answer(engine, legs, timeout)
+    for leg in legs:
+        if leg is not winner and not leg.hangup_requested:
+            engine.request_hangup(leg, cause=26 if winner else 16, soft=False)
+    if winner is None:
+        for leg in legs:
+            engine.dial_event(leg, status, leg.outgoing)  # type: ignore[attr-defined]
+        engine.set_var(caller, "DIALSTATUS", status)
+        return
+    engine.dial_event(winner, "ANSWER", winner.outgoing)  # type: ignore[attr-defined]
+    engine.answer(caller)
+    await _bridged(engine, caller, winner, float(limit.group(1)) if limit else None)
+
+
+async def _first_answer(engine: Engine, legs: list[Channel], timeout: float | None) -> tuple[Channel | None, str]:
+    waits = {asyncio.ensure_future(engine.wait_answer(leg, timeout if timeout else 10 ** 9)): leg for leg in legs}
+    statuses: list[str] = []
+    try:
+        pending = set(waits)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for fut in done:
+                status = fut.result()
+                if status == "ANSWER":
+                    return waits[fut], "ANSWER"
+                statuses.append(status)
+    finally:
+        for fut in waits:
+            fut.cancel()
+    for preferred in ("BUSY", "CONGESTION", "NOANSWER", "CHANUNAVAIL"):
+        if preferred in statuses:
+            return None, preferred
+    return None, "NOANSWER"
+
+
+async def _bridged(engine: Engine, caller: Channel, callee: Channel, limit: float | None) -> None:
+    """Keep both in a basic bridge until one leaves; S(n) hangs up n seconds after the answer."""
+    bridge = engine.create_bridge(None, "mixing", bridge_class="basic", creator="")
+    caller.dial_peer, callee.dial_peer = callee.id, caller.id
+    engine.set_var(caller, "DIALSTATUS", "ANSWER", emit=False)
+    engine.bridge_add(bridge, caller)
+    engine.bridge_add(bridge, callee)
+    timer = engine.spawn(_limit(engine, caller, limit)) if limit is not None else None
+    try:
+        await callee.gone.wait()
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if not callee.hangup_requested:
+            engine.request_hangup(callee, cause=16, soft=False)
+        with contextlib.suppress(Exception):
+            if caller.bridge_id == bridge.id:
+                engine.bridge_remove(bridge, caller)
+
+
+async def _limit(engine: Engine, caller: Channel, seconds: float) -> None:
+    await engine.sleep(seconds)
+    if not caller.hangup_requested:
+        engine.request_hangup(caller, cause=16, soft=True)

@@ -1,0 +1,248 @@
+"""The simulated Asterisk core: owns channels, bridges, apps and the dialplan; ARI/AMI/AGI are views on it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from asterisk_sim.ari_events import EventRouter
+from asterisk_sim.bridges import BridgeOps
+from asterisk_sim.channels import ChannelOps
+from asterisk_sim.dialplan import Dialplan, parse_extensions_conf
+from asterisk_sim.media import MediaOps
+from asterisk_sim.model import Bridge, Channel, Counters, Endpoint
+from asterisk_sim.stasis import StasisOps
+
+Listener = Callable[[str, Any], None]
+
+
+@dataclass
+class CallPolicy:
+    """How a phone or customer reacts to the next incoming call."""
+
+    answer_after: float | None = 0.0  # None = never answer
+    reject: bool = False
+    ring_after: float = 0.0
+
+
+@dataclass
+class EngineConfig:
+    dialplan_text: str = ""
+    dialplan_file: str = "extensions.conf"
+    time_scale: float = 1.0
+    recordings_dir: str = "/tmp/asterisk-sim-recordings"
+    trunk: str = "trunk"
+
+
+@dataclass
+class OutgoingInfo:
+    dialstring: str
+    caller: Channel | None = None
+    ari_dial: bool = False
+    subscribers: set[str] = field(default_factory=set)
+
+
+class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
+    """All state of one simulated Asterisk run (a restart builds a new one)."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.dialplan: Dialplan = parse_extensions_conf(config.dialplan_text, config.dialplan_file) \
+            if config.dialplan_text else Dialplan()
+        self.globals: dict[str, str] = dict(self.dialplan.globals)
+        self.counters = Counters()
+        self.channels: dict[str, Channel] = {}
+        self.bridges: dict[str, Bridge] = {}
+        self.router = EventRouter()
+        self.endpoints: dict[str, Endpoint] = {}
+        self.policies: dict[str, CallPolicy] = {}
+        self.listeners: list[Listener] = []
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.snoop_counter = 0
+        self.device_states: dict[str, str] = {}
+        self.init_media()
+
+    # ---- plumbing
+    def new_uuid(self) -> str:
+        return str(uuid.uuid4())
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds * self.config.time_scale))
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def notify(self, etype: str, obj: Any) -> None:
+        for listener in list(self.listeners):
+            listener(etype, obj)
+
+    def audio_changed(self) -> None:
+        self.notify("AudioChanged", None)
+
+    def on_destroyed(self, ch: Channel) -> None:
+        self.update_device_state(ch)
+        if ch.tech == "Snoop" and ch.snoop_target in self.channels:
+            self.reemit_bridgepeer_of(self.channels[ch.snoop_target], 1 if ch.whisper == "none" else 2)
+        self.audio_changed()
+
+    async def shutdown(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        for ch in list(self.channels.values()):
+            if ch.task is not None:
+                ch.task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    # ---- endpoints and device state
+    def endpoint(self, tech: str, resource: str) -> Endpoint | None:
+        return self.endpoints.get(f"{tech}/{resource}")
+
+    def endpoint_channel_ids(self, ep: Endpoint) -> list[str]:
+        prefix = f"{ep.technology}/{ep.resource}-"
+        return [c.id for c in self.channels.values() if c.name.startswith(prefix)]
+
+    def update_device_state(self, ch: Channel) -> None:
+        if ch.tech != "PJSIP":
+            return
+        ep = self.endpoints.get(f"PJSIP/{ch.resource}")
+        if ep is None:
+            return
+        busy = [c for c in self.channels.values() if c.tech == "PJSIP" and c.resource == ch.resource]
+        if ep.state != "online":
+            state = "UNAVAILABLE"
+        elif not busy:
+            state = "NOT_INUSE"
+        elif any(c.state == "Up" for c in busy):
+            state = "INUSE"
+        else:
+            state = "RINGING"
+        self.set_device_state(f"PJSIP/{ch.resource}", state)
+
+    def set_device_state(self, device: str, state: str) -> None:
+        if self.device_states.get(device) == state:
+            return
+        self.device_states[device] = state
+        from asterisk_sim.model import ENTITY_ID, ari_time
+
+        event = {"type": "DeviceStateChanged", "application": "", "timestamp": ari_time(),
+                 "device_state": {"name": device, "state": state}, "asterisk_id": ENTITY_ID}
+        for app in list(self.router.apps.values()):
+            if device in app.devices or app.subscribe_all:
+                body = dict(event)
+                body["application"] = app.name
+                if app.connection is not None:
+                    self.router._send(app.connection, body)
+        self.notify("DeviceStateChange", (device, state))
+
+    # ---- outgoing legs (originate, /dial, Dial())
+    def make_outgoing(self, tech_resource: str, channel_id: str | None, other_id: str | None,
+                      linkedid: str | None = None) -> tuple[Channel, Channel | None]:
+        """Create the channel(s) for a dial string such as ``Local/x@ctx`` or ``PJSIP/1001``.
+
+        Raises LookupError for an unknown technology and PermissionError for an unreachable endpoint.
+        """
+        tech, _, resource = tech_resource.partition("/")
+        if tech == "Local":
+            exten, _, context = resource.partition("@")
+            context = context.split("/", 1)[0] or "default"
+            return self.new_local_pair(exten, context, channel_id, other_id, linkedid)
+        if tech == "PJSIP":
+            target, _, host = resource.partition("@")
+            if host:
+                ep_name, party = host, target
+            else:
+                ep_name, party = target, target
+            ep = self.endpoints.get(f"PJSIP/{ep_name}")
+            if ep is None:
+                raise LookupError(tech_resource)
+            ch = self.new_channel("PJSIP", ep_name, channel_id, linkedid)
+            ch.party = party
+            ch.exten = party if host else "s"
+            ch.appdial = True
+            ch.app_name, ch.app_data = "AppDial", "(Outgoing Line)"
+            return ch, None
+        raise LookupError(tech_resource)
+
+    def start_outgoing(self, ch: Channel, other: Channel | None) -> None:
+        """Make the far end act: run the ``;2`` dialplan, or let the phone/customer ring and answer."""
+        if other is not None:
+            self.start_dialplan(other)
+            return
+        self.spawn(self._device_answer(ch))
+
+    async def _device_answer(self, ch: Channel) -> None:
+        ep = self.endpoints.get(f"PJSIP/{ch.resource}")
+        key = ch.party or ch.resource
+        policy = self.policies.get(key, CallPolicy())
+        if ep is None or (ep.state != "online" and ch.resource != self.config.trunk):
+            await self.sleep(0.01)
+            self.request_hangup(ch, cause=20, soft=False)
+            return
+        await self.sleep(policy.ring_after)
+        if ch.hangup_requested:
+            return
+        self.ring(ch)
+        self.update_device_state(ch)
+        if policy.reject:
+            await self.sleep(0.05)
+            self.request_hangup(ch, cause=17, soft=False)
+            return
+        if policy.answer_after is None:
+            return
+        await self.sleep(policy.answer_after)
+        if not ch.hangup_requested:
+            self.answer(ch)
+            self.update_device_state(ch)
+
+    def ringing_waiters(self, ch: Channel) -> None:
+        info: OutgoingInfo | None = getattr(ch, "outgoing", None)
+        if info is not None:
+            self.dial_event(ch, "RINGING", info)
+
+    def dial_event(self, peer: Channel, status: str, info: OutgoingInfo) -> None:
+        from asterisk_sim.model import ari_time
+
+        event: dict[str, Any] = {"type": "Dial", "timestamp": ari_time(), "dialstatus": status, "forward": "",
+                                 "dialstring": "" if info.ari_dial and status else info.dialstring}
+        ids: tuple[str, ...] = (peer.id,)
+        if info.caller is not None:
+            event["caller"] = info.caller.json()
+            ids = (peer.id, info.caller.id)
+        event["peer"] = peer.json()
+        self.router.publish(event, channel_ids=ids)
+        self.notify("Dial", (info.caller, peer, status, info.dialstring))
+
+    async def wait_answer(self, ch: Channel, timeout: float) -> str:
+        """ANSWER, BUSY, CHANUNAVAIL, CONGESTION or NOANSWER once the far end decided (or the timeout)."""
+        answered = asyncio.ensure_future(ch.answered.wait())
+        gone = asyncio.ensure_future(ch.gone.wait())
+        try:
+            done, _ = await asyncio.wait({answered, gone}, timeout=max(0.0, timeout * self.config.time_scale),
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            answered.cancel()
+            gone.cancel()
+        if ch.answered.is_set() and not ch.hangup_requested:
+            return "ANSWER"
+        if ch.hangup_requested or ch.destroyed:
+            return {17: "BUSY", 20: "CHANUNAVAIL", 34: "CONGESTION"}.get(ch.cause, "NOANSWER" if not done else
+                                                                          "CANCEL")
+        return "NOANSWER"
+
+    def start_dialplan(self, ch: Channel, context: str | None = None, exten: str | None = None,
+                       priority: int | str = 1) -> None:
+        from asterisk_sim.apps import run_dialplan
+
+        if context:
+            ch.context = context
+        if exten:
+            ch.exten = exten
+        ch.task = asyncio.get_running_loop().create_task(run_dialplan(self, ch, priority))

@@ -1,0 +1,302 @@
+# mypy: disable-error-code="misc"
+"""Playbacks, recordings (real WAV files), MOH, DTMF and snoop channels."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from asterisk_sim.model import Bridge, Channel, ari_time
+
+if TYPE_CHECKING:
+    from asterisk_sim.engine import Engine
+
+# Durations of the core sounds we know (seconds). Anything else is "not found" (Asterisk: 201 then failed).
+SOUNDS: dict[str, float] = {
+    "demo-congrats": 30.0, "beep": 0.3, "vm-extension": 1.2, "hello-world": 1.3, "tt-monkeys": 10.0,
+    "pls-hold-while-try": 2.0, "queue-youarenext": 1.5, "queue-thereare": 1.2, "queue-callswaiting": 1.5,
+    "queue-holdtime": 1.5, "queue-minutes": 0.8, "queue-thankyou": 2.0, "silence/1": 1.0, "silence/2": 2.0,
+    "conf-onlyperson": 2.0, "agent-loginok": 1.0, "privacy-incorrect": 2.0, "spy-agent": 1.0,
+    "vm-goodbye": 0.8, "auth-thankyou": 1.0, "transfer": 0.8, "custom/monitored": 3.0,
+}
+FORMATS = {"wav", "gsm", "ulaw", "alaw", "sln", "wav49", "g722", "slin"}
+
+
+@dataclass
+class Playback:
+    id: str
+    media: list[str]
+    target_uri: str
+    language: str = "en"
+    state: str = "queued"
+    index: int = 0
+    task: asyncio.Task[None] | None = None
+    paused: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "media_uri": self.media[self.index]}
+        if self.index + 1 < len(self.media):
+            data["next_media_uri"] = self.media[self.index + 1]
+        data.update({"target_uri": self.target_uri, "language": self.language, "state": self.state})
+        return data
+
+
+@dataclass
+class Recording:
+    name: str
+    format: str
+    target_uri: str
+    path: str
+    state: str = "queued"
+    started: float = field(default_factory=time.monotonic)
+    muted: bool = False
+    max_duration: float = 0.0
+    task: asyncio.Task[None] | None = None
+    cause: str | None = None
+
+    def json(self, finished: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "format": self.format, "state": self.state,
+                                "target_uri": self.target_uri}
+        if self.cause:
+            data["cause"] = self.cause
+        if finished and self.state == "done":
+            data["duration"] = max(1, round(time.monotonic() - self.started))
+        return data
+
+
+def write_wav(path: str, seconds: float) -> None:
+    """A real 16-bit 8 kHz mono PCM file of silence, like Asterisk's ``wav`` format."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    frames = max(1, int(seconds * 8000))
+    data = b"\x00\x00" * frames
+    header = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack(
+        "<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16) + b"data" + struct.pack("<I", len(data))
+    with open(path, "wb") as handle:
+        handle.write(header + data)
+
+
+class MediaOps:
+    """Mixin of :class:`asterisk_sim.engine.Engine` for media on channels and bridges."""
+
+    def init_media(self: Engine) -> None:
+        self.playbacks: dict[str, Playback] = {}
+        self.live_recordings: dict[str, Recording] = {}
+
+    def sound_duration(self: Engine, media: str) -> float | None:
+        name = media.split(":", 1)[1] if media.startswith("sound:") else media
+        if media.startswith(("tone:", "digits:", "number:", "characters:")):
+            return 1.0
+        if media.startswith("recording:"):
+            path = os.path.join(self.config.recordings_dir, name + ".wav")
+            return 1.0 if os.path.exists(path) else None
+        return SOUNDS.get(name)
+
+    # ---- playbacks
+    def playback_event(self: Engine, pb: Playback, etype: str) -> None:
+        kind, _, target = pb.target_uri.partition(":")
+        event = {"type": etype, "timestamp": ari_time(), "playback": pb.json()}
+        if kind == "channel":
+            self.router.publish(event, channel_ids=(target,))
+        else:
+            self.router.publish(event, bridge_ids=(target,))
+
+    def start_playback(self: Engine, target_uri: str, media: list[str], playback_id: str | None,
+                       language: str = "en") -> Playback:
+        pb = Playback(id=playback_id or self.new_uuid(), media=media, target_uri=target_uri, language=language)
+        pb.paused.set()
+        self.playbacks[pb.id] = pb
+        pb.task = self.spawn(self._play(pb))
+        return pb
+
+    async def _play(self: Engine, pb: Playback) -> None:
+        kind, _, target = pb.target_uri.partition(":")
+        if kind == "bridge" and target in self.bridges and self.bridges[target].bridge_type == "mixing":
+            bridge = self.bridges[target]
+            bridge.announcers.append(f"Announcer/ARI-{self.counters.suffix('Announcer')};2")
+            self.refresh_bridgepeer(bridge)
+        try:
+            for index, media in enumerate(pb.media):
+                pb.index = index
+                pb.state = "playing"
+                self.playback_event(pb, "PlaybackStarted")
+                duration = self.sound_duration(media)
+                if duration is None:
+                    pb.state = "failed"
+                    break
+                await self._play_for(pb, duration)
+                if pb.state != "playing":
+                    break
+                if index + 1 < len(pb.media):
+                    pb.state = "continuing"
+                    self.playback_event(pb, "PlaybackContinuing")
+            else:
+                pb.state = "done"
+        except asyncio.CancelledError:
+            if pb.state not in ("done", "failed"):
+                pb.state = "failed"
+        finally:
+            self.playbacks.pop(pb.id, None)
+            if kind == "bridge" and target in self.bridges:
+                self.bridges[target].announcers = [a for a in self.bridges[target].announcers
+                                                   if not a.startswith("Announcer/ARI-")]
+            self.playback_event(pb, "PlaybackFinished")
+
+    async def _play_for(self: Engine, pb: Playback, duration: float) -> None:
+        remaining = duration * self.config.time_scale
+        while remaining > 0 and pb.state == "playing":
+            await pb.paused.wait()
+            if pb.state != "playing":
+                return
+            step = min(remaining, 0.05)
+            await asyncio.sleep(step)
+            if pb.paused.is_set():
+                remaining -= step
+
+    def control_playback(self: Engine, pb: Playback, operation: str) -> bool:
+        if operation == "pause":
+            pb.paused.clear()
+            pb.state = "paused"
+        elif operation == "unpause":
+            pb.state = "playing"
+            pb.paused.set()
+            self.playback_event(pb, "PlaybackStarted")
+        elif operation in ("restart", "reverse", "forward"):
+            return True
+        else:
+            return False
+        return True
+
+    def stop_playback(self: Engine, pb: Playback) -> None:
+        pb.state = "done"
+        pb.paused.set()
+        if pb.task is not None:
+            pb.task.cancel()
+
+    # ---- recordings
+    def recording_event(self: Engine, rec: Recording, etype: str) -> None:
+        kind, _, target = rec.target_uri.partition(":")
+        event = {"type": etype, "timestamp": ari_time(), "recording": rec.json(finished=etype == "RecordingFinished")}
+        if kind == "channel":
+            self.router.publish(event, channel_ids=(target,))
+        else:
+            self.router.publish(event, bridge_ids=(target,))
+
+    def recording_path(self: Engine, name: str, fmt: str) -> str:
+        return os.path.join(self.config.recordings_dir, f"{name}.{fmt}")
+
+    def start_recording(self: Engine, target_uri: str, name: str, fmt: str, max_duration: float) -> Recording:
+        rec = Recording(name=name, format=fmt, target_uri=target_uri, path=self.recording_path(name, fmt),
+                        max_duration=max_duration)
+        self.live_recordings[name] = rec
+        kind, _, target = target_uri.partition(":")
+        ch = self.channels.get(target) if kind == "channel" else None
+        if ch is not None and ch.bridge_id:
+            rec.state = "failed"
+            rec.cause = "Cannot record channel while in bridge"
+            self.live_recordings.pop(name, None)
+            self.spawn(self._fail_later(rec))
+            return rec
+        rec.task = self.spawn(self._record(rec))
+        return rec
+
+    async def _fail_later(self: Engine, rec: Recording) -> None:
+        await asyncio.sleep(0)
+        self.recording_event(rec, "RecordingFailed")
+
+    async def _record(self: Engine, rec: Recording) -> None:
+        kind, _, target = rec.target_uri.partition(":")
+        bridge = self.bridges.get(target) if kind == "bridge" else None
+        if bridge is not None:
+            bridge.announcers.append(f"Recorder/ARI-{self.counters.suffix('Local')};2")
+            bridge.technology = "softmix"
+            self.refresh_bridgepeer(bridge)
+        await asyncio.sleep(0)
+        rec.state = "recording"
+        self.recording_event(rec, "RecordingStarted")
+        try:
+            await self.sleep(rec.max_duration or 10 ** 9)
+        except asyncio.CancelledError:
+            pass
+        if rec.state in ("recording", "paused"):
+            rec.state = "done"
+        self.live_recordings.pop(rec.name, None)
+        if rec.state == "done":
+            write_wav(rec.path, max(0.1, time.monotonic() - rec.started))
+        if bridge is not None and not bridge.destroyed:
+            bridge.announcers = [a for a in bridge.announcers if not a.startswith("Recorder/")]
+            self.refresh_bridgepeer(bridge)
+        self.recording_event(rec, "RecordingFinished")
+
+    def stop_recording(self: Engine, rec: Recording, discard: bool = False) -> None:
+        if rec.task is not None:
+            rec.task.cancel()
+        if discard:
+            rec.path = os.devnull + ".discarded"
+
+    # ---- stop everything on a leaving channel / bridge
+    def stop_media(self: Engine, ch: Channel) -> None:
+        uri = f"channel:{ch.id}"
+        for pb in list(self.playbacks.values()):
+            if pb.target_uri == uri and pb.task is not None:
+                pb.task.cancel()
+        for rec in list(self.live_recordings.values()):
+            if rec.target_uri == uri:
+                self.stop_recording(rec)
+        ch.moh = False
+        ch.on_hold = False
+
+    def stop_bridge_media(self: Engine, bridge: Bridge) -> None:
+        uri = f"bridge:{bridge.id}"
+        for pb in list(self.playbacks.values()):
+            if pb.target_uri == uri and pb.task is not None:
+                pb.task.cancel()
+        for rec in list(self.live_recordings.values()):
+            if rec.target_uri == uri:
+                self.stop_recording(rec)
+
+    def bridge_moh(self: Engine, bridge: Bridge, on: bool) -> None:
+        bridge.moh = on
+        if bridge.bridge_type == "mixing":
+            bridge.announcers = [a for a in bridge.announcers if not a.startswith("Announcer/ARI_MOH-")]
+            if on:
+                bridge.announcers.append(f"Announcer/ARI_MOH-{self.counters.suffix('Announcer')};2")
+                self.refresh_bridgepeer(bridge)
+        self.audio_changed()
+
+    # ---- DTMF
+    async def send_dtmf(self: Engine, ch: Channel, digits: str, between_ms: int, duration_ms: int) -> None:
+        """``ch`` sends ``digits`` toward its far side (the other Local half, the phone, the bridge peer)."""
+        for digit in digits:
+            if digit == ",":
+                await self.sleep(0.5)
+                continue
+            await self.sleep(duration_ms / 1000)
+            target = ch.peer if ch.is_local() and ch.peer is not None else None
+            if target is not None and not target.destroyed:
+                self.receive_dtmf(target, digit, duration_ms)
+            else:
+                self.notify("DtmfToDevice", (ch, digit))
+            await self.sleep(between_ms / 1000)
+
+    def receive_dtmf(self: Engine, ch: Channel, digit: str, duration_ms: int) -> None:
+        self.channel_event(ch, "ChannelDtmfReceived", post={"digit": digit, "duration_ms": duration_ms})
+        ch.dtmf.put_nowait(digit)
+
+    # ---- snoop
+    def create_snoop(self: Engine, target: Channel, spy: str, whisper: str, app: str, args: list[str],
+                     snoop_id: str | None) -> Channel:
+        suffix = f"{self.snoop_counter:08x}"
+        self.snoop_counter += 1
+        ch = self.new_channel("Snoop", target.id, snoop_id, linkedid=target.linkedid,
+                              name=f"Snoop/{target.id}-{suffix}")
+        ch.snoop_target, ch.spy, ch.whisper = target.id, spy, whisper
+        ch.state = "Up"
+        ch.answered.set()
+        self.reemit_bridgepeer_of(target, 2 if whisper == "both" else 1)
+        self.enter_stasis(ch, app, args)
+        self.audio_changed()
+        return ch

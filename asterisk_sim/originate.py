@@ -1,0 +1,183 @@
+"""ARI originate, ``/channels/create`` and ``/channels/{id}/dial`` (validation and the call flow)."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from asterisk_sim.model import Channel
+
+if TYPE_CHECKING:
+    from asterisk_sim.engine import Engine
+
+KNOWN_FORMATS = {"ulaw", "alaw", "gsm", "g722", "slin", "slin16", "opus", "g729", "wav", "h264", "vp8"}
+
+
+class AriError(Exception):
+    def __init__(self, status: int, message: str, key: str = "message") -> None:
+        super().__init__(message)
+        self.status, self.message, self.key = status, message, key
+
+
+def parse_callerid(text: str) -> tuple[str, str]:
+    m = re.fullmatch(r'\s*"?([^"<]*?)"?\s*<([^>]*)>\s*', text or "")
+    if m:
+        return m.group(1).strip(), m.group(2).strip()
+    text = (text or "").strip()
+    return ("", text) if re.fullmatch(r"[+\d*#]*", text) else (text, "")
+
+
+def parse_variables(raw: Any) -> list[tuple[str, str, bool]]:
+    if not raw:
+        return []
+    if not isinstance(raw, dict):
+        raise AriError(400, "Invalid format definition")
+    out: list[tuple[str, str, bool]] = []
+    for name, value in raw.items():
+        if isinstance(value, dict):
+            if not isinstance(value.get("value"), str):
+                raise AriError(400, "Each object value in 'variables' must include string field 'value'")
+            out.append((name, value["value"], bool(value.get("report_events"))))
+        else:
+            out.append((name, str(value), False))
+    return out
+
+
+def _check_endpoint(engine: Engine, p: dict[str, Any], need_target: bool) -> str:
+    endpoint = p.get("endpoint")
+    if not endpoint:
+        raise AriError(400, "Endpoint must be specified")
+    if need_target and not p.get("app") and not p.get("extension"):
+        raise AriError(400, "Application or extension must be specified")
+    if "/" not in endpoint:
+        raise AriError(400, "Invalid endpoint specified")
+    for fmt in [f for f in str(p.get("formats", "")).split(",") if f]:
+        if fmt not in KNOWN_FORMATS:
+            raise AriError(400, f"Provided format ({fmt}) was not found")
+    cid = p.get("channelId")
+    if cid and cid in engine.channels:
+        raise AriError(409, "Channel with given unique ID already exists")
+    return str(endpoint)
+
+
+def _create(engine: Engine, endpoint: str, p: dict[str, Any]) -> tuple[Channel, Channel | None]:
+    other_id = p.get("otherChannelId") or None
+    if other_id and other_id in engine.channels:
+        other_id = None
+    try:
+        return engine.make_outgoing(endpoint, p.get("channelId") or None, other_id)
+    except LookupError as exc:
+        raise AriError(500, "Allocation failed", key="error") from exc
+
+
+def _apply_vars(engine: Engine, chans: list[Channel], evented: Channel | None, variables: list[tuple[str, str, bool]],
+                callerid: str | None) -> None:
+    for name, value, report in reversed(variables):
+        for ch in chans:
+            if name.startswith("CALLERID("):
+                part = name[9:-1]
+                if part == "name":
+                    ch.caller_name = ch.connected_name = value
+                elif part in ("num", "number"):
+                    ch.caller_number = ch.connected_number = value
+                continue
+            if report:
+                ch.channelvars = [*(ch.channelvars or []), name]
+            engine.set_var(ch, name, value, emit=ch is evented)
+    if callerid:
+        name, number = parse_callerid(callerid)
+        for ch in chans:
+            if ch is evented:
+                engine.set_caller(ch, name, number)
+            else:
+                ch.caller_name = ch.connected_name = name
+                ch.caller_number = ch.connected_number = number
+
+
+def originate(engine: Engine, p: dict[str, Any]) -> Channel:
+    """POST /channels (and /channels/{id}): create, dial and on answer put the channel into the app."""
+    from asterisk_sim.engine import OutgoingInfo
+
+    endpoint = _check_endpoint(engine, p, need_target=True)
+    variables = parse_variables(p.get("variables"))
+    ch, other = _create(engine, endpoint, p)
+    app = p.get("app") or None
+    if app:
+        engine.router.subscribe_channel(app, ch.id)
+        if other is not None:
+            engine.router.subscribe_channel(app, other.id)
+    chans = [ch] + ([other] if other else [])
+    _apply_vars(engine, chans, other, variables, p.get("callerId"))
+    info = OutgoingInfo(dialstring=endpoint.split("/", 1)[1])
+    ch.outgoing = info  # type: ignore[attr-defined]
+    engine.dial_event(ch, "", info)
+    engine.start_outgoing(ch, other)
+    timeout = float(p.get("timeout") or 30)
+    args = [a for a in str(p.get("appArgs", "")).split(",")] if p.get("appArgs") else []
+    engine.spawn(_after_originate(engine, ch, other, app, args, p, timeout))
+    return ch
+
+
+async def _after_originate(engine: Engine, ch: Channel, other: Channel | None, app: str | None, args: list[str],
+                           p: dict[str, Any], timeout: float) -> None:
+    status = await engine.wait_answer(ch, timeout)
+    if status != "ANSWER":
+        if not ch.hangup_requested:
+            if other is not None and not other.hangup_requested:
+                engine.request_hangup(other, cause=19, soft=False)
+            ch.cause = 19
+            ch.hangup_requested = True
+            engine.destroy(ch)
+        return
+    engine.dial_event(ch, "ANSWER", ch.outgoing)  # type: ignore[attr-defined]
+    ch.outgoing = None  # type: ignore[attr-defined]
+    if app:
+        if engine.router.registered(app):
+            engine.enter_stasis(ch, app, args)
+        else:
+            engine.request_hangup(ch, cause=16, soft=False)
+        return
+    priority: int | str = int(p["priority"]) if str(p.get("priority", "")).isdigit() else (p.get("label") or 1)
+    engine.start_dialplan(ch, p.get("context") or "default", p.get("extension"), priority)
+
+
+def create(engine: Engine, p: dict[str, Any]) -> Channel:
+    """POST /channels/create: the channel enters Stasis at once, in state Down, and waits for /dial."""
+    endpoint = _check_endpoint(engine, p, need_target=False)
+    variables = parse_variables(p.get("variables"))
+    ch, other = _create(engine, endpoint, p)
+    ch.appdial = False
+    ch.app_name, ch.app_data = "", ""
+    ch.pending_far = other  # type: ignore[attr-defined]
+    ch.dial_endpoint = endpoint  # type: ignore[attr-defined]
+    app = p.get("app") or None
+    if app:
+        engine.router.subscribe_channel(app, ch.id)
+    _apply_vars(engine, [ch] + ([other] if other else []), ch, variables, p.get("callerId"))
+    if app and engine.router.registered(app):
+        args = str(p.get("appArgs", "")).split(",") if p.get("appArgs") else []
+        engine.enter_stasis(ch, app, args, dialplan_event=True)
+    return ch
+
+
+def dial(engine: Engine, ch: Channel, p: dict[str, Any]) -> None:
+    from asterisk_sim.engine import OutgoingInfo
+
+    if ch.state != "Down" or not hasattr(ch, "dial_endpoint"):
+        raise AriError(409, "Channel is not in the 'Down' state")
+    info = OutgoingInfo(dialstring=ch.dial_endpoint.split("/", 1)[1], ari_dial=True)  # type: ignore[attr-defined]
+    ch.outgoing = info  # type: ignore[attr-defined]
+    engine.dial_event(ch, "", info)
+    engine.start_outgoing(ch, getattr(ch, "pending_far", None))
+    timeout = float(p.get("timeout") or 0) or 10 ** 9
+    engine.spawn(_after_dial(engine, ch, timeout))
+
+
+async def _after_dial(engine: Engine, ch: Channel, timeout: float) -> None:
+    status = await engine.wait_answer(ch, timeout)
+    if status == "ANSWER":
+        engine.dial_event(ch, "ANSWER", ch.outgoing)  # type: ignore[attr-defined]
+        ch.outgoing = None  # type: ignore[attr-defined]
+        return
+    if not ch.hangup_requested:
+        engine.request_hangup(ch, cause=19, event_cause=32, soft=True)

@@ -1,0 +1,96 @@
+# mypy: disable-error-code="misc"
+"""Stasis control beyond enter/leave: continue, move, redirect and variable access."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from asterisk_sim.apps import Goto, lookup_for
+from asterisk_sim.model import ENTITY_ID, Channel, ari_time
+from asterisk_sim.originate import AriError
+
+if TYPE_CHECKING:
+    from asterisk_sim.engine import Engine
+
+_FUNCTIONS = ("CALLERID(", "CHANNEL(", "CONNECTEDLINE(", "GLOBAL(", "LEN(")
+
+
+class StasisOps:
+    """Mixin of :class:`asterisk_sim.engine.Engine`."""
+
+    async def wait_stasis(self: Engine, ch: Channel) -> None:
+        """Block a dialplan Stasis() until the channel leaves the app; /continue targets become a Goto."""
+        future = getattr(ch, "stasis_exit", None)
+        if future is not None:
+            await future
+        target = getattr(ch, "continue_to", None)
+        ch.continue_to = None  # type: ignore[attr-defined]
+        if target is not None and any(t is not None for t in target):
+            context, exten, priority = target
+            raise Goto(context, exten, priority if priority is not None else 1)
+
+    def continue_in_dialplan(self: Engine, ch: Channel, context: str | None, exten: str | None,
+                             priority: int | str | None) -> None:
+        ch.continue_to = (context, exten, priority)  # type: ignore[attr-defined]
+        in_dialplan = ch.task is not None and not ch.task.done()
+        self.leave_stasis(ch)
+        if in_dialplan:
+            return
+        ch.continue_to = None  # type: ignore[attr-defined]
+        if context:
+            ch.context = context
+        if exten:
+            ch.exten = exten
+        start: int | str = priority if priority is not None else (ch.priority + 1 if not (context or exten) else 1)
+        self.start_dialplan(ch, None, None, start)
+
+    def move_channel(self: Engine, ch: Channel, app: str, args: list[str]) -> None:
+        if not self.router.registered(app):
+            event = {"type": "ApplicationMoveFailed", "timestamp": ari_time(), "channel": ch.json(),
+                     "destination": app, "args": args}
+            self.router.publish(event, channel_ids=(ch.id,))
+            return
+        old = ch.stasis_app
+        self.channel_event(ch, "StasisEnd")
+        self.router.subscribe_channel(app, ch.id)
+        if old and old != app:
+            self.router.apps[old].channels.discard(ch.id) if old in self.router.apps else None
+        ch.stasis_app, ch.stasis_args = app, args
+        ch.app_data = ",".join([app, *args])
+        self.channel_event(ch, "StasisStart", post={"args": args})
+
+    def redirect(self: Engine, ch: Channel, endpoint: str) -> None:
+        """A Local channel cannot be transferred (204, nothing happens); PJSIP would send a 302 we don't model."""
+        return None
+
+    def read_variable(self: Engine, ch: Channel, name: str) -> str:
+        if "(" in name:
+            if not name.startswith(_FUNCTIONS):
+                raise AriError(500, "Unable to read provided function")
+            return lookup_for(self, ch)(name)
+        if name in ("CHANNEL", "UNIQUEID", "EXTEN", "CONTEXT", "PRIORITY"):
+            return lookup_for(self, ch)(name)
+        if name in ch.variables:
+            return ch.variables[name]
+        if name in self.globals:
+            return self.globals[name]
+        raise AriError(404, "Provided variable was not found")
+
+    def write_variable(self: Engine, ch: Channel, name: str, value: object, report: bool) -> None:
+        if name.startswith("CALLERID("):
+            part = name[9:-1]
+            if part in ("num", "number"):
+                ch.caller_number = str(value or "")
+            elif part == "name":
+                ch.caller_name = str(value or "")
+            return
+        if report:
+            ch.channelvars = [*(ch.channelvars or []), name] if name not in (ch.channelvars or []) else ch.channelvars
+        if value is None:
+            ch.variables.pop(name, None)
+            self.channel_event(ch, "ChannelVarset", pre={"variable": name, "value": ""})
+            return
+        self.set_var(ch, name, str(value))
+
+
+__all__ = ["ENTITY_ID", "StasisOps"]
