@@ -20,7 +20,9 @@ from api.auth import Identity, get_identity
 from api.errors import ValidationError
 from api.recordings import serve_recording
 from api.schemas import ERROR_SCHEMA, Param, RouteTable, params_of
+from callcenter.config import Config
 from callcenter.domain import CallStatus, Direction, NotFound
+from callcenter.numbers import InvalidNumber, clean, to_e164
 from callcenter.store import calllog
 from callcenter.store.calllog import CallFilter
 
@@ -135,7 +137,20 @@ def csv_text(rows: Iterable[list[Any]]) -> bytes:
 
 # -- filters and scope ----------------------------------------------------------------------------
 
-def call_filter(params: Mapping[str, Any], identity: Identity) -> CallFilter:
+def number_forms(number: str, config: Config) -> tuple[str, ...]:
+    """What a typed number may be stored as: cleaned of separators and, per PBX, in E.164."""
+    try:
+        cleaned = clean(number)
+    except InvalidNumber:
+        return ()  # not a phone number: matched as typed only
+    forms = {cleaned}
+    if "*" not in cleaned:
+        for pbx in config.pbx:
+            forms.add(to_e164(cleaned, pbx.number_plan))
+    return tuple(sorted(forms))
+
+
+def call_filter(params: Mapping[str, Any], identity: Identity, config: Config) -> CallFilter:
     """The request's filters plus the token's scope; 403 when a filter asks for what the token may not see."""
     extension, pbx = params.get("extension"), params.get("pbx")
     if extension is not None and not identity.can_see_extension(extension):
@@ -144,6 +159,7 @@ def call_filter(params: Mapping[str, Any], identity: Identity) -> CallFilter:
         raise web.HTTPForbidden(reason="pbx is outside this token's scope")
     return CallFilter(since=params.get("from"), until=params.get("until"), direction=params.get("direction"),
                       status=params.get("status"), extension=extension, number=params.get("number"),
+                      numbers=number_forms(params["number"], config) if params.get("number") else (),
                       queue=params.get("queue"), tag=params.get("tag"), pbx=pbx,
                       has_recording=params.get("has_recording"), text=params.get("q"),
                       scope_extensions=identity.visible_extensions, scope_pbx=identity.pbx)
@@ -174,7 +190,7 @@ async def list_calls(request: web.Request) -> web.StreamResponse:
     if _wants_csv(request):
         return await export_csv(request)
     params = params_of(request)
-    filt = call_filter(params, get_identity(request))
+    filt = call_filter(params, get_identity(request), request.app[CTX_KEY].config)
     after = decode_cursor(params["cursor"]) if params.get("cursor") else None
     rows, more = await calllog.page_calls(request.app[CTX_KEY].store.pool, filt, limit=params["limit"], after=after)
     return json_response({"items": [call_json(r) for r in rows],
@@ -185,7 +201,7 @@ async def list_calls(request: web.Request) -> web.StreamResponse:
               params=FILTER_PARAMS, produces=("text/csv",))
 async def export_csv(request: web.Request) -> web.StreamResponse:
     """Streams from a server-side cursor, one chunk at a time, so any size exports in flat memory."""
-    filt = call_filter(params_of(request), get_identity(request))
+    filt = call_filter(params_of(request), get_identity(request), request.app[CTX_KEY].config)
     response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
                                            "Content-Disposition": 'attachment; filename="calls.csv"'})
     await response.prepare(request)

@@ -31,7 +31,8 @@ class CallFilter:
     direction: str | None = None
     status: str | None = None
     extension: str | None = None
-    number: str | None = None
+    number: str | None = None  # as typed; see ``numbers`` for the forms it is matched in
+    numbers: tuple[str, ...] = ()  # extra forms of ``number`` (cleaned, E.164 per PBX) matched too
     queue: str | None = None
     tag: str | None = None
     pbx: str | None = None
@@ -75,7 +76,7 @@ def build_where(f: CallFilter) -> tuple[str, list[Any]]:
         if value is not None:
             w.add(f"{column} = {w.arg(value)}")
     if f.number:
-        _number_clause(w, f.number)
+        _number_clause(w, [f.number, *f.numbers])
     if f.tag:
         key, has_value, value = f.tag.partition("=")
         if has_value:
@@ -94,14 +95,17 @@ def build_where(f: CallFilter) -> tuple[str, list[Any]]:
     return w.sql(), w.args
 
 
-def _number_clause(w: _Where, number: str) -> None:
-    """Caller or callee, raw or normalised; ``*`` is a wildcard, otherwise an exact match."""
-    if "*" in number:
-        p = w.arg(like_pattern(number))
-        w.add(f"(caller LIKE {p} OR callee LIKE {p} OR caller_raw LIKE {p} OR callee_raw LIKE {p})")
+def _number_clause(w: _Where, forms: list[str]) -> None:
+    """Caller or callee, raw or normalised, in any of the given forms; ``*`` is a wildcard."""
+    unique = sorted(set(forms))
+    if any("*" in form for form in unique):
+        p = w.arg([like_pattern(form) for form in unique])
+        w.add(f"(caller LIKE ANY({p}::text[]) OR callee LIKE ANY({p}::text[])"
+              f" OR caller_raw LIKE ANY({p}::text[]) OR callee_raw LIKE ANY({p}::text[]))")
     else:
-        p = w.arg(number)
-        w.add(f"(caller = {p} OR callee = {p} OR caller_raw = {p} OR callee_raw = {p})")
+        p = w.arg(unique)
+        w.add(f"(caller = ANY({p}::text[]) OR callee = ANY({p}::text[])"
+              f" OR caller_raw = ANY({p}::text[]) OR callee_raw = ANY({p}::text[]))")
 
 
 async def page_calls(pool: asyncpg.Pool, f: CallFilter, *, limit: int,

@@ -48,6 +48,9 @@ async def test_number_filter_matches_raw_or_normalised_with_wildcards(api: Api) 
     assert await ids(api, number="*0777") == [str(b["id"])]
     assert await ids(api, number="+44*777") == [str(b["id"])]
     assert await ids(api, number="0207946%") == []  # SQL wildcards are literal
+    assert await ids(api, number="020 7946-0777") == [str(b["id"])]  # typed with separators
+    c = await add_call(api.ctx.store, 4, caller="", caller_raw="", callee="+442079460999", callee_raw="902079460999")
+    assert await ids(api, number="(020) 7946 0999") == [str(c["id"])]  # national form → E.164 of the PBX
 
 
 async def test_each_role_sees_only_its_calls(api: Api) -> None:
