@@ -20,9 +20,19 @@ from .conftest import Api, add_call
 AUDIO = bytes(range(256)) * 1000  # 256,000 bytes
 
 
+CLIENT_KEY = asyncssh.generate_private_key("ssh-ed25519")
+HOST_KEY = asyncssh.generate_private_key("ssh-ed25519")
+
+
 class _Server(asyncssh.SSHServer):
     def begin_auth(self, username: str) -> bool:
         return True
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return username == "rec" and key.public_data == CLIENT_KEY.public_data
 
     def password_auth_supported(self) -> bool:
         return True
@@ -49,8 +59,7 @@ async def sftp_server(tmp_path: Path) -> AsyncIterator[tuple[int, Path]]:
     (day / "call-2.mp3").write_bytes(b"ID3" + b"\0" * 100)
     (tmp_path / "secret.txt").write_text("TOP-SECRET")
     os.symlink(tmp_path / "secret.txt", day / "escape.wav")
-    key = asyncssh.generate_private_key("ssh-ed25519")
-    server = await asyncssh.listen("127.0.0.1", 0, server_factory=_Server, server_host_keys=[key],
+    server = await asyncssh.listen("127.0.0.1", 0, server_factory=_Server, server_host_keys=[HOST_KEY],
                                    sftp_factory=_Sftp, allow_scp=False)
     port = server.sockets[0].getsockname()[1]
     try:
@@ -60,10 +69,10 @@ async def sftp_server(tmp_path: Path) -> AsyncIterator[tuple[int, Path]]:
         await server.wait_closed()
 
 
-def sftp_config(port: int, root: Path, timeout: float = 3.0) -> Any:
-    return parse_config({"pbx": [{"key": "main", "kind": "asterisk", "sftp": {
-        "host": "127.0.0.1", "port": port, "username": "rec", "password": "s3cret", "root": str(root),
-        "timeout": timeout}}]}, env={})
+def sftp_config(port: int, root: Path, timeout: float = 3.0, **sftp: Any) -> Any:
+    settings = {"host": "127.0.0.1", "port": port, "username": "rec", "password": "s3cret", "root": str(root),
+                "timeout": timeout, **sftp}
+    return parse_config({"pbx": [{"key": "main", "kind": "asterisk", "sftp": settings}]}, env={})
 
 
 @pytest.fixture
@@ -182,6 +191,24 @@ async def test_legacy_pbx_recordings_come_from_a_local_folder(make_api: Callable
     for n, path in enumerate(("2026/link.wav", "../outside.wav"), start=2):
         bad = await add_call(api.ctx.store, n, pbx="old", recording=path)
         assert (await fetch(api, bad)).status == 404
+
+
+async def test_key_login_and_host_key_checking(make_api: Callable[..., Awaitable[Api]],
+                                              sftp_server: tuple[int, Path], tmp_path: Path) -> None:
+    port, root = sftp_server
+    key_file = tmp_path / "id_ed25519"
+    key_file.write_bytes(CLIENT_KEY.export_private_key())
+    known = tmp_path / "known_hosts"
+    known.write_bytes(f"[127.0.0.1]:{port} ".encode() + HOST_KEY.export_public_key("openssh"))
+    wrong = tmp_path / "wrong_hosts"
+    other = asyncssh.generate_private_key("ssh-ed25519")
+    wrong.write_bytes(f"[127.0.0.1]:{port} ".encode() + other.export_public_key("openssh"))
+    good = await make_api(config=sftp_config(port, root, password="", key_file=str(key_file), known_hosts=str(known)))
+    call = await add_call(good.ctx.store, 1, recording="2026/03/10/call-1.wav")
+    response = await fetch(good, call)
+    assert response.status == 200 and await response.read() == AUDIO
+    spoofed = await make_api(config=sftp_config(port, root, known_hosts=str(wrong)))
+    assert (await fetch(spoofed, call)).status == 502  # a server with another host key is not trusted
 
 
 def test_range_parsing() -> None:
