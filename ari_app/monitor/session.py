@@ -6,6 +6,7 @@ so the permission ladder, the DTMF map and the state machine are tested on plain
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import uuid
 from dataclasses import dataclass, field
@@ -101,6 +102,10 @@ class MonitorSession:
     end_reason: str = ""
     moh: bool = False
     snoop_seq: int = 0
+    history: list[tuple[str, datetime, dict[str, Any]]] = field(default_factory=list)
+    written: int = 0
+    takeover_peers: tuple[str, ...] = ()
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
 
     @property
     def bridge_id(self) -> str:

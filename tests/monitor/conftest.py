@@ -55,3 +55,71 @@ async def monitor_api(store: CallStore, tmp_path: Path) -> AsyncIterator[Monitor
     finally:
         await client.close()
         await writer.close()
+
+
+# -- the simulator world: phones, a Stasis app with the monitor flow, the store ---------------------------
+
+APP = "callcenter"
+DIALPLAN = """
+[from-internal]
+exten => _*336X.,1,Stasis(callcenter,monitor,listen,${EXTEN:4})
+exten => _*339X.,1,Stasis(callcenter,monitor,whisper,${EXTEN:4})
+exten => _*332X.,1,Stasis(callcenter,monitor,barge,${EXTEN:4})
+exten => _*338X.,1,Stasis(callcenter,monitor,takeover,${EXTEN:4})
+exten => _*33X.,1,Stasis(callcenter,monitor,spy,${EXTEN:4})
+exten => _X.,1,Dial(PJSIP/${EXTEN},30)
+ same => n,Hangup()
+
+[from-trunk]
+exten => _X.,1,Dial(PJSIP/${EXTEN},30)
+ same => n,Hangup()
+"""
+PHONES = ["1001", "1002", "11", "115", "2005", "2006", "2007"]
+
+
+@dataclass
+class World:
+    """A simulated Asterisk, our ARI client + Stasis app running the monitor flow, and the store."""
+
+    sim: Any
+    client: Any
+    stasis: Any
+    service: Any
+    store: CallStore
+    bus: EventBus
+    writer: SpooledWriter
+    extras: list[Any] = field(default_factory=list)
+
+
+@pytest.fixture
+async def world(store: CallStore, tmp_path: Path) -> AsyncIterator[World]:
+    from ari_app.client import AriClient
+    from ari_app.monitor.flow import MonitorFlow
+    from ari_app.monitor.service import MonitorService
+    from ari_app.stasis import StasisApp
+    from asterisk_sim.simulator import SimConfig, Simulator
+
+    sim = Simulator(SimConfig(phones=PHONES, auto_register=True, dialplan_text=DIALPLAN, ami_port=None,
+                              recordings_dir=str(tmp_path / "rec")))
+    await sim.start()
+    writer = SpooledWriter(store, tmp_path / "spool")
+    await writer.start()
+    bus = EventBus()
+    client = AriClient(sim.ari_url, sim.config.user, sim.config.password, APP)
+    stasis = StasisApp(client)
+    service = MonitorService(ari=client, app=APP, pbx="main", pool=store.pool, writer=writer, bus=bus)
+    flow = MonitorFlow(service)
+    for name in flow.names:
+        stasis.register_flow(name, flow)
+    client.add_connected_handler(stasis.resync)
+    await client.start()
+    assert await client.wait_connected(5)
+    w = World(sim=sim, client=client, stasis=stasis, service=service, store=store, bus=bus, writer=writer)
+    try:
+        yield w
+    finally:
+        await service.close()
+        await stasis.close()
+        await client.close()
+        await sim.stop()
+        await writer.close()

@@ -1,0 +1,163 @@
+"""Stasis handlers: ARI events in, :class:`MonitorService` calls out.
+
+Handlers return at once and leave the work to tasks: attaching waits for the snoop channel's own
+StasisStart, which arrives through this very handler, so awaiting the work here would deadlock.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ari_app.monitor.errors import InvalidMonitorRequest
+from ari_app.monitor.service import MonitorService
+from ari_app.monitor.session import (
+    BRIDGE_PREFIX,
+    DTMF_MODES,
+    FLOW_NAME,
+    SNOOP_FLOW_NAME,
+    VAR_MODE,
+    VAR_TARGET,
+    MonitorSession,
+    SessionState,
+    parse_stasis_args,
+)
+from ari_app.monitor.targets import endpoint_of, is_party
+from callcenter.domain import MonitorMode
+
+log = logging.getLogger("callcenter.ari.monitor")
+
+_GONE_EVENTS = ("StasisEnd", "ChannelHangupRequest", "ChannelDestroyed")
+_PEER_GONE_EVENTS = (*_GONE_EVENTS, "ChannelLeftBridge")
+
+
+def supervisor_of(channel: dict[str, Any], technology: str) -> str:
+    """The supervisor's extension: the endpoint of its channel (``PJSIP/2005-…``), else its caller number."""
+    tech, resource = endpoint_of(str(channel.get("name", "")))
+    if tech.lower() == technology.lower() and resource:
+        return resource
+    return str((channel.get("caller") or {}).get("number") or "")
+
+
+class MonitorFlow:
+    """Registered with the Stasis app under ``monitor`` (supervisors) and ``monitor_snoop`` (our snoops)."""
+
+    names = (FLOW_NAME, SNOOP_FLOW_NAME)
+
+    def __init__(self, service: MonitorService) -> None:
+        self.service = service
+
+    async def on_stasis_start(self, event: dict[str, Any], args: list[str]) -> None:
+        svc = self.service
+        svc.mech.on_event(event)
+        if args and args[0] == SNOOP_FLOW_NAME:
+            return
+        channel = event.get("channel") or {}
+        supervisor = supervisor_of(channel, svc.technology)
+        try:
+            mode, target = parse_stasis_args(list(args))
+        except InvalidMonitorRequest as exc:
+            stub = MonitorSession(id=f"bad-{channel.get('id')}", pbx=svc.pbx, supervisor=supervisor,
+                                  target=str(args[2] if len(args) > 2 else ""), mode=MonitorMode.LISTEN,
+                                  origin="feature_code", supervisor_channel=str(channel.get("id")))
+            svc.register(stub)
+            await svc.refuse(stub, exc)
+            return
+        await svc.on_supervisor_start(channel, mode, target, supervisor)  # the dispatcher runs us in a task
+
+    async def on_event(self, event: dict[str, Any]) -> None:
+        self.handle(event)
+
+    def handle(self, event: dict[str, Any]) -> None:
+        """Route one ARI event; never blocks."""
+        svc = self.service
+        svc.mech.on_event(event)
+        kind = str(event.get("type", ""))
+        channel = event.get("channel") or {}
+        cid = str(channel.get("id", ""))
+        if kind in ("ChannelHold", "ChannelUnhold"):
+            self._hold(cid, kind == "ChannelHold")
+        session = svc.by_channel.get(cid)
+        if session is not None:
+            self._own_channel(session, kind, cid, event)
+            return
+        if not cid or not svc.sessions:
+            return
+        for session in list(svc.sessions.values()):
+            self._related_channel(session, kind, cid, channel)
+
+    def _own_channel(self, session: MonitorSession, kind: str, cid: str, event: dict[str, Any]) -> None:
+        svc = self.service
+        if cid == session.supervisor_channel:
+            if kind == "ChannelDtmfReceived" and session.state is SessionState.ACTIVE:
+                mode = DTMF_MODES.get(str(event.get("digit", "")))
+                if mode is not None:
+                    svc.spawn(svc.on_dtmf(session, mode), "dtmf")
+            elif kind in _GONE_EVENTS and session.state is not SessionState.ENDED:
+                reason = "no_answer" if session.state is SessionState.CALLING else "supervisor_hangup"
+                svc.spawn(svc.end(session, reason, supervisor_gone=True), "end")
+        elif cid == session.snoop_channel and kind == "StasisEnd" and session.state is SessionState.ACTIVE:
+            svc.spawn(svc.end(session, "call_ended"), "end")  # a snoop ends with the channel it spies on
+
+    def _related_channel(self, session: MonitorSession, kind: str, cid: str, channel: dict[str, Any]) -> None:
+        svc = self.service
+        if cid == session.agent_channel and kind in _GONE_EVENTS and session.state is SessionState.ACTIVE:
+            svc.spawn(svc.end(session, "call_ended"), "end")
+        elif session.state is SessionState.TAKEN_OVER and cid in session.takeover_peers and kind in _PEER_GONE_EVENTS:
+            session.takeover_peers = tuple(p for p in session.takeover_peers if p != cid)
+            if not session.takeover_peers:
+                svc.spawn(svc.end(session, "call_ended"), "end")
+        elif kind == "ChannelStateChange" and channel.get("state") == "Up" and session.live:
+            tech, resource = endpoint_of(str(channel.get("name", "")))
+            if resource == session.supervisor and tech.lower() == svc.technology.lower():
+                svc.spawn(svc.end(session, "answered_other_call"), "end")
+
+    def _hold(self, cid: str, held: bool) -> None:
+        svc = self.service
+        (svc.held.add if held else svc.held.discard)(cid)
+        for session in list(svc.sessions.values()):
+            if session.agent_channel == cid:
+                svc.spawn(svc.set_moh(session, held), "moh")
+
+    async def resync(self, channels: list[dict[str, Any]], bridges: list[dict[str, Any]]) -> None:
+        """After a restart or reconnect: resume the sessions Asterisk still holds, tear down the rest."""
+        svc = self.service
+        names = {str(c.get("id")): str(c.get("name", "")) for c in channels}
+        for bridge in bridges:
+            bridge_id = str(bridge.get("id", ""))
+            if bridge_id.startswith(BRIDGE_PREFIX) and bridge_id[len(BRIDGE_PREFIX):] not in svc.sessions:
+                await self._resume_or_clear(bridge_id, [str(m) for m in bridge.get("channels", ())], names)
+        known = set(svc.by_channel)
+        for cid, name in names.items():
+            if cid.startswith(BRIDGE_PREFIX) and cid not in known and name.startswith("Snoop/"):
+                await svc.mech.hangup(cid)  # a snoop of ours that no session owns any more
+
+    async def _resume_or_clear(self, bridge_id: str, members: list[str], names: dict[str, str]) -> None:
+        svc = self.service
+        snoops = [m for m in members if names.get(m, "").startswith("Snoop/")]
+        supervisors = [m for m in members if m not in snoops and is_party(names.get(m, ""))]
+        mode = target = None
+        if supervisors:
+            mode, target = (await svc.mech.get_var(supervisors[0], VAR_MODE),
+                            await svc.mech.get_var(supervisors[0], VAR_TARGET))
+        if not (snoops and supervisors and mode and target):
+            log.info("event=monitor_resync_cleared bridge=%s", bridge_id)
+            for cid in snoops + supervisors:
+                await svc.mech.hangup(cid)
+            await svc.mech.destroy_bridge(bridge_id)
+            return
+        monitor_mode = MonitorMode(mode) if mode in {m.value for m in MonitorMode} else MonitorMode.LISTEN
+        snoop = snoops[-1]
+        agent = endpoint_of(names[snoop])[1]  # Snoop/<spied channel id>-<counter>
+        session = MonitorSession(id=bridge_id[len(BRIDGE_PREFIX):], pbx=svc.pbx,
+                                 supervisor=endpoint_of(names[supervisors[0]])[1], target=target,
+                                 mode=monitor_mode, origin="resumed", state=SessionState.ACTIVE,
+                                 supervisor_channel=supervisors[0], agent_channel=agent, snoop_channel=snoop)
+        session.snoop_seq = 100  # new snoop ids must not collide with the ones made before the restart
+        svc.register(session)
+        svc.by_channel[snoop] = session
+        for extra in snoops[:-1]:
+            await svc.mech.hangup(extra)
+        log.info("event=monitor_resumed session=%s supervisor=%s target=%s mode=%s", session.id, session.supervisor,
+                 target, monitor_mode.value)
+        await svc.mech.subscribe(f"channel:{agent}", True)

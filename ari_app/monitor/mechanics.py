@@ -1,0 +1,157 @@
+"""The ARI moves monitoring is made of: bridges, snoop channels, prompts, hang-ups — and waiting for events.
+
+Real Asterisk facts this respects (DESIGN §10, captures 05 and sip-monitor-session): a snoop channel
+can be bridged only after its own StasisStart, which may arrive before the REST reply, so the waiter
+is registered before the request; a hung-up snoop never sends ChannelDestroyed (StasisEnd is its end).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import Any, Protocol
+
+log = logging.getLogger("callcenter.ari.monitor")
+
+SNOOP_START_TIMEOUT = 5.0
+PROMPT_TIMEOUT = 15.0
+GONE = (400, 404, 409, 422)  # the thing is already gone / not in Stasis: nothing left to undo
+
+
+class AriRest(Protocol):
+    """What monitoring needs of the ARI client (``ari_app.client.AriClient`` has it)."""
+
+    async def get(self, path: str, **params: Any) -> Any: ...
+
+    async def post(self, path: str, **params: Any) -> Any: ...
+
+    async def delete(self, path: str, **params: Any) -> Any: ...
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status of an ARI error (AriError.status), None for anything else."""
+    status = getattr(exc, "status", None)
+    return status if isinstance(status, int) else None
+
+
+class Waiters:
+    """Futures keyed by what they wait for (``start:<channel id>``, ``playback:<id>``), resolved by events."""
+
+    def __init__(self) -> None:
+        self._futures: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    def expect(self, key: str) -> asyncio.Future[dict[str, Any]]:
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._futures[key] = future
+        return future
+
+    def resolve(self, key: str, event: dict[str, Any]) -> bool:
+        future = self._futures.pop(key, None)
+        if future is None or future.done():
+            return False
+        future.set_result(event)
+        return True
+
+    def fail(self, key: str, exc: BaseException) -> None:
+        future = self._futures.pop(key, None)
+        if future is not None and not future.done():
+            future.set_exception(exc)
+
+    def forget(self, key: str) -> None:
+        future = self._futures.pop(key, None)
+        if future is not None and not future.done():
+            future.cancel()
+
+
+class Mechanics:
+    """ARI operations with the waiting and the error tolerance monitoring needs."""
+
+    def __init__(self, ari: AriRest, app: str) -> None:
+        self.ari = ari
+        self.app = app
+        self.waiters = Waiters()
+
+    async def quietly(self, request: Awaitable[Any], what: str) -> Any:
+        """Run a clean-up request; "already gone" is success, anything else is logged, never raised."""
+        try:
+            return await request
+        except Exception as exc:
+            status = status_of(exc)
+            if status not in GONE:
+                log.warning("event=monitor_cleanup_failed what=%s status=%s error=%s", what, status, exc)
+            return None
+
+    async def create_bridge(self, bridge_id: str, name: str) -> None:
+        await self.ari.post("/bridges", type="mixing", bridgeId=bridge_id, name=name)
+
+    async def snoop(self, agent_channel: str, snoop_id: str, params: dict[str, str]) -> dict[str, Any]:
+        """Create a snoop channel on the agent's channel and return once it is in Stasis (bridgeable)."""
+        started = self.waiters.expect(f"start:{snoop_id}")
+        try:
+            await self.ari.post(f"/channels/{agent_channel}/snoop", app=self.app, snoopId=snoop_id, **params)
+            return await asyncio.wait_for(started, SNOOP_START_TIMEOUT)
+        finally:
+            self.waiters.forget(f"start:{snoop_id}")
+
+    async def add_to_bridge(self, bridge_id: str, *channel_ids: str) -> None:
+        await self.ari.post(f"/bridges/{bridge_id}/addChannel", channel=",".join(channel_ids))
+
+    async def answer(self, channel_id: str) -> None:
+        await self.ari.post(f"/channels/{channel_id}/answer")
+
+    async def hangup(self, channel_id: str | None) -> None:
+        if channel_id:
+            await self.quietly(self.ari.delete(f"/channels/{channel_id}"), f"hangup {channel_id}")
+
+    async def destroy_bridge(self, bridge_id: str | None) -> None:
+        if bridge_id:
+            await self.quietly(self.ari.delete(f"/bridges/{bridge_id}"), f"destroy {bridge_id}")
+
+    async def set_vars(self, channel_id: str, values: dict[str, str]) -> None:
+        await asyncio.gather(*(self.quietly(self.ari.post(f"/channels/{channel_id}/variable", variable=name,
+                                                          value=value), f"set {name}")
+                               for name, value in values.items()))
+
+    async def get_var(self, channel_id: str, name: str) -> str | None:
+        try:
+            reply = await self.ari.get(f"/channels/{channel_id}/variable", variable=name)
+        except Exception as exc:
+            if status_of(exc) is None:
+                raise
+            return None
+        return str(reply.get("value", "")) if isinstance(reply, dict) else None
+
+    async def play_and_wait(self, channel_id: str, media: str, playback_id: str) -> None:
+        """Play a prompt and wait until it has finished (or failed, or the channel went away)."""
+        done = self.waiters.expect(f"playback:{playback_id}")
+        try:
+            await self.ari.post(f"/channels/{channel_id}/play/{playback_id}", media=media)
+            await asyncio.wait_for(done, PROMPT_TIMEOUT)
+        except Exception as exc:
+            if status_of(exc) is None and not isinstance(exc, TimeoutError):
+                raise
+        finally:
+            self.waiters.forget(f"playback:{playback_id}")
+
+    async def play(self, channel_id: str, media: str) -> None:
+        await self.quietly(self.ari.post(f"/channels/{channel_id}/play", media=media), f"play {media}")
+
+    async def bridge_moh(self, bridge_id: str, on: bool) -> None:
+        if on:
+            await self.quietly(self.ari.post(f"/bridges/{bridge_id}/moh"), "bridge moh start")
+        else:
+            await self.quietly(self.ari.delete(f"/bridges/{bridge_id}/moh"), "bridge moh stop")
+
+    async def subscribe(self, source: str, on: bool) -> None:
+        method = self.ari.post if on else self.ari.delete
+        await self.quietly(method(f"/applications/{self.app}/subscription", eventSource=source),
+                           f"subscription {source}")
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        """Resolve waiters: a StasisStart for a snoop, a PlaybackFinished for a prompt, a hangup for either."""
+        kind = event.get("type")
+        if kind == "StasisStart":
+            self.waiters.resolve(f"start:{event.get('channel', {}).get('id')}", event)
+        elif kind == "PlaybackFinished":
+            self.waiters.resolve(f"playback:{event.get('playback', {}).get('id')}", event)

@@ -1,0 +1,365 @@
+"""Monitoring sessions: one code path for the feature codes and the API (DESIGN §4).
+
+Both paths end in :meth:`MonitorService.attach`: check the monitor groups (fresh from the store on
+every attempt), resolve the target's live channel, then one mixing bridge per session holding the
+supervisor and a ``Snoop/`` channel on the agent. A mode change creates the new snoop, adds it, then
+hangs up the old one. Take-over moves the supervisor into the call's bridge and ends the agent leg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any, Protocol
+
+import asyncpg
+
+from ari_app.monitor.errors import (
+    MonitorRefused,
+    SessionNotFound,
+    SupervisorUnavailable,
+    TakeoverUnavailable,
+)
+from ari_app.monitor.mechanics import AriRest, Mechanics
+from ari_app.monitor.session import (
+    BRIDGE_PREFIX,
+    FLOW_NAME,
+    VAR_BRIDGE,
+    VAR_MODE,
+    VAR_SESSION,
+    VAR_TARGET,
+    MonitorSession,
+    SessionState,
+    caller_name,
+    check_level,
+    new_session_id,
+    now,
+    parse_mode,
+    plan_switch,
+    snoop_args,
+)
+from ari_app.monitor.targets import TargetCall, resolve_target
+from ari_app.monitor.timeline import EventWriter, Publisher, Timeline
+from callcenter.domain import MonitorMode, call_id_for
+from callcenter.store import monitor_groups
+from callcenter.store.monitor_groups import MonitorGrant
+
+log = logging.getLogger("callcenter.ari.monitor")
+
+ANNOUNCEMENT = "sound:this-call-may-be-monitored-or-recorded"
+SWITCH_REFUSED_PROMPT = "sound:beeperr"
+
+
+class LiveSource(Protocol):
+    """Channels and bridges as ARI JSON, fresh enough to pick the target (live state, or REST)."""
+
+    async def snapshot(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]: ...
+
+
+class RestLiveSource:
+    """``GET /channels`` + ``GET /bridges`` (every bridge, Dial() ones included) side by side."""
+
+    def __init__(self, ari: AriRest) -> None:
+        self.ari = ari
+
+    async def snapshot(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        channels, bridges = await asyncio.gather(self.ari.get("/channels"), self.ari.get("/bridges"))
+        return list(channels or []), list(bridges or [])
+
+
+class MonitorService:
+    """All monitoring sessions of one Asterisk (one ``[[pbx]]`` entry)."""
+
+    def __init__(self, *, ari: AriRest, app: str, pbx: str, pool: asyncpg.Pool | None,
+                 writer: EventWriter | None = None, bus: Publisher | None = None, live: LiveSource | None = None,
+                 technology: str = "PJSIP", answer_timeout: int = 30) -> None:
+        self.mech = Mechanics(ari, app)
+        self.app, self.pbx, self.pool, self.technology = app, pbx, pool, technology
+        self.live = live or RestLiveSource(ari)
+        self.timeline = Timeline(writer, bus)
+        self.answer_timeout = answer_timeout
+        self.sessions: dict[str, MonitorSession] = {}
+        self.by_channel: dict[str, MonitorSession] = {}  # supervisor and snoop channel ids
+        self.held: set[str] = set()  # channels a driver reported on hold (ChannelHold)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- plumbing ------------------------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=f"monitor:{what}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("event=monitor_task_failed task=%s error=%r", task.get_name(), task.exception())
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def register(self, session: MonitorSession) -> None:
+        self.sessions[session.id] = session
+        if session.supervisor_channel:
+            self.by_channel[session.supervisor_channel] = session
+
+    def unregister(self, session: MonitorSession) -> None:
+        self.sessions.pop(session.id, None)
+        for cid in [c for c, s in self.by_channel.items() if s is session]:
+            del self.by_channel[cid]
+
+    def get(self, session_id: str) -> MonitorSession:
+        session = self.sessions.get(session_id)
+        if session is None or session.state is SessionState.ENDED:
+            raise SessionNotFound("no such monitoring session")
+        return session
+
+    def active(self) -> list[dict[str, Any]]:
+        return [s.json() for s in self.sessions.values() if s.state is not SessionState.ENDED]
+
+    # -- the one check both paths go through ----------------------------------------------------------
+
+    async def grant(self, supervisor: str, target: str) -> MonitorGrant | None:
+        if self.pool is None:
+            return None
+        return await monitor_groups.grant_for(self.pool, supervisor, target)
+
+    async def check(self, supervisor: str, target: str, mode: MonitorMode) -> tuple[MonitorGrant, TargetCall]:
+        """Monitor groups first (no call details leak to a non-observer), then the target's live call."""
+        grant_task = asyncio.ensure_future(self.grant(supervisor, target))
+        snapshot_task = asyncio.ensure_future(self.live.snapshot())
+        try:
+            grant = await grant_task
+            check_level(grant.level if grant else None, mode, supervisor=supervisor, target=target)
+            channels, bridges = await snapshot_task
+        finally:
+            snapshot_task.cancel()
+        call = resolve_target(target, channels, bridges, self.technology)
+        if mode is MonitorMode.TAKEOVER and not call.stasis_bridge:
+            raise TakeoverUnavailable(f"the call of extension {target} is not in a bridge the app controls")
+        assert grant is not None
+        return grant, call
+
+    # -- the API path: ring the supervisor first ------------------------------------------------------
+
+    async def start(self, *, supervisor_extension: str, target_extension: str, mode: str) -> str:
+        wanted = parse_mode(mode)
+        await self.check(supervisor_extension, target_extension, wanted)
+        session_id = new_session_id()
+        session = MonitorSession(id=session_id, pbx=self.pbx, supervisor=supervisor_extension,
+                                 target=target_extension, mode=wanted, origin="api", state=SessionState.CALLING,
+                                 supervisor_channel=f"{BRIDGE_PREFIX}{session_id}-sup")
+        self.register(session)
+        try:
+            await self.mech.ari.post(
+                "/channels", endpoint=f"{self.technology}/{supervisor_extension}", app=self.app,
+                appArgs=f"{FLOW_NAME},{wanted.value},{target_extension}", channelId=session.supervisor_channel,
+                callerId=f'"{caller_name(wanted, target_extension)}" <{target_extension}>',
+                timeout=str(self.answer_timeout))
+        except Exception as exc:
+            self.unregister(session)
+            raise SupervisorUnavailable(f"cannot ring extension {supervisor_extension}: {exc}") from None
+        log.info("event=monitor_calling session=%s supervisor=%s target=%s mode=%s", session.id,
+                 supervisor_extension, target_extension, wanted.value)
+        self.spawn(self.timeline.publish("monitor.calling", session), "publish")
+        return session.id
+
+    # -- the feature-code path (and the API's answered call) ------------------------------------------
+
+    async def on_supervisor_start(self, channel: dict[str, Any], mode: MonitorMode, target: str,
+                                  supervisor: str) -> None:
+        """A supervisor's channel entered Stasis(app,monitor,<mode>,<ext>): attach or refuse."""
+        session = self.by_channel.get(str(channel.get("id")))
+        if session is None or session.state is not SessionState.CALLING:
+            session = MonitorSession(id=new_session_id(), pbx=self.pbx, supervisor=supervisor, target=target,
+                                     mode=mode, origin="feature_code", supervisor_channel=str(channel["id"]))
+            self.register(session)
+        session.state = SessionState.ATTACHING
+        try:
+            await self.attach(session, answer=channel.get("state") != "Up")
+        except MonitorRefused as exc:
+            await self.refuse(session, exc)
+        except Exception as exc:
+            log.warning("event=monitor_attach_failed session=%s error=%r", session.id, exc)
+            await self.end(session, "failed")
+
+    async def attach(self, session: MonitorSession, *, answer: bool) -> None:
+        async with session.lock:
+            if session.state is not SessionState.ATTACHING:
+                return
+            grant, call = await self.check(session.supervisor, session.target, session.mode)
+            session.agent_channel, session.call_bridge = call.channel_id, call.bridge_id
+            session.announce = grant.announce
+            sup = str(session.supervisor_channel)
+            if session.mode is MonitorMode.TAKEOVER:
+                if answer:
+                    await self.mech.answer(sup)
+                await self._move_into_call(session, call)
+            else:
+                snoop_id = session.next_snoop_id()
+                self.by_channel[snoop_id] = session
+                steps = [self.mech.create_bridge(session.bridge_id, f"monitor-{session.mode.value}"),
+                         self.mech.snoop(call.channel_id, snoop_id, snoop_args(session, session.mode))]
+                if answer:
+                    steps.append(self.mech.answer(sup))
+                await asyncio.gather(*steps)
+                await self.mech.add_to_bridge(session.bridge_id, sup, snoop_id)
+                session.snoop_channel = snoop_id
+                session.state = SessionState.ACTIVE
+            data = self.timeline.note(session, "monitor_start", origin=session.origin, agent_channel=call.channel_id)
+        log.info("event=monitor_start session=%s supervisor=%s target=%s mode=%s channel=%s", session.id,
+                 session.supervisor, session.target, session.mode.value, call.channel_id)
+        self.spawn(self.after_attach(session, call, data), "after_attach")
+
+    async def after_attach(self, session: MonitorSession, call: TargetCall, data: dict[str, Any]) -> None:
+        """Off the critical path: channel variables, subscriptions, the call id, the timeline, notice, hold."""
+        sup = str(session.supervisor_channel)
+        await asyncio.gather(
+            self.mech.set_vars(sup, {VAR_SESSION: session.id, VAR_MODE: session.mode.value,
+                                     VAR_TARGET: session.target, VAR_BRIDGE: session.bridge_id}),
+            self.mech.subscribe(f"channel:{call.channel_id}", True),
+            self.mech.subscribe(f"endpoint:{self.technology}/{session.supervisor}", True),
+            self._bind_call(session, call.channel_id))
+        await self.timeline.deliver(session, "monitor_start", data)
+        if session.state is SessionState.ACTIVE and self.is_held(session):
+            await self.set_moh(session, True)
+        if session.announce and session.state is not SessionState.ENDED:
+            await self.announce(session, call.channel_id)
+
+    async def _bind_call(self, session: MonitorSession, agent_channel: str) -> None:
+        linkedid = await self.mech.get_var(agent_channel, "CHANNEL(linkedid)")
+        if linkedid:
+            session.call_id = call_id_for(self.pbx, linkedid)
+
+    async def announce(self, session: MonitorSession, agent_channel: str) -> None:
+        """The monitored call hears "this call may be monitored", once: a whisper=both snoop plays it."""
+        snoop_id = f"{BRIDGE_PREFIX}{session.id}-announce"
+        self.by_channel[snoop_id] = session
+        try:
+            await self.mech.snoop(agent_channel, snoop_id, {"spy": "none", "whisper": "both",
+                                                            "appArgs": f"monitor_snoop,{session.id},announce"})
+            await self.mech.play_and_wait(snoop_id, ANNOUNCEMENT, f"{snoop_id}-play")
+        except Exception as exc:
+            log.warning("event=monitor_announce_failed session=%s error=%r", session.id, exc)
+        finally:
+            self.by_channel.pop(snoop_id, None)
+            await self.mech.hangup(snoop_id)
+
+    async def refuse(self, session: MonitorSession, exc: MonitorRefused) -> None:
+        """Speak the refusal, log it, hang up the supervisor."""
+        log.info("event=monitor_refused code=%s supervisor=%s target=%s mode=%s reason=%r", exc.code,
+                 session.supervisor, session.target, session.mode.value, exc.message)
+        session.end_reason = exc.code
+        sup = session.supervisor_channel
+        self.spawn(self.timeline.publish("monitor.refused", session, code=exc.code, reason=exc.message), "publish")
+        if sup:
+            try:
+                await self.mech.answer(sup)
+                await self.mech.play_and_wait(sup, exc.prompt, f"{BRIDGE_PREFIX}{session.id}-refusal")
+            except Exception as play_exc:
+                log.debug("event=monitor_refusal_prompt_failed error=%r", play_exc)
+        await self.end(session, exc.code, quiet=True)
+
+    # -- switching ------------------------------------------------------------------------------------
+
+    async def switch(self, session_id: str, mode: str, *, via: str = "api") -> None:
+        await self.change_mode(self.get(session_id), parse_mode(mode), via=via)
+
+    async def change_mode(self, session: MonitorSession, wanted: MonitorMode, *, via: str) -> None:
+        """Within the level the store gives now; new snoop in, then the old one out. Take-over is final."""
+        async with session.lock:
+            grant = await self.grant(session.supervisor, session.target)
+            target = plan_switch(session, wanted, grant.level if grant else None)
+            if target is None:
+                return
+            previous = session.mode
+            if target is MonitorMode.TAKEOVER:
+                _grant, call = await self.check(session.supervisor, session.target, target)
+                await self._move_into_call(session, call)
+            else:
+                old, snoop_id = session.snoop_channel, session.next_snoop_id()
+                self.by_channel[snoop_id] = session
+                await self.mech.snoop(str(session.agent_channel), snoop_id, snoop_args(session, target))
+                await self.mech.add_to_bridge(session.bridge_id, snoop_id)
+                session.snoop_channel, session.mode = snoop_id, target
+                if old:
+                    self.by_channel.pop(old, None)
+                    await self.mech.hangup(old)
+            data = self.timeline.note(session, "monitor_mode", None,
+                                      **{"from": previous.value, "to": target.value, "via": via})
+        log.info("event=monitor_mode session=%s from=%s to=%s via=%s", session.id, previous.value, target.value, via)
+        self.spawn(self._after_switch(session, data), "after_switch")
+
+    async def _after_switch(self, session: MonitorSession, data: dict[str, Any]) -> None:
+        if session.supervisor_channel and session.state is not SessionState.ENDED:
+            await self.mech.set_vars(session.supervisor_channel, {VAR_MODE: session.mode.value})
+        await self.timeline.deliver(session, "monitor_mode", data)
+
+    async def _move_into_call(self, session: MonitorSession, call: TargetCall) -> None:
+        """Take-over: the supervisor joins the call's bridge, the agent leg and the monitoring rig go."""
+        await self.mech.add_to_bridge(call.bridge_id, str(session.supervisor_channel))
+        session.mode, session.state = MonitorMode.TAKEOVER, SessionState.TAKEN_OVER
+        session.call_bridge, session.takeover_peers = call.bridge_id, call.peers
+        old, session.snoop_channel = session.snoop_channel, None
+        if old:
+            self.by_channel.pop(old, None)
+        await asyncio.gather(self.mech.hangup(call.channel_id), self.mech.hangup(old),
+                             self.mech.destroy_bridge(session.bridge_id))
+
+    async def on_dtmf(self, session: MonitorSession, mode: MonitorMode) -> None:
+        started = time.perf_counter()
+        try:
+            await self.change_mode(session, mode, via="dtmf")
+        except MonitorRefused as exc:
+            log.info("event=monitor_switch_refused session=%s code=%s wanted=%s", session.id, exc.code, mode.value)
+            if session.supervisor_channel and session.live:
+                await self.mech.play(session.supervisor_channel, SWITCH_REFUSED_PROMPT)
+        log.debug("event=monitor_dtmf session=%s ms=%.1f", session.id, (time.perf_counter() - started) * 1000)
+
+    # -- hold -----------------------------------------------------------------------------------------
+
+    def is_held(self, session: MonitorSession) -> bool:
+        return session.agent_channel in self.held
+
+    async def set_moh(self, session: MonitorSession, on: bool) -> None:
+        """A call on hold: the supervisor hears the music on hold (MOH on the session's own bridge)."""
+        async with session.lock:
+            if session.state is not SessionState.ACTIVE or session.moh == on:
+                return
+            session.moh = on
+            await self.mech.bridge_moh(session.bridge_id, on)
+
+    # -- ending ---------------------------------------------------------------------------------------
+
+    async def stop(self, session_id: str) -> None:
+        await self.end(self.get(session_id), "stopped")
+
+    async def end(self, session: MonitorSession, reason: str, *, supervisor_gone: bool = False,
+                  quiet: bool = False) -> None:
+        """Tear down everything the session made: snoop, bridge, the supervisor's channel; then the timeline."""
+        async with session.lock:
+            if session.state is SessionState.ENDED:
+                return
+            was = session.state
+            session.state, session.ended_at, session.end_reason = SessionState.ENDED, now(), reason
+            self.unregister(session)
+            steps = [self.mech.hangup(session.snoop_channel), self.mech.destroy_bridge(session.bridge_id)]
+            if not supervisor_gone:
+                steps.append(self.mech.hangup(session.supervisor_channel))
+            if was is SessionState.TAKEN_OVER and supervisor_gone:
+                steps += [self.mech.hangup(peer) for peer in session.takeover_peers]
+            await asyncio.gather(*steps)
+            if was in (SessionState.ACTIVE, SessionState.TAKEN_OVER) and session.agent_channel:
+                await self.mech.subscribe(f"channel:{session.agent_channel}", False)
+            if quiet or was in (SessionState.CALLING, SessionState.ATTACHING):
+                return
+            seconds = round((session.ended_at - session.started_at).total_seconds(), 3)
+            data = self.timeline.note(session, "monitor_stop", reason=reason, seconds=seconds)
+        log.info("event=monitor_stop session=%s supervisor=%s target=%s reason=%s", session.id, session.supervisor,
+                 session.target, reason)
+        await self.timeline.deliver(session, "monitor_stop", data)
