@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from callcenter.domain import DomainError
@@ -71,6 +72,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_error(exc.status, exc.code, exc.message)
     except web.HTTPException as exc:
         return _from_http_exception(exc)
+    except (ConnectionError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+            asyncpg.TooManyConnectionsError) as exc:
+        log.warning("event=store_unavailable method=%s path=%s error=%s", request.method, request.path,
+                    type(exc).__name__)
+        return json_error(503, "store_unavailable", "the call store is unavailable; try again shortly")
     except Exception:
         request_id = uuid.uuid4().hex[:12]
         log.exception("event=api_error request_id=%s method=%s path=%s", request_id, request.method, request.path)

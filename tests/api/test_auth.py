@@ -124,3 +124,21 @@ async def test_unexpected_errors_are_a_generic_500_without_a_trace(api: Api) -> 
     assert response.status == 500
     assert "secret internals" not in text and "Traceback" not in text
     assert '"request_id"' in text
+
+
+async def test_an_unreachable_database_is_a_503_not_a_500(api: Api) -> None:
+    import asyncpg
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from callcenter.embedded_pg import free_port
+    from callcenter.service import ServiceContext
+    from callcenter.store import CallStore
+
+    pool = await asyncpg.create_pool(f"postgresql://nobody@127.0.0.1:{free_port()}/none", min_size=0, max_size=1)
+    assert pool is not None
+    ctx = ServiceContext(config=api.ctx.config, store=CallStore(pool), writer=api.ctx.writer, bus=api.ctx.bus)
+    async with TestClient(TestServer(create_app(ctx))) as client:
+        response = await client.get("/api/v1/calls", headers=api.auth("admin"))
+        assert response.status == 503
+        assert (await response.json())["error"]["code"] == "store_unavailable"
+    await pool.close()
