@@ -1,0 +1,207 @@
+"""The Vagrant test Asterisk: Vagrantfile valid, provisioning lint-clean, and the config it installs coherent."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from asterisk_sim.dialplan import Dialplan, Section, parse_conf, parse_extensions_conf
+from callcenter.config import load_config
+from dialplan.render import RenderOptions, render_all
+
+REPO = Path(__file__).resolve().parents[2]
+VAGRANT = REPO / "vagrant"
+# The render command vagrant/README.md documents for vagrant/asterisk/.
+VAGRANT_RENDER = RenderOptions(bind_address="0.0.0.0", permit=("127.0.0.1/255.255.255.255",
+                                                               "10.0.2.2/255.255.255.255"))
+
+
+def vagrant_validate(folder: Path, tmp: Path, *, virtualbox: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VAGRANT_CWD": str(folder), "VAGRANT_DOTFILE_PATH": str(tmp / "dot"),
+           "VAGRANT_HOME": str(tmp / "home"), "VAGRANT_CHECKPOINT_DISABLE": "1"}
+    if virtualbox:
+        # VirtualBox is not installed here; a VBoxManage that only tells its version makes Vagrant load
+        # (and so validate) the virtualbox provider block. `validate` never runs a VM command.
+        stub = tmp / "bin"
+        stub.mkdir(exist_ok=True)
+        (stub / "VBoxManage").write_text('#!/bin/sh\n[ "$1" = "--version" ] && echo 7.0.14r161095\nexit 0\n')
+        (stub / "VBoxManage").chmod(0o755)
+        env["PATH"] = f"{stub}:{env['PATH']}"
+        env["VAGRANT_DEFAULT_PROVIDER"] = "virtualbox"
+    return subprocess.run(["vagrant", "validate"], capture_output=True, text=True, env=env, timeout=120,
+                          check=False)
+
+
+needs_vagrant = pytest.mark.skipif(shutil.which("vagrant") is None, reason="Debian package 'vagrant' not installed")
+needs_shellcheck = pytest.mark.skipif(shutil.which("shellcheck") is None, reason="'shellcheck' not installed")
+
+
+@needs_shellcheck
+def test_provisioning_scripts_pass_shellcheck() -> None:
+    scripts = sorted(str(p) for p in VAGRANT.glob("*.sh"))
+    assert scripts
+    result = subprocess.run(["shellcheck", *scripts], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout
+
+
+@needs_vagrant
+def test_vagrant_validate_accepts_the_vagrantfile_with_the_libvirt_provider(tmp_path: Path) -> None:
+    result = vagrant_validate(VAGRANT, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_vagrant
+def test_vagrant_validate_accepts_the_vagrantfile_with_the_virtualbox_provider(tmp_path: Path) -> None:
+    result = vagrant_validate(VAGRANT, tmp_path, virtualbox=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_vagrant
+@pytest.mark.parametrize(("virtualbox", "line"), [(False, "lv.cpus = 1"), (True, "vb.cpus = 1")])
+def test_vagrant_validate_would_catch_a_wrong_provider_setting(tmp_path: Path, virtualbox: bool, line: str) -> None:
+    copy = tmp_path / "box"
+    copy.mkdir()
+    shutil.copy(VAGRANT / "provision.sh", copy)
+    text = (VAGRANT / "Vagrantfile").read_text()
+    assert line in text
+    (copy / "Vagrantfile").write_text(text.replace(line, line.replace("cpus", "cpuz")))
+    result = vagrant_validate(copy, tmp_path, virtualbox=virtualbox)
+    assert result.returncode != 0 and "cpuz" in result.stdout + result.stderr
+
+
+def test_the_rendered_snippets_in_the_box_equal_a_fresh_render() -> None:
+    files = render_all(load_config(VAGRANT / "callcenter.toml", env={}), VAGRANT_RENDER)
+    committed = {p.relative_to(VAGRANT / "asterisk").as_posix(): p.read_text()
+                 for p in (VAGRANT / "asterisk").rglob("*.conf")}
+    assert committed == files, ("re-run: callcenter dialplan render --config vagrant/callcenter.toml --out "
+                                "vagrant/asterisk --bind-address 0.0.0.0 --permit 127.0.0.1/255.255.255.255 "
+                                "--permit 10.0.2.2/255.255.255.255")
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run provision.sh for real, configuration step only, into a temporary /etc/asterisk."""
+    etc = tmp_path_factory.mktemp("etc-asterisk")
+    (etc / "pjsip.conf").write_text("; the package's sample\n")
+    result = subprocess.run(["bash", str(VAGRANT / "provision.sh")], capture_output=True, text=True, check=False,
+                            env={"PATH": os.environ["PATH"], "ASTERISK_ETC": str(etc), "CONFIG_ONLY": "1"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    return etc
+
+
+def sections(path: Path) -> list[Section]:
+    return parse_conf(path.read_text(), str(path))
+
+
+def test_provisioning_installs_every_file_and_keeps_the_package_originals(installed: Path) -> None:
+    for name in ("ari.conf", "http.conf", "manager.conf", "extensions_callcenter.conf", "extensions.conf",
+                 "pjsip.conf", "rtp.conf", "modules.conf"):
+        assert (installed / name).is_file(), name
+    assert (installed / "dist-backup" / "pjsip.conf").read_text() == "; the package's sample\n"
+
+
+@pytest.fixture(scope="module")
+def plan(installed: Path) -> Dialplan:
+    path = installed / "extensions.conf"
+    return parse_extensions_conf(path.read_text(), str(path))  # resolves the #include like Asterisk
+
+
+def first_app(plan: Dialplan, context: str, exten: str) -> tuple[str, str]:
+    resolved = plan.resolve(context, exten)
+    assert resolved is not None, f"{exten}@{context} does not match"
+    prio = plan.contexts[resolved[0]].extensions[resolved[1]]
+    return prio[1].app if prio[0].app == "NoOp" else prio[0].app, (prio[1] if prio[0].app == "NoOp" else prio[0]).args
+
+
+def test_dialling_star_336_1002_from_a_phone_starts_listening_on_1002(plan: Dialplan) -> None:
+    resolved = plan.resolve("phones", "*3361002")
+    assert resolved == ("callcenter-monitor", "_*336X.")
+    stasis = next(p for p in plan.contexts["callcenter-monitor"].extensions["_*336X."] if p.app == "Stasis")
+    assert stasis.args == "callcenter,monitor,listen,${EXTEN:4}"
+
+
+@pytest.mark.parametrize(("context", "exten", "hook"), [
+    ("phones", "1003", "callcenter-tag-internal"), ("phones", "902075550142", "callcenter-tag-outbound"),
+    ("from-pstn", "02075550100", "callcenter-tag-inbound"), ("from-pstn", "02075550199", "callcenter-tag-inbound"),
+    ("from-pstn", "0201234567", "callcenter-tag-inbound"),
+])
+def test_every_route_of_the_box_runs_its_tagging_hook_first(plan: Dialplan, context: str, exten: str,
+                                                             hook: str) -> None:
+    assert first_app(plan, context, exten) == ("Gosub", f"{hook},s,1(${{EXTEN}})")
+
+
+def test_every_gosub_and_goto_target_of_the_box_exists(plan: Dialplan) -> None:
+    targets = []
+    for context in plan.contexts.values():
+        for prios in context.extensions.values():
+            for prio in prios:
+                if prio.app in ("Gosub", "Goto") and prio.args.count(",") >= 2:
+                    ctx, exten, _ = prio.args.split(",", 2)
+                    targets.append((ctx, exten.replace("${EXTEN}", "02075550100")))
+                if prio.args.startswith("CHANNEL(hangup_handler_push)="):
+                    ctx, exten, _ = prio.args.split("=", 1)[1].split(",")
+                    targets.append((ctx, exten))
+    assert ("callcenter-queue", "support") in targets and ("callcenter-call-end", "s") in targets
+    for ctx, exten in targets:
+        assert plan.match(ctx, exten) is not None, f"{exten}@{ctx}"
+
+
+def test_the_customer_behind_the_trunk_answers_plays_and_echoes(plan: Dialplan) -> None:
+    prios = plan.contexts["customer"].extensions["_X."]
+    assert [p.app for p in prios] == ["Answer", "Playback", "Echo", "Hangup"]
+
+
+def by_type(items: list[Section]) -> dict[tuple[str, str], Section]:
+    templates = {s.name: s for s in items if s.is_template}
+    out: dict[tuple[str, str], Section] = {}
+    for s in items:
+        if s.is_template:
+            continue
+        kind = s.get("type") or next((templates[t].get("type") for t in s.templates if t in templates), None)
+        assert kind is not None, f"[{s.name}] has no type"
+        out[(s.name, kind)] = s
+    return out
+
+
+def test_pjsip_has_five_phones_and_a_trunk_whose_two_sides_find_each_other(installed: Path) -> None:
+    pjsip = by_type(sections(installed / "pjsip.conf"))
+    for ext in ("1001", "1002", "1003", "1004", "1005"):
+        assert {(ext, "endpoint"), (ext, "aor"), (ext, "auth")} <= pjsip.keys()
+        assert pjsip[(ext, "endpoint")].get("auth") == ext and pjsip[(ext, "auth")].get("username") == ext
+    pstn, carrier = pjsip[("pstn", "endpoint")], pjsip[("carrier", "endpoint")]
+    assert pstn.get("from_user") == "carrier" and carrier.get("from_user") == "pstn"
+    assert pstn.get("context") == "from-pstn" and carrier.get("context") == "customer"
+    carrier_port = pjsip[("transport-carrier", "transport")].get("bind", "").rsplit(":", 1)[1]
+    assert pjsip[("pstn", "aor")].get("contact") == f"sip:127.0.0.1:{carrier_port}"
+    assert pjsip[("carrier", "aor")].get("contact") == "sip:127.0.0.1:5060"
+
+
+def forwarded(vagrantfile: str) -> dict[int, int]:
+    ports = {int(g): int(h) for g, h in re.findall(r"guest: (\d+), host: (\d+)", vagrantfile)}
+    for first, last in re.findall(r"\((\d+)\.\.(\d+)\)\.each", vagrantfile):
+        ports.update({p: p for p in range(int(first), int(last) + 1)})
+    return ports
+
+
+def test_the_service_config_matches_what_the_box_enables_and_forwards(installed: Path) -> None:
+    config = load_config(VAGRANT / "callcenter.toml", env={})
+    pbx = config.pbx_by_key("vagrant")
+    assert pbx.ari is not None and pbx.ami is not None
+    ari = {s.name: s for s in sections(installed / "ari.conf")}
+    assert ari[pbx.ari.username].get("password") == pbx.ari.password
+    manager = {s.name: s for s in sections(installed / "manager.conf")}
+    assert manager[pbx.ami.username].get("secret") == pbx.ami.secret
+    ports = forwarded((VAGRANT / "Vagrantfile").read_text())
+    http = {s.name: s for s in sections(installed / "http.conf")}["general"]
+    assert ports[int(http.get("bindport", "0"))] == 8088 and pbx.ari.url.startswith("http://127.0.0.1:8088/")
+    assert ports[int(manager["general"].get("port", "0"))] == pbx.ami.port
+    rtp = {s.name: s for s in sections(installed / "rtp.conf")}["general"]
+    assert all(ports.get(p) == p for p in range(int(rtp.get("rtpstart", "0")), int(rtp.get("rtpend", "0")) + 1))
+    provision = (VAGRANT / "provision.sh").read_text()
+    assert f'ARI_PASSWORD="{pbx.ari.password}"' in provision
+    assert f"agi://{config.agi.host}:{config.agi.port}/" in (installed / "extensions_callcenter.conf").read_text()
