@@ -7,9 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from callcenter.domain import call_id_for
 from callcenter.store import monitor_groups as groups
 
-from .conftest import World
+from .conftest import APP, World
 
 CUSTOMER = "+442079460001"
 
@@ -25,6 +26,17 @@ async def eventually(check: Callable[[], Any], timeout: float = 3.0) -> Any:
         await asyncio.sleep(0.01)
 
 
+async def eventually_async(fetch: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 3.0) -> Any:
+    deadline = time.monotonic() + timeout
+    value = await fetch()
+    while not done(value):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met in {timeout}s: {value!r}")
+        await asyncio.sleep(0.02)
+        value = await fetch()
+    return value
+
+
 async def customer_calls_agent(world: World, agent: str = "1001") -> None:
     world.sim.phone(agent).answer_after(0)
     await world.sim.inbound_call(CUSTOMER, agent)
@@ -32,19 +44,194 @@ async def customer_calls_agent(world: World, agent: str = "1001") -> None:
 
 
 async def grant(world: World, level: str, observers: list[str] | None = None, observed: list[str] | None = None,
-                **extra: Any) -> None:
-    await groups.create_group(world.store.pool, name=f"g-{level}-{len(extra)}", level=level,
-                              observers=observers or ["2005"], observed=observed or ["1001"], **extra)
+                name: str = "team", **extra: Any) -> dict[str, Any]:
+    return await groups.create_group(world.store.pool, name=name, level=level, observers=observers or ["2005"],
+                                     observed=observed or ["1001"], **extra)
 
 
 def hears(world: World) -> dict[str, set[str]]:
     return world.sim.who_hears_whom()
 
 
-async def test_listen_supervisor_hears_both_nobody_hears_the_supervisor(world: World) -> None:
+def snoops(world: World) -> list[dict[str, Any]]:
+    return [c for c in world.sim.channels() if c["name"].startswith("Snoop/")]
+
+
+def monitor_bridges(world: World) -> list[dict[str, Any]]:
+    return [b for b in world.sim.bridges() if b["id"].startswith("cc-monitor-")]
+
+
+async def supervise(world: World, code: str, supervisor: str = "2005") -> dict[str, set[str]]:
+    """Dial a feature code and wait until the supervisor hears the call."""
+    await world.sim.phone(supervisor).dial(code)
+    return await eventually(lambda: (m := hears(world)).get(supervisor) and m)  # type: ignore[no-any-return]
+
+
+def session(world: World) -> Any:
+    return next(iter(world.service.sessions.values()))
+
+
+async def press(world: World, digit: str, expected_mode: str, supervisor: str = "2005") -> dict[str, set[str]]:
+    await world.sim.phone(supervisor).send_dtmf(digit, duration_ms=20)
+    await eventually(lambda: session(world).mode.value == expected_mode and len(snoops(world)) == 1)
+    return hears(world)
+
+
+def assert_clean(world: World) -> None:
+    assert snoops(world) == [] and monitor_bridges(world) == []
+    assert not [c for c in world.sim.channels() if c["name"].startswith("PJSIP/2005-")]
+
+
+async def test_listen_supervisor_hears_both_and_nobody_hears_the_supervisor(world: World) -> None:
     await grant(world, "listen")
     await customer_calls_agent(world)
-    await world.sim.phone("2005").dial("*3361001")
-    matrix = await eventually(lambda: (m := hears(world)).get("2005") and m)
+    matrix = await supervise(world, "*3361001")
     assert matrix["2005"] == {"1001", CUSTOMER}
     assert matrix["1001"] == {CUSTOMER} and matrix[CUSTOMER] == {"1001"}
+    assert len(snoops(world)) == 1 and len(monitor_bridges(world)) == 1
+
+
+async def test_whisper_only_the_agent_hears_the_supervisor(world: World) -> None:
+    await grant(world, "whisper")
+    await customer_calls_agent(world)
+    matrix = await supervise(world, "*3391001")
+    assert matrix["2005"] == {"1001", CUSTOMER}
+    assert matrix["1001"] == {CUSTOMER, "2005"} and matrix[CUSTOMER] == {"1001"}
+
+
+async def test_barge_agent_and_customer_hear_the_supervisor(world: World) -> None:
+    await grant(world, "barge")
+    await customer_calls_agent(world)
+    matrix = await supervise(world, "*3321001")
+    assert matrix["2005"] == {"1001", CUSTOMER}
+    assert matrix["1001"] == {CUSTOMER, "2005"} and matrix[CUSTOMER] == {"1001", "2005"}
+
+
+async def test_dtmf_switches_every_way_without_redialling(world: World) -> None:
+    await grant(world, "barge")
+    await customer_calls_agent(world)
+    await supervise(world, "*3361001")
+    expected = {"listen": ({CUSTOMER}, {"1001"}), "whisper": ({CUSTOMER, "2005"}, {"1001"}),
+                "barge": ({CUSTOMER, "2005"}, {"1001", "2005"})}
+    for digit, mode in (("5", "whisper"), ("6", "barge"), ("4", "listen"), ("6", "barge"), ("5", "whisper"),
+                        ("4", "listen")):
+        matrix = await press(world, digit, mode)
+        assert (matrix["1001"], matrix[CUSTOMER]) == expected[mode], mode
+        assert matrix["2005"] == {"1001", CUSTOMER}, mode
+    assert len(monitor_bridges(world)) == 1
+    assert world.sim.phone("2005").channels()[0].bridge_id == monitor_bridges(world)[0]["id"]
+
+
+async def test_a_switch_above_the_level_is_refused_and_the_session_stays(world: World) -> None:
+    group = await grant(world, "whisper")
+    await customer_calls_agent(world)
+    await supervise(world, "*3361001")
+    await world.sim.phone("2005").send_dtmf("6", duration_ms=20)
+    await asyncio.sleep(0.2)
+    assert session(world).mode.value == "listen" and hears(world)[CUSTOMER] == {"1001"}
+    # the admin raises the level: the next attempt gets it, no restart
+    await groups.update_group(world.store.pool, group["id"], name="team", level="barge", observers=["2005"],
+                              observed=["1001"])
+    matrix = await press(world, "6", "barge")
+    assert matrix[CUSTOMER] == {"1001", "2005"}
+
+
+async def test_supervisor_hangup_leaves_the_call_untouched_and_nothing_behind(world: World) -> None:
+    await grant(world, "barge")
+    await customer_calls_agent(world)
+    await supervise(world, "*3321001")
+    await world.sim.phone("2005").hangup()
+    await eventually(lambda: not snoops(world) and not monitor_bridges(world) and not world.service.sessions)
+    assert_clean(world)
+    assert hears(world)["1001"] == {CUSTOMER} and hears(world)[CUSTOMER] == {"1001"}
+
+
+async def test_the_agents_call_ending_ends_monitoring_cleanly(world: World) -> None:
+    await grant(world, "listen")
+    await customer_calls_agent(world)
+    await supervise(world, "*3361001")
+    await world.sim.customer(CUSTOMER).hangup()
+    await eventually(lambda: not world.sim.channels() and not world.sim.bridges())
+    assert not world.service.sessions
+
+
+async def test_answering_another_call_ends_monitoring(world: World) -> None:
+    await grant(world, "listen")
+    await customer_calls_agent(world)
+    await supervise(world, "*3361001")
+    world.sim.phone("2005").answer_after(0)
+    await world.sim.phone("1002").dial("2005")
+    await eventually(lambda: not world.service.sessions and not snoops(world) and not monitor_bridges(world))
+    assert hears(world)["2005"] == {"1002"} and hears(world)["1001"] == {CUSTOMER}
+
+
+async def test_every_session_is_in_the_monitored_calls_timeline(world: World) -> None:
+    await grant(world, "barge")
+    await customer_calls_agent(world)
+    await supervise(world, "*3361001")
+    await press(world, "5", "whisper")
+    await world.sim.phone("2005").hangup()
+    await eventually(lambda: not world.service.sessions)
+    agent = world.sim.phone("1001").channels()[0]
+    call_id = call_id_for("main", agent.linkedid)
+
+    async def timeline() -> list[Any]:
+        return [e for e in await world.store.call_events(call_id) if e["kind"].startswith("monitor_")]
+
+    events = await eventually_async(timeline, lambda found: len(found) >= 3)
+    assert [e["kind"] for e in events] == ["monitor_start", "monitor_mode", "monitor_stop"]
+    start, mode, stop = (e["data"] for e in events)
+    assert start["supervisor"] == "2005" and start["mode"] == "listen" and start["origin"] == "feature_code"
+    assert (mode["from"], mode["to"], mode["via"]) == ("listen", "whisper", "dtmf")
+    assert stop["reason"] == "supervisor_hangup" and stop["mode"] == "whisper" and stop["seconds"] >= 0
+    assert events[0]["at"] <= events[1]["at"] <= events[2]["at"]
+
+
+async def test_monitoring_is_published_on_the_bus(world: World) -> None:
+    subscription = world.bus.subscribe("monitor.")
+    await grant(world, "listen")
+    await customer_calls_agent(world)
+    await supervise(world, "*3361001")
+    event = await subscription.get(2)
+    assert event is not None and event.topic == "monitor.start" and event.data["supervisor_extension"] == "2005"
+
+
+async def stasis_call(world: World, agent: str = "1001") -> str:
+    """Agent and customer in a Stasis mixing bridge (as the queue or click-to-call flows make them)."""
+    world.sim.phone(agent).answer_after(0)
+    world.sim.customer(CUSTOMER).answer_after(0)
+    a = await world.client.post("/channels", endpoint=f"PJSIP/{agent}", app=APP, appArgs="test_call")
+    c = await world.client.post("/channels", endpoint=f"PJSIP/{CUSTOMER}@trunk", app=APP, appArgs="test_call")
+    await eventually(lambda: all(ch["state"] == "Up" for ch in world.sim.channels()))
+    await world.client.post("/bridges", type="mixing", bridgeId="test-call")
+    await world.client.post("/bridges/test-call/addChannel", channel=f"{a['id']},{c['id']}")
+    await eventually(lambda: hears(world).get(agent) == {CUSTOMER})
+    return str(a["id"])
+
+
+async def test_take_over_replaces_the_agent_in_the_call(world: World) -> None:
+    await grant(world, "takeover")
+    agent_channel = await stasis_call(world)
+    await world.sim.phone("2005").dial("*3381001")
+    matrix = await eventually(lambda: (m := hears(world)).get("2005") and "1001" not in m and m)
+    assert matrix == {"2005": {CUSTOMER}, CUSTOMER: {"2005"}}
+    assert agent_channel not in {c["id"] for c in world.sim.channels()}
+    assert snoops(world) == [] and monitor_bridges(world) == []
+    assert session(world).state.value == "taken_over"
+    # afterwards the supervisor is simply in the call: DTMF changes nothing, the customer hanging up ends it
+    await world.sim.phone("2005").send_dtmf("4", duration_ms=20)
+    await asyncio.sleep(0.1)
+    assert hears(world) == {"2005": {CUSTOMER}, CUSTOMER: {"2005"}}
+    await world.sim.customer(CUSTOMER).hangup()
+    await eventually(lambda: not world.sim.channels() and not world.service.sessions)
+
+
+async def test_take_over_from_a_listening_session(world: World) -> None:
+    await grant(world, "takeover")
+    await stasis_call(world)
+    await supervise(world, "*3361001")
+    await world.service.switch(session(world).id, "takeover")
+    assert hears(world) == {"2005": {CUSTOMER}, CUSTOMER: {"2005"}}
+    assert snoops(world) == [] and monitor_bridges(world) == []
+    await world.sim.phone("2005").hangup()
+    await eventually(lambda: not world.sim.channels() and not world.service.sessions)
