@@ -1,0 +1,89 @@
+"""Every refusal is spoken to the supervisor, logged, and hung up — with nothing left behind."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from .conftest import World
+from .test_monitoring import CUSTOMER, assert_clean, customer_calls_agent, eventually, grant
+
+
+class Recorder:
+    def __init__(self, world: World) -> None:
+        self.events: list[dict[str, Any]] = []
+        world.client.add_event_handler(self.on_event)
+
+    async def on_event(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    def prompts_to(self, channel_id: str) -> list[str]:
+        return [e["playback"]["media_uri"] for e in self.events
+                if e["type"] == "PlaybackStarted" and e["playback"]["target_uri"] == f"channel:{channel_id}"]
+
+
+async def refused(world: World, code: str, caplog: pytest.LogCaptureFixture, supervisor: str = "2005") -> list[str]:
+    """Dial ``code`` as the supervisor; return the prompts it heard once it has been hung up."""
+    recorder = Recorder(world)
+    with caplog.at_level(logging.INFO, logger="callcenter.ari.monitor"):
+        channel_id = await world.sim.phone(supervisor).dial(code)
+        await eventually(lambda: channel_id not in {c["id"] for c in world.sim.channels()})
+    assert_clean(world)
+    assert not world.service.sessions
+    return recorder.prompts_to(channel_id)
+
+
+def logged(caplog: pytest.LogCaptureFixture, code: str) -> bool:
+    return any("event=monitor_refused" in r.getMessage() and f"code={code}" in r.getMessage() for r in caplog.records)
+
+
+async def test_not_an_observer_is_refused(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    await customer_calls_agent(world)
+    assert await refused(world, "*3361001", caplog) == ["sound:access-denied"]
+    assert logged(caplog, "not_an_observer")
+    assert world.sim.who_hears_whom()["1001"] == {CUSTOMER}
+
+
+async def test_a_level_too_low_is_refused(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    await grant(world, "whisper")
+    await customer_calls_agent(world)
+    assert await refused(world, "*3321001", caplog) == ["sound:feature-not-avail-line"]
+    assert logged(caplog, "level_too_low")
+
+
+async def test_no_call_in_progress_is_refused(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    await grant(world, "listen")
+    assert await refused(world, "*3361001", caplog) == ["sound:is-curntly-unavail"]
+    assert logged(caplog, "no_call_in_progress")
+
+
+async def test_an_extension_only_dialling_out_is_refused(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    await grant(world, "listen")
+    world.sim.phone("1002").never_answer()
+    await world.sim.phone("1001").dial("1002")
+    await eventually(lambda: any(c["name"].startswith("PJSIP/1002-") for c in world.sim.channels()))
+    assert await refused(world, "*3361001", caplog) == ["sound:pls-try-call-later"]
+    assert logged(caplog, "not_yet_connected")
+
+
+async def test_extension_11_never_monitors_115(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    await grant(world, "listen", observed=["11"])
+    await customer_calls_agent(world, "115")
+    assert await refused(world, "*33611", caplog) == ["sound:is-curntly-unavail"]
+    assert await refused(world, "*336115", caplog) == ["sound:access-denied"]
+
+
+async def test_an_unknown_mode_is_refused(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    await grant(world, "takeover")
+    await customer_calls_agent(world)
+    assert await refused(world, "*3301001", caplog) == ["sound:pbx-invalid"]
+    assert logged(caplog, "invalid_monitor_request")
+
+
+async def test_take_over_of_a_call_outside_stasis_is_refused(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    await grant(world, "takeover")
+    await customer_calls_agent(world)  # a dialplan Dial(): its bridge is not the app's to change
+    assert await refused(world, "*3381001", caplog) == ["sound:cannot-complete-as-dialed"]
+    assert world.sim.who_hears_whom()["1001"] == {CUSTOMER}
