@@ -108,8 +108,10 @@ def _check_text(value: str, where: str) -> None:
 
 
 def parse_datetime(raw: str, where: str) -> datetime:
-    """ISO 8601 with a time zone (a naive time would silently mean the server's zone)."""
+    """ISO 8601 with a time zone (a naive time would silently mean the server's zone); a bare date is UTC."""
     text = raw.replace(" ", "+") if "T" in raw else raw  # an unencoded '+' in a query arrives as a space
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        text += "T00:00:00+00:00"  # a bare date means midnight UTC
     try:
         value = datetime.fromisoformat(text)
     except ValueError:

@@ -38,6 +38,8 @@ async def test_filters_narrow_the_call_log(api: Api) -> None:
     assert await ids(api, q="lovelace") == [str(b["id"])]
     assert await ids(api, **{"from": (T0 + timedelta(minutes=2)).isoformat(),
                              "until": (T0 + timedelta(minutes=3)).isoformat()}) == [str(b["id"])]
+    assert len(await ids(api, **{"from": "2026-03-10", "until": "2026-03-11"})) == 3  # bare dates are UTC days
+    assert await ids(api, **{"from": "2026-03-11"}) == []
 
 
 async def test_number_filter_matches_raw_or_normalised_with_wildcards(api: Api) -> None:
@@ -100,7 +102,7 @@ async def test_keyset_pages_have_no_duplicates_or_gaps_while_calls_arrive(api: A
 
 async def test_limit_and_cursor_are_validated(api: Api) -> None:
     for params in ({"limit": "1001"}, {"limit": "0"}, {"limit": "x"}, {"cursor": "garbage!"},
-                   {"from": "yesterday"}, {"direction": "sideways"}):
+                   {"from": "yesterday"}, {"from": "2026-03-10T10:00:00"}, {"direction": "sideways"}):
         response = await api.client.get("/api/v1/calls", params=params, headers=api.auth("admin"))
         assert response.status == 400, params
         error = (await response.json())["error"]
