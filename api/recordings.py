@@ -110,12 +110,15 @@ class SftpRecording:
     """An open file on the PBX; the SSH connection lives exactly as long as the download."""
 
     def __init__(self, conn: asyncssh.SSHClientConnection, sftp: asyncssh.SFTPClient,
-                 handle: asyncssh.SFTPClientFile, size: int) -> None:
+                 handle: asyncssh.SFTPClientFile, size: int, timeout: float) -> None:
         self._conn, self._sftp, self._handle, self.size = conn, sftp, handle, size
+        self._timeout = timeout
 
     async def read(self, offset: int, length: int) -> bytes:
-        await self._handle.seek(offset)
-        data = await self._handle.read(length)
+        """One chunk; a server that stalls mid-download ends the download instead of holding it open."""
+        async with asyncio.timeout(self._timeout):
+            await self._handle.seek(offset)
+            data = await self._handle.read(length)
         return data if isinstance(data, bytes) else data.encode()
 
     async def close(self) -> None:
@@ -159,7 +162,7 @@ async def open_sftp(settings: SftpSettings, stored: str) -> SftpRecording:
             if attrs.type != asyncssh.FILEXFER_TYPE_REGULAR:
                 raise RecordingRefused("recording path is not a regular file")
             handle = await sftp.open(path_real, "rb")
-            return SftpRecording(conn, sftp, handle, int(attrs.size or 0))
+            return SftpRecording(conn, sftp, handle, int(attrs.size or 0), settings.timeout)
     except asyncssh.SFTPNoSuchFile:
         conn.close()
         raise NotFound("recording file not found on the PBX") from None
