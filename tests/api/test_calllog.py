@@ -73,6 +73,16 @@ async def test_each_role_sees_only_its_calls(api: Api) -> None:
     assert (await hidden.json()) == (await missing.json())  # no existence leak
 
 
+async def test_a_supervisor_also_sees_the_extensions_it_observes(api: Api) -> None:
+    observed = await add_call(api.ctx.store, 1, extension="299")
+    await add_call(api.ctx.store, 2, extension="298")
+    assert await ids(api, "supervisor") == []
+    async with api.ctx.store.pool.acquire() as conn:
+        await conn.execute("INSERT INTO monitor_groups (name, level, observers, observed)"
+                           " VALUES ('floor', 'listen', '{200}', '{299}')")
+    assert await ids(api, "supervisor") == [str(observed["id"])]  # at once: visibility is read per request
+
+
 async def test_keyset_pages_have_no_duplicates_or_gaps_while_calls_arrive(api: Api) -> None:
     store = api.ctx.store
     for n in range(25):
