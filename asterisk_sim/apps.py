@@ -190,6 +190,9 @@ async def app_playback(engine: Engine, ch: Channel, data: str) -> None:
         engine.audio_changed()
         try:
             await engine.sleep(duration)
+        except asyncio.CancelledError:
+            engine.set_var(ch, "PLAYBACKSTATUS", "SUCCESS")
+            raise
         finally:
             ch.playing = None
             engine.audio_changed()

@@ -10,6 +10,7 @@ from aiohttp import WSMsgType, web
 
 from asterisk_sim.ari_events import App, Connection
 from asterisk_sim.ari_resources import ari
+from asterisk_sim.model import SIM_KEY
 from asterisk_sim.originate import AriError
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
     """``GET /ari/events?app=...``: register the apps and stream their events until either side closes."""
     from asterisk_sim.ari_rest import check_auth, error_reply
 
-    sim: Simulator = request.app["sim"]
+    sim: Simulator = request.app[SIM_KEY]
     if sim.phase != "up":
         return sim.unavailable_reply()
     denied = check_auth(sim, request)

@@ -38,7 +38,14 @@ async def list_channels(sim: Simulator, path: P, p: P) -> Any:
 
 @ari("POST", "/channels")
 async def originate(sim: Simulator, path: P, p: P) -> Any:
-    return orig.originate(sim.engine, p).json()
+    return _reply(orig.originate(sim.engine, p))
+
+
+def _reply(ch: Channel) -> dict[str, Any]:
+    """The originate reply is built before report_events variables apply: no ``channelvars`` yet."""
+    data = ch.json()
+    data.pop("channelvars", None)
+    return data
 
 
 @ari("POST", "/channels/create")
@@ -54,7 +61,7 @@ async def get_channel(sim: Simulator, path: P, p: P) -> Any:
 @ari("POST", "/channels/{id}")
 async def originate_with_id(sim: Simulator, path: P, p: P) -> Any:
     p["channelId"] = path["id"]
-    return orig.originate(sim.engine, p).json()
+    return _reply(orig.originate(sim.engine, p))
 
 
 @ari("DELETE", "/channels/{id}")

@@ -95,8 +95,13 @@ async def remove_channel(sim: Simulator, path: P, p: P) -> Any:
     for ch in chans:
         if ch.id not in bridge.channels:
             raise AriError(422, "Channel not in this bridge")
+    eng = sim.engine
     for ch in chans:
-        sim.engine.bridge_remove(bridge, ch)
+        app = ch.stasis_app
+        eng.bridge_remove(bridge, ch)
+        still_there = any(eng.channels[c].stasis_app == app for c in bridge.channels if c in eng.channels)
+        if app in eng.router.apps and not still_there:
+            eng.router.apps[app].bridges.discard(bridge.id)  # an explicit remove drops the app's subscription
 
 
 @ari("POST", "/bridges/{id}/moh")

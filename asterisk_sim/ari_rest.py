@@ -12,6 +12,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from asterisk_sim import ari_resources as res
+from asterisk_sim.model import SIM_KEY
 from asterisk_sim.originate import AriError
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ async def params_of(request: web.Request) -> dict[str, Any]:
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    sim: Simulator = request.app["sim"]
+    sim: Simulator = request.app[SIM_KEY]
     if sim.phase != "up":
         return sim.unavailable_reply()
     raw_path = request.raw_path.split("?", 1)[0]

@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from asterisk_sim.model import SIM_KEY
+
 if TYPE_CHECKING:
     from asterisk_sim.simulator import Simulator
 
 
 def _sim(request: web.Request) -> Simulator:
-    return request.app["sim"]  # type: ignore[no-any-return]
+    return request.app[SIM_KEY]  # type: ignore[no-any-return]
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

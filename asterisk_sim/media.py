@@ -139,15 +139,27 @@ class MediaOps:
             if pb.state not in ("done", "failed"):
                 pb.state = "failed"
         finally:
+            self._finish_playback(pb, pb.state)
+
+    def _finish_playback(self: Engine, pb: Playback, state: str) -> None:
+        """Emit PlaybackFinished exactly once (a hang-up finishes it at once, before StasisEnd)."""
+        if getattr(pb, "finished", False):
+            return
+        pb.finished = True  # type: ignore[attr-defined]
+        pb.state = state
+        kind, _, target = pb.target_uri.partition(":")
+        if pb.task is not None and pb.task is not asyncio.current_task():
+            pb.task.cancel()
+        if self.playbacks.get(pb.id) is pb:
             self.playbacks.pop(pb.id, None)
-            if kind == "bridge" and target in self.bridges:
-                self.bridges[target].announcers = [a for a in self.bridges[target].announcers
-                                                   if not a.startswith("Announcer/ARI-")]
-            self.playback_event(pb, "PlaybackFinished")
+        if kind == "bridge" and target in self.bridges:
+            self.bridges[target].announcers = [a for a in self.bridges[target].announcers
+                                               if not a.startswith("Announcer/ARI-")]
+        self.playback_event(pb, "PlaybackFinished")
 
     async def _play_for(self: Engine, pb: Playback, duration: float) -> None:
         remaining = duration * self.config.time_scale
-        while remaining > 0 and pb.state == "playing":
+        while remaining > 0 and pb.state in ("playing", "paused"):
             await pb.paused.wait()
             if pb.state != "playing":
                 return
@@ -241,8 +253,8 @@ class MediaOps:
     def stop_media(self: Engine, ch: Channel) -> None:
         uri = f"channel:{ch.id}"
         for pb in list(self.playbacks.values()):
-            if pb.target_uri == uri and pb.task is not None:
-                pb.task.cancel()
+            if pb.target_uri == uri:
+                self._finish_playback(pb, "failed")
         for rec in list(self.live_recordings.values()):
             if rec.target_uri == uri:
                 self.stop_recording(rec)
@@ -282,9 +294,20 @@ class MediaOps:
                 self.notify("DtmfToDevice", (ch, digit))
             await self.sleep(between_ms / 1000)
 
-    def receive_dtmf(self: Engine, ch: Channel, digit: str, duration_ms: int) -> None:
+    def receive_dtmf(self: Engine, ch: Channel, digit: str, duration_ms: int, depth: int = 0) -> None:
+        """``ch`` reads a digit; a bridge passes it on to the other members, a Local pair to its other half."""
         self.channel_event(ch, "ChannelDtmfReceived", post={"digit": digit, "duration_ms": duration_ms})
         ch.dtmf.put_nowait(digit)
+        self.notify("DtmfReceived", (ch, digit))
+        if depth > 4 or not ch.bridge_id or ch.bridge_id not in self.bridges:
+            return
+        for member in self.bridge_members(self.bridges[ch.bridge_id]):
+            if member is ch:
+                continue
+            if member.is_local() and member.peer is not None and not member.peer.destroyed:
+                self.receive_dtmf(member.peer, digit, duration_ms, depth + 1)
+            else:
+                self.notify("DtmfToDevice", (member, digit))
 
     # ---- snoop
     def create_snoop(self: Engine, target: Channel, spy: str, whisper: str, app: str, args: list[str],

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp import web
+
 ENTITY_ID = "02:fc:00:00:00:01"
 VERSION = "22.10.1"
 
@@ -184,3 +186,6 @@ class Counters:
         n = self.tech.get(tech, 0)
         self.tech[tech] = n + 1
         return f"{n:08x}"
+
+# The aiohttp application key under which the Simulator is stored.
+SIM_KEY: web.AppKey[Any] = web.AppKey("sim", object)

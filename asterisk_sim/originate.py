@@ -72,7 +72,10 @@ def _create(engine: Engine, endpoint: str, p: dict[str, Any]) -> tuple[Channel, 
 
 def _apply_vars(engine: Engine, chans: list[Channel], evented: Channel | None, variables: list[tuple[str, str, bool]],
                 callerid: str | None) -> None:
-    for name, value, report in reversed(variables):
+    # Asterisk walks its JSON object in hash order; plain variables (last first) then CALLERID() matches both captures.
+    ordered = [v for v in reversed(variables) if not v[0].startswith("CALLERID(")] + \
+        [v for v in variables if v[0].startswith("CALLERID(")]
+    for name, value, report in ordered:
         for ch in chans:
             if name.startswith("CALLERID("):
                 part = name[9:-1]
@@ -80,6 +83,8 @@ def _apply_vars(engine: Engine, chans: list[Channel], evented: Channel | None, v
                     ch.caller_name = ch.connected_name = value
                 elif part in ("num", "number"):
                     ch.caller_number = ch.connected_number = value
+                if ch is evented:
+                    engine.channel_event(ch, "ChannelConnectedLine")
                 continue
             if report:
                 ch.channelvars = [*(ch.channelvars or []), name]

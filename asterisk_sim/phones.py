@@ -149,12 +149,12 @@ class Customer(Party):
     """An outside number reached through (or calling in over) the trunk endpoint."""
 
     def __init__(self, sim: Simulator, number: str) -> None:
-        super().__init__(sim, number, sim.config.trunk)
+        super().__init__(sim, number, sim.config.trunk or "trunk")
         self.number = number
 
     async def call(self, did: str, context: str = "from-trunk", caller_name: str = "") -> str:
         eng = self.engine
-        ch = eng.new_channel("PJSIP", self.sim.config.trunk)
+        ch = eng.new_channel("PJSIP", self.sim.config.trunk or "trunk")
         ch.party = self.number
         ch.caller_name, ch.caller_number = caller_name, self.number
         ch.state = "Ring"

@@ -14,7 +14,7 @@ from asterisk_sim import ari_rest
 from asterisk_sim.ari_apps import events_ws
 from asterisk_sim.audio import who_hears_whom
 from asterisk_sim.engine import Engine, EngineConfig
-from asterisk_sim.model import Endpoint
+from asterisk_sim.model import SIM_KEY, Endpoint
 from asterisk_sim.phones import Customer, Phone
 
 _HTML = ('<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\r\n<html><head>\r\n<title>{code} {title}</title>\r\n'
@@ -40,7 +40,7 @@ class SimConfig:
     ami_failed_login_delay: float = 1.0
     host: str = "127.0.0.1"
     time_scale: float = 1.0
-    trunk: str = "trunk"
+    trunk: str | None = "trunk"
     restart_phases: tuple[float, float, float, float] = (0.5, 0.1, 0.25, 0.1)
 
 
@@ -64,8 +64,9 @@ class Simulator:
     def _new_engine(self) -> Engine:
         eng = Engine(EngineConfig(dialplan_text=self.config.dialplan_text, dialplan_file=self.config.dialplan_file,
                                   time_scale=self.config.time_scale, recordings_dir=self.config.recordings_dir,
-                                  trunk=self.config.trunk))
-        eng.endpoints[f"PJSIP/{self.config.trunk}"] = Endpoint("PJSIP", self.config.trunk, state="online")
+                                  trunk=self.config.trunk or ""))
+        if self.config.trunk:
+            eng.endpoints[f"PJSIP/{self.config.trunk}"] = Endpoint("PJSIP", self.config.trunk, state="online")
         for ext in self.config.phones:
             eng.endpoints[f"PJSIP/{ext}"] = Endpoint("PJSIP", ext)
         return eng
@@ -83,7 +84,7 @@ class Simulator:
 
         ari_rest.register_all()
         app = web.Application()
-        app["sim"] = self
+        app[SIM_KEY] = self
         app.router.add_get("/ari/events", events_ws)
         add_control_routes(app)
         app.router.add_route("*", "/ari/{tail:.*}", ari_rest.handle)

@@ -83,6 +83,8 @@ class StasisOps:
                 ch.caller_number = str(value or "")
             elif part == "name":
                 ch.caller_name = str(value or "")
+            self.channel_event(ch, "ChannelCallerId", post={
+                "caller_presentation": 0, "caller_presentation_txt": "Presentation Allowed, Not Screened"})
             return
         if report:
             ch.channelvars = [*(ch.channelvars or []), name] if name not in (ch.channelvars or []) else ch.channelvars
