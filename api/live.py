@@ -1,0 +1,288 @@
+"""Live state for supervisors and CRMs: ``GET /api/v1/live`` and the ``/api/v1/events`` websocket.
+
+Both answer only what the token may see (the same :class:`api.auth.Identity` rule as the call log).
+The websocket forwards bus events; each client has its own bounded queue and a send timeout, so a
+client that stops reading is dropped (close code 4008, or the connection cut when even the close
+frame cannot be written) instead of stalling publishers or the other clients. Shapes: api/README-live.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from api.app import CTX_KEY
+from api.auth import Identity, get_identity, permission
+from api.errors import json_error
+from callcenter.bus import Subscription
+
+log = logging.getLogger("callcenter.api.live")
+
+TOPICS = ("call", "extension", "queue", "trunk", "monitor")
+CLOSE_SLOW_CONSUMER = 4008  # application close code: the client did not keep up and must reconnect
+CLOSE_SHUTDOWN = 1001
+SNAPSHOT_LISTS = ("extensions", "calls", "trunks", "queues")
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """Websocket tuning; tests shrink these (``app[LIVE_SETTINGS_KEY] = LiveSettings(...)`` before start)."""
+
+    heartbeat_seconds: float = 15.0  # a {"type": "heartbeat"} after this long without any message
+    ping_seconds: float = 30.0  # websocket-level ping; no pong in time and aiohttp closes the socket
+    queue_size: int = 1000  # events buffered per client; overflow means the client is too slow
+    send_timeout: float = 5.0  # one send blocked longer than this (client not reading) → dropped
+
+
+@dataclass
+class LiveStats:
+    """Counters for /healthz: connected clients and how many were dropped for being slow."""
+
+    clients: int = 0
+    dropped_slow: int = 0
+    sockets: set[web.WebSocketResponse] = field(default_factory=set)
+
+    def health(self) -> dict[str, Any]:
+        return {"state": "up", "clients": self.clients, "dropped_slow": self.dropped_slow}
+
+
+LIVE_SETTINGS_KEY = web.AppKey("live_settings", LiveSettings)
+LIVE_STATS_KEY = web.AppKey("live_stats", LiveStats)
+
+
+# -- visibility (pure) -----------------------------------------------------------------------------
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def call_visible(identity: Identity, data: Mapping[str, Any]) -> bool:
+    """A call is visible when its PBX is allowed and any party (or any extension it rang) is visible."""
+    if not identity.can_see_pbx(_text(data.get("pbx"))):
+        return False
+    if identity.visible_extensions is None:
+        return True
+    rung = data.get("extensions")
+    parties = [data.get("extension"), data.get("caller"), data.get("callee"),
+               *(rung if isinstance(rung, list) else ())]
+    return any(isinstance(p, str) and p and identity.can_see_extension(p) for p in parties)
+
+
+def extension_visible(identity: Identity, data: Mapping[str, Any]) -> bool:
+    number = _text(data.get("extension") or data.get("number"))
+    return bool(number) and identity.can_see_pbx(_text(data.get("pbx"))) and identity.can_see_extension(number)
+
+
+def queue_members(data: Mapping[str, Any]) -> set[str]:
+    members = data.get("members")
+    out = {_text(m) for m in members} if isinstance(members, list) else set()
+    agents = data.get("agents")
+    if isinstance(agents, list):
+        out |= {_text(a.get("extension")) for a in agents if isinstance(a, Mapping)}
+    return out
+
+
+def queue_visible(identity: Identity, data: Mapping[str, Any]) -> bool:
+    """Supervisors, CRMs and admins see every queue of their PBXs; an agent the queues it serves."""
+    if not identity.can_see_pbx(_text(data.get("pbx"))):
+        return False
+    if identity.role == "agent":
+        return bool(identity.extension) and identity.extension in queue_members(data)
+    return True
+
+
+def trunk_visible(identity: Identity, data: Mapping[str, Any]) -> bool:
+    return identity.role != "agent" and identity.can_see_pbx(_text(data.get("pbx")))
+
+
+def monitor_visible(identity: Identity, data: Mapping[str, Any]) -> bool:
+    """Monitoring is supervisors' business: an admin sees all, a supervisor its own or its extensions'."""
+    if identity.role == "admin":
+        return True
+    if identity.role != "supervisor":
+        return False
+    if identity.extension and data.get("supervisor_extension") == identity.extension:
+        return True
+    target = _text(data.get("target_extension"))
+    return bool(target) and identity.can_see_extension(target)
+
+
+def event_visible(identity: Identity, topic: str, data: Mapping[str, Any]) -> bool:
+    area = topic.partition(".")[0]
+    if area == "call":
+        return call_visible(identity, data)
+    if area == "extension":
+        return extension_visible(identity, data)
+    if area == "queue":
+        return queue_visible(identity, data)
+    if area == "trunk":
+        return trunk_visible(identity, data)
+    if area == "monitor":
+        return monitor_visible(identity, data)
+    return False
+
+
+def _rows(value: Any) -> list[Mapping[str, Any]]:
+    return [row for row in value if isinstance(row, Mapping)] if isinstance(value, list) else []
+
+
+def filter_snapshot(identity: Identity, snapshot: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The snapshot cut down to what ``identity`` may see; always the four lists, even when empty."""
+    snap = snapshot or {}
+    extensions = [e for e in _rows(snap.get("extensions")) if extension_visible(identity, e)]
+    extensions.sort(key=lambda e: (_text(e.get("pbx")), len(_text(e.get("number"))), _text(e.get("number"))))
+    return {
+        "extensions": extensions,
+        "calls": [c for c in _rows(snap.get("calls")) if call_visible(identity, c)],
+        "trunks": [t for t in _rows(snap.get("trunks")) if trunk_visible(identity, t)],
+        "queues": [q for q in _rows(snap.get("queues")) if queue_visible(identity, q)],
+    }
+
+
+def screen_pop_fields(topic: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``call.ringing`` always carries ``caller``/``caller_raw`` (legacy caller-ID boxes say ``number``)."""
+    out = dict(data)
+    if topic == "call.ringing":
+        out.setdefault("caller", out.get("number", ""))
+        out.setdefault("caller_raw", out.get("number_raw", out.get("caller", "")))
+    return out
+
+
+def parse_topics(raw: str | None) -> tuple[str, ...]:
+    """``?topics=call,extension.state`` → subscription prefixes; unknown areas are refused."""
+    if not raw:
+        return TOPICS
+    wanted = tuple(dict.fromkeys(t.strip() for t in raw.split(",") if t.strip()))
+    for topic in wanted:
+        if topic.partition(".")[0] not in TOPICS or len(topic) > 64:
+            raise ValueError(f"unknown topic {topic!r}; use {', '.join(TOPICS)} or a dotted sub-topic")
+    return wanted or TOPICS
+
+
+# -- GET /api/v1/live -------------------------------------------------------------------------------
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@permission("live:read")
+async def get_live(request: web.Request) -> web.Response:
+    """Extensions (registration + call state + current call), active calls, trunks in use and queues."""
+    identity = get_identity(request)
+    port = request.app[CTX_KEY].ports.live
+    snapshot = port.snapshot() if port is not None else None
+    body = {"generated_at": _now(), "connected": port is not None, **filter_snapshot(identity, snapshot)}
+    return web.Response(text=json.dumps(body, default=str), content_type="application/json")
+
+
+# -- websocket /api/v1/events ----------------------------------------------------------------------
+
+async def _send(ws: web.WebSocketResponse, payload: Mapping[str, Any], timeout: float) -> None:
+    await asyncio.wait_for(ws.send_str(json.dumps(payload, default=str)), timeout)
+
+
+async def _drop(ws: web.WebSocketResponse, request: web.Request, stats: LiveStats, reason: str) -> None:
+    """Close with 4008; when even the close frame cannot be written in time, cut the connection."""
+    stats.dropped_slow += 1
+    identity = get_identity(request)
+    log.warning("event=ws_client_dropped reason=%s role=%s extension=%s remote=%s", reason, identity.role,
+                identity.extension, request.remote)
+    try:
+        await asyncio.wait_for(ws.close(code=CLOSE_SLOW_CONSUMER, message=b"too slow: reconnect and refetch"), 1.0)
+    except (TimeoutError, ConnectionError):
+        if request.transport is not None:
+            request.transport.abort()
+
+
+async def _pump(ws: web.WebSocketResponse, request: web.Request, sub: Subscription, settings: LiveSettings,
+                stats: LiveStats) -> None:
+    """Bus → this client: filtered by visibility, heartbeats when quiet, dropped when it lags."""
+    identity = get_identity(request)
+    loop = asyncio.get_running_loop()
+    last_sent = loop.time()
+    try:
+        while not ws.closed:
+            wait = max(0.0, settings.heartbeat_seconds - (loop.time() - last_sent))
+            try:
+                event = await sub.get(timeout=wait)
+            except TimeoutError:
+                await _send(ws, {"type": "heartbeat", "at": _now()}, settings.send_timeout)
+                last_sent = loop.time()
+                continue
+            if sub.dropped:
+                await _drop(ws, request, stats, f"queue_overflow dropped={sub.dropped}")
+                return
+            if not event_visible(identity, event.topic, event.data):
+                continue
+            await _send(ws, {"type": event.topic, "data": screen_pop_fields(event.topic, event.data)},
+                        settings.send_timeout)
+            last_sent = loop.time()
+    except TimeoutError:
+        await _drop(ws, request, stats, "send_timeout")
+    except ConnectionError:
+        return
+
+
+def _hello(identity: Identity, topics: Iterable[str], settings: LiveSettings) -> dict[str, Any]:
+    return {"type": "hello", "at": _now(), "topics": list(topics), "heartbeat_seconds": settings.heartbeat_seconds,
+            "identity": {"role": identity.role, "extension": identity.extension, "pbx": identity.pbx}}
+
+
+@permission("events:subscribe")
+async def events(request: web.Request) -> web.StreamResponse:
+    """Websocket of live events (screen pop, answered, ended, missed, extension/queue/trunk/monitor changes)."""
+    identity = get_identity(request)
+    try:
+        topics = parse_topics(request.query.get("topics"))
+    except ValueError as exc:
+        return json_error(400, "invalid_request", f"query.topics: {exc}", field="query.topics", reason=str(exc))
+    settings, stats = request.app[LIVE_SETTINGS_KEY], request.app[LIVE_STATS_KEY]
+    ws = web.WebSocketResponse(heartbeat=settings.ping_seconds, max_msg_size=64 * 1024)
+    if not ws.can_prepare(request).ok:
+        return json_error(400, "websocket_required", "this endpoint speaks websocket (Upgrade: websocket)")
+    await ws.prepare(request)
+    sub = request.app[CTX_KEY].bus.subscribe(*topics, maxsize=settings.queue_size)
+    stats.clients += 1
+    stats.sockets.add(ws)
+    pump: asyncio.Task[None] | None = None
+    try:
+        await _send(ws, _hello(identity, topics, settings), settings.send_timeout)
+        pump = asyncio.create_task(_pump(ws, request, sub, settings, stats), name="ws-events-pump")
+        async for msg in ws:  # clients need not send anything; reading keeps close/pong handling alive
+            if msg.type == WSMsgType.TEXT and msg.data.strip() == "ping":
+                await _send(ws, {"type": "pong", "at": _now()}, settings.send_timeout)
+    except (TimeoutError, ConnectionError):
+        pass
+    finally:
+        request.app[CTX_KEY].bus.unsubscribe(sub)
+        stats.clients -= 1
+        stats.sockets.discard(ws)
+        if pump is not None:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError, ConnectionError):
+                await pump
+    return ws
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """On shutdown, tell clients to reconnect elsewhere instead of leaving them hanging."""
+    for ws in list(app[LIVE_STATS_KEY].sockets):
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(code=CLOSE_SHUTDOWN, message=b"server shutting down"), 1.0)
+
+
+def setup(app: web.Application) -> None:
+    app[LIVE_SETTINGS_KEY] = LiveSettings()
+    stats = app[LIVE_STATS_KEY] = LiveStats()
+    app[CTX_KEY].health.register("live_events", stats.health)
+    app.router.add_get("/api/v1/live", get_live)
+    app.router.add_get("/api/v1/events", events)
+    app.on_shutdown.append(_close_sockets)
