@@ -20,6 +20,10 @@ from bridges.legacy_pbx.records import LegacyParseError
 
 # Columns are cut with '.'; what each must hold is checked once per distinct value by the caches below.
 _PATTERN_A = re.compile(r"^(?:(.{8}) (.{7}) (.{5}) (.{2}) (.{25}) (.{4}) (.{8}) (.{10}) (.{3})|(.+?))\r?$", re.M)
+# The same columns with each one's characters checked in the regex itself: the cut-only fast path.
+_STRICT_A = re.compile(
+    r"^(?:([ \d]\d/[ \d]\d/\d\d) ([ \d]\d:[0-5]\d(?:[AP]M|  )) ([ *DTBC\d-]{5}) ([ \d]{2}) (.{25}) "
+    r"(\d'[0-5]\d| {4}) (\d\d:[0-5]\d'[0-5]\d| {8}) (.{10}) ([ A-Z0-9]{3})|(.+?))\r?$", re.M)
 _BAD = object()  # a column value that does not parse (None is a blank ring or duration)
 _EXT = frozenset("0123456789*DTBC-")
 
@@ -86,6 +90,25 @@ class BulkPatternA:
         self._co = _Cache(_co)
         self._cd = _Cache(_cd)
         self._acc = _Cache(lambda a: a.strip().strip("."))
+
+    @staticmethod
+    def cut(text: str) -> tuple[list[tuple[str, ...]], list[str]]:
+        """Checked string columns (date, time, ext, CO, dial, ring, duration, acc, CD) and the other lines.
+
+        Each column's characters are checked by the regex; values (a 13th month, an hour of 25) are checked
+        when :meth:`parse` types them.
+        """
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            rows = _STRICT_A.findall(text)
+            others = [r[9] for r in rows if r[9]]
+            if others:
+                rows = [r for r in rows if not r[9]]
+            return (list(zip(*rows, strict=True))[:9] if rows else []), others
+        finally:
+            if paused:
+                gc.enable()
 
     def parse(self, text: str) -> SmdrBatch:
         """Millions of short-lived tuples: the cyclic GC is paused meanwhile (they hold no cycles)."""
