@@ -112,11 +112,10 @@ async def world(store: CallStore, tmp_path: Path) -> AsyncIterator[World]:
     for name in flow.names:
         stasis.register_flow(name, flow)
     client.add_connected_handler(stasis.resync)
-    await client.start()
-    assert await client.wait_connected(5)
-    w = World(sim=sim, client=client, stasis=stasis, service=service, store=store, bus=bus, writer=writer)
     try:
-        yield w
+        await client.start()
+        assert await client.wait_connected(5), "the ARI client did not connect to the simulator"
+        yield World(sim=sim, client=client, stasis=stasis, service=service, store=store, bus=bus, writer=writer)
     finally:
         await service.close()
         await stasis.close()

@@ -1,0 +1,106 @@
+"""Monitoring started from the API: the supervisor's phone rings first, then the same rules as the codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from ari_app.monitor.control import MonitorPort
+from ari_app.monitor.errors import LevelTooLow, NoCallInProgress, NotAnObserver, SessionNotFound
+from callcenter.ports import MonitorControl
+
+from .conftest import MonitorApi, World
+from .test_monitoring import CUSTOMER, assert_clean, customer_calls_agent, eventually, grant, hears, snoops
+
+
+def port_of(world: World) -> MonitorPort:
+    port = MonitorPort()
+    port.add(world.service)
+    assert isinstance(port, MonitorControl)
+    return port
+
+
+async def test_the_supervisors_phone_rings_first_and_attaches_on_answer(world: World) -> None:
+    await grant(world, "barge")
+    await customer_calls_agent(world)
+    port = port_of(world)
+    world.sim.phone("2005").never_answer()
+    session_id = await port.start(supervisor_extension="2005", target_extension="1001", mode="whisper")
+    ringing = await eventually(lambda: world.sim.phone("2005").channels())
+    assert ringing[0].caller_name == "WHISPER 1001" and ringing[0].state == "Ringing"
+    assert [s["state"] for s in port.sessions()] == ["calling"]
+    await world.sim.phone("2005").answer()
+    matrix = await eventually(lambda: (m := hears(world)).get("2005") and m)
+    assert matrix["1001"] == {CUSTOMER, "2005"} and matrix[CUSTOMER] == {"1001"}
+    assert [(s["session_id"], s["state"], s["origin"]) for s in port.sessions()] == [(session_id, "active", "api")]
+    await port.switch(session_id, "barge")
+    assert hears(world)[CUSTOMER] == {"1001", "2005"} and len(snoops(world)) == 1
+    with pytest.raises(LevelTooLow):
+        await port.switch(session_id, "takeover")
+    await port.stop(session_id)
+    assert_clean(world)
+    assert port.sessions() == [] and hears(world)["1001"] == {CUSTOMER}
+    with pytest.raises(SessionNotFound):
+        await port.stop(session_id)
+
+
+async def test_api_refusals_come_before_ringing_anyone(world: World) -> None:
+    port = port_of(world)
+    with pytest.raises(NotAnObserver):
+        await port.start(supervisor_extension="2005", target_extension="1001", mode="listen")
+    await grant(world, "listen")
+    with pytest.raises(NoCallInProgress):
+        await port.start(supervisor_extension="2005", target_extension="1001", mode="listen")
+    await customer_calls_agent(world)
+    with pytest.raises(LevelTooLow):
+        await port.start(supervisor_extension="2005", target_extension="1001", mode="barge")
+    assert world.sim.phone("2005").channels() == [] and port.sessions() == []
+
+
+async def test_an_unanswered_supervisor_phone_ends_the_attempt(world: World) -> None:
+    await grant(world, "listen")
+    await customer_calls_agent(world)
+    world.service.answer_timeout = 1
+    world.sim.phone("2005").never_answer()
+    port = port_of(world)
+    await port.start(supervisor_extension="2005", target_extension="1001", mode="listen")
+    await eventually(lambda: world.sim.phone("2005").channels())
+    await eventually(lambda: not port.sessions() and not world.sim.phone("2005").channels(), timeout=4)
+
+
+async def test_the_call_ending_while_the_supervisor_rings_is_spoken_on_answer(world: World) -> None:
+    await grant(world, "listen")
+    await customer_calls_agent(world)
+    world.sim.phone("2005").never_answer()
+    port = port_of(world)
+    await port.start(supervisor_extension="2005", target_extension="1001", mode="listen")
+    await eventually(lambda: world.sim.phone("2005").channels())
+    await world.sim.customer(CUSTOMER).hangup()
+    await eventually(lambda: not world.sim.phone("1001").channels())
+    await world.sim.phone("2005").answer()
+    await eventually(lambda: not world.sim.channels() and not port.sessions())
+    assert_clean(world)
+
+
+async def test_the_http_routes_drive_a_real_session(world: World, monitor_api: MonitorApi) -> None:
+    await grant(world, "barge")
+    await customer_calls_agent(world)
+    monitor_api.ctx.ports.monitor_control = port_of(world)
+    client, auth = monitor_api.client, monitor_api.auth("supervisor")
+    response = await client.post("/api/v1/monitor", json={"target_extension": "1001", "mode": "listen"}, headers=auth)
+    assert response.status == 202
+    session_id = (await response.json())["session_id"]
+    await eventually(lambda: world.sim.phone("2005").channels())
+    await world.sim.phone("2005").answer()
+    await eventually(lambda: hears(world).get("2005") == {"1001", CUSTOMER})
+    listing = await (await client.get("/api/v1/monitor", headers=auth)).json()
+    assert [(s["session_id"], s["mode"], s["state"]) for s in listing["items"]] == [(session_id, "listen", "active")]
+    response = await client.patch(f"/api/v1/monitor/{session_id}", json={"mode": "barge"}, headers=auth)
+    assert response.status == 202 and hears(world)[CUSTOMER] == {"1001", "2005"}
+    response = await client.patch(f"/api/v1/monitor/{session_id}", json={"mode": "takeover"}, headers=auth)
+    assert response.status == 403 and (await response.json())["error"]["code"] == "level_too_low"
+    response = await client.post("/api/v1/monitor", json={"target_extension": "1002", "mode": "listen"},
+                                 headers=auth)
+    assert response.status == 403 and (await response.json())["error"]["code"] == "not_an_observer"
+    assert (await client.delete(f"/api/v1/monitor/{session_id}", headers=auth)).status == 202
+    assert_clean(world)
+    assert (await client.delete(f"/api/v1/monitor/{session_id}", headers=auth)).status == 404
