@@ -86,7 +86,7 @@ class AriClient:
         self.reconnect_max = reconnect_max
         self.heartbeat = heartbeat
         # a header, never URL userinfo: passwords with @& must work
-        self._headers = {"Authorization": aiohttp.BasicAuth(username, password).encode()}
+        self._headers = {"Authorization": aiohttp.encode_basic_auth(username, password)}
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._session = session
         self._own_session = session is None
@@ -95,6 +95,7 @@ class AriClient:
         self._task: asyncio.Task[None] | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._connected_event = asyncio.Event()
+        self._wake = asyncio.Event()
         self.connected = False
         self.connects = 0
         self.reconnects = 0
@@ -214,7 +215,15 @@ class AriClient:
             self._set_disconnected()
             delay = backoff_delay(attempt, self.reconnect_min, self.reconnect_max)
             attempt += 1
-            await asyncio.sleep(delay)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except TimeoutError:
+                pass
+
+    async def reconnect_now(self) -> None:
+        """Asterisk says it has booted (AMI FullyBooted): skip the rest of the backoff wait."""
+        self._wake.set()
 
     def _set_disconnected(self) -> None:
         if self.connected:

@@ -1,16 +1,75 @@
-"""Service component for the ``ari`` role (filled in by the ARI app work)."""
+"""Service component for the ``ari`` role: one :class:`AsteriskPbx` per ``[[pbx]]`` of kind asterisk.
+
+Sets ``ctx.ports.call_control`` and ``ctx.ports.live`` and registers health ``ari`` and ``ami``. Other ARI
+flows plug in through ``ari_app.monitor.setup(pbx, ctx)`` (called for every PBX when that module has a
+``setup``); it may return an async context manager, entered here and closed on shutdown.
+"""
 
 from __future__ import annotations
 
+import importlib
+import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
+from ari_app.ami import AmiWatcher
+from ari_app.pbx import AsteriskPbx
+from ari_app.service import AsteriskCalls
 from callcenter.service import ServiceContext
+
+log = logging.getLogger("callcenter.ari")
+
+PLUGINS = ("ari_app.monitor",)
+
+
+def _health(items: list[Any], name: str) -> dict[str, Any]:
+    if not items:
+        return {"state": "not_configured"}
+    each = {item.key: item.health() for item in items}
+    up = all(h["connected"] for h in each.values())
+    return {"state": "up" if up else "down", name: each}
+
+
+async def _plugins(stack: AsyncExitStack, pbx: AsteriskPbx, ctx: ServiceContext) -> None:
+    for module_name in PLUGINS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        setup = getattr(module, "setup", None)
+        if setup is None:
+            continue
+        result = setup(pbx, ctx)
+        if hasattr(result, "__aenter__"):
+            await stack.enter_async_context(result)
+        elif hasattr(result, "__await__"):
+            await result
 
 
 @asynccontextmanager
 async def run(ctx: ServiceContext) -> AsyncIterator[None]:
-    asterisk = [p.key for p in ctx.config.pbx if p.kind == "asterisk"]
-    ctx.health.register("ari", lambda: {"state": "not_configured" if not asterisk else "not_implemented"})
-    ctx.health.register("ami", lambda: {"state": "not_configured" if not asterisk else "not_implemented"})
-    yield
+    configs = [p for p in ctx.config.pbx if p.kind == "asterisk" and p.ari is not None]
+    pool = getattr(ctx.store, "pool", None)
+    pbxs = [AsteriskPbx(config, ctx.writer, ctx.bus, pool=pool) for config in configs]
+    watchers = [AmiWatcher(p, ctx.writer, ctx.bus) for p in pbxs if p.config.ami is not None]
+    calls = AsteriskCalls(pbxs)
+    ctx.health.register("ari", lambda: _health(pbxs, "pbx"))
+    ctx.health.register("ami", lambda: _health(watchers, "pbx"))
+    async with AsyncExitStack() as stack:
+        for pbx in pbxs:
+            await _plugins(stack, pbx, ctx)
+            stack.push_async_callback(pbx.close)
+            await pbx.start()
+        for watcher in watchers:
+            stack.push_async_callback(watcher.close)
+            await watcher.start()
+        if pbxs:
+            ctx.ports.call_control = calls
+            ctx.ports.live = calls
+        try:
+            yield
+        finally:
+            if ctx.ports.call_control is calls:
+                ctx.ports.call_control = None
+                ctx.ports.live = None

@@ -1,0 +1,183 @@
+"""The Stasis flow of the calls we drive: click-to-call legs, consultation legs and conference parties.
+
+``Stasis(app,originate,agent)``: the agent answered the click-to-call → make the call's bridge, dial the
+customer through the outbound context. ``originate,customer`` / ``party``: the far end answered → join the
+call's bridge. ``consult``: the transfer target answered → join the agent in the consultation bridge.
+When a leg of one of our calls goes and only one party is left in its bridge, that party is hung up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ari_app.client import AriError, ari_path
+from ari_app.model import Effect, LiveCall, now
+from ari_app.pbx import BRIDGE_PREFIX, AsteriskPbx
+from ari_app.transitions import answered
+from callcenter.numbers import dial_string_number
+
+log = logging.getLogger("callcenter.ari.calls")
+
+FLOW_NAMES = ("originate", "party", "consult")
+DIAL_TIMEOUT = 60
+
+
+class CallFlow:
+    def __init__(self, pbx: AsteriskPbx) -> None:
+        self.pbx = pbx
+        self.client = pbx.client
+        self.state = pbx.state
+        self._tasks: set[asyncio.Task[None]] = set()
+        for name in FLOW_NAMES:
+            pbx.stasis.register_flow(name, self)
+
+    # -- building blocks used by the service too -------------------------------------------------
+
+    def bridge_id(self, call: LiveCall, kind: str = "") -> str:
+        return f"{BRIDGE_PREFIX}{kind}{call.linkedid}"
+
+    async def ensure_bridge(self, call: LiveCall, kind: str = "") -> str:
+        bid = self.bridge_id(call, kind)
+        if bid not in self.state.bridges:
+            await self.client.post(ari_path("bridges", bid), type="mixing", name=bid)
+            self.state.bridges.setdefault(bid, {"name": bid, "channels": set()})
+        if not kind:
+            call.bridge = bid
+        return bid
+
+    async def dial_out(self, call: LiveCall, number: str, role: str, args: str) -> str:
+        """A new leg of ``call`` to ``number`` through the outbound context, answered into Stasis ``args``."""
+        digits = dial_string_number(number, self.state.plan)
+        channel_id = f"{call.linkedid}-{role}-{len(call.legs)}"
+        self.state.adopt(channel_id, call.linkedid, role)
+        originator = next((leg.id for leg in call.live_legs() if leg.role == "agent"), None)
+        await self.client.post("/channels/create", json={"variables": {
+            "CC_LINKEDID": call.linkedid, "CC_ROLE": role}},
+            endpoint=f"Local/{digits}@{self.pbx.ari.outbound_context}", app=self.client.app, appArgs=args,
+            channelId=channel_id, originator=originator)
+        await self.client.post(ari_path("channels", channel_id, "dial"), caller=originator, timeout=DIAL_TIMEOUT)
+        return channel_id
+
+    async def add_to_bridge(self, bridge_id: str, channel_id: str) -> None:
+        await self.client.post(ari_path("bridges", bridge_id, "addChannel"), channel=channel_id)
+
+    def timeline(self, call: LiveCall, kind: str, key: str, **data: Any) -> Effect:
+        at = now()
+        return self.state.timeline(call, kind, at, f"{kind}:{key}", **data)
+
+    # -- Flow ------------------------------------------------------------------------------------
+
+    async def on_stasis_start(self, event: dict[str, Any], args: list[str]) -> None:
+        channel_id = str(event["channel"]["id"])
+        call = self.state.call_of_channel(channel_id)
+        if call is None:
+            log.warning("StasisStart for a call we do not know args=%r channel=%s", args, channel_id)
+            await self.pbx.hangup_quietly(channel_id)
+            return
+        async with self.pbx.lock(call.call_id):
+            role = args[1] if args[0] == "originate" and len(args) > 1 else args[0]
+            if role == "agent":
+                await self.agent_answered(call, channel_id)
+            elif role in ("customer", "party"):
+                await self.far_end_answered(call, channel_id, role)
+            elif role == "consult":
+                await self.consult_answered(call, channel_id)
+
+    async def agent_answered(self, call: LiveCall, channel_id: str) -> None:
+        bridge = await self.ensure_bridge(call)
+        await self.add_to_bridge(bridge, channel_id)
+        effects = [self.timeline(call, "agent_answered", channel_id, extension=call.extension)]
+        try:
+            customer = await self.dial_out(call, call.callee_raw, "customer", "originate,customer")
+        except AriError as exc:
+            log.warning("dialling the customer failed call_id=%s: %s", call.call_id, exc)
+            effects.append(self.timeline(call, "dial_failed", channel_id, error=exc.message))
+            await self.pbx.emit(effects)
+            await self.pbx.hangup_quietly(channel_id)
+            return
+        effects.append(self.timeline(call, "dial", customer, number=call.callee_raw, channel=customer))
+        await self.pbx.emit(effects)
+
+    async def far_end_answered(self, call: LiveCall, channel_id: str, role: str) -> None:
+        bridge = call.bridge or await self.ensure_bridge(call)
+        await self.add_to_bridge(bridge, channel_id)
+        effects = answered(self.state, call, now()) if role == "customer" else []
+        if role == "party":
+            leg = call.legs.get(channel_id)
+            effects.append(self.timeline(call, "conference_join", channel_id, channel=channel_id,
+                                         number=leg.dialled if leg else ""))
+        await self.pbx.emit(effects)
+
+    async def consult_answered(self, call: LiveCall, channel_id: str) -> None:
+        bridge = call.transfer.get("bridge")
+        if not bridge:
+            await self.pbx.hangup_quietly(channel_id)
+            return
+        await self.add_to_bridge(bridge, channel_id)
+        call.transfer["answered"] = True
+        await self.pbx.emit([self.timeline(call, "consult_answered", channel_id, target=call.transfer.get("target"))])
+
+    async def on_event(self, event: dict[str, Any]) -> None:
+        if event.get("type") != "ChannelDestroyed":
+            return
+        linkedid = self._destroyed_owner(event)
+        if linkedid:
+            task = asyncio.create_task(self.tidy(linkedid))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _destroyed_owner(self, event: dict[str, Any]) -> str | None:
+        """The tracker already ran for this event: the call is still there if some leg is left."""
+        cid = str(event["channel"].get("id"))
+        for call in self.state.calls.values():
+            if call.owned and cid in call.legs:
+                return call.linkedid
+        return None
+
+    async def tidy(self, linkedid: str) -> None:
+        """Hang up a party left alone in our bridge; abandon a consultation whose target went."""
+        call = self.state.calls.get(linkedid)
+        if call is None:
+            return
+        async with self.pbx.lock(call.call_id):
+            consult = call.leg_with_role("consult")
+            if call.transfer and consult is None:
+                await self.pbx.emit([self.timeline(call, "transfer_cancelled", str(call.transfer.get("target")),
+                                                   reason="target hung up")])
+                await self.restore_after_consult(call)
+            ours = [leg for leg in call.live_legs() if leg.role in ("agent", "customer", "party", "consult")]
+            if len(ours) <= 1 and not call.transfer:
+                for leg in ours:
+                    await self.pbx.hangup_quietly(leg.id)
+                for bid in (call.bridge, self.bridge_id(call, "consult-")):
+                    if bid:
+                        try:
+                            await self.client.delete(ari_path("bridges", bid))
+                        except AriError:
+                            pass
+
+    async def restore_after_consult(self, call: LiveCall) -> None:
+        """Back to the call: agent returns to the main bridge, the customer's music stops."""
+        bridge = call.transfer.get("bridge")
+        call.transfer = {}
+        agent = call.leg_with_role("agent")
+        if agent is not None and call.bridge:
+            try:
+                await self.add_to_bridge(call.bridge, agent.id)
+            except AriError as exc:
+                log.warning("agent back to bridge failed call_id=%s: %s", call.call_id, exc)
+        for request in (self.client.delete(ari_path("bridges", call.bridge, "moh")),
+                        self.client.delete(ari_path("bridges", str(bridge)))):
+            try:
+                await request
+            except AriError:
+                pass
+
+    async def resync(self, channels: list[dict[str, Any]], bridges: list[dict[str, Any]]) -> None:
+        return None
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()

@@ -1,0 +1,154 @@
+"""Pure pieces of the live state: channel names, endpoint facts, what a leg is, what an effect is.
+
+No I/O here, so the state transitions can be tested on captured event JSON alone.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from callcenter.domain import CallEvent, CallRecord, CallStatus, Direction
+
+_CHANNEL_NAME = re.compile(r"^(?P<tech>[A-Za-z0-9_]+)/(?P<resource>.+?)(?:-[0-9a-f]{8,})?(?P<half>;[12])?$")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_time(value: Any) -> datetime:
+    """ARI timestamps look like ``2026-11-25T19:39:51.473+0000``; anything unreadable is now."""
+    if isinstance(value, str) and value:
+        text = value.replace("Z", "+00:00")
+        if len(text) > 5 and text[-5] in "+-" and text[-3] != ":":
+            text = text[:-2] + ":" + text[-2:]
+        try:
+            when = datetime.fromisoformat(text)
+            return when if when.tzinfo else when.replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    return now()
+
+
+def channel_endpoint(name: str) -> tuple[str, str]:
+    """``PJSIP/1001-0000000a`` → (``PJSIP``, ``1001``); ``Local/x@ctx-00000004;2`` → (``Local``, ``x@ctx``)."""
+    match = _CHANNEL_NAME.match(name or "")
+    if not match:
+        return "", ""
+    return match["tech"], match["resource"]
+
+
+def local_partner(name: str) -> str | None:
+    """The other half's name of a Local channel (``…;1`` ↔ ``…;2``), None for anything else."""
+    if name.startswith("Local/") and name[-2:] in (";1", ";2"):
+        return name[:-1] + ("2" if name.endswith("1") else "1")
+    return None
+
+
+@dataclass
+class Leg:
+    """One channel of a call."""
+
+    id: str
+    name: str
+    tech: str
+    resource: str
+    state: str
+    number: str
+    caller_name: str
+    dialled: str
+    created_at: datetime
+    role: str = ""
+    extension: str = ""          # set when the channel is a phone of ours
+    trunk: str = ""              # set when the channel is a trunk endpoint
+    answered_at: datetime | None = None
+    bridge: str = ""
+    on_hold: bool = False
+    gone: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "state": self.state, "role": self.role,
+                "extension": self.extension, "trunk": self.trunk, "number": self.number,
+                "bridge": self.bridge, "on_hold": self.on_hold}
+
+
+@dataclass
+class LiveCall:
+    """A call as it happens: its legs, bridges and what will become its ``calls`` row."""
+
+    linkedid: str
+    call_id: uuid.UUID
+    started_at: datetime
+    owned: bool = False          # our Stasis flows drive it (click-to-call, controlled calls)
+    direction: Direction = Direction.UNKNOWN
+    caller_raw: str = ""
+    caller_name: str = ""
+    callee_raw: str = ""
+    extension: str = ""
+    trunk: str = ""
+    legs: dict[str, Leg] = field(default_factory=dict)
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    dial_status: str = ""
+    hangup_cause: str = ""
+    recording: str = ""
+    live_recording: str = ""
+    bridge: str = ""
+    rung: set[str] = field(default_factory=set)
+    announced: bool = False      # its first write happened (ringing published)
+    pending_roles: dict[str, str] = field(default_factory=dict)
+    transfer: dict[str, Any] = field(default_factory=dict)   # attended transfer in progress
+
+    def leg_with_role(self, role: str) -> Leg | None:
+        return next((leg for leg in self.live_legs() if leg.role == role), None)
+
+    def live_legs(self) -> list[Leg]:
+        return [leg for leg in self.legs.values() if not leg.gone]
+
+    def status(self) -> CallStatus:
+        if self.ended_at is None:
+            return CallStatus.IN_PROGRESS if self.answered_at else CallStatus.RINGING
+        if self.answered_at:
+            return CallStatus.ANSWERED
+        return {"BUSY": CallStatus.BUSY, "CONGESTION": CallStatus.FAILED,
+                "CHANUNAVAIL": CallStatus.FAILED}.get(self.dial_status, CallStatus.MISSED)
+
+    def summary(self) -> dict[str, Any]:
+        return {"call_id": str(self.call_id), "linkedid": self.linkedid, "direction": str(self.direction),
+                "status": str(self.status()), "caller": self.caller_raw, "callee": self.callee_raw,
+                "extension": self.extension, "trunk": self.trunk, "started_at": self.started_at.isoformat(),
+                "answered_at": self.answered_at.isoformat() if self.answered_at else None,
+                "recording": bool(self.live_recording), "bridge": self.bridge,
+                "legs": [leg.summary() for leg in self.live_legs()]}
+
+
+@dataclass
+class Publish:
+    topic: str
+    data: dict[str, Any]
+
+
+@dataclass
+class WriteCall:
+    record: CallRecord
+
+
+@dataclass
+class WriteEvent:
+    event: CallEvent
+
+
+Effect = Publish | WriteCall | WriteEvent
+
+
+@dataclass
+class Extension:
+    number: str
+    registered: bool = False
+    known: bool = False          # the PBX has this endpoint
+    state: str = "unregistered"
+    contact: str = ""

@@ -1,0 +1,237 @@
+"""One Asterisk as the service sees it: ARI client, Stasis dispatcher, live state, recorder, resync.
+
+``AsteriskPbx`` is also what other ARI flows plug into (``ari_app.monitor.setup(pbx, ctx)``): it exposes
+``client``, ``stasis``, ``state``, ``config`` and ``emit``.
+
+Recovery state lives in Asterisk itself: our channels carry ``CC_LINKEDID`` (the call key) and ``CC_ROLE``
+(agent, customer, consult, party); our bridges are named ``cc-<linkedid>``. After a reconnect (ARI replays
+nothing) or a service restart, ``resync`` lists endpoints, channels and bridges, rebuilds the calls, ends the
+ones whose channels are gone (their hang-up happened while we were away) and cleans up our bridges left with
+a single channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from ari_app.client import AriClient, AriError, ari_path
+from ari_app.model import Effect, LiveCall, now
+from ari_app.recorder import Recorder
+from ari_app.stasis import StasisApp
+from ari_app.tracker import LiveState
+from ari_app.transitions import end_call
+from callcenter.config import PbxConfig
+from callcenter.domain import CallStatus, Direction
+from callcenter.store import asterisk as asterisk_sql
+
+log = logging.getLogger("callcenter.ari.pbx")
+
+BRIDGE_PREFIX = "cc-"
+
+
+class AsteriskPbx:
+    def __init__(self, config: PbxConfig, writer: Any, bus: Any, *, pool: Any = None,
+                 client: AriClient | None = None) -> None:
+        assert config.ari is not None
+        self.config = config
+        self.key = config.key
+        self.ari = config.ari
+        self.pool = pool
+        self.client = client or AriClient(config.ari.url, config.ari.username, config.ari.password, config.ari.app)
+        self.state = LiveState(config.key, config.number_plan, technology=config.ari.endpoint_technology)
+        self.recorder = Recorder(writer, bus)
+        self.client.add_event_handler(self.on_event)       # state first: flows then see an up-to-date state
+        self.stasis = StasisApp(self.client)
+        self.client.add_connected_handler(self.on_connected)
+        self.locks: dict[uuid.UUID, asyncio.Lock] = {}
+        self.resyncs = 0
+        self.ended_by_resync = 0
+
+    async def start(self) -> None:
+        self.recorder.start()
+        await self.client.start()
+
+    async def close(self) -> None:
+        await self.stasis.close()
+        await self.client.close()
+        await self.recorder.close()
+
+    # -- events ----------------------------------------------------------------------------------
+
+    async def on_event(self, event: dict[str, Any]) -> None:
+        await self.emit(self.state.apply(event))
+        if event.get("type") in ("ChannelDestroyed", "StasisEnd"):
+            self._forget_locks()
+
+    async def emit(self, effects: list[Effect]) -> None:
+        if effects:
+            await self.recorder.apply(effects)
+
+    def lock(self, call_id: uuid.UUID) -> asyncio.Lock:
+        """One lock per call: two supervisors acting on the same call take turns."""
+        lock = self.locks.get(call_id)
+        if lock is None:
+            lock = self.locks[call_id] = asyncio.Lock()
+        return lock
+
+    def _forget_locks(self) -> None:
+        live = {call.call_id for call in self.state.calls.values()}
+        for call_id in [c for c, lock in self.locks.items() if c not in live and not lock.locked()]:
+            del self.locks[call_id]
+
+    # -- (re)connect -----------------------------------------------------------------------------
+
+    async def on_connected(self) -> None:
+        """Subscribe to endpoint events (not part of subscribeAll), then resynchronise everything."""
+        tech = self.ari.endpoint_technology
+        try:
+            await self.client.post(ari_path("applications", self.client.app, "subscription"),
+                                   eventSource=f"endpoint:{tech}")
+        except AriError as exc:
+            log.warning("endpoint subscription failed pbx=%s: %s", self.key, exc)
+        await self.resync()
+
+    async def resync(self) -> None:
+        endpoints = await self.client.get(ari_path("endpoints", self.ari.endpoint_technology)) or []
+        self.apply_endpoints(endpoints)
+        channels, bridges = await self.stasis.resync()
+        linkedids = await self._linkedids([c for c in channels if str(c.get("id")) not in self.state.channel_call])
+        effects = self.rebuild(channels, bridges, linkedids)
+        await self.emit(effects)
+        await self._end_stored_orphans()
+        await self._clean_bridges(bridges)
+        self.resyncs += 1
+
+    def apply_endpoints(self, endpoints: list[dict[str, Any]]) -> None:
+        numbers = set()
+        for endpoint in endpoints:
+            resource = str(endpoint.get("resource", ""))
+            if self.state.is_phone(str(endpoint.get("technology", "")), resource):
+                ext = self.state.extension(resource)
+                ext.known = True
+                ext.registered = endpoint.get("state") == "online"
+                numbers.add(resource)
+        self._pending_ext = numbers
+
+    def rebuild(self, channels: list[dict[str, Any]], bridges: list[dict[str, Any]],
+                linkedids: dict[str, str]) -> list[Effect]:
+        """Make the state match the lists: new channels join their calls, vanished ones end theirs."""
+        state = self.state
+        present = {str(c.get("id")) for c in channels}
+        effects: list[Effect] = []
+        at = now()
+        for call in list(state.calls.values()):
+            for leg in call.live_legs():
+                if leg.id not in present:
+                    leg.gone = True
+            if not call.live_legs():
+                effects += end_call(state, call, at, "ended while the service was disconnected")
+                self.ended_by_resync += 1
+        for channel in channels:
+            cid = str(channel.get("id"))
+            if cid in linkedids:
+                state.channel_call[cid] = linkedids[cid]
+            call, leg = state.leg_for(channel, at)
+            if linkedids.get(cid + "#role"):
+                leg.role = linkedids[cid + "#role"]
+                call.owned = True
+        for bridge in bridges:
+            bid = str(bridge.get("id"))
+            members = [str(c) for c in bridge.get("channels") or []]
+            state.bridges[bid] = {"name": bridge.get("name", ""), "channels": set(members)}
+            for cid in members:
+                member = state.call_of_channel(cid)
+                if member is not None and cid in member.legs:
+                    member.legs[cid].bridge = bid
+                    if str(bridge.get("name", "")).startswith(BRIDGE_PREFIX) and not member.bridge:
+                        member.bridge = bid
+        effects += state.refresh_extensions(set(state.extensions) | getattr(self, "_pending_ext", set()))
+        effects += state.refresh_trunks()
+        return effects
+
+    async def _linkedids(self, channels: list[dict[str, Any]]) -> dict[str, str]:
+        """For channels we do not know: CC_LINKEDID/CC_ROLE set by our flows, else CHANNEL(linkedid)."""
+        out: dict[str, str] = {}
+        for channel in channels:
+            cid = str(channel.get("id"))
+            for variable, key in (("CC_LINKEDID", cid), ("CC_ROLE", cid + "#role"), ("CHANNEL(linkedid)", cid)):
+                if key in out:
+                    continue
+                try:
+                    reply = await self.client.get(ari_path("channels", cid, "variable"), variable=variable)
+                except AriError:
+                    continue
+                value = str((reply or {}).get("value") or "")
+                if value:
+                    out[key] = value
+        return out
+
+    async def _end_stored_orphans(self) -> None:
+        """Calls the store still shows as live, that no channel carries any more (service restarted)."""
+        if self.pool is None:
+            return
+        live = {call.call_id for call in self.state.calls.values()}
+        rows = await asterisk_sql.open_calls(self.pool, self.key)
+        effects: list[Effect] = []
+        at = now()
+        for row in rows:
+            if row["id"] in live:
+                self._restore(row)
+                continue
+            call = LiveCall(row["linkedid"] or row["source_id"], row["id"], row["started_at"],
+                            owned=row["source"] == "ari", announced=True)
+            call.answered_at = row["answered_at"]
+            call.direction = Direction(row["direction"])
+            call.caller_raw, call.callee_raw, call.extension = row["caller_raw"], row["callee_raw"], row["extension"]
+            call.trunk = row["trunk"]
+            call.legs = {}
+            effects += end_call(self.state, call, at, "ended while the service was down")
+            self.ended_by_resync += 1
+        await self.emit(effects)
+
+    def _restore(self, row: Any) -> None:
+        """A call rebuilt from channels after a restart gets back what only the store remembers."""
+        call = self.state.call_by_id(row["id"])
+        if call is None:
+            return
+        call.announced = True
+        call.started_at = min(call.started_at, row["started_at"])
+        call.answered_at = call.answered_at or row["answered_at"]
+        if row["status"] == CallStatus.IN_PROGRESS and call.answered_at is None:
+            call.answered_at = row["started_at"]
+        if call.owned:
+            call.direction = Direction(row["direction"])
+            call.caller_raw, call.callee_raw = row["caller_raw"], row["callee_raw"]
+            call.extension = row["extension"]
+        call.recording = row["recording"]
+
+    async def _clean_bridges(self, bridges: list[dict[str, Any]]) -> None:
+        """Our bridges left with one channel: the other side hung up while we were away."""
+        for bridge in bridges:
+            if not str(bridge.get("name", "")).startswith(BRIDGE_PREFIX):
+                continue
+            members = [str(c) for c in bridge.get("channels") or []]
+            real = [c for c in members if (call := self.state.call_of_channel(c)) and c in call.legs
+                    and call.legs[c].role not in ("snoop", "consult")]
+            if len(real) > 1:
+                continue
+            for cid in real:
+                await self.hangup_quietly(cid)
+            try:
+                await self.client.delete(ari_path("bridges", str(bridge.get("id"))))
+            except AriError:
+                pass
+
+    async def hangup_quietly(self, channel_id: str) -> None:
+        try:
+            await self.client.delete(ari_path("channels", channel_id), reason="normal")
+        except AriError as exc:
+            if exc.status not in (404, 400, 409):
+                log.warning("hang-up failed channel=%s: %s", channel_id, exc)
+
+    def health(self) -> dict[str, Any]:
+        return self.client.health() | {"pbx": self.key, "resyncs": self.resyncs,
+                                       "calls": len(self.state.calls), "store_errors": self.recorder.errors}

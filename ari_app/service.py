@@ -1,0 +1,309 @@
+"""Click-to-call and call control (the ``CallControl`` port) and the live snapshot (``LiveView``).
+
+Every action on a live call holds that call's lock, so two supervisors (or API calls) take turns, and
+lands in the call's timeline. Actions need the call to run through our Stasis app (its legs are in one of
+our bridges); hang-up works on any call.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from ari_app.call_flow import CallFlow
+from ari_app.client import AriError, ari_path
+from ari_app.model import LiveCall, Publish, WriteCall, now
+from ari_app.pbx import AsteriskPbx
+from callcenter.domain import Conflict, Direction, DomainError, NotFound, Unavailable
+from callcenter.numbers import InvalidNumber, clean
+
+log = logging.getLogger("callcenter.ari.service")
+
+ORIGINATE_TIMEOUT = 30
+
+
+def _number(raw: str, field: str = "number") -> str:
+    try:
+        return clean(raw)
+    except InvalidNumber as exc:
+        raise DomainError(f"{field}: {exc}", code="invalid_number", status=400) from None
+
+
+def auto_answer_variables(header: str) -> dict[str, str]:
+    """``Call-Info: <sip:x>;answer-after=0`` → ``{"PJSIP_HEADER(add,Call-Info)": "<sip:x>;answer-after=0"}``."""
+    name, sep, value = header.partition(":")
+    name = name.strip()
+    if not sep or not name or not all(ch.isalnum() or ch == "-" for ch in name):
+        return {}
+    return {f"PJSIP_HEADER(add,{name})": value.strip()}
+
+
+def recording_name(pbx: str, linkedid: str, at: datetime) -> str:
+    """MixMonitor-compatible layout: ``YYYY/MM/DD/<pbx>-<linkedid>-<HHMMSS>`` (no extension)."""
+    safe = "".join(ch if ch.isalnum() or ch in "-._" else "_" for ch in f"{pbx}-{linkedid}")
+    return f"{at:%Y/%m/%d}/{safe}-{at:%H%M%S}"
+
+
+class AsteriskCalls:
+    """The CallControl and LiveView ports over every configured Asterisk."""
+
+    def __init__(self, pbxs: list[AsteriskPbx]) -> None:
+        self.pbxs = {p.key: p for p in pbxs}
+        self.flows = {p.key: CallFlow(p) for p in pbxs}
+
+    # -- look-ups --------------------------------------------------------------------------------
+
+    def _pbx(self, key: str | None) -> AsteriskPbx:
+        if key is None:
+            if not self.pbxs:
+                raise Unavailable("no Asterisk is configured")
+            return next(iter(self.pbxs.values()))
+        pbx = self.pbxs.get(key)
+        if pbx is None:
+            raise NotFound(f"PBX {key!r} is not an Asterisk this service controls")
+        return pbx
+
+    def _find(self, call_id: uuid.UUID) -> tuple[AsteriskPbx, LiveCall]:
+        for pbx in self.pbxs.values():
+            call = pbx.state.call_by_id(call_id)
+            if call is not None:
+                return pbx, call
+        raise NotFound("the call is not in progress")
+
+    def _controlled(self, call: LiveCall) -> None:
+        if not call.owned or not call.bridge:
+            raise Conflict("the call does not run through the call-center app, so it cannot be controlled here")
+
+    async def _emit(self, pbx: AsteriskPbx, call: LiveCall, kind: str, **data: Any) -> None:
+        at = now()
+        await pbx.emit([pbx.state.timeline(call, kind, at, f"{kind}:{at.isoformat()}", **data),
+                        Publish("call.updated", {"pbx": pbx.key, "call_id": str(call.call_id), "action": kind,
+                                                 **{k: str(v) for k, v in data.items()}})])
+
+    # -- click-to-call ---------------------------------------------------------------------------
+
+    async def originate(self, *, extension: str, number: str, caller_id: str | None = None,
+                        pbx: str | None = None) -> uuid.UUID:
+        target = _number(number)
+        runtime = self._pbx(pbx)
+        if not runtime.client.connected:
+            raise Unavailable(f"Asterisk {runtime.key} is not connected")
+        ext = runtime.state.extensions.get(extension)
+        if not extension.isdigit() or ext is None or not ext.known:
+            raise Conflict(f"extension {extension!r} does not exist on {runtime.key}")
+        if not ext.registered:
+            raise Conflict(f"extension {extension} is not registered (its phone is offline)")
+        linkedid = f"cc{uuid.uuid4().hex[:20]}"
+        call = runtime.state.new_call(linkedid, now(), owned=True)
+        call.direction, call.extension = Direction.OUTBOUND, extension
+        call.caller_raw, call.callee_raw = extension, target
+        call.announced = True
+        runtime.state.adopt(linkedid, linkedid, "agent")
+        shown = _number(caller_id, "caller_id") if caller_id else target
+        variables = {"CC_LINKEDID": linkedid, "CC_ROLE": "agent"} | auto_answer_variables(
+            runtime.ari.auto_answer_header)
+        await runtime.emit([WriteCall(runtime.state.record(call)),
+                            runtime.state.timeline(call, "originate", call.started_at, "originate",
+                                                   extension=extension, number=target)])
+        try:
+            await runtime.client.post("/channels", json={"variables": variables},
+                                      endpoint=f"{runtime.ari.endpoint_technology}/{extension}",
+                                      app=runtime.client.app, appArgs="originate,agent", channelId=linkedid,
+                                      callerId=f'"{shown}" <{shown}>', timeout=ORIGINATE_TIMEOUT)
+        except AriError as exc:
+            await self._fail(runtime, call, exc)
+        return call.call_id
+
+    async def _fail(self, runtime: AsteriskPbx, call: LiveCall, exc: AriError) -> None:
+        from ari_app.transitions import end_call
+
+        call.dial_status = "CHANUNAVAIL"
+        await runtime.emit(end_call(runtime.state, call, now(), f"originate failed: {exc.message}"))
+        raise Unavailable(f"Asterisk refused the call: {exc.message}") from exc
+
+    # -- control ---------------------------------------------------------------------------------
+
+    async def hangup(self, call_id: uuid.UUID) -> None:
+        pbx, call = self._find(call_id)
+        async with pbx.lock(call_id):
+            await self._emit(pbx, call, "hangup_requested")
+            for leg in call.live_legs():
+                if leg.role != "snoop":
+                    await pbx.hangup_quietly(leg.id)
+
+    def _agent(self, call: LiveCall) -> Any:
+        self._controlled(call)
+        agent = call.leg_with_role("agent")
+        if agent is None:
+            raise Conflict("the call has no agent leg to act for")
+        return agent
+
+    async def hold(self, call_id: uuid.UUID) -> None:
+        """The agent holds: the other parties hear music on hold (ARI hold on the agent's channel)."""
+        pbx, call = self._find(call_id)
+        async with pbx.lock(call_id):
+            agent = self._agent(call)
+            if agent.on_hold:
+                return
+            await pbx.client.post(ari_path("channels", agent.id, "hold"))
+            agent.on_hold = True
+            await self._emit(pbx, call, "hold", extension=agent.extension)
+            await pbx.emit(pbx.state.refresh_extensions({agent.extension}))
+
+    async def unhold(self, call_id: uuid.UUID) -> None:
+        pbx, call = self._find(call_id)
+        async with pbx.lock(call_id):
+            agent = self._agent(call)
+            if not agent.on_hold:
+                return
+            await pbx.client.delete(ari_path("channels", agent.id, "hold"))
+            agent.on_hold = False
+            await self._emit(pbx, call, "unhold", extension=agent.extension)
+            await pbx.emit(pbx.state.refresh_extensions({agent.extension}))
+
+    async def blind_transfer(self, call_id: uuid.UUID, target: str) -> None:
+        """The customer leaves our app into the outbound context towards ``target``; the agent leg ends."""
+        number = _number(target, "target")
+        pbx, call = self._find(call_id)
+        async with pbx.lock(call_id):
+            agent = self._agent(call)
+            customer = call.leg_with_role("customer")
+            if customer is None:
+                raise Conflict("the call has no connected customer to transfer")
+            from callcenter.numbers import dial_string_number
+
+            digits = dial_string_number(number, pbx.state.plan)
+            customer.role = "transferred"
+            await pbx.client.post(ari_path("channels", customer.id, "continue"),
+                                  context=pbx.ari.outbound_context, extension=digits, priority=1)
+            await self._emit(pbx, call, "transfer", type="blind", target=number)
+            await pbx.hangup_quietly(agent.id)
+
+    transfer = blind_transfer
+
+    async def attended_transfer(self, call_id: uuid.UUID, target: str) -> None:
+        """Consult first: the customer hears music, the agent is bridged with ``target``."""
+        number = _number(target, "target")
+        pbx, call = self._find(call_id)
+        flow = self.flows[pbx.key]
+        async with pbx.lock(call_id):
+            agent = self._agent(call)
+            if call.transfer:
+                raise Conflict("a transfer is already in progress on this call")
+            consult_bridge = await flow.ensure_bridge(call, "consult-")
+            call.transfer = {"target": number, "bridge": consult_bridge}
+            await pbx.client.post(ari_path("bridges", call.bridge, "moh"))
+            await flow.add_to_bridge(consult_bridge, agent.id)
+            try:
+                channel = await flow.dial_out(call, number, "consult", "consult")
+            except AriError:
+                await flow.restore_after_consult(call)
+                raise
+            call.transfer["channel"] = channel
+            await self._emit(pbx, call, "transfer_consult", type="attended", target=number)
+
+    async def complete_transfer(self, call_id: uuid.UUID) -> None:
+        """The target joins the customer; the agent leaves the call."""
+        pbx, call = self._find(call_id)
+        flow = self.flows[pbx.key]
+        async with pbx.lock(call_id):
+            agent = self._agent(call)
+            consult = call.leg_with_role("consult")
+            if not call.transfer or consult is None or not call.transfer.get("answered"):
+                raise Conflict("no answered consultation to complete")
+            target = call.transfer.get("target")
+            consult.role = "party"
+            agent.role = "transferred"
+            await flow.add_to_bridge(call.bridge, consult.id)
+            await flow.restore_after_consult(call)
+            await self._emit(pbx, call, "transfer", type="attended", target=str(target))
+            await pbx.hangup_quietly(agent.id)
+
+    async def cancel_transfer(self, call_id: uuid.UUID) -> None:
+        pbx, call = self._find(call_id)
+        flow = self.flows[pbx.key]
+        async with pbx.lock(call_id):
+            self._agent(call)
+            if not call.transfer:
+                raise Conflict("no transfer in progress")
+            consult = call.leg_with_role("consult")
+            target = call.transfer.get("target")
+            if consult is not None:
+                consult.role = "cancelled"
+                await pbx.hangup_quietly(consult.id)
+            await flow.restore_after_consult(call)
+            await self._emit(pbx, call, "transfer_cancelled", target=str(target), reason="cancelled")
+
+    async def conference(self, call_id: uuid.UUID, number: str) -> None:
+        """Add a party: dial ``number`` and bridge it into the call when it answers."""
+        target = _number(number)
+        pbx, call = self._find(call_id)
+        async with pbx.lock(call_id):
+            self._controlled(call)
+            channel = await self.flows[pbx.key].dial_out(call, target, "party", "party")
+            await self._emit(pbx, call, "conference_add", number=target, channel=channel)
+
+    async def conference_call(self, call_id: uuid.UUID, other_call_id: uuid.UUID) -> None:
+        """Bring a held call into this one: its parties move to this call's bridge."""
+        pbx, call = self._find(call_id)
+        other_pbx, other = self._find(other_call_id)
+        if other_pbx is not pbx or other is call:
+            raise Conflict("only two different calls on the same PBX can be joined")
+        first, second = sorted((call, other), key=lambda c: str(c.call_id))
+        async with pbx.lock(first.call_id), pbx.lock(second.call_id):
+            self._controlled(call)
+            self._controlled(other)
+            for leg in other.live_legs():
+                if leg.bridge == other.bridge and leg.role != "snoop":
+                    if leg.on_hold:
+                        await pbx.client.delete(ari_path("channels", leg.id, "hold"))
+                        leg.on_hold = False
+                    await self.flows[pbx.key].add_to_bridge(call.bridge, leg.id)
+            await self._emit(pbx, call, "conference_merge", other_call_id=str(other.call_id))
+            await self._emit(pbx, other, "conference_merged_into", call_id=str(call.call_id))
+
+    async def start_recording(self, call_id: uuid.UUID) -> str:
+        pbx, call = self._find(call_id)
+        async with pbx.lock(call_id):
+            self._controlled(call)
+            if call.live_recording:
+                raise Conflict("the call is already being recorded")
+            at = datetime.now(UTC)
+            name = recording_name(pbx.key, call.linkedid, at)
+            await pbx.client.post(ari_path("bridges", call.bridge, "record"), name=name, format="wav",
+                                  ifExists="fail", beep=False)
+            call.live_recording = name
+            call.recording = f"{name}.wav"
+            await pbx.emit([WriteCall(pbx.state.record(call))])
+            await self._emit(pbx, call, "recording_started", recording=call.recording)
+            return call.recording
+
+    async def stop_recording(self, call_id: uuid.UUID) -> None:
+        pbx, call = self._find(call_id)
+        async with pbx.lock(call_id):
+            if not call.live_recording:
+                raise Conflict("the call is not being recorded")
+            name, call.live_recording = call.live_recording, ""
+            try:
+                await pbx.client.post(ari_path("recordings", "live", name, "stop"))
+            except AriError as exc:
+                if exc.status != 404:
+                    raise
+            await self._emit(pbx, call, "recording_stopped", recording=call.recording)
+
+    # -- LiveView --------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        extensions, calls, trunks = [], [], []
+        for pbx in self.pbxs.values():
+            for number, ext in sorted(pbx.state.extensions.items()):
+                if ext.known:
+                    extensions.append({"pbx": pbx.key, "extension": number, "state": ext.state,
+                                       "registered": ext.registered})
+            calls += [call.summary() | {"pbx": pbx.key} for call in pbx.state.calls.values()
+                      if call.announced]
+            trunks += [{"pbx": pbx.key, "trunk": t, "in_use": n} for t, n in sorted(pbx.state.trunks.items())]
+        return {"extensions": extensions, "calls": calls, "trunks": trunks,
+                "connected": {k: p.client.connected for k, p in self.pbxs.items()}}

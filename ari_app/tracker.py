@@ -1,0 +1,247 @@
+"""The live state of one Asterisk, rebuilt from ARI events: extensions, calls with legs, bridges, trunks.
+
+``apply(event)`` is pure bookkeeping: it changes the state and returns the effects (bus messages, call
+rows, timeline lines) for the I/O layer to carry out. The call key is Asterisk's linkedid: the id of
+the call's first channel, inherited by the channels it dials (``Dial``), by a Local channel's other
+half and by channels our flows create with ``originator``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from ari_app.model import (
+    Effect,
+    Extension,
+    Leg,
+    LiveCall,
+    Publish,
+    WriteEvent,
+    channel_endpoint,
+    local_partner,
+    now,
+    parse_time,
+)
+from callcenter.domain import CallEvent, CallRecord, Direction, Source, call_id_for
+from callcenter.numbers import InvalidNumber, NumberPlan, is_extension, to_e164
+
+log = logging.getLogger("callcenter.ari.state")
+
+PHONE_TECHS = ("PJSIP", "SIP", "IAX2")
+
+
+class LiveState:
+    """Extensions, calls and trunks of one PBX, as the events tell it."""
+
+    def __init__(self, pbx: str, plan: NumberPlan, *, technology: str = "PJSIP") -> None:
+        self.pbx = pbx
+        self.plan = plan
+        self.technology = technology
+        self.extensions: dict[str, Extension] = {}
+        self.calls: dict[str, LiveCall] = {}          # linkedid → call
+        self.channel_call: dict[str, str] = {}        # channel id → linkedid
+        self.bridges: dict[str, dict[str, Any]] = {}  # bridge id → {name, channels}
+        self.trunks: dict[str, int] = {}              # trunk endpoint → channels in use
+        self.events_applied = 0
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def call_by_id(self, call_id: Any) -> LiveCall | None:
+        for call in self.calls.values():
+            if call.call_id == call_id:
+                return call
+        return None
+
+    def call_of_channel(self, channel_id: str) -> LiveCall | None:
+        key = self.channel_call.get(channel_id)
+        return self.calls.get(key) if key else None
+
+    def extension(self, number: str) -> Extension:
+        ext = self.extensions.get(number)
+        if ext is None:
+            ext = self.extensions[number] = Extension(number)
+        return ext
+
+    def is_phone(self, tech: str, resource: str) -> bool:
+        return tech in PHONE_TECHS and is_extension(resource, self.plan)
+
+    def normalise(self, raw: str, *, dialled: bool = False) -> str:
+        try:
+            return to_e164(raw, self.plan, dialled=dialled) if raw else ""
+        except InvalidNumber:
+            return raw
+
+    # -- calls -----------------------------------------------------------------------------------
+
+    def new_call(self, linkedid: str, started_at: datetime, *, owned: bool = False) -> LiveCall:
+        call = self.calls.get(linkedid)
+        if call is None:
+            call = LiveCall(linkedid, call_id_for(self.pbx, linkedid), started_at, owned=owned)
+            self.calls[linkedid] = call
+        call.owned = call.owned or owned
+        return call
+
+    def record(self, call: LiveCall, **extra: Any) -> CallRecord:
+        """The call's row as known now; fields not known stay None so other sources keep theirs."""
+        end = call.ended_at
+        duration = int((end - call.started_at).total_seconds()) if end else None
+        billsec = int((end - call.answered_at).total_seconds()) if end and call.answered_at else (0 if end else None)
+        ring_until = call.answered_at or end
+        return CallRecord(
+            id=call.call_id, pbx=self.pbx, source=Source.ARI,
+            source_id=call.linkedid, started_at=call.started_at, direction=call.direction,
+            status=call.status(), caller_raw=call.caller_raw, caller=self.normalise(call.caller_raw),
+            caller_name=call.caller_name or None, callee_raw=call.callee_raw,
+            callee=self.normalise(call.callee_raw, dialled=call.direction == Direction.OUTBOUND),
+            extension=call.extension or None, trunk=call.trunk or None, answered_at=call.answered_at,
+            ended_at=end, duration=max(duration, 0) if duration is not None else None,
+            billsec=max(billsec, 0) if billsec is not None else None,
+            ring_seconds=max(int((ring_until - call.started_at).total_seconds()), 0) if ring_until else None,
+            hangup_cause=call.hangup_cause or None, recording=call.recording or None, linkedid=call.linkedid,
+            uniqueid=call.linkedid, **extra)
+
+    def timeline(self, call: LiveCall, kind: str, at: datetime, key: str, **data: Any) -> WriteEvent:
+        return WriteEvent(CallEvent(call.call_id, at, kind, "ari", data, dedupe_key=f"ari:{key}"))
+
+    def classify(self, call: LiveCall) -> None:
+        """Direction, extension and trunk from the legs: trunk first → inbound; phone to trunk → outbound."""
+        if call.owned and call.direction != Direction.UNKNOWN:
+            return
+        legs = sorted(call.legs.values(), key=lambda leg: leg.created_at)
+        real = [leg for leg in legs if leg.tech != "Local" and leg.role != "snoop"]
+        if not real:
+            return
+        first = real[0]
+        trunks = [leg for leg in real if leg.trunk]
+        phones = [leg for leg in real if leg.extension]
+        if first.trunk:
+            call.direction = Direction.INBOUND
+            call.trunk = first.trunk
+            call.caller_raw = call.caller_raw or first.number
+            call.callee_raw = call.callee_raw or first.dialled
+            call.extension = next((p.extension for p in phones), call.extension)
+        elif first.extension:
+            call.extension = call.extension or first.extension
+            call.caller_raw = call.caller_raw or first.extension
+            if trunks:
+                call.direction = Direction.OUTBOUND
+                call.trunk = trunks[0].trunk
+            elif len(phones) > 1 or is_extension(first.dialled, self.plan):
+                call.direction = Direction.INTERNAL
+            call.callee_raw = call.callee_raw or first.dialled or (phones[1].extension if len(phones) > 1 else "")
+
+    # -- extension state -------------------------------------------------------------------------
+
+    def extension_state(self, number: str) -> str:
+        ext = self.extension(number)
+        legs = [leg for call in self.calls.values() for leg in call.live_legs() if leg.extension == number]
+        if any(leg.on_hold for leg in legs):
+            return "on_hold"
+        if any(leg.state == "Up" for leg in legs):
+            return "in_call"
+        if legs:
+            return "ringing"
+        return "idle" if ext.registered else "unregistered"
+
+    def refresh_extensions(self, numbers: set[str]) -> list[Effect]:
+        effects: list[Effect] = []
+        for number in sorted(n for n in numbers if n):
+            ext = self.extension(number)
+            state = self.extension_state(number)
+            if state != ext.state:
+                ext.state = state
+                effects.append(Publish("extension.state", {"pbx": self.pbx, "extension": number, "state": state,
+                                                           "registered": ext.registered}))
+        return effects
+
+    def refresh_trunks(self) -> list[Effect]:
+        counts: dict[str, int] = {}
+        for call in self.calls.values():
+            for leg in call.live_legs():
+                if leg.trunk:
+                    counts[leg.trunk] = counts.get(leg.trunk, 0) + 1
+        effects: list[Effect] = []
+        for trunk in sorted(set(counts) | set(self.trunks)):
+            if counts.get(trunk, 0) != self.trunks.get(trunk, 0):
+                effects.append(Publish("trunk.usage", {"pbx": self.pbx, "trunk": trunk,
+                                                       "in_use": counts.get(trunk, 0)}))
+        self.trunks = {k: v for k, v in counts.items() if v}
+        return effects
+
+    # -- the event entry point -------------------------------------------------------------------
+
+    def apply(self, event: dict[str, Any]) -> list[Effect]:
+        """Apply one ARI event; returns what must be published and written."""
+        from ari_app.transitions import HANDLERS  # transitions import this module
+
+        handler = HANDLERS.get(str(event.get("type")))
+        if handler is None:
+            return []
+        self.events_applied += 1
+        touched: set[str] = set()
+        effects = handler(self, event, touched)
+        effects += self.refresh_extensions(touched)
+        if touched:
+            effects += self.refresh_trunks()
+        return effects
+
+    def leg_for(self, channel: dict[str, Any], at: datetime | None = None) -> tuple[LiveCall, Leg]:
+        """The call and leg of a channel, created on first sight (keyed by what we know of linkedid)."""
+        cid = str(channel.get("id", ""))
+        call = self.call_of_channel(cid)
+        if call is not None and cid in call.legs:
+            leg = call.legs[cid]
+            leg.state = str(channel.get("state", leg.state))
+            return call, leg
+        name = str(channel.get("name", ""))
+        linkedid = self.channel_call.get(cid) or str(channel.get("linkedid") or "")
+        partner = local_partner(name)
+        if not linkedid and partner:
+            linkedid = next((self.channel_call[c] for c, k in self._names().items() if k == partner), "")
+        linkedid = linkedid or cid
+        created = parse_time(channel.get("creationtime")) if channel.get("creationtime") else (at or now())
+        call = self.new_call(linkedid, created)
+        tech, resource = channel_endpoint(name)
+        caller = channel.get("caller") or {}
+        dialplan = channel.get("dialplan") or {}
+        leg = Leg(cid, name, tech, resource, str(channel.get("state", "")), str(caller.get("number", "")),
+                  str(caller.get("name", "")), str(dialplan.get("exten", "")), created)
+        if tech == "Snoop":
+            leg.role = "snoop"
+        elif self.is_phone(tech, resource):
+            leg.extension = resource
+        elif tech in PHONE_TECHS:
+            leg.trunk = resource
+        leg.role = call.pending_roles.pop(cid, leg.role)
+        call.legs[cid] = leg
+        self.channel_call[cid] = linkedid
+        if created < call.started_at:
+            call.started_at = created
+        return call, leg
+
+    def adopt(self, channel_id: str, linkedid: str, role: str) -> None:
+        """Our flow is about to create ``channel_id`` for the call ``linkedid`` (recovery: CC_LINKEDID)."""
+        self.channel_call[channel_id] = linkedid
+        call = self.calls.get(linkedid)
+        if call is not None and channel_id in call.legs:
+            call.legs[channel_id].role = role
+        elif call is not None:
+            call.pending_roles[channel_id] = role
+
+    def _names(self) -> dict[str, str]:
+        return {leg.id: leg.name for call in self.calls.values() for leg in call.live_legs()}
+
+    def move_leg(self, leg_id: str, to_linkedid: str) -> None:
+        """A channel turned out to belong to another call (a Dial peer): move it and drop the empty call."""
+        source_key = self.channel_call.get(leg_id)
+        if source_key is None or source_key == to_linkedid:
+            return
+        source = self.calls[source_key]
+        target = self.calls[to_linkedid]
+        leg = source.legs.pop(leg_id)
+        target.legs[leg_id] = leg
+        self.channel_call[leg_id] = to_linkedid
+        if not source.legs and not source.announced:
+            del self.calls[source_key]

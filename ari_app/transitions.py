@@ -1,0 +1,238 @@
+"""Event → state transitions of :class:`ari_app.tracker.LiveState`, one small function per ARI event type.
+
+Real Asterisk facts respected (DESIGN §10, capture README): a snoop channel never sends ChannelDestroyed
+(StasisEnd is its end); ``/hold`` over REST sends no ChannelHold (our flows mark hold themselves); Dial
+events from ``/channels/{id}/dial`` carry no ``caller``; endpoint state comes from EndpointStateChange
+(explicit subscription), PeerStatusChange and ContactStatusChange alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from ari_app.model import Effect, LiveCall, Publish, WriteCall, parse_time
+from ari_app.tracker import LiveState
+from callcenter.domain import CallStatus, Direction
+
+Handler = Callable[[LiveState, dict[str, Any], set[str]], list[Effect]]
+HANDLERS: dict[str, Handler] = {}
+RINGING_STATES = ("Ringing", "Ring")
+
+
+def handles(*types: str) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        for name in types:
+            HANDLERS[name] = fn
+        return fn
+    return deco
+
+
+def worth_writing(call: LiveCall) -> bool:
+    """Calls made only of Local/snoop helpers are plumbing, not calls."""
+    return call.owned or call.announced or any(leg.extension or leg.trunk for leg in call.legs.values())
+
+
+def announce(state: LiveState, call: LiveCall) -> list[Effect]:
+    """The call's first row (status ringing) once it is a real call."""
+    if call.announced or not worth_writing(call):
+        return []
+    call.announced = True
+    state.classify(call)
+    return [WriteCall(state.record(call))]
+
+
+def ringing(state: LiveState, call: LiveCall, extension: str, at: datetime) -> list[Effect]:
+    if extension in call.rung:
+        return []
+    call.rung.add(extension)
+    effects = announce(state, call)
+    state.classify(call)
+    caller = call.caller_raw if call.direction != Direction.OUTBOUND or not call.owned else call.callee_raw
+    effects.append(state.timeline(call, "ring", at, f"ring:{extension}:{at.isoformat()}", extension=extension))
+    effects.append(Publish("call.ringing", {
+        "pbx": state.pbx, "call_id": str(call.call_id), "direction": str(call.direction), "extension": extension,
+        "caller": caller, "caller_normalized": state.normalise(caller), "caller_name": call.caller_name,
+        "callee": call.callee_raw}))
+    return effects
+
+
+def answered(state: LiveState, call: LiveCall, at: datetime) -> list[Effect]:
+    if call.answered_at is not None:
+        return []
+    effects = announce(state, call)
+    call.answered_at = at
+    if not worth_writing(call):
+        return effects
+    state.classify(call)
+    effects.append(WriteCall(state.record(call)))
+    effects.append(state.timeline(call, "answer", at, "answer", extension=call.extension))
+    effects.append(Publish("call.answered", {"pbx": state.pbx, "call_id": str(call.call_id),
+                                             "extension": call.extension, "direction": str(call.direction)}))
+    return effects
+
+
+def end_call(state: LiveState, call: LiveCall, at: datetime, cause: str = "") -> list[Effect]:
+    """Every leg is gone: the call's final row, its hang-up line, and call.ended (+ call.missed)."""
+    state.calls.pop(call.linkedid, None)
+    for leg_id in call.legs:
+        if state.channel_call.get(leg_id) == call.linkedid:
+            del state.channel_call[leg_id]
+    if call.ended_at is not None or not worth_writing(call):
+        return []
+    effects = announce(state, call)
+    call.ended_at = at
+    call.hangup_cause = call.hangup_cause or cause
+    state.classify(call)
+    effects.append(WriteCall(state.record(call)))
+    effects.append(state.timeline(call, "hangup", at, "hangup", cause=call.hangup_cause,
+                                  status=str(call.status())))
+    data = {"pbx": state.pbx, "call_id": str(call.call_id), "status": str(call.status()),
+            "direction": str(call.direction), "extension": call.extension, "caller": call.caller_raw,
+            "callee": call.callee_raw}
+    effects.append(Publish("call.ended", data))
+    if call.status() == CallStatus.MISSED and call.direction != Direction.OUTBOUND:
+        effects.append(Publish("call.missed", data))
+    return effects
+
+
+def leg_gone(state: LiveState, channel_id: str, at: datetime, touched: set[str], cause: str = "") -> list[Effect]:
+    call = state.call_of_channel(channel_id)
+    if call is None or channel_id not in call.legs:
+        return []
+    leg = call.legs[channel_id]
+    leg.gone = True
+    touched.add(leg.extension)
+    if leg.bridge in state.bridges:
+        state.bridges[leg.bridge]["channels"].discard(channel_id)
+    if call.live_legs():
+        return []
+    return end_call(state, call, at, cause)
+
+
+@handles("ChannelCreated", "StasisStart", "ChannelConnectedLine", "ChannelDialplan", "ChannelCallerId")
+def on_channel_seen(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[Effect]:
+    call, leg = state.leg_for(event["channel"], parse_time(event.get("timestamp")))
+    touched.add(leg.extension)
+    if leg.extension and leg.state in RINGING_STATES:
+        return ringing(state, call, leg.extension, parse_time(event.get("timestamp")))
+    return []
+
+
+@handles("ChannelStateChange")
+def on_state_change(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[Effect]:
+    at = parse_time(event.get("timestamp"))
+    call, leg = state.leg_for(event["channel"], at)
+    touched.add(leg.extension)
+    if leg.state in RINGING_STATES and leg.extension:
+        return ringing(state, call, leg.extension, at)
+    if leg.state == "Up" and leg.answered_at is None:
+        leg.answered_at = at
+        up = [other for other in call.live_legs() if other.state == "Up" and other.role != "snoop"]
+        if len(up) >= 2 and not call.owned:
+            return answered(state, call, at)
+    return []
+
+
+@handles("Dial")
+def on_dial(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[Effect]:
+    at = parse_time(event.get("timestamp"))
+    peer_call, peer = state.leg_for(event["peer"], at)
+    touched.add(peer.extension)
+    call = peer_call
+    if event.get("caller"):
+        call, caller = state.leg_for(event["caller"], at)
+        touched.add(caller.extension)
+        state.move_leg(peer.id, call.linkedid)
+        if not call.callee_raw and not call.owned:
+            call.callee_raw = caller.dialled or str(event.get("dialstring", "")).split("@")[0].split("/")[-1]
+    status = str(event.get("dialstatus", ""))
+    if status == "":
+        return ringing(state, call, peer.extension, at) if peer.extension else announce(state, call)
+    if status == "ANSWER":
+        peer.state = "Up"
+        return [] if call.owned else answered(state, call, at)
+    call.dial_status = status
+    return []
+
+
+@handles("ChannelEnteredBridge", "ChannelLeftBridge")
+def on_bridge_membership(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[Effect]:
+    at = parse_time(event.get("timestamp"))
+    bridge = event.get("bridge") or {}
+    bid = str(bridge.get("id", ""))
+    entry = state.bridges.setdefault(bid, {"name": bridge.get("name", ""), "channels": set()})
+    call, leg = state.leg_for(event["channel"], at)
+    touched.add(leg.extension)
+    if event["type"] == "ChannelLeftBridge":
+        entry["channels"].discard(leg.id)
+        if leg.bridge == bid:
+            leg.bridge = ""
+        return []
+    entry["channels"].add(leg.id)
+    leg.bridge = bid
+    if not call.bridge and leg.role != "snoop":
+        call.bridge = bid
+    members = [state.call_of_channel(c) for c in entry["channels"]]
+    real = [c for c in entry["channels"] if (m := state.call_of_channel(c)) and c in m.legs
+            and m.legs[c].role != "snoop" and m.legs[c].tech not in ("Announcer", "Recorder")]
+    if len(real) >= 2 and not call.owned and all(m is call for m in members if m is not None):
+        return answered(state, call, at)
+    return []
+
+
+@handles("BridgeDestroyed")
+def on_bridge_destroyed(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[Effect]:
+    state.bridges.pop(str((event.get("bridge") or {}).get("id", "")), None)
+    return []
+
+
+@handles("ChannelHold", "ChannelUnhold")
+def on_hold(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[Effect]:
+    at = parse_time(event.get("timestamp"))
+    call, leg = state.leg_for(event["channel"], at)
+    held = event["type"] == "ChannelHold"
+    if leg.on_hold == held:
+        return []
+    leg.on_hold = held
+    touched.add(leg.extension)
+    kind = "hold" if held else "unhold"
+    return [state.timeline(call, kind, at, f"{kind}:{leg.id}:{at.isoformat()}", channel=leg.id,
+                           extension=leg.extension)] if call.announced else []
+
+
+@handles("ChannelDestroyed")
+def on_destroyed(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[Effect]:
+    channel = event["channel"]
+    cause = str(event.get("cause_txt") or event.get("cause") or "")
+    return leg_gone(state, str(channel.get("id")), parse_time(event.get("timestamp")), touched, cause)
+
+
+@handles("StasisEnd")
+def on_stasis_end(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[Effect]:
+    """Snoop channels end with StasisEnd and never send ChannelDestroyed."""
+    channel = event["channel"]
+    if str(channel.get("name", "")).startswith("Snoop/"):
+        return leg_gone(state, str(channel.get("id")), parse_time(event.get("timestamp")), touched)
+    return []
+
+
+@handles("EndpointStateChange", "PeerStatusChange", "ContactStatusChange")
+def on_endpoint(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[Effect]:
+    endpoint = event.get("endpoint") or {}
+    if endpoint.get("technology") != state.technology:
+        return []
+    resource = str(endpoint.get("resource", ""))
+    if not state.is_phone(state.technology, resource):
+        return []
+    ext = state.extension(resource)
+    ext.known = True
+    online = endpoint.get("state") == "online"
+    contact = event.get("contact_info") or {}
+    if event["type"] == "ContactStatusChange" and contact.get("contact_status") in ("Removed", "Unreachable"):
+        online = False
+    ext.registered = online
+    ext.contact = str(contact.get("uri", ext.contact))
+    touched.add(resource)
+    return []
