@@ -31,6 +31,27 @@ class CallControl(Protocol):
 
 
 @runtime_checkable
+class CallControlExtras(Protocol):
+    """Optional call control the ARI app offers beyond :class:`CallControl` (the API looks them up by name)."""
+
+    async def attended_transfer(self, call_id: uuid.UUID, target: str) -> None:
+        """Consult ``target`` while the customer hears music on hold."""
+        ...
+
+    async def complete_transfer(self, call_id: uuid.UUID) -> None: ...
+
+    async def cancel_transfer(self, call_id: uuid.UUID) -> None: ...
+
+    async def conference(self, call_id: uuid.UUID, number: str) -> None:
+        """Dial ``number`` and join it to the call (three or more parties)."""
+        ...
+
+    async def conference_call(self, call_id: uuid.UUID, other_call_id: uuid.UUID) -> None:
+        """Join another (held) call's parties into this call."""
+        ...
+
+
+@runtime_checkable
 class MonitorControl(Protocol):
     """Supervisor monitoring started from the dashboard / API (DESIGN §4)."""
 
