@@ -61,7 +61,12 @@ async def run_dialplan(engine: Engine, ch: Channel, priority: int | str = 1) -> 
         if not ch.hangup_requested:
             engine.request_hangup(ch, cause=ch.cause or 16, event_cause=16, soft=True, unwind=False)
     except asyncio.CancelledError:
-        pass
+        target = getattr(ch, "redirect_to", None)
+        if target is not None and not ch.hangup_requested:
+            ch.redirect_to = None  # type: ignore[attr-defined]
+            ch.context, ch.exten = target[0] or ch.context, target[1] or ch.exten
+            ch.task = asyncio.get_running_loop().create_task(run_dialplan(engine, ch, target[2]))
+            return
     except Stop:
         pass
     except Exception:  # a simulator bug must not leave a channel hanging
@@ -278,6 +283,28 @@ async def app_agi(engine: Engine, ch: Channel, data: str) -> None:
         raise Stop
 
 
+async def app_chanspy(engine: Engine, ch: Channel, data: str) -> None:
+    """ChanSpy(prefix,options): listen to the first matching bridged channel (w = whisper, B = barge)."""
+    args = split_args(data)
+    prefix = args[0].strip() if args else ""
+    options = args[1] if len(args) > 1 else ""
+    target = next((c for c in engine.channels.values() if c.name.startswith(prefix) and c is not ch
+                   and c.bridge_id and c.tech != "Snoop"), None)
+    if target is None:
+        await engine.sleep(FOREVER)
+        return
+    ch.spy_on = target.id  # type: ignore[attr-defined]
+    ch.spy_whisper = "both" if "B" in options else ("out" if "w" in options else "none")  # type: ignore[attr-defined]
+    engine.notify("ChanSpyStart", (ch, target))
+    engine.audio_changed()
+    try:
+        await target.gone.wait()
+    finally:
+        engine.notify("ChanSpyStop", (ch, target))
+        ch.spy_on = None  # type: ignore[attr-defined]
+        engine.audio_changed()
+
+
 async def app_dial(engine: Engine, ch: Channel, data: str) -> None:
     from asterisk_sim.dial import dial
 
@@ -286,7 +313,7 @@ async def app_dial(engine: Engine, ch: Channel, data: str) -> None:
 
 APPS: dict[str, App] = {
     "noop": app_noop, "verbose": app_noop, "log": app_noop, "progress": app_noop, "queue": app_noop,
-    "mixmonitor": app_noop, "chanspy": app_noop, "execif": app_noop, "userevent": app_noop,
+    "mixmonitor": app_noop, "chanspy": app_chanspy, "execif": app_noop, "userevent": app_noop,
     "answer": app_answer, "ringing": app_ringing, "hangup": app_hangup, "busy": app_busy,
     "congestion": app_congestion, "wait": app_wait, "echo": app_echo, "playback": app_playback,
     "background": app_playback, "musiconhold": app_moh, "set": app_set, "goto": app_goto, "gotoif": app_gotoif,

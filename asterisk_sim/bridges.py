@@ -19,7 +19,7 @@ class BridgeOps:
         if ch is not None:
             event["channel"] = ch.json()
         self.router.publish(event, channel_ids=(ch.id,) if ch else (), bridge_ids=(bridge.id,))
-        self.notify(etype, bridge)
+        self.notify(etype, bridge, {"channel": ch} if ch is not None else None)
 
     def create_bridge(self: Engine, bridge_id: str | None, types: str = "mixing", name: str = "",
                       bridge_class: str = "stasis", creator: str = "Stasis") -> Bridge:

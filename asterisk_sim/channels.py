@@ -23,7 +23,7 @@ class ChannelOps:
         event.update(post or {})
         event["channel"] = ch.json()
         self.router.publish(event, channel_ids=(ch.id, *extra_ids))
-        self.notify(etype, ch)
+        self.notify(etype, ch, event)
 
     # ---- creation
     def new_channel(self: Engine, tech: str, resource: str, channel_id: str | None = None,

@@ -17,7 +17,7 @@ from asterisk_sim.media import MediaOps
 from asterisk_sim.model import Bridge, Channel, Counters, Endpoint
 from asterisk_sim.stasis import StasisOps
 
-Listener = Callable[[str, Any], None]
+Listener = Callable[[str, Any, dict[str, Any]], None]
 
 
 @dataclass
@@ -79,9 +79,10 @@ class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
         task.add_done_callback(self.tasks.discard)
         return task
 
-    def notify(self, etype: str, obj: Any) -> None:
+    def notify(self, etype: str, obj: Any, extra: dict[str, Any] | None = None) -> None:
+        """Tell in-process listeners (AMI, tests) what happened; ``extra`` carries the event's own fields."""
         for listener in list(self.listeners):
-            listener(etype, obj)
+            listener(etype, obj, extra or {})
 
     def audio_changed(self) -> None:
         self.notify("AudioChanged", None)

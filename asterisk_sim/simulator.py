@@ -163,6 +163,8 @@ class Simulator:
         await asyncio.sleep(loading * scale)
         self.phase = "booting"
         self.engine = self._new_engine()
+        if self.ami is not None:
+            self.ami.attach(self.engine)
         self.started_at = time.time()
         await asyncio.sleep(booting * scale)
         self.phase = "up"

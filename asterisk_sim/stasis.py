@@ -63,6 +63,30 @@ class StasisOps:
         """A Local channel cannot be transferred (204, nothing happens); PJSIP would send a 302 we don't model."""
         return None
 
+    def redirect_to(self: Engine, ch: Channel, context: str, exten: str, priority: str) -> None:
+        """AMI Redirect: leave Stasis/the current app and run the dialplan at the target."""
+        target = (context or None, exten or None, int(priority) if priority.isdigit() else (priority or 1))
+        if ch.stasis_app is not None:
+            self.continue_in_dialplan(ch, *target)
+            return
+        if ch.bridge_id and ch.bridge_id in self.bridges:
+            self.bridge_remove(self.bridges[ch.bridge_id], ch)
+        if ch.task is not None and not ch.task.done():
+            ch.redirect_to = target  # type: ignore[attr-defined]
+            ch.task.cancel()
+            return
+        self.start_dialplan(ch, target[0], target[1], target[2])
+
+    def app_as_dialplan(self: Engine, app: str, data: str) -> dict[str, str]:
+        """AMI Originate with Application/Data: run it from a one-line private context."""
+        from asterisk_sim.dialplan import Context, Priority
+
+        name = f"__ami_{len(self.dialplan.contexts)}"
+        ctx = Context(name)
+        ctx.extensions["s"] = [Priority(1, None, app, data, 0)]
+        self.dialplan.contexts[name] = ctx
+        return {"context": name, "extension": "s", "priority": "1"}
+
     def read_variable(self: Engine, ch: Channel, name: str) -> str:
         if "(" in name:
             if not name.startswith(_FUNCTIONS):
