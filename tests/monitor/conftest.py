@@ -112,13 +112,14 @@ async def world(store: CallStore, tmp_path: Path) -> AsyncIterator[World]:
     for name in flow.names:
         stasis.register_flow(name, flow)
     client.add_connected_handler(stasis.resync)
+    w = World(sim=sim, client=client, stasis=stasis, service=service, store=store, bus=bus, writer=writer)
     try:
         await client.start()
         assert await client.wait_connected(5), "the ARI client did not connect to the simulator"
-        yield World(sim=sim, client=client, stasis=stasis, service=service, store=store, bus=bus, writer=writer)
-    finally:
-        await service.close()
-        await stasis.close()
-        await client.close()
+        yield w
+    finally:  # the world's current parts: a test may have restarted the service
+        await w.service.close()
+        await w.stasis.close()
+        await w.client.close()
         await sim.stop()
         await writer.close()

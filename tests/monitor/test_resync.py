@@ -1,0 +1,73 @@
+"""A restarted service finds its sessions in Asterisk (bridge name + channel variables) and resumes or ends them."""
+
+from __future__ import annotations
+
+from ari_app.client import AriClient
+from ari_app.monitor.flow import MonitorFlow
+from ari_app.monitor.service import MonitorService
+from ari_app.stasis import StasisApp
+
+from .conftest import APP, World
+from .test_monitoring import (
+    CUSTOMER,
+    assert_clean,
+    customer_calls_agent,
+    eventually,
+    grant,
+    hears,
+    monitor_bridges,
+    snoops,
+    supervise,
+)
+
+
+async def restart_service(world: World) -> MonitorService:
+    """Stop our side without any clean-up (as a crash would), then start a fresh one on the same Asterisk."""
+    await world.service.close()
+    await world.stasis.close()
+    await world.client.close()
+    client = AriClient(world.sim.ari_url, world.sim.config.user, world.sim.config.password, APP)
+    stasis = StasisApp(client)
+    service = MonitorService(ari=client, app=APP, pbx="main", pool=world.store.pool, writer=world.writer,
+                             bus=world.bus)
+    flow = MonitorFlow(service)
+    for name in flow.names:
+        stasis.register_flow(name, flow)
+    client.add_connected_handler(stasis.resync)
+    world.client, world.stasis, world.service = client, stasis, service
+    await client.start()
+    assert await client.wait_connected(5)
+    return service
+
+
+async def test_a_restarted_service_resumes_the_session_and_dtmf_still_works(world: World) -> None:
+    await grant(world, "barge")
+    await customer_calls_agent(world)
+    await supervise(world, "*3361001")
+    await eventually(lambda: world.service.sessions and next(iter(world.service.sessions.values())).call_id)
+    old_id = next(iter(world.service.sessions))
+    service = await restart_service(world)
+    resumed = await eventually(lambda: service.sessions.get(old_id))
+    assert (resumed.supervisor, resumed.target, resumed.mode.value) == ("2005", "1001", "listen")
+    await world.sim.phone("2005").send_dtmf("6", duration_ms=20)
+    await eventually(lambda: resumed.mode.value == "barge" and len(snoops(world)) == 1)
+    assert hears(world)[CUSTOMER] == {"1001", "2005"}
+    await world.sim.phone("2005").hangup()
+    await eventually(lambda: not service.sessions and not snoops(world) and not monitor_bridges(world))
+    assert_clean(world)
+
+
+async def test_a_session_whose_supervisor_left_meanwhile_is_cleared(world: World) -> None:
+    await grant(world, "listen")
+    await customer_calls_agent(world)
+    await supervise(world, "*3361001")
+    await world.service.close()
+    await world.stasis.close()
+    await world.client.close()
+    # the supervisor hangs up while the service is down: the snoop and the bridge stay behind in Asterisk
+    await world.sim.phone("2005").hangup()
+    await eventually(lambda: not world.sim.phone("2005").channels())
+    assert snoops(world) and monitor_bridges(world)
+    service = await restart_service(world)
+    await eventually(lambda: not snoops(world) and not monitor_bridges(world))
+    assert not service.sessions and hears(world)["1001"] == {CUSTOMER}
