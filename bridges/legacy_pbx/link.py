@@ -46,7 +46,7 @@ def transport_for(pbx: PbxConfig, *, tail: bool = True) -> Transport | None:
     if settings.transport == "serial":
         return SerialTransport(settings.device, baud=settings.baud, bytesize=settings.bytesize,
                                parity=settings.parity, stopbits=settings.stopbits, name=pbx.key)
-    return FileTransport(settings.file, tail=tail)
+    return FileTransport(settings.file, tail=tail, start_at_end=tail)
 
 
 async def pump(transport: Transport, decoder: LegacyDecoder, sink: Sink, *, tick_every: float = 1.0,

@@ -197,16 +197,17 @@ class FileTransport:
     """A captured SMDR file: read once (import) or followed as it grows (tail, survives rotation)."""
 
     def __init__(self, path: str | os.PathLike[str], *, tail: bool = False, chunk_size: int = 1 << 20,
-                 poll: float = 0.5) -> None:
+                 poll: float = 0.5, start_at_end: bool = False) -> None:
         self.path = Path(path)
         self.tail = tail
+        self.start_at_end = start_at_end  # the service follows new lines; history is `legacy import`'s job
         self.chunk_size = chunk_size
         self.poll = poll
         self.status = LinkStatus()
         self.bytes_read = 0
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        position = 0
+        position = -1 if self.start_at_end else 0
         inode = None
         while True:
             try:
@@ -217,12 +218,15 @@ class FileTransport:
                 self.status.set("reconnecting", f"{self.path} does not exist yet", self.poll)
                 await asyncio.sleep(self.poll)
                 continue
+            if position < 0:
+                position = stat.st_size
+            if self.status.state != "connected":
+                self.status.set("connected")
             if inode is not None and (stat.st_ino != inode or stat.st_size < position):
                 log.info("event=legacy_file_rotated path=%s", self.path)
                 position = 0
             inode = stat.st_ino
             if stat.st_size > position:
-                self.status.set("connected")
                 data = await asyncio.to_thread(self._read, position, self.chunk_size)
                 position += len(data)
                 self.bytes_read = position

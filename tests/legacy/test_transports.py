@@ -174,3 +174,24 @@ async def test_file_import_reads_to_the_end_and_tail_follows_growth_and_rotation
 async def test_a_missing_import_file_is_an_error() -> None:
     with pytest.raises(FileNotFoundError):
         await pump(FileTransport("/nonexistent/smdr.txt"), LegacyDecoder("panasonic"), Collector())
+
+
+async def test_the_service_follows_a_capture_file_from_its_end(tmp_path: Path) -> None:
+    path = tmp_path / "smdr.txt"
+    path.write_bytes(OUT)  # history: left to `legacy import`
+    sink = Collector()
+    transport = FileTransport(path, tail=True, poll=0.02, start_at_end=True)
+    task = asyncio.create_task(pump(transport, LegacyDecoder("panasonic"), sink))
+    try:
+        for _ in range(100):
+            if transport.status.state != "starting":
+                break
+            await asyncio.sleep(0.02)
+        with path.open("ab") as fh:
+            fh.write(OUT.replace(b"15:11", b"15:12"))
+        calls = await sink.wait_calls(1)
+        await asyncio.sleep(0.1)
+        assert len(sink.calls) == 1 and calls[0].natural_key.startswith("06/01/11 15:12")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
