@@ -1,0 +1,326 @@
+"""Webhooks: admin routes, and the worker that POSTs call events to them — signed, retried, in order per call.
+
+The worker runs inside the API role (started through ``app.cleanup_ctx``). It listens to ``call.*`` on
+the bus and turns each event into durable rows (``callcenter.store.webhooks``); a dispatcher leases due
+rows and sends them. HMAC-SHA256 over ``"<timestamp>." + body`` lets receivers check origin and
+freshness. Failures back off exponentially up to a cap, then the row is ``failed`` — visible in the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from api.app import CTX_KEY
+from api.errors import ValidationError
+from api.schemas import Param, RouteTable, body_of, params_of
+from callcenter.service import ServiceContext
+from callcenter.store import webhooks as store
+
+log = logging.getLogger("callcenter.api.webhooks")
+
+routes = RouteTable(tag="webhooks")
+SIGNATURE_HEADER = "X-Callcenter-Signature"
+TIMESTAMP_HEADER = "X-Callcenter-Timestamp"
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Delivery tuning; tests shrink these (``app[WEBHOOK_SETTINGS_KEY] = WebhookSettings(...)``)."""
+
+    base_delay: float = 1.0  # first retry after this, then doubling…
+    max_delay: float = 300.0  # …up to this
+    max_attempts: int = 12  # then the delivery is 'failed'
+    timeout: float = 10.0  # one POST, connect to last byte
+    concurrency: int = 8  # deliveries in flight (different calls; one call is strictly sequential)
+    poll_seconds: float = 5.0  # look at the table at least this often (other instances' rows, leases)
+
+
+def backoff(attempts: int, settings: WebhookSettings) -> float:
+    """Delay before the next attempt after ``attempts`` failed ones: 1, 2, 4 … capped."""
+    return float(min(settings.max_delay, settings.base_delay * 2 ** max(0, attempts - 1)))
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+@dataclass
+class DeliveryWorker:
+    """Bus → ``webhook_deliveries`` → HTTP. One per API instance; instances share rows safely."""
+
+    ctx: ServiceContext
+    settings: WebhookSettings = field(default_factory=WebhookSettings)
+    delivered: int = 0
+    failed_attempts: int = 0
+    last_error: str | None = None
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _in_flight: set[asyncio.Task[None]] = field(default_factory=set)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _session: aiohttp.ClientSession | None = None
+
+    def wake(self) -> None:
+        """Look at the table now (a webhook was re-enabled, a delivery re-queued)."""
+        self._wake.set()
+
+    def health(self) -> dict[str, Any]:
+        return {"state": "up" if self._tasks else "down", "in_flight": len(self._in_flight),
+                "delivered": self.delivered, "failed_attempts": self.failed_attempts, "last_error": self.last_error}
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(headers={"User-Agent": "asterisk-callcenter-webhooks/1"})
+        sub = self.ctx.bus.subscribe("call.", maxsize=10_000)  # subscribed before start returns: nothing missed
+        self._tasks = [asyncio.create_task(self._listen(sub), name="webhooks-listen"),
+                       asyncio.create_task(self._dispatch(), name="webhooks-dispatch")]
+
+    async def stop(self) -> None:
+        for task in [*self._tasks, *self._in_flight]:
+            task.cancel()
+        for task in [*self._tasks, *self._in_flight]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        if self._session is not None:
+            await self._session.close()
+
+    async def _listen(self, sub: Any) -> None:
+        """Store each call event for every webhook that wants it (in bus order)."""
+        seen_dropped = 0
+        try:
+            while True:
+                event = await sub.get()
+                if sub.dropped != seen_dropped:
+                    log.error("event=webhook_events_lost count=%d", sub.dropped - seen_dropped)
+                    seen_dropped = sub.dropped
+                if event.topic not in store.WEBHOOK_EVENTS:
+                    continue
+                try:
+                    if await store.enqueue(self.ctx.store.pool, event.topic, event.data, datetime.now(UTC)):
+                        self._wake.set()
+                except Exception:
+                    log.exception("event=webhook_enqueue_failed topic=%s", event.topic)
+        finally:
+            self.ctx.bus.unsubscribe(sub)
+
+    async def _dispatch(self) -> None:
+        """Lease what is due, send it, sleep until the next due time or until woken."""
+        while True:
+            self._wake.clear()
+            try:
+                if await self._claim_batch():
+                    continue
+                wait = await store.seconds_until_next(self.ctx.store.pool)
+            except Exception:
+                log.exception("event=webhook_dispatch_failed")
+                wait = None
+            timeout = self.settings.poll_seconds if wait is None else min(wait, self.settings.poll_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _claim_batch(self) -> bool:
+        """Start sending what is due; True when the batch was full (there may be more right away)."""
+        free = self.settings.concurrency - len(self._in_flight)
+        if free <= 0:
+            return False
+        batch = await store.claim_due(self.ctx.store.pool, limit=free, lease_seconds=self.settings.timeout + 30)
+        for item in batch:
+            task = asyncio.create_task(self._deliver(item), name=f"webhook-delivery-{item['id']}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._finished)
+        return len(batch) == free
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wake.set()  # the next event of that call may now go
+
+    async def _post(self, item: dict[str, Any]) -> tuple[int | None, str | None]:
+        """One attempt: (status code, error or None on success)."""
+        assert self._session is not None
+        body = json.dumps({**item["payload"], "sequence": item["sequence"]}, default=str).encode()
+        timestamp = str(int(time.time()))
+        headers = {"Content-Type": "application/json", "X-Callcenter-Event": item["topic"],
+                   "X-Callcenter-Delivery": str(item["id"]), TIMESTAMP_HEADER: timestamp,
+                   SIGNATURE_HEADER: sign(item["secret"], timestamp, body)}
+        try:
+            async with self._session.post(item["url"], data=body, headers=headers, allow_redirects=False,
+                                          timeout=aiohttp.ClientTimeout(total=self.settings.timeout)) as resp:
+                snippet = (await resp.content.read(300)).decode("utf-8", "replace").strip()
+                if 200 <= resp.status < 300:
+                    return resp.status, None
+                return resp.status, f"HTTP {resp.status}" + (f": {snippet[:200]}" if snippet else "")
+        except TimeoutError:
+            return None, f"timed out after {self.settings.timeout:g}s"
+        except (aiohttp.ClientError, OSError) as exc:
+            return None, f"{type(exc).__name__}: {exc}"[:500]
+
+    async def _deliver(self, item: dict[str, Any]) -> None:
+        status, error = await self._post(item)
+        pool = self.ctx.store.pool
+        try:
+            if error is None:
+                await store.mark_delivered(pool, item["id"], status or 0)
+                self.delivered += 1
+                return
+            self.failed_attempts += 1
+            self.last_error = error
+            retry = None if item["attempts"] >= self.settings.max_attempts else backoff(item["attempts"], self.settings)
+            log.warning("event=webhook_delivery_failed delivery=%s webhook=%s attempt=%d error=%r retry_in=%s",
+                        item["id"], item["webhook_id"], item["attempts"], error, retry)
+            await store.mark_attempt_failed(pool, item["id"], error=error, status_code=status, retry_in=retry)
+        except Exception:  # the lease expires and the row is tried again
+            log.exception("event=webhook_mark_failed delivery=%s", item["id"])
+
+
+WORKER_KEY = web.AppKey("webhook_worker", DeliveryWorker)
+WEBHOOK_SETTINGS_KEY = web.AppKey("webhook_settings", WebhookSettings)
+
+
+async def _run_worker(app: web.Application) -> AsyncIterator[None]:
+    worker = app[WORKER_KEY]
+    worker.settings = app[WEBHOOK_SETTINGS_KEY]
+    await worker.start()
+    try:
+        yield
+    finally:
+        await worker.stop()
+
+
+# -- admin routes ---------------------------------------------------------------------------------
+
+_EVENTS = {"type": "array", "items": {"type": "string", "enum": list(store.WEBHOOK_EVENTS)}, "maxItems": 4}
+_FIELDS: dict[str, Any] = {
+    "url": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": r"^https?://[^\s/?#]+",
+            "x-reason": "must be an http:// or https:// URL"},
+    "secret": {"type": "string", "minLength": 16, "maxLength": 200,
+               "description": "HMAC key (write-only; generated and shown once when omitted)"},
+    "events": {**_EVENTS, "description": "call events to send; empty = all"},
+    "enabled": {"type": "boolean"},
+    "description": {"type": "string", "maxLength": 200},
+}
+CREATE_BODY = {"type": "object", "required": ["url"], "additionalProperties": False, "properties": {
+    **_FIELDS, "events": {**_FIELDS["events"], "default": []}, "enabled": {"type": "boolean", "default": True},
+    "description": {**_FIELDS["description"], "default": ""}}}
+PATCH_BODY = {"type": "object", "additionalProperties": False, "properties": _FIELDS}
+WEBHOOK = {"type": "object", "properties": {
+    "id": {"type": "integer"}, "url": {"type": "string"}, "events": _EVENTS, "enabled": {"type": "boolean"},
+    "description": {"type": "string"}, "created_at": {"type": "string"}, "updated_at": {"type": "string"},
+    "secret": {"type": "string", "description": "only in the answer to POST"}}}
+WEBHOOKS = {"type": "object", "properties": {"items": {"type": "array", "items": WEBHOOK}}}
+DELIVERY = {"type": "object", "properties": {
+    "id": {"type": "integer"}, "webhook_id": {"type": "integer"}, "event_id": {"type": "string"},
+    "type": {"type": "string"}, "call_id": {"type": "string", "nullable": True}, "sequence": {"type": "integer"},
+    "status": {"type": "string", "enum": list(store.DELIVERY_STATUSES)}, "attempts": {"type": "integer"},
+    "last_error": {"type": "string", "nullable": True}, "last_status_code": {"type": "integer", "nullable": True},
+    "created_at": {"type": "string"}, "next_attempt_at": {"type": "string", "nullable": True},
+    "delivered_at": {"type": "string", "nullable": True}}}
+DELIVERIES = {"type": "object", "properties": {"items": {"type": "array", "items": DELIVERY},
+                                               "next_before": {"type": "integer", "nullable": True}}}
+_ID = Param("id", "integer", where="path", required=True, minimum=1, maximum=2**31 - 1, description="webhook id")
+_DELIVERY_ID = Param("delivery_id", "integer", where="path", required=True, minimum=1, maximum=2**63 - 1)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(data, default=str), content_type="application/json")
+
+
+def _check_url(raw: str) -> str:
+    try:
+        url = URL(raw)
+    except ValueError:
+        raise ValidationError("body.url", "is not a valid URL") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValidationError("body.url", "must be an http:// or https:// URL with a host")
+    return raw
+
+
+def _pool(request: web.Request) -> Any:
+    return request.app[CTX_KEY].store.pool
+
+
+@routes.route("GET", "/api/v1/admin/webhooks", permission="webhooks:admin", response=WEBHOOKS,
+              summary="Configured webhooks (secrets are never shown)")
+async def list_webhooks(request: web.Request) -> web.Response:
+    return _json({"items": await store.list_webhooks(_pool(request))})
+
+
+@routes.route("POST", "/api/v1/admin/webhooks", permission="webhooks:admin", status=201, body=CREATE_BODY,
+              response=WEBHOOK, summary="Add a webhook; the answer shows its secret once")
+async def create_webhook(request: web.Request) -> web.Response:
+    body = body_of(request)
+    secret = body.get("secret") or secrets.token_urlsafe(32)
+    row = await store.create_webhook(_pool(request), url=_check_url(body["url"]), secret=secret,
+                                     events=sorted(set(body["events"])), enabled=body["enabled"],
+                                     description=body["description"])
+    return _json({**row, "secret": secret}, status=201)
+
+
+@routes.route("GET", "/api/v1/admin/webhooks/{id}", permission="webhooks:admin", params=(_ID,), response=WEBHOOK,
+              summary="One webhook")
+async def get_webhook(request: web.Request) -> web.Response:
+    return _json(await store.get_webhook(_pool(request), params_of(request)["id"]))
+
+
+@routes.route("PATCH", "/api/v1/admin/webhooks/{id}", permission="webhooks:admin", params=(_ID,), body=PATCH_BODY,
+              response=WEBHOOK, summary="Change a webhook's url, secret, events, enabled flag or description")
+async def patch_webhook(request: web.Request) -> web.Response:
+    changes = body_of(request)
+    if "url" in changes:
+        _check_url(changes["url"])
+    if "events" in changes:
+        changes["events"] = sorted(set(changes["events"]))
+    row = await store.update_webhook(_pool(request), params_of(request)["id"], changes)
+    request.app[WORKER_KEY].wake()  # re-enabled: its pending deliveries may go now
+    return _json(row)
+
+
+@routes.route("DELETE", "/api/v1/admin/webhooks/{id}", permission="webhooks:admin", params=(_ID,), status=204,
+              summary="Delete a webhook and its delivery history")
+async def delete_webhook(request: web.Request) -> web.Response:
+    await store.delete_webhook(_pool(request), params_of(request)["id"])
+    return web.Response(status=204)
+
+
+@routes.route("GET", "/api/v1/admin/webhooks/{id}/deliveries", permission="webhooks:admin", response=DELIVERIES,
+              params=(_ID, Param("status", enum=store.DELIVERY_STATUSES, description="only this status"),
+                      Param("limit", "integer", minimum=1, maximum=500, default=100),
+                      Param("before", "integer", minimum=1, maximum=2**63 - 1, description="page: ids below this")),
+              summary="Deliveries of a webhook, newest first: status, attempts, last error")
+async def list_deliveries(request: web.Request) -> web.Response:
+    p = params_of(request)
+    items = await store.list_deliveries(_pool(request), p["id"], status=p["status"], limit=p["limit"],
+                                        before=p["before"])
+    return _json({"items": items, "next_before": items[-1]["id"] if len(items) == p["limit"] else None})
+
+
+@routes.route("POST", "/api/v1/admin/webhooks/{id}/deliveries/{delivery_id}/retry", permission="webhooks:admin",
+              params=(_ID, _DELIVERY_ID), status=202, response=DELIVERY, summary="Send a failed delivery again")
+async def retry_delivery(request: web.Request) -> web.Response:
+    p = params_of(request)
+    row = await store.retry_delivery(_pool(request), p["id"], p["delivery_id"])
+    request.app[WORKER_KEY].wake()
+    return _json(row, status=202)
+
+
+def setup(app: web.Application) -> None:
+    ctx = app[CTX_KEY]
+    worker = DeliveryWorker(ctx)
+    app[WORKER_KEY] = worker
+    app[WEBHOOK_SETTINGS_KEY] = WebhookSettings()
+    ctx.health.register("webhooks", worker.health)
+    routes.install(app)
+    app.cleanup_ctx.append(_run_worker)

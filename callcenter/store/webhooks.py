@@ -1,0 +1,198 @@
+"""Webhooks and their durable delivery queue (migration 0006).
+
+A call event becomes one ``webhook_deliveries`` row per interested webhook. Rows carry a hash of the
+event (``event_key``) so instances that all hear the same bus event store it once, and a ``call_key``:
+a row is due only when no earlier row of the same webhook and call is still pending, which keeps one
+call's events in order while different calls go out in parallel. Claims use ``FOR UPDATE SKIP LOCKED``
+and a lease (``locked_until``), so a crashed sender's rows are picked up again after the lease.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from callcenter.domain import Conflict, NotFound
+
+WEBHOOK_EVENTS = ("call.ringing", "call.answered", "call.ended", "call.missed")
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
+_HOOK_COLUMNS = "id, url, events, enabled, description, created_at, updated_at"
+_DELIVERY_COLUMNS = ("id, webhook_id, topic, call_key, sequence, payload, status, attempts, last_error,"
+                     " last_status_code, created_at, next_attempt_at, delivered_at")
+
+
+# -- pure helpers ---------------------------------------------------------------------------------
+
+def event_key(topic: str, data: Mapping[str, Any]) -> str:
+    """The same event gives the same key on every instance (it is a hash of the topic and the data)."""
+    canonical = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(f"{topic}\n{canonical}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def call_key_of(data: Mapping[str, Any], key: str) -> str:
+    """Deliveries of one call are ordered; an event without a call id is ordered with nothing."""
+    call_id = data.get("call_id") or data.get("id")
+    return f"call:{call_id}" if call_id else f"event:{key}"
+
+
+def envelope(topic: str, data: Mapping[str, Any], key: str, created_at: datetime) -> dict[str, Any]:
+    """What the receiver gets (``sequence`` is added per webhook at send time)."""
+    call_id = data.get("call_id") or data.get("id")
+    return {"id": str(uuid.UUID(key)), "type": topic, "call_id": str(call_id) if call_id else None,
+            "created_at": created_at.isoformat(), "data": dict(data)}
+
+
+def _hook(row: asyncpg.Record | None) -> dict[str, Any]:
+    if row is None:
+        raise NotFound("no such webhook")
+    return {**dict(row), "events": list(row["events"])}
+
+
+def _delivery(row: asyncpg.Record) -> dict[str, Any]:
+    out = dict(row)
+    payload = out.pop("payload")  # the pool decodes jsonb
+    out["event_id"], out["type"], out["call_id"] = payload.get("id"), out.pop("topic"), payload.get("call_id")
+    out.pop("call_key")
+    if out["status"] != "pending":
+        out["next_attempt_at"] = None
+    return out
+
+
+# -- webhooks -------------------------------------------------------------------------------------
+
+async def create_webhook(pool: asyncpg.Pool, *, url: str, secret: str, events: list[str], enabled: bool,
+                         description: str) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            f"INSERT INTO webhooks (url, secret, events, enabled, description) VALUES ($1,$2,$3,$4,$5)"
+            f" RETURNING {_HOOK_COLUMNS}", url, secret, events, enabled, description)
+    return _hook(row)
+
+
+async def list_webhooks(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(f"SELECT {_HOOK_COLUMNS} FROM webhooks ORDER BY id")
+    return [_hook(r) for r in rows]
+
+
+async def get_webhook(pool: asyncpg.Pool, webhook_id: int) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return _hook(await conn.fetchrow(f"SELECT {_HOOK_COLUMNS} FROM webhooks WHERE id = $1", webhook_id))
+
+
+async def update_webhook(pool: asyncpg.Pool, webhook_id: int, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Change only the given fields (url, secret, events, enabled, description)."""
+    allowed = ("url", "secret", "events", "enabled", "description")
+    names = [n for n in allowed if n in changes]
+    sets = ", ".join(f"{n} = ${i + 2}" for i, n in enumerate(names))
+    sql = (f"UPDATE webhooks SET {sets + ', ' if sets else ''}updated_at = now() WHERE id = $1"
+           f" RETURNING {_HOOK_COLUMNS}")
+    async with pool.acquire() as conn:
+        return _hook(await conn.fetchrow(sql, webhook_id, *(changes[n] for n in names)))
+
+
+async def delete_webhook(pool: asyncpg.Pool, webhook_id: int) -> None:
+    async with pool.acquire() as conn:
+        if await conn.fetchval("DELETE FROM webhooks WHERE id = $1 RETURNING id", webhook_id) is None:
+            raise NotFound("no such webhook")
+
+
+# -- deliveries -----------------------------------------------------------------------------------
+
+async def enqueue(pool: asyncpg.Pool, topic: str, data: Mapping[str, Any], created_at: datetime) -> int:
+    """One pending delivery per enabled webhook that wants ``topic``; returns how many rows were added."""
+    key = event_key(topic, data)
+    call_key = call_key_of(data, key)
+    payload = json.loads(json.dumps(envelope(topic, data, key, created_at), default=str))  # plain JSON types
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "INSERT INTO webhook_deliveries (webhook_id, event_key, topic, call_key, sequence, payload)"
+            " SELECT w.id, $1, $2, $3, COALESCE((SELECT max(d.sequence) FROM webhook_deliveries d"
+            "   WHERE d.webhook_id = w.id AND d.call_key = $3), 0) + 1, $4::jsonb"
+            " FROM webhooks w WHERE w.enabled AND (cardinality(w.events) = 0 OR $2 = ANY(w.events))"
+            " ON CONFLICT (webhook_id, event_key) DO NOTHING RETURNING id", key, topic, call_key, payload)
+    return len(rows)
+
+
+async def claim_due(pool: asyncpg.Pool, *, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+    """Lease up to ``limit`` due deliveries (the first pending one of each call only), with url and secret."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "WITH due AS ("
+            " SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id"
+            " WHERE d.status = 'pending' AND w.enabled AND d.next_attempt_at <= now()"
+            "   AND (d.locked_until IS NULL OR d.locked_until < now())"
+            "   AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.webhook_id = d.webhook_id"
+            "                   AND e.call_key = d.call_key AND e.id < d.id AND e.status = 'pending')"
+            " ORDER BY d.next_attempt_at, d.id LIMIT $1 FOR UPDATE OF d SKIP LOCKED)"
+            " UPDATE webhook_deliveries d SET attempts = d.attempts + 1,"
+            "   locked_until = now() + make_interval(secs => $2)"
+            " FROM due, webhooks w WHERE d.id = due.id AND w.id = d.webhook_id"
+            " RETURNING d.id, d.webhook_id, d.topic, d.sequence, d.payload, d.attempts, w.url, w.secret",
+            limit, lease_seconds)
+    return [dict(r) for r in sorted(rows, key=lambda r: r["id"])]
+
+
+async def mark_delivered(pool: asyncpg.Pool, delivery_id: int, status_code: int) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE webhook_deliveries SET status = 'delivered', delivered_at = now(), locked_until = NULL,"
+            " last_status_code = $2, last_error = NULL WHERE id = $1", delivery_id, status_code)
+
+
+async def mark_attempt_failed(pool: asyncpg.Pool, delivery_id: int, *, error: str, status_code: int | None,
+                              retry_in: float | None) -> None:
+    """Record the failure; ``retry_in`` None means no more attempts (the delivery is ``failed``)."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE webhook_deliveries SET locked_until = NULL, last_error = $2, last_status_code = $3,"
+            " status = CASE WHEN $4::float8 IS NULL THEN 'failed' ELSE 'pending' END,"
+            " next_attempt_at = CASE WHEN $4::float8 IS NULL THEN next_attempt_at"
+            "                        ELSE now() + make_interval(secs => $4::float8) END"
+            " WHERE id = $1", delivery_id, error[:1000], status_code, retry_in)
+
+
+async def seconds_until_next(pool: asyncpg.Pool) -> float | None:
+    """How long until a pending delivery comes due or a lease expires (None: nothing scheduled ahead)."""
+    async with pool.acquire() as conn:
+        value = await conn.fetchval(
+            "SELECT EXTRACT(EPOCH FROM min(t) - now()) FROM ("
+            " SELECT min(next_attempt_at) AS t FROM webhook_deliveries"
+            "  WHERE status = 'pending' AND next_attempt_at > now()"
+            " UNION ALL SELECT min(locked_until) FROM webhook_deliveries"
+            "  WHERE status = 'pending' AND locked_until > now()) x")
+    return None if value is None else max(0.0, float(value))
+
+
+async def list_deliveries(pool: asyncpg.Pool, webhook_id: int, *, status: str | None, limit: int,
+                          before: int | None) -> list[dict[str, Any]]:
+    """Newest first; ``before`` (a delivery id) pages back."""
+    await get_webhook(pool, webhook_id)
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1"
+            " AND ($2::text IS NULL OR status = $2) AND ($3::bigint IS NULL OR id < $3)"
+            " ORDER BY id DESC LIMIT $4", webhook_id, status, before, limit)
+    return [_delivery(r) for r in rows]
+
+
+async def retry_delivery(pool: asyncpg.Pool, webhook_id: int, delivery_id: int) -> dict[str, Any]:
+    """Put a failed delivery back in the queue (attempts start again); 409 unless it failed."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = now(),"
+            " locked_until = NULL WHERE id = $1 AND webhook_id = $2 AND status = 'failed'"
+            f" RETURNING {_DELIVERY_COLUMNS}", delivery_id, webhook_id)
+        if row is None:
+            exists = await conn.fetchval("SELECT status FROM webhook_deliveries WHERE id = $1 AND webhook_id = $2",
+                                         delivery_id, webhook_id)
+            if exists is None:
+                raise NotFound("no such delivery")
+            raise Conflict(f"only a failed delivery can be retried (this one is {exists})")
+    return _delivery(row)
