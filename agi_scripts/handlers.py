@@ -1,10 +1,11 @@
 """The tagging handlers: ``tag-inbound``, ``tag-outbound``, ``tag-internal`` and ``call-end``.
 
-Each one reads what it needs from the AGI environment (and a few channel variables), decides, writes
-the call to the store **once** (one idempotent upsert + one timeline event with a fixed dedupe key),
-and only then sets channel variables for the dialplan. So a hang-up while reading leaves nothing
-written, a hang-up while setting variables leaves a complete record, and Asterisk retrying the hook
-lands on the same row.
+Each one reads what it needs from the AGI environment (and a few channel variables), decides, sets
+channel variables for the dialplan, and returns its store write: **one** idempotent upsert + one
+timeline event with a fixed dedupe key. The server closes the AGI connection first (the call goes on
+at once, whatever the store's latency) and then makes the write. So a hang-up while reading leaves
+nothing written, a hang-up while setting variables still writes the whole record, and Asterisk
+retrying the hook lands on the same row.
 
 The call id is ``call_id_for(pbx, linkedid)``, the id ARI and AMI compute for the same call.
 Asterisk's AGI environment has no linkedid, so our dialplan passes ``linkedid=${CHANNEL(linkedid)}``
@@ -21,14 +22,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agi_scripts.context import HandlerContext
-from agi_scripts.session import AgiSession
+from agi_scripts.session import AgiHangup, AgiSession
 from callcenter.config import PbxConfig
 from callcenter.domain import CallEvent, CallRecord, CallStatus, Direction, Source, call_id_for
 from callcenter.numbers import InvalidNumber, clean, strip_outside_line_prefix, to_e164
 
 log = logging.getLogger("agi_scripts.handlers")
 
-Handler = Callable[[AgiSession, HandlerContext, PbxConfig], Awaitable[None]]
+Write = Callable[[], Awaitable[None]]
+# A handler talks to Asterisk and returns the store write to make once the conversation is over.
+Handler = Callable[[AgiSession, HandlerContext, PbxConfig], Awaitable[Write | None]]
 
 _DIAL_STATUS = {
     "ANSWER": CallStatus.ANSWERED, "BUSY": CallStatus.BUSY, "NOANSWER": CallStatus.MISSED,
@@ -88,9 +91,14 @@ def department_for_did(hctx: HandlerContext, did: Number) -> str:
     return ""
 
 
-async def write(hctx: HandlerContext, script: str, key: CallKey, record: CallRecord, event_data: dict[str, Any],
-                kind: str = "tag") -> None:
-    """The one write of a handler: the call, then its timeline line (both idempotent)."""
+def write(hctx: HandlerContext, script: str, key: CallKey, record: CallRecord, event_data: dict[str, Any],
+          kind: str = "tag") -> Write:
+    """The one write of a handler: the call, then its timeline line (both idempotent), made after the talk."""
+    return lambda: _write(hctx, script, key, record, event_data, kind)
+
+
+async def _write(hctx: HandlerContext, script: str, key: CallKey, record: CallRecord, event_data: dict[str, Any],
+                 kind: str) -> None:
     await hctx.writer.upsert_call(record)
     await hctx.writer.add_event(CallEvent(
         call_id=record.id, at=datetime.now(UTC), kind=kind, source=str(Source.AGI),
@@ -105,8 +113,12 @@ async def write(hctx: HandlerContext, script: str, key: CallKey, record: CallRec
 
 
 async def set_variables(session: AgiSession, values: dict[str, str]) -> None:
-    for name, value in values.items():
-        await session.set_variable(name, value)
+    """Hand the dialplan its variables; a hang-up half-way is no reason to lose what we learnt."""
+    try:
+        for name, value in values.items():
+            await session.set_variable(name, value)
+    except AgiHangup:
+        session.hung_up = True
 
 
 def base_record(pbx: PbxConfig, key: CallKey, **fields: Any) -> CallRecord:
@@ -116,7 +128,7 @@ def base_record(pbx: PbxConfig, key: CallKey, **fields: Any) -> CallRecord:
                       uniqueid=key.uniqueid if key.uniqueid == key.linkedid else None, **fields)
 
 
-async def tag_inbound(session: AgiSession, hctx: HandlerContext, pbx: PbxConfig) -> None:
+async def tag_inbound(session: AgiSession, hctx: HandlerContext, pbx: PbxConfig) -> Write:
     """A call from outside: who calls (normalised, CRM name), which DID, which department."""
     request = session.request
     key = await call_key(session, hctx, pbx)
@@ -131,15 +143,16 @@ async def tag_inbound(session: AgiSession, hctx: HandlerContext, pbx: PbxConfig)
         tags["crm_name"] = crm_name
     record = base_record(pbx, key, direction=Direction.INBOUND, caller_raw=caller.raw, caller=caller.e164,
                          caller_name=name or None, callee_raw=did.raw, callee=did.e164, tags=tags)
-    await write(hctx, "tag-inbound", key, record, {"direction": "inbound", **tags, "caller": caller.e164})
+    done = write(hctx, "tag-inbound", key, record, {"direction": "inbound", **tags, "caller": caller.e164})
     values = {"CC_CALL_ID": str(key.id), "CC_PBX": pbx.key, "CC_DIRECTION": "inbound",
               "CC_CALLER": caller.e164, "CC_DID": did.e164 or did.raw, "CC_DEPARTMENT": department}
     if crm_name:
         values = {"CALLERID(name)": crm_name, **values}
     await set_variables(session, values)
+    return done
 
 
-async def tag_outbound(session: AgiSession, hctx: HandlerContext, pbx: PbxConfig) -> None:
+async def tag_outbound(session: AgiSession, hctx: HandlerContext, pbx: PbxConfig) -> Write:
     """An agent dials out: strip the outside-line prefix, normalise, tag department and account."""
     request = session.request
     key = await call_key(session, hctx, pbx)
@@ -154,16 +167,17 @@ async def tag_outbound(session: AgiSession, hctx: HandlerContext, pbx: PbxConfig
     record = base_record(pbx, key, direction=Direction.OUTBOUND, caller_raw=extension.raw, caller=extension.clean,
                          extension=extension.clean or None, callee_raw=dialled.raw, callee=dialled.e164,
                          tags=tags or None)
-    await write(hctx, "tag-outbound", key, record, {"direction": "outbound", "callee": dialled.e164, **tags})
+    done = write(hctx, "tag-outbound", key, record, {"direction": "outbound", "callee": dialled.e164, **tags})
     values = {"CC_CALL_ID": str(key.id), "CC_PBX": pbx.key, "CC_DIRECTION": "outbound",
               "CC_NUMBER": without_prefix, "CC_CALLEE": dialled.e164, "CC_DEPARTMENT": department,
               "CC_ACCOUNT": account}
     if account and not site_account:
         values["CHANNEL(accountcode)"] = account
     await set_variables(session, values)
+    return done
 
 
-async def tag_internal(session: AgiSession, hctx: HandlerContext, pbx: PbxConfig) -> None:
+async def tag_internal(session: AgiSession, hctx: HandlerContext, pbx: PbxConfig) -> Write:
     """Extension to extension: both ends, and the caller's department."""
     request = session.request
     key = await call_key(session, hctx, pbx)
@@ -174,9 +188,10 @@ async def tag_internal(session: AgiSession, hctx: HandlerContext, pbx: PbxConfig
     record = base_record(pbx, key, direction=Direction.INTERNAL, caller_raw=caller.raw, caller=caller.clean,
                          caller_name=request.get("agi_calleridname") or None, callee_raw=callee.raw,
                          callee=callee.clean, extension=caller.clean or None, tags=tags)
-    await write(hctx, "tag-internal", key, record, {"direction": "internal", "callee": callee.clean, **(tags or {})})
+    done = write(hctx, "tag-internal", key, record, {"direction": "internal", "callee": callee.clean, **(tags or {})})
     await set_variables(session, {"CC_CALL_ID": str(key.id), "CC_PBX": pbx.key, "CC_DIRECTION": "internal",
                                   "CC_DEPARTMENT": department})
+    return done
 
 
 def _seconds(text: str) -> int | None:
@@ -211,7 +226,7 @@ def outcome_of(values: str) -> CallOutcome:
     return CallOutcome(status, billsec, duration, cause or None)
 
 
-async def call_end(session: AgiSession, hctx: HandlerContext, pbx: PbxConfig) -> None:
+async def call_end(session: AgiSession, hctx: HandlerContext, pbx: PbxConfig) -> Write:
     """From the ``h`` extension: close the call — ended_at, status, billsec, hang-up cause."""
     key = await call_key(session, hctx, pbx)
     outcome = outcome_of(await session.get_full_variable(END_EXPRESSION))
@@ -222,7 +237,7 @@ async def call_end(session: AgiSession, hctx: HandlerContext, pbx: PbxConfig) ->
     answered_at = ended_at - timedelta(seconds=outcome.billsec) if outcome.billsec else None
     record = base_record(pbx, key, status=outcome.status, ended_at=ended_at, answered_at=answered_at,
                          duration=duration, billsec=outcome.billsec, hangup_cause=outcome.hangup_cause)
-    await write(hctx, "call-end", key, record, {
+    return write(hctx, "call-end", key, record, {
         "status": str(outcome.status) if outcome.status else "", "billsec": outcome.billsec,
         "duration": duration, "hangup_cause": outcome.hangup_cause or "",
     }, kind="agi_end")

@@ -1,7 +1,8 @@
 """Our FastAGI server on ``asyncio.start_server`` (DESIGN §9: the library servers are broken on 3.11).
 
 One connection = one AGI request: read the environment, check the shared secret, pick the handler by
-``agi_network_script``, run it, close. Whatever goes wrong — unknown script, garbage instead of an
+``agi_network_script``, run it, close the connection, then make the handler's store write (so a slow
+store never holds up a call). Whatever goes wrong — unknown script, garbage instead of an
 environment, the channel hung up mid-command, a bug — is logged and counted, the socket is closed, and
 nothing escapes into the event loop. Asterisk then carries on with the next dialplan priority.
 """
@@ -70,6 +71,12 @@ class FastAgiServer:
             await self._server.wait_closed()
             self._server = None
 
+    async def idle(self, timeout: float = 5.0) -> None:
+        """Wait until every accepted connection has finished (its store write included)."""
+        async with asyncio.timeout(timeout):
+            while self._tasks:
+                await asyncio.wait(set(self._tasks))
+
     def health(self) -> dict[str, Any]:
         s = self.stats
         return {"state": "up" if self._server is not None else "down", "listening": self.address,
@@ -109,7 +116,13 @@ class FastAgiServer:
                 return
             pbx = self.hctx.pbx_for(request)
             session = AgiSession(request, reader, writer)
-            await handler(session, self.hctx, pbx)
+            store_write = await handler(session, self.hctx, pbx)
+            if session.hung_up:
+                self.stats.hangups += 1
+                log.info("event=fastagi_hangup peer=%s script=%s detail=channel hung up, record kept", peer, script)
+            await _close(writer)  # Asterisk carries on with the dialplan now; the store write follows
+            if store_write is not None:
+                await store_write()
             self.stats.requests += 1
             log.debug("event=fastagi_done script=%s peer=%s commands=%d", script, peer, session.commands)
         except UnknownPbx as exc:

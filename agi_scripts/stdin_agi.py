@@ -116,7 +116,12 @@ async def run_script(args: argparse.Namespace, config: Config) -> int:
             hctx = HandlerContext.from_config(config, writer, pool=pool)
             stack.push_async_callback(hctx.close)
             session = AgiSession(request, reader, stream_writer)
-            await handler(session, hctx, hctx.pbx_for(request))
+            store_write = await handler(session, hctx, hctx.pbx_for(request))
+            if session.hung_up:
+                log.info("event=agi_hangup script=%s detail=channel hung up, record kept", args.handler)
+            stream_writer.close()  # Asterisk carries on now; the store write follows
+            if store_write is not None:
+                await store_write()
     except AgiHangup as exc:
         log.info("event=agi_hangup script=%s detail=%s", args.handler, exc)
     except (AgiProtocolError, AgiCommandError, UnknownPbx, TimeoutError) as exc:

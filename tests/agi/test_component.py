@@ -27,6 +27,10 @@ async def test_the_component_serves_fastagi_reports_health_and_publishes_the_upd
         assert exchange.set_variables()["CC_DIRECTION"] == "internal"
         event = await sub.get(timeout=2)
         assert event.topic == "call.updated" and event.data["hook"] == "tag-internal"
+        for _ in range(100):  # the request is counted once its store write is done
+            if ctx.health.snapshot()["fastagi"]["requests"] == 1:
+                break
+            await asyncio.sleep(0.01)
         assert ctx.health.snapshot()["fastagi"]["requests"] == 1
     assert ctx.health.snapshot()["fastagi"]["state"] == "down"
     try:

@@ -16,10 +16,25 @@ from agi_scripts.context import HandlerContext
 from agi_scripts.server import FastAgiServer
 from callcenter.domain import CallRecord, Direction, Source, call_id_for
 from callcenter.store import CallStore, SpooledWriter
-from tests.agi.agi_helpers import capture_environments, default_replies, env_text, fastagi_call, make_config
+from tests.agi.agi_helpers import (
+    AgiExchange,
+    Replier,
+    capture_environments,
+    default_replies,
+    env_text,
+    fastagi_call,
+    make_config,
+)
 
 LINKEDID = "1764099785.48"
 URL_TAIL = f"pbx=main&linkedid={LINKEDID}"
+
+
+async def agi(server: FastAgiServer, env: str | bytes, replies: Replier | None = None) -> AgiExchange:
+    """One request as Asterisk makes it, then wait until the server has also made its store write."""
+    exchange = await fastagi_call(server.port, env, replies)
+    await server.idle()
+    return exchange
 
 
 async def calls_rows(store: CallStore) -> list[dict[str, Any]]:
@@ -29,7 +44,7 @@ async def calls_rows(store: CallStore) -> list[dict[str, Any]]:
 
 async def test_the_captured_environment_for_an_unknown_script_is_refused_and_closed(fastagi, caplog) -> None:
     caplog.set_level(logging.WARNING, "agi_scripts")
-    exchange = await fastagi_call(fastagi.port, capture_environments()[0])
+    exchange = await agi(fastagi.server, capture_environments()[0])
     assert exchange.commands == [] and exchange.closed_by_server
     assert fastagi.server.stats.refused == 1
     assert "reason=unknown_script" in caplog.text and "script=lab" in caplog.text
@@ -39,7 +54,7 @@ async def test_the_captured_environment_for_an_unknown_script_is_refused_and_clo
 async def test_inbound_call_is_tagged_with_number_department_and_channel_variables(fastagi) -> None:
     env = env_text(f"tag-inbound?{URL_TAIL}", uniqueid=LINKEDID, callerid="02075550142",
                    calleridname="ALICE MOBILE", args=("02075550100",))
-    exchange = await fastagi_call(fastagi.port, env)
+    exchange = await agi(fastagi.server, env)
     call_id = call_id_for("main", LINKEDID)
     variables = exchange.set_variables()
     assert variables["CC_CALL_ID"] == str(call_id)
@@ -60,8 +75,8 @@ async def test_inbound_call_is_tagged_with_number_department_and_channel_variabl
 
 async def test_the_same_hook_twice_writes_one_row_and_one_event(fastagi) -> None:
     env = env_text(f"tag-inbound?{URL_TAIL}", uniqueid=LINKEDID, args=("02075550199",))
-    await fastagi_call(fastagi.port, env)
-    await fastagi_call(fastagi.port, env)
+    await agi(fastagi.server, env)
+    await agi(fastagi.server, env)
     [row] = await calls_rows(fastagi.store)
     assert row["tags"]["department"] == "support"
     assert len(await fastagi.store.call_events(row["id"])) == 1
@@ -73,7 +88,7 @@ async def test_a_call_ari_already_wrote_gets_the_agi_tags_on_the_same_row(fastag
     await fastagi.store.upsert_call(CallRecord(id=call_id, pbx="main", source=Source.ARI, source_id="ari-chan-1",
                                                started_at=created, direction=Direction.INBOUND,
                                                extension="1002", linkedid=LINKEDID))
-    await fastagi_call(fastagi.port, env_text(f"tag-inbound?{URL_TAIL}", uniqueid="1764099785.49",
+    await agi(fastagi.server, env_text(f"tag-inbound?{URL_TAIL}", uniqueid="1764099785.49",
                                               args=("02075550100",)))
     [row] = await calls_rows(fastagi.store)
     assert row["id"] == call_id and row["extension"] == "1002" and row["tags"]["department"] == "sales"
@@ -82,7 +97,7 @@ async def test_a_call_ari_already_wrote_gets_the_agi_tags_on_the_same_row(fastag
 
 async def test_without_linkedid_in_the_url_the_handler_asks_the_channel(fastagi) -> None:
     replies = default_replies({"CHANNEL(linkedid)": "1764099700.7"})
-    exchange = await fastagi_call(fastagi.port, env_text("tag-internal?pbx=main", uniqueid="1764099700.9",
+    exchange = await agi(fastagi.server, env_text("tag-internal?pbx=main", uniqueid="1764099700.9",
                                                          callerid="1001", extension="1002"), replies)
     assert exchange.commands[0] == "GET VARIABLE CHANNEL(linkedid)"
     assert exchange.set_variables()["CC_CALL_ID"] == str(call_id_for("main", "1764099700.7"))
@@ -94,7 +109,7 @@ async def test_without_linkedid_in_the_url_the_handler_asks_the_channel(fastagi)
 async def test_outbound_call_strips_the_outside_line_prefix_and_sets_department_and_account(fastagi) -> None:
     async with fastagi.store.pool.acquire() as conn:
         await conn.execute("INSERT INTO extensions (pbx, number, name, department) VALUES ('main','1001','Al','sales')")
-    exchange = await fastagi_call(fastagi.port, env_text(f"tag-outbound?{URL_TAIL}", uniqueid=LINKEDID,
+    exchange = await agi(fastagi.server, env_text(f"tag-outbound?{URL_TAIL}", uniqueid=LINKEDID,
                                                          callerid="1001", args=("902075550142",)))
     variables = exchange.set_variables()
     assert variables["CC_NUMBER"] == "02075550142"
@@ -107,18 +122,18 @@ async def test_outbound_call_strips_the_outside_line_prefix_and_sets_department_
 
 
 async def test_a_site_accountcode_is_kept_on_outbound_calls(fastagi) -> None:
-    exchange = await fastagi_call(fastagi.port, env_text(f"tag-outbound?{URL_TAIL}", callerid="1001",
+    exchange = await agi(fastagi.server, env_text(f"tag-outbound?{URL_TAIL}", callerid="1001",
                                                          accountcode="ACME-7", args=("902075550142",)))
     variables = exchange.set_variables()
     assert variables["CC_ACCOUNT"] == "ACME-7" and "CHANNEL(accountcode)" not in variables
 
 
 async def test_call_end_closes_the_record_with_status_billsec_and_cause(fastagi) -> None:
-    await fastagi_call(fastagi.port, env_text(f"tag-inbound?{URL_TAIL}", uniqueid=LINKEDID, args=("02075550100",)))
+    await agi(fastagi.server, env_text(f"tag-inbound?{URL_TAIL}", uniqueid=LINKEDID, args=("02075550100",)))
     from agi_scripts.handlers import END_EXPRESSION
 
     replies = default_replies({END_EXPRESSION: "ANSWER|42|50|16|ANSWERED|42|50"})
-    exchange = await fastagi_call(fastagi.port, env_text(f"call-end?{URL_TAIL}", uniqueid=LINKEDID,
+    exchange = await agi(fastagi.server, env_text(f"call-end?{URL_TAIL}", uniqueid=LINKEDID,
                                                          extension="h"), replies)
     assert exchange.commands == [f'GET FULL VARIABLE "{END_EXPRESSION}"']
     [row] = await calls_rows(fastagi.store)
@@ -134,7 +149,7 @@ async def test_call_end_closes_the_record_with_status_billsec_and_cause(fastagi)
 async def test_call_end_maps_dial_status(fastagi, values: str, status: str) -> None:
     from agi_scripts.handlers import END_EXPRESSION
 
-    await fastagi_call(fastagi.port, env_text(f"call-end?{URL_TAIL}", extension="h"),
+    await agi(fastagi.server, env_text(f"call-end?{URL_TAIL}", extension="h"),
                        default_replies({END_EXPRESSION: values}))
     [row] = await calls_rows(fastagi.store)
     assert row["status"] == status and row["billsec"] == 0
@@ -149,7 +164,7 @@ async def test_hangup_line_then_511_closes_the_connection_and_keeps_a_whole_reco
             return "HANGUP\n511 Command Not Permitted on a dead channel or intercept routine\n"
         return base(command)
 
-    exchange = await fastagi_call(fastagi.port, env_text(f"tag-inbound?{URL_TAIL}", args=("02075550100",)), replies)
+    exchange = await agi(fastagi.server, env_text(f"tag-inbound?{URL_TAIL}", args=("02075550100",)), replies)
     assert exchange.closed_by_server and len(exchange.commands) == 1
     assert fastagi.server.stats.hangups == 1 and fastagi.server.stats.errors == 0
     assert "event=fastagi_hangup" in caplog.text
@@ -175,17 +190,17 @@ async def test_asterisk_closing_mid_command_writes_nothing(fastagi) -> None:
 @pytest.mark.parametrize("garbage", [b"this is not agi\n\n", b"\n", b"agi_network: yes\n" * 300 + b"\n",
                                      b"\xff\xfe\x00binary\n\n"])
 async def test_malformed_environments_are_logged_and_closed_and_the_server_goes_on(fastagi, garbage) -> None:
-    exchange = await fastagi_call(fastagi.port, garbage)
+    exchange = await agi(fastagi.server, garbage)
     assert exchange.commands == [] and exchange.closed_by_server
     assert fastagi.server.stats.errors == 1
-    ok = await fastagi_call(fastagi.port, env_text(f"tag-internal?{URL_TAIL}", callerid="1001", extension="1002"))
+    ok = await agi(fastagi.server, env_text(f"tag-internal?{URL_TAIL}", callerid="1001", extension="1002"))
     assert ok.set_variables()["CC_DIRECTION"] == "internal"
 
 
 async def test_a_520_usage_reply_is_logged_as_our_bug_and_the_connection_closed(fastagi, caplog) -> None:
     usage = ("520-Invalid command syntax.  Proper usage follows:\nSets a variable to the current channel.\n"
              "520 End of proper usage.\n")
-    exchange = await fastagi_call(fastagi.port, env_text(f"tag-internal?{URL_TAIL}", callerid="1001"),
+    exchange = await agi(fastagi.server, env_text(f"tag-internal?{URL_TAIL}", callerid="1001"),
                                   lambda c: usage if c.startswith("SET") else "200 result=0\n")
     assert exchange.closed_by_server and len(exchange.commands) == 1
     assert fastagi.server.stats.errors == 1 and "event=fastagi_command_refused" in caplog.text
@@ -193,13 +208,13 @@ async def test_a_520_usage_reply_is_logged_as_our_bug_and_the_connection_closed(
 
 async def test_an_unknown_pbx_is_refused(fastagi) -> None:
     for key in ("nosuch", "shop"):  # not configured; configured but not an asterisk
-        exchange = await fastagi_call(fastagi.port, env_text(f"tag-inbound?pbx={key}&linkedid=1.2"))
+        exchange = await agi(fastagi.server, env_text(f"tag-inbound?pbx={key}&linkedid=1.2"))
         assert exchange.commands == []
     assert fastagi.server.stats.refused == 2
 
 
 async def test_the_pbx_argument_picks_the_number_plan_and_the_call_id(fastagi) -> None:
-    exchange = await fastagi_call(fastagi.port, env_text(f"tag-inbound?pbx=branch&linkedid={LINKEDID}",
+    exchange = await agi(fastagi.server, env_text(f"tag-inbound?pbx=branch&linkedid={LINKEDID}",
                                                          callerid="2125550142"))
     assert exchange.set_variables()["CC_CALLER"] == "+12125550142"
     assert exchange.set_variables()["CC_CALL_ID"] == str(call_id_for("branch", LINKEDID))
@@ -218,10 +233,10 @@ async def secured(store: CallStore, tmp_path) -> AsyncIterator[FastAgiServer]:
 async def test_a_wrong_or_missing_secret_is_refused_and_logged(secured, caplog) -> None:
     caplog.set_level(logging.WARNING, "agi_scripts")
     for query in ("", "secret=wrong&", "secret=s3cr&"):
-        exchange = await fastagi_call(secured.port, env_text(f"tag-internal?{query}linkedid=1.1", callerid="1001"))
+        exchange = await agi(secured, env_text(f"tag-internal?{query}linkedid=1.1", callerid="1001"))
         assert exchange.commands == []
     assert secured.stats.refused == 3 and caplog.text.count("reason=bad_secret") == 3
-    good = await fastagi_call(secured.port, env_text("tag-internal?secret=s3cr%26t&linkedid=1.1", callerid="1001"))
+    good = await agi(secured, env_text("tag-internal?secret=s3cr%26t&linkedid=1.1", callerid="1001"))
     assert good.set_variables()["CC_DIRECTION"] == "internal"
 
 
@@ -265,8 +280,8 @@ async def test_the_crm_name_becomes_the_caller_name_and_is_cached(crm_server, st
     hits: list[str] = []
     server = await crm_server(0.0, {"+442075550142": 'Acme "Ltd"'}, hits)
     env = env_text(f"tag-inbound?{URL_TAIL}", callerid="02075550142", args=("02075550100",))
-    first = await fastagi_call(server.port, env)
-    second = await fastagi_call(server.port, env)
+    first = await agi(server, env)
+    second = await agi(server, env)
     assert first.set_variables()["CALLERID(name)"] == 'Acme "Ltd"'
     assert second.set_variables()["CALLERID(name)"] == 'Acme "Ltd"'
     assert hits == ["+442075550142"]
@@ -277,7 +292,7 @@ async def test_the_crm_name_becomes_the_caller_name_and_is_cached(crm_server, st
 async def test_a_slow_crm_never_delays_the_call_beyond_its_timeout(crm_server, store) -> None:
     server = await crm_server(5.0, {"+442075550142": "Too Late"}, [])
     started = time.perf_counter()
-    exchange = await fastagi_call(server.port, env_text(f"tag-inbound?{URL_TAIL}", callerid="02075550142"))
+    exchange = await agi(server, env_text(f"tag-inbound?{URL_TAIL}", callerid="02075550142"))
     elapsed = time.perf_counter() - started
     assert elapsed < 1.0, elapsed  # crm_timeout is 0.3 s
     assert "CALLERID(name)" not in exchange.set_variables()
@@ -291,7 +306,7 @@ async def test_a_dead_crm_is_skipped(store, tmp_path) -> None:
     server = FastAgiServer(hctx, port=0)
     await server.start()
     try:
-        exchange = await fastagi_call(server.port, env_text(f"tag-inbound?{URL_TAIL}", callerid="02075550142"))
+        exchange = await agi(server, env_text(f"tag-inbound?{URL_TAIL}", callerid="02075550142"))
         assert exchange.set_variables()["CC_CALLER"] == "+442075550142"
     finally:
         await server.stop()
@@ -301,6 +316,39 @@ async def test_a_dead_crm_is_skipped(store, tmp_path) -> None:
 async def test_many_concurrent_requests_are_all_served(fastagi) -> None:
     envs = [env_text(f"tag-internal?pbx=main&linkedid=1764099785.{n}", uniqueid=f"1764099785.{n}",
                      callerid="1001", extension="1002") for n in range(50)]
-    results = await asyncio.gather(*(fastagi_call(fastagi.port, e) for e in envs))
+    results = await asyncio.gather(*(agi(fastagi.server, e) for e in envs))
     assert all(r.set_variables()["CC_DIRECTION"] == "internal" for r in results)
     assert len(await calls_rows(fastagi.store)) == 50 and fastagi.server.stats.requests == 50
+
+
+class SlowWriter:
+    """The real writer behind a store that takes a second per write."""
+
+    def __init__(self, inner: SpooledWriter) -> None:
+        self.inner = inner
+
+    async def upsert_call(self, record: CallRecord) -> Any:
+        await asyncio.sleep(1.0)
+        return await self.inner.upsert_call(record)
+
+    async def add_event(self, event: Any) -> None:
+        await self.inner.add_event(event)
+
+
+async def test_a_slow_store_never_holds_up_the_call_and_the_record_still_lands(store: CallStore, tmp_path) -> None:
+    hctx = HandlerContext.from_config(make_config(), SlowWriter(SpooledWriter(store, tmp_path / "w.jsonl")),
+                                      pool=store.pool)
+    server = FastAgiServer(hctx, port=0)
+    await server.start()
+    try:
+        started = time.perf_counter()
+        exchange = await fastagi_call(server.port, env_text(f"tag-inbound?{URL_TAIL}", args=("02075550100",)))
+        assert time.perf_counter() - started < 0.5 and exchange.closed_by_server
+        assert exchange.set_variables()["CC_DEPARTMENT"] == "sales"
+        assert await calls_rows(store) == []
+        await server.idle()
+        [row] = await calls_rows(store)
+        assert row["tags"]["department"] == "sales"
+    finally:
+        await server.stop()
+        await hctx.close()
