@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from bridges.legacy_pbx.decoder import KINDS, LegacyDecoder
 from bridges.legacy_pbx.link import LEGACY_KINDS, decoder_for, pbx_timezone, pump, transport_for
 from bridges.legacy_pbx.normalize import call_json, call_record, quarantine_json
-from bridges.legacy_pbx.records import Alarm, Item, LegacyCall, Notice, Quarantined
+from bridges.legacy_pbx.records import Alarm, Duplicate, Item, LegacyCall, Notice, Quarantined
 from bridges.legacy_pbx.transports import FileTransport
 from callcenter.config import Config, ConfigError, LegacySettings, PbxConfig, load_config
 from callcenter.logs import setup_logging
@@ -188,6 +188,7 @@ async def import_file(config: Config, pbx: PbxConfig, path: Path, *, follow: boo
     """Read ``path`` into the store through the same decoder as the live service."""
     from callcenter.runner import open_store
     from callcenter.store import CallStore
+    from callcenter.store.legacy import upsert_calls_bulk
 
     source = "cid" if pbx.kind in ("segal", "danjeh") else "smdr"
     counts = {"calls": 0, "quarantined": 0, "alarms": 0, "duplicates": 0}
@@ -201,14 +202,14 @@ async def import_file(config: Config, pbx: PbxConfig, path: Path, *, follow: boo
 
         async def sink(items: list[Item]) -> None:
             bad = [(pbx.key, source, i.raw, i.reason) for i in items if isinstance(i, Quarantined)]
+            records = [call_record(i, pbx.key, pbx.number_plan) for i in items if isinstance(i, LegacyCall)]
+            await upsert_calls_bulk(store, records)
+            counts["calls"] += len(records)
             for item in items:
-                if isinstance(item, LegacyCall):
-                    await store.upsert_call(call_record(item, pbx.key, pbx.number_plan))
-                    counts["calls"] += 1
-                elif isinstance(item, Alarm):
+                if isinstance(item, Alarm):
                     counts["alarms"] += 1
-                elif not isinstance(item, Quarantined | Notice):
-                    counts["duplicates"] += int(type(item).__name__ == "Duplicate")
+                elif isinstance(item, Duplicate):
+                    counts["duplicates"] += 1
             await store.quarantine_many(bad)
             counts["quarantined"] += len(bad)
             draw(transport.bytes_read, counts["calls"], counts["quarantined"], False)
