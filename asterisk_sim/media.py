@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 # Durations of the core sounds we know (seconds). Anything else is "not found" (Asterisk: 201 then failed).
 SOUNDS: dict[str, float] = {
-    "demo-congrats": 30.0, "beep": 0.3, "vm-extension": 1.2, "hello-world": 1.3, "tt-monkeys": 10.0,
+    "demo-congrats": 30.0, "beep": 0.44, "vm-extension": 1.2, "hello-world": 1.3, "tt-monkeys": 10.0,
     "pls-hold-while-try": 2.0, "queue-youarenext": 1.5, "queue-thereare": 1.2, "queue-callswaiting": 1.5,
     "queue-holdtime": 1.5, "queue-minutes": 0.8, "queue-thankyou": 2.0, "silence/1": 1.0, "silence/2": 2.0,
     "conf-onlyperson": 2.0, "agent-loginok": 1.0, "privacy-incorrect": 2.0, "spy-agent": 1.0,
