@@ -47,7 +47,10 @@ async def read_environment(reader: asyncio.StreamReader, timeout: float = ENV_TI
     lines: list[str] = []
     async with asyncio.timeout(timeout):
         while True:
-            raw = await reader.readline()
+            try:
+                raw = await reader.readline()
+            except ValueError as exc:  # a line beyond the stream's limit (LimitOverrunError is one)
+                raise AgiProtocolError("environment line too long") from exc
             if not raw:
                 raise AgiProtocolError("connection closed before the environment ended")
             if len(raw) > MAX_LINE:
@@ -100,6 +103,8 @@ class AgiSession:
                     raw = await self._reader.readline()
                 except (ConnectionError, OSError) as exc:
                     raise AgiHangup("connection lost awaiting a reply") from exc
+                except ValueError as exc:
+                    raise AgiProtocolError("reply line too long") from exc
                 if not raw:
                     raise AgiHangup("connection closed awaiting a reply")
                 line = raw.decode("utf-8", errors="replace").rstrip("\r\n")

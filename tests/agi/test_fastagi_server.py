@@ -188,7 +188,8 @@ async def test_asterisk_closing_mid_command_writes_nothing(fastagi) -> None:
 
 
 @pytest.mark.parametrize("garbage", [b"this is not agi\n\n", b"\n", b"agi_network: yes\n" * 300 + b"\n",
-                                     b"\xff\xfe\x00binary\n\n"])
+                                     b"\xff\xfe\x00binary\n\n",
+                                     b"agi_network: " + b"x" * 100_000 + b"\n\n"])
 async def test_malformed_environments_are_logged_and_closed_and_the_server_goes_on(fastagi, garbage) -> None:
     exchange = await agi(fastagi.server, garbage)
     assert exchange.commands == [] and exchange.closed_by_server
