@@ -7,7 +7,7 @@ StasisStart, which arrives through this very handler, so awaiting the work here 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from ari_app.monitor.errors import InvalidMonitorRequest
 from ari_app.monitor.service import MonitorService
@@ -39,13 +39,33 @@ def supervisor_of(channel: dict[str, Any], technology: str) -> str:
     return str((channel.get("caller") or {}).get("number") or "")
 
 
-class MonitorFlow:
-    """Registered with the Stasis app under ``monitor`` (supervisors) and ``monitor_snoop`` (our snoops)."""
+class SnoopStarts:
+    """The ``monitor_snoop`` flow: our snoop channels' StasisStart is awaited by the service (through
+    ``MonitorFlow.on_event``); registering it keeps them away from any fallback flow."""
 
-    names = (FLOW_NAME, SNOOP_FLOW_NAME)
+    async def on_stasis_start(self, event: dict[str, Any], args: list[str]) -> None:
+        return None
+
+    async def on_event(self, event: dict[str, Any]) -> None:
+        return None
+
+    async def resync(self, channels: list[dict[str, Any]], bridges: list[dict[str, Any]]) -> None:
+        return None
+
+
+class StasisRegistry(Protocol):
+    def register_flow(self, name: str, flow: Any) -> None: ...
+
+
+class MonitorFlow:
+    """Registered with the Stasis app under ``monitor`` (supervisors); see :meth:`register`."""
 
     def __init__(self, service: MonitorService) -> None:
         self.service = service
+
+    def register(self, stasis: StasisRegistry) -> None:
+        stasis.register_flow(FLOW_NAME, self)
+        stasis.register_flow(SNOOP_FLOW_NAME, SnoopStarts())
 
     async def on_stasis_start(self, event: dict[str, Any], args: list[str]) -> None:
         svc = self.service

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 import asyncpg
@@ -74,7 +75,10 @@ class MonitorService:
 
     def __init__(self, *, ari: AriRest, app: str, pbx: str, pool: asyncpg.Pool | None,
                  writer: EventWriter | None = None, bus: Publisher | None = None, live: LiveSource | None = None,
-                 technology: str = "PJSIP", answer_timeout: int = 30) -> None:
+                 technology: str = "PJSIP", answer_timeout: int = 30,
+                 hold_probe: Callable[[str], bool] | None = None,
+                 on_takeover: Callable[[str, str], Awaitable[None]] | None = None,
+                 call_probe: Callable[[str], uuid.UUID | None] | None = None) -> None:
         self.mech = Mechanics(ari, app)
         self.app, self.pbx, self.pool, self.technology = app, pbx, pool, technology
         self.live = live or RestLiveSource(ari)
@@ -83,6 +87,9 @@ class MonitorService:
         self.sessions: dict[str, MonitorSession] = {}
         self.by_channel: dict[str, MonitorSession] = {}  # supervisor and snoop channel ids
         self.held: set[str] = set()  # channels a driver reported on hold (ChannelHold)
+        self.hold_probe = hold_probe  # the live state's view (ARI hold sends no event)
+        self.on_takeover = on_takeover  # (supervisor channel, agent channel): tell the call's owner
+        self.call_probe = call_probe  # channel id → call id from the live state (saves a REST look-up)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- plumbing ------------------------------------------------------------------------------------
@@ -232,9 +239,15 @@ class MonitorService:
             await self.announce(session, call.channel_id)
 
     async def _bind_call(self, session: MonitorSession, agent_channel: str) -> None:
-        linkedid = await self.mech.get_var(agent_channel, "CHANNEL(linkedid)")
-        if linkedid:
-            session.call_id = call_id_for(self.pbx, linkedid)
+        """The monitored call's id: the live state's, else ``call_id_for(pbx, linkedid of the agent)``."""
+        if session.call_id is not None:
+            return
+        if self.call_probe is not None:
+            session.call_id = self.call_probe(agent_channel)
+        if session.call_id is None:
+            linkedid = await self.mech.get_var(agent_channel, "CHANNEL(linkedid)")
+            if linkedid:
+                session.call_id = call_id_for(self.pbx, linkedid)
 
     async def announce(self, session: MonitorSession, agent_channel: str) -> None:
         """The monitored call hears "this call may be monitored", once: a whisper=both snoop plays it."""
@@ -302,7 +315,13 @@ class MonitorService:
 
     async def _move_into_call(self, session: MonitorSession, call: TargetCall) -> None:
         """Take-over: the supervisor joins the call's bridge, the agent leg and the monitoring rig go."""
-        await self.mech.add_to_bridge(call.bridge_id, str(session.supervisor_channel))
+        await asyncio.gather(self.mech.add_to_bridge(call.bridge_id, str(session.supervisor_channel)),
+                             self._bind_call(session, call.channel_id))  # the agent leg is about to go
+        if self.on_takeover is not None:
+            try:  # the supervisor becomes the call's agent leg before the old one goes
+                await self.on_takeover(str(session.supervisor_channel), call.channel_id)
+            except Exception:
+                log.exception("event=monitor_takeover_hook_failed session=%s", session.id)
         session.mode, session.state = MonitorMode.TAKEOVER, SessionState.TAKEN_OVER
         session.call_bridge, session.takeover_peers = call.bridge_id, call.peers
         old, session.snoop_channel = session.snoop_channel, None
@@ -324,7 +343,14 @@ class MonitorService:
     # -- hold -----------------------------------------------------------------------------------------
 
     def is_held(self, session: MonitorSession) -> bool:
-        return session.agent_channel in self.held
+        agent = session.agent_channel
+        return bool(agent) and (agent in self.held or (self.hold_probe is not None and self.hold_probe(str(agent))))
+
+    async def hold_changed_for(self, extension: str, held: bool) -> None:
+        """Our call control held or resumed ``extension``'s call."""
+        for session in list(self.sessions.values()):
+            if session.target == extension and session.state is SessionState.ACTIVE:
+                await self.set_moh(session, held)
 
     async def set_moh(self, session: MonitorSession, on: bool) -> None:
         """A call on hold: the supervisor hears the music on hold (MOH on the session's own bridge)."""

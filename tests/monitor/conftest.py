@@ -109,8 +109,7 @@ async def world(store: CallStore, tmp_path: Path) -> AsyncIterator[World]:
     stasis = StasisApp(client)
     service = MonitorService(ari=client, app=APP, pbx="main", pool=store.pool, writer=writer, bus=bus)
     flow = MonitorFlow(service)
-    for name in flow.names:
-        stasis.register_flow(name, flow)
+    flow.register(stasis)
     client.add_connected_handler(stasis.resync)
     w = World(sim=sim, client=client, stasis=stasis, service=service, store=store, bus=bus, writer=writer)
     try:

@@ -31,8 +31,7 @@ async def restart_service(world: World) -> MonitorService:
     service = MonitorService(ari=client, app=APP, pbx="main", pool=world.store.pool, writer=world.writer,
                              bus=world.bus)
     flow = MonitorFlow(service)
-    for name in flow.names:
-        stasis.register_flow(name, flow)
+    flow.register(stasis)
     client.add_connected_handler(stasis.resync)
     world.client, world.stasis, world.service = client, stasis, service
     await client.start()

@@ -1,0 +1,113 @@
+"""Monitoring inside the real ARI app (AsteriskPbx + live state + call control), wired by ``setup(pbx, ctx)``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ari_app import monitor
+from ari_app.monitor.control import MonitorPort
+from ari_app.pbx import AsteriskPbx
+from ari_app.service import AsteriskCalls
+from asterisk_sim.simulator import SimConfig, Simulator
+from callcenter.bus import EventBus
+from callcenter.config import AriSettings, PbxConfig
+from callcenter.service import ServiceContext
+from callcenter.store import CallStore, SpooledWriter
+from callcenter.store import monitor_groups as groups
+
+from .conftest import monitor_config
+from .test_monitoring import eventually, monitor_bridges, snoops
+
+CUSTOMER = "0501234567"
+DIALPLAN = """
+[from-internal]
+exten => _*336X.,1,Stasis(callcenter,monitor,listen,${EXTEN:4})
+exten => _*339X.,1,Stasis(callcenter,monitor,whisper,${EXTEN:4})
+exten => _*332X.,1,Stasis(callcenter,monitor,barge,${EXTEN:4})
+exten => _*338X.,1,Stasis(callcenter,monitor,takeover,${EXTEN:4})
+exten => _XXXX,1,Dial(PJSIP/${EXTEN},30)
+ same => n,Hangup()
+exten => _9X.,1,Dial(PJSIP/${EXTEN:1}@trunk,60)
+ same => n,Hangup()
+"""
+
+
+@dataclass
+class App:
+    sim: Simulator
+    pbx: AsteriskPbx
+    calls: AsteriskCalls
+    port: MonitorPort
+
+
+@pytest.fixture
+async def app(store: CallStore, tmp_path: Path) -> AsyncIterator[App]:
+    config = SimConfig(user="cc", password="pw", phones=["1001", "1002", "2005"], dialplan_text=DIALPLAN,
+                       ami_port=None, auto_register=True, recordings_dir=str(tmp_path / "rec"))
+    async with Simulator(config) as sim:
+        writer = SpooledWriter(store, tmp_path / "spool")
+        await writer.start()
+        bus = EventBus()
+        pbx_config = PbxConfig(key="main", kind="asterisk", outside_line_prefix="9", country_code="972",
+                               national_prefix="0", extension_lengths=(4,),
+                               ari=AriSettings(url=sim.ari_url, username="cc", password="pw", app="callcenter"))
+        ctx = ServiceContext(config=monitor_config(), store=store, writer=writer, bus=bus)
+        pbx = AsteriskPbx(pbx_config, writer, bus, pool=store.pool)
+        try:
+            async with monitor.setup(pbx, ctx):
+                port = ctx.ports.monitor_control
+                assert isinstance(port, MonitorPort)
+                await pbx.start()
+                assert await pbx.client.wait_connected(5)
+                yield App(sim, pbx, AsteriskCalls([pbx]), port)
+            assert ctx.ports.monitor_control is None
+        finally:
+            await pbx.close()
+            await writer.close()
+
+
+async def click_to_call(app: App) -> Any:
+    app.sim.phone("1001").answer_after(0)
+    app.sim.customer(CUSTOMER).answer_after(0)
+    call_id = await app.calls.originate(extension="1001", number=CUSTOMER)
+    await eventually(lambda: app.sim.who_hears_whom().get("1001") == {CUSTOMER})
+    return call_id
+
+
+async def test_listen_on_a_click_to_call_and_hear_the_music_when_it_is_held(app: App, store: CallStore) -> None:
+    await groups.create_group(store.pool, name="team", level="takeover", observers=["2005"], observed=["1001"])
+    call_id = await click_to_call(app)
+    await app.sim.phone("2005").dial("*3361001")
+    await eventually(lambda: app.sim.who_hears_whom().get("2005") == {"1001", CUSTOMER})
+    assert [s["state"] for s in app.port.sessions()] == ["active"]
+    await app.calls.hold(call_id)
+    await eventually(lambda: "moh" in app.sim.who_hears_whom().get("2005", set()))
+    await app.calls.unhold(call_id)
+    await eventually(lambda: "moh" not in app.sim.who_hears_whom().get("2005", set()))
+    await eventually(lambda: app.port.sessions()[0]["call_id"] == str(call_id))
+
+
+async def test_take_over_a_click_to_call(app: App, store: CallStore) -> None:
+    await groups.create_group(store.pool, name="team", level="takeover", observers=["2005"], observed=["1001"])
+    call_id = await click_to_call(app)
+    await app.sim.phone("2005").dial("*3381001")
+    await eventually(lambda: app.sim.who_hears_whom() == {"2005": {CUSTOMER}, CUSTOMER: {"2005"}})
+    assert not app.sim.phone("1001").channels() and not snoops(app) and not monitor_bridges(app)  # type: ignore[arg-type]
+    # the call's owner now sees the supervisor as the agent leg: the customer stays, call control still works
+    agent = app.pbx.state.call_by_id(call_id).leg_with_role("agent")
+    assert agent is not None and agent.extension == "2005"
+    await app.calls.hold(call_id)
+    await eventually(lambda: app.sim.who_hears_whom().get(CUSTOMER) == {"moh"})
+    await app.calls.unhold(call_id)
+    await app.sim.phone("2005").hangup()
+    await eventually(lambda: not app.sim.channels() and not app.port.sessions())
+    await app.pbx.recorder.flush()
+    events = [e for e in await store.call_events(call_id) if e["kind"].startswith("monitor_")]
+    assert [(e["kind"], e["data"]["mode"]) for e in events] == [("monitor_start", "takeover"),
+                                                                 ("monitor_stop", "takeover")]
+    assert events[0]["data"]["supervisor"] == "2005"
