@@ -107,7 +107,7 @@ def make_config(**agi: Any) -> Config:
     raw: dict[str, Any] = {
         "agi": {"port": 0, "departments": {"+442075550100": "sales", "02075550199": "support"}, **agi},
         "pbx": [{"key": "main", "kind": "asterisk", "country_code": "44", "city_code": "20",
-                 "outside_line_prefix": "9", "extension_lengths": [4]},
+                 "outside_line_prefix": "9", "extension_lengths": [4], "ari": {"password": "test"}},
                 {"key": "branch", "kind": "asterisk", "country_code": "1"},
                 {"key": "shop", "kind": "panasonic"}],
     }
