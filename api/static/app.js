@@ -1,0 +1,419 @@
+/* Call center dashboard: GET /api/v1/live for the picture, the /api/v1/events websocket to keep it live.
+ * Plain JS, no build step, nothing fetched from elsewhere. Text goes in with textContent only (no HTML
+ * injection from caller names). Shapes: api/README-live.md. */
+"use strict";
+
+const TOKEN_KEY = "cc.token";
+const FILTER_KEY = "cc.filters";
+const MYEXT_KEY = "cc.myExtension";
+const STATE_LABEL = { unregistered: "Unregistered", idle: "Idle", ringing: "Ringing", in_call: "In call",
+                      on_hold: "On hold" };
+const FILTER_OF = { on_hold: "in_call" }; // the "In call" filter also shows calls on hold
+const MONITOR_ROLES = new Set(["admin", "supervisor"]);
+
+const model = { extensions: new Map(), calls: new Map(), queues: new Map(), trunks: new Map() };
+const session = { token: "", identity: null, ws: null, retry: 0, lastMessage: 0, heartbeat: 15, timer: null };
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+const keyOf = (row, field) => `${row.pbx || ""}/${row[field] || ""}`;
+
+function duration(since) {
+  if (!since) return "";
+  const secs = Math.max(0, Math.floor((Date.now() - Date.parse(since)) / 1000));
+  const h = Math.floor(secs / 3600), m = Math.floor((secs % 3600) / 60), s = secs % 60;
+  const mm = String(m).padStart(h ? 2 : 1, "0"), ss = String(s).padStart(2, "0");
+  return h ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
+}
+
+function toast(text, kind) {
+  const node = el("div", { class: `toast ${kind || ""}`, role: kind === "error" ? "alert" : "status", text });
+  $("toasts").append(node);
+  setTimeout(() => node.remove(), kind === "error" ? 8000 : 5000);
+}
+
+/* ---------- API ---------- */
+
+async function api(method, path, body) {
+  const headers = { Authorization: `Bearer ${session.token}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  let data = null;
+  try { data = await response.json(); } catch (_) { data = null; }
+  if (!response.ok) {
+    const message = (data && data.error && data.error.message) || `${response.status} ${response.statusText}`;
+    const error = new Error(message);
+    error.status = response.status;
+    throw error;
+  }
+  return data;
+}
+
+async function refetch() {
+  const live = await api("GET", "/api/v1/live");
+  for (const name of ["extensions", "calls", "queues", "trunks"]) model[name].clear();
+  for (const e of live.extensions) model.extensions.set(keyOf(e, "number"), e);
+  for (const c of live.calls) model.calls.set(c.call_id, c);
+  for (const q of live.queues) model.queues.set(keyOf(q, "name"), q);
+  for (const t of live.trunks) model.trunks.set(keyOf(t, "name"), t);
+  render();
+}
+
+/* ---------- events ---------- */
+
+function extensionsOfCall(data) {
+  const list = Array.isArray(data.extensions) ? data.extensions.slice() : [];
+  if (data.extension && !list.includes(data.extension)) list.push(data.extension);
+  return list.map((n) => model.extensions.get(`${data.pbx || ""}/${n}`)).filter(Boolean);
+}
+
+function applyCall(type, data) {
+  const id = data.call_id || data.id;
+  if (!id) return;
+  if (type === "call.ringing" || type === "call.answered") {
+    const known = model.calls.get(id) || {};
+    const state = type === "call.answered" ? "in_call" : (known.state || "ringing");
+    model.calls.set(id, { ...known, ...data, call_id: id, state, started_at: known.started_at || data.started_at
+                          || data.at || new Date().toISOString() });
+    for (const ext of extensionsOfCall(data)) {
+      if (type === "call.ringing" && ext.state === "idle") Object.assign(ext, { state: "ringing", call_id: id });
+      if (type === "call.answered" && ext.number === data.extension) {
+        Object.assign(ext, { state: "in_call", call_id: id, state_since: data.answered_at || new Date().toISOString() });
+      }
+    }
+    if (type === "call.ringing") toast(`Incoming call from ${data.caller_name || data.caller || "unknown"} to `
+                                       + `${data.extension || "?"}`, "pop");
+  } else if (type === "call.ended" || type === "call.missed") {
+    model.calls.delete(id);
+    for (const ext of model.extensions.values()) {
+      if (ext.call_id === id && ext.state !== "unregistered") Object.assign(ext, { state: "idle", call_id: null,
+                                                                                 call: null });
+    }
+  }
+}
+
+function applyEvent(msg) {
+  const data = msg.data || {};
+  if (msg.type === "extension.state") {
+    const key = `${data.pbx || ""}/${data.extension || data.number || ""}`;
+    const known = model.extensions.get(key) || { pbx: data.pbx, number: data.extension || data.number };
+    const next = { ...known, ...data, number: known.number };
+    if (next.state !== known.state) next.state_since = data.at || new Date().toISOString();
+    model.extensions.set(key, next);
+  } else if (msg.type.startsWith("call.")) {
+    applyCall(msg.type, data);
+  } else if (msg.type === "queue.changed") {
+    model.queues.set(keyOf(data, "name"), { ...(model.queues.get(keyOf(data, "name")) || {}), ...data });
+  } else if (msg.type.startsWith("trunk.")) {
+    model.trunks.set(keyOf(data, "name"), { ...(model.trunks.get(keyOf(data, "name")) || {}), ...data });
+  } else {
+    return;
+  }
+  render();
+}
+
+function setConnection(state, text) {
+  const node = $("connection");
+  node.dataset.state = state;
+  node.textContent = text;
+}
+
+function connect() {
+  if (session.ws) session.ws.close();
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(`${scheme}//${location.host}/api/v1/events?access_token=${encodeURIComponent(session.token)}`);
+  session.ws = ws;
+  ws.onmessage = (event) => {
+    session.lastMessage = Date.now();
+    const msg = JSON.parse(event.data);
+    if (msg.type === "hello") {
+      session.retry = 0;
+      session.identity = msg.identity;
+      session.heartbeat = msg.heartbeat_seconds || 15;
+      showIdentity();
+      // subscribe first, then fetch: nothing published in between is lost
+      refetch().then(() => setConnection("live", "Live")).catch(fail);
+    } else if (msg.type !== "heartbeat" && msg.type !== "pong") {
+      applyEvent(msg);
+    }
+  };
+  ws.onclose = (event) => {
+    if (session.ws !== ws) return;
+    session.ws = null;
+    if (event.code === 1008 || event.code === 4401) return fail({ status: 401, message: "token refused" });
+    const delay = Math.min(10000, 500 * 2 ** session.retry++);
+    setConnection("reconnecting", `Reconnecting in ${Math.round(delay / 1000)} s…`);
+    setTimeout(() => { if (session.token) probeThenConnect(); }, delay);
+  };
+}
+
+async function probeThenConnect() {
+  // a websocket refused at the handshake gives no status: ask /live so a bad token shows the login form
+  try { await api("GET", "/api/v1/live"); connect(); } catch (error) {
+    if (error.status === 401) fail(error); else { setConnection("reconnecting", "Server unreachable, retrying…");
+      setTimeout(() => { if (session.token) probeThenConnect(); }, Math.min(10000, 500 * 2 ** session.retry++)); }
+  }
+}
+
+function watchdog() {
+  // heartbeats every heartbeat_seconds when quiet: twice that without anything means a dead link
+  if (session.ws && session.ws.readyState === WebSocket.OPEN && session.lastMessage
+      && Date.now() - session.lastMessage > 2500 * session.heartbeat) session.ws.close();
+}
+
+/* ---------- actions ---------- */
+
+function myExtension() {
+  return (session.identity && session.identity.extension) || $("my-ext").value.trim();
+}
+
+async function monitor(ext, mode) {
+  const body = { target_extension: ext.number, mode };
+  const mine = myExtension();
+  if (mine) body.supervisor_extension = mine;
+  if (ext.pbx) body.pbx = ext.pbx;
+  try {
+    await api("POST", "/api/v1/monitor", body);
+    toast(`Calling your phone (${mine || "?"}) to ${mode} on ${ext.number}…`);
+  } catch (error) {
+    toast(`Could not ${mode} on ${ext.number}: ${error.message}`, "error");
+  }
+}
+
+async function hangup(ext) {
+  const callId = ext.call_id || (ext.call && ext.call.call_id);
+  if (!callId) return toast(`No call to hang up on ${ext.number}`, "error");
+  if (!window.confirm(`Hang up the call on extension ${ext.number}?`)) return;
+  try {
+    await api("DELETE", `/api/v1/calls/${encodeURIComponent(callId)}`);
+    toast(`Hanging up the call on ${ext.number}`);
+  } catch (error) {
+    toast(`Could not hang up on ${ext.number}: ${error.message}`, "error");
+  }
+}
+
+/* ---------- rendering ---------- */
+
+function filters() {
+  const all = $("show-all").getAttribute("aria-pressed") === "true";
+  const states = new Set([...document.querySelectorAll('#filters input[name="state"]:checked')].map((i) => i.value));
+  return { all, states };
+}
+
+function tile(ext) {
+  const state = STATE_LABEL[ext.state] ? ext.state : "unregistered";
+  const call = ext.call || model.calls.get(ext.call_id) || null;
+  const peer = call ? (call.peer_name || call.peer || call.caller_name || call.caller || "") : "";
+  const since = call ? (call.answered_at || call.started_at) : ext.state_since;
+  const label = `Extension ${ext.number}${ext.name ? ` ${ext.name}` : ""}: ${STATE_LABEL[state]}`
+                + (peer ? ` with ${peer}` : "");
+  const node = el("li", { class: "tile", "data-state": state, "data-extension": ext.number, tabindex: 0,
+                          "aria-label": label },
+    el("div", { class: "num", text: ext.number }),
+    el("div", { class: "name", text: ext.name || "\u00a0" }),
+    el("div", { class: "state", text: STATE_LABEL[state] }),
+    el("div", { class: "peer", text: [peer, state !== "idle" && state !== "unregistered" ? duration(since) : ""]
+      .filter(Boolean).join(" · ") || "\u00a0", "data-since": since || "" }),
+    model.pbxCount > 1 ? el("span", { class: "pbx", text: ext.pbx || "" }) : null);
+  if (state === "in_call" || state === "on_hold") {
+    const actions = el("div", { class: "actions", role: "group", "aria-label": `Actions for ${ext.number}` });
+    if (session.identity && MONITOR_ROLES.has(session.identity.role)) {
+      for (const mode of ["listen", "whisper", "barge"]) {
+        actions.append(el("button", { type: "button", "data-action": mode, text: mode[0].toUpperCase() + mode.slice(1),
+                                      "aria-label": `${mode} on ${ext.number}`, onclick: () => monitor(ext, mode) }));
+      }
+    }
+    actions.append(el("button", { type: "button", class: "danger", "data-action": "hangup", text: "Hang up",
+                                  "aria-label": `Hang up ${ext.number}`, onclick: () => hangup(ext) }));
+    node.append(actions);
+  }
+  return node;
+}
+
+function renderTiles() {
+  const { all, states } = filters();
+  $("filters").dataset.all = String(all);
+  const rows = [...model.extensions.values()];
+  rows.sort((a, b) => (a.pbx || "").localeCompare(b.pbx || "") || a.number.length - b.number.length
+                      || a.number.localeCompare(b.number));
+  model.pbxCount = new Set(rows.map((r) => r.pbx)).size;
+  const shown = rows.filter((e) => all || states.has(FILTER_OF[e.state] || e.state || "unregistered"));
+  const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest(".tile");
+  const focusedExt = focused ? focused.dataset.extension : null;
+  $("tiles").replaceChildren(...shown.map(tile));
+  if (focusedExt) {
+    const again = $("tiles").querySelector(`[data-extension="${CSS.escape(focusedExt)}"]`);
+    if (again) again.focus();
+  }
+  $("tiles-empty").hidden = shown.length > 0;
+  $("ext-count").textContent = `${shown.length} of ${rows.length}`;
+}
+
+function renderCalls() {
+  const calls = [...model.calls.values()].sort((a, b) => String(a.started_at).localeCompare(String(b.started_at)));
+  $("calls").replaceChildren(...calls.map((c) => el("tr", { "data-call": c.call_id },
+    el("td", { text: c.caller_name ? `${c.caller_name} (${c.caller || c.caller_raw || ""})` : (c.caller || c.caller_raw || "—") }),
+    el("td", { text: c.extension || (c.extensions || []).join(", ") || "—" }),
+    el("td", {}, el("span", { class: "badge", "data-state": c.state, text: STATE_LABEL[c.state] || c.state || "" })),
+    el("td", { text: c.queue || "" }),
+    el("td", { class: "num", "data-since": c.answered_at || c.started_at || "",
+               text: duration(c.answered_at || c.started_at) })))));
+  $("calls-empty").hidden = calls.length > 0;
+  $("calls-count").textContent = calls.length ? `(${calls.length})` : "";
+}
+
+function renderQueues() {
+  const queues = [...model.queues.values()].sort((a, b) => String(a.name).localeCompare(String(b.name)));
+  $("queues").replaceChildren(...queues.map((q) => {
+    const agents = Array.isArray(q.agents) ? q.agents : [];
+    const available = q.available ?? agents.filter((a) => a.state === "idle" && !a.paused).length;
+    const waiting = q.waiting || 0;
+    return el("li", { "data-queue": q.name },
+      el("strong", { text: q.name }),
+      el("span", { class: waiting > 0 ? "waiting-hot" : "", text: `${waiting} waiting` }),
+      el("span", { class: "meta", text: `${available} agent${available === 1 ? "" : "s"} available`
+        + (q.longest_wait_seconds ? ` · longest wait ${duration(new Date(Date.now() - q.longest_wait_seconds * 1000)
+          .toISOString())}` : "") }));
+  }));
+  $("queues-empty").hidden = queues.length > 0;
+}
+
+function bar(share, label) {
+  const fill = el("span", { class: share >= 90 ? "full" : "" });
+  fill.style.width = `${share}%`; // CSSOM, not a style attribute: the page's CSP forbids inline styles
+  return el("div", { class: "bar", role: "img", "aria-label": label }, fill);
+}
+
+function renderTrunks() {
+  const trunks = [...model.trunks.values()].sort((a, b) => String(a.name).localeCompare(String(b.name)));
+  $("trunks").replaceChildren(...trunks.map((t) => {
+    const used = t.calls_in_use || 0;
+    const capacity = t.capacity || 0;
+    const share = capacity ? Math.min(100, Math.round((100 * used) / capacity)) : (used ? 100 : 0);
+    return el("li", { "data-trunk": t.name },
+      el("strong", { text: t.name }),
+      el("span", { text: capacity ? `${used} / ${capacity}` : `${used} in use` }),
+      el("span", { class: "meta", text: `${t.pbx || ""} · ${t.state || "unknown"}` }),
+      bar(share, `${used} calls in use`));
+  }));
+  $("trunks-empty").hidden = trunks.length > 0;
+}
+
+function render() {
+  renderTiles();
+  renderCalls();
+  renderQueues();
+  renderTrunks();
+}
+
+function tick() {
+  for (const node of document.querySelectorAll("[data-since]")) {
+    const since = node.dataset.since;
+    if (!since) continue;
+    if (node.tagName === "TD") node.textContent = duration(since);
+    else node.textContent = node.textContent.replace(/(\d+:)?\d+:\d\d$/, duration(since));
+  }
+  watchdog();
+}
+
+/* ---------- start-up ---------- */
+
+function showIdentity() {
+  const id = session.identity || {};
+  $("who").textContent = `${id.role || ""}${id.extension ? ` · ext. ${id.extension}` : ""}${id.pbx ? ` · ${id.pbx}` : ""}`;
+  $("me").hidden = !(MONITOR_ROLES.has(id.role) && !id.extension);
+}
+
+function fail(error) {
+  if (error && error.status === 401) {
+    localStorage.removeItem(TOKEN_KEY);
+    session.token = "";
+    if (session.ws) { const ws = session.ws; session.ws = null; ws.close(); }
+    showLogin("That token was refused (unknown, revoked or expired).");
+  } else {
+    toast(`Could not load the live view: ${error && error.message}`, "error");
+  }
+}
+
+function showLogin(message) {
+  $("board").hidden = true;
+  $("logout").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = message || "";
+  setConnection("offline", "Not connected");
+  $("token").focus();
+}
+
+function start(token) {
+  session.token = token;
+  $("login").hidden = true;
+  $("board").hidden = false;
+  $("logout").hidden = false;
+  setConnection("reconnecting", "Connecting…");
+  probeThenConnect();
+}
+
+function restoreFilters() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(FILTER_KEY) || "null");
+    if (saved) {
+      for (const input of document.querySelectorAll('#filters input[name="state"]')) {
+        input.checked = saved.states.includes(input.value);
+      }
+      $("show-all").setAttribute("aria-pressed", String(Boolean(saved.all)));
+    }
+  } catch (_) { /* defaults stay */ }
+}
+
+function saveFilters() {
+  const { all, states } = filters();
+  localStorage.setItem(FILTER_KEY, JSON.stringify({ all, states: [...states] }));
+  renderTiles();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  restoreFilters();
+  $("filters").addEventListener("change", saveFilters);
+  $("show-all").addEventListener("click", () => {
+    const pressed = $("show-all").getAttribute("aria-pressed") === "true";
+    $("show-all").setAttribute("aria-pressed", String(!pressed));
+    saveFilters();
+  });
+  $("my-ext").value = localStorage.getItem(MYEXT_KEY) || "";
+  $("my-ext").addEventListener("change", () => localStorage.setItem(MYEXT_KEY, $("my-ext").value.trim()));
+  $("logout").addEventListener("click", () => {
+    localStorage.removeItem(TOKEN_KEY);
+    session.token = "";
+    if (session.ws) { const ws = session.ws; session.ws = null; ws.close(); }
+    showLogin("");
+  });
+  $("login-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = $("token").value.trim();
+    if (!token) return;
+    localStorage.setItem(TOKEN_KEY, token);
+    $("token").value = "";
+    start(token);
+  });
+  const url = new URL(location.href);
+  const fromUrl = url.searchParams.get("access_token");
+  if (fromUrl) { // keep it, and take it out of the address bar (and of the browser history)
+    localStorage.setItem(TOKEN_KEY, fromUrl);
+    url.searchParams.delete("access_token");
+    history.replaceState(null, "", url.pathname + url.search + url.hash);
+  }
+  session.timer = setInterval(tick, 1000);
+  const token = localStorage.getItem(TOKEN_KEY);
+  if (token) start(token); else showLogin("");
+});
