@@ -23,7 +23,7 @@ _PATTERN_A = re.compile(r"^(?:(.{8}) (.{7}) (.{5}) (.{2}) (.{25}) (.{4}) (.{8}) 
 # The same columns with each one's characters checked in the regex itself: the cut-only fast path.
 _STRICT_A = re.compile(
     r"^(?:([ \d]\d/[ \d]\d/\d\d) ([ \d]\d:[0-5]\d(?:[AP]M|  )) ([ *DTBC\d-]{5}) ([ \d]{2}) (.{25}) "
-    r"(\d'[0-5]\d| {4}) (\d\d:[0-5]\d'[0-5]\d| {8}) (.{10}) ([ A-Z0-9]{3})|(.+?))\r?$", re.M)
+    r"(\d'[0-5]\d| {4}) (\d\d:[0-5]\d'[0-5]\d| {8}) (.{10}) ([ A-Z0-9]{3})|(.+?))\r?$", re.M | re.A)
 _BAD = object()  # a column value that does not parse (None is a blank ring or duration)
 _EXT = frozenset("0123456789*DTBC-")
 
@@ -35,7 +35,7 @@ def _extension(text: str) -> object:
 
 def _co(text: str) -> object:
     co = text.strip()
-    return co if co.isdigit() or not co else _BAD
+    return co if (co.isascii() and co.isdigit()) or not co else _BAD
 
 
 def _cd(text: str) -> object:

@@ -34,10 +34,11 @@ class CidEvent:
     duration: int | None = None
 
 
-_SEGAL = re.compile(r"^L(\d{1,2})(?:C([0-9*#+]*)|R(\d{1,3})|(HF)|D([0-9*#])|HND:\s*([0-9*#]*)\s*T(\d{4}))@$")
-_DANJEH_RING = re.compile(r"^L(\d{1,2})\?([0-9*#+]*)@$")
-_DANJEH_HOOK = re.compile(r"^(?:L(\d{1,2})[\s:]*)?(hook-off|hook-on)(?:\s+L(\d{1,2}))?$", re.IGNORECASE)
-_DANJEH_DIAL = re.compile(r"^(?:L(\d{1,2})[\s:]*)?dialed[\s:]*([0-9*#]+)$", re.IGNORECASE)
+_SEGAL = re.compile(r"^L(\d{1,2})(?:C([0-9*#+]*)|R(\d{1,3})|(HF)|D([0-9*#])|HND:\s*([0-9*#]*)\s*T(\d{4}))@$", re.ASCII)
+_DANJEH_RING = re.compile(r"^L(\d{1,2})\?([0-9*#+]*)@$", re.ASCII)
+_DANJEH_HOOK = re.compile(r"^(?:L(\d{1,2})[\s:]*)?(hook-off|hook-on)(?:\s+L(\d{1,2}))?$",
+                          re.IGNORECASE | re.ASCII)
+_DANJEH_DIAL = re.compile(r"^(?:L(\d{1,2})[\s:]*)?dialed[\s:]*([0-9*#]+)$", re.IGNORECASE | re.ASCII)
 
 
 def parse_segal(text: str) -> CidEvent:

@@ -18,13 +18,12 @@ from typing import Any
 import asyncpg
 
 from bridges.legacy_pbx.link import LEGACY_KINDS, decoder_for, pump, transport_for
-from bridges.legacy_pbx.normalize import call_json, call_record
+from bridges.legacy_pbx.normalize import call_json, call_record, e164_or_blank
 from bridges.legacy_pbx.records import Alarm, Duplicate, Item, LegacyCall, Notice, Quarantined, Ringing
 from bridges.legacy_pbx.telsa import RecordingWatcher
 from bridges.legacy_pbx.transports import Transport
 from callcenter.config import PbxConfig
 from callcenter.domain import CallStatus
-from callcenter.numbers import InvalidNumber, to_e164
 from callcenter.service import ServiceContext
 
 log = logging.getLogger("bridges.legacy_pbx")
@@ -90,10 +89,7 @@ class LegacyLink:
         await self.ctx.bus.publish(topic, data)
 
     def _ringing_event(self, item: Ringing) -> dict[str, Any]:
-        try:
-            number = to_e164(item.number_raw, self.plan) if item.number_raw else ""
-        except InvalidNumber:
-            number = ""
+        number = e164_or_blank(item.number_raw, self.plan)
         return {"pbx": self.pbx.key, "source": self.source, "line": item.line, "extension": item.extension,
                 "number_raw": item.number_raw, "number": number, "at": item.at.isoformat()}
 

@@ -14,15 +14,18 @@ from callcenter.domain import CallRecord, Direction, call_id_for
 from callcenter.numbers import InvalidNumber, NumberPlan, to_e164
 
 
-def normal_number(call: LegacyCall, plan: NumberPlan) -> str:
-    """E.164 where possible; '' for secret (dots), private (X) or missing numbers."""
-    raw = call.number_raw
-    if not raw or "." in raw or "X" in raw:
-        return ""
+def e164_or_blank(raw: str, plan: NumberPlan, *, dialled: bool = False) -> str:
+    """E.164 where possible; '' for secret (dots), private (X), missing or unreadable numbers."""
+    if not raw or "." in raw or "X" in raw or not any("0" <= ch <= "9" for ch in raw):
+        return ""  # (no digit at all: also keeps a bare '+' away from numbers.clean)
     try:
-        return to_e164(raw, plan, dialled=call.direction is Direction.OUTBOUND)
+        return to_e164(raw, plan, dialled=dialled)
     except InvalidNumber:
         return ""
+
+
+def normal_number(call: LegacyCall, plan: NumberPlan) -> str:
+    return e164_or_blank(call.number_raw, plan, dialled=call.direction is Direction.OUTBOUND)
 
 
 def ringing_extension(call: LegacyCall, plan: NumberPlan) -> tuple[str, dict[str, Any]]:

@@ -78,14 +78,19 @@ def detect_layout(line: str) -> Layout | None:
     return None
 
 
+def _num(text: str) -> bool:
+    """ASCII digits only ('²'.isdigit() is true, int('²') is not)."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_seconds(text: str) -> int | None:
     """``00:01'05`` / ``00:00'07"`` (H:M'S) or ``0'59`` (M'S); blank → None."""
-    s = text.strip().rstrip('"')
+    s = text.strip(" ").rstrip('"')
     if not s:
         return None
-    if len(s) == 8 and s[2] == ":" and s[5] == "'" and s[0:2].isdigit() and s[3:5].isdigit() and s[6:8].isdigit():
+    if len(s) == 8 and s[2] == ":" and s[5] == "'" and _num(s[0:2]) and _num(s[3:5]) and _num(s[6:8]):
         return int(s[0:2]) * 3600 + int(s[3:5]) * 60 + int(s[6:8])
-    if len(s) in (4, 5) and s[-3] == "'" and s[:-3].isdigit() and s[-2:].isdigit() and int(s[-2:]) < 60:
+    if len(s) in (4, 5) and s[-3] == "'" and _num(s[:-3]) and _num(s[-2:]) and int(s[-2:]) < 60:
         return int(s[:-3]) * 60 + int(s[-2:])
     raise LegacyParseError(f"bad duration {text.strip()!r}")
 
@@ -162,8 +167,8 @@ class SmdrLineParser:
                           transferred)
 
     def _stamp(self, date_text: str, time_text: str) -> datetime:
-        parts = date_text.split("/")
-        if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
+        parts = [p.strip(" ") for p in date_text.split("/")]
+        if len(parts) != 3 or not all(_num(p) for p in parts):
             raise LegacyParseError(f"bad date {date_text.strip()!r}")
         a, b, c = (int(p) for p in parts)
         order = self.date_order
@@ -176,16 +181,16 @@ class SmdrLineParser:
         else:
             year, day, month = a, b, c
         year += 2000 if year < 70 else 1900
-        t = time_text.strip()
+        t = time_text.strip(" ")
         hour_add = 0
         if t.endswith(("AM", "PM")):
             hour_add = 12 if t.endswith("PM") else 0
-            t = t[:-2].strip()
+            t = t[:-2].strip(" ")
             twelve = True
         else:
             twelve = False
         hh, sep, mm = t.partition(":")
-        if not sep or not hh.isdigit() or not mm.isdigit() or len(mm) != 2:
+        if not sep or not _num(hh) or not _num(mm) or len(mm) != 2:
             raise LegacyParseError(f"bad time {time_text.strip()!r}")
         hour = int(hh)
         if twelve:

@@ -48,7 +48,7 @@ def classify_dial(text: str) -> Dial:
         if sep and marker == "ucd waiting":
             return Dial("notice", rest.strip(), {"notice": "UCD waiting"})
         return Dial("notice", text, {"notice": text})
-    if text.startswith("EXT") and text[3:].isdigit():
+    if text.startswith("EXT") and text[3:].isascii() and text[3:].isdigit():
         return Dial("internal", text[3:])
     if not text:
         return Dial("out", "")

@@ -34,12 +34,13 @@ from callcenter.store.legacy import calls_between
 log = logging.getLogger("bridges.legacy_pbx.telsa")
 
 _RULES = (
-    re.compile(r"^record/(?P<line>\d{1,3})_(?P<d>\d{8})_(?P<t>\d{6})\.(?:wav|mp3)$", re.I),
+    re.compile(r"^record/(?P<line>\d{1,3})_(?P<d>\d{8})_(?P<t>\d{6})\.(?:wav|mp3)$", re.I | re.A),
     re.compile(r"^record/L(?P<line>\d{1,3})_(?P<d>\d{4}-\d\d-\d\d)_(?P<t>\d\d-\d\d-\d\d)(?:_(?P<num>[0-9+]+))?"
-               r"\.(?:wav|mp3)$", re.I),
-    re.compile(r"^Archive/(?P<line>\d{1,3})/(?P<d>\d{8})_(?P<t>\d{6})(?:_(?P<num>[0-9+]+))?\.(?:wav|mp3)$", re.I),
+               r"\.(?:wav|mp3)$", re.I | re.A),
+    re.compile(r"^Archive/(?P<line>\d{1,3})/(?P<d>\d{8})_(?P<t>\d{6})(?:_(?P<num>[0-9+]+))?\.(?:wav|mp3)$",
+               re.I | re.A),
     re.compile(r"^Archive/(?P<line>\d{1,3})/(?P<y>\d{4})/(?P<m>\d\d)/(?P<dd>\d\d)/(?P<t>\d{6})(?:_(?P<num>[0-9+]+))?"
-               r"\.(?:wav|mp3)$", re.I),
+               r"\.(?:wav|mp3)$", re.I | re.A),
 )
 
 
@@ -88,7 +89,7 @@ def parse_name(relative: str, tz: tzinfo | None) -> Recording | None:
 
 
 def _same_line(a: str, b: str) -> bool:
-    return (str(int(a)) == str(int(b))) if a.isdigit() and b.isdigit() else a == b
+    return (str(int(a)) == str(int(b))) if (a + b).isascii() and a.isdigit() and b.isdigit() else a == b
 
 
 def match_recordings(recordings: list[Recording], calls: list[CallWindow], tolerance: float) -> list[Match]:
