@@ -30,6 +30,7 @@ class CallFlow:
         self.client = pbx.client
         self.state = pbx.state
         self._tasks: set[asyncio.Task[None]] = set()
+        self._joined: set[str] = set()
         for name in FLOW_NAMES:
             pbx.stasis.register_flow(name, self)
 
@@ -76,11 +77,24 @@ class CallFlow:
             log.warning("StasisStart for a call we do not know args=%r channel=%s", args, channel_id)
             await self.pbx.hangup_quietly(channel_id)
             return
-        async with self.pbx.lock(call.call_id):
-            role = args[1] if args[0] == "originate" and len(args) > 1 else args[0]
-            if role == "agent":
+        role = args[1] if args[0] == "originate" and len(args) > 1 else args[0]
+        if role == "agent":
+            async with self.pbx.lock(call.call_id):
                 await self.agent_answered(call, channel_id)
-            elif role in ("customer", "party"):
+        elif event["channel"].get("state") == "Up":
+            await self.join(call.linkedid, channel_id, role)
+        # a created channel enters Stasis before it is dialled (capture 03): it joins on Dial ANSWER
+
+    async def join(self, linkedid: str, channel_id: str, role: str) -> None:
+        """The far end answered: into the call's bridge (or the consultation bridge)."""
+        if channel_id in self._joined:
+            return
+        self._joined.add(channel_id)
+        call = self.state.calls.get(linkedid)
+        if call is None:
+            return
+        async with self.pbx.lock(call.call_id):
+            if role in ("customer", "party"):
                 await self.far_end_answered(call, channel_id, role)
             elif role == "consult":
                 await self.consult_answered(call, channel_id)
@@ -120,13 +134,29 @@ class CallFlow:
         await self.pbx.emit([self.timeline(call, "consult_answered", channel_id, target=call.transfer.get("target"))])
 
     async def on_event(self, event: dict[str, Any]) -> None:
-        if event.get("type") != "ChannelDestroyed":
+        kind = event.get("type")
+        if kind == "ChannelDestroyed":
+            self._joined.discard(str(event["channel"].get("id")))
+            linkedid = self._destroyed_owner(event)
+            if linkedid:
+                self._spawn(self.tidy(linkedid))
             return
-        linkedid = self._destroyed_owner(event)
-        if linkedid:
-            task = asyncio.create_task(self.tidy(linkedid))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        channel = event.get("peer") if kind == "Dial" else event.get("channel")
+        up = (kind == "Dial" and event.get("dialstatus") == "ANSWER") or (
+            kind == "ChannelStateChange" and (channel or {}).get("state") == "Up")
+        if not up or not channel:
+            return
+        cid = str(channel.get("id"))
+        call = self.state.call_of_channel(cid)
+        leg = call.legs.get(cid) if call is not None else None
+        if call is not None and leg is not None and call.owned and leg.role in ("customer", "party", "consult"):
+            if cid not in self._joined:
+                self._spawn(self.join(call.linkedid, cid, leg.role))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _destroyed_owner(self, event: dict[str, Any]) -> str | None:
         """The tracker already ran for this event: the call is still there if some leg is left."""

@@ -129,9 +129,12 @@ class AsteriskCalls:
         pbx, call = self._find(call_id)
         async with pbx.lock(call_id):
             await self._emit(pbx, call, "hangup_requested")
-            for leg in call.live_legs():
-                if leg.role != "snoop":
-                    await pbx.hangup_quietly(leg.id)
+            # channels we created may not have sent their first event yet: hang up what we adopted too
+            ids = {leg.id for leg in call.live_legs() if leg.role != "snoop"}
+            ids |= {cid for cid, key in pbx.state.channel_call.items() if key == call.linkedid
+                    and cid not in call.legs}
+            for channel_id in sorted(ids):
+                await pbx.hangup_quietly(channel_id)
 
     def _agent(self, call: LiveCall) -> Any:
         self._controlled(call)

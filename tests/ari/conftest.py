@@ -1,0 +1,91 @@
+"""A simulated Asterisk on real sockets, the ARI app connected to it, and a real Postgres behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ari_app.pbx import AsteriskPbx
+from ari_app.service import AsteriskCalls
+from asterisk_sim.simulator import SimConfig, Simulator
+from callcenter.bus import EventBus
+from callcenter.config import AriSettings, PbxConfig
+from callcenter.store import CallStore, SpooledWriter
+
+PASSWORD = "s3cr@t&x"
+PHONES = ["1001", "1002", "1003", "1004"]
+DIALPLAN = """
+[from-internal]
+exten => _1XXX,1,Dial(PJSIP/${EXTEN},30)
+ same => n,Hangup()
+exten => _9X.,1,Dial(PJSIP/${EXTEN:1}@trunk,60)
+ same => n,Hangup()
+[from-trunk]
+exten => 5550100,1,Dial(PJSIP/1001,30)
+ same => n,Hangup()
+"""
+
+
+@dataclass
+class World:
+    sim: Simulator
+    pbx: AsteriskPbx
+    calls: AsteriskCalls
+    store: CallStore
+    bus: EventBus
+
+    async def row(self, call_id: uuid.UUID) -> dict[str, Any] | None:
+        await self.pbx.recorder.flush()
+        return await self.store.get_call(call_id)
+
+    async def timeline(self, call_id: uuid.UUID) -> list[str]:
+        await self.pbx.recorder.flush()
+        return [e["kind"] for e in await self.store.call_events(call_id)]
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 5.0, what: str = "") -> None:
+    """Poll ``check`` until true; fail with ``what`` after ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        await asyncio.sleep(0.02)
+
+
+def pbx_config(url: str) -> PbxConfig:
+    return PbxConfig(key="main", kind="asterisk", outside_line_prefix="9", country_code="972",
+                     national_prefix="0", extension_lengths=(4,),
+                     ari=AriSettings(url=url, username="cc", password=PASSWORD, app="callcenter",
+                                     outbound_context="from-internal"))
+
+
+@pytest.fixture
+async def world(store: CallStore, tmp_path: Path) -> AsyncIterator[World]:
+    config = SimConfig(user="cc", password=PASSWORD, phones=PHONES, dialplan_text=DIALPLAN, ami_port=None,
+                       recordings_dir=str(tmp_path / "recordings"), restart_phases=(0.05, 0.05, 0.05, 0.05))
+    async with Simulator(config) as sim:
+        for ext in PHONES[:3]:
+            await sim.phone(ext).register()
+        writer = SpooledWriter(store, tmp_path / "spool.jsonl")
+        bus = EventBus()
+        pbx = AsteriskPbx(pbx_config(sim.ari_url), writer, bus, pool=store.pool)
+        pbx.client.reconnect_min, pbx.client.reconnect_max = 0.02, 0.2
+        calls = AsteriskCalls([pbx])
+        await pbx.start()
+        assert await pbx.client.wait_connected(5)
+        try:
+            yield World(sim, pbx, calls, store, bus)
+        finally:
+            await pbx.close()
+            await writer.close()

@@ -1,0 +1,89 @@
+"""Click-to-call end to end against the simulator: agent rings first, then the customer, logged outbound."""
+
+from __future__ import annotations
+
+import pytest
+
+from callcenter.domain import Conflict, DomainError
+
+from .conftest import World, eventually
+
+
+async def test_click_to_call_rings_agent_then_customer_and_logs_outbound_call(world: World) -> None:
+    sim, calls = world.sim, world.calls
+    sim.phone("1001").answer_after(0.05)
+    sim.customer("0501234567").answer_after(0.05)
+    sub = world.bus.subscribe("call.", "extension.")
+    call_id = await calls.originate(extension="1001", number="050-123-4567")
+
+    async def answered() -> bool:
+        row = await world.row(call_id)
+        return bool(row and row["status"] == "in_progress")
+
+    await eventually(answered, what="the call answered in the store")
+    assert "moh" not in str(sim.who_hears_whom())
+    hears = sim.who_hears_whom()
+    assert "0501234567" in hears.get("1001", set()) and "1001" in hears.get("0501234567", set())
+    live = calls.snapshot()
+    assert [c["extension"] for c in live["calls"]] == ["1001"]
+    assert {e["extension"]: e["state"] for e in live["extensions"]}["1001"] == "in_call"
+    await sim.phone("1001").hangup()
+
+    async def ended() -> bool:
+        row = await world.row(call_id)
+        return bool(row and row["ended_at"] is not None)
+
+    await eventually(ended, what="the call ended in the store")
+    row = await world.row(call_id)
+    assert row is not None
+    assert (row["direction"], row["status"], row["extension"]) == ("outbound", "answered", "1001")
+    assert row["callee_raw"] == "0501234567" and row["callee"] == "+972501234567"
+    assert row["answered_at"] is not None and row["source"] == "ari"
+    kinds = await world.timeline(call_id)
+    assert kinds[0] == "originate"
+    assert {"agent_answered", "dial", "answer", "hangup"} <= set(kinds)
+    topics = []
+    while not sub.queue.empty():
+        topics.append(sub.queue.get_nowait().topic)
+    assert "call.answered" in topics and "call.ended" in topics
+    await eventually(lambda: not sim.channels(), what="every channel gone")
+    assert not [b for b in sim.bridges() if str(b.get("name", "")).startswith("cc-")]
+
+
+async def test_agent_phone_shows_number_being_called_and_gets_auto_answer_header(world: World) -> None:
+    world.sim.phone("1002").never_answer()
+    call_id = await world.calls.originate(extension="1002", number="+972501112233")
+    await eventually(lambda: [c["state"] for c in world.sim.channels()] == ["Ringing"], what="agent phone ringing")
+    channel = world.sim.channels()[0]
+    assert channel["caller"]["number"] == "+972501112233" or channel["connected"]["number"] == "+972501112233"
+    # the simulator keeps the variables an originate set (it models no SIP headers yet: sim-requests.md)
+    variables = world.sim.engine.channels[channel["id"]].variables
+    assert variables["PJSIP_HEADER(add,Call-Info)"] == "<sip:127.0.0.1>;answer-after=0"
+    await world.calls.hangup(call_id)
+
+    async def missed() -> bool:
+        row = await world.row(call_id)
+        return bool(row and row["ended_at"] is not None)
+
+    await eventually(missed, what="unanswered click-to-call ended")
+    row = await world.row(call_id)
+    assert row is not None and row["status"] == "missed" and row["direction"] == "outbound"
+
+
+async def test_click_to_call_refuses_unknown_and_unregistered_extensions(world: World) -> None:
+    with pytest.raises(Conflict, match="does not exist"):
+        await world.calls.originate(extension="1999", number="0501234567")
+    with pytest.raises(Conflict, match="not registered"):
+        await world.calls.originate(extension="1004", number="0501234567")
+    with pytest.raises(Conflict, match="does not exist"):
+        await world.calls.originate(extension="1001&PJSIP/1002", number="0501234567")
+    assert world.sim.channels() == []
+
+
+@pytest.mark.parametrize("number", ["0501234567&PJSIP/1002", "050,1234", "1234@evil", "05012\n34567",
+                                    "Local/1@x", "0501234567)", ""])
+async def test_click_to_call_refuses_dial_string_injection(world: World, number: str) -> None:
+    with pytest.raises(DomainError) as info:
+        await world.calls.originate(extension="1001", number=number)
+    assert info.value.status == 400
+    assert world.sim.channels() == []
