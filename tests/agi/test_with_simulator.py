@@ -67,3 +67,48 @@ async def test_an_inbound_call_through_the_simulated_dialplan_is_tagged_and_clos
         await sim.customer("02075550142").hangup()
         await sim.wait_idle()
     assert fastagi.server.stats.errors == 0 and fastagi.server.stats.requests == 2
+
+
+async def test_a_caller_hanging_up_during_the_crm_look_up_still_leaves_a_whole_record(store: CallStore,
+                                                                                     tmp_path: Path) -> None:
+    from aiohttp import web
+
+    from agi_scripts.context import HandlerContext
+    from agi_scripts.server import FastAgiServer
+    from callcenter.store import SpooledWriter
+
+    looked_up = asyncio.Event()
+
+    async def lookup(request: web.Request) -> web.Response:
+        looked_up.set()
+        await asyncio.sleep(0.4)
+        return web.json_response({"name": "Acme Ltd"})
+
+    app = web.Application()
+    app.router.add_get("/lookup", lookup)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    crm_port = runner.addresses[0][1]
+    config = make_config(crm_lookup_url=f"http://127.0.0.1:{crm_port}/lookup?n={{number}}", crm_timeout=2.0)
+    hctx = HandlerContext.from_config(config, SpooledWriter(store, tmp_path / "s.jsonl"), pool=store.pool)
+    server = FastAgiServer(hctx, port=0)
+    await server.start()
+    sim_config = SimConfig(user="cc", password="cc", phones=["1002"], auto_register=True, ari_port=0,
+                           ami_port=None, dialplan_text=trunk_dialplan(server.port), recordings_dir=str(tmp_path),
+                           time_scale=0.05)
+    try:
+        async with Simulator(sim_config) as sim:
+            chan_id = await sim.inbound_call(caller="02075550142", did="02075550100", context="from-trunk")
+            linkedid = sim.engine.channels[chan_id].linkedid
+            await asyncio.wait_for(looked_up.wait(), 5)
+            await sim.customer("02075550142").hangup()  # Asterisk sends HANGUP; reads and SETs still answer
+            await sim.wait_idle()
+            await server.idle()
+        row = await store.get_call(call_id_for("main", linkedid))
+        assert row is not None and row["caller_name"] == "Acme Ltd" and row["tags"]["department"] == "sales"
+        assert server.stats.hangups == 1 and server.stats.errors == 0 and server.stats.requests == 1
+    finally:
+        await server.stop()
+        await hctx.close()
+        await runner.cleanup()
