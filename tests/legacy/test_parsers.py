@@ -238,6 +238,6 @@ def test_danjeh_ring_hook_off_hook_on_and_dialled_digits() -> None:
 
 
 def test_a_caller_id_of_only_a_plus_sign_is_kept_raw_without_a_normalised_number() -> None:
-    line = "06/01/11 15:07     101 01 <I>+                       0'15 00:00'14               "
+    line = "06/01/11 15:07     101 01 <I>+                      0'15 00:00'14               "
     got = only_call(decode_lines(line))
     assert got["number_raw"] == "+" and got["number"] == ""
