@@ -205,3 +205,30 @@ def test_the_service_config_matches_what_the_box_enables_and_forwards(installed:
     provision = (VAGRANT / "provision.sh").read_text()
     assert f'ARI_PASSWORD="{pbx.ari.password}"' in provision
     assert f"agi://{config.agi.host}:{config.agi.port}/" in (installed / "extensions_callcenter.conf").read_text()
+
+
+async def test_the_box_dialplan_loaded_in_the_simulator_routes_star_336_1002_to_our_app(installed: Path) -> None:
+    import asyncio
+    import json
+
+    import aiohttp
+
+    from asterisk_sim.simulator import SimConfig, Simulator
+
+    path = installed / "extensions.conf"
+    config = SimConfig(user="cc", password="cc", phones=["1002", "1004"], auto_register=True, ari_port=0,
+                       ami_port=None, dialplan_text=path.read_text(), dialplan_file=str(path), phone_context="phones",
+                       recordings_dir=str(installed), time_scale=0.05)
+    async with Simulator(config) as sim:
+        url = sim.ari_url.replace("http://", "ws://") + "/events?app=callcenter&api_key=cc:cc"
+        async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+            await sim.phone("1004").dial("*3361002")
+            args = None
+            async with asyncio.timeout(5):
+                async for message in ws:
+                    event = json.loads(message.data)
+                    if event["type"] == "StasisStart":
+                        args = event["args"]
+                        break
+            await sim.phone("1004").hangup()
+    assert args == ["monitor", "listen", "1002"]
