@@ -78,7 +78,8 @@ class MonitorService:
                  technology: str = "PJSIP", answer_timeout: int = 30,
                  hold_probe: Callable[[str], bool] | None = None,
                  on_takeover: Callable[[str, str], Awaitable[None]] | None = None,
-                 call_probe: Callable[[str], uuid.UUID | None] | None = None) -> None:
+                 call_probe: Callable[[str], uuid.UUID | None] | None = None,
+                 announcement: str = ANNOUNCEMENT) -> None:
         self.mech = Mechanics(ari, app)
         self.app, self.pbx, self.pool, self.technology = app, pbx, pool, technology
         self.live = live or RestLiveSource(ari)
@@ -90,6 +91,7 @@ class MonitorService:
         self.hold_probe = hold_probe  # the live state's view (ARI hold sends no event)
         self.on_takeover = on_takeover  # (supervisor channel, agent channel): tell the call's owner
         self.call_probe = call_probe  # channel id → call id from the live state (saves a REST look-up)
+        self.announcement = announcement
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- plumbing ------------------------------------------------------------------------------------
@@ -256,7 +258,7 @@ class MonitorService:
         try:
             await self.mech.snoop(agent_channel, snoop_id, {"spy": "none", "whisper": "both",
                                                             "appArgs": f"monitor_snoop,{session.id},announce"})
-            await self.mech.play_and_wait(snoop_id, ANNOUNCEMENT, f"{snoop_id}-play")
+            await self.mech.play_and_wait(snoop_id, self.announcement, f"{snoop_id}-play")
         except Exception as exc:
             log.warning("event=monitor_announce_failed session=%s error=%r", session.id, exc)
         finally:

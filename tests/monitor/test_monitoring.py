@@ -235,3 +235,24 @@ async def test_take_over_from_a_listening_session(world: World) -> None:
     assert snoops(world) == [] and monitor_bridges(world) == []
     await world.sim.phone("2005").hangup()
     await eventually(lambda: not world.sim.channels() and not world.service.sessions)
+
+
+async def test_an_announcing_group_plays_the_notice_into_the_call_once(world: World) -> None:
+    from .test_refusals import Recorder
+
+    recorder = Recorder(world)
+    world.service.announcement = "sound:custom/monitored"
+    await grant(world, "listen", announce=True)
+    await customer_calls_agent(world)
+    await supervise(world, "*3361001")
+    notice = await eventually(lambda: [c for c in world.sim.engine.channels.values() if c.id.endswith("-announce")])
+    agent = world.sim.phone("1001").channels()[0]
+    assert (notice[0].snoop_target, notice[0].spy, notice[0].whisper) == (agent.id, "none", "both")
+    played = [e["playback"] for e in recorder.events if e["type"] == "PlaybackStarted"]
+    assert [(p["media_uri"], p["target_uri"]) for p in played] == [
+        ("sound:custom/monitored", f"channel:{notice[0].id}")]
+    await eventually(lambda: len(snoops(world)) == 1, timeout=5)  # gone once played; the session goes on
+    assert hears(world)["2005"] == {"1001", CUSTOMER}
+    await world.sim.phone("2005").send_dtmf("4", duration_ms=20)  # a switch does not announce again
+    await asyncio.sleep(0.1)
+    assert len([e for e in recorder.events if e["type"] == "PlaybackStarted"]) == 1
