@@ -260,15 +260,23 @@ function renderTiles() {
   $("ext-count").textContent = `${shown.length} of ${rows.length}`;
 }
 
+function party(c) {
+  // who the call is with, seen from the call center: the customer (or both ends of an internal call)
+  const caller = c.caller_name ? `${c.caller_name} (${c.caller || c.caller_raw || ""})` : (c.caller || c.caller_raw || "");
+  if (c.direction === "outbound") return `→ ${c.callee_name || c.callee || c.callee_raw || "?"}`;
+  if (c.direction === "internal") return `${c.caller || "?"} → ${c.callee || "?"}`;
+  return caller || "unknown";
+}
+
 function renderCalls() {
   const calls = [...model.calls.values()].sort((a, b) => String(a.started_at).localeCompare(String(b.started_at)));
   $("calls").replaceChildren(...calls.map((c) => el("tr", { "data-call": c.call_id },
-    el("td", { text: c.caller_name ? `${c.caller_name} (${c.caller || c.caller_raw || ""})` : (c.caller || c.caller_raw || "—") }),
+    el("td", { text: party(c) }),
     el("td", { text: c.extension || (c.extensions || []).join(", ") || "—" }),
     el("td", {}, el("span", { class: "badge", "data-state": c.state, text: STATE_LABEL[c.state] || c.state || "" })),
     el("td", { text: c.queue || "" }),
     el("td", { class: "num", "data-since": c.answered_at || c.started_at || "",
-               text: duration(c.answered_at || c.started_at) })))));
+               text: duration(c.answered_at || c.started_at) }))));
   $("calls-empty").hidden = calls.length > 0;
   $("calls-count").textContent = calls.length ? `(${calls.length})` : "";
 }

@@ -1,0 +1,196 @@
+"""The dashboard in Debian's Chromium against the real API: real port, real Postgres, real bus, real routes."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.live import LIVE_STATS_KEY
+from callcenter.domain import CallRecord, CallStatus, Direction, Source, call_id_for
+from callcenter.store import CallStore
+from tests.live.liveapi import LiveApi, StaticLiveView, start_api
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed")]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+COLOURS = {"idle": "rgb(220, 252, 231)", "ringing": "rgb(254, 243, 199)", "in_call": "rgb(254, 226, 226)",
+           "on_hold": "rgb(237, 233, 254)", "unregistered": "rgb(229, 231, 235)"}
+CALL_201 = str(call_id_for("main", "browser-201"))
+NOW = datetime.now(UTC)
+
+
+def ext(number: str, name: str, state: str, call: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"pbx": "main", "number": number, "name": name, "state": state, "call": call,
+            "registration": "unregistered" if state == "unregistered" else "registered",
+            "call_id": call["call_id"] if call else None, "state_since": (NOW - timedelta(minutes=3)).isoformat()}
+
+
+def snapshot() -> dict[str, Any]:
+    started = (NOW - timedelta(minutes=4, seconds=12)).isoformat()
+    in_call = {"call_id": CALL_201, "direction": "inbound", "peer": "+442079460001", "peer_name": "ACME Ltd",
+               "started_at": started, "answered_at": started}
+    held = {"call_id": "c-205", "direction": "outbound", "peer": "+33142685300", "started_at": started}
+    return {
+        "extensions": [ext("200", "Sam (supervisor)", "idle"), ext("201", "Alice Martin", "in_call", in_call),
+                       ext("202", "Bob Stone", "idle"), ext("203", "Chen Li", "unregistered"),
+                       ext("204", "Dana Cruz", "ringing"), ext("205", "Eli Novak", "on_hold", held),
+                       ext("206", "Fay Wong", "idle"), ext("207", "Gus Ortiz", "idle")],
+        "calls": [{"call_id": CALL_201, "pbx": "main", "direction": "inbound", "state": "in_call",
+                   "caller": "+442079460001", "caller_name": "ACME Ltd", "extension": "201", "queue": "sales",
+                   "started_at": started, "answered_at": started},
+                  {"call_id": "c-204", "pbx": "main", "direction": "inbound", "state": "ringing",
+                   "caller": "+442079460002", "extension": "204", "extensions": ["204"], "queue": "support",
+                   "started_at": NOW.isoformat()},
+                  {"call_id": "c-205", "pbx": "main", "direction": "outbound", "state": "on_hold",
+                   "caller": "205", "callee": "+33142685300", "extension": "205", "started_at": started}],
+        "trunks": [{"pbx": "main", "name": "sip-provider", "state": "up", "calls_in_use": 3, "capacity": 10},
+                   {"pbx": "main", "name": "isdn-backup", "state": "up", "calls_in_use": 0, "capacity": 30}],
+        "queues": [{"pbx": "main", "name": "sales", "waiting": 0, "members": ["201", "202"], "available": 1},
+                   {"pbx": "main", "name": "support", "waiting": 2, "longest_wait_seconds": 95,
+                    "members": ["204", "206"], "available": 0}],
+    }
+
+
+async def tiles(page: Any) -> dict[str, str]:
+    found: dict[str, str] = await page.eval_on_selector_all(
+        "#tiles .tile", "nodes => Object.fromEntries(nodes.map(n => [n.dataset.extension, n.dataset.state]))")
+    return found
+
+
+async def background(page: Any, number: str) -> str:
+    colour: str = await page.eval_on_selector(f'.tile[data-extension="{number}"]',
+                                              "n => getComputedStyle(n).backgroundColor")
+    return colour
+
+
+async def wait_tiles(page: Any, expected: dict[str, str]) -> None:
+    await page.wait_for_function(
+        "want => { const got = Object.fromEntries([...document.querySelectorAll('#tiles .tile')]"
+        ".map(n => [n.dataset.extension, n.dataset.state])); return JSON.stringify(got) === JSON.stringify(want); }",
+        arg=expected)
+
+
+async def start_dashboard_api(store: CallStore, tmp_path: Path) -> LiveApi:
+    api = await start_api(store, tmp_path)
+    async with store.pool.acquire() as conn:
+        await conn.execute("UPDATE org_units SET members = '{201,202,203,204,205,206,207}' WHERE name = 'sales'")
+    api.ctx.ports.live = StaticLiveView(snapshot())
+    await store.upsert_call(CallRecord(id=call_id_for("main", "browser-201"), pbx="main", source=Source.ARI,
+                                       source_id="browser-201", started_at=NOW, direction=Direction.INBOUND,
+                                       status=CallStatus.IN_PROGRESS, extension="201", caller="+442079460001"))
+    return api
+
+
+async def test_dashboard_tiles_follow_live_events_filters_and_actions(store: CallStore, tmp_path: Path) -> None:
+    from playwright.async_api import async_playwright
+
+    api = await start_dashboard_api(store, tmp_path)
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            try:
+                page = await browser.new_page(viewport={"width": 1360, "height": 820})
+                page.set_default_timeout(8000)
+                outside: list[str] = []
+                page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(
+                    (api.url("/"), "ws://127.0.0.1", "data:")) else None)
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                await run_dashboard(page, api)
+                assert outside == [], outside  # nothing fetched from anywhere else
+                assert errors == [], errors  # no script errors
+            finally:
+                await browser.close()
+    finally:
+        await api.close()
+
+
+async def run_dashboard(page: Any, api: LiveApi) -> None:
+    await page.goto(api.url("/") + f"?access_token={api.tokens['supervisor']}")
+    await page.wait_for_selector('#connection[data-state="live"]')
+    assert "access_token" not in page.url  # taken out of the address bar, kept in localStorage
+
+    # default filter: in call (with on hold) + ringing
+    await wait_tiles(page, {"201": "in_call", "204": "ringing", "205": "on_hold"})
+    assert await background(page, "201") == COLOURS["in_call"]
+    assert await background(page, "204") == COLOURS["ringing"]
+    assert await background(page, "205") == COLOURS["on_hold"]
+
+    await page.click("#show-all")
+    await wait_tiles(page, {"200": "idle", "201": "in_call", "202": "idle", "203": "unregistered", "204": "ringing",
+                            "205": "on_hold", "206": "idle", "207": "idle"})
+    assert await background(page, "203") == COLOURS["unregistered"]
+    assert await background(page, "202") == COLOURS["idle"]
+
+    # live events from the bus change tiles
+    await api.ctx.bus.publish("extension.state", {"pbx": "main", "extension": "202", "state": "ringing"})
+    await page.wait_for_selector('.tile[data-extension="202"][data-state="ringing"]')
+    assert await background(page, "202") == COLOURS["ringing"]
+    await api.ctx.bus.publish("call.ringing", {"call_id": "c-206", "pbx": "main", "extension": "206",
+                                               "caller": "+442079460077", "caller_name": "Globex"})
+    await page.wait_for_selector('.tile[data-extension="206"][data-state="ringing"]')
+    await page.wait_for_selector(".toast.pop:has-text('Globex')")
+    await page.wait_for_selector('#calls tr[data-call="c-206"]')
+    await api.ctx.bus.publish("call.answered", {"call_id": "c-206", "pbx": "main", "extension": "206",
+                                                "caller": "+442079460077", "caller_name": "Globex"})
+    await page.wait_for_selector('.tile[data-extension="206"][data-state="in_call"]')
+    await api.ctx.bus.publish("call.ended", {"call_id": "c-206", "pbx": "main", "extension": "206"})
+    await page.wait_for_selector('.tile[data-extension="206"][data-state="idle"]')
+    await page.wait_for_selector('#calls tr[data-call="c-206"]', state="detached")
+    await api.ctx.bus.publish("extension.state", {"pbx": "main", "extension": "999", "state": "in_call"})  # unseen
+
+    # back to the filter: idle tiles go away, ticking "Idle" brings them back
+    await page.click("#show-all")
+    await wait_tiles(page, {"201": "in_call", "202": "ringing", "204": "ringing", "205": "on_hold"})
+    await page.check('#filters input[value="idle"]')
+    await wait_tiles(page, {"200": "idle", "201": "in_call", "202": "ringing", "204": "ringing", "205": "on_hold",
+                            "206": "idle", "207": "idle"})
+    await page.uncheck('#filters input[value="idle"]')
+
+    await hover_actions(page, api)
+    await reconnect_refetches(page, api)
+    await page.click("#show-all")
+    await page.wait_for_selector('.tile[data-extension="200"]')
+    await page.mouse.move(5, 5)
+    await page.screenshot(path="/tmp/dashboard.png", full_page=True)
+
+
+async def hover_actions(page: Any, api: LiveApi) -> None:
+    """Hovering an in-call tile shows listen / whisper / barge / hang up; they call the real routes."""
+    assert not await page.is_visible('.tile[data-extension="201"] [data-action="whisper"]')
+    await page.hover('.tile[data-extension="201"]')
+    assert await page.is_visible('.tile[data-extension="201"] [data-action="listen"]')
+    await page.screenshot(path="/tmp/dashboard-hover.png")
+    async with page.expect_response(lambda r: r.url.endswith("/api/v1/monitor")) as monitored:
+        await page.click('.tile[data-extension="201"] [data-action="whisper"]')
+    response = await monitored.value
+    assert response.request.method == "POST"
+    assert response.request.post_data_json == {"target_extension": "201", "mode": "whisper",
+                                               "supervisor_extension": "200", "pbx": "main"}
+    assert response.status == 503  # the real route: no Asterisk connected in this test
+    await page.wait_for_selector(".toast.error:has-text('monitoring is not available')")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    await page.hover('.tile[data-extension="201"]')
+    async with page.expect_response(lambda r: "/api/v1/calls/" in r.url) as hung:
+        await page.click('.tile[data-extension="201"] [data-action="hangup"]')
+    response = await hung.value
+    assert response.request.method == "DELETE" and response.url.endswith(f"/api/v1/calls/{CALL_201}")
+    assert response.status == 503  # found, visible, allowed: only the Asterisk port is missing
+    await page.wait_for_selector(".toast.error:has-text('call control is not available')")
+
+
+async def reconnect_refetches(page: Any, api: LiveApi) -> None:
+    """A dropped websocket reconnects and re-fetches /api/v1/live (changes made meanwhile show up)."""
+    api.ctx.ports.live.state["extensions"][4]["state"] = "idle"  # type: ignore[union-attr]  # 204 settles quietly
+    for ws in list(api.app[LIVE_STATS_KEY].sockets):
+        await ws.close(code=4008, message=b"test")
+    await page.wait_for_selector('#connection[data-state="reconnecting"]')
+    await page.wait_for_selector('#connection[data-state="live"]')
+    await page.wait_for_selector('.tile[data-extension="204"]', state="detached")
