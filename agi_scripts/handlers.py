@@ -68,7 +68,6 @@ class CallKey:
     id: uuid.UUID
     linkedid: str
     uniqueid: str
-    started_at: datetime
 
 
 async def call_key(session: AgiSession, hctx: HandlerContext, pbx: PbxConfig) -> CallKey:
@@ -80,7 +79,7 @@ async def call_key(session: AgiSession, hctx: HandlerContext, pbx: PbxConfig) ->
     if not linkedid:
         raise ValueError("neither linkedid nor agi_uniqueid is known")
     call_id = call_id_for(pbx.key, linkedid)
-    return CallKey(call_id, linkedid, request.uniqueid, await hctx.started_at(call_id, linkedid))
+    return CallKey(call_id, linkedid, request.uniqueid)
 
 
 def department_for_did(hctx: HandlerContext, did: Number) -> str:
@@ -99,6 +98,11 @@ def write(hctx: HandlerContext, script: str, key: CallKey, record: CallRecord, e
 
 async def _write(hctx: HandlerContext, script: str, key: CallKey, record: CallRecord, event_data: dict[str, Any],
                  kind: str) -> None:
+    # started_at is looked up as late as possible: if ARI/AMI wrote the call meanwhile, we land on its row.
+    record.started_at = await hctx.started_at(key.id, key.linkedid)
+    if kind == "agi_end" and record.duration is None and record.ended_at is not None:
+        record.duration = max(0, round((record.ended_at - record.started_at).total_seconds()))
+        event_data = {**event_data, "duration": record.duration}
     await hctx.writer.upsert_call(record)
     await hctx.writer.add_event(CallEvent(
         call_id=record.id, at=datetime.now(UTC), kind=kind, source=str(Source.AGI),
@@ -122,8 +126,9 @@ async def set_variables(session: AgiSession, values: dict[str, str]) -> None:
 
 
 def base_record(pbx: PbxConfig, key: CallKey, **fields: Any) -> CallRecord:
+    """The handler's record; ``started_at`` is a placeholder until :func:`_write` looks it up."""
     return CallRecord(id=key.id, pbx=pbx.key, source=Source.AGI, source_id=key.linkedid,
-                      started_at=key.started_at, linkedid=key.linkedid,
+                      started_at=datetime.now(UTC), linkedid=key.linkedid,
                       # the row's uniqueid is the call's first channel; other channels' hooks leave it alone
                       uniqueid=key.uniqueid if key.uniqueid == key.linkedid else None, **fields)
 
@@ -231,9 +236,7 @@ async def call_end(session: AgiSession, hctx: HandlerContext, pbx: PbxConfig) ->
     key = await call_key(session, hctx, pbx)
     outcome = outcome_of(await session.get_full_variable(END_EXPRESSION))
     ended_at = datetime.now(UTC)
-    duration = outcome.duration
-    if duration is None:
-        duration = max(0, round((ended_at - key.started_at).total_seconds()))
+    duration = outcome.duration  # None: computed from started_at at write time
     answered_at = ended_at - timedelta(seconds=outcome.billsec) if outcome.billsec else None
     record = base_record(pbx, key, status=outcome.status, ended_at=ended_at, answered_at=answered_at,
                          duration=duration, billsec=outcome.billsec, hangup_cause=outcome.hangup_cause)

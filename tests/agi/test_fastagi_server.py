@@ -353,3 +353,16 @@ async def test_a_slow_store_never_holds_up_the_call_and_the_record_still_lands(s
     finally:
         await server.stop()
         await hctx.close()
+
+
+async def test_call_end_without_dial_or_cdr_values_measures_the_duration_from_the_stored_start(fastagi) -> None:
+    from datetime import timedelta
+
+    call_id = call_id_for("main", LINKEDID)
+    started = datetime.now(UTC) - timedelta(seconds=30)
+    await fastagi.store.upsert_call(CallRecord(id=call_id, pbx="main", source=Source.ARI, source_id=LINKEDID,
+                                               started_at=started, direction=Direction.INBOUND, linkedid=LINKEDID))
+    await agi(fastagi.server, env_text(f"call-end?{URL_TAIL}", extension="h"))  # every value empty
+    [row] = await calls_rows(fastagi.store)
+    assert 29 <= row["duration"] <= 32 and row["ended_at"] is not None
+    assert row["status"] == "ringing"  # nothing known about the outcome: what ARI wrote stays
