@@ -13,9 +13,9 @@ import gc
 import operator
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 
-from bridges.legacy_pbx.panasonic import SmdrLineParser, parse_seconds
+from bridges.legacy_pbx.panasonic import SmdrLineParser, _time_of_day, local_zone, parse_seconds
 from bridges.legacy_pbx.records import LegacyParseError
 
 # Columns are cut with '.'; what each must hold is checked once per distinct value by the caches below.
@@ -81,9 +81,9 @@ class BulkPatternA:
     """Keeps its caches across calls, so a big file fed in chunks stays fast."""
 
     def __init__(self, date_order: str = "mdy", tz: tzinfo | None = None) -> None:
-        line_parser = SmdrLineParser(date_order, tz)
+        line_parser = SmdrLineParser(date_order, tz or local_zone())
         # A day's midnight on the PBX clock, plus the time of day: wall-clock arithmetic, so DST is right.
-        self._days = _Cache(lambda d: line_parser._stamp(d, "00:00"))
+        self._days = _Cache(line_parser._day)
         self._times = _Cache(_time_of_day)
         self._seconds = _Cache(parse_seconds)
         self._ext = _Cache(_extension)
@@ -149,18 +149,3 @@ class BulkPatternA:
         batch.dial = list(map(str.strip, dial))
         batch.account = list(map(self._acc.__getitem__, acc))  # type: ignore[arg-type]
         return batch
-
-
-def _time_of_day(text: str) -> timedelta:
-    t = text.strip()
-    pm = t.endswith("PM")
-    if t.endswith(("AM", "PM")):
-        hour, minute = int(t[:-2].split(":")[0]), int(t[-4:-2])
-        if not 1 <= hour <= 12:
-            raise LegacyParseError(f"bad 12-hour time {text!r}")
-        hour = hour % 12 + (12 if pm else 0)
-    else:
-        hour, minute = int(t[:2]), int(t[3:5])
-        if hour > 23:
-            raise LegacyParseError(f"bad time {text!r}")
-    return timedelta(hours=hour, minutes=minute)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 
 from bridges.legacy_pbx.cid import CidEvent, CidLines, parse_danjeh, parse_segal
-from bridges.legacy_pbx.panasonic import SmdrLineParser
+from bridges.legacy_pbx.panasonic import SmdrLineParser, local_zone
 from bridges.legacy_pbx.records import Item, LegacyParseError, Quarantined
 from bridges.legacy_pbx.smdr_merge import SmdrMerger
 
@@ -58,7 +58,8 @@ class LegacyDecoder:
         self.kind = kind
         self.clock = clock or (lambda: datetime.now(UTC))
         layout = "tes" if kind == "panasonic-tes" else smdr_format
-        self._smdr = SmdrLineParser(date_order, tz, layout) if kind.startswith("panasonic") else None
+        zone = tz or local_zone() if kind.startswith("panasonic") else tz
+        self._smdr = SmdrLineParser(date_order, zone, layout) if kind.startswith("panasonic") else None
         self._merger = SmdrMerger()
         self._cid = CidLines(name or kind, ring_gap) if kind in ("segal", "danjeh") else None
         self._cid_parse = parse_segal if kind == "segal" else parse_danjeh

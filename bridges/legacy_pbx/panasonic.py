@@ -17,8 +17,12 @@ layout of the last header or record seen, and finally on Pattern A.
 
 from __future__ import annotations
 
+import operator
+import os
+import zoneinfo
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 
 from bridges.legacy_pbx.records import Alarm, LegacyParseError, SmdrRecord
 
@@ -39,6 +43,14 @@ class Layout:
     cd: slice
     blanks: tuple[int, ...]  # separator columns that must be blank
 
+    @property
+    def blank_cols(self) -> operator.itemgetter[Any]:
+        return _GETTERS[self.blanks]
+
+    @property
+    def blank_want(self) -> Any:
+        return _WANT[self.blanks]
+
 
 PATTERN_A = Layout("a", 80, slice(9, 16), slice(17, 22), slice(23, 25), slice(26, 51), slice(52, 56),
                    slice(57, 65), slice(66, 76), slice(77, 80), (8, 16, 22, 25, 51, 56, 65, 76))
@@ -49,6 +61,8 @@ PATTERN_C = Layout("c", 120, slice(9, 16), slice(17, 22), slice(23, 27), slice(2
 TES = Layout("tes", 78, slice(9, 17), slice(17, 21), slice(23, 25), slice(26, 64), None,
              slice(64, 73), slice(74, 78), slice(78, 78), (8, 21, 22, 25, 73))
 LAYOUTS = {"a": PATTERN_A, "b": PATTERN_B, "c": PATTERN_C, "tes": TES}
+_GETTERS = {lay.blanks: operator.itemgetter(*lay.blanks) for lay in LAYOUTS.values()}
+_WANT = {lay.blanks: tuple(" " for _ in lay.blanks) for lay in LAYOUTS.values()}
 _EXT_OK = frozenset("0123456789*DTBC-")
 _DIGITS = frozenset("0123456789")
 
@@ -107,7 +121,9 @@ class SmdrLineParser:
         self.tz = tz
         self.forced = LAYOUTS.get(layout)
         self.last: Layout | None = None
-        self._stamps: dict[str, datetime] = {}
+        self._days: dict[str, datetime] = {}
+        self._times: dict[str, timedelta] = {}
+        self._seconds: dict[str, int | None] = {}
 
     def parse(self, line: str) -> SmdrRecord | Alarm | None:
         """A record, an alarm, or None for headers and blank lines; raises LegacyParseError otherwise."""
@@ -135,41 +151,58 @@ class SmdrLineParser:
 
     def _cut(self, line: str, layout: Layout) -> SmdrRecord:
         width = layout.width
-        if len(line) > width and line[width:].strip():
+        if len(line) > width and line[width:].strip(" "):
             raise LegacyParseError(f"longer than the {width}-column layout {layout.name.upper()}")
         if len(line) < width:
             line = line.ljust(width)
-        for col in layout.blanks:
-            if line[col] != " ":
-                raise LegacyParseError(f"column {col} should be blank in layout {layout.name.upper()}")
-        stamp_text = line[0 : layout.time.stop]
-        at = self._stamps.get(stamp_text)
-        transferred = "*" in line[layout.time]
-        if at is None:
-            at = self._stamp(line[0:8], line[layout.time].replace("*", " "))
-            if len(self._stamps) > 20000:
-                self._stamps.clear()
-            self._stamps[stamp_text] = at
-        ext = line[layout.ext].strip()
+        if layout.blank_cols(line) != layout.blank_want:
+            col = next(c for c in layout.blanks if line[c] != " ")
+            raise LegacyParseError(f"column {col} should be blank in layout {layout.name.upper()}")
+        time_text = line[layout.time]
+        transferred = "*" in time_text
+        at = self.stamp(line[0:8], time_text)
+        ext = line[layout.ext].strip(" ")
         if not ext or not _EXT_OK.issuperset(ext):
             raise LegacyParseError(f"bad extension {ext!r}")
-        co = line[layout.co].strip()
+        co = line[layout.co].strip(" ")
         if co and not _DIGITS.issuperset(co):
             raise LegacyParseError(f"bad CO line {co!r}")
-        dial = line[layout.dial].strip()
-        ring = parse_seconds(line[layout.ring]) if layout.ring is not None else None
-        duration = parse_seconds(line[layout.duration])
-        account = line[layout.account].strip().strip(".")
-        cd = line[layout.cd].strip()
-        if cd and not cd.isalnum():
+        seconds = self._seconds
+        ring_text = line[layout.ring] if layout.ring is not None else ""
+        ring = seconds[ring_text] if ring_text in seconds else self._parse_seconds(ring_text)
+        dur_text = line[layout.duration]
+        duration = seconds[dur_text] if dur_text in seconds else self._parse_seconds(dur_text)
+        cd = line[layout.cd].strip(" ")
+        if cd and not (cd.isascii() and cd.isalnum()):
             raise LegacyParseError(f"bad condition code {cd!r}")
-        return SmdrRecord(layout.name, at, ext, co, dial, ring, duration, account, cd, line.rstrip(),
-                          transferred)
+        return SmdrRecord(layout.name, at, ext, co, line[layout.dial].strip(" "), ring, duration,
+                          line[layout.account].strip(" ").strip("."), cd, line.rstrip(" "), transferred)
 
-    def _stamp(self, date_text: str, time_text: str) -> datetime:
+    def _parse_seconds(self, text: str) -> int | None:
+        value = parse_seconds(text)
+        if len(self._seconds) < 50_000:
+            self._seconds[text] = value
+        return value
+
+    def stamp(self, date_text: str, time_text: str) -> datetime:
+        """The printed date and time on the PBX clock: midnight of the day plus the time of day (cached)."""
+        day = self._days.get(date_text)
+        if day is None:
+            day = self._day(date_text)
+            if len(self._days) > 5000:
+                self._days.clear()
+            self._days[date_text] = day
+        offset = self._times.get(time_text)
+        if offset is None:
+            offset = self._times[time_text] = _time_of_day(time_text)
+        if self.tz is None:  # no zone known: the machine's rules for that very minute
+            return (day.replace(tzinfo=None) + offset).astimezone()
+        return day + offset
+
+    def _day(self, date_text: str) -> datetime:
         parts = [p.strip(" ") for p in date_text.split("/")]
         if len(parts) != 3 or not all(_num(p) for p in parts):
-            raise LegacyParseError(f"bad date {date_text.strip()!r}")
+            raise LegacyParseError(f"bad date {date_text.strip(' ')!r}")
         a, b, c = (int(p) for p in parts)
         order = self.date_order
         if order == "mdy":
@@ -181,24 +214,41 @@ class SmdrLineParser:
         else:
             year, day, month = a, b, c
         year += 2000 if year < 70 else 1900
-        t = time_text.strip(" ")
-        hour_add = 0
-        if t.endswith(("AM", "PM")):
-            hour_add = 12 if t.endswith("PM") else 0
-            t = t[:-2].strip(" ")
-            twelve = True
-        else:
-            twelve = False
-        hh, sep, mm = t.partition(":")
-        if not sep or not _num(hh) or not _num(mm) or len(mm) != 2:
-            raise LegacyParseError(f"bad time {time_text.strip()!r}")
-        hour = int(hh)
-        if twelve:
-            if not 1 <= hour <= 12:
-                raise LegacyParseError(f"bad 12-hour time {time_text.strip()!r}")
-            hour = hour % 12 + hour_add
         try:
-            naive = datetime(year, month, day, hour, int(mm))
+            return datetime(year, month, day, tzinfo=self.tz)
         except ValueError as exc:
-            raise LegacyParseError(f"bad date/time {date_text.strip()} {time_text.strip()}: {exc}") from exc
-        return naive.replace(tzinfo=self.tz) if self.tz is not None else naive.astimezone()
+            raise LegacyParseError(f"bad date {date_text.strip(' ')!r} ({self.date_order}): {exc}") from exc
+
+
+def _time_of_day(time_text: str) -> timedelta:
+    """``15:03``, ``01:06PM``, `` 1:08AM``, ``*12:54PM`` (a TES transfer mark) → time since midnight."""
+    t = time_text.replace("*", " ").strip(" ")
+    twelve = t.endswith(("AM", "PM"))
+    pm = t.endswith("PM")
+    if twelve:
+        t = t[:-2].strip(" ")
+    hh, sep, mm = t.partition(":")
+    if not sep or not _num(hh) or not _num(mm) or len(mm) != 2 or int(mm) > 59:
+        raise LegacyParseError(f"bad time {time_text.strip(' ')!r}")
+    hour = int(hh)
+    if twelve:
+        if not 1 <= hour <= 12:
+            raise LegacyParseError(f"bad 12-hour time {time_text.strip(' ')!r}")
+        hour = hour % 12 + (12 if pm else 0)
+    elif hour > 23:
+        raise LegacyParseError(f"bad time {time_text.strip(' ')!r}")
+    return timedelta(hours=hour, minutes=int(mm))
+
+
+def local_zone() -> tzinfo:
+    """This machine's zone with its DST rules (``/etc/localtime``), else its current fixed offset."""
+    try:
+        link = os.readlink("/etc/localtime")
+        return zoneinfo.ZoneInfo(link.split("zoneinfo/", 1)[1])
+    except (OSError, IndexError, ValueError, zoneinfo.ZoneInfoNotFoundError):
+        pass
+    try:
+        with open("/etc/localtime", "rb") as fh:
+            return zoneinfo.ZoneInfo.from_file(fh)
+    except (OSError, ValueError):
+        return datetime.now().astimezone().tzinfo or UTC

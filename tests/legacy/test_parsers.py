@@ -241,3 +241,13 @@ def test_a_caller_id_of_only_a_plus_sign_is_kept_raw_without_a_normalised_number
     line = "06/01/11 15:07     101 01 <I>+                      0'15 00:00'14               "
     got = only_call(decode_lines(line))
     assert got["number_raw"] == "+" and got["number"] == ""
+
+
+def test_pbx_times_follow_the_zone_rules_on_a_daylight_saving_day() -> None:
+    import zoneinfo
+
+    parser = SmdrLineParser("mdy", zoneinfo.ZoneInfo("Europe/Berlin"))
+    before = parser.stamp("03/26/23", "01:30  ")
+    after = parser.stamp("03/26/23", "03:30  ")
+    assert before.utcoffset() == timedelta(hours=1) and after.utcoffset() == timedelta(hours=2)
+    assert (after - before) == timedelta(hours=1)  # 02:00-03:00 did not exist that night
