@@ -143,6 +143,7 @@ class MonitorFlow:
         """After a restart or reconnect: resume the sessions Asterisk still holds, tear down the rest."""
         svc = self.service
         names = {str(c.get("id")): str(c.get("name", "")) for c in channels}
+        self._missed_while_away(set(names))
         for bridge in bridges:
             bridge_id = str(bridge.get("id", ""))
             if bridge_id.startswith(BRIDGE_PREFIX) and bridge_id[len(BRIDGE_PREFIX):] not in svc.sessions:
@@ -151,6 +152,19 @@ class MonitorFlow:
         for cid, name in names.items():
             if cid.startswith(BRIDGE_PREFIX) and cid not in known and name.startswith("Snoop/"):
                 await svc.mech.hangup(cid)  # a snoop of ours that no session owns any more
+
+    def _missed_while_away(self, present: set[str]) -> None:
+        """ARI replays nothing after a reconnect: sessions whose channels vanished meanwhile end now."""
+        svc = self.service
+        for session in list(svc.sessions.values()):
+            if session.state in (SessionState.ENDED, SessionState.CALLING):
+                continue
+            if session.supervisor_channel not in present:
+                svc.spawn(svc.end(session, "supervisor_hangup", supervisor_gone=True), "end")
+            elif session.state is SessionState.ACTIVE and session.agent_channel not in present:
+                svc.spawn(svc.end(session, "call_ended"), "end")
+            elif session.state is SessionState.TAKEN_OVER and not present & set(session.takeover_peers):
+                svc.spawn(svc.end(session, "call_ended"), "end")
 
     async def _resume_or_clear(self, bridge_id: str, members: list[str], names: dict[str, str]) -> None:
         svc = self.service

@@ -256,3 +256,17 @@ async def test_an_announcing_group_plays_the_notice_into_the_call_once(world: Wo
     await world.sim.phone("2005").send_dtmf("4", duration_ms=20)  # a switch does not announce again
     await asyncio.sleep(0.1)
     assert len([e for e in recorder.events if e["type"] == "PlaybackStarted"]) == 1
+
+
+async def test_two_supervisors_on_one_agent_each_get_their_own_session(world: World) -> None:
+    await grant(world, "barge", observers=["2005", "2006"])
+    await customer_calls_agent(world)
+    await supervise(world, "*3361001")
+    await supervise(world, "*3391001", supervisor="2006")
+    matrix = hears(world)
+    assert matrix["2005"] == {"1001", CUSTOMER} and matrix["2006"] == {"1001", CUSTOMER}
+    assert matrix["1001"] == {CUSTOMER, "2006"} and matrix[CUSTOMER] == {"1001"}
+    assert len(snoops(world)) == 2 and len(monitor_bridges(world)) == 2
+    await world.sim.phone("2006").hangup()
+    await eventually(lambda: len(snoops(world)) == 1 and len(world.service.sessions) == 1)
+    assert hears(world)["2005"] == {"1001", CUSTOMER}

@@ -70,3 +70,14 @@ async def test_a_session_whose_supervisor_left_meanwhile_is_cleared(world: World
     service = await restart_service(world)
     await eventually(lambda: not snoops(world) and not monitor_bridges(world))
     assert not service.sessions and hears(world)["1001"] == {CUSTOMER}
+
+
+async def test_a_hang_up_missed_during_a_reconnect_ends_the_session(world: World) -> None:
+    await grant(world, "listen")
+    await customer_calls_agent(world)
+    await supervise(world, "*3361001")
+    world.client.reconnect_min, world.client.reconnect_max = 0.3, 0.3
+    await world.client.drop_connection()
+    await world.sim.customer(CUSTOMER).hangup()  # the call ends while our websocket is down
+    await eventually(lambda: not world.service.sessions and not world.sim.channels(), timeout=5)
+    assert not world.sim.bridges()
