@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from asterisk_sim.expr import split_args, substitute
-from asterisk_sim.model import Channel
+from asterisk_sim.model import Channel, ari_time
 
 if TYPE_CHECKING:
     from asterisk_sim.engine import Engine
@@ -60,6 +60,7 @@ async def run_dialplan(engine: Engine, ch: Channel, priority: int | str = 1) -> 
         await _execute(engine, ch, priority)
         if not ch.hangup_requested:
             engine.request_hangup(ch, cause=ch.cause or 16, event_cause=16, soft=True, unwind=False)
+            ch.soft_sent = True  # type: ignore[attr-defined]
     except asyncio.CancelledError:
         target = getattr(ch, "redirect_to", None)
         if target is not None and not ch.hangup_requested:
@@ -68,7 +69,17 @@ async def run_dialplan(engine: Engine, ch: Channel, priority: int | str = 1) -> 
             ch.task = asyncio.get_running_loop().create_task(run_dialplan(engine, ch, target[2]))
             return
     except Stop:
-        pass
+        if ch.cause == 0 and not ch.hangup_requested:  # no such extension: gone at once, no h, cause 0
+            ch.task = None
+            apps = [a.name for a in engine.router.apps.values() if ch.id in a.channels]
+            engine.destroy(ch)
+            if ch.appdial and getattr(ch, "saved_app", None):
+                ch.app_name, ch.app_data = ch.saved_app  # type: ignore[attr-defined]
+                event = {"type": "ChannelDialplan", "timestamp": ari_time(), "dialplan_app": ch.app_name,
+                         "dialplan_app_data": ch.app_data, "channel": ch.json()}
+                for app in apps:
+                    engine.router.publish(event, only_app=app)
+            return
     except Exception:  # a simulator bug must not leave a channel hanging
         log.exception("dialplan crashed on %s", ch.name)
     await _finish(engine, ch)
@@ -79,13 +90,24 @@ async def _finish(engine: Engine, ch: Channel) -> None:
         return
     if ch.stasis_app is not None:
         engine.leave_stasis(ch)
+    if getattr(ch, "continued", False):  # continued out of an originate's Stasis: no h, no second request
+        ch.task = None
+        engine.destroy(ch)
+        return
     if not getattr(ch, "soft_sent", False):
         ch.soft_sent = True  # type: ignore[attr-defined]
         engine.channel_event(ch, "ChannelHangupRequest", pre={"cause": 16, "soft": True})
     ch.hangup_requested = True
     await _run_h(engine, ch)
     ch.task = None
+    apps = [a.name for a in engine.router.apps.values() if ch.id in a.channels or a.subscribe_all]
     engine.destroy(ch)
+    if ch.appdial and ch.half == 1:  # the originated ;1 falls back to its AppDial2 snapshot (16, 12)
+        ch.app_name, ch.app_data = "AppDial2", "(Outgoing Line)"
+        event = {"type": "ChannelDialplan", "timestamp": ari_time(), "dialplan_app": ch.app_name,
+                 "dialplan_app_data": ch.app_data, "channel": ch.json()}
+        for app in apps:
+            engine.router.publish(event, only_app=app)
 
 
 async def _run_h(engine: Engine, ch: Channel) -> None:
@@ -144,7 +166,10 @@ async def app_noop(engine: Engine, ch: Channel, data: str) -> None:
 
 
 async def app_answer(engine: Engine, ch: Channel, data: str) -> None:
-    engine.answer(ch)
+    """Answer(); the next priority runs about 0.5 s later, as in every capture."""
+    if ch.state != "Up":
+        engine.answer(ch)
+        await engine.sleep(0.5)
 
 
 async def app_ringing(engine: Engine, ch: Channel, data: str) -> None:
@@ -154,16 +179,19 @@ async def app_ringing(engine: Engine, ch: Channel, data: str) -> None:
 async def app_hangup(engine: Engine, ch: Channel, data: str) -> None:
     cause = int(data) if data.strip().isdigit() else 16
     engine.request_hangup(ch, cause=cause, event_cause=cause, soft=True, unwind=False)
+    ch.soft_sent = True  # type: ignore[attr-defined]
     raise Stop
 
 
 async def app_busy(engine: Engine, ch: Channel, data: str) -> None:
     engine.request_hangup(ch, cause=17, event_cause=17, soft=True, unwind=False)
+    ch.soft_sent = True  # type: ignore[attr-defined]
     raise Stop
 
 
 async def app_congestion(engine: Engine, ch: Channel, data: str) -> None:
     engine.request_hangup(ch, cause=34, event_cause=34, soft=True, unwind=False)
+    ch.soft_sent = True  # type: ignore[attr-defined]
     raise Stop
 
 

@@ -97,11 +97,8 @@ async def remove_channel(sim: Simulator, path: P, p: P) -> Any:
             raise AriError(422, "Channel not in this bridge")
     eng = sim.engine
     for ch in chans:
-        app = ch.stasis_app
         eng.bridge_remove(bridge, ch)
-        still_there = any(eng.channels[c].stasis_app == app for c in bridge.channels if c in eng.channels)
-        if app in eng.router.apps and not still_there:
-            eng.router.apps[app].bridges.discard(bridge.id)  # an explicit remove drops the app's subscription
+        eng.drop_bridge_subscription(bridge, ch.stasis_app)
 
 
 @ari("POST", "/bridges/{id}/moh")
@@ -170,7 +167,9 @@ def start_recording(sim: Simulator, target_uri: str, p: P) -> Any:
     if p.get("ifExists") == "fail" and os.path.exists(eng.recording_path(name, fmt)):
         raise AriError(409, f"Recording '{name}' already exists and can not be overwritten")
     rec = eng.start_recording(target_uri, name, fmt, float(p.get("maxDurationSeconds") or 0))
-    return 201, {**rec.json(), "state": "queued"}
+    reply = {**rec.json(), "state": "queued"}
+    reply.pop("cause", None)
+    return 201, reply
 
 
 def _live(sim: Simulator, name: str) -> Any:
@@ -306,10 +305,10 @@ async def playback_stop(sim: Simulator, path: P, p: P) -> Any:
 
 @ari("POST", "/playbacks/{id}/control")
 async def playback_control(sim: Simulator, path: P, p: P) -> Any:
-    pb = _playback(sim, path["id"])
     operation = str(p.get("operation", ""))
-    if not sim.engine.control_playback(pb, operation):
+    if operation not in ("pause", "unpause", "restart", "reverse", "forward"):
         raise AriError(400, f"Invalid operation {operation}")
+    sim.engine.control_playback(_playback(sim, path["id"]), operation)
 
 
 # ---------------------------------------------------------------------------- asterisk, sounds, endpoints

@@ -37,7 +37,9 @@ class BridgeOps:
         if ch.bridge_id == bridge.id:
             self.bridge_remove(bridge, ch)
         elif ch.bridge_id and ch.bridge_id in self.bridges:
-            self.bridge_remove(self.bridges[ch.bridge_id], ch)
+            old = self.bridges[ch.bridge_id]
+            self.bridge_remove(old, ch)
+            self.drop_bridge_subscription(old, ch.stasis_app)
         bridge.channels.append(ch.id)
         ch.bridge_id = bridge.id
         if ch.stasis_app:
@@ -51,7 +53,7 @@ class BridgeOps:
     def bridge_remove(self: Engine, bridge: Bridge, ch: Channel) -> None:
         if ch.id not in bridge.channels:
             return
-        if bridge.bridge_type == "mixing":
+        if bridge.bridge_type == "mixing" and ch.variables.get("BRIDGEPEER"):
             self.set_var(ch, "BRIDGEPEER", "")
         bridge.channels.remove(ch.id)
         ch.bridge_id = None
@@ -60,6 +62,13 @@ class BridgeOps:
         self.audio_changed()
         if bridge.bridge_class == "basic" and not bridge.channels:
             self.destroy_bridge(bridge)
+
+    def drop_bridge_subscription(self: Engine, bridge: Bridge, app: str | None) -> None:
+        """An app leaves a bridge's audience when its last channel is moved/removed out of it (not on hang-up)."""
+        if app is None or app not in self.router.apps:
+            return
+        if not any(m.stasis_app == app for m in self.bridge_members(bridge)):
+            self.router.apps[app].bridges.discard(bridge.id)
 
     def bridge_members(self: Engine, bridge: Bridge) -> list[Channel]:
         return [self.channels[c] for c in bridge.channels if c in self.channels]

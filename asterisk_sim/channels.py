@@ -68,6 +68,8 @@ class ChannelOps:
         self.channel_event(ch, "ChannelStateChange")
         if state == "Up":
             ch.answered.set()
+            if ch.tech == "Local":
+                self.update_device_state(ch)
 
     def answer(self: Engine, ch: Channel) -> None:
         """Answer ``ch``; answering a Local ``;2`` half also brings its ``;1`` half Up (chan_local)."""
@@ -102,7 +104,6 @@ class ChannelOps:
 
     # ---- Stasis
     def enter_stasis(self: Engine, ch: Channel, app: str, args: list[str], dialplan_event: bool = False) -> None:
-        self.router.subscribe_channel(app, ch.id)
         ch.saved_app = (ch.app_name, ch.app_data)  # type: ignore[attr-defined]
         data = ",".join([app, *args])
         ch.stasis_app, ch.stasis_args = app, list(args)
@@ -111,19 +112,32 @@ class ChannelOps:
         else:
             ch.app_name, ch.app_data = "Stasis", data
         if ch.tech != "Snoop":
-            self.set_var(ch, "STASISSTATUS", "")
+            self.set_var(ch, "STASISSTATUS", "")  # before the app subscribes: only apps already watching see it
+        self.router.subscribe_channel(app, ch.id)
         self.channel_event(ch, "StasisStart", post={"args": list(args)})
         ch.stasis_exit = asyncio.get_running_loop().create_future()  # type: ignore[attr-defined]
 
-    def leave_stasis(self: Engine, ch: Channel, status: str = "SUCCESS") -> None:
+    def leave_stasis(self: Engine, ch: Channel, status: str = "SUCCESS", continuing: bool = False) -> None:
+        """StasisEnd; an app that only had the channel through Stasis stops getting its events.
+
+        On /continue the STASISSTATUS varset of an originated channel only shows up when it is hung up.
+        """
         if ch.stasis_app is None:
             return
+        app = ch.stasis_app
         if ch.bridge_id:
             self.bridge_remove(self.bridges[ch.bridge_id], ch)
         self.stop_media(ch)
         self.channel_event(ch, "StasisEnd")
         ch.stasis_app = None
-        if ch.tech != "Snoop":
+        if getattr(ch, "sticky_app", None) != app and app in self.router.apps:
+            self.router.apps[app].channels.discard(ch.id)
+        if ch.tech == "Snoop":
+            pass
+        elif continuing:
+            ch.variables["STASISSTATUS"] = status
+            ch.pending_status = status  # type: ignore[attr-defined]
+        else:
             self.set_var(ch, "STASISSTATUS", status)
         exit_future = getattr(ch, "stasis_exit", None)
         if exit_future is not None and not exit_future.done():
@@ -140,7 +154,6 @@ class ChannelOps:
         pre: dict[str, Any] = {"cause": event_cause if event_cause is not None else cause}
         if soft:
             pre["soft"] = True
-            ch.soft_sent = True  # type: ignore[attr-defined]
         if ch.tech != "Announcer":
             self.channel_event(ch, "ChannelHangupRequest", pre=pre)
         if unwind:
@@ -173,6 +186,10 @@ class ChannelOps:
             ch.app_name, ch.app_data = saved
         elif ch.stasis_app is None and ch.app_name == "Stasis":
             ch.app_name, ch.app_data = "", ""
+        pending = getattr(ch, "pending_status", None)
+        if pending is not None:
+            ch.pending_status = None  # type: ignore[attr-defined]
+            self.set_var(ch, "STASISSTATUS", pending)
         if ch.tech != "Snoop" and ch.tech != "Announcer":
             self.channel_event(ch, "ChannelDestroyed", post={"cause": ch.cause, "cause_txt": cause_txt(ch.cause)})
         self.channels.pop(ch.id, None)

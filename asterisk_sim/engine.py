@@ -111,6 +111,13 @@ class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
         return [c.id for c in self.channels.values() if c.name.startswith(prefix)]
 
     def update_device_state(self, ch: Channel) -> None:
+        if ch.tech == "Local":
+            # Local/<exten>@<context>: INUSE as each half comes up, NOT_INUSE as each goes (14, 16)
+            if ch.destroyed:
+                self.set_device_state(f"Local/{ch.resource}", "NOT_INUSE", force=True)
+            elif ch.state == "Up":
+                self.set_device_state(f"Local/{ch.resource}", "INUSE", force=True)
+            return
         if ch.tech != "PJSIP":
             return
         ep = self.endpoints.get(f"PJSIP/{ch.resource}")
@@ -127,8 +134,8 @@ class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
             state = "RINGING"
         self.set_device_state(f"PJSIP/{ch.resource}", state)
 
-    def set_device_state(self, device: str, state: str) -> None:
-        if self.device_states.get(device) == state:
+    def set_device_state(self, device: str, state: str, force: bool = False) -> None:
+        if self.device_states.get(device) == state and not force:
             return
         self.device_states[device] = state
         from asterisk_sim.model import ENTITY_ID, ari_time

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import struct
 import time
@@ -23,6 +24,7 @@ SOUNDS: dict[str, float] = {
     "conf-onlyperson": 2.0, "agent-loginok": 1.0, "privacy-incorrect": 2.0, "spy-agent": 1.0,
     "vm-goodbye": 0.8, "auth-thankyou": 1.0, "transfer": 0.8, "custom/monitored": 3.0,
 }
+KNOWN_SCHEMES = {"sound", "recording", "tone", "digits", "number", "characters"}
 FORMATS = {"wav", "gsm", "ulaw", "alaw", "sln", "wav49", "g722", "slin"}
 
 
@@ -108,12 +110,20 @@ class MediaOps:
                        language: str = "en") -> Playback:
         pb = Playback(id=playback_id or self.new_uuid(), media=media, target_uri=target_uri, language=language)
         pb.paused.set()
+        self.playback_seq = getattr(self, "playback_seq", 0) + 1
+        pb.seq = self.playback_seq  # type: ignore[attr-defined]
+        if pb.id in self.playbacks:  # a duplicate playbackId is accepted; keep the earlier one reachable too
+            self.playbacks[f"{pb.id}#{pb.seq}"] = self.playbacks.pop(pb.id)  # type: ignore[attr-defined]
         self.playbacks[pb.id] = pb
         pb.task = self.spawn(self._play(pb))
         return pb
 
     async def _play(self: Engine, pb: Playback) -> None:
         kind, _, target = pb.target_uri.partition(":")
+        ahead = [p.task for p in self.playbacks.values() if p is not pb and p.target_uri == pb.target_uri
+                 and p.task is not None and not p.task.done() and getattr(p, "seq", 0) < getattr(pb, "seq", 0)]
+        if ahead:  # playbacks on one channel/bridge are queued, one after the other
+            await asyncio.wait(ahead)
         if kind == "bridge" and target in self.bridges and self.bridges[target].bridge_type == "mixing":
             bridge = self.bridges[target]
             bridge.announcers.append(f"Announcer/ARI-{self.counters.suffix('Announcer')};2")
@@ -123,6 +133,10 @@ class MediaOps:
                 pb.index = index
                 pb.state = "playing"
                 self.playback_event(pb, "PlaybackStarted")
+                if media.split(":", 1)[0] not in KNOWN_SCHEMES:
+                    pb.silent = True  # type: ignore[attr-defined]  # unknown scheme: no Finished ever (09)
+                    pb.state = "failed"
+                    break
                 duration = self.sound_duration(media)
                 if duration is None:
                     pb.state = "failed"
@@ -155,7 +169,8 @@ class MediaOps:
         if kind == "bridge" and target in self.bridges:
             self.bridges[target].announcers = [a for a in self.bridges[target].announcers
                                                if not a.startswith("Announcer/ARI-")]
-        self.playback_event(pb, "PlaybackFinished")
+        if not getattr(pb, "silent", False):
+            self.playback_event(pb, "PlaybackFinished")
 
     async def _play_for(self: Engine, pb: Playback, duration: float) -> None:
         remaining = duration * self.config.time_scale
@@ -229,25 +244,31 @@ class MediaOps:
         await asyncio.sleep(0)
         rec.state = "recording"
         self.recording_event(rec, "RecordingStarted")
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self.sleep(rec.max_duration or 10 ** 9)
-        except asyncio.CancelledError:
-            pass
-        if rec.state in ("recording", "paused"):
+        self._finish_recording(rec)
+
+    def _finish_recording(self: Engine, rec: Recording, discard: bool = False) -> None:
+        """Write the file and emit RecordingFinished once (at once on hang-up, before StasisEnd)."""
+        if getattr(rec, "finished", False):
+            return
+        rec.finished = True  # type: ignore[attr-defined]
+        if rec.state in ("recording", "paused", "queued"):
             rec.state = "done"
         self.live_recordings.pop(rec.name, None)
-        if rec.state == "done":
+        if rec.state == "done" and not discard:
             write_wav(rec.path, max(0.1, time.monotonic() - rec.started))
+        kind, _, target = rec.target_uri.partition(":")
+        bridge = self.bridges.get(target) if kind == "bridge" else None
         if bridge is not None and not bridge.destroyed:
             bridge.announcers = [a for a in bridge.announcers if not a.startswith("Recorder/")]
             self.refresh_bridgepeer(bridge)
         self.recording_event(rec, "RecordingFinished")
 
     def stop_recording(self: Engine, rec: Recording, discard: bool = False) -> None:
-        if rec.task is not None:
+        self._finish_recording(rec, discard)
+        if rec.task is not None and rec.task is not asyncio.current_task():
             rec.task.cancel()
-        if discard:
-            rec.path = os.devnull + ".discarded"
 
     # ---- stop everything on a leaving channel / bridge
     def stop_media(self: Engine, ch: Channel) -> None:

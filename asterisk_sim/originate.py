@@ -107,12 +107,19 @@ def originate(engine: Engine, p: dict[str, Any]) -> Channel:
     variables = parse_variables(p.get("variables"))
     ch, other = _create(engine, endpoint, p)
     app = p.get("app") or None
+    if other is not None:
+        engine.dialplan_step(ch, "AppDial2", "(Outgoing Line)")  # seen only by subscribeAll apps (14)
     if app:
         engine.router.subscribe_channel(app, ch.id)
+        ch.sticky_app = app  # type: ignore[attr-defined]
         if other is not None:
             engine.router.subscribe_channel(app, other.id)
+            other.sticky_app = app  # type: ignore[attr-defined]
     chans = [ch] + ([other] if other else [])
     _apply_vars(engine, chans, other, variables, p.get("callerId"))
+    if other is not None and engine.dialplan.resolve(other.context, other.exten) is None:
+        engine.spawn(_vanish(engine, ch, other))  # chan_local cannot call a missing extension: both go, cause 0
+        return ch
     info = OutgoingInfo(dialstring=endpoint.split("/", 1)[1])
     ch.outgoing = info  # type: ignore[attr-defined]
     engine.dial_event(ch, "", info)
@@ -121,6 +128,15 @@ def originate(engine: Engine, p: dict[str, Any]) -> Channel:
     args = [a for a in str(p.get("appArgs", "")).split(",")] if p.get("appArgs") else []
     engine.spawn(_after_originate(engine, ch, other, app, args, p, timeout))
     return ch
+
+
+async def _vanish(engine: Engine, ch: Channel, other: Channel) -> None:
+    await engine.sleep(0.001)
+    for leg in (ch, other):
+        leg.cause = 0
+        leg.hangup_requested = True
+    engine.destroy(ch)
+    engine.destroy(other)
 
 
 async def _after_originate(engine: Engine, ch: Channel, other: Channel | None, app: str | None, args: list[str],
@@ -158,10 +174,13 @@ def create(engine: Engine, p: dict[str, Any]) -> Channel:
     app = p.get("app") or None
     if app:
         engine.router.subscribe_channel(app, ch.id)
+        ch.sticky_app = app  # type: ignore[attr-defined]
     _apply_vars(engine, [ch] + ([other] if other else []), ch, variables, p.get("callerId"))
     if app and engine.router.registered(app):
         args = str(p.get("appArgs", "")).split(",") if p.get("appArgs") else []
         engine.enter_stasis(ch, app, args, dialplan_event=True)
+    elif other is not None:
+        engine.spawn(_vanish(engine, ch, other))  # nothing to hold it: it silently goes away (09, 16)
     return ch
 
 

@@ -33,10 +33,11 @@ class StasisOps:
                              priority: int | str | None) -> None:
         ch.continue_to = (context, exten, priority)  # type: ignore[attr-defined]
         in_dialplan = ch.task is not None and not ch.task.done()
-        self.leave_stasis(ch)
+        self.leave_stasis(ch, continuing=True)
         if in_dialplan:
             return
         ch.continue_to = None  # type: ignore[attr-defined]
+        ch.continued = True  # type: ignore[attr-defined]
         if context:
             ch.context = context
         if exten:

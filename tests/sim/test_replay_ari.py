@@ -30,12 +30,23 @@ CAPTURES = [
     "06-hold-moh-playback.jsonl",
     "07-dtmf.jsonl",
     "08-variables.jsonl",
+    "09-errors.jsonl",
+    "10-continue-redirect-dialplan-stasis.jsonl",
+    "11-recording.jsonl",
+    "14-subscribe-all.jsonl",
+    "16-applications-websockets-subscriptions.jsonl",
 ]
+# REST replies not compared (index among the capture's REST records), each with its reason:
+SKIP_REST = {
+    # README observation 14: a stale thread-local errno turns Asterisk's 500 into 409 on a reused connection;
+    # the simulator always gives the 500 {"error": "Allocation failed"} of a fresh connection.
+    "09-errors.jsonl": frozenset({67}),
+}
 
 
 @pytest.mark.parametrize("capture", CAPTURES)
 async def test_capture_replays_with_the_same_replies_and_events(lab_sim: Simulator, capture: str) -> None:
     records = replay.load(capture)
     got = await replay.Replayer(lab_sim.ari_url, SCALE).run(records)
-    problems = replay.diff(replay.captured(records), got)
+    problems = replay.diff(replay.captured(records), got, SKIP_REST.get(capture, frozenset()))
     assert not problems, "\n".join(problems)
