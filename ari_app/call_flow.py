@@ -79,7 +79,7 @@ class CallFlow:
             return
         role = args[1] if args[0] == "originate" and len(args) > 1 else args[0]
         if role == "agent":
-            async with self.pbx.lock(call.call_id):
+            async with self.pbx.acting_on(call.call_id):
                 await self.agent_answered(call, channel_id)
         elif event["channel"].get("state") == "Up":
             await self.join(call.linkedid, channel_id, role)
@@ -93,7 +93,7 @@ class CallFlow:
         call = self.state.calls.get(linkedid)
         if call is None:
             return
-        async with self.pbx.lock(call.call_id):
+        async with self.pbx.acting_on(call.call_id):
             if role in ("customer", "party"):
                 await self.far_end_answered(call, channel_id, role)
             elif role == "consult":
@@ -171,7 +171,7 @@ class CallFlow:
         call = self.state.calls.get(linkedid)
         if call is None:
             return
-        async with self.pbx.lock(call.call_id):
+        async with self.pbx.acting_on(call.call_id):
             consult = call.leg_with_role("consult")
             if call.transfer and consult is None:
                 await self.pbx.emit([self.timeline(call, "transfer_cancelled", str(call.transfer.get("target")),

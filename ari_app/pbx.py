@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from ari_app.client import AriClient, AriError, ari_path
@@ -76,6 +78,15 @@ class AsteriskPbx:
         if lock is None:
             lock = self.locks[call_id] = asyncio.Lock()
         return lock
+
+    @asynccontextmanager
+    async def acting_on(self, call_id: uuid.UUID) -> AsyncIterator[None]:
+        """Hold the call's lock for one action; the lock is dropped once the call has ended."""
+        try:
+            async with self.lock(call_id):
+                yield
+        finally:
+            self._forget_locks()
 
     def _forget_locks(self) -> None:
         live = {call.call_id for call in self.state.calls.values()}

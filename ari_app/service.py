@@ -96,7 +96,10 @@ class AsteriskCalls:
         if not ext.registered:
             raise Conflict(f"extension {extension} is not registered (its phone is offline)")
         linkedid = f"cc{uuid.uuid4().hex[:20]}"
-        call = runtime.state.new_call(linkedid, now(), owned=True)
+        started = now()
+        # Asterisk stamps events to the millisecond: start on the same grid so the timeline reads in order
+        call = runtime.state.new_call(linkedid, started.replace(microsecond=started.microsecond // 1000 * 1000),
+                                      owned=True)
         call.direction, call.extension = Direction.OUTBOUND, extension
         call.caller_raw, call.callee_raw = extension, target
         call.announced = True
@@ -127,7 +130,7 @@ class AsteriskCalls:
 
     async def hangup(self, call_id: uuid.UUID) -> None:
         pbx, call = self._find(call_id)
-        async with pbx.lock(call_id):
+        async with pbx.acting_on(call_id):
             await self._emit(pbx, call, "hangup_requested")
             # channels we created may not have sent their first event yet: hang up what we adopted too
             ids = {leg.id for leg in call.live_legs() if leg.role != "snoop"}
@@ -146,7 +149,7 @@ class AsteriskCalls:
     async def hold(self, call_id: uuid.UUID) -> None:
         """The agent holds: the other parties hear music on hold (ARI hold on the agent's channel)."""
         pbx, call = self._find(call_id)
-        async with pbx.lock(call_id):
+        async with pbx.acting_on(call_id):
             agent = self._agent(call)
             if agent.on_hold:
                 return
@@ -157,7 +160,7 @@ class AsteriskCalls:
 
     async def unhold(self, call_id: uuid.UUID) -> None:
         pbx, call = self._find(call_id)
-        async with pbx.lock(call_id):
+        async with pbx.acting_on(call_id):
             agent = self._agent(call)
             if not agent.on_hold:
                 return
@@ -170,7 +173,7 @@ class AsteriskCalls:
         """The customer leaves our app into the outbound context towards ``target``; the agent leg ends."""
         number = _number(target, "target")
         pbx, call = self._find(call_id)
-        async with pbx.lock(call_id):
+        async with pbx.acting_on(call_id):
             agent = self._agent(call)
             customer = call.leg_with_role("customer")
             if customer is None:
@@ -191,7 +194,7 @@ class AsteriskCalls:
         number = _number(target, "target")
         pbx, call = self._find(call_id)
         flow = self.flows[pbx.key]
-        async with pbx.lock(call_id):
+        async with pbx.acting_on(call_id):
             agent = self._agent(call)
             if call.transfer:
                 raise Conflict("a transfer is already in progress on this call")
@@ -211,7 +214,7 @@ class AsteriskCalls:
         """The target joins the customer; the agent leaves the call."""
         pbx, call = self._find(call_id)
         flow = self.flows[pbx.key]
-        async with pbx.lock(call_id):
+        async with pbx.acting_on(call_id):
             agent = self._agent(call)
             consult = call.leg_with_role("consult")
             if not call.transfer or consult is None or not call.transfer.get("answered"):
@@ -227,7 +230,7 @@ class AsteriskCalls:
     async def cancel_transfer(self, call_id: uuid.UUID) -> None:
         pbx, call = self._find(call_id)
         flow = self.flows[pbx.key]
-        async with pbx.lock(call_id):
+        async with pbx.acting_on(call_id):
             self._agent(call)
             if not call.transfer:
                 raise Conflict("no transfer in progress")
@@ -243,7 +246,7 @@ class AsteriskCalls:
         """Add a party: dial ``number`` and bridge it into the call when it answers."""
         target = _number(number)
         pbx, call = self._find(call_id)
-        async with pbx.lock(call_id):
+        async with pbx.acting_on(call_id):
             self._controlled(call)
             channel = await self.flows[pbx.key].dial_out(call, target, "party", "party")
             await self._emit(pbx, call, "conference_add", number=target, channel=channel)
@@ -255,7 +258,7 @@ class AsteriskCalls:
         if other_pbx is not pbx or other is call:
             raise Conflict("only two different calls on the same PBX can be joined")
         first, second = sorted((call, other), key=lambda c: str(c.call_id))
-        async with pbx.lock(first.call_id), pbx.lock(second.call_id):
+        async with pbx.acting_on(first.call_id), pbx.acting_on(second.call_id):
             self._controlled(call)
             self._controlled(other)
             for leg in other.live_legs():
@@ -269,7 +272,7 @@ class AsteriskCalls:
 
     async def start_recording(self, call_id: uuid.UUID) -> str:
         pbx, call = self._find(call_id)
-        async with pbx.lock(call_id):
+        async with pbx.acting_on(call_id):
             self._controlled(call)
             if call.live_recording:
                 raise Conflict("the call is already being recorded")
@@ -285,7 +288,7 @@ class AsteriskCalls:
 
     async def stop_recording(self, call_id: uuid.UUID) -> None:
         pbx, call = self._find(call_id)
-        async with pbx.lock(call_id):
+        async with pbx.acting_on(call_id):
             if not call.live_recording:
                 raise Conflict("the call is not being recorded")
             name, call.live_recording = call.live_recording, ""

@@ -89,3 +89,28 @@ async def world(store: CallStore, tmp_path: Path) -> AsyncIterator[World]:
         finally:
             await pbx.close()
             await writer.close()
+
+
+async def connected_call(world: World, extension: str = "1001", number: str = "0501234567") -> uuid.UUID:
+    """A click-to-call both sides answered, as the tests of call control start from."""
+    world.sim.phone(extension).answer_after(0.02)
+    world.sim.customer(number).answer_after(0.02)
+    call_id = await world.calls.originate(extension=extension, number=number)
+
+    def in_call() -> bool:
+        call = world.pbx.state.call_by_id(call_id)
+        return bool(call and call.answered_at and len(world.sim.who_hears_whom().get(extension, ())) > 0)
+
+    await eventually(in_call, what=f"{extension} talking to {number}")
+    return call_id
+
+
+async def ended(world: World, call_id: uuid.UUID) -> dict[str, Any]:
+    async def done() -> bool:
+        row = await world.row(call_id)
+        return bool(row and row["ended_at"] is not None)
+
+    await eventually(done, what="the call ended in the store")
+    row = await world.row(call_id)
+    assert row is not None
+    return row
