@@ -118,10 +118,10 @@ async def measure(label: str, config: Config, config_file: Path, writer: CallWri
     await server.start()
     try:
         await run_many(lambda n: one_fastagi(server.port, base + 9_000_000 + n), 200, FASTAGI_CONCURRENCY)  # warm-up
-        await server.idle()
+        await server.idle(timeout=120)
         started = time.perf_counter()
         _, fast = await run_many(lambda n: one_fastagi(server.port, base + n), FASTAGI_REQUESTS, FASTAGI_CONCURRENCY)
-        await server.idle()  # the clock stops when every store write is done, not when Asterisk is released
+        await server.idle(timeout=120)  # the clock stops when every store write is done, not when Asterisk is released
         fast_s = time.perf_counter() - started
         proc_s, procs = await run_many(lambda n: one_process(config_file, base + 8_000_000 + n, dry_run),
                                        PROCESS_CALLS, PROCESS_CONCURRENCY)
