@@ -23,6 +23,10 @@ install_packages() {
     log "installing Asterisk from the Ubuntu archive"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
+    if ! apt-cache show asterisk >/dev/null 2>&1; then
+        log "this box's archive has no 'asterisk' package (is 'universe' enabled?); try bento/ubuntu-22.04"
+        exit 1
+    fi
     apt-get install -y -q --no-install-recommends asterisk asterisk-core-sounds-en-gsm \
         asterisk-moh-opsound-gsm curl ca-certificates
 }
