@@ -268,6 +268,7 @@ def _snoop(sim: Simulator, cid: str, p: P, snoop_id: str | None) -> Any:
         raise AriError(400, "Application name is required")
     target = _chan(eng, cid, "Provided channel was not found")
     if snoop_id and snoop_id in eng.channels:
+        eng.leaked += 1  # Asterisk leaks the half-made snoop channel here; it delays a later restart (15b)
         raise AriError(500, "Snoop channel could not be created")
     args = str(p.get("appArgs", "")).split(",") if p.get("appArgs") else []
     return eng.create_snoop(target, spy, whisper, str(p["app"]), args, snoop_id).json()

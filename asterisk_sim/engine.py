@@ -64,6 +64,7 @@ class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
         self.tasks: set[asyncio.Task[Any]] = set()
         self.snoop_counter = 0
         self.device_states: dict[str, str] = {}
+        self.leaked = 0  # channels Asterisk would leak (duplicate snoopId, README observation 34)
         self.init_media()
 
     # ---- plumbing

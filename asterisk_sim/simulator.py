@@ -144,8 +144,15 @@ class Simulator:
         shutting down, refused connections, 404 then 503 "not booted" while starting, then a fresh core."""
         scale = self.config.time_scale
         shut, refused, loading, booting = self.config.restart_phases
-        for ch in list(self.engine.channels.values()):
-            self.engine.request_hangup(ch, cause=0, event_cause=4, soft=True)
+        eng = self.engine
+        chans = list(eng.channels.values())
+        for ch in chans:  # every channel is soft-hung-up with AST_CAUSE 4 first, then they unwind (15)
+            eng.request_hangup(ch, cause=0, event_cause=4, soft=True, unwind=False)
+        for ch in chans:
+            if not ch.destroyed:
+                eng.unwind(ch)
+        if eng.leaked:  # 15b: a leaked snoop channel makes `core restart now` wait SHUTDOWN_TIMEOUT (15 s)
+            await asyncio.sleep(15.0 * scale)
         await asyncio.sleep(0.01)
         self.phase = "shutting"
         await asyncio.sleep(shut * scale)
