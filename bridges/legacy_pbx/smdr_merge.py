@@ -15,7 +15,8 @@ from typing import Any
 from bridges.legacy_pbx.records import Duplicate, Item, LegacyCall, LegacyParseError, Notice, Ringing, SmdrRecord
 from callcenter.domain import CallStatus, Direction, Source
 
-_IN_MARKERS = ("incoming", "disa incoming", "dil incoming")
+_IN_MARKERS = ("incoming", "input", "disa incoming", "dil incoming")
+STALE_RING = timedelta(minutes=15)  # an RC with no AN/NA/final after this long was never answered
 _DIAL_NOISE = str.maketrans("", "", "PF ")
 
 
@@ -112,32 +113,47 @@ class SmdrMerger:
             raise LegacyParseError("incomplete record: no duration")
         if rec.layout == "tes":
             return self._emit(self._tes_call(rec, dial))
+        out = self._close_stale(rec.at) if self._pending else []
         if dial.kind == "in":
             slot = (rec.co, dial.number)
             if cd == "RC":
                 self._pending[slot] = _Pending(rec.at, rec.extension)
-                return [Ringing(rec.co, rec.extension, dial.number, rec.at)]
+                return [*out, Ringing(rec.co, rec.extension, dial.number, rec.at)]
             if cd == "AN":
                 pending = self._pending.setdefault(slot, _Pending(None, rec.extension))
                 pending.answered_at, pending.ring, pending.extension = rec.at, rec.ring, rec.extension
-                return []
+                return out
             found = self._pending.pop(slot) if slot in self._pending else None
-            return self._emit(self._incoming(rec, dial, found))
-        return self._emit(self._outgoing(rec, dial))
+            return out + self._emit(self._incoming(rec, dial, found))
+        return out + self._emit(self._outgoing(rec, dial))
 
     def flush(self) -> list[Item]:
-        """Calls still ringing when the stream ends are kept as ringing calls (nothing is dropped)."""
+        """The stream ended: a ringing-only call is a missed call, an answered one stays in progress."""
         out: list[Item] = []
-        for (co, number), pending in list(self._pending.items()):
-            at = pending.rc_at or pending.answered_at
-            if at is None:
-                continue
-            status = CallStatus.IN_PROGRESS if pending.answered_at else CallStatus.RINGING
-            key = f"open|{co}|{number}|{at.isoformat()}"
-            out += self._emit(LegacyCall(key, Source.SMDR, Direction.INBOUND, status, pending.extension, co, number,
-                                         at, answered_at=pending.answered_at, ring_seconds=pending.ring or 0))
-        self._pending.clear()
+        for slot in list(self._pending):
+            out += self._close(slot, "end_of_capture")
         return out
+
+    def _close_stale(self, now: datetime) -> list[Item]:
+        """Printing of NA can be switched off on the PBX: a ring nobody closed for 15 min was missed."""
+        out: list[Item] = []
+        for slot, pending in list(self._pending.items()):
+            at = pending.rc_at or pending.answered_at
+            if at is not None and now - at > STALE_RING and pending.answered_at is None:
+                out += self._close(slot, "no_answer_record")
+        return out
+
+    def _close(self, slot: tuple[str, str], why: str) -> list[Item]:
+        co, number = slot
+        pending = self._pending.pop(slot)
+        at = pending.rc_at or pending.answered_at
+        if at is None:
+            return []
+        status = CallStatus.IN_PROGRESS if pending.answered_at else CallStatus.MISSED
+        key = f"open|{co}|{number}|{at.isoformat()}"
+        return self._emit(LegacyCall(key, Source.SMDR, Direction.INBOUND, status, pending.extension, co, number, at,
+                                     answered_at=pending.answered_at, ring_seconds=pending.ring or 0,
+                                     tags={"closed_by": why}))
 
     def _emit(self, call: LegacyCall) -> list[Item]:
         key = call.natural_key

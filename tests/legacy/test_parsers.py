@@ -159,9 +159,26 @@ def test_rc_then_an_then_final_is_one_call_and_rc_is_a_ringing_signal() -> None:
     assert got["answered_at"] == "2011-06-01T15:06:00+00:00" and got["ended_at"] == "2011-06-01T15:07:00+00:00"
 
 
-def test_a_call_still_ringing_at_the_end_of_a_file_is_kept_as_ringing() -> None:
+def test_a_ringing_only_record_at_the_end_of_a_file_is_a_missed_call() -> None:
     rc = "06/01/11 15:06     101 01 <I>09155213422                                     RC "
-    assert only_call(decode_lines(rc))["status"] == "ringing"
+    got = only_call(decode_lines(rc))
+    assert got["status"] == "missed" and got["tags"]["closed_by"] == "end_of_capture"
+
+
+def test_a_ring_with_no_closing_record_for_15_minutes_is_closed_as_missed() -> None:
+    rc = "06/01/11 15:06     101 01 <I>09155213422                                     RC "
+    later = "06/01/11 15:30     102 02 09332991400                    00:00'39               "
+    decoder = LegacyDecoder("panasonic", tz=UTC)
+    items = decoder.feed_bytes((rc + "\r\n" + later + "\r\n").encode())
+    calls = [call_json(i, "main", PLAN) for i in items if isinstance(i, LegacyCall)]
+    assert [(c["direction"], c["status"]) for c in calls] == [("inbound", "missed"), ("outbound", "answered")]
+    assert calls[0]["tags"]["closed_by"] == "no_answer_record"
+
+
+def test_input_marker_is_an_incoming_call() -> None:
+    line = "06/01/11 15:07     101 01 " + f"{'<Input>0912':25}" + " 0'15 00:00'14               "
+    got = only_call(decode_lines(line))
+    assert got["direction"] == "inbound" and got["number_raw"] == "0912"
 
 
 def test_the_same_line_resent_later_or_with_lost_padding_is_the_same_call() -> None:
