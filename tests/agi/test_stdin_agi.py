@@ -125,3 +125,28 @@ async def test_stdin_dry_run_writes_nothing_and_prints_the_writes(tmp_path: Path
 async def test_stdin_malformed_environment_is_logged_and_exits_zero() -> None:
     exchange, code, stderr = await run_agi(["--dry-run", "tag-inbound"], "this is not agi\n\n")
     assert code == 0 and exchange.commands == [] and "event=agi_failed" in stderr
+
+
+async def test_with_postgres_down_the_tags_are_spooled_and_the_next_agi_process_replays_them(
+        db_dsn: str, store: CallStore, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    dead = write_config(tmp_path, f"postgresql://nobody@127.0.0.1:{dead_port}/none")
+    env = stdin_env(uniqueid=LINKEDID, callerid="02075550142")
+    exchange, code, stderr = await run_agi(["--linkedid", LINKEDID, "tag-inbound", "02075550100"], env, config=dead)
+    assert code == 0 and exchange.set_variables()["CC_DEPARTMENT"] == "sales", stderr
+    spool = tmp_path / "spool.agi.jsonl"
+    assert spool.exists() and len(spool.read_text().splitlines()) == 2  # the call and its event
+    assert await store.get_call(call_id_for("main", LINKEDID)) is None
+
+    alive = write_config(tmp_path, db_dsn)  # same data_dir, Postgres back
+    _, code, stderr = await run_agi(["--linkedid", "1764099785.60", "tag-internal", "1002"],
+                                    stdin_env(callerid="1001"), config=alive)
+    assert code == 0, stderr
+    row = await store.get_call(call_id_for("main", LINKEDID))
+    assert row is not None and row["tags"]["department"] == "sales"
+    assert await store.get_call(call_id_for("main", "1764099785.60")) is not None
+    assert not spool.exists()
