@@ -1,0 +1,110 @@
+"""The events websocket dropped mid-call, the service restarted, Asterisk restarted: the store still ends right."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ari_app.pbx import AsteriskPbx
+from callcenter.bus import EventBus
+from callcenter.store import SpooledWriter
+
+from .conftest import World, connected_call, ended, eventually, pbx_config
+
+
+async def test_call_that_ends_while_the_websocket_is_down_is_completed_on_reconnect(world: World) -> None:
+    call_id = await connected_call(world)
+    client = world.pbx.client
+    client.reconnect_min = client.reconnect_max = 0.5  # stay away long enough for the call to end unseen
+    await client.drop_connection()
+    await eventually(lambda: not client.connected, what="websocket down")
+    await world.sim.customer("0501234567").hangup()
+    await eventually(lambda: not world.sim.channels(), what="call gone in Asterisk")
+    await eventually(lambda: client.connected and world.pbx.resyncs >= 2, timeout=5, what="reconnected + resync")
+    row = await ended(world, call_id)
+    assert (row["status"], row["direction"], row["extension"]) == ("answered", "outbound", "1001")
+    assert row["answered_at"] is not None and row["billsec"] >= 0
+    assert world.calls.snapshot()["calls"] == []
+    assert "hangup" in await world.timeline(call_id)
+
+
+async def test_a_bridge_of_ours_left_with_one_channel_is_cleaned_up_on_reconnect(world: World) -> None:
+    call_id = await connected_call(world)
+    client = world.pbx.client
+    client.reconnect_min = client.reconnect_max = 0.5
+    await client.drop_connection()
+    await eventually(lambda: not client.connected, what="websocket down")
+    customer_leg = next(c["id"] for c in world.sim.channels()
+                        if c["name"].startswith("Local/") and c["id"].endswith("-1"))
+    await client.delete(f"/channels/{customer_leg}")  # customer side gone; the agent sits alone in our bridge
+    await eventually(lambda: client.connected and world.pbx.resyncs >= 2, timeout=5, what="reconnected + resync")
+    await eventually(lambda: not world.sim.channels(), what="lonely agent hung up")
+    await eventually(lambda: not world.sim.bridges(), what="our bridge destroyed")
+    await ended(world, call_id)
+
+
+async def test_restarted_service_rebuilds_live_calls_from_asterisk(world: World, tmp_path: Path) -> None:
+    call_id = await connected_call(world)
+    await world.calls.hold(call_id)
+    await world.pbx.close()  # the service stops; the call goes on in Asterisk
+    writer = SpooledWriter(world.store, tmp_path / "spool2.jsonl")
+    fresh = AsteriskPbx(pbx_config(world.sim.ari_url), writer, EventBus(), pool=world.store.pool)
+    from ari_app.service import AsteriskCalls
+
+    calls = AsteriskCalls([fresh])
+    await fresh.start()
+    try:
+        assert await fresh.client.wait_connected(5)
+        call = fresh.state.call_by_id(call_id)
+        assert call is not None and call.owned and call.bridge.startswith("cc-")
+        assert call.leg_with_role("agent") is not None and call.answered_at is not None
+        await calls.hangup(call_id)  # controllable again after the restart
+        await fresh.recorder.flush()
+        world.pbx = fresh
+        row = await ended(world, call_id)
+        assert row["status"] == "answered" and row["direction"] == "outbound"
+    finally:
+        await fresh.close()
+        await writer.close()
+
+
+async def test_calls_still_open_in_the_store_after_a_service_restart_are_ended(world: World, tmp_path: Path) -> None:
+    call_id = await connected_call(world)
+    await world.pbx.close()
+    await world.sim.phone("1001").hangup()  # both sides hang up while no service is watching
+    await world.sim.customer("0501234567").hangup()
+    for channel in world.sim.channels():  # what is left sits in the stopped app's Stasis
+        await world.pbx.hangup_quietly(channel["id"])
+    await eventually(lambda: not world.sim.channels(), what="call gone")
+    writer = SpooledWriter(world.store, tmp_path / "spool3.jsonl")
+    fresh = AsteriskPbx(pbx_config(world.sim.ari_url), writer, EventBus(), pool=world.store.pool)
+    await fresh.start()
+    try:
+        assert await fresh.client.wait_connected(5)
+        world.pbx = fresh
+        row = await ended(world, call_id)
+        assert row["status"] == "answered" and row["hangup_cause"].startswith("ended while")
+    finally:
+        await fresh.close()
+        await writer.close()
+
+
+async def test_asterisk_restart_drops_calls_and_the_app_registers_again(world: World) -> None:
+    call_id = await connected_call(world)
+    before = world.pbx.client.connects
+    await world.sim.restart()
+    await eventually(lambda: world.pbx.client.connects > before and world.pbx.client.connected, timeout=10,
+                     what="websocket back after restart")
+    apps = await world.pbx.client.get("/applications")
+    assert "callcenter" in [a["name"] for a in apps]
+    row = await ended(world, call_id)
+    assert row["status"] == "answered"
+    for ext in ("1001", "1002", "1003"):  # phones register again after a restart (sim-requests.md)
+        await world.sim.phone(ext).register()
+    await eventually(lambda: {e["extension"]: e["state"] for e in world.calls.snapshot()["extensions"]}.get("1001")
+                     == "idle", what="phones registered again and idle")
+    world.sim.phone("1002").answer_after(0.02)
+    world.sim.customer("0508888888").answer_after(0.02)
+    again = await world.calls.originate(extension="1002", number="0508888888")
+    await eventually(lambda: bool((c := world.pbx.state.call_by_id(again)) and c.answered_at), what="new call works")
+    await world.calls.hangup(again)
+    await ended(world, again)
