@@ -47,3 +47,12 @@ def test_bulk_columns_equal_the_careful_parser_on_the_sample_and_on_garbage(
     assert len(got) == 22 and len(batch.other) == others
     assert bad_date.rstrip("\r\n") in batch.other and bad_ext.rstrip("\r\n") in batch.other
     assert got[-1][0].hour == 13 and got[-1][0].year == 1998 and got[-1][6] == "9876543210"
+
+
+def test_cut_gives_the_same_columns_as_strings_and_the_same_other_lines(sample: Callable[[str], bytes]) -> None:
+    text = sample("panasonic-pattern-a-tcp.smdr").decode("latin-1")
+    columns, others = BulkPatternA.cut(text)
+    batch = BulkPatternA("mdy", UTC).parse(text)
+    assert len(columns) == 9 and len(columns[0]) == len(batch) == 21
+    assert [d.strip() for d in columns[4]] == batch.dial
+    assert sorted(others) == sorted(batch.other)  # (the typed path lists bad-valued lines last)

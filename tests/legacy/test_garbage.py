@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import random
 import time
+from datetime import UTC
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridges.legacy_pbx.decoder import KINDS, LegacyDecoder
 from bridges.legacy_pbx.normalize import call_json, call_record
-from bridges.legacy_pbx.records import LegacyCall, Quarantined
+from bridges.legacy_pbx.panasonic import SmdrLineParser
+from bridges.legacy_pbx.records import LegacyCall, LegacyParseError, Quarantined
 from bridges.legacy_pbx.testing import garbage_lines, stepping_clock
 from callcenter.numbers import NumberPlan
 
@@ -93,3 +95,14 @@ def test_valid_lines_are_parsed_as_fast_inside_a_flood_as_alone() -> None:
     valid = [v.replace(b"06/01/11", b"06/02/11") for v in valid]
     during = time_valid()
     assert during < alone * 3 + 0.01
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=130), st.sampled_from(["auto", "a", "b", "c", "tes"]),
+       st.sampled_from(["mdy", "dmy", "ymd", "ydm"]))
+def test_the_smdr_line_parser_only_ever_raises_its_own_error(text: str, layout: str, order: str) -> None:
+    parser = SmdrLineParser(order, UTC, layout)
+    try:
+        parser.parse(text)
+    except LegacyParseError:
+        pass

@@ -86,7 +86,7 @@ def test_a_recording_that_only_fits_another_line_is_a_mismatch_not_a_match() -> 
 
 
 async def test_watcher_stores_the_match_and_reports_the_mismatch_on_the_call(
-        store: CallStore, tmp_path: Path) -> None:
+        store: CallStore, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = tmp_path / "telsa"
     tiny_wav(root / "record/01_20251125_143005.wav")
     tiny_wav(root / "Archive/3/20251125_150000.wav")
@@ -110,4 +110,5 @@ async def test_watcher_stores_the_match_and_reports_the_mismatch_on_the_call(
     assert row_2 is not None and row_2["recording"] == ""
     assert row_2["tags"]["recording_line_mismatch"] == {"file": "Archive/3/20251125_150000.wav", "file_line": "3",
                                                          "call_line": "2"}
+    assert "event=telsa_line_mismatch" in caplog.text and "file_line=3 call_line=2" in caplog.text
     assert await watcher.scan_once() == []  # each file is handled once

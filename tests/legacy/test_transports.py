@@ -81,7 +81,8 @@ async def test_tcp_reconnects_with_backoff_after_the_pbx_drops_the_link() -> Non
         await pbx.close()
 
 
-async def test_a_rejected_password_is_a_clear_error_and_is_not_retried_in_a_tight_loop() -> None:
+async def test_a_rejected_password_is_a_clear_error_and_is_not_retried_in_a_tight_loop(
+        caplog: pytest.LogCaptureFixture) -> None:
     pbx = await FakePanasonic(password="SECRET").start()
     transport = TcpTransport("127.0.0.1", pbx.port, password="PCCSMDR", rejected_delay=300,
                              backoff=Backoff(base=0.01, cap=0.01))
@@ -95,6 +96,7 @@ async def test_a_rejected_password_is_a_clear_error_and_is_not_retried_in_a_tigh
         assert pbx.rejected == 1 and pbx.connections == 1
         assert transport.status.state == "error" and "rejected" in transport.status.error
         assert transport.status.as_dict()["retry_in_seconds"] == 300
+        assert "event=legacy_login_rejected" in caplog.text and "PCCSMDR" not in caplog.text  # no secrets
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
