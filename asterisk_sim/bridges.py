@@ -48,6 +48,7 @@ class BridgeOps:
             bridge.technology = "softmix"
         self.bridge_event(bridge, "ChannelEnteredBridge", ch)
         self.refresh_bridgepeer(bridge, first=ch)
+        self.refresh_pvtcallid(bridge)
         self.audio_changed()
 
     def bridge_remove(self: Engine, bridge: Bridge, ch: Channel) -> None:
@@ -55,6 +56,8 @@ class BridgeOps:
             return
         if bridge.bridge_type == "mixing" and ch.variables.get("BRIDGEPEER"):
             self.set_var(ch, "BRIDGEPEER", "")
+        if ch.variables.get("BRIDGEPVTCALLID"):
+            self.set_var(ch, "BRIDGEPVTCALLID", "")
         bridge.channels.remove(ch.id)
         ch.bridge_id = None
         self.bridge_event(bridge, "ChannelLeftBridge", ch)
@@ -85,6 +88,19 @@ class BridgeOps:
         for member in ordered:
             peers = [n for n in reversed(names) if n != member.name]
             self.set_var(member, "BRIDGEPEER", ",".join(peers))
+
+    def refresh_pvtcallid(self: Engine, bridge: Bridge) -> None:
+        """A member whose one peer is a PJSIP channel gets BRIDGEPVTCALLID (its SIP Call-ID) and a
+        ChannelConnectedLine, as the snoop channel does in sip-monitor-session.jsonl."""
+        members = self.bridge_members(bridge)
+        if len(members) != 2:
+            return
+        for member in members:
+            peer = members[1] if member is members[0] else members[0]
+            if peer.tech == "PJSIP" and member.tech != "PJSIP" and not member.variables.get("BRIDGEPVTCALLID"):
+                self.set_var(member, "BRIDGEPVTCALLID", getattr(peer, "sip_call_id", peer.uniqueid))
+                member.connected_name, member.connected_number = peer.caller_name, peer.caller_number
+                self.channel_event(member, "ChannelConnectedLine")
 
     def destroy_bridge(self: Engine, bridge: Bridge) -> None:
         if bridge.destroyed:

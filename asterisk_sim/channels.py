@@ -154,10 +154,28 @@ class ChannelOps:
         pre: dict[str, Any] = {"cause": event_cause if event_cause is not None else cause}
         if soft:
             pre["soft"] = True
+        if ch.tech == "PJSIP" and ch.state == "Up":
+            self.rtp_stats(ch)
         if ch.tech != "Announcer":
             self.channel_event(ch, "ChannelHangupRequest", pre=pre)
         if unwind:
             self.unwind(ch)
+
+    def rtp_stats(self: Engine, ch: Channel) -> None:
+        """chan_pjsip sets the RTPAUDIOQOS* variables as an answered call is hung up."""
+        zeros = "000.000000"
+        self.set_var(ch, "RTPAUDIOQOS", "ssrc=1;themssrc=2;lp=0;rxjitter=0.000000;rxcount=0;txjitter=0.000000;"
+                     "txcount=0;rlp=0;rtt=0.000000;rxmes=0.000000;txmes=0.000000")
+        self.set_var(ch, "RTPAUDIOQOSJITTER", "".join(f"{k}={zeros};" for k in (
+            "minrxjitter", "maxrxjitter", "avgrxjitter", "stdevrxjitter", "mintxjitter", "maxtxjitter",
+            "avgtxjitter", "stdevtxjitter")))
+        self.set_var(ch, "RTPAUDIOQOSLOSS", "".join(f"  {k}={zeros};" for k in (
+            "minrxlost", "maxrxlost", "avgrxlost", "stdevrxlost", "mintxlost", "maxtxlost", "avgtxlost",
+            "stdevtxlost")))
+        self.set_var(ch, "RTPAUDIOQOSRTT", "".join(f"     {k}={zeros};" for k in (
+            "minrtt", "maxrtt", "avgrtt", "stdevrtt")))
+        self.set_var(ch, "RTPAUDIOQOSMES", "".join(f"   {k}={zeros};" for k in (
+            "minrxmes", "maxrxmes", "avgrxmes", "stdevrxmes", "mintxmes", "maxtxmes", "avgtxmes", "stdevtxmes")))
 
     def unwind(self: Engine, ch: Channel) -> None:
         if ch.stasis_app is not None:
