@@ -119,18 +119,20 @@ class LiveState:
         if first.trunk:
             call.direction = Direction.INBOUND
             call.trunk = first.trunk
-            call.caller_raw = call.caller_raw or first.number
-            call.callee_raw = call.callee_raw or first.dialled
-            call.extension = next((p.extension for p in phones), call.extension)
+            call.caller_raw = first.number or call.caller_raw
+            call.caller_name = first.caller_name or call.caller_name
+            call.callee_raw = first.dialled or call.callee_raw
+            call.extension = next((p.extension for p in phones if p.answered_at), None) or next(
+                (p.extension for p in phones), call.extension)
         elif first.extension:
-            call.extension = call.extension or first.extension
-            call.caller_raw = call.caller_raw or first.extension
+            call.extension = first.extension
+            call.caller_raw = first.extension
             if trunks:
                 call.direction = Direction.OUTBOUND
                 call.trunk = trunks[0].trunk
             elif len(phones) > 1 or is_extension(first.dialled, self.plan):
                 call.direction = Direction.INTERNAL
-            call.callee_raw = call.callee_raw or first.dialled or (phones[1].extension if len(phones) > 1 else "")
+            call.callee_raw = first.dialled or (phones[1].extension if len(phones) > 1 else call.callee_raw)
 
     # -- extension state -------------------------------------------------------------------------
 
@@ -193,7 +195,7 @@ class LiveState:
         call = self.call_of_channel(cid)
         if call is not None and cid in call.legs:
             leg = call.legs[cid]
-            leg.state = str(channel.get("state", leg.state))
+            self._refresh_leg(leg, channel)
             return call, leg
         name = str(channel.get("name", ""))
         linkedid = self.channel_call.get(cid) or str(channel.get("linkedid") or "")
@@ -205,9 +207,9 @@ class LiveState:
         call = self.new_call(linkedid, created)
         tech, resource = channel_endpoint(name)
         caller = channel.get("caller") or {}
-        dialplan = channel.get("dialplan") or {}
         leg = Leg(cid, name, tech, resource, str(channel.get("state", "")), str(caller.get("number", "")),
-                  str(caller.get("name", "")), str(dialplan.get("exten", "")), created)
+                  str(caller.get("name", "")), "", created)
+        self._refresh_leg(leg, channel)
         if tech == "Snoop":
             leg.role = "snoop"
         elif self.is_phone(tech, resource):
@@ -220,6 +222,17 @@ class LiveState:
         if created < call.started_at:
             call.started_at = created
         return call, leg
+
+    @staticmethod
+    def _refresh_leg(leg: Leg, channel: dict[str, Any]) -> None:
+        """Later events know more: the caller ID once set, the number dialled once the dialplan runs."""
+        leg.state = str(channel.get("state") or leg.state)
+        caller = channel.get("caller") or {}
+        leg.number = str(caller.get("number") or leg.number)
+        leg.caller_name = str(caller.get("name") or leg.caller_name)
+        exten = str((channel.get("dialplan") or {}).get("exten") or "")
+        if exten and exten not in ("s", "h") and not leg.dialled:
+            leg.dialled = exten
 
     def adopt(self, channel_id: str, linkedid: str, role: str) -> None:
         """Our flow is about to create ``channel_id`` for the call ``linkedid`` (recovery: CC_LINKEDID)."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from ari_app.model import Effect, LiveCall, Publish, WriteCall, parse_time
+from ari_app.model import Effect, Leg, LiveCall, Publish, WriteCall, parse_time
 from ari_app.tracker import LiveState
 from callcenter.domain import CallStatus, Direction
 
@@ -106,9 +106,17 @@ def leg_gone(state: LiveState, channel_id: str, at: datetime, touched: set[str],
     touched.add(leg.extension)
     if leg.bridge in state.bridges:
         state.bridges[leg.bridge]["channels"].discard(channel_id)
-    if call.live_legs():
+    if call.live_legs() and not caller_gave_up(call, leg):
         return []
     return end_call(state, call, at, cause)
+
+
+def caller_gave_up(call: LiveCall, leg: Leg) -> bool:
+    """The calling side hung up while the rest only rang: the call is over even before the cancels arrive."""
+    if call.owned or leg.tech == "Local":
+        return False
+    real = sorted((x for x in call.legs.values() if x.tech not in ("Local", "Snoop")), key=lambda x: x.created_at)
+    return bool(real) and real[0] is leg and not any(x.state == "Up" for x in call.live_legs())
 
 
 @handles("ChannelCreated", "StasisStart", "ChannelConnectedLine", "ChannelDialplan", "ChannelCallerId")
