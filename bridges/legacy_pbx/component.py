@@ -55,9 +55,11 @@ class LegacyLink:
             await self._finish(drainer)
 
     async def _finish(self, drainer: asyncio.Task[None]) -> None:
-        """Store what is still queued, then stop the drainer."""
+        """Store what is still queued (COPY is quick; the spool when Postgres is away), then stop the drainer."""
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(self._quarantine.join(), 5)
+            await asyncio.wait_for(self._quarantine.join(), 30)
+        if self._quarantine.qsize():
+            log.error("event=legacy_quarantine_unsaved pbx=%s lines=%d", self.pbx.key, self._quarantine.qsize())
         drainer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await drainer
