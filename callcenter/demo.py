@@ -21,7 +21,6 @@ from callcenter.embedded_pg import free_port
 from callcenter.logs import setup_logging
 
 DEMO_PASSWORD = "demo"
-AMI_READY = False
 
 
 def register(subparsers: Any) -> None:
@@ -95,7 +94,7 @@ async def start_simulator(folder: Path, ari_port: int, ami_port: int, agents: li
                           ) -> asyncio.subprocess.Process:
     scenario = f"agents={len(agents)},queues={args.queues},rate={args.rate},duration={args.duration or 86400}"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "asterisk_sim.cli", "--ari-port", str(ari_port), "--ami-port", str(ami_port if AMI_READY else -1),
+        sys.executable, "-m", "asterisk_sim.cli", "--ari-port", str(ari_port), "--ami-port", str(ami_port),
         "--user", "demo", "--password", DEMO_PASSWORD, "--dialplan", str(folder / "extensions.conf"),
         "--phones", f"{agents[0]}-{agents[-1]}", "--recordings", str(folder / "recordings"),
         "--scenario", scenario, "--scenario-context", "from-trunk",

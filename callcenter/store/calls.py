@@ -87,13 +87,16 @@ class CallStore:
         given = record.given()
         await self.ensure_partition(conn, record.started_at)
         async with conn.transaction():
+            # One writer per call at a time: the first write fixes the call's start (and so its partition);
+            # later writes from any source, whatever start they believe in, update that row.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))", str(record.id))
+            started_at = await conn.fetchval("SELECT started_at FROM calls WHERE id = $1 LIMIT 1", record.id)
+            if started_at is None:
+                started_at = record.started_at
             await conn.execute(
                 "INSERT INTO call_keys (pbx, source, source_id, call_id, started_at) VALUES ($1,$2,$3,$4,$5)"
                 " ON CONFLICT (pbx, source, source_id) DO NOTHING",
-                record.pbx, str(record.source), record.source_id, record.id, record.started_at,
-            )
-            started_at = await conn.fetchval(
-                "SELECT started_at FROM call_keys WHERE call_id = $1 ORDER BY started_at LIMIT 1", record.id
+                record.pbx, str(record.source), record.source_id, record.id, started_at,
             )
             columns = ["id", "pbx", "source", "source_id", "started_at", *given.keys()]
             values = [record.id, record.pbx, str(record.source), record.source_id, started_at, *given.values()]

@@ -128,13 +128,15 @@ class SpooledWriter:
 
     # -- machinery ----------------------------------------------------------------------------
     async def _write(self, kind: str, payload: dict[str, Any]) -> None:
+        # Straight to Postgres, concurrently, while nothing waits in the spool; each caller awaits its own
+        # writes, so one call's writes keep their order. Once anything is spooled, everything queues behind it.
+        if self._pending == 0 and not self._lock.locked():
+            try:
+                await self._apply(kind, payload)
+                return
+            except _DB_DOWN as exc:
+                log.warning("event=store_unreachable action=spooling error=%s", type(exc).__name__)
         async with self._lock:
-            if self._pending == 0:
-                try:
-                    await self._apply(kind, payload)
-                    return
-                except _DB_DOWN as exc:
-                    log.warning("event=store_unreachable action=spooling error=%s", type(exc).__name__)
             await asyncio.to_thread(self._append, json.dumps({"kind": kind, "payload": payload}, default=str))
             self._pending += 1
             self.spooled_total += 1

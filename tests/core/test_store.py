@@ -107,3 +107,23 @@ async def test_migrations_are_recorded_and_not_reapplied(db_dsn: str) -> None:
         await conn.close()
     assert {"pbx", "calls", "call_events", "queue_attempts", "extensions", "monitor_groups", "org_units",
             "api_tokens", "retention_rules", "quarantine"} <= tables
+
+
+async def test_a_later_write_with_an_earlier_start_still_lands_on_the_same_row(store: CallStore) -> None:
+    call = ringing_call()
+    await store.upsert_call(call)
+    earlier = CallRecord(id=call.id, pbx="main", source=Source.AGI, source_id=call.source_id,
+                         started_at=T0 - timedelta(seconds=2), tags={"hook": "tag-inbound"})
+    await store.upsert_call(earlier)
+    assert await count(store, "SELECT count(*) FROM calls") == 1
+    row = await store.get_call(call.id)
+    assert row is not None and row["started_at"] == T0 and row["tags"] == {"hook": "tag-inbound"}
+
+
+async def test_concurrent_first_writes_with_different_starts_make_one_row(store: CallStore) -> None:
+    call = ringing_call()
+    writes = [CallRecord(id=call.id, pbx="main", source=src, source_id=call.source_id,
+                         started_at=T0 + timedelta(milliseconds=n * 7)) for n, src in
+              enumerate([Source.ARI, Source.AMI, Source.AGI] * 5)]
+    await asyncio.gather(*(store.upsert_call(w) for w in writes))
+    assert await count(store, "SELECT count(*) FROM calls") == 1
