@@ -99,8 +99,9 @@ async def test_take_over_a_click_to_call(app: App, store: CallStore) -> None:
     await eventually(lambda: app.sim.who_hears_whom() == {"2005": {CUSTOMER}, CUSTOMER: {"2005"}})
     assert not app.sim.phone("1001").channels() and not snoops(app) and not monitor_bridges(app)  # type: ignore[arg-type]
     # the call's owner now sees the supervisor as the agent leg: the customer stays, call control still works
-    agent = app.pbx.state.call_by_id(call_id).leg_with_role("agent")
-    assert agent is not None and agent.extension == "2005"
+    call = app.pbx.state.call_by_id(call_id)
+    assert call is not None
+    await eventually(lambda: (agent := call.leg_with_role("agent")) is not None and agent.extension == "2005")
     await app.calls.hold(call_id)
     await eventually(lambda: app.sim.who_hears_whom().get(CUSTOMER) == {"moh"})
     await app.calls.unhold(call_id)
