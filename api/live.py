@@ -134,10 +134,20 @@ def _rows(value: Any) -> list[Mapping[str, Any]]:
     return [row for row in value if isinstance(row, Mapping)] if isinstance(value, list) else []
 
 
+def normal_extension(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Both spellings of the number (``number`` and ``extension``) and a ``registration`` word, always."""
+    out = dict(row)
+    number = _text(out.get("number") or out.get("extension"))
+    out["number"] = out["extension"] = number
+    if "registration" not in out and "registered" in out:
+        out["registration"] = "registered" if out["registered"] else "unregistered"
+    return out
+
+
 def filter_snapshot(identity: Identity, snapshot: Mapping[str, Any] | None) -> dict[str, Any]:
     """The snapshot cut down to what ``identity`` may see; always the four lists, even when empty."""
     snap = snapshot or {}
-    extensions = [e for e in _rows(snap.get("extensions")) if extension_visible(identity, e)]
+    extensions = [normal_extension(e) for e in _rows(snap.get("extensions")) if extension_visible(identity, e)]
     extensions.sort(key=lambda e: (_text(e.get("pbx")), len(_text(e.get("number"))), _text(e.get("number"))))
     return {
         "extensions": extensions,
@@ -180,6 +190,9 @@ async def get_live(request: web.Request) -> web.Response:
     port = request.app[CTX_KEY].ports.live
     snapshot = port.snapshot() if port is not None else None
     body = {"generated_at": _now(), "connected": port is not None, **filter_snapshot(identity, snapshot)}
+    per_pbx = (snapshot or {}).get("connected")
+    if isinstance(per_pbx, Mapping):  # the ARI app's link state per PBX
+        body["pbx_connected"] = {k: bool(v) for k, v in per_pbx.items() if identity.can_see_pbx(str(k))}
     return web.Response(text=json.dumps(body, default=str), content_type="application/json")
 
 

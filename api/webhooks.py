@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import asyncpg
 from aiohttp import web
 from yarl import URL
 
@@ -107,15 +108,28 @@ class DeliveryWorker:
                 if sub.dropped != seen_dropped:
                     log.error("event=webhook_events_lost count=%d", sub.dropped - seen_dropped)
                     seen_dropped = sub.dropped
-                if event.topic not in store.WEBHOOK_EVENTS:
-                    continue
-                try:
-                    if await store.enqueue(self.ctx.store.pool, event.topic, event.data, datetime.now(UTC)):
-                        self._wake.set()
-                except Exception:
-                    log.exception("event=webhook_enqueue_failed topic=%s", event.topic)
+                if event.topic in store.WEBHOOK_EVENTS:
+                    await self._enqueue(event.topic, event.data, datetime.now(UTC))
         finally:
             self.ctx.bus.unsubscribe(sub)
+
+    async def _enqueue(self, topic: str, data: dict[str, Any], at: datetime) -> None:
+        """Store one event; while Postgres is away, keep trying (later events wait on the bus, in order)."""
+        delay = 0.5
+        while True:
+            try:
+                if await store.enqueue(self.ctx.store.pool, topic, data, at):
+                    self._wake.set()
+                return
+            except (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+                    asyncpg.PostgresConnectionError) as exc:
+                log.warning("event=webhook_enqueue_retry topic=%s error=%s retry_in=%.1f", topic,
+                            type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+            except Exception:  # a bad event, not an outage: skip it rather than block the rest
+                log.exception("event=webhook_enqueue_failed topic=%s", topic)
+                return
 
     async def _dispatch(self) -> None:
         """Lease what is due, send it, sleep until the next due time or until woken."""
@@ -125,6 +139,9 @@ class DeliveryWorker:
                 if await self._claim_batch():
                     continue
                 wait = await store.seconds_until_next(self.ctx.store.pool)
+            except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
+                log.warning("event=webhook_dispatch_waiting error=%s", type(exc).__name__)  # Postgres away
+                wait = None
             except Exception:
                 log.exception("event=webhook_dispatch_failed")
                 wait = None

@@ -91,6 +91,22 @@ async def test_live_shows_each_token_only_what_it_may_see(make_live: MakeLive) -
     assert branch["queues"] == []
 
 
+async def test_live_accepts_the_other_spelling_of_extensions_and_per_pbx_links(make_live: MakeLive) -> None:
+    api = await make_live()
+    api.ctx.ports.live = StaticLiveView({"extensions": [{"pbx": "main", "extension": "201", "state": "idle",
+                                                         "registered": True},
+                                                        {"pbx": "branch", "extension": "100", "state": "idle",
+                                                         "registered": False}],
+                                         "calls": [], "trunks": [], "connected": {"main": True, "branch": False}})
+    agent = await (await api.client.get("/api/v1/live", headers=api.auth("agent"))).json()
+    assert [(e["number"], e["extension"], e["registration"]) for e in agent["extensions"]] == [
+        ("201", "201", "registered")]
+    assert agent["queues"] == []
+    branch = await (await api.client.get("/api/v1/live", headers=api.auth("crm_branch"))).json()
+    assert branch["pbx_connected"] == {"branch": False}
+    assert branch["extensions"][0]["registration"] == "unregistered"
+
+
 async def test_live_needs_a_token(make_live: MakeLive) -> None:
     api = await make_live()
     assert (await api.client.get("/api/v1/live")).status == 401
