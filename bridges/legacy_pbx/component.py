@@ -47,10 +47,18 @@ class LegacyLink:
     def health(self) -> dict[str, Any]:
         return {**self.transport.status.as_dict(), **self.counts, "quarantine_backlog": self._quarantine.qsize()}
 
-    async def run(self) -> None:
+    async def run(self, *, restart_delay: float = 5.0) -> None:
+        """Pump until stopped; an unexpected failure is logged, shown in health, and the link restarted."""
         drainer = asyncio.create_task(self._drain())
         try:
-            await pump(self.transport, self.decoder, self.handle, flush_at_end=True)
+            while True:
+                try:
+                    await pump(self.transport, self.decoder, self.handle, flush_at_end=True)
+                    return
+                except Exception as exc:
+                    log.exception("event=legacy_link_failed pbx=%s", self.pbx.key)
+                    self.transport.status.set("error", f"{type(exc).__name__}: {exc}", restart_delay)
+                    await asyncio.sleep(restart_delay)
         finally:
             await self._finish(drainer)
 
