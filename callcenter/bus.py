@@ -8,6 +8,7 @@ is told so (``dropped`` counter) rather than stalling publishers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -49,6 +50,9 @@ class EventBus:
         self._subscriptions: set[Subscription] = set()
         self._conn: asyncpg.Connection | None = None
         self._dsn = ""
+        self._outbox: asyncio.Queue[str] | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self.notify_dropped = 0
 
     # -- local pub/sub ------------------------------------------------------------------------
     def subscribe(self, *prefixes: str, maxsize: int = 1000) -> Subscription:
@@ -77,18 +81,33 @@ class EventBus:
             sub.queue.put_nowait(event)
 
     async def publish(self, topic: str, data: dict[str, Any]) -> None:
-        """Deliver locally now, and to other instances through Postgres when bridged."""
+        """Deliver locally now; queue for other instances (one sender task owns the NOTIFY connection)."""
         event = BusEvent(topic, data, self.instance_id)
         self._deliver(event)
-        if self._conn is not None and not self._conn.is_closed():
-            payload = json.dumps({"o": self.instance_id, "t": topic, "d": data}, default=str)
-            if len(payload.encode()) < 7900:  # NOTIFY payloads are capped at 8000 bytes
-                try:
-                    await self._conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload)
-                except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
-                    log.warning("event=bus_notify_failed error=%s", type(exc).__name__)
-            else:
-                log.warning("event=bus_payload_too_large topic=%s bytes=%d", topic, len(payload))
+        if self._outbox is None:
+            return
+        payload = json.dumps({"o": self.instance_id, "t": topic, "d": data}, default=str)
+        if len(payload.encode()) >= 7900:  # NOTIFY payloads are capped at 8000 bytes
+            log.warning("event=bus_payload_too_large topic=%s bytes=%d", topic, len(payload))
+            return
+        if self._outbox.full():
+            self.notify_dropped += 1
+            return
+        self._outbox.put_nowait(payload)
+
+    async def _send_notifies(self) -> None:
+        assert self._outbox is not None
+        while True:
+            payload = await self._outbox.get()
+            conn = self._conn
+            if conn is None or conn.is_closed():
+                self.notify_dropped += 1
+                continue
+            try:
+                await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload)
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                self.notify_dropped += 1
+                log.warning("event=bus_notify_failed error=%s", type(exc).__name__)
 
     # -- cross-instance bridge ----------------------------------------------------------------
     async def bridge(self, dsn: str) -> None:
@@ -96,6 +115,8 @@ class EventBus:
         self._dsn = dsn
         self._conn = await asyncpg.connect(dsn)
         await self._conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        self._outbox = asyncio.Queue(maxsize=10000)
+        self._sender = asyncio.get_running_loop().create_task(self._send_notifies())
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         try:
@@ -107,6 +128,12 @@ class EventBus:
         self._deliver(BusEvent(item["t"], item["d"], item["o"]))
 
     async def close(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+            self._sender = None
+        self._outbox = None
         if self._conn is not None:
             try:
                 await self._conn.close(timeout=2)

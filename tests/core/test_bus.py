@@ -44,3 +44,18 @@ async def test_two_instances_on_one_database_see_each_others_events(db_dsn: str)
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_burst_of_concurrent_publishes_all_cross_instances(db_dsn: str) -> None:
+    first, second = EventBus(), EventBus()
+    await first.bridge(db_dsn)
+    await second.bridge(db_dsn)
+    try:
+        received = second.subscribe("call")
+        await asyncio.gather(*(first.publish("call.updated", {"n": n}) for n in range(200)))
+        got = [(await received.get(5)).data["n"] for _ in range(200)]
+        assert got == list(range(200))
+        assert first.notify_dropped == 0
+    finally:
+        await first.close()
+        await second.close()
