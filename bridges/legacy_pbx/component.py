@@ -75,7 +75,13 @@ class LegacyLink:
     async def handle(self, items: list[Item]) -> None:
         for item in items:
             if isinstance(item, LegacyCall):
-                await self._store_call(item)
+                try:
+                    await self._store_call(item)
+                except asyncpg.PostgresError as exc:  # the store refused this call's data: keep it as raw text
+                    log.error("event=legacy_call_refused pbx=%s error=%r", self.pbx.key, str(exc))
+                    self.counts["quarantined"] += 1
+                    reason = f"store refused the call: {type(exc).__name__}"
+                    await self._quarantine.put(Quarantined(item.natural_key.encode("latin-1", "replace"), reason))
             elif isinstance(item, Quarantined):
                 self.counts["quarantined"] += 1
                 await self._quarantine.put(item)

@@ -142,6 +142,8 @@ class SmdrLineParser:
                     self.last = PATTERN_A
                 return None
             raise LegacyParseError("not an SMDR record (no date)")
+        if not line.isprintable():
+            raise LegacyParseError("control character in an SMDR line")
         if " ALM " in line[14:30]:
             return Alarm(" ".join(line.split()))
         layout = self.forced or detect_layout(line) or self.last or PATTERN_A
