@@ -89,14 +89,14 @@ class _Manager(Manager):  # type: ignore[misc]
 
 
 class AmiWatcher:
-    def __init__(self, pbx: AsteriskPbx, writer: Any = None, bus: Any = None) -> None:
+    def __init__(self, pbx: AsteriskPbx, writer: Any = None, bus: Any = None, *, reconnect_timeout: int = 2) -> None:
         assert pbx.config.ami is not None
         self.pbx = pbx
         self.key = pbx.key
         settings = pbx.config.ami
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.manager = _Manager(host=settings.host, port=settings.port, username=settings.username,
-                                secret=settings.secret, reconnect_timeout=2, ping_delay=10,
+                                secret=settings.secret, reconnect_timeout=reconnect_timeout, ping_delay=10,
                                 on_login=self._on_login, on_disconnect=self._on_disconnect)
         self.manager.register_event("*", self._on_event)
         self._task: asyncio.Task[None] | None = None
