@@ -144,26 +144,70 @@ def normal_extension(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _caller_fields(out: dict[str, Any]) -> None:
+    """``caller`` normalised and ``caller_raw`` as dialled, whichever way the publisher spelled them."""
+    if "caller_normalized" in out and "caller_raw" not in out:
+        out["caller_raw"] = out.get("caller", "")
+        out["caller"] = out["caller_normalized"] or out["caller_raw"]
+
+
+def normal_call(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A call with ``state`` (ringing|in_call|on_hold) and ``extensions`` even when only ``status``/``legs`` came."""
+    out = dict(row)
+    legs = _rows(out.get("legs"))
+    if "call_id" not in out and out.get("id"):
+        out["call_id"] = out["id"]
+    if not isinstance(out.get("extensions"), list):
+        rung = [_text(out.get("extension"))] + [_text(leg.get("extension")) for leg in legs]
+        out["extensions"] = [e for e in dict.fromkeys(rung) if e]
+    if "state" not in out:
+        if any(leg.get("on_hold") for leg in legs):
+            out["state"] = "on_hold"
+        elif _text(out.get("status")) in ("", "ringing") and not out.get("answered_at"):
+            out["state"] = "ringing"
+        else:
+            out["state"] = "in_call"
+    _caller_fields(out)
+    return out
+
+
+def normal_trunk(row: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    out.setdefault("name", out.get("trunk", ""))
+    out.setdefault("calls_in_use", out.get("in_use", 0))
+    return out
+
+
+def normal_event(topic: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """One shape per topic for every client (websocket and webhooks), whoever published it (README-live)."""
+    area = topic.partition(".")[0]
+    if area == "extension":
+        return normal_extension(data)
+    if area == "trunk":
+        return normal_trunk(data)
+    out = dict(data)
+    if area == "call":
+        if "call_id" not in out and out.get("id"):
+            out["call_id"] = out["id"]
+        _caller_fields(out)
+        if topic == "call.ringing":  # legacy caller-ID boxes say number / number_raw
+            out.setdefault("caller", out.get("number", ""))
+            out.setdefault("caller_raw", out.get("number_raw", out.get("caller", "")))
+    return out
+
+
 def filter_snapshot(identity: Identity, snapshot: Mapping[str, Any] | None) -> dict[str, Any]:
     """The snapshot cut down to what ``identity`` may see; always the four lists, even when empty."""
     snap = snapshot or {}
     extensions = [normal_extension(e) for e in _rows(snap.get("extensions")) if extension_visible(identity, e)]
     extensions.sort(key=lambda e: (_text(e.get("pbx")), len(_text(e.get("number"))), _text(e.get("number"))))
+    calls = [normal_call(c) for c in _rows(snap.get("calls"))]
     return {
         "extensions": extensions,
-        "calls": [c for c in _rows(snap.get("calls")) if call_visible(identity, c)],
-        "trunks": [t for t in _rows(snap.get("trunks")) if trunk_visible(identity, t)],
+        "calls": [c for c in calls if call_visible(identity, c)],
+        "trunks": [normal_trunk(t) for t in _rows(snap.get("trunks")) if trunk_visible(identity, t)],
         "queues": [q for q in _rows(snap.get("queues")) if queue_visible(identity, q)],
     }
-
-
-def screen_pop_fields(topic: str, data: Mapping[str, Any]) -> dict[str, Any]:
-    """``call.ringing`` always carries ``caller``/``caller_raw`` (legacy caller-ID boxes say ``number``)."""
-    out = dict(data)
-    if topic == "call.ringing":
-        out.setdefault("caller", out.get("number", ""))
-        out.setdefault("caller_raw", out.get("number_raw", out.get("caller", "")))
-    return out
 
 
 def parse_topics(raw: str | None) -> tuple[str, ...]:
@@ -233,10 +277,10 @@ async def _pump(ws: web.WebSocketResponse, request: web.Request, sub: Subscripti
             if sub.dropped:
                 await _drop(ws, request, stats, f"queue_overflow dropped={sub.dropped}")
                 return
-            if not event_visible(identity, event.topic, event.data):
+            data = normal_event(event.topic, event.data)
+            if not event_visible(identity, event.topic, data):
                 continue
-            await _send(ws, {"type": event.topic, "data": screen_pop_fields(event.topic, event.data)},
-                        settings.send_timeout)
+            await _send(ws, {"type": event.topic, "data": data}, settings.send_timeout)
             last_sent = loop.time()
     except TimeoutError:
         await _drop(ws, request, stats, "send_timeout")

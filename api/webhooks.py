@@ -28,6 +28,7 @@ from yarl import URL
 
 from api.app import CTX_KEY
 from api.errors import ValidationError
+from api.live import normal_event
 from api.schemas import Param, RouteTable, body_of, params_of
 from callcenter.service import ServiceContext
 from callcenter.store import webhooks as store
@@ -109,7 +110,7 @@ class DeliveryWorker:
                     log.error("event=webhook_events_lost count=%d", sub.dropped - seen_dropped)
                     seen_dropped = sub.dropped
                 if event.topic in store.WEBHOOK_EVENTS:
-                    await self._enqueue(event.topic, event.data, datetime.now(UTC))
+                    await self._enqueue(event.topic, normal_event(event.topic, event.data), datetime.now(UTC))
         finally:
             self.ctx.bus.unsubscribe(sub)
 

@@ -192,7 +192,8 @@ async function monitor(ext, mode) {
 }
 
 async function hangup(ext) {
-  const callId = ext.call_id || (ext.call && ext.call.call_id);
+  const call = callOf(ext);
+  const callId = ext.call_id || (call && call.call_id);
   if (!callId) return toast(`No call to hang up on ${ext.number}`, "error");
   if (!window.confirm(`Hang up the call on extension ${ext.number}?`)) return;
   try {
@@ -211,9 +212,22 @@ function filters() {
   return { all, states };
 }
 
+function callOf(ext) {
+  // the extension's own call object, else the active call it is on (the snapshot may only list calls)
+  if (ext.call) return ext.call;
+  if (ext.call_id && model.calls.has(ext.call_id)) return model.calls.get(ext.call_id);
+  if (ext.state === "idle" || ext.state === "unregistered") return null;
+  for (const c of model.calls.values()) {
+    if ((c.pbx || "") === (ext.pbx || "") && (c.extension === ext.number || (c.extensions || []).includes(ext.number))) {
+      return c;
+    }
+  }
+  return null;
+}
+
 function tile(ext) {
   const state = STATE_LABEL[ext.state] ? ext.state : "unregistered";
-  const call = ext.call || model.calls.get(ext.call_id) || null;
+  const call = callOf(ext);
   const peer = call ? (call.peer_name || call.peer || call.caller_name || call.caller || "") : "";
   const since = call ? (call.answered_at || call.started_at) : ext.state_since;
   const label = `Extension ${ext.number}${ext.name ? ` ${ext.name}` : ""}: ${STATE_LABEL[state]}`

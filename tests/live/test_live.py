@@ -107,6 +107,26 @@ async def test_live_accepts_the_other_spelling_of_extensions_and_per_pbx_links(m
     assert branch["extensions"][0]["registration"] == "unregistered"
 
 
+async def test_calls_and_trunks_in_the_ari_apps_spelling_get_state_extensions_and_names(make_live: MakeLive) -> None:
+    api = await make_live()
+    legs = [{"extension": "", "trunk": "trunk-a", "on_hold": False}, {"extension": "202", "on_hold": True}]
+    api.ctx.ports.live = StaticLiveView({"extensions": [], "calls": [
+        {"call_id": "h", "status": "in_progress", "caller": "0207", "extension": "", "legs": legs,
+         "answered_at": "2026-03-10T09:00:00+00:00"},
+        {"call_id": "r", "status": "ringing", "caller": "0208", "extension": "300", "legs": []}],
+        "trunks": [{"pbx": "main", "trunk": "trunk-a", "in_use": 1}]})
+    body = await (await api.client.get("/api/v1/live", headers=api.auth("supervisor"))).json()
+    assert [(c["call_id"], c["state"], c["extensions"]) for c in body["calls"]] == [("h", "on_hold", ["202"])]
+    assert body["trunks"] == [{"pbx": "main", "trunk": "trunk-a", "in_use": 1, "name": "trunk-a", "calls_in_use": 1}]
+    ws = await api.client.session.ws_connect(api.url("/api/v1/events"), headers=api.auth("agent"))
+    await next_message(ws)
+    await api.ctx.bus.publish("call.ringing", {"pbx": "main", "call_id": "p", "extension": "201",
+                                               "caller": "02079460001", "caller_normalized": "+442079460001"})
+    pop = (await next_message(ws))["data"]
+    assert (pop["caller"], pop["caller_raw"]) == ("+442079460001", "02079460001")
+    await ws.close()
+
+
 async def test_live_needs_a_token(make_live: MakeLive) -> None:
     api = await make_live()
     assert (await api.client.get("/api/v1/live")).status == 401
