@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -132,6 +133,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
         while chunk := stream.read(1 << 16):
             printer.write(decoder.feed_bytes(chunk))
         printer.write(decoder.flush())
+    except BrokenPipeError:  # `| head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
@@ -149,6 +152,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
         asyncio.run(pump(transport, decoder_for(pbx), JsonPrinter(pbx)))
     except KeyboardInterrupt:
         pass
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
