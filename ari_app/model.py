@@ -69,6 +69,7 @@ class Leg:
     bridge: str = ""
     on_hold: bool = False
     gone: bool = False
+    hanging_up: bool = False     # ChannelHangupRequest seen: its StasisEnd is its end
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "state": self.state, "role": self.role,

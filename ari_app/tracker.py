@@ -141,8 +141,8 @@ class LiveState:
         legs = [leg for call in self.calls.values() for leg in call.live_legs() if leg.extension == number]
         if any(leg.on_hold for leg in legs):
             return "on_hold"
-        if any(leg.state == "Up" for leg in legs):
-            return "in_call"
+        if any(leg.state not in ("Ringing", "Down") for leg in legs):
+            return "in_call"  # Up, or Ring: the phone itself is dialling out
         if legs:
             return "ringing"
         return "idle" if ext.registered else "unregistered"

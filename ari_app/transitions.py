@@ -18,7 +18,7 @@ from callcenter.domain import CallStatus, Direction
 
 Handler = Callable[[LiveState, dict[str, Any], set[str]], list[Effect]]
 HANDLERS: dict[str, Handler] = {}
-RINGING_STATES = ("Ringing", "Ring")
+RINGING_STATES = ("Ringing",)  # "Ring" is a phone dialling out, not one being rung
 
 
 def handles(*types: str) -> Callable[[Handler], Handler]:
@@ -217,11 +217,23 @@ def on_destroyed(state: LiveState, event: dict[str, Any], touched: set[str]) -> 
     return leg_gone(state, str(channel.get("id")), parse_time(event.get("timestamp")), touched, cause)
 
 
+@handles("ChannelHangupRequest")
+def on_hangup_request(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[Effect]:
+    call = state.call_of_channel(str(event["channel"].get("id")))
+    leg = call.legs.get(str(event["channel"].get("id"))) if call else None
+    if leg is not None:
+        leg.hanging_up = True
+    return []
+
+
 @handles("StasisEnd")
 def on_stasis_end(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[Effect]:
-    """Snoop channels end with StasisEnd and never send ChannelDestroyed."""
+    """Snoop channels end with StasisEnd and never send ChannelDestroyed; without subscribeAll neither does a
+    hung-up channel leaving our app (capture sip-monitor-session). A /continue (no hang-up) is not an end."""
     channel = event["channel"]
-    if str(channel.get("name", "")).startswith("Snoop/"):
+    call = state.call_of_channel(str(channel.get("id")))
+    leg = call.legs.get(str(channel.get("id"))) if call else None
+    if str(channel.get("name", "")).startswith("Snoop/") or (leg is not None and leg.hanging_up):
         return leg_gone(state, str(channel.get("id")), parse_time(event.get("timestamp")), touched)
     return []
 

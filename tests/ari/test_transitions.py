@@ -1,0 +1,93 @@
+"""Event → state transitions on event JSON captured from a real Asterisk 22 (no sockets)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ari_app.model import Publish, WriteCall, WriteEvent, channel_endpoint, local_partner, parse_time
+from ari_app.tracker import LiveState
+from callcenter.domain import Direction
+from callcenter.numbers import NumberPlan
+
+CAPTURES = Path("/work/shared/asterisk")
+PLAN = NumberPlan(country_code="972", extension_lengths=(4,))
+
+
+def raw_events(name: str, application: str | None = None) -> list[dict[str, Any]]:
+    events = [json.loads(line) for line in (CAPTURES / name).read_text().splitlines() if line.strip()]
+    return [e for e in events if application is None or e.get("application") == application]
+
+
+def replay(state: LiveState, events: list[dict[str, Any]]) -> list[Any]:
+    effects: list[Any] = []
+    for event in events:
+        effects += state.apply(event)
+    return effects
+
+
+def test_channel_names_and_times_parse_as_asterisk_writes_them() -> None:
+    assert channel_endpoint("PJSIP/1001-0000000a") == ("PJSIP", "1001")
+    assert channel_endpoint("Local/wait@lab-test-00000004;2") == ("Local", "wait@lab-test")
+    assert channel_endpoint("PJSIP/trunk-provider-00000001") == ("PJSIP", "trunk-provider")
+    assert channel_endpoint("Snoop/1795635157.2-00000000") == ("Snoop", "1795635157.2")
+    assert local_partner("Local/x@ctx-00000004;1") == "Local/x@ctx-00000004;2"
+    assert local_partner("PJSIP/1001-00000001") is None
+    assert parse_time("2026-11-25T19:39:51.473+0000").isoformat() == "2026-11-25T19:39:51.473000+00:00"
+
+
+def test_registration_events_drive_extension_state() -> None:
+    state = LiveState("lab", PLAN)
+    effects = replay(state, raw_events("sip-endpoint-events.jsonl", "lab-ev-tech"))
+    changes = [(e.data["extension"], e.data["state"]) for e in effects if isinstance(e, Publish)]
+    assert changes[:2] == [("1001", "idle"), ("1002", "idle")]
+    assert ("1001", "unregistered") in changes
+    assert changes[-1] == ("1002", "unregistered")
+    assert state.extensions["1001"].known and not state.extensions["1001"].registered
+
+
+def test_supervisor_calls_into_stasis_end_without_channel_destroyed() -> None:
+    state = LiveState("lab", PLAN)
+    effects = replay(state, raw_events("sip-monitor-session.jsonl"))
+    rows = [e.record for e in effects if isinstance(e, WriteCall)]
+    ended = {r.source_id for r in rows if r.ended_at is not None}
+    assert len(ended) == 3  # listen, whisper, barge: one call each from 1003
+    assert all(r.extension == "1003" for r in rows)
+    assert not any(r.source_id.startswith("snoop") for r in rows)  # snoop channels are plumbing
+    assert not [e for e in effects if isinstance(e, Publish) and e.topic == "call.ringing"]  # 1003 dialled out
+    assert state.calls == {} and state.extension_state("1003") == "unregistered"
+
+
+def _channel(cid: str, name: str, state: str, number: str = "", exten: str = "") -> dict[str, Any]:
+    return {"id": cid, "name": name, "state": state, "caller": {"name": "", "number": number},
+            "dialplan": {"context": "from-trunk", "exten": exten}, "creationtime": "2026-11-25T19:00:00.000+0000"}
+
+
+def test_inbound_ring_answer_hangup_makes_one_answered_inbound_call() -> None:
+    state = LiveState("lab", PLAN)
+    trunk = _channel("1.1", "PJSIP/trunk-00000001", "Ring", "0521234567", "5550100")
+    phone = _channel("1.2", "PJSIP/1001-00000002", "Down")
+    at = "2026-11-25T19:00:01.000+0000"
+    effects = replay(state, [
+        {"type": "ChannelCreated", "channel": trunk, "timestamp": at},
+        {"type": "ChannelCreated", "channel": phone, "timestamp": at},
+        {"type": "Dial", "caller": trunk, "peer": phone, "dialstatus": "", "timestamp": at},
+        {"type": "ChannelStateChange", "channel": phone | {"state": "Ringing"}, "timestamp": at},
+        {"type": "Dial", "caller": trunk, "peer": phone | {"state": "Up"}, "dialstatus": "ANSWER",
+         "timestamp": "2026-11-25T19:00:05.000+0000"},
+        {"type": "ChannelDestroyed", "channel": trunk, "cause": 16, "cause_txt": "Normal Clearing",
+         "timestamp": "2026-11-25T19:00:35.000+0000"},
+        {"type": "ChannelDestroyed", "channel": phone, "cause": 16, "timestamp": "2026-11-25T19:00:35.000+0000"},
+    ])
+    final = [e.record for e in effects if isinstance(e, WriteCall)][-1]
+    assert (final.direction, str(final.status), final.extension, final.trunk) == (Direction.INBOUND, "answered",
+                                                                                 "1001", "trunk")
+    assert (final.caller, final.callee_raw, final.billsec, final.duration) == ("+972521234567", "5550100", 30, 35)
+    assert final.source_id == "1.1"
+    topics = [e.topic for e in effects if isinstance(e, Publish)]
+    assert topics.count("call.ringing") == 1 and "call.answered" in topics and "call.ended" in topics
+    kinds = [e.event.kind for e in effects if isinstance(e, WriteEvent)]
+    assert kinds == ["ring", "answer", "hangup"]
+    replay(state, [{"type": "ChannelDestroyed", "channel": trunk, "cause": 16}])  # a duplicate changes nothing
+    assert state.calls == {}
