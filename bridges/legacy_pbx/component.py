@@ -162,7 +162,10 @@ async def run(ctx: ServiceContext) -> AsyncIterator[None]:
         per_pbx = {link.pbx.key: link.health() for link in links}
         states = {v["state"] for v in per_pbx.values()}
         state = "up" if states <= {"connected", "done"} else ("down" if "connected" not in states else "degraded")
-        return {"state": state, "pbx": per_pbx}
+        out: dict[str, Any] = {"state": state, "pbx": per_pbx}
+        if watchers:
+            out["recordings"] = {w.pbx.key: dict(w.stats) for w in watchers}
+        return out
 
     ctx.health.register("legacy", health)
     tasks = [asyncio.create_task(link.run(), name=f"legacy-{link.pbx.key}") for link in links]
