@@ -269,14 +269,21 @@ class AmiServer:
             s.send(render([("Event", "ChannelsHungupListComplete"), *head, ("EventList", "Complete"),
                            ("ListItems", str(len(hit)))]))
             for victim in hit:
-                eng.request_hangup(victim, cause=cause, soft=False)
+                self._soft_hangup(victim, cause)
             return
         found = self._by_name(target)
         if found is None:
             s.send(render([("Response", "Error"), *head, ("Message", "No such channel")]))
             return
         s.send(render([("Response", "Success"), *head, ("Message", "Channel Hungup")]))
-        eng.request_hangup(found, cause=cause, soft=False)
+        self._soft_hangup(found, cause)
+
+    def _soft_hangup(self, ch: Channel, cause: int) -> None:
+        """AMI Hangup is ast_softhangup: one SoftHangupRequest carrying the given cause."""
+        if ch.hangup_requested:
+            return
+        ch.soft_sent = True  # type: ignore[attr-defined]
+        self.sim.engine.request_hangup(ch, cause=cause, soft=True)
 
     def act_redirect(self, s: AmiSession, msg: dict[str, str], head: list[tuple[str, str]]) -> None:
         ch = self._by_name(get_ci(msg, "Channel"))
@@ -315,7 +322,7 @@ class AmiServer:
                                   "variables": variables}
         app = get_ci(msg, "Application")
         if app:
-            params.update(eng.app_as_dialplan(app, get_ci(msg, "Data")))
+            params["__app__"] = (app, get_ci(msg, "Data"))
         else:
             params.update({"context": get_ci(msg, "Context"), "extension": get_ci(msg, "Exten"),
                            "priority": get_ci(msg, "Priority", "1")})
@@ -326,6 +333,8 @@ class AmiServer:
                                      ("Channel", params["endpoint"]), ("Reason", "0")]))
             return
         await ch.answered.wait()
+        for _ in range(3):  # Asterisk reports after the channel started its dialplan/application
+            await asyncio.sleep(0)
         self.broadcast(fmt.event("OriginateResponse", "call,all", [
             *head, ("Response", "Success"), ("Channel", ch.name), ("Context", params.get("context", "")),
             ("Exten", params.get("extension", "")), ("Reason", "4"), ("Uniqueid", ch.uniqueid),

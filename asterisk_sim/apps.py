@@ -85,6 +85,18 @@ async def run_dialplan(engine: Engine, ch: Channel, priority: int | str = 1) -> 
     await _finish(engine, ch)
 
 
+async def run_application(engine: Engine, ch: Channel, app: str, data: str) -> None:
+    """Run one application on ``ch`` outside the dialplan (AMI Originate Application=): no Newexten, no h."""
+    func = APPS.get(app.lower())
+    with contextlib.suppress(asyncio.CancelledError, Stop, Goto):
+        if func is not None:
+            await func(engine, ch, data)
+    ch.task = None
+    if not ch.destroyed:
+        ch.hangup_requested = True
+        engine.destroy(ch)
+
+
 async def _finish(engine: Engine, ch: Channel) -> None:
     if ch.destroyed:
         return

@@ -30,8 +30,16 @@ async def dial(engine: Engine, caller: Channel, args: list[str]) -> None:
             leg, other = engine.make_outgoing(dest, None, None, linkedid=caller.linkedid)
         except LookupError:
             continue
-        leg.caller_name, leg.caller_number = caller.caller_name, caller.caller_number
         leg.connected_name, leg.connected_number = caller.caller_name, caller.caller_number
+        leg.appdial = True
+        engine.dialplan_step(leg, "AppDial", "(Outgoing Line)")
+        leg.caller_name, leg.caller_number = caller.caller_name, caller.exten
+        engine.channel_event(leg, "ChannelCallerId", post={
+            "caller_presentation": 0, "caller_presentation_txt": "Presentation Allowed, Not Screened"})
+        if other is not None:
+            other.caller_name, other.caller_number = caller.caller_name, caller.caller_number
+            engine.channel_event(other, "ChannelCallerId", post={
+                "caller_presentation": 0, "caller_presentation_txt": "Presentation Allowed, Not Screened"})
         leg.dialed_by = caller.id
         info = OutgoingInfo(dialstring=_dialstring(dest), caller=caller)
         leg.outgoing = info  # type: ignore[attr-defined]
@@ -52,6 +60,8 @@ async def dial(engine: Engine, caller: Channel, args: list[str]) -> None:
         return
     engine.dial_event(winner, "ANSWER", winner.outgoing)  # type: ignore[attr-defined]
     engine.answer(caller)
+    winner.exten = ""
+    engine.dialplan_step(winner, "AppDial", "(Outgoing Line)")
     await _bridged(engine, caller, winner, float(limit.group(1)) if limit else None)
 
 
@@ -89,8 +99,10 @@ async def _bridged(engine: Engine, caller: Channel, callee: Channel, limit: floa
     finally:
         if timer is not None:
             timer.cancel()
-        if not callee.hangup_requested:
-            engine.request_hangup(callee, cause=16, soft=False)
+        if not callee.hangup_requested:  # Dial hangs its callee up directly: no HangupRequest event
+            callee.hangup_requested = True
+            callee.cause = 16
+            engine.unwind(callee)
         with contextlib.suppress(Exception):
             if caller.bridge_id == bridge.id:
                 engine.bridge_remove(bridge, caller)
@@ -98,5 +110,7 @@ async def _bridged(engine: Engine, caller: Channel, callee: Channel, limit: floa
 
 async def _limit(engine: Engine, caller: Channel, seconds: float) -> None:
     await engine.sleep(seconds)
-    if not caller.hangup_requested:
-        engine.request_hangup(caller, cause=16, soft=True)
+    if not caller.hangup_requested:  # S(n): the bridge ends; the soft hang-up shows when Dial() returns
+        caller.hangup_requested = True
+        caller.cause = 16
+        engine.unwind(caller)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +73,7 @@ def _create(engine: Engine, endpoint: str, p: dict[str, Any]) -> tuple[Channel, 
 
 def _apply_vars(engine: Engine, chans: list[Channel], evented: Channel | None, variables: list[tuple[str, str, bool]],
                 callerid: str | None) -> None:
+    """Set originate variables and caller id; ``evented`` None = events on every channel."""
     # Asterisk walks its JSON object in hash order; plain variables (last first) then CALLERID() matches both captures.
     ordered = [v for v in reversed(variables) if not v[0].startswith("CALLERID(")] + \
         [v for v in variables if v[0].startswith("CALLERID(")]
@@ -83,16 +85,16 @@ def _apply_vars(engine: Engine, chans: list[Channel], evented: Channel | None, v
                     ch.caller_name = ch.connected_name = value
                 elif part in ("num", "number"):
                     ch.caller_number = ch.connected_number = value
-                if ch is evented:
+                if evented is None or ch is evented:
                     engine.channel_event(ch, "ChannelConnectedLine")
                 continue
             if report:
                 ch.channelvars = [*(ch.channelvars or []), name]
-            engine.set_var(ch, name, value, emit=ch is evented)
+            engine.set_var(ch, name, value, emit=evented is None or ch is evented)
     if callerid:
         name, number = parse_callerid(callerid)
         for ch in chans:
-            if ch is evented:
+            if evented is None or ch is evented:
                 engine.set_caller(ch, name, number)
             else:
                 ch.caller_name = ch.connected_name = name
@@ -103,20 +105,20 @@ def originate(engine: Engine, p: dict[str, Any]) -> Channel:
     """POST /channels (and /channels/{id}): create, dial and on answer put the channel into the app."""
     from asterisk_sim.engine import OutgoingInfo
 
-    endpoint = _check_endpoint(engine, p, need_target=True)
+    endpoint = _check_endpoint(engine, p, need_target=not p.get("__app__"))
     variables = parse_variables(p.get("variables"))
     ch, other = _create(engine, endpoint, p)
     app = p.get("app") or None
     if other is not None:
         engine.dialplan_step(ch, "AppDial2", "(Outgoing Line)")  # seen only by subscribeAll apps (14)
+    if app and other is not None:
+        engine.router.subscribe_channel(app, other.id)
+        other.sticky_app = app  # type: ignore[attr-defined]
+    chans = [ch] + ([other] if other else [])
+    _apply_vars(engine, chans, None, variables, p.get("callerId"))  # ;1's events happen before the app watches
     if app:
         engine.router.subscribe_channel(app, ch.id)
         ch.sticky_app = app  # type: ignore[attr-defined]
-        if other is not None:
-            engine.router.subscribe_channel(app, other.id)
-            other.sticky_app = app  # type: ignore[attr-defined]
-    chans = [ch] + ([other] if other else [])
-    _apply_vars(engine, chans, other, variables, p.get("callerId"))
     if other is not None and engine.dialplan.resolve(other.context, other.exten) is None:
         engine.spawn(_vanish(engine, ch, other))  # chan_local cannot call a missing extension: both go, cause 0
         return ch
@@ -157,6 +159,11 @@ async def _after_originate(engine: Engine, ch: Channel, other: Channel | None, a
             engine.enter_stasis(ch, app, args)
         else:
             engine.request_hangup(ch, cause=16, soft=False)
+        return
+    if p.get("__app__"):  # AMI Originate with Application/Data: the app runs directly, no dialplan
+        from asterisk_sim.apps import run_application
+
+        ch.task = asyncio.get_running_loop().create_task(run_application(engine, ch, *p["__app__"]))
         return
     priority: int | str = int(p["priority"]) if str(p.get("priority", "")).isdigit() else (p.get("label") or 1)
     engine.start_dialplan(ch, p.get("context") or "default", p.get("extension"), priority)
