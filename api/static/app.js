@@ -8,10 +8,11 @@ const FILTER_KEY = "cc.filters";
 const MYEXT_KEY = "cc.myExtension";
 const STATE_LABEL = { unregistered: "Unregistered", idle: "Idle", ringing: "Ringing", in_call: "In call",
                       on_hold: "On hold" };
+const MODE_LABEL = { listen: "Listen", whisper: "Whisper", barge: "Barge", takeover: "Take over" };
 const FILTER_OF = { on_hold: "in_call" }; // the "In call" filter also shows calls on hold
 const MONITOR_ROLES = new Set(["admin", "supervisor"]);
 
-const model = { extensions: new Map(), calls: new Map(), queues: new Map(), trunks: new Map() };
+const model = { extensions: new Map(), calls: new Map(), queues: new Map(), trunks: new Map(), monitors: new Map() };
 const session = { token: "", identity: null, ws: null, retry: 0, lastMessage: 0, heartbeat: 15, timer: null };
 const $ = (id) => document.getElementById(id);
 
@@ -40,6 +41,7 @@ function duration(since) {
 function toast(text, kind) {
   const node = el("div", { class: `toast ${kind || ""}`, role: kind === "error" ? "alert" : "status", text });
   $("toasts").append(node);
+  while ($("toasts").childElementCount > 4) $("toasts").firstElementChild.remove();
   setTimeout(() => node.remove(), kind === "error" ? 8000 : 5000);
 }
 
@@ -62,7 +64,12 @@ async function api(method, path, body) {
 
 async function refetch() {
   const live = await api("GET", "/api/v1/live");
-  for (const name of ["extensions", "calls", "queues", "trunks"]) model[name].clear();
+  let sessions = [];
+  if (session.identity && MONITOR_ROLES.has(session.identity.role)) {
+    try { sessions = (await api("GET", "/api/v1/monitor")).items || []; } catch (_) { sessions = []; }
+  }
+  for (const name of ["extensions", "calls", "queues", "trunks", "monitors"]) model[name].clear();
+  for (const m of sessions) model.monitors.set(m.session_id, m);
   for (const e of live.extensions) model.extensions.set(keyOf(e, "number"), e);
   for (const c of live.calls) model.calls.set(c.call_id, c);
   for (const q of live.queues) model.queues.set(keyOf(q, "name"), q);
@@ -115,6 +122,10 @@ function applyEvent(msg) {
     applyCall(msg.type, data);
   } else if (msg.type === "queue.changed") {
     model.queues.set(keyOf(data, "name"), { ...(model.queues.get(keyOf(data, "name")) || {}), ...data });
+  } else if (msg.type.startsWith("monitor.")) {
+    if (!data.session_id) return;
+    if (msg.type === "monitor.stop" || data.state === "ended") model.monitors.delete(data.session_id);
+    else model.monitors.set(data.session_id, { ...(model.monitors.get(data.session_id) || {}), ...data });
   } else if (msg.type.startsWith("trunk.")) {
     model.trunks.set(keyOf(data, "name"), { ...(model.trunks.get(keyOf(data, "name")) || {}), ...data });
   } else {
@@ -178,7 +189,36 @@ function myExtension() {
   return (session.identity && session.identity.extension) || $("my-ext").value.trim();
 }
 
+function monitorsOf(ext) {
+  return [...model.monitors.values()].filter((m) => m.target_extension === ext.number
+                                                   && (!m.pbx || !ext.pbx || m.pbx === ext.pbx));
+}
+
+function mySession(ext) {
+  const mine = myExtension();
+  return monitorsOf(ext).find((m) => mine && m.supervisor_extension === mine) || null;
+}
+
+async function stopMonitoring(ext, m) {
+  try {
+    await api("DELETE", `/api/v1/monitor/${encodeURIComponent(m.session_id)}`);
+    toast(`Stopped monitoring ${ext.number}`);
+  } catch (error) {
+    toast(`Could not stop monitoring ${ext.number}: ${error.message}`, "error");
+  }
+}
+
 async function monitor(ext, mode) {
+  const current = mySession(ext);
+  if (current) { // already on this call: switch the mode, no new call to the supervisor's phone
+    try {
+      await api("PATCH", `/api/v1/monitor/${encodeURIComponent(current.session_id)}`, { mode });
+      toast(`Switching to ${mode} on ${ext.number}`);
+    } catch (error) {
+      toast(`Could not switch to ${mode} on ${ext.number}: ${error.message}`, "error");
+    }
+    return;
+  }
   const body = { target_extension: ext.number, mode };
   const mine = myExtension();
   if (mine) body.supervisor_extension = mine;
@@ -239,13 +279,22 @@ function tile(ext) {
     el("div", { class: "state", text: STATE_LABEL[state] }),
     el("div", { class: "peer", text: [peer, state !== "idle" && state !== "unregistered" ? duration(since) : ""]
       .filter(Boolean).join(" · ") || "\u00a0", "data-since": since || "" }),
-    model.pbxCount > 1 ? el("span", { class: "pbx", text: ext.pbx || "" }) : null);
+    model.pbxCount > 1 ? el("span", { class: "pbx", text: ext.pbx || "" }) : null,
+    ...monitorsOf(ext).map((m) => el("div", { class: "monitored", "data-session": m.session_id,
+                                              text: `${MODE_LABEL[m.mode] || m.mode} · ${m.supervisor_extension}` })));
   if (state === "in_call" || state === "on_hold") {
     const actions = el("div", { class: "actions", role: "group", "aria-label": `Actions for ${ext.number}` });
     if (session.identity && MONITOR_ROLES.has(session.identity.role)) {
+      const current = mySession(ext);
       for (const mode of ["listen", "whisper", "barge"]) {
-        actions.append(el("button", { type: "button", "data-action": mode, text: mode[0].toUpperCase() + mode.slice(1),
+        actions.append(el("button", { type: "button", "data-action": mode, text: MODE_LABEL[mode],
+                                      "aria-pressed": current ? String(current.mode === mode) : null,
                                       "aria-label": `${mode} on ${ext.number}`, onclick: () => monitor(ext, mode) }));
+      }
+      if (current) {
+        actions.append(el("button", { type: "button", class: "ghost", "data-action": "stop", text: "Stop",
+                                      "aria-label": `Stop monitoring ${ext.number}`,
+                                      onclick: () => stopMonitoring(ext, current) }));
       }
     }
     actions.append(el("button", { type: "button", class: "danger", "data-action": "hangup", text: "Hang up",

@@ -154,6 +154,7 @@ async def run_dashboard(page: Any, api: LiveApi) -> None:
     await page.uncheck('#filters input[value="idle"]')
 
     await hover_actions(page, api)
+    await monitoring_shows_on_the_tile(page, api)
     await reconnect_refetches(page, api)
     await page.click("#show-all")
     await page.wait_for_selector('.tile[data-extension="200"]')
@@ -184,6 +185,51 @@ async def hover_actions(page: Any, api: LiveApi) -> None:
     assert response.request.method == "DELETE" and response.url.endswith(f"/api/v1/calls/{CALL_201}")
     assert response.status == 503  # found, visible, allowed: only the Asterisk port is missing
     await page.wait_for_selector(".toast.error:has-text('call control is not available')")
+
+
+async def monitoring_shows_on_the_tile(page: Any, api: LiveApi) -> None:
+    """A monitoring session (from the bus) marks its tile; its supervisor gets Stop and mode switches."""
+    session = {"session_id": "s-1", "pbx": "main", "supervisor_extension": "200", "target_extension": "201",
+               "mode": "listen", "state": "active", "call_id": CALL_201}
+    await api.ctx.bus.publish("monitor.start", session)
+    await page.wait_for_selector('.tile[data-extension="201"] .monitored:has-text("Listen · 200")')
+    await page.hover('.tile[data-extension="201"]')
+    assert await page.get_attribute('.tile[data-extension="201"] [data-action="listen"]', "aria-pressed") == "true"
+    async with page.expect_response(lambda r: r.url.endswith("/api/v1/monitor/s-1")) as switched:
+        await page.click('.tile[data-extension="201"] [data-action="barge"]')
+    response = await switched.value
+    assert response.request.method == "PATCH" and response.request.post_data_json == {"mode": "barge"}
+    await page.hover('.tile[data-extension="201"]')
+    async with page.expect_response(lambda r: r.url.endswith("/api/v1/monitor/s-1")) as stopped:
+        await page.click('.tile[data-extension="201"] [data-action="stop"]')
+    assert (await stopped.value).request.method == "DELETE"
+    await page.screenshot(path="/tmp/dashboard-monitor.png")
+    await api.ctx.bus.publish("monitor.stop", {**session, "state": "ended"})
+    await page.wait_for_selector('.tile[data-extension="201"] .monitored', state="detached")
+
+
+async def test_a_refused_token_shows_the_login_form(store: CallStore, tmp_path: Path) -> None:
+    from playwright.async_api import async_playwright
+
+    api = await start_api(store, tmp_path)
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            try:
+                page = await browser.new_page()
+                page.set_default_timeout(8000)
+                await page.goto(api.url("/") + "?access_token=not-a-token")
+                await page.wait_for_selector("#login-error:has-text('refused')")
+                assert await page.is_hidden("#board")
+                await page.fill("#token", api.tokens["agent"])
+                await page.click("#login-form button[type=submit]")
+                await page.wait_for_selector('#connection[data-state="live"]')
+                assert await page.text_content("#who") == "agent · ext. 201"
+                assert await page.evaluate("localStorage.getItem('cc.token')") == api.tokens["agent"]
+            finally:
+                await browser.close()
+    finally:
+        await api.close()
 
 
 async def reconnect_refetches(page: Any, api: LiveApi) -> None:
