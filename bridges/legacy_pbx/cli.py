@@ -240,7 +240,8 @@ def cmd_recordings(args: argparse.Namespace) -> int:
             dsn, _ = await open_store(config, stack)
             store = await CallStore.connect(dsn)
             stack.push_async_callback(store.close)
-            watcher = RecordingWatcher(store, SpooledWriter(store, config.spool_path), pbx, settle_seconds=0)
+            spool = config.spool_path.with_name("spool-legacy-recordings.jsonl")  # not the running service's spool
+            watcher = RecordingWatcher(store, SpooledWriter(store, spool), pbx, settle_seconds=0)
             matches = await watcher.scan_once()
             return {kind: sum(m.kind == kind for m in matches) for kind in ("matched", "line_mismatch", "unmatched")}
 
