@@ -50,6 +50,7 @@ class WebhookSettings:
     timeout: float = 10.0  # one POST, connect to last byte
     concurrency: int = 8  # deliveries in flight (different calls; one call is strictly sequential)
     poll_seconds: float = 5.0  # look at the table at least this often (other instances' rows, leases)
+    keep_days: int = 30  # delivered / failed rows are kept this long for the deliveries API
 
 
 def backoff(attempts: int, settings: WebhookSettings) -> float:
@@ -88,7 +89,8 @@ class DeliveryWorker:
         self._session = aiohttp.ClientSession(headers={"User-Agent": "asterisk-callcenter-webhooks/1"})
         sub = self.ctx.bus.subscribe("call.", maxsize=10_000)  # subscribed before start returns: nothing missed
         self._tasks = [asyncio.create_task(self._listen(sub), name="webhooks-listen"),
-                       asyncio.create_task(self._dispatch(), name="webhooks-dispatch")]
+                       asyncio.create_task(self._dispatch(), name="webhooks-dispatch"),
+                       asyncio.create_task(self._purge(), name="webhooks-purge")]
 
     async def stop(self) -> None:
         for task in [*self._tasks, *self._in_flight]:
@@ -131,6 +133,17 @@ class DeliveryWorker:
             except Exception:  # a bad event, not an outage: skip it rather than block the rest
                 log.exception("event=webhook_enqueue_failed topic=%s", topic)
                 return
+
+    async def _purge(self, every: float = 3600.0) -> None:
+        """Hourly: drop finished deliveries past ``keep_days`` so the table does not grow for ever."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                removed = await store.purge_deliveries(self.ctx.store.pool, self.settings.keep_days)
+                if removed:
+                    log.info("event=webhook_deliveries_purged count=%d", removed)
+            except Exception:
+                log.warning("event=webhook_purge_failed", exc_info=True)
 
     async def _dispatch(self) -> None:
         """Lease what is due, send it, sleep until the next due time or until woken."""

@@ -196,3 +196,12 @@ async def retry_delivery(pool: asyncpg.Pool, webhook_id: int, delivery_id: int) 
                 raise NotFound("no such delivery")
             raise Conflict(f"only a failed delivery can be retried (this one is {exists})")
     return _delivery(row)
+
+
+async def purge_deliveries(pool: asyncpg.Pool, keep_days: int) -> int:
+    """Forget finished deliveries older than ``keep_days`` (pending ones are never purged)."""
+    async with pool.acquire() as conn:
+        result = await conn.execute(
+            "DELETE FROM webhook_deliveries WHERE status <> 'pending'"
+            " AND created_at < now() - make_interval(days => $1)", keep_days)
+    return int(result.split()[-1])

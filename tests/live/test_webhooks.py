@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from aiohttp import web
 from api.webhooks import WEBHOOK_SETTINGS_KEY, WebhookSettings
 from callcenter.bus import EventBus
 from callcenter.store import CallStore
+from callcenter.store.webhooks import purge_deliveries
 from tests.live.liveapi import LiveApi, start_api, wait_for
 
 MakeLive = Callable[..., Awaitable[LiveApi]]
@@ -261,6 +263,21 @@ async def test_events_filter_and_disabled_hooks_get_nothing(make_live: MakeLive)
         assert receiver.received[0].json["sequence"] == 1
     finally:
         await receiver.stop()
+
+
+async def test_old_finished_deliveries_are_purged_but_pending_ones_stay(make_live: MakeLive) -> None:
+    api = await make_live(configure=fast())
+    hook = await add_hook(api, "http://127.0.0.1:9/hook", enabled=False)
+    pool = api.ctx.store.pool
+    async with pool.acquire() as conn:
+        for n, status in enumerate(("delivered", "failed", "pending", "delivered")):
+            age = timedelta(days=40 if n < 3 else 1)
+            await conn.execute(
+                "INSERT INTO webhook_deliveries (webhook_id, event_key, topic, call_key, payload, status, created_at)"
+                " VALUES ($1, $2, 'call.ended', 'call:x', '{}'::jsonb, $3, now() - $4::interval)",
+                hook["id"], f"k{n}", status, age)
+    assert await purge_deliveries(pool, 30) == 2
+    assert sorted(r["status"] for r in await deliveries(api, hook["id"])) == ["delivered", "pending"]
 
 
 async def test_pending_deliveries_survive_a_restart(store: CallStore, tmp_path: Path) -> None:
