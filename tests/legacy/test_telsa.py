@@ -112,3 +112,28 @@ async def test_watcher_stores_the_match_and_reports_the_mismatch_on_the_call(
                                                          "call_line": "2"}
     assert "event=telsa_line_mismatch" in caplog.text and "file_line=3 call_line=2" in caplog.text
     assert await watcher.scan_once() == []  # each file is handled once
+
+
+async def test_recordings_command_matches_once_from_the_command_line(
+        store: CallStore, db_dsn: str, tmp_path: Path) -> None:
+    import asyncio
+    import json
+    import sys
+
+    root = tmp_path / "telsa"
+    tiny_wav(root / "record/01_20251125_143005.wav")
+    call = CallRecord(call_id_for("office", "a"), "office", Source.SMDR, "a", T - timedelta(seconds=3),
+                      direction=Direction.INBOUND, status=CallStatus.ANSWERED, trunk="01",
+                      ended_at=T + timedelta(seconds=50))
+    await store.upsert_call(call)
+    config = tmp_path / "callcenter.toml"
+    config.write_text(f'[database]\ndsn = "{db_dsn}"\ndata_dir = "{tmp_path}"\n[[pbx]]\nkey = "office"\n'
+                      f'kind = "panasonic"\n[pbx.legacy]\nrecordings_dir = "{root}"\ntimezone = "UTC"\n')
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "callcenter.cli", "--config", str(config),
+                                                "legacy", "recordings", "--pbx", "office",
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err
+    assert json.loads(out) == {"matched": 1, "line_mismatch": 0, "unmatched": 0}
+    row = await store.get_call(call.id)
+    assert row is not None and row["recording"] == "record/01_20251125_143005.wav"
