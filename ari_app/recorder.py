@@ -21,7 +21,7 @@ log = logging.getLogger("callcenter.ari.recorder")
 
 
 class Recorder:
-    def __init__(self, writer: Any, bus: Any, *, max_batch: int = 1000) -> None:
+    def __init__(self, writer: Any, bus: Any, *, max_batch: int = 5000) -> None:
         self.writer = writer
         self.bus = bus
         self.max_batch = max_batch
