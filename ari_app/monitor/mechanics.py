@@ -64,6 +64,23 @@ class Waiters:
             future.cancel()
 
 
+class LiveSource(Protocol):
+    """Channels and bridges as ARI JSON, fresh enough to pick the target (live state, or REST)."""
+
+    async def snapshot(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]: ...
+
+
+class RestLiveSource:
+    """``GET /channels`` + ``GET /bridges`` (every bridge, Dial() ones included) side by side."""
+
+    def __init__(self, ari: AriRest) -> None:
+        self.ari = ari
+
+    async def snapshot(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        channels, bridges = await asyncio.gather(self.ari.get("/channels"), self.ari.get("/bridges"))
+        return list(channels or []), list(bridges or [])
+
+
 class Mechanics:
     """ARI operations with the waiting and the error tolerance monitoring needs."""
 
@@ -121,6 +138,16 @@ class Mechanics:
                 raise
             return None
         return str(reply.get("value", "")) if isinstance(reply, dict) else None
+
+    async def endpoint_state(self, technology: str, resource: str) -> str | None:
+        """``online``/``offline``…, None when there is no such endpoint."""
+        try:
+            endpoint = await self.ari.get(f"/endpoints/{technology}/{resource}")
+        except Exception as exc:
+            if status_of(exc) is None:
+                raise
+            return None
+        return str(endpoint.get("state", "")) if isinstance(endpoint, dict) else None
 
     async def play_and_wait(self, channel_id: str, media: str, playback_id: str) -> None:
         """Play a prompt and wait until it has finished (or failed, or the channel went away)."""

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 
@@ -23,7 +23,7 @@ from ari_app.monitor.errors import (
     SupervisorUnavailable,
     TakeoverUnavailable,
 )
-from ari_app.monitor.mechanics import AriRest, Mechanics
+from ari_app.monitor.mechanics import AriRest, LiveSource, Mechanics, RestLiveSource
 from ari_app.monitor.session import (
     BRIDGE_PREFIX,
     FLOW_NAME,
@@ -53,23 +53,6 @@ ANNOUNCEMENT = "sound:this-call-may-be-monitored-or-recorded"
 SWITCH_REFUSED_PROMPT = "sound:beeperr"
 
 
-class LiveSource(Protocol):
-    """Channels and bridges as ARI JSON, fresh enough to pick the target (live state, or REST)."""
-
-    async def snapshot(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]: ...
-
-
-class RestLiveSource:
-    """``GET /channels`` + ``GET /bridges`` (every bridge, Dial() ones included) side by side."""
-
-    def __init__(self, ari: AriRest) -> None:
-        self.ari = ari
-
-    async def snapshot(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        channels, bridges = await asyncio.gather(self.ari.get("/channels"), self.ari.get("/bridges"))
-        return list(channels or []), list(bridges or [])
-
-
 class MonitorService:
     """All monitoring sessions of one Asterisk (one ``[[pbx]]`` entry)."""
 
@@ -93,6 +76,7 @@ class MonitorService:
         self.call_probe = call_probe  # channel id → call id from the live state (saves a REST look-up)
         self.announcement = announcement
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.takeover_lock = asyncio.Lock()
 
     # -- plumbing ------------------------------------------------------------------------------------
 
@@ -159,6 +143,7 @@ class MonitorService:
     async def start(self, *, supervisor_extension: str, target_extension: str, mode: str) -> str:
         wanted = parse_mode(mode)
         await self.check(supervisor_extension, target_extension, wanted)
+        await self._reachable(supervisor_extension)
         session_id = new_session_id()
         session = MonitorSession(id=session_id, pbx=self.pbx, supervisor=supervisor_extension,
                                  target=target_extension, mode=wanted, origin="api", state=SessionState.CALLING,
@@ -177,6 +162,14 @@ class MonitorService:
                  supervisor_extension, target_extension, wanted.value)
         self.spawn(self.timeline.publish("monitor.calling", session), "publish")
         return session.id
+
+    async def _reachable(self, extension: str) -> None:
+        """Ring only a registered phone: an offline one would fail later, after the API said 202."""
+        state = await self.mech.endpoint_state(self.technology, extension)
+        if state is None:
+            raise SupervisorUnavailable(f"extension {extension} is not a {self.technology} endpoint")
+        if state != "online":
+            raise SupervisorUnavailable(f"extension {extension} is not registered (its phone is offline)")
 
     # -- the feature-code path (and the API's answered call) ------------------------------------------
 
@@ -201,15 +194,18 @@ class MonitorService:
         async with session.lock:
             if session.state is not SessionState.ATTACHING:
                 return
-            grant, call = await self.check(session.supervisor, session.target, session.mode)
-            session.agent_channel, session.call_bridge = call.channel_id, call.bridge_id
-            session.announce = grant.announce
             sup = str(session.supervisor_channel)
             if session.mode is MonitorMode.TAKEOVER:
-                if answer:
-                    await self.mech.answer(sup)
-                await self._move_into_call(session, call)
+                async with self.takeover_lock:  # two take-overs of one call: the second finds no agent
+                    grant, call = await self.check(session.supervisor, session.target, session.mode)
+                    session.announce = grant.announce
+                    if answer:
+                        await self.mech.answer(sup)
+                    await self._move_into_call(session, call)
             else:
+                grant, call = await self.check(session.supervisor, session.target, session.mode)
+                session.agent_channel, session.call_bridge = call.channel_id, call.bridge_id
+                session.announce = grant.announce
                 snoop_id = session.next_snoop_id()
                 self.by_channel[snoop_id] = session
                 steps = [self.mech.create_bridge(session.bridge_id, f"monitor-{session.mode.value}"),
@@ -294,8 +290,9 @@ class MonitorService:
                 return
             previous = session.mode
             if target is MonitorMode.TAKEOVER:
-                _grant, call = await self.check(session.supervisor, session.target, target)
-                await self._move_into_call(session, call)
+                async with self.takeover_lock:
+                    _grant, call = await self.check(session.supervisor, session.target, target)
+                    await self._move_into_call(session, call)
             else:
                 old, snoop_id = session.snoop_channel, session.next_snoop_id()
                 self.by_channel[snoop_id] = session
@@ -317,6 +314,7 @@ class MonitorService:
 
     async def _move_into_call(self, session: MonitorSession, call: TargetCall) -> None:
         """Take-over: the supervisor joins the call's bridge, the agent leg and the monitoring rig go."""
+        session.agent_channel = call.channel_id
         await asyncio.gather(self.mech.add_to_bridge(call.bridge_id, str(session.supervisor_channel)),
                              self._bind_call(session, call.channel_id))  # the agent leg is about to go
         if self.on_takeover is not None:

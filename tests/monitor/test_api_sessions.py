@@ -104,3 +104,28 @@ async def test_the_http_routes_drive_a_real_session(world: World, monitor_api: M
     assert (await client.delete(f"/api/v1/monitor/{session_id}", headers=auth)).status == 202
     assert_clean(world)
     assert (await client.delete(f"/api/v1/monitor/{session_id}", headers=auth)).status == 404
+
+
+async def test_an_offline_or_unknown_supervisor_phone_is_refused_before_ringing(world: World) -> None:
+    from ari_app.monitor.errors import SupervisorUnavailable
+
+    await grant(world, "listen", observers=["2005", "3999"])
+    await customer_calls_agent(world)
+    port = port_of(world)
+    await world.sim.phone("2005").unregister()
+    with pytest.raises(SupervisorUnavailable):
+        await port.start(supervisor_extension="2005", target_extension="1001", mode="listen")
+    with pytest.raises(SupervisorUnavailable):
+        await port.start(supervisor_extension="3999", target_extension="1001", mode="listen")
+    assert port.sessions() == [] and not world.sim.phone("2005").channels()
+
+
+async def test_stopping_while_the_supervisor_rings_hangs_the_ringing_phone_up(world: World) -> None:
+    await grant(world, "listen")
+    await customer_calls_agent(world)
+    world.sim.phone("2005").never_answer()
+    port = port_of(world)
+    session_id = await port.start(supervisor_extension="2005", target_extension="1001", mode="listen")
+    await eventually(lambda: world.sim.phone("2005").channels())
+    await port.stop(session_id)
+    await eventually(lambda: not world.sim.phone("2005").channels() and not port.sessions())

@@ -248,7 +248,7 @@ async def test_an_announcing_group_plays_the_notice_into_the_call_once(world: Wo
     notice = await eventually(lambda: [c for c in world.sim.engine.channels.values() if c.id.endswith("-announce")])
     agent = world.sim.phone("1001").channels()[0]
     assert (notice[0].snoop_target, notice[0].spy, notice[0].whisper) == (agent.id, "none", "both")
-    played = [e["playback"] for e in recorder.events if e["type"] == "PlaybackStarted"]
+    played = await eventually(lambda: [e["playback"] for e in recorder.events if e["type"] == "PlaybackStarted"])
     assert [(p["media_uri"], p["target_uri"]) for p in played] == [
         ("sound:custom/monitored", f"channel:{notice[0].id}")]
     await eventually(lambda: len(snoops(world)) == 1, timeout=5)  # gone once played; the session goes on
@@ -270,3 +270,14 @@ async def test_two_supervisors_on_one_agent_each_get_their_own_session(world: Wo
     await world.sim.phone("2006").hangup()
     await eventually(lambda: len(snoops(world)) == 1 and len(world.service.sessions) == 1)
     assert hears(world)["2005"] == {"1001", CUSTOMER}
+
+
+async def test_two_take_overs_of_one_call_only_one_wins(world: World) -> None:
+    await grant(world, "takeover", observers=["2005", "2006"])
+    await stasis_call(world)
+    await asyncio.gather(world.sim.phone("2005").dial("*3381001"), world.sim.phone("2006").dial("*3381001"))
+    await eventually(lambda: len([s for s in world.service.sessions.values() if s.state.value == "taken_over"]) == 1
+                     and len(world.service.sessions) == 1)
+    matrix = hears(world)
+    winner = next(iter(world.service.sessions.values())).supervisor
+    assert matrix[CUSTOMER] == {winner} and "1001" not in matrix

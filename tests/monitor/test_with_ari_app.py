@@ -21,7 +21,7 @@ from callcenter.store import CallStore, SpooledWriter
 from callcenter.store import monitor_groups as groups
 
 from .conftest import monitor_config
-from .test_monitoring import eventually, monitor_bridges, snoops
+from .test_monitoring import eventually, eventually_async, monitor_bridges, snoops
 
 CUSTOMER = "0501234567"
 DIALPLAN = """
@@ -107,8 +107,12 @@ async def test_take_over_a_click_to_call(app: App, store: CallStore) -> None:
     await app.calls.unhold(call_id)
     await app.sim.phone("2005").hangup()
     await eventually(lambda: not app.sim.channels() and not app.port.sessions())
-    await app.pbx.recorder.flush()
-    events = [e for e in await store.call_events(call_id) if e["kind"].startswith("monitor_")]
+
+
+    async def monitor_lines() -> list[Any]:
+        return [e for e in await store.call_events(call_id) if e["kind"].startswith("monitor_")]
+
+    events = await eventually_async(monitor_lines, lambda found: len(found) >= 2)
     assert [(e["kind"], e["data"]["mode"]) for e in events] == [("monitor_start", "takeover"),
                                                                  ("monitor_stop", "takeover")]
     assert events[0]["data"]["supervisor"] == "2005"
