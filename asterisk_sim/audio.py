@@ -61,7 +61,7 @@ def _edges(engine: Engine) -> dict[Node, list[tuple[Node, str]]]:
             if a.on_hold or a.mute in ("in", "both"):
                 continue
             for b in members:
-                if b is not a and b.mute not in ("out", "both"):
+                if b is not a and b.mute not in ("out", "both") and not b.on_hold:
                     add(("R", a.id), ("W", b.id))
     return edges
 

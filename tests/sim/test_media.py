@@ -1,0 +1,71 @@
+"""Holds, MOH and recordings as the audio model and the recordings directory see them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from asterisk_sim.simulator import SimConfig, Simulator
+
+DIALPLAN = "[from-internal]\nexten => _X.,1,Stasis(cc,${EXTEN})\n"
+AUTH = {"Authorization": aiohttp.encode_basic_auth("cc", "cc")}  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def bridged(tmp_path: Path) -> AsyncIterator[tuple[Simulator, aiohttp.ClientSession, str, str, str]]:
+    """1001 called in (Stasis) and 1002 originated by the app, both in one mixing bridge."""
+    config = SimConfig(user="cc", password="cc", phones=["1001", "1002"], dialplan_text=DIALPLAN,
+                       recordings_dir=str(tmp_path / "monitor"), ami_port=None, time_scale=0.05)
+    async with Simulator(config) as sim, aiohttp.ClientSession(headers=AUTH) as http:
+        ws = await http.ws_connect(sim.ari_url.replace("http", "ws") + "/events?app=cc")
+        for ext in ("1001", "1002"):
+            await sim.phone(ext).register()
+        caller = await sim.phone("1001").dial("500")
+        await asyncio.sleep(0.05)
+        await http.post(f"{sim.ari_url}/channels/{caller}/answer")
+        agent = (await (await http.post(f"{sim.ari_url}/channels", params={
+            "endpoint": "PJSIP/1002", "app": "cc"})).json())["id"]
+        for _ in range(100):
+            if sim.engine.channels[agent].stasis_app:
+                break
+            await asyncio.sleep(0.01)
+        bridge = (await (await http.post(f"{sim.ari_url}/bridges", params={"type": "mixing"})).json())["id"]
+        await http.post(f"{sim.ari_url}/bridges/{bridge}/addChannel", params={"channel": f"{caller},{agent}"})
+        yield sim, http, caller, agent, bridge
+        await ws.close()
+
+
+async def test_hold_gives_the_other_party_music_and_unhold_restores_the_call(bridged: tuple) -> None:
+    sim, http, caller, agent, _bridge = bridged
+    assert sim.who_hears_whom() == {"1001": {"1002"}, "1002": {"1001"}}
+    assert (await http.post(f"{sim.ari_url}/channels/{agent}/hold")).status == 204
+    assert sim.who_hears_whom() == {"1001": {"moh"}, "1002": set()}
+    await http.delete(f"{sim.ari_url}/channels/{agent}/hold")
+    assert sim.who_hears_whom() == {"1001": {"1002"}, "1002": {"1001"}}
+    await http.post(f"{sim.ari_url}/channels/{caller}/mute", params={"direction": "in"})
+    assert sim.who_hears_whom() == {"1001": {"1002"}, "1002": set()}
+
+
+async def test_bridge_moh_reaches_every_member(bridged: tuple) -> None:
+    sim, http, _caller, _agent, bridge = bridged
+    await http.post(f"{sim.ari_url}/bridges/{bridge}/moh")
+    assert sim.who_hears_whom() == {"1001": {"1002", "moh"}, "1002": {"1001", "moh"}}
+
+
+async def test_bridge_recording_with_dated_name_writes_a_wav_under_subdirectories(bridged: tuple) -> None:
+    sim, http, _caller, _agent, bridge = bridged
+    name = "2026/11/25/call-1"
+    resp = await http.post(f"{sim.ari_url}/bridges/{bridge}/record", params={"name": name, "format": "wav"})
+    assert resp.status == 201
+    await asyncio.sleep(0.05)
+    live = await (await http.get(f"{sim.ari_url}/recordings/live/2026%2F11%2F25%2Fcall-1")).json()
+    assert live["state"] == "recording"
+    await http.post(f"{sim.ari_url}/recordings/live/2026%2F11%2F25%2Fcall-1/stop")
+    path = Path(sim.config.recordings_dir) / "2026/11/25/call-1.wav"
+    assert path.read_bytes()[:4] == b"RIFF" and path.stat().st_size > 44
+    stored = await (await http.get(f"{sim.ari_url}/recordings/stored")).json()
+    assert {"name": name, "format": "wav"} in stored
