@@ -23,6 +23,7 @@ from api.app import CTX_KEY
 from api.auth import Identity, get_identity, permission
 from api.errors import json_error
 from callcenter.bus import Subscription
+from callcenter.domain import Unavailable
 
 log = logging.getLogger("callcenter.api.live")
 
@@ -232,7 +233,11 @@ async def get_live(request: web.Request) -> web.Response:
     """Extensions (registration + call state + current call), active calls, trunks in use and queues."""
     identity = get_identity(request)
     port = request.app[CTX_KEY].ports.live
-    snapshot = port.snapshot() if port is not None else None
+    try:
+        snapshot = port.snapshot() if port is not None else None
+    except Exception:  # the ARI app's bug must not look like ours, nor leak a trace
+        log.exception("event=live_snapshot_failed")
+        raise Unavailable("the live view failed; try again") from None
     body = {"generated_at": _now(), "connected": port is not None, **filter_snapshot(identity, snapshot)}
     per_pbx = (snapshot or {}).get("connected")
     if isinstance(per_pbx, Mapping):  # the ARI app's link state per PBX
