@@ -19,11 +19,12 @@ import asyncpg
 
 from ari_app.monitor.errors import (
     MonitorRefused,
+    NoCallInProgress,
     SessionNotFound,
     SupervisorUnavailable,
     TakeoverUnavailable,
 )
-from ari_app.monitor.mechanics import AriRest, LiveSource, Mechanics, RestLiveSource
+from ari_app.monitor.mechanics import AriRest, LiveSource, Mechanics, RestLiveSource, status_of
 from ari_app.monitor.session import (
     BRIDGE_PREFIX,
     FLOW_NAME,
@@ -187,6 +188,9 @@ class MonitorService:
         except MonitorRefused as exc:
             await self.refuse(session, exc)
         except Exception as exc:
+            if status_of(exc) == 404 and session.state is SessionState.ATTACHING:  # the agent's call just ended
+                await self.refuse(session, NoCallInProgress(f"the call of {session.target} ended during set-up"))
+                return
             log.warning("event=monitor_attach_failed session=%s error=%r", session.id, exc)
             await self.end(session, "failed")
 

@@ -112,6 +112,8 @@ def _values(name: str, level: str, observers: Iterable[str], observed: Iterable[
     name = name.strip()
     if not name or len(name) > 100:
         raise InvalidGroup("name must be 1-100 characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise InvalidGroup("name must not contain control characters")
     return (name, parse_level(level).value, clean_extensions(observers, allow_everyone=False, field="observers"),
             clean_extensions(observed, allow_everyone=True, field="observed"))
 

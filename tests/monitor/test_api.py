@@ -147,6 +147,9 @@ async def test_monitor_group_admin_crud(monitor_api: MonitorApi) -> None:
     bad = await client.post("/api/v1/admin/monitor-groups", json={"name": "x", "level": "listen",
                                                                   "observers": ["*"]}, headers=admin)
     assert bad.status == 400 and (await bad.json())["error"]["field"] == "body.observers[0]"
+    for name in ("a\x00b", "tab\there", "   "):
+        bad = await client.post("/api/v1/admin/monitor-groups", json={"name": name, "level": "listen"}, headers=admin)
+        assert bad.status == 400, name
     sup = monitor_api.auth("supervisor")
     assert (await client.put(url, json={"name": "s", "level": "listen"}, headers=sup)).status == 403
     assert [g["id"] for g in (await (await client.get("/api/v1/admin/monitor-groups", headers=sup)).json())[
