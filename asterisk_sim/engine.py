@@ -170,8 +170,8 @@ class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
             else:
                 ep_name, party = target, target
             ep = self.endpoints.get(f"PJSIP/{ep_name}")
-            if ep is None:
-                raise LookupError(tech_resource)
+            if ep is None or (ep.state != "online" and ep_name != self.config.trunk):
+                raise LookupError(tech_resource)  # no contact: chan_pjsip cannot make the channel (CHANUNAVAIL)
             ch = self.new_channel("PJSIP", ep_name, channel_id, linkedid)
             ch.party = party
             ch.exten = party if host else "s"

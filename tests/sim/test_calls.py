@@ -156,3 +156,13 @@ async def test_http_control_api_drives_phones_and_reports_who_hears_whom(office:
         assert heard == {"1001": ["1002"], "1002": ["1001"]}
         await http.post(f"{base}/_sim/phones/1001/hangup")
         await _until(lambda: not sim.channels())
+
+
+async def test_originate_to_an_unregistered_phone_fails_like_chan_pjsip(office: Simulator) -> None:
+    sim = office
+    await sim.phone("1003").unregister()
+    async with aiohttp.ClientSession(headers=AUTH) as http:
+        resp = await http.post(f"{sim.ari_url}/channels", params={"endpoint": "PJSIP/1003", "app": "cc"})
+        assert (resp.status, await resp.json()) == (500, {"error": "Allocation failed"})
+        endpoint = await (await http.get(f"{sim.ari_url}/endpoints/PJSIP/1003")).json()
+        assert endpoint["state"] == "offline"
