@@ -64,6 +64,13 @@ class SupervisorUnavailable(MonitorRefused):
     status = 409
 
 
+class MonitorUnavailable(MonitorRefused):
+    """Something on our side failed (the store, Asterisk replied with an error): try again later."""
+
+    code = "monitor_unavailable"
+    status = 503
+
+
 class SessionNotFound(MonitorRefused):
     code = "not_found"
     status = 404

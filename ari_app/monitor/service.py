@@ -19,6 +19,7 @@ import asyncpg
 
 from ari_app.monitor.errors import (
     MonitorRefused,
+    MonitorUnavailable,
     NoCallInProgress,
     SessionNotFound,
     SupervisorUnavailable,
@@ -133,6 +134,8 @@ class MonitorService:
             channels, bridges = await snapshot_task
         finally:
             snapshot_task.cancel()
+            if snapshot_task.done() and not snapshot_task.cancelled():
+                snapshot_task.exception()  # retrieved: a failed look-up we no longer need is not an error
         call = resolve_target(target, channels, bridges, self.technology)
         if mode is MonitorMode.TAKEOVER and not call.stasis_bridge:
             raise TakeoverUnavailable(f"the call of extension {target} is not in a bridge the app controls")
@@ -192,7 +195,10 @@ class MonitorService:
                 await self.refuse(session, NoCallInProgress(f"the call of {session.target} ended during set-up"))
                 return
             log.warning("event=monitor_attach_failed session=%s error=%r", session.id, exc)
-            await self.end(session, "failed")
+            if session.state is SessionState.ATTACHING:  # the supervisor hears that it failed, then the line ends
+                await self.refuse(session, MonitorUnavailable("monitoring is not available right now"))
+            else:
+                await self.end(session, "failed")
 
     async def attach(self, session: MonitorSession, *, answer: bool) -> None:
         async with session.lock:

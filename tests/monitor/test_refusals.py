@@ -87,3 +87,15 @@ async def test_take_over_of_a_call_outside_stasis_is_refused(world: World, caplo
     await customer_calls_agent(world)  # a dialplan Dial(): its bridge is not the app's to change
     assert await refused(world, "*3381001", caplog) == ["sound:cannot-complete-as-dialed"]
     assert world.sim.who_hears_whom()["1001"] == {CUSTOMER}
+
+
+async def test_a_store_outage_is_spoken_as_unavailable(world: World, caplog: pytest.LogCaptureFixture,
+                                                       db_dsn: str) -> None:
+    import asyncpg
+
+    closed = await asyncpg.create_pool(db_dsn, min_size=0)
+    await closed.close()
+    world.service.pool = closed  # PostgreSQL gone: the groups cannot be read
+    await customer_calls_agent(world)
+    assert await refused(world, "*3361001", caplog) == ["sound:beeperr"]
+    assert logged(caplog, "monitor_unavailable")
