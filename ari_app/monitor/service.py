@@ -277,7 +277,6 @@ class MonitorService:
                  session.supervisor, session.target, session.mode.value, exc.message)
         session.end_reason = exc.code
         sup = session.supervisor_channel
-        self.spawn(self.timeline.publish("monitor.refused", session, code=exc.code, reason=exc.message), "publish")
         if sup:
             try:
                 await self.mech.answer(sup)
@@ -285,6 +284,7 @@ class MonitorService:
             except Exception as play_exc:
                 log.debug("event=monitor_refusal_prompt_failed error=%r", play_exc)
         await self.end(session, exc.code, quiet=True)
+        await self.timeline.publish("monitor.refused", session, code=exc.code, reason=exc.message)
 
     # -- switching ------------------------------------------------------------------------------------
 
@@ -392,7 +392,10 @@ class MonitorService:
             await asyncio.gather(*steps)
             if was in (SessionState.ACTIVE, SessionState.TAKEN_OVER) and session.agent_channel:
                 await self.mech.subscribe(f"channel:{session.agent_channel}", False)
-            if quiet or was in (SessionState.CALLING, SessionState.ATTACHING):
+            if quiet:
+                return
+            if was in (SessionState.CALLING, SessionState.ATTACHING):  # never attached: no timeline line
+                self.spawn(self.timeline.publish("monitor.stop", session, reason=reason), "publish")
                 return
             seconds = round((session.ended_at - session.started_at).total_seconds(), 3)
             data = self.timeline.note(session, "monitor_stop", reason=reason, seconds=seconds)

@@ -129,3 +129,19 @@ async def test_stopping_while_the_supervisor_rings_hangs_the_ringing_phone_up(wo
     await eventually(lambda: world.sim.phone("2005").channels())
     await port.stop(session_id)
     await eventually(lambda: not world.sim.phone("2005").channels() and not port.sessions())
+
+
+async def test_the_bus_tells_the_dashboard_when_an_unanswered_attempt_is_over(world: World) -> None:
+    await grant(world, "listen")
+    await customer_calls_agent(world)
+    world.sim.phone("2005").never_answer()
+    subscription = world.bus.subscribe("monitor.")
+    port = port_of(world)
+    session_id = await port.start(supervisor_extension="2005", target_extension="1001", mode="listen")
+    calling = await subscription.get(2)
+    assert (calling.topic, calling.data["session_id"], calling.data["state"]) == ("monitor.calling", session_id,
+                                                                                   "calling")
+    await eventually(lambda: world.sim.phone("2005").channels())
+    await port.stop(session_id)
+    stop = await subscription.get(2)
+    assert (stop.topic, stop.data["state"], stop.data["reason"]) == ("monitor.stop", "ended", "stopped")

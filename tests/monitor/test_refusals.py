@@ -99,3 +99,11 @@ async def test_a_store_outage_is_spoken_as_unavailable(world: World, caplog: pyt
     await customer_calls_agent(world)
     assert await refused(world, "*3361001", caplog) == ["sound:beeperr"]
     assert logged(caplog, "monitor_unavailable")
+
+
+async def test_a_refusal_is_published_as_ended(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    subscription = world.bus.subscribe("monitor.")
+    await customer_calls_agent(world)
+    await refused(world, "*3361001", caplog)
+    event = await subscription.get(2)
+    assert (event.topic, event.data["state"], event.data["code"]) == ("monitor.refused", "ended", "not_an_observer")
