@@ -100,6 +100,11 @@ class AmiServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 1)
 
+    def drop_sessions(self) -> None:
+        for session in list(self.sessions):
+            session.writer.close()
+        self.sessions.clear()
+
     def attach(self, engine: Engine) -> None:
         if self.engine is not None and self._listen in self.engine.listeners:
             self.engine.listeners.remove(self._listen)

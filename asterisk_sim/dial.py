@@ -49,7 +49,15 @@ async def dial(engine: Engine, caller: Channel, args: list[str]) -> None:
     if not legs:
         engine.set_var(caller, "DIALSTATUS", "CHANUNAVAIL")
         return
-    winner, status = await _first_answer(engine, legs, timeout)
+    try:
+        winner, status = await _first_answer(engine, legs, timeout)
+    except asyncio.CancelledError:  # the caller hung up while ringing: Dial cancels every leg
+        for leg in legs:
+            if not leg.hangup_requested:
+                engine.dial_event(leg, "CANCEL", leg.outgoing)  # type: ignore[attr-defined]
+                engine.request_hangup(leg, cause=16, soft=False)
+        engine.set_var(caller, "DIALSTATUS", "CANCEL")
+        raise
     for leg in legs:
         if leg is not winner and not leg.hangup_requested:
             engine.request_hangup(leg, cause=26 if winner else 16, soft=False)

@@ -64,6 +64,7 @@ class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
         self.tasks: set[asyncio.Task[Any]] = set()
         self.snoop_counter = 0
         self.device_states: dict[str, str] = {}
+        self.invite_headers: dict[str, dict[str, str]] = {}
         self.leaked = 0  # channels Asterisk would leak (duplicate snoopId, README observation 34)
         self.init_media()
 
@@ -195,6 +196,8 @@ class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
             await self.sleep(0.01)
             self.request_hangup(ch, cause=20, soft=False)
             return
+        self.invite_headers[key] = {name[len("PJSIP_HEADER(add,"):-1]: value for name, value in ch.variables.items()
+                                    if name.startswith("PJSIP_HEADER(add,")}
         await self.sleep(policy.ring_after)
         if ch.hangup_requested:
             return

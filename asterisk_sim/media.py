@@ -23,6 +23,8 @@ SOUNDS: dict[str, float] = {
     "queue-holdtime": 1.5, "queue-minutes": 0.8, "queue-thankyou": 2.0, "silence/1": 1.0, "silence/2": 2.0,
     "conf-onlyperson": 2.0, "agent-loginok": 1.0, "privacy-incorrect": 2.0, "spy-agent": 1.0,
     "vm-goodbye": 0.8, "auth-thankyou": 1.0, "transfer": 0.8, "custom/monitored": 3.0,
+    "access-denied": 1.2, "feature-not-avail-line": 2.0, "is-curntly-unavail": 1.5, "pls-try-call-later": 1.8,
+    "pbx-invalid": 2.2, "cannot-complete-as-dialed": 2.5, "beeperr": 0.4, "this-call-may-be-monitored-or-recorded": 3.0,
 }
 KNOWN_SCHEMES = {"sound", "recording", "tone", "digits", "number", "characters"}
 FORMATS = {"wav", "gsm", "ulaw", "alaw", "sln", "wav49", "g722", "slin"}
@@ -141,6 +143,7 @@ class MediaOps:
                 if duration is None:
                     pb.state = "failed"
                     break
+                self._audible(pb, media)
                 await self._play_for(pb, duration)
                 if pb.state != "playing":
                     break
@@ -155,12 +158,23 @@ class MediaOps:
         finally:
             self._finish_playback(pb, pb.state)
 
+    def _audible(self: Engine, pb: Playback, media: str | None) -> None:
+        """Make a playing sound part of the audio model (channel: its device hears it; bridge: every member)."""
+        kind, _, target = pb.target_uri.partition(":")
+        if kind == "channel" and target in self.channels:
+            self.channels[target].playing = media
+        elif kind == "bridge" and target in self.bridges:
+            for member in self.bridge_members(self.bridges[target]):
+                member.playing = media
+        self.audio_changed()
+
     def _finish_playback(self: Engine, pb: Playback, state: str) -> None:
         """Emit PlaybackFinished exactly once (a hang-up finishes it at once, before StasisEnd)."""
         if getattr(pb, "finished", False):
             return
         pb.finished = True  # type: ignore[attr-defined]
         pb.state = state
+        self._audible(pb, None)
         kind, _, target = pb.target_uri.partition(":")
         if pb.task is not None and pb.task is not asyncio.current_task():
             pb.task.cancel()

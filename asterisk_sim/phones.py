@@ -66,6 +66,24 @@ class Party:
         for ch in self.channels():
             self.engine.request_hangup(ch, cause=16, soft=False)
 
+    async def hold(self, musicclass: str = "default") -> None:
+        """A SIP re-INVITE hold (sendonly): the channel is on hold and chan_pjsip queues ChannelHold."""
+        ch = self._active()
+        ch.on_hold = True
+        self.engine.audio_changed()
+        self.engine.channel_event(ch, "ChannelHold", post={"musicclass": musicclass})
+
+    async def unhold(self) -> None:
+        ch = self._active()
+        ch.on_hold = False
+        self.engine.audio_changed()
+        self.engine.channel_event(ch, "ChannelUnhold")
+
+    @property
+    def last_invite_headers(self) -> dict[str, str]:
+        """Headers added with PJSIP_HEADER(add,<Name>) on the last call this party received."""
+        return dict(self.engine.invite_headers.get(self.key, {}))
+
     async def send_dtmf(self, digits: str, duration_ms: int = 100) -> None:
         """Press keys (RFC 4733): each digit reaches the channel as ChannelDtmfReceived when it ends."""
         ch = self._active()

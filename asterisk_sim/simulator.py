@@ -145,6 +145,7 @@ class Simulator:
         scale = self.config.time_scale
         shut, refused, loading, booting = self.config.restart_phases
         eng = self.engine
+        registered = [ext for ext, ph in self._phones.items() if ph.endpoint.state == "online"]
         chans = list(eng.channels.values())
         for ch in chans:  # every channel is soft-hung-up with AST_CAUSE 4 first, then they unwind (15)
             eng.request_hangup(ch, cause=0, event_cause=4, soft=True, unwind=False)
@@ -161,6 +162,8 @@ class Simulator:
             if transport is not None:
                 transport.abort()
         self.connections.clear()
+        if self.ami is not None:
+            self.ami.drop_sessions()  # real Asterisk closes every AMI connection; clients log in again
         await self.engine.shutdown()
         if self._site is not None:
             await self._site.stop()
@@ -175,7 +178,6 @@ class Simulator:
         self.started_at = time.time()
         await asyncio.sleep(booting * scale)
         self.phase = "up"
-        registered = [ext for ext, ph in self._phones.items() if ph.endpoint.state == "online"]
         self._phones.clear()
         for ext in registered:
             await self.phone(ext).register()

@@ -166,3 +166,28 @@ async def test_originate_to_an_unregistered_phone_fails_like_chan_pjsip(office: 
         assert (resp.status, await resp.json()) == (500, {"error": "Allocation failed"})
         endpoint = await (await http.get(f"{sim.ari_url}/endpoints/PJSIP/1003")).json()
         assert endpoint["state"] == "offline"
+
+
+async def test_caller_hanging_up_while_ringing_cancels_the_dialled_phone(office: Simulator) -> None:
+    sim = office
+    sim.phone("1002").never_answer()
+    await sim.phone("1001").dial("1002")
+    await _until(lambda: any(c["name"].startswith("PJSIP/1002-") and c["state"] == "Ringing"
+                             for c in sim.channels()))
+    await sim.phone("1001").hangup()
+    await _until(lambda: not sim.channels())
+
+
+async def test_phone_hold_is_a_sip_hold_with_channel_hold_events(office: Simulator) -> None:
+    sim = office
+    seen: list[str] = []
+    holds = ("ChannelHold", "ChannelUnhold")
+    sim.engine.listeners.append(lambda kind, obj, fields: seen.append(kind) if kind in holds else None)
+    sim.phone("1002").answer_after(0)
+    await sim.phone("1001").dial("1002")
+    await _until(lambda: sim.who_hears_whom().get("1002") == {"1001"})
+    await sim.phone("1001").hold()
+    assert sim.who_hears_whom() == {"1001": set(), "1002": {"moh"}}
+    await sim.phone("1001").unhold()
+    assert sim.who_hears_whom() == {"1001": {"1002"}, "1002": {"1001"}}
+    assert seen == ["ChannelHold", "ChannelUnhold"]
