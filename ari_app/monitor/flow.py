@@ -28,7 +28,7 @@ from callcenter.domain import MonitorMode
 log = logging.getLogger("callcenter.ari.monitor")
 
 _GONE_EVENTS = ("StasisEnd", "ChannelHangupRequest", "ChannelDestroyed")
-_PEER_GONE_EVENTS = (*_GONE_EVENTS, "ChannelLeftBridge")
+_HUNG_UP = ("ChannelHangupRequest", "ChannelDestroyed")  # not StasisEnd: another flow may /continue it
 
 
 def supervisor_of(channel: dict[str, Any], technology: str) -> str:
@@ -121,12 +121,12 @@ class MonitorFlow:
 
     def _related_channel(self, session: MonitorSession, kind: str, cid: str, channel: dict[str, Any]) -> None:
         svc = self.service
-        if cid == session.agent_channel and kind in _GONE_EVENTS and session.state is SessionState.ACTIVE:
+        if cid == session.agent_channel and kind in _HUNG_UP and session.state is SessionState.ACTIVE:
             svc.spawn(svc.end(session, "call_ended"), "end")
-        elif session.state is SessionState.TAKEN_OVER and cid in session.takeover_peers and kind in _PEER_GONE_EVENTS:
+        elif session.state is SessionState.TAKEN_OVER and cid in session.takeover_peers and kind in _GONE_EVENTS:
             session.takeover_peers = tuple(p for p in session.takeover_peers if p != cid)
             if not session.takeover_peers:
-                svc.spawn(svc.end(session, "call_ended"), "end")
+                svc.spawn(svc.peers_gone(session), "peers_gone")
         elif kind == "ChannelStateChange" and channel.get("state") == "Up" and session.live:
             tech, resource = endpoint_of(str(channel.get("name", "")))
             if resource == session.supervisor and tech.lower() == svc.technology.lower():

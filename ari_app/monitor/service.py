@@ -43,7 +43,7 @@ from ari_app.monitor.session import (
     plan_switch,
     snoop_args,
 )
-from ari_app.monitor.targets import TargetCall, resolve_target
+from ari_app.monitor.targets import TargetCall, is_party, resolve_target
 from ari_app.monitor.timeline import EventWriter, Publisher, Timeline
 from callcenter.domain import MonitorMode, call_id_for
 from callcenter.store import monitor_groups
@@ -339,6 +339,21 @@ class MonitorService:
             self.by_channel.pop(old, None)
         await asyncio.gather(self.mech.hangup(call.channel_id), self.mech.hangup(old),
                              self.mech.destroy_bridge(session.bridge_id))
+
+    async def peers_gone(self, session: MonitorSession) -> None:
+        """After a take-over the customer left: end unless someone else (a conference party) is still there."""
+        try:
+            bridge = await self.mech.ari.get(f"/bridges/{session.call_bridge}")
+            channels, _bridges = await self.live.snapshot()
+        except Exception:
+            bridge, channels = None, []
+        names = {str(c.get("id")): str(c.get("name", "")) for c in channels}
+        members = [str(m) for m in (bridge or {}).get("channels", ())] if isinstance(bridge, dict) else []
+        others = tuple(m for m in members if m != session.supervisor_channel and is_party(names.get(m, "")))
+        if others:
+            session.takeover_peers = others
+            return
+        await self.end(session, "call_ended")
 
     async def on_dtmf(self, session: MonitorSession, mode: MonitorMode) -> None:
         started = time.perf_counter()
