@@ -16,6 +16,7 @@ from typing import Any
 
 from ari_app.model import Effect, Publish, WriteCall, WriteEvent
 from callcenter.domain import CallEvent, CallRecord
+from callcenter.store import asterisk as asterisk_sql
 
 log = logging.getLogger("callcenter.ari.recorder")
 
@@ -31,6 +32,7 @@ class Recorder:
         self._idle.set()
         self.latencies: list[float] = []   # seconds from effect to stored, for the benchmark
         self.keep_latencies = False
+        self.batches: list[tuple[int, float]] = []
         self.written_calls = 0
         self.written_events = 0
         self.errors = 0
@@ -75,8 +77,11 @@ class Recorder:
             batch = [first]
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            t0 = time.monotonic()
             try:
                 await self._write(batch)
+                if self.keep_latencies:
+                    self.batches.append((len(batch), time.monotonic() - t0))
             except Exception:
                 self.errors += 1
                 log.exception("writing %d call effects failed", len(batch))
@@ -95,11 +100,21 @@ class Recorder:
                 calls[effect.record.id] = effect.record
             else:
                 events.append(effect.event)
-        for record in calls.values():
-            await self.writer.upsert_call(record)
+        await self._write_calls(list(calls.values()))
         self.written_calls += len(calls)
         await self._write_events(events)
         self.written_events += len(events)
+
+    async def _write_calls(self, records: list[CallRecord]) -> None:
+        store = getattr(self.writer, "store", None)
+        if len(records) > 1 and store is not None and getattr(self.writer, "pending", 1) == 0:
+            try:
+                await asterisk_sql.upsert_calls(store, records)
+                return
+            except Exception as exc:  # Postgres away: the writer spools them one by one below
+                log.warning("batched call write failed (%s); going through the spool", type(exc).__name__)
+        for record in records:
+            await self.writer.upsert_call(record)
 
     async def _write_events(self, events: list[CallEvent]) -> None:
         if not events:

@@ -6,6 +6,8 @@ from typing import Any
 
 import asyncpg
 
+from callcenter.domain import CALL_FIELDS, CallRecord
+
 
 async def open_calls(pool: asyncpg.Pool, pbx: str, *, limit: int = 5000) -> list[asyncpg.Record]:
     """Calls of ``pbx`` written by ARI/AMI that have not ended (newest first)."""
@@ -17,3 +19,51 @@ async def open_calls(pool: asyncpg.Pool, pbx: str, *, limit: int = 5000) -> list
             " ORDER BY started_at DESC LIMIT $2",
             pbx, limit)
     return rows
+
+
+async def upsert_calls(store: Any, records: list[CallRecord]) -> None:
+    """Many call snapshots in one transaction, pipelined (``executemany``): the ARI recorder's fast path.
+
+    Same meaning as ``CallStore.upsert_call`` for each record — (pbx, source, source_id) keeps one call,
+    the row keeps the first-seen ``started_at``, ``tags`` merge, fields a record leaves ``None`` are kept.
+    """
+    if not records:
+        return
+    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for record in records:
+        given = record.given()
+        given.setdefault("direction", None)
+        given.setdefault("status", None)
+        groups.setdefault(tuple(given), []).append(
+            (record.id, record.pbx, str(record.source), record.source_id, record.started_at, *given.values()))
+    async with store.pool.acquire() as conn:
+        for when in {(r.started_at.year, r.started_at.month): r.started_at for r in records}.values():
+            await store.ensure_partition(conn, when)
+        async with conn.transaction():
+            await conn.executemany(
+                "INSERT INTO call_keys (pbx, source, source_id, call_id, started_at) VALUES ($1,$2,$3,$4,$5)"
+                " ON CONFLICT (pbx, source, source_id) DO NOTHING",
+                [(r.pbx, str(r.source), r.source_id, r.id, r.started_at) for r in records])
+            for names, rows in groups.items():
+                await conn.executemany(_upsert_sql(names), rows)
+
+
+def _upsert_sql(names: tuple[str, ...]) -> str:
+    assert all(name in CALL_FIELDS for name in names)
+    values = ["$1", "$2", "$3", "$4",
+              "COALESCE((SELECT started_at FROM call_keys WHERE call_id = $1 ORDER BY started_at LIMIT 1),"
+              " $5::timestamptz)"]
+    for i, name in enumerate(names, start=6):
+        default = {"direction": "'unknown'", "status": "'ringing'"}.get(name)
+        values.append(f"COALESCE(${i}, {default})" if default else f"${i}")
+    updates = []
+    for i, name in enumerate(names, start=6):
+        if name == "tags":
+            updates.append("tags = calls.tags || EXCLUDED.tags")
+        elif name in ("direction", "status"):
+            updates.append(f"{name} = CASE WHEN ${i}::text IS NULL THEN calls.{name} ELSE EXCLUDED.{name} END")
+        else:
+            updates.append(f"{name} = EXCLUDED.{name}")
+    updates.append("updated_at = now()")
+    return (f"INSERT INTO calls (id, pbx, source, source_id, started_at, {', '.join(names)})"
+            f" VALUES ({', '.join(values)}) ON CONFLICT (id, started_at) DO UPDATE SET {', '.join(updates)}")
