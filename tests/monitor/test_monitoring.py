@@ -315,3 +315,20 @@ async def test_monitoring_a_call_already_on_hold_starts_with_the_music(world: Wo
     await eventually(lambda: hears(world)[CUSTOMER] == {"moh"})
     await world.sim.phone("2005").dial("*3361001")
     await eventually(lambda: "moh" in hears(world).get("2005", set()))
+
+
+async def test_after_a_take_over_a_party_added_later_keeps_the_call_going(world: World) -> None:
+    await grant(world, "takeover")
+    await stasis_call(world)
+    await world.sim.phone("2005").dial("*3381001")
+    await eventually(lambda: hears(world) == {"2005": {CUSTOMER}, CUSTOMER: {"2005"}})
+    world.sim.phone("1002").answer_after(0)
+    party = await world.client.post("/channels", endpoint="PJSIP/1002", app=APP, appArgs="test_call")
+    await eventually(lambda: world.sim.phone("1002").channels() and world.sim.phone("1002").channels()[0].state == "Up")
+    await world.client.post("/bridges/test-call/addChannel", channel=party["id"])
+    await world.sim.customer(CUSTOMER).hangup()
+    await eventually(lambda: hears(world) == {"2005": {"1002"}, "1002": {"2005"}})
+    await asyncio.sleep(0.2)
+    assert hears(world) == {"2005": {"1002"}, "1002": {"2005"}} and world.service.sessions
+    await world.sim.phone("1002").hangup()
+    await eventually(lambda: not world.sim.channels() and not world.service.sessions)
