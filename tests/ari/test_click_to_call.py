@@ -56,9 +56,7 @@ async def test_agent_phone_shows_number_being_called_and_gets_auto_answer_header
     await eventually(lambda: [c["state"] for c in world.sim.channels()] == ["Ringing"], what="agent phone ringing")
     channel = world.sim.channels()[0]
     assert channel["caller"]["number"] == "+972501112233" or channel["connected"]["number"] == "+972501112233"
-    # the simulator keeps the variables an originate set (it models no SIP headers yet: sim-requests.md)
-    variables = world.sim.engine.channels[channel["id"]].variables
-    assert variables["PJSIP_HEADER(add,Call-Info)"] == "<sip:127.0.0.1>;answer-after=0"
+    assert world.sim.phone("1002").last_invite_headers == {"Call-Info": "<sip:127.0.0.1>;answer-after=0"}
     await world.calls.hangup(call_id)
 
     async def missed() -> bool:

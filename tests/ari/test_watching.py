@@ -83,3 +83,18 @@ async def test_registration_changes_show_on_the_live_view(world: World) -> None:
     await eventually(lambda: states(world).get("1004") == "idle", what="1004 registered")
     await world.sim.phone("1001").unregister()
     await eventually(lambda: states(world).get("1001") == "unregistered", what="1001 unregistered")
+
+
+async def test_a_phone_putting_its_call_on_hold_shows_on_hold_and_in_the_timeline(world: World) -> None:
+    world.sim.phone("1001").answer_after(0.02)
+    trunk_channel = await world.sim.inbound_call(caller="0521234567", did="5550100")
+    await eventually(lambda: [c["status"] for c in world.calls.snapshot()["calls"]] == ["in_progress"],
+                     what="answered")
+    await world.sim.phone("1001").hold()
+    await eventually(lambda: states(world).get("1001") == "on_hold", what="1001 on hold")
+    await world.sim.phone("1001").unhold()
+    await eventually(lambda: states(world).get("1001") == "in_call", what="1001 back in call")
+    await world.sim.customer("0521234567").hangup()
+    await eventually(lambda: states(world).get("1001") == "idle", what="over")
+    kinds = await world.timeline(call_id_for("main", trunk_channel))
+    assert kinds == ["ring", "answer", "hold", "unhold", "hangup"]
