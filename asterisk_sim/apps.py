@@ -123,21 +123,36 @@ async def _finish(engine: Engine, ch: Channel) -> None:
 
 
 async def _run_h(engine: Engine, ch: Channel) -> None:
+    """The ``h`` extension, then CHANNEL(hangup_handler_push) handlers, with every application (dead channel)."""
     resolved = engine.dialplan.resolve(ch.context, "h")
-    if resolved is None:
-        return
-    context, key = resolved
-    ch.exten = "h"
-    for prio in engine.dialplan.contexts[context].extensions[key]:
-        ch.priority = prio.number
-        data = substitute(prio.args, lookup_for(engine, ch))
-        engine.dialplan_step(ch, prio.app, data)
-        app = APPS.get(prio.app.lower())
-        if app is not None and prio.app.lower() in ("noop", "set", "verbose", "log"):
-            with contextlib.suppress(Exception):
-                await app(engine, ch, data)
-    ch.priority += 1
-    ch.app_name, ch.app_data = "", ""
+    if resolved is not None:
+        ch.context, ch.exten = resolved[0], "h"
+        await _dead_run(engine, ch, 1)
+        ch.priority += 1
+        ch.app_name, ch.app_data = "", ""
+    handlers = list(getattr(ch, "hangup_handlers", []))
+    ch.hangup_handlers = []  # type: ignore[attr-defined]
+    for handler in reversed(handlers):  # a stack: the last pushed runs first
+        from asterisk_sim.gosub import _split_target
+
+        text, args = _split_target(handler)
+        target = _goto_target(text)
+        for index, arg in enumerate(args, start=1):
+            ch.variables[f"ARG{index}"] = arg
+        ch.gosub_stack = [None]  # type: ignore[attr-defined]  # Return() from the handler ends it
+        ch.context, ch.exten = target.context or ch.context, target.exten or ch.exten
+        await _dead_run(engine, ch, target.priority)
+
+
+async def _dead_run(engine: Engine, ch: Channel, start: int | str) -> None:
+    saved_cause = ch.cause
+    try:
+        await _execute(engine, ch, start)
+    except (Stop, asyncio.CancelledError):
+        pass
+    except Exception:
+        log.exception("h extension crashed on %s", ch.name)
+    ch.cause = saved_cause
 
 
 async def _execute(engine: Engine, ch: Channel, start: int | str) -> None:
@@ -269,6 +284,10 @@ async def app_set(engine: Engine, ch: Channel, data: str) -> None:
     if "(" in name:
         if name.startswith("GLOBAL("):
             engine.globals[name[7:-1]] = value
+        elif name == "CHANNEL(hangup_handler_push)":
+            ch.hangup_handlers = [*getattr(ch, "hangup_handlers", []), value]  # type: ignore[attr-defined]
+        elif name.startswith("LOCAL("):
+            ch.variables[name[6:-1]] = value
         return  # TIMEOUT(), CHANNEL(), ... have no ChannelVarset
     engine.set_var(ch, name, value)
 
@@ -351,7 +370,7 @@ async def app_dial(engine: Engine, ch: Channel, data: str) -> None:
     await dial(engine, ch, split_args(data))
 
 
-APPS: dict[str, App] = {
+APPS: dict[str, App] = {  # Gosub/Return live in gosub.py and register themselves below
     "noop": app_noop, "verbose": app_noop, "log": app_noop, "progress": app_noop, "queue": app_noop,
     "mixmonitor": app_noop, "chanspy": app_chanspy, "execif": app_noop, "userevent": app_noop,
     "answer": app_answer, "ringing": app_ringing, "hangup": app_hangup, "busy": app_busy,
@@ -359,3 +378,7 @@ APPS: dict[str, App] = {
     "background": app_playback, "musiconhold": app_moh, "set": app_set, "goto": app_goto, "gotoif": app_gotoif,
     "senddtmf": app_senddtmf, "stasis": app_stasis, "agi": app_agi, "dial": app_dial,
 }
+
+from asterisk_sim.gosub import register as _register_gosub  # noqa: E402  (needs Goto/Stop defined above)
+
+_register_gosub(APPS)

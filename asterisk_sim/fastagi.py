@@ -87,7 +87,7 @@ class AgiSession:
     def __init__(self, engine: Engine, ch: Channel, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter) -> None:
         self.engine, self.ch, self.reader, self.writer = engine, ch, reader, writer
-        self.dead = False
+        self.dead = ch.hangup_requested  # AGI from the h extension or a hangup handler runs on a dead channel
         self.status = "SUCCESS"
 
     def send(self, text: str) -> None:

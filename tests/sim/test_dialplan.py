@@ -70,3 +70,40 @@ def test_substitution_and_expressions() -> None:
     assert substitute("${EXTEN:4}-${EXTEN:1:3}-${X}", lambda n: values.get(n, "")) == "1001-336-5"
     assert evaluate("5 > 3 & 2 = 2") == "1" and evaluate("1 + 2 * 3") == "7"
     assert split_args("lab-test,first,second arg,key=value") == ["lab-test", "first", "second arg", "key=value"]
+
+
+GOSUB_PLAN = """
+[from-internal]
+exten => _X.,1,Gosub(tag,s,1(${EXTEN},two))
+ same => n,Set(AFTER=${GOSUB_RETVAL}-${ARG1})
+ same => n,Hangup()
+exten => h,1,Set(IN_H=yes)
+
+[tag]
+exten => s,1,Set(SEEN=${ARG1}/${ARG2})
+ same => n,GotoIf($["${HOOKED}" = "1"]?done)
+ same => n,Set(HOOKED=1)
+ same => n,Set(CHANNEL(hangup_handler_push)=ended,s,1(bye))
+ same => n(done),Return(ok)
+
+[ended]
+exten => s,1,Set(HANDLER=${ARG1})
+ same => n,Return()
+"""
+
+
+async def test_gosub_return_args_h_and_hangup_handlers_run(tmp_path: Path) -> None:
+    from asterisk_sim.simulator import SimConfig, Simulator
+
+    seen: dict[str, str] = {}
+    config = SimConfig(phones=["1001"], dialplan_text=GOSUB_PLAN, recordings_dir=str(tmp_path), ami_port=None)
+    async with Simulator(config) as sim:
+        sim.engine.listeners.append(
+            lambda kind, obj, fields: seen.__setitem__(fields["variable"], fields["value"])
+            if kind == "ChannelVarset" else None)
+        await sim.phone("1001").register()
+        await sim.phone("1001").dial("42")
+        await sim.wait_idle()
+    assert seen["SEEN"] == "42/two"
+    assert seen["AFTER"] == "ok-", "ARGn are restored after Return"
+    assert seen["IN_H"] == "yes" and seen["HANDLER"] == "bye"
