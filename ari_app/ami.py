@@ -159,6 +159,7 @@ class AmiWatcher:
             return
         event = translate(message)
         if event is not None:
+            event["_via"] = "ami"
             await self.pbx.on_event(event)
 
     def health(self) -> dict[str, Any]:

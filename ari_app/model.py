@@ -85,6 +85,7 @@ class LiveCall:
     call_id: uuid.UUID
     started_at: datetime
     owned: bool = False          # our Stasis flows drive it (click-to-call, controlled calls)
+    source: str = "ari"          # the feed that saw it first: "ari" (events websocket) or "ami"
     direction: Direction = Direction.UNKNOWN
     caller_raw: str = ""
     caller_name: str = ""

@@ -45,6 +45,7 @@ class LiveState:
         self.bridges: dict[str, dict[str, Any]] = {}  # bridge id → {name, channels}
         self.trunks: dict[str, int] = {}              # trunk endpoint → channels in use
         self.events_applied = 0
+        self._via = "ari"
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -78,7 +79,7 @@ class LiveState:
     def new_call(self, linkedid: str, started_at: datetime, *, owned: bool = False) -> LiveCall:
         call = self.calls.get(linkedid)
         if call is None:
-            call = LiveCall(linkedid, call_id_for(self.pbx, linkedid), started_at, owned=owned)
+            call = LiveCall(linkedid, call_id_for(self.pbx, linkedid), started_at, owned=owned, source=self._via)
             self.calls[linkedid] = call
         call.owned = call.owned or owned
         return call
@@ -90,7 +91,7 @@ class LiveState:
         billsec = int((end - call.answered_at).total_seconds()) if end and call.answered_at else (0 if end else None)
         ring_until = call.answered_at or end
         return CallRecord(
-            id=call.call_id, pbx=self.pbx, source=Source.ARI,
+            id=call.call_id, pbx=self.pbx, source=Source.ARI if call.owned else Source(call.source),
             source_id=call.linkedid, started_at=call.started_at, direction=call.direction,
             status=call.status(), caller_raw=call.caller_raw, caller=self.normalise(call.caller_raw),
             caller_name=call.caller_name or None, callee_raw=call.callee_raw,
@@ -103,7 +104,7 @@ class LiveState:
             uniqueid=call.linkedid, **extra)
 
     def timeline(self, call: LiveCall, kind: str, at: datetime, key: str, **data: Any) -> WriteEvent:
-        return WriteEvent(CallEvent(call.call_id, at, kind, "ari", data, dedupe_key=f"ari:{key}"))
+        return WriteEvent(CallEvent(call.call_id, at, kind, call.source, data, dedupe_key=f"ari:{key}"))
 
     def classify(self, call: LiveCall) -> None:
         """Direction, extension and trunk from the legs: trunk first → inbound; phone to trunk → outbound."""
@@ -183,7 +184,11 @@ class LiveState:
             return []
         self.events_applied += 1
         touched: set[str] = set()
-        effects = handler(self, event, touched)
+        self._via = str(event.get("_via", "ari"))
+        try:
+            effects = handler(self, event, touched)
+        finally:
+            self._via = "ari"
         effects += self.refresh_extensions(touched)
         if touched:
             effects += self.refresh_trunks()

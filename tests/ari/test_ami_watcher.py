@@ -73,6 +73,7 @@ async def test_inbound_call_seen_only_by_ami_is_logged_with_its_linkedid(ami_wor
     await eventually(logged, what="call logged")
     row = await world.row(call_id)
     assert row is not None and (row["direction"], row["status"], row["extension"]) == ("inbound", "answered", "1001")
+    assert row["source"] == "ami"  # ARI (no subscribeAll) never saw this call
     assert watcher.health()["state"] == "up"
 
 
