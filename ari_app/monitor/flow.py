@@ -195,3 +195,4 @@ class MonitorFlow:
         log.info("event=monitor_resumed session=%s supervisor=%s target=%s mode=%s", session.id, session.supervisor,
                  target, monitor_mode.value)
         await svc.mech.subscribe(f"channel:{agent}", True)
+        svc.spawn(svc.bind_call(session, agent), "bind_call")  # mode changes and the stop reach the timeline

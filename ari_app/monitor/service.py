@@ -239,14 +239,14 @@ class MonitorService:
                                      VAR_TARGET: session.target, VAR_BRIDGE: session.bridge_id}),
             self.mech.subscribe(f"channel:{call.channel_id}", True),
             self.mech.subscribe(f"endpoint:{self.technology}/{session.supervisor}", True),
-            self._bind_call(session, call.channel_id))
+            self.bind_call(session, call.channel_id))
         await self.timeline.deliver(session, "monitor_start", data)
         if session.state is SessionState.ACTIVE and self.is_held(session):
             await self.set_moh(session, True)
         if session.announce and session.state is not SessionState.ENDED:
             await self.announce(session, call.channel_id)
 
-    async def _bind_call(self, session: MonitorSession, agent_channel: str) -> None:
+    async def bind_call(self, session: MonitorSession, agent_channel: str) -> None:
         """The monitored call's id: the live state's, else ``call_id_for(pbx, linkedid of the agent)``."""
         if session.call_id is not None:
             return
@@ -326,7 +326,7 @@ class MonitorService:
         """Take-over: the supervisor joins the call's bridge, the agent leg and the monitoring rig go."""
         session.agent_channel = call.channel_id
         await asyncio.gather(self.mech.add_to_bridge(call.bridge_id, str(session.supervisor_channel)),
-                             self._bind_call(session, call.channel_id))  # the agent leg is about to go
+                             self.bind_call(session, call.channel_id))  # the agent leg is about to go
         if self.on_takeover is not None:
             try:  # the supervisor becomes the call's agent leg before the old one goes
                 await self.on_takeover(str(session.supervisor_channel), call.channel_id)

@@ -52,7 +52,7 @@ class Timeline:
             seq = session.written
             kind, at, payload = session.history[seq]
             event = CallEvent(call_id=session.call_id, at=at, kind=kind, source="ari", data=payload,
-                              dedupe_key=f"monitor:{session.id}:{seq}:{kind}")
+                              dedupe_key=f"monitor:{session.id}:{kind}:{at.isoformat()}")  # replay-safe
             session.written += 1
             try:
                 await self.writer.add_event(event)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ari_app.client import AriClient
 from ari_app.monitor.flow import MonitorFlow
 from ari_app.monitor.service import MonitorService
@@ -13,6 +15,7 @@ from .test_monitoring import (
     assert_clean,
     customer_calls_agent,
     eventually,
+    eventually_async,
     grant,
     hears,
     monitor_bridges,
@@ -54,6 +57,14 @@ async def test_a_restarted_service_resumes_the_session_and_dtmf_still_works(worl
     await world.sim.phone("2005").hangup()
     await eventually(lambda: not service.sessions and not snoops(world) and not monitor_bridges(world))
     assert_clean(world)
+    call_id = resumed.call_id
+    assert call_id is not None
+
+    async def lines() -> list[Any]:
+        return [e for e in await world.store.call_events(call_id) if e["kind"].startswith("monitor_")]
+
+    events = await eventually_async(lines, lambda found: len(found) >= 3)
+    assert [e["kind"] for e in events] == ["monitor_start", "monitor_mode", "monitor_stop"]
 
 
 async def test_a_session_whose_supervisor_left_meanwhile_is_cleared(world: World) -> None:
