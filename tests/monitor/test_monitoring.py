@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable
 from typing import Any
@@ -283,13 +284,15 @@ async def test_two_take_overs_of_one_call_only_one_wins(world: World) -> None:
     assert matrix[CUSTOMER] == {winner} and "1001" not in matrix
 
 
-def phone_hold(world: World, ext: str, held: bool) -> None:
+async def phone_hold(world: World, ext: str, held: bool) -> None:
     """A SIP re-INVITE hold from the phone: ``on_hold`` plus ChannelHold/ChannelUnhold, as chan_pjsip sends them
     (uses Phone.hold()/unhold() when the simulator has them: see /tmp/sim-requests.md)."""
     phone = world.sim.phone(ext)
     method = getattr(phone, "hold" if held else "unhold", None)
     if method is not None:
-        world.sim.engine.spawn(method())
+        result = method()
+        if inspect.isawaitable(result):
+            await result
         return
     channel = phone.channels()[0]
     channel.on_hold = held
@@ -302,16 +305,16 @@ async def test_a_held_call_plays_the_music_on_hold_to_the_supervisor(world: Worl
     await grant(world, "listen")
     await customer_calls_agent(world)
     await supervise(world, "*3361001")
-    phone_hold(world, "1001", True)
+    await phone_hold(world, "1001", True)
     await eventually(lambda: hears(world)["2005"] >= {"moh"} and hears(world)[CUSTOMER] == {"moh"})
-    phone_hold(world, "1001", False)
+    await phone_hold(world, "1001", False)
     await eventually(lambda: hears(world)["2005"] == {"1001", CUSTOMER} and hears(world)[CUSTOMER] == {"1001"})
 
 
 async def test_monitoring_a_call_already_on_hold_starts_with_the_music(world: World) -> None:
     await grant(world, "listen")
     await customer_calls_agent(world)
-    phone_hold(world, "1001", True)
+    await phone_hold(world, "1001", True)
     await eventually(lambda: hears(world)[CUSTOMER] == {"moh"})
     await world.sim.phone("2005").dial("*3361001")
     await eventually(lambda: "moh" in hears(world).get("2005", set()))
