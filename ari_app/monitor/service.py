@@ -172,7 +172,7 @@ class MonitorService:
         state = await self.mech.endpoint_state(self.technology, extension)
         if state is None:
             raise SupervisorUnavailable(f"extension {extension} is not a {self.technology} endpoint")
-        if state != "online":
+        if state == "offline":  # "unknown" is a contact nobody qualifies: it may well answer
             raise SupervisorUnavailable(f"extension {extension} is not registered (its phone is offline)")
 
     # -- the feature-code path (and the API's answered call) ------------------------------------------
