@@ -53,6 +53,8 @@ def clean(raw: str) -> str:
         raise InvalidNumber("number is longer than 32 characters")
     if "+" in candidate[1:]:
         raise InvalidNumber("'+' may only start a number")
+    if candidate == "+":
+        raise InvalidNumber("number has no digits after '+'")
     if not _DIALABLE.match(candidate):
         bad = next(ch for ch in candidate if ch not in "0123456789+*#")
         raise InvalidNumber(f"number contains {bad!r}; only +, digits, * and # may be dialled")

@@ -51,7 +51,7 @@ def test_numbers_become_e164_with_the_pbx_codes(plan: NumberPlan, raw: str, dial
 @pytest.mark.parametrize(
     "raw",
     ["1001&SIP/evil", "123,456", "PJSIP/1001", "100@ctx", "12(3", "123\n456", "", "   ", "abc", "+12+34",
-     "1" * 40, "12;3", "Local/1@x", "${EVIL}"],
+     "1" * 40, "12;3", "Local/1@x", "${EVIL}", "+", " + ", "١٢٣"],
 )
 def test_anything_that_is_not_a_phone_number_is_refused(raw: str) -> None:
     with pytest.raises(InvalidNumber):
