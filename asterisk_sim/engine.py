@@ -27,6 +27,7 @@ class CallPolicy:
     answer_after: float | None = 0.0  # None = never answer
     reject: bool = False
     ring_after: float = 0.0
+    call_waiting: bool = False  # False: a phone already on a call answers 486 Busy Here (cause 17)
 
 
 @dataclass
@@ -198,6 +199,12 @@ class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
             return
         self.invite_headers[key] = {name[len("PJSIP_HEADER(add,"):-1]: value for name, value in ch.variables.items()
                                     if name.startswith("PJSIP_HEADER(add,")}
+        if ch.resource != self.config.trunk and not policy.call_waiting and any(
+                c is not ch and c.tech == "PJSIP" and c.party == ch.party and not c.destroyed
+                for c in self.channels.values()):
+            await self.sleep(0.01)
+            self.request_hangup(ch, cause=17, soft=False)
+            return
         await self.sleep(policy.ring_after)
         if ch.hangup_requested:
             return

@@ -40,6 +40,10 @@ class Party:
         """Reject incoming calls as busy (SIP 486 → cause 17)."""
         self._policy().reject = True
 
+    def allow_call_waiting(self, allowed: bool = True) -> None:
+        """By default a phone already on a call answers a second one with 486 Busy Here."""
+        self._policy().call_waiting = allowed
+
     def channels(self) -> list[Channel]:
         return [c for c in self.engine.channels.values()
                 if c.tech == "PJSIP" and c.party == self.key and not c.destroyed]
