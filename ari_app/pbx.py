@@ -32,6 +32,7 @@ from callcenter.store import asterisk as asterisk_sql
 log = logging.getLogger("callcenter.ari.pbx")
 
 BRIDGE_PREFIX = "cc-"
+PARTY_ROLES = ("agent", "customer", "party", "consult")
 
 
 class AsteriskPbx:
@@ -150,18 +151,29 @@ class AsteriskPbx:
                 leg.role = linkedids[cid + "#role"]
                 call.owned = True
         for bridge in bridges:
-            bid = str(bridge.get("id"))
-            members = [str(c) for c in bridge.get("channels") or []]
-            state.bridges[bid] = {"name": bridge.get("name", ""), "channels": set(members)}
-            for cid in members:
-                member = state.call_of_channel(cid)
-                if member is not None and cid in member.legs:
-                    member.legs[cid].bridge = bid
-                    if str(bridge.get("name", "")).startswith(BRIDGE_PREFIX) and not member.bridge:
-                        member.bridge = bid
+            self._rebuild_bridge(bridge)
         effects += state.refresh_extensions(set(state.extensions) | getattr(self, "_pending_ext", set()))
         effects += state.refresh_trunks()
         return effects
+
+    def _rebuild_bridge(self, bridge: dict[str, Any]) -> None:
+        """Bridge membership, and for ours the call's bridge — or its consultation, if one was under way."""
+        bid, name = str(bridge.get("id")), str(bridge.get("name", ""))
+        members = [str(c) for c in bridge.get("channels") or []]
+        self.state.bridges[bid] = {"name": name, "channels": set(members)}
+        for cid in members:
+            member = self.state.call_of_channel(cid)
+            if member is not None and cid in member.legs:
+                member.legs[cid].bridge = bid
+        call = self.state.calls.get(name.removeprefix(BRIDGE_PREFIX).removeprefix("consult-"))
+        if call is None or not name.startswith(BRIDGE_PREFIX):
+            return
+        if name.startswith(BRIDGE_PREFIX + "consult-"):
+            consult = call.leg_with_role("consult")
+            call.transfer = call.transfer or {"bridge": bid, "target": consult.dialled if consult else "",
+                                              "answered": bool(consult and consult.state == "Up")}
+        else:
+            call.bridge = bid
 
     async def _linkedids(self, channels: list[dict[str, Any]]) -> dict[str, str]:
         """For channels we do not know: CC_LINKEDID/CC_ROLE set by our flows, else CHANNEL(linkedid)."""
@@ -220,17 +232,23 @@ class AsteriskPbx:
         call.recording = row["recording"]
 
     async def _clean_bridges(self, bridges: list[dict[str, Any]]) -> None:
-        """Our bridges left with one channel: the other side hung up while we were away."""
+        """Our bridges whose call has one party left (the others hung up while we were away), or no call at all.
+
+        Counted over the whole call, not the bridge: a customer still being dialled, or an agent consulting in
+        the other bridge, is not "gone".
+        """
         for bridge in bridges:
-            if not str(bridge.get("name", "")).startswith(BRIDGE_PREFIX):
+            name = str(bridge.get("name", ""))
+            if not name.startswith(BRIDGE_PREFIX):
                 continue
-            members = [str(c) for c in bridge.get("channels") or []]
-            real = [c for c in members if (call := self.state.call_of_channel(c)) and c in call.legs
-                    and call.legs[c].role not in ("snoop", "consult")]
-            if len(real) > 1:
+            linkedid = name.removeprefix(BRIDGE_PREFIX).removeprefix("consult-")
+            call = self.state.calls.get(linkedid)
+            parties = [] if call is None else [leg for leg in call.live_legs() if leg.role in PARTY_ROLES]
+            if call is not None and (len(parties) > 1 or call.transfer):
                 continue
-            for cid in real:
-                await self.hangup_quietly(cid)
+            leftover = parties if call is not None else [str(c) for c in bridge.get("channels") or []]
+            for party in leftover:
+                await self.hangup_quietly(party if isinstance(party, str) else party.id)
             try:
                 await self.client.delete(ari_path("bridges", str(bridge.get("id"))))
             except AriError:

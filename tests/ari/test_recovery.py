@@ -106,3 +106,44 @@ async def test_asterisk_restart_drops_calls_and_the_app_registers_again(world: W
     await eventually(lambda: bool((c := world.pbx.state.call_by_id(again)) and c.answered_at), what="new call works")
     await world.calls.hangup(again)
     await ended(world, again)
+
+
+async def test_reconnect_while_the_customer_still_rings_keeps_the_call(world: World) -> None:
+    world.sim.phone("1001").answer_after(0.02)
+    world.sim.customer("0501234567").answer_after(1.0)
+    call_id = await world.calls.originate(extension="1001", number="0501234567")
+    await eventually(lambda: any(c["name"].startswith("PJSIP/trunk") for c in world.sim.channels()),
+                     what="customer ringing")
+    client = world.pbx.client
+    await client.drop_connection()
+    await eventually(lambda: client.connected and world.pbx.resyncs >= 2, what="reconnected + resync")
+    assert any(c["name"].startswith("PJSIP/1001") for c in world.sim.channels())  # agent not hung up as "alone"
+    await eventually(lambda: world.sim.who_hears_whom().get("1001") == {"0501234567"}, what="customer answered")
+    await world.calls.hangup(call_id)
+    row = await ended(world, call_id)
+    assert row["status"] == "answered"
+
+
+async def test_restarted_service_can_finish_a_consultation_begun_before(world: World, tmp_path: Path) -> None:
+    call_id = await connected_call(world)
+    world.sim.phone("1002").answer_after(0.02)
+    await world.calls.attended_transfer(call_id, "1002")
+    await eventually(lambda: world.sim.who_hears_whom().get("1002") == {"1001"}, what="agent consulting 1002")
+    await world.pbx.close()
+    writer = SpooledWriter(world.store, tmp_path / "spool4.jsonl")
+    fresh = AsteriskPbx(pbx_config(world.sim.ari_url), writer, EventBus(), pool=world.store.pool)
+    from ari_app.service import AsteriskCalls
+
+    calls = AsteriskCalls([fresh])
+    await fresh.start()
+    try:
+        assert await fresh.client.wait_connected(5)
+        assert world.sim.who_hears_whom()["0501234567"] == {"moh"}  # nobody hung up by the resync
+        await calls.complete_transfer(call_id)
+        await eventually(lambda: world.sim.who_hears_whom().get("1002") == {"0501234567"}, what="transferred")
+        await calls.hangup(call_id)
+        world.pbx = fresh
+        await ended(world, call_id)
+    finally:
+        await fresh.close()
+        await writer.close()
