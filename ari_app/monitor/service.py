@@ -216,15 +216,16 @@ class MonitorService:
                 grant, call = await self.check(session.supervisor, session.target, session.mode)
                 session.agent_channel, session.call_bridge = call.channel_id, call.bridge_id
                 session.announce = grant.announce
-                snoop_id = session.next_snoop_id()
+                snoop_id = session.snoop_channel = session.next_snoop_id()  # known before it exists: teardown
                 self.by_channel[snoop_id] = session
                 steps = [self.mech.create_bridge(session.bridge_id, f"monitor-{session.mode.value}"),
                          self.mech.snoop(call.channel_id, snoop_id, snoop_args(session, session.mode))]
                 if answer:
                     steps.append(self.mech.answer(sup))
-                await asyncio.gather(*steps)
+                for outcome in await asyncio.gather(*steps, return_exceptions=True):  # all done before teardown
+                    if isinstance(outcome, BaseException):
+                        raise outcome
                 await self.mech.add_to_bridge(session.bridge_id, sup, snoop_id)
-                session.snoop_channel = snoop_id
                 session.state = SessionState.ACTIVE
             data = self.timeline.note(session, "monitor_start", origin=session.origin, agent_channel=call.channel_id)
         log.info("event=monitor_start session=%s supervisor=%s target=%s mode=%s channel=%s", session.id,

@@ -107,3 +107,18 @@ async def test_a_refusal_is_published_as_ended(world: World, caplog: pytest.LogC
     await refused(world, "*3361001", caplog)
     event = await subscription.get(2)
     assert (event.topic, event.data["state"], event.data["code"]) == ("monitor.refused", "ended", "not_an_observer")
+
+
+async def test_a_supervisor_hanging_up_during_set_up_leaves_nothing_behind(world: World) -> None:
+    import asyncio
+
+    await grant(world, "listen")
+    await customer_calls_agent(world)
+    for delay in (0, 0.001, 0.002, 0.004, 0.008, 0.016):
+        await world.sim.phone("2005").dial("*3361001")
+        await asyncio.sleep(delay)
+        await world.sim.phone("2005").hangup()
+        await eventually(lambda: not world.service.sessions and not world.sim.phone("2005").channels())
+        await eventually(lambda: not [c for c in world.sim.channels() if c["name"].startswith("Snoop/")]
+                         and not [b for b in world.sim.bridges() if b["id"].startswith("cc-monitor-")])
+    assert world.sim.who_hears_whom()["1001"] == {CUSTOMER}
