@@ -114,7 +114,7 @@ class Recorder:
             except Exception as exc:  # Postgres away: the writer spools them one by one below
                 log.warning("batched call write failed (%s); going through the spool", type(exc).__name__)
         for record in records:
-            await self.writer.upsert_call(record)
+            await self._one(self.writer.upsert_call(record), f"call {record.id}")
 
     async def _write_events(self, events: list[CallEvent]) -> None:
         if not events:
@@ -127,4 +127,12 @@ class Recorder:
             except Exception as exc:  # Postgres away: the writer spools them one by one below
                 log.warning("batched timeline write failed (%s); going through the spool", type(exc).__name__)
         for event in events:
-            await self.writer.add_event(event)
+            await self._one(self.writer.add_event(event), f"{event.kind} of call {event.call_id}")
+
+    async def _one(self, write: Any, what: str) -> None:
+        """One write through the writer; a write it refuses (not an outage: it spools those) costs only itself."""
+        try:
+            await write
+        except Exception:
+            self.errors += 1
+            log.exception("writing %s failed", what)
