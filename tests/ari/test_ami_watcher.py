@@ -107,3 +107,19 @@ def test_translate_turns_captured_ami_events_into_ari_shapes() -> None:
     assert all(isinstance(e["cause"], int) for e in destroyed)
     dial_end = [e for e in events if e["type"] == "Dial" and e["dialstatus"]]
     assert dial_end and dial_end[0]["dialstatus"] == "ANSWER"
+
+
+def test_translate_reads_registration_from_contact_and_device_state() -> None:
+    reachable = translate({"Event": "ContactStatus", "AOR": "1001", "EndpointName": "1001",
+                           "ContactStatus": "Reachable", "URI": "sip:1001@10.0.0.5:5060"})
+    removed = translate({"Event": "ContactStatus", "AOR": "1001", "EndpointName": "1001", "ContactStatus": "Removed"})
+    busy = translate({"Event": "DeviceStateChange", "Device": "PJSIP/1002", "State": "INUSE"})
+    gone = translate({"Event": "DeviceStateChange", "Device": "PJSIP/1002", "State": "UNAVAILABLE"})
+    listed = translate({"Event": "EndpointList", "ObjectName": "1003", "DeviceState": "Unavailable"})
+    assert reachable is not None and reachable["endpoint"] == {"technology": "PJSIP", "resource": "1001",
+                                                               "state": "online"}
+    assert removed is not None and removed["endpoint"]["state"] == "offline"
+    assert busy is not None and busy["endpoint"]["state"] == "online"
+    assert gone is not None and gone["endpoint"]["state"] == "offline"
+    assert listed is not None and listed["endpoint"] == {"technology": "PJSIP", "resource": "1003", "state": "offline"}
+    assert translate({"Event": "VarSet", "Variable": "X"}) is None
