@@ -27,7 +27,7 @@ class CallPolicy:
     answer_after: float | None = 0.0  # None = never answer
     reject: bool = False
     ring_after: float = 0.0
-    call_waiting: bool = False  # False: a phone already on a call answers 486 Busy Here (cause 17)
+    call_waiting: bool = True  # False: a phone already on a call answers 486 Busy Here (cause 17)
 
 
 @dataclass

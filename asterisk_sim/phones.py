@@ -41,7 +41,7 @@ class Party:
         self._policy().reject = True
 
     def allow_call_waiting(self, allowed: bool = True) -> None:
-        """By default a phone already on a call answers a second one with 486 Busy Here."""
+        """With call waiting off, a phone already on a call answers a second one with 486 Busy Here."""
         self._policy().call_waiting = allowed
 
     def channels(self) -> list[Channel]:

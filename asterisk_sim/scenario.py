@@ -71,6 +71,7 @@ class ScenarioDriver:
             phone = self.sim.phone(ext)
             await phone.register()
             phone.answer_after(self.random.uniform(sc.min_answer, sc.max_answer))
+            phone.allow_call_waiting(False)  # an agent on a call is busy for the next one
         interval = 1.0 / sc.rate if sc.rate > 0 else sc.duration
         elapsed = 0.0
         while elapsed < sc.duration:

@@ -193,9 +193,10 @@ async def test_phone_hold_is_a_sip_hold_with_channel_hold_events(office: Simulat
     assert seen == ["ChannelHold", "ChannelUnhold"]
 
 
-async def test_a_phone_on_a_call_is_busy_for_a_second_caller(office: Simulator) -> None:
+async def test_a_phone_without_call_waiting_is_busy_for_a_second_caller(office: Simulator) -> None:
     sim = office
     sim.phone("1002").answer_after(0)
+    sim.phone("1002").allow_call_waiting(False)
     await sim.phone("1001").dial("1002")
     await _until(lambda: sim.who_hears_whom().get("1002") == {"1001"})
     second = await sim.phone("1003").dial("1002")
