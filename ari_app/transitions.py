@@ -18,6 +18,8 @@ from callcenter.domain import CallStatus, Direction
 
 Handler = Callable[[LiveState, dict[str, Any], set[str]], list[Effect]]
 HANDLERS: dict[str, Handler] = {}
+CAUSE_STATUS = {17: "BUSY", 1: "CHANUNAVAIL", 3: "CHANUNAVAIL", 20: "CHANUNAVAIL", 27: "CHANUNAVAIL",
+                34: "CONGESTION", 38: "CONGESTION", 41: "CONGESTION", 42: "CONGESTION"}  # Q.850, as Dial maps them
 RINGING_STATES = ("Ringing",)  # "Ring" is a phone dialling out, not one being rung
 
 
@@ -161,7 +163,8 @@ def on_dial(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[
     if status == "ANSWER":
         peer.state = "Up"
         return [] if call.owned else answered(state, call, at)
-    call.dial_status = status
+    if status not in ("RINGING", "PROGRESS", "PROCEEDING", "EARLYMEDIA"):  # only final statuses count
+        call.dial_status = status
     return []
 
 
@@ -214,6 +217,9 @@ def on_hold(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[
 def on_destroyed(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[Effect]:
     channel = event["channel"]
     cause = str(event.get("cause_txt") or event.get("cause") or "")
+    call = state.call_of_channel(str(channel.get("id")))
+    if call is not None and call.answered_at is None and not call.dial_status:
+        call.dial_status = CAUSE_STATUS.get(int(event.get("cause") or 0), "")
     return leg_gone(state, str(channel.get("id")), parse_time(event.get("timestamp")), touched, cause)
 
 

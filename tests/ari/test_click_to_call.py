@@ -85,3 +85,34 @@ async def test_click_to_call_refuses_dial_string_injection(world: World, number:
         await world.calls.originate(extension="1001", number=number)
     assert info.value.status == 400
     assert world.sim.channels() == []
+
+
+async def test_busy_customer_ends_the_click_to_call_and_frees_the_agent(world: World) -> None:
+    world.sim.phone("1001").answer_after(0.02)
+    world.sim.customer("0501234567").reject()
+    call_id = await world.calls.originate(extension="1001", number="0501234567")
+
+    async def over() -> bool:
+        row = await world.row(call_id)
+        return bool(row and row["ended_at"] is not None)
+
+    await eventually(over, what="call over")
+    await eventually(lambda: not world.sim.channels(), what="agent hung up")
+    row = await world.row(call_id)
+    assert row is not None and row["status"] in ("busy", "missed") and row["answered_at"] is None
+    assert {"agent_answered", "dial", "hangup"} <= set(await world.timeline(call_id))
+
+
+async def test_agent_who_does_not_answer_never_dials_the_customer(world: World) -> None:
+    world.sim.phone("1001").reject()
+    call_id = await world.calls.originate(extension="1001", number="0501234567")
+
+    async def over() -> bool:
+        row = await world.row(call_id)
+        return bool(row and row["ended_at"] is not None)
+
+    await eventually(over, what="call over")
+    row = await world.row(call_id)
+    assert row is not None and row["status"] == "busy"
+    assert "dial" not in await world.timeline(call_id)
+    assert not world.sim.channels()
