@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,10 @@ async def phone_action(request: web.Request) -> web.Response:
             await phone.send_dtmf(str(body["digits"]))
         elif action == "policy":
             _apply_policy(phone, body)
+        elif action == "hold":
+            await phone.hold()
+        elif action == "unhold":
+            await phone.unhold()
         else:
             return web.json_response({"error": f"unknown action {action}"}, status=404)
     except (LookupError, KeyError) as exc:
@@ -106,9 +111,14 @@ async def state(request: web.Request) -> web.Response:
                               "phones": {e: p.registered for e, p in sim._phones.items()}})
 
 
+_background: set[asyncio.Task[None]] = set()
+
+
 async def restart(request: web.Request) -> web.Response:
-    sim = _sim(request)
-    request.app.loop.create_task(sim.restart()) if hasattr(request.app, "loop") else None
+    """``core restart now`` from outside (answers before the restart begins)."""
+    task = asyncio.get_running_loop().create_task(_sim(request).restart())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
     return _ok()
 
 
@@ -118,3 +128,4 @@ def add_control_routes(app: web.Application) -> None:
     app.router.add_post("/_sim/inbound", inbound)
     app.router.add_get("/_sim/who-hears-whom", hears)
     app.router.add_get("/_sim/state", state)
+    app.router.add_post("/_sim/restart", restart)

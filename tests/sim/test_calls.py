@@ -154,8 +154,16 @@ async def test_http_control_api_drives_phones_and_reports_who_hears_whom(office:
         await _until(lambda: sim.who_hears_whom().get("1002") == {"1001"})
         heard = await (await http.get(f"{base}/_sim/who-hears-whom")).json()
         assert heard == {"1001": ["1002"], "1002": ["1001"]}
+        await http.post(f"{base}/_sim/phones/1002/hold")
+        heard = await (await http.get(f"{base}/_sim/who-hears-whom")).json()
+        assert heard == {"1001": ["moh"], "1002": []}
         await http.post(f"{base}/_sim/phones/1001/hangup")
         await _until(lambda: not sim.channels())
+        assert (await http.post(f"{base}/_sim/restart")).status == 200
+        await _until(lambda: sim.phase != "up")
+        await _until(lambda: sim.phase == "up")
+        state = await (await http.get(f"{base}/_sim/state")).json()
+        assert state["phones"]["1001"] is True, "registered phones register again after a restart"
 
 
 async def test_originate_to_an_unregistered_phone_fails_like_chan_pjsip(office: Simulator) -> None:
