@@ -65,6 +65,14 @@ class AsteriskCalls:
             raise NotFound(f"PBX {key!r} is not an Asterisk this service controls")
         return pbx
 
+    def _home_of(self, extension: str) -> str | None:
+        """With several Asterisks and no ``pbx`` given: the one where the extension is registered."""
+        for key, pbx in self.pbxs.items():
+            ext = pbx.state.extensions.get(extension)
+            if ext is not None and ext.known and ext.registered:
+                return key
+        return None
+
     def _find(self, call_id: uuid.UUID) -> tuple[AsteriskPbx, LiveCall]:
         for pbx in self.pbxs.values():
             call = pbx.state.call_by_id(call_id)
@@ -87,7 +95,7 @@ class AsteriskCalls:
     async def originate(self, *, extension: str, number: str, caller_id: str | None = None,
                         pbx: str | None = None) -> uuid.UUID:
         target = _number(number)
-        runtime = self._pbx(pbx)
+        runtime = self._pbx(pbx if pbx is not None else self._home_of(extension))
         if not runtime.client.connected:
             raise Unavailable(f"Asterisk {runtime.key} is not connected")
         ext = runtime.state.extensions.get(extension)

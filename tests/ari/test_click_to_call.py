@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from callcenter.domain import Conflict, DomainError
@@ -116,3 +118,37 @@ async def test_agent_who_does_not_answer_never_dials_the_customer(world: World) 
     assert row is not None and row["status"] == "busy"
     assert "dial" not in await world.timeline(call_id)
     assert not world.sim.channels()
+
+
+async def test_with_two_asterisks_click_to_call_goes_where_the_extension_is_registered(
+        world: World, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from ari_app.pbx import AsteriskPbx
+    from ari_app.service import AsteriskCalls
+    from asterisk_sim.simulator import SimConfig, Simulator
+    from callcenter.bus import EventBus
+    from callcenter.store import SpooledWriter
+
+    from .conftest import DIALPLAN, PASSWORD, pbx_config
+
+    async with Simulator(SimConfig(user="cc", password=PASSWORD, phones=["2001"], dialplan_text=DIALPLAN,
+                                   ami_port=None, recordings_dir=str(tmp_path / "rec"))) as other:
+        await other.phone("2001").register()
+        writer = SpooledWriter(world.store, tmp_path / "spool-b.jsonl")
+        branch = AsteriskPbx(replace(pbx_config(other.ari_url), key="branch"), writer, EventBus())
+        calls = AsteriskCalls([world.pbx, branch])
+        await branch.start()
+        try:
+            assert await branch.client.wait_connected(5)
+            other.phone("2001").never_answer()
+            call_id = await calls.originate(extension="2001", number="0501234567")
+            await eventually(lambda: bool(other.channels()), what="2001 rung on the branch PBX")
+            assert world.sim.channels() == []
+            assert [c["pbx"] for c in calls.snapshot()["calls"]] == ["branch"]
+            with pytest.raises(Conflict):
+                await calls.originate(extension="2001", number="0501234567", pbx="main")
+            await calls.hangup(call_id)
+        finally:
+            await branch.close()
+            await writer.close()
