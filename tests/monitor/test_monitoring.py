@@ -16,14 +16,14 @@ from .conftest import APP, World
 CUSTOMER = "+442079460001"
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 3.0) -> Any:
+async def eventually(check: Callable[[], Any], timeout: float = 3.0, describe: Callable[[], Any] | None = None) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout}s")
+            raise AssertionError(f"condition not met in {timeout}s" + (f": {describe()!r}" if describe else ""))
         await asyncio.sleep(0.01)
 
 
@@ -162,7 +162,10 @@ async def test_answering_another_call_ends_monitoring(world: World) -> None:
     await supervise(world, "*3361001")
     world.sim.phone("2005").answer_after(0)
     await world.sim.phone("1002").dial("2005")
-    await eventually(lambda: not world.service.sessions and not snoops(world) and not monitor_bridges(world))
+    await eventually(lambda: not world.service.sessions and not snoops(world) and not monitor_bridges(world),
+                     timeout=5, describe=lambda: (
+                         [(s.state, s.supervisor_channel) for s in world.service.sessions.values()],
+                         [(c["id"], c["name"], c["state"]) for c in world.sim.channels()], hears(world)))
     assert hears(world)["2005"] == {"1002"} and hears(world)["1001"] == {CUSTOMER}
 
 
