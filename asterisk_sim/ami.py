@@ -23,6 +23,11 @@ class AmiSession:
         self.server, self.reader, self.writer = server, reader, writer
         self.user: str | None = None
         self.events = True
+        self.session_id = f"0x{id(self):x}"
+        local, remote = writer.get_extra_info("sockname"), writer.get_extra_info("peername")
+        self.local = f"IPV4/TCP/{local[0]}/{local[1]}" if local else ""
+        self.remote = f"IPV4/TCP/{remote[0]}/{remote[1]}" if remote else ""
+        self.since = fmt.event_tv()
 
     def send(self, text: str) -> None:
         if not self.writer.is_closing():
@@ -58,6 +63,7 @@ class AmiSession:
         if handler is None:
             self.send(render([("Response", "Error"), *head, ("Message", f"Invalid/unknown command: "
                               f"{get_ci(msg, 'Action')}. Use Action: ListCommands to show available commands.")]))
+            self.bad_request(get_ci(msg, "Action"))
             return True
         handler(self, msg, head)
         return True
@@ -76,7 +82,17 @@ class AmiSession:
         uptime = str(int(time.time() - self.server.sim.started_at))
         self.send(fmt.event("FullyBooted", "system,all", [("Uptime", uptime), ("LastReload", uptime),
                                                           ("Status", "Fully Booted")]))
+        self.send(fmt.event("SuccessfulAuth", "security,all", [
+            ("EventTV", fmt.event_tv()), ("Severity", "Informational"), ("Service", "AMI"), ("EventVersion", "1"),
+            ("AccountID", user), ("SessionID", self.session_id), ("LocalAddress", self.local),
+            ("RemoteAddress", self.remote), ("UsingPassword", "0"), ("SessionTV", self.since)]))
         return True
+
+    def bad_request(self, action: str) -> None:
+        self.send(fmt.event("RequestBadFormat", "security,all", [
+            ("EventTV", fmt.event_tv()), ("Severity", "Error"), ("Service", "AMI"), ("EventVersion", "1"),
+            ("SessionID", self.session_id), ("LocalAddress", self.local), ("RemoteAddress", self.remote),
+            ("RequestType", f"Action: {action}"), ("SessionTV", self.since), ("AccountID", self.user or "")]))
 
 
 class AmiServer:

@@ -118,5 +118,11 @@ def cdr_event(ch: Channel, peer_name: str, started: float, answered: float | Non
     ])
 
 
+def event_tv() -> str:
+    """Security events' timestamps: ``2026-11-25T19:42:45.746+0000``."""
+    moment = datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+
+
 def now_stamp() -> str:
     return f"{time.time():.6f}"

@@ -3,9 +3,9 @@
 Compared: the banner; the failed login (answered after the configured delay, then the server closes);
 every action's response (all fields, in order, after normalising run-specific values); and, per channel, the
 sequence of call events the simulator models. Allowances (run-specific or not modelled, see the README):
-uniqueids, channel-name counters, bridge ids, timestamps, durations, Uptime/LastReload, Ping's Timestamp; the
-security events (SuccessfulAuth, RequestBadFormat), LocalBridge, QueueMemberStatus and DeviceStateChange are
-not produced; VarSet events of Dial's bookkeeping variables (DIALEDPEER*, ANSWEREDTIME*, DIALEDTIME*,
+uniqueids, channel-name counters, bridge ids, timestamps, durations, Uptime/LastReload, Ping's Timestamp;
+LocalBridge, QueueMemberStatus and DeviceStateChange are not compared; VarSet events of Dial's bookkeeping
+variables (DIALEDPEER*, ANSWEREDTIME*, DIALEDTIME*,
 DIALSTATUS, RINGTIME*, PROGRESSTIME*) are not produced; Cdr and VarSet events are not compared;
 OriginateResponse is compared by presence (its position among the first dialplan steps is a race in Asterisk
 too); after ``Hangup`` with a regex, HangupRequest and
@@ -30,7 +30,8 @@ CAPTURE = Path("/work/shared/asterisk/12-ami.jsonl")
 SCALE = 0.2
 COMPARED_EVENTS = {"Newchannel", "Newstate", "Newexten", "NewCallerid", "DialBegin", "DialEnd", "BridgeCreate",
                    "BridgeEnter", "BridgeLeave", "BridgeDestroy", "HangupRequest", "SoftHangupRequest", "Hangup",
-                   "ChanSpyStart", "ChanSpyStop", "OriginateResponse", "FullyBooted"}
+                   "ChanSpyStart", "ChanSpyStop", "OriginateResponse", "FullyBooted", "SuccessfulAuth",
+                   "RequestBadFormat"}
 DIAL_VARS = ("DIALEDPEER", "ANSWEREDTIME", "DIALEDTIME", "DIALSTATUS", "RINGTIME", "PROGRESSTIME")
 
 
