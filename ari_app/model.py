@@ -154,3 +154,4 @@ class Extension:
     known: bool = False          # the PBX has this endpoint
     state: str = "unregistered"
     contact: str = ""
+    since: datetime | None = None

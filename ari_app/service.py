@@ -16,6 +16,7 @@ from ari_app.call_flow import CallFlow
 from ari_app.client import AriError, ari_path
 from ari_app.model import LiveCall, Publish, WriteCall, now
 from ari_app.pbx import AsteriskPbx
+from ari_app.views import call_object, extension_object, trunk_object
 from callcenter.domain import Conflict, Direction, DomainError, NotFound, Unavailable
 from callcenter.numbers import InvalidNumber, clean
 
@@ -312,12 +313,9 @@ class AsteriskCalls:
     def snapshot(self) -> dict[str, Any]:
         extensions, calls, trunks = [], [], []
         for pbx in self.pbxs.values():
-            for number, ext in sorted(pbx.state.extensions.items()):
-                if ext.known:
-                    extensions.append({"pbx": pbx.key, "extension": number, "state": ext.state,
-                                       "registered": ext.registered})
-            calls += [call.summary() | {"pbx": pbx.key} for call in pbx.state.calls.values()
-                      if call.announced]
-            trunks += [{"pbx": pbx.key, "trunk": t, "in_use": n} for t, n in sorted(pbx.state.trunks.items())]
-        return {"extensions": extensions, "calls": calls, "trunks": trunks,
+            state = pbx.state
+            extensions += [extension_object(state, ext) for _, ext in sorted(state.extensions.items()) if ext.known]
+            calls += [call_object(state, call) for call in state.calls.values() if call.announced]
+            trunks += [trunk_object(state, t, n) for t, n in sorted(state.trunks.items())]
+        return {"extensions": extensions, "calls": calls, "trunks": trunks, "queues": [],
                 "connected": {k: p.client.connected for k, p in self.pbxs.items()}}

@@ -24,6 +24,7 @@ from ari_app.model import (
     now,
     parse_time,
 )
+from ari_app.views import extension_object, trunk_object
 from callcenter.domain import CallEvent, CallRecord, Direction, Source, call_id_for
 from callcenter.numbers import InvalidNumber, NumberPlan, is_extension, to_e164
 
@@ -154,9 +155,8 @@ class LiveState:
             ext = self.extension(number)
             state = self.extension_state(number)
             if state != ext.state:
-                ext.state = state
-                effects.append(Publish("extension.state", {"pbx": self.pbx, "extension": number, "state": state,
-                                                           "registered": ext.registered}))
+                ext.state, ext.since = state, now()
+                effects.append(Publish("extension.state", extension_object(self, ext) | {"at": ext.since.isoformat()}))
         return effects
 
     def refresh_trunks(self) -> list[Effect]:
@@ -168,8 +168,7 @@ class LiveState:
         effects: list[Effect] = []
         for trunk in sorted(set(counts) | set(self.trunks)):
             if counts.get(trunk, 0) != self.trunks.get(trunk, 0):
-                effects.append(Publish("trunk.usage", {"pbx": self.pbx, "trunk": trunk,
-                                                       "in_use": counts.get(trunk, 0)}))
+                effects.append(Publish("trunk.usage", trunk_object(self, trunk, counts.get(trunk, 0))))
         self.trunks = {k: v for k, v in counts.items() if v}
         return effects
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from ari_app.model import Effect, Leg, LiveCall, Publish, WriteCall, parse_time
 from ari_app.tracker import LiveState
+from ari_app.views import call_object
 from callcenter.domain import CallStatus, Direction
 
 Handler = Callable[[LiveState, dict[str, Any], set[str]], list[Effect]]
@@ -51,12 +52,8 @@ def ringing(state: LiveState, call: LiveCall, extension: str, at: datetime) -> l
     call.rung.add(extension)
     effects = announce(state, call)
     state.classify(call)
-    caller = call.caller_raw if call.direction != Direction.OUTBOUND or not call.owned else call.callee_raw
     effects.append(state.timeline(call, "ring", at, f"ring:{extension}:{at.isoformat()}", extension=extension))
-    effects.append(Publish("call.ringing", {
-        "pbx": state.pbx, "call_id": str(call.call_id), "direction": str(call.direction), "extension": extension,
-        "caller": caller, "caller_normalized": state.normalise(caller), "caller_name": call.caller_name,
-        "callee": call.callee_raw}))
+    effects.append(Publish("call.ringing", call_object(state, call) | {"extension": extension, "at": at.isoformat()}))
     return effects
 
 
@@ -70,8 +67,7 @@ def answered(state: LiveState, call: LiveCall, at: datetime) -> list[Effect]:
     state.classify(call)
     effects.append(WriteCall(state.record(call)))
     effects.append(state.timeline(call, "answer", at, "answer", extension=call.extension))
-    effects.append(Publish("call.answered", {"pbx": state.pbx, "call_id": str(call.call_id),
-                                             "extension": call.extension, "direction": str(call.direction)}))
+    effects.append(Publish("call.answered", call_object(state, call)))
     return effects
 
 
@@ -90,9 +86,9 @@ def end_call(state: LiveState, call: LiveCall, at: datetime, cause: str = "") ->
     effects.append(WriteCall(state.record(call)))
     effects.append(state.timeline(call, "hangup", at, "hangup", cause=call.hangup_cause,
                                   status=str(call.status())))
-    data = {"pbx": state.pbx, "call_id": str(call.call_id), "status": str(call.status()),
-            "direction": str(call.direction), "extension": call.extension, "caller": call.caller_raw,
-            "callee": call.callee_raw}
+    record = state.record(call)
+    data = call_object(state, call) | {"ended_at": at.isoformat(), "duration": record.duration,
+                                       "billsec": record.billsec, "hangup_cause": call.hangup_cause}
     effects.append(Publish("call.ended", data))
     if call.status() == CallStatus.MISSED and call.direction != Direction.OUTBOUND:
         effects.append(Publish("call.missed", data))

@@ -59,7 +59,7 @@ async def test_inbound_call_seen_only_by_ami_is_logged_with_its_linkedid(ami_wor
     world.sim.phone("1001").answer_after(0.05)
     trunk_channel = await world.sim.inbound_call(caller="0521234567", did="5550100")
     pop = await sub.get(timeout=3)
-    assert pop.data["extension"] == "1001" and pop.data["caller_normalized"] == "+972521234567"
+    assert pop.data["extension"] == "1001" and pop.data["caller"] == "+972521234567"
     await eventually(lambda: bool(world.calls.snapshot()["calls"]) and world.calls.snapshot()["calls"][0]["status"]
                      == "in_progress", what="answered")
     await world.sim.customer("0521234567").hangup()

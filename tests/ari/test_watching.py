@@ -18,10 +18,14 @@ async def test_inbound_call_pops_the_screen_then_logs_answered_inbound(world: Wo
     ringing = (await sub.get(timeout=3))
     while ringing.topic != "call.ringing":
         ringing = await sub.get(timeout=3)
-    assert ringing.data["extension"] == "1001" and ringing.data["caller"] == "0521234567"
-    assert ringing.data["caller_normalized"] == "+972521234567" and ringing.data["direction"] == "inbound"
+    assert ringing.data["extension"] == "1001" and ringing.data["caller_raw"] == "0521234567"
+    assert ringing.data["caller"] == "+972521234567" and ringing.data["direction"] == "inbound"
+    assert ringing.data["callee_raw"] == "5550100"
+    assert ringing.data["call_id"] == str(call_id_for("main", trunk_channel))
     await eventually(lambda: states(world).get("1001") == "in_call", what="1001 in call")
-    assert world.calls.snapshot()["trunks"] == [{"pbx": "main", "trunk": "trunk", "in_use": 1}]
+    assert [(t["name"], t["calls_in_use"]) for t in world.calls.snapshot()["trunks"]] == [("trunk", 1)]
+    busy = next(e for e in world.calls.snapshot()["extensions"] if e["number"] == "1001")
+    assert busy["registration"] == "registered" and busy["call"]["peer"] == "+972521234567"
     await world.sim.customer("0521234567").hangup()
     await eventually(lambda: states(world).get("1001") == "idle", what="1001 idle again")
     call_id = call_id_for("main", trunk_channel)
