@@ -109,12 +109,14 @@ class AsteriskPbx:
     async def resync(self) -> None:
         endpoints = await self.client.get(ari_path("endpoints", self.ari.endpoint_technology)) or []
         self.apply_endpoints(endpoints)
-        channels, bridges = await self.stasis.resync()
+        channels = await self.client.get("/channels") or []
+        bridges = await self.client.get("/bridges") or []
         linkedids = await self._linkedids([c for c in channels if str(c.get("id")) not in self.state.channel_call])
         effects = self.rebuild(channels, bridges, linkedids)
         await self.emit(effects)
         await self._end_stored_orphans()
         await self._clean_bridges(bridges)
+        await self.stasis.resync(channels, bridges)  # flows see the rebuilt call state
         self.resyncs += 1
 
     def apply_endpoints(self, endpoints: list[dict[str, Any]]) -> None:

@@ -79,10 +79,13 @@ class StasisApp:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def resync(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """List channels and bridges once and hand them to every flow; returns what was listed."""
-        channels = await self.client.get("/channels") or []
-        bridges = await self.client.get("/bridges") or []
+    async def resync(self, channels: list[dict[str, Any]] | None = None, bridges: list[dict[str, Any]] | None = None
+                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Hand the channel and bridge lists (listed here unless given) to every flow; returns them."""
+        if channels is None:
+            channels = await self.client.get("/channels") or []
+        if bridges is None:
+            bridges = await self.client.get("/bridges") or []
         for flow in self._all_flows():
             try:
                 await flow.resync(channels, bridges)
