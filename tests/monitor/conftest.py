@@ -99,7 +99,7 @@ async def world(store: CallStore, tmp_path: Path) -> AsyncIterator[World]:
     from ari_app.stasis import StasisApp
     from asterisk_sim.simulator import SimConfig, Simulator
 
-    sim = Simulator(SimConfig(phones=PHONES, auto_register=True, dialplan_text=DIALPLAN, ami_port=None,
+    sim = Simulator(SimConfig(phones=PHONES, auto_register=True, dialplan_text=DIALPLAN, ami_port=None, time_scale=0.1,
                               recordings_dir=str(tmp_path / "rec")))
     await sim.start()
     writer = SpooledWriter(store, tmp_path / "spool")

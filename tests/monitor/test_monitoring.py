@@ -245,7 +245,6 @@ async def test_an_announcing_group_plays_the_notice_into_the_call_once(world: Wo
     from .test_refusals import Recorder
 
     recorder = Recorder(world)
-    world.service.announcement = "sound:custom/monitored"
     await grant(world, "listen", announce=True)
     await customer_calls_agent(world)
     await supervise(world, "*3361001")
@@ -254,7 +253,7 @@ async def test_an_announcing_group_plays_the_notice_into_the_call_once(world: Wo
     assert (notice[0].snoop_target, notice[0].spy, notice[0].whisper) == (agent.id, "none", "both")
     played = await eventually(lambda: [e["playback"] for e in recorder.events if e["type"] == "PlaybackStarted"])
     assert [(p["media_uri"], p["target_uri"]) for p in played] == [
-        ("sound:custom/monitored", f"channel:{notice[0].id}")]
+        ("sound:this-call-may-be-monitored-or-recorded", f"channel:{notice[0].id}")]
     await eventually(lambda: len(snoops(world)) == 1, timeout=5)  # gone once played; the session goes on
     assert hears(world)["2005"] == {"1001", CUSTOMER}
     await world.sim.phone("2005").send_dtmf("4", duration_ms=20)  # a switch does not announce again
