@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections.abc import Callable
 from typing import Any
@@ -249,6 +248,9 @@ async def test_an_announcing_group_plays_the_notice_into_the_call_once(world: Wo
     await customer_calls_agent(world)
     await supervise(world, "*3361001")
     notice = await eventually(lambda: [c for c in world.sim.engine.channels.values() if c.id.endswith("-announce")])
+    media = "sound:this-call-may-be-monitored-or-recorded"
+    heard = await eventually(lambda: (m := hears(world)).get("1001", set()) >= {media} and m)
+    assert media in heard[CUSTOMER] and media not in heard["2005"]
     agent = world.sim.phone("1001").channels()[0]
     assert (notice[0].snoop_target, notice[0].spy, notice[0].whisper) == (agent.id, "none", "both")
     played = await eventually(lambda: [e["playback"] for e in recorder.events if e["type"] == "PlaybackStarted"])
@@ -287,20 +289,9 @@ async def test_two_take_overs_of_one_call_only_one_wins(world: World) -> None:
 
 
 async def phone_hold(world: World, ext: str, held: bool) -> None:
-    """A SIP re-INVITE hold from the phone: ``on_hold`` plus ChannelHold/ChannelUnhold, as chan_pjsip sends them
-    (uses Phone.hold()/unhold() when the simulator has them: see /tmp/sim-requests.md)."""
+    """The phone's own hold (a SIP re-INVITE): chan_pjsip sends ChannelHold / ChannelUnhold."""
     phone = world.sim.phone(ext)
-    method = getattr(phone, "hold" if held else "unhold", None)
-    if method is not None:
-        result = method()
-        if inspect.isawaitable(result):
-            await result
-        return
-    channel = phone.channels()[0]
-    channel.on_hold = held
-    world.sim.engine.audio_changed()
-    world.sim.engine.channel_event(channel, "ChannelHold" if held else "ChannelUnhold",
-                                   post={"musicclass": "default"} if held else None)
+    await (phone.hold() if held else phone.unhold())
 
 
 async def test_a_held_call_plays_the_music_on_hold_to_the_supervisor(world: World) -> None:
