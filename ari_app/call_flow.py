@@ -54,8 +54,10 @@ class CallFlow:
         channel_id = f"{call.linkedid}-{role}-{len(call.legs)}"
         self.state.adopt(channel_id, call.linkedid, role)
         originator = next((leg.id for leg in call.live_legs() if leg.role == "agent"), None)
-        await self.client.post("/channels/create", json={"variables": {
-            "CC_LINKEDID": call.linkedid, "CC_ROLE": role}},
+        variables = {"CC_LINKEDID": call.linkedid, "CC_ROLE": role}
+        if call.presented_number:  # the caller ID the far end sees (click-to-call's caller_id)
+            variables |= {"CALLERID(num)": call.presented_number, "CALLERID(name)": call.presented_number}
+        await self.client.post("/channels/create", json={"variables": variables},
             endpoint=f"Local/{digits}@{self.pbx.ari.outbound_context}", app=self.client.app, appArgs=args,
             channelId=channel_id, originator=originator)
         await self.client.post(ari_path("channels", channel_id, "dial"), caller=originator, timeout=DIAL_TIMEOUT)

@@ -103,6 +103,7 @@ class LiveCall:
     rung: set[str] = field(default_factory=set)
     announced: bool = False      # its first write happened (ringing published)
     pending_roles: dict[str, str] = field(default_factory=dict)
+    presented_number: str = ""   # caller ID shown to the parties we dial (click-to-call caller_id)
     transfer: dict[str, Any] = field(default_factory=dict)   # attended transfer in progress
 
     def leg_with_role(self, role: str) -> Leg | None:

@@ -113,7 +113,7 @@ class AsteriskCalls:
         call.caller_raw, call.callee_raw = extension, target
         call.announced = True
         runtime.state.adopt(linkedid, linkedid, "agent")
-        shown = _number(caller_id, "caller_id") if caller_id else target
+        call.presented_number = _number(caller_id, "caller_id") if caller_id else ""
         variables = {"CC_LINKEDID": linkedid, "CC_ROLE": "agent"} | auto_answer_variables(
             runtime.ari.auto_answer_header)
         await runtime.emit([WriteCall(runtime.state.record(call)),
@@ -123,7 +123,7 @@ class AsteriskCalls:
             await runtime.client.post("/channels", json={"variables": variables},
                                       endpoint=f"{runtime.ari.endpoint_technology}/{extension}",
                                       app=runtime.client.app, appArgs="originate,agent", channelId=linkedid,
-                                      callerId=f'"{shown}" <{shown}>', timeout=ORIGINATE_TIMEOUT)
+                                      callerId=f'"{target}" <{target}>', timeout=ORIGINATE_TIMEOUT)
         except AriError as exc:
             await self._fail(runtime, call, exc)
         return call.call_id

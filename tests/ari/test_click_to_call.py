@@ -152,3 +152,24 @@ async def test_with_two_asterisks_click_to_call_goes_where_the_extension_is_regi
         finally:
             await branch.close()
             await writer.close()
+
+
+@pytest.mark.parametrize("caller_id", ['"Boss" <1001>', "0501234567\r\nX-Evil: 1", "<sip:x@y>"])
+async def test_caller_id_must_be_a_number_too(world: World, caller_id: str) -> None:
+    with pytest.raises(DomainError) as info:
+        await world.calls.originate(extension="1001", number="0501234567", caller_id=caller_id)
+    assert info.value.status == 400
+    assert world.sim.channels() == []
+
+
+async def test_caller_id_given_is_what_the_customer_sees_while_the_agent_sees_the_number(world: World) -> None:
+    world.sim.phone("1001").answer_after(0.02)
+    world.sim.customer("0501234567").never_answer()
+    call_id = await world.calls.originate(extension="1001", number="0501234567", caller_id="+97235551234")
+    await eventually(lambda: any(c["name"].startswith("PJSIP/trunk") for c in world.sim.channels()),
+                     what="customer rung")
+    channels = {c["name"].split("-")[0]: c for c in world.sim.channels()}
+    assert channels["PJSIP/1001"]["caller"]["number"] == "0501234567"
+    # what a PJSIP trunk puts in From: the outgoing channel's connected line, which Dial copies from the caller
+    assert channels["PJSIP/trunk"]["connected"]["number"] == "+97235551234"
+    await world.calls.hangup(call_id)
