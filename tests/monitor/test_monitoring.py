@@ -328,3 +328,13 @@ async def test_after_a_take_over_a_party_added_later_keeps_the_call_going(world:
     assert hears(world) == {"2005": {"1002"}, "1002": {"2005"}} and world.service.sessions
     await world.sim.phone("1002").hangup()
     await eventually(lambda: not world.sim.channels() and not world.service.sessions)
+
+
+async def test_when_the_customer_holds_the_supervisor_hears_what_the_agent_hears(world: World) -> None:
+    await grant(world, "listen")
+    await customer_calls_agent(world)
+    await supervise(world, "*3361001")
+    await world.sim.customer(CUSTOMER).hold()
+    await eventually(lambda: "moh" in hears(world)["1001"] and "moh" in hears(world)["2005"])
+    await world.sim.customer(CUSTOMER).unhold()
+    await eventually(lambda: hears(world)["2005"] == {"1001", CUSTOMER})
