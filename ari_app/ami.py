@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from panoramisk import Manager
@@ -39,7 +40,22 @@ def _endpoint(technology: str, resource: str, online: bool) -> dict[str, Any]:
 
 
 def translate(msg: dict[str, Any]) -> dict[str, Any] | None:
-    """One AMI event (as a dict of headers) → the equivalent ARI event, or None if it is not ours."""
+    """One AMI event (as a dict of headers) → the equivalent ARI event, or None if it is not ours.
+
+    ``Timestamp`` (manager.conf ``timestampevents = yes``) becomes the ARI ``timestamp``; without it the
+    event is stamped on arrival.
+    """
+    event = _translate(msg)
+    if event is not None and msg.get("Timestamp"):
+        try:
+            when = datetime.fromtimestamp(float(str(msg["Timestamp"])), UTC)
+            event["timestamp"] = when.isoformat(timespec="milliseconds")
+        except (ValueError, OverflowError):
+            pass
+    return event
+
+
+def _translate(msg: dict[str, Any]) -> dict[str, Any] | None:
     name = str(msg.get("Event", ""))
     if name == "Newchannel":
         return {"type": "ChannelCreated", "channel": _channel(msg)}

@@ -123,3 +123,6 @@ def test_translate_reads_registration_from_contact_and_device_state() -> None:
     assert gone is not None and gone["endpoint"]["state"] == "offline"
     assert listed is not None and listed["endpoint"] == {"technology": "PJSIP", "resource": "1003", "state": "offline"}
     assert translate({"Event": "VarSet", "Variable": "X"}) is None
+    stamped = translate({"Event": "Hangup", "Uniqueid": "1.1", "Channel": "PJSIP/1001-00000001", "Cause": "16",
+                         "Timestamp": "1795635162.250000"})
+    assert stamped is not None and stamped["timestamp"] == "2026-11-25T19:32:42.250+00:00"
