@@ -180,7 +180,11 @@ class MonitorService:
     async def on_supervisor_start(self, channel: dict[str, Any], mode: MonitorMode, target: str,
                                   supervisor: str) -> None:
         """A supervisor's channel entered Stasis(app,monitor,<mode>,<ext>): attach or refuse."""
-        session = self.by_channel.get(str(channel.get("id")))
+        channel_id = str(channel.get("id"))
+        session = self.by_channel.get(channel_id)
+        if channel_id.startswith(BRIDGE_PREFIX) and (session is None or session.state is not SessionState.CALLING):
+            await self.mech.hangup(channel_id)  # our API call, answered just as it was stopped
+            return
         if session is None or session.state is not SessionState.CALLING:
             session = MonitorSession(id=new_session_id(), pbx=self.pbx, supervisor=supervisor, target=target,
                                      mode=mode, origin="feature_code", supervisor_channel=str(channel["id"]))
