@@ -1,0 +1,56 @@
+"""`make demo` end to end: Postgres, the simulator, the service, calls flowing into the log, a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from callcenter.embedded_pg import free_port
+
+
+async def test_the_demo_runs_a_live_call_centre_and_stops_by_itself(tmp_world_dir: Path) -> None:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "callcenter.cli", "demo", "--port", str(port), "--data-dir", str(tmp_world_dir / "demo"),
+        "--agents", "4", "--queues", "2", "--rate", "1", "--duration", "20",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    try:
+        lines = [(await asyncio.wait_for(proc.stdout.readline(), 30)).decode() for _ in range(3)]
+        assert lines[0].strip() == f"serving on http://127.0.0.1:{port}/"
+        assert lines[1].startswith(f"dashboard: http://127.0.0.1:{port}/?access_token=")
+        token = lines[1].strip().split("access_token=", 1)[1]
+        headers = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            async with session.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                health = await resp.json()
+            for component in ("store", "ari", "ami", "fastagi", "api"):
+                assert health["components"][component]["state"] == "up", (component, health)
+            calls: list[dict] = []
+            for _ in range(60):
+                async with session.get(f"http://127.0.0.1:{port}/api/v1/calls?direction=inbound") as resp:
+                    assert resp.status == 200
+                    calls = (await resp.json())["items"]
+                if any(c["tags"].get("department") and c["status"] == "answered" for c in calls):
+                    break
+                await asyncio.sleep(0.25)
+            tagged = [c for c in calls if c["tags"].get("department") and c["status"] == "answered"]
+            assert tagged, calls
+            assert tagged[0]["caller"].startswith("+98912")
+            assert tagged[0]["extension"] in {"1001", "1002", "1003", "1004"}
+            async with session.get(f"http://127.0.0.1:{port}/api/v1/live") as resp:
+                live = await resp.json()
+            assert {e["number"] for e in live["extensions"]} >= {"1001", "1002", "1003", "1004"}
+            async with session.get(f"http://127.0.0.1:{port}/") as resp:
+                assert resp.status == 200
+                assert "text/html" in resp.headers["Content-Type"]
+        assert await asyncio.wait_for(proc.wait(), 40) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
