@@ -43,7 +43,8 @@ from ari_app.monitor.session import (
     plan_switch,
     snoop_args,
 )
-from ari_app.monitor.targets import TargetCall, is_party, resolve_target
+from ari_app.monitor.takeover import TakeoverSteps
+from ari_app.monitor.targets import TargetCall, resolve_target
 from ari_app.monitor.timeline import EventWriter, Publisher, Timeline
 from callcenter.domain import MonitorMode, call_id_for
 from callcenter.store import monitor_groups
@@ -55,7 +56,7 @@ ANNOUNCEMENT = "sound:this-call-may-be-monitored-or-recorded"
 SWITCH_REFUSED_PROMPT = "sound:beeperr"
 
 
-class MonitorService:
+class MonitorService(TakeoverSteps):
     """All monitoring sessions of one Asterisk (one ``[[pbx]]`` entry)."""
 
     def __init__(self, *, ari: AriRest, app: str, pbx: str, pool: asyncpg.Pool | None,
@@ -326,39 +327,6 @@ class MonitorService:
         if session.supervisor_channel and session.state is not SessionState.ENDED:
             await self.mech.set_vars(session.supervisor_channel, {VAR_MODE: session.mode.value})
         await self.timeline.deliver(session, "monitor_mode", data)
-
-    async def _move_into_call(self, session: MonitorSession, call: TargetCall) -> None:
-        """Take-over: the supervisor joins the call's bridge, the agent leg and the monitoring rig go."""
-        session.agent_channel = call.channel_id
-        await asyncio.gather(self.mech.add_to_bridge(call.bridge_id, str(session.supervisor_channel)),
-                             self.bind_call(session, call.channel_id))  # the agent leg is about to go
-        if self.on_takeover is not None:
-            try:  # the supervisor becomes the call's agent leg before the old one goes
-                await self.on_takeover(str(session.supervisor_channel), call.channel_id)
-            except Exception:
-                log.exception("event=monitor_takeover_hook_failed session=%s", session.id)
-        session.mode, session.state = MonitorMode.TAKEOVER, SessionState.TAKEN_OVER
-        session.call_bridge, session.takeover_peers = call.bridge_id, call.peers
-        old, session.snoop_channel = session.snoop_channel, None
-        if old:
-            self.by_channel.pop(old, None)
-        await asyncio.gather(self.mech.hangup(call.channel_id), self.mech.hangup(old),
-                             self.mech.destroy_bridge(session.bridge_id))
-
-    async def peers_gone(self, session: MonitorSession) -> None:
-        """After a take-over the customer left: end unless someone else (a conference party) is still there."""
-        try:
-            bridge = await self.mech.ari.get(f"/bridges/{session.call_bridge}")
-            channels, _bridges = await self.live.snapshot()
-        except Exception:
-            bridge, channels = None, []
-        names = {str(c.get("id")): str(c.get("name", "")) for c in channels}
-        members = [str(m) for m in (bridge or {}).get("channels", ())] if isinstance(bridge, dict) else []
-        others = tuple(m for m in members if m != session.supervisor_channel and is_party(names.get(m, "")))
-        if others:
-            session.takeover_peers = others
-            return
-        await self.end(session, "call_ended")
 
     async def on_dtmf(self, session: MonitorSession, mode: MonitorMode) -> None:
         started = time.perf_counter()
