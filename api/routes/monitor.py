@@ -63,19 +63,27 @@ def monitor_control(request: web.Request) -> MonitorControl:
 
 
 def _may_see_session(identity: Identity, session: dict[str, Any]) -> bool:
-    """Admins see every session; a supervisor its own (or, without an extension, those it may watch)."""
+    """As the live websocket shows them: admins all; a supervisor its own and those on extensions it sees."""
+    if identity.role == "admin" or _may_act_on_session(identity, session):
+        return True
+    return identity.can_see_extension(str(session.get("target_extension", "")))
+
+
+def _may_act_on_session(identity: Identity, session: dict[str, Any]) -> bool:
+    """Switching or ending a session is its supervisor's (or an admin's) business."""
     if identity.role == "admin":
         return True
     if identity.extension:
         return session.get("supervisor_extension") == identity.extension
-    return identity.can_see_extension(str(session.get("supervisor_extension")))
+    return identity.can_see_extension(str(session.get("supervisor_extension", "")))
 
 
 def _session(request: web.Request, port: MonitorControl) -> dict[str, Any]:
     """The session named in the path when this token may act on it; 404 otherwise (no existence leak)."""
     wanted = params_of(request)["id"]
+    identity = get_identity(request)
     for session in port.sessions():
-        if session.get("session_id") == wanted and _may_see_session(get_identity(request), session):
+        if session.get("session_id") == wanted and _may_act_on_session(identity, session):
             return session
     raise NotFound("no such monitoring session")
 

@@ -36,7 +36,7 @@ def monitor_config(**extra: Any) -> Config:
 
 
 TOKENS = (("admin", "admin", ""), ("supervisor", "supervisor", "2005"), ("other_supervisor", "supervisor", "2006"),
-          ("agent", "agent", "1001"), ("crm", "crm", ""))
+          ("stranger_supervisor", "supervisor", "2007"), ("agent", "agent", "1001"), ("crm", "crm", ""))
 
 
 @pytest.fixture

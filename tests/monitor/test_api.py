@@ -89,7 +89,8 @@ async def test_scope_supervisor_rings_only_its_own_phone_and_sees_only_its_sessi
     port = GroupRulesPort(monitor_api)
     monitor_api.ctx.ports.monitor_control = port
     await add_group(monitor_api, name="team", level="takeover", observers=["2005", "2006", "3000"],
-                    observed=["*"])
+                    observed=["1001"])
+    await add_group(monitor_api, name="other", level="listen", observers=["2007"], observed=["1002"])
     client = monitor_api.client
     response = await client.post("/api/v1/monitor", json={"supervisor_extension": "2006", "target_extension": "1001",
                                                           "mode": "listen"}, headers=monitor_api.auth("supervisor"))
@@ -98,8 +99,11 @@ async def test_scope_supervisor_rings_only_its_own_phone_and_sees_only_its_sessi
                                                           "mode": "takeover"}, headers=monitor_api.auth("admin"))
     assert response.status == 202
     session_id = (await response.json())["session_id"]
-    other = monitor_api.auth("other_supervisor")
-    assert (await (await client.get("/api/v1/monitor", headers=other)).json())["items"] == []
+    other = monitor_api.auth("other_supervisor")  # 2006 observes 1001: sees the session, may not act on it
+    listed = (await (await client.get("/api/v1/monitor", headers=other)).json())["items"]
+    assert [s["session_id"] for s in listed] == [session_id]
+    stranger = monitor_api.auth("stranger_supervisor")  # 2007 observes only 1002
+    assert (await (await client.get("/api/v1/monitor", headers=stranger)).json())["items"] == []
     assert (await client.patch(f"/api/v1/monitor/{session_id}", json={"mode": "listen"}, headers=other)).status == 404
     assert (await client.delete(f"/api/v1/monitor/{session_id}", headers=other)).status == 404
     admin_listing = await (await client.get("/api/v1/monitor", headers=monitor_api.auth("admin"))).json()
