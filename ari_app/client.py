@@ -90,6 +90,7 @@ class AriClient:
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._session = session
         self._own_session = session is None
+        self._closed = False
         self._event_handlers: list[EventHandler] = []
         self._connected_handlers: list[ConnectedHandler] = []
         self._task: asyncio.Task[None] | None = None
@@ -106,6 +107,8 @@ class AriClient:
     # -- REST ------------------------------------------------------------------------------------
 
     def _http(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise AriError(0, "the ARI client is closed")
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession()
             self._own_session = True
@@ -168,6 +171,7 @@ class AriClient:
 
     async def start(self) -> None:
         """Start the connect/read/reconnect loop in the background and return at once."""
+        self._closed = False
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"ari-events-{self.app}")
 
@@ -185,6 +189,7 @@ class AriClient:
             await self._ws.close()
 
     async def close(self) -> None:
+        self._closed = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

@@ -63,9 +63,11 @@ class StasisApp:
                 log.exception("flow on_event failed type=%s", event.get("type"))
 
     def _all_flows(self) -> list[Flow]:
-        flows = list(self.flows.values())
-        if self.fallback is not None and self.fallback not in flows:
-            flows.append(self.fallback)
+        """Each flow once, even when it answers to several names."""
+        flows: list[Flow] = []
+        for flow in [*self.flows.values(), *([self.fallback] if self.fallback is not None else [])]:
+            if not any(flow is seen for seen in flows):
+                flows.append(flow)
         return flows
 
     def _spawn(self, work: Any, event: dict[str, Any]) -> None:
@@ -94,7 +96,15 @@ class StasisApp:
         return channels, bridges
 
     async def close(self) -> None:
+        """Cancel StasisStart work in flight, then let flows that have a ``close()`` stop theirs."""
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        for flow in self._all_flows():
+            closer = getattr(flow, "close", None)
+            if closer is not None:
+                try:
+                    await closer()
+                except Exception:
+                    log.exception("flow close failed")

@@ -190,6 +190,7 @@ async def test_stasis_start_goes_to_the_flow_its_first_argument_names() -> None:
     app = StasisApp(client)
     monitor, fallback = RecordingFlow(), RecordingFlow()
     app.register_flow("monitor", monitor)
+    app.register_flow("snoop", monitor)  # one flow, two names: still one call per event
     app.set_fallback(fallback)
     await client.dispatch({"type": "StasisStart", "application": "cc", "args": ["monitor", "listen", "1001"],
                            "channel": {"id": "1"}})
@@ -200,3 +201,10 @@ async def test_stasis_start_goes_to_the_flow_its_first_argument_names() -> None:
     assert monitor.starts == [["monitor", "listen", "1001"]]
     assert fallback.starts == [[]]
     assert monitor.events == ["StasisStart", "StasisStart", "ChannelDestroyed"]
+
+
+async def test_a_closed_client_refuses_requests_instead_of_opening_a_new_session() -> None:
+    client = AriClient("http://127.0.0.1:1/ari", "u", "p", "cc")
+    await client.close()
+    with pytest.raises(AriError, match="closed"):
+        await client.get("/channels")
