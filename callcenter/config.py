@@ -7,6 +7,7 @@ committed without them. Nothing else in the service reads the environment.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -85,8 +86,8 @@ class LegacySettings:
 
 @dataclass(frozen=True, slots=True)
 class PbxConfig:
-    key: str
-    kind: str
+    key: str = ""
+    kind: str = "asterisk"
     outside_line_prefix: str = ""
     country_code: str = ""
     city_code: str = ""
@@ -182,7 +183,7 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     defaults = cls()  # every settings class has defaults for every field
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
-        if not hasattr(defaults, key):
+        if key not in cls.__dataclass_fields__ or key in ("key", "kind", "ari", "ami", "sftp", "legacy"):
             raise ConfigError(f"{where}.{key}", "unknown setting")
         expected = getattr(defaults, key)
         kwargs[key] = _coerce(value, expected, f"{where}.{key}")
@@ -241,7 +242,7 @@ def _build_pbx(index: int, data: Any) -> PbxConfig:
         if name in data:
             sections[name] = _section(data, name, cls, f"{where}.")
             data.pop(name)
-    plain = _build(_PbxPlain, data, where)
+    plain: PbxConfig = _build(PbxConfig, data, where)
     for attr in ("outside_line_prefix", "country_code", "city_code", "national_prefix", "international_prefix"):
         _digits(getattr(plain, attr), f"{where}.{attr}")
     for ext in plain.excluded_extensions:
@@ -269,19 +270,7 @@ def _build_pbx(index: int, data: Any) -> PbxConfig:
                 zoneinfo.ZoneInfo(legacy.timezone)
             except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
                 raise ConfigError(f"{where}.legacy.timezone", f"unknown time zone {legacy.timezone!r}") from exc
-    return PbxConfig(key=key, kind=kind, **{a: getattr(plain, a) for a in _PbxPlain.__dataclass_fields__},
-                     **sections)
-
-
-@dataclass(frozen=True, slots=True)
-class _PbxPlain:
-    outside_line_prefix: str = ""
-    country_code: str = ""
-    city_code: str = ""
-    national_prefix: str = "0"
-    international_prefix: str = "00"
-    extension_lengths: tuple[int, ...] = (2, 3, 4, 5)
-    excluded_extensions: tuple[str, ...] = ()
+    return dataclasses.replace(plain, key=key, kind=kind, **sections)
 
 
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
