@@ -94,7 +94,11 @@ class MonitorService(TakeoverSteps):
         if not task.cancelled() and task.exception() is not None:
             log.error("event=monitor_task_failed task=%s error=%r", task.get_name(), task.exception())
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 0.5) -> None:
+        """Let in-flight timeline writes finish (briefly), then cancel what is left; sessions stay in Asterisk
+        (the next start resumes them from the channel variables)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

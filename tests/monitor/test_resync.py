@@ -46,8 +46,14 @@ async def test_a_restarted_service_resumes_the_session_and_dtmf_still_works(worl
     await grant(world, "barge")
     await customer_calls_agent(world)
     await supervise(world, "*3361001")
-    await eventually(lambda: world.service.sessions and next(iter(world.service.sessions.values())).call_id)
-    old_id = next(iter(world.service.sessions))
+    first = await eventually(lambda: world.service.sessions and next(iter(world.service.sessions.values())).call_id
+                             and next(iter(world.service.sessions.values())))
+
+    async def started() -> list[Any]:
+        return [e for e in await world.store.call_events(first.call_id) if e["kind"] == "monitor_start"]
+
+    await eventually_async(started, bool)  # the old service wrote its line before it went away
+    old_id = first.id
     service = await restart_service(world)
     resumed = await eventually(lambda: service.sessions.get(old_id))
     assert (resumed.supervisor, resumed.target, resumed.mode.value) == ("2005", "1001", "listen")
