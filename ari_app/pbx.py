@@ -140,7 +140,7 @@ class AsteriskPbx:
         for call in list(state.calls.values()):
             for leg in call.live_legs():
                 if leg.id not in present:
-                    leg.gone = True
+                    state.forget_leg(leg)
             if not call.live_legs():
                 effects += end_call(state, call, at, "ended while the service was disconnected")
                 self.ended_by_resync += 1

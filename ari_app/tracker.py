@@ -47,6 +47,9 @@ class LiveState:
         self.trunks: dict[str, int] = {}              # trunk endpoint → channels in use
         self.events_applied = 0
         self._via = "ari"
+        # indexes, so a busy PBX does not scan every call per event
+        self.ext_legs: dict[str, dict[str, Leg]] = {}
+        self.trunk_legs: dict[str, dict[str, Leg]] = {}
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -138,9 +141,18 @@ class LiveState:
 
     # -- extension state -------------------------------------------------------------------------
 
+    def forget_leg(self, leg: Leg) -> None:
+        """The channel is gone: out of the extension and trunk indexes."""
+        leg.gone = True
+        self.ext_legs.get(leg.extension, {}).pop(leg.id, None)
+        self.trunk_legs.get(leg.trunk, {}).pop(leg.id, None)
+
+    def live_legs_of(self, number: str) -> list[Leg]:
+        return [leg for leg in self.ext_legs.get(number, {}).values() if not leg.gone]
+
     def extension_state(self, number: str) -> str:
         ext = self.extension(number)
-        legs = [leg for call in self.calls.values() for leg in call.live_legs() if leg.extension == number]
+        legs = self.live_legs_of(number)
         if any(leg.on_hold for leg in legs):
             return "on_hold"
         if any(leg.state not in ("Ringing", "Down") for leg in legs):
@@ -160,11 +172,7 @@ class LiveState:
         return effects
 
     def refresh_trunks(self) -> list[Effect]:
-        counts: dict[str, int] = {}
-        for call in self.calls.values():
-            for leg in call.live_legs():
-                if leg.trunk:
-                    counts[leg.trunk] = counts.get(leg.trunk, 0) + 1
+        counts = {trunk: len(legs) for trunk, legs in self.trunk_legs.items()}  # gone legs leave the index
         effects: list[Effect] = []
         for trunk in sorted(set(counts) | set(self.trunks)):
             if counts.get(trunk, 0) != self.trunks.get(trunk, 0):
@@ -222,6 +230,10 @@ class LiveState:
             leg.trunk = resource
         leg.role = call.pending_roles.pop(cid, leg.role)
         call.legs[cid] = leg
+        if leg.extension:
+            self.ext_legs.setdefault(leg.extension, {})[cid] = leg
+        if leg.trunk:
+            self.trunk_legs.setdefault(leg.trunk, {})[cid] = leg
         self.channel_call[cid] = linkedid
         if created < call.started_at:
             call.started_at = created

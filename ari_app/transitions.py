@@ -74,9 +74,11 @@ def answered(state: LiveState, call: LiveCall, at: datetime) -> list[Effect]:
 def end_call(state: LiveState, call: LiveCall, at: datetime, cause: str = "") -> list[Effect]:
     """Every leg is gone: the call's final row, its hang-up line, and call.ended (+ call.missed)."""
     state.calls.pop(call.linkedid, None)
-    for leg_id in call.legs:
+    for leg_id, leg in call.legs.items():
         if state.channel_call.get(leg_id) == call.linkedid:
             del state.channel_call[leg_id]
+        state.ext_legs.get(leg.extension, {}).pop(leg_id, None)
+        state.trunk_legs.get(leg.trunk, {}).pop(leg_id, None)
     if call.ended_at is not None or not worth_writing(call):
         return []
     effects = announce(state, call)
@@ -100,7 +102,7 @@ def leg_gone(state: LiveState, channel_id: str, at: datetime, touched: set[str],
     if call is None or channel_id not in call.legs:
         return []
     leg = call.legs[channel_id]
-    leg.gone = True
+    state.forget_leg(leg)
     touched.add(leg.extension)
     if leg.bridge in state.bridges:
         state.bridges[leg.bridge]["channels"].discard(channel_id)

@@ -36,8 +36,11 @@ def call_object(state: LiveState, call: LiveCall) -> dict[str, Any]:
 
 
 def call_of_extension(state: LiveState, number: str) -> LiveCall | None:
-    return next((call for call in state.calls.values() if call.announced
-                 and any(leg.extension == number for leg in call.live_legs())), None)
+    for leg in state.live_legs_of(number):
+        call = state.call_of_channel(leg.id)
+        if call is not None and call.announced:
+            return call
+    return None
 
 
 def extension_object(state: LiveState, ext: Extension) -> dict[str, Any]:
