@@ -50,6 +50,7 @@ class LiveState:
         # indexes, so a busy PBX does not scan every call per event
         self.ext_legs: dict[str, dict[str, Leg]] = {}
         self.trunk_legs: dict[str, dict[str, Leg]] = {}
+        self.local_names: dict[str, str] = {}  # Local channel name → id, to pair ;1 with ;2
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -146,6 +147,18 @@ class LiveState:
         leg.gone = True
         self.ext_legs.get(leg.extension, {}).pop(leg.id, None)
         self.trunk_legs.get(leg.trunk, {}).pop(leg.id, None)
+        if self.local_names.get(leg.name) == leg.id:
+            del self.local_names[leg.name]
+
+    def forget_call(self, call: LiveCall) -> None:
+        """The call is over: it and every channel of it leave the state (a leg still ringing included)."""
+        self.calls.pop(call.linkedid, None)
+        for leg in call.legs.values():
+            if self.channel_call.get(leg.id) == call.linkedid:
+                del self.channel_call[leg.id]
+            was_gone = leg.gone
+            self.forget_leg(leg)
+            leg.gone = was_gone
 
     def live_legs_of(self, number: str) -> list[Leg]:
         return [leg for leg in self.ext_legs.get(number, {}).values() if not leg.gone]
@@ -213,7 +226,8 @@ class LiveState:
         linkedid = self.channel_call.get(cid) or str(channel.get("linkedid") or "")
         partner = local_partner(name)
         if not linkedid and partner:
-            linkedid = next((self.channel_call[c] for c, k in self._names().items() if k == partner), "")
+            partner_id = self.local_names.get(partner, "")
+            linkedid = self.channel_call.get(partner_id, "")
         linkedid = linkedid or cid
         created = parse_time(channel.get("creationtime")) if channel.get("creationtime") else (at or now())
         call = self.new_call(linkedid, created)
@@ -234,6 +248,8 @@ class LiveState:
             self.ext_legs.setdefault(leg.extension, {})[cid] = leg
         if leg.trunk:
             self.trunk_legs.setdefault(leg.trunk, {})[cid] = leg
+        if tech == "Local":
+            self.local_names[name] = cid
         self.channel_call[cid] = linkedid
         if created < call.started_at:
             call.started_at = created
@@ -258,9 +274,6 @@ class LiveState:
             call.legs[channel_id].role = role
         elif call is not None:
             call.pending_roles[channel_id] = role
-
-    def _names(self) -> dict[str, str]:
-        return {leg.id: leg.name for call in self.calls.values() for leg in call.live_legs()}
 
     def move_leg(self, leg_id: str, to_linkedid: str) -> None:
         """A channel turned out to belong to another call (a Dial peer): move it and drop the empty call."""

@@ -73,12 +73,7 @@ def answered(state: LiveState, call: LiveCall, at: datetime) -> list[Effect]:
 
 def end_call(state: LiveState, call: LiveCall, at: datetime, cause: str = "") -> list[Effect]:
     """Every leg is gone: the call's final row, its hang-up line, and call.ended (+ call.missed)."""
-    state.calls.pop(call.linkedid, None)
-    for leg_id, leg in call.legs.items():
-        if state.channel_call.get(leg_id) == call.linkedid:
-            del state.channel_call[leg_id]
-        state.ext_legs.get(leg.extension, {}).pop(leg_id, None)
-        state.trunk_legs.get(leg.trunk, {}).pop(leg_id, None)
+    state.forget_call(call)
     if call.ended_at is not None or not worth_writing(call):
         return []
     effects = announce(state, call)
