@@ -97,6 +97,8 @@ class MonitorFlow:
         cid = str(channel.get("id", ""))
         if kind in ("ChannelHold", "ChannelUnhold"):
             self._hold(cid, kind == "ChannelHold")
+        elif kind == "ChannelDestroyed":
+            svc.held.discard(cid)
         session = svc.by_channel.get(cid)
         if session is not None:
             self._own_channel(session, kind, cid, event)
