@@ -7,6 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from ari_app.monitor.errors import SessionFinal
 from callcenter.domain import call_id_for
 from callcenter.store import monitor_groups as groups
 
@@ -229,11 +232,16 @@ async def test_take_over_replaces_the_agent_in_the_call(world: World) -> None:
     await eventually(lambda: not world.sim.channels() and not world.service.sessions)
 
 
-async def test_take_over_from_a_listening_session(world: World) -> None:
+@pytest.mark.parametrize("code", ["*3361001", "*3391001", "*3321001"])
+async def test_take_over_from_any_mode_is_final(world: World, code: str) -> None:
     await grant(world, "takeover")
     await stasis_call(world)
-    await supervise(world, "*3361001")
+    await supervise(world, code)
     await world.service.switch(session(world).id, "takeover")
+    assert hears(world) == {"2005": {CUSTOMER}, CUSTOMER: {"2005"}}
+    for mode in ("listen", "whisper", "barge", "takeover"):
+        with pytest.raises(SessionFinal):
+            await world.service.switch(session(world).id, mode)
     assert hears(world) == {"2005": {CUSTOMER}, CUSTOMER: {"2005"}}
     assert snoops(world) == [] and monitor_bridges(world) == []
     await world.sim.phone("2005").hangup()
