@@ -183,7 +183,7 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     defaults = cls()  # every settings class has defaults for every field
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
-        if key not in cls.__dataclass_fields__ or key in ("key", "kind", "ari", "ami", "sftp", "legacy"):
+        if key not in {f.name for f in dataclasses.fields(cls)} or key in ("key", "kind", "ari", "ami", "sftp", "legacy"):
             raise ConfigError(f"{where}.{key}", "unknown setting")
         expected = getattr(defaults, key)
         kwargs[key] = _coerce(value, expected, f"{where}.{key}")

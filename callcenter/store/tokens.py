@@ -71,9 +71,10 @@ async def revoke_token(pool: asyncpg.Pool, token_id: uuid.UUID) -> bool:
     return found is not None
 
 
-async def supervised_extensions(pool: asyncpg.Pool, extension: str, org_unit: str) -> frozenset[str]:
+async def supervised_extensions(pool: asyncpg.Pool, extension: str, org_unit: str) -> frozenset[str] | None:
     """What a supervisor sees: members of the org units it administers (or its token names) and the
-    extensions it observes through monitor groups, plus its own extension."""
+    extensions it observes through monitor groups, plus its own extension. ``None`` = every extension,
+    for a supervisor in a group that observes ``*`` (monitoring grants it, so seeing must too)."""
     async with pool.acquire() as conn:
         rows = await conn.fetch(
             "SELECT unnest(members) AS ext FROM org_units"
@@ -82,6 +83,8 @@ async def supervised_extensions(pool: asyncpg.Pool, extension: str, org_unit: st
             extension, org_unit,
         )
     found = {r["ext"] for r in rows if r["ext"]}
+    if "*" in found:
+        return None
     if extension:
         found.add(extension)
     return frozenset(found)

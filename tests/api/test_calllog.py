@@ -83,6 +83,15 @@ async def test_a_supervisor_also_sees_the_extensions_it_observes(api: Api) -> No
     assert await ids(api, "supervisor") == [str(observed["id"])]  # at once: visibility is read per request
 
 
+async def test_a_supervisor_observing_everyone_sees_every_extension(api: Api) -> None:
+    first = await add_call(api.ctx.store, 1, extension="299")
+    second = await add_call(api.ctx.store, 2, extension="298")
+    async with api.ctx.store.pool.acquire() as conn:
+        await conn.execute("INSERT INTO monitor_groups (name, level, observers, observed)"
+                           " VALUES ('all', 'listen', '{200}', '{*}')")
+    assert set(await ids(api, "supervisor")) == {str(first["id"]), str(second["id"])}
+
+
 async def test_keyset_pages_have_no_duplicates_or_gaps_while_calls_arrive(api: Api) -> None:
     store = api.ctx.store
     for n in range(25):
