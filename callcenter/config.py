@@ -182,8 +182,9 @@ def _section(raw: Mapping[str, Any], name: str, cls: type, prefix: str) -> Any:
 def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     defaults = cls()  # every settings class has defaults for every field
     kwargs: dict[str, Any] = {}
+    settable = {f.name for f in dataclasses.fields(cls)} - {"key", "kind", "ari", "ami", "sftp", "legacy"}
     for key, value in data.items():
-        if key not in {f.name for f in dataclasses.fields(cls)} or key in ("key", "kind", "ari", "ami", "sftp", "legacy"):
+        if key not in settable:
             raise ConfigError(f"{where}.{key}", "unknown setting")
         expected = getattr(defaults, key)
         kwargs[key] = _coerce(value, expected, f"{where}.{key}")
