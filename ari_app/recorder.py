@@ -30,6 +30,12 @@ class Recorder:
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        # bus messages go out in order from their own task: a bridged bus NOTIFYs through Postgres, and
+        # that round trip must not hold up the events websocket reader
+        self._bus_queue: asyncio.Queue[Publish] = asyncio.Queue()
+        self._bus_task: asyncio.Task[None] | None = None
+        self._bus_idle = asyncio.Event()
+        self._bus_idle.set()
         self.latencies: list[float] = []   # seconds from effect to stored, for the benchmark
         self.keep_latencies = False
         self.batches: list[tuple[int, float]] = []
@@ -40,36 +46,45 @@ class Recorder:
     def start(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="ari-recorder")
+        if self._bus_task is None or self._bus_task.done():
+            self._bus_task = asyncio.create_task(self._publish_loop(), name="ari-bus")
 
     async def close(self) -> None:
         await self.flush()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        for task in (self._task, self._bus_task):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        self._task = self._bus_task = None
 
     async def apply(self, effects: Iterable[Effect]) -> None:
         stamp = time.monotonic()
         for effect in effects:
             if isinstance(effect, Publish):
-                try:
-                    await self.bus.publish(effect.topic, effect.data)
-                except Exception:
-                    log.exception("bus publish failed topic=%s", effect.topic)
+                self._bus_idle.clear()
+                self._bus_queue.put_nowait(effect)
             else:
                 self._idle.clear()
                 self._queue.put_nowait((stamp, effect))
-        if self._task is None:
+        if self._task is None or self._bus_task is None:
             self.start()
 
     async def flush(self, timeout: float = 10.0) -> None:
-        """Wait until everything submitted so far is written."""
-        if self._queue.empty() and self._idle.is_set():
-            return
-        await asyncio.wait_for(self._idle.wait(), timeout)
+        """Wait until everything submitted so far is written and published."""
+        await asyncio.wait_for(asyncio.gather(self._idle.wait(), self._bus_idle.wait()), timeout)
+
+    async def _publish_loop(self) -> None:
+        while True:
+            effect = await self._bus_queue.get()
+            try:
+                await self.bus.publish(effect.topic, effect.data)
+            except Exception:
+                log.exception("bus publish failed topic=%s", effect.topic)
+            if self._bus_queue.empty():
+                self._bus_idle.set()
 
     async def _run(self) -> None:
         while True:
