@@ -148,6 +148,35 @@ class MonitorSettings:
     takeover_code: str = "*338"
 
 
+QUEUE_STRATEGIES = ("ringall", "round-robin", "least-recent", "fewest-calls")
+_QUEUE_NAME = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """One ``[[queue]]``: who is rung, how, and where a caller goes after ``max_wait`` seconds."""
+
+    name: str = ""
+    pbx: str = ""  # empty in the file → the first asterisk PBX
+    strategy: str = "ringall"  # ringall | round-robin | least-recent | fewest-calls
+    members: tuple[str, ...] = ()
+    ring_timeout: int = 15
+    max_wait: int = 300
+    overflow: str = "hangup"  # queue:<name> | extension:<ext> | hangup
+    announce_position: bool = True
+    announce_every: int = 30
+    moh_class: str = "default"
+    wrapup: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IvrSettings:
+    """``[ivr] choices``: the choice a dialplan IVR hands over → ``queue:<name>`` | ``extension:<ext>`` |
+    ``number:<e164>``."""
+
+    choices: Mapping[str, str] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -155,9 +184,17 @@ class Config:
     agi: AgiSettings = field(default_factory=AgiSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     pbx: tuple[PbxConfig, ...] = ()
+    queues: tuple[QueueConfig, ...] = ()
+    ivr: IvrSettings = field(default_factory=IvrSettings)
     log_format: str = "kv"  # kv | json
     log_level: str = "INFO"
     source_path: str = ""
+
+    def queue_by_name(self, name: str) -> QueueConfig:
+        for entry in self.queues:
+            if entry.name == name:
+                return entry
+        raise KeyError(name)
 
     def pbx_by_key(self, key: str) -> PbxConfig:
         for entry in self.pbx:
@@ -301,7 +338,7 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, s
     if isinstance(data.get("pbx"), list):
         data["pbx"] = [dict(e) if isinstance(e, dict) else e for e in data["pbx"]]
     _apply_env(data, env if env is not None else {})
-    known = {"database", "http", "agi", "monitor", "pbx", "log_format", "log_level"}
+    known = {"database", "http", "agi", "monitor", "pbx", "queue", "ivr", "log_format", "log_level"}
     for key in data:
         if key not in known:
             raise ConfigError(key, "unknown setting")
@@ -326,6 +363,8 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, s
         agi=_section(data, "agi", AgiSettings, ""),
         monitor=_section(data, "monitor", MonitorSettings, ""),
         pbx=entries,
+        queues=_build_queues(data.get("queue", []), entries),
+        ivr=_section(data, "ivr", IvrSettings, ""),
         log_format=log_format,
         log_level=log_level,
         source_path=source,
@@ -339,7 +378,70 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, s
     for name in ("listen_code", "whisper_code", "barge_code", "takeover_code"):
         if not re.match(r"^[*#0-9]{2,8}$", getattr(config.monitor, name)):
             raise ConfigError(f"monitor.{name}", "must be 2-8 characters of *, # and digits")
+    _check_ivr(config)
     return config
+
+
+def _build_queues(raw: Any, pbxs: tuple[PbxConfig, ...]) -> tuple[QueueConfig, ...]:
+    """``[[queue]]`` entries; overflow targets may name queues defined later in the file."""
+    if not isinstance(raw, list):
+        raise ConfigError("queue", "must be an array of tables ([[queue]])")
+    asterisks = [p.key for p in pbxs if p.kind == "asterisk"]
+    queues: list[QueueConfig] = []
+    for index, data in enumerate(raw):
+        if not isinstance(data, dict):
+            raise ConfigError(f"queue[{index}]", "must be a table")
+        data = dict(data)
+        name = data.pop("name", None)
+        if not isinstance(name, str) or not _QUEUE_NAME.match(name):
+            raise ConfigError(f"queue[{index}].name", "required; letters, digits, '-' or '_' (max 64)")
+        where = f"queue.{name}"
+        if any(q.name == name for q in queues):
+            raise ConfigError(where, "name is used twice")
+        if isinstance(data.get("members"), list):
+            data["members"] = [str(m) if isinstance(m, int) else m for m in data["members"]]
+        queue: QueueConfig = _build(QueueConfig, data, where)
+        pbx = queue.pbx or (asterisks[0] if asterisks else "")
+        if pbx not in asterisks:
+            raise ConfigError(f"{where}.pbx", f"must name a [[pbx]] of kind asterisk, not {pbx!r}")
+        if queue.strategy not in QUEUE_STRATEGIES:
+            raise ConfigError(f"{where}.strategy", f"must be one of {', '.join(QUEUE_STRATEGIES)}")
+        for member in queue.members:
+            if not isinstance(member, str) or not member.isdigit():
+                raise ConfigError(f"{where}.members", f"{member!r} is not an extension number")
+        for attr, low in (("ring_timeout", 1), ("max_wait", 1), ("announce_every", 0), ("wrapup", 0)):
+            if getattr(queue, attr) < low:
+                raise ConfigError(f"{where}.{attr}", f"must be at least {low}")
+        queues.append(dataclasses.replace(queue, name=name, pbx=pbx))
+    names = {q.name for q in queues}
+    for queue in queues:
+        kind, _, arg = queue.overflow.partition(":")
+        good = (queue.overflow == "hangup" or (kind == "queue" and arg in names and arg != queue.name)
+                or (kind == "extension" and arg.isdigit()))
+        if not good:
+            raise ConfigError(f"queue.{queue.name}.overflow",
+                              "must be hangup, queue:<another queue> or extension:<digits>")
+    return tuple(queues)
+
+
+def _check_ivr(config: Config) -> None:
+    from callcenter.numbers import InvalidNumber, clean
+
+    names = {q.name for q in config.queues}
+    for choice, target in config.ivr.choices.items():
+        key = f"ivr.choices.{choice}"
+        if not re.match(r"^[0-9*#]{1,8}$", choice):
+            raise ConfigError(key, "a choice is 1-8 characters of digits, * and #")
+        kind, _, arg = target.partition(":")
+        if (kind == "queue" and arg in names) or (kind == "extension" and arg.isdigit()):
+            continue
+        if kind == "number" and arg:
+            try:
+                clean(arg)
+                continue
+            except InvalidNumber as exc:
+                raise ConfigError(key, f"{arg!r} is not a number: {exc}") from exc
+        raise ConfigError(key, "must be queue:<configured queue>, extension:<digits> or number:<number>")
 
 
 def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
