@@ -72,3 +72,16 @@ class LiveView(Protocol):
     """A snapshot of extensions, active calls, trunks and queues for ``GET /api/v1/live``."""
 
     def snapshot(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class QueueControl(Protocol):
+    """Call queues (DESIGN §5): agent pause and the live state of a queue, for the API and the dashboard."""
+
+    async def pause(self, queue: str | None, extension: str, paused: bool, reason: str = "") -> None:
+        """Pause (or resume) ``extension`` in ``queue``, or in every queue it is a member of when None."""
+        ...
+
+    def status(self, queue: str) -> dict[str, Any]:
+        """``{name, waiting, longest_wait, callers, members: [{extension, state, paused, ...}]}``."""
+        ...
