@@ -13,7 +13,7 @@ from typing import Any
 
 from callcenter.bus import EventBus
 from callcenter.config import Config
-from callcenter.ports import CallControl, LiveView, MonitorControl
+from callcenter.ports import CallControl, LiveView, MonitorControl, QueueControl
 from callcenter.store import CallStore, SpooledWriter
 
 
@@ -41,6 +41,7 @@ class Ports:
     call_control: CallControl | None = None
     monitor_control: MonitorControl | None = None
     live: LiveView | None = None
+    queue_control: QueueControl | None = None
 
 
 @dataclass
