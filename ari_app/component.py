@@ -20,7 +20,7 @@ from callcenter.service import ServiceContext
 
 log = logging.getLogger("callcenter.ari")
 
-PLUGINS = ("ari_app.monitor",)
+PLUGINS = ("ari_app.monitor", "ari_app.queues")
 
 
 def _health(items: list[Any], name: str) -> dict[str, Any]:
