@@ -52,12 +52,29 @@ class AsteriskPbx:
         self.locks: dict[uuid.UUID, asyncio.Lock] = {}
         self.resyncs = 0
         self.ended_by_resync = 0
+        self.replaced = False
+        self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.recorder.start()
         await self.client.start()
 
+    async def _reclaim_when_free(self, every: float = 2.0) -> None:
+        """When the other connection goes, Asterisk unregisters the app altogether (capture 16): take it back."""
+        while self.replaced:
+            await asyncio.sleep(every)
+            try:
+                apps = await self.client.get("/applications") or []
+            except AriError:
+                continue
+            if self.client.app not in [a.get("name") for a in apps]:
+                log.warning("ARI app %s on %s is free again: reconnecting", self.client.app, self.key)
+                await self.client.drop_connection()
+                return
+
     async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         await self.stasis.close()
         await self.client.close()
         await self.recorder.close()
@@ -65,6 +82,15 @@ class AsteriskPbx:
     # -- events ----------------------------------------------------------------------------------
 
     async def on_event(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "ApplicationReplaced":
+            # another connection (a second service instance with the same app name?) took the app over; this
+            # socket stays open but silent (capture 16): say so loudly rather than fight over the app
+            self.replaced = True
+            log.error("ARI app %s on %s was taken over by another connection: this instance no longer sees "
+                      "events; give each instance its own app name", self.client.app, self.key)
+            if self._watch is None or self._watch.done():
+                self._watch = asyncio.create_task(self._reclaim_when_free())
+            return
         await self.emit(self.state.apply(event))
         if event.get("type") in ("ChannelDestroyed", "StasisEnd"):
             self._forget_locks()
@@ -98,6 +124,7 @@ class AsteriskPbx:
 
     async def on_connected(self) -> None:
         """Subscribe to endpoint events (not part of subscribeAll), then resynchronise everything."""
+        self.replaced = False
         tech = self.ari.endpoint_technology
         try:
             await self.client.post(ari_path("applications", self.client.app, "subscription"),
@@ -264,5 +291,9 @@ class AsteriskPbx:
                 log.warning("hang-up failed channel=%s: %s", channel_id, exc)
 
     def health(self) -> dict[str, Any]:
-        return self.client.health() | {"pbx": self.key, "resyncs": self.resyncs,
-                                       "calls": len(self.state.calls), "store_errors": self.recorder.errors}
+        health = self.client.health() | {"pbx": self.key, "resyncs": self.resyncs, "calls": len(self.state.calls),
+                                         "store_errors": self.recorder.errors}
+        if self.replaced:
+            health |= {"state": "replaced", "connected": False,
+                       "last_error": f"ARI app {self.client.app!r} taken over by another connection"}
+        return health

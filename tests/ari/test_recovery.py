@@ -147,3 +147,20 @@ async def test_restarted_service_can_finish_a_consultation_begun_before(world: W
     finally:
         await fresh.close()
         await writer.close()
+
+
+async def test_a_second_connection_taking_the_app_over_shows_in_health(world: World) -> None:
+    from ari_app.client import AriClient
+
+    thief = AriClient(world.sim.ari_url, "cc", "s3cr@t&x", "callcenter")
+    await thief.start()
+    try:
+        assert await thief.wait_connected(5)
+        await eventually(lambda: world.pbx.health()["state"] == "replaced", what="taken over")
+        assert "taken over" in world.pbx.health()["last_error"]
+    finally:
+        await thief.close()
+    # closing the other socket unregisters the app (capture 16): ours notices and registers again
+    await eventually(lambda: world.pbx.health()["state"] == "up", timeout=8, what="app taken back")
+    apps = await world.pbx.client.get("/applications")
+    assert "callcenter" in [a["name"] for a in apps]
