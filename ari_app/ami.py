@@ -181,3 +181,11 @@ class AmiWatcher:
     def health(self) -> dict[str, Any]:
         return {"state": "up" if self.connected else "down", "connected": self.connected, "logins": self.logins,
                 "reconnects": max(self.logins - 1, 0), "events": self.events, "last_error": self.last_error}
+
+    async def send_action(self, action: dict[str, str]) -> dict[str, Any]:
+        """Send one AMI action (``{"Action": "Redirect", ...}``) and return its response headers; raises
+        ``ConnectionError`` when AMI is not connected, so a caller can refuse what needs it."""
+        if not self.connected:
+            raise ConnectionError(f"AMI of {self.key} is not connected")
+        reply = await self.manager.send_action(dict(action))
+        return dict(reply.items()) if hasattr(reply, "items") else {"Response": str(reply)}
