@@ -7,6 +7,7 @@ import contextlib
 import re
 from typing import TYPE_CHECKING
 
+from asterisk_sim.apps import Stop
 from asterisk_sim.model import Channel
 
 if TYPE_CHECKING:
@@ -102,18 +103,29 @@ async def _bridged(engine: Engine, caller: Channel, callee: Channel, limit: floa
     engine.bridge_add(bridge, caller)
     engine.bridge_add(bridge, callee)
     timer = engine.spawn(_limit(engine, caller, limit)) if limit is not None else None
+    left = callee.dial_left = asyncio.Event()  # type: ignore[attr-defined]  # set by an AMI Redirect of it
+    waits = [asyncio.ensure_future(callee.gone.wait()), asyncio.ensure_future(left.wait())]
     try:
-        await callee.gone.wait()
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for wait in waits:
+            wait.cancel()
         if timer is not None:
             timer.cancel()
-        if not callee.hangup_requested:  # Dial hangs its callee up directly: no HangupRequest event
+        if left.is_set():  # the callee went elsewhere: it is not ours to hang up any more
+            pass
+        elif not callee.hangup_requested:  # Dial hangs its callee up directly: no HangupRequest event
             callee.hangup_requested = True
             callee.cause = 16
             engine.unwind(callee)
         with contextlib.suppress(Exception):
             if caller.bridge_id == bridge.id:
                 engine.bridge_remove(bridge, caller)
+    if left.is_set() and not caller.hangup_requested:
+        # the basic bridge dissolved under the caller (it was not redirected itself): ast_bridge_call returns
+        # -1, so Dial() ends the caller's dialplan and the channel hangs up (no next priority)
+        caller.cause = caller.cause or 16
+        raise Stop
 
 
 async def _limit(engine: Engine, caller: Channel, seconds: float) -> None:

@@ -65,13 +65,21 @@ class StasisOps:
         return None
 
     def redirect_to(self: Engine, ch: Channel, context: str, exten: str, priority: str) -> None:
-        """AMI Redirect: leave Stasis/the current app and run the dialplan at the target."""
+        """AMI Redirect (ast_async_goto): leave Stasis/the current app/the bridge and run the dialplan at the target.
+
+        A Dial() caller redirected out of its bridge: Dial ends and hangs up its callee. A Dial() callee
+        redirected: it runs the target; the caller's basic bridge dissolves, its Dial returns -1 and it hangs up.
+        """
         target = (context or None, exten or None, int(priority) if priority.isdigit() else (priority or 1))
         if ch.stasis_app is not None:
             self.continue_in_dialplan(ch, *target)
             return
         if ch.bridge_id and ch.bridge_id in self.bridges:
             self.bridge_remove(self.bridges[ch.bridge_id], ch)
+        left = getattr(ch, "dial_left", None)
+        if left is not None:  # a Dial() callee leaves its caller's bridge (the caller's Dial then ends)
+            ch.dial_left = None  # type: ignore[attr-defined]
+            left.set()
         if ch.task is not None and not ch.task.done():
             ch.redirect_to = target  # type: ignore[attr-defined]
             ch.task.cancel()
