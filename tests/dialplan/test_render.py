@@ -64,7 +64,8 @@ def test_the_committed_examples_equal_a_fresh_render() -> None:
 @pytest.mark.parametrize("name", DIALPLANS)
 def test_every_rendered_dialplan_parses_as_extensions_conf(name: str) -> None:
     plan = parsed(render_all(example_config()), name)
-    for context in ("callcenter-monitor", "callcenter-queue", "callcenter-ivr", "callcenter-tag-inbound",
+    for context in ("callcenter-monitor", "callcenter-takeover", "callcenter-queue", "callcenter-ivr",
+                    "callcenter-tag-inbound",
                     "callcenter-tag-outbound", "callcenter-tag-internal", "callcenter-call-end"):
         assert context in plan.contexts, context
 
@@ -129,6 +130,18 @@ def test_queue_and_ivr_hand_off_reach_stasis_with_their_arguments() -> None:
     ivr = plan.contexts["callcenter-ivr"]
     assert ivr.label("_[0-9*#]", "withdata") is not None
     assert ivr.label("_[0-9*#]", "withdata").args == "callcenter,ivr,${EXTEN},${CC_IVR_DATA}"
+
+
+@pytest.mark.parametrize("name", DIALPLANS)
+def test_a_take_over_redirect_reaches_stasis_with_the_session_id(name: str) -> None:
+    from asterisk_sim.dialplan import extension_matches
+
+    plan = parsed(render_all(example_config()), name)
+    assert stasis_args(plan, "callcenter-takeover", "0f3a9c2be41d7a60") == ["callcenter", "takeover",
+                                                                           "0f3a9c2be41d7a60"]
+    assert not any(extension_matches(p, "*3381002") or extension_matches(p, "h")
+                   for p in plan.contexts["callcenter-takeover"].extensions), "only session ids match"
+    assert not any("callcenter-takeover" in c.includes for c in plan.contexts.values()), "nobody dials into it"
 
 
 @pytest.mark.parametrize("hook", ["tag-inbound", "tag-outbound", "tag-internal", "call-end"])
