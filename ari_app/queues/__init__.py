@@ -1,0 +1,46 @@
+"""Call queues and the IVR hand-off (DESIGN §5). See README.md.
+
+``ari_app.component`` calls :func:`setup` for every Asterisk: the queues configured for that PBX get a
+:class:`QueueService`, the ``queue``/``queue-agent``/``ivr`` Stasis flows are registered, and one
+:class:`QueuePort` is shared as ``ctx.ports.queue_control`` for the API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ari_app.queues.bridging import Bridging
+from ari_app.queues.control import QueuePort, QueueView
+from ari_app.queues.flow import QueueFlow, Router
+from ari_app.queues.legs import Legs
+from ari_app.queues.service import QueueService
+
+__all__ = ["QueueFlow", "QueuePort", "QueueService", "QueueView", "setup"]
+
+
+@contextlib.asynccontextmanager
+async def setup(pbx: Any, ctx: Any) -> AsyncIterator[QueueService]:
+    """Queues and IVR on one Asterisk (``pbx`` is an ``ari_app.pbx.AsteriskPbx``) for the life of the component."""
+    config = ctx.config
+    queues = [q for q in config.queues if q.pbx == pbx.key]
+    legs = Legs(pbx.client)
+    bridging = Bridging(pbx, legs)
+    service = QueueService(pbx, ctx.writer, ctx.bus, queues, legs, bridging)
+    router = Router(pbx, service, legs, bridging, dict(config.ivr.choices))
+    service.overflow = router.overflow
+    QueueFlow(pbx, service, router, legs).register(pbx.stasis)
+    pbx.queue_view = QueueView(service)
+    port = ctx.ports.queue_control
+    if not isinstance(port, QueuePort):
+        port = ctx.ports.queue_control = QueuePort()
+    port.add(pbx.key, service)
+    try:
+        yield service
+    finally:
+        await service.close()
+        await bridging.close()
+        port.services.pop(pbx.key, None)
+        if not port.services and ctx.ports.queue_control is port:
+            ctx.ports.queue_control = None

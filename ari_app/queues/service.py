@@ -1,0 +1,338 @@
+"""The queues of one Asterisk: callers wait in a holding bridge, agents are rung by strategy, attempts recorded.
+
+One dispatcher task per queue hands free agents to waiting callers in order (woken on every change, and on a
+short tick for registration/busy changes seen only in the live state). Each caller has its own task: music,
+announcements, timeout and overflow. Each ring attempt is a task: originate, wait for the answer, record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from ari_app.client import AriError, ari_path
+from ari_app.model import Effect, WriteCall, WriteEvent, now
+from ari_app.queues.bridging import Bridging
+from ari_app.queues.legs import Leg, Legs, wait_any
+from ari_app.queues.model import AGENT_PREFIX, QueueRuntime, Waiting, announcement, pick_agents, result_for_cause
+from ari_app.queues.views import queue_object
+from callcenter.config import QueueConfig
+from callcenter.domain import CallEvent, CallRecord, CallStatus, QueueAttempt, Source
+from callcenter.numbers import InvalidNumber, clean
+
+log = logging.getLogger("callcenter.ari.queues")
+
+TICK = 0.25
+Overflow = Callable[[Waiting, str], Awaitable[None]]
+
+
+class QueueService:
+    def __init__(self, pbx: Any, writer: Any, bus: Any, queues: list[QueueConfig], legs: Legs,
+                 bridging: Bridging) -> None:
+        self.pbx = pbx
+        self.client = pbx.client
+        self.writer = writer
+        self.bus = bus
+        self.legs = legs
+        self.bridging = bridging
+        self.queues = {q.name: QueueRuntime(q) for q in queues}
+        self.agent_calls: dict[str, tuple[QueueRuntime, str]] = {}   # answered agent channel → (queue, ext)
+        self.overflow: Overflow | None = None                        # set by the flow (extension targets)
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.dispatchers = [self.spawn(self._dispatcher(q), f"queue-{q.name}") for q in self.queues.values()]
+
+    def spawn(self, work: Awaitable[Any], name: str = "") -> asyncio.Task[Any]:
+        async def guarded() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("queue task failed name=%s", name)
+
+        task = asyncio.create_task(guarded(), name=name or None)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    # -- members ---------------------------------------------------------------------------------
+
+    def member_state(self, ext: str) -> str:
+        return str(self.pbx.state.extension_state(ext))
+
+    def available(self, runtime: QueueRuntime, ext: str, at: float) -> bool:
+        member = runtime.members[ext]
+        return not member.paused and member.wrapup_until <= at and self.member_state(ext) == "idle"
+
+    async def changed(self, runtime: QueueRuntime) -> None:
+        runtime.wake.set()
+        await self.bus.publish("queue.changed", queue_object(self, runtime))
+
+    # -- joining and waiting ---------------------------------------------------------------------
+
+    async def join(self, runtime: QueueRuntime, channel: dict[str, Any], *, answer: bool = True,
+                   joined: datetime | None = None) -> None:
+        """The caller's whole stay in the queue (runs in the StasisStart task)."""
+        cid = str(channel.get("id"))
+        loop = asyncio.get_running_loop()
+        call = self.pbx.state.call_of_channel(cid)
+        linkedid = call.linkedid if call is not None else cid
+        caller = Waiting(cid, linkedid, call.call_id if call else uuid.uuid4(),
+                         str((channel.get("caller") or {}).get("number", "")), joined or now(), loop.time(),
+                         loop.time() + runtime.config.max_wait)
+        caller.source = "ari" if call is None or call.owned else call.source
+        runtime.callers.append(caller)
+        self.legs.watch_caller(cid, lambda _c: self._caller_gone(caller))
+        try:
+            if answer:
+                await self.client.post(ari_path("channels", cid, "answer"))
+            await self.bridging.set_vars(cid, {"CC_LINKEDID": linkedid, "CC_QUEUE": runtime.name})
+            await self._hold(runtime, cid)
+        except AriError as exc:
+            log.info("event=queue_join_failed queue=%s channel=%s: %s", runtime.name, cid, exc)
+            caller.gone = True
+        effects: list[Effect] = [self._timeline(caller, "queue_join", f"{runtime.name}:{caller.joined_at.isoformat()}",
+                                  queue=runtime.name, position=runtime.position(caller))]
+        if call is not None:
+            effects.append(WriteCall(self.pbx.state.record(call, queue=runtime.name)))
+        await self.pbx.emit(effects)
+        await self.changed(runtime)
+        await self._wait(runtime, caller)
+
+    async def _hold(self, runtime: QueueRuntime, cid: str) -> None:
+        async with runtime.lock:
+            if runtime.hold_bridge not in self.pbx.state.bridges:
+                with contextlib.suppress(AriError):   # 409: already there (after a restart)
+                    await self.client.post(ari_path("bridges", runtime.hold_bridge), type="holding",
+                                           name=runtime.hold_bridge)
+                self.pbx.state.bridges.setdefault(runtime.hold_bridge, {"name": runtime.hold_bridge,
+                                                                        "channels": set()})
+                await self.client.post(ari_path("bridges", runtime.hold_bridge, "moh"),
+                                       mohClass=runtime.config.moh_class)
+            if cid not in self.pbx.state.bridges.get(runtime.hold_bridge, {}).get("channels", ()):
+                await self.client.post(ari_path("bridges", runtime.hold_bridge, "addChannel"), channel=cid)
+
+    def _caller_gone(self, caller: Waiting) -> None:
+        caller.gone = True
+        caller.stopped.set()
+        caller.wake.set()
+
+    async def _wait(self, runtime: QueueRuntime, caller: Waiting) -> None:
+        loop = asyncio.get_running_loop()
+        config = runtime.config
+        next_announce = loop.time() + 1.0 if config.announce_position else float("inf")
+        while caller.active:
+            until = min(caller.deadline, next_announce)
+            caller.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(caller.wake.wait(), max(until - loop.time(), 0.01))
+            if not caller.active:
+                break
+            if loop.time() >= caller.deadline and not caller.connecting:
+                await self._leave(runtime, caller, "overflow", target=config.overflow)
+                return
+            if loop.time() >= next_announce:
+                next_announce = loop.time() + config.announce_every if config.announce_every else float("inf")
+                await self._announce(runtime, caller)
+        if caller.answered_by:
+            await self._leave(runtime, caller, "answered", extension=caller.answered_by)
+        else:
+            await self._leave(runtime, caller, "abandoned")
+
+    async def _announce(self, runtime: QueueRuntime, caller: Waiting) -> None:
+        media = announcement(runtime.position(caller), runtime.estimated_wait())
+        with contextlib.suppress(AriError):
+            await self.client.post(ari_path("channels", caller.channel_id, "play"), media=",".join(media))
+
+    async def _leave(self, runtime: QueueRuntime, caller: Waiting, reason: str, **data: Any) -> None:
+        caller.leaving = True
+        caller.stopped.set()
+        if reason != "answered":
+            self.legs.forget_caller(caller.channel_id)
+            for channel in list(caller.ringing.values()):
+                await self.legs.hangup(channel)
+        waited = round((now() - caller.joined_at).total_seconds(), 1)
+        await self.pbx.emit([self._timeline(caller, "queue_leave", f"{runtime.name}:{caller.joined_at.isoformat()}",
+                                            queue=runtime.name, reason=reason, waited_seconds=waited, **data)])
+        if caller in runtime.callers:
+            runtime.callers.remove(caller)
+        log.info("event=queue_leave queue=%s call_id=%s reason=%s waited=%s", runtime.name, caller.call_id,
+                 reason, waited)
+        if reason == "overflow":
+            await self._overflow(runtime, caller, str(data.get("target", "hangup")))
+        await self._maybe_destroy_hold(runtime)
+        await self.changed(runtime)
+        if reason == "abandoned":
+            await self._abandoned(runtime, caller)
+
+    async def _maybe_destroy_hold(self, runtime: QueueRuntime) -> None:
+        async with runtime.lock:
+            if runtime.callers or runtime.hold_bridge not in self.pbx.state.bridges:
+                return
+            self.pbx.state.bridges.pop(runtime.hold_bridge, None)
+            await self.bridging.destroy(runtime.hold_bridge)
+
+    async def _overflow(self, runtime: QueueRuntime, caller: Waiting, target: str) -> None:
+        with contextlib.suppress(AriError):
+            await self.client.post(ari_path("bridges", runtime.hold_bridge, "removeChannel"),
+                                   channel=caller.channel_id)
+        call = self.pbx.state.calls.get(caller.linkedid)
+        if call is not None:
+            await self.pbx.emit([WriteCall(self.pbx.state.record(call, queue=runtime.name,
+                                                                 tags={"queue_overflow": target}))])
+        if self.overflow is not None and target != "hangup":
+            self.spawn(self.overflow(caller, target), "overflow")
+        else:
+            await self.legs.hangup(caller.channel_id)
+
+    async def _abandoned(self, runtime: QueueRuntime, caller: Waiting) -> None:
+        """After the tracker ended the call (missed, as far as it knows), the queue's word: abandoned."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 3.0
+        while caller.linkedid in self.pbx.state.calls and loop.time() < until:  # noqa: ASYNC110 (no event for it)
+            await asyncio.sleep(0.05)
+        await self.pbx.emit([WriteCall(CallRecord(id=caller.call_id, pbx=self.pbx.key, source=Source(caller.source),
+                                                  source_id=caller.linkedid, started_at=caller.joined_at,
+                                                  status=CallStatus.ABANDONED, queue=runtime.name))])
+
+    def _timeline(self, caller: Waiting, kind: str, key: str, **data: Any) -> WriteEvent:
+        return WriteEvent(CallEvent(caller.call_id, now(), kind, "ari", data, dedupe_key=f"ari:{kind}:{key}"))
+
+    # -- dispatching agents ----------------------------------------------------------------------
+
+    async def _dispatcher(self, runtime: QueueRuntime) -> None:
+        while True:
+            runtime.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.wake.wait(), TICK)
+            self.dispatch(runtime)
+
+    def dispatch(self, runtime: QueueRuntime) -> None:
+        """Free agents to waiting callers, first come first served; each caller rings once at a time."""
+        at = asyncio.get_running_loop().time()
+        busy = runtime.being_rung()
+        for caller in runtime.waiting():
+            if caller.ringing:
+                continue
+            free = [ext for ext in runtime.config.members if ext not in busy and self.available(runtime, ext, at)]
+            picks = pick_agents(runtime, free, caller)
+            if not picks:
+                return
+            for ext in picks:
+                caller.rings += 1
+                caller.ringing[ext] = f"{AGENT_PREFIX}{caller.linkedid}-{ext}-{caller.rings}"
+                caller.tried.add(ext)
+            runtime.last_rung = picks[-1]
+            busy |= set(picks)
+            self.spawn(self._attempt(runtime, caller, dict(caller.ringing)), f"ring-{runtime.name}")
+
+    async def _attempt(self, runtime: QueueRuntime, caller: Waiting, ringing: dict[str, str]) -> None:
+        loop = asyncio.get_running_loop()
+        started, started_loop = now(), loop.time()
+        legs: list[Leg] = []
+        results: dict[str, str] = {}
+        for ext, channel_id in ringing.items():
+            leg = Leg(channel_id, ext, started_loop)
+            self.pbx.state.adopt(channel_id, caller.linkedid, "agent")
+            try:
+                await self.legs.ring(leg, f"PJSIP/{ext}", args=f"queue-agent,{runtime.name}",
+                                     originator=caller.channel_id, caller_id=self._caller_id(caller),
+                                     timeout=runtime.config.ring_timeout,
+                                     variables={"CC_LINKEDID": caller.linkedid, "CC_ROLE": "agent",
+                                                "CC_QUEUE": runtime.name})
+                legs.append(leg)
+            except AriError as exc:
+                log.info("event=queue_ring_failed queue=%s ext=%s: %s", runtime.name, ext, exc)
+                results[ext] = "unavailable"
+        winner = await wait_any(legs, caller.stopped, runtime.config.ring_timeout) if legs else None
+        if winner is not None and caller.active:
+            caller.connecting = True
+            results[winner.extension] = "answered"
+        else:
+            winner = None
+        for leg in legs:
+            if leg.extension in results:
+                continue
+            if not leg.gone:
+                await self.legs.hangup(leg.channel_id)
+                results[leg.extension] = "cancelled" if (winner or not caller.active) else "no_answer"
+            else:
+                results[leg.extension] = result_for_cause(leg.cause)
+            self.legs.drop(leg)
+        await self._record(runtime, caller, started, loop.time() - started_loop, results)
+        if winner is not None:
+            await self._answered(runtime, caller, winner)
+            caller.answered_by = winner.extension
+        caller.ringing.clear()
+        runtime.wake.set()
+        caller.wake.set()
+
+    def _caller_id(self, caller: Waiting) -> str:
+        try:
+            number = clean(caller.caller) if caller.caller else ""
+        except InvalidNumber:
+            number = ""
+        return f'"{number}" <{number}>' if number else ""
+
+    async def _record(self, runtime: QueueRuntime, caller: Waiting, started: datetime, ring: float,
+                      results: dict[str, str]) -> None:
+        effects = []
+        for ext, result in results.items():
+            with contextlib.suppress(Exception):
+                await self.writer.add_queue_attempt(QueueAttempt(caller.call_id, runtime.name, ext, started,
+                                                                 round(ring), result))
+            effects.append(self._timeline(caller, "queue_attempt", f"{runtime.name}:{ext}:{started.isoformat()}",
+                                          queue=runtime.name, extension=ext, result=result,
+                                          ring_seconds=round(ring, 1)))
+        await self.pbx.emit(effects)
+
+    async def _answered(self, runtime: QueueRuntime, caller: Waiting, leg: Leg) -> None:
+        member = runtime.members[leg.extension]
+        member.calls_taken += 1
+        waited = (now() - caller.joined_at).total_seconds()
+        runtime.recent_waits.append(waited)
+        self.agent_calls[leg.channel_id] = (runtime, leg.extension)
+        self.legs.forget_caller(caller.channel_id)
+        ok = await self.bridging.connect(caller.channel_id, leg, extension=leg.extension, queue=runtime.name,
+                                         from_bridge=runtime.hold_bridge)
+        await self.pbx.emit([self._timeline(caller, "queue_answer", f"{runtime.name}:{caller.joined_at.isoformat()}",
+                                             queue=runtime.name, extension=leg.extension,
+                                             waited_seconds=round(waited, 1), connected=ok)])
+        if not ok:
+            self.agent_calls.pop(leg.channel_id, None)
+
+    def agent_call_ended(self, channel_id: str) -> None:
+        """An answered queue call's agent leg is gone: wrap-up starts, least-recent counts from now."""
+        entry = self.agent_calls.pop(channel_id, None)
+        if entry is None:
+            return
+        runtime, ext = entry
+        at = asyncio.get_running_loop().time()
+        member = runtime.members[ext]
+        member.last_call_end = at
+        member.wrapup_until = at + runtime.config.wrapup
+        self.spawn(self.changed(runtime), "changed")
+
+    # -- control ---------------------------------------------------------------------------------
+
+    async def pause(self, queue: str | None, extension: str, paused: bool, reason: str = "") -> list[str]:
+        names = []
+        for runtime in self.queues.values():
+            if (queue is None or runtime.name == queue) and extension in runtime.members:
+                member = runtime.members[extension]
+                member.paused, member.reason = paused, reason if paused else ""
+                names.append(runtime.name)
+                await self.changed(runtime)
+        return names
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
