@@ -28,3 +28,96 @@ async def test_ringall_rings_every_free_agent_and_the_first_to_answer_gets_the_c
 
 async def _attempts_are(world: World, call_id, expected: set[tuple[str, str]]) -> bool:  # type: ignore[no-untyped-def]
     return set(await world.attempts(call_id)) == expected
+
+
+async def test_round_robin_takes_turns_between_agents(world: World) -> None:
+    for ext in ("1001", "1002"):
+        world.sim.phone(ext).answer_after(0.1)
+    served = []
+    for _ in range(2):
+        channel = await world.call_in("7001")
+        await eventually(lambda: bool(world.hears(CALLER) - {"moh"}), what="caller connected")
+        served.append(next(iter(world.hears(CALLER) - {"moh"})))
+        await world.sim.customer(CALLER).hangup()
+        await eventually(lambda: world.leftovers() == ([], []), what="call cleared")
+        assert (await world.row(world.call_id(channel)) or {}).get("queue") == "rr"
+    assert served == ["1001", "1002"]
+
+
+async def test_an_unanswered_agent_is_recorded_as_no_answer_and_the_next_one_rung(world: World) -> None:
+    world.sim.phone("1001").never_answer()
+    world.sim.phone("1002").answer_after(0.1)
+    channel = await world.call_in("7001")
+    await eventually(lambda: "1002" in world.hears(CALLER), what="caller reaches 1002 after 1001 rang out")
+    call_id = world.call_id(channel)
+    await eventually(lambda: _attempts_are(world, call_id, {("1001", "no_answer"), ("1002", "answered")}),
+                     what="no_answer then answered")
+
+
+async def test_a_caller_hanging_up_while_waiting_is_abandoned_and_nothing_is_left_behind(world: World) -> None:
+    for ext in ("1001", "1002"):
+        world.sim.phone(ext).never_answer()
+    channel = await world.call_in("7000")
+    call_id = world.call_id(channel)
+    await eventually(lambda: "moh" in world.hears(CALLER), what="caller hears music on hold")
+    await eventually(lambda: world.port.status("support")["waiting"] == 1, what="one caller waiting")
+    await world.sim.customer(CALLER).hangup()
+    await eventually(lambda: world.leftovers() == ([], []), what="no channel or bridge left")
+    await eventually(lambda: _status_is(world, call_id, "abandoned"), what="call abandoned")
+    attempts = await world.attempts(call_id)
+    assert attempts and {result for _, result in attempts} == {"cancelled"}
+    leave = [e for e in await world.timeline(call_id) if e["kind"] == "queue_leave"]
+    assert leave and leave[0]["data"]["reason"] == "abandoned"
+    assert world.port.status("support")["waiting"] == 0
+
+
+async def test_after_max_wait_the_caller_overflows_to_the_target_extension(world: World) -> None:
+    world.sim.phone("1003").never_answer()
+    world.sim.phone("1004").answer_after(0.1)
+    channel = await world.call_in("7002")
+    await eventually(lambda: "1004" in world.hears(CALLER), timeout=8, what="overflow to 1004")
+    call_id = world.call_id(channel)
+    leave = [e for e in await world.timeline(call_id) if e["kind"] == "queue_leave"]
+    assert leave[0]["data"]["reason"] == "overflow" and leave[0]["data"]["target"] == "extension:1004"
+    row = await world.row(call_id)
+    assert row is not None and row["tags"].get("queue_overflow") == "extension:1004"
+    assert ("1003", "no_answer") in set(await world.attempts(call_id))
+    await world.sim.customer(CALLER).hangup()
+    await eventually(lambda: world.leftovers() == ([], []), what="cleared after overflow call")
+
+
+async def test_a_paused_agent_is_not_rung_and_the_caller_overflows_to_another_queue(world: World) -> None:
+    await world.port.pause(None, "1003", True, reason="lunch")
+    assert world.port.status("nowhere")["members"][0]["paused"] is True
+    world.sim.phone("1001").answer_after(0.1)
+    channel = await world.call_in("7003")
+    await eventually(lambda: "1001" in world.hears(CALLER), timeout=8, what="overflowed into rr, 1001 answers")
+    call_id = world.call_id(channel)
+    assert all(ext != "1003" for ext, _ in await world.attempts(call_id))
+    kinds = [(e["kind"], e["data"].get("queue")) for e in await world.timeline(call_id)]
+    assert ("queue_join", "nowhere") in kinds and ("queue_join", "rr") in kinds
+
+
+async def test_waiting_callers_hear_their_position(world: World) -> None:
+    for ext in ("1001", "1002"):
+        world.sim.phone(ext).never_answer()
+    first = await world.call_in("7000", caller="+972541110001")
+    second = await world.call_in("7000", caller="+972541110002")
+
+    def played(channel: str, sound: str) -> bool:
+        return any(e.get("type") == "PlaybackStarted" and e["playback"]["target_uri"] == f"channel:{channel}"
+                   and sound in str(e["playback"].get("media_uri", "")) + str(e["playback"].get("next_media_uri", ""))
+                   for e in world.events)
+
+    await eventually(lambda: played(first, "queue-youarenext"), what="first caller told it is next")
+    await eventually(lambda: played(second, "queue-thereare"), what="second caller told how many are ahead")
+    status = world.port.status("support")
+    assert status["waiting"] == 2 and [c["position"] for c in status["callers"]] == [1, 2]
+    for number in ("+972541110001", "+972541110002"):
+        await world.sim.customer(number).hangup()
+    await eventually(lambda: world.leftovers() == ([], []), what="cleared")
+
+
+async def _status_is(world: World, call_id, status: str) -> bool:  # type: ignore[no-untyped-def]
+    row = await world.row(call_id)
+    return bool(row and row["status"] == status)
