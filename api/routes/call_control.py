@@ -35,8 +35,9 @@ ORIGINATE_BODY = {"type": "object", "required": ["extension", "number"], "additi
                                  "pbx": {"type": "string", "maxLength": 32}}}
 TRANSFER_BODY = {"type": "object", "required": ["target"], "additionalProperties": False,
                  "properties": {"target": _NUMBER, "attended": {"type": "boolean", "default": False}}}
-CONFERENCE_BODY = {"type": "object", "required": ["number"], "additionalProperties": False,
-                   "properties": {"number": _NUMBER}}
+CONFERENCE_BODY = {"type": "object", "additionalProperties": False,
+                   "description": "exactly one of: number (dial it and add it), call_id (merge that held call in)",
+                   "properties": {"number": _NUMBER, "call_id": {"type": "string", "format": "uuid"}}}
 ACCEPTED = {"type": "object", "required": ["call_id"], "properties": {
     "call_id": {"type": "string", "format": "uuid"}, "status": {"type": "string"},
     "recording": {"type": "string"}}}
@@ -75,11 +76,11 @@ async def originate(request: web.Request) -> web.Response:
     return json_response({"call_id": call_id, "status": "accepted"}, status=202)
 
 
-async def controllable(request: web.Request) -> uuid.UUID:
-    """The call's id when this token may act on it; 404 when it may not even see it."""
+async def controllable(request: web.Request, raw_id: str | None = None) -> uuid.UUID:
+    """The call's id (from the path, or ``raw_id``) when this token may act on it; 404 when it may not see it."""
     identity = get_identity(request)
     try:
-        call_id = uuid.UUID(request.match_info["id"])
+        call_id = uuid.UUID(raw_id if raw_id is not None else request.match_info["id"])
     except ValueError:
         raise NotFound("no such call") from None
     row = await calllog.get_call(request.app[CTX_KEY].store.pool, call_id)
@@ -160,13 +161,42 @@ async def stop_recording(request: web.Request) -> web.Response:
     return _accepted(call_id)
 
 
-@routes.route("POST", "/api/v1/calls/{id}/conference", permission="calls:control", status=202,
-              summary="Add a number to the call (conference)", params=(CALL_ID,), body=CONFERENCE_BODY,
+@routes.route("POST", "/api/v1/calls/{id}/transfer/complete", permission="calls:control", status=202,
+              summary="Complete an attended transfer: the consulted party takes the customer", params=(CALL_ID,),
               response=ACCEPTED)
+async def complete_transfer(request: web.Request) -> web.Response:
+    call_id = await controllable(request)
+    await _optional(call_control(request), "complete_transfer")(call_id)
+    return _accepted(call_id)
+
+
+@routes.route("POST", "/api/v1/calls/{id}/transfer/cancel", permission="calls:control", status=202,
+              summary="Cancel an attended transfer: the agent returns to the customer", params=(CALL_ID,),
+              response=ACCEPTED)
+async def cancel_transfer(request: web.Request) -> web.Response:
+    call_id = await controllable(request)
+    await _optional(call_control(request), "cancel_transfer")(call_id)
+    return _accepted(call_id)
+
+
+@routes.route("POST", "/api/v1/calls/{id}/conference", permission="calls:control", status=202,
+              summary="Conference: add a number to the call, or merge a held call into it", params=(CALL_ID,),
+              body=CONFERENCE_BODY, response=ACCEPTED)
 async def conference(request: web.Request) -> web.Response:
     call_id = await controllable(request)
-    number = dialable(body_of(request)["number"], "body.number")
-    await _optional(call_control(request), "conference")(call_id, number)
+    body = body_of(request)
+    if ("number" in body) == ("call_id" in body):
+        raise ValidationError("body", "give exactly one of number or call_id")
+    port = call_control(request)
+    if "number" in body:
+        await _optional(port, "conference")(call_id, dialable(body["number"], "body.number"))
+        return _accepted(call_id)
+    try:
+        uuid.UUID(body["call_id"])
+    except ValueError:
+        raise ValidationError("body.call_id", "is not a call id") from None
+    other = await controllable(request, body["call_id"])  # the merged call must be one this token may act on too
+    await _optional(port, "conference_call")(call_id, other)
     return _accepted(call_id)
 
 

@@ -121,6 +121,12 @@ class RecordingCallControl:
     async def attended_transfer(self, call_id: uuid.UUID, target: str) -> None:
         self.calls.append(("attended_transfer", (call_id, target)))
 
+    async def complete_transfer(self, call_id: uuid.UUID) -> None:
+        self.calls.append(("complete_transfer", call_id))
+
+    async def cancel_transfer(self, call_id: uuid.UUID) -> None:
+        self.calls.append(("cancel_transfer", call_id))
+
     async def start_recording(self, call_id: uuid.UUID) -> str:
         self.calls.append(("start_recording", call_id))
         return "/var/spool/asterisk/monitor/2026/03/10/x.wav"

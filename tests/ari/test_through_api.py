@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
@@ -20,13 +23,43 @@ from callcenter.store import tokens as token_store
 from .conftest import DIALPLAN, PASSWORD, PHONES, eventually
 
 
-async def test_click_to_call_hold_and_hangup_over_http(store: CallStore, tmp_path: Path) -> None:
+@dataclass
+class HttpWorld:
+    sim: Simulator
+    client: TestClient
+    auth: dict[str, str]
+    store: CallStore
+
+    async def click_to_call(self, extension: str, number: str) -> uuid.UUID:
+        self.sim.customer(number).answer_after(0.02)
+        resp = await self.client.post("/api/v1/calls", json={"extension": extension, "number": number},
+                                      headers=self.auth)
+        assert resp.status == 202, await resp.text()
+        call_id = uuid.UUID((await resp.json())["call_id"])
+        await eventually(lambda: self.sim.who_hears_whom().get(extension) == {number}, what="connected")
+        return call_id
+
+    async def post(self, path: str, body: dict | None = None) -> int:
+        return (await self.client.post(path, json=body, headers=self.auth)).status
+
+    async def ended(self, call_id: uuid.UUID) -> dict:
+        async def done() -> bool:
+            row = await self.store.get_call(call_id)
+            return bool(row and row["ended_at"])
+
+        await eventually(done, what="call ended in the store")
+        detail = await (await self.client.get(f"/api/v1/calls/{call_id}", headers=self.auth)).json()
+        return dict(detail)
+
+
+@pytest.fixture
+async def http_world(store: CallStore, tmp_path: Path) -> AsyncIterator[HttpWorld]:
     sim_config = SimConfig(user="cc", password=PASSWORD, phones=PHONES, dialplan_text=DIALPLAN, ami_port=None,
                            recordings_dir=str(tmp_path / "rec"))
     async with Simulator(sim_config) as sim:
-        await sim.phone("1001").register()
-        sim.phone("1001").answer_after(0.02)
-        sim.customer("0501234567").answer_after(0.02)
+        for ext in ("1001", "1002"):
+            await sim.phone(ext).register()
+            sim.phone(ext).answer_after(0.02)
         config = parse_config({"pbx": [{
             "key": "main", "kind": "asterisk", "outside_line_prefix": "9", "country_code": "972",
             "extension_lengths": [4],
@@ -34,37 +67,81 @@ async def test_click_to_call_hold_and_hangup_over_http(store: CallStore, tmp_pat
         writer = SpooledWriter(store, tmp_path / "spool.jsonl")
         ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
         _row, secret = await token_store.create_token(store.pool, role="admin", name="admin")
-        auth = {"Authorization": f"Bearer {secret}"}
         async with run(ctx):
             await eventually(lambda: ctx.health.snapshot()["ari"]["state"] == "up", what="ari up")
             client = TestClient(TestServer(create_app(ctx, limiter=FailureLimiter(limit=1000))))
             await client.start_server()
             try:
-                bad = await client.post("/api/v1/calls", json={"extension": "1001", "number": "050&1"}, headers=auth)
-                assert bad.status == 400
-                offline = await client.post("/api/v1/calls", json={"extension": "1002", "number": "0501234567"},
-                                            headers=auth)
-                assert offline.status == 409 and "not registered" in await offline.text()
-                resp = await client.post("/api/v1/calls", json={"extension": "1001", "number": "0501234567"},
-                                         headers=auth)
-                assert resp.status == 202
-                call_id = uuid.UUID((await resp.json())["call_id"])
-                await eventually(lambda: sim.who_hears_whom().get("1001") == {"0501234567"}, what="connected")
-                assert (await client.post(f"/api/v1/calls/{call_id}/hold", headers=auth)).status == 202
-                assert sim.who_hears_whom()["0501234567"] == {"moh"}
-                live = await (await client.get("/api/v1/live", headers=auth)).json()
-                assert [c["call_id"] for c in live["calls"]] == [str(call_id)]
-                assert (await client.delete(f"/api/v1/calls/{call_id}", headers=auth)).status == 202
-
-                async def ended() -> bool:
-                    row = await store.get_call(call_id)
-                    return bool(row and row["ended_at"])
-
-                await eventually(ended, what="call ended in the store")
-                detail = await (await client.get(f"/api/v1/calls/{call_id}", headers=auth)).json()
-                kinds = [e["kind"] for e in detail["events"]]
-                assert {"originate", "answer", "hold", "hangup"} <= set(kinds)
-                assert detail["call"]["direction"] == "outbound" and detail["call"]["status"] == "answered"
+                yield HttpWorld(sim, client, {"Authorization": f"Bearer {secret}"}, store)
             finally:
                 await client.close()
         await writer.close()
+
+
+async def test_click_to_call_hold_and_hangup_over_http(http_world: HttpWorld) -> None:
+    w = http_world
+    bad = await w.client.post("/api/v1/calls", json={"extension": "1001", "number": "050&1"}, headers=w.auth)
+    assert bad.status == 400
+    await w.sim.phone("1002").unregister()
+    offline = await w.client.post("/api/v1/calls", json={"extension": "1002", "number": "0501234567"},
+                                  headers=w.auth)
+    assert offline.status == 409 and "not registered" in await offline.text()
+    call_id = await w.click_to_call("1001", "0501234567")
+    assert await w.post(f"/api/v1/calls/{call_id}/hold") == 202
+    assert w.sim.who_hears_whom()["0501234567"] == {"moh"}
+    live = await (await w.client.get("/api/v1/live", headers=w.auth)).json()
+    assert [c["call_id"] for c in live["calls"]] == [str(call_id)]
+    assert (await w.client.delete(f"/api/v1/calls/{call_id}", headers=w.auth)).status == 202
+    detail = await w.ended(call_id)
+    kinds = [e["kind"] for e in detail["events"]]
+    assert {"originate", "answer", "hold", "hangup"} <= set(kinds)
+    assert detail["call"]["direction"] == "outbound" and detail["call"]["status"] == "answered"
+
+
+async def test_attended_transfer_completed_over_http(http_world: HttpWorld) -> None:
+    w = http_world
+    call_id = await w.click_to_call("1001", "0501234567")
+    assert await w.post(f"/api/v1/calls/{call_id}/transfer", {"target": "1002", "attended": True}) == 202
+    await eventually(lambda: w.sim.who_hears_whom().get("1002") == {"1001"}, what="agent consulting 1002")
+    assert w.sim.who_hears_whom()["0501234567"] == {"moh"}
+    await eventually(lambda: w.sim.who_hears_whom().get("1001") == {"1002"}, what="consultation answered")
+    assert await w.post(f"/api/v1/calls/{call_id}/transfer/complete") == 202
+    await eventually(lambda: w.sim.who_hears_whom().get("1002") == {"0501234567"}, what="1002 has the customer")
+    await w.sim.phone("1002").hangup()
+    kinds = [e["kind"] for e in (await w.ended(call_id))["events"]]
+    assert "transfer_consult" in kinds and "transfer" in kinds
+
+
+async def test_attended_transfer_cancelled_and_conference_over_http(http_world: HttpWorld) -> None:
+    w = http_world
+    call_id = await w.click_to_call("1001", "0501234567")
+    assert await w.post(f"/api/v1/calls/{call_id}/transfer", {"target": "1002", "attended": True}) == 202
+    await eventually(lambda: w.sim.who_hears_whom().get("1002") == {"1001"}, what="agent consulting 1002")
+    assert await w.post(f"/api/v1/calls/{call_id}/transfer/cancel") == 202
+    await eventually(lambda: w.sim.who_hears_whom().get("1001") == {"0501234567"}, what="back with the customer")
+    assert await w.post(f"/api/v1/calls/{call_id}/conference", {}) == 400
+    assert await w.post(f"/api/v1/calls/{call_id}/conference", {"number": "05099&9"}) == 400
+    w.sim.customer("0509999999").answer_after(0.02)
+    assert await w.post(f"/api/v1/calls/{call_id}/conference", {"number": "0509999999"}) == 202
+    await eventually(lambda: w.sim.who_hears_whom().get("0509999999") == {"1001", "0501234567"}, what="three-way")
+    assert await w.post(f"/api/v1/calls/{uuid.uuid4()}/transfer/complete") in (404, 409)
+    assert (await w.client.delete(f"/api/v1/calls/{call_id}", headers=w.auth)).status == 202
+    kinds = [e["kind"] for e in (await w.ended(call_id))["events"]]
+    assert "transfer_cancelled" in kinds and "conference_add" in kinds
+
+
+async def test_a_held_call_is_merged_into_another_over_http(http_world: HttpWorld) -> None:
+    w = http_world
+    first = await w.click_to_call("1001", "0501234567")
+    assert await w.post(f"/api/v1/calls/{first}/hold") == 202
+    second = await w.click_to_call("1002", "0507777777")
+    assert await w.post(f"/api/v1/calls/{second}/conference", {"call_id": "not-a-uuid"}) == 400
+    assert await w.post(f"/api/v1/calls/{second}/conference", {"call_id": str(first)}) == 202
+
+    def joined() -> bool:
+        hears = w.sim.who_hears_whom()
+        return {"1002", "0507777777"} <= hears.get("0501234567", set()) and "1001" in hears.get("1002", set())
+
+    await eventually(joined, what="the held call joined the live one")
+    assert (await w.client.delete(f"/api/v1/calls/{second}", headers=w.auth)).status == 202
+    assert (await w.client.delete(f"/api/v1/calls/{first}", headers=w.auth)).status == 202
