@@ -121,3 +121,18 @@ async def test_waiting_callers_hear_their_position(world: World) -> None:
 async def _status_is(world: World, call_id, status: str) -> bool:  # type: ignore[no-untyped-def]
     row = await world.row(call_id)
     return bool(row and row["status"] == status)
+
+
+async def test_queue_changes_are_published_on_the_bus_and_in_the_live_snapshot(world: World) -> None:
+    for ext in ("1001", "1002"):
+        world.sim.phone(ext).never_answer()
+    async with world.ctx.bus.subscription("queue.changed") as subscription:
+        await world.call_in("7000")
+        while True:
+            message = await subscription.get(5)
+            if message.data["name"] == "support" and message.data["waiting"] == 1:
+                break
+    assert {m["extension"] for m in message.data["members"]} == {"1001", "1002"}
+    assert [q["name"] for q in world.pbx.queue_view.snapshot()] == ["support", "rr", "short", "nowhere"]
+    await world.sim.customer(CALLER).hangup()
+    await eventually(lambda: world.leftovers() == ([], []), what="cleared")
