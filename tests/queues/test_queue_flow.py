@@ -136,3 +136,19 @@ async def test_queue_changes_are_published_on_the_bus_and_in_the_live_snapshot(w
     assert [q["name"] for q in world.pbx.queue_view.snapshot()] == ["support", "rr", "short", "nowhere"]
     await world.sim.customer(CALLER).hangup()
     await eventually(lambda: world.leftovers() == ([], []), what="cleared")
+
+
+async def test_an_agent_in_wrap_up_is_not_rung(world: World) -> None:
+    import dataclasses
+
+    short = world.port.services["main"].queues["short"]
+    short.config = dataclasses.replace(short.config, wrapup=30)
+    world.sim.phone("1003").answer_after(0.1)
+    world.sim.phone("1004").answer_after(0.1)
+    await world.call_in("7002")
+    await eventually(lambda: "1003" in world.hears(CALLER), what="1003 takes the first call")
+    await world.sim.customer(CALLER).hangup()
+    await eventually(lambda: world.port.status("short")["members"][0]["state"] == "wrapup", what="1003 in wrap-up")
+    second = await world.call_in("7002", caller="+972541110002")
+    await eventually(lambda: "1004" in world.hears("+972541110002"), timeout=8, what="overflow while 1003 wraps up")
+    assert await world.attempts(world.call_id(second)) == []
