@@ -75,7 +75,8 @@ async def setup(pbx: Any, ctx: Any) -> AsyncIterator[MonitorService]:
                              writer=ctx.writer, bus=ctx.bus, technology=config.ari.endpoint_technology,
                              hold_probe=lambda channel_id: _leg_on_hold(pbx, channel_id),
                              on_takeover=lambda sup, agent: _supervisor_becomes_agent(pbx, sup, agent),
-                             call_probe=lambda channel_id: _call_id_of(pbx, channel_id))
+                             call_probe=lambda channel_id: _call_id_of(pbx, channel_id),
+                             ami=lambda: getattr(pbx, "ami", None))  # the AmiWatcher, when the PBX has AMI
     MonitorFlow(service).register(pbx.stasis)
     port = ctx.ports.monitor_control
     if not isinstance(port, MonitorPort):

@@ -16,12 +16,14 @@ from ari_app.monitor.session import (
     DTMF_MODES,
     FLOW_NAME,
     SNOOP_FLOW_NAME,
+    TAKEOVER_FLOW_NAME,
     VAR_MODE,
     VAR_TARGET,
     MonitorSession,
     SessionState,
     parse_stasis_args,
 )
+from ari_app.monitor.takeover import arrival_key
 from ari_app.monitor.targets import endpoint_of, is_party
 from callcenter.domain import MonitorMode
 
@@ -53,6 +55,27 @@ class SnoopStarts:
         return None
 
 
+class TakeoverArrivals:
+    """The ``takeover`` flow: a customer redirected by a Dial() take-over (``Stasis(app,takeover,<session>)``)
+    is handed to the session waiting for it; one nobody waits for is hung up (logged), not left in silence."""
+
+    def __init__(self, service: MonitorService) -> None:
+        self.service = service
+
+    async def on_stasis_start(self, event: dict[str, Any], args: list[str]) -> None:
+        channel_id = str((event.get("channel") or {}).get("id", ""))
+        if len(args) == 2 and self.service.mech.waiters.resolve(arrival_key(args[1]), event):
+            return
+        log.warning("event=monitor_takeover_orphan channel=%s args=%r", channel_id, args)
+        await self.service.mech.hangup(channel_id)
+
+    async def on_event(self, event: dict[str, Any]) -> None:
+        return None
+
+    async def resync(self, channels: list[dict[str, Any]], bridges: list[dict[str, Any]]) -> None:
+        return None
+
+
 class StasisRegistry(Protocol):
     def register_flow(self, name: str, flow: Any) -> None: ...
 
@@ -66,6 +89,7 @@ class MonitorFlow:
     def register(self, stasis: StasisRegistry) -> None:
         stasis.register_flow(FLOW_NAME, self)
         stasis.register_flow(SNOOP_FLOW_NAME, SnoopStarts())
+        stasis.register_flow(TAKEOVER_FLOW_NAME, TakeoverArrivals(self.service))
 
     async def on_stasis_start(self, event: dict[str, Any], args: list[str]) -> None:
         svc = self.service
@@ -118,12 +142,14 @@ class MonitorFlow:
             elif kind in _GONE_EVENTS and session.state is not SessionState.ENDED:
                 reason = "no_answer" if session.state is SessionState.CALLING else "supervisor_hangup"
                 svc.spawn(svc.end(session, reason, supervisor_gone=True), "end")
-        elif cid == session.snoop_channel and kind == "StasisEnd" and session.state is SessionState.ACTIVE:
+        elif (cid == session.snoop_channel and kind == "StasisEnd" and session.state is SessionState.ACTIVE
+              and not session.redirecting):
             svc.spawn(svc.end(session, "call_ended"), "end")  # a snoop ends with the channel it spies on
 
     def _related_channel(self, session: MonitorSession, kind: str, cid: str, channel: dict[str, Any]) -> None:
         svc = self.service
-        if cid == session.agent_channel and kind in _HUNG_UP and session.state is SessionState.ACTIVE:
+        if (cid == session.agent_channel and kind in _HUNG_UP and session.state is SessionState.ACTIVE
+                and not session.redirecting):
             svc.spawn(svc.end(session, "call_ended"), "end")
         elif session.state is SessionState.TAKEN_OVER and cid in session.takeover_peers and kind in _GONE_EVENTS:
             session.takeover_peers = tuple(p for p in session.takeover_peers if p != cid)

@@ -121,6 +121,19 @@ class Mechanics:
         if channel_id:
             await self.quietly(self.ari.delete(f"/channels/{channel_id}"), f"hangup {channel_id}")
 
+    async def empty_then_hang_up(self, bridge_id: str, channel_ids: tuple[str, ...], wait: float = 1.0) -> None:
+        """Destroy the bridge, and hang the channels up once we saw them leave it. Asterisk reports a channel
+        on ARI and on AMI: a bridge-leave reported after the hang-up has been applied would look like a new
+        call to the live state (and rewrite the ended one), so the leave comes first."""
+        left = [self.waiters.expect(f"left:{cid}") for cid in channel_ids]
+        try:
+            await self.destroy_bridge(bridge_id)
+            await asyncio.wait(left, timeout=wait)
+        finally:
+            for cid in channel_ids:
+                self.waiters.forget(f"left:{cid}")
+        await asyncio.gather(*(self.hangup(cid) for cid in channel_ids))
+
     async def destroy_bridge(self, bridge_id: str | None) -> None:
         if bridge_id:
             await self.quietly(self.ari.delete(f"/bridges/{bridge_id}"), f"destroy {bridge_id}")
@@ -176,9 +189,11 @@ class Mechanics:
                            f"subscription {source}")
 
     def on_event(self, event: dict[str, Any]) -> None:
-        """Resolve waiters: a StasisStart for a snoop, a PlaybackFinished for a prompt, a hangup for either."""
+        """Resolve waiters: a StasisStart for a snoop, a PlaybackFinished for a prompt, a bridge left."""
         kind = event.get("type")
         if kind == "StasisStart":
             self.waiters.resolve(f"start:{event.get('channel', {}).get('id')}", event)
+        elif kind == "ChannelLeftBridge":
+            self.waiters.resolve(f"left:{event.get('channel', {}).get('id')}", event)
         elif kind == "PlaybackFinished":
             self.waiters.resolve(f"playback:{event.get('playback', {}).get('id')}", event)

@@ -43,7 +43,7 @@ from ari_app.monitor.session import (
     plan_switch,
     snoop_args,
 )
-from ari_app.monitor.takeover import TakeoverSteps
+from ari_app.monitor.takeover import TAKEOVER_CONTEXT, AmiActions, TakeoverSteps
 from ari_app.monitor.targets import TargetCall, resolve_target
 from ari_app.monitor.timeline import EventWriter, Publisher, Timeline
 from callcenter.domain import MonitorMode, call_id_for
@@ -65,7 +65,8 @@ class MonitorService(TakeoverSteps):
                  hold_probe: Callable[[str], bool] | None = None,
                  on_takeover: Callable[[str, str], Awaitable[None]] | None = None,
                  call_probe: Callable[[str], uuid.UUID | None] | None = None,
-                 announcement: str = ANNOUNCEMENT) -> None:
+                 announcement: str = ANNOUNCEMENT, ami: Callable[[], AmiActions | None] | None = None,
+                 takeover_context: str = TAKEOVER_CONTEXT) -> None:
         self.mech = Mechanics(ari, app)
         self.app, self.pbx, self.pool, self.technology = app, pbx, pool, technology
         self.live = live or RestLiveSource(ari)
@@ -78,6 +79,7 @@ class MonitorService(TakeoverSteps):
         self.on_takeover = on_takeover  # (supervisor channel, agent channel): tell the call's owner
         self.call_probe = call_probe  # channel id → call id from the live state (saves a REST look-up)
         self.announcement = announcement
+        self.ami, self.takeover_context = ami, takeover_context  # a Dial() take-over redirects over AMI
         self._tasks: set[asyncio.Task[Any]] = set()
         self.takeover_lock = asyncio.Lock()
 
@@ -142,8 +144,8 @@ class MonitorService(TakeoverSteps):
             if snapshot_task.done() and not snapshot_task.cancelled():
                 snapshot_task.exception()  # retrieved: a failed look-up we no longer need is not an error
         call = resolve_target(target, channels, bridges, self.technology)
-        if mode is MonitorMode.TAKEOVER and not call.stasis_bridge:
-            raise TakeoverUnavailable(f"the call of extension {target} is not in a bridge the app controls")
+        if mode is MonitorMode.TAKEOVER and not self.can_take_over(call):
+            raise TakeoverUnavailable(f"the call of extension {target} is a dialplan call and AMI is not up")
         assert grant is not None
         return grant, call
 
@@ -376,12 +378,7 @@ class MonitorService(TakeoverSteps):
             was = session.state
             session.state, session.ended_at, session.end_reason = SessionState.ENDED, now(), reason
             self.unregister(session)
-            steps = [self.mech.hangup(session.snoop_channel), self.mech.destroy_bridge(session.bridge_id)]
-            if not supervisor_gone:
-                steps.append(self.mech.hangup(session.supervisor_channel))
-            if was is SessionState.TAKEN_OVER and supervisor_gone:
-                steps += [self.mech.hangup(peer) for peer in session.takeover_peers]
-            await asyncio.gather(*steps)
+            await asyncio.gather(*self.teardown_steps(session, was, supervisor_gone))
             if was in (SessionState.ACTIVE, SessionState.TAKEN_OVER) and session.agent_channel:
                 await self.mech.subscribe(f"channel:{session.agent_channel}", False)
             if quiet:

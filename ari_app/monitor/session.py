@@ -18,6 +18,7 @@ from callcenter.domain import MonitorMode
 
 FLOW_NAME = "monitor"
 SNOOP_FLOW_NAME = "monitor_snoop"
+TAKEOVER_FLOW_NAME = "takeover"  # Stasis(app,takeover,<session id>): a customer redirected in for a take-over
 
 # (spy, whisper) of the snoop channel on the agent's channel — DESIGN §4 / §10.
 SNOOP_DIRECTIONS: dict[MonitorMode, tuple[str, str]] = {
@@ -105,6 +106,7 @@ class MonitorSession:
     history: list[tuple[str, datetime, dict[str, Any]]] = field(default_factory=list)
     written: int = 0
     takeover_peers: tuple[str, ...] = ()
+    redirecting: bool = False  # a Dial() take-over is moving the customer: the agent leg's end is expected
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
 
     @property

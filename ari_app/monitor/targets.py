@@ -37,6 +37,7 @@ class TargetCall:
     bridge_id: str
     bridge_class: str
     peers: tuple[str, ...]  # the other party channels in the bridge (the customer…)
+    peer_names: tuple[str, ...] = ()  # their channel names, in the same order (AMI addresses channels by name)
 
     @property
     def stasis_bridge(self) -> bool:
@@ -76,7 +77,8 @@ def resolve_target(extension: str, channels: Iterable[Mapping[str, Any]], bridge
         peers = tuple(m for m in members if m != cid and is_party(names.get(m, "")))
         if not peers:
             continue
-        target = TargetCall(cid, names[cid], str(in_bridge.get("id")), str(in_bridge.get("bridge_class", "")), peers)
+        target = TargetCall(cid, names[cid], str(in_bridge.get("id")), str(in_bridge.get("bridge_class", "")), peers,
+                            tuple(names.get(p, "") for p in peers))
         found.append((0 if target.stasis_bridge else 1, str(channel.get("creationtime", "")), target))
     if found:
         return min(found, key=lambda item: (item[0], item[1]))[2]

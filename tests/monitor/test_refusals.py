@@ -82,9 +82,9 @@ async def test_an_unknown_mode_is_refused(world: World, caplog: pytest.LogCaptur
     assert logged(caplog, "invalid_monitor_request")
 
 
-async def test_take_over_of_a_call_outside_stasis_is_refused(world: World, caplog: pytest.LogCaptureFixture) -> None:
+async def test_take_over_of_a_dial_call_is_refused_without_ami(world: World, caplog: pytest.LogCaptureFixture) -> None:
     await grant(world, "takeover")
-    await customer_calls_agent(world)  # a dialplan Dial(): its bridge is not the app's to change
+    await customer_calls_agent(world)  # a dialplan Dial(): only an AMI Redirect could move it, and AMI is off
     assert await refused(world, "*3381001", caplog) == ["sound:cannot-complete-as-dialed"]
     assert world.sim.who_hears_whom()["1001"] == {CUSTOMER}
 

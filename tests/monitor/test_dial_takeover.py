@@ -1,0 +1,165 @@
+"""Take-over of calls the dialplan made with Dial(): the customer is moved into our app by an AMI Redirect.
+
+The real ARI app (AsteriskPbx + live state + recorder) and the AMI watcher run against the simulator,
+wired as the service wires them, with the ``[callcenter-takeover]`` context exactly as the template renders.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ari_app import monitor
+from ari_app.ami import AmiWatcher
+from ari_app.monitor.control import MonitorPort
+from ari_app.pbx import AsteriskPbx
+from asterisk_sim.simulator import SimConfig, Simulator
+from callcenter.bus import EventBus
+from callcenter.config import AmiSettings, AriSettings, PbxConfig
+from callcenter.domain import call_id_for
+from callcenter.service import ServiceContext
+from callcenter.store import CallStore, SpooledWriter
+from callcenter.store import monitor_groups as groups
+
+from .conftest import monitor_config
+from .test_monitoring import eventually, eventually_async
+
+CUSTOMER = "0501234567"
+RENDERED = Path(__file__).parents[2] / "dialplan" / "examples" / "extensions_callcenter.conf"
+TAKEOVER_CONTEXT = re.search(r"^\[callcenter-takeover\]\n(?:.+\n)+", RENDERED.read_text(), re.M)
+DIALPLAN = """
+[from-internal]
+exten => _*336X.,1,Stasis(callcenter,monitor,listen,${EXTEN:4})
+exten => _*338X.,1,Stasis(callcenter,monitor,takeover,${EXTEN:4})
+exten => _XXXX,1,Dial(PJSIP/${EXTEN},30)
+ same => n,Hangup()
+exten => _9X.,1,Dial(PJSIP/${EXTEN:1}@trunk,60)
+ same => n,Hangup()
+
+[from-trunk]
+exten => _X.,1,Dial(PJSIP/${EXTEN},30)
+ same => n,Hangup()
+
+""" + (TAKEOVER_CONTEXT.group(0) if TAKEOVER_CONTEXT else "")
+
+
+@dataclass
+class Office:
+    sim: Simulator
+    pbx: AsteriskPbx
+    port: MonitorPort
+    store: CallStore
+
+
+@pytest.fixture
+async def office(store: CallStore, tmp_path: Path) -> AsyncIterator[Office]:
+    assert TAKEOVER_CONTEXT, "the rendered dialplan has a [callcenter-takeover] context"
+    config = SimConfig(user="cc", password="pw", phones=["1001", "2005"], dialplan_text=DIALPLAN, ami_port=0,
+                       auto_register=True, recordings_dir=str(tmp_path / "rec"), time_scale=0.1)
+    async with Simulator(config) as sim:
+        writer = SpooledWriter(store, tmp_path / "spool")
+        await writer.start()
+        bus = EventBus()
+        pbx_config = PbxConfig(key="main", kind="asterisk", outside_line_prefix="9", country_code="972",
+                               national_prefix="0", extension_lengths=(4,),
+                               ari=AriSettings(url=sim.ari_url, username="cc", password="pw", app="callcenter"),
+                               ami=AmiSettings(port=sim.ami_port, username="cc", secret="pw"))
+        ctx = ServiceContext(config=monitor_config(), store=store, writer=writer, bus=bus)
+        pbx = AsteriskPbx(pbx_config, writer, bus, pool=store.pool)
+        watcher = AmiWatcher(pbx, writer, bus, reconnect_timeout=1)
+        pbx.ami = watcher  # type: ignore[attr-defined]  # how the monitor reaches the PBX's AMI connection
+        try:
+            async with monitor.setup(pbx, ctx):
+                port = ctx.ports.monitor_control
+                assert isinstance(port, MonitorPort)
+                await pbx.start()
+                await watcher.start()
+                assert await pbx.client.wait_connected(5)
+                await eventually(lambda: watcher.connected)
+                await groups.create_group(store.pool, name="team", level="takeover", observers=["2005"],
+                                          observed=["1001"])
+                yield Office(sim, pbx, port, store)
+        finally:
+            await watcher.close()
+            await pbx.close()
+            await writer.close()
+
+
+async def inbound_call(office: Office) -> str:
+    """A customer calls over the trunk; the dialplan Dial()s extension 1001, which answers."""
+    office.sim.phone("1001").answer_after(0)
+    channel_id = await office.sim.inbound_call(caller=CUSTOMER, did="1001")
+    await eventually(lambda: office.sim.who_hears_whom().get("1001") == {CUSTOMER})
+    return channel_id  # the customer's channel id is the call's linkedid
+
+
+async def outbound_call(office: Office) -> str:
+    """Extension 1001 dials the customer through the trunk (9 + number): Dial(PJSIP/<number>@trunk)."""
+    office.sim.customer(CUSTOMER).answer_after(0)
+    channel_id = await office.sim.phone("1001").dial(f"9{CUSTOMER}")
+    await eventually(lambda: office.sim.who_hears_whom().get("1001") == {CUSTOMER})
+    return channel_id
+
+
+def taken_over(office: Office) -> bool:
+    """The agent's leg is gone and the customer and supervisor hear each other, nobody else."""
+    return office.sim.who_hears_whom() == {"2005": {CUSTOMER}, CUSTOMER: {"2005"}} and \
+        not office.sim.phone("1001").channels()
+
+
+async def ends_cleanly(office: Office, linkedid: str) -> list[tuple[str, str]]:
+    """Nothing left in Asterisk; the call is answered and ended; returns its monitor lines (kind, mode/to)."""
+    await eventually(lambda: not office.sim.channels() and not office.sim.bridges() and not office.port.sessions(),
+                     describe=lambda: (office.sim.channels(), office.sim.bridges()))
+    call_id = call_id_for("main", linkedid)
+    call = await eventually_async(lambda: office.store.get_call(call_id),
+                                  lambda row: row is not None and row["ended_at"] is not None)
+    assert call["status"] == "answered"
+
+    async def lines() -> list[Any]:
+        return [e for e in await office.store.call_events(call_id) if e["kind"].startswith("monitor_")]
+
+    found = await eventually_async(lines, lambda got: got and got[-1]["kind"] == "monitor_stop")
+    assert all(e["data"]["supervisor"] == "2005" for e in found)
+    return [(e["kind"], e["data"].get("to", e["data"]["mode"])) for e in found]
+
+
+async def test_take_over_an_inbound_dial_call_with_the_feature_code(office: Office) -> None:
+    linkedid = await inbound_call(office)
+    await office.sim.phone("2005").dial("*3381001")
+    await eventually(lambda: taken_over(office), describe=office.sim.who_hears_whom)
+    assert [s["state"] for s in office.port.sessions()] == ["taken_over"]
+    assert [b["id"] for b in office.sim.bridges()] == [f"cc-monitor-{office.port.sessions()[0]['session_id']}"]
+    assert not [c for c in office.sim.channels() if c["name"].startswith("Snoop/")]
+    await office.sim.customer(CUSTOMER).hangup()  # the customer leaves: the supervisor is hung up
+    lines = await ends_cleanly(office, linkedid)
+    assert lines == [("monitor_start", "takeover"), ("monitor_stop", "takeover")]
+
+
+async def test_take_over_an_inbound_dial_call_from_the_api_after_listening(office: Office) -> None:
+    linkedid = await inbound_call(office)
+    office.sim.phone("2005").answer_after(0)
+    session_id = await office.port.start(supervisor_extension="2005", target_extension="1001", mode="listen")
+    await eventually(lambda: office.sim.who_hears_whom().get("2005") == {"1001", CUSTOMER})
+    await office.port.switch(session_id, "takeover")
+    await eventually(lambda: taken_over(office), describe=office.sim.who_hears_whom)
+    await office.sim.phone("2005").hangup()  # the supervisor leaves: the customer is hung up
+    lines = await ends_cleanly(office, linkedid)
+    assert lines == [("monitor_start", "listen"), ("monitor_mode", "takeover"), ("monitor_stop", "takeover")]
+
+
+async def test_take_over_an_outbound_dial_call_the_agent_made_through_the_trunk(office: Office) -> None:
+    linkedid = await outbound_call(office)
+    office.sim.phone("2005").answer_after(0)
+    session_id = await office.port.start(supervisor_extension="2005", target_extension="1001", mode="listen")
+    await eventually(lambda: office.sim.who_hears_whom().get("2005") == {"1001", CUSTOMER})
+    await office.port.switch(session_id, "takeover")
+    await eventually(lambda: taken_over(office), describe=office.sim.who_hears_whom)
+    await office.sim.customer(CUSTOMER).hangup()
+    lines = await ends_cleanly(office, linkedid)
+    assert lines == [("monitor_start", "listen"), ("monitor_mode", "takeover"), ("monitor_stop", "takeover")]
