@@ -18,6 +18,7 @@ from ari_app.monitor.session import (
     SNOOP_FLOW_NAME,
     TAKEOVER_FLOW_NAME,
     VAR_MODE,
+    VAR_SESSION,
     VAR_TARGET,
     MonitorSession,
     SessionState,
@@ -198,6 +199,8 @@ class MonitorFlow:
         svc = self.service
         snoops = [m for m in members if names.get(m, "").startswith("Snoop/")]
         supervisors = [m for m in members if m not in snoops and is_party(names.get(m, ""))]
+        if not snoops and len(supervisors) >= 2 and await self._resume_takeover(bridge_id, supervisors, names):
+            return
         mode = target = None
         if supervisors:
             mode, target = (await svc.mech.get_var(supervisors[0], VAR_MODE),
@@ -224,3 +227,23 @@ class MonitorFlow:
                  target, monitor_mode.value)
         await svc.mech.subscribe(f"channel:{agent}", True)
         svc.spawn(svc.bind_call(session, agent), "bind_call")  # mode changes and the stop reach the timeline
+
+    async def _resume_takeover(self, bridge_id: str, parties: list[str], names: dict[str, str]) -> bool:
+        """A Dial() take-over's bridge (supervisor + the redirected customer): the supervisor is the party whose
+        variables name this session with mode takeover; it stays a taken-over session (ends like one)."""
+        svc = self.service
+        session_id = bridge_id[len(BRIDGE_PREFIX):]
+        for party in parties:
+            if (await svc.mech.get_var(party, VAR_SESSION) != session_id
+                    or await svc.mech.get_var(party, VAR_MODE) != MonitorMode.TAKEOVER.value):
+                continue
+            others = tuple(p for p in parties if p != party)
+            session = MonitorSession(id=session_id, pbx=svc.pbx, supervisor=endpoint_of(names[party])[1],
+                                     target=await svc.mech.get_var(party, VAR_TARGET) or "",
+                                     mode=MonitorMode.TAKEOVER, origin="resumed", state=SessionState.TAKEN_OVER,
+                                     supervisor_channel=party, call_bridge=bridge_id, takeover_peers=others)
+            svc.register(session)
+            log.info("event=monitor_resumed session=%s supervisor=%s mode=takeover", session.id, session.supervisor)
+            svc.spawn(svc.bind_call(session, others[0]), "bind_call")  # the customer keeps the call's linkedid
+            return True
+        return False

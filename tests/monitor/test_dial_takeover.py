@@ -163,3 +163,26 @@ async def test_take_over_an_outbound_dial_call_the_agent_made_through_the_trunk(
     await office.sim.customer(CUSTOMER).hangup()
     lines = await ends_cleanly(office, linkedid)
     assert lines == [("monitor_start", "listen"), ("monitor_mode", "takeover"), ("monitor_stop", "takeover")]
+
+
+async def test_a_restarted_service_keeps_a_dial_take_over_and_ends_it_with_the_call(office: Office) -> None:
+    from ari_app.monitor.flow import MonitorFlow
+    from ari_app.monitor.service import MonitorService
+
+    linkedid = await inbound_call(office)
+    await office.sim.phone("2005").dial("*3381001")
+    await eventually(lambda: taken_over(office))
+    session_id = office.port.sessions()[0]["session_id"]
+    await eventually(lambda: office.pbx.state.call_of_channel(linkedid) is not None)
+    # a fresh monitor service (as after a restart) takes over the Stasis app's flows and resyncs
+    fresh = MonitorService(ari=office.pbx.client, app="callcenter", pbx="main", pool=office.store.pool,
+                           writer=office.pbx.recorder.writer, bus=None)
+    flow = MonitorFlow(fresh)
+    flow.register(office.pbx.stasis)
+    await flow.resync(await office.pbx.client.get("/channels"), await office.pbx.client.get("/bridges"))
+    resumed = fresh.sessions[session_id]
+    assert (resumed.state.value, resumed.supervisor, resumed.target) == ("taken_over", "2005", "1001")
+    assert resumed.takeover_peers == (linkedid,) and taken_over(office), "nobody was hung up by the resync"
+    await office.sim.customer(CUSTOMER).hangup()
+    await eventually(lambda: not office.sim.channels() and not office.sim.bridges() and not fresh.sessions)
+    await fresh.close()
