@@ -173,7 +173,12 @@ async def test_a_restarted_service_keeps_a_dial_take_over_and_ends_it_with_the_c
     await office.sim.phone("2005").dial("*3381001")
     await eventually(lambda: taken_over(office))
     session_id = office.port.sessions()[0]["session_id"]
-    await eventually(lambda: office.pbx.state.call_of_channel(linkedid) is not None)
+
+    async def started() -> list[Any]:  # written after the supervisor's variables are set (what resync reads)
+        lines = await office.store.call_events(call_id_for("main", linkedid))
+        return [e for e in lines if e["kind"] == "monitor_start"]
+
+    await eventually_async(started, bool)
     # a fresh monitor service (as after a restart) takes over the Stasis app's flows and resyncs
     fresh = MonitorService(ari=office.pbx.client, app="callcenter", pbx="main", pool=office.store.pool,
                            writer=office.pbx.recorder.writer, bus=None)
