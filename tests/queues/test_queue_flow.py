@@ -11,6 +11,12 @@ async def test_ringall_rings_every_free_agent_and_the_first_to_answer_gets_the_c
     world.sim.phone("1001").never_answer()
     world.sim.phone("1002").answer_after(0.3)
     channel = await world.call_in("7000")
+
+    def agent_sees_caller() -> bool:
+        return any(c["name"].startswith("PJSIP/1001-") and c["caller"]["number"] == CALLER
+                   for c in world.sim.channels())
+
+    await eventually(agent_sees_caller, what="1001's phone shows the caller's number")
     await eventually(lambda: "1002" in world.hears(CALLER), what="caller talking to 1002")
     assert world.hears("1002") == {CALLER}
     call_id = world.call_id(channel)
