@@ -91,6 +91,15 @@ class World:
     extras: list[Any] = field(default_factory=list)
 
 
+def resync_of(stasis: Any) -> Any:
+    """A connected handler (returns None) that resyncs the Stasis app's flows."""
+
+    async def resync() -> None:
+        await stasis.resync()
+
+    return resync
+
+
 @pytest.fixture
 async def world(store: CallStore, tmp_path: Path) -> AsyncIterator[World]:
     from ari_app.client import AriClient
@@ -110,7 +119,7 @@ async def world(store: CallStore, tmp_path: Path) -> AsyncIterator[World]:
     service = MonitorService(ari=client, app=APP, pbx="main", pool=store.pool, writer=writer, bus=bus)
     flow = MonitorFlow(service)
     flow.register(stasis)
-    client.add_connected_handler(stasis.resync)
+    client.add_connected_handler(resync_of(stasis))
     w = World(sim=sim, client=client, stasis=stasis, service=service, store=store, bus=bus, writer=writer)
     try:
         await client.start()

@@ -191,3 +191,17 @@ async def test_a_restarted_service_keeps_a_dial_take_over_and_ends_it_with_the_c
     await office.sim.customer(CUSTOMER).hangup()
     await eventually(lambda: not office.sim.channels() and not office.sim.bridges() and not fresh.sessions)
     await fresh.close()
+
+
+async def test_without_ami_a_dial_take_over_is_refused_and_the_call_goes_on(office: Office) -> None:
+    from ari_app.monitor.errors import TakeoverUnavailable
+
+    await inbound_call(office)
+    office.pbx.ami = None  # type: ignore[attr-defined]  # a PBX without [pbx.ami]
+    with pytest.raises(TakeoverUnavailable):  # the API: refused before the supervisor's phone rings
+        await office.port.start(supervisor_extension="2005", target_extension="1001", mode="takeover")
+    supervisor = await office.sim.phone("2005").dial("*3381001")  # the feature code: a spoken refusal
+    await eventually(lambda: supervisor not in {c["id"] for c in office.sim.channels()})
+    assert office.sim.who_hears_whom() == {"1001": {CUSTOMER}, CUSTOMER: {"1001"}}
+    assert not office.port.sessions()
+    await office.sim.customer(CUSTOMER).hangup()

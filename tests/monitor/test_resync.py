@@ -9,7 +9,7 @@ from ari_app.monitor.flow import MonitorFlow
 from ari_app.monitor.service import MonitorService
 from ari_app.stasis import StasisApp
 
-from .conftest import APP, World
+from .conftest import APP, World, resync_of
 from .test_monitoring import (
     CUSTOMER,
     assert_clean,
@@ -35,7 +35,7 @@ async def restart_service(world: World) -> MonitorService:
                              bus=world.bus)
     flow = MonitorFlow(service)
     flow.register(stasis)
-    client.add_connected_handler(stasis.resync)
+    client.add_connected_handler(resync_of(stasis))
     world.client, world.stasis, world.service = client, stasis, service
     await client.start()
     assert await client.wait_connected(5)
