@@ -317,5 +317,8 @@ class AsteriskCalls:
             extensions += [extension_object(state, ext) for _, ext in sorted(state.extensions.items()) if ext.known]
             calls += [call_object(state, call) for call in state.calls.values() if call.announced]
             trunks += [trunk_object(state, t, n) for t, n in sorted(state.trunks.items())]
-        return {"extensions": extensions, "calls": calls, "trunks": trunks, "queues": [],
+        # Queue flows (ari_app.queues) hang a view on the PBX they serve; a PBX without queues has none.
+        queues = [q for p in self.pbxs.values() if (view := getattr(p, "queue_view", None)) is not None
+                  for q in view.snapshot()]
+        return {"extensions": extensions, "calls": calls, "trunks": trunks, "queues": queues,
                 "connected": {k: p.client.connected for k, p in self.pbxs.items()}}

@@ -140,6 +140,9 @@ async def test_queue_changes_are_published_on_the_bus_and_in_the_live_snapshot(w
                 break
     assert {m["extension"] for m in message.data["members"]} == {"1001", "1002"}
     assert [q["name"] for q in world.pbx.queue_view.snapshot()] == ["support", "rr", "short", "nowhere"]
+    assert world.ctx.ports.live is not None
+    live_queues = {q["name"]: q for q in world.ctx.ports.live.snapshot()["queues"]}
+    assert set(live_queues) == {"support", "rr", "short", "nowhere"} and live_queues["support"]["waiting"] == 1
     await world.sim.customer(CALLER).hangup()
     await eventually(lambda: world.leftovers() == ([], []), what="cleared")
 
