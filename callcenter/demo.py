@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
     demo.add_argument("--port", type=int, default=8080, help="HTTP port of the dashboard and API")
     demo.add_argument("--data-dir", default="", help="default: ./.demo (or a /tmp folder if postgres cannot enter it)")
     demo.add_argument("--agents", type=int, default=20)
-    demo.add_argument("--queues", type=int, default=3, help="DIDs customers call, each ringing a group of agents")
+    demo.add_argument("--queues", type=int, default=3, help="queues (one DID each) the agents are dealt into")
     demo.add_argument("--rate", type=float, default=0.3, help="inbound calls per second")
     demo.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: until Ctrl-C)")
     demo.set_defaults(func=cmd_demo)
@@ -45,11 +45,25 @@ def choose_data_dir(requested: str) -> Path:
     return Path(f"/tmp/callcenter-demo-{os.getuid()}")
 
 
-def demo_config(data_dir: Path, http_port: int, ari_port: int, ami_port: int, agi_port: int) -> Config:
+QUEUE_NAMES = ("sales", "support", "billing", "vip", "overflow")
+STRATEGIES = ("ringall", "round-robin", "least-recent", "fewest-calls")
+
+
+def demo_queues(agents: list[str], queues: int) -> dict[str, list[str]]:
+    """Queue name → members: the agents dealt out over the queues, as a supervisor would staff them."""
+    return {QUEUE_NAMES[q % len(QUEUE_NAMES)] + ("" if q < len(QUEUE_NAMES) else str(q)): agents[q::queues]
+            for q in range(queues)}
+
+
+def demo_config(data_dir: Path, http_port: int, ari_port: int, ami_port: int, agi_port: int,
+                queues: dict[str, list[str]]) -> Config:
     return parse_config({
+        "queue": [{"name": name, "strategy": STRATEGIES[n % len(STRATEGIES)], "members": members,
+                   "ring_timeout": 12, "max_wait": 120, "announce_every": 20}
+                  for n, (name, members) in enumerate(queues.items())],
         "database": {"data_dir": str(data_dir)},
         "http": {"port": http_port},
-        "agi": {"port": agi_port, "departments": {"2001": "sales", "2002": "support", "2003": "billing"}},
+        "agi": {"port": agi_port, "departments": {str(2001 + n): name for n, name in enumerate(queues)}},
         "pbx": [{
             "key": "main", "kind": "asterisk", "outside_line_prefix": "9", "country_code": "98",
             "city_code": "21",
@@ -60,12 +74,12 @@ def demo_config(data_dir: Path, http_port: int, ari_port: int, ami_port: int, ag
     }, env={})
 
 
-def demo_dialplan(config: Config, agents: list[str], queues: int) -> dict[str, str]:
-    """Our rendered snippets plus a site dialplan that uses them, as an admin would write it."""
+def demo_dialplan(config: Config, queues: dict[str, list[str]]) -> dict[str, str]:
+    """Our rendered snippets plus a site dialplan that uses them, as an admin would write it:
+    each DID (2001, 2002, …) tags the call and hands it to one of our queues."""
     from dialplan.render import render_all
 
     files = render_all(config)
-    groups: dict[str, list[str]] = {str(2001 + q): agents[q::queues] for q in range(queues)}
     lines = [
         "; demo site dialplan: phones in from-internal, customers arrive in from-trunk",
         "#include extensions_callcenter.conf",
@@ -79,12 +93,10 @@ def demo_dialplan(config: Config, agents: list[str], queues: int) -> dict[str, s
         " same => n,Hangup()",
         "[from-trunk]",
     ]
-    for did, members in groups.items():
-        targets = "&".join(f"PJSIP/{ext}" for ext in members) or "PJSIP/1001"
+    for n, name in enumerate(queues):
         lines += [
-            f"exten => {did},1,Gosub(callcenter-tag-inbound,s,1(${{EXTEN}}))",
-            f" same => n,Dial({targets},45)",
-            " same => n,Hangup()",
+            f"exten => {2001 + n},1,Gosub(callcenter-tag-inbound,s,1(${{EXTEN}}))",
+            f" same => n,Goto(callcenter-queue,{name},1)",
         ]
     files["extensions.conf"] = "\n".join(lines) + "\n"
     return files
@@ -115,13 +127,14 @@ async def run_demo(args: argparse.Namespace) -> None:
     data_dir = choose_data_dir(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     agents = [str(1001 + i) for i in range(args.agents)]
+    queues = demo_queues(agents, args.queues)
     ari_port, ami_port, agi_port = free_port(), free_port(), free_port()
-    config = demo_config(data_dir, args.port, ari_port, ami_port, agi_port)
+    config = demo_config(data_dir, args.port, ari_port, ami_port, agi_port, queues)
     setup_logging(config.log_format, "WARNING")
     asterisk_dir = data_dir / "asterisk"
     from dialplan.render import write_rendered
 
-    write_rendered(demo_dialplan(config, agents, args.queues), asterisk_dir)
+    write_rendered(demo_dialplan(config, queues), asterisk_dir)
     sim = await start_simulator(asterisk_dir, ari_port, ami_port, agents, args)
     stop = asyncio.Event()
     install_signal_handlers(stop)
@@ -135,7 +148,8 @@ async def run_demo(args: argparse.Namespace) -> None:
             print(f"serving on {url}", flush=True)
             print(f"dashboard: {url}?access_token={secret}", flush=True)
             print(f"simulated Asterisk: ARI http://127.0.0.1:{ari_port}/ari (demo/demo), AMI port {ami_port}; "
-                  f"{len(agents)} agents, customers calling DIDs 2001-{2000 + args.queues}. Ctrl-C stops.",
+                  f"{len(agents)} agents in queues {', '.join(queues)}; customers call DIDs 2001-{2000 + len(queues)}. "
+                  "Ctrl-C stops.",
                   flush=True)
 
         asyncio.get_running_loop().create_task(announce())

@@ -43,9 +43,11 @@ async def test_the_demo_runs_a_live_call_centre_and_stops_by_itself(tmp_world_di
             assert tagged, calls
             assert tagged[0]["caller"].startswith("+98912")
             assert tagged[0]["extension"] in {"1001", "1002", "1003", "1004"}
+            assert tagged[0]["queue"] in {"sales", "support"}
             async with session.get(f"http://127.0.0.1:{port}/api/v1/live") as resp:
                 live = await resp.json()
             assert {e["number"] for e in live["extensions"]} >= {"1001", "1002", "1003", "1004"}
+            assert {q["name"] for q in live["queues"]} == {"sales", "support"}
             async with session.get(f"http://127.0.0.1:{port}/") as resp:
                 assert resp.status == 200
                 assert "text/html" in resp.headers["Content-Type"]
