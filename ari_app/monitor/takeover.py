@@ -153,13 +153,14 @@ class TakeoverSteps:
     async def _customer_arrived(self, session: MonitorSession, call: TargetCall, customer: str) -> None:
         """The customer is in Stasis: into the supervisor's bridge; the snoop (and any agent leftover) go."""
         if self.on_takeover is not None:
-            try:  # the supervisor becomes the call's agent leg in the live state
-                await self.on_takeover(str(session.supervisor_channel), call.channel_id)
+            try:  # the supervisor becomes the call's agent leg in the live state (found by the customer's
+                # channel: Dial() may have hung the agent's up already)
+                await self.on_takeover(str(session.supervisor_channel), customer)
             except Exception:
                 log.exception("event=monitor_takeover_hook_failed session=%s", session.id)
-        await self.mech.add_to_bridge(session.bridge_id, customer)
         session.mode, session.state, session.redirecting = MonitorMode.TAKEOVER, SessionState.TAKEN_OVER, False
-        session.call_bridge, session.takeover_peers = session.bridge_id, (customer,)
+        session.call_bridge, session.takeover_peers = session.bridge_id, (customer,)  # its hang-up ends us now
+        await self.mech.add_to_bridge(session.bridge_id, customer)
         old, session.snoop_channel = session.snoop_channel, None
         if old:
             self.by_channel.pop(old, None)

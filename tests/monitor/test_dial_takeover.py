@@ -133,9 +133,12 @@ async def test_take_over_an_inbound_dial_call_with_the_feature_code(office: Offi
     linkedid = await inbound_call(office)
     await office.sim.phone("2005").dial("*3381001")
     await eventually(lambda: taken_over(office), describe=office.sim.who_hears_whom)
-    assert [s["state"] for s in office.port.sessions()] == ["taken_over"]
+    await eventually(lambda: [s["state"] for s in office.port.sessions()] == ["taken_over"])
     assert [b["id"] for b in office.sim.bridges()] == [f"cc-monitor-{office.port.sessions()[0]['session_id']}"]
     assert not [c for c in office.sim.channels() if c["name"].startswith("Snoop/")]
+    call = office.pbx.state.call_of_channel(linkedid)  # the live state: same call, the supervisor is its agent
+    assert call is not None and call.linkedid == linkedid
+    await eventually(lambda: (agent := call.leg_with_role("agent")) is not None and agent.extension == "2005")
     await office.sim.customer(CUSTOMER).hangup()  # the customer leaves: the supervisor is hung up
     lines = await ends_cleanly(office, linkedid)
     assert lines == [("monitor_start", "takeover"), ("monitor_stop", "takeover")]
