@@ -53,6 +53,8 @@ async def run(ctx: ServiceContext) -> AsyncIterator[None]:
     pool = getattr(ctx.store, "pool", None)
     pbxs = [AsteriskPbx(config, ctx.writer, ctx.bus, pool=pool) for config in configs]
     watchers = [AmiWatcher(p, ctx.writer, ctx.bus) for p in pbxs if p.config.ami is not None]
+    for watcher in watchers:
+        watcher.pbx.ami = watcher  # flows that need AMI actions (a Dial() take-over) reach it through the PBX
     calls = AsteriskCalls(pbxs)
     ctx.health.register("ari", lambda: _health(pbxs, "pbx"))
     ctx.health.register("ami", lambda: _health(watchers, "pbx"))

@@ -48,6 +48,7 @@ class AsteriskPbx:
         self.recorder = Recorder(writer, bus)
         self.client.add_event_handler(self.on_event)       # state first: flows then see an up-to-date state
         self.stasis = StasisApp(self.client)
+        self.ami: Any = None  # the AmiWatcher of this PBX when AMI is configured (set by the component)
         self.client.add_connected_handler(self.on_connected)
         self.locks: dict[uuid.UUID, asyncio.Lock] = {}
         self.resyncs = 0

@@ -14,13 +14,12 @@ from typing import Any
 
 import pytest
 
-from ari_app import monitor
-from ari_app.ami import AmiWatcher
+from ari_app import component
 from ari_app.monitor.control import MonitorPort
 from ari_app.pbx import AsteriskPbx
+from ari_app.service import AsteriskCalls
 from asterisk_sim.simulator import SimConfig, Simulator
 from callcenter.bus import EventBus
-from callcenter.config import AmiSettings, AriSettings, PbxConfig
 from callcenter.domain import call_id_for
 from callcenter.service import ServiceContext
 from callcenter.store import CallStore, SpooledWriter
@@ -58,35 +57,31 @@ class Office:
 
 @pytest.fixture
 async def office(store: CallStore, tmp_path: Path) -> AsyncIterator[Office]:
+    """The ARI component exactly as the service runs it (ARI app, AMI watcher, monitor plugin)."""
     assert TAKEOVER_CONTEXT, "the rendered dialplan has a [callcenter-takeover] context"
     config = SimConfig(user="cc", password="pw", phones=["1001", "2005"], dialplan_text=DIALPLAN, ami_port=0,
                        auto_register=True, recordings_dir=str(tmp_path / "rec"), time_scale=0.1)
     async with Simulator(config) as sim:
         writer = SpooledWriter(store, tmp_path / "spool")
         await writer.start()
-        bus = EventBus()
-        pbx_config = PbxConfig(key="main", kind="asterisk", outside_line_prefix="9", country_code="972",
-                               national_prefix="0", extension_lengths=(4,),
-                               ari=AriSettings(url=sim.ari_url, username="cc", password="pw", app="callcenter"),
-                               ami=AmiSettings(port=sim.ami_port, username="cc", secret="pw"))
-        ctx = ServiceContext(config=monitor_config(), store=store, writer=writer, bus=bus)
-        pbx = AsteriskPbx(pbx_config, writer, bus, pool=store.pool)
-        watcher = AmiWatcher(pbx, writer, bus, reconnect_timeout=1)
-        pbx.ami = watcher  # type: ignore[attr-defined]  # how the monitor reaches the PBX's AMI connection
+        service_config = monitor_config(pbx=[{
+            "key": "main", "kind": "asterisk", "outside_line_prefix": "9", "country_code": "972",
+            "extension_lengths": [4],
+            "ari": {"url": sim.ari_url, "username": "cc", "password": "pw", "app": "callcenter"},
+            "ami": {"port": sim.ami_port, "username": "cc", "secret": "pw"}}])
+        ctx = ServiceContext(config=service_config, store=store, writer=writer, bus=EventBus())
         try:
-            async with monitor.setup(pbx, ctx):
+            async with component.run(ctx):
                 port = ctx.ports.monitor_control
                 assert isinstance(port, MonitorPort)
-                await pbx.start()
-                await watcher.start()
+                assert isinstance(ctx.ports.live, AsteriskCalls)
+                pbx = ctx.ports.live.pbxs["main"]
                 assert await pbx.client.wait_connected(5)
-                await eventually(lambda: watcher.connected)
+                await eventually(lambda: pbx.ami is not None and pbx.ami.connected)
                 await groups.create_group(store.pool, name="team", level="takeover", observers=["2005"],
                                           observed=["1001"])
                 yield Office(sim, pbx, port, store)
         finally:
-            await watcher.close()
-            await pbx.close()
             await writer.close()
 
 
