@@ -167,6 +167,11 @@ def on_bridge_membership(state: LiveState, event: dict[str, Any], touched: set[s
     bridge = event.get("bridge") or {}
     bid = str(bridge.get("id", ""))
     entry = state.bridges.setdefault(bid, {"name": bridge.get("name", ""), "channels": set()})
+    if event["type"] == "ChannelLeftBridge" and state.call_of_channel(str(event["channel"].get("id", ""))) is None:
+        # A leave for a channel whose call already ended (the other feed, ARI or AMI, was faster): it tells
+        # us nothing, and creating a leg for it would reopen the ended call.
+        entry["channels"].discard(str(event["channel"].get("id", "")))
+        return []
     call, leg = state.leg_for(event["channel"], at)
     touched.add(leg.extension)
     if event["type"] == "ChannelLeftBridge":

@@ -91,3 +91,28 @@ def test_inbound_ring_answer_hangup_makes_one_answered_inbound_call() -> None:
     assert kinds == ["ring", "answer", "hangup"]
     replay(state, [{"type": "ChannelDestroyed", "channel": trunk, "cause": 16}])  # a duplicate changes nothing
     assert state.calls == {}
+
+
+def test_a_late_bridge_leave_after_the_call_ended_does_not_reopen_it() -> None:
+    """ARI and AMI both report every channel: the slower feed's leave must not start a new call."""
+    state = LiveState("lab", PLAN)
+    trunk = _channel("2.1", "PJSIP/trunk-00000003", "Up", "0521234567", "5550100")
+    phone = _channel("2.2", "PJSIP/1001-00000004", "Up")
+    at = "2026-11-25T19:10:01.000+0000"
+    bridge = {"id": "b1", "name": "", "channels": []}
+    replay(state, [
+        {"type": "ChannelCreated", "channel": trunk, "timestamp": at},
+        {"type": "ChannelCreated", "channel": phone, "timestamp": at},
+        {"type": "Dial", "caller": trunk, "peer": phone, "dialstatus": "ANSWER", "timestamp": at},
+        {"type": "ChannelEnteredBridge", "channel": trunk, "bridge": bridge, "timestamp": at},
+        {"type": "ChannelEnteredBridge", "channel": phone, "bridge": bridge, "timestamp": at},
+        {"type": "ChannelDestroyed", "channel": trunk, "cause": 16, "timestamp": "2026-11-25T19:10:30.000+0000"},
+        {"type": "ChannelDestroyed", "channel": phone, "cause": 16, "timestamp": "2026-11-25T19:10:30.000+0000"},
+    ])
+    assert state.calls == {}
+    late = replay(state, [
+        {"type": "ChannelLeftBridge", "channel": phone, "bridge": bridge, "timestamp": "2026-11-25T19:10:30.1+0000"},
+        {"type": "ChannelLeftBridge", "channel": trunk, "bridge": bridge, "timestamp": "2026-11-25T19:10:30.1+0000"},
+    ])
+    assert state.calls == {}
+    assert not [e for e in late if isinstance(e, WriteCall)]
