@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,8 +24,8 @@ import asyncpg
 from agi_scripts.context import CallWriter, HandlerContext
 from agi_scripts.server import FastAgiServer
 from agi_scripts.stdin_agi import DryRunWriter
+from bench._support import run_with_postgres
 from callcenter.config import Config, parse_config
-from callcenter.embedded_pg import EmbeddedPostgres
 from callcenter.store import CallStore, SpooledWriter
 
 REPO = Path(__file__).resolve().parent.parent
@@ -162,14 +161,7 @@ async def bench(dsn: str, work: Path) -> None:
 
 
 def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="bench-fastagi-"))
-    work.chmod(0o755)  # the postgres user must enter it when we are root
-    pg = EmbeddedPostgres(work)
-    dsn = pg.start_sync()
-    try:
-        asyncio.run(bench(dsn, work))
-    finally:
-        pg.stop_sync("immediate")
+    run_with_postgres("bench-fastagi-", bench)
 
 
 if __name__ == "__main__":

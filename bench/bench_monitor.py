@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +22,8 @@ from ari_app.monitor.flow import MonitorFlow
 from ari_app.monitor.service import MonitorService
 from ari_app.stasis import StasisApp
 from asterisk_sim.simulator import SimConfig, Simulator
+from bench._support import run_with_postgres
 from callcenter.bus import EventBus
-from callcenter.embedded_pg import EmbeddedPostgres
 from callcenter.store import CallStore, SpooledWriter, monitor_groups
 
 APP = "callcenter"
@@ -205,14 +204,7 @@ async def bench(dsn: str, work: Path) -> None:
 
 
 def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="bench-monitor-"))
-    work.chmod(0o755)  # the postgres user must enter it when we are root
-    pg = EmbeddedPostgres(work)
-    dsn = pg.start_sync()
-    try:
-        asyncio.run(bench(dsn, work))
-    finally:
-        pg.stop_sync("immediate")
+    run_with_postgres("bench-monitor-", bench)
 
 
 if __name__ == "__main__":
