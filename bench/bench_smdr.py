@@ -6,7 +6,9 @@ NA misses, alarms and 2 % garbage), all in this process:
 * floor: ``line.split()`` for every line of the text (what any parser must at least pay to look at a line);
 * cut: :meth:`BulkPatternA.cut` — every line cut into columns whose characters are checked (strings);
 * typed: :meth:`BulkPatternA.parse` — the same as typed columns (aware datetimes, seconds, validated values);
-* full: the live decoder — lines → merged calls with natural keys, quarantine, alarms (what ``serve`` runs).
+* full: the live decoder — lines → merged calls with natural keys, quarantine, alarms (what ``serve`` runs);
+* import: :class:`BulkSmdrDecoder` — the same items as full (tested equal), Pattern A lines cut by one regex per
+  chunk and typed through caches, the Dial column classified once per distinct value.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from datetime import UTC
 
 from bridges.legacy_pbx.bulk import BulkPatternA
+from bridges.legacy_pbx.bulk_decoder import BulkSmdrDecoder
 from bridges.legacy_pbx.decoder import LegacyDecoder
 
 LINES = 1_000_000
@@ -90,24 +93,31 @@ def main() -> None:
         for part in parts:
             parser.parse(part)
 
-    def full() -> None:
-        decoder = LegacyDecoder("panasonic", tz=UTC)
+    def decode(decoder: LegacyDecoder) -> None:
         for start in range(0, len(data), 1 << 20):
             decoder.feed_bytes(data[start : start + (1 << 20)])
         decoder.flush()
+
+    def full() -> None:
+        decode(LegacyDecoder("panasonic", tz=UTC))
+
+    def bulk() -> None:
+        decode(BulkSmdrDecoder(tz=UTC))
 
     t_floor = best_of(3, floor)
     t_cut = best_of(3, cut)
     t_typed = best_of(3, typed)
     t_full = best_of(1, full)
+    t_import = best_of(1, bulk)
     rate_floor = n / t_floor
     print(f"lines: {n:,}")
     print(f"str.split floor           : {rate_floor:12,.0f} lines/s")
     for label, seconds in (("cut + checked (strings)", t_cut), ("typed columns", t_typed),
-                           ("full decoder (calls)", t_full)):
+                           ("full decoder (calls)", t_full), ("import decoder (calls)", t_import)):
         rate = n / seconds
         verdict = "met" if rate >= TARGET else "NOT met"
         print(f"{label:26}: {rate:12,.0f} lines/s = {rate / rate_floor:.2f}x the floor  (>= {TARGET:,}: {verdict})")
+    print(f"import vs full decoder    : {t_full / t_import:.2f}x")
 
 
 if __name__ == "__main__":

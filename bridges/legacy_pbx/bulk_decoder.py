@@ -38,7 +38,6 @@ _LINE_A = re.compile(
 _BAD = object()  # a column value the careful parser would refuse (None is a blank ring or duration)
 _EXT_OK = frozenset("0123456789*DTBC-")
 _DIGITS = frozenset("0123456789")
-_NO_DURATION = " " * 8
 
 
 def _extension(text: str) -> object:
@@ -94,7 +93,7 @@ class BulkSmdrDecoder(LegacyDecoder):
         self._co = _Cache(_co)
         self._secs = _Cache(_seconds)
         self._cd = _Cache(_cd)
-        self._acc: dict[str, str] = {}
+        self._acc = _Cache(lambda a: a.strip(" ").strip("."))
         self.fast_lines = 0  # lines the fast path took (the rest went the careful way)
 
     def feed_bytes(self, chunk: bytes) -> list[Item]:
@@ -126,13 +125,11 @@ class BulkSmdrDecoder(LegacyDecoder):
                 continue
             day, tod, ext, co = days[day_t], times[time_t], exts[ext_t], cos[co_t]
             ring, dur, cd = secs[ring_t], secs[dur_t], cds[cd_t]
-            if (bad in (day, tod, ext, co, ring, dur, cd) or not line.isprintable()
-                    or (auto and dur_t == _NO_DURATION and parser.last not in (None, PATTERN_A))):
+            if (day is bad or tod is bad or ext is bad or co is bad or ring is bad or dur is bad or cd is bad
+                    or not line.isprintable() or (auto and dur is None and parser.last not in (None, PATTERN_A))):
                 out += careful(line.encode("latin-1"))
                 continue
-            acc = accs.get(acc_t)
-            if acc is None:
-                acc = accs[acc_t] = acc_t.strip(" ").strip(".")
+            acc = accs[acc_t]
             parser.last = PATTERN_A
             taken += 1
             at = day + tod  # type: ignore[operator]
