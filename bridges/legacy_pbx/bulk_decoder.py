@@ -22,7 +22,8 @@ from datetime import datetime
 from bridges.legacy_pbx.decoder import LegacyDecoder
 from bridges.legacy_pbx.link import decoder_for, pbx_timezone
 from bridges.legacy_pbx.panasonic import PATTERN_A, _time_of_day, parse_seconds
-from bridges.legacy_pbx.records import Item, LegacyParseError, Quarantined, SmdrRecord
+from bridges.legacy_pbx.records import Item, LegacyParseError, Quarantined, Ringing, SmdrRecord
+from bridges.legacy_pbx.smdr_merge import Dial, SmdrMerger, _Pending
 from callcenter.config import LegacySettings, PbxConfig
 
 log = logging.getLogger("bridges.legacy_pbx")
@@ -77,11 +78,52 @@ class _Cache(dict[str, object]):
         return value
 
 
+def _plain_dial(text: str) -> Dial | None:
+    """The two common Dial columns without ``classify_dial``'s general walk: ``<I>digits`` and ``digits``.
+
+    For these ``classify_dial`` gives exactly this (no name, no tags); None = anything else.
+    """
+    if text.isdigit() and text.isascii():
+        return Dial("out", text)
+    if text[:3] == "<I>":
+        number = text[3:]
+        if number.isdigit() and number.isascii():
+            return Dial("in", number)
+    return None
+
+
+class _BulkMerger(SmdrMerger):
+    """The live merger; a Pattern A record with a plain Dial column skips the general classification."""
+
+    def feed(self, rec: SmdrRecord) -> list[Item]:
+        dial = _plain_dial(rec.dial)
+        if dial is None or rec.layout != "a":
+            return super().feed(rec)
+        cd = rec.cd.upper()
+        incoming = dial.kind == "in"
+        if rec.duration is None and not (incoming and cd in ("RC", "AN", "NA")):
+            return super().feed(rec)  # raises: a half line
+        out = self._close_stale(rec.at) if self._pending else []
+        if not incoming:
+            return out + self._emit(self._outgoing(rec, dial))
+        slot = (rec.co, dial.number)
+        if cd == "RC":
+            self._pending[slot] = _Pending(rec.at, rec.extension)
+            return [*out, Ringing(rec.co, rec.extension, dial.number, rec.at)]
+        if cd == "AN":
+            pending = self._pending.setdefault(slot, _Pending(None, rec.extension))
+            pending.answered_at, pending.ring, pending.extension = rec.at, rec.ring, rec.extension
+            return out
+        found = self._pending.pop(slot) if slot in self._pending else None
+        return out + self._emit(self._incoming(rec, dial, found))
+
+
 class BulkSmdrDecoder(LegacyDecoder):
     """A :class:`LegacyDecoder` for ``panasonic`` (layout auto or a) whose ``feed_bytes`` takes the fast path."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__("panasonic", **kwargs)  # type: ignore[arg-type]
+        self._merger = _BulkMerger()
         parser = self._smdr
         assert parser is not None
         self._fast = parser.forced in (None, PATTERN_A) and parser.tz is not None

@@ -28,6 +28,21 @@ A_RC = a_line("15:12", "102", "02", "<I>09121234567", cd="RC")
 A_AN = a_line("15:12", "102", "02", "<I>09121234567", "0'07", cd="AN")
 A_END = a_line("15:14", "102", "02", "<I>09121234567", "0'07", "00:02'00")
 A_NA = a_line("15:20", "103", "03", "<I>09127654321", "0'59", "00:00'00", cd="NA")
+DIALS = [  # Dial columns the plain shortcut must leave to the general classification
+    a_line("15:15", "105", "01", "<I>ABC CO 0912345678", "0'05", "00:01'00"),
+    a_line("15:15", "105", "01", "<D>4400<I>0912345678", "0'05", "00:01'00"),
+    a_line("15:16", "106", "01", "EXT107", dur="00:00'10"),
+    a_line("15:16", "106", "01", "9=0912345678", dur="00:00'10"),
+    a_line("15:16", "106", "01", "0912345-45", dur="00:00'10", acc="..1234", cd="TR"),
+    a_line("15:16", "106", "01", "09123P45F", dur="00:00'10"),
+    a_line("15:16", "106", "01", "0912..45", dur="00:00'00"),
+    a_line("15:16", "106", "01", "LOG IN"),
+    a_line("15:16", "106", "01", "<UCD waiting>0912", dur="00:00'10"),
+    a_line("15:16", "106", "01", "<I>", "0'05", cd="RC"),
+    a_line("15:16", "D106", "01", "<I>0912345678", "0'05", cd="NA"),
+    a_line("15:16", "106", "01", "<I>0912345678", "0'05", cd="XY"),
+    a_line("15:16", "106", "01", "0912345678"),
+]
 B_HEADER = "Date     Time    Ext   CO  Dial Number          Duration  Cost       Acc code   CD"
 B_RC = f"06/01/11 15:30     104 04 {'<I>0912000111':20} {'':8} {'':10} {'':10} RC "  # Pattern B: 81 columns
 ODD = [
@@ -93,6 +108,13 @@ def test_odd_lines_go_the_careful_way_and_are_quarantined_with_the_same_reason()
     assert any("longer than 512" in r for r in reasons)
 
 
+def test_dial_columns_of_every_kind_read_the_same_through_both_decoders() -> None:
+    data = "\r\n".join([A_RC, *DIALS, A_AN, A_END]).encode("latin-1") + b"\r\n"
+    live, bulk = both(data)
+    assert bulk == live and FAST == [len(DIALS) + 3]
+    assert sum(isinstance(i, Quarantined) for i in live) >= 2
+
+
 def test_a_header_switching_the_layout_is_followed_by_the_fast_path_too() -> None:
     data = "\r\n".join([A_RC, B_HEADER, B_RC, A_AN, A_END, A_OUT]).encode("latin-1") + b"\r\n"
     live, bulk = both(data)
@@ -102,7 +124,7 @@ def test_a_header_switching_the_layout_is_followed_by_the_fast_path_too() -> Non
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.one_of(st.sampled_from([A_OUT, A_RC, A_AN, A_END, A_NA, B_HEADER, B_RC, *ODD]),
+@given(st.lists(st.one_of(st.sampled_from([A_OUT, A_RC, A_AN, A_END, A_NA, B_HEADER, B_RC, *ODD, *DIALS]),
                           st.tuples(st.sampled_from([A_OUT, A_END, A_NA]), st.integers(0, 79),
                                     st.characters(codec="latin-1")).map(lambda t: t[0][:t[1]] + t[2] + t[0][t[1] + 1:]),
                           st.integers(0, 10**6).map(
