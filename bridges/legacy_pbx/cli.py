@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from bridges.legacy_pbx.bulk_decoder import import_decoder
 from bridges.legacy_pbx.decoder import KINDS, LegacyDecoder
 from bridges.legacy_pbx.link import LEGACY_KINDS, decoder_for, pbx_timezone, pump, transport_for
 from bridges.legacy_pbx.normalize import call_json, call_record, quarantine_json
@@ -219,7 +220,7 @@ async def import_file(config: Config, pbx: PbxConfig, path: Path, *, follow: boo
             counts["quarantined"] += len(bad)
             draw(transport.bytes_read, counts["calls"], counts["quarantined"], False)
 
-        await pump(transport, decoder_for(pbx), sink)
+        await pump(transport, import_decoder(pbx), sink)  # the regex-per-chunk decoder where the layout allows
     draw(transport.bytes_read, counts["calls"], counts["quarantined"], True)
     return counts
 
