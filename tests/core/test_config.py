@@ -89,3 +89,14 @@ def test_config_check_command_reports_errors_with_exit_code_2(tmp_path: Path) ->
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "pbx main: kind=asterisk" in result.stdout
+
+
+def test_the_readme_example_configuration_is_valid() -> None:
+    import re
+    import tomllib
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    match = re.search(r"```toml\n(.*?)```", readme, re.S)
+    assert match, "README has a TOML example"
+    config = parse_config(tomllib.loads(match.group(1)), env={})
+    assert [p.key for p in config.pbx] == ["main", "branch"]
