@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from asterisk_sim.simulator import SimConfig, Simulator
 from callcenter.bus import EventBus
 from callcenter.config import AriSettings, PbxConfig
 from callcenter.store import CallStore, SpooledWriter
+from tests.waiting import eventually
 
 PASSWORD = "s3cr@t&x"
 PHONES = ["1001", "1002", "1003", "1004"]
@@ -49,18 +49,6 @@ class World:
         return [e["kind"] for e in await self.store.call_events(call_id)]
 
 
-async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 5.0, what: str = "") -> None:
-    """Poll ``check`` until true; fail with ``what`` after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        await asyncio.sleep(0.02)
 
 
 def pbx_config(url: str) -> PbxConfig:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from callcenter.config import parse_config
 from callcenter.domain import call_id_for
 from callcenter.service import ServiceContext
 from callcenter.store import CallStore, SpooledWriter
+from tests.waiting import eventually
 
 PHONES = ["1001", "1002", "1003", "1004"]
 DIALPLAN = """
@@ -112,17 +112,6 @@ class World:
         return self.sim.channels(), self.sim.bridges()
 
 
-async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 6.0, what: str = "") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        await asyncio.sleep(0.03)
 
 
 @pytest.fixture
