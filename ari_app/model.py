@@ -92,6 +92,7 @@ class LiveCall:
     callee_raw: str = ""
     extension: str = ""
     trunk: str = ""
+    queue: str = ""  # the queue that holds or delivered the call (ari_app.queues), for the live view
     legs: dict[str, Leg] = field(default_factory=dict)
     answered_at: datetime | None = None
     ended_at: datetime | None = None

@@ -30,7 +30,7 @@ def call_object(state: LiveState, call: LiveCall) -> dict[str, Any]:
         "state": "on_hold" if held else ("in_call" if call.answered_at else "ringing"), "status": str(call.status()),
         "caller": state.normalise(call.caller_raw), "caller_raw": call.caller_raw, "caller_name": call.caller_name,
         "callee": state.normalise(call.callee_raw, dialled=call.direction == Direction.OUTBOUND),
-        "callee_raw": call.callee_raw, "extension": call.extension, "extensions": extensions, "queue": "",
+        "callee_raw": call.callee_raw, "extension": call.extension, "extensions": extensions, "queue": call.queue,
         "trunk": call.trunk, "started_at": iso(call.started_at), "answered_at": iso(call.answered_at),
         "recording": bool(call.live_recording), "bridge": call.bridge, "legs": [leg.summary() for leg in legs]}
 

@@ -99,6 +99,7 @@ class QueueService:
         effects: list[Effect] = [self._timeline(caller, "queue_join", f"{runtime.name}:{caller.joined_at.isoformat()}",
                                   queue=runtime.name, position=runtime.position(caller))]
         if call is not None:
+            call.queue = runtime.name
             effects.append(WriteCall(self.pbx.state.record(call, queue=runtime.name)))
         await self.pbx.emit(effects)
         await self.changed(runtime)

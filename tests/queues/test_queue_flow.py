@@ -24,6 +24,9 @@ async def test_ringall_rings_every_free_agent_and_the_first_to_answer_gets_the_c
                      what="both attempts recorded")
     row = await world.row(call_id)
     assert row is not None and row["queue"] == "support" and row["extension"] == "1002"
+    assert world.ctx.ports.live is not None
+    live_calls = {c["call_id"]: c for c in world.ctx.ports.live.snapshot()["calls"]}
+    assert live_calls[str(call_id)]["queue"] == "support"  # the dashboard's Queue column
     kinds = [e["kind"] for e in await world.timeline(call_id)]
     assert {"queue_join", "queue_attempt", "queue_answer", "queue_leave"} <= set(kinds)
     await world.sim.phone("1002").hangup()
