@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from callcenter.config import Config, parse_config
+from tests.shared import ASTERISK_CAPTURES
 
-CAPTURE = Path("/work/shared/asterisk/13-fastagi.jsonl")
+CAPTURE = ASTERISK_CAPTURES / "13-fastagi.jsonl"
 if not CAPTURE.exists():  # the repo may be checked out next to "shared"
     CAPTURE = Path(__file__).resolve().parents[3] / "shared" / "asterisk" / "13-fastagi.jsonl"
 

@@ -18,10 +18,11 @@ from callcenter.bus import EventBus
 from callcenter.config import AmiSettings
 from callcenter.domain import call_id_for
 from callcenter.store import CallStore, SpooledWriter
+from tests.shared import ASTERISK_CAPTURES
 
 from .conftest import DIALPLAN, PASSWORD, PHONES, World, eventually, pbx_config
 
-CAPTURES = Path("/work/shared/asterisk")
+CAPTURES = ASTERISK_CAPTURES
 
 
 @pytest.fixture

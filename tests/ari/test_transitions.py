@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from ari_app.model import Publish, WriteCall, WriteEvent, channel_endpoint, local_partner, parse_time
 from ari_app.tracker import LiveState
 from callcenter.domain import Direction
 from callcenter.numbers import NumberPlan
+from tests.shared import ASTERISK_CAPTURES
 
-CAPTURES = Path("/work/shared/asterisk")
+CAPTURES = ASTERISK_CAPTURES
 PLAN = NumberPlan(country_code="972", extension_lengths=(4,))
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
+from tests.shared import SAMPLES as SHARED_SAMPLES
+
 # The shared samples hold real-looking numbers, so they are read in place, not copied into the repository.
-SAMPLES = Path("/work/shared/samples")
+SAMPLES = SHARED_SAMPLES
 
 
 @pytest.fixture

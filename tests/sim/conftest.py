@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from asterisk_sim.simulator import SimConfig, Simulator
+from tests.shared import ASTERISK_CAPTURES
 
-CAPTURE_DIALPLAN = Path("/work/shared/asterisk/extensions.conf")
+CAPTURE_DIALPLAN = ASTERISK_CAPTURES / "extensions.conf"
 SCALE = 0.05
 
 

@@ -28,12 +28,13 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-CAPTURES = Path("/work/shared/asterisk")
+from tests.shared import ASTERISK_CAPTURES
+
+CAPTURES = ASTERISK_CAPTURES
 _COUNTER = re.compile(r"^(?P<base>(?:Local|Snoop|PJSIP|Announcer|Recorder)/.+?)-(?P<n>[0-9a-f]{8})(?P<half>;[12])?$")
 _UNIQUEID = re.compile(r"^\d{9,}\.\d+$")
 

@@ -8,8 +8,9 @@ import pytest
 
 from asterisk_sim.dialplan import DialplanSyntaxError, parse_conf, parse_extensions_conf
 from asterisk_sim.expr import evaluate, split_args, substitute
+from tests.shared import ASTERISK_CAPTURES
 
-CAPTURE_DIALPLAN = Path("/work/shared/asterisk/extensions.conf")
+CAPTURE_DIALPLAN = ASTERISK_CAPTURES / "extensions.conf"
 
 
 def test_the_capture_dialplan_loads_with_labels_and_same_lines() -> None:

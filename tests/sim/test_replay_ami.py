@@ -23,10 +23,11 @@ from typing import Any
 
 from asterisk_sim.ami_format import parse_message
 from asterisk_sim.simulator import Simulator
+from tests.shared import ASTERISK_CAPTURES
 
 from .conftest import lab_config
 
-CAPTURE = Path("/work/shared/asterisk/12-ami.jsonl")
+CAPTURE = ASTERISK_CAPTURES / "12-ami.jsonl"
 SCALE = 0.2
 COMPARED_EVENTS = {"Newchannel", "Newstate", "Newexten", "NewCallerid", "DialBegin", "DialEnd", "BridgeCreate",
                    "BridgeEnter", "BridgeLeave", "BridgeDestroy", "HangupRequest", "SoftHangupRequest", "Hangup",

@@ -18,10 +18,11 @@ from typing import Any
 import aiohttp
 
 from asterisk_sim.simulator import Simulator
+from tests.shared import ASTERISK_CAPTURES
 
 from .conftest import CAPTURE_DIALPLAN, lab_config
 
-CAPTURE = Path("/work/shared/asterisk/13-fastagi.jsonl")
+CAPTURE = ASTERISK_CAPTURES / "13-fastagi.jsonl"
 
 
 def _records() -> list[dict[str, Any]]:

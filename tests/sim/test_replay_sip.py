@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from asterisk_sim.simulator import SimConfig, Simulator
+from tests.shared import ASTERISK_CAPTURES
 
 _spec = importlib.util.spec_from_file_location("sim_replay_s", Path(__file__).with_name("replay.py"))
 assert _spec and _spec.loader
@@ -32,7 +33,7 @@ sys.modules["sim_replay_s"] = replay
 _spec.loader.exec_module(replay)
 
 AUTH = {"Authorization": aiohttp.encode_basic_auth("lab", "lab")}  # type: ignore[attr-defined]
-SHARED = Path("/work/shared/asterisk")
+SHARED = ASTERISK_CAPTURES
 DIALPLAN = """
 [internal]
 exten => _2XXX,1,Dial(PJSIP/${EXTEN},30)
