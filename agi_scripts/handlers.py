@@ -24,7 +24,7 @@ from typing import Any
 from agi_scripts.context import HandlerContext
 from agi_scripts.session import AgiHangup, AgiSession
 from callcenter.config import PbxConfig
-from callcenter.domain import CallEvent, CallRecord, CallStatus, Direction, Source, call_id_for
+from callcenter.domain import CallEvent, CallRecord, CallStatus, Direction, Source, call_id_for, hangup_cause_text
 from callcenter.numbers import InvalidNumber, clean, strip_outside_line_prefix, to_e164
 
 log = logging.getLogger("agi_scripts.handlers")
@@ -228,7 +228,7 @@ def outcome_of(values: str) -> CallOutcome:
     duration = _seconds(cdr_duration)
     if duration is None:
         duration = _seconds(dialed)
-    return CallOutcome(status, billsec, duration, cause or None)
+    return CallOutcome(status, billsec, duration, hangup_cause_text(cause) or None)
 
 
 async def call_end(session: AgiSession, hctx: HandlerContext, pbx: PbxConfig) -> Write:

@@ -15,7 +15,7 @@ from typing import Any
 from ari_app.model import Effect, Leg, LiveCall, Publish, WriteCall, parse_time
 from ari_app.tracker import LiveState
 from ari_app.views import call_object
-from callcenter.domain import CallStatus, Direction
+from callcenter.domain import CallStatus, Direction, hangup_cause_text
 
 Handler = Callable[[LiveState, dict[str, Any], set[str]], list[Effect]]
 HANDLERS: dict[str, Handler] = {}
@@ -214,7 +214,7 @@ def on_hold(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[
 @handles("ChannelDestroyed")
 def on_destroyed(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[Effect]:
     channel = event["channel"]
-    cause = str(event.get("cause_txt") or event.get("cause") or "")
+    cause = hangup_cause_text(event.get("cause"), str(event.get("cause_txt") or ""))
     call = state.call_of_channel(str(channel.get("id")))
     if call is not None and call.answered_at is None and not call.dial_status:
         call.dial_status = CAUSE_STATUS.get(int(event.get("cause") or 0), "")

@@ -74,6 +74,24 @@ class ExtensionState(enum.StrEnum):
     ON_HOLD = "on_hold"
 
 
+# Asterisk's own wording (ast_cause2str) for the Q.850 causes calls end with, so every source — ARI, AMI, the
+# AGI call-end hook — stores the same text in ``calls.hangup_cause``.
+HANGUP_CAUSE_TEXT = {0: "Unknown", 1: "Unallocated (unassigned) number", 16: "Normal Clearing", 17: "User busy",
+                     18: "No user responding", 19: "User alerting, no answer", 21: "Call Rejected",
+                     26: "Answered elsewhere", 27: "Destination out of order", 31: "Normal, unspecified",
+                     34: "Circuit/channel congestion", 38: "Network out of order"}
+
+
+def hangup_cause_text(cause: str | int | None, text: str = "") -> str:
+    """Asterisk's text for a cause code (``16`` → ``Normal Clearing``); ``text`` wins when the source had it."""
+    if text:
+        return text
+    raw = str(cause if cause is not None else "").strip()
+    if raw.isdigit():
+        return HANGUP_CAUSE_TEXT.get(int(raw), raw)
+    return raw
+
+
 # Columns a CallRecord may set; the store builds its SQL only from these names.
 CALL_FIELDS = (
     "direction", "status", "caller_raw", "caller", "caller_name", "callee_raw", "callee", "callee_name",

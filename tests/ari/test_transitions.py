@@ -116,3 +116,19 @@ def test_a_late_bridge_leave_after_the_call_ended_does_not_reopen_it() -> None:
     ])
     assert state.calls == {}
     assert not [e for e in late if isinstance(e, WriteCall)]
+
+
+def test_a_hangup_cause_reads_the_same_whichever_feed_reported_it() -> None:
+    state = LiveState("lab", PLAN)
+    trunk = _channel("3.1", "PJSIP/trunk-00000005", "Up", "0521234567", "5550100")
+    phone = _channel("3.2", "PJSIP/1001-00000006", "Up")
+    at = "2026-11-25T19:20:01.000+0000"
+    effects = replay(state, [
+        {"type": "ChannelCreated", "channel": trunk, "timestamp": at},
+        {"type": "ChannelCreated", "channel": phone, "timestamp": at},
+        {"type": "Dial", "caller": trunk, "peer": phone, "dialstatus": "ANSWER", "timestamp": at},
+        {"type": "ChannelDestroyed", "channel": trunk, "cause": 16, "timestamp": "2026-11-25T19:20:09.000+0000"},
+        {"type": "ChannelDestroyed", "channel": phone, "cause": 16, "timestamp": "2026-11-25T19:20:09.000+0000"},
+    ])  # no cause_txt, as when only a cause code reached us
+    final = [e.record for e in effects if isinstance(e, WriteCall)][-1]
+    assert final.hangup_cause == "Normal Clearing"
