@@ -22,8 +22,8 @@ from datetime import datetime
 from bridges.legacy_pbx.decoder import LegacyDecoder
 from bridges.legacy_pbx.link import decoder_for, pbx_timezone
 from bridges.legacy_pbx.panasonic import PATTERN_A, _time_of_day, parse_seconds
-from bridges.legacy_pbx.records import Item, LegacyParseError, Quarantined, Ringing, SmdrRecord
-from bridges.legacy_pbx.smdr_merge import Dial, SmdrMerger, _Pending
+from bridges.legacy_pbx.records import Item, LegacyParseError, Quarantined, SmdrRecord
+from bridges.legacy_pbx.smdr_merge import Dial, SmdrMerger
 from callcenter.config import LegacySettings, PbxConfig
 
 log = logging.getLogger("bridges.legacy_pbx")
@@ -106,16 +106,7 @@ class _BulkMerger(SmdrMerger):
         out = self._close_stale(rec.at) if self._pending else []
         if not incoming:
             return out + self._emit(self._outgoing(rec, dial))
-        slot = (rec.co, dial.number)
-        if cd == "RC":
-            self._pending[slot] = _Pending(rec.at, rec.extension)
-            return [*out, Ringing(rec.co, rec.extension, dial.number, rec.at)]
-        if cd == "AN":
-            pending = self._pending.setdefault(slot, _Pending(None, rec.extension))
-            pending.answered_at, pending.ring, pending.extension = rec.at, rec.ring, rec.extension
-            return out
-        found = self._pending.pop(slot) if slot in self._pending else None
-        return out + self._emit(self._incoming(rec, dial, found))
+        return self._merge_incoming(rec, dial, cd, out)
 
 
 class BulkSmdrDecoder(LegacyDecoder):

@@ -115,17 +115,21 @@ class SmdrMerger:
             return self._emit(self._tes_call(rec, dial))
         out = self._close_stale(rec.at) if self._pending else []
         if dial.kind == "in":
-            slot = (rec.co, dial.number)
-            if cd == "RC":
-                self._pending[slot] = _Pending(rec.at, rec.extension)
-                return [*out, Ringing(rec.co, rec.extension, dial.number, rec.at)]
-            if cd == "AN":
-                pending = self._pending.setdefault(slot, _Pending(None, rec.extension))
-                pending.answered_at, pending.ring, pending.extension = rec.at, rec.ring, rec.extension
-                return out
-            found = self._pending.pop(slot) if slot in self._pending else None
-            return out + self._emit(self._incoming(rec, dial, found))
+            return self._merge_incoming(rec, dial, cd, out)
         return out + self._emit(self._outgoing(rec, dial))
+
+    def _merge_incoming(self, rec: SmdrRecord, dial: Dial, cd: str, out: list[Item]) -> list[Item]:
+        """RC (ringing) and AN (answered) records wait for the final one of the same CO line and caller."""
+        slot = (rec.co, dial.number)
+        if cd == "RC":
+            self._pending[slot] = _Pending(rec.at, rec.extension)
+            return [*out, Ringing(rec.co, rec.extension, dial.number, rec.at)]
+        if cd == "AN":
+            pending = self._pending.setdefault(slot, _Pending(None, rec.extension))
+            pending.answered_at, pending.ring, pending.extension = rec.at, rec.ring, rec.extension
+            return out
+        found = self._pending.pop(slot) if slot in self._pending else None
+        return out + self._emit(self._incoming(rec, dial, found))
 
     def flush(self) -> list[Item]:
         """The stream ended: a ringing-only call is a missed call, an answered one stays in progress."""
