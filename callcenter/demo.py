@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from callcenter.config import Config, parse_config
-from callcenter.embedded_pg import free_port
+from callcenter.embedded_pg import first_unenterable, free_port
 from callcenter.logs import setup_logging
 
 DEMO_PASSWORD = "demo"
@@ -39,9 +39,8 @@ def choose_data_dir(requested: str) -> Path:
     if requested:
         return Path(requested).resolve()
     here = Path(".demo").resolve()
-    if os.geteuid() != 0 or all(p.stat().st_mode & 0o001 for p in here.parent.resolve().parents):
-        if os.geteuid() != 0 or here.parent.stat().st_mode & 0o001:
-            return here
+    if os.geteuid() != 0 or first_unenterable(here.parent) is None:
+        return here
     return Path(f"/tmp/callcenter-demo-{os.getuid()}")
 
 

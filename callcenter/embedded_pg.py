@@ -38,6 +38,12 @@ def find_pg_bin() -> Path:
     )
 
 
+def first_unenterable(folder: Path) -> Path | None:
+    """The first of ``folder`` and its parents another user (``postgres``) cannot enter, if any."""
+    resolved = folder.resolve()
+    return next((p for p in [resolved, *resolved.parents] if not p.stat().st_mode & 0o001), None)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -79,13 +85,12 @@ class EmbeddedPostgres:
             self.cluster_dir.mkdir(mode=0o700, exist_ok=True)
             os.chown(self.cluster_dir, entry.pw_uid, entry.pw_gid)
             # The postgres user must be able to reach the cluster folder.
-            for parent in [self.data_dir.resolve(), *self.data_dir.resolve().parents]:
-                mode = parent.stat().st_mode
-                if not mode & 0o001:
-                    raise EmbeddedPostgresError(
-                        f"the postgres user cannot enter {parent} (mode {oct(mode & 0o777)}); "
-                        "choose a database.data_dir whose parents are world-executable"
-                    )
+            blocked = first_unenterable(self.data_dir)
+            if blocked is not None:
+                raise EmbeddedPostgresError(
+                    f"the postgres user cannot enter {blocked} (mode {oct(blocked.stat().st_mode & 0o777)}); "
+                    "choose a database.data_dir whose parents are world-executable"
+                )
         else:
             self.cluster_dir.mkdir(mode=0o700, exist_ok=True)
 
