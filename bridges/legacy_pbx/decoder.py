@@ -100,7 +100,8 @@ class LegacyDecoder:
             return [Quarantined(raw, f"parser error: {type(exc).__name__}: {exc}")]
 
     def tick(self) -> list[Item]:
-        return self._cid.tick(self.clock()) if self._cid is not None else []
+        """Time passed with no input: caller-ID rings stop, a TES ring nobody answered becomes a missed call."""
+        return self._cid.tick(self.clock()) if self._cid is not None else self._merger.expire(self.clock())
 
     def flush(self) -> list[Item]:
         """End of stream: the unfinished tail is parsed, open calls are closed."""

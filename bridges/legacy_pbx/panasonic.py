@@ -9,7 +9,8 @@ Fixed columns, cut with precompiled slices (the layouts below are the manuals' c
 * **Pattern C** (120 columns): Date, Time, Ext as A, CO 23–26 (4 digits), Dial 28–77, Ring 79–82,
   Duration 84–91, Cost 93–103, Acc code 105–114, CD 116–118.
 * KX-TES824 / TEM824 / TA824 (78 columns): Date 0–7, Time 9–16 (``*`` = transferred), Ext 17–20,
-  CO 23–24, Dial 26–63, Duration 64–72 (``00:00'07"``), Code 74–77 (``....`` = none).
+  CO 23–24, Dial 26–63, Duration 64–72 (``00:00'07"``), Code 74–77 (``....`` = none). An incoming call
+  no extension answered prints a blank Ext and a blank Duration (the merger makes it a missed call).
 
 Layout ``auto`` recognises each line by where its duration punctuation sits, falls back on the
 layout of the last header or record seen, and finally on Pattern A.
@@ -83,6 +84,8 @@ def detect_layout(line: str) -> Layout | None:
         return PATTERN_A
     if n > 71 and line[66] == ":" and line[69] == "'" and (n < 73 or line[72] == '"'):
         return TES
+    if 78 <= n <= 80 and line[74:78] == "...." and not line[64:73].strip(" "):
+        return TES  # no duration printed (an incoming call nobody answered): the code column still says TES
     if n > 91 and line[86] == ":" and line[89] == "'":
         return PATTERN_C
     if n > 52 and line[49] == ":" and line[52] == "'":
@@ -164,7 +167,7 @@ class SmdrLineParser:
         transferred = "*" in time_text
         at = self.stamp(line[0:8], time_text)
         ext = line[layout.ext].strip(" ")
-        if not ext or not _EXT_OK.issuperset(ext):
+        if not _EXT_OK.issuperset(ext) or not (ext or layout is TES):  # TES: no extension = nobody answered
             raise LegacyParseError(f"bad extension {ext!r}")
         co = line[layout.co].strip(" ")
         if co and not _DIGITS.issuperset(co):

@@ -90,11 +90,21 @@ class _Pending:
     ring: int | None = None
 
 
+@dataclass(slots=True)
+class _Ring:
+    """A TES incoming line with no extension, waiting for the answered line that may follow."""
+
+    rec: SmdrRecord
+    dial: Dial
+    seen_at: datetime | None = None  # this machine's clock, set by the first ``expire`` after it arrived
+
+
 class SmdrMerger:
     """Turns a stream of :class:`SmdrRecord` into calls; remembers the last ``keep`` keys it emitted."""
 
     def __init__(self, keep: int = 4096) -> None:
         self._pending: dict[tuple[str, str], _Pending] = {}
+        self._rings: dict[tuple[str, str], _Ring] = {}
         self._emitted: OrderedDict[str, None] = OrderedDict()
         self._keep = keep
         self.duplicates = 0
@@ -108,11 +118,11 @@ class SmdrMerger:
                 raise LegacyParseError(f"unknown marker in {rec.dial!r}")
             dial = _caller(rec.dial, {})  # a phone-book name before the dialled number
             dial.kind = "out"
+        if rec.layout == "tes":
+            return self._feed_tes(rec, dial)
         cd = rec.cd.upper()
         if rec.duration is None and not (dial.kind == "in" and cd in ("RC", "AN", "NA")):
             raise LegacyParseError("incomplete record: no duration")
-        if rec.layout == "tes":
-            return self._emit(self._tes_call(rec, dial))
         out = self._close_stale(rec.at) if self._pending else []
         if dial.kind == "in":
             return self._merge_incoming(rec, dial, cd, out)
@@ -131,11 +141,69 @@ class SmdrMerger:
         found = self._pending.pop(slot) if slot in self._pending else None
         return out + self._emit(self._incoming(rec, dial, found))
 
+    def _feed_tes(self, rec: SmdrRecord, dial: Dial) -> list[Item]:
+        """TES/TEM/TA print one line per call at its start time; a line with no extension is an unanswered ring.
+
+        The ring is held (and announced as :class:`Ringing`): if the answered line of the same CO line and
+        caller follows within ``STALE_RING`` on the PBX clock the two lines are ONE call that rang first;
+        otherwise it is a missed call (closed by a later record, by :meth:`expire`, or at the end of the stream).
+        """
+        incoming = dial.kind == "in"
+        if not rec.extension and not incoming:
+            raise LegacyParseError("bad extension '' (only an incoming call may have no extension)")
+        ring_only = not rec.extension and not rec.duration
+        if rec.duration is None and not ring_only:
+            raise LegacyParseError("incomplete record: no duration")
+        out = self._close_stale_rings(rec.at) if self._rings else []
+        slot = (rec.co, dial.number)
+        if ring_only:
+            if rec.key in self._emitted or (slot in self._rings and self._rings[slot].rec.key == rec.key):
+                self.duplicates += 1
+                return [*out, Duplicate(rec.key)]
+            if slot in self._rings:
+                out += self._close_ring(slot, "next_ring")
+            self._rings[slot] = _Ring(rec, dial)
+            return [*out, Ringing(rec.co, "", dial.number, rec.at)]
+        call = self._tes_call(rec, dial)
+        ring = self._rings.get(slot) if incoming else None
+        if ring is not None and timedelta(0) <= rec.at - ring.rec.at <= STALE_RING:
+            del self._rings[slot]
+            self._remember(ring.rec.key)  # the ring line re-sent later is this call again, not a missed one
+            call.ring_seconds = int((rec.at - ring.rec.at).total_seconds())
+            call.started_at = ring.rec.at
+            call.tags["ring_record"] = True
+        return out + self._emit(call)
+
+    def _close_stale_rings(self, now: datetime) -> list[Item]:
+        out: list[Item] = []
+        for slot, ring in list(self._rings.items()):
+            if now - ring.rec.at > STALE_RING:
+                out += self._close_ring(slot, "no_answer_record")
+        return out
+
+    def _close_ring(self, slot: tuple[str, str], why: str) -> list[Item]:
+        ring = self._rings.pop(slot)
+        call = self._tes_call(ring.rec, ring.dial)
+        call.tags["closed_by"] = why
+        return self._emit(call)
+
+    def expire(self, now: datetime, hold: timedelta = STALE_RING) -> list[Item]:
+        """A quiet line: a TES ring held for ``hold`` on this machine's clock is recorded as missed."""
+        out: list[Item] = []
+        for slot, ring in list(self._rings.items()):
+            if ring.seen_at is None:
+                ring.seen_at = now
+            elif now - ring.seen_at >= hold:
+                out += self._close_ring(slot, "no_answer_record")
+        return out
+
     def flush(self) -> list[Item]:
         """The stream ended: a ringing-only call is a missed call, an answered one stays in progress."""
         out: list[Item] = []
         for slot in list(self._pending):
             out += self._close(slot, "end_of_capture")
+        for slot in list(self._rings):
+            out += self._close_ring(slot, "end_of_capture")
         return out
 
     def _close_stale(self, now: datetime) -> list[Item]:
@@ -165,10 +233,13 @@ class SmdrMerger:
             self.duplicates += 1
             self._emitted.move_to_end(key)
             return [Duplicate(key)]
+        self._remember(key)
+        return [call]
+
+    def _remember(self, key: str) -> None:
         self._emitted[key] = None
         if len(self._emitted) > self._keep:
             self._emitted.popitem(last=False)
-        return [call]
 
     def _incoming(self, rec: SmdrRecord, dial: Dial, pending: _Pending | None) -> LegacyCall:
         cd = rec.cd.upper()

@@ -1,9 +1,8 @@
-"""Garbage never crashes a parser, every bad line is quarantined, and a flood does not slow valid lines."""
+"""Garbage never crashes a parser and every bad line is quarantined (speed under a flood: bench/)."""
 
 from __future__ import annotations
 
 import random
-import time
 from datetime import UTC
 
 from hypothesis import given, settings
@@ -55,14 +54,14 @@ def test_caller_id_boxes_survive_any_mix_of_their_own_letters(text: str) -> None
         decoder.flush()
 
 
-def test_a_million_garbage_lines_are_all_quarantined_and_valid_lines_still_become_calls() -> None:
+def test_garbage_lines_are_all_quarantined_and_valid_lines_among_them_still_become_calls() -> None:
+    """(How fast is measured in bench/bench_legacy_garbage.py; the soak suite runs a million mutated lines.)"""
     rng = random.Random(7)
     decoder = LegacyDecoder("panasonic", clock=stepping_clock())
     quarantined = calls = lines = 0
     chunk = b"".join(garbage_lines(rng, 10_000))
     per_chunk = chunk.count(b"\n")
-    started = time.perf_counter()
-    for n in range(100):
+    for n in range(20):
         for item in decoder.feed_bytes(chunk):
             if isinstance(item, Quarantined):
                 quarantined += 1
@@ -71,35 +70,8 @@ def test_a_million_garbage_lines_are_all_quarantined_and_valid_lines_still_becom
         lines += per_chunk
         valid = GOOD.replace(b"15:11", f"{n // 60 + 10:02d}:{n % 60:02d}".encode())
         calls += sum(isinstance(i, LegacyCall) for i in decoder.feed_bytes(valid))
-    elapsed = time.perf_counter() - started
-    assert lines == 1_000_000 and quarantined == lines
-    assert calls == 100
-    assert elapsed < 20, f"1 M garbage lines took {elapsed:.1f} s"
-
-
-def test_valid_lines_are_parsed_as_fast_inside_a_flood_as_alone() -> None:
-    rng = random.Random(11)
-    decoder = LegacyDecoder("panasonic", clock=stepping_clock())
-    flood = b"".join(garbage_lines(rng, 20_000))
-    days = iter(range(1, 29))
-
-    def time_valid() -> float:
-        day = f"06/{next(days):02d}/11".encode()  # a fresh day: fresh keys, the same work each time
-        lines = [GOOD.replace(b"15:11", f"{h:02d}:{m:02d}".encode()).replace(b"06/01/11", day)
-                 for h in range(10, 20) for m in range(60)]
-        started = time.perf_counter()
-        calls = sum(isinstance(i, LegacyCall) for line in lines for i in decoder.feed_bytes(line))
-        assert calls == len(lines)
-        return time.perf_counter() - started
-
-    alone = min(time_valid() for _ in range(3))
-
-    def time_in_flood() -> float:
-        decoder.feed_bytes(flood)
-        return time_valid()
-
-    during = min(time_in_flood() for _ in range(3))
-    assert during < alone * 3 + 0.02
+    assert lines == 200_000 and quarantined == lines
+    assert calls == 20
 
 
 @settings(max_examples=300, deadline=None)
