@@ -149,7 +149,9 @@ def check_routes(app: web.Application) -> None:
 
 @dataclass
 class FailureLimiter:
-    """Failed token attempts per remote address in a sliding window; over the limit → 429."""
+    """Failed token attempts per remote address in a sliding window; over the limit, bad tokens get 429.
+
+    Valid tokens are never refused for their address's failures (see ``auth_middleware``)."""
 
     limit: int = 10
     window: float = 60.0
@@ -173,7 +175,7 @@ class FailureLimiter:
     def failed(self, address: str) -> None:
         if len(self._failures) > 100_000:  # bounded memory under a spray of addresses
             self._failures.clear()
-        self._failures.setdefault(address, deque()).append(time.monotonic())
+        self._failures.setdefault(address, deque(maxlen=self.limit)).append(time.monotonic())
 
 
 LIMITER_KEY = web.AppKey("auth_limiter", FailureLimiter)
@@ -228,17 +230,20 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return json_error(403, "forbidden", "route has no permission")
     limiter = request.app[LIMITER_KEY]
     address = request.remote or "?"
-    wait = limiter.retry_after(address)
-    if wait:
-        response = json_error(429, "rate_limited", "too many failed token attempts; try again later")
-        response.headers["Retry-After"] = str(wait)
-        return response
     secret = _presented_secret(request)
     if secret is None:
         return _unauthorized("a bearer token is required")
+    # A valid token is always let in, even from an address over its failure limit: a NAT'd call centre
+    # shares one address, and one mistyped script must not lock out every agent behind it. Only the
+    # failures are limited: over the limit, a bad token gets 429 instead of 401.
     found = await identity_for(request, secret) if secret else "malformed Authorization header"
     if isinstance(found, str):
+        wait = limiter.retry_after(address)
         limiter.failed(address)
+        if wait:
+            response = json_error(429, "rate_limited", "too many failed token attempts; try again later")
+            response.headers["Retry-After"] = str(wait)
+            return response
         return _unauthorized(found)
     if not found.allowed(needed):
         return json_error(403, "forbidden", f"role {found.role!r} may not use {needed!r}")

@@ -29,6 +29,7 @@ CONTENT_TYPES = {".wav": "audio/wav", ".wav49": "audio/wav", ".mp3": "audio/mpeg
                  ".ogg": "audio/ogg", ".opus": "audio/ogg", ".sln": "audio/basic"}
 CHUNK = 64 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_MAX_POSITION_DIGITS = 18  # 1 EB: no recording is larger
 
 
 class RecordingRefused(DomainError):
@@ -36,6 +37,10 @@ class RecordingRefused(DomainError):
 
     code = "recording_path_refused"
     status = 404
+
+
+# What a client is told when the recording server fails: where it is (host:port) is for the log only.
+UNREACHABLE_MESSAGE = "the recording server is unreachable; try again later"
 
 
 class RecordingUnreachable(DomainError):
@@ -85,15 +90,21 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None  # RFC 9110: an unparseable Range is ignored
     first_s, last_s = match.groups()
     if not first_s:  # suffix range: the last N bytes
-        length = int(last_s)
+        length = _byte_position(last_s)
         if length == 0 or size == 0:
             raise RangeNotSatisfiable()
         return max(0, size - length), size - 1
-    first = int(first_s)
-    last = min(int(last_s), size - 1) if last_s else size - 1
-    if first >= size or (last_s and int(last_s) < first):
+    first = _byte_position(first_s)
+    last = min(_byte_position(last_s), size - 1) if last_s else size - 1
+    if first >= size or (last_s and _byte_position(last_s) < first):
         raise RangeNotSatisfiable()
     return first, last
+
+
+def _byte_position(digits: str) -> int:
+    """A Range number; one longer than any file can be (and than ``int()`` will parse) counts as "past the end"."""
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= _MAX_POSITION_DIGITS else 10**_MAX_POSITION_DIGITS
 
 
 # -- sources --------------------------------------------------------------------------------------
@@ -149,8 +160,7 @@ async def open_sftp(settings: SftpSettings, stored: str) -> SftpRecording:
     except (OSError, TimeoutError, asyncssh.Error) as exc:
         log.warning("event=sftp_unreachable host=%s port=%d error=%s", settings.host, settings.port,
                     type(exc).__name__)
-        raise RecordingUnreachable(
-            f"recording server {settings.host}:{settings.port} is unreachable ({type(exc).__name__})") from None
+        raise RecordingUnreachable(UNREACHABLE_MESSAGE) from None
     try:
         async with asyncio.timeout(settings.timeout):
             sftp = await conn.start_sftp_client()
@@ -168,7 +178,9 @@ async def open_sftp(settings: SftpSettings, stored: str) -> SftpRecording:
         raise NotFound("recording file not found on the PBX") from None
     except (TimeoutError, asyncssh.Error, OSError) as exc:
         conn.close()
-        raise RecordingUnreachable(f"recording server {settings.host} failed: {type(exc).__name__}") from None
+        log.warning("event=sftp_failed host=%s port=%d error=%s detail=%s", settings.host, settings.port,
+                    type(exc).__name__, str(exc)[:200])
+        raise RecordingUnreachable(UNREACHABLE_MESSAGE) from None
     except BaseException:
         conn.close()
         raise

@@ -41,6 +41,8 @@ class Param:
     maximum: int | None = None
     default: Any = None
     max_length: int | None = 200
+    pattern: str | None = None  # a string must match it (fullmatch); said in the OpenAPI too
+    reason: str = ""  # what the 400 says when ``pattern`` does not match
 
     def schema(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "string"}
@@ -58,6 +60,8 @@ class Param:
             out["format"] = "uuid"
         elif self.max_length is not None:
             out["maxLength"] = self.max_length
+        if self.pattern and self.kind == "string":
+            out["pattern"] = f"^(?:{self.pattern})$"
         if self.enum:
             out["enum"] = list(self.enum)
         if self.default is not None:
@@ -94,6 +98,8 @@ class Param:
         _check_text(raw, where)
         if self.enum and raw not in self.enum:
             raise ValidationError(where, f"must be one of {', '.join(self.enum)}")
+        if self.pattern and not re.fullmatch(self.pattern, raw):
+            raise ValidationError(where, self.reason or f"must match {self.pattern}")
         return raw
 
 
@@ -264,6 +270,8 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(await request.read())
     except (ValueError, UnicodeDecodeError):
         raise ValidationError("body", "must be valid JSON") from None
+    except RecursionError:  # json.loads recurses once per nesting level: thousands of [[[[ … end here
+        raise ValidationError("body", "is nested too deeply") from None
 
 
 def params_of(request: web.Request) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from api.errors import ValidationError
 from api.routes.calls import json_response
 from api.schemas import Param, RouteTable, body_of, params_of
 from callcenter.config import PbxConfig
-from callcenter.domain import NotFound
+from callcenter.domain import Conflict, NotFound
 from callcenter.store import admin as admin_store
 from callcenter.store import tokens as token_store
 
@@ -174,7 +174,11 @@ async def create_token(request: web.Request) -> web.Response:
               params=(TOKEN_ID,), status=204)
 async def revoke_token(request: web.Request) -> web.Response:
     token_id = params_of(request)["id"]
-    if not await token_store.revoke_token(request.app[CTX_KEY].store.pool, token_id):
+    try:
+        revoked = await token_store.revoke_token(request.app[CTX_KEY].store.pool, token_id, keep_an_admin=True)
+    except token_store.LastAdminToken as exc:
+        raise Conflict(str(exc)) from None
+    if not revoked:
         raise NotFound("no such token")
     log.info("event=token_revoked token_id=%s by=%s", token_id, get_identity(request).token_id)
     return web.Response(status=204)

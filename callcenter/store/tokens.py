@@ -62,9 +62,23 @@ async def get_token(pool: asyncpg.Pool, token_id: uuid.UUID) -> dict[str, Any] |
     return dict(row) if row else None
 
 
-async def revoke_token(pool: asyncpg.Pool, token_id: uuid.UUID) -> bool:
-    """Mark the token revoked; False when there is no such token (revoking twice keeps the first time)."""
-    async with pool.acquire() as conn:
+class LastAdminToken(Exception):
+    """Revoking this token would leave no usable admin token (nobody could administer the service)."""
+
+
+async def revoke_token(pool: asyncpg.Pool, token_id: uuid.UUID, *, keep_an_admin: bool = False) -> bool:
+    """Mark the token revoked; False when there is no such token (revoking twice keeps the first time).
+
+    ``keep_an_admin`` (the API): refuse with :class:`LastAdminToken` when this is the last admin token that is
+    neither revoked nor expired. The check and the update run under one lock on the admin rows, so two admins
+    revoking each other at once cannot both succeed."""
+    async with pool.acquire() as conn, conn.transaction():
+        if keep_an_admin:
+            admins = await conn.fetch(
+                "SELECT id FROM api_tokens WHERE role = 'admin' AND revoked_at IS NULL"
+                " AND (expires_at IS NULL OR expires_at > now()) ORDER BY id FOR UPDATE")
+            if [r["id"] for r in admins] == [token_id]:
+                raise LastAdminToken("this is the last admin token; create another admin token first")
         found = await conn.fetchval(
             "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 RETURNING id", token_id
         )
