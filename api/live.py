@@ -83,11 +83,13 @@ def extension_visible(identity: Identity, data: Mapping[str, Any]) -> bool:
 
 
 def queue_members(data: Mapping[str, Any]) -> set[str]:
-    members = data.get("members")
-    out = {_text(m) for m in members} if isinstance(members, list) else set()
-    agents = data.get("agents")
-    if isinstance(agents, list):
-        out |= {_text(a.get("extension")) for a in agents if isinstance(a, Mapping)}
+    """The member extensions, whether ``members``/``agents`` list numbers or ``{"extension": …}`` objects."""
+    out: set[str] = set()
+    for key in ("members", "agents"):
+        entries = data.get(key)
+        for entry in entries if isinstance(entries, list) else ():
+            out.add(_text(entry.get("extension")) if isinstance(entry, Mapping) else _text(entry))
+    out.discard("")
     return out
 
 

@@ -44,7 +44,9 @@ def queue_control(request: web.Request) -> QueueControl:
 
 
 def _known(request: web.Request, name: str) -> None:
-    if name not in {q.name for q in request.app[CTX_KEY].config.queues}:
+    """404 for a queue that is not configured *or* whose PBX this token may not see (same answer: no leak)."""
+    queue = next((q for q in request.app[CTX_KEY].config.queues if q.name == name), None)
+    if queue is None or not get_identity(request).can_see_pbx(queue.pbx):
         raise NotFound(f"no queue named {name!r}")
 
 
