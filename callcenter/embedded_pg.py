@@ -146,3 +146,24 @@ class EmbeddedPostgres:
 
     async def stop(self, mode: str = "fast") -> None:
         await asyncio.to_thread(self.stop_sync, mode)
+
+
+def running_cluster_dsn(data_dir: Path, user: str = "callcenter", database: str = "callcenter") -> str | None:
+    """The DSN of the private cluster a running service owns under ``data_dir``, or None when none runs.
+
+    Admin commands (``doctor``, ``db migrate --check``) connect to it instead of starting (or, worse,
+    restarting) a cluster under a running service.
+    """
+    pid_file = data_dir / "pg" / "postmaster.pid"
+    try:
+        lines = pid_file.read_text().splitlines()
+        pid, port = int(lines[0]), int(lines[3])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        pass  # alive, owned by another user
+    except OSError:
+        return None
+    return f"postgresql://{user}@127.0.0.1:{port}/{database}"
