@@ -6,14 +6,41 @@ import argparse
 import asyncio
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from callcenter import __version__
 from callcenter.config import ROLES, Config, ConfigError, load_config
 from callcenter.logs import setup_logging
 
-# Adapters that add sub-commands: each module has ``register(subparsers)``.
-ADAPTER_COMMANDS = ("bridges.legacy_pbx.cli", "dialplan.cli", "api.cli", "callcenter.demo")
+if TYPE_CHECKING:
+    from callcenter.store.migrate import MigrationState
+
+# Modules that add sub-commands: each has ``register(subparsers)``.
+ADAPTER_COMMANDS = ("bridges.legacy_pbx.cli", "dialplan.cli", "api.cli", "callcenter.demo", "callcenter.install",
+                    "callcenter.doctor")
+EXIT_CONFIG = 2  # a bad configuration: systemd does not restart on it (RestartPreventExitStatus)
+EXIT_SCHEMA_TOO_NEW = 3  # the database was migrated by a newer release: restarting would not help
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines as systemd's ``EnvironmentFile=`` reads them (``#``/``;`` comments, optional quotes)."""
+    values: dict[str, str] = {}
+    for number, raw in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key.replace("_", "a").isalnum():
+            raise ConfigError(f"{path}:{number}", "expected KEY=VALUE")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
 
 
 def _parse_roles(text: str) -> tuple[str, ...]:
@@ -26,7 +53,10 @@ def _parse_roles(text: str) -> tuple[str, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callcenter", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"callcenter {__version__}")
     parser.add_argument("--config", help="path to callcenter.toml (default: $CALLCENTER_CONFIG)")
+    parser.add_argument("--env-file", help="read secrets (KEY=VALUE lines, like the unit's EnvironmentFile=) "
+                        "before the configuration, e.g. /etc/callcenter/callcenter.env")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the service")
@@ -36,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database commands")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     migrate = db_sub.add_parser("migrate", help="apply pending migrations")
+    migrate.add_argument("--check", action="store_true",
+                         help="only say what would run (exit 1 when something would); change nothing")
     migrate.set_defaults(func=cmd_db_migrate)
 
     config = sub.add_parser("config", help="configuration commands")
@@ -54,11 +86,13 @@ def load_or_exit(args: argparse.Namespace) -> Config:
         return load_config(args.config)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
+        raise SystemExit(EXIT_CONFIG) from exc
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from callcenter.runner import install_signal_handlers, run_service
+    from callcenter.store.migrate import SchemaTooNew
+    from callcenter.systemd import notify
 
     config = load_or_exit(args)
     setup_logging(config.log_format, config.log_level)
@@ -69,34 +103,64 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         def ready(_ctx: object) -> None:
             print(f"serving on http://{config.http.host}:{config.http.port}/", flush=True)
+            notify("READY=1")  # Type=notify: systemctl start returns now, dependants may start
 
-        await run_service(config, args.roles, stop=stop, on_ready=ready)
+        try:
+            await run_service(config, args.roles, stop=stop, on_ready=ready)
+        finally:
+            notify("STOPPING=1")
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except SchemaTooNew as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return EXIT_SCHEMA_TOO_NEW
     return 0
 
 
 def cmd_db_migrate(args: argparse.Namespace) -> int:
     from contextlib import AsyncExitStack
 
+    from callcenter.embedded_pg import running_cluster_dsn
     from callcenter.runner import open_store
     from callcenter.store import CallStore
+    from callcenter.store.migrate import SchemaTooNew, migrate, migration_state
 
     config = load_or_exit(args)
     setup_logging(config.log_format, config.log_level)
 
-    async def main() -> None:
+    async def main() -> int:
         async with AsyncExitStack() as stack:
-            dsn, _ = await open_store(config, stack)
+            # A running service's private cluster is used as it is, never restarted under it.
+            dsn = config.database.dsn or running_cluster_dsn(Path(config.database.data_dir))
+            if not dsn:
+                dsn, _ = await open_store(config, stack)
             store = await CallStore.connect(dsn, run_migrations=False)
             stack.push_async_callback(store.close)
-            from callcenter.store import migrate
-
             async with store.pool.acquire() as conn:
+                if args.check:
+                    return report_migration_state(await migration_state(conn))
                 applied = await migrate(conn)
             print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+            return 0
 
-    asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except SchemaTooNew as exc:
+        print(f"cannot migrate: {exc}", file=sys.stderr)
+        return EXIT_SCHEMA_TOO_NEW
+
+
+def report_migration_state(state: MigrationState) -> int:
+    """``db migrate --check``: 0 when up to date, 1 when migrations would run, 3 when the DB is too new."""
+    print(f"applied: {len(state.applied)} migration(s)")
+    if state.unknown:
+        print("newer than this release (refused, no downgrade): " + ", ".join(state.unknown))
+        return EXIT_SCHEMA_TOO_NEW
+    if state.pending:
+        print("would apply: " + ", ".join(state.pending))
+        return 1
+    print("would apply: nothing (up to date)")
     return 0
 
 
@@ -114,6 +178,13 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.env_file:
+        # Start-up only: every command then loads its configuration with these secrets, as the service does.
+        try:
+            os.environ.update(read_env_file(args.env_file))
+        except (OSError, ConfigError) as exc:
+            print(f"--env-file: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     result = args.func(args)
     return int(result or 0)
 
