@@ -3,7 +3,7 @@ PY := .venv/bin/python
 PYTEST_ARGS ?=
 LINT_PKGS := $(foreach d,callcenter ari_app agi_scripts api bridges dialplan asterisk_sim bench,$(if $(wildcard $(d)/__init__.py),$(d)))
 
-.PHONY: demo test lint bench bootstrap bootstrap-demo clean
+.PHONY: demo test lint bench wheel bootstrap bootstrap-demo clean
 
 bootstrap:
 	scripts/bootstrap.sh test
@@ -24,5 +24,9 @@ lint: bootstrap
 bench: bootstrap
 	$(PY) -m bench
 
+# The wheel a PBX host installs (README "Install on a PBX host"), into dist/.
+wheel: bootstrap
+	$(PY) -m build --wheel --no-isolation --outdir dist .
+
 clean:
-	rm -rf .venv .demo var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .demo var .pytest_cache .mypy_cache .ruff_cache build dist

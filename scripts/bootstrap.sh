@@ -8,7 +8,8 @@ want="${1:-test}"
 apt_packages=(postgresql)
 if [ "$want" = "test" ]; then
   # vagrant-libvirt is only a Recommends of vagrant: name it, `vagrant validate` checks the libvirt provider block.
-  apt_packages+=(chromium shellcheck vagrant vagrant-libvirt)
+  # systemd: tests/install checks the service unit with systemd-analyze verify.
+  apt_packages+=(chromium shellcheck vagrant vagrant-libvirt systemd)
 fi
 
 missing=()
