@@ -21,9 +21,12 @@ from aiohttp import WSMsgType, web
 
 from api.app import CTX_KEY
 from api.auth import Identity, get_identity, permission
+from api.contract import EVENTS_OPERATION, LIVE_OPERATION, LIVE_SCHEMAS
 from api.errors import json_error
+from api.schemas import documented, register_components
 from callcenter.bus import Subscription
 from callcenter.domain import Unavailable
+from callcenter.store import admin as admin_store
 
 log = logging.getLogger("callcenter.api.live")
 
@@ -174,6 +177,40 @@ def normal_call(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+_BUSY = ("ringing", "in_call", "on_hold")
+
+
+def agent_counts(members: list[Mapping[str, Any]]) -> dict[str, int]:
+    """Each member counted once: paused wins over what its phone does (the queue will not ring it)."""
+    counts = {"available": 0, "busy": 0, "paused": 0, "wrapup": 0, "offline": 0}
+    for member in members:
+        state = _text(member.get("state"))
+        if member.get("paused"):
+            counts["paused"] += 1
+        elif state == "idle":
+            counts["available"] += 1
+        elif state in _BUSY:
+            counts["busy"] += 1
+        elif state == "wrapup":
+            counts["wrapup"] += 1
+        else:
+            counts["offline"] += 1
+    return counts
+
+
+def normal_queue(row: Mapping[str, Any]) -> dict[str, Any]:
+    """``members`` as objects, ``longest_wait`` in seconds and ``agent_counts``, whoever published the queue."""
+    out = dict(row)
+    raw = out.get("members")
+    members: list[Any] = raw if isinstance(raw, list) else []
+    out["members"] = [dict(m) if isinstance(m, Mapping) else {"extension": _text(m), "state": "unregistered",
+                                                                 "paused": False} for m in members]
+    out.setdefault("longest_wait", out.get("longest_wait_seconds") or 0)
+    out.setdefault("waiting", len(out.get("callers") or []))
+    out["agent_counts"] = agent_counts(out["members"])
+    return out
+
+
 def normal_trunk(row: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(row)
     out.setdefault("name", out.get("trunk", ""))
@@ -188,6 +225,8 @@ def normal_event(topic: str, data: Mapping[str, Any]) -> dict[str, Any]:
         return normal_extension(data)
     if area == "trunk":
         return normal_trunk(data)
+    if area == "queue":
+        return normal_queue(data)
     out = dict(data)
     if area == "call":
         if "call_id" not in out and out.get("id"):
@@ -209,7 +248,7 @@ def filter_snapshot(identity: Identity, snapshot: Mapping[str, Any] | None) -> d
         "extensions": extensions,
         "calls": [c for c in calls if call_visible(identity, c)],
         "trunks": [normal_trunk(t) for t in _rows(snap.get("trunks")) if trunk_visible(identity, t)],
-        "queues": [q for q in _rows(snap.get("queues")) if queue_visible(identity, q)],
+        "queues": [normal_queue(q) for q in _rows(snap.get("queues")) if queue_visible(identity, q)],
     }
 
 
@@ -230,6 +269,20 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+async def with_directory(request: web.Request, identity: Identity, extensions: list[dict[str, Any]]) -> None:
+    """Name (when the PBX gave none) and department from the extension directory (the admin page edits it)."""
+    if not extensions:
+        return
+    rows = await admin_store.list_extensions(request.app[CTX_KEY].store.pool, identity.visible_extensions,
+                                             identity.pbx)
+    directory = {(r["pbx"], r["number"]): r for r in rows}
+    for ext in extensions:
+        entry = directory.get((_text(ext.get("pbx")), ext["number"])) or directory.get(("", ext["number"]))
+        ext["name"] = _text(ext.get("name")) or (entry["name"] if entry else "")
+        ext["department"] = _text(ext.get("department")) or (entry["department"] if entry else "")
+
+
+@documented(LIVE_OPERATION)
 @permission("live:read")
 async def get_live(request: web.Request) -> web.Response:
     """Extensions (registration + call state + current call), active calls, trunks in use and queues."""
@@ -241,6 +294,7 @@ async def get_live(request: web.Request) -> web.Response:
         log.exception("event=live_snapshot_failed")
         raise Unavailable("the live view failed; try again") from None
     body = {"generated_at": _now(), "connected": port is not None, **filter_snapshot(identity, snapshot)}
+    await with_directory(request, identity, body["extensions"])
     per_pbx = (snapshot or {}).get("connected")
     if isinstance(per_pbx, Mapping):  # the ARI app's link state per PBX
         body["pbx_connected"] = {k: bool(v) for k, v in per_pbx.items() if identity.can_see_pbx(str(k))}
@@ -300,6 +354,7 @@ def _hello(identity: Identity, topics: Iterable[str], settings: LiveSettings) ->
             "identity": {"role": identity.role, "extension": identity.extension, "pbx": identity.pbx}}
 
 
+@documented(EVENTS_OPERATION)
 @permission("events:subscribe")
 async def events(request: web.Request) -> web.StreamResponse:
     """Websocket of live events (screen pop, answered, ended, missed, extension/queue/trunk/monitor changes)."""
@@ -344,6 +399,7 @@ async def _close_sockets(app: web.Application) -> None:
 
 
 def setup(app: web.Application) -> None:
+    register_components(LIVE_SCHEMAS)
     app[LIVE_SETTINGS_KEY] = LiveSettings()
     stats = app[LIVE_STATS_KEY] = LiveStats()
     app[CTX_KEY].health.register("live_events", stats.health)

@@ -7,13 +7,14 @@ parameters, its permission and its docstring, so nothing served is missing from 
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
 from aiohttp import web
 
 from api.auth import PERMISSIONS, is_public, permission_of
-from api.schemas import ERROR_SCHEMA, RouteSpec, spec_of
+from api.schemas import COMPONENTS, ERROR_SCHEMA, RouteSpec, operation_of, spec_of
 
 OPENAPI_KEY = web.AppKey("openapi", dict[str, Any])
 _PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
@@ -62,12 +63,17 @@ def _declared_operation(spec: RouteSpec) -> dict[str, Any]:
 
 
 def _plain_operation(method: str, path: str, handler: Any) -> dict[str, Any]:
+    """A handler without a RouteSpec: its ``documented(...)`` operation, else its docstring and path."""
     doc = (getattr(handler, "__doc__", None) or "").strip().splitlines()
-    return {"summary": doc[0] if doc else f"{method} {path}",
-            "operationId": f"{method.lower()}_{re.sub(r'[^a-z0-9]+', '_', path.lower())}",
-            "parameters": [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-                           for n in _PATH_PARAM.findall(path)],
-            "responses": {"200": {"description": "success"}}}
+    op: dict[str, Any] = {"summary": doc[0] if doc else f"{method} {path}",
+                          "operationId": f"{method.lower()}_{re.sub(r'[^a-z0-9]+', '_', path.lower())}",
+                          "parameters": [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                                         for n in _PATH_PARAM.findall(path)],
+                          "responses": {"200": {"description": "success"}}}
+    written = operation_of(handler)
+    if written:
+        op.update({k: copy.deepcopy(v) for k, v in written.items()})
+    return op
 
 
 def build_openapi(app: web.Application) -> dict[str, Any]:
@@ -99,7 +105,7 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
                                 "Authenticate with 'Authorization: Bearer <token>' (tokens: `callcenter token "
                                 "create`). Errors are {\"error\": {\"code\", \"message\", \"field\"?, \"reason\"?}}."},
         "paths": dict(sorted(paths.items())),
-        "components": {"schemas": {"Error": ERROR_SCHEMA},
+        "components": {"schemas": {"Error": ERROR_SCHEMA, **copy.deepcopy(COMPONENTS)},
                        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
     }
 

@@ -286,6 +286,31 @@ def spec_of(handler: Any) -> RouteSpec | None:
     return getattr(handler, SPEC_ATTR, None)
 
 
+# -- hand-written descriptions (a plain handler, e.g. a websocket) and shared components ---------------
+
+OPERATION_ATTR = "__callcenter_openapi__"
+COMPONENTS: dict[str, dict[str, Any]] = {}  # name -> schema, served under components.schemas
+
+
+def documented(operation: Mapping[str, Any]) -> Callable[[Handler], Handler]:
+    """Give a plain handler its OpenAPI operation (summary, parameters, responses) instead of a bare entry."""
+
+    def mark(handler: Handler) -> Handler:
+        setattr(handler, OPERATION_ATTR, dict(operation))
+        return handler
+
+    return mark
+
+
+def operation_of(handler: Any) -> dict[str, Any] | None:
+    return getattr(handler, OPERATION_ATTR, None)
+
+
+def register_components(schemas: Mapping[str, Mapping[str, Any]]) -> None:
+    """Schemas other schemas point at with ``{"$ref": "#/components/schemas/<name>"}``."""
+    COMPONENTS.update({name: dict(schema) for name, schema in schemas.items()})
+
+
 ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["code", "message"],
     "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"},

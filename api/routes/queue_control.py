@@ -1,7 +1,7 @@
 """Agent pause and the live state of a queue, through ``ctx.ports.queue_control`` (the ARI app's queues).
 
 An agent token pauses only its own extension; a supervisor those it can see; an admin any. The live state is
-the same object the ``queue.changed`` bus message carries.
+the same object the ``queue.changed`` websocket message carries (LiveQueue, with ``agent_counts``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from aiohttp import web
 
 from api.app import CTX_KEY
 from api.auth import get_identity, permission
+from api.contract import ref
+from api.live import normal_queue
 from api.routes.calls import json_response
 from api.schemas import Param, RouteTable, body_of, params_of
 from callcenter.domain import Forbidden, NotFound, Unavailable
@@ -24,16 +26,7 @@ NAME = Param("name", where="path", required=True, max_length=64, description="qu
 EXTENSION = Param("extension", where="path", required=True, max_length=20, description="member extension")
 PAUSE_BODY = {"type": "object", "required": ["paused"], "additionalProperties": False, "properties": {
     "paused": {"type": "boolean"}, "reason": {"type": "string", "maxLength": 200}}}
-MEMBER = {"type": "object", "properties": {
-    "extension": {"type": "string"}, "state": {"type": "string"}, "paused": {"type": "boolean"},
-    "reason": {"type": "string"}, "calls_taken": {"type": "integer"}}}
-CALLER = {"type": "object", "properties": {
-    "call_id": {"type": "string"}, "caller": {"type": "string"}, "position": {"type": "integer"},
-    "waiting_seconds": {"type": "number"}, "ringing": {"type": "array", "items": {"type": "string"}}}}
-LIVE = {"type": "object", "properties": {
-    "pbx": {"type": "string"}, "name": {"type": "string"}, "strategy": {"type": "string"},
-    "waiting": {"type": "integer"}, "longest_wait": {"type": "number"}, "estimated_wait": {"type": "integer"},
-    "callers": {"type": "array", "items": CALLER}, "members": {"type": "array", "items": MEMBER}}}
+LIVE = ref("LiveQueue")  # the live contract (api/contract.py): the queue.changed object, agent_counts included
 
 
 def queue_control(request: web.Request) -> QueueControl:
@@ -63,7 +56,7 @@ async def pause_member(request: web.Request) -> web.Response:
         raise Forbidden(f"extension {extension} is outside this token's scope")
     port = queue_control(request)
     await port.pause(name, extension, bool(body["paused"]), str(body.get("reason") or ""))
-    return json_response(port.status(name))
+    return json_response(normal_queue(port.status(name)))
 
 
 @routes.route("GET", "/api/v1/queues/{name}/live", permission="queues:read", params=(NAME,), response=LIVE,
@@ -72,7 +65,7 @@ async def queue_live(request: web.Request) -> web.Response:
     name = params_of(request)["name"]
     _known(request, name)
     status: dict[str, Any] = queue_control(request).status(name)
-    return json_response(status)
+    return json_response(normal_queue(status))
 
 
 def setup(app: web.Application) -> None:

@@ -12,7 +12,8 @@ const MODE_LABEL = { listen: "Listen", whisper: "Whisper", barge: "Barge", takeo
 const FILTER_OF = { on_hold: "in_call" }; // the "In call" filter also shows calls on hold
 const MONITOR_ROLES = new Set(["admin", "supervisor"]);
 
-const model = { extensions: new Map(), calls: new Map(), queues: new Map(), trunks: new Map(), monitors: new Map() };
+const model = { extensions: new Map(), calls: new Map(), queues: new Map(), trunks: new Map(), monitors: new Map(),
+                serviceLevel: new Map(), openQueues: new Set() };
 const session = { token: "", identity: null, ws: null, retry: 0, lastMessage: 0, heartbeat: 15, timer: null };
 const $ = (id) => document.getElementById(id);
 
@@ -75,6 +76,7 @@ async function refetch() {
   for (const q of live.queues) model.queues.set(keyOf(q, "name"), q);
   for (const t of live.trunks) model.trunks.set(keyOf(t, "name"), t);
   render();
+  refreshServiceLevel();
 }
 
 /* ---------- events ---------- */
@@ -103,6 +105,10 @@ function applyCall(type, data) {
                                        + `${data.extension || "?"}`, "pop");
   } else if (type === "call.ended" || type === "call.missed") {
     model.calls.delete(id);
+    if (type === "call.ended" && data.queue) {  // today's service level moved: ask again, at most every 5 s
+      clearTimeout(session.slTimer);
+      session.slTimer = setTimeout(refreshServiceLevel, 5000);
+    }
     for (const ext of model.extensions.values()) {
       if (ext.call_id === id && ext.state !== "unregistered") Object.assign(ext, { state: "idle", call_id: null,
                                                                                  call: null });
@@ -344,20 +350,85 @@ function renderCalls() {
   $("calls-count").textContent = calls.length ? `(${calls.length})` : "";
 }
 
+const COUNT_LABEL = { available: "Available", busy: "Busy", paused: "Paused", wrapup: "Wrap-up" };
+const MEMBER_LABEL = { ...STATE_LABEL, wrapup: "Wrap-up" };
+
+function ago(seconds) {
+  return new Date(Date.now() - Math.max(0, Number(seconds) || 0) * 1000).toISOString();
+}
+
+function memberRow(q, m) {
+  const canPause = session.identity && (MONITOR_ROLES.has(session.identity.role)
+                                        || session.identity.extension === m.extension);
+  const ext = model.extensions.get(`${q.pbx || ""}/${m.extension}`);
+  const word = m.paused ? `Paused${m.reason ? ` (${m.reason})` : ""}` : (MEMBER_LABEL[m.state] || m.state || "");
+  return el("li", { "data-member": m.extension, "data-state": m.state || "", "data-paused": String(Boolean(m.paused)) },
+    el("span", { class: "dot", "aria-hidden": "true" }),
+    el("span", { text: `${m.extension}${ext && ext.name ? ` ${ext.name}` : ""}` }),
+    el("span", { class: "meta", text: word }),
+    canPause ? el("button", { type: "button", class: "ghost", "data-action": m.paused ? "unpause" : "pause",
+                              text: m.paused ? "Unpause" : "Pause",
+                              "aria-label": `${m.paused ? "Unpause" : "Pause"} ${m.extension} in ${q.name}`,
+                              onclick: () => pauseMember(q, m, !m.paused) }) : null);
+}
+
 function renderQueues() {
+  // every figure comes from the API as is (LiveQueue: waiting, longest_wait, agent_counts; the summary
+  // report for today's service level): the page counts nothing itself, so it cannot disagree with a CRM
   const queues = [...model.queues.values()].sort((a, b) => String(a.name).localeCompare(String(b.name)));
   $("queues").replaceChildren(...queues.map((q) => {
-    const agents = Array.isArray(q.agents) ? q.agents : [];
-    const available = q.available ?? agents.filter((a) => a.state === "idle" && !a.paused).length;
+    const counts = q.agent_counts || {};
     const waiting = q.waiting || 0;
-    return el("li", { "data-queue": q.name },
-      el("strong", { text: q.name }),
-      el("span", { class: waiting > 0 ? "waiting-hot" : "", text: `${waiting} waiting` }),
-      el("span", { class: "meta", text: `${available} agent${available === 1 ? "" : "s"} available`
-        + (q.longest_wait_seconds ? ` · longest wait ${duration(new Date(Date.now() - q.longest_wait_seconds * 1000)
-          .toISOString())}` : "") }));
+    const sl = model.serviceLevel.get(q.name);
+    const members = Array.isArray(q.members) ? q.members : [];
+    return el("li", { class: "queue", "data-queue": q.name },
+      el("div", { class: "qhead" },
+        el("strong", { text: q.name }),
+        el("span", { class: waiting > 0 ? "waiting-hot" : "", "data-field": "waiting", text: `${waiting} waiting` }),
+        el("span", { class: "meta", "data-field": "longest-wait", "data-seconds": String(q.longest_wait || 0),
+                     "data-since": waiting > 0 ? ago(q.longest_wait) : "",
+                     text: waiting > 0 ? `longest ${duration(ago(q.longest_wait))}` : "no wait" }),
+        el("span", { class: "meta", title: "answered within the service-level time / offered, since midnight" },
+          "SL today ", el("span", { class: "sl", "data-field": "service-level",
+                                    text: sl === undefined || sl === null ? "—" : `${sl}%` }))),
+      el("dl", { class: "counts" }, ...Object.entries(COUNT_LABEL).map(([key, label]) =>
+        el("div", { "data-count": key }, el("dt", { text: label }), el("dd", { text: String(counts[key] ?? 0) })))),
+      members.length ? el("details", { class: "members-box", open: model.openQueues.has(q.name),
+                                       ontoggle: (event) => { if (event.target.open) model.openQueues.add(q.name);
+                                                              else model.openQueues.delete(q.name); } },
+        el("summary", { text: `${members.length} member${members.length === 1 ? "" : "s"}` }),
+        el("ul", { class: "members" }, ...members.map((m) => memberRow(q, m)))) : null);
   }));
   $("queues-empty").hidden = queues.length > 0;
+}
+
+async function pauseMember(q, m, paused) {
+  try {
+    const now = await api("POST", `/api/v1/queues/${encodeURIComponent(q.name)}/members/`
+                                  + `${encodeURIComponent(m.extension)}/pause`, { paused });
+    if (now && now.name) model.queues.set(keyOf(now, "name"), now.agent_counts ? now : { ...q, ...now, agent_counts:
+      q.agent_counts });
+    toast(`${paused ? "Paused" : "Unpaused"} ${m.extension} in ${q.name}`);
+    render();
+  } catch (error) {
+    toast(`Could not ${paused ? "pause" : "unpause"} ${m.extension}: ${error.message}`, "error");
+  }
+}
+
+function localMidnight() {
+  const d = new Date();
+  d.setHours(0, 0, 0, 0);
+  return d.toISOString();
+}
+
+async function refreshServiceLevel() {
+  // today's service level per queue, from the same report a CRM reads
+  if (!session.identity || !["admin", "supervisor", "crm"].includes(session.identity.role)) return;
+  try {
+    const report = await api("GET", `/api/v1/queues/reports/summary?from=${encodeURIComponent(localMidnight())}`);
+    model.serviceLevel = new Map((report.items || []).map((r) => [r.queue, r.service_level_percent]));
+    renderQueues();
+  } catch (_) { /* the panel keeps "—" */ }
 }
 
 function bar(share, label) {

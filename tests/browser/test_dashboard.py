@@ -19,8 +19,10 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed")]
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
-COLOURS = {"idle": "rgb(220, 252, 231)", "ringing": "rgb(254, 243, 199)", "in_call": "rgb(254, 226, 226)",
-           "on_hold": "rgb(237, 233, 254)", "unregistered": "rgb(229, 231, 235)"}
+# the convention supervisors know: unregistered orange, registered + idle blue, in call green, ringing yellow,
+# on hold purple (api/static/app.css)
+COLOURS = {"idle": "rgb(219, 234, 254)", "ringing": "rgb(254, 249, 195)", "in_call": "rgb(220, 252, 231)",
+           "on_hold": "rgb(237, 233, 254)", "unregistered": "rgb(255, 237, 213)"}
 CALL_201 = str(call_id_for("main", "browser-201"))
 NOW = datetime.now(UTC)
 
@@ -29,6 +31,18 @@ def ext(number: str, name: str, state: str, call: dict[str, Any] | None = None) 
     return {"pbx": "main", "number": number, "name": name, "state": state, "call": call,
             "registration": "unregistered" if state == "unregistered" else "registered",
             "call_id": call["call_id"] if call else None, "state_since": (NOW - timedelta(minutes=3)).isoformat()}
+
+
+def member(extension: str, state: str, paused: bool = False) -> dict[str, Any]:
+    return {"extension": extension, "state": state, "paused": paused, "reason": "lunch" if paused else "",
+            "calls_taken": 0}
+
+
+def queue(name: str, members: list[dict[str, Any]], waits: tuple[float, ...] = ()) -> dict[str, Any]:
+    callers = [{"call_id": f"w-{name}-{i}", "caller": f"+4420794600{i:02d}", "position": i + 1,
+                "waiting_seconds": w, "ringing": []} for i, w in enumerate(waits)]
+    return {"pbx": "main", "name": name, "strategy": "ringall", "waiting": len(callers),
+            "longest_wait": max(waits, default=0.0), "estimated_wait": 30, "callers": callers, "members": members}
 
 
 def snapshot() -> dict[str, Any]:
@@ -51,9 +65,11 @@ def snapshot() -> dict[str, Any]:
                    "caller": "205", "callee": "+33142685300", "extension": "205", "started_at": started}],
         "trunks": [{"pbx": "main", "name": "sip-provider", "state": "up", "calls_in_use": 3, "capacity": 10},
                    {"pbx": "main", "name": "isdn-backup", "state": "up", "calls_in_use": 0, "capacity": 30}],
-        "queues": [{"pbx": "main", "name": "sales", "waiting": 0, "members": ["201", "202"], "available": 1},
-                   {"pbx": "main", "name": "support", "waiting": 2, "longest_wait_seconds": 95,
-                    "members": ["204", "206"], "available": 0}],
+        # the ARI app's queue object (ari_app/queues/views.py): members with their state, waits in seconds
+        "queues": [queue("sales", [member("201", "in_call"), member("202", "idle"), member("207", "wrapup")]),
+                   queue("support", [member("204", "ringing"), member("206", "idle", paused=True),
+                                     member("203", "unregistered"), member("202", "idle")],
+                         waits=(95.0, 12.5))],
     }
 
 
@@ -84,7 +100,49 @@ async def start_dashboard_api(store: CallStore, tmp_path: Path) -> LiveApi:
     await store.upsert_call(CallRecord(id=call_id_for("main", "browser-201"), pbx="main", source=Source.ARI,
                                        source_id="browser-201", started_at=NOW, direction=Direction.INBOUND,
                                        status=CallStatus.IN_PROGRESS, extension="201", caller="+442079460001"))
+    await seed_queue_day(store)
     return api
+
+
+async def seed_queue_day(store: CallStore) -> None:
+    """Today's support calls: 3 answered within 20 s, one after 45 s, one abandoned (service level 60 %)."""
+    start = max(NOW - timedelta(minutes=30), datetime.now().astimezone().replace(hour=0, minute=0, second=1))
+    for i, (status, ring) in enumerate([("answered", 5), ("answered", 12), ("answered", 19), ("answered", 45),
+                                        ("abandoned", 30)]):
+        at = start + timedelta(minutes=i)
+        answered = status == "answered"
+        await store.upsert_call(CallRecord(
+            id=call_id_for("main", f"sl-{i}"), pbx="main", source=Source.ARI, source_id=f"sl-{i}", started_at=at,
+            direction=Direction.INBOUND, status=CallStatus(status), extension="202" if answered else "",
+            caller=f"+44207946010{i}", queue="support", ring_seconds=ring, duration=ring + 60,
+            billsec=60 if answered else 0, answered_at=at + timedelta(seconds=ring) if answered else None,
+            ended_at=at + timedelta(seconds=ring + 60)))
+
+
+async def the_queue_panel_shows_the_apis_numbers(page: Any, api: LiveApi) -> None:
+    """Waiting, longest wait, agents available / busy / paused / wrap-up and today's service level: the API's."""
+    live = await (await api.client.get("/api/v1/live", headers=api.auth("supervisor"))).json()
+    midnight = await page.evaluate("localMidnight()")
+    report = await (await api.client.get("/api/v1/queues/reports/summary", params={"from": midnight},
+                                         headers=api.auth("supervisor"))).json()
+    levels = {row["queue"]: row["service_level_percent"] for row in report["items"]}
+    assert levels == {"support": 60.0}  # the seeded day, through the API's own report
+    assert [q["name"] for q in live["queues"]] == ["sales", "support"]
+    for q in live["queues"]:
+        row = f'#queues [data-queue="{q["name"]}"]'
+        expected_sl = f"{levels[q['name']]:g}%" if q["name"] in levels else "—"
+        await page.wait_for_selector(f'{row} [data-field="service-level"]:text-is("{expected_sl}")')
+        assert await page.text_content(f'{row} [data-field="waiting"]') == f"{q['waiting']} waiting"
+        assert float(await page.get_attribute(f'{row} [data-field="longest-wait"]', "data-seconds")) == q[
+            "longest_wait"]
+        for key in ("available", "busy", "paused", "wrapup"):
+            shown = await page.text_content(f'{row} [data-count="{key}"] dd')
+            assert shown == str(q["agent_counts"][key]), (q["name"], key)
+    # and the figures are the right ones for this snapshot (the API counts; the page must not recount)
+    support = next(q for q in live["queues"] if q["name"] == "support")
+    assert support["agent_counts"] == {"available": 1, "busy": 1, "paused": 1, "wrapup": 0, "offline": 1}
+    assert support["waiting"] == 2 and support["longest_wait"] == 95.0
+    assert "longest 1:3" in (await page.text_content('#queues [data-queue="support"] [data-field="longest-wait"]'))
 
 
 async def test_dashboard_tiles_follow_live_events_filters_and_actions(store: CallStore, tmp_path: Path) -> None:
@@ -153,6 +211,7 @@ async def run_dashboard(page: Any, api: LiveApi) -> None:
                             "206": "idle", "207": "idle"})
     await page.uncheck('#filters input[value="idle"]')
 
+    await the_queue_panel_shows_the_apis_numbers(page, api)
     await hover_actions(page, api)
     await monitoring_shows_on_the_tile(page, api)
     await reconnect_refetches(page, api)
