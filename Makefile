@@ -14,8 +14,9 @@ bootstrap-demo:
 demo: bootstrap-demo
 	.venv/bin/callcenter demo
 
+# builds the real Asterisk once (cached outside the clone) and passes it to the real tier (tests/real)
 test: bootstrap
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	scripts/test.sh $(PYTEST_ARGS)
 
 lint: bootstrap
 	.venv/bin/ruff check .

@@ -1,0 +1,118 @@
+"""The real tier's fixtures: a real Asterisk 22.10.1, pjsua phones with tones, and our service.
+
+* ``asterisk`` (session) — :class:`tests.real.asterisk.RealAsterisk`, started from configs written into a temp
+  folder (free SIP/HTTP/AMI/AGI ports, its own RTP range), our dialplan rendered by ``callcenter dialplan render``
+  and ``#include``d as the README says, around the site dialplan :data:`tests.real.asterisk.SITE_DIALPLAN`
+  (phones 1001–1012 in ``from-internal``: ``1XXX`` internal, ``9<number>`` out, feature codes, ``*55<ext>``
+  ChanSpy; customers 55501001–55501006 in ``from-trunk``: ``1XXX`` an agent's DID, ``q<queue>`` a queue).
+  ``asterisk.site`` has the ports and credentials (``ari_url``, ``ari_user``/``ari_password``, ``ami_port``…);
+  ``await asterisk.cli("core show channels")``, ``await asterisk.ari("GET", "/channels")``,
+  ``await asterisk.restart()``, ``asterisk.log_path``, ``await asterisk.set_extra_dialplan(text)`` (contexts
+  ``[site-extra-internal]`` / ``[site-extra-trunk]`` are included from the phones' / customers' contexts;
+  reset after each test).
+* ``phones`` — ``await phones.start("1001")`` → :class:`tests.real.phones.Phone`, registered and online in
+  ARI, playing its own tone (``phone.tone_hz``; agent 600, customer 1400, supervisor 2200 when started in that
+  order) and recording what it hears. ``call(target)`` returns a line mark for ``wait_state("CONFIRMED",
+  since=mark)``; ``hangup()``, ``dtmf("5")``, ``answer()``, ``hold()``, ``mark()`` (a phase boundary as a
+  recording offset), ``recorded_until(offset)``, ``recording.verdicts(tones, start, end)`` (see audio.py).
+  Stopped after the test; any channel left in Asterisk is hung up.
+* ``service`` — our service (same runner as ``callcenter serve``) on a fresh database, connected to ARI and
+  AMI: ``service.request(method, path, json=..., token=...)`` (admin token by default),
+  ``service.token(role, extension)``, ``service.monitor_group(...)``, ``service.subscribe("monitor.")`` +
+  ``service.next_event(sub, topic, **match)``. ``make_service(extra={...})`` starts one with config additions
+  (``{"queue": [...]}``, ``{"ivr": ...}``).
+
+Every wait is on an event (a console line, an ARI state, a bus event, audio recorded up to an offset).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import make_world_readable_tmpdir
+from tests.real.asterisk import RealAsterisk, Site
+from tests.real.build import find_prefix, on_ci
+from tests.real.phones import Phones
+from tests.real.service import RunningService, start_service
+
+
+@pytest.fixture(scope="session")
+def asterisk_prefix() -> Path:
+    prefix, reason = find_prefix()
+    if prefix is None:
+        if on_ci():
+            pytest.fail(f"CI must run the real tier, but: {reason}", pytrace=False)
+        pytest.skip(f"real tier: {reason}")
+    return prefix
+
+
+@pytest.fixture(scope="session")
+async def asterisk(asterisk_prefix: Path) -> AsyncIterator[RealAsterisk]:
+    root = make_world_readable_tmpdir("cc-real-")
+    ast = RealAsterisk(Site(prefix=asterisk_prefix, root=root))
+    ast.write_configs()
+    try:
+        await ast.start()
+    except Exception:
+        ast.kill()
+        raise
+    try:
+        yield ast
+    finally:
+        await ast.stop()
+        ast.kill()
+        if os.environ.get("CALLCENTER_REAL_KEEP"):
+            print(f"real tier: Asterisk folder kept at {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+async def phones(asterisk: RealAsterisk, request: pytest.FixtureRequest) -> AsyncIterator[Phones]:
+    # not tmp_path: pytest prunes old basetemps, and other runs on this machine would delete our recordings
+    folder = Path(tempfile.mkdtemp(prefix="cc-real-phones-"))
+    book = Phones(asterisk, folder)
+    try:
+        yield book
+    finally:
+        await book.stop_all()
+        if asterisk.running:
+            with contextlib.suppress(Exception):
+                await asterisk.cli("channel request hangup all")
+            with contextlib.suppress(Exception):
+                await asterisk.reset_extra_dialplan()
+        print(f"real tier: phones' consoles and recordings in {folder}; Asterisk log {asterisk.log_path}")
+
+
+@pytest.fixture
+async def make_service(asterisk: RealAsterisk, db_dsn: str
+                       ) -> AsyncIterator[Callable[..., Awaitable[RunningService]]]:
+    started: list[RunningService] = []
+    folder = Path(tempfile.mkdtemp(prefix="cc-real-service-"))
+
+    async def make(extra: dict[str, Any] | None = None) -> RunningService:
+        data = folder / f"service-{len(started)}"
+        data.mkdir()
+        svc = await start_service(asterisk, db_dsn, data, extra)
+        started.append(svc)
+        return svc
+
+    try:
+        yield make
+    finally:
+        for svc in reversed(started):
+            await svc.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+async def service(make_service: Callable[..., Awaitable[RunningService]]) -> RunningService:
+    return await make_service()

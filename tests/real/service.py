@@ -1,0 +1,162 @@
+"""Our service, run in-process by the same runner as ``callcenter serve``, against the real Asterisk.
+
+Its config is the site's ``callcenter.toml`` (the one the dialplan was rendered from) plus the test's
+database, a free HTTP port and whatever a test adds (queues, IVR choices). It is ready when ARI and AMI are
+connected (``/healthz``) and Asterisk lists our ARI application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json as json_module
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from callcenter.bus import Subscription
+from callcenter.config import Config, parse_config
+from callcenter.runner import run_service
+from callcenter.service import ServiceContext
+from callcenter.store import monitor_groups
+from callcenter.store.tokens import create_token
+from tests.real.asterisk import RealAsterisk
+from tests.real.ports import free_tcp_port
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+class RunningService:
+    def __init__(self, asterisk: RealAsterisk, config: Config) -> None:
+        self.asterisk = asterisk
+        self.config = config
+        self.base_url = f"http://{config.http.host}:{config.http.port}"
+        self.ctx: ServiceContext | None = None
+        self._stop = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._admin: str | None = None
+
+    async def start(self, timeout: float = 30.0) -> None:
+        def ready(ctx: ServiceContext) -> None:
+            self.ctx = ctx
+            self._ready.set()
+
+        self._task = asyncio.get_running_loop().create_task(
+            run_service(self.config, ("ari", "agi", "api", "legacy"), stop=self._stop, on_ready=ready))
+        ready_wait = asyncio.ensure_future(self._ready.wait())
+        done, _ = await asyncio.wait({ready_wait, self._task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if self._task in done:
+            ready_wait.cancel()
+            self._task.result()  # raises what stopped it
+            raise RuntimeError("the service stopped while starting")
+        if not done:
+            ready_wait.cancel()
+            raise RuntimeError(f"the service was not ready within {timeout}s")
+        await self.wait_connected(timeout)
+
+    async def wait_connected(self, timeout: float = 30.0) -> None:
+        """ARI and AMI up (``/healthz``) and our ARI app registered in Asterisk."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            checks = self.context.health.snapshot()
+            ari_up = checks.get("ari", {}).get("state") == "up"
+            ami_up = checks.get("ami", {}).get("state") == "up"
+            app_status, _ = await self.asterisk.ari("GET", f"/applications/{self.asterisk.site.app}")
+            if ari_up and ami_up and app_status == 200:
+                return
+            last = {"ari": checks.get("ari"), "ami": checks.get("ami"), "app": app_status}
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"the service did not connect to Asterisk within {timeout}s: {last}")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 30)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._task
+
+    # -- using it -----------------------------------------------------------------------------------------
+
+    @property
+    def context(self) -> ServiceContext:
+        assert self.ctx is not None, "the service is not running"
+        return self.ctx
+
+    async def token(self, role: str, extension: str = "", org_unit: str = "") -> str:
+        _row, secret = await create_token(self.context.store.pool, role=role, extension=extension,
+                                          org_unit=org_unit, name=f"real-tier {role} {extension}")
+        return secret
+
+    async def admin_token(self) -> str:
+        if self._admin is None:
+            self._admin = await self.token("admin")
+        return self._admin
+
+    async def request(self, method: str, path: str, *, token: str | None = None, json: Any = None,
+                      params: dict[str, str] | None = None) -> tuple[int, Any]:
+        """An HTTP request to our API (admin token unless ``token`` is given; ``""`` = none)."""
+        if token is None:
+            token = await self.admin_token()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with aiohttp.ClientSession() as session, session.request(
+                method, self.base_url + path, json=json, params=params, headers=headers,
+                timeout=aiohttp.ClientTimeout(total=15)) as resp:
+            text = await resp.text()
+            try:
+                return resp.status, json_module.loads(text) if text else None
+            except ValueError:
+                return resp.status, text
+
+    async def monitor_group(self, *, name: str, level: str, observers: list[str], observed: list[str],
+                            announce: bool = False) -> dict[str, Any]:
+        """Who may monitor whom (as an admin sets it up; the store call behind the admin API)."""
+        return await monitor_groups.create_group(self.context.store.pool, name=name, level=level,
+                                                 observers=observers, observed=observed, announce=announce)
+
+    def subscribe(self, *prefixes: str) -> Subscription:
+        """Events on the service's bus (``monitor.``, ``call.``…), from now on."""
+        return self.context.bus.subscribe(*prefixes)
+
+    async def next_event(self, sub: Subscription, topic: str, timeout: float = 15.0,
+                         **match: Any) -> dict[str, Any]:
+        """The next bus event ``topic`` whose data has every ``match`` key/value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {topic} {match or ''} within {timeout}s")
+            try:
+                event = await sub.get(left)
+            except TimeoutError:
+                continue
+            if event.topic == topic and all(event.data.get(k) == v for k, v in match.items()):
+                return event.data
+
+
+async def start_service(asterisk: RealAsterisk, dsn: str, data_dir: Path,
+                        extra: dict[str, Any] | None = None) -> RunningService:
+    raw = _merge(asterisk.site.callcenter_config(), {
+        "database": {"dsn": dsn, "data_dir": str(data_dir)},
+        "http": {"host": "127.0.0.1", "port": free_tcp_port()},
+    })
+    if extra:
+        raw = _merge(raw, extra)
+    service = RunningService(asterisk, parse_config(raw, env={}))
+    await service.start()
+    return service
