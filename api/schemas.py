@@ -173,9 +173,15 @@ def _check_string(schema: Mapping[str, Any], value: Any, where: str) -> str:
         raise ValidationError(where, "must not be empty" if schema.get("minLength") == 1 else "is too short")
     if "maxLength" in schema and len(value) > schema["maxLength"]:
         raise ValidationError(where, f"must be at most {schema['maxLength']} characters")
-    if "pattern" in schema and not re.search(schema["pattern"], value):
+    if "pattern" in schema and not _pattern_matches(schema["pattern"], value):
         raise ValidationError(where, schema.get("x-reason", f"must match {schema['pattern']}"))
     return value
+
+
+def _pattern_matches(pattern: str, value: str) -> bool:
+    """JSON-Schema (ECMA) semantics: a ``$`` at the end means the end, not "before a final newline" as in Python."""
+    match = re.search(pattern, value)
+    return match is not None and (not pattern.endswith("$") or match.end() == len(value))
 
 
 def _check_object(schema: Mapping[str, Any], value: Any, where: str) -> dict[str, Any]:

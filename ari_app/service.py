@@ -96,6 +96,7 @@ class AsteriskCalls:
     async def originate(self, *, extension: str, number: str, caller_id: str | None = None,
                         pbx: str | None = None) -> uuid.UUID:
         target = _number(number)
+        presented = _number(caller_id, "caller_id") if caller_id else ""  # refused before any state exists
         runtime = self._pbx(pbx if pbx is not None else self._home_of(extension))
         if not runtime.client.connected:
             raise Unavailable(f"Asterisk {runtime.key} is not connected")
@@ -113,7 +114,7 @@ class AsteriskCalls:
         call.caller_raw, call.callee_raw = extension, target
         call.announced = True
         runtime.state.adopt(linkedid, linkedid, "agent")
-        call.presented_number = _number(caller_id, "caller_id") if caller_id else ""
+        call.presented_number = presented
         variables = {"CC_LINKEDID": linkedid, "CC_ROLE": "agent"} | auto_answer_variables(
             runtime.ari.auto_answer_header)
         await runtime.emit([WriteCall(runtime.state.record(call)),

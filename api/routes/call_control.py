@@ -26,10 +26,23 @@ from callcenter.store import calllog
 
 routes = RouteTable(tag="call control")
 
-_NUMBER = {"type": "string", "minLength": 1, "maxLength": 64, "description": "digits, +, *, #; separators allowed"}
+# A dialable number as people type it: an optional leading +, up to 31 of 0-9 * #, separated by spaces, dots or
+# dashes, and at most one bracketed area code ("+44 (0) 20 7946-0001"). The pattern is exactly what the handlers
+# take (every match passes callcenter.numbers.clean), so the OpenAPI tells the truth about it.
+_SEP = "[ .-]*"
+_DIGITS = f"(?:[0-9*#]{_SEP})"
+NUMBER_PATTERN = (f"^{_SEP}\\+?{_SEP}(?:{_DIGITS}{{1,31}}"
+                  f"|{_DIGITS}{{0,10}}\\([0-9]{{1,6}}\\){_SEP}{_DIGITS}{{0,15}})$")
+_NUMBER = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": NUMBER_PATTERN,
+           "x-reason": "must be a phone number: digits, * and #, an optional leading +, spaces, dots or dashes "
+                       "between them and at most one bracketed area code",
+           "description": "digits, +, *, #; separators allowed"}
 _EXTENSION = {"type": "string", "pattern": r"^[0-9]{1,10}$", "x-reason": "must be 1-10 digits"}
-_CALLER_ID = {"type": "string", "maxLength": 64, "pattern": r"^[\w .'+#*-]*$",
-              "x-reason": "may hold letters, digits, spaces and . ' + # * - only"}
+# The number the far end sees. A caller-ID *name* ("ACME Sales") is refused here rather than half-accepted:
+# Asterisk would need it quoted into `"Name" <number>`, and the port takes a number.
+_CALLER_ID = {**_NUMBER, "description": "the number the called party sees (a number, not a name)",
+              "x-reason": "must be a phone number (digits, * and #, an optional leading +); "
+                          "caller-ID names are not supported"}
 ORIGINATE_BODY = {"type": "object", "required": ["extension", "number"], "additionalProperties": False,
                   "properties": {"extension": _EXTENSION, "number": _NUMBER, "caller_id": _CALLER_ID,
                                  "pbx": {"type": "string", "maxLength": 32}}}
@@ -62,6 +75,7 @@ def dialable(value: str, field: str) -> str:
 async def originate(request: web.Request) -> web.Response:
     body, identity = body_of(request), get_identity(request)
     number = dialable(body["number"], "body.number")
+    caller_id = dialable(body["caller_id"], "body.caller_id") if body.get("caller_id") else None
     config = request.app[CTX_KEY].config
     pbx = body.get("pbx")
     if pbx is not None and pbx not in {p.key for p in config.pbx}:
@@ -71,7 +85,7 @@ async def originate(request: web.Request) -> web.Response:
     if identity.pbx and pbx not in (None, identity.pbx):
         raise web.HTTPForbidden(reason="pbx is outside this token's scope")
     call_id = await call_control(request).originate(extension=body["extension"], number=number,
-                                                    caller_id=body.get("caller_id") or None,
+                                                    caller_id=caller_id,
                                                     pbx=pbx or identity.pbx or None)
     return json_response({"call_id": call_id, "status": "accepted"}, status=202)
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+from api.routes.call_control import NUMBER_PATTERN
+from api.schemas import _pattern_matches
+from callcenter.numbers import clean
+
 from .conftest import Api, RecordingCallControl, add_call
 
 
@@ -38,6 +42,37 @@ async def test_dial_string_injection_is_refused_naming_the_field(api: Api) -> No
         response = await api.client.post("/api/v1/calls", json=body, headers=api.auth("admin"))
         assert response.status == 400 and (await response.json())["error"]["field"] == field, body
     assert port.calls == []
+
+
+async def test_a_caller_id_name_is_refused_by_the_schema_and_reaches_nothing(api: Api) -> None:
+    port = connect(api)
+    for name in ("ACME Sales", '"ACME" <100>', "100 <200>", "12(3"):
+        response = await api.client.post("/api/v1/calls", json={"extension": "201", "number": "100",
+                                                                 "caller_id": name}, headers=api.auth("admin"))
+        assert response.status == 400, name
+        error = (await response.json())["error"]
+        assert error["field"] == "body.caller_id" and "phone number" in error["reason"], name
+    assert port.calls == []
+    ok = await api.client.post("/api/v1/calls", json={"extension": "201", "number": "100",
+                                                      "caller_id": "+44 20 7946-0000"}, headers=api.auth("admin"))
+    assert ok.status == 202
+    assert port.calls == [("originate", ("201", "100", "+442079460000", None))]
+
+
+def test_every_number_the_schema_allows_is_dialable() -> None:
+    """The OpenAPI's number pattern is no wider than callcenter.numbers.clean: what it allows is dialled."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @given(st.from_regex(NUMBER_PATTERN))
+    @settings(max_examples=300, deadline=None, database=None)
+    def allowed_is_dialable(raw: str) -> None:
+        if _pattern_matches(NUMBER_PATTERN, raw):
+            assert clean(raw)
+
+    allowed_is_dialable()
+    for bad in ("1\n", "1\r", "(1)(2)", "+1+2", "0" * 33, "1&2", " "):
+        assert not _pattern_matches(NUMBER_PATTERN, bad), bad
 
 
 async def test_an_agent_may_only_dial_from_its_own_extension(api: Api) -> None:

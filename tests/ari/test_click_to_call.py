@@ -89,6 +89,14 @@ async def test_click_to_call_refuses_dial_string_injection(world: World, number:
     assert world.sim.channels() == []
 
 
+async def test_a_caller_id_name_is_refused_and_leaves_no_ghost_call(world: World) -> None:
+    with pytest.raises(DomainError) as info:
+        await world.calls.originate(extension="1001", number="0501234567", caller_id="ACME Sales")
+    assert info.value.status == 400 and "caller_id" in info.value.message
+    assert world.calls.snapshot()["calls"] == []
+    assert world.sim.channels() == []
+
+
 async def test_busy_customer_ends_the_click_to_call_and_frees_the_agent(world: World) -> None:
     world.sim.phone("1001").answer_after(0.02)
     world.sim.customer("0501234567").reject()
