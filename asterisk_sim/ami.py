@@ -325,9 +325,31 @@ class AmiServer:
             s.send(render([("Response", "Success"), *head, ("Message", "Command output follows"),
                            ("Output", f"{n} active channels")]))
             return
+        if command.startswith("dialplan show "):
+            self._dialplan_show(s, command.split(None, 2)[2].strip(), head)
+            return
         words = " ".join(command.split()[:2])
         s.send(render([("Response", "Error"), *head, ("Message", "Command output follows"), (
             "Output", f"No such command '{command}' (type 'core show help {words}' for other possible commands)")]))
+
+    def _dialplan_show(self, s: AmiSession, context: str, head: list[tuple[str, str]]) -> None:
+        """``dialplan show <context>`` as Asterisk's CLI prints it, one ``Output:`` header per line."""
+        ctx = self.sim.engine.dialplan.contexts.get(context)
+        if ctx is None:
+            s.send(render([("Response", "Error"), *head, ("Message", "Command output follows"),
+                           ("Output", f"There is no existence of '{context}' context")]))
+            return
+        lines = [f"[ Context '{context}' created by 'pbx_config' ]"]
+        for exten, prios in ctx.extensions.items():
+            for n, prio in enumerate(prios):
+                step = f"{prio.number}. {prio.app}({prio.args})"
+                lines.append(f"  {(repr(exten) + ' =>') if n == 0 else '':<17} {step:<45} "
+                             f"[{prio.filename.rsplit('/', 1)[-1]}:{prio.line}]")
+        lines += [f"  Include =>        '{inc}'{'':<35} [pbx_config]" for inc in ctx.includes]
+        count = sum(len(p) for p in ctx.extensions.values())
+        lines += ["", f"-= {len(ctx.extensions)} extensions ({count} priorities) in 1 context. =-"]
+        s.send(render([("Response", "Success"), *head, ("Message", "Command output follows"),
+                       *(("Output", line) for line in lines)]))
 
     def act_originate(self, s: AmiSession, msg: dict[str, str], head: list[tuple[str, str]]) -> None:
         s.send(render([("Response", "Success"), *head, ("Message", "Originate successfully queued")]))
