@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import aiohttp
 from callcenter.config import AmiSettings, AriSettings, Config, ConfigError, PbxConfig, load_config
 
 TIMEOUT = 5.0
-# Every prompt the ARI app plays (``sound:<id>``); tests/install keeps this equal to what ari_app plays.
+# The prompts the ARI app plays (``sound:<id>``), when it does not list them itself (``ari_app.prompts``).
 PROMPTS = (
     "access-denied", "beeperr", "cannot-complete-as-dialed", "feature-not-avail-line", "is-curntly-unavail",
     "pbx-invalid", "pls-try-call-later", "queue-callswaiting", "queue-holdtime", "queue-minutes", "queue-thereare",
@@ -57,6 +58,15 @@ def failed(name: str, detail: str, advice: str) -> Check:
 
 def skipped(name: str, why: str) -> Check:
     return Check(name, None, why)
+
+
+def played_prompts() -> tuple[str, ...]:
+    """What the ARI app plays, from the app itself when it says (loaded by name, like the runner's components)."""
+    try:
+        used = importlib.import_module("ari_app.prompts").used_prompts
+    except (ImportError, AttributeError):
+        return PROMPTS
+    return tuple(str(p).split(":", 1)[1] for p in used())
 
 
 def env_name(pbx: PbxConfig, section: str, field: str) -> str:
@@ -320,7 +330,8 @@ async def check_asterisk(config: Config, pbx: PbxConfig, prompts: tuple[str, ...
     return checks
 
 
-async def run_doctor(config: Config, prompts: tuple[str, ...] = PROMPTS) -> list[Check]:
+async def run_doctor(config: Config, prompts: tuple[str, ...] | None = None) -> list[Check]:
+    prompts = played_prompts() if prompts is None else prompts
     checks = [passed("config", f"{config.source_path or 'defaults'} is valid"), await check_database(config)]
     asterisks = [p for p in config.pbx if p.kind == "asterisk"]
     if not asterisks:
