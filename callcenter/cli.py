@@ -121,7 +121,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_db_migrate(args: argparse.Namespace) -> int:
     from contextlib import AsyncExitStack
 
-    from callcenter.embedded_pg import running_cluster_dsn
     from callcenter.runner import open_store
     from callcenter.store import CallStore
     from callcenter.store.migrate import SchemaTooNew, migrate, migration_state
@@ -131,10 +130,7 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         async with AsyncExitStack() as stack:
-            # A running service's private cluster is used as it is, never restarted under it.
-            dsn = config.database.dsn or running_cluster_dsn(Path(config.database.data_dir))
-            if not dsn:
-                dsn, _ = await open_store(config, stack)
+            dsn, _ = await open_store(config, stack)  # a running service's cluster is reused, not restarted
             store = await CallStore.connect(dsn, run_migrations=False)
             stack.push_async_callback(store.close)
             async with store.pool.acquire() as conn:

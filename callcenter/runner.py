@@ -16,7 +16,7 @@ from typing import Any
 
 from callcenter.bus import EventBus
 from callcenter.config import Config
-from callcenter.embedded_pg import EmbeddedPostgres
+from callcenter.embedded_pg import EmbeddedPostgres, running_cluster_dsn
 from callcenter.service import Component, HealthRegistry, ServiceContext
 from callcenter.store import CallStore, SpooledWriter
 
@@ -38,9 +38,17 @@ def load_component(module_name: str) -> Component:
 
 
 async def open_store(config: Config, stack: AsyncExitStack) -> tuple[str, EmbeddedPostgres | None]:
-    """The configured DSN, or a private cluster under ``database.data_dir`` that stops with us."""
+    """The configured DSN, or a private cluster under ``database.data_dir`` that stops with us.
+
+    A cluster already running there (the service's, while an admin runs ``token create`` or ``db migrate``)
+    is used as it is: starting one would first stop it under the service.
+    """
     if config.database.dsn:
         return config.database.dsn, None
+    running = running_cluster_dsn(Path(config.database.data_dir))
+    if running:
+        log.info("event=embedded_postgres_reused dir=%s", Path(config.database.data_dir) / "pg")
+        return running, None
     embedded = EmbeddedPostgres(Path(config.database.data_dir))
     dsn = await embedded.start()
     stack.push_async_callback(embedded.stop)

@@ -121,3 +121,25 @@ async def test_serve_refuses_to_start_on_a_newer_database_with_exit_3(empty_dsn:
     result = await asyncio.to_thread(cli, "--config", str(config), "serve", "--roles", "api", dsn=empty_dsn)
     assert result.returncode == 3, result.stderr[-2000:]
     assert "cannot start: the database schema is newer than this release" in result.stderr
+
+
+async def test_admin_commands_reuse_the_running_services_cluster_instead_of_restarting_it(
+        tmp_world_dir: Path) -> None:
+    """`token create` / `db migrate` on a PBX host while the service runs must not stop its database."""
+    from contextlib import AsyncExitStack
+
+    from callcenter.config import parse_config
+    from callcenter.embedded_pg import EmbeddedPostgres
+    from callcenter.runner import open_store
+
+    service_cluster = EmbeddedPostgres(tmp_world_dir / "data")
+    service_dsn = await service_cluster.start()
+    try:
+        config = parse_config({"database": {"data_dir": str(tmp_world_dir / "data")}}, env={})
+        async with AsyncExitStack() as stack:
+            dsn, started = await open_store(config, stack)
+        assert (dsn, started) == (service_dsn, None)
+        conn = await asyncpg.connect(service_dsn)  # still up after the admin command's exit
+        await conn.close()
+    finally:
+        await service_cluster.stop()
