@@ -13,7 +13,12 @@ const FILTER_OF = { on_hold: "in_call" }; // the "In call" filter also shows cal
 const MONITOR_ROLES = new Set(["admin", "supervisor"]);
 
 const model = { extensions: new Map(), calls: new Map(), queues: new Map(), trunks: new Map(), monitors: new Map(),
-                serviceLevel: new Map(), openQueues: new Set() };
+                serviceLevel: new Map(), openQueues: new Set(), recent: [] };
+const RECENT_SIZE = 8;
+const FINISHED = new Set(["answered", "missed", "busy", "failed", "abandoned"]);
+const STATUS_LABEL = { answered: "Answered", missed: "Missed", busy: "Busy", failed: "Failed", abandoned: "Abandoned",
+                       in_progress: "In progress", ringing: "Ringing" };
+const VIEWS = {}; // name -> { title, show() }: the other pages (history.js, charts.js, admin.js) add theirs
 const session = { token: "", identity: null, ws: null, retry: 0, lastMessage: 0, heartbeat: 15, timer: null };
 const $ = (id) => document.getElementById(id);
 
@@ -77,6 +82,28 @@ async function refetch() {
   for (const t of live.trunks) model.trunks.set(keyOf(t, "name"), t);
   render();
   refreshServiceLevel();
+  refreshRecent();
+}
+
+async function refreshRecent() {
+  // the strip starts from the call log (same visibility rule as every page) and then follows call.ended
+  try {
+    const page = await api("GET", "/api/v1/calls?limit=40");
+    model.recent = (page.items || []).filter((c) => FINISHED.has(c.status)).slice(0, RECENT_SIZE)
+      .map((c) => ({ ...c, call_id: c.id }));
+    renderRecent();
+  } catch (_) { /* the strip stays as it was */ }
+}
+
+function finished(type, data) {
+  const id = data.call_id || data.id;
+  const status = type === "call.missed" ? "missed" : (data.status || "answered");
+  const known = model.recent.find((c) => c.call_id === id);
+  if (known) { Object.assign(known, data, { call_id: id, status }); } else {
+    model.recent.unshift({ ...data, call_id: id, status });
+    model.recent.length = Math.min(model.recent.length, RECENT_SIZE);
+  }
+  renderRecent();
 }
 
 /* ---------- events ---------- */
@@ -86,6 +113,8 @@ function extensionsOfCall(data) {
   if (data.extension && !list.includes(data.extension)) list.push(data.extension);
   return list.map((n) => model.extensions.get(`${data.pbx || ""}/${n}`)).filter(Boolean);
 }
+
+const popped = new Set();
 
 function applyCall(type, data) {
   const id = data.call_id || data.id;
@@ -101,10 +130,18 @@ function applyCall(type, data) {
         Object.assign(ext, { state: "in_call", call_id: id, state_since: data.answered_at || new Date().toISOString() });
       }
     }
-    if (type === "call.ringing") toast(`Incoming call from ${data.caller_name || data.caller || "unknown"} to `
-                                       + `${data.extension || "?"}`, "pop");
+    // a screen pop is for the phone that rings: the viewer's own ("My phone" or the token's extension), once per
+    // call (a ring-all queue rings several phones, each its own call.ringing)
+    const mine = myExtension();
+    const fromMe = data.caller === mine || data.caller_raw === mine; // e.g. the service ringing me to listen in
+    if (type === "call.ringing" && mine && data.extension === mine && !fromMe && !popped.has(id)) {
+      popped.add(id);
+      toast(`Incoming call from ${data.caller_name ? `${data.caller_name} (${data.caller || ""})`
+                                                  : (data.caller || "unknown")}`, "pop");
+    }
   } else if (type === "call.ended" || type === "call.missed") {
     model.calls.delete(id);
+    finished(type, data);
     if (type === "call.ended" && data.queue) {  // today's service level moved: ask again, at most every 5 s
       clearTimeout(session.slTimer);
       session.slTimer = setTimeout(refreshServiceLevel, 5000);
@@ -121,7 +158,9 @@ function applyEvent(msg) {
   if (msg.type === "extension.state") {
     const key = `${data.pbx || ""}/${data.extension || data.number || ""}`;
     const known = model.extensions.get(key) || { pbx: data.pbx, number: data.extension || data.number };
-    const next = { ...known, ...data, number: known.number };
+    // the directory's name and department (from GET /live) stay when the PBX's event carries none
+    const next = { ...known, ...data, number: known.number, name: data.name || known.name || "",
+                   department: data.department || known.department || "" };
     if (next.state !== known.state) next.state_since = data.at || new Date().toISOString();
     model.extensions.set(key, next);
   } else if (msg.type.startsWith("call.")) {
@@ -200,9 +239,18 @@ function monitorsOf(ext) {
                                                    && (!m.pbx || !ext.pbx || m.pbx === ext.pbx));
 }
 
+function mayAct(m) {
+  // the API's rule (api/routes/monitor.py): admins any session, others the sessions of their own phone
+  const id = session.identity || {};
+  if (id.role === "admin") return true;
+  const mine = myExtension();
+  return id.role === "supervisor" && Boolean(mine) && m.supervisor_extension === mine;
+}
+
 function mySession(ext) {
   const mine = myExtension();
-  return monitorsOf(ext).find((m) => mine && m.supervisor_extension === mine) || null;
+  const all = monitorsOf(ext);
+  return all.find((m) => mine && m.supervisor_extension === mine) || all.find(mayAct) || null;
 }
 
 async function stopMonitoring(ext, m) {
@@ -255,7 +303,26 @@ async function hangup(ext) {
 function filters() {
   const all = $("show-all").getAttribute("aria-pressed") === "true";
   const states = new Set([...document.querySelectorAll('#filters input[name="state"]:checked')].map((i) => i.value));
-  return { all, states };
+  return { all, states, department: $("dept-filter").value, text: $("text-filter").value.trim().toLowerCase() };
+}
+
+function matchesText(ext, text) {
+  if (!text) return true;
+  const call = callOf(ext);
+  const words = [ext.number, ext.name, ext.department, call && (call.peer || call.caller), call && (call.peer_name
+                 || call.caller_name)];
+  return words.some((w) => w && String(w).toLowerCase().includes(text));
+}
+
+function renderDepartments(rows) {
+  const wanted = [...new Set(rows.map((r) => r.department).filter(Boolean))].sort();
+  const select = $("dept-filter");
+  const have = [...select.options].slice(1).map((o) => o.value);
+  if (JSON.stringify(have) === JSON.stringify(wanted)) return;
+  const current = select.value || select.dataset.saved || "";
+  select.replaceChildren(el("option", { value: "", text: "All departments" }),
+                         ...wanted.map((d) => el("option", { value: d, text: d })));
+  if (wanted.includes(current)) select.value = current;
 }
 
 function callOf(ext) {
@@ -287,12 +354,20 @@ function tile(ext) {
       .filter(Boolean).join(" · ") || "\u00a0", "data-since": since || "" }),
     model.pbxCount > 1 ? el("span", { class: "pbx", text: ext.pbx || "" }) : null,
     ...monitorsOf(ext).map((m) => el("div", { class: "monitored", "data-session": m.session_id,
-                                              text: `${MODE_LABEL[m.mode] || m.mode} · ${m.supervisor_extension}` })));
+                                              "data-state": m.state || "",
+                                              title: `${m.supervisor_extension} is monitoring ${ext.number} (${m.mode})` },
+      `${MODE_LABEL[m.mode] || m.mode} · ${m.supervisor_extension}`
+        + (m.state === "calling" || m.state === "attaching" ? " (calling…)" : ""),
+      mayAct(m) ? el("button", { type: "button", "data-action": "stop-session", text: "✕",
+                                 "aria-label": `Stop ${m.supervisor_extension} monitoring ${ext.number}`,
+                                 onclick: () => stopMonitoring(ext, m) }) : null)));
   if (state === "in_call" || state === "on_hold") {
     const actions = el("div", { class: "actions", role: "group", "aria-label": `Actions for ${ext.number}` });
     if (session.identity && MONITOR_ROLES.has(session.identity.role)) {
       const current = mySession(ext);
+      const settling = current && (current.state === "calling" || current.state === "attaching");
       for (const mode of ["listen", "whisper", "barge"]) {
+        if (settling) break; // the mode can change once the supervisor's phone is in the call
         actions.append(el("button", { type: "button", "data-action": mode, text: MODE_LABEL[mode],
                                       "aria-pressed": current ? String(current.mode === mode) : null,
                                       "aria-label": `${mode} on ${ext.number}`, onclick: () => monitor(ext, mode) }));
@@ -311,13 +386,15 @@ function tile(ext) {
 }
 
 function renderTiles() {
-  const { all, states } = filters();
-  $("filters").dataset.all = String(all);
   const rows = [...model.extensions.values()];
+  renderDepartments(rows);
+  const { all, states, department, text } = filters();
+  $("filters").dataset.all = String(all);
   rows.sort((a, b) => (a.pbx || "").localeCompare(b.pbx || "") || a.number.length - b.number.length
                       || a.number.localeCompare(b.number));
   model.pbxCount = new Set(rows.map((r) => r.pbx)).size;
-  const shown = rows.filter((e) => all || states.has(FILTER_OF[e.state] || e.state || "unregistered"));
+  const shown = rows.filter((e) => (all || states.has(FILTER_OF[e.state] || e.state || "unregistered"))
+                                  && (!department || e.department === department) && matchesText(e, text));
   const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest(".tile");
   const focusedExt = focused ? focused.dataset.extension : null;
   $("tiles").replaceChildren(...shown.map(tile));
@@ -452,7 +529,18 @@ function renderTrunks() {
   $("trunks-empty").hidden = trunks.length > 0;
 }
 
+function renderRecent() {
+  $("recent").replaceChildren(...model.recent.map((c) => el("li", { "data-call": c.call_id, "data-status": c.status },
+    el("a", { href: `#history/${encodeURIComponent(c.call_id)}`, title: "Open in the call history" },
+      el("span", { text: `${party(c)} · ${c.extension || "—"}` }),
+      el("span", { class: "meta", text: `${STATUS_LABEL[c.status] || c.status} · ${
+        c.ended_at ? new Date(c.ended_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : ""}`
+        + (c.billsec ? ` · ${duration(new Date(Date.now() - c.billsec * 1000).toISOString())}` : "") })))));
+  $("recent-empty").hidden = model.recent.length > 0;
+}
+
 function render() {
+  renderRecent();
   renderTiles();
   renderCalls();
   renderQueues();
@@ -469,12 +557,42 @@ function tick() {
   watchdog();
 }
 
+/* ---------- pages ---------- */
+
+function currentView() {
+  const [name, ...rest] = location.hash.replace(/^#/, "").split("/");
+  return { name: VIEWS[name] ? name : "board", arg: rest.map(decodeURIComponent).join("/") };
+}
+
+function route() {
+  // one page, several views (#board, #history[/call-id], #charts, #admin): one sign-in, one websocket
+  if (!session.token) return;
+  const { name, arg } = currentView();
+  const link = document.querySelector(`#views a[data-view="${name}"]`);
+  if (name !== "board" && link && link.hidden) { location.hash = "#board"; return; } // not for this role
+  for (const a of document.querySelectorAll("#views a")) {
+    if (a.dataset.view === name) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+  }
+  $("board").hidden = name !== "board";
+  for (const [other, view] of Object.entries(VIEWS)) {
+    if (view.node) view.node.hidden = other !== name;
+  }
+  $("view-title").textContent = name === "board" ? "live" : VIEWS[name].title;
+  if (name !== "board") VIEWS[name].show(arg);
+}
+
 /* ---------- start-up ---------- */
 
 function showIdentity() {
   const id = session.identity || {};
   $("who").textContent = `${id.role || ""}${id.extension ? ` · ext. ${id.extension}` : ""}${id.pbx ? ` · ${id.pbx}` : ""}`;
-  $("me").hidden = !(MONITOR_ROLES.has(id.role) && !id.extension);
+  $("me").hidden = Boolean(id.extension);
+  for (const link of document.querySelectorAll("#views a")) {
+    const roles = link.dataset.roles ? link.dataset.roles.split(" ") : null;
+    link.hidden = Boolean(roles && !roles.includes(id.role));
+  }
+  $("views").hidden = false;
+  route();
 }
 
 function fail(error) {
@@ -490,6 +608,8 @@ function fail(error) {
 
 function showLogin(message) {
   $("board").hidden = true;
+  $("views").hidden = true;
+  for (const view of Object.values(VIEWS)) if (view.node) view.node.hidden = true;
   $("logout").hidden = true;
   $("login").hidden = false;
   $("login-error").textContent = message || "";
@@ -500,7 +620,7 @@ function showLogin(message) {
 function start(token) {
   session.token = token;
   $("login").hidden = true;
-  $("board").hidden = false;
+  $("board").hidden = currentView().name !== "board";
   $("logout").hidden = false;
   setConnection("reconnecting", "Connecting…");
   probeThenConnect();
@@ -514,19 +634,25 @@ function restoreFilters() {
         input.checked = saved.states.includes(input.value);
       }
       $("show-all").setAttribute("aria-pressed", String(Boolean(saved.all)));
+      $("dept-filter").dataset.saved = saved.department || "";
+      $("text-filter").value = saved.text || "";
     }
   } catch (_) { /* defaults stay */ }
 }
 
 function saveFilters() {
-  const { all, states } = filters();
-  localStorage.setItem(FILTER_KEY, JSON.stringify({ all, states: [...states] }));
+  const { all, states, department } = filters();
+  localStorage.setItem(FILTER_KEY, JSON.stringify({ all, states: [...states], department,
+                                                  text: $("text-filter").value }));
   renderTiles();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   restoreFilters();
   $("filters").addEventListener("change", saveFilters);
+  $("dept-filter").addEventListener("change", saveFilters);
+  $("text-filter").addEventListener("input", saveFilters);
+  window.addEventListener("hashchange", route);
   $("show-all").addEventListener("click", () => {
     const pressed = $("show-all").getAttribute("aria-pressed") === "true";
     $("show-all").setAttribute("aria-pressed", String(!pressed));

@@ -12,6 +12,8 @@ import pytest
 from api.live import LIVE_STATS_KEY
 from callcenter.domain import CallRecord, CallStatus, Direction, Source, call_id_for
 from callcenter.store import CallStore
+from callcenter.store import admin as admin_store
+from tests.browser.chromium import artifact
 from tests.live.liveapi import LiveApi, StaticLiveView, start_api
 
 CHROMIUM = "/usr/bin/chromium"
@@ -24,6 +26,8 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 COLOURS = {"idle": "rgb(219, 234, 254)", "ringing": "rgb(254, 249, 195)", "in_call": "rgb(220, 252, 231)",
            "on_hold": "rgb(237, 233, 254)", "unregistered": "rgb(255, 237, 213)"}
 CALL_201 = str(call_id_for("main", "browser-201"))
+DEPARTMENTS = {"200": "Floor", "201": "Sales", "202": "Sales", "203": "Support", "204": "Support", "205": "Sales",
+               "206": "Support", "207": "Support"}
 NOW = datetime.now(UTC)
 
 
@@ -101,6 +105,8 @@ async def start_dashboard_api(store: CallStore, tmp_path: Path) -> LiveApi:
                                        source_id="browser-201", started_at=NOW, direction=Direction.INBOUND,
                                        status=CallStatus.IN_PROGRESS, extension="201", caller="+442079460001"))
     await seed_queue_day(store)
+    for number, department in DEPARTMENTS.items():  # the extension directory (admin page) gives departments
+        await admin_store.put_extension(store.pool, "", number, "", department, "")
     return api
 
 
@@ -117,6 +123,22 @@ async def seed_queue_day(store: CallStore) -> None:
             caller=f"+44207946010{i}", queue="support", ring_seconds=ring, duration=ring + 60,
             billsec=60 if answered else 0, answered_at=at + timedelta(seconds=ring) if answered else None,
             ended_at=at + timedelta(seconds=ring + 60)))
+
+
+async def department_and_text_filters(page: Any) -> None:
+    """A department (from the directory) and a text narrow the tiles, together with the state chips."""
+    await page.click("#show-all")
+    await page.select_option("#dept-filter", "Support")
+    await wait_tiles(page, {"203": "unregistered", "204": "ringing", "206": "idle", "207": "idle"})
+    await page.fill("#text-filter", "dana")
+    await wait_tiles(page, {"204": "ringing"})
+    await page.fill("#text-filter", "")
+    await page.select_option("#dept-filter", "")
+    await page.fill("#text-filter", "alice")
+    await wait_tiles(page, {"201": "in_call"})
+    await page.fill("#text-filter", "")
+    await page.click("#show-all")
+    await wait_tiles(page, {"201": "in_call", "202": "ringing", "204": "ringing", "205": "on_hold"})
 
 
 async def the_queue_panel_shows_the_apis_numbers(page: Any, api: LiveApi) -> None:
@@ -193,14 +215,25 @@ async def run_dashboard(page: Any, api: LiveApi) -> None:
     await api.ctx.bus.publish("call.ringing", {"call_id": "c-206", "pbx": "main", "extension": "206",
                                                "caller": "+442079460077", "caller_name": "Globex"})
     await page.wait_for_selector('.tile[data-extension="206"][data-state="ringing"]')
-    await page.wait_for_selector(".toast.pop:has-text('Globex')")
     await page.wait_for_selector('#calls tr[data-call="c-206"]')
+    # the screen pop belongs to the viewer's phone (this supervisor's token is bound to 200), not to 206's
+    await api.ctx.bus.publish("call.ringing", {"call_id": "c-200", "pbx": "main", "extension": "200",
+                                               "caller": "+442079460088", "caller_name": "Initech"})
+    await page.wait_for_selector(".toast.pop:has-text('Initech')")
+    assert await page.locator(".toast.pop").count() == 1  # nothing popped for 206's call (events come in order)
+    await api.ctx.bus.publish("call.ended", {"call_id": "c-200", "pbx": "main", "extension": "200",
+                                             "status": "missed", "caller": "+442079460088"})
     await api.ctx.bus.publish("call.answered", {"call_id": "c-206", "pbx": "main", "extension": "206",
                                                 "caller": "+442079460077", "caller_name": "Globex"})
     await page.wait_for_selector('.tile[data-extension="206"][data-state="in_call"]')
     await api.ctx.bus.publish("call.ended", {"call_id": "c-206", "pbx": "main", "extension": "206"})
     await page.wait_for_selector('.tile[data-extension="206"][data-state="idle"]')
     await page.wait_for_selector('#calls tr[data-call="c-206"]', state="detached")
+    # the strip of finished calls: the seeded day from the call log, then the calls that just ended, newest first
+    await page.wait_for_selector('#recent li[data-call="c-206"]')
+    strip = await page.eval_on_selector_all("#recent li", "nodes => nodes.map(n => n.dataset.call)")
+    # the 4 seeded calls answered by 202 (the abandoned one reached no extension of this supervisor's unit) + 2 live
+    assert strip[:2] == ["c-206", "c-200"] and len(strip) == 6, strip
     await api.ctx.bus.publish("extension.state", {"pbx": "main", "extension": "999", "state": "in_call"})  # unseen
 
     # back to the filter: idle tiles go away, ticking "Idle" brings them back
@@ -210,6 +243,7 @@ async def run_dashboard(page: Any, api: LiveApi) -> None:
     await wait_tiles(page, {"200": "idle", "201": "in_call", "202": "ringing", "204": "ringing", "205": "on_hold",
                             "206": "idle", "207": "idle"})
     await page.uncheck('#filters input[value="idle"]')
+    await department_and_text_filters(page)
 
     await the_queue_panel_shows_the_apis_numbers(page, api)
     await hover_actions(page, api)
@@ -218,7 +252,7 @@ async def run_dashboard(page: Any, api: LiveApi) -> None:
     await page.click("#show-all")
     await page.wait_for_selector('.tile[data-extension="200"]')
     await page.mouse.move(5, 5)
-    await page.screenshot(path="/tmp/dashboard.png", full_page=True)
+    await page.screenshot(path=artifact("board.png"), full_page=True)
 
 
 async def hover_actions(page: Any, api: LiveApi) -> None:
@@ -226,7 +260,7 @@ async def hover_actions(page: Any, api: LiveApi) -> None:
     assert not await page.is_visible('.tile[data-extension="201"] [data-action="whisper"]')
     await page.hover('.tile[data-extension="201"]')
     assert await page.is_visible('.tile[data-extension="201"] [data-action="listen"]')
-    await page.screenshot(path="/tmp/dashboard-hover.png")
+    await page.screenshot(path=artifact("board-hover.png"))
     async with page.expect_response(lambda r: r.url.endswith("/api/v1/monitor")) as monitored:
         await page.click('.tile[data-extension="201"] [data-action="whisper"]')
     response = await monitored.value
@@ -252,6 +286,7 @@ async def monitoring_shows_on_the_tile(page: Any, api: LiveApi) -> None:
                "mode": "listen", "state": "active", "call_id": CALL_201}
     await api.ctx.bus.publish("monitor.start", session)
     await page.wait_for_selector('.tile[data-extension="201"] .monitored:has-text("Listen · 200")')
+    await page.wait_for_selector('.tile[data-extension="201"] .monitored [data-action="stop-session"]')
     await page.hover('.tile[data-extension="201"]')
     assert await page.get_attribute('.tile[data-extension="201"] [data-action="listen"]', "aria-pressed") == "true"
     async with page.expect_response(lambda r: r.url.endswith("/api/v1/monitor/s-1")) as switched:
@@ -262,7 +297,7 @@ async def monitoring_shows_on_the_tile(page: Any, api: LiveApi) -> None:
     async with page.expect_response(lambda r: r.url.endswith("/api/v1/monitor/s-1")) as stopped:
         await page.click('.tile[data-extension="201"] [data-action="stop"]')
     assert (await stopped.value).request.method == "DELETE"
-    await page.screenshot(path="/tmp/dashboard-monitor.png")
+    await page.screenshot(path=artifact("board-monitor.png"))
     await api.ctx.bus.publish("monitor.stop", {**session, "state": "ended"})
     await page.wait_for_selector('.tile[data-extension="201"] .monitored', state="detached")
 

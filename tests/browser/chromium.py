@@ -1,0 +1,58 @@
+"""Debian's Chromium for the browser tests: one launcher, the page's own error and origin checks, screenshots.
+
+Screenshots go to ``test-artifacts/browser/`` at the top of the checkout (gitignored; CI keeps the folder as
+the run's artifacts), or to ``$CALLCENTER_ARTIFACTS/browser``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(os.environ.get("CALLCENTER_ARTIFACTS") or Path(__file__).resolve().parents[2] / "test-artifacts")
+
+
+def artifact(name: str) -> Path:
+    folder = ARTIFACTS / "browser"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
+@dataclass
+class Watched:
+    """A page plus what it did wrong: script errors and requests to anywhere but the service."""
+
+    page: Any
+    errors: list[str] = field(default_factory=list)
+    outside: list[str] = field(default_factory=list)
+
+    def assert_clean(self) -> None:
+        assert self.outside == [], self.outside  # nothing fetched from anywhere else
+        assert self.errors == [], self.errors  # no script errors
+
+
+@asynccontextmanager
+async def chromium_page(base_url: str, *, width: int = 1360, height: int = 860) -> AsyncIterator[Watched]:
+    """A fresh headless Chromium page whose every request must stay on ``base_url``."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": width, "height": height}, accept_downloads=True)
+            page.set_default_timeout(10000)
+            watched = Watched(page)
+            host = base_url.split("//", 1)[-1].rstrip("/")
+            page.on("request", lambda r: watched.outside.append(r.url) if not r.url.startswith(
+                (base_url, f"ws://{host}", "data:", "blob:")) else None)
+            page.on("pageerror", lambda e: watched.errors.append(str(e)))
+            yield watched
+        finally:
+            await browser.close()
