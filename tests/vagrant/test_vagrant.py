@@ -1,4 +1,8 @@
-"""The Vagrant test Asterisk: Vagrantfile valid, provisioning lint-clean, and the config it installs coherent."""
+"""The Vagrant test PBX: Vagrantfile valid, provisioning lint-clean, and what it installs coherent.
+
+Provisioning installs the service the way the README's "Install on a PBX host" says; its configuration part
+runs here for real (`callcenter install --root`, the render, Asterisk's files), the rest needs the VM.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,17 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from asterisk_sim.dialplan import Dialplan, Section, parse_conf, parse_extensions_conf
 from callcenter.config import load_config
-from dialplan.render import RenderOptions, render_all
 
 REPO = Path(__file__).resolve().parents[2]
 VAGRANT = REPO / "vagrant"
-# The render command vagrant/README.md documents for vagrant/asterisk/.
-VAGRANT_RENDER = RenderOptions(bind_address="0.0.0.0", permit=("127.0.0.1/255.255.255.255",
-                                                               "10.0.2.2/255.255.255.255"))
+CALLCENTER = Path(sys.executable).parent / "callcenter"
 
 
 def vagrant_validate(folder: Path, tmp: Path, *, virtualbox: bool = False) -> subprocess.CompletedProcess[str]:
@@ -74,24 +76,31 @@ def test_vagrant_validate_would_catch_a_wrong_provider_setting(tmp_path: Path, v
     assert result.returncode != 0 and "cpuz" in result.stdout + result.stderr
 
 
-def test_the_rendered_snippets_in_the_box_equal_a_fresh_render() -> None:
-    files = render_all(load_config(VAGRANT / "callcenter.toml", env={}), VAGRANT_RENDER)
-    committed = {p.relative_to(VAGRANT / "asterisk").as_posix(): p.read_text()
-                 for p in (VAGRANT / "asterisk").rglob("*.conf")}
-    assert committed == files, ("re-run: callcenter dialplan render --config vagrant/callcenter.toml --out "
-                                "vagrant/asterisk --bind-address 0.0.0.0 --permit 127.0.0.1/255.255.255.255 "
-                                "--permit 10.0.2.2/255.255.255.255")
+@pytest.fixture(scope="module")
+def provisioned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """Run provision.sh for real, configuration steps only: a temporary root and /etc/asterisk."""
+    etc = tmp_path_factory.mktemp("etc-asterisk")
+    root = tmp_path_factory.mktemp("root")
+    (etc / "pjsip.conf").write_text("; the package's sample\n")
+    result = subprocess.run(["bash", str(VAGRANT / "provision.sh")], capture_output=True, text=True, check=False,
+                            env={"PATH": os.environ["PATH"], "ASTERISK_ETC": str(etc), "CONFIG_ONLY": "1",
+                                 "ROOT": str(root), "CALLCENTER": str(CALLCENTER)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    return etc, root, result.stdout
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Run provision.sh for real, configuration step only, into a temporary /etc/asterisk."""
-    etc = tmp_path_factory.mktemp("etc-asterisk")
-    (etc / "pjsip.conf").write_text("; the package's sample\n")
-    result = subprocess.run(["bash", str(VAGRANT / "provision.sh")], capture_output=True, text=True, check=False,
-                            env={"PATH": os.environ["PATH"], "ASTERISK_ETC": str(etc), "CONFIG_ONLY": "1"})
-    assert result.returncode == 0, result.stdout + result.stderr
-    return etc
+def installed(provisioned: tuple[Path, Path, str]) -> Path:
+    return provisioned[0]
+
+
+def test_provisioning_installs_the_service_with_callcenter_install(provisioned: tuple[Path, Path, str]) -> None:
+    _etc, root, out = provisioned
+    assert (root / "etc/callcenter/callcenter.toml").read_text() == (VAGRANT / "callcenter.toml").read_text()
+    assert (root / "etc/callcenter/callcenter.env").stat().st_mode & 0o777 == 0o600
+    unit = (root / "etc/systemd/system/callcenter.service").read_text()
+    assert f"ExecStart={CALLCENTER} --config /etc/callcenter/callcenter.toml serve" in unit
+    assert "configuration OK" in out  # `callcenter config check` ran on the box's config
 
 
 def sections(path: Path) -> list[Section]:
@@ -99,8 +108,8 @@ def sections(path: Path) -> list[Section]:
 
 
 def test_provisioning_installs_every_file_and_keeps_the_package_originals(installed: Path) -> None:
-    for name in ("ari.conf", "http.conf", "manager.conf", "extensions_callcenter.conf", "extensions.conf",
-                 "pjsip.conf", "rtp.conf", "modules.conf"):
+    for name in ("ari.conf", "http.conf", "manager.conf", "callcenter/extensions_callcenter.conf", "extensions.conf",
+                 "pjsip.conf", "rtp.conf", "modules.conf", "callcenter/ari.conf"):
         assert (installed / name).is_file(), name
     assert (installed / "dist-backup" / "pjsip.conf").read_text() == "; the package's sample\n"
 
@@ -204,7 +213,9 @@ def test_the_service_config_matches_what_the_box_enables_and_forwards(installed:
     assert all(ports.get(p) == p for p in range(int(rtp.get("rtpstart", "0")), int(rtp.get("rtpend", "0")) + 1))
     provision = (VAGRANT / "provision.sh").read_text()
     assert f'ARI_PASSWORD="{pbx.ari.password}"' in provision
-    assert f"agi://{config.agi.host}:{config.agi.port}/" in (installed / "extensions_callcenter.conf").read_text()
+    assert f"agi://{config.agi.host}:{config.agi.port}/" in \
+        (installed / "callcenter" / "extensions_callcenter.conf").read_text()
+    assert ports[config.http.port] == 8080 and config.http.host == "0.0.0.0"  # the dashboard, from the host
 
 
 async def test_the_box_dialplan_loaded_in_the_simulator_routes_star_336_1002_to_our_app(installed: Path) -> None:
@@ -232,3 +243,25 @@ async def test_the_box_dialplan_loaded_in_the_simulator_routes_star_336_1002_to_
                         break
             await sim.phone("1004").hangup()
     assert args == ["monitor", "listen", "1002"]
+
+
+def readme_install_section() -> str:
+    text = (REPO / "README.md").read_text()
+    start = text.index("## Install on a PBX host")
+    return text[start:text.find("\n## ", start + 1)]
+
+
+@pytest.mark.parametrize("step", ["-m venv /opt/callcenter", "/opt/callcenter/bin/pip install", "callcenter --version",
+                                  "callcenter install", "--env-file /etc/callcenter/callcenter.env",
+                                  "config check", "dialplan render --out", "/etc/asterisk/callcenter",
+                                  "#include callcenter/extensions_callcenter.conf", "systemctl enable",
+                                  "doctor"])
+def test_the_box_runs_the_readmes_install_steps(step: str) -> None:
+    """The box is the install documentation's proof: each step of the README's section is in provision.sh."""
+    provision = (VAGRANT / "provision.sh").read_text().replace('"', "")
+    for variable, value in (("${VENV}", "/opt/callcenter"), ("${CALLCENTER}", "callcenter"),
+                            ("${ETC_CALLCENTER}", "/etc/callcenter"), ("${ASTERISK_ETC}", "/etc/asterisk")):
+        provision = provision.replace(variable, value)
+    files = provision + (VAGRANT / "files" / "extensions.conf").read_text()
+    assert step in readme_install_section()
+    assert step in files, step
