@@ -22,6 +22,7 @@ from api.schemas import ERROR_SCHEMA, Param, RouteTable, params_of
 from callcenter.config import Config
 from callcenter.domain import CallStatus, Direction, NotFound
 from callcenter.numbers import InvalidNumber, clean, to_e164
+from callcenter.store import admin as admin_store
 from callcenter.store import calllog
 from callcenter.store.calllog import CallFilter
 
@@ -44,6 +45,8 @@ FILTER_PARAMS = (
     Param("pbx", max_length=32),
     Param("has_recording", "boolean"),
     Param("q", max_length=200, description="free text in numbers, names, extension and queue"),
+    Param("department", max_length=200, description="calls of the extensions of this department (extension "
+                                                    "directory, /api/v1/admin/extensions)"),
 )
 PAGE_PARAMS = (
     Param("limit", "integer", minimum=1, maximum=MAX_LIMIT, default=50),
@@ -153,7 +156,16 @@ def number_forms(number: str, config: Config) -> tuple[str, ...]:
     return tuple(sorted(forms))
 
 
-def call_filter(params: Mapping[str, Any], identity: Identity, config: Config) -> CallFilter:
+async def department_extensions(request: web.Request, params: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The extensions of ``?department=`` (None when not asked; an unknown department has none)."""
+    if not params.get("department"):
+        return None
+    rows = await admin_store.list_extensions(request.app[CTX_KEY].store.pool)
+    return tuple(sorted({r["number"] for r in rows if r["department"] == params["department"]}))
+
+
+def call_filter(params: Mapping[str, Any], identity: Identity, config: Config,
+                extensions_in: tuple[str, ...] | None = None) -> CallFilter:
     """The request's filters plus the token's scope; 403 when a filter asks for what the token may not see."""
     extension, pbx = params.get("extension"), params.get("pbx")
     if extension is not None and not identity.can_see_extension(extension):
@@ -164,7 +176,7 @@ def call_filter(params: Mapping[str, Any], identity: Identity, config: Config) -
                       status=params.get("status"), extension=extension, number=params.get("number"),
                       numbers=number_forms(params["number"], config) if params.get("number") else (),
                       queue=params.get("queue"), tag=params.get("tag"), pbx=pbx,
-                      has_recording=params.get("has_recording"), text=params.get("q"),
+                      has_recording=params.get("has_recording"), text=params.get("q"), extensions_in=extensions_in,
                       scope_extensions=identity.visible_extensions, scope_pbx=identity.pbx)
 
 
@@ -193,7 +205,8 @@ async def list_calls(request: web.Request) -> web.StreamResponse:
     if _wants_csv(request):
         return await export_csv(request)
     params = params_of(request)
-    filt = call_filter(params, get_identity(request), request.app[CTX_KEY].config)
+    filt = call_filter(params, get_identity(request), request.app[CTX_KEY].config,
+                       await department_extensions(request, params))
     after = decode_cursor(params["cursor"]) if params.get("cursor") else None
     rows, more = await calllog.page_calls(request.app[CTX_KEY].store.pool, filt, limit=params["limit"], after=after)
     return json_response({"items": [call_json(r) for r in rows],
@@ -204,7 +217,9 @@ async def list_calls(request: web.Request) -> web.StreamResponse:
               params=FILTER_PARAMS, produces=("text/csv",))
 async def export_csv(request: web.Request) -> web.StreamResponse:
     """Streams from a server-side cursor, one chunk at a time, so any size exports in flat memory."""
-    filt = call_filter(params_of(request), get_identity(request), request.app[CTX_KEY].config)
+    params = params_of(request)
+    filt = call_filter(params, get_identity(request), request.app[CTX_KEY].config,
+                       await department_extensions(request, params))
     response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
                                            "Content-Disposition": 'attachment; filename="calls.csv"'})
     await response.prepare(request)

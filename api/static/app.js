@@ -589,7 +589,8 @@ function showIdentity() {
   $("me").hidden = Boolean(id.extension);
   for (const link of document.querySelectorAll("#views a")) {
     const roles = link.dataset.roles ? link.dataset.roles.split(" ") : null;
-    link.hidden = Boolean(roles && !roles.includes(id.role));
+    const built = link.dataset.view === "board" || Boolean(VIEWS[link.dataset.view]);
+    link.hidden = !built || Boolean(roles && !roles.includes(id.role));
   }
   $("views").hidden = false;
   route();

@@ -38,6 +38,7 @@ class CallFilter:
     pbx: str | None = None
     has_recording: bool | None = None
     text: str | None = None
+    extensions_in: tuple[str, ...] | None = None  # e.g. a department's extensions (None = no such filter)
     scope_extensions: frozenset[str] | None = None
     scope_pbx: str = ""
 
@@ -85,6 +86,8 @@ def build_where(f: CallFilter) -> tuple[str, list[Any]]:
             w.add(f"tags ? {w.arg(key)}")
     if f.has_recording is not None:
         w.add("recording <> ''" if f.has_recording else "recording = ''")
+    if f.extensions_in is not None:
+        w.add(f"extension = ANY({w.arg(sorted(f.extensions_in))}::text[])")
     if f.text:
         w.add(f"search_text LIKE {w.arg('%' + like_pattern(f.text.lower(), wildcard=None) + '%')}")
     if f.scope_pbx:

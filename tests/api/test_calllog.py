@@ -178,3 +178,20 @@ async def test_csv_export_streams_thousands_of_rows_and_respects_scope(api: Api)
     agent = await api.client.get("/api/v1/calls.csv", headers=api.auth("agent"))
     rows = list(csv.DictReader(io.StringIO(await agent.text())))
     assert len(rows) == 1250 and {r["extension"] for r in rows} == {"201"}
+
+
+async def test_the_department_filter_reads_the_extension_directory_and_keeps_the_tokens_scope(api: Api) -> None:
+    from callcenter.store import admin as admin_store
+
+    store = api.ctx.store
+    for number, department in (("201", "Sales"), ("202", "Support"), ("203", "Sales")):
+        await admin_store.put_extension(store.pool, "", number, "", department, "")
+    a = await add_call(store, 1, extension="201")
+    await add_call(store, 2, extension="202")
+    c = await add_call(store, 3, extension="203")
+    assert await ids(api, department="Sales") == [str(c["id"]), str(a["id"])]
+    assert await ids(api, department="Nobody") == []
+    assert await ids(api, "agent", department="Sales") == [str(a["id"])]  # the agent (201) still sees only its own
+    export = await api.client.get("/api/v1/calls.csv", params={"department": "Sales"}, headers=api.auth("admin"))
+    rows = list(csv.reader(io.StringIO(await export.text())))
+    assert sorted(r[0] for r in rows[1:]) == sorted([str(a["id"]), str(c["id"])])

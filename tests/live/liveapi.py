@@ -65,14 +65,14 @@ class StaticLiveView:
 
 
 async def start_api(store: CallStore, tmp_path: Path, *, configure: Callable[[web.Application], None] | None = None,
-                    bus: EventBus | None = None, port: int | None = None) -> LiveApi:
+                    bus: EventBus | None = None, port: int | None = None, config: Config | None = None) -> LiveApi:
     """Build the real app on a real port; ``configure`` may change app settings before it starts."""
     async with store.pool.acquire() as conn:
         await conn.execute("INSERT INTO org_units (name, admins, members) VALUES ('sales', '{200}', '{201,202}')"
                            " ON CONFLICT (name) DO NOTHING")
     writer = SpooledWriter(store, tmp_path / f"spool-{id(object())}")
     await writer.start()
-    ctx = ServiceContext(config=live_config(), store=store, writer=writer, bus=bus or EventBus())
+    ctx = ServiceContext(config=config or live_config(), store=store, writer=writer, bus=bus or EventBus())
     app = create_app(ctx, limiter=FailureLimiter(limit=1000))
     if configure is not None:
         configure(app)
