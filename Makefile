@@ -3,7 +3,7 @@ PY := .venv/bin/python
 PYTEST_ARGS ?=
 LINT_PKGS := $(foreach d,callcenter ari_app agi_scripts api bridges dialplan asterisk_sim bench,$(if $(wildcard $(d)/__init__.py),$(d)))
 
-.PHONY: demo test lint bench wheel bootstrap bootstrap-demo clean
+.PHONY: demo test lint bench wheel soak bootstrap bootstrap-demo clean
 
 bootstrap:
 	scripts/bootstrap.sh test
@@ -28,6 +28,10 @@ bench: bootstrap
 # The wheel a PBX host installs (README "Install on a PBX host"), into dist/.
 wheel: bootstrap
 	$(PY) -m build --wheel --no-isolation --outdir dist .
+
+# The reliability suite (issue 12): bounded, loopback only; prints one line per scenario, writes RELIABILITY.md.
+soak: bootstrap
+	$(PY) -m bench.soak --report RELIABILITY.md
 
 clean:
 	rm -rf .venv .demo var .pytest_cache .mypy_cache .ruff_cache build dist

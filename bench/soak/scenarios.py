@@ -1,0 +1,173 @@
+"""The scenarios of issue 12's reliability suite. Each returns one :class:`Row`; ``quick`` = the make-test size.
+
+Every scenario starts its own world (fresh PostgreSQL cluster, simulator, service) and stops it, so one
+scenario's faults cannot leak into the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+
+from bench.soak.report import Row
+from bench.soak.world import ApiProbe, CallLoad, Tally, World, wait_for
+
+Scenario = Callable[[bool], Awaitable[Row]]
+
+
+def _records_row(name: str, load: str, faults: str, tally: Tally, probe: ApiProbe | None, started: float,
+                 notes: str = "", *, five_xx_ok: Callable[[ApiProbe], bool] | None = None, blind: int = 0) -> Row:
+    five_xx = probe.five_xx if probe is not None else None
+    http_ok = probe is None or (five_xx_ok(probe) if five_xx_ok else probe.five_xx == 0)
+    status = ", ".join(f"{k} {v}" for k, v in sorted(tally.statuses.items()))
+    extra = f"{tally.rows} rows for {tally.placed} calls ({status})"
+    if tally.open_rows:
+        extra += f"; {tally.open_rows} never ended"
+    if tally.lost:
+        extra += (f"; of the lost, {blind} began and ended while no ARI websocket was open (ARI replays nothing; "
+                  f"the service only resyncs channels still up)")
+    if probe is not None:
+        extra += f"; {probe.summary()}"
+    notes = f"{notes}; {extra}" if notes else extra
+    passed = tally.lost == 0 and tally.doubled == 0 and tally.placed > 0 and http_ok
+    return Row(name, load, faults, tally.lost, tally.doubled, five_xx, passed, notes, time.monotonic() - started)
+
+
+async def ari_websocket_drops(quick: bool) -> Row:
+    """The ARI events websocket is cut (no close frame) at random moments while calls flow."""
+    calls, rate, drops = (60, 10.0, 8) if quick else (1000, 10.0, 100)
+    # quick: calls of 1-2.5 s (each spans any one cut); full: 0.05-3 s, so some calls fit inside a cut
+    talk = (1.0, 2.5) if quick else (0.05, 3.0)
+    started = time.monotonic()
+    rng = random.Random(12)
+    async with World() as world:
+        load = CallLoad(world.sim, world.phones, seed=1, talk=talk)
+        probe = ApiProbe(world.base, world.admin_token)
+        probe.start()
+        spacing = calls / rate / drops  # spread the cuts over the stream of calls
+        down: list[float] = []
+
+        async def cut() -> None:
+            for _ in range(drops):
+                await wait_for(lambda: world.proxy.websockets_open() > 0 and world.ari_connected(), 30,
+                               "the ARI websocket is back")
+                await asyncio.sleep(rng.uniform(0.05, 2 * spacing))
+                if world.proxy.drop_websockets():
+                    t0 = time.monotonic()
+                    await wait_for(lambda: world.proxy.websockets_open() > 0, 30, "reconnected")
+                    down.append(time.monotonic() - t0)
+
+        await asyncio.gather(load.run(calls, rate), cut())
+        await world.settle(load)
+        tally = await world.tally(load)
+        await probe.stop()
+    note = (f"{world.proxy.drops} cuts, back after {sum(down) / max(1, len(down)) * 1000:.0f} ms on average "
+            f"(max {max(down, default=0) * 1000:.0f} ms)")
+    return _records_row("ARI websocket dropped at random moments",
+                        f"{len(load.placed)} inbound calls at {rate:g}/s, {talk[0]:g}-{talk[1]:g} s each",
+                        f"{world.proxy.drops} websocket cuts (TCP abort, no close frame)", tally, probe, started, note,
+                        blind=tally.blind(load, world.proxy))
+
+
+async def postgres_outage(quick: bool) -> Row:
+    """PostgreSQL stopped for a while during a stream of calls, later killed with -9 once; the spool replays."""
+    calls, rate, outage = (80, 10.0, 3.0) if quick else (1000, 10.0, 60.0)
+    started = time.monotonic()
+    async with World() as world:
+        load = CallLoad(world.sim, world.phones, seed=2)
+        probe = ApiProbe(world.base, world.admin_token)
+        probe.start()
+        spooled_peak = 0
+
+        async def watch_spool() -> None:
+            nonlocal spooled_peak
+            while True:
+                spooled_peak = max(spooled_peak, world.ctx.writer.pending)
+                await asyncio.sleep(0.1)
+
+        async def faults() -> None:
+            duration = calls / rate
+            await asyncio.sleep(duration * 0.1)
+            await world.pg.stop("immediate")
+            await asyncio.sleep(outage)
+            await world.pg.start()
+            await asyncio.sleep(max(0.5, duration * 0.9 - outage - duration * 0.1 - 1))
+            await world.kill_postgres()
+            await asyncio.sleep(1.0)
+            await world.pg.start()
+
+        watcher = asyncio.create_task(watch_spool())
+        await asyncio.gather(load.run(calls, rate), faults())
+        await world.settle(load, timeout=120)
+        tally = await world.tally(load)
+        watcher.cancel()
+        await probe.stop()
+    note = f"spool peaked at {spooled_peak} pending writes, replayed to 0"
+    return _records_row("PostgreSQL stopped, then killed -9", f"{len(load.placed)} inbound calls at {rate:g}/s",
+                        f"PostgreSQL down {outage:g} s (immediate stop) + kill -9 of the postmaster once",
+                        tally, probe, started, note, five_xx_ok=lambda p: p.statuses.get(500, 0) == 0)
+
+
+async def asterisk_restart_sim(quick: bool) -> Row:
+    """``core restart now`` on the simulator while calls are up; calls before, during and after are recorded."""
+    calls = 40 if quick else 300
+    rate = 10.0
+    started = time.monotonic()
+    async with World() as world:
+        load = CallLoad(world.sim, world.phones, seed=3, talk=(0.5, 3.0))
+        probe = ApiProbe(world.base, world.admin_token)
+        probe.start()
+        await load.run(calls // 2, rate)
+        await wait_for(lambda: len(world.sim.channels()) > 0, 10, "calls up")
+        mid_call = len({c["id"] for c in world.sim.channels()})
+        restarted = time.monotonic()
+        async with aiohttp.ClientSession() as session:  # the simulator's control API, as a driver would
+            async with session.post(f"http://127.0.0.1:{world.sim.ari_port}/_sim/restart") as resp:
+                assert resp.status < 300, resp.status
+        await wait_for(lambda: world.sim.phase != "up", 10, "the restart began")
+        await wait_for(lambda: world.sim.phase == "up", 60, "the simulator booted again")
+        await world.ready_phones()
+        await wait_for(lambda: world.proxy.websockets_open() > 0 and world.ari_connected(), 60, "ARI reconnected")
+        reconnect = time.monotonic() - restarted
+        await load.run(calls - calls // 2, rate)
+        await world.settle(load)
+        tally = await world.tally(load)
+        await probe.stop()
+    return _records_row("Asterisk restarted mid-call (simulator)", f"{len(load.placed)} inbound calls at {rate:g}/s",
+                        f"`core restart now` with {mid_call} channels up", tally, probe, started,
+                        f"ARI back {reconnect:.1f} s after the restart began", blind=tally.blind(load, world.proxy))
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "ari-drops": ari_websocket_drops,
+    "pg-outage": postgres_outage,
+    "restart-sim": asterisk_restart_sim,
+}
+
+
+async def legacy_lines(quick: bool) -> Row:
+    """1 M random and mutated SMDR lines and caller-ID records through the live decoders."""
+    from bench.soak.lines import segal, smdr
+
+    started = time.monotonic()
+    n_smdr, n_cid = (40_000, 10_000) if quick else (800_000, 200_000)
+    a = await asyncio.to_thread(smdr, n_smdr)
+    b = await asyncio.to_thread(segal, n_cid)
+    lost, doubled = a.lost + b.lost, a.doubled + b.doubled
+    passed = (lost == doubled == 0 and a.wrong == b.wrong == 0 and a.crashes == b.crashes == 0
+              and a.not_quarantined == b.not_quarantined == 0 and a.import_mismatch == 0)
+    notes = (f"SMDR {a.lines:,} lines ({a.valid:,} valid, {a.bad:,} bad, {a.mutants:,} mutated) in {a.seconds:.1f} s: "
+             f"{a.wrong} wrong calls, {a.not_quarantined} bad lines not quarantined, {a.crashes} crashes, "
+             f"import decoder differs on {a.import_mismatch} calls; caller-ID {b.lines:,} records "
+             f"({b.valid:,} calls, {b.bad:,} bad): {b.wrong} wrong, {b.not_quarantined} not quarantined, "
+             f"{b.crashes} crashes")
+    return Row("random and mutated SMDR / caller-ID lines", f"{a.lines + b.lines:,} lines",
+               "noise, binary, cut records, broken columns, 1–3 random bytes changed", lost, doubled, None, passed,
+               notes, time.monotonic() - started)
+
+
+SCENARIOS["legacy-lines"] = legacy_lines
