@@ -1,5 +1,5 @@
 """AMI server (TCP): Login, Events, Ping, CoreShowChannels, PJSIPShowEndpoints, Originate, Redirect, Hangup,
-Command, Getvar/Setvar/Status, Logoff — and the call events of 12-ami.jsonl."""
+Command, ShowDialPlan, Getvar/Setvar/Status, Logoff — and the call events of 12-ami.jsonl."""
 
 from __future__ import annotations
 
@@ -325,31 +325,44 @@ class AmiServer:
             s.send(render([("Response", "Success"), *head, ("Message", "Command output follows"),
                            ("Output", f"{n} active channels")]))
             return
-        if command.startswith("dialplan show "):
-            self._dialplan_show(s, command.split(None, 2)[2].strip(), head)
-            return
         words = " ".join(command.split()[:2])
         s.send(render([("Response", "Error"), *head, ("Message", "Command output follows"), (
             "Output", f"No such command '{command}' (type 'core show help {words}' for other possible commands)")]))
 
-    def _dialplan_show(self, s: AmiSession, context: str, head: list[tuple[str, str]]) -> None:
-        """``dialplan show <context>`` as Asterisk's CLI prints it, one ``Output:`` header per line."""
-        ctx = self.sim.engine.dialplan.contexts.get(context)
-        if ctx is None:
-            s.send(render([("Response", "Error"), *head, ("Message", "Command output follows"),
-                           ("Output", f"There is no existence of '{context}' context")]))
+    def act_showdialplan(self, s: AmiSession, msg: dict[str, str], head: list[tuple[str, str]]) -> None:
+        """``ShowDialPlan`` (Context, optional Extension), as captured from Asterisk 22.10.1 for the doctor:
+        one ListDialplan per priority (extensions in name order), includes searched when an Extension is given."""
+        plan, context, exten = self.sim.engine.dialplan, get_ci(msg, "Context"), get_ci(msg, "Extension")
+        if context not in plan.contexts:
+            s.send(render([("Response", "Error"), *head, ("Message", f"Did not find context {context}")]))
             return
-        lines = [f"[ Context '{context}' created by 'pbx_config' ]"]
-        for exten, prios in ctx.extensions.items():
-            for n, prio in enumerate(prios):
-                step = f"{prio.number}. {prio.app}({prio.args})"
-                lines.append(f"  {(repr(exten) + ' =>') if n == 0 else '':<17} {step:<45} "
-                             f"[{prio.filename.rsplit('/', 1)[-1]}:{prio.line}]")
-        lines += [f"  Include =>        '{inc}'{'':<35} [pbx_config]" for inc in ctx.includes]
-        count = sum(len(p) for p in ctx.extensions.values())
-        lines += ["", f"-= {len(ctx.extensions)} extensions ({count} priorities) in 1 context. =-"]
-        s.send(render([("Response", "Success"), *head, ("Message", "Command output follows"),
-                       *(("Output", line) for line in lines)]))
+        found: list[tuple[str, str]]
+        if exten:
+            resolved = plan.resolve(context, exten)
+            if resolved is None:
+                s.send(render([("Response", "Error"), *head,
+                               ("Message", f"Did not find extension {exten}@{context}")]))
+                return
+            found = [resolved]
+        else:
+            found = [(context, key) for key in sorted(plan.contexts[context].extensions)]
+        s.send(render([("Response", "Success"), *head, ("EventList", "start"),
+                       ("Message", "DialPlan list will follow")]))
+        items = 0
+        for ctx, key in found:
+            for prio in plan.contexts[ctx].extensions[key]:
+                label = [("ExtensionLabel", prio.label)] if prio.label else []
+                s.send(render([("Event", "ListDialplan"), *head, ("Context", ctx), ("Extension", key), *label,
+                               ("Priority", str(prio.number)), ("Application", prio.app), ("AppData", prio.args),
+                               ("Registrar", "pbx_config")]))
+                items += 1
+        visited: list[str] = [context]
+        for name in visited:  # the context and, searched for an Extension, everything it includes
+            visited += [i for i in plan.contexts[name].includes if i in plan.contexts and i not in visited] \
+                if exten else []
+        s.send(render([("Event", "ShowDialPlanComplete"), *head, ("EventList", "Complete"),
+                       ("ListItems", str(items)), ("ListExtensions", str(len(found))),
+                       ("ListPriorities", str(items)), ("ListContexts", str(len(visited)))]))
 
     def act_originate(self, s: AmiSession, msg: dict[str, str], head: list[tuple[str, str]]) -> None:
         s.send(render([("Response", "Success"), *head, ("Message", "Originate successfully queued")]))

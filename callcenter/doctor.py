@@ -1,7 +1,7 @@
 """``callcenter doctor``: everything the service needs on this host, checked from outside it, before going live.
 
 Each check prints one line, ✓ or ✗, and a ✗ says what to do. It talks to Asterisk the way the service will
-(ARI over HTTP, AMI over TCP, FastAGI at the address the loaded dialplan dials, SFTP for recordings) but with
+(ARI over HTTP, AMI over TCP with ``ShowDialPlan``, FastAGI at the address the loaded dialplan dials, SFTP) but with
 its own few lines of protocol: the doctor must keep working when the service's own code is what is broken.
 """
 
@@ -159,7 +159,11 @@ async def check_prompts(pbx: PbxConfig, ari: AriSettings, prompts: tuple[str, ..
 # ------------------------------------------------------------------------------------------------ AMI
 
 class AmiClient:
-    """Just enough AMI for the doctor: login, ``Command`` with its ``Output:`` lines, logoff."""
+    """Just enough AMI for the doctor: login and ``ShowDialPlan``.
+
+    ``ShowDialPlan``, not ``Command: dialplan show``: ``Command`` needs the ``command`` write class, which would
+    let the service's AMI user run any CLI command; our rendered user has ``reporting``, which is enough here.
+    """
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer, self.next_id = reader, writer, 0
@@ -183,6 +187,22 @@ class AmiClient:
             message = await asyncio.wait_for(self.read_message(), TIMEOUT)
             if message.get("ActionID") == action_id:
                 return message
+
+    async def show_dialplan(self, context: str, extension: str = "") -> tuple[list[dict[str, Any]], str]:
+        """The ListDialplan events (priorities) of ``context`` (or of what ``extension`` resolves to, includes
+        searched); the error message instead when Asterisk has no such context or extension."""
+        fields = {"Action": "ShowDialPlan", "Context": context, **({"Extension": extension} if extension else {})}
+        answer = await self.action(fields)
+        if answer.get("Response") != "Success":
+            return [], str(answer.get("Message", "error"))
+        action_id, events = answer["ActionID"], list[dict[str, Any]]()
+        while True:
+            message = await asyncio.wait_for(self.read_message(), TIMEOUT)
+            if message.get("ActionID") != action_id:
+                continue
+            if message.get("EventList") == "Complete":
+                return events, ""
+            events.append(message)
 
     async def read_message(self) -> dict[str, Any]:
         message: dict[str, Any] = {"Output": []}
@@ -226,23 +246,32 @@ async def check_ami(pbx: PbxConfig, ami: AmiSettings) -> tuple[Check, AmiClient 
     return passed(name, f"logged in to {ami.host}:{ami.port} as {ami.username!r}"), client
 
 
-async def check_dialplan(pbx: PbxConfig, ari: AriSettings, ami: AmiClient) -> tuple[Check, str]:
-    """The monitoring context is loaded and dials our app; returns the FastAGI address the hooks dial."""
+async def check_dialplan(pbx: PbxConfig, ari: AriSettings, ami: AmiClient, feature_code: str
+                         ) -> tuple[Check, str]:
+    """Our contexts are loaded, enter our app, and the phones reach them; returns the FastAGI address they dial."""
     name = f"dialplan {pbx.key}"
-    answer = await ami.action({"Action": "Command", "Command": "dialplan show callcenter-monitor"})
-    output = "\n".join(answer["Output"])
-    if "Context 'callcenter-monitor'" not in output:
-        return failed(name, "context callcenter-monitor is not loaded",
+    monitor, error = await ami.show_dialplan("callcenter-monitor")
+    if error:
+        return failed(name, f"context callcenter-monitor is not loaded ({error})",
                       "render it (`callcenter dialplan render --out /etc/asterisk/callcenter`), put "
                       "`#include callcenter/extensions_callcenter.conf` in /etc/asterisk/extensions.conf, "
                       "then asterisk -rx 'dialplan reload'"), ""
-    if f"Stasis({ari.app}," not in output:
+    if not any(e.get("Application") == "Stasis" and str(e.get("AppData", "")).startswith(f"{ari.app},monitor,")
+               for e in monitor):
         return failed(name, f"callcenter-monitor is loaded but does not enter ARI app {ari.app!r}",
                       "it was rendered from another configuration: render again and dialplan reload"), ""
-    tags = await ami.action({"Action": "Command", "Command": "dialplan show callcenter-tag-inbound"})
-    found = _AGI_URL.search("\n".join(tags["Output"]))
-    return passed(name, "callcenter-monitor loaded, entering ARI app " + repr(ari.app)), \
-        found.group(1) if found else ""
+    dialled = f"{feature_code}1001"
+    reached, _ = await ami.show_dialplan(ari.outbound_context, dialled)
+    if not any(e.get("Context") == "callcenter-monitor" for e in reached):
+        return failed(name, f"{dialled} dialled in [{ari.outbound_context}] (pbx.{pbx.key}.ari.outbound_context) "
+                      "does not reach callcenter-monitor",
+                      f"add `include => callcenter-monitor` to [{ari.outbound_context}], the context your phones "
+                      "dial from, then asterisk -rx 'dialplan reload'"), ""
+    hooks, _ = await ami.show_dialplan("callcenter-tag-inbound")
+    found = next((m for e in hooks if e.get("Application") == "AGI"
+                  for m in [_AGI_URL.search(str(e.get("AppData", "")))] if m), None)
+    return passed(name, f"callcenter-monitor loaded, entering ARI app {ari.app!r}, reached from "
+                  f"[{ari.outbound_context}]"), found.group(1) if found else ""
 
 
 async def check_fastagi(config: Config, address: str) -> Check:
@@ -320,7 +349,7 @@ async def check_asterisk(config: Config, pbx: PbxConfig, prompts: tuple[str, ...
             checks.append(skipped(f"dialplan {pbx.key}", "not checked (AMI login failed)"))
         else:
             try:
-                dialplan_check, agi_address = await check_dialplan(pbx, ari, client)
+                dialplan_check, agi_address = await check_dialplan(pbx, ari, client, config.monitor.listen_code)
                 checks.append(dialplan_check)
             finally:
                 client.close()

@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import asyncssh
 import pytest
 
 from asterisk_sim import media
@@ -26,32 +25,16 @@ from callcenter.embedded_pg import free_port
 from callcenter.runner import run_service
 from dialplan.render import RenderOptions, render_all
 from tests.install.conftest import REPO
+from tests.install.sftp import PASSWORD as SFTP_PASSWORD
+from tests.install.sftp import USER as SFTP_USER
+from tests.install.sftp import sftp_server
 
 ARI_PASSWORD, AMI_SECRET = "ari-s3cret", "ami-s3cret"
-HOST_KEY = asyncssh.generate_private_key("ssh-ed25519")
-
-
-class _Sftp(asyncssh.SSHServer):
-    def begin_auth(self, username: str) -> bool:
-        return True
-
-    def password_auth_supported(self) -> bool:
-        return True
-
-    def validate_password(self, username: str, password: str) -> bool:
-        return (username, password) == ("asterisk", "sftp-s3cret")
-
-
 @pytest.fixture
 async def sftp_port(tmp_path: Path) -> AsyncIterator[int]:
     (tmp_path / "monitor").mkdir()
-    server = await asyncssh.listen("127.0.0.1", 0, server_factory=_Sftp, server_host_keys=[HOST_KEY],
-                                   sftp_factory=asyncssh.SFTPServer)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with sftp_server() as port:
+        yield port
 
 
 def site_config(dsn: str, ari_url: str, ami_port: int, agi_port: int, sftp_port: int, root: Path) -> Config:
@@ -61,19 +44,19 @@ def site_config(dsn: str, ari_url: str, ami_port: int, agi_port: int, sftp_port:
         "pbx": [{"key": "main", "kind": "asterisk", "outside_line_prefix": "9",
                  "ari": {"url": ari_url, "username": "callcenter", "password": ARI_PASSWORD, "app": "callcenter"},
                  "ami": {"host": "127.0.0.1", "port": ami_port, "username": "callcenter", "secret": AMI_SECRET},
-                 "sftp": {"host": "127.0.0.1", "port": sftp_port, "username": "asterisk", "password": "sftp-s3cret",
+                 "sftp": {"host": "127.0.0.1", "port": sftp_port, "username": SFTP_USER, "password": SFTP_PASSWORD,
                           "root": str(root / "monitor")}}],
     }, env={})
 
 
-def asterisk_etc(config: Config, folder: Path) -> Path:
+def asterisk_etc(config: Config, folder: Path, phones_include: str = "include => callcenter-monitor\n") -> Path:
     """/etc/asterisk as the README's install section leaves it: our render in callcenter/, #included."""
     for name, text in render_all(config, RenderOptions()).items():
         (folder / "callcenter" / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / "callcenter" / name).write_text(text)
     extensions = folder / "extensions.conf"
     extensions.write_text("#include callcenter/extensions_callcenter.conf\n[from-internal]\n"
-                          "include => callcenter-monitor\nexten => _1XXX,1,Dial(PJSIP/${EXTEN},30)\n")
+                          f"{phones_include}exten => _1XXX,1,Dial(PJSIP/${{EXTEN}},30)\n")
     return extensions
 
 
@@ -135,10 +118,10 @@ async def test_the_doctor_command_prints_a_line_per_check_and_exits_0(site: Site
     toml.write_text(f'[database]\ndsn = "{site.config.database.dsn}"\n[agi]\nport = {site.config.agi.port}\n'
                     f'[[pbx]]\nkey = "main"\nkind = "asterisk"\n[pbx.ari]\nurl = "{pbx.ari.url}"\n'
                     f'username = "callcenter"\n[pbx.ami]\nport = {pbx.ami.port}\n[pbx.sftp]\nhost = "127.0.0.1"\n'
-                    f'port = {pbx.sftp.port}\nusername = "asterisk"\nroot = "{pbx.sftp.root}"\n')
+                    f'port = {pbx.sftp.port}\nusername = "{SFTP_USER}"\nroot = "{pbx.sftp.root}"\n')
     env = tmp_path / "callcenter.env"
     env.write_text(f"CALLCENTER_PBX_MAIN_ARI_PASSWORD={ARI_PASSWORD}\nCALLCENTER_PBX_MAIN_AMI_SECRET={AMI_SECRET}\n"
-                   "CALLCENTER_PBX_MAIN_SFTP_PASSWORD=sftp-s3cret\n")
+                   f"CALLCENTER_PBX_MAIN_SFTP_PASSWORD={SFTP_PASSWORD}\n")
     result = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "callcenter.cli", "--config", str(toml),
                                                       "--env-file", str(env), "doctor"],
                                      capture_output=True, text=True, timeout=60, check=False,
@@ -225,3 +208,18 @@ def test_the_doctor_checks_every_prompt_the_ari_app_plays() -> None:
         played |= set(re.findall(r"\"sound:([A-Za-z0-9_/-]+)\"", path.read_text()))
     assert played and played <= set(played_prompts())
 
+
+
+async def test_phones_that_cannot_reach_the_feature_codes_are_reported(db_dsn: str, sftp_port: int,
+                                                                      tmp_path: Path) -> None:
+    """Rendered and #included, but `include => callcenter-monitor` forgotten in the phones' context."""
+    ami_port = free_port()
+    probe = site_config(db_dsn, "http://127.0.0.1:1/ari", ami_port, free_port(), sftp_port, tmp_path)
+    extensions = asterisk_etc(probe, tmp_path / "etc-asterisk", phones_include="")
+    async with Simulator(sim_config(extensions, ami_port, tmp_path)) as sim:
+        config = with_pbx(probe, ari={"url": sim.ari_url})
+        dialplan = by_name(await run_doctor(config))["dialplan main"]
+    assert dialplan.ok is False
+    assert dialplan.detail == ("*3361001 dialled in [from-internal] (pbx.main.ari.outbound_context) does not reach "
+                               "callcenter-monitor")
+    assert "add `include => callcenter-monitor` to [from-internal]" in dialplan.advice
