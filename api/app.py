@@ -24,6 +24,7 @@ ROUTE_MODULES = (
     "api.routes.admin",       # extensions, org units, tokens, pbx entries, retention
     "api.routes.queues",      # queue statistics and reports
     "api.routes.queue_control",  # agent pause and the live state of a queue
+    "api.routes.stats",       # statistics for the charts (calls per hour, service level, agents' time)
     "api.routes.monitor",     # monitoring sessions and monitor groups
     "api.live",               # GET /api/v1/live and the /api/v1/events websocket
     "api.webhooks",           # webhook admin and delivery

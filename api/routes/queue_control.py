@@ -6,6 +6,7 @@ the same object the ``queue.changed`` websocket message carries (LiveQueue, with
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +19,7 @@ from api.routes.calls import json_response
 from api.schemas import Param, RouteTable, body_of, params_of
 from callcenter.domain import Forbidden, NotFound, Unavailable
 from callcenter.ports import QueueControl
+from callcenter.store import stats as stats_store
 
 permission("queues:control", roles={"admin", "supervisor", "agent"})  # defines the permission name
 routes = RouteTable(tag="queues")
@@ -56,6 +58,8 @@ async def pause_member(request: web.Request) -> web.Response:
         raise Forbidden(f"extension {extension} is outside this token's scope")
     port = queue_control(request)
     await port.pause(name, extension, bool(body["paused"]), str(body.get("reason") or ""))
+    await stats_store.record_pause(request.app[CTX_KEY].store.pool, name, extension, bool(body["paused"]),
+                                   str(body.get("reason") or ""), datetime.now(UTC))  # agents' pause time
     return json_response(normal_queue(port.status(name)))
 
 
