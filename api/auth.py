@@ -20,6 +20,7 @@ from aiohttp import web
 
 from api.errors import json_error
 from callcenter.store import tokens as token_store
+from callcenter.visibility import Scope, call_visible
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -56,6 +57,8 @@ PUBLIC_PATHS = frozenset({"/healthz", "/", "/api/v1/openapi.json", "/favicon.ico
 PUBLIC_PREFIXES = ("/static/",)
 
 _PERMISSION_ATTR = "__callcenter_permission__"
+# Published on the bus (so every instance hears it) when a token is revoked: its open websockets close.
+TOKEN_REVOKED_TOPIC = "token.revoked"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Identity:
     org_unit: str = ""
     pbx: str = ""  # a crm token may be limited to one PBX ('' = all)
     visible_extensions: frozenset[str] | None = None
+    expires_at: datetime | None = None  # an open websocket is closed when it passes
 
     @property
     def sees_everything(self) -> bool:
@@ -79,14 +83,13 @@ class Identity:
     def can_see_pbx(self, pbx: str) -> bool:
         return not self.pbx or pbx == self.pbx
 
+    @property
+    def scope(self) -> Scope:
+        return Scope(self.visible_extensions, self.pbx)
+
     def can_see_call(self, call: Mapping[str, Any]) -> bool:
-        """A call is visible when its PBX is allowed and its extension (or either party) is visible."""
-        if not self.can_see_pbx(str(call.get("pbx") or "")):
-            return False
-        if self.visible_extensions is None:
-            return True
-        parties = (call.get("extension"), call.get("caller"), call.get("callee"))
-        return any(p and p in self.visible_extensions for p in parties)
+        """The one visibility rule (``callcenter.visibility.call_visible``): PBX allowed and a party visible."""
+        return call_visible(self.scope, call)
 
     def allowed(self, permission_name: str) -> bool:
         return self.role in PERMISSIONS.get(permission_name, set())
@@ -210,7 +213,8 @@ async def identity_for(request: web.Request, secret: str) -> Identity | str:
     elif role == "supervisor":
         visible = await token_store.supervised_extensions(pool, row["extension"], row["org_unit"])
     return Identity(token_id=row["id"], role=role, extension=row["extension"], org_unit=row["org_unit"],
-                    pbx=row["pbx"] if role == "crm" else "", visible_extensions=visible)
+                    pbx=row["pbx"] if role == "crm" else "", visible_extensions=visible,
+                    expires_at=row["expires_at"])
 
 
 def _unauthorized(message: str) -> web.Response:

@@ -89,7 +89,8 @@ LIVE_SCHEMAS: dict[str, dict[str, Any]] = {
         ended_at=_NTIME, duration=_INT, billsec=_INT, hangup_cause=_S, at=_NTIME),
         "description": "call.ringing (screen pop: extension = the phone rung), call.answered (extension = who "
                        "answered), call.ended / call.missed (status, ended_at, duration, billsec, hangup_cause), "
-                       "call.updated (action)."},
+                       "call.updated (action), call.hidden (only call_id and pbx: a call that rang this "
+                       "client's phone was answered elsewhere and left its view)."},
     "MonitorSession": _obj(("session_id", "supervisor_extension", "target_extension", "mode", "state"),
                            session_id=_S, pbx=_S, supervisor_extension=_S, target_extension=_S,
                            mode={"type": "string", "enum": list(MONITOR_MODES)}, state=_S, origin=_S,
@@ -104,8 +105,8 @@ LIVE_SCHEMAS: dict[str, dict[str, Any]] = {
 # topic (exact, or a prefix ending in '.') -> schema of ``data``
 EVENT_DATA: dict[str, str] = {
     "call.ringing": "CallEvent", "call.answered": "CallEvent", "call.ended": "CallEvent", "call.missed": "CallEvent",
-    "call.updated": "CallEvent", "extension.state": "LiveExtension", "queue.changed": "LiveQueue",
-    "trunk.": "LiveTrunk", "monitor.": "MonitorSession",
+    "call.updated": "CallEvent", "call.hidden": "CallEvent", "extension.state": "LiveExtension",
+    "queue.changed": "LiveQueue", "trunk.": "LiveTrunk", "monitor.": "MonitorSession",
 }
 
 

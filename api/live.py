@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,19 +21,23 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from api.app import CTX_KEY
-from api.auth import Identity, get_identity, permission
+from api.auth import TOKEN_REVOKED_TOPIC, Identity, get_identity, permission
 from api.contract import EVENTS_OPERATION, LIVE_OPERATION, LIVE_SCHEMAS
 from api.errors import json_error
 from api.schemas import documented, register_components
 from callcenter.bus import Subscription
 from callcenter.domain import Unavailable
 from callcenter.store import admin as admin_store
+from callcenter.store import tokens as token_store
+from callcenter.visibility import was_rung_for
 
 log = logging.getLogger("callcenter.api.live")
 
 TOPICS = ("call", "extension", "queue", "trunk", "monitor")
 CLOSE_SLOW_CONSUMER = 4008  # application close code: the client did not keep up and must reconnect
 CLOSE_SHUTDOWN = 1001
+CLOSE_TOKEN_INVALID = 4401  # application close code: the token was revoked or expired (like HTTP 401)
+SHOWN_CALLS_KEPT = 1000  # per socket: call ids it was shown, to tell it when one leaves its view
 SNAPSHOT_LISTS = ("extensions", "calls", "trunks", "queues")
 
 
@@ -44,6 +49,9 @@ class LiveSettings:
     ping_seconds: float = 30.0  # websocket-level ping; no pong in time and aiohttp closes the socket
     queue_size: int = 1000  # events buffered per client; overflow means the client is too slow
     send_timeout: float = 5.0  # one send blocked longer than this (client not reading) → dropped
+    # how often an open socket re-reads its token: catches revocations no bus message announced (the CLI's, or
+    # another instance's while the bus was down); the API's own revocations close sockets at once (bus)
+    token_recheck_seconds: float = 60.0
 
 
 @dataclass
@@ -52,7 +60,9 @@ class LiveStats:
 
     clients: int = 0
     dropped_slow: int = 0
+    closed_revoked: int = 0
     sockets: set[web.WebSocketResponse] = field(default_factory=set)
+    by_token: dict[uuid.UUID, set[web.WebSocketResponse]] = field(default_factory=dict)
 
     def health(self) -> dict[str, Any]:
         return {"state": "up", "clients": self.clients, "dropped_slow": self.dropped_slow}
@@ -69,15 +79,8 @@ def _text(value: Any) -> str:
 
 
 def call_visible(identity: Identity, data: Mapping[str, Any]) -> bool:
-    """A call is visible when its PBX is allowed and any party (or any extension it rang) is visible."""
-    if not identity.can_see_pbx(_text(data.get("pbx"))):
-        return False
-    if identity.visible_extensions is None:
-        return True
-    rung = data.get("extensions")
-    parties = [data.get("extension"), data.get("caller"), data.get("callee"),
-               *(rung if isinstance(rung, list) else ())]
-    return any(isinstance(p, str) and p and identity.can_see_extension(p) for p in parties)
+    """The one rule (``callcenter.visibility``): rung-only phones see a call while it rings them, not after."""
+    return identity.can_see_call(data)
 
 
 def extension_visible(identity: Identity, data: Mapping[str, Any]) -> bool:
@@ -322,10 +325,14 @@ async def _drop(ws: web.WebSocketResponse, request: web.Request, stats: LiveStat
 
 async def _pump(ws: web.WebSocketResponse, request: web.Request, sub: Subscription, settings: LiveSettings,
                 stats: LiveStats) -> None:
-    """Bus → this client: filtered by visibility, heartbeats when quiet, dropped when it lags."""
+    """Bus → this client: filtered by visibility, heartbeats when quiet, dropped when it lags.
+
+    A call this client was shown (it rang one of its phones) and may no longer see (another phone answered)
+    leaves its screen with ``call.hidden`` — only ``call_id`` and ``pbx``, nothing of the caller."""
     identity = get_identity(request)
     loop = asyncio.get_running_loop()
     last_sent = loop.time()
+    seen: dict[str, bool] = {}  # call id → shown to this client now (bounded, insertion-ordered)
     try:
         while not ws.closed:
             wait = max(0.0, settings.heartbeat_seconds - (loop.time() - last_sent))
@@ -339,14 +346,95 @@ async def _pump(ws: web.WebSocketResponse, request: web.Request, sub: Subscripti
                 await _drop(ws, request, stats, f"queue_overflow dropped={sub.dropped}")
                 return
             data = normal_event(event.topic, event.data)
-            if not event_visible(identity, event.topic, data):
+            message = _message_for(identity, event.topic, data, seen)
+            if message is None:
                 continue
-            await _send(ws, {"type": event.topic, "data": data}, settings.send_timeout)
+            await _send(ws, message, settings.send_timeout)
             last_sent = loop.time()
     except TimeoutError:
         await _drop(ws, request, stats, "send_timeout")
     except ConnectionError:
         return
+
+
+_PARTY_FIELDS = ("extension", "caller", "callee", "extensions")
+
+
+def _message_for(identity: Identity, topic: str, data: dict[str, Any], seen: dict[str, bool]) -> dict[str, Any] | None:
+    """What this client gets for one event: the event, ``call.hidden``, or nothing.
+
+    ``seen`` (call id → shown now?) remembers the calls this client was shown: an update that names no party
+    (``call.updated`` of a hold) reaches whoever was shown the call, and a call that leaves the client's view
+    is announced once as ``call.hidden``."""
+    call_id = _text(data.get("call_id")) if topic.startswith("call.") else ""
+    if not call_id:
+        return {"type": topic, "data": data} if event_visible(identity, topic, data) else None
+    if not any(data.get(f) for f in _PARTY_FIELDS):  # nothing to judge by: follow what the client was shown
+        visible = seen.get(call_id) is True and identity.can_see_pbx(_text(data.get("pbx")))
+    else:
+        visible = event_visible(identity, topic, data)
+    ended = topic in ("call.ended", "call.missed")
+    if visible:
+        if ended:
+            seen.pop(call_id, None)
+        else:
+            seen[call_id] = True
+            if len(seen) > SHOWN_CALLS_KEPT:
+                seen.pop(next(iter(seen)))
+        return {"type": topic, "data": data}
+    was_shown = seen.get(call_id)
+    if ended:
+        seen.pop(call_id, None)
+    if was_shown is True or (was_shown is None and topic != "call.ringing" and was_rung_for(identity.scope, data)):
+        if not ended:
+            seen[call_id] = False
+        return {"type": "call.hidden", "data": {"call_id": call_id, "pbx": _text(data.get("pbx"))}}
+    return None
+
+
+async def close_for_token(ws: web.WebSocketResponse, request: web.Request, reason: str) -> None:
+    """Close with 4401 and the reason; when the close frame cannot be written in time, cut the connection."""
+    identity = get_identity(request)
+    log.info("event=ws_closed_token reason=%s token_id=%s role=%s remote=%s", reason.replace(" ", "_"),
+             identity.token_id, identity.role, request.remote)
+    request.app[LIVE_STATS_KEY].closed_revoked += 1
+    try:
+        await asyncio.wait_for(ws.close(code=CLOSE_TOKEN_INVALID, message=reason.encode()), 2.0)
+    except (TimeoutError, ConnectionError):
+        if request.transport is not None:
+            request.transport.abort()
+
+
+async def token_refusal(request: web.Request, identity: Identity) -> str | None:
+    """Why this socket's token no longer holds ("token revoked" / "token expired"), or None while it does."""
+    if identity.expires_at is not None and identity.expires_at <= datetime.now(UTC):
+        return "token expired"
+    if identity.token_id is None:
+        return None
+    row = await token_store.get_token(request.app[CTX_KEY].store.pool, identity.token_id)
+    if row is None or row["revoked_at"] is not None:
+        return "token revoked"
+    if row["expires_at"] is not None and row["expires_at"] <= datetime.now(UTC):
+        return "token expired"
+    return None
+
+
+async def _guard(ws: web.WebSocketResponse, request: web.Request, settings: LiveSettings) -> None:
+    """Close the socket when its token expires, or when a re-read finds it revoked (no bus message needed)."""
+    identity = get_identity(request)
+    while not ws.closed:
+        wait = settings.token_recheck_seconds
+        if identity.expires_at is not None:
+            wait = min(wait, max(0.0, (identity.expires_at - datetime.now(UTC)).total_seconds()))
+        await asyncio.sleep(wait)
+        try:
+            reason = await token_refusal(request, identity)
+        except Exception as exc:  # the store being down is not a reason to cut live clients; next round retries
+            log.warning("event=ws_token_recheck_failed error=%s", type(exc).__name__)
+            continue
+        if reason is not None and not ws.closed:
+            await close_for_token(ws, request, reason)
+            return
 
 
 def _hello(identity: Identity, topics: Iterable[str], settings: LiveSettings) -> dict[str, Any]:
@@ -371,10 +459,13 @@ async def events(request: web.Request) -> web.StreamResponse:
     sub = request.app[CTX_KEY].bus.subscribe(*topics, maxsize=settings.queue_size)
     stats.clients += 1
     stats.sockets.add(ws)
-    pump: asyncio.Task[None] | None = None
+    if identity.token_id is not None:
+        stats.by_token.setdefault(identity.token_id, set()).add(ws)
+    tasks: list[asyncio.Task[None]] = []
     try:
         await _send(ws, _hello(identity, topics, settings), settings.send_timeout)
-        pump = asyncio.create_task(_pump(ws, request, sub, settings, stats), name="ws-events-pump")
+        tasks.append(asyncio.create_task(_pump(ws, request, sub, settings, stats), name="ws-events-pump"))
+        tasks.append(asyncio.create_task(_guard(ws, request, settings), name="ws-token-guard"))
         async for msg in ws:  # clients need not send anything; reading keeps close/pong handling alive
             if msg.type == WSMsgType.TEXT and msg.data.strip() == "ping":
                 await _send(ws, {"type": "pong", "at": _now()}, settings.send_timeout)
@@ -384,10 +475,15 @@ async def events(request: web.Request) -> web.StreamResponse:
         request.app[CTX_KEY].bus.unsubscribe(sub)
         stats.clients -= 1
         stats.sockets.discard(ws)
-        if pump is not None:
-            pump.cancel()
+        if identity.token_id is not None:
+            same_token = stats.by_token.get(identity.token_id, set())
+            same_token.discard(ws)
+            if not same_token:
+                stats.by_token.pop(identity.token_id, None)
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError, ConnectionError):
-                await pump
+                await task
     return ws
 
 
@@ -398,6 +494,37 @@ async def _close_sockets(app: web.Application) -> None:
             await asyncio.wait_for(ws.close(code=CLOSE_SHUTDOWN, message=b"server shutting down"), 1.0)
 
 
+async def _close_revoked(app: web.Application) -> None:
+    """``token.revoked`` on the bus (this instance's API or another's, via LISTEN/NOTIFY) → close its sockets."""
+    async with app[CTX_KEY].bus.subscription(TOKEN_REVOKED_TOPIC) as sub:
+        while True:
+            event = await sub.get()
+            try:
+                token_id = uuid.UUID(_text(event.data.get("token_id")))
+            except ValueError:
+                continue
+            for ws in list(app[LIVE_STATS_KEY].by_token.get(token_id, ())):
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ws.close(code=CLOSE_TOKEN_INVALID, message=b"token revoked"), 2.0)
+                app[LIVE_STATS_KEY].closed_revoked += 1
+                log.info("event=ws_closed_token reason=token_revoked token_id=%s origin=bus", token_id)
+
+
+REVOKED_TASK_KEY = web.AppKey("live_revoked_task", asyncio.Task[None])
+
+
+async def _start_revocation_listener(app: web.Application) -> None:
+    app[REVOKED_TASK_KEY] = asyncio.create_task(_close_revoked(app), name="ws-token-revocations")
+
+
+async def _stop_revocation_listener(app: web.Application) -> None:
+    task = app.get(REVOKED_TASK_KEY)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def setup(app: web.Application) -> None:
     register_components(LIVE_SCHEMAS)
     app[LIVE_SETTINGS_KEY] = LiveSettings()
@@ -405,4 +532,6 @@ def setup(app: web.Application) -> None:
     app[CTX_KEY].health.register("live_events", stats.health)
     app.router.add_get("/api/v1/live", get_live)
     app.router.add_get("/api/v1/events", events)
+    app.on_startup.append(_start_revocation_listener)
     app.on_shutdown.append(_close_sockets)
+    app.on_cleanup.append(_stop_revocation_listener)

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from api.app import CTX_KEY
-from api.auth import get_identity
+from api.auth import TOKEN_REVOKED_TOPIC, get_identity
 from api.errors import ValidationError
 from api.routes.calls import json_response
 from api.schemas import Param, RouteTable, body_of, params_of
@@ -180,6 +180,7 @@ async def revoke_token(request: web.Request) -> web.Response:
         raise Conflict(str(exc)) from None
     if not revoked:
         raise NotFound("no such token")
+    await request.app[CTX_KEY].bus.publish(TOKEN_REVOKED_TOPIC, {"token_id": str(token_id)})
     log.info("event=token_revoked token_id=%s by=%s", token_id, get_identity(request).token_id)
     return web.Response(status=204)
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from api.app import CTX_KEY
 from api.auth import get_identity
 from api.errors import ValidationError
-from api.routes.calls import CALL_ID, json_response
+from api.routes.calls import CALL_ID, json_response, may_see_call
 from api.schemas import Param, RouteTable, body_of
 from callcenter.domain import DomainError, NotFound, Unavailable
 from callcenter.numbers import InvalidNumber, clean
@@ -100,7 +100,7 @@ async def controllable(request: web.Request, raw_id: str | None = None) -> uuid.
     row = await calllog.get_call(request.app[CTX_KEY].store.pool, call_id)
     if row is None and not identity.sees_everything:
         raise NotFound("no such call")  # not stored yet: only an unscoped token may act on it
-    if row is not None and not identity.can_see_call(row):
+    if row is not None and not may_see_call(request, row):
         raise NotFound("no such call")
     return call_id
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 import uuid
 from collections.abc import Iterable, Mapping
@@ -25,6 +26,9 @@ from callcenter.numbers import InvalidNumber, clean, to_e164
 from callcenter.store import admin as admin_store
 from callcenter.store import calllog
 from callcenter.store.calllog import CallFilter
+from callcenter.visibility import is_ringing
+
+log = logging.getLogger("callcenter.api.calls")
 
 routes = RouteTable(tag="calls")
 MAX_LIMIT = 1000
@@ -187,9 +191,28 @@ async def visible_call(request: web.Request, raw_id: str) -> dict[str, Any]:
     except ValueError:
         raise NotFound("no such call") from None
     row = await calllog.get_call(request.app[CTX_KEY].store.pool, call_id)
-    if row is None or not get_identity(request).can_see_call(row):
+    if row is None or not may_see_call(request, row):
         raise NotFound("no such call")
     return row
+
+
+def may_see_call(request: web.Request, row: Mapping[str, Any]) -> bool:
+    """The visibility rule on a stored call, with the live facts of a call still ringing (the phones it rings
+    now are parties until one answers, so the screen pop's call_id opens here too, and only until then)."""
+    identity = get_identity(request)
+    if identity.can_see_call(row) or not is_ringing(row):
+        return identity.can_see_call(row)
+    port = request.app[CTX_KEY].ports.live
+    try:
+        snapshot = port.snapshot() if port is not None else None
+    except Exception:  # the live view failing must not turn a 404 into a 500
+        log.exception("event=live_snapshot_failed")
+        return False
+    calls = (snapshot or {}).get("calls")
+    for live in calls if isinstance(calls, list) else ():
+        if isinstance(live, Mapping) and str(live.get("call_id") or live.get("id")) == str(row["id"]):
+            return is_ringing(live) and identity.can_see_call({**row, "extensions": live.get("extensions")})
+    return False
 
 
 # -- handlers -------------------------------------------------------------------------------------
