@@ -2,9 +2,10 @@
 
 A call is visible to a scope when its PBX is allowed and one of its *parties* is a visible extension. The parties
 are the call's ``extension`` (the phone that answered, or the one rung before that), ``caller``, ``callee``, the
-phones connected to it now (a live call's ``legs``) — and, only while the call is still ringing, every extension it is ringing (``extensions``: a ring-all queue rings
-several phones, and each of them gets the screen pop). Once another phone answers, the phones that merely rang
-are no longer parties: they do not see the call, its caller, or its recording — live or in the log.
+phones connected to it now (a live call's ``legs``) — and, only while the call is still ringing, every
+extension it is ringing (``extensions``: a ring-all queue rings several phones, each gets the screen pop).
+Once another phone answers, the phones that merely rang are no longer parties: they do not see the call, its
+caller, or its recording — live or in the log.
 
 Pure functions over plain mappings (a stored row, a live call object or a bus event), so every adapter applies
 the same rule to whatever facts it has.

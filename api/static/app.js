@@ -139,7 +139,7 @@ function applyCall(type, data) {
       toast(`Incoming call from ${data.caller_name ? `${data.caller_name} (${data.caller || ""})`
                                                   : (data.caller || "unknown")}`, "pop");
     }
-  } else if (type === "call.ended" || type === "call.missed") {
+  } else if (type === "call.ended" || type === "call.missed" || type === "call.hidden") {
     model.calls.delete(id);
     finished(type, data);
     if (type === "call.ended" && data.queue) {  // today's service level moved: ask again, at most every 5 s

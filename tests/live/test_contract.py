@@ -130,6 +130,22 @@ async def test_the_live_answer_and_every_event_the_page_reads_match_the_publishe
         await live()
         await world.sim.customer("+972549998877").hangup()
         await eventually(lambda: any(m["type"] == "call.missed" for m in messages), what="call.missed")
+
+        # a ring-all call that rang 1002 and was answered by 1001 leaves 1002's board: call.hidden (the API's own)
+        _row, agent_secret = await token_store.create_token(world.ctx.store.pool, role="agent", extension="1002")
+        agent_ws = await http.ws_connect("/api/v1/events", headers={"Authorization": f"Bearer {agent_secret}"})
+        agent_messages: list[dict[str, Any]] = []
+        agent_reader = asyncio.create_task(collect(agent_ws, agent_messages))
+        ring_all = {"call_id": "00000000-0000-0000-0000-00000000c0de", "pbx": "main", "state": "ringing",
+                    "caller": CALLER, "extension": "1002", "extensions": ["1001", "1002"]}
+        await eventually(lambda: bool(agent_messages), what="agent hello")
+        await world.ctx.bus.publish("call.ringing", ring_all)
+        await world.ctx.bus.publish("call.answered", {**ring_all, "state": "in_call", "extension": "1001",
+                                                      "answered_at": "2026-03-10T09:00:05+00:00"})
+        await eventually(lambda: any(m["type"] == "call.hidden" for m in agent_messages), what="call.hidden")
+        await agent_ws.close()
+        agent_reader.cancel()
+        messages.extend(agent_messages)
     finally:
         await ws.close()
         reader.cancel()
