@@ -110,16 +110,33 @@ async def _finish(engine: Engine, ch: Channel) -> None:
         ch.soft_sent = True  # type: ignore[attr-defined]
         engine.channel_event(ch, "ChannelHangupRequest", pre={"cause": 16, "soft": True})
     ch.hangup_requested = True
+    # Real Asterisk (issue 11): the ARI events of a hangup handler (its ChannelDialplan steps, ChannelVarsets,
+    # then ChannelDestroyed) can reach the websocket after AMI already sent the channel's Hangup. Held back
+    # here and released a moment after the destroy, so a service watching both feeds meets that order.
+    lag = engine.config.hangup_handler_ari_lag
+    held = lag > 0 and (bool(getattr(ch, "hangup_handlers", []))
+                        or engine.dialplan.resolve(ch.context, "h") is not None)
+    if held:
+        engine.router.hold(ch.id)
     await _run_h(engine, ch)
     ch.task = None
     apps = [a.name for a in engine.router.apps.values() if ch.id in a.channels or a.subscribe_all]
     engine.destroy(ch)
+    if held:
+        engine.spawn(_release_later(engine, ch.id, lag))
     if ch.appdial and ch.half == 1:  # the originated ;1 falls back to its AppDial2 snapshot (16, 12)
         ch.app_name, ch.app_data = "AppDial2", "(Outgoing Line)"
         event = {"type": "ChannelDialplan", "timestamp": ari_time(), "dialplan_app": ch.app_name,
                  "dialplan_app_data": ch.app_data, "channel": ch.json()}
         for app in apps:
-            engine.router.publish(event, only_app=app)
+            engine.router.publish(event, channel_ids=(ch.id,), only_app=app)
+
+
+async def _release_later(engine: Engine, channel_id: str, lag: float) -> None:
+    try:
+        await asyncio.sleep(lag)
+    finally:
+        engine.router.release(channel_id)
 
 
 async def _run_h(engine: Engine, ch: Channel) -> None:

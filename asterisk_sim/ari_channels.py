@@ -98,7 +98,9 @@ async def ring_stop(sim: Simulator, path: P, p: P) -> Any:
 
 @ari("POST", "/channels/{id}/dial")
 async def dial(sim: Simulator, path: P, p: P) -> Any:
-    orig.dial(sim.engine, _chan(sim.engine, path["id"]), p)
+    # like every channel operation, /dial needs the channel in Stasis: a created channel whose StasisStart
+    # has not happened yet is 409 (real Asterisk, issue 11)
+    orig.dial(sim.engine, _stasis(sim.engine, path["id"]), p)
 
 
 @ari("POST", "/channels/{id}/continue")

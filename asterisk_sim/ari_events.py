@@ -64,6 +64,7 @@ class EventRouter:
         self.apps: dict[str, App] = {}
         self.log: list[dict[str, Any]] = []  # every delivered event (for the in-process API and tests)
         self.keep_log = False
+        self.held: dict[str, list[tuple[Connection, dict[str, Any]]]] = {}  # channel id → events held back
 
     # ---- registration
     def register(self, conn: Connection) -> None:
@@ -126,7 +127,19 @@ class EventRouter:
             body["asterisk_id"] = ENTITY_ID
             body["application"] = app.name
             if app.connection is not None:
-                self._send(app.connection, body)
+                held = next((self.held[c] for c in channel_ids if c in self.held), None)
+                if held is not None:
+                    held.append((app.connection, body))
+                else:
+                    self._send(app.connection, body)
+
+    def hold(self, channel_id: str) -> None:
+        """Keep this channel's events back (in order) until :meth:`release`: an ARI feed lagging behind."""
+        self.held.setdefault(channel_id, [])
+
+    def release(self, channel_id: str) -> None:
+        for conn, body in self.held.pop(channel_id, []):
+            self._send(conn, body)
 
     def _wants(self, app: App, etype: str, channel_ids: tuple[str, ...], bridge_ids: tuple[str, ...],
                endpoint: str | None, device: str | None) -> bool:

@@ -37,6 +37,12 @@ class EngineConfig:
     time_scale: float = 1.0
     recordings_dir: str = "/tmp/asterisk-sim-recordings"
     trunk: str = "trunk"
+    # Real-Asterisk races the simulator reproduces (issue 11), in wall-clock seconds, not time-scaled:
+    # a /channels/create channel enters Stasis this long after the REST reply (its thread is scheduled
+    # later; until then /dial answers 409), and the ARI events of a hangup handler reach the websocket
+    # this long after AMI's Hangup of the same channel.
+    stasis_entry_delay: float = 0.05
+    hangup_handler_ari_lag: float = 0.05
 
 
 @dataclass

@@ -11,21 +11,15 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from asterisk_sim.core_sounds import CORE_SOUNDS_EN
 from asterisk_sim.model import Bridge, Channel, ari_time
 
 if TYPE_CHECKING:
     from asterisk_sim.engine import Engine
 
-# Durations of the core sounds we know (seconds). Anything else is "not found" (Asterisk: 201 then failed).
-SOUNDS: dict[str, float] = {
-    "demo-congrats": 30.0, "beep": 0.44, "vm-extension": 1.2, "hello-world": 1.3, "tt-monkeys": 10.0,
-    "pls-hold-while-try": 2.0, "queue-youarenext": 1.5, "queue-thereare": 1.2, "queue-callswaiting": 1.5,
-    "queue-holdtime": 1.5, "queue-minutes": 0.8, "queue-thankyou": 2.0, "silence/1": 1.0, "silence/2": 2.0,
-    "conf-onlyperson": 2.0, "agent-loginok": 1.0, "privacy-incorrect": 2.0, "spy-agent": 1.0,
-    "vm-goodbye": 0.8, "auth-thankyou": 1.0, "transfer": 0.8, "custom/monitored": 3.0,
-    "access-denied": 1.2, "feature-not-avail-line": 2.0, "is-curntly-unavail": 1.5, "pls-try-call-later": 1.8,
-    "pbx-invalid": 2.2, "cannot-complete-as-dialed": 2.5, "beeperr": 0.4, "this-call-may-be-monitored-or-recorded": 3.0,
-}
+# The sounds a real Asterisk 22 with Debian's core English set can play, with their lengths (seconds).
+# Anything else is "not found" (Asterisk: 201, then PlaybackFinished failed; GET /sounds/{id} 404).
+SOUNDS: dict[str, float] = dict(CORE_SOUNDS_EN)
 KNOWN_SCHEMES = {"sound", "recording", "tone", "digits", "number", "characters"}
 FORMATS = {"wav", "gsm", "ulaw", "alaw", "sln", "wav49", "g722", "slin"}
 

@@ -185,10 +185,20 @@ def create(engine: Engine, p: dict[str, Any]) -> Channel:
     _apply_vars(engine, [ch] + ([other] if other else []), ch, variables, p.get("callerId"))
     if app and engine.router.registered(app):
         args = str(p.get("appArgs", "")).split(",") if p.get("appArgs") else []
-        engine.enter_stasis(ch, app, args, dialplan_event=True)
+        delay = engine.config.stasis_entry_delay
+        if delay > 0:  # real Asterisk: StasisStart comes after the reply; /dial before it is 409 (issue 11)
+            engine.spawn(_enter_stasis_later(engine, ch, app, args, delay))
+        else:
+            engine.enter_stasis(ch, app, args, dialplan_event=True)
     elif other is not None:
         engine.spawn(_vanish(engine, ch, other))  # nothing to hold it: it silently goes away (09, 16)
     return ch
+
+
+async def _enter_stasis_later(engine: Engine, ch: Channel, app: str, args: list[str], delay: float) -> None:
+    await asyncio.sleep(delay)
+    if not ch.destroyed and not ch.hangup_requested and ch.stasis_app is None:
+        engine.enter_stasis(ch, app, args, dialplan_event=True)
 
 
 def dial(engine: Engine, ch: Channel, p: dict[str, Any]) -> None:

@@ -20,6 +20,9 @@ def lab_config(tmp_path: Path, **overrides: object) -> SimConfig:
         "user": "lab", "password": "lab", "dialplan_text": CAPTURE_DIALPLAN.read_text(),
         "dialplan_file": str(CAPTURE_DIALPLAN), "recordings_dir": str(tmp_path / "recording"),
         "time_scale": SCALE, "ami_port": None, "trunk": None,
+        # the captures' client waited for each StasisStart, which came ≈1 ms after the create reply; replayed
+        # gaps are compressed by SCALE, so the race is kept at its captured size here
+        "stasis_entry_delay": 0.001,
     }
     values.update(overrides)
     return SimConfig(**values)  # type: ignore[arg-type]
