@@ -22,6 +22,19 @@ log = logging.getLogger("callcenter.ari.calls")
 
 FLOW_NAMES = ("originate", "party", "consult")
 DIAL_TIMEOUT = 60
+# A created channel can be dialled only once it is in Stasis: Asterisk replies to /channels/create first and
+# sends StasisStart a moment later (≈1 ms idle, more under load); a /dial in between is 409 (issue 11).
+STASIS_WAIT = 5.0
+# What the agent hears when the customer leg could not be dialled, before the hang-up (core sound set).
+DIAL_FAILED_PROMPT = "sound:cannot-complete-as-dialed"
+PROMPT_WAIT = 6.0
+
+
+class DialFailed(AriError):
+    """A leg we created never became dialable (no StasisStart in time, or it vanished first)."""
+
+    def __init__(self, message: str, channel_id: str) -> None:
+        super().__init__(504, message, method="POST", path=f"/channels/{channel_id}/dial")
 
 
 class CallFlow:
@@ -31,6 +44,8 @@ class CallFlow:
         self.state = pbx.state
         self._tasks: set[asyncio.Task[None]] = set()
         self._joined: set[str] = set()
+        self._waiting: dict[str, asyncio.Future[None]] = {}  # "StasisStart:<channel>" / "PlaybackFinished:<id>"
+        self.stasis_wait = STASIS_WAIT
         for name in FLOW_NAMES:
             pbx.stasis.register_flow(name, self)
 
@@ -57,11 +72,44 @@ class CallFlow:
         variables = {"CC_LINKEDID": call.linkedid, "CC_ROLE": role}
         if call.presented_number:  # the caller ID the far end sees (click-to-call's caller_id)
             variables |= {"CALLERID(num)": call.presented_number, "CALLERID(name)": call.presented_number}
-        await self.client.post("/channels/create", json={"variables": variables},
-            endpoint=f"Local/{digits}@{self.pbx.ari.outbound_context}", app=self.client.app, appArgs=args,
-            channelId=channel_id, originator=originator)
+        entered = self._expect("StasisStart", channel_id)
+        try:
+            await self.client.post("/channels/create", json={"variables": variables},
+                endpoint=f"Local/{digits}@{self.pbx.ari.outbound_context}", app=self.client.app, appArgs=args,
+                channelId=channel_id, originator=originator)
+            try:
+                await asyncio.wait_for(entered, self.stasis_wait)
+            except TimeoutError:
+                await self.pbx.hangup_quietly(channel_id)
+                raise DialFailed(f"the new channel did not enter Stasis within {self.stasis_wait:g} s",
+                                 channel_id) from None
+        finally:
+            self._waiting.pop(f"StasisStart:{channel_id}", None)
         await self.client.post(ari_path("channels", channel_id, "dial"), caller=originator, timeout=DIAL_TIMEOUT)
         return channel_id
+
+    def _expect(self, kind: str, key: str) -> asyncio.Future[None]:
+        """A future resolved by ``on_event`` when the event ``kind`` for ``key`` (channel/playback id) arrives."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[f"{kind}:{key}"] = future
+        return future
+
+    def _resolve(self, event: dict[str, Any]) -> None:
+        kind = str(event.get("type"))
+        if kind == "PlaybackFinished":
+            key = f"PlaybackFinished:{(event.get('playback') or {}).get('id')}"
+        else:
+            key = f"StasisStart:{(event.get('channel') or {}).get('id')}"
+        future = self._waiting.get(key)
+        if future is None and kind == "ChannelDestroyed":
+            cid = str((event.get("channel") or {}).get("id"))
+            future = self._waiting.get(f"StasisStart:{cid}")
+            if future is not None and not future.done():
+                future.set_exception(DialFailed(
+                    f"the new channel was hung up before it entered Stasis ({event.get('cause_txt') or ''})", cid))
+            return
+        if future is not None and not future.done() and kind in ("StasisStart", "PlaybackFinished"):
+            future.set_result(None)
 
     async def add_to_bridge(self, bridge_id: str, channel_id: str) -> None:
         await self.client.post(ari_path("bridges", bridge_id, "addChannel"), channel=channel_id)
@@ -108,13 +156,35 @@ class CallFlow:
         try:
             customer = await self.dial_out(call, call.callee_raw, "customer", "originate,customer")
         except AriError as exc:
-            log.warning("dialling the customer failed call_id=%s: %s", call.call_id, exc)
-            effects.append(self.timeline(call, "dial_failed", channel_id, error=exc.message))
-            await self.pbx.emit(effects)
-            await self.pbx.hangup_quietly(channel_id)
+            await self.customer_not_dialled(call, channel_id, bridge, exc, effects)
             return
         effects.append(self.timeline(call, "dial", customer, number=call.callee_raw, channel=customer))
         await self.pbx.emit(effects)
+
+    async def customer_not_dialled(self, call: LiveCall, agent_channel: str, bridge: str, exc: AriError,
+                                   effects: list[Effect]) -> None:
+        """The agent answered but the customer leg could not be dialled: never a silent hang-up.
+
+        The row ends ``failed`` with the reason as its hang-up cause (``call.ended`` carries both, so a CRM that
+        got its 202 learns the outcome), and the agent hears a prompt before the line drops.
+        """
+        reason = f"customer not dialled: {exc.message}"
+        log.warning("event=click_to_call_failed call_id=%s agent_channel=%s reason=%r", call.call_id,
+                    agent_channel, exc.message)
+        call.dial_status = "CHANUNAVAIL"
+        call.hangup_cause = reason
+        effects.append(self.timeline(call, "dial_failed", agent_channel, error=exc.message))
+        await self.pbx.emit(effects)
+        playback = f"{call.linkedid}-dial-failed"
+        finished = self._expect("PlaybackFinished", playback)
+        try:
+            await self.client.post(ari_path("bridges", bridge, "play", playback), media=DIAL_FAILED_PROMPT)
+            await asyncio.wait_for(finished, PROMPT_WAIT)
+        except (AriError, TimeoutError) as play_exc:
+            log.warning("event=dial_failed_prompt_not_played call_id=%s error=%r", call.call_id, str(play_exc))
+        finally:
+            self._waiting.pop(f"PlaybackFinished:{playback}", None)
+        await self.pbx.hangup_quietly(agent_channel)
 
     async def far_end_answered(self, call: LiveCall, channel_id: str, role: str) -> None:
         bridge = call.bridge or await self.ensure_bridge(call)
@@ -137,6 +207,8 @@ class CallFlow:
 
     async def on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
+        if self._waiting and kind in ("StasisStart", "PlaybackFinished", "ChannelDestroyed"):
+            self._resolve(event)
         if kind == "ChannelDestroyed":
             self._joined.discard(str(event["channel"].get("id")))
             linkedid = self._destroyed_owner(event)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from callcenter.domain import Conflict, DomainError
 
-from .conftest import World, eventually
+from .conftest import World, ended, eventually
 
 
 async def test_click_to_call_rings_agent_then_customer_and_logs_outbound_call(world: World) -> None:
@@ -181,3 +182,50 @@ async def test_caller_id_given_is_what_the_customer_sees_while_the_agent_sees_th
     # what a PJSIP trunk puts in From: the outgoing channel's connected line, which Dial copies from the caller
     assert channels["PJSIP/trunk"]["connected"]["number"] == "+97235551234"
     await world.calls.hangup(call_id)
+
+
+async def test_click_to_call_connects_every_time_though_the_customer_leg_enters_stasis_late(world: World) -> None:
+    """Real Asterisk answers /dial with 409 until the created channel's StasisStart (issue 11: 1 call in 4
+    failed). The simulator now lets StasisStart come 50 ms after the create reply; every call must connect."""
+    assert world.sim.engine.config.stasis_entry_delay > 0
+    for attempt in range(5):
+        number = f"05012345{attempt:02d}"
+        world.sim.phone("1001").answer_after(0.01)
+        world.sim.customer(number).answer_after(0.01)
+        call_id = await world.calls.originate(extension="1001", number=number)
+
+        async def talking(number: str = number) -> bool:
+            return number in world.sim.who_hears_whom().get("1001", set())
+
+        await eventually(talking, what=f"attempt {attempt}: agent and customer connected")
+        await world.calls.hangup(call_id)
+        row = await ended(world, call_id)
+        assert (row["status"], row["direction"], row["callee_raw"]) == ("answered", "outbound", number)
+        assert "dial_failed" not in await world.timeline(call_id)
+
+
+async def test_a_customer_leg_that_never_becomes_dialable_fails_the_call_out_loud(world: World) -> None:
+    """No silent hang-up of an agent who answered: he hears why, the row says failed and why, and the
+    ``call.ended`` message (webhooks, CRMs) carries the same."""
+    world.sim.engine.config.stasis_entry_delay = 30.0  # the customer leg's StasisStart never comes in time
+    world.calls.flows["main"].stasis_wait = 0.3
+    heard: list[dict[str, Any]] = []
+
+    async def on_event(event: dict[str, Any]) -> None:
+        if event["type"] in ("PlaybackStarted", "PlaybackFinished"):
+            heard.append(event)
+
+    world.pbx.client.add_event_handler(on_event)
+    sub = world.bus.subscribe("call.ended")
+    world.sim.phone("1001").answer_after(0.01)
+    call_id = await world.calls.originate(extension="1001", number="0501234567")
+    row = await ended(world, call_id)
+    assert row["status"] == "failed" and row["direction"] == "outbound"
+    assert "did not enter Stasis" in row["hangup_cause"]
+    assert "dial_failed" in await world.timeline(call_id)
+    prompt = [(e["type"], e["playback"]["media_uri"], e["playback"]["state"]) for e in heard]
+    assert prompt == [("PlaybackStarted", "sound:cannot-complete-as-dialed", "playing"),
+                      ("PlaybackFinished", "sound:cannot-complete-as-dialed", "done")]
+    message = await sub.get(timeout=3)
+    assert message.data["status"] == "failed" and "did not enter Stasis" in message.data["hangup_cause"]
+    await eventually(lambda: not world.sim.channels(), what="agent hung up after the prompt, nothing left")
