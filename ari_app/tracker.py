@@ -9,6 +9,7 @@ half and by channels our flows create with ``originator``.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ from callcenter.numbers import InvalidNumber, NumberPlan, is_extension, to_e164
 log = logging.getLogger("callcenter.ari.state")
 
 PHONE_TECHS = ("PJSIP", "SIP", "IAX2")
+ENDED_MEMORY = 50_000  # channel ids of ended calls kept, so their late events cannot reopen them
 
 
 class LiveState:
@@ -51,6 +53,11 @@ class LiveState:
         self.ext_legs: dict[str, dict[str, Leg]] = {}
         self.trunk_legs: dict[str, dict[str, Leg]] = {}
         self.local_names: dict[str, str] = {}  # Local channel name → id, to pair ;1 with ;2
+        # Channels whose call has ended. Their late events must not open a new call: with ARI and AMI both
+        # watching, AMI's Hangup can end the call before ARI delivers the ChannelDialplan events of the
+        # caller's hangup handler; a one-leg call opened from those would overwrite the real row (issue 11).
+        self.ended_channels: OrderedDict[str, None] = OrderedDict()
+        self.late_events_ignored = 0
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -97,10 +104,12 @@ class LiveState:
         ring_until = call.answered_at or end
         return CallRecord(
             id=call.call_id, pbx=self.pbx, source=Source.ARI if call.owned else Source(call.source),
-            source_id=call.linkedid, started_at=call.started_at, direction=call.direction,
-            status=call.status(), caller_raw=call.caller_raw, caller=self.normalise(call.caller_raw),
-            caller_name=call.caller_name or None, callee_raw=call.callee_raw,
-            callee=self.normalise(call.callee_raw, dialled=call.direction == Direction.OUTBOUND),
+            source_id=call.linkedid, started_at=call.started_at,
+            # what this feed could not tell stays None: an AGI tag's direction or callee is not overwritten
+            direction=call.direction if call.direction != Direction.UNKNOWN else None,
+            status=call.status(), caller_raw=call.caller_raw or None, caller=self.normalise(call.caller_raw) or None,
+            caller_name=call.caller_name or None, callee_raw=call.callee_raw or None,
+            callee=self.normalise(call.callee_raw, dialled=call.direction == Direction.OUTBOUND) or None,
             extension=call.extension or None, trunk=call.trunk or None, answered_at=call.answered_at,
             ended_at=end, duration=max(duration, 0) if duration is not None else None,
             billsec=max(billsec, 0) if billsec is not None else None,
@@ -150,9 +159,20 @@ class LiveState:
         if self.local_names.get(leg.name) == leg.id:
             del self.local_names[leg.name]
 
+    def about_ended_channel(self, event: dict[str, Any]) -> bool:
+        """The event's channel (a Dial's peer) belonged to a call that has already ended."""
+        channel = event.get("peer") if event.get("type") == "Dial" else event.get("channel")
+        cid = str((channel or {}).get("id") or "")
+        return bool(cid) and cid in self.ended_channels and cid not in self.channel_call
+
     def forget_call(self, call: LiveCall) -> None:
         """The call is over: it and every channel of it leave the state (a leg still ringing included)."""
         self.calls.pop(call.linkedid, None)
+        for leg_id in call.legs:
+            self.ended_channels[leg_id] = None
+            self.ended_channels.move_to_end(leg_id)
+        while len(self.ended_channels) > ENDED_MEMORY:
+            self.ended_channels.popitem(last=False)
         for leg in call.legs.values():
             if self.channel_call.get(leg.id) == call.linkedid:
                 del self.channel_call[leg.id]
@@ -203,6 +223,9 @@ class LiveState:
         if handler is None:
             return []
         self.events_applied += 1
+        if self.ended_channels and self.about_ended_channel(event):
+            self.late_events_ignored += 1
+            return []
         touched: set[str] = set()
         self._via = str(event.get("_via", "ari"))
         try:

@@ -1,0 +1,130 @@
+"""Every row right when the service watches one Asterisk through both feeds (ARI with subscribeAll + AMI).
+
+Issue 11: on a real Asterisk 22, a ``Dial()`` call whose caller runs a hangup handler (our dialplan pushes
+``callcenter-call-end``) lost its direction, callee, answer and billsec in 4 calls of 12: AMI's ``Hangup``
+closed the call, then the handler's ARI ``ChannelDialplan`` events (the ARI socket lags behind) reopened a
+one-leg call under the same linkedid whose end overwrote the real row. The simulator now delivers the
+hangup handler's ARI events after AMI's Hangup, as the real one can.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ari_app.ami import AmiWatcher
+from ari_app.pbx import AsteriskPbx
+from ari_app.service import AsteriskCalls
+from asterisk_sim.simulator import SimConfig, Simulator
+from callcenter.bus import EventBus
+from callcenter.config import AmiSettings
+from callcenter.domain import call_id_for
+from callcenter.store import CallStore, SpooledWriter
+
+from .conftest import PASSWORD, PHONES, World, eventually, pbx_config
+
+DIALPLAN = """
+[from-internal]
+exten => _1XXX,1,Set(CHANNEL(hangup_handler_push)=call-end,s,1)
+ same => n,Dial(PJSIP/${EXTEN},30)
+ same => n,Hangup()
+exten => _9X.,1,Set(CHANNEL(hangup_handler_push)=call-end,s,1)
+ same => n,Dial(PJSIP/${EXTEN:1}@trunk,60)
+ same => n,Hangup()
+[from-trunk]
+exten => 5550100,1,Set(CHANNEL(hangup_handler_push)=call-end,s,1)
+ same => n,Dial(PJSIP/1001,30)
+ same => n,Hangup()
+[call-end]
+exten => s,1,NoOp(closing the call of ${CHANNEL})
+ same => n,Set(CC_CALL_ENDED=1)
+ same => n,Return()
+"""
+
+
+@pytest.fixture
+async def both_feeds(store: CallStore, tmp_path: Path) -> AsyncIterator[World]:
+    config = SimConfig(user="cc", password=PASSWORD, phones=PHONES, dialplan_text=DIALPLAN, ami_port=0,
+                       recordings_dir=str(tmp_path / "rec"))
+    async with Simulator(config) as sim:
+        for ext in PHONES[:3]:
+            await sim.phone(ext).register()
+        pbx_conf = replace(pbx_config(sim.ari_url), ami=AmiSettings(host="127.0.0.1", port=sim.ami_port,
+                                                                     username="cc", secret=PASSWORD))
+        writer = SpooledWriter(store, tmp_path / "spool.jsonl")
+        bus = EventBus()
+        pbx = AsteriskPbx(pbx_conf, writer, bus, pool=store.pool)
+        watcher = AmiWatcher(pbx, reconnect_timeout=1)
+        calls = AsteriskCalls([pbx])
+        await pbx.start()
+        await watcher.start()
+        assert await pbx.client.wait_connected(5)
+        await eventually(lambda: watcher.connected, what="AMI logged in")
+        try:
+            yield World(sim, pbx, calls, store, bus)
+        finally:
+            await watcher.close()
+            await pbx.close()
+            await writer.close()
+
+
+async def final_row(world: World, call_id: uuid.UUID) -> dict[str, Any]:
+    """The row once the call ended and every event of it (the late ones included) went through."""
+    async def settled() -> bool:
+        row = await world.row(call_id)
+        return bool(row and row["ended_at"]) and not world.sim.channels() and not world.pbx.state.calls
+
+    await eventually(settled, what="call ended, every channel gone")
+    router = world.sim.engine.router
+    await eventually(lambda: not router.held, what="the lagging ARI events delivered")
+    await eventually(lambda: not world.pbx.state.calls, what="no call reopened by late events")
+    row = await world.row(call_id)
+    assert row is not None
+    return row
+
+
+async def talk(world: World, caller: str, heard: str) -> None:
+    await eventually(lambda: heard in world.sim.who_hears_whom().get(caller, set()), what=f"{caller} hears {heard}")
+
+
+async def test_internal_call_ended_by_the_callee_keeps_its_row(both_feeds: World) -> None:
+    world = both_feeds
+    world.sim.phone("1002").answer_after(0.05)
+    channel = await world.sim.phone("1001").dial("1002")
+    call_id = call_id_for("main", channel)
+    await talk(world, "1001", "1002")
+    await world.sim.phone("1002").hangup()  # the caller's hangup handler runs after this
+    row = await final_row(world, call_id)
+    assert (row["direction"], row["status"], row["caller_raw"], row["callee_raw"], row["extension"]) == (
+        "internal", "answered", "1001", "1002", "1001")
+    assert row["answered_at"] is not None and row["billsec"] is not None
+    assert row["ring_seconds"] is not None and row["ring_seconds"] <= 1
+    assert row["hangup_cause"] == "Normal Clearing"
+
+
+async def test_outbound_and_inbound_calls_with_hangup_handlers_keep_their_rows(both_feeds: World) -> None:
+    world = both_feeds
+    world.sim.customer("0501234567").answer_after(0.05)
+    channel = await world.sim.phone("1001").dial("90501234567")
+    out_id = call_id_for("main", channel)
+    await talk(world, "1001", "0501234567")
+    await world.sim.customer("0501234567").hangup()
+    row = await final_row(world, out_id)
+    assert (row["direction"], row["status"], row["callee"], row["extension"], row["trunk"]) == (
+        "outbound", "answered", "+972501234567", "1001", "trunk")
+    assert row["hangup_cause"] == "Normal Clearing"
+
+    world.sim.phone("1001").answer_after(0.05)
+    trunk_channel = await world.sim.inbound_call(caller="0521234567", did="5550100")
+    in_id = call_id_for("main", trunk_channel)
+    await talk(world, "1001", "0521234567")
+    await world.sim.phone("1001").hangup()
+    row = await final_row(world, in_id)
+    assert (row["direction"], row["status"], row["caller"], row["callee_raw"], row["extension"]) == (
+        "inbound", "answered", "+972521234567", "5550100", "1001")
+    assert row["hangup_cause"] == "Normal Clearing"
