@@ -1,6 +1,7 @@
 """Service component for the ``ari`` role: one :class:`AsteriskPbx` per ``[[pbx]]`` of kind asterisk.
 
-Sets ``ctx.ports.call_control`` and ``ctx.ports.live`` and registers health ``ari`` and ``ami``. Other ARI
+Sets ``ctx.ports.call_control`` and ``ctx.ports.live`` and registers health ``ari``, ``ami`` and ``prompts``
+(the sounds we play that the Asterisk lacks, see ``ari_app.prompts``). Other ARI
 flows plug in through ``ari_app.monitor.setup(pbx, ctx)`` (called for every PBX when that module has a
 ``setup``); it may return an async context manager, entered here and closed on shutdown.
 """
@@ -15,6 +16,8 @@ from typing import Any
 
 from ari_app.ami import AmiWatcher
 from ari_app.pbx import AsteriskPbx
+from ari_app.prompts import PromptCheck
+from ari_app.prompts import health as prompts_health
 from ari_app.service import AsteriskCalls
 from callcenter.service import ServiceContext
 
@@ -58,7 +61,13 @@ async def run(ctx: ServiceContext) -> AsyncIterator[None]:
     calls = AsteriskCalls(pbxs)
     ctx.health.register("ari", lambda: _health(pbxs, "pbx"))
     ctx.health.register("ami", lambda: _health(watchers, "pbx"))
+    prompt_checks = [PromptCheck(p) for p in pbxs]
+    for check in prompt_checks:
+        check.pbx.client.add_connected_handler(check.on_connected)
+    ctx.health.register("prompts", lambda: prompts_health(prompt_checks))
     async with AsyncExitStack() as stack:
+        for check in prompt_checks:
+            stack.push_async_callback(check.close)
         for pbx in pbxs:
             await _plugins(stack, pbx, ctx)
             stack.push_async_callback(pbx.close)

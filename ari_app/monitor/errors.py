@@ -1,7 +1,8 @@
 """Why a monitoring attempt is refused: one exception per reason, each with a stable code and a prompt.
 
 The API maps them to HTTP (``status``); the Stasis flow plays ``prompt`` to the supervisor, logs the
-code and hangs up. Prompts are stock Asterisk core sounds so a fresh install speaks every refusal.
+code and hangs up. Prompts are Asterisk's core English sounds (as Debian's asterisk-core-sounds-en packages them)
+so a fresh install speaks every refusal; ``ari_app.prompts`` checks at connect that the Asterisk has them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class InvalidMonitorRequest(MonitorRefused):
 class NotAnObserver(MonitorRefused):
     code = "not_an_observer"
     status = 403
-    prompt = "sound:access-denied"
+    prompt = "sound:feature-not-avail-line"  # "access-denied" is not in the core set (issue 11)
 
 
 class LevelTooLow(MonitorRefused):
@@ -38,7 +39,7 @@ class LevelTooLow(MonitorRefused):
 class NoCallInProgress(MonitorRefused):
     code = "no_call_in_progress"
     status = 409
-    prompt = "sound:is-curntly-unavail"
+    prompt = "sound:vm-isunavail"  # "…is unavailable"; "is-curntly-unavail" is not in the core set
 
 
 class NotYetConnected(MonitorRefused):
@@ -46,7 +47,7 @@ class NotYetConnected(MonitorRefused):
 
     code = "not_yet_connected"
     status = 409
-    prompt = "sound:pls-try-call-later"
+    prompt = "sound:please-try-call-later"  # the core set's name; "pls-try-call-later" is not in it
 
 
 class TakeoverUnavailable(MonitorRefused):

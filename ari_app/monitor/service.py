@@ -52,7 +52,9 @@ from callcenter.store.monitor_groups import MonitorGrant
 
 log = logging.getLogger("callcenter.ari.monitor")
 
-ANNOUNCEMENT = "sound:this-call-may-be-monitored-or-recorded"
+# The core set has no spoken monitoring notice ("this-call-may-be-monitored-or-recorded" is an extra sound, so
+# a stock install played nothing, issue 11): the classic monitoring beep is what every install can play.
+ANNOUNCEMENT = "sound:beep"
 SWITCH_REFUSED_PROMPT = "sound:beeperr"
 
 

@@ -256,14 +256,14 @@ async def test_an_announcing_group_plays_the_notice_into_the_call_once(world: Wo
     await customer_calls_agent(world)
     await supervise(world, "*3361001")
     notice = await eventually(lambda: [c for c in world.sim.engine.channels.values() if c.id.endswith("-announce")])
-    media = "sound:this-call-may-be-monitored-or-recorded"
+    media = "sound:beep"
     heard = await eventually(lambda: (m := hears(world)).get("1001", set()) >= {media} and m)
     assert media in heard[CUSTOMER] and media not in heard["2005"]
     agent = world.sim.phone("1001").channels()[0]
     assert (notice[0].snoop_target, notice[0].spy, notice[0].whisper) == (agent.id, "none", "both")
     played = await eventually(lambda: [e["playback"] for e in recorder.events if e["type"] == "PlaybackStarted"])
     assert [(p["media_uri"], p["target_uri"]) for p in played] == [
-        ("sound:this-call-may-be-monitored-or-recorded", f"channel:{notice[0].id}")]
+        ("sound:beep", f"channel:{notice[0].id}")]
     await eventually(lambda: len(snoops(world)) == 1, timeout=5)  # gone once played; the session goes on
     assert hears(world)["2005"] == {"1001", CUSTOMER}
     await world.sim.phone("2005").send_dtmf("4", duration_ms=20)  # a switch does not announce again

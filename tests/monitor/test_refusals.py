@@ -20,8 +20,10 @@ class Recorder:
         self.events.append(event)
 
     def prompts_to(self, channel_id: str) -> list[str]:
+        """The prompts played to the end (a sound Asterisk lacks finishes "failed": heard by nobody)."""
         return [e["playback"]["media_uri"] for e in self.events
-                if e["type"] == "PlaybackStarted" and e["playback"]["target_uri"] == f"channel:{channel_id}"]
+                if e["type"] == "PlaybackFinished" and e["playback"]["state"] == "done"
+                and e["playback"]["target_uri"] == f"channel:{channel_id}"]
 
 
 async def refused(world: World, code: str, caplog: pytest.LogCaptureFixture, supervisor: str = "2005") -> list[str]:
@@ -41,7 +43,7 @@ def logged(caplog: pytest.LogCaptureFixture, code: str) -> bool:
 
 async def test_not_an_observer_is_refused(world: World, caplog: pytest.LogCaptureFixture) -> None:
     await customer_calls_agent(world)
-    assert await refused(world, "*3361001", caplog) == ["sound:access-denied"]
+    assert await refused(world, "*3361001", caplog) == ["sound:feature-not-avail-line"]
     assert logged(caplog, "not_an_observer")
     assert world.sim.who_hears_whom()["1001"] == {CUSTOMER}
 
@@ -55,7 +57,7 @@ async def test_a_level_too_low_is_refused(world: World, caplog: pytest.LogCaptur
 
 async def test_no_call_in_progress_is_refused(world: World, caplog: pytest.LogCaptureFixture) -> None:
     await grant(world, "listen")
-    assert await refused(world, "*3361001", caplog) == ["sound:is-curntly-unavail"]
+    assert await refused(world, "*3361001", caplog) == ["sound:vm-isunavail"]
     assert logged(caplog, "no_call_in_progress")
 
 
@@ -64,15 +66,15 @@ async def test_an_extension_only_dialling_out_is_refused(world: World, caplog: p
     world.sim.phone("1002").never_answer()
     await world.sim.phone("1001").dial("1002")
     await eventually(lambda: any(c["name"].startswith("PJSIP/1002-") for c in world.sim.channels()))
-    assert await refused(world, "*3361001", caplog) == ["sound:pls-try-call-later"]
+    assert await refused(world, "*3361001", caplog) == ["sound:please-try-call-later"]
     assert logged(caplog, "not_yet_connected")
 
 
 async def test_extension_11_never_monitors_115(world: World, caplog: pytest.LogCaptureFixture) -> None:
     await grant(world, "listen", observed=["11"])
     await customer_calls_agent(world, "115")
-    assert await refused(world, "*33611", caplog) == ["sound:is-curntly-unavail"]
-    assert await refused(world, "*336115", caplog) == ["sound:access-denied"]
+    assert await refused(world, "*33611", caplog) == ["sound:vm-isunavail"]
+    assert await refused(world, "*336115", caplog) == ["sound:feature-not-avail-line"]
 
 
 async def test_an_unknown_mode_is_refused(world: World, caplog: pytest.LogCaptureFixture) -> None:
