@@ -26,6 +26,7 @@ ROUTE_MODULES = (
     "api.routes.queue_control",  # agent pause and the live state of a queue
     "api.routes.stats",       # statistics for the charts (calls per hour, service level, agents' time)
     "api.routes.monitor",     # monitoring sessions and monitor groups
+    "api.routes.monitor_access",  # who may monitor whom (the admin page's preview)
     "api.live",               # GET /api/v1/live and the /api/v1/events websocket
     "api.webhooks",           # webhook admin and delivery
     "api.dashboard",          # the dashboard page at /

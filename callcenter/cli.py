@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 # Modules that add sub-commands: each has ``register(subparsers)``.
 ADAPTER_COMMANDS = ("bridges.legacy_pbx.cli", "dialplan.cli", "api.cli", "callcenter.demo", "callcenter.install",
-                    "callcenter.doctor")
+                    "callcenter.doctor", "callcenter.monitor_group_cli")
 EXIT_CONFIG = 2  # a bad configuration: systemd does not restart on it (RestartPreventExitStatus)
 EXIT_SCHEMA_TOO_NEW = 3  # the database was migrated by a newer release: restarting would not help
 

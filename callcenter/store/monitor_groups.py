@@ -153,3 +153,22 @@ async def delete_group(pool: asyncpg.Pool, group_id: int) -> None:
         status = await conn.execute("DELETE FROM monitor_groups WHERE id = $1", group_id)
     if status.endswith(" 0"):
         raise NotFound("no such monitor group")
+
+
+def access_rows(groups: Sequence[dict[str, Any]], extensions: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Pure: "who may monitor whom" — every observer against every extension a group names (or ``extensions``),
+    by the same rule as :func:`grant_for` (exact match, ``*`` = everyone, highest level wins); ``*`` in the
+    answer's ``observed`` stands for any extension not listed."""
+    observers = sorted({o for g in groups for o in g["observers"]}, key=lambda v: (len(v), v))
+    named = {e for g in groups for e in g["observed"] if e != EVERYONE} | {e for e in extensions if e}
+    targets = [*sorted(named, key=lambda v: (len(v), v)), EVERYONE]
+    out = []
+    for observer in observers:
+        for target in targets:
+            applying = [(g["name"], g["level"], bool(g["announce"])) for g in groups if observer in g["observers"]
+                        and (EVERYONE in g["observed"] or (target != EVERYONE and target in g["observed"]))]
+            grant = grant_from_rows(applying)
+            if grant is not None and target != observer:
+                out.append({"observer": observer, "observed": target, "level": grant.level.value,
+                            "announce": grant.announce, "groups": list(grant.groups)})
+    return out
