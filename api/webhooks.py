@@ -24,12 +24,20 @@ from typing import Any
 import aiohttp
 import asyncpg
 from aiohttp import web
-from yarl import URL
 
 from api.app import CTX_KEY
 from api.errors import ValidationError
 from api.live import normal_event
 from api.schemas import Param, RouteTable, body_of, params_of
+from api.webhook_targets import (
+    AllowList,
+    GuardedResolver,
+    TargetRefused,
+    check_url,
+    connector_kwargs,
+    literal_address,
+    shown_url,
+)
 from callcenter.service import ServiceContext
 from callcenter.store import webhooks as store
 
@@ -76,6 +84,7 @@ class DeliveryWorker:
     _in_flight: set[asyncio.Task[None]] = field(default_factory=set)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _session: aiohttp.ClientSession | None = None
+    allow: AllowList = field(default_factory=AllowList)
 
     def wake(self) -> None:
         """Look at the table now (a webhook was re-enabled, a delivery re-queued)."""
@@ -86,7 +95,9 @@ class DeliveryWorker:
                 "delivered": self.delivered, "failed_attempts": self.failed_attempts, "last_error": self.last_error}
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(headers={"User-Agent": "asterisk-callcenter-webhooks/1"})
+        self.allow = allow_list(self.ctx)
+        self._session = aiohttp.ClientSession(headers={"User-Agent": "asterisk-callcenter-webhooks/1"},
+                                              connector=aiohttp.TCPConnector(**connector_kwargs(self.allow)))
         sub = self.ctx.bus.subscribe("call.", maxsize=10_000)  # subscribed before start returns: nothing missed
         self._tasks = [asyncio.create_task(self._listen(sub), name="webhooks-listen"),
                        asyncio.create_task(self._dispatch(), name="webhooks-dispatch"),
@@ -187,6 +198,10 @@ class DeliveryWorker:
         headers = {"Content-Type": "application/json", "X-Callcenter-Event": item["topic"],
                    "X-Callcenter-Delivery": str(item["id"]), TIMESTAMP_HEADER: timestamp,
                    SIGNATURE_HEADER: sign(item["secret"], timestamp, body)}
+        try:  # an address literal never reaches the resolver: judge it here (the allow-list may have changed)
+            check_url(item["url"], self.allow)
+        except TargetRefused as exc:
+            return None, f"refused: the URL {exc}"
         try:
             async with self._session.post(item["url"], data=body, headers=headers, allow_redirects=False,
                                           timeout=aiohttp.ClientTimeout(total=self.settings.timeout)) as resp:
@@ -269,14 +284,24 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, text=json.dumps(data, default=str), content_type="application/json")
 
 
-def _check_url(raw: str) -> str:
+def allow_list(ctx: ServiceContext) -> AllowList:
+    return AllowList.parse(ctx.config.http.webhook_allow)
+
+
+async def _check_url(request: web.Request, raw: str) -> str:
+    """400 naming body.url for a URL the service will not post to; a host name is resolved once (briefly)."""
+    allow = allow_list(request.app[CTX_KEY])
     try:
-        url = URL(raw)
-    except ValueError:
-        raise ValidationError("body.url", "is not a valid URL") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValidationError("body.url", "must be an http:// or https:// URL with a host")
+        url = check_url(raw, allow)
+        if literal_address(url.raw_host or "") is None and not allow.allows_host(url.host or ""):
+            await GuardedResolver(allow).resolve_briefly(url.host or "", url.port or 0)
+    except TargetRefused as exc:
+        raise ValidationError("body.url", str(exc)) from None
     return raw
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "url": shown_url(row["url"])} if "url" in row else row
 
 
 def _pool(request: web.Request) -> Any:
@@ -286,7 +311,7 @@ def _pool(request: web.Request) -> Any:
 @routes.route("GET", "/api/v1/admin/webhooks", permission="webhooks:admin", response=WEBHOOKS,
               summary="Configured webhooks (secrets are never shown)")
 async def list_webhooks(request: web.Request) -> web.Response:
-    return _json({"items": await store.list_webhooks(_pool(request))})
+    return _json({"items": [_shown(row) for row in await store.list_webhooks(_pool(request))]})
 
 
 @routes.route("POST", "/api/v1/admin/webhooks", permission="webhooks:admin", status=201, body=CREATE_BODY,
@@ -294,16 +319,16 @@ async def list_webhooks(request: web.Request) -> web.Response:
 async def create_webhook(request: web.Request) -> web.Response:
     body = body_of(request)
     secret = body.get("secret") or secrets.token_urlsafe(32)
-    row = await store.create_webhook(_pool(request), url=_check_url(body["url"]), secret=secret,
+    row = await store.create_webhook(_pool(request), url=await _check_url(request, body["url"]), secret=secret,
                                      events=sorted(set(body["events"])), enabled=body["enabled"],
                                      description=body["description"])
-    return _json({**row, "secret": secret}, status=201)
+    return _json({**_shown(row), "secret": secret}, status=201)
 
 
 @routes.route("GET", "/api/v1/admin/webhooks/{id}", permission="webhooks:admin", params=(_ID,), response=WEBHOOK,
               summary="One webhook")
 async def get_webhook(request: web.Request) -> web.Response:
-    return _json(await store.get_webhook(_pool(request), params_of(request)["id"]))
+    return _json(_shown(await store.get_webhook(_pool(request), params_of(request)["id"])))
 
 
 @routes.route("PATCH", "/api/v1/admin/webhooks/{id}", permission="webhooks:admin", params=(_ID,), body=PATCH_BODY,
@@ -311,12 +336,12 @@ async def get_webhook(request: web.Request) -> web.Response:
 async def patch_webhook(request: web.Request) -> web.Response:
     changes = body_of(request)
     if "url" in changes:
-        _check_url(changes["url"])
+        await _check_url(request, changes["url"])
     if "events" in changes:
         changes["events"] = sorted(set(changes["events"]))
     row = await store.update_webhook(_pool(request), params_of(request)["id"], changes)
     request.app[WORKER_KEY].wake()  # re-enabled: its pending deliveries may go now
-    return _json(row)
+    return _json(_shown(row))
 
 
 @routes.route("DELETE", "/api/v1/admin/webhooks/{id}", permission="webhooks:admin", params=(_ID,), status=204,

@@ -8,6 +8,7 @@ committed without them. Nothing else in the service reads the environment.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -127,6 +128,8 @@ class HttpSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     webhook_timeout: float = 5.0
+    # internal webhook targets allowed anyway: host names, addresses or networks ("127.0.0.1", "10.0.0.0/8")
+    webhook_allow: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +259,17 @@ def _coerce(value: Any, expected: Any, key: str) -> Any:
     return value
 
 
+def _allow_entry(entry: Any) -> bool:
+    """A webhook allow-list entry: an IP address / network, or a host name (api.webhook_targets reads them)."""
+    if not isinstance(entry, str):
+        return False
+    try:
+        ipaddress.ip_network(entry.strip("[]"), strict=False)
+        return True
+    except ValueError:
+        return bool(re.fullmatch(r"[A-Za-z0-9.-]+", entry))
+
+
 def _digits(value: str, key: str) -> str:
     if not _DIGITS.match(value):
         raise ConfigError(key, f"must contain digits only, not {value!r}")
@@ -371,6 +385,10 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, s
     )
     if not 0 < config.http.port < 65536:
         raise ConfigError("http.port", "must be between 1 and 65535")
+    for index, allowed in enumerate(config.http.webhook_allow):
+        if not _allow_entry(allowed):
+            raise ConfigError(f"http.webhook_allow[{index}]", f"must be a host name, an IP address or a network "
+                                                            f"such as 10.0.0.0/8, not {allowed!r}")
     codes = [config.monitor.listen_code, config.monitor.whisper_code, config.monitor.barge_code,
              config.monitor.takeover_code]
     if len(set(codes)) != len(codes):
