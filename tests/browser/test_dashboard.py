@@ -252,6 +252,7 @@ async def run_dashboard(page: Any, api: LiveApi) -> None:
     await page.click("#show-all")
     await page.wait_for_selector('.tile[data-extension="200"]')
     await page.mouse.move(5, 5)
+    await page.evaluate("document.getElementById('toasts').replaceChildren()")  # the 503 toasts of the actions
     await page.screenshot(path=artifact("board.png"), full_page=True)
 
 
