@@ -226,8 +226,7 @@ documentation_language = en_US
             "logger.conf": "[general]\ndateformat = %F %T.%3q\n[logfiles]\nmessages.log => notice,warning,error,"
                            "verbose(4),dtmf\n",
             "rtp.conf": f"[general]\nrtpstart = {self.site.rtp.start}\nrtpend = {self.site.rtp.stop - 1}\n",
-            # the build links moh to Debian's folder; res_musiconhold skips a symlinked folder's files
-            "musiconhold.conf": f"[default]\nmode = files\ndirectory = {(p / 'var/lib/asterisk/moh').resolve()}\n",
+            "musiconhold.conf": f"[default]\nmode = files\ndirectory = {self.moh_folder()}\n",
             "cdr.conf": "[general]\nenable = no\n",
             "features.conf": "[general]\n",
             "acl.conf": "",
@@ -245,6 +244,17 @@ documentation_language = en_US
         }
         for name, text in files.items():
             (self.etc / name).write_text(text)
+
+    def moh_folder(self) -> Path:
+        """Where the music files really are. The build links Debian's folder into the prefix (a link *inside*
+        ``moh/`` when make install made that folder first), and res_musiconhold reads no files through a
+        symlinked folder: name the real one."""
+        for folder in (self.prefix / "var/lib/asterisk/moh", self.prefix / "var/lib/asterisk/moh/moh",
+                       Path("/usr/share/asterisk/moh")):
+            real = folder.resolve()
+            if real.is_dir() and any(f.suffix in (".gsm", ".wav", ".ulaw") for f in real.iterdir()):
+                return real
+        raise AsteriskError(f"no music on hold files under {self.prefix}/var/lib/asterisk/moh")
 
     def render_ours(self) -> None:
         """Run ``callcenter dialplan render`` on a ``callcenter.toml``, as the README tells an admin to."""

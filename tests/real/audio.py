@@ -4,7 +4,8 @@ Each party plays its own sine tone (8 kHz, 16-bit mono, −12 dBFS) and records 
 frame a Hann-windowed single-bin DFT (Goertzel) gives each tone's level. In a phase, a tone is *heard* when it
 is above −40 dBFS in ≥ 80 % of the frames, *absent* when in < 5 %, and anything between is a failure
 (``unclear``). The first 2 s of a phase are skipped (the path settles; the phase mark may lag by the
-recorder's 0.25 s buffer).
+recorder's 0.25 s buffer). One addition to the README's method: a frame counts only when the tone also stands
+15 dB above the spectrum 150 Hz either side (a sine is narrow; a spoken prompt's energy near 600 Hz is not).
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ SETTLE_SECONDS = 2.0
 TONE_DBFS = -12.0
 WAV_HEADER = 44
 
-# Distinct tones well apart and not each other's low harmonics: agent, customer, supervisor first (as measured
-# for DESIGN §10), then more for extra parties (queue members, transfer targets).
-TONES = (600, 1400, 2200, 1000, 2600, 1700, 850, 3100)
+NARROW_DB = 15.0  # a tone stands this far above the spectrum 150 Hz either side of it; speech does not
+NEIGHBOUR_HZ = 150
+
+# Distinct tones well apart (more than NEIGHBOUR_HZ) and not each other's low harmonics: agent, customer,
+# supervisor first (as measured for DESIGN §10), then more for extra parties (queue members, transfer targets).
+TONES = (600, 1400, 2200, 1000, 2600, 1700, 400, 3100)
 
 _HANN = [0.5 - 0.5 * math.cos(2 * math.pi * n / (FRAME - 1)) for n in range(FRAME)]
 _HANN_SUM = sum(_HANN)
@@ -55,6 +59,15 @@ def tone_dbfs(frame: list[int] | tuple[int, ...], hz: float) -> float:
     power = s1 * s1 + s2 * s2 - coeff * s1 * s2
     amplitude = 2 * math.sqrt(max(power, 0.0)) / _HANN_SUM
     return 20 * math.log10(amplitude / 32768) if amplitude > 0 else -200.0
+
+
+def tone_present(frame: list[int] | tuple[int, ...], hz: float) -> bool:
+    """Above −40 dBFS, and a narrow peak (a sine), not a broad hump of speech."""
+    level = tone_dbfs(frame, hz)
+    if level <= HEARD_DBFS:
+        return False
+    around = max(tone_dbfs(frame, hz - NEIGHBOUR_HZ), tone_dbfs(frame, hz + NEIGHBOUR_HZ))
+    return level - around >= NARROW_DB
 
 
 @dataclass(frozen=True)
@@ -100,9 +113,22 @@ class Recording:
         frames = [data[i:i + FRAME] for i in range(first, last - FRAME + 1, FRAME)]
         out = {}
         for name, hz in tones.items():
-            above = sum(1 for f in frames if tone_dbfs(f, hz) > HEARD_DBFS)
+            above = sum(1 for f in frames if tone_present(f, hz))
             out[name] = Verdict(hz, above / len(frames) if frames else 0.0, len(frames))
         return out
+
+
+def loud_seconds(recording: Recording, start: float, end: float, dbfs: float = HEARD_DBFS) -> float:
+    """Seconds of 100 ms frames whose RMS is above ``dbfs`` between ``start`` and ``end``: a spoken prompt."""
+    data = recording.samples()
+    first, last = int(start * RATE), min(int(end * RATE), len(data))
+    loud = 0
+    for i in range(first, last - FRAME + 1, FRAME):
+        frame = data[i:i + FRAME]
+        rms = math.sqrt(sum(x * x for x in frame) / FRAME)
+        if rms > 0 and 20 * math.log10(rms / 32768) > dbfs:
+            loud += 1
+    return loud * FRAME / RATE
 
 
 def describe(verdicts: dict[str, Verdict]) -> str:
@@ -115,6 +141,6 @@ def first_heard(recording: Recording, hz: int, after: float = 0.0) -> float | No
     data = recording.samples()
     step = RATE // 100
     for i in range(int(after * RATE), len(data) - FRAME + 1, step):
-        if tone_dbfs(data[i:i + FRAME], hz) > HEARD_DBFS:
+        if tone_present(data[i:i + FRAME], hz):
             return i / RATE
     return None
