@@ -53,6 +53,8 @@ async def _supervisor_becomes_agent(pbx: Any, supervisor_channel: str, agent_cha
     from ari_app.model import now
     from ari_app.transitions import end_call
 
+    for replaced in getattr(pbx, "leg_replaced_hooks", ()):  # flows that pair legs themselves (queues)
+        replaced(agent_channel, supervisor_channel)
     state = pbx.state
     call = state.call_of_channel(agent_channel)
     if call is None:

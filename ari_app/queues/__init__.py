@@ -32,6 +32,11 @@ async def setup(pbx: Any, ctx: Any) -> AsyncIterator[QueueService]:
     service.overflow = router.overflow
     QueueFlow(pbx, service, router, legs).register(pbx.stasis)
     pbx.queue_view = QueueView(service)
+    # a monitoring take-over puts the supervisor in the agent's place (ari_app/monitor calls these hooks)
+    hooks = getattr(pbx, "leg_replaced_hooks", None)
+    if hooks is None:
+        hooks = pbx.leg_replaced_hooks = []
+    hooks.append(bridging.replace_leg)
     port = ctx.ports.queue_control
     if not isinstance(port, QueuePort):
         port = ctx.ports.queue_control = QueuePort()
@@ -39,6 +44,8 @@ async def setup(pbx: Any, ctx: Any) -> AsyncIterator[QueueService]:
     try:
         yield service
     finally:
+        with contextlib.suppress(ValueError):
+            hooks.remove(bridging.replace_leg)
         await service.close()
         await bridging.close()
         port.services.pop(pbx.key, None)

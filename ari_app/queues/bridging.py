@@ -81,6 +81,17 @@ class Bridging:
             effects.append(WriteCall(state.record(call, queue=queue)))
         return effects
 
+    def replace_leg(self, old: str, new: str) -> None:
+        """``new`` takes ``old``'s place in its pair (a supervisor's take-over, ``pbx.leg_replaced_hooks``): the
+        old agent leg ending no longer hangs up the caller; the caller leaving still hangs up ``new``."""
+        pair = self.pairs.pop(old, None)
+        if pair is None:
+            return
+        other, bridge = pair
+        self.pairs[new] = (other, bridge)
+        self.pairs[other] = (new, bridge)
+        log.info("event=queue_leg_replaced old=%s new=%s caller=%s", old, new, other)
+
     def _leg_gone(self, leg: Leg) -> None:
         self._gone(leg.channel_id)
 
