@@ -151,8 +151,6 @@ async def test_a_barge_above_the_supervisors_level_is_refused_aloud_with_no_audi
     await refused_by_ear(trio, service, "level_too_low", "*3321001")
 
 
-@pytest.mark.xfail(reason="issue 11 defect 5: its prompt sound:access-denied is not in Asterisk's core sound set, "
-                          "so the refusal is silent (the prompts are being fixed apart from this test)")
 async def test_a_supervisor_outside_every_group_of_the_agent_is_refused_aloud_with_no_audio_path(
         trio: Trio, service: RunningService) -> None:
     await supervise(service, "takeover", supervisor="1004")  # another supervisor's team, not 1003's
