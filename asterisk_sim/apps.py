@@ -109,6 +109,8 @@ async def _finish(engine: Engine, ch: Channel) -> None:
     if not getattr(ch, "soft_sent", False):
         ch.soft_sent = True  # type: ignore[attr-defined]
         engine.channel_event(ch, "ChannelHangupRequest", pre={"cause": 16, "soft": True})
+        if ch.tech == "PJSIP" and ch.state == "Up":  # capture sip-dial-redirect: a Dial() caller whose bridge
+            engine.rtp_stats(ch)                     # dissolved reports RTP stats after its soft hang-up
     ch.hangup_requested = True
     # Real Asterisk (issue 11): the ARI events of a hangup handler (its ChannelDialplan steps, ChannelVarsets,
     # then ChannelDestroyed) can reach the websocket after AMI already sent the channel's Hangup. Held back
@@ -188,7 +190,11 @@ async def _execute(engine: Engine, ch: Channel, start: int | str) -> None:
             raise Stop
         ch.priority = prio.number
         data = substitute(prio.args, lookup_for(engine, ch))
-        engine.dialplan_step(ch, prio.app, data)
+        if getattr(ch, "goto_published", None) == (ch.context, ch.exten, ch.priority):
+            ch.goto_published = None  # type: ignore[attr-defined]  # Asterisk's cep_equal: no second event
+            ch.app_name, ch.app_data = prio.app, data
+        else:
+            engine.dialplan_step(ch, prio.app, data)
         app = APPS.get(prio.app.lower())
         try:
             if app is None:

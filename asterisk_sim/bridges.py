@@ -90,8 +90,10 @@ class BridgeOps:
             self.set_var(member, "BRIDGEPEER", ",".join(peers))
 
     def refresh_pvtcallid(self: Engine, bridge: Bridge) -> None:
-        """A member whose one peer is a PJSIP channel gets BRIDGEPVTCALLID (its SIP Call-ID) and a
-        ChannelConnectedLine, as the snoop channel does in sip-monitor-session.jsonl."""
+        """A two-party bridge swaps connected lines: a member whose connected line is not its peer's caller ID
+        gets it and a ChannelConnectedLine (the snoop channel in sip-monitor-session.jsonl, both phones of an ARI
+        bridge in sip-queue.jsonl; nothing changes for Dial()'s parties or for empty Local channels). A member
+        whose one peer is a PJSIP channel gets BRIDGEPVTCALLID (its SIP Call-ID)."""
         members = self.bridge_members(bridge)
         if len(members) != 2:
             return
@@ -99,6 +101,7 @@ class BridgeOps:
             peer = members[1] if member is members[0] else members[0]
             if peer.tech == "PJSIP" and member.tech != "PJSIP" and not member.variables.get("BRIDGEPVTCALLID"):
                 self.set_var(member, "BRIDGEPVTCALLID", getattr(peer, "sip_call_id", peer.uniqueid))
+            if (member.connected_name, member.connected_number) != (peer.caller_name, peer.caller_number):
                 member.connected_name, member.connected_number = peer.caller_name, peer.caller_number
                 self.channel_event(member, "ChannelConnectedLine")
 

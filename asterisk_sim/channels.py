@@ -145,24 +145,39 @@ class ChannelOps:
 
     # ---- hang-up
     def request_hangup(self: Engine, ch: Channel, cause: int = 16, event_cause: int | None = None,
-                       soft: bool = True, unwind: bool = True) -> None:
+                       soft: bool = True, unwind: bool = True, report_cause: bool = True) -> None:
         """Queue a hang-up: ChannelHangupRequest now, then the channel unwinds (Stasis, dialplan, destroy)."""
         if ch.hangup_requested or ch.destroyed:
             return
         ch.hangup_requested = True
         ch.cause = cause
-        pre: dict[str, Any] = {"cause": event_cause if event_cause is not None else cause}
+        pre: dict[str, Any] = {"cause": event_cause if event_cause is not None else cause} if report_cause else {}
         if soft:
             pre["soft"] = True
         if ch.tech == "PJSIP" and ch.state == "Up":
             self.rtp_stats(ch)
         if ch.tech != "Announcer":
             self.channel_event(ch, "ChannelHangupRequest", pre=pre)
+        info = getattr(ch, "outgoing", None)
+        if ch.tech == "PJSIP" and info is not None and info.caller is None and not info.ari_dial:
+            # an ARI originate refused or cancelled before the answer ends its dial (capture sip-queue: 486 → BUSY,
+            # 603 or DELETE → NOANSWER); a timeout destroys it without this (capture 03)
+            ch.outgoing = None  # type: ignore[attr-defined]
+            self.dial_event(ch, {17: "BUSY", 20: "CHANUNAVAIL", 34: "CONGESTION"}.get(cause, "NOANSWER"), info)
         if unwind:
             self.unwind(ch)
 
     def rtp_stats(self: Engine, ch: Channel) -> None:
-        """chan_pjsip sets the RTPAUDIOQOS* variables as an answered call is hung up."""
+        """chan_pjsip sets the RTPAUDIOQOS* variables as an answered call is hung up (once)."""
+        if getattr(ch, "rtp_reported", False):
+            return
+        ch.rtp_reported = True  # type: ignore[attr-defined]
+        bridge = self.bridges.get(ch.bridge_id or "")
+        members = self.bridge_members(bridge) if bridge is not None else []
+        if len(members) == 2:  # ast_channel_bridge_peer: the one peer gets the *BRIDGED copies (sip-queue)
+            peer = members[0] if members[1] is ch else members[1]
+            for suffix in ("", "JITTER", "LOSS", "RTT", "MES"):
+                self.set_var(peer, f"RTPAUDIOQOS{suffix}BRIDGED", "0")
         zeros = "000.000000"
         self.set_var(ch, "RTPAUDIOQOS", "ssrc=1;themssrc=2;lp=0;rxjitter=0.000000;rxcount=0;txjitter=0.000000;"
                      "txcount=0;rlp=0;rtt=0.000000;rxmes=0.000000;txmes=0.000000")

@@ -117,6 +117,10 @@ async def _bridged(engine: Engine, caller: Channel, callee: Channel, limit: floa
         elif not callee.hangup_requested:  # Dial hangs its callee up directly: no HangupRequest event
             callee.hangup_requested = True
             callee.cause = 16
+            if callee.tech == "PJSIP" and callee.state == "Up":  # chan_pjsip's RTP stats, once out of the bridge
+                if callee.bridge_id and callee.bridge_id in engine.bridges:  # (sip-dial-redirect)
+                    engine.bridge_remove(engine.bridges[callee.bridge_id], callee)
+                engine.rtp_stats(callee)
             engine.unwind(callee)
         with contextlib.suppress(Exception):
             if caller.bridge_id == bridge.id:

@@ -26,7 +26,9 @@ class CallPolicy:
 
     answer_after: float | None = 0.0  # None = never answer
     reject: bool = False
+    reject_cause: int = 17            # 486 Busy Here; 21 = 603 Decline
     ring_after: float = 0.0
+    sends_ringing: bool = True        # False: like pjsua, no 180 (the channel stays Down until answered)
     call_waiting: bool = True  # False: a phone already on a call answers 486 Busy Here (cause 17)
 
 
@@ -214,11 +216,12 @@ class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
         await self.sleep(policy.ring_after)
         if ch.hangup_requested:
             return
-        self.ring(ch)
-        self.update_device_state(ch)
+        if policy.sends_ringing:
+            self.ring(ch)
+            self.update_device_state(ch)
         if policy.reject:
             await self.sleep(0.05)
-            self.request_hangup(ch, cause=17, soft=False)
+            self.request_hangup(ch, cause=policy.reject_cause, soft=False)
             return
         if policy.answer_after is None:
             return

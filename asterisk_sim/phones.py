@@ -38,7 +38,17 @@ class Party:
 
     def reject(self) -> None:
         """Reject incoming calls as busy (SIP 486 → cause 17)."""
-        self._policy().reject = True
+        policy = self._policy()
+        policy.reject, policy.reject_cause = True, 17
+
+    def decline(self) -> None:
+        """Decline incoming calls (SIP 603 Decline → cause 21, Dial status NOANSWER; capture sip-queue)."""
+        policy = self._policy()
+        policy.reject, policy.reject_cause = True, 21
+
+    def send_ringing(self, sends: bool = True) -> None:
+        """``False``: answer or reject without a 180 first, as pjsua 2.17 does (capture sip-queue)."""
+        self._policy().sends_ringing = sends
 
     def allow_call_waiting(self, allowed: bool = True) -> None:
         """With call waiting off, a phone already on a call answers a second one with 486 Busy Here."""
@@ -66,9 +76,10 @@ class Party:
         self.engine.update_device_state(ch)
 
     async def hangup(self) -> None:
-        """The device hangs up (BYE): cause 16, not a soft hang-up."""
+        """The device hangs up (BYE): cause 16 at the end, not a soft hang-up; chan_pjsip's ChannelHangupRequest
+        for a BYE carries no cause at all (capture sip-queue)."""
         for ch in self.channels():
-            self.engine.request_hangup(ch, cause=16, soft=False)
+            self.engine.request_hangup(ch, cause=16, soft=False, report_cause=ch.tech != "PJSIP")
 
     async def hold(self, musicclass: str = "default") -> None:
         """A SIP re-INVITE hold (sendonly): the channel is on hold and chan_pjsip queues ChannelHold."""
@@ -104,6 +115,7 @@ class Phone(Party):
         super().__init__(sim, ext, ext)
         self.ext = ext
         self.context = context
+        self.display_name = ext   # the caller ID name its calls carry ("" like pjsua's bare --id sip:ext@host)
 
     @property
     def endpoint(self) -> Endpoint:
@@ -158,7 +170,7 @@ class Phone(Party):
         eng = self.engine
         ch = eng.new_channel("PJSIP", self.ext)
         ch.party = self.ext
-        ch.caller_name, ch.caller_number = self.ext, self.ext
+        ch.caller_name, ch.caller_number = self.display_name, self.ext
         ch.state = "Ring"
         ch.context, ch.exten = self.context, number
         eng.update_device_state(ch)

@@ -75,6 +75,16 @@ class StasisOps:
             self.continue_in_dialplan(ch, *target)
             return
         if ch.bridge_id and ch.bridge_id in self.bridges:
+            # capture sip-dial-redirect: the goto publishes the channel at its new place with the old application
+            # (ChannelDialplan/Newexten) before it leaves the bridge; running that priority then shows nothing new
+            if ch.variables.get("BRIDGEPEER"):
+                self.set_var(ch, "BRIDGEPEER", "")
+            ch.context, ch.exten = target[0] or ch.context, target[1] or ch.exten
+            if isinstance(target[2], int):
+                ch.priority = target[2]
+                ch.goto_published = (ch.context, ch.exten, ch.priority)  # type: ignore[attr-defined]
+            self.channel_event(ch, "ChannelDialplan", post={"dialplan_app": ch.app_name,
+                                                            "dialplan_app_data": ch.app_data})
             self.bridge_remove(self.bridges[ch.bridge_id], ch)
         left = getattr(ch, "dial_left", None)
         if left is not None:  # a Dial() callee leaves its caller's bridge (the caller's Dial then ends)
