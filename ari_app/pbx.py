@@ -182,6 +182,10 @@ class AsteriskPbx:
                 call.owned = True
         for bridge in bridges:
             self._rebuild_bridge(bridge)
+        for call in state.calls.values():  # a held agent waits outside its call's bridge (AsteriskCalls.hold)
+            agent = call.leg_with_role("agent") if call.owned and call.bridge and not call.transfer else None
+            if agent is not None and agent.state == "Up" and agent.bridge != call.bridge:
+                agent.on_hold = True
         effects += state.refresh_extensions(set(state.extensions) | getattr(self, "_pending_ext", set()))
         effects += state.refresh_trunks()
         return effects

@@ -157,14 +157,26 @@ class AsteriskCalls:
         return agent
 
     async def hold(self, call_id: uuid.UUID) -> None:
-        """The agent holds: the other parties hear music on hold (ARI hold on the agent's channel)."""
+        """The agent holds: the other parties hear music on hold and no longer hear the agent.
+
+        Not ARI ``/hold`` on the agent's channel: on a real Asterisk 22 that plays the music to the *agent* while
+        the customer keeps hearing the agent (capture tests/sim/captures/sip-queue.jsonl). The agent steps out of
+        the call's bridge (its channel stays in our app) and the bridge plays music to the rest.
+        """
         pbx, call = self._find(call_id)
         async with pbx.acting_on(call_id):
             agent = self._agent(call)
             if agent.on_hold:
                 return
-            await pbx.client.post(ari_path("channels", agent.id, "hold"))
+            if call.transfer:
+                raise Conflict("a transfer is in progress on this call")
+            await pbx.client.post(ari_path("bridges", call.bridge, "removeChannel"), channel=agent.id)
             agent.on_hold = True
+            try:
+                await pbx.client.post(ari_path("bridges", call.bridge, "moh"))
+            except AriError:
+                await self._back_into(pbx, call, agent)
+                raise
             await self._emit(pbx, call, "hold", extension=agent.extension)
             await pbx.emit(pbx.state.refresh_extensions({agent.extension}))
 
@@ -174,10 +186,19 @@ class AsteriskCalls:
             agent = self._agent(call)
             if not agent.on_hold:
                 return
-            await pbx.client.delete(ari_path("channels", agent.id, "hold"))
-            agent.on_hold = False
+            await self._back_into(pbx, call, agent)
             await self._emit(pbx, call, "unhold", extension=agent.extension)
             await pbx.emit(pbx.state.refresh_extensions({agent.extension}))
+
+    async def _back_into(self, pbx: AsteriskPbx, call: LiveCall, agent: Any) -> None:
+        """End a hold: the music stops and the agent rejoins the call's bridge."""
+        try:
+            await pbx.client.delete(ari_path("bridges", call.bridge, "moh"))
+        except AriError as exc:
+            if exc.status not in (404, 409):  # no music playing (any more): nothing to stop
+                raise
+        await pbx.client.post(ari_path("bridges", call.bridge, "addChannel"), channel=agent.id)
+        agent.on_hold = False
 
     async def blind_transfer(self, call_id: uuid.UUID, target: str) -> None:
         """The customer leaves our app into the outbound context towards ``target``; the agent leg ends."""
@@ -208,6 +229,7 @@ class AsteriskCalls:
             agent = self._agent(call)
             if call.transfer:
                 raise Conflict("a transfer is already in progress on this call")
+            agent.on_hold = False  # a held agent is already outside the bridge; the music goes on while consulting
             consult_bridge = await flow.ensure_bridge(call, "consult-")
             call.transfer = {"target": number, "bridge": consult_bridge}
             await pbx.client.post(ari_path("bridges", call.bridge, "moh"))
@@ -271,11 +293,16 @@ class AsteriskCalls:
         async with pbx.acting_on(first.call_id), pbx.acting_on(second.call_id):
             self._controlled(call)
             self._controlled(other)
+            held = [leg for leg in other.live_legs() if leg.on_hold and leg.role != "snoop"]
+            if held:  # its music stops; a held agent is outside the bridge (see hold) and comes along
+                try:
+                    await pbx.client.delete(ari_path("bridges", other.bridge, "moh"))
+                except AriError as exc:
+                    if exc.status not in (404, 409):
+                        raise
             for leg in other.live_legs():
-                if leg.bridge == other.bridge and leg.role != "snoop":
-                    if leg.on_hold:
-                        await pbx.client.delete(ari_path("channels", leg.id, "hold"))
-                        leg.on_hold = False
+                if (leg.bridge == other.bridge or leg.on_hold) and leg.role != "snoop":
+                    leg.on_hold = False
                     await self.flows[pbx.key].add_to_bridge(call.bridge, leg.id)
             await self._emit(pbx, call, "conference_merge", other_call_id=str(other.call_id))
             await self._emit(pbx, other, "conference_merged_into", call_id=str(call.call_id))

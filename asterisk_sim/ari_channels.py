@@ -138,14 +138,14 @@ async def redirect(sim: Simulator, path: P, p: P) -> Any:
 @ari("POST", "/channels/{id}/hold")
 async def hold(sim: Simulator, path: P, p: P) -> Any:
     ch = _stasis(sim.engine, path["id"])
-    ch.on_hold = True
+    ch.ari_hold = True   # the held channel hears music; what it says still reaches the bridge (sip-queue)
     sim.engine.audio_changed()
 
 
 @ari("DELETE", "/channels/{id}/hold")
 async def unhold(sim: Simulator, path: P, p: P) -> Any:
     ch = _stasis(sim.engine, path["id"])
-    ch.on_hold = False
+    ch.ari_hold = False
     sim.engine.audio_changed()
 
 

@@ -61,7 +61,7 @@ def _edges(engine: Engine) -> dict[Node, list[tuple[Node, str]]]:
             if a.on_hold or a.mute in ("in", "both"):
                 continue
             for b in members:
-                if b is not a and b.mute not in ("out", "both") and not b.on_hold:
+                if b is not a and b.mute not in ("out", "both") and not b.on_hold and not b.ari_hold:
                     add(("R", a.id), ("W", b.id))
     return edges
 
@@ -71,8 +71,8 @@ def _sources(engine: Engine) -> list[tuple[str, Node]]:
     for ch in engine.channels.values():
         if ch.tech == "PJSIP" and ch.party and ch.state == "Up":
             sources.append((ch.party, ("R", ch.id)))
-        if ch.moh or ch.playing:
-            sources.append((MOH if ch.moh else ch.playing or MOH, ("W", ch.id)))
+        if ch.moh or ch.playing or ch.ari_hold:
+            sources.append((MOH if ch.moh or ch.ari_hold else ch.playing or MOH, ("W", ch.id)))
     for bridge in engine.bridges.values():
         members = [engine.channels[c] for c in bridge.channels if c in engine.channels]
         if bridge.moh:

@@ -289,6 +289,7 @@ class MediaOps:
                 self.stop_recording(rec)
         ch.moh = False
         ch.on_hold = False
+        ch.ari_hold = False
 
     def stop_bridge_media(self: Engine, bridge: Bridge) -> None:
         uri = f"bridge:{bridge.id}"

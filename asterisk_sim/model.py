@@ -88,6 +88,7 @@ class Channel:
     gone: asyncio.Event = field(default_factory=asyncio.Event)
     dtmf: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
     on_hold: bool = False
+    ari_hold: bool = False  # ARI /hold: chan_pjsip plays music on hold to this channel itself (capture sip-queue)
     mute: str = "none"  # none|in|out|both
     moh: bool = False
     echo: bool = False
