@@ -12,6 +12,9 @@ HEADER = ("| scenario | load | faults injected | records lost | records doubled 
           "|---|---|---|---:|---:|---:|---|---|\n")
 
 
+_VERDICT_CELL = {"PASS": "pass", "FAIL": "**FAIL**", "SKIPPED": "skipped"}
+
+
 @dataclass
 class Row:
     scenario: str
@@ -23,19 +26,24 @@ class Row:
     passed: bool
     notes: str = ""
     seconds: float = 0.0
+    skipped: bool = False  # could not run here (the reason is in the notes): neither a pass nor a failure
+
+    @property
+    def verdict(self) -> str:
+        return "SKIPPED" if self.skipped else ("PASS" if self.passed else "FAIL")
 
     @staticmethod
     def _n(value: int | None) -> str:
         return "–" if value is None else str(value)
 
     def line(self) -> str:
-        verdict = "PASS" if self.passed else "FAIL"
-        return (f"soak {verdict} {self.scenario}: load={self.load}; faults={self.faults}; lost={self._n(self.lost)} "
-                f"doubled={self._n(self.doubled)} 5xx={self._n(self.five_xx)}; {self.notes} ({self.seconds:.0f} s)")
+        return (f"soak {self.verdict} {self.scenario}: load={self.load}; faults={self.faults}; "
+                f"lost={self._n(self.lost)} doubled={self._n(self.doubled)} 5xx={self._n(self.five_xx)}; "
+                f"{self.notes} ({self.seconds:.0f} s)")
 
     def markdown(self) -> str:
         cells = [self.scenario, self.load, self.faults, self._n(self.lost), self._n(self.doubled),
-                 self._n(self.five_xx), "pass" if self.passed else "**FAIL**", f"{self.notes} ({self.seconds:.0f} s)"]
+                 self._n(self.five_xx), _VERDICT_CELL[self.verdict], f"{self.notes} ({self.seconds:.0f} s)"]
         return "| " + " | ".join(c.replace("|", "/") for c in cells) + " |\n"
 
 

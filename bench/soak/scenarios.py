@@ -7,6 +7,7 @@ scenario's faults cannot leak into the next.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections import Counter
@@ -259,3 +260,31 @@ async def api_attack(quick: bool) -> Row:
 
 
 SCENARIOS["api-attack"] = api_attack
+
+
+async def asterisk_restart_real(quick: bool) -> Row:
+    """The real tier's restart test (tests/soak/test_real_restart.py) run by pytest; it writes its own row."""
+    import json
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    started = time.monotonic()
+    rows = Path(tempfile.mkdtemp(prefix="cc-soak-real-")) / "rows.jsonl"
+    env = {**os.environ, "CALLCENTER_SOAK_ROWS": str(rows)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/soak/test_real_restart.py",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate()
+    text = out.decode(errors="replace")
+    if rows.exists():
+        data = json.loads(rows.read_text().splitlines()[-1])
+        return Row(data["scenario"], data["load"], data["faults"], data["lost"], data["doubled"], data["five_xx"],
+                   bool(data["passed"]) and proc.returncode == 0, data["notes"], time.monotonic() - started)
+    skipped = [line for line in text.splitlines() if line.startswith("SKIPPED")]
+    why = skipped[-1] if skipped else (text.strip().splitlines() or ["no output"])[-1]
+    return Row("Asterisk restarted mid-call (real Asterisk 22.10.1)", "–", "–", None, None, None, False,
+               why[:300], time.monotonic() - started, skipped=bool(skipped))
+
+
+SCENARIOS["restart-real"] = asterisk_restart_real
