@@ -135,12 +135,24 @@ def describe(verdicts: dict[str, Verdict]) -> str:
     return ", ".join(f"{name} {v.hz} Hz {v.word} ({v.share:.0%} of {v.frames})" for name, v in verdicts.items())
 
 
+ONSET_FRAME = RATE // 50  # 20 ms: fine enough in time for latencies, the tones are 800 Hz apart
+ONSET_STEP = RATE // 400  # 2.5 ms
+
+
 def first_heard(recording: Recording, hz: int, after: float = 0.0) -> float | None:
-    """Offset (s) of the first 10 ms step from ``after`` where ``hz`` is above −40 dBFS in a 100 ms frame:
-    when a party's audio first reached this phone (for latency measurements)."""
+    """Offset (s) at which ``hz`` first reached this phone after ``after``: the centre of the first 20 ms
+    frame (2.5 ms steps) where it is above −40 dBFS (for latency measurements)."""
     data = recording.samples()
-    step = RATE // 100
-    for i in range(int(after * RATE), len(data) - FRAME + 1, step):
-        if tone_present(data[i:i + FRAME], hz):
-            return i / RATE
+    window = [0.5 - 0.5 * math.cos(2 * math.pi * n / (ONSET_FRAME - 1)) for n in range(ONSET_FRAME)]
+    total = sum(window)
+    coeff = 2 * math.cos(2 * math.pi * hz / RATE)
+    floor = 32768 * 10 ** (HEARD_DBFS / 20)
+    for i in range(int(after * RATE), len(data) - ONSET_FRAME + 1, ONSET_STEP):
+        s1 = s2 = 0.0
+        for x, win in zip(data[i:i + ONSET_FRAME], window, strict=True):
+            s0 = x * win + coeff * s1 - s2
+            s2, s1 = s1, s0
+        amplitude = 2 * math.sqrt(max(s1 * s1 + s2 * s2 - coeff * s1 * s2, 0.0)) / total
+        if amplitude > floor:
+            return (i + ONSET_FRAME / 2) / RATE
     return None

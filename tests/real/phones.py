@@ -30,16 +30,17 @@ class PhoneError(AssertionError):
 
 class Phone:
     def __init__(self, ext: str, asterisk: RealAsterisk, folder: Path, tone_hz: int, *,
-                 auto_answer: bool = True) -> None:
+                 auto_answer: bool = True, label: str = "") -> None:
         self.ext = ext
         self.asterisk = asterisk
         self.folder = folder
         self.tone_hz = tone_hz
         self.auto_answer = auto_answer
         self.tone_path = write_tone(folder / f"tone-{ext}-{tone_hz}.wav", tone_hz)
-        self.rec_path = folder / f"heard-{ext}.wav"
-        self.log_path = folder / f"pjsua-{ext}.log"
-        self.console_path = folder / f"pjsua-{ext}.console"
+        name = f"{ext}{label}"  # a label tells apart several runs of one extension's phone
+        self.rec_path = folder / f"heard-{name}.wav"
+        self.log_path = folder / f"pjsua-{name}.log"
+        self.console_path = folder / f"pjsua-{name}.console"
         self.recording = Recording(self.rec_path)
         self.lines: list[tuple[float, str]] = []  # (monotonic time, console line)
         self.states: dict[int, str] = {}
@@ -104,6 +105,10 @@ class Phone:
                     self.states[int(m.group(1))] = "DISCONNECTED"
                 self._new_line.set()
         self._new_line.set()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
 
     async def stop(self) -> None:
         proc = self._proc
@@ -225,6 +230,49 @@ class Phone:
             await asyncio.sleep(0.05)
 
 
+class RecordingClock:
+    """Maps recording offsets to wall-clock (monotonic) time by watching the file grow: pjsua writes its
+    recording in blocks as the audio arrives, so when the file reaches N samples, sample N is about *now*.
+    Polled every 2 ms while running; good to a few ms (the same error for every method a benchmark compares)."""
+
+    def __init__(self, phone: Phone) -> None:
+        self.phone = phone
+        self.points: list[tuple[float, float]] = []  # (monotonic time, recorded seconds)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        last = -1.0
+        while True:
+            seconds = self.phone.recorded_seconds()
+            if seconds != last:
+                self.points.append((time.monotonic(), seconds))
+                last = seconds
+            await asyncio.sleep(0.002)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def wall(self, offset: float) -> float | None:
+        """Monotonic time at which the audio at ``offset`` (s) was recorded, or None when not yet written."""
+        for at, seconds in self.points:
+            if seconds >= offset:
+                return at - (seconds - offset)
+        return None
+
+    def offset(self, at: float) -> float:
+        """The recording offset being written at monotonic time ``at`` (the inverse of :meth:`wall`)."""
+        for when, seconds in self.points:
+            if when >= at:
+                return max(0.0, seconds - (when - at))
+        return self.points[-1][1] if self.points else 0.0
+
+
 class Phones:
     """Starts phones for a test and stops them after it; tones are handed out so no two phones share one."""
 
@@ -233,10 +281,11 @@ class Phones:
         self.folder = folder
         self.started: list[Phone] = []
 
-    async def start(self, ext: str, *, tone_hz: int | None = None, auto_answer: bool = True) -> Phone:
-        used = {p.tone_hz for p in self.started}
+    async def start(self, ext: str, *, tone_hz: int | None = None, auto_answer: bool = True,
+                    label: str = "") -> Phone:
+        used = {p.tone_hz for p in self.started if p.running}
         hz = tone_hz if tone_hz is not None else next(t for t in TONES if t not in used)
-        phone = Phone(ext, self.asterisk, self.folder, hz, auto_answer=auto_answer)
+        phone = Phone(ext, self.asterisk, self.folder, hz, auto_answer=auto_answer, label=label)
         self.started.append(phone)
         await phone.start()
         return phone
