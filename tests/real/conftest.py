@@ -54,8 +54,24 @@ def asterisk_prefix() -> Path:
     return prefix
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Remember whether the test failed, so its phones' recordings and consoles are kept for a look."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        item.stash[FAILED] = True
+
+
+FAILED = pytest.StashKey[bool]()
+
+
+def keep() -> bool:
+    return bool(os.environ.get("CALLCENTER_REAL_KEEP"))
+
+
 @pytest.fixture(scope="session")
-async def asterisk(asterisk_prefix: Path) -> AsyncIterator[RealAsterisk]:
+async def asterisk(asterisk_prefix: Path, request: pytest.FixtureRequest) -> AsyncIterator[RealAsterisk]:
     root = make_world_readable_tmpdir("cc-real-")
     ast = RealAsterisk(Site(prefix=asterisk_prefix, root=root))
     ast.write_configs()
@@ -69,7 +85,7 @@ async def asterisk(asterisk_prefix: Path) -> AsyncIterator[RealAsterisk]:
     finally:
         await ast.stop()
         ast.kill()
-        if os.environ.get("CALLCENTER_REAL_KEEP"):
+        if keep() or request.session.testsfailed:
             print(f"real tier: Asterisk folder kept at {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
@@ -89,7 +105,10 @@ async def phones(asterisk: RealAsterisk, request: pytest.FixtureRequest) -> Asyn
                 await asterisk.cli("channel request hangup all")
             with contextlib.suppress(Exception):
                 await asterisk.reset_extra_dialplan()
-        print(f"real tier: phones' consoles and recordings in {folder}; Asterisk log {asterisk.log_path}")
+        if keep() or request.node.stash.get(FAILED, False):
+            print(f"real tier: phones' consoles and recordings kept in {folder}; Asterisk log {asterisk.log_path}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -183,19 +183,37 @@ async def test_take_over_of_an_outbound_dial_call(trio: Trio, service: RunningSe
     await take_over(trio, service)
 
 
-async def test_take_over_of_a_call_in_our_stasis_bridge(trio: Trio, make_service, asterisk: RealAsterisk) -> None:
+async def agent_bridged(asterisk: RealAsterisk, agent: str = "1001") -> None:
+    """The agent's channel is in a bridge with another party (our app bridged the call)."""
+
+    async def bridged() -> bool:
+        _status, bridges = await asterisk.ari("GET", "/bridges")
+        _status, channels = await asterisk.ari("GET", "/channels")
+        names = {c["id"]: c["name"] for c in channels}
+        return any(len(b["channels"]) >= 2 and any(names.get(c, "").startswith(f"PJSIP/{agent}-")
+                                                   for c in b["channels"]) for b in bridges)
+
+    await eventually(bridged, timeout=15, what=f"a bridge holding {agent}'s channel and another party")
+
+
+async def test_take_over_of_a_queue_call_in_our_stasis_bridge(trio: Trio, make_service, asterisk: RealAsterisk
+                                                                ) -> None:
     service = await make_service({"queue": [{"name": "support", "strategy": "ringall", "members": ["1001"]}]})
     await supervise(service, "takeover")
     agent_rung = trio.agent.mark_line()
     await trio.customer.call("qsupport")
     await trio.agent.wait_state("CONFIRMED", since=agent_rung, timeout=20)
+    await agent_bridged(asterisk)
+    await take_over(trio, service)
 
-    async def agent_bridged_in_stasis() -> bool:
-        _status, bridges = await asterisk.ari("GET", "/bridges")
-        _status, channels = await asterisk.ari("GET", "/channels")
-        names = {c["id"]: c["name"] for c in channels}
-        return any(len(b["channels"]) >= 2 and any(names.get(c, "").startswith("PJSIP/1001-") for c in b["channels"])
-                   for b in bridges)
 
-    await eventually(agent_bridged_in_stasis, timeout=15, what="the queue bridging the agent with the customer")
+async def test_take_over_of_a_click_to_call_in_our_stasis_bridge(trio: Trio, service: RunningService,
+                                                                 asterisk: RealAsterisk) -> None:
+    await supervise(service, "takeover")
+    marks = (trio.agent.mark_line(), trio.customer.mark_line())
+    status, body = await service.request("POST", "/api/v1/calls", json={"extension": "1001", "number": "55501001"})
+    assert status == 202, body
+    await trio.agent.wait_state("CONFIRMED", since=marks[0])
+    await trio.customer.wait_state("CONFIRMED", since=marks[1])
+    await agent_bridged(asterisk)
     await take_over(trio, service)
