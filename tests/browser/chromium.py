@@ -56,3 +56,15 @@ async def chromium_page(base_url: str, *, width: int = 1360, height: int = 860) 
             yield watched
         finally:
             await browser.close()
+
+
+async def tile_colour(page: Any, number: str, state: str) -> str:
+    """Wait for the extension's tile in ``state`` and read its background in the same frame (a re-render may
+    replace the tile between two separate calls)."""
+    handle = await page.wait_for_function(
+        """([number, state]) => {
+             const tile = document.querySelector(`.tile[data-extension="${number}"][data-state="${state}"]`);
+             return tile && tile.isConnected ? getComputedStyle(tile).backgroundColor : null;
+           }""", arg=[number, state])
+    colour: str = await handle.json_value()
+    return colour

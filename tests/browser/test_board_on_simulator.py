@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from api.app import create_app
 from api.auth import FailureLimiter
 from callcenter.store import tokens as token_store
-from tests.browser.chromium import CHROMIUM, artifact, chromium_page
+from tests.browser.chromium import CHROMIUM, artifact, chromium_page, tile_colour
 from tests.queues.conftest import World, eventually, world  # noqa: F401  (simulator + ARI app + queues)
 
 pytestmark = [pytest.mark.browser,
@@ -42,9 +42,7 @@ async def service(world: World) -> AsyncIterator[tuple[TestClient, dict[str, str
 
 
 async def tile_state(page: Any, number: str, state: str) -> None:
-    await page.wait_for_selector(f'.tile[data-extension="{number}"][data-state="{state}"]')
-    colour = await page.eval_on_selector(f'.tile[data-extension="{number}"]',
-                                         "n => getComputedStyle(n).backgroundColor")
+    colour = await tile_colour(page, number, state)
     assert colour == COLOURS[state], (number, state, colour)
 
 

@@ -13,7 +13,7 @@ from api.live import LIVE_STATS_KEY
 from callcenter.domain import CallRecord, CallStatus, Direction, Source, call_id_for
 from callcenter.store import CallStore
 from callcenter.store import admin as admin_store
-from tests.browser.chromium import artifact
+from tests.browser.chromium import artifact, tile_colour
 from tests.live.liveapi import LiveApi, StaticLiveView, start_api
 
 CHROMIUM = "/usr/bin/chromium"
@@ -81,12 +81,6 @@ async def tiles(page: Any) -> dict[str, str]:
     found: dict[str, str] = await page.eval_on_selector_all(
         "#tiles .tile", "nodes => Object.fromEntries(nodes.map(n => [n.dataset.extension, n.dataset.state]))")
     return found
-
-
-async def background(page: Any, number: str) -> str:
-    colour: str = await page.eval_on_selector(f'.tile[data-extension="{number}"]',
-                                              "n => getComputedStyle(n).backgroundColor")
-    return colour
 
 
 async def wait_tiles(page: Any, expected: dict[str, str]) -> None:
@@ -198,20 +192,20 @@ async def run_dashboard(page: Any, api: LiveApi) -> None:
 
     # default filter: in call (with on hold) + ringing
     await wait_tiles(page, {"201": "in_call", "204": "ringing", "205": "on_hold"})
-    assert await background(page, "201") == COLOURS["in_call"]
-    assert await background(page, "204") == COLOURS["ringing"]
-    assert await background(page, "205") == COLOURS["on_hold"]
+    assert await tile_colour(page, "201", "in_call") == COLOURS["in_call"]
+    assert await tile_colour(page, "204", "ringing") == COLOURS["ringing"]
+    assert await tile_colour(page, "205", "on_hold") == COLOURS["on_hold"]
 
     await page.click("#show-all")
     await wait_tiles(page, {"200": "idle", "201": "in_call", "202": "idle", "203": "unregistered", "204": "ringing",
                             "205": "on_hold", "206": "idle", "207": "idle"})
-    assert await background(page, "203") == COLOURS["unregistered"]
-    assert await background(page, "202") == COLOURS["idle"]
+    assert await tile_colour(page, "203", "unregistered") == COLOURS["unregistered"]
+    assert await tile_colour(page, "202", "idle") == COLOURS["idle"]
 
     # live events from the bus change tiles
     await api.ctx.bus.publish("extension.state", {"pbx": "main", "extension": "202", "state": "ringing"})
     await page.wait_for_selector('.tile[data-extension="202"][data-state="ringing"]')
-    assert await background(page, "202") == COLOURS["ringing"]
+    assert await tile_colour(page, "202", "ringing") == COLOURS["ringing"]
     await api.ctx.bus.publish("call.ringing", {"call_id": "c-206", "pbx": "main", "extension": "206",
                                                "caller": "+442079460077", "caller_name": "Globex"})
     await page.wait_for_selector('.tile[data-extension="206"][data-state="ringing"]')

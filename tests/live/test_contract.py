@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import jsonschema_rs
 import pytest
 from aiohttp import ClientWebSocketResponse
 from aiohttp.test_utils import TestClient, TestServer
@@ -24,35 +23,11 @@ from api.app import create_app
 from api.auth import FailureLimiter
 from api.contract import EVENT_DATA, event_schema_name
 from callcenter.store import tokens as token_store
+from tests.live.contract import Contract
 from tests.queues.conftest import World, eventually, world  # noqa: F401  (the simulator + ARI app fixture)
 
 CALLER = "+972541112233"
 APP_JS = Path(__file__).resolve().parents[2] / "api" / "static" / "app.js"
-
-
-def json_schema(node: Any, components: dict[str, Any]) -> Any:
-    """OpenAPI 3.0 → JSON Schema: ``$ref`` inlined, ``nullable`` as an alternative null."""
-    if isinstance(node, list):
-        return [json_schema(n, components) for n in node]
-    if not isinstance(node, dict):
-        return node
-    if "$ref" in node:
-        target = json_schema(components[node["$ref"].rsplit("/", 1)[-1]], components)
-        rest = {k: v for k, v in node.items() if k != "$ref"}
-        node = {**target, **rest}
-    out = {k: json_schema(v, components) for k, v in node.items() if k != "nullable"}
-    if node.get("nullable"):
-        return {"anyOf": [{"type": "null"}, out]}
-    return out
-
-
-class Contract:
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self.components = spec["components"]["schemas"]
-
-    def errors(self, name: str, value: Any) -> list[str]:
-        validator = jsonschema_rs.Draft7Validator(json_schema({"$ref": f"#/{name}"}, self.components))
-        return [f"{e.instance_path}: {e.message}" for e in validator.iter_errors(value)]
 
 
 def page_event_types() -> set[str]:
