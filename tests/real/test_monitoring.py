@@ -87,27 +87,30 @@ async def test_listen_whisper_barge_and_back_to_listen_by_dtmf(trio: Trio, servi
     assert not problems, "\n".join(problems)
 
 
-async def test_monitoring_started_changed_and_stopped_through_the_api(trio: Trio, service: RunningService) -> None:
+async def test_a_supervisor_starts_changes_and_stops_monitoring_through_the_api_with_its_token(
+        trio: Trio, service: RunningService) -> None:
     await supervise(service, "barge")
     events = service.subscribe("monitor.")
     await inbound_call(trio.customer, trio.agent)
 
+    token = await service.token("supervisor", extension="1003")  # the supervisor's own: it rings its phone
     rung = trio.supervisor.mark_line()
-    status, body = await service.request("POST", "/api/v1/monitor", json={
-        "supervisor_extension": "1003", "target_extension": "1001", "mode": "listen"})
+    status, body = await service.request("POST", "/api/v1/monitor", token=token,
+                                         json={"target_extension": "1001", "mode": "listen"})
     assert status == 202, body
     session_id = body["session_id"]
     await trio.supervisor.wait_state("CONFIRMED", since=rung)  # its phone rang and answered by itself
     await service.next_event(events, "monitor.start", session_id=session_id)
     listen = await record_phase("listen", trio.parties)
 
-    status, body = await service.request("PATCH", f"/api/v1/monitor/{session_id}", json={"mode": "barge"})
+    status, body = await service.request("PATCH", f"/api/v1/monitor/{session_id}", token=token,
+                                         json={"mode": "barge"})
     assert status in (200, 202), body
     await service.next_event(events, "monitor.mode", session_id=session_id, mode="barge")
     barge = await record_phase("barge", trio.parties)
 
     ended = trio.supervisor.mark_line()
-    status, body = await service.request("DELETE", f"/api/v1/monitor/{session_id}")
+    status, body = await service.request("DELETE", f"/api/v1/monitor/{session_id}", token=token)
     assert status in (200, 202, 204), body
     await trio.supervisor.wait_state("DISCONNECTED", since=ended)
     after = await record_phase("after", {"agent": trio.agent, "customer": trio.customer})
