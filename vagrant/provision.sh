@@ -87,6 +87,8 @@ render_asterisk_side() {
     log "rendering the Asterisk side into ${ASTERISK_ETC}/callcenter"
     ccadm dialplan render --out "${ASTERISK_ETC}/callcenter" --bind-address 0.0.0.0 \
         --permit 127.0.0.1/255.255.255.255 --permit 10.0.2.2/255.255.255.255
+    # They hold the ARI password and the AMI secret: Asterisk's eyes only (README, step 3).
+    chmod -R go-rwx "${ASTERISK_ETC}/callcenter"
 }
 
 install_file() {

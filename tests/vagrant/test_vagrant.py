@@ -95,12 +95,14 @@ def installed(provisioned: tuple[Path, Path, str]) -> Path:
 
 
 def test_provisioning_installs_the_service_with_callcenter_install(provisioned: tuple[Path, Path, str]) -> None:
-    _etc, root, out = provisioned
+    etc, root, out = provisioned
     assert (root / "etc/callcenter/callcenter.toml").read_text() == (VAGRANT / "callcenter.toml").read_text()
     assert (root / "etc/callcenter/callcenter.env").stat().st_mode & 0o777 == 0o600
     unit = (root / "etc/systemd/system/callcenter.service").read_text()
     assert f"ExecStart={CALLCENTER} --config /etc/callcenter/callcenter.toml serve" in unit
     assert "configuration OK" in out  # `callcenter config check` ran on the box's config
+    secrets = etc / "callcenter" / "ari.conf"
+    assert secrets.stat().st_mode & 0o077 == 0  # the rendered ARI password is not world-readable
 
 
 def sections(path: Path) -> list[Section]:
