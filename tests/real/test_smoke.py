@@ -32,7 +32,6 @@ async def test_an_internal_call_is_heard_both_ways_and_logged(phones: Phones, se
     assert (heard_by_callee["caller"].word, heard_by_callee["callee"].word) == ("heard", "absent"), \
         describe(heard_by_callee)
 
-    # Direction and callee are not asserted here: issue 11 defect 2 (rows lose them) has its own test.
     rows: list[dict] = []
 
     async def call_row_closed() -> bool:
@@ -43,6 +42,6 @@ async def test_an_internal_call_is_heard_both_ways_and_logged(phones: Phones, se
 
     await eventually(call_row_closed, timeout=15, what="the call's row closed in the call log")
     (row,) = rows
-    assert (row["caller"], row["extension"], row["status"], row["hangup_cause"]) == \
-        ("1001", "1001", "answered", "Normal Clearing"), str(row)
+    assert (row["direction"], row["caller"], row["callee"], row["status"], row["hangup_cause"]) == \
+        ("internal", "1001", "1002", "answered", "Normal Clearing"), str(row)
     assert row["billsec"] >= 4, str(row)
