@@ -22,12 +22,6 @@ import aiohttp
 from callcenter.config import AmiSettings, AriSettings, Config, ConfigError, PbxConfig, load_config
 
 TIMEOUT = 5.0
-# The prompts the ARI app plays (``sound:<id>``), when it does not list them itself (``ari_app.prompts``).
-PROMPTS = (
-    "access-denied", "beeperr", "cannot-complete-as-dialed", "feature-not-avail-line", "is-curntly-unavail",
-    "pbx-invalid", "pls-try-call-later", "queue-callswaiting", "queue-holdtime", "queue-minutes", "queue-thereare",
-    "queue-youarenext", "this-call-may-be-monitored-or-recorded",
-)
 _AGI_URL = re.compile(r"agi://([^/,)\s]+)/")
 
 
@@ -61,11 +55,12 @@ def skipped(name: str, why: str) -> Check:
 
 
 def played_prompts() -> tuple[str, ...]:
-    """What the ARI app plays, from the app itself when it says (loaded by name, like the runner's components)."""
+    """The sounds the ARI app plays, as it lists them (``ari_app.prompts``, loaded by name like the runner's
+    components: the core imports no adapter); empty when the ARI app is not installed."""
     try:
         used = importlib.import_module("ari_app.prompts").used_prompts
-    except (ImportError, AttributeError):
-        return PROMPTS
+    except ImportError:
+        return ()
     return tuple(str(p).split(":", 1)[1] for p in used())
 
 
@@ -148,6 +143,8 @@ async def check_ari_app(pbx: PbxConfig, ari: AriSettings) -> Check:
 
 async def check_prompts(pbx: PbxConfig, ari: AriSettings, prompts: tuple[str, ...]) -> Check:
     name = f"prompts {pbx.key}"
+    if not prompts:
+        return skipped(name, "no prompts to check (the ARI app is not installed)")
     missing = [p for p in prompts if (await ari_get(ari, f"/sounds/{quote(p, safe='')}"))[0] != 200]
     if missing:
         return failed(name, f"{len(missing)} of {len(prompts)} missing on the Asterisk: {', '.join(missing)}",
