@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import stat
 import subprocess
@@ -95,6 +96,19 @@ def test_systemd_analyze_verify_accepts_the_unit(installed_wheel: InstalledWheel
     install(installed_wheel, root)
     result = verify(root / "etc/systemd/system/callcenter.service")
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+@needs_systemd_analyze
+def test_systemd_rates_the_units_exposure_low(installed_wheel: InstalledWheel, tmp_path: Path) -> None:
+    """`systemd-analyze security` scores 0 (locked down) to 10 (exposed); a bare service unit scores 9.6."""
+    root = tmp_path / "root"
+    install(installed_wheel, root)
+    result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager",
+                             str(root / "etc/systemd/system/callcenter.service")], capture_output=True, text=True,
+                            timeout=60, check=False)
+    found = re.search(r"Overall exposure level for callcenter.service: ([0-9.]+)", result.stdout)
+    assert found is not None, result.stdout + result.stderr
+    assert float(found.group(1)) <= 2.5, result.stdout
 
 
 @needs_systemd_analyze
