@@ -38,7 +38,8 @@ def _report(item: dict[str, Any]) -> dict[str, Any]:
 
 HOURLY = _report({"type": "object", "required": ["hour", "answered", "missed", "abandoned", "other"], "properties": {
     "hour": _HOUR, "answered": _INT, "missed": _INT, "abandoned": _INT,
-    "other": {**_INT, "description": "busy, failed or still in progress"}}})
+    "other": {**_INT, "description": "busy, failed or still ringing (a call answered and still talking is "
+                                    "answered)"}}})
 SERVICE_LEVEL = _report({"type": "object", "required": ["queue", "hours"], "properties": {
     "queue": {"type": "string"},
     "hours": {"type": "array", "items": {"type": "object", "properties": {

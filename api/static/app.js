@@ -499,11 +499,15 @@ function localMidnight() {
 }
 
 async function refreshServiceLevel() {
-  // today's service level per queue, from the same report a CRM reads
+  // today's service level per queue, from the statistics a CRM reads too (callers still waiting not counted)
   if (!session.identity || !["admin", "supervisor", "crm"].includes(session.identity.role)) return;
   try {
-    const report = await api("GET", `/api/v1/queues/reports/summary?from=${encodeURIComponent(localMidnight())}`);
-    model.serviceLevel = new Map((report.items || []).map((r) => [r.queue, r.service_level_percent]));
+    const tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+    const report = await api("GET", `/api/v1/stats/service-level?from=${encodeURIComponent(localMidnight())}`
+                                    + `&tz=${encodeURIComponent(tz)}`);
+    // the day so far: the last hour's cumulated figure (the same line the charts page draws)
+    model.serviceLevel = new Map((report.items || []).map((q) => [q.queue,
+      q.hours.length ? q.hours[q.hours.length - 1].cumulative_percent : null]));
     renderQueues();
   } catch (_) { /* the panel keeps "—" */ }
 }

@@ -82,7 +82,7 @@ function drawCallsPerHour(report) {
   return el("div", {},
     chart,
     legend([["Answered", SERIES.answered, "answered"], ["Missed", SERIES.missed, "missed"],
-            ["Abandoned", SERIES.abandoned, "abandoned"], ["Other (busy, failed)", SERIES.other, "other"]]),
+            ["Abandoned", SERIES.abandoned, "abandoned"], ["Other (busy, failed, still ringing)", SERIES.other, "other"]]),
     el("p", { class: "totals" }, ...kinds.map((k) => el("span", { "data-total": k, text: `${k} ${totals[k]}` }))));
 }
 

@@ -15,6 +15,7 @@ const KIND_LABEL = {
   conference_merge: "Conference merged", monitor_start: "Monitoring started", monitor_mode: "Monitoring mode changed",
   monitor_stop: "Monitoring stopped", monitor_refused: "Monitoring refused", hangup_requested: "Hang-up requested",
   agent_answered: "Agent answered", cancelled: "Cancelled", agi_end: "Dial plan finished", cli: "Caller ID",
+  tag: "Tagged by the dial plan",
 };
 
 function historyQuery() {
@@ -129,6 +130,11 @@ function eventText(e) {
   if (d.cause) bits.push(`cause: ${d.cause}`);
   if (d.status) bits.push(d.status);
   if (d.reason) bits.push(d.reason);
+  if (e.kind === "tag") {  // an AGI hook's tags: whatever it set, but not its own bookkeeping
+    for (const [k, v] of Object.entries(d)) {
+      if (!["hook", "extension", "queue", "status"].includes(k) && typeof v !== "object") bits.push(`${k}=${v}`);
+    }
+  }
   return bits.join(" · ");
 }
 

@@ -14,15 +14,19 @@ import asyncpg
 
 from callcenter.store.calllog import CallFilter, build_where
 
+_ANSWERED = "(status = 'answered' OR (status = 'in_progress' AND answered_at IS NOT NULL))"
+_WAITING = "(status IN ('ringing', 'in_progress') AND answered_at IS NULL AND ended_at IS NULL)"
+
 
 async def calls_per_hour(pool: asyncpg.Pool, f: CallFilter, tz: str) -> list[dict[str, Any]]:
-    """Per local hour that had calls: answered, missed, abandoned and the rest (busy, failed, in progress)."""
+    """Per local hour that had calls: answered (a call in progress once answered), missed, abandoned and the rest
+    (busy, failed, still ringing)."""
     where, args = build_where(f)
     n = len(args) + 1
     async with pool.acquire() as conn:
         rows = await conn.fetch(
             f"SELECT date_trunc('hour', started_at AT TIME ZONE ${n}) AS local_hour, count(*) AS total,"
-            " count(*) FILTER (WHERE status = 'answered') AS answered,"
+            f" count(*) FILTER (WHERE {_ANSWERED}) AS answered,"
             " count(*) FILTER (WHERE status = 'missed') AS missed,"
             " count(*) FILTER (WHERE status = 'abandoned') AS abandoned"
             f" FROM calls WHERE {where} GROUP BY 1 ORDER BY 1", *args, tz)
@@ -34,16 +38,22 @@ async def calls_per_hour(pool: asyncpg.Pool, f: CallFilter, tz: str) -> list[dic
 async def service_level_by_hour(pool: asyncpg.Pool, *, since: datetime, until: datetime, tz: str,
                                 service_level_seconds: int, queue: str | None = None,
                                 pbx: str = "") -> list[dict[str, Any]]:
-    """Per queue and local hour: offered, answered, answered within the target, abandoned (queue aggregates)."""
+    """Per queue and local hour: offered, answered, answered within the target, abandoned (queue aggregates).
+
+    A caller still waiting has no outcome yet and is not counted (it would pull the day's figure down while
+    it waits); a call answered and still talking counts as answered.
+    """
     async with pool.acquire() as conn:
         rows = await conn.fetch(
-            "SELECT queue, date_trunc('hour', started_at AT TIME ZONE $3) AS local_hour, count(*) AS offered,"
-            " count(*) FILTER (WHERE status = 'answered') AS answered,"
-            " count(*) FILTER (WHERE status = 'answered' AND ring_seconds <= $4) AS in_time,"
+            "SELECT queue, date_trunc('hour', started_at AT TIME ZONE $3) AS local_hour,"
+            f" count(*) FILTER (WHERE NOT {_WAITING}) AS offered,"
+            f" count(*) FILTER (WHERE {_ANSWERED}) AS answered,"
+            f" count(*) FILTER (WHERE {_ANSWERED} AND ring_seconds <= $4) AS in_time,"
             " count(*) FILTER (WHERE status IN ('abandoned', 'missed')) AS abandoned"
             " FROM calls WHERE queue <> '' AND started_at >= $1 AND started_at < $2"
             " AND ($5::text IS NULL OR queue = $5) AND ($6 = '' OR pbx = $6)"
-            " GROUP BY 1, 2 ORDER BY 1, 2", since, until, tz, service_level_seconds, queue, pbx)
+            f" GROUP BY 1, 2 HAVING count(*) FILTER (WHERE NOT {_WAITING}) > 0 ORDER BY 1, 2",
+            since, until, tz, service_level_seconds, queue, pbx)
     return [{"queue": r["queue"], "hour": r["local_hour"].strftime("%Y-%m-%dT%H:00"), "offered": r["offered"],
              "answered": r["answered"], "answered_in_time": r["in_time"], "abandoned": r["abandoned"]}
             for r in rows]

@@ -83,3 +83,20 @@ async def test_statistics_are_for_supervisors_admins_and_crms_within_their_scope
     assert [row["extension"] for row in body["items"]] == ["202"]
     hourly = await get(api, "/api/v1/stats/calls-per-hour", role="supervisor")
     assert sum(r["answered"] + r["missed"] + r["abandoned"] for r in hourly["items"]) == 3  # 202's calls only
+
+
+async def test_a_caller_still_waiting_is_not_yet_offered_and_a_call_still_talking_is_answered(api: Api) -> None:
+    store = api.ctx.store
+    at = T0 + timedelta(minutes=5)
+    await add_call(store, 1, extension="", started_at=at, status=CallStatus.RINGING, queue="support")  # waiting
+    await add_call(store, 2, extension="201", started_at=at, status=CallStatus.IN_PROGRESS, queue="support",
+                   ring_seconds=4, answered_at=at + timedelta(seconds=4))  # answered, still talking
+    await add_call(store, 3, extension="202", started_at=at, status=CallStatus.ANSWERED, queue="support",
+                   ring_seconds=35, answered_at=at + timedelta(seconds=35), ended_at=at + timedelta(seconds=95))
+    level = await get(api, "/api/v1/stats/service-level")
+    (hour,) = level["items"][0]["hours"]
+    assert (hour["offered"], hour["answered"], hour["answered_in_time"], hour["service_level_percent"]) == (
+        2, 2, 1, 50.0)
+    per_hour = await get(api, "/api/v1/stats/calls-per-hour")
+    assert per_hour["items"] == [{"hour": "2026-03-10T09:00", "answered": 2, "missed": 0, "abandoned": 0,
+                                  "other": 1}]

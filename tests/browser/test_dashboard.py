@@ -139,9 +139,10 @@ async def the_queue_panel_shows_the_apis_numbers(page: Any, api: LiveApi) -> Non
     """Waiting, longest wait, agents available / busy / paused / wrap-up and today's service level: the API's."""
     live = await (await api.client.get("/api/v1/live", headers=api.auth("supervisor"))).json()
     midnight = await page.evaluate("localMidnight()")
-    report = await (await api.client.get("/api/v1/queues/reports/summary", params={"from": midnight},
+    tz = await page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone")
+    report = await (await api.client.get("/api/v1/stats/service-level", params={"from": midnight, "tz": tz},
                                          headers=api.auth("supervisor"))).json()
-    levels = {row["queue"]: row["service_level_percent"] for row in report["items"]}
+    levels = {row["queue"]: row["hours"][-1]["cumulative_percent"] for row in report["items"]}
     assert levels == {"support": 60.0}  # the seeded day, through the API's own report
     assert [q["name"] for q in live["queues"]] == ["sales", "support"]
     for q in live["queues"]:
