@@ -84,3 +84,37 @@ def test_the_installed_wheel_migrates_a_database_with_its_own_migrations(install
     after = installed_wheel.run("db", "migrate", "--check", cwd=tmp_path, env=env)
     assert after.returncode == 0 and "would apply: nothing (up to date)" in after.stdout
 
+
+
+async def test_the_installed_wheel_serves_the_dashboard_and_tells_systemd_it_is_ready(
+        installed_wheel: InstalledWheel, db_dsn: str, tmp_path: Path) -> None:
+    """`serve` from the wheel alone: its migrations, its dashboard files, READY=1 as the unit expects."""
+    import asyncio
+    import signal
+    import socket
+
+    import aiohttp
+
+    from callcenter.embedded_pg import free_port
+
+    port = free_port()
+    config = tmp_path / "callcenter.toml"
+    config.write_text(f"[http]\nport = {port}\n")
+    notify = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(notify)
+        sock.setblocking(False)
+        proc = subprocess.Popen([str(installed_wheel.callcenter), "--config", str(config), "serve", "--roles", "api"],
+                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env={"PATH": "/usr/bin:/bin", "CALLCENTER_DSN": db_dsn, "NOTIFY_SOCKET": notify})
+        try:
+            ready = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 100), 60)
+            assert ready == b"READY=1"
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{port}/") as page:
+                    assert page.status == 200 and "<html" in (await page.text()).lower()
+                async with http.get(f"http://127.0.0.1:{port}/static/app.js") as script:
+                    assert script.status == 200
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(proc.wait, 30) == 0, proc.stderr.read() if proc.stderr else ""
