@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import importlib
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -326,19 +326,29 @@ async def check_sftp(pbx: PbxConfig) -> Check:
 
 # ------------------------------------------------------------------------------------------------ the run
 
+async def lost_midway(name: str, check: Awaitable[Check]) -> Check:
+    """A check whose server answered the check before it but fails now is a ✗, not a traceback."""
+    try:
+        return await check
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        return failed(name, f"ARI stopped answering ({type(exc).__name__})", "is Asterisk restarting? run the "
+                      "doctor again")
+
+
 async def check_asterisk(config: Config, pbx: PbxConfig, prompts: tuple[str, ...]) -> list[Check]:
     assert pbx.ari is not None
     ari = pbx.ari
     checks = [await check_ari(pbx, ari)]
     if checks[-1].ok:
-        checks += [await check_ari_app(pbx, ari), await check_prompts(pbx, ari, prompts)]
+        checks += [await lost_midway(f"ARI app {pbx.key}", check_ari_app(pbx, ari)),
+                   await lost_midway(f"prompts {pbx.key}", check_prompts(pbx, ari, prompts))]
     else:
         checks += [skipped(f"ARI app {pbx.key}", "not checked (ARI unreachable)"),
                    skipped(f"prompts {pbx.key}", "not checked (ARI unreachable)")]
     agi_address = ""
     if pbx.ami is None:
         checks += [skipped(f"AMI {pbx.key}", f"not configured ([pbx.ami] of {pbx.key})"),
-                   skipped(f"dialplan {pbx.key}", "not checked (needs [pbx.ami] for `dialplan show`)")]
+                   skipped(f"dialplan {pbx.key}", "not checked (needs [pbx.ami] for ShowDialPlan)")]
     else:
         ami_check, client = await check_ami(pbx, pbx.ami)
         checks.append(ami_check)
@@ -347,9 +357,12 @@ async def check_asterisk(config: Config, pbx: PbxConfig, prompts: tuple[str, ...
         else:
             try:
                 dialplan_check, agi_address = await check_dialplan(pbx, ari, client, config.monitor.listen_code)
-                checks.append(dialplan_check)
+            except (OSError, TimeoutError, ConnectionError) as exc:
+                dialplan_check = failed(f"dialplan {pbx.key}", f"AMI stopped answering ({type(exc).__name__})",
+                                        "is Asterisk restarting? run the doctor again")
             finally:
                 client.close()
+            checks.append(dialplan_check)
     checks.append(await check_fastagi(config, agi_address))
     checks.append(await check_sftp(pbx) if pbx.sftp is not None and pbx.sftp.host
                   else skipped(f"recordings {pbx.key}", f"not configured ([pbx.sftp] of {pbx.key})"))
