@@ -254,6 +254,10 @@ class AsteriskCalls:
             target = call.transfer.get("target")
             consult.role = "party"
             agent.role = "transferred"
+            # flows that pair the agent's leg with the customer (a queue call) must not hang the customer up
+            # when the agent leaves: the target takes the agent's place
+            for replaced in getattr(pbx, "leg_replaced_hooks", ()):
+                replaced(agent.id, consult.id)
             await flow.add_to_bridge(call.bridge, consult.id)
             await flow.restore_after_consult(call)
             await self._emit(pbx, call, "transfer", type="attended", target=str(target))
