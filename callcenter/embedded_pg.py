@@ -4,6 +4,10 @@ Debian's ``postgresql`` binaries are used (``initdb`` / ``pg_ctl``). PostgreSQL 
 root, so when we are root the cluster is owned by and run as the ``postgres`` system user that the
 Debian package creates. The server listens on a Unix socket inside the cluster folder and on a
 loopback TCP port chosen at start.
+
+One cluster folder, one server: a second user of the folder (``callcenter token create`` beside a
+running ``callcenter serve``) joins the server that runs there, on the port its ``postmaster.pid``
+names, and leaves it running; only the process that started a server stops it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import pwd
 import shutil
 import socket
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -52,12 +56,17 @@ def free_port() -> int:
 
 @dataclass
 class EmbeddedPostgres:
-    """``start()`` → a DSN; ``stop()`` shuts the cluster down (fast mode). Safe to start twice."""
+    """``start()`` → a DSN; ``stop()`` shuts the cluster down if this object started it. Safe to start twice."""
 
     data_dir: Path
     port: int = 0
     user: str = "callcenter"
     database: str = "callcenter"
+    started_here: bool = field(default=False, init=False)  # False: joined a server another process runs
+
+    def __post_init__(self) -> None:
+        # initdb and pg_ctl run with cwd "/" as another user: a relative folder must not reach them.
+        self.data_dir = Path(os.path.abspath(self.data_dir))
 
     @property
     def cluster_dir(self) -> Path:
@@ -98,6 +107,20 @@ class EmbeddedPostgres:
         return subprocess.run([*self._run_as(), *args], capture_output=True, text=True, timeout=timeout,
                               check=False, cwd="/")
 
+    def running_port(self, bin_dir: Path | None = None) -> int | None:
+        """The port of the server running on this cluster (per ``pg_ctl status``), or None."""
+        pid_file = self.cluster_dir / "postmaster.pid"
+        if not pid_file.exists():
+            return None
+        status = self._run([str((bin_dir or find_pg_bin()) / "pg_ctl"), "-D", str(self.cluster_dir), "status"])
+        if status.returncode != 0:
+            return None  # a stale file left by a crash: the next postmaster replaces it
+        try:
+            lines = pid_file.read_text().splitlines()
+            return int(lines[3])  # postmaster.pid: pid, data dir, start time, port, …
+        except (OSError, IndexError, ValueError):
+            return None
+
     def start_sync(self) -> str:
         bin_dir = find_pg_bin()
         self._prepare_dirs()
@@ -106,7 +129,8 @@ class EmbeddedPostgres:
                                 "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
             if result.returncode != 0:
                 raise EmbeddedPostgresError(f"initdb failed: {result.stderr.strip()[-800:]}")
-        self._stop_stale(bin_dir)
+        if self._join_running(bin_dir):
+            return self.dsn
         if not self.port:
             self.port = free_port()
         options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.cluster_dir}"
@@ -114,17 +138,25 @@ class EmbeddedPostgres:
         result = self._run([str(bin_dir / "pg_ctl"), "-D", str(self.cluster_dir), "-o", options, "-w",
                             "-t", "60", "-l", str(self.cluster_dir / "server.log"), "start"], timeout=90)
         if result.returncode != 0:
+            if self._join_running(bin_dir):  # another process started it a moment before us
+                return self.dsn
             log_tail = ""
             log_file = self.cluster_dir / "server.log"
             if log_file.exists():
                 log_tail = log_file.read_text(errors="replace")[-800:]
             raise EmbeddedPostgresError(f"pg_ctl start failed: {result.stderr.strip()} {log_tail}")
+        self.started_here = True
         self._ensure_database(bin_dir)
         return self.dsn
 
-    def _stop_stale(self, bin_dir: Path) -> None:
-        if (self.cluster_dir / "postmaster.pid").exists():
-            self._run([str(bin_dir / "pg_ctl"), "-D", str(self.cluster_dir), "-m", "immediate", "-w", "stop"])
+    def _join_running(self, bin_dir: Path) -> bool:
+        """Use the server already running on this cluster (never stop it: it may be a live service's)."""
+        port = self.running_port(bin_dir)
+        if port is None:
+            return False
+        self.port = port
+        self._ensure_database(bin_dir)
+        return True
 
     def _ensure_database(self, bin_dir: Path) -> None:
         result = self._run([str(bin_dir / "psql"), "-h", str(self.cluster_dir), "-p", str(self.port), "-U",
@@ -136,9 +168,11 @@ class EmbeddedPostgres:
             if result.returncode != 0:
                 raise EmbeddedPostgresError(f"createdb failed: {result.stderr.strip()}")
 
-    def stop_sync(self, mode: str = "fast") -> None:
-        if not (self.cluster_dir / "postmaster.pid").exists():
+    def stop_sync(self, mode: str = "fast", *, even_if_joined: bool = False) -> None:
+        """Stop the server this object started; one it joined keeps running unless ``even_if_joined``."""
+        if not (self.started_here or even_if_joined) or not (self.cluster_dir / "postmaster.pid").exists():
             return
+        self.started_here = False
         self._run([str(find_pg_bin() / "pg_ctl"), "-D", str(self.cluster_dir), "-m", mode, "-w", "stop"])
 
     async def start(self) -> str:

@@ -51,8 +51,9 @@ async def open_store(config: Config, stack: AsyncExitStack) -> tuple[str, Embedd
         return running, None
     embedded = EmbeddedPostgres(Path(config.database.data_dir))
     dsn = await embedded.start()
-    stack.push_async_callback(embedded.stop)
-    log.info("event=embedded_postgres_started dir=%s port=%d", embedded.cluster_dir, embedded.port)
+    stack.push_async_callback(embedded.stop)  # a no-op for a cluster we joined
+    log.info("event=embedded_postgres_%s dir=%s port=%d", "started" if embedded.started_here else "joined",
+             embedded.cluster_dir, embedded.port)
     return dsn, embedded
 
 
