@@ -3,6 +3,11 @@
 Topics are dotted strings (``call.ringing``, ``extension.state``, ``queue.changed``…); a subscriber
 names a prefix. Each subscriber owns a bounded queue: a slow subscriber loses its oldest events and
 is told so (``dropped`` counter) rather than stalling publishers.
+
+The LISTEN connection is watched: when PostgreSQL restarts (or stops answering a ping) the bus
+reconnects with back-off, LISTENs again and says so in its health; events published meanwhile
+wait in the bounded outbox and are sent once the connection is back. NOTIFYs other instances sent
+while we were away are not replayed (PostgreSQL does not keep them).
 """
 
 from __future__ import annotations
@@ -45,14 +50,22 @@ class Subscription:
 
 
 class EventBus:
-    def __init__(self) -> None:
+    def __init__(self, *, ping_every: float = 5.0, backoff_max: float = 10.0) -> None:
         self.instance_id = uuid.uuid4().hex
         self._subscriptions: set[Subscription] = set()
         self._conn: asyncpg.Connection | None = None
+        self._conn_lock = asyncio.Lock()  # the sender and the watchdog's ping share one connection
+        self._up = asyncio.Event()  # set while the LISTEN connection is usable
+        self._lost = asyncio.Event()  # set by the connection's termination listener
         self._dsn = ""
         self._outbox: asyncio.Queue[str] | None = None
         self._sender: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self.ping_every = ping_every
+        self.backoff_max = backoff_max
         self.notify_dropped = 0
+        self.reconnects = 0
+        self.last_error = ""
 
     # -- local pub/sub ------------------------------------------------------------------------
     def subscribe(self, *prefixes: str, maxsize: int = 1000) -> Subscription:
@@ -96,27 +109,102 @@ class EventBus:
         self._outbox.put_nowait(payload)
 
     async def _send_notifies(self) -> None:
+        """Send queued NOTIFYs in order; while the connection is down they wait (the outbox is bounded)."""
         assert self._outbox is not None
         while True:
             payload = await self._outbox.get()
-            conn = self._conn
-            if conn is None or conn.is_closed():
-                self.notify_dropped += 1
-                continue
-            try:
-                await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload)
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
-                self.notify_dropped += 1
-                log.warning("event=bus_notify_failed error=%s", type(exc).__name__)
+            while True:
+                await self._up.wait()
+                try:
+                    async with self._conn_lock:
+                        conn = self._conn
+                        if conn is None or conn.is_closed():
+                            raise asyncpg.InterfaceError("bus connection closed")
+                        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload, timeout=5)
+                    break
+                except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as exc:
+                    log.warning("event=bus_notify_failed error=%s", type(exc).__name__)
+                    conn = self._conn
+                    if isinstance(exc, asyncpg.PostgresError) and conn is not None and not conn.is_closed():
+                        self.notify_dropped += 1  # the server refused this payload: retrying cannot help
+                        break
+                    self._connection_lost(None)  # the watchdog reconnects; this payload is retried then
 
     # -- cross-instance bridge ----------------------------------------------------------------
     async def bridge(self, dsn: str) -> None:
         """LISTEN on the shared channel so events published by other instances reach our subscribers."""
         self._dsn = dsn
-        self._conn = await asyncpg.connect(dsn)
-        await self._conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        await self._connect()  # the first connection must work: the service refuses to start otherwise
         self._outbox = asyncio.Queue(maxsize=10000)
-        self._sender = asyncio.get_running_loop().create_task(self._send_notifies())
+        loop = asyncio.get_running_loop()
+        self._sender = loop.create_task(self._send_notifies(), name="bus-notify")
+        self._watchdog = loop.create_task(self._watch(), name="bus-watchdog")
+
+    async def _connect(self) -> None:
+        conn = await asyncpg.connect(self._dsn, timeout=5)
+        try:
+            await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        except BaseException:
+            conn.terminate()
+            raise
+        conn.add_termination_listener(self._connection_lost)
+        self._conn = conn
+        self._lost.clear()
+        self._up.set()
+
+    def _connection_lost(self, conn: Any) -> None:
+        if conn is None or conn is self._conn:
+            self._up.clear()
+            self._lost.set()
+
+    async def _ping(self) -> bool:
+        try:
+            async with self._conn_lock:
+                if self._conn is None or self._conn.is_closed():
+                    return False
+                await self._conn.fetchval("SELECT 1", timeout=min(self.ping_every, 5.0))
+            return True
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as exc:
+            self.last_error = f"ping failed: {type(exc).__name__}"
+            return False
+
+    async def _watch(self) -> None:
+        """Notice a lost connection (termination listener, or a ping left unanswered) and reconnect."""
+        while True:
+            try:
+                await asyncio.wait_for(self._lost.wait(), self.ping_every)
+            except TimeoutError:
+                if await self._ping():
+                    continue
+            self._up.clear()
+            old, self._conn = self._conn, None
+            if old is not None:
+                old.terminate()
+            log.warning("event=bus_disconnected error=%s", self.last_error or "connection closed")
+            await self._reconnect()
+
+    async def _reconnect(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self._connect()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                self.last_error = f"reconnect failed: {type(exc).__name__}"
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff_max)
+                continue
+            self.reconnects += 1
+            log.info("event=bus_reconnected reconnects=%d", self.reconnects)
+            return
+
+    def health(self) -> dict[str, Any]:
+        """``up`` while LISTEN works; ``down`` while reconnecting (other instances' events are missed)."""
+        if not self._dsn:
+            return {"state": "up", "cross_instance": False}
+        up = self._up.is_set() and self._conn is not None and not self._conn.is_closed()
+        return {"state": "up" if up else "down", "cross_instance": True, "reconnects": self.reconnects,
+                "notify_dropped": self.notify_dropped,
+                "outbox": self._outbox.qsize() if self._outbox is not None else 0, "last_error": self.last_error}
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         try:
@@ -128,15 +216,18 @@ class EventBus:
         self._deliver(BusEvent(item["t"], item["d"], item["o"]))
 
     async def close(self) -> None:
-        if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
-            self._sender = None
+        for name in ("_watchdog", "_sender"):
+            task: asyncio.Task[None] | None = getattr(self, name)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                setattr(self, name, None)
         self._outbox = None
+        self._up.clear()
         if self._conn is not None:
             try:
                 await self._conn.close(timeout=2)
-            except (TimeoutError, OSError, asyncpg.PostgresError):
-                pass
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                self._conn.terminate()
             self._conn = None
