@@ -6,19 +6,25 @@ the one place that names them. A module not written yet is skipped.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
+import logging
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from callcenter.service import ServiceContext
 
 CTX_KEY = web.AppKey("ctx", ServiceContext)  # defined before the imports below: they import it back
 
 from api.auth import LIMITER_KEY, FailureLimiter, auth_middleware, check_routes  # noqa: E402
-from api.errors import error_middleware  # noqa: E402
+from api.errors import Handler, error_middleware, json_error  # noqa: E402
+
+log = logging.getLogger("callcenter.api")
 
 ROUTE_MODULES = (
+    "api.exports",            # export guards (no routes): per-token cap, send timeout, their health
     "api.routes.calls",       # call log, CSV, call detail, recordings
     "api.routes.call_control",  # click-to-call and call control
     "api.routes.admin",       # extensions, org units, tokens, pbx entries, retention
@@ -30,24 +36,38 @@ ROUTE_MODULES = (
     "api.live",               # GET /api/v1/live and the /api/v1/events websocket
     "api.webhooks",           # webhook admin and delivery
     "api.dashboard",          # the dashboard page at /
+    "api.health",             # /healthz (public, minimal) and /api/v1/health (admins, details)
     "api.openapi",            # /api/v1/openapi.json
 )
 
 
-async def healthz(request: web.Request) -> web.Response:
-    """200 with the state of every component; the store's state decides ``ok``."""
-    ctx = request.app[CTX_KEY]
-    components = ctx.health.snapshot()
-    return web.json_response({"ok": components.get("store", {}).get("state") in ("up", "degraded"),
-                              "components": components})
+def body_deadline_middleware(timeout: float) -> Middleware:
+    """Read a request's body within ``timeout`` seconds, before anything else looks at it: a client
+    trickling its body a byte at a time gets 408 and a closed connection, not a handler waiting for ever."""
+
+    @web.middleware
+    async def body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.body_exists:
+            try:
+                async with asyncio.timeout(timeout):
+                    await request.read()  # kept by aiohttp: request.json() / read() later reuse it
+            except TimeoutError:
+                log.warning("event=request_body_timeout method=%s path=%s", request.method, request.path)
+                response = json_error(408, "request_timeout", f"request body not received within {timeout:g} s")
+                response.force_close()
+                return response
+        return await handler(request)
+
+    return body_deadline
 
 
 def create_app(ctx: ServiceContext, *, limiter: FailureLimiter | None = None) -> web.Application:
     """The whole API; refuses to build when a route carries no permission (see api.auth)."""
-    app = web.Application(client_max_size=2 * 1024 * 1024, middlewares=[error_middleware, auth_middleware])
+    app = web.Application(client_max_size=2 * 1024 * 1024,
+                          middlewares=[error_middleware, body_deadline_middleware(ctx.config.http.body_timeout),
+                                       auth_middleware])
     app[CTX_KEY] = ctx
     app[LIMITER_KEY] = limiter or FailureLimiter()
-    app.router.add_get("/healthz", healthz)
     for module_name in ROUTE_MODULES:
         if importlib.util.find_spec(module_name) is not None:
             importlib.import_module(module_name).setup(app)

@@ -35,8 +35,11 @@ async def retention_loop(ctx: ServiceContext, *, every: float = PURGE_EVERY_SECO
 
 @asynccontextmanager
 async def run(ctx: ServiceContext) -> AsyncIterator[None]:
+    ctx = ctx.for_api()  # the API's own pool: its readers never hold a connection a call write needs
     app = create_app(ctx)
-    runner = web.AppRunner(app, access_log=None)
+    # aiohttp has no header timeout of its own; its keep-alive timer runs from the connection's start (and
+    # from each response's end) until the next request's headers are complete, so it bounds a slowloris.
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=ctx.config.http.header_timeout)
     await runner.setup()
     site = web.TCPSite(runner, ctx.config.http.host, ctx.config.http.port)
     await site.start()

@@ -270,7 +270,7 @@ def validated(spec: RouteSpec, handler: Handler) -> Handler:
 
 
 async def read_json(request: web.Request) -> Any:
-    if not request.can_read_body:
+    if not request.body_exists:  # not can_read_body: the body-deadline middleware has already read it
         raise ValidationError("body", "a JSON body is required")
     try:
         return json.loads(await request.read())

@@ -119,7 +119,9 @@ class DatabaseSettings:
     dsn: str = ""  # empty → embedded PostgreSQL under data_dir
     data_dir: str = "./var"
     pool_min: int = 1
-    pool_max: int = 10
+    pool_max: int = 10  # call writes (ARI, AGI, legacy): never shared with API readers
+    api_pool_max: int = 10  # the API's own connections (reads, exports, admin, webhooks)
+    statement_timeout: float = 30.0  # seconds; PostgreSQL cancels a longer statement
     spool_file: str = ""  # default: <data_dir>/spool.jsonl
 
 
@@ -130,6 +132,10 @@ class HttpSettings:
     webhook_timeout: float = 5.0
     # internal webhook targets allowed anyway: host names, addresses or networks ("127.0.0.1", "10.0.0.0/8")
     webhook_allow: tuple[str, ...] = ()
+    header_timeout: float = 10.0  # a request's line and headers (or an idle keep-alive) within this, or closed
+    body_timeout: float = 30.0  # a request body fully received within this, or 408
+    send_timeout: float = 30.0  # a streamed response (CSV export) the client stops reading for this long: cut
+    exports_per_token: int = 2  # concurrent CSV exports one token may run; more → 429
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,6 +395,18 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, s
         if not _allow_entry(allowed):
             raise ConfigError(f"http.webhook_allow[{index}]", f"must be a host name, an IP address or a network "
                                                             f"such as 10.0.0.0/8, not {allowed!r}")
+    for name in ("header_timeout", "body_timeout", "send_timeout"):
+        if not 0 < getattr(config.http, name) <= 3600:
+            raise ConfigError(f"http.{name}", "must be more than 0 and at most 3600 seconds")
+    for name in ("pool_min", "pool_max", "api_pool_max"):
+        if not 0 < getattr(config.database, name) <= 500:
+            raise ConfigError(f"database.{name}", "must be between 1 and 500")
+    if config.database.pool_min > config.database.pool_max:
+        raise ConfigError("database.pool_min", "must not exceed database.pool_max")
+    if not 0 < config.database.statement_timeout <= 3600:
+        raise ConfigError("database.statement_timeout", "must be more than 0 and at most 3600 seconds")
+    if config.http.exports_per_token < 1:
+        raise ConfigError("http.exports_per_token", "must be at least 1")
     codes = [config.monitor.listen_code, config.monitor.whisper_code, config.monitor.barge_code,
              config.monitor.takeover_code]
     if len(set(codes)) != len(codes):

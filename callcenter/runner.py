@@ -61,8 +61,15 @@ async def run_service(config: Config, roles: tuple[str, ...], *, stop: asyncio.E
                       on_ready: Callable[[ServiceContext], Any] | None = None) -> None:
     async with AsyncExitStack() as stack:
         dsn, _embedded = await open_store(config, stack)
-        store = await CallStore.connect(dsn, min_size=config.database.pool_min, max_size=config.database.pool_max)
+        db = config.database
+        store = await CallStore.connect(dsn, min_size=db.pool_min, max_size=db.pool_max,
+                                        statement_timeout=db.statement_timeout)
         stack.push_async_callback(store.close)
+        api_store: CallStore | None = None
+        if "api" in roles:
+            api_store = await CallStore.connect(dsn, min_size=1, max_size=db.api_pool_max, run_migrations=False,
+                                                statement_timeout=db.statement_timeout)
+            stack.push_async_callback(api_store.close)
         await store.sync_pbx((p.key, p.kind, {"outside_line_prefix": p.outside_line_prefix,
                                                "country_code": p.country_code, "city_code": p.city_code,
                                                "excluded_extensions": list(p.excluded_extensions)})
@@ -74,8 +81,8 @@ async def run_service(config: Config, roles: tuple[str, ...], *, stop: asyncio.E
         await bus.bridge(dsn)
         stack.push_async_callback(bus.close)
         ctx = ServiceContext(config=config, store=store, writer=writer, bus=bus, health=HealthRegistry(),
-                             roles=roles)
-        ctx.health.register("store", lambda: _store_health(writer))
+                             roles=roles, api_store=api_store)
+        register_core_health(ctx)
         for role, module_name in COMPONENTS:
             if role in roles:
                 await stack.enter_async_context(load_component(module_name)(ctx))
@@ -88,9 +95,22 @@ async def run_service(config: Config, roles: tuple[str, ...], *, stop: asyncio.E
         log.info("event=service_stopping")
 
 
-def _store_health(writer: SpooledWriter) -> dict[str, Any]:
-    state = "up" if writer.pending == 0 else "degraded"
-    return {"state": state, "spooled_writes_pending": writer.pending}
+def register_core_health(ctx: ServiceContext) -> None:
+    """``store`` (a round trip through each pool) and ``bus`` (the LISTEN connection)."""
+
+    async def store_health() -> dict[str, Any]:
+        pools = {"calls": ctx.store, **({"api": ctx.api_store} if ctx.api_store is not None else {})}
+        timeout = ctx.health.timeout * 0.75  # answer before the registry gives up on us
+        each = dict(zip(pools, await asyncio.gather(*(s.health(timeout) for s in pools.values())), strict=True))
+        pending = ctx.writer.pending
+        if any(h["state"] != "up" for h in each.values()):
+            state = "down"
+        else:
+            state = "up" if pending == 0 else "degraded"
+        return {"state": state, "pools": each, "spooled_writes_pending": pending}
+
+    ctx.health.register("store", store_health)
+    ctx.health.register("bus", ctx.bus.health)
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

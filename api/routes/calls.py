@@ -18,6 +18,7 @@ from aiohttp import web
 from api.app import CTX_KEY
 from api.auth import Identity, get_identity
 from api.errors import ValidationError
+from api.exports import export_slot, send
 from api.recordings import serve_recording
 from api.schemas import ERROR_SCHEMA, Param, RouteTable, params_of
 from callcenter.config import Config
@@ -239,19 +240,23 @@ async def list_calls(request: web.Request) -> web.StreamResponse:
 @routes.route("GET", "/api/v1/calls.csv", permission="calls:export", summary="Call log as CSV (CDR columns)",
               params=FILTER_PARAMS, produces=("text/csv",))
 async def export_csv(request: web.Request) -> web.StreamResponse:
-    """Streams from a server-side cursor, one chunk at a time, so any size exports in flat memory."""
+    """Streams in keyset chunks, so any size exports in flat memory; a client that stops reading holds
+    no database connection and is cut after ``http.send_timeout`` (see api.exports)."""
     params = params_of(request)
     filt = call_filter(params, get_identity(request), request.app[CTX_KEY].config,
                        await department_extensions(request, params))
-    response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
-                                           "Content-Disposition": 'attachment; filename="calls.csv"'})
-    await response.prepare(request)
-    await response.write(csv_text([list(CSV_COLUMNS)]))
-    async with aclosing(calllog.stream_calls(request.app[CTX_KEY].store.pool, filt, chunk=1000)) as chunks:
-        async for chunk in chunks:
-            await response.write(csv_text(csv_row(r) for r in chunk))
-    await response.write_eof()
-    return response
+    async with export_slot(request):  # 429 when this token already runs its share of exports
+        response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
+                                               "Content-Disposition": 'attachment; filename="calls.csv"'})
+        await response.prepare(request)
+        if not await send(request, response, csv_text([list(CSV_COLUMNS)])):
+            return response
+        async with aclosing(calllog.stream_calls(request.app[CTX_KEY].store.pool, filt, chunk=1000)) as chunks:
+            async for chunk in chunks:
+                if not await send(request, response, csv_text(csv_row(r) for r in chunk)):
+                    return response
+        await response.write_eof()
+        return response
 
 
 @routes.route("GET", "/api/v1/calls/{id}", permission="calls:read", summary="One call with timeline and queue attempts",

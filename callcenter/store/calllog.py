@@ -137,16 +137,17 @@ async def page_calls_offset(pool: asyncpg.Pool, f: CallFilter, *, limit: int, of
 
 async def stream_calls(pool: asyncpg.Pool, f: CallFilter, *, chunk: int = 1000
                        ) -> AsyncGenerator[list[dict[str, Any]], None]:
-    """Every matching call, in chunks from a server-side cursor: memory stays flat for any export size."""
-    where, args = build_where(f)
-    sql = f"SELECT {CALL_COLUMNS} FROM calls WHERE {where} ORDER BY started_at DESC, id DESC"
-    async with pool.acquire() as conn, conn.transaction(readonly=True):
-        cursor = await conn.cursor(sql, *args)
-        while True:
-            rows = await cursor.fetch(chunk)
-            if not rows:
-                return
-            yield [dict(r) for r in rows]
+    """Every matching call, in keyset chunks: memory stays flat for any export size, and a connection is
+    held only while a chunk is fetched, never while the consumer (a client not reading) is waited for.
+    Calls that start during the export are not in it (they sort before the position already passed)."""
+    after: tuple[datetime, uuid.UUID] | None = None
+    while True:
+        rows, more = await page_calls(pool, f, limit=chunk, after=after)
+        if rows:
+            yield rows
+        if not more or not rows:
+            return
+        after = (rows[-1]["started_at"], rows[-1]["id"])
 
 
 async def get_call(pool: asyncpg.Pool, call_id: uuid.UUID) -> dict[str, Any] | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import uuid
@@ -37,13 +39,20 @@ class CallStore:
         self._partitions: set[str] = set()
 
     @classmethod
-    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10,
-                      run_migrations: bool = True) -> CallStore:
+    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10, run_migrations: bool = True,
+                      statement_timeout: float | None = 30.0) -> CallStore:
+        """A pool of its own. The service opens two (call writes, API) so readers never starve writers;
+        ``statement_timeout`` makes PostgreSQL itself cancel a statement whose client stopped waiting."""
+        settings = {}
+        if statement_timeout:
+            ms = str(int(statement_timeout * 1000))
+            settings = {"statement_timeout": ms, "idle_in_transaction_session_timeout": str(int(ms) * 2)}
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection,
-                                         command_timeout=30)
+                                         command_timeout=30, server_settings=settings)
         assert pool is not None
         if run_migrations:
             async with pool.acquire() as conn:
+                await conn.execute("SET statement_timeout = 0")  # a migration may rewrite a big table
                 await migrate(conn)
         return cls(pool)
 
@@ -53,6 +62,31 @@ class CallStore:
     async def ping(self) -> bool:
         async with self.pool.acquire(timeout=2) as conn:
             return bool(await conn.fetchval("SELECT 1", timeout=2))
+
+    async def health(self, timeout: float = 2.0) -> dict[str, Any]:
+        """A real round trip through the pool: ``down`` when PostgreSQL does not answer *or* no connection
+        frees up within ``timeout`` (an exhausted pool cannot record anything either)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        busy = {"pool_size": self.pool.get_size(), "pool_max": self.pool.get_max_size(),
+                "pool_idle": self.pool.get_idle_size()}
+        try:
+            conn = await self.pool.acquire(timeout=timeout)
+        except TimeoutError:
+            return {"state": "down", "error": f"no free connection within {timeout:g} s", **busy}
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            return {"state": "down", "error": f"cannot connect: {type(exc).__name__}", **busy}
+        try:
+            left = max(timeout - (loop.time() - started), 0.1)
+            await conn.fetchval("SELECT 1", timeout=left)
+        except TimeoutError:
+            return {"state": "down", "error": f"no answer within {timeout:g} s", **busy}
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            return {"state": "down", "error": f"query failed: {type(exc).__name__}", **busy}
+        finally:
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn, timeout=timeout)
+        return {"state": "up", "round_trip_ms": round((loop.time() - started) * 1000, 1), **busy}
 
     # -- partitions ---------------------------------------------------------------------------
     async def ensure_partition(self, conn: asyncpg.Connection, when: datetime) -> None:

@@ -225,14 +225,14 @@ async def test_a_quiet_connection_gets_heartbeats_and_answers_ping(make_live: Ma
     await ws.close()
 
 
-async def test_the_server_pings_and_reports_clients_in_healthz(make_live: MakeLive) -> None:
+async def test_the_server_pings_and_reports_clients_in_the_admin_health(make_live: MakeLive) -> None:
     api = await make_live(configure=settings(ping_seconds=0.2))
     ws = await api.client.session.ws_connect(api.url("/api/v1/events"), headers=api.auth("crm"), autoping=False)
     await next_message(ws)
     msg = await ws.receive(timeout=2)
     assert msg.type == aiohttp.WSMsgType.PING
     await ws.pong(msg.data)
-    health = await (await api.client.get("/healthz")).json()
+    health = await (await api.client.get("/api/v1/health", headers=api.auth("admin"))).json()
     assert health["components"]["live_events"]["clients"] == 1
     assert health["components"]["webhooks"]["state"] == "up"
     await ws.close()

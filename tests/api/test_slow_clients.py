@@ -1,0 +1,251 @@
+"""Slow clients against the API as the service runs it (``api.component`` / ``run_service``, real sockets).
+
+A client that sends its request a byte at a time (slowloris) or never finishes its body must be
+cut off after ``http.header_timeout`` / ``http.body_timeout``, not hold a connection for an hour.
+Clients that request the CSV export and stop reading must never take the connections call writes
+need, nor the API's: readers and writers have separate pools and an export holds none while it waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from api.component import run as run_api
+from callcenter.bus import EventBus
+from callcenter.config import Config, parse_config
+from callcenter.domain import CallEvent, CallRecord, CallStatus, Source, call_id_for
+from callcenter.embedded_pg import free_port
+from callcenter.runner import run_service
+from callcenter.service import ServiceContext
+from callcenter.store import CallStore, SpooledWriter
+from callcenter.store import tokens as token_store
+from tests.api.conftest import default_config
+from tests.waiting import eventually
+
+ServeApi = Callable[..., Awaitable[tuple[ServiceContext, int]]]
+
+
+@pytest.fixture
+async def serve_api(store: CallStore, tmp_path: Path) -> AsyncIterator[ServeApi]:
+    """The ``api`` component on a free port, with the given ``[http]`` settings."""
+    async with AsyncExitStack() as stack:
+        async def start(**http: object) -> tuple[ServiceContext, int]:
+            base = default_config()
+            port = free_port()
+            config: Config = dataclasses.replace(base, http=dataclasses.replace(base.http, port=port, **http))
+            writer = SpooledWriter(store, tmp_path / "spool")
+            await writer.start()
+            stack.push_async_callback(writer.close)
+            ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
+            await stack.enter_async_context(run_api(ctx))
+            return ctx, port
+
+        yield start
+
+
+async def _closed_by_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, trickle: bytes,
+                            within: float) -> bool:
+    """Send ``trickle`` one byte every 0.1 s; True once the server closes the connection, False at ``within``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    position = 0
+    while loop.time() < deadline:
+        try:
+            if position < len(trickle):
+                writer.write(trickle[position:position + 1])
+                position += 1
+                await writer.drain()
+            data = await asyncio.wait_for(reader.read(65536), 0.1)
+            if data == b"" or data.startswith(b"HTTP/1.1 408"):
+                return True
+        except TimeoutError:
+            continue
+        except (ConnectionError, OSError):
+            return True
+    return False
+
+
+async def test_slowloris_connections_are_closed_after_the_header_timeout(serve_api: ServeApi) -> None:
+    _ctx, port = await serve_api(header_timeout=1.0)
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 400 + b"\r\n\r\n"
+    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(30)]
+    try:
+        closed = await asyncio.gather(*(_closed_by_server(r, w, request, within=6.0) for r, w in connections))
+    finally:
+        for _r, w in connections:
+            w.close()
+    assert all(closed), f"{closed.count(False)} of 30 slow connections still open after 6 s"
+
+
+async def test_a_body_sent_too_slowly_is_refused_with_408(serve_api: ServeApi, store: CallStore) -> None:
+    _ctx, port = await serve_api(body_timeout=1.0)
+    _row, secret = await token_store.create_token(store.pool, role="admin", name="admin")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = b'{"name": "' + b"x" * 500 + b'"}'
+    head = (f"POST /api/v1/admin/org-units HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    writer.write(head)
+    await writer.drain()
+    try:
+        assert await _closed_by_server(reader, writer, body, within=6.0), "slow body still read after 6 s"
+    finally:
+        writer.close()
+
+
+async def test_a_normal_client_is_not_affected(serve_api: ServeApi) -> None:
+    _ctx, port = await serve_api(header_timeout=1.0, body_timeout=1.0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for _ in range(2):  # keep-alive: the second request on the same connection is served too
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            status = await asyncio.wait_for(reader.readline(), 5)
+            assert status.startswith(b"HTTP/1.1 200"), status
+            length = 0
+            while (line := await asyncio.wait_for(reader.readline(), 5)) != b"\r\n":
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await asyncio.wait_for(reader.readexactly(length), 5)
+    finally:
+        writer.close()
+
+
+# -- slow CSV readers (issue 12, item 1) -----------------------------------------------------------
+
+@dataclasses.dataclass
+class Service:
+    ctx: ServiceContext
+    port: int
+
+
+@pytest.fixture
+async def service(db_dsn: str, tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Service]]]:
+    """``run_service`` as ``callcenter serve --roles api`` runs it (both pools, bus, writer), small pools."""
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start(**http: object) -> Service:
+        port = free_port()
+        config = parse_config({"database": {"dsn": db_dsn, "spool_file": str(tmp_path / "spool.jsonl"),
+                                            "pool_max": 4, "api_pool_max": 4},
+                               "http": {"port": port, **http}}, env={})
+        ready: asyncio.Future[ServiceContext] = asyncio.get_running_loop().create_future()
+        tasks.append(asyncio.create_task(run_service(config, ("api",), stop=stop, on_ready=ready.set_result)))
+        done, _ = await asyncio.wait([ready, tasks[-1]], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        assert ready in done, tasks[-1].exception() if tasks[-1].done() else "service did not start"
+        return Service(ready.result(), port)
+
+    yield start
+    stop.set()
+    for task in tasks:
+        await asyncio.wait_for(task, 30)
+
+
+async def _seed_calls(store: CallStore, rows: int) -> None:
+    """Enough calls that a full export (~10 MB) cannot fit in the socket buffers of a client not reading."""
+    async with store.pool.acquire() as conn:
+        await store.ensure_partition(conn, datetime(2026, 3, 1, tzinfo=UTC))
+        await conn.execute(
+            "INSERT INTO calls (id, pbx, source, source_id, direction, status, caller_raw, caller, callee, extension,"
+            " caller_name, started_at)"
+            " SELECT gen_random_uuid(), 'main', 'ari', 's' || i, 'inbound', 'answered', '0207946' || i,"
+            " '+44207946' || i, '201', '201', repeat('n', 80), $1::timestamptz + i * interval '1 second'"
+            " FROM generate_series(1, $2) AS i", datetime(2026, 3, 1, tzinfo=UTC), rows)
+
+
+async def _slow_reader(port: int, secret: str) -> socket.socket:
+    """A real TCP client that asks for the whole CSV export, reads the status line, then stops reading."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    await loop.sock_sendall(sock, (f"GET /api/v1/calls.csv HTTP/1.1\r\nHost: x\r\n"
+                                   f"Authorization: Bearer {secret}\r\n\r\n").encode())
+    first = await asyncio.wait_for(loop.sock_recv(sock, 12), 10)
+    assert first.startswith(b"HTTP/1.1 200"), first
+    return sock
+
+
+async def _token(store: CallStore, role: str = "crm") -> str:
+    _row, secret = await token_store.create_token(store.pool, role=role, name=role)
+    return secret
+
+
+async def test_ten_slow_csv_readers_stop_neither_call_writes_nor_the_api(
+        service: Callable[..., Awaitable[Service]]) -> None:
+    svc = await service(send_timeout=120.0)  # the cut-off is not what saves us here: the pools are
+    store = svc.ctx.store
+    await _seed_calls(store, 40_000)
+    secrets = [await _token(store) for _ in range(11)]
+    readers = [await _slow_reader(svc.port, secret) for secret in secrets[:10]]
+    try:
+        # Call handling writes through the store as usual, each write promptly.
+        for n in range(20):
+            record = CallRecord(id=call_id_for("main", f"live-{n}"), pbx="main", source=Source.ARI,
+                                source_id=f"live-{n}", started_at=datetime.now(UTC), status=CallStatus.RINGING)
+            async with asyncio.timeout(5):
+                await store.upsert_call(record)
+                await store.add_event(CallEvent(record.id, record.started_at, "ring", "ari", {"n": n}))
+        # The API still answers, reads and health alike.
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            headers = {"Authorization": f"Bearer {secrets[10]}"}
+            async with session.get(f"http://127.0.0.1:{svc.port}/api/v1/calls?limit=5", headers=headers) as resp:
+                assert resp.status == 200
+                assert len((await resp.json())["items"]) == 5
+            async with session.get(f"http://127.0.0.1:{svc.port}/healthz") as resp:
+                assert resp.status == 200 and (await resp.json())["components"]["store"] == {"state": "up"}
+    finally:
+        for sock in readers:
+            sock.close()
+
+
+async def test_one_token_runs_a_limited_number_of_exports_at_once(service: Callable[..., Awaitable[Service]]) -> None:
+    svc = await service(exports_per_token=2, send_timeout=120.0)
+    await _seed_calls(svc.ctx.store, 40_000)
+    greedy, other = await _token(svc.ctx.store), await _token(svc.ctx.store)
+    readers = [await _slow_reader(svc.port, greedy) for _ in range(2)]
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            url = f"http://127.0.0.1:{svc.port}/api/v1/calls.csv?from=2026-03-01T00:00:00Z&until=2026-03-01T00:01:00Z"
+            async with session.get(url, headers={"Authorization": f"Bearer {greedy}"}) as resp:
+                assert resp.status == 429
+                error = (await resp.json())["error"]
+                assert error["code"] == "too_many_exports" and "2 export(s) at once" in error["message"]
+            async with session.get(url, headers={"Authorization": f"Bearer {other}"}) as resp:
+                assert resp.status == 200 and (await resp.text()).count("\r\n") == 60
+    finally:
+        for sock in readers:
+            sock.close()
+
+
+async def test_an_export_the_client_stops_reading_is_cut_after_the_send_timeout(
+        service: Callable[..., Awaitable[Service]]) -> None:
+    svc = await service(send_timeout=1.0)
+    await _seed_calls(svc.ctx.store, 40_000)
+    sock = await _slow_reader(svc.port, await _token(svc.ctx.store))
+    health = svc.ctx.health
+    try:
+        await eventually(lambda: health.snapshot()["csv_exports"]["cut_slow"] == 1, timeout=10,
+                         what="the export cut for its client not reading")
+        loop = asyncio.get_running_loop()
+        received = 0
+        async with asyncio.timeout(10):  # what was buffered arrives, then the connection ends: no full export
+            try:
+                while chunk := await loop.sock_recv(sock, 1 << 20):
+                    received += len(chunk)
+            except ConnectionResetError:
+                pass
+        assert received < 40_000 * 150
+        assert health.snapshot()["csv_exports"]["running"] == 0
+    finally:
+        sock.close()
