@@ -165,6 +165,9 @@ function applyEvent(msg) {
     model.extensions.set(key, next);
   } else if (msg.type.startsWith("call.")) {
     applyCall(msg.type, data);
+    if (msg.type === "call.updated" || msg.type === "call.ended" || msg.type === "call.missed") {
+      if (typeof phoneEvent === "function") phoneEvent(msg.type, data); // phone.js: hold, consult, recording…
+    }
   } else if (msg.type === "queue.changed") {
     model.queues.set(keyOf(data, "name"), { ...(model.queues.get(keyOf(data, "name")) || {}), ...data });
   } else if (msg.type.startsWith("monitor.")) {
@@ -544,6 +547,7 @@ function renderRecent() {
 }
 
 function render() {
+  if (typeof renderPhone === "function") renderPhone(); // phone.js (only when its view is shown)
   renderRecent();
   renderTiles();
   renderCalls();

@@ -4,99 +4,22 @@ agent's token sees neither the admin pages nor other agents' calls."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from api.app import create_app
-from api.auth import FailureLimiter
-from asterisk_sim.simulator import SimConfig, Simulator
-from callcenter.bus import EventBus
-from callcenter.config import parse_config
 from callcenter.domain import CallRecord, CallStatus, Direction, Source, call_id_for
-from callcenter.service import ServiceContext
-from callcenter.store import CallStore, SpooledWriter
-from callcenter.store import tokens as token_store
+from callcenter.store import CallStore
 from tests.browser.chromium import CHROMIUM, artifact, chromium_page
+from tests.browser.conftest import CUSTOMER, Service
 from tests.live.liveapi import start_api
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed")]
-DIALPLAN = """
-[from-internal]
-exten => _*336X.,1,Stasis(callcenter,monitor,listen,${EXTEN:4})
- same => n,Hangup()
-exten => _X.,1,Dial(PJSIP/${EXTEN},30)
- same => n,Hangup()
-
-[from-trunk]
-exten => _X.,1,Dial(PJSIP/${EXTEN},30)
- same => n,Hangup()
-"""
-CUSTOMER = "+972541119999"
-
-
-@dataclass
-class Service:
-    sim: Simulator
-    ctx: ServiceContext
-    client: TestClient
-    admin: str
-    monitor_events: list[dict[str, Any]] = field(default_factory=list)
-    pump: asyncio.Task[None] | None = None
-
-
-@pytest.fixture
-async def service(store: CallStore, tmp_path: Path) -> AsyncIterator[Service]:
-    from ari_app import component
-
-    sim_config = SimConfig(user="cc", password="cc", phones=["1001", "1002", "1003"], dialplan_text=DIALPLAN,
-                           ami_port=None, auto_register=True, recordings_dir=str(tmp_path / "recordings"))
-    async with Simulator(sim_config) as sim:
-        writer = SpooledWriter(store, tmp_path / "spool.jsonl")
-        await writer.start()
-        config = parse_config({"pbx": [{"key": "main", "kind": "asterisk", "extension_lengths": [4],
-                                        "ari": {"url": sim.ari_url, "username": "cc", "password": "cc",
-                                                "app": "callcenter", "outbound_context": "from-internal"}}]}, env={})
-        ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
-        try:
-            async with component.run(ctx):
-                client = TestClient(TestServer(create_app(ctx, limiter=FailureLimiter(limit=1000))))
-                await client.start_server()
-                _row, secret = await token_store.create_token(store.pool, role="admin", name="admin")
-                svc = Service(sim, ctx, client, secret)
-                sub = ctx.bus.subscribe("monitor")
-                try:
-                    await eventually(lambda: ctx.ports.live is not None and len(
-                        ctx.ports.live.snapshot()["extensions"]) == 3, what="phones known")
-                    yield _collecting(svc, sub)
-                finally:
-                    if svc.pump is not None:
-                        svc.pump.cancel()
-                    ctx.bus.unsubscribe(sub)
-                    await client.close()
-        finally:
-            await writer.close()
-
-
-def _collecting(svc: Service, sub: Any) -> Service:
-    """Keep every monitor.* event the service publishes (the proof an attempt was refused or started)."""
-
-    async def pump() -> None:
-        while True:
-            event = await sub.get()
-            svc.monitor_events.append({"type": event.topic, **event.data})
-
-    svc.pump = asyncio.get_running_loop().create_task(pump())
-    return svc
 
 
 async def loaded(page: Any, tab: str) -> None:
@@ -109,8 +32,8 @@ async def api_get(svc: Service, path: str, token: str) -> tuple[int, Any]:
 
 
 async def test_admin_pages_act_through_the_api_and_a_new_monitor_group_decides_the_next_336(
-        service: Service) -> None:
-    svc, sim = service, service.sim
+        sim_service: Service) -> None:
+    svc, sim = sim_service, sim_service.sim
     sim.phone("1001").answer_after(0.1)
     await sim.inbound_call(caller=CUSTOMER, did="1001", context="from-trunk")
     await eventually(lambda: "1001" in sim.who_hears_whom().get(CUSTOMER, set()), what="1001 talks")

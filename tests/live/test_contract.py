@@ -31,8 +31,8 @@ APP_JS = Path(__file__).resolve().parents[2] / "api" / "static" / "app.js"
 
 
 def page_event_types() -> set[str]:
-    """The event types (or topic prefixes) the dashboard's script reacts to."""
-    text = APP_JS.read_text()
+    """The event types (or topic prefixes) the dashboard's scripts (api/static/*.js) react to."""
+    text = "\n".join(path.read_text() for path in sorted(APP_JS.parent.glob("*.js")))
     exact = set(re.findall(r'type === "((?:call|extension|queue|trunk|monitor)\.[a-z_]+)"', text))
     prefixes = set(re.findall(r'startsWith\("((?:call|extension|queue|trunk|monitor)\.)"\)', text))
     return exact | prefixes
@@ -87,6 +87,14 @@ async def test_the_live_answer_and_every_event_the_page_reads_match_the_publishe
         assert {m["extension"]: m["paused"] for m in support["members"]} == {"1001": True, "1002": True} | {
             "1001": False}
 
+        # the agent's call control (call.updated): hold and retrieve through the API
+        call_id = next(c["call_id"] for c in answer["calls"] if c["extension"] == "1001")
+        for action in ("hold", "unhold"):
+            reply = await http.post(f"/api/v1/calls/{call_id}/{action}", headers=auth)
+            assert reply.status == 202, await reply.text()
+        await eventually(lambda: any(m["type"] == "call.updated" and m["data"].get("action") == "unhold"
+                                     for m in messages), what="call.updated")
+
         # a supervisor listens in (monitor.* events), then the customer hangs up
         world.sim.phone("1003").answer_after(0.1)
         started = await http.post("/api/v1/monitor", headers=auth, json={
@@ -140,8 +148,8 @@ async def test_the_live_answer_and_every_event_the_page_reads_match_the_publishe
         assert contract.errors(name, message["data"]) == [], message
         seen[kind] = seen.get(kind, 0) + 1
     wanted = page_event_types()
-    assert {"call.ringing", "call.answered", "call.ended", "call.missed", "extension.state", "queue.changed",
-            "monitor."} <= wanted  # the page's script still handles them (the regex above found them)
+    assert {"call.ringing", "call.answered", "call.ended", "call.missed", "call.updated", "extension.state",
+            "queue.changed", "monitor."} <= wanted  # the page's script still handles them (the regex above found them)
     described = set(EVENT_DATA)
     for kind in wanted:
         assert event_schema_name(kind) is not None or any(d.startswith(kind) for d in described), (

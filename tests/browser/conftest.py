@@ -1,0 +1,90 @@
+"""Browser-test fixtures: the whole service (ARI app with queues and monitoring, API) on the Asterisk simulator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from api.app import create_app
+from api.auth import FailureLimiter
+from asterisk_sim.simulator import SimConfig, Simulator
+from callcenter.bus import EventBus
+from callcenter.config import parse_config
+from callcenter.service import ServiceContext
+from callcenter.store import CallStore, SpooledWriter
+from callcenter.store import tokens as token_store
+from tests.waiting import eventually
+
+DIALPLAN = """
+[from-internal]
+exten => _*336X.,1,Stasis(callcenter,monitor,listen,${EXTEN:4})
+ same => n,Hangup()
+exten => _X.,1,Dial(PJSIP/${EXTEN},30)
+ same => n,Hangup()
+
+[from-trunk]
+exten => _X.,1,Dial(PJSIP/${EXTEN},30)
+ same => n,Hangup()
+"""
+CUSTOMER = "+972541119999"
+
+
+@dataclass
+class Service:
+    sim: Simulator
+    ctx: ServiceContext
+    client: TestClient
+    admin: str
+    monitor_events: list[dict[str, Any]] = field(default_factory=list)
+    pump: asyncio.Task[None] | None = None
+
+
+@pytest.fixture
+async def sim_service(store: CallStore, tmp_path: Path) -> AsyncIterator[Service]:
+    from ari_app import component
+
+    sim_config = SimConfig(user="cc", password="cc", phones=["1001", "1002", "1003"], dialplan_text=DIALPLAN,
+                           ami_port=None, auto_register=True, recordings_dir=str(tmp_path / "recordings"))
+    async with Simulator(sim_config) as sim:
+        writer = SpooledWriter(store, tmp_path / "spool.jsonl")
+        await writer.start()
+        config = parse_config({"pbx": [{"key": "main", "kind": "asterisk", "extension_lengths": [4],
+                                        "ari": {"url": sim.ari_url, "username": "cc", "password": "cc",
+                                                "app": "callcenter", "outbound_context": "from-internal"}}]}, env={})
+        ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
+        try:
+            async with component.run(ctx):
+                client = TestClient(TestServer(create_app(ctx, limiter=FailureLimiter(limit=1000))))
+                await client.start_server()
+                _row, secret = await token_store.create_token(store.pool, role="admin", name="admin")
+                svc = Service(sim, ctx, client, secret)
+                sub = ctx.bus.subscribe("monitor")
+                try:
+                    await eventually(lambda: ctx.ports.live is not None and len(
+                        ctx.ports.live.snapshot()["extensions"]) == 3, what="phones known")
+                    yield _collecting(svc, sub)
+                finally:
+                    if svc.pump is not None:
+                        svc.pump.cancel()
+                    ctx.bus.unsubscribe(sub)
+                    await client.close()
+        finally:
+            await writer.close()
+
+
+def _collecting(svc: Service, sub: Any) -> Service:
+    """Keep every monitor.* event the service publishes (the proof an attempt was refused or started)."""
+
+    async def pump() -> None:
+        while True:
+            event = await sub.get()
+            svc.monitor_events.append({"type": event.topic, **event.data})
+
+    svc.pump = asyncio.get_running_loop().create_task(pump())
+    return svc
