@@ -59,6 +59,17 @@ async def test_an_agent_dials_from_the_pad_controls_the_call_and_calls_back(sim_
         await page.wait_for_selector(f'#phone-calls li[data-call="{call}"][data-state="in_call"]')
         assert "hold" in await buttons(page, call)
 
+        # consult 1003: the call offers Complete / Cancel; cancel returns to the customer
+        sim.phone("1003").answer_after(0.2)
+        await page.fill("#phone-target", "1003")
+        await page.click(f'#phone-calls li[data-call="{call}"] [data-action="consult"]')
+        await page.wait_for_selector(f'#phone-calls li[data-call="{call}"] [data-action="confirm"]')
+        assert await buttons(page, call) == ["confirm", "cancel", "hangup"]
+        await eventually(lambda: "1003" in sim.who_hears_whom().get("1001", set()), what="1001 consults 1003")
+        await page.click(f'#phone-calls li[data-call="{call}"] [data-action="cancel"]')
+        await page.wait_for_selector(f'#phone-calls li[data-call="{call}"] [data-action="hold"]')
+        await eventually(lambda: "1002" in sim.who_hears_whom().get("1001", set()), what="back with 1002")
+
         # record: the button becomes "Stop recording"
         await page.click(f'#phone-calls li[data-call="{call}"] [data-action="record"]')
         await page.wait_for_selector(f'#phone-calls li[data-call="{call}"] [data-action="record-stop"]')
