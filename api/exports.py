@@ -67,7 +67,8 @@ async def export_slot(request: web.Request) -> AsyncIterator[None]:
 
 
 async def send(request: web.Request, response: web.StreamResponse, data: bytes) -> bool:
-    """Write ``data``; False (connection closed) when the client has not taken it within the send timeout."""
+    """Write ``data``; False (stop sending) when the client has not taken it within the send timeout (its
+    connection is then closed) or has gone away."""
     timeout = request.app[CTX_KEY].config.http.send_timeout
     try:
         async with asyncio.timeout(timeout):
@@ -78,6 +79,9 @@ async def send(request: web.Request, response: web.StreamResponse, data: bytes) 
                     timeout)
         if request.transport is not None:
             request.transport.abort()
+        return False
+    except ConnectionError:  # the client went away: nothing to send to, and not the store's fault
+        log.info("event=export_client_gone path=%s peer=%s", request.path, request.remote)
         return False
     return True
 

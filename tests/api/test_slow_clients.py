@@ -249,3 +249,15 @@ async def test_an_export_the_client_stops_reading_is_cut_after_the_send_timeout(
         assert health.snapshot()["csv_exports"]["running"] == 0
     finally:
         sock.close()
+
+
+async def test_a_client_that_hangs_up_mid_export_ends_it_quietly(service: Callable[..., Awaitable[Service]],
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    svc = await service()
+    await _seed_calls(svc.ctx.store, 40_000)
+    sock = await _slow_reader(svc.port, await _token(svc.ctx.store))
+    await eventually(lambda: svc.ctx.health.snapshot()["csv_exports"]["running"] == 1, what="export running")
+    sock.close()
+    await eventually(lambda: svc.ctx.health.snapshot()["csv_exports"]["running"] == 0, timeout=10,
+                     what="export ended with its client")
+    assert "store_unavailable" not in caplog.text
