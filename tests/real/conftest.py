@@ -22,7 +22,13 @@
   ``service.next_event(sub, topic, **match)``. ``make_service(extra={...})`` starts one with config additions
   (``{"queue": [...]}``, ``{"ivr": ...}``).
 
-Every wait is on an event (a console line, an ARI state, a bus event, audio recorded up to an offset).
+Scenario helpers in ``tests/real/scenes.py``: ``inbound_call(customer, agent)``, ``outbound_call``,
+``internal_call``, ``record_phase(name, listeners)`` and ``hearing_problems(phase, listeners, tones, expected)``
+(who must hear whom; every other tone, its own included, must be absent).
+
+Every wait is on an event (a console line, an ARI state, a bus event, audio recorded up to an offset). A failed
+test's phone folder (consoles, pjsua logs, recordings) and the session's Asterisk folder are kept and named in
+the output; ``CALLCENTER_REAL_KEEP=1`` keeps them always.
 """
 
 from __future__ import annotations
