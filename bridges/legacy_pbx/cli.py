@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import replace
@@ -21,6 +20,7 @@ from typing import Any, TextIO
 
 from bridges.legacy_pbx.bulk_decoder import import_decoder
 from bridges.legacy_pbx.decoder import KINDS, LegacyDecoder
+from bridges.legacy_pbx.history import Progress, file_key, import_history
 from bridges.legacy_pbx.link import LEGACY_KINDS, decoder_for, pbx_timezone, pump, transport_for
 from bridges.legacy_pbx.normalize import call_json, call_record, quarantine_json
 from bridges.legacy_pbx.records import Alarm, Duplicate, Item, LegacyCall, Notice, Quarantined
@@ -158,25 +158,6 @@ def cmd_listen(args: argparse.Namespace) -> int:
     return 0
 
 
-class Progress:
-    """A one-line progress bar on stderr, redrawn at most ten times a second."""
-
-    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
-        self.total, self.stream, self._drawn = max(total, 1), stream, 0.0
-
-    def draw(self, done: int, calls: int, quarantined: int, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._drawn < 0.1:
-            return
-        self._drawn = now
-        share = min(done / self.total, 1.0)
-        bar = "#" * int(share * 30)
-        self.stream.write(f"\r[{bar:<30}] {share:6.1%} {calls} calls, {quarantined} quarantined")
-        if force:
-            self.stream.write("\n")
-        self.stream.flush()
-
-
 def cmd_import(args: argparse.Namespace) -> int:
     config = _config(args)
     setup_logging(config.log_format, "WARNING" if config.log_level == "INFO" else config.log_level)
@@ -184,17 +165,21 @@ def cmd_import(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise SystemExit(f"{path} is not a file")
-    counts = asyncio.run(import_file(config, pbx, path, follow=args.follow))
+    try:
+        counts = asyncio.run(import_file(config, pbx, path, follow=args.follow))
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted: every batch stored so far is kept; run the same command to resume\n")
+        return 130
     print(json.dumps(counts))
     return 0
 
 
 async def import_file(config: Config, pbx: PbxConfig, path: Path, *, follow: bool = False,
                       progress: Callable[[int, int, int, bool], None] | None = None) -> dict[str, int]:
-    """Read ``path`` into the store through the same decoder as the live service."""
+    """Read ``path`` into the store: COPY batches from the checkpoint (:mod:`.history`), or tail it (--follow)."""
     from callcenter.runner import open_store
     from callcenter.store import CallStore
-    from callcenter.store.legacy import upsert_calls_bulk
+    from callcenter.store.legacy import import_checkpoint, upsert_calls_bulk
 
     source = "cid" if pbx.kind in ("segal", "danjeh") else "smdr"
     counts = {"calls": 0, "quarantined": 0, "alarms": 0, "duplicates": 0}
@@ -205,6 +190,11 @@ async def import_file(config: Config, pbx: PbxConfig, path: Path, *, follow: boo
         dsn, _ = await open_store(config, stack)
         store = await CallStore.connect(dsn)
         stack.push_async_callback(store.close)
+        if not follow:
+            bar.start = await import_checkpoint(store.pool, pbx.key, await asyncio.to_thread(file_key, path))
+            history = await import_history(store, pbx, path, draw=draw)
+            draw(bar.total, history["calls"], history["quarantined"], True)
+            return history
 
         async def sink(items: list[Item]) -> None:
             bad = [(pbx.key, source, i.raw, i.reason) for i in items if isinstance(i, Quarantined)]

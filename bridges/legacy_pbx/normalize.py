@@ -7,16 +7,19 @@ group) is dropped from the ringing extension of an inbound call (kept in ``tags.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bridges.legacy_pbx.records import LegacyCall, Quarantined
 from callcenter.domain import CallRecord, Direction, call_id_for
 from callcenter.numbers import InvalidNumber, NumberPlan, to_e164
 
+_A_DIGIT = re.compile("[0-9]")
+
 
 def e164_or_blank(raw: str, plan: NumberPlan, *, dialled: bool = False) -> str:
     """E.164 where possible; '' for secret (dots), private (X), missing or unreadable numbers."""
-    if not raw or "." in raw or "X" in raw or not any("0" <= ch <= "9" for ch in raw):
+    if not raw or "." in raw or "X" in raw or not _A_DIGIT.search(raw):
         return ""  # (no digit at all: also keeps a bare '+' away from numbers.clean)
     try:
         return to_e164(raw, plan, dialled=dialled)

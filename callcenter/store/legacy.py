@@ -84,3 +84,85 @@ def _bulk_columns(records: Sequence[CallRecord]) -> list[list[Any]]:
         [r.billsec or 0 for r in records], [r.ring_seconds or 0 for r in records],
         [json.dumps(r.tags or {}, default=str) for r in records], [",".join(r.codes or []) for r in records],
     ]
+
+
+# -- history import through COPY (issue 14) -------------------------------------------------------
+# A batch of finished calls is COPYed into a temporary staging table, then merged into call_keys and calls by
+# two set statements in the same transaction as the batch's quarantine and the file's checkpoint: a batch is
+# in the store whole or not at all, and the checkpoint never runs ahead of what is stored.
+
+STAGE_COLUMNS = ("id", "pbx", "source", "source_id", "started_at", *_BULK_COLUMNS)
+_STAGE_TYPES = {"id": "uuid", "started_at": "timestamptz", "answered_at": "timestamptz", "ended_at": "timestamptz",
+                "duration": "integer", "billsec": "integer", "ring_seconds": "integer", "codes": "text[]"}
+_MERGED = [c for c in _BULK_COLUMNS if c != "tags"]
+
+
+def stage_row(r: CallRecord) -> tuple[Any, ...]:
+    """A CallRecord as one COPY row of the staging table (tags as JSON text, cast when merged)."""
+    def text(value: Any) -> str:
+        return "" if value is None else str(value.value if hasattr(value, "value") else value)
+
+    return (r.id, r.pbx, str(r.source), r.source_id, r.started_at, text(r.direction or "unknown"),
+            text(r.status or "ringing"), text(r.caller_raw), text(r.caller), text(r.caller_name),
+            text(r.callee_raw), text(r.callee), text(r.extension), text(r.trunk), r.answered_at, r.ended_at,
+            r.duration or 0, r.billsec or 0, r.ring_seconds or 0, json.dumps(r.tags or {}, default=str),
+            list(r.codes or ()))
+
+
+async def import_checkpoint(pool: asyncpg.Pool, pbx: str, file_key: str) -> int:
+    """Bytes of this file already committed by earlier imports (0 for a file never imported)."""
+    async with pool.acquire() as conn:
+        done = await conn.fetchval("SELECT committed_bytes FROM legacy_imports WHERE pbx = $1 AND file_key = $2",
+                                   pbx, file_key)
+    return int(done or 0)
+
+
+async def merge_import_batch(store: CallStore, rows: Sequence[tuple[Any, ...]],
+                             quarantine: Sequence[tuple[str, str, bytes, str]], *, pbx: str, file_key: str,
+                             path: str, committed_bytes: int) -> int:
+    """COPY ``rows`` (from :func:`stage_row`) into staging, merge them; returns how many calls are new.
+
+    A call already stored (same pbx, source, natural key) is updated only where a column differs (tags merge),
+    so a re-import writes nothing, and a call keeps the ``started_at`` (partition) it was first stored with.
+    """
+    unique = list({row[0]: row for row in rows}.values())  # one call may not be merged twice in a statement
+    async with store.pool.acquire() as conn:
+        for month in sorted({(row[4].year, row[4].month) for row in unique}):
+            first = next(row[4] for row in unique if (row[4].year, row[4].month) == month)
+            await store.ensure_partition(conn, first)
+        async with conn.transaction():
+            await conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS legacy_stage ("
+                + ", ".join(f"{c} {_STAGE_TYPES.get(c, 'text')}" for c in STAGE_COLUMNS)
+                + ") ON COMMIT DELETE ROWS")
+            fresh = 0
+            if unique:
+                await conn.copy_records_to_table("legacy_stage", records=unique, columns=STAGE_COLUMNS)
+                fresh = await conn.fetchval(
+                    "WITH fresh AS (INSERT INTO call_keys (pbx, source, source_id, call_id, started_at)"
+                    "  SELECT pbx, source, source_id, id, started_at FROM legacy_stage"
+                    "  ON CONFLICT (pbx, source, source_id) DO NOTHING RETURNING call_id),"
+                    " stored AS (INSERT INTO calls (" + ", ".join(STAGE_COLUMNS) + ")"
+                    "  SELECT " + ", ".join(f"s.{c}::jsonb" if c == "tags" else f"s.{c}" for c in STAGE_COLUMNS)
+                    + "  FROM legacy_stage s JOIN fresh f ON f.call_id = s.id RETURNING 1)"
+                    " SELECT count(*) FROM stored")
+                if fresh < len(unique):  # some were stored before: update them where they differ
+                    await conn.execute(
+                        "UPDATE calls c SET " + ", ".join(f"{col} = s.{col}" for col in _MERGED)
+                        + ", tags = c.tags || s.tags::jsonb, updated_at = now()"
+                        " FROM legacy_stage s JOIN call_keys k"
+                        "  ON (k.pbx, k.source, k.source_id) = (s.pbx, s.source, s.source_id)"
+                        " WHERE c.id = k.call_id AND c.started_at = k.started_at"
+                        " AND (" + ", ".join(f"c.{col}" for col in _MERGED) + ", c.tags || s.tags::jsonb)"
+                        " IS DISTINCT FROM (" + ", ".join(f"s.{col}" for col in _MERGED) + ", c.tags)")
+            if quarantine:
+                await conn.copy_records_to_table("quarantine", records=list(quarantine),
+                                                 columns=["pbx", "source", "raw", "error"])
+            await conn.execute(
+                "INSERT INTO legacy_imports AS l (pbx, file_key, path, committed_bytes, calls, quarantined)"
+                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (pbx, file_key) DO UPDATE SET"
+                " path = EXCLUDED.path, committed_bytes = greatest(l.committed_bytes, EXCLUDED.committed_bytes),"
+                " calls = l.calls + EXCLUDED.calls, quarantined = l.quarantined + EXCLUDED.quarantined,"
+                " updated_at = now()",
+                pbx, file_key, path, committed_bytes, fresh, len(quarantine))
+    return int(fresh)

@@ -70,7 +70,8 @@ def test_import_writes_calls_and_quarantine_with_a_progress_bar(tmp_path: Path, 
     capture.write_bytes(OUT + RC + NA + b"# note\r\n" + OUT)
     done = callcenter("legacy", "import", "--pbx", "shop", str(capture), config=config)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"calls": 2, "quarantined": 1, "alarms": 0, "duplicates": 1}
+    assert json.loads(done.stdout) == {"calls": 2, "new_calls": 2, "quarantined": 1, "alarms": 0, "duplicates": 1,
+                                       "resumed_at_byte": 0}
     assert b"100.0%" in done.stderr
     again = callcenter("legacy", "import", "--pbx", "shop", str(capture), config=config)
     assert again.returncode == 0, again.stderr
@@ -83,7 +84,8 @@ def test_import_writes_calls_and_quarantine_with_a_progress_bar(tmp_path: Path, 
         finally:
             await conn.close()
 
-    assert asyncio.run(counts()) == (2, 2)  # importing twice never doubles a call
+    assert json.loads(again.stdout)["resumed_at_byte"] == len(capture.read_bytes())
+    assert asyncio.run(counts()) == (2, 1)  # importing twice adds nothing: no call, no quarantined line
 
 
 async def test_listen_prints_calls_live_from_the_tcp_pbx(tmp_path: Path) -> None:
