@@ -70,6 +70,8 @@ class Leg:
     on_hold: bool = False
     gone: bool = False
     hanging_up: bool = False     # ChannelHangupRequest seen: its StasisEnd is its end
+    hangup_cause: str = ""       # from its ChannelHangupRequest, for a leg whose end is its StasisEnd
+    cause_guessed: bool = False  # the request was ours (soft, 32): Asterisk's final word may still come
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "state": self.state, "role": self.role,
@@ -106,6 +108,10 @@ class LiveCall:
     pending_roles: dict[str, str] = field(default_factory=dict)
     presented_number: str = ""   # caller ID shown to the parties we dial (click-to-call caller_id)
     transfer: dict[str, Any] = field(default_factory=dict)   # attended transfer in progress
+    kind: str = ""               # "monitoring": a supervisor's call into the monitor flow, not a customer call
+    tags: dict[str, Any] = field(default_factory=dict)
+    cause_channel: str = ""      # the leg whose end ended the call (its late ChannelDestroyed may tell the cause)
+    cause_guessed: bool = False
 
     def leg_with_role(self, role: str) -> Leg | None:
         return next((leg for leg in self.live_legs() if leg.role == role), None)
@@ -118,6 +124,8 @@ class LiveCall:
             return CallStatus.IN_PROGRESS if self.answered_at else CallStatus.RINGING
         if self.answered_at:
             return CallStatus.ANSWERED
+        if self.kind == "monitoring":  # never a missed call: the supervisor hung up before the app answered
+            return CallStatus.FAILED
         return {"BUSY": CallStatus.BUSY, "CONGESTION": CallStatus.FAILED,
                 "CHANUNAVAIL": CallStatus.FAILED}.get(self.dial_status, CallStatus.MISSED)
 

@@ -19,6 +19,7 @@ from ari_app.model import (
     Leg,
     LiveCall,
     Publish,
+    WriteCall,
     WriteEvent,
     channel_endpoint,
     local_partner,
@@ -26,7 +27,7 @@ from ari_app.model import (
     parse_time,
 )
 from ari_app.views import extension_object, trunk_object
-from callcenter.domain import CallEvent, CallRecord, Direction, Source, call_id_for
+from callcenter.domain import CallEvent, CallRecord, Direction, Source, call_id_for, hangup_cause_text
 from callcenter.numbers import InvalidNumber, NumberPlan, is_extension, to_e164
 
 log = logging.getLogger("callcenter.ari.state")
@@ -56,7 +57,7 @@ class LiveState:
         # Channels whose call has ended. Their late events must not open a new call: with ARI and AMI both
         # watching, AMI's Hangup can end the call before ARI delivers the ChannelDialplan events of the
         # caller's hangup handler; a one-leg call opened from those would overwrite the real row (issue 11).
-        self.ended_channels: OrderedDict[str, None] = OrderedDict()
+        self.ended_channels: OrderedDict[str, LiveCall | None] = OrderedDict()
         self.late_events_ignored = 0
 
     # -- queries ---------------------------------------------------------------------------------
@@ -98,6 +99,7 @@ class LiveState:
 
     def record(self, call: LiveCall, **extra: Any) -> CallRecord:
         """The call's row as known now; fields not known stay None so other sources keep theirs."""
+        tags = {**call.tags, **(extra.pop("tags", None) or {})}
         end = call.ended_at
         duration = int((end - call.started_at).total_seconds()) if end else None
         billsec = int((end - call.answered_at).total_seconds()) if end and call.answered_at else (0 if end else None)
@@ -115,6 +117,7 @@ class LiveState:
             billsec=max(billsec, 0) if billsec is not None else None,
             ring_seconds=max(int((ring_until - call.started_at).total_seconds()), 0) if ring_until else None,
             hangup_cause=call.hangup_cause or None, recording=call.recording or None, linkedid=call.linkedid,
+            tags=tags or None,
             uniqueid=call.linkedid, **extra)
 
     def timeline(self, call: LiveCall, kind: str, at: datetime, key: str, **data: Any) -> WriteEvent:
@@ -122,7 +125,7 @@ class LiveState:
 
     def classify(self, call: LiveCall) -> None:
         """Direction, extension and trunk from the legs: trunk first → inbound; phone to trunk → outbound."""
-        if call.owned and call.direction != Direction.UNKNOWN:
+        if (call.owned and call.direction != Direction.UNKNOWN) or call.kind == "monitoring":
             return
         legs = sorted(call.legs.values(), key=lambda leg: leg.created_at)
         real = [leg for leg in legs if leg.tech != "Local" and leg.role != "snoop"]
@@ -165,11 +168,26 @@ class LiveState:
         cid = str((channel or {}).get("id") or "")
         return bool(cid) and cid in self.ended_channels and cid not in self.channel_call
 
+    def late_cause(self, event: dict[str, Any]) -> list[Effect]:
+        """Asterisk's own hang-up cause for a call we closed at its last leg's StasisEnd without knowing it."""
+        if event.get("type") != "ChannelDestroyed":
+            return []
+        cid = str((event.get("channel") or {}).get("id") or "")
+        call = self.ended_channels.get(cid)
+        if call is None or call.cause_channel != cid or (call.hangup_cause and not call.cause_guessed):
+            return []
+        cause = hangup_cause_text(event.get("cause"), str(event.get("cause_txt") or ""))
+        call.cause_guessed = False
+        if not cause or cause == call.hangup_cause:
+            return []
+        call.hangup_cause = cause
+        return [WriteCall(self.record(call))]
+
     def forget_call(self, call: LiveCall) -> None:
         """The call is over: it and every channel of it leave the state (a leg still ringing included)."""
         self.calls.pop(call.linkedid, None)
-        for leg_id in call.legs:
-            self.ended_channels[leg_id] = None
+        for leg_id in call.legs:  # the call itself only where its hang-up cause may still come
+            self.ended_channels[leg_id] = call if call.cause_channel == leg_id and call.cause_guessed else None
             self.ended_channels.move_to_end(leg_id)
         while len(self.ended_channels) > ENDED_MEMORY:
             self.ended_channels.popitem(last=False)
@@ -225,7 +243,7 @@ class LiveState:
         self.events_applied += 1
         if self.ended_channels and self.about_ended_channel(event):
             self.late_events_ignored += 1
-            return []
+            return self.late_cause(event)
         touched: set[str] = set()
         self._via = str(event.get("_via", "ari"))
         try:

@@ -103,6 +103,10 @@ def leg_gone(state: LiveState, channel_id: str, at: datetime, touched: set[str],
         state.bridges[leg.bridge]["channels"].discard(channel_id)
     if call.live_legs() and not caller_gave_up(call, leg):
         return []
+    if not cause and leg.hangup_cause:  # it ended inside Stasis: its hang-up request said why (issue 11: 4)
+        cause = leg.hangup_cause
+        call.cause_guessed = leg.cause_guessed and not call.hangup_cause
+    call.cause_channel = channel_id
     return end_call(state, call, at, cause)
 
 
@@ -114,10 +118,33 @@ def caller_gave_up(call: LiveCall, leg: Leg) -> bool:
     return bool(real) and real[0] is leg and not any(x.state == "Up" for x in call.live_legs())
 
 
+MONITOR_FLOW = "monitor"  # Stasis(app,monitor,<mode>,<extension>): ari_app.monitor's supervisor calls
+
+
+def monitoring_call(call: LiveCall, leg: Leg, args: list[str]) -> None:
+    """A supervisor's call into the monitor flow: answered by the app, logged as what it is (issue 11: 3).
+
+    Internal (supervisor → feature code), tagged ``kind=monitoring`` with the mode and the monitored
+    extension, never ``missed``: it must not pollute the missed-call lists and reports.
+    """
+    call.kind = "monitoring"
+    call.direction = Direction.INTERNAL
+    call.extension = call.caller_raw = leg.extension
+    call.callee_raw = leg.dialled or (args[2] if len(args) > 2 else call.callee_raw)
+    call.tags = {"kind": "monitoring", "monitor_mode": args[1] if len(args) > 1 else "",
+                 "monitored_extension": args[2] if len(args) > 2 else ""}
+
+
 @handles("ChannelCreated", "StasisStart", "ChannelConnectedLine", "ChannelDialplan", "ChannelCallerId")
 def on_channel_seen(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[Effect]:
     call, leg = state.leg_for(event["channel"], parse_time(event.get("timestamp")))
     touched.add(leg.extension)
+    args = [str(a) for a in event.get("args") or []]
+    if event["type"] == "StasisStart" and args[:1] == [MONITOR_FLOW] and leg.extension and not call.kind:
+        monitoring_call(call, leg, args)
+        if leg.state == "Up":
+            leg.answered_at = leg.answered_at or parse_time(event.get("timestamp"))
+            return answered(state, call, leg.answered_at)
     if leg.extension and leg.state in RINGING_STATES:
         return ringing(state, call, leg.extension, parse_time(event.get("timestamp")))
     return []
@@ -132,6 +159,8 @@ def on_state_change(state: LiveState, event: dict[str, Any], touched: set[str]) 
         return ringing(state, call, leg.extension, at)
     if leg.state == "Up" and leg.answered_at is None:
         leg.answered_at = at
+        if call.kind == "monitoring" and leg.extension == call.extension:
+            return answered(state, call, at)  # the monitor flow answered the supervisor
         up = [other for other in call.live_legs() if other.state == "Up" and other.role != "snoop"]
         if len(up) >= 2 and not call.owned:
             return answered(state, call, at)
@@ -223,10 +252,19 @@ def on_destroyed(state: LiveState, event: dict[str, Any], touched: set[str]) -> 
 
 @handles("ChannelHangupRequest")
 def on_hangup_request(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[Effect]:
+    """Remember why: a channel hung up inside Stasis ends with StasisEnd, and ChannelDestroyed (which carries
+    Asterisk's cause) comes later or, without subscribeAll, never. A phone's BYE is ``cause 16``; an ARI
+    DELETE is ``soft, cause 32`` (a flag, not a Q.850 code) and ends as 16 Normal Clearing for the
+    ``reason=normal`` every flow of ours uses — kept as a guess that Asterisk's own word replaces."""
     call = state.call_of_channel(str(event["channel"].get("id")))
     leg = call.legs.get(str(event["channel"].get("id"))) if call else None
     if leg is not None:
         leg.hanging_up = True
+        code = int(event.get("cause") or 0)
+        if event.get("soft") and code == 32:
+            leg.hangup_cause, leg.cause_guessed = leg.hangup_cause or hangup_cause_text(16), True
+        elif code:
+            leg.hangup_cause, leg.cause_guessed = hangup_cause_text(code), False
     return []
 
 

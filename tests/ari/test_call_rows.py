@@ -18,13 +18,16 @@ from typing import Any
 import pytest
 
 from ari_app.ami import AmiWatcher
+from ari_app.component import run
 from ari_app.pbx import AsteriskPbx
 from ari_app.service import AsteriskCalls
 from asterisk_sim.simulator import SimConfig, Simulator
 from callcenter.bus import EventBus
-from callcenter.config import AmiSettings
+from callcenter.config import AmiSettings, parse_config
 from callcenter.domain import call_id_for
+from callcenter.service import ServiceContext
 from callcenter.store import CallStore, SpooledWriter
+from callcenter.store import monitor_groups as groups
 
 from .conftest import PASSWORD, PHONES, World, eventually, pbx_config
 
@@ -128,3 +131,79 @@ async def test_outbound_and_inbound_calls_with_hangup_handlers_keep_their_rows(b
     assert (row["direction"], row["status"], row["caller"], row["callee_raw"], row["extension"]) == (
         "inbound", "answered", "+972521234567", "5550100", "1001")
     assert row["hangup_cause"] == "Normal Clearing"
+
+
+# -- calls that end inside our Stasis app: monitoring sessions, refusals, a caller hanging up in Stasis ---------
+
+SERVICE_DIALPLAN = """
+[from-internal]
+exten => _*336X.,1,Stasis(callcenter,monitor,listen,${EXTEN:4})
+exten => _1XXX,1,Dial(PJSIP/${EXTEN},30)
+ same => n,Hangup()
+[from-trunk]
+exten => _X.,1,Dial(PJSIP/${EXTEN},30)
+ same => n,Hangup()
+"""
+SERVICE_PHONES = ["1001", "1002", "2005"]
+
+
+@pytest.fixture
+async def service(store: CallStore, tmp_path: Path) -> AsyncIterator[tuple[Simulator, ServiceContext]]:
+    """The ``ari`` component as ``callcenter serve`` runs it (monitor plug-in included), on ARI alone."""
+    sim_config = SimConfig(user="cc", password=PASSWORD, phones=SERVICE_PHONES, dialplan_text=SERVICE_DIALPLAN,
+                           ami_port=None, auto_register=True, recordings_dir=str(tmp_path / "rec"), time_scale=0.1)
+    async with Simulator(sim_config) as sim:
+        config = parse_config({"pbx": [{
+            "key": "main", "kind": "asterisk", "outside_line_prefix": "9", "country_code": "972",
+            "extension_lengths": [4],
+            "ari": {"url": sim.ari_url, "username": "cc", "password": PASSWORD, "app": "callcenter"},
+        }]}, env={})
+        writer = SpooledWriter(store, tmp_path / "spool.jsonl")
+        ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
+        async with run(ctx):
+            await eventually(lambda: ctx.health.snapshot()["ari"]["state"] == "up", what="ari up")
+            yield sim, ctx
+        await writer.close()
+
+
+async def _ended_row(store: CallStore, call_id: uuid.UUID) -> dict[str, Any]:
+    async def ended() -> bool:
+        row = await store.get_call(call_id)
+        return bool(row and row["ended_at"])
+
+    await eventually(ended, what="the call's row ended")
+    row = await store.get_call(call_id)
+    assert row is not None
+    return row
+
+
+async def test_a_supervisors_monitoring_call_is_logged_as_monitoring_not_as_a_missed_call(
+        service: tuple[Simulator, ServiceContext], store: CallStore) -> None:
+    sim, ctx = service
+    await groups.create_group(store.pool, name="team", level="listen", observers=["2005"], observed=["1001"])
+    sim.phone("1001").answer_after(0)
+    await sim.inbound_call("0521234567", "1001")
+    await eventually(lambda: sim.who_hears_whom().get("2005") is None and bool(sim.who_hears_whom().get("1001")),
+                     what="customer talking to 1001")
+    missed = ctx.bus.subscribe("call.missed")
+    supervisor = await sim.phone("2005").dial("*3361001")
+    await eventually(lambda: sim.who_hears_whom().get("2005") == {"1001", "0521234567"}, what="2005 listening")
+    await sim.phone("2005").hangup()
+    row = await _ended_row(store, call_id_for("main", supervisor))
+    assert (row["direction"], row["status"], row["caller_raw"], row["callee_raw"], row["extension"]) == (
+        "internal", "answered", "2005", "*3361001", "2005")
+    assert row["tags"] == {"kind": "monitoring", "monitor_mode": "listen", "monitored_extension": "1001"}
+    assert row["answered_at"] is not None and row["ring_seconds"] <= 1
+    assert row["hangup_cause"] == "Normal Clearing"
+    assert missed.queue.empty()  # no missed-call webhook, no missed-call list entry
+
+
+async def test_a_refused_monitoring_call_ends_with_asterisks_hangup_cause(
+        service: tuple[Simulator, ServiceContext], store: CallStore) -> None:
+    """The app refuses (no grant), plays the prompt and hangs the supervisor up inside Stasis: the row is not
+    missed, and its hang-up cause is the one Asterisk reports (16 Normal Clearing), not empty."""
+    sim, _ctx = service
+    supervisor = await sim.phone("2005").dial("*3361001")
+    row = await _ended_row(store, call_id_for("main", supervisor))
+    assert row["hangup_cause"] == "Normal Clearing"
+    assert (row["direction"], row["status"], row["tags"]["kind"]) == ("internal", "answered", "monitoring")

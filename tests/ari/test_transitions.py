@@ -132,3 +132,37 @@ def test_a_hangup_cause_reads_the_same_whichever_feed_reported_it() -> None:
     ])  # no cause_txt, as when only a cause code reached us
     final = [e.record for e in effects if isinstance(e, WriteCall)][-1]
     assert final.hangup_cause == "Normal Clearing"
+
+
+def test_supervisor_monitoring_calls_are_answered_monitoring_rows_with_asterisks_cause() -> None:
+    """Issue 11 (3, 4), on the real capture: each of 1003's three monitoring calls is an answered internal
+    call tagged ``kind=monitoring`` (not missed, direction unknown, rung 32 s), and although the app hung it up
+    inside Stasis (soft, cause 32; no ChannelDestroyed), its cause is what Asterisk reports: Normal Clearing."""
+    state = LiveState("lab", PLAN)
+    effects = replay(state, raw_events("sip-monitor-session.jsonl"))
+    final = {r.source_id: r for r in (e.record for e in effects if isinstance(e, WriteCall)) if r.ended_at}
+    assert len(final) == 3
+    for row in final.values():
+        assert (row.direction, str(row.status), row.caller_raw, row.extension) == (
+            Direction.INTERNAL, "answered", "1003", "1003")
+        assert row.callee_raw in ("*3361001", "*3391001", "*3321001")
+        assert row.tags is not None and row.tags["kind"] == "monitoring" and row.tags["monitored_extension"] == "1001"
+        assert row.ring_seconds == 0 and row.hangup_cause == "Normal Clearing"
+    assert not [e for e in effects if isinstance(e, Publish) and e.topic == "call.missed"]
+
+
+def test_a_late_channel_destroyed_corrects_a_guessed_cause_and_reopens_nothing() -> None:
+    state = LiveState("lab", PLAN)
+    base = raw_events("sip-monitor-session.jsonl")
+    first_end = next(i for i, e in enumerate(base) if e["type"] == "StasisEnd" and "PJSIP/" in e["channel"]["name"])
+    effects = replay(state, base[:first_end + 1])
+    channel = base[first_end]["channel"]
+    late = [{"type": "ChannelDialplan", "timestamp": base[first_end]["timestamp"], "channel": channel,
+             "dialplan_app": "AGI", "dialplan_app_data": "agi://127.0.0.1/call-end"},
+            {"type": "ChannelDestroyed", "timestamp": base[first_end]["timestamp"], "cause": 17,
+             "cause_txt": "User busy", "channel": channel}]
+    effects = replay(state, late)
+    rows = [e.record for e in effects if isinstance(e, WriteCall)]
+    assert [(r.source_id, r.hangup_cause, str(r.status), r.direction) for r in rows] == [
+        (channel["id"], "User busy", "answered", Direction.INTERNAL)]
+    assert state.calls == {} and state.late_events_ignored == 2
