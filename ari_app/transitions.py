@@ -253,15 +253,16 @@ def on_destroyed(state: LiveState, event: dict[str, Any], touched: set[str]) -> 
 @handles("ChannelHangupRequest")
 def on_hangup_request(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[Effect]:
     """Remember why: a channel hung up inside Stasis ends with StasisEnd, and ChannelDestroyed (which carries
-    Asterisk's cause) comes later or, without subscribeAll, never. A phone's BYE is ``cause 16``; an ARI
-    DELETE is ``soft, cause 32`` (a flag, not a Q.850 code) and ends as 16 Normal Clearing for the
-    ``reason=normal`` every flow of ours uses — kept as a guess that Asterisk's own word replaces."""
+    Asterisk's cause) comes later or, without subscribeAll, never. chan_pjsip's request for a phone's BYE
+    carries no cause and ends as 16 (capture sip-queue); an ARI DELETE is ``soft, cause 32`` (a flag, not a
+    Q.850 code) and ends as 16 Normal Clearing for the ``reason=normal`` every flow of ours uses. Both are
+    kept as a guess that Asterisk's own word (a later ChannelDestroyed, ARI or AMI) replaces."""
     call = state.call_of_channel(str(event["channel"].get("id")))
     leg = call.legs.get(str(event["channel"].get("id"))) if call else None
     if leg is not None:
         leg.hanging_up = True
         code = int(event.get("cause") or 0)
-        if event.get("soft") and code == 32:
+        if (event.get("soft") and code == 32) or (not event.get("soft") and not code):
             leg.hangup_cause, leg.cause_guessed = leg.hangup_cause or hangup_cause_text(16), True
         elif code:
             leg.hangup_cause, leg.cause_guessed = hangup_cause_text(code), False

@@ -166,3 +166,17 @@ def test_a_late_channel_destroyed_corrects_a_guessed_cause_and_reopens_nothing()
     assert [(r.source_id, r.hangup_cause, str(r.status), r.direction) for r in rows] == [
         (channel["id"], "User busy", "answered", Direction.INTERNAL)]
     assert state.calls == {} and state.late_events_ignored == 2
+
+
+def test_a_queue_caller_hanging_up_inside_stasis_keeps_asterisks_cause() -> None:
+    """Issue 11 (4), on a real capture (sip-queue, no subscribeAll): caller 2001 hangs up while queued; chan_pjsip's
+    ChannelHangupRequest for the BYE has no cause and no ChannelDestroyed follows, yet Asterisk ended it 16."""
+    from pathlib import Path
+
+    lines = (Path(__file__).parents[1] / "sim" / "captures" / "sip-queue.jsonl").read_text().splitlines()
+    events = [r["event"] for r in map(json.loads, lines) if r.get("kind") == "event"]
+    state = LiveState("lab", PLAN)
+    final = [e.record for e in replay(state, events) if isinstance(e, WriteCall) and e.record.ended_at]
+    callers = [r for r in final if r.caller_raw == "2001"]
+    assert len(callers) == 2 and {r.hangup_cause for r in callers} == {"Normal Clearing"}
+    assert all(r.hangup_cause for r in final)
