@@ -42,7 +42,7 @@ ROUTE_MODULES = (
 
 
 def body_deadline_middleware(timeout: float) -> Middleware:
-    """Read a request's body within ``timeout`` seconds, before anything else looks at it: a client
+    """Read a request's body within ``timeout`` seconds, before the handler looks at it: a client
     trickling its body a byte at a time gets 408 and a closed connection, not a handler waiting for ever."""
 
     @web.middleware
@@ -64,8 +64,9 @@ def body_deadline_middleware(timeout: float) -> Middleware:
 def create_app(ctx: ServiceContext, *, limiter: FailureLimiter | None = None) -> web.Application:
     """The whole API; refuses to build when a route carries no permission (see api.auth)."""
     app = web.Application(client_max_size=2 * 1024 * 1024,
-                          middlewares=[error_middleware, body_deadline_middleware(ctx.config.http.body_timeout),
-                                       auth_middleware])
+                          # the body is read after auth: a client without a token cannot make us buffer one
+                          middlewares=[error_middleware, auth_middleware,
+                                       body_deadline_middleware(ctx.config.http.body_timeout)])
     app[CTX_KEY] = ctx
     app[LIMITER_KEY] = limiter or FailureLimiter()
     for module_name in ROUTE_MODULES:

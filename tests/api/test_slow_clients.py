@@ -101,6 +101,19 @@ async def test_a_body_sent_too_slowly_is_refused_with_408(serve_api: ServeApi, s
         writer.close()
 
 
+async def test_a_slow_body_without_a_token_is_refused_before_it_is_read(serve_api: ServeApi) -> None:
+    _ctx, port = await serve_api(body_timeout=30.0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"POST /api/v1/admin/org-units HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000000\r\n\r\n{")
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 5)  # long before the body (or its deadline) came
+        assert status.startswith(b"HTTP/1.1 401"), status
+    finally:
+        writer.close()
+
+
 async def test_a_normal_client_is_not_affected(serve_api: ServeApi) -> None:
     _ctx, port = await serve_api(header_timeout=1.0, body_timeout=1.0)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
