@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from api.auth import PERMISSIONS, is_public, permission_of
-from api.schemas import COMPONENTS, ERROR_SCHEMA, RouteSpec, operation_of, spec_of
+from api.schemas import COMPONENTS, ERROR_SCHEMA, TEXT_PATTERN, Param, RouteSpec, operation_of, pbx_keys, spec_of
 
 OPENAPI_KEY = web.AppKey("openapi", dict[str, Any])
 _PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
@@ -44,13 +44,43 @@ def route_path(route: web.AbstractRoute) -> str | None:
     return str(path) if path else None
 
 
-def _declared_operation(spec: RouteSpec) -> dict[str, Any]:
+def _request_schema(schema: Any, pbx_keys: list[str]) -> Any:
+    """A request schema as the handlers check it: free text holds no NUL or lone surrogate (TEXT_PATTERN), and a
+    ``pbx`` field names a configured PBX ('' too where it is the default: "shared" / "every PBX")."""
+    if isinstance(schema, list):
+        return [_request_schema(v, pbx_keys) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _request_schema(v, pbx_keys) for k, v in schema.items()}
+    if out.get("type") == "string" and not {"pattern", "enum", "format"} & set(out):
+        out["pattern"] = TEXT_PATTERN
+    props = out.get("properties")
+    if isinstance(props, dict) and isinstance(props.get("pbx"), dict):
+        props["pbx"] = _pbx_schema(props["pbx"], pbx_keys)
+    return out
+
+
+def _pbx_schema(schema: dict[str, Any], pbx_keys: list[str]) -> dict[str, Any]:
+    out = {k: v for k, v in schema.items() if k not in ("pattern", "maxLength", "minLength")}
+    out["enum"] = ([""] if schema.get("default") == "" else []) + list(pbx_keys)
+    return out
+
+
+def _parameter(param: Param, pbx_keys: list[str]) -> dict[str, Any]:
+    schema = param.schema()
+    if param.name == "pbx":
+        schema = _pbx_schema(schema, pbx_keys)
+    return {"name": param.name, "in": param.where, "required": param.required or param.where == "path",
+            "description": param.description, "schema": schema}
+
+
+def _declared_operation(spec: RouteSpec, pbx_keys: list[str]) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": spec.summary, "tags": [spec.tag] if spec.tag else [],
                           "operationId": f"{spec.method.lower()}_{re.sub(r'[^a-z0-9]+', '_', spec.path.lower())}",
-                          "parameters": [{"name": p.name, "in": p.where, "required": p.required or p.where == "path",
-                                          "description": p.description, "schema": p.schema()} for p in spec.params]}
+                          "parameters": [_parameter(p, pbx_keys) for p in spec.params]}
     if spec.body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _clean_schema(spec.body)}}}
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": _request_schema(_clean_schema(spec.body), pbx_keys)}}}
     ok: dict[str, Any] = {"description": "success"}
     if spec.status != 204:
         ok["content"] = {ctype: ({"schema": _clean_schema(spec.response)}
@@ -59,6 +89,8 @@ def _declared_operation(spec: RouteSpec) -> dict[str, Any]:
     op["responses"] = {str(spec.status): ok}
     if spec.params or spec.body is not None:
         op["responses"]["400"] = _error("invalid request: error.field names the field, error.reason says why")
+    for status, when in spec.also.items():  # a success answers like the main one; an error as every error does
+        op["responses"][str(status)] = {**copy.deepcopy(ok), "description": when} if status < 300 else _error(when)
     return op
 
 
@@ -79,6 +111,7 @@ def _plain_operation(method: str, path: str, handler: Any) -> dict[str, Any]:
 def build_openapi(app: web.Application) -> dict[str, Any]:
     """The OpenAPI 3.0 document for every route the app serves (static assets excepted)."""
     paths: dict[str, dict[str, Any]] = {}
+    keys = pbx_keys(app)
     for route in app.router.routes():
         path, method = route_path(route), route.method.lower()
         if path is None or method not in _METHODS or path.startswith("/static"):
@@ -86,7 +119,7 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
         if method == "head" and any(r.method == "GET" and route_path(r) == path for r in app.router.routes()):
             continue  # aiohttp's automatic HEAD for a GET
         spec = spec_of(route.handler)
-        op = _declared_operation(spec) if spec else _plain_operation(route.method, path, route.handler)
+        op = _declared_operation(spec, keys) if spec else _plain_operation(route.method, path, route.handler)
         needed = permission_of(route.handler)
         if needed and not is_public(path):
             op["security"] = [{"bearerAuth": []}]
@@ -97,6 +130,11 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
                                     "429": _error("too many failed token attempts from this address")})
             if "{" in path:
                 op["responses"]["404"] = _error("does not exist, or may not be seen with this token")
+            if method in ("post", "put", "patch", "delete"):
+                op["responses"].setdefault("409", _error("conflicts with the current state (a name that exists, a "
+                                                         "call that is not in progress, the last admin token…)"))
+            op["responses"].setdefault("503", _error("the call store (or, for live actions, Asterisk) is not "
+                                                     "reachable right now; try again"))
         paths.setdefault(_PATH_PARAM.sub(r"{\1}", path), {})[method] = op
     return {
         "openapi": "3.0.3",

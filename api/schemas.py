@@ -13,7 +13,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -44,6 +44,12 @@ class Param:
     pattern: str | None = None  # a string must match it (fullmatch); said in the OpenAPI too
     reason: str = ""  # what the 400 says when ``pattern`` does not match
 
+    @property
+    def empty_is_absent(self) -> bool:
+        """``?q=`` means "no filter" for free text; for a date, number, flag, enum or pattern it is a 400
+        (the OpenAPI could not say that an empty date is fine)."""
+        return self.kind == "string" and not self.enum and not self.pattern
+
     def schema(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "string"}
         if self.kind == "integer":
@@ -62,6 +68,8 @@ class Param:
             out["maxLength"] = self.max_length
         if self.pattern and self.kind == "string":
             out["pattern"] = f"^(?:{self.pattern})$"
+        elif self.kind == "string" and not self.enum:
+            out["pattern"] = TEXT_PATTERN
         if self.enum:
             out["enum"] = list(self.enum)
         if self.default is not None:
@@ -103,6 +111,12 @@ class Param:
         return raw
 
 
+# What every free-text string may hold, said in the OpenAPI: no NUL (JSON allows it, PostgreSQL does not store
+# it). _check_text also refuses lone UTF-16 surrogates, which no JSON-Schema regex engine can name and no
+# generator produces.
+TEXT_PATTERN = r"^[^\u0000]*$"
+
+
 def _check_text(value: str, where: str) -> None:
     """Text the database can store: no NUL, valid UTF-8 (JSON allows lone surrogates, Postgres does not)."""
     if "\x00" in value:
@@ -124,9 +138,17 @@ def parse_datetime(raw: str, where: str) -> datetime:
         raise ValidationError(where, "must be an ISO 8601 date-time such as 2026-03-01T00:00:00Z") from None
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValidationError(where, "must carry a time zone (Z or +hh:mm)")
-    if not 1970 <= value.year <= 2200:
-        raise ValidationError(where, "must be between the years 1970 and 2200")
+    # Bounds of a filter: before 1970 there are no calls and after 2200 none yet, so such a bound means the same
+    # as the edge (and the years 1 and 9999, shifted by their zone, would overflow).
+    if value.year < 1970:
+        return EARLIEST
+    if value.year > 2200:
+        return LATEST
     return value
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2201, 1, 1, tzinfo=UTC)
 
 
 # -- bodies: a JSON-Schema subset -------------------------------------------------------------------
@@ -218,6 +240,7 @@ class RouteSpec:
     status: int = 200
     produces: tuple[str, ...] = ("application/json",)
     tag: str = ""
+    also: Mapping[int, str] = field(default_factory=dict)  # other answers it gives: status -> when
 
 
 @dataclass
@@ -229,9 +252,10 @@ class RouteTable:
 
     def route(self, method: str, path: str, *, permission: str, summary: str, params: Sequence[Param] = (),
               body: Mapping[str, Any] | None = None, response: Mapping[str, Any] | None = None, status: int = 200,
-              produces: Sequence[str] = ("application/json",)) -> Callable[[Handler], Handler]:
+              produces: Sequence[str] = ("application/json",), also: Mapping[int, str] | None = None,
+              ) -> Callable[[Handler], Handler]:
         spec = RouteSpec(method, path, permission, summary, tuple(params), body, response, status, tuple(produces),
-                         self.tag)
+                         self.tag, dict(also or {}))
 
         def register(handler: Handler) -> Handler:
             wrapped = mark_permission(permission)(validated(spec, handler))
@@ -255,18 +279,38 @@ def validated(spec: RouteSpec, handler: Handler) -> Handler:
         for param in spec.params:
             source = request.match_info if param.where == "path" else request.query
             raw = source.get(param.name)
-            if raw is None or (raw == "" and param.where == "query"):
+            if raw is None or (raw == "" and param.where == "query" and param.empty_is_absent):
                 if param.required:
                     raise ValidationError(f"{param.where}.{param.name}", "is required")
                 values[param.name] = param.default
                 continue
             values[param.name] = param.parse(raw)
+            if param.name == "pbx":
+                check_pbx(request, f"{param.where}.pbx", values["pbx"])
         request[QUERY_KEY] = values
         if spec.body is not None:
-            request[BODY_KEY] = check(spec.body, await read_json(request))  # an object schema → a dict
+            body = check(spec.body, await read_json(request))  # an object schema → a dict
+            if "pbx" in body:
+                check_pbx(request, "body.pbx", body["pbx"])
+            request[BODY_KEY] = body
         return await handler(request)
 
     return wrapper
+
+
+def pbx_keys(app: web.Application) -> list[str]:
+    """The configured PBX keys: every ``pbx`` parameter and body field must name one (the OpenAPI lists them)."""
+    from api.app import CTX_KEY  # late: api.app imports the route modules that import this one
+
+    return [p.key for p in app[CTX_KEY].config.pbx]
+
+
+def check_pbx(request: web.Request, where: str, value: Any) -> None:
+    """400 for a PBX key that is not configured ('' and None mean "not given" / "shared" where allowed)."""
+    if value in (None, ""):
+        return
+    if value not in pbx_keys(request.app):
+        raise ValidationError(where, f"is not a configured PBX ({', '.join(pbx_keys(request.app))})")
 
 
 async def read_json(request: web.Request) -> Any:

@@ -30,7 +30,12 @@ _LEGACY_IPV4 = re.compile(r"^(?:0x[0-9a-f]+|[0-9]+)(?:\.(?:0x[0-9a-f]+|[0-9]+)){
 
 
 class TargetRefused(ValueError):
-    """A webhook URL or address the service will not post to; the message says why."""
+    """A webhook URL or address the service will not post to; the message says why. ``internal``: a well-formed
+    URL refused for where it points (policy), not for how it is written."""
+
+    def __init__(self, message: str, *, internal: bool = False) -> None:
+        super().__init__(message)
+        self.internal = internal
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,7 @@ def literal_address(host: str) -> IpAddress | None:
 def check_address(address: IpAddress, allow: AllowList, host: str = "") -> None:
     if is_internal(address) and not allow.allows_address(address) and not (host and allow.allows_host(host)):
         raise TargetRefused(f"points to an internal address ({_unmapped(address)}); add it to [http] "
-                            "webhook_allow in the config to allow it")
+                            "webhook_allow in the config to allow it", internal=True)
 
 
 def check_url(raw: str, allow: AllowList) -> URL:
@@ -159,7 +164,7 @@ class GuardedResolver(AbstractResolver):
         except OSError as exc:
             if "internal addresses" in str(exc):
                 raise TargetRefused(f"resolves only to internal addresses ({host}); add it to [http] "
-                                    "webhook_allow in the config to allow it") from None
+                                    "webhook_allow in the config to allow it", internal=True) from None
         except TimeoutError:
             pass
         finally:

@@ -38,6 +38,7 @@ from api.webhook_targets import (
     literal_address,
     shown_url,
 )
+from callcenter.domain import DomainError
 from callcenter.service import ServiceContext
 from callcenter.store import webhooks as store
 
@@ -248,10 +249,17 @@ async def _run_worker(app: web.Application) -> AsyncIterator[None]:
 
 # -- admin routes ---------------------------------------------------------------------------------
 
+_PORT = "(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+# what a webhook URL may look like: scheme, host (no user@, no [IPv6] literal: use a name), port, then anything but
+# spaces and control characters (CR/LF would split the request)
+URL_PATTERN = rf"^https?://[A-Za-z0-9._~!$&'()*+,;=%-]+(?::{_PORT})?(?:[/?#][^\x00-\x20\x7f]*)?$"
 _EVENTS = {"type": "array", "items": {"type": "string", "enum": list(store.WEBHOOK_EVENTS)}, "maxItems": 4}
 _FIELDS: dict[str, Any] = {
-    "url": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": r"^https?://[^\s/?#]+",
-            "x-reason": "must be an http:// or https:// URL"},
+    "url": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": URL_PATTERN,
+            "x-reason": "must be an http:// or https:// URL with a host name or IPv4 address, no credentials "
+                        "(user@), no spaces or control characters",
+            "description": "refused (403) when it points to an internal address the config's [http] webhook_allow "
+                           "does not name"},
     "secret": {"type": "string", "minLength": 16, "maxLength": 200,
                "description": "HMAC key (write-only; generated and shown once when omitted)"},
     "events": {**_EVENTS, "description": "call events to send; empty = all"},
@@ -296,8 +304,17 @@ async def _check_url(request: web.Request, raw: str) -> str:
         if literal_address(url.raw_host or "") is None and not allow.allows_host(url.host or ""):
             await GuardedResolver(allow).resolve_briefly(url.host or "", url.port or 0)
     except TargetRefused as exc:
+        if exc.internal:  # a well-formed URL the policy refuses: 403, not "bad input"
+            raise TargetForbidden(f"body.url: {exc}") from None
         raise ValidationError("body.url", str(exc)) from None
     return raw
+
+
+class TargetForbidden(DomainError):
+    """A webhook URL to an internal address the config's allow-list does not name."""
+
+    code = "target_refused"
+    status = 403
 
 
 def _shown(row: dict[str, Any]) -> dict[str, Any]:

@@ -45,7 +45,8 @@ RETENTION_BODY = {"type": "object", "required": ["keep_days"], "additionalProper
 CONFIRM_BODY = {"type": "object", "required": ["confirm"], "properties": {
     "confirm": {"type": "string", "enum": ["YES"], "description": "type YES to delete every record"}}}
 
-EXT_NUMBER = Param("number", where="path", required=True, max_length=16)
+EXT_NUMBER = Param("number", where="path", required=True, max_length=16, pattern="[0-9]{1,16}",
+                   reason="must be digits")
 EXT_PBX = Param("pbx", max_length=32, default="", description="PBX key ('' = shared)")
 UNIT_ID = Param("id", "integer", where="path", required=True, minimum=1, maximum=2**31 - 1)
 TOKEN_ID = Param("id", "uuid", where="path", required=True)
@@ -76,7 +77,8 @@ async def get_extension(request: web.Request) -> web.Response:
 
 
 @routes.route("PUT", "/api/v1/admin/extensions/{number}", permission="extensions:admin",
-              summary="Create or replace an extension", params=(EXT_NUMBER, EXT_PBX), body=EXTENSION_BODY)
+              summary="Create or replace an extension", params=(EXT_NUMBER, EXT_PBX), body=EXTENSION_BODY,
+              also={201: "created: it did not exist"})
 async def put_extension(request: web.Request) -> web.Response:
     p, b = params_of(request), body_of(request)
     if not p["number"].isdigit():
@@ -174,6 +176,10 @@ async def create_token(request: web.Request) -> web.Response:
               params=(TOKEN_ID,), status=204)
 async def revoke_token(request: web.Request) -> web.Response:
     token_id = params_of(request)["id"]
+    if token_id == get_identity(request).token_id:  # an admin does not lock itself out by a stray DELETE
+        if await token_store.usable_admin_count(request.app[CTX_KEY].store.pool) <= 1:
+            raise Conflict("this is the last admin token; create another admin token first")
+        raise Conflict("a token does not revoke itself; revoke it with another admin token or the CLI")
     try:
         revoked = await token_store.revoke_token(request.app[CTX_KEY].store.pool, token_id, keep_an_admin=True)
     except token_store.LastAdminToken as exc:
@@ -214,7 +220,7 @@ async def get_retention(request: web.Request) -> web.Response:
     return json_response(await admin_store.retention_rules(request.app[CTX_KEY].store.pool))
 
 
-@routes.route("PUT", "/api/v1/admin/retention/{category}", permission="retention:admin",
+@routes.route("PUT", "/api/v1/admin/retention/{category:calls|recordings|queue_reports}", permission="retention:admin",
               summary="Keep a category 1-999 days, or forever (null)", params=(CATEGORY,), body=RETENTION_BODY)
 async def put_retention(request: web.Request) -> web.Response:
     pool = request.app[CTX_KEY].store.pool

@@ -51,6 +51,7 @@ TRANSFER_BODY = {"type": "object", "required": ["target"], "additionalProperties
 CONFERENCE_BODY = {"type": "object", "additionalProperties": False,
                    "description": "exactly one of: number (dial it and add it), call_id (merge that held call in)",
                    "properties": {"number": _NUMBER, "call_id": {"type": "string", "format": "uuid"}}}
+NOT_SUPPORTED = {501: "the connected call control does not support this"}
 ACCEPTED = {"type": "object", "required": ["call_id"], "properties": {
     "call_id": {"type": "string", "format": "uuid"}, "status": {"type": "string"},
     "recording": {"type": "string"}}}
@@ -134,7 +135,8 @@ async def unhold(request: web.Request) -> web.Response:
 
 
 @routes.route("POST", "/api/v1/calls/{id}/transfer", permission="calls:control", status=202,
-              summary="Blind or attended transfer", params=(CALL_ID,), body=TRANSFER_BODY, response=ACCEPTED)
+              summary="Blind or attended transfer", params=(CALL_ID,), body=TRANSFER_BODY, response=ACCEPTED,
+              also=NOT_SUPPORTED)
 async def transfer(request: web.Request) -> web.Response:
     call_id = await controllable(request)
     body = body_of(request)
@@ -177,7 +179,7 @@ async def stop_recording(request: web.Request) -> web.Response:
 
 @routes.route("POST", "/api/v1/calls/{id}/transfer/complete", permission="calls:control", status=202,
               summary="Complete an attended transfer: the consulted party takes the customer", params=(CALL_ID,),
-              response=ACCEPTED)
+              response=ACCEPTED, also=NOT_SUPPORTED)
 async def complete_transfer(request: web.Request) -> web.Response:
     call_id = await controllable(request)
     await _optional(call_control(request), "complete_transfer")(call_id)
@@ -186,7 +188,7 @@ async def complete_transfer(request: web.Request) -> web.Response:
 
 @routes.route("POST", "/api/v1/calls/{id}/transfer/cancel", permission="calls:control", status=202,
               summary="Cancel an attended transfer: the agent returns to the customer", params=(CALL_ID,),
-              response=ACCEPTED)
+              response=ACCEPTED, also=NOT_SUPPORTED)
 async def cancel_transfer(request: web.Request) -> web.Response:
     call_id = await controllable(request)
     await _optional(call_control(request), "cancel_transfer")(call_id)
@@ -195,7 +197,7 @@ async def cancel_transfer(request: web.Request) -> web.Response:
 
 @routes.route("POST", "/api/v1/calls/{id}/conference", permission="calls:control", status=202,
               summary="Conference: add a number to the call, or merge a held call into it", params=(CALL_ID,),
-              body=CONFERENCE_BODY, response=ACCEPTED)
+              body=CONFERENCE_BODY, response=ACCEPTED, also=NOT_SUPPORTED)
 async def conference(request: web.Request) -> web.Response:
     call_id = await controllable(request)
     body = body_of(request)

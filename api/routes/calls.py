@@ -269,7 +269,9 @@ async def call_detail(request: web.Request) -> web.Response:
 
 @routes.route("GET", "/api/v1/calls/{id}/recording", permission="recordings:read",
               summary="The call's recording (HTTP Range supported)", params=(CALL_ID,),
-              produces=("audio/wav", "audio/mpeg", "audio/ogg", "audio/x-gsm", "application/json"))
+              produces=("audio/wav", "audio/mpeg", "audio/ogg", "audio/x-gsm", "application/json"),
+              also={206: "the requested Range", 416: "the Range is outside the file",
+                    502: "the recording server did not answer"})
 async def call_recording(request: web.Request) -> web.StreamResponse:
     row = await visible_call(request, request.match_info["id"])
     if not row["recording"]:

@@ -40,8 +40,11 @@ SESSION = {"type": "object", "properties": {
 SESSIONS = {"type": "object", "properties": {"items": {"type": "array", "items": SESSION}}}
 ACCEPTED = {"type": "object", "required": ["session_id"], "properties": {
     "session_id": {"type": "string"}, "status": {"type": "string"}, "mode": {"type": "string"}}}
+# what callcenter.store.monitor_groups accepts as a name: not blank once stripped, no control characters
+GROUP_NAME_PATTERN = r"^[^\u0000-\u001f\u007f]*[^\u0000-\u001f\u007f\s][^\u0000-\u001f\u007f]*$"
 GROUP_BODY = {"type": "object", "required": ["name", "level"], "additionalProperties": False, "properties": {
-    "name": {"type": "string", "minLength": 1, "maxLength": 100},
+    "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": GROUP_NAME_PATTERN,
+             "x-reason": "must hold a visible character and no control characters"},
     "level": {"type": "string", "enum": _MODES},
     "observers": {"type": "array", "items": _EXT, "maxItems": 1000, "default": []},
     "observed": {"type": "array", "items": _OBSERVED, "maxItems": 10000, "default": []},
@@ -94,8 +97,8 @@ def _supervisor_extension(identity: Identity, body: dict[str, Any]) -> str:
         if given not in (None, identity.extension):
             raise Forbidden("a supervisor token rings only its own extension")
         return identity.extension
-    if not given:
-        raise ValidationError("body.supervisor_extension", "is required for a token without an extension")
+    if not given:  # the OpenAPI cannot make a field required for some tokens only: a refusal of this token (403)
+        raise Forbidden("this token has no extension of its own: name the phone to ring in supervisor_extension")
     if not identity.can_see_extension(given):
         raise Forbidden(f"extension {given} is outside this token's scope")
     return str(given)

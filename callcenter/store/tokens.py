@@ -62,6 +62,14 @@ async def get_token(pool: asyncpg.Pool, token_id: uuid.UUID) -> dict[str, Any] |
     return dict(row) if row else None
 
 
+async def usable_admin_count(pool: asyncpg.Pool) -> int:
+    """Admin tokens that are neither revoked nor expired."""
+    async with pool.acquire() as conn:
+        count = await conn.fetchval("SELECT count(*) FROM api_tokens WHERE role = 'admin' AND revoked_at IS NULL"
+                                    " AND (expires_at IS NULL OR expires_at > now())")
+    return int(count)
+
+
 class LastAdminToken(Exception):
     """Revoking this token would leave no usable admin token (nobody could administer the service)."""
 

@@ -71,9 +71,12 @@ async def test_the_last_admin_token_cannot_be_revoked(api: Api) -> None:
     assert "last admin token" in (await refused.json())["error"]["message"]
     assert (await api.client.get("/api/v1/admin/tokens", headers=api.auth("admin"))).status == 200
 
-    second, _secret = await token_store.create_token(api.ctx.store.pool, role="admin", name="second")
-    revoked = await api.client.delete(f"/api/v1/admin/tokens/{only_admin['id']}", headers=api.auth("admin"))
-    assert revoked.status == 204  # another admin remains: allowed (even revoking oneself)
+    second, second_secret = await token_store.create_token(api.ctx.store.pool, role="admin", name="second")
+    itself = await api.client.delete(f"/api/v1/admin/tokens/{only_admin['id']}", headers=api.auth("admin"))
+    assert itself.status == 409 and "itself" in (await itself.json())["error"]["message"]
+    revoked = await api.client.delete(f"/api/v1/admin/tokens/{only_admin['id']}",
+                                      headers={"Authorization": f"Bearer {second_secret}"})
+    assert revoked.status == 204  # another admin remains: allowed
     assert (await api.client.get("/api/v1/admin/tokens", headers=api.auth("admin"))).status == 401
     with pytest.raises(token_store.LastAdminToken):  # now `second` is the last one
         await token_store.revoke_token(api.ctx.store.pool, second["id"], keep_an_admin=True)

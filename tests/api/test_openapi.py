@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
-
-import pytest
 
 from api.auth import is_public, permission_of
 from api.openapi import route_path
 
-from .conftest import Api, RecordingCallControl
+from .conftest import Api
 
 _PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 
@@ -47,43 +44,4 @@ async def test_declared_parameters_and_bodies_are_in_the_description(api: Api) -
     assert "text/csv" in calls["get"]["responses"]["200"]["content"]
 
 
-def not_connected(status: int, text: str) -> bool:
-    """503 'unavailable' is the designed answer when no Asterisk (port) is connected, not a server error."""
-    return status == 503 and '"unavailable"' in text
-
-
-@pytest.mark.slow
-async def test_schemathesis_finds_no_server_errors(api: Api) -> None:
-    """Property-based requests from the description against the live server (bounded to stay fast)."""
-    import schemathesis
-    from hypothesis import HealthCheck, Phase, given, settings
-
-    api.ctx.ports.call_control = RecordingCallControl()
-    spec = await (await api.client.get("/api/v1/openapi.json")).json()
-    base_url = str(api.client.make_url("")).rstrip("/")
-    def run(headers: dict[str, str]) -> list[str]:
-        schema = schemathesis.openapi.from_dict(spec)
-        failures: list[str] = []
-        calls: list[int] = []
-        for result in schema.get_all_operations():
-            operation = result.ok()  # type: ignore[union-attr]
-            if operation.path == "/api/v1/events":
-                continue  # a websocket: not an HTTP request/response operation
-
-            @given(case=operation.as_strategy())
-            @settings(max_examples=8, deadline=None, database=None, phases=[Phase.generate],
-                      suppress_health_check=list(HealthCheck))
-            def check(case: Any) -> None:
-                response = case.call(base_url=base_url, headers=headers, timeout=10)
-                calls.append(response.status_code)
-                if response.status_code >= 500 and not not_connected(response.status_code, response.text):
-                    failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}: "
-                                    f"{response.text[:200]}")
-
-            check()
-        assert len(calls) > 100 and {200, 400, 404} <= set(calls)  # it really exercised the API
-        return failures
-
-    for role in ("admin", "agent"):  # unscoped and scoped code paths
-        failures = await asyncio.wait_for(asyncio.to_thread(run, api.auth(role)), timeout=120)
-        assert failures == [], role
+# The schemathesis run (every check, every role) is tests/api/test_schema_conformance.py.

@@ -16,6 +16,7 @@ from .conftest import Api, RecordingCallControl
 
 _PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 PLACEHOLDER = "00000000-0000-0000-0000-0000000000aa"
+PLACEHOLDERS = {"category": "calls"}  # path parameters whose route only matches known values
 
 
 def guarded_routes(app: web.Application) -> list[tuple[str, str, str]]:
@@ -26,7 +27,7 @@ def guarded_routes(app: web.Application) -> list[tuple[str, str, str]]:
             continue
         needed = permission_of(route.handler)
         assert needed is not None, f"{route.method} {path} has no permission"
-        out.append((route.method, _PARAM.sub(PLACEHOLDER, path), needed))
+        out.append((route.method, _PARAM.sub(lambda m: PLACEHOLDERS.get(m.group(1), PLACEHOLDER), path), needed))
     return out
 
 

@@ -58,5 +58,5 @@ async def test_queue_statistics_and_window_validation(api: Api) -> None:
     assert [q["offered"] for q in (await response.json())["items"]] == [1]
     backwards = await api.client.get("/api/v1/queues", params={"from": WINDOW["until"], "until": WINDOW["from"]},
                                      headers=api.auth("admin"))
-    assert backwards.status == 400
+    assert backwards.status == 200 and (await backwards.json())["items"] == []  # an empty window: nothing in it
     assert (await api.client.get("/api/v1/queues", headers=api.auth("agent"))).status == 403

@@ -1,0 +1,161 @@
+"""Issue 12, item 14: the OpenAPI says what the handlers accept and answer — schemathesis, every check, every role.
+
+The real app on a real socket, with the Asterisk ports connected (test doubles of the ARI app's contract) so that
+the handlers' own logic answers instead of "no Asterisk connected". The schemathesis command line runs all its
+phases (examples, coverage, fuzzing, stateful) and all its checks per role; bounded by ``SCHEMATHESIS_EXAMPLES``
+(the soak suite raises it). Any failure — a 5xx, an undocumented status, a schema-valid request refused, a
+schema-violating one accepted, a wrong answer to an undeclared method — fails the test with schemathesis's report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.auth import ROLES, FailureLimiter
+from callcenter.domain import NotFound
+from tests.live.liveapi import StaticLiveView
+
+from .conftest import Api, RecordingCallControl, default_config
+
+MakeApiFn = Callable[..., Awaitable[Api]]
+
+EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "3"))
+
+
+class RecordingMonitorControl:
+    """A MonitorControl (callcenter.ports) that keeps its sessions in memory."""
+
+    def __init__(self) -> None:
+        self.active: dict[str, dict[str, Any]] = {}
+
+    async def start(self, *, supervisor_extension: str, target_extension: str, mode: str,
+                    pbx: str | None = None) -> str:
+        session_id = uuid.uuid4().hex
+        self.active[session_id] = {"session_id": session_id, "supervisor_extension": supervisor_extension,
+                                   "target_extension": target_extension, "mode": mode, "state": "calling",
+                                   "pbx": pbx or "main"}
+        return session_id
+
+    async def switch(self, session_id: str, mode: str) -> None:
+        if session_id not in self.active:
+            raise NotFound("no such monitoring session")
+        self.active[session_id]["mode"] = mode
+
+    async def stop(self, session_id: str) -> None:
+        self.active.pop(session_id, None)
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return list(self.active.values())
+
+
+class Queues:
+    """A QueueControl over the configured queues (members as the ARI app publishes them: objects)."""
+
+    async def pause(self, queue: str | None, extension: str, paused: bool, reason: str = "") -> None:
+        return None
+
+    def status(self, queue: str) -> dict[str, Any]:
+        return {"pbx": "main", "name": queue, "strategy": "ringall", "waiting": 0, "longest_wait": 0.0,
+                "estimated_wait": 0, "callers": [], "members": [{"extension": "201", "state": "idle",
+                                                                 "paused": False, "reason": "", "calls_taken": 0}]}
+
+
+async def conformance_api(make_api: MakeApiFn) -> Api:
+    config = default_config(queue=[{"name": "sales", "pbx": "main", "members": ["201"]}])
+    # schemathesis sends thousands of bad tokens on purpose (auth checks): the failure limit must not turn
+    # its 401s into 429s here; the limiter has its own tests
+    api = await make_api(config=config, limiter=FailureLimiter(limit=10**9))
+    api.ctx.ports.call_control = RecordingCallControl()
+    api.ctx.ports.monitor_control = RecordingMonitorControl()
+    api.ctx.ports.queue_control = Queues()
+    api.ctx.ports.live = StaticLiveView()
+    return api
+
+
+def schemathesis_command(base_url: str, secret: str, report: Path, examples: int) -> list[str]:
+    return [str(Path(sys.executable).with_name("schemathesis")), "run", f"{base_url}/api/v1/openapi.json",
+            "--checks", "all", "--max-examples", str(examples), "--seed", "12", "--no-color",
+            "--exclude-path", "/api/v1/events",  # a websocket, not an HTTP request/response operation
+            "--request-timeout", "20", "-H", f"Authorization: Bearer {secret}",
+            "--report", "junit", "--report-junit-path", str(report)]
+
+
+def failures_in(output: str) -> list[str]:
+    """The failure lines of schemathesis's summary ('❌ ST202 Schema-valid request rejected: 4')."""
+    summary = output.split("SUMMARY", 1)[-1]
+    return re.findall(r"❌ (ST\d+ [^\n]+)", summary.split("Failures:", 1)[-1]) if "Failures:" in summary else []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("role", ROLES)
+async def test_schemathesis_finds_no_5xx_and_no_schema_violation(make_api: MakeApiFn, tmp_path: Path,
+                                                                  role: str) -> None:
+    api = await conformance_api(make_api)
+    base_url = str(api.client.make_url("")).rstrip("/")
+    process = await asyncio.create_subprocess_exec(
+        *schemathesis_command(base_url, api.tokens[role], tmp_path / "junit.xml", EXAMPLES),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path)
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=900)
+    output = out.decode("utf-8", "replace")
+    report = Path(os.environ.get("SCHEMATHESIS_LOG_DIR", str(tmp_path))) / f"schemathesis-{role}.txt"
+    report.write_text(output)
+    assert "API Operations" in output, output[-3000:]  # it ran
+    tested = re.search(r"Tested: (\d+)", output)
+    assert tested and int(tested.group(1)) >= 50, output[-3000:]
+    assert process.returncode == 0, f"{role}: {failures_in(output)}\n{output[-6000:]}"
+
+
+# -- the disagreements schemathesis found, one by one (fast; the run above is the net) ------------------
+
+async def test_an_empty_date_is_refused_not_ignored(api: Api) -> None:
+    for path in ("/api/v1/calls", "/api/v1/calls.csv", "/api/v1/queues", "/api/v1/queues/reports/summary"):
+        response = await api.client.get(path, params={"until": ""}, headers=api.auth("admin"))
+        assert response.status == 400, path
+        assert (await response.json())["error"]["field"] == "query.until", path
+    assert (await api.client.get("/api/v1/calls", params={"q": ""}, headers=api.auth("admin"))).status == 200
+
+
+async def test_dates_outside_1970_2200_are_read_as_those_bounds(api: Api) -> None:
+    far = {"from": "0001-01-01T00:00:00+14:00", "until": "9999-12-31T23:59:59-12:00"}
+    assert (await api.client.get("/api/v1/calls", params=far, headers=api.auth("admin"))).status == 200
+    report = await api.client.get("/api/v1/queues", params=far, headers=api.auth("admin"))
+    assert report.status == 200
+    assert (await report.json())["from"].startswith("1970-01-01")
+    backwards = {"from": "2026-03-02T00:00:00Z", "until": "2026-03-01T00:00:00Z"}
+    empty = await api.client.get("/api/v1/queues/reports/summary", params=backwards, headers=api.auth("admin"))
+    assert empty.status == 200 and (await empty.json())["items"] == []
+
+
+async def test_pbx_keys_are_the_configured_ones_in_schema_and_handlers(api: Api) -> None:
+    spec = await (await api.client.get("/api/v1/openapi.json")).json()
+    calls = {p["name"]: p["schema"] for p in spec["paths"]["/api/v1/calls"]["get"]["parameters"]}
+    assert calls["pbx"]["enum"] == ["main", "branch"]
+    token_body = spec["paths"]["/api/v1/admin/tokens"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert token_body["properties"]["pbx"]["enum"] == ["", "main", "branch"]  # '' = every PBX
+    refused = await api.client.get("/api/v1/calls", params={"pbx": "nowhere"}, headers=api.auth("admin"))
+    assert refused.status == 400 and (await refused.json())["error"]["field"] == "query.pbx"
+    extension = await api.client.put("/api/v1/admin/extensions/201", params={"pbx": "nowhere"}, json={},
+                                     headers=api.auth("admin"))
+    assert extension.status == 400 and (await extension.json())["error"]["field"] == "query.pbx"
+
+
+async def test_documented_statuses_and_405_on_undeclared_methods(api: Api) -> None:
+    spec = await (await api.client.get("/api/v1/openapi.json")).json()
+    paths = spec["paths"]
+    assert "201" in paths["/api/v1/admin/extensions/{number}"]["put"]["responses"]
+    assert "409" in paths["/api/v1/admin/org-units"]["post"]["responses"]
+    assert "409" in paths["/api/v1/admin/tokens/{id}"]["delete"]["responses"]
+    assert {"206", "416", "502"} <= set(paths["/api/v1/calls/{id}/recording"]["get"]["responses"])
+    wrong = await api.client.put("/api/v1/admin/retention/purge", headers=api.auth("admin"))
+    assert wrong.status == 405 and wrong.headers["Allow"] == "POST"
+    body = spec["paths"]["/api/v1/admin/org-units"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["name"]["pattern"] == "^[^\\u0000]*$"  # what _check_text refuses, said
