@@ -160,6 +160,11 @@ async def test_a_supervisor_outside_every_group_of_the_agent_is_refused_aloud_wi
     await refused_by_ear(trio, service, "not_an_observer", "*3361001")
 
 
+async def test_monitoring_an_extension_with_no_call_is_refused_aloud(trio: Trio, service: RunningService) -> None:
+    await supervise(service, "barge", agent="1002")  # 1002 has no call (its phone is not even on)
+    await refused_by_ear(trio, service, "no_call_in_progress", "*3361002")
+
+
 async def take_over(trio: Trio, service: RunningService) -> None:
     """*338 on the agent: the customer and the supervisor talk, the agent's leg is gone."""
     events = service.subscribe("monitor.")
@@ -172,6 +177,11 @@ async def take_over(trio: Trio, service: RunningService) -> None:
     after = await record_phase("taken over", {"customer": trio.customer, "supervisor": trio.supervisor})
     problems = trio.check(after, TAKEN_OVER)
     assert not problems, "\n".join(problems)
+
+    customer_gone = trio.customer.mark_line()
+    await trio.supervisor.hangup()  # the supervisor is the customer's party now: its hang-up ends the call
+    await trio.customer.wait_state("DISCONNECTED", since=customer_gone)
+    await service.next_event(events, "monitor.stop", session_id=started["session_id"])
 
 
 async def test_take_over_of_an_inbound_dial_call(trio: Trio, service: RunningService) -> None:
