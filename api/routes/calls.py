@@ -45,6 +45,10 @@ FILTER_PARAMS = (
     Param("status", enum=tuple(s.value for s in CallStatus)),
     Param("extension", max_length=32),
     Param("number", max_length=64, description="caller or callee, raw or normalised; '*' is a wildcard"),
+    Param("ends_with", max_length=32, pattern=r"^[0-9 +().\-]*[0-9][0-9 +().\-]*$",
+          reason="digits of a phone number (spaces, + ( ) . - allowed)",
+          description="caller or callee ends with these digits: last digits, or the number with or without its"
+                      " country code (0912…, +98 912…)"),
     Param("queue", max_length=100),
     Param("tag", max_length=200, description="'key' (tag present) or 'key=value'"),
     Param("pbx", max_length=32),
@@ -180,7 +184,7 @@ def call_filter(params: Mapping[str, Any], identity: Identity, config: Config,
     return CallFilter(since=params.get("from"), until=params.get("until"), direction=params.get("direction"),
                       status=params.get("status"), extension=extension, number=params.get("number"),
                       numbers=number_forms(params["number"], config) if params.get("number") else (),
-                      queue=params.get("queue"), tag=params.get("tag"), pbx=pbx,
+                      ends_with=params.get("ends_with"), queue=params.get("queue"), tag=params.get("tag"), pbx=pbx,
                       has_recording=params.get("has_recording"), text=params.get("q"), extensions_in=extensions_in,
                       scope_extensions=identity.visible_extensions, scope_pbx=identity.pbx)
 

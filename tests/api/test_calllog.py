@@ -55,6 +55,18 @@ async def test_number_filter_matches_raw_or_normalised_with_wildcards(api: Api) 
     assert await ids(api, number="(020) 7946 0999") == [str(c["id"])]  # national form → E.164 of the PBX
 
 
+async def test_ends_with_finds_calls_by_last_digits_with_or_without_country_code(api: Api) -> None:
+    b = await add_call(api.ctx.store, 2, caller="+442079460777", caller_raw="02079460777")
+    c = await add_call(api.ctx.store, 3, caller="201", callee="+442079460777", direction=Direction.OUTBOUND)
+    await add_call(api.ctx.store, 4, caller="+442079461777")
+    assert await ids(api, ends_with="0777") == [str(c["id"]), str(b["id"])]
+    assert await ids(api, ends_with="020 7946 0777") == [str(c["id"]), str(b["id"])]
+    assert await ids(api, ends_with="+44 20 7946 0777") == [str(c["id"]), str(b["id"])]
+    assert await ids(api, ends_with="0778") == []
+    refused = await api.client.get("/api/v1/calls", params={"ends_with": "abc"}, headers=api.auth("admin"))
+    assert refused.status == 400 and "digits" in await refused.text()
+
+
 async def test_each_role_sees_only_its_calls(api: Api) -> None:
     store = api.ctx.store
     async with store.pool.acquire() as conn:

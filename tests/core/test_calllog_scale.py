@@ -1,0 +1,61 @@
+"""Call log at scale: search by a number's last digits, CSV cells formatted by PostgreSQL (issue 14)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from api.routes.calls import csv_row, csv_text
+from callcenter.domain import CallRecord, CallStatus, Direction, Source, call_id_for
+from callcenter.store import CallStore
+from callcenter.store.calllog import CallFilter, copy_calls_csv, number_suffix, page_calls, stream_calls
+
+AT = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def call(n: int, caller: str, callee: str, **extra: object) -> CallRecord:
+    fields: dict[str, object] = {"direction": Direction.INBOUND, "status": CallStatus.ANSWERED, **extra}
+    return CallRecord(id=call_id_for("main", f"c{n}"), pbx="main", source=Source.ARI, source_id=f"c{n}",
+                      started_at=AT + timedelta(minutes=n), caller=caller, callee=callee, **fields)  # type: ignore[arg-type]
+
+
+async def found(store: CallStore, typed: str) -> set[str]:
+    rows, _ = await page_calls(store.pool, CallFilter(ends_with=typed), limit=50)
+    return {r["source_id"] for r in await store.pool.fetch(
+        "SELECT source_id FROM calls WHERE id = ANY($1::uuid[])", [r["id"] for r in rows])}
+
+
+def test_a_long_fragment_loses_its_national_or_international_zeros_and_last_digits_keep_theirs() -> None:
+    assert number_suffix("0912 123 4567") == number_suffix("0098 912 123 4567")[2:] == "9121234567"
+    assert number_suffix("+98 (912) 123-4567") == "989121234567"
+    assert number_suffix("0710") == "0710"
+
+
+async def test_calls_are_found_by_the_last_digits_of_either_party_with_or_without_country_code(
+        store: CallStore) -> None:
+    await store.upsert_call(call(1, "+989121234567", "201"))
+    await store.upsert_call(call(2, "201", "+989121230710"))
+    await store.upsert_call(call(3, "+441234567", "202"))  # ends with 1234567, but not 91234567
+
+    assert await found(store, "4567") == {"c1", "c3"}
+    assert await found(store, "0912 123 4567") == {"c1"}
+    assert await found(store, "+98 912 123 4567") == {"c1"}
+    assert await found(store, "0710") == {"c2"}
+    assert await found(store, "201") == {"c1", "c2"}  # the extension is a party too
+    assert await found(store, "-") == set()
+
+
+async def test_csv_cells_from_postgresql_are_the_api_csv_rows(store: CallStore) -> None:
+    """``copy_calls_csv`` writes what ``csv_text(csv_row(...))`` writes, apart from LF for CR LF line ends."""
+    await store.upsert_call(call(1, "+989121234567", "201", caller_name='Acme, "Ltd"', queue="sales",
+                                 recording="/var/spool/asterisk/monitor/x.wav", duration=75, billsec=60))
+    await store.upsert_call(call(2, "=cmd|calc", "@201", callee_name="-minus", status=CallStatus.BUSY))
+    await store.upsert_call(call(3, "", "202", status=CallStatus.MISSED, extension="202"))
+    expected = b"".join([csv_text(csv_row(r) for r in chunk) async for chunk in stream_calls(store.pool,
+                                                                                           CallFilter())])
+    written: list[bytes] = []
+
+    async def write(data: bytes) -> None:
+        written.append(data)
+
+    await copy_calls_csv(store.pool, CallFilter(), write)
+    assert b"".join(written) == expected.replace(b"\r\n", b"\n")
