@@ -106,9 +106,11 @@ async def postgres_outage(quick: bool) -> Row:
         await asyncio.gather(load.run(calls, rate), faults())
         await world.settle(load, timeout=120)
         tally = await world.tally(load)
+        left = world.ctx.writer.pending
         watcher.cancel()
         await probe.stop()
-    note = f"spool peaked at {spooled_peak} pending writes, replayed to 0"
+    note = (f"spool peaked at {spooled_peak} pending writes, {left} left after the replay; the 5xx are "
+            f"{probe.statuses.get(503, 0)} × 503 while the store was away and {probe.statuses.get(500, 0)} × 500")
     return _records_row("PostgreSQL stopped, then killed -9", f"{len(load.placed)} inbound calls at {rate:g}/s",
                         f"PostgreSQL down {outage:g} s (immediate stop) + kill -9 of the postmaster once",
                         tally, probe, started, note, five_xx_ok=lambda p: p.statuses.get(500, 0) == 0)
@@ -125,7 +127,8 @@ async def asterisk_restart_sim(quick: bool) -> Row:
         probe.start()
         await load.run(calls // 2, rate)
         await wait_for(lambda: len(world.sim.channels()) > 0, 10, "calls up")
-        mid_call = len({c["id"] for c in world.sim.channels()})
+        channels = world.sim.channels()
+        mid_call = sum(1 for c in channels if str(c.get("name", "")).startswith("PJSIP/trunk"))  # one per call
         restarted = time.monotonic()
         async with aiohttp.ClientSession() as session:  # the simulator's control API, as a driver would
             async with session.post(f"http://127.0.0.1:{world.sim.ari_port}/_sim/restart") as resp:
@@ -140,7 +143,8 @@ async def asterisk_restart_sim(quick: bool) -> Row:
         tally = await world.tally(load)
         await probe.stop()
     return _records_row("Asterisk restarted mid-call (simulator)", f"{len(load.placed)} inbound calls at {rate:g}/s",
-                        f"`core restart now` with {mid_call} channels up", tally, probe, started,
+                        f"`core restart now` with {mid_call} calls up ({len(channels)} channels)", tally, probe,
+                        started,
                         f"ARI back {reconnect:.1f} s after the restart began", blind=tally.blind(load, world.proxy))
 
 

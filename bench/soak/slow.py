@@ -151,7 +151,6 @@ class WriteLatency:
         while True:
             for call_id, at in list(self._pending.items()):
                 row = await self._store.get_call(call_id)
-                if row is not None and row["ended_at"] is not None:
-                    self.samples.append(time.monotonic() - at)
-                    del self._pending[call_id]
+                if row is not None and row["ended_at"] is not None and self._pending.pop(call_id, None) is not None:
+                    self.samples.append(time.monotonic() - at)  # (drain may have given up on it meanwhile)
             await asyncio.sleep(0.01)
