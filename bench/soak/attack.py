@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import tempfile
 from collections import Counter
@@ -34,6 +35,7 @@ class SchemathesisResult:
     server_errors: int = 0
     exit_code: int | None = None
     stop_reason: str = ""
+    examples: dict[str, str] = field(default_factory=dict)  # code → "METHOD path → status" of its first case
 
     @property
     def violations(self) -> int:
@@ -49,9 +51,12 @@ async def schemathesis_role(world: World, role: str, max_examples: int, max_time
         exe, "run", f"{world.base}/api/v1/openapi.json", "--checks", "all", "-H", f"Authorization: Bearer {token}",
         "-n", str(max_examples), "--max-time", str(max_time), "--seed", "12", "--exclude-path", "/api/v1/events",
         "--request-timeout", "20", "--report", "json", "--report-json-path", str(report),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     result = SchemathesisResult(role)
-    result.exit_code = await proc.wait()
+    out, _ = await proc.communicate()
+    result.exit_code = proc.returncode
+    (report.parent / "output.txt").write_bytes(out)
+    result.examples = first_examples(out.decode(errors="replace"))
     if not report.exists():
         result.failures["no report"] += 1
         return result
@@ -64,6 +69,25 @@ async def schemathesis_role(world: World, role: str, max_examples: int, max_time
         if failure.get("code") in SERVER_ERROR_CODES or failure.get("type") == "ServerError":
             result.server_errors += int(failure.get("count", 1))
     return result
+
+
+_OPERATION = re.compile(r"^_+ ([A-Z]+ \S+) _+$")
+_CHECK = re.compile(r"^- (ST\d+) ")
+_STATUS = re.compile(r"^\[(\d{3})\] ")
+
+
+def first_examples(output: str) -> dict[str, str]:
+    """From schemathesis' console report: for each failure code, the operation and status of its first case."""
+    examples: dict[str, str] = {}
+    operation = code = ""
+    for line in output.splitlines():
+        if m := _OPERATION.match(line.strip()):
+            operation, code = m.group(1), ""
+        elif m := _CHECK.match(line.strip()):
+            code = m.group(1)
+        elif (m := _STATUS.match(line.strip())) and code and code not in examples:
+            examples[code] = f"{operation} → {m.group(1)}"
+    return examples
 
 
 # (label, method, path, json body or raw bytes, query) — every one must be answered 4xx.

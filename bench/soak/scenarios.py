@@ -250,7 +250,11 @@ async def api_attack(quick: bool) -> Row:
     for r in results:
         kinds.update(r.failures)
     per_role = ", ".join(f"{r.role} {r.generated:,} cases ({r.stop_reason or 'done'})" for r in results)
-    found = "; ".join(f"{k} ×{n}" for k, n in kinds.most_common()) or "none"
+    examples: dict[str, str] = {}
+    for r in results:
+        for code, example in r.examples.items():
+            examples.setdefault(code, f"{example} ({r.role})")
+    found = "; ".join(f"{k} ×{n} (e.g. {examples.get(k.split()[0], '?')})" for k, n in kinds.most_common()) or "none"
     notes = (f"schemathesis {per_role}; failures found (unique, all roles): {found}; injection corpus: "
              f"{corpus.refused}/{corpus.sent} refused with 4xx "
              f"(transfers aimed at a {'live' if corpus.live_call else 'missing'} call)"
