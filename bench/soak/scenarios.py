@@ -96,11 +96,11 @@ async def postgres_outage(quick: bool) -> Row:
             await asyncio.sleep(duration * 0.1)
             await world.pg.stop("immediate")
             await asyncio.sleep(outage)
-            await world.pg.start()
+            await world.start_postgres_again()
             await asyncio.sleep(max(0.5, duration * 0.9 - outage - duration * 0.1 - 1))
             await world.kill_postgres()
             await asyncio.sleep(1.0)
-            await world.pg.start()
+            await world.start_postgres_again()
 
         watcher = asyncio.create_task(watch_spool())
         await asyncio.gather(load.run(calls, rate), faults())

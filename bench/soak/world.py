@@ -30,7 +30,7 @@ import aiohttp
 from asterisk_sim.simulator import SimConfig, Simulator
 from bench.soak.proxy import FaultProxy
 from callcenter.config import parse_config
-from callcenter.embedded_pg import EmbeddedPostgres
+from callcenter.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 from callcenter.runner import run_service
 from callcenter.service import ServiceContext
 from callcenter.store import CallStore
@@ -292,6 +292,17 @@ class World:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
         await wait_for(lambda: not _alive(pid) and not any(_alive(c) for c in children), 30, "postgres gone")
+
+    async def start_postgres_again(self, attempts: int = 5) -> None:
+        """Start the stopped/killed cluster again (same port); a start racing the crash cleanup is retried."""
+        for attempt in range(attempts):
+            try:
+                await self.pg.start()
+                return
+            except EmbeddedPostgresError:
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(1.0)
 
     # -- counting ------------------------------------------------------------------------------------
 
