@@ -77,17 +77,20 @@ _STATUS = re.compile(r"^\[(\d{3})\] ")
 
 
 def first_examples(output: str) -> dict[str, str]:
-    """From schemathesis' console report: for each failure code, the operation and status of its first case."""
-    examples: dict[str, str] = {}
+    """From schemathesis' console report: per failure code, the statuses its cases got and a first operation."""
+    first: dict[str, str] = {}
+    statuses: dict[str, Counter[str]] = {}
     operation = code = ""
     for line in output.splitlines():
         if m := _OPERATION.match(line.strip()):
             operation, code = m.group(1), ""
         elif m := _CHECK.match(line.strip()):
             code = m.group(1)
-        elif (m := _STATUS.match(line.strip())) and code and code not in examples:
-            examples[code] = f"{operation} → {m.group(1)}"
-    return examples
+        elif (m := _STATUS.match(line.strip())) and code:
+            statuses.setdefault(code, Counter())[m.group(1)] += 1
+            first.setdefault(code, operation)
+            code = ""
+    return {c: f"{first[c]}; answered {', '.join(f'{s}×{n}' for s, n in statuses[c].most_common())}" for c in first}
 
 
 # (label, method, path, json body or raw bytes, query) — every one must be answered 4xx.

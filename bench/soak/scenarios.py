@@ -255,6 +255,9 @@ async def api_attack(quick: bool) -> Row:
         for code, example in r.examples.items():
             examples.setdefault(code, f"{example} ({r.role})")
     found = "; ".join(f"{k} ×{n} (e.g. {examples.get(k.split()[0], '?')})" for k, n in kinds.most_common()) or "none"
+    if "answered 429" in examples.get("ST401", ""):
+        found += (" [ST401 answered 429 = the failed-token limiter of issue 12 item 11 refusing schemathesis' "
+                  "invalid-token probes, all sent from 127.0.0.1; the check expects 401]")
     notes = (f"schemathesis {per_role}; failures found (unique, all roles): {found}; injection corpus: "
              f"{corpus.refused}/{corpus.sent} refused with 4xx "
              f"(transfers aimed at a {'live' if corpus.live_call else 'missing'} call)"
