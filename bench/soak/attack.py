@@ -51,7 +51,7 @@ async def schemathesis_role(world: World, role: str, max_examples: int, max_time
         exe, "run", f"{world.base}/api/v1/openapi.json", "--checks", "all", "-H", f"Authorization: Bearer {token}",
         "-n", str(max_examples), "--max-time", str(max_time), "--seed", "12", "--exclude-path", "/api/v1/events",
         "--request-timeout", "20", "--report", "json", "--report-json-path", str(report),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=report.parent)  # its cache stays there
     result = SchemathesisResult(role)
     out, _ = await proc.communicate()
     result.exit_code = proc.returncode

@@ -8,16 +8,21 @@ that rang first. Lines are in the sample's format (``../shared/samples/panasonic
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bridges.legacy_pbx.component import run
 from bridges.legacy_pbx.decoder import LegacyDecoder
 from bridges.legacy_pbx.normalize import call_json
 from bridges.legacy_pbx.records import Duplicate, Item, LegacyCall, Quarantined, Ringing
-from bridges.legacy_pbx.testing import stepping_clock
+from bridges.legacy_pbx.testing import FakePanasonic, stepping_clock
 from callcenter.numbers import NumberPlan
+from callcenter.store import CallStore
+from tests.legacy.test_component import count, eventually, make_ctx
 
 PLAN = NumberPlan(country_code="98", city_code="21")
 # Verbatim from issue 12 (trailing blank included): no extension, no duration.
@@ -105,3 +110,27 @@ def test_on_a_quiet_line_the_held_ring_is_recorded_as_missed_after_fifteen_minut
     got = calls(decoder.tick())
     assert [(c["status"], c["tags"]["closed_by"]) for c in got] == [("missed", "no_answer_record")]
     assert calls(decoder.flush()) == []
+
+
+async def test_the_service_publishes_the_ring_and_stores_the_missed_call_with_nothing_quarantined(
+        store: CallStore, tmp_path: Path) -> None:
+    pbx = await FakePanasonic().start()
+    ctx = make_ctx(store, tmp_path, pbx.port)
+    sub = ctx.bus.subscribe("call.")
+    try:
+        async with run(ctx):
+            await asyncio.wait_for(pbx.logged_in.wait(), 10)
+            await pbx.send(NO_EXT.encode() + b"\r\n")
+            ringing = await asyncio.wait_for(sub.get(), 10)
+            assert ringing.topic == "call.ringing" and ringing.data["number_raw"] == "02172324761"
+            await pbx.send(OUTGOING.encode() + b"\r\n")  # half an hour later: nobody answered that ring
+
+            async def two_calls() -> bool:
+                return await count(store, "SELECT count(*) FROM calls") == 2
+
+            await eventually(two_calls)
+        assert await count(store, "SELECT count(*) FROM calls WHERE status = 'missed' AND extension = ''"
+                                  " AND caller_raw = '02172324761'") == 1
+        assert await count(store, "SELECT count(*) FROM quarantine") == 0
+    finally:
+        await pbx.close()
