@@ -20,8 +20,14 @@ from bench.soak.scenarios import SCENARIOS
 
 PREFACE = (
     "This machine (2 cores) was shared with about eight other sessions' test runs and an Asterisk build while "
-    "the suite ran, so the durations and latencies below are those of a busy machine. Each scenario runs its "
-    "own PostgreSQL cluster, the Asterisk simulator and the service (`ari` + `api` roles) on loopback."
+    "the suite ran, so durations and latencies are those of a busy machine. The simulator scenarios each start "
+    "their own PostgreSQL cluster, the Asterisk simulator (in process) and the service (`ari` + `api` roles, "
+    "`callcenter.runner.run_service`) on loopback, with the service's ARI link through a proxy the harness can "
+    "cut; the legacy-lines scenario feeds the live decoders directly; the real-Asterisk row is "
+    "`tests/soak/test_real_restart.py` on the real tier's Asterisk 22 and pjsua phones.\n\n"
+    "Run it: `make soak` (all scenarios, rewrites this file), `python -m bench.soak [--quick] [scenario ...]` "
+    "(scenarios: " + ", ".join(f"`{n}`" for n in SCENARIOS) + "). `make test` runs the quick sizes of "
+    "`ari-drops`, `pg-outage`, `restart-sim` and `legacy-lines` (tests/soak)."
 )
 
 
