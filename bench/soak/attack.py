@@ -41,6 +41,13 @@ class SchemathesisResult:
     def violations(self) -> int:
         return sum(self.failures.values()) - self.server_errors
 
+    @property
+    def limiter(self) -> int:
+        """ST401 failures whose every case was answered 429: the failed-token limiter (issue 12 item 11) at work."""
+        if not only_status(self.examples.get("ST401", ""), "429"):
+            return 0
+        return sum(n for k, n in self.failures.items() if k.startswith("ST401 "))
+
 
 async def schemathesis_role(world: World, role: str, max_examples: int, max_time: int) -> SchemathesisResult:
     extension = "1001" if role == "agent" else ""
@@ -91,6 +98,12 @@ def first_examples(output: str) -> dict[str, str]:
             first.setdefault(code, operation)
             code = ""
     return {c: f"{first[c]}; answered {', '.join(f'{s}×{n}' for s, n in statuses[c].most_common())}" for c in first}
+
+
+def only_status(example: str, status: str) -> bool:
+    """Did every case of this failure get ``status`` (per :func:`first_examples`)?"""
+    answered = example.partition("; answered ")[2]
+    return bool(answered) and all(part.split("×")[0] == status for part in answered.split(", "))
 
 
 # (label, method, path, json body or raw bytes, query) — every one must be answered 4xx.

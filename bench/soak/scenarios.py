@@ -245,7 +245,7 @@ async def api_attack(quick: bool) -> Row:
         corpus = await injection_corpus(world)  # first: the stateful phase may revoke the harness's admin token
         results = [await schemathesis_role(world, role, max_examples, max_time) for role in ROLES]
     five_xx = sum(r.server_errors for r in results) + corpus.five_xx
-    violations = sum(r.violations for r in results)
+    violations = sum(r.violations - r.limiter for r in results)
     kinds: Counter[str] = Counter()
     for r in results:
         kinds.update(r.failures)
@@ -255,9 +255,11 @@ async def api_attack(quick: bool) -> Row:
         for code, example in r.examples.items():
             examples.setdefault(code, f"{example} ({r.role})")
     found = "; ".join(f"{k} ×{n} (e.g. {examples.get(k.split()[0], '?')})" for k, n in kinds.most_common()) or "none"
-    if "answered 429" in examples.get("ST401", ""):
-        found += (" [ST401 answered 429 = the failed-token limiter of issue 12 item 11 refusing schemathesis' "
-                  "invalid-token probes, all sent from 127.0.0.1; the check expects 401]")
+    limiter = sum(r.limiter for r in results)
+    if limiter:
+        found += (f" [{limiter} ST401 answered only 429: the failed-token limiter of issue 12 item 11 refusing "
+                  "schemathesis' invalid-token probes, all sent from 127.0.0.1, where the check expects 401; the "
+                  "service runs with its default limiter here, so they are counted apart, not as violations]")
     notes = (f"schemathesis {per_role}; failures found (unique, all roles): {found}; injection corpus: "
              f"{corpus.refused}/{corpus.sent} refused with 4xx "
              f"(transfers aimed at a {'live' if corpus.live_call else 'missing'} call)"
