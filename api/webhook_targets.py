@@ -121,6 +121,18 @@ def check_url(raw: str, allow: AllowList) -> URL:
     return url  # a host name is judged by what it resolves to (GuardedResolver)
 
 
+def check_delivery_target(raw: str, allow: AllowList) -> None:
+    """At send time: the address rule only (a URL saved before the format rules keeps being delivered); an
+    address literal never reaches the resolver, so it is judged here, against today's allow-list."""
+    try:
+        host = URL(raw).raw_host or ""
+    except ValueError:
+        raise TargetRefused("is not a valid URL") from None
+    address = literal_address(host)
+    if address is not None:
+        check_address(address, allow)
+
+
 def shown_url(raw: str) -> str:
     """A stored URL as GET shows it: credentials (from before they were refused) replaced by ``***``."""
     try:

@@ -33,6 +33,7 @@ from api.webhook_targets import (
     AllowList,
     GuardedResolver,
     TargetRefused,
+    check_delivery_target,
     check_url,
     connector_kwargs,
     literal_address,
@@ -200,7 +201,7 @@ class DeliveryWorker:
                    "X-Callcenter-Delivery": str(item["id"]), TIMESTAMP_HEADER: timestamp,
                    SIGNATURE_HEADER: sign(item["secret"], timestamp, body)}
         try:  # an address literal never reaches the resolver: judge it here (the allow-list may have changed)
-            check_url(item["url"], self.allow)
+            check_delivery_target(item["url"], self.allow)
         except TargetRefused as exc:
             return None, f"refused: the URL {exc}"
         try:

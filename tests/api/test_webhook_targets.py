@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from api.webhook_targets import AllowList, TargetRefused, check_url, is_internal, literal_address
+from api.webhook_targets import (
+    AllowList,
+    TargetRefused,
+    check_delivery_target,
+    check_url,
+    is_internal,
+    literal_address,
+)
 from callcenter.config import ConfigError
 from callcenter.store import webhooks as webhook_store
 from tests.live.test_webhooks import Receiver
@@ -71,6 +78,7 @@ async def test_credentials_in_a_url_are_refused_and_never_shown(api: Api) -> Non
     for path in ("/api/v1/admin/webhooks", f"/api/v1/admin/webhooks/{old['id']}"):
         text = await (await api.client.get(path, headers=api.auth("admin"))).text()
         assert "hunter2" not in text and "user:" not in text and "***@crm.example" in text, path
+    check_delivery_target(old["url"], AllowList())  # and it is still delivered to (its address is public)
 
 
 async def test_a_name_that_resolves_to_an_internal_address_is_refused_at_delivery(make_api: MakeApi) -> None:
