@@ -202,3 +202,19 @@ async def test_a_revocation_through_another_instance_closes_the_socket_here(make
     finally:
         for bus in buses:
             await bus.close()
+
+
+def test_the_rule_rung_phones_are_parties_only_while_the_call_rings() -> None:
+    from callcenter.visibility import Scope, call_parties, call_visible
+
+    ringing = {"pbx": "main", "state": "ringing", "extension": "202", "caller": CALLER, "extensions": ["201", "202"]}
+    answered = {**ringing, "state": "in_call", "answered_at": "2026-03-10T09:00:05+00:00",
+                "legs": [{"extension": "202", "state": "Up"}, {"extension": "203", "state": "Up"},
+                         {"extension": "201", "state": "Ringing"}]}
+    assert call_parties(ringing) == {"201", "202", CALLER}
+    assert call_parties(answered) == {"202", "203", CALLER}  # 203 joined (a conference); 201 only rang
+    agent_201 = Scope(frozenset({"201"}))
+    assert call_visible(agent_201, ringing) and not call_visible(agent_201, answered)
+    stored_missed = {"pbx": "main", "status": "missed", "ended_at": "2026-03-10T09:01:00+00:00", "extension": "202"}
+    assert not call_visible(agent_201, {**stored_missed, "extensions": ["201", "202"]})
+    assert call_visible(Scope(None, "main"), answered) and not call_visible(Scope(None, "branch"), answered)
