@@ -176,6 +176,8 @@ class LiveState:
         call = self.ended_channels.get(cid)
         if call is None or call.cause_channel != cid or (call.hangup_cause and not call.cause_guessed):
             return []
+        if not call.announced:  # plumbing (a monitoring snoop) never had a row: a cause must not make one
+            return []
         cause = hangup_cause_text(event.get("cause"), str(event.get("cause_txt") or ""))
         call.cause_guessed = False
         if not cause or cause == call.hangup_cause:

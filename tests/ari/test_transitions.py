@@ -180,3 +180,17 @@ def test_a_queue_caller_hanging_up_inside_stasis_keeps_asterisks_cause() -> None
     callers = [r for r in final if r.caller_raw == "2001"]
     assert len(callers) == 2 and {r.hangup_cause for r in callers} == {"Normal Clearing"}
     assert all(r.hangup_cause for r in final)
+
+
+def test_a_snoops_channel_destroyed_after_its_stasis_end_writes_no_row() -> None:
+    """On the real Asterisk with SIP phones (tests/real) a monitoring snoop's ChannelDestroyed does come after the
+    StasisEnd that closed its plumbing call: its cause must not make a row (a ghost call stuck at ``ringing``)."""
+    state = LiveState("lab", PLAN)
+    events = raw_events("sip-monitor-session.jsonl")
+    replay(state, events)
+    snoops = {e["channel"]["id"]: e for e in events
+              if e.get("type") == "StasisEnd" and str(e["channel"]["name"]).startswith("Snoop/")}
+    assert snoops
+    late = [{"type": "ChannelDestroyed", "channel": end["channel"], "cause": 16, "cause_txt": "Normal Clearing",
+             "timestamp": end["timestamp"], "application": end.get("application")} for end in snoops.values()]
+    assert not [e for e in replay(state, late) if isinstance(e, WriteCall)]

@@ -120,6 +120,36 @@ async def test_a_supervisor_starts_changes_and_stops_monitoring_through_the_api_
     assert not problems, "\n".join(problems)
 
 
+async def test_a_monitoring_session_leaves_only_the_call_and_the_supervisors_answered_row_in_the_log(
+        trio: Trio, service: RunningService) -> None:
+    """No row for the snoop (plumbing): a ghost call stuck at ``ringing`` would sit in every open-call list."""
+    await supervise(service, "barge")
+    events = service.subscribe("monitor.")
+    await inbound_call(trio.customer, trio.agent)
+    dialled = await trio.supervisor.call("*3361001")
+    await trio.supervisor.wait_state("CONFIRMED", since=dialled)
+    await service.next_event(events, "monitor.start", target_extension="1001")
+    await trio.supervisor.hangup()
+    await service.next_event(events, "monitor.stop")
+    agent_gone = trio.agent.mark_line()
+    await trio.customer.hangup()
+    await trio.agent.wait_state("DISCONNECTED", since=agent_gone)
+
+    rows: list[dict] = []
+
+    async def both_rows_closed() -> bool:
+        status, body = await service.request("GET", "/api/v1/calls", params={"limit": "20"})
+        assert status == 200, body
+        rows[:] = body["items"]
+        live = service.context.ports.live
+        no_live_calls = live is None or not live.snapshot()["calls"]
+        return no_live_calls and sum(1 for r in rows if r["ended_at"]) >= 2
+
+    await eventually(both_rows_closed, timeout=15, what="the call and the monitoring row closed")
+    summary = sorted((r["direction"], r["status"], r["extension"], r["linkedid"]) for r in rows)
+    assert [s[:3] for s in summary] == [("inbound", "answered", "1001"), ("internal", "answered", "1003")], summary
+
+
 async def refused_by_ear(trio: Trio, service: RunningService, code: str, feature_code: str) -> None:
     """The supervisor dials in and is refused with ``code``: it hears a spoken prompt and none of the call,
     then is hung up; the agent and the customer never hear the supervisor."""
