@@ -11,6 +11,7 @@ import asyncio
 import logging
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -50,9 +51,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="the short sizes used inside make test")
     parser.add_argument("--report", type=Path, help="write the table here (e.g. RELIABILITY.md)")
+    parser.add_argument("--log", type=Path, help="the service's warnings and errors (default: a temp file)")
     parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], help="default: all")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.CRITICAL)  # the faults make the service log loudly; the rows say what happened
+    # the faults make the service log loudly: its warnings and errors go to a file, the rows say what happened
+    log_file = args.log or Path(tempfile.mkdtemp(prefix="cc-soak-log-")) / "service.log"
+    logging.basicConfig(level=logging.WARNING, filename=str(log_file),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    print(f"service log (warnings and errors): {log_file}", flush=True)
     names = args.scenarios or list(SCENARIOS)
     rows = asyncio.run(run(names, args.quick))
     if args.report:
