@@ -119,6 +119,9 @@ def caller_gave_up(call: LiveCall, leg: Leg) -> bool:
 
 
 MONITOR_FLOW = "monitor"  # Stasis(app,monitor,<mode>,<extension>): ari_app.monitor's supervisor calls
+# The channel ari_app.monitor originates to a supervisor's phone for an API-started session: its id is
+# cc-monitor-<session>-sup (ari_app.monitor.session), so the call is known as monitoring while it still rings.
+MONITOR_CHANNEL = ("cc-monitor-", "-sup")
 
 
 def monitoring_call(call: LiveCall, leg: Leg, args: list[str]) -> None:
@@ -130,17 +133,27 @@ def monitoring_call(call: LiveCall, leg: Leg, args: list[str]) -> None:
     call.kind = "monitoring"
     call.direction = Direction.INTERNAL
     call.extension = call.caller_raw = leg.extension
-    call.callee_raw = leg.dialled or (args[2] if len(args) > 2 else call.callee_raw)
-    call.tags = {"kind": "monitoring", "monitor_mode": args[1] if len(args) > 1 else "",
-                 "monitored_extension": args[2] if len(args) > 2 else ""}
+    call.callee_raw = leg.dialled or (args[2] if len(args) > 2 else "") or call.callee_raw
+    fresh = {"kind": "monitoring", "monitor_mode": args[1] if len(args) > 1 else "",
+             "monitored_extension": args[2] if len(args) > 2 else ""}
+    call.tags = {**call.tags, **{k: v for k, v in fresh.items() if v}}
+
+
+def rung_for_monitoring(call: LiveCall, leg: Leg) -> None:
+    """The supervisor's phone rung by an API-started session: monitoring from the first ring (the caller ID
+    it is rung with is the monitored extension's)."""
+    ours = leg.extension and leg.id.startswith(MONITOR_CHANNEL[0]) and leg.id.endswith(MONITOR_CHANNEL[1])
+    if ours and (not call.kind or not call.callee_raw):
+        monitoring_call(call, leg, [MONITOR_FLOW, "", leg.number])
 
 
 @handles("ChannelCreated", "StasisStart", "ChannelConnectedLine", "ChannelDialplan", "ChannelCallerId")
 def on_channel_seen(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[Effect]:
     call, leg = state.leg_for(event["channel"], parse_time(event.get("timestamp")))
     touched.add(leg.extension)
+    rung_for_monitoring(call, leg)
     args = [str(a) for a in event.get("args") or []]
-    if event["type"] == "StasisStart" and args[:1] == [MONITOR_FLOW] and leg.extension and not call.kind:
+    if event["type"] == "StasisStart" and args[:1] == [MONITOR_FLOW] and leg.extension:
         monitoring_call(call, leg, args)
         if leg.state == "Up":
             leg.answered_at = leg.answered_at or parse_time(event.get("timestamp"))
@@ -155,6 +168,7 @@ def on_state_change(state: LiveState, event: dict[str, Any], touched: set[str]) 
     at = parse_time(event.get("timestamp"))
     call, leg = state.leg_for(event["channel"], at)
     touched.add(leg.extension)
+    rung_for_monitoring(call, leg)
     if leg.state in RINGING_STATES and leg.extension:
         return ringing(state, call, leg.extension, at)
     if leg.state == "Up" and leg.answered_at is None:

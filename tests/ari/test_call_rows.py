@@ -207,3 +207,34 @@ async def test_a_refused_monitoring_call_ends_with_asterisks_hangup_cause(
     row = await _ended_row(store, call_id_for("main", supervisor))
     assert row["hangup_cause"] == "Normal Clearing"
     assert (row["direction"], row["status"], row["tags"]["kind"]) == ("internal", "answered", "monitoring")
+
+
+async def test_an_api_started_monitoring_call_is_a_monitoring_row_answered_or_not(
+        service: tuple[Simulator, ServiceContext], store: CallStore) -> None:
+    """The service rings the supervisor's phone first: answered, it is an answered monitoring row; not answered
+    (the session is stopped while it rings), a failed one — never a missed call on the supervisor's phone."""
+    sim, ctx = service
+    await groups.create_group(store.pool, name="team", level="listen", observers=["2005"], observed=["1001"])
+    sim.phone("1001").answer_after(0)
+    await sim.inbound_call("0521234567", "1001")
+    await eventually(lambda: bool(sim.who_hears_whom().get("1001")), what="customer talking to 1001")
+    missed = ctx.bus.subscribe("call.missed")
+    control = ctx.ports.monitor_control
+    assert control is not None
+
+    sim.phone("2005").answer_after(0.05)
+    answered_session = await control.start(supervisor_extension="2005", target_extension="1001", mode="listen")
+    await eventually(lambda: sim.who_hears_whom().get("2005") == {"1001", "0521234567"}, what="2005 listening")
+    await control.stop(answered_session)
+    sim.phone("2005").never_answer()
+    ringing_session = await control.start(supervisor_extension="2005", target_extension="1001", mode="listen")
+    await eventually(lambda: any(c["name"].startswith("PJSIP/2005-") and c["state"] == "Ringing"
+                                 for c in sim.channels()), what="2005 ringing")
+    await control.stop(ringing_session)
+
+    rows = [await _ended_row(store, call_id_for("main", f"cc-monitor-{sid}-sup"))
+            for sid in (answered_session, ringing_session)]
+    assert [(r["direction"], r["status"], r["extension"], r["callee_raw"], r["tags"].get("kind"))
+            for r in rows] == [("internal", "answered", "2005", "1001", "monitoring"),
+                               ("internal", "failed", "2005", "1001", "monitoring")]
+    assert missed.queue.empty()
