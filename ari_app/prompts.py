@@ -96,10 +96,6 @@ def health(checks: list[PromptCheck]) -> dict[str, Any]:
     """The ``prompts`` component of /healthz: ``degraded`` when any Asterisk lacks a prompt we play."""
     if not checks:
         return {"state": "not_configured"}
-    if any(c.missing for c in checks):
-        state = "degraded"
-    elif any(c.missing is None for c in checks):
-        state = "unknown"
-    else:
-        state = "up"
+    # degraded too while a PBX was not asked yet (not connected): nobody can say the prompts are there
+    state = "degraded" if any(c.missing or c.missing is None for c in checks) else "up"
     return {"state": state, "pbx": {c.pbx.key: c.health() for c in checks}}

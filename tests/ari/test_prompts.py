@@ -43,7 +43,7 @@ async def _health_after_connect(store: CallStore, tmp_path: Path) -> dict[str, o
         ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
         try:
             async with run(ctx):
-                await eventually(lambda: ctx.health.snapshot()["prompts"]["state"] != "unknown",
+                await eventually(lambda: ctx.health.snapshot()["prompts"]["pbx"]["main"]["checked_at"],
                                  what="prompts checked")
                 return ctx.health.snapshot()["prompts"]
         finally:
