@@ -34,6 +34,7 @@ log = logging.getLogger("callcenter.ari.state")
 
 PHONE_TECHS = ("PJSIP", "SIP", "IAX2")
 ENDED_MEMORY = 50_000  # channel ids of ended calls kept, so their late events cannot reopen them
+CAUSE_MEMORY = 1_000   # ended calls whose cause was guessed, kept for Asterisk's word (it comes within ms)
 
 
 class LiveState:
@@ -57,7 +58,8 @@ class LiveState:
         # Channels whose call has ended. Their late events must not open a new call: with ARI and AMI both
         # watching, AMI's Hangup can end the call before ARI delivers the ChannelDialplan events of the
         # caller's hangup handler; a one-leg call opened from those would overwrite the real row (issue 11).
-        self.ended_channels: OrderedDict[str, LiveCall | None] = OrderedDict()
+        self.ended_channels: OrderedDict[str, None] = OrderedDict()
+        self.cause_pending: OrderedDict[str, LiveCall] = OrderedDict()  # last leg's channel id → its ended call
         self.late_events_ignored = 0
 
     # -- queries ---------------------------------------------------------------------------------
@@ -173,7 +175,7 @@ class LiveState:
         if event.get("type") != "ChannelDestroyed":
             return []
         cid = str((event.get("channel") or {}).get("id") or "")
-        call = self.ended_channels.get(cid)
+        call = self.cause_pending.pop(cid, None)
         if call is None or call.cause_channel != cid or (call.hangup_cause and not call.cause_guessed):
             return []
         if not call.announced:  # plumbing (a monitoring snoop) never had a row: a cause must not make one
@@ -188,11 +190,15 @@ class LiveState:
     def forget_call(self, call: LiveCall) -> None:
         """The call is over: it and every channel of it leave the state (a leg still ringing included)."""
         self.calls.pop(call.linkedid, None)
-        for leg_id in call.legs:  # the call itself only where its hang-up cause may still come
-            self.ended_channels[leg_id] = call if call.cause_channel == leg_id and call.cause_guessed else None
+        for leg_id in call.legs:
+            self.ended_channels[leg_id] = None
             self.ended_channels.move_to_end(leg_id)
         while len(self.ended_channels) > ENDED_MEMORY:
             self.ended_channels.popitem(last=False)
+        if call.cause_guessed and call.cause_channel in call.legs:
+            self.cause_pending[call.cause_channel] = call
+            while len(self.cause_pending) > CAUSE_MEMORY:
+                self.cause_pending.popitem(last=False)
         for leg in call.legs.values():
             if self.channel_call.get(leg.id) == call.linkedid:
                 del self.channel_call[leg.id]
