@@ -1,8 +1,8 @@
 """``callcenter legacy import FILE``: years of SMDR into the store at COPY speed, resumable, idempotent.
 
-The file is read in big chunks. Each chunk is decoded in a worker thread (the same import decoder as before,
-so the same calls) while the previous chunk's batch is COPYed and merged by PostgreSQL: parsing and storing
-overlap. Each batch commits with the file's checkpoint (bytes done) in one transaction, so:
+The file is read in big chunks by a decoding process (the same import decoder as before, so the same calls)
+while the importer COPYs and merges the previous chunk's batch into PostgreSQL: parsing and storing overlap
+on two cores. Each batch commits with the file's checkpoint (bytes done) in one transaction, so:
 
 * **Ctrl-C, then the same command** resumes after the last committed batch. The decoder is first re-fed the
   last ``REPLAY`` bytes before the checkpoint (output discarded: it is stored already), so an answered call
@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
+import multiprocessing
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from queue import Empty
+from typing import Any, cast
 
 from bridges.legacy_pbx.bulk_decoder import import_decoder
 from bridges.legacy_pbx.decoder import LegacyDecoder
@@ -56,16 +59,15 @@ class _Batch:
 
 
 class Stager:
-    """``stage_row(call_record(call))`` without the CallRecord, numbers and tags' JSON cached (tested equal).
+    """``stage_row(call_record(call))`` without the CallRecord, normalised numbers cached (tested equal).
 
-    A call centre's years of SMDR repeat the same customers' numbers and a handful of tag sets: a look-up
-    replaces the normalisation and the JSON encoding most of the time.
+    A call centre's years of SMDR repeat the same customers' numbers: a look-up replaces the normalisation.
     """
 
     def __init__(self, pbx: PbxConfig, limit: int = 200_000) -> None:
         self.key, self.plan, self.limit = pbx.key, pbx.number_plan, limit
         self._numbers: dict[tuple[str, bool], str] = {}
-        self._tags: dict[tuple[tuple[str, Any], ...], str] = {}
+
 
     def number(self, raw: str, dialled: bool) -> str:
         found = self._numbers.get((raw, dialled))
@@ -73,18 +75,6 @@ class Stager:
             if len(self._numbers) >= self.limit:
                 self._numbers.clear()
             found = self._numbers[(raw, dialled)] = e164_or_blank(raw, self.plan, dialled=dialled)
-        return found
-
-    def tags(self, tags: dict[str, Any]) -> str:
-        try:
-            key = tuple(tags.items())
-            found = self._tags.get(key)
-        except TypeError:  # a value that cannot be a key (a list): encode it every time
-            return json.dumps(tags, default=str)
-        if found is None:
-            if len(self._tags) >= self.limit:
-                self._tags.clear()
-            found = self._tags[key] = json.dumps(tags, default=str)
         return found
 
     def row(self, call: LegacyCall) -> tuple[Any, ...]:
@@ -100,7 +90,7 @@ class Stager:
         return (call_id_for(self.key, call.natural_key), self.key, call.source.value, call.natural_key,
                 call.started_at, call.direction.value, call.status.value, *parties, extension, call.line,
                 call.answered_at, call.ended_at, call.ring_seconds + call.talk_seconds, call.talk_seconds,
-                call.ring_seconds, self.tags(tags), list(call.codes))
+                call.ring_seconds, tags, list(call.codes))
 
 
 def _decode(decoder: LegacyDecoder, data: bytes, pbx: PbxConfig, source: str, *, last: bool,
@@ -129,6 +119,43 @@ def _read(path: Path, start: int, size: int) -> bytes:
         return f.read(size)
 
 
+def _decode_file(path: Path, pbx: PbxConfig, source: str, done: int, size: int, chunk: int, out: Any) -> None:
+    """The decoding process: the file from ``done`` to ``size`` as ``(bytes done, batch)`` on ``out``, then None.
+
+    A process of its own, so decoding (Python, one core) and PostgreSQL's merge (another) really overlap;
+    Ctrl-C is the importer's to handle: it ends this process.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    decoder, stager = import_decoder(pbx), Stager(pbx)
+    if done:  # warm the merger on what precedes the resume point, from a line start
+        start = max(0, done - REPLAY)
+        replay = _read(path, start, done - start)
+        if start:
+            replay = replay[replay.find(b"\n") + 1:]
+        _decode(decoder, replay, pbx, source, last=False, stager=stager)
+    position = done
+    with path.open("rb") as f:
+        f.seek(position)
+        while position < size:
+            data = f.read(min(chunk, size - position))
+            if not data:
+                break
+            position += len(data)
+            out.put((position, _decode(decoder, data, pbx, source, last=position >= size, stager=stager)))
+    out.put(None)
+
+
+def _next(queue: Any, worker: Any, stop: threading.Event) -> tuple[int, _Batch] | None:
+    """Blocks (in a thread) for the decoder's next batch; gives up when told to stop or the decoder died."""
+    while not stop.is_set():
+        try:
+            return cast("tuple[int, _Batch] | None", queue.get(timeout=0.2))
+        except Empty:
+            if not worker.is_alive() and queue.empty():
+                raise RuntimeError(f"the SMDR decoder process ended with code {worker.exitcode}") from None
+    return None
+
+
 async def import_history(store: CallStore, pbx: PbxConfig, path: Path, *, draw: Draw | None = None,
                          chunk: int = CHUNK) -> dict[str, int]:
     """Import ``path`` from its checkpoint to its end; returns what this run decoded and stored."""
@@ -140,44 +167,45 @@ async def import_history(store: CallStore, pbx: PbxConfig, path: Path, *, draw: 
     if done >= size:
         log.info("event=legacy_import_nothing_new pbx=%s path=%s bytes=%d", pbx.key, path, size)
         return counts
-    decoder, stager = import_decoder(pbx), Stager(pbx)
-    if done:  # warm the merger on what precedes the resume point, from a line start
-        start = max(0, done - REPLAY)
-        replay = await asyncio.to_thread(_read, path, start, done - start)
-        if start:
-            replay = replay[replay.find(b"\n") + 1:]
-        await asyncio.to_thread(_decode, decoder, replay, pbx, source, last=False)
+    if done:
         log.info("event=legacy_import_resumed pbx=%s path=%s at_byte=%d", pbx.key, path, done)
-
-    async def store_batch(batch: _Batch, until: int) -> None:
-        counts["new_calls"] += await merge_import_batch(
-            store, batch.rows, batch.quarantine, pbx=pbx.key, file_key=key, path=str(path), committed_bytes=until)
-        counts["calls"] += len(batch.rows)
-        counts["quarantined"] += len(batch.quarantine)
-        counts["alarms"] += batch.alarms
-        counts["duplicates"] += batch.duplicates
-        if draw:
-            draw(until, counts["calls"], counts["quarantined"], False)
-
-    storing: asyncio.Task[None] | None = None
-    position = done
+    context = multiprocessing.get_context("spawn")  # not fork: this process runs threads and an event loop
+    queue = context.Queue(maxsize=2)  # the decoder runs at most two batches ahead of the store
+    worker = context.Process(target=_decode_file, args=(path, pbx, source, done, size, chunk, queue),
+                             name="smdr-decoder", daemon=True)
+    worker.start()
+    stop = threading.Event()
+    clock = time.perf_counter
+    waited = merging = 0.0
     try:
-        while position < size:
-            data = await asyncio.to_thread(_read, path, position, min(chunk, size - position))
-            if not data:
+        while True:
+            mark = clock()
+            item = await asyncio.to_thread(_next, queue, worker, stop)
+            waited += clock() - mark
+            if item is None:
                 break
-            position += len(data)
-            batch = await asyncio.to_thread(_decode, decoder, data, pbx, source, last=position >= size,
-                                            stager=stager)
-            if storing is not None:
-                await storing  # one batch in PostgreSQL while the next one is decoded
-            storing = asyncio.create_task(store_batch(batch, position))
-        if storing is not None:
-            await storing
-            storing = None
-    finally:
-        if storing is not None and not storing.done():
-            storing.cancel()  # its transaction rolls back: the checkpoint stays at the last whole batch
+            until, batch = item
+            mark = clock()
+            counts["new_calls"] += await merge_import_batch(
+                store, batch.rows, batch.quarantine, pbx=pbx.key, file_key=key, path=str(path),
+                committed_bytes=until)
+            merging += clock() - mark
+            counts["calls"] += len(batch.rows)
+            counts["quarantined"] += len(batch.quarantine)
+            counts["alarms"] += batch.alarms
+            counts["duplicates"] += batch.duplicates
+            if draw:
+                draw(until, counts["calls"], counts["quarantined"], False)
+        # what bounds an import: waiting for the decoder (Python) or merging (PostgreSQL)
+        log.info("event=legacy_import_done pbx=%s calls=%d waited_for_decoder_s=%.1f merging_s=%.1f", pbx.key,
+                 counts["calls"], waited, merging)
+    finally:  # an interrupted merge rolls back: the checkpoint stays at the last whole batch
+        stop.set()
+        if worker.is_alive():
+            worker.terminate()
+        await asyncio.to_thread(worker.join, 5)
+        queue.close()
+        queue.cancel_join_thread()
     return counts
 
 

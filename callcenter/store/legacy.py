@@ -92,20 +92,21 @@ def _bulk_columns(records: Sequence[CallRecord]) -> list[list[Any]]:
 # in the store whole or not at all, and the checkpoint never runs ahead of what is stored.
 
 STAGE_COLUMNS = ("id", "pbx", "source", "source_id", "started_at", *_BULK_COLUMNS)
-_STAGE_TYPES = {"id": "uuid", "started_at": "timestamptz", "answered_at": "timestamptz", "ended_at": "timestamptz",
-                "duration": "integer", "billsec": "integer", "ring_seconds": "integer", "codes": "text[]"}
+_STAGE_TYPES = {"id": "uuid", "tags": "jsonb", "started_at": "timestamptz", "answered_at": "timestamptz",
+                "ended_at": "timestamptz", "duration": "integer", "billsec": "integer", "ring_seconds": "integer",
+                "codes": "text[]"}
 _MERGED = [c for c in _BULK_COLUMNS if c != "tags"]
 
 
 def stage_row(r: CallRecord) -> tuple[Any, ...]:
-    """A CallRecord as one COPY row of the staging table (tags as JSON text, cast when merged)."""
+    """A CallRecord as one COPY row of ``calls`` / the staging table (same columns, ``STAGE_COLUMNS``)."""
     def text(value: Any) -> str:
         return "" if value is None else str(value.value if hasattr(value, "value") else value)
 
     return (r.id, r.pbx, str(r.source), r.source_id, r.started_at, text(r.direction or "unknown"),
             text(r.status or "ringing"), text(r.caller_raw), text(r.caller), text(r.caller_name),
             text(r.callee_raw), text(r.callee), text(r.extension), text(r.trunk), r.answered_at, r.ended_at,
-            r.duration or 0, r.billsec or 0, r.ring_seconds or 0, json.dumps(r.tags or {}, default=str),
+            r.duration or 0, r.billsec or 0, r.ring_seconds or 0, r.tags or {},
             list(r.codes or ()))
 
 
@@ -117,12 +118,43 @@ async def import_checkpoint(pool: asyncpg.Pool, pbx: str, file_key: str) -> int:
     return int(done or 0)
 
 
+def _jsonb_binary(value: Any) -> bytes:
+    return b"\x01" + json.dumps(value, default=str).encode()
+
+
+def _jsonb_from_binary(data: bytes) -> Any:
+    return json.loads(data[1:])
+
+
+async def _binary_jsonb(conn: asyncpg.Connection, on: bool) -> None:
+    """COPY is binary: jsonb needs a binary codec while it runs (same dicts in and out as the pool's text one)."""
+    if on:
+        await conn.set_type_codec("jsonb", encoder=_jsonb_binary, decoder=_jsonb_from_binary, schema="pg_catalog",
+                                  format="binary")
+    else:
+        await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def _copy_if_all_new(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> bool:
+    """The first import of a file: every key is new, so the rows are COPYed straight into call_keys and calls
+    (what a raw COPY costs). One key already stored and nothing is written (savepoint): the caller merges."""
+    try:
+        async with conn.transaction():
+            await conn.copy_records_to_table("call_keys", records=[(r[1], r[2], r[3], r[0], r[4]) for r in rows],
+                                             columns=["pbx", "source", "source_id", "call_id", "started_at"])
+            await conn.copy_records_to_table("calls", records=rows, columns=STAGE_COLUMNS)
+    except asyncpg.UniqueViolationError:
+        return False
+    return True
+
+
 async def merge_import_batch(store: CallStore, rows: Sequence[tuple[Any, ...]],
                              quarantine: Sequence[tuple[str, str, bytes, str]], *, pbx: str, file_key: str,
                              path: str, committed_bytes: int) -> int:
-    """COPY ``rows`` (from :func:`stage_row`) into staging, merge them; returns how many calls are new.
+    """Store ``rows`` (from :func:`stage_row`); returns how many calls are new.
 
-    A call already stored (same pbx, source, natural key) is updated only where a column differs (tags merge),
+    All new (a first import): COPY straight into the tables. Otherwise COPY into staging and merge:
+    a call already stored (same pbx, source, natural key) is updated only where a column differs (tags merge),
     so a re-import writes nothing, and a call keeps the ``started_at`` (partition) it was first stored with.
     """
     unique = list({row[0]: row for row in rows}.values())  # one call may not be merged twice in a statement
@@ -130,39 +162,53 @@ async def merge_import_batch(store: CallStore, rows: Sequence[tuple[Any, ...]],
         for month in sorted({(row[4].year, row[4].month) for row in unique}):
             first = next(row[4] for row in unique if (row[4].year, row[4].month) == month)
             await store.ensure_partition(conn, first)
-        async with conn.transaction():
-            await conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS legacy_stage ("
-                + ", ".join(f"{c} {_STAGE_TYPES.get(c, 'text')}" for c in STAGE_COLUMNS)
-                + ") ON COMMIT DELETE ROWS")
-            fresh = 0
-            if unique:
-                await conn.copy_records_to_table("legacy_stage", records=unique, columns=STAGE_COLUMNS)
-                fresh = await conn.fetchval(
-                    "WITH fresh AS (INSERT INTO call_keys (pbx, source, source_id, call_id, started_at)"
-                    "  SELECT pbx, source, source_id, id, started_at FROM legacy_stage"
-                    "  ON CONFLICT (pbx, source, source_id) DO NOTHING RETURNING call_id),"
-                    " stored AS (INSERT INTO calls (" + ", ".join(STAGE_COLUMNS) + ")"
-                    "  SELECT " + ", ".join(f"s.{c}::jsonb" if c == "tags" else f"s.{c}" for c in STAGE_COLUMNS)
-                    + "  FROM legacy_stage s JOIN fresh f ON f.call_id = s.id RETURNING 1)"
-                    " SELECT count(*) FROM stored")
-                if fresh < len(unique):  # some were stored before: update them where they differ
-                    await conn.execute(
-                        "UPDATE calls c SET " + ", ".join(f"{col} = s.{col}" for col in _MERGED)
-                        + ", tags = c.tags || s.tags::jsonb, updated_at = now()"
-                        " FROM legacy_stage s JOIN call_keys k"
-                        "  ON (k.pbx, k.source, k.source_id) = (s.pbx, s.source, s.source_id)"
-                        " WHERE c.id = k.call_id AND c.started_at = k.started_at"
-                        " AND (" + ", ".join(f"c.{col}" for col in _MERGED) + ", c.tags || s.tags::jsonb)"
-                        " IS DISTINCT FROM (" + ", ".join(f"s.{col}" for col in _MERGED) + ", c.tags)")
-            if quarantine:
-                await conn.copy_records_to_table("quarantine", records=list(quarantine),
-                                                 columns=["pbx", "source", "raw", "error"])
-            await conn.execute(
-                "INSERT INTO legacy_imports AS l (pbx, file_key, path, committed_bytes, calls, quarantined)"
-                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (pbx, file_key) DO UPDATE SET"
-                " path = EXCLUDED.path, committed_bytes = greatest(l.committed_bytes, EXCLUDED.committed_bytes),"
-                " calls = l.calls + EXCLUDED.calls, quarantined = l.quarantined + EXCLUDED.quarantined,"
-                " updated_at = now()",
-                pbx, file_key, path, committed_bytes, fresh, len(quarantine))
+        await _binary_jsonb(conn, True)
+        try:
+            return await _merge(conn, unique, quarantine, pbx=pbx, file_key=file_key, path=path,
+                                committed_bytes=committed_bytes)
+        finally:
+            await _binary_jsonb(conn, False)
+
+
+async def _merge(conn: asyncpg.Connection, unique: list[tuple[Any, ...]],
+                 quarantine: Sequence[tuple[str, str, bytes, str]], *, pbx: str, file_key: str, path: str,
+                 committed_bytes: int) -> int:
+    """One transaction: the rows (COPY when all new, else staging + merge), the quarantine, the checkpoint."""
+    async with conn.transaction():
+        await conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS legacy_stage ("
+            + ", ".join(f"{c} {_STAGE_TYPES.get(c, 'text')}" for c in STAGE_COLUMNS)
+            + ") ON COMMIT DELETE ROWS")
+        fresh = 0
+        if unique and await _copy_if_all_new(conn, unique):
+            fresh = len(unique)
+        elif unique:
+            await conn.copy_records_to_table("legacy_stage", records=unique, columns=STAGE_COLUMNS)
+            fresh = await conn.fetchval(
+                "WITH fresh AS (INSERT INTO call_keys (pbx, source, source_id, call_id, started_at)"
+                "  SELECT pbx, source, source_id, id, started_at FROM legacy_stage"
+                "  ON CONFLICT (pbx, source, source_id) DO NOTHING RETURNING call_id),"
+                " stored AS (INSERT INTO calls (" + ", ".join(STAGE_COLUMNS) + ")"
+                "  SELECT " + ", ".join(f"s.{c}" for c in STAGE_COLUMNS)
+                + "  FROM legacy_stage s JOIN fresh f ON f.call_id = s.id RETURNING 1)"
+                " SELECT count(*) FROM stored")
+            if fresh < len(unique):  # some were stored before: update them where they differ
+                await conn.execute(
+                    "UPDATE calls c SET " + ", ".join(f"{col} = s.{col}" for col in _MERGED)
+                    + ", tags = c.tags || s.tags, updated_at = now()"
+                    " FROM legacy_stage s JOIN call_keys k"
+                    "  ON (k.pbx, k.source, k.source_id) = (s.pbx, s.source, s.source_id)"
+                    " WHERE c.id = k.call_id AND c.started_at = k.started_at"
+                    " AND (" + ", ".join(f"c.{col}" for col in _MERGED) + ", c.tags || s.tags)"
+                    " IS DISTINCT FROM (" + ", ".join(f"s.{col}" for col in _MERGED) + ", c.tags)")
+        if quarantine:
+            await conn.copy_records_to_table("quarantine", records=list(quarantine),
+                                             columns=["pbx", "source", "raw", "error"])
+        await conn.execute(
+            "INSERT INTO legacy_imports AS l (pbx, file_key, path, committed_bytes, calls, quarantined)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (pbx, file_key) DO UPDATE SET"
+            " path = EXCLUDED.path, committed_bytes = greatest(l.committed_bytes, EXCLUDED.committed_bytes),"
+            " calls = l.calls + EXCLUDED.calls, quarantined = l.quarantined + EXCLUDED.quarantined,"
+            " updated_at = now()",
+            pbx, file_key, path, committed_bytes, fresh, len(quarantine))
     return int(fresh)

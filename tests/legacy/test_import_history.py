@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -30,16 +29,16 @@ def reference(path: Path) -> tuple[set[tuple[Any, ...]], int]:
     batch = _decode(import_decoder(PBX), path.read_bytes(), PBX, "smdr", last=True)
     # in UTC: an hour the clocks repeat (Tehran, 21 Sep 2021) never equals itself across zones (PEP 495)
     rows = {(r[0], r[4].astimezone(UTC), r[5], r[6], r[8], r[11], r[12], r[18], r[17],
-             tuple(sorted(json.loads(r[19]).items())), tuple(r[20])) for r in batch.rows}
+             tuple(sorted(r[19].items())), tuple(r[20])) for r in batch.rows}
     return rows, len(batch.quarantine)
 
 
 async def stored(store: CallStore) -> tuple[set[tuple[Any, ...]], int, int]:
     async with store.pool.acquire() as conn:
-        rows = await conn.fetch(f"SELECT {ROW}, tags::text AS tags_text FROM calls")
+        rows = await conn.fetch(f"SELECT {ROW} FROM calls")
         quarantined = await conn.fetchval("SELECT count(*) FROM quarantine")
     found = {(r["id"], r["started_at"], r["direction"], r["status"], r["caller"], r["callee"], r["extension"],
-              r["ring_seconds"], r["billsec"], tuple(sorted(json.loads(r["tags_text"]).items())), tuple(r["codes"]))
+              r["ring_seconds"], r["billsec"], tuple(sorted(r["tags"].items())), tuple(r["codes"]))
              for r in rows}
     return found, len(rows), quarantined
 
@@ -103,7 +102,7 @@ async def test_a_batch_merged_twice_rewrites_no_row_and_a_changed_call_is_update
 
     assert await merge_import_batch(store, rows, [], **args) == 0
     changed = list(rows[0])
-    changed[6], changed[19] = "missed", '{"note": "re-read"}'
+    changed[6], changed[19] = "missed", {"note": "re-read"}
     assert await merge_import_batch(store, [tuple(changed)], [], **args) == 0
 
     async with store.pool.acquire() as conn:

@@ -1,0 +1,158 @@
+"""Websocket fan-out: 200 dashboard clients on ``/api/v1/events`` while 500 events/s flow through the bus.
+
+The real API app (``api.app.create_app``) on a real port, in this process; the events are published on the
+service's bus as the ARI app publishes them (``call.ringing`` with the call's fields, stamped with the time of
+publication). The clients run in a process of their own (aiohttp websockets, each with its own admin token's
+session): every one must get every event, in order, and the delivery time (publication → parsed by the client)
+is measured. Beside them, ``SLOW`` clients open the socket and never read (a small receive buffer): the service
+must drop them (close 4008) without slowing the others. Targets: every event to every reader, p99 ≤ 200 ms,
+the slow ones dropped. ``BENCH_WS_CLIENTS`` / ``BENCH_WS_RATE`` / ``BENCH_WS_SECONDS`` change the load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import socket
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from api.app import create_app
+from api.auth import FailureLimiter
+from api.live import LIVE_STATS_KEY
+from bench._support import run_with_postgres
+from callcenter.bus import EventBus
+from callcenter.config import parse_config
+from callcenter.service import ServiceContext
+from callcenter.store import CallStore, SpooledWriter
+from callcenter.store import tokens as token_store
+
+CLIENTS = int(os.environ.get("BENCH_WS_CLIENTS", "200"))
+RATE = int(os.environ.get("BENCH_WS_RATE", "500"))
+SECONDS = float(os.environ.get("BENCH_WS_SECONDS", "10"))
+SLOW = 5
+TARGET_P99_MS = 200.0
+
+
+def pct(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+async def _reader(session: aiohttp.ClientSession, url: str, token: str, expected: int, ready: asyncio.Event,
+                  connected: list[int], out: list[float]) -> int:
+    got = 0
+    async with session.ws_connect(url, headers={"Authorization": f"Bearer {token}"}, heartbeat=None) as ws:
+        await ws.receive_json()  # hello
+        connected[0] += 1
+        if connected[0] == CLIENTS:
+            ready.set()
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            data = json.loads(msg.data)
+            if data["type"] != "call.ringing":
+                continue
+            out.append((time.time() - data["data"]["sent"]) * 1000)
+            got += 1
+            if got == expected:
+                break
+    return got
+
+
+def _slow_client(port: int, token: str) -> socket.socket:
+    """A websocket handshake, then never a read: its receive buffer fills and the server must give up on it."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                 "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+    return sock
+
+
+def clients_main(port: int, tokens: list[str], expected: int, conn: Any) -> None:
+    """The client process: connect every reader, say ready, read until every event came; report the figures."""
+    async def run() -> dict[str, Any]:
+        url = f"http://127.0.0.1:{port}/api/v1/events?topics=call"
+        ready, connected, lat = asyncio.Event(), [0], []  # type: ignore[var-annotated]
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            tasks = [asyncio.create_task(_reader(session, url, tokens[i % len(tokens)], expected, ready, connected,
+                                                 lat)) for i in range(CLIENTS)]
+            await asyncio.wait_for(ready.wait(), 60)
+            conn.send("ready")
+            counts = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), SECONDS + 120)
+        return {"counts": [c if isinstance(c, int) else -1 for c in counts], "p50": statistics.median(lat),
+                "p99": pct(lat, 99), "max": max(lat)}
+
+    conn.send(asyncio.run(run()))
+
+
+async def bench(dsn: str, work: Path) -> None:
+    store = await CallStore.connect(dsn, min_size=1, max_size=4)
+    writer = SpooledWriter(store, work / "spool")
+    await writer.start()
+    config = parse_config({"pbx": [{"key": "main", "kind": "asterisk"}]}, env={})
+    bus = EventBus()
+    ctx = ServiceContext(config=config, store=store, writer=writer, bus=bus)
+    app = create_app(ctx, limiter=FailureLimiter(limit=100_000))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    tokens = [(await token_store.create_token(store.pool, role="admin", name=f"board{i}"))[1] for i in range(20)]
+    total = int(RATE * SECONDS)
+    parent, child = multiprocessing.get_context("spawn").Pipe()
+    process = multiprocessing.get_context("spawn").Process(target=clients_main, args=(port, tokens, total, child))
+    process.start()
+    slow: list[socket.socket] = []
+    try:
+        await asyncio.to_thread(parent.recv)  # "ready": every reader has its hello
+        slow = [_slow_client(port, tokens[0]) for _ in range(SLOW)]
+        stats = app[LIVE_STATS_KEY]
+        while stats.clients < CLIENTS + SLOW:  # noqa: ASYNC110 - LiveStats has no event to wait on
+            await asyncio.sleep(0.05)
+        print(f"{stats.clients} websocket clients connected ({SLOW} of them never read)")
+        started = time.perf_counter()
+        for n in range(total):
+            due = started + n / RATE
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await bus.publish("call.ringing", {"call_id": f"c{n}", "pbx": "main", "extension": f"{200 + n % 100}",
+                                               "caller": "+442079460001", "status": "ringing", "sent": time.time()})
+        publish_seconds = time.perf_counter() - started
+        result = await asyncio.to_thread(parent.recv)
+        dropped = stats.dropped_slow
+    finally:
+        for sock in slow:
+            sock.close()
+        process.join(10)
+        await runner.cleanup()
+        await writer.close()
+        await store.close()
+    counts = result["counts"]
+    complete = sum(c == total for c in counts)
+    print(f"published {total:,} events in {publish_seconds:.1f} s ({total / publish_seconds:,.0f}/s)"
+          f" to {CLIENTS} readers = {total * CLIENTS / publish_seconds:,.0f} messages/s")
+    print(f"readers with every event: {complete}/{CLIENTS}; delivery p50 {result['p50']:.1f} ms,"
+          f" p99 {result['p99']:.1f} ms, max {result['max']:.0f} ms"
+          f" (target p99 <= {TARGET_P99_MS:.0f} ms: {'met' if result['p99'] <= TARGET_P99_MS else 'NOT met'})")
+    print(f"slow clients dropped: {dropped}/{SLOW}")
+
+
+def main() -> None:
+    run_with_postgres("cc-bench-ws-", bench)
+
+
+if __name__ == "__main__":
+    main()
