@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from bridges.legacy_pbx.bulk_decoder import import_decoder
 from bridges.legacy_pbx.decoder import KINDS, LegacyDecoder
-from bridges.legacy_pbx.history import Progress, file_key, import_history
+from bridges.legacy_pbx.history import CHUNK, Progress, file_key, import_history
 from bridges.legacy_pbx.link import LEGACY_KINDS, decoder_for, pbx_timezone, pump, transport_for
 from bridges.legacy_pbx.normalize import call_json, call_record, quarantine_json
 from bridges.legacy_pbx.records import Alarm, Duplicate, Item, LegacyCall, Notice, Quarantined
@@ -47,6 +47,8 @@ def register(subparsers: Any) -> None:
     imp = sub.add_parser("import", help="import a captured SMDR / caller-ID file into the call store")
     imp.add_argument("--pbx", required=True, help="key of a [[pbx]] entry")
     imp.add_argument("--follow", action="store_true", help="keep following the file as it grows (tail)")
+    imp.add_argument("--batch-mb", type=float, default=4.0,
+                     help="file megabytes stored per transaction (and per resume point); default 4")
     imp.add_argument("file", help="the captured file")
     imp.set_defaults(func=cmd_import)
 
@@ -166,7 +168,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise SystemExit(f"{path} is not a file")
     try:
-        counts = asyncio.run(import_file(config, pbx, path, follow=args.follow))
+        if not 0.01 <= args.batch_mb <= 1024:
+            raise SystemExit("--batch-mb must be between 0.01 and 1024")
+        counts = asyncio.run(import_file(config, pbx, path, follow=args.follow,
+                                         batch_bytes=int(args.batch_mb * (1 << 20))))
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted: every batch stored so far is kept; run the same command to resume\n")
         return 130
@@ -174,7 +179,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-async def import_file(config: Config, pbx: PbxConfig, path: Path, *, follow: bool = False,
+async def import_file(config: Config, pbx: PbxConfig, path: Path, *, follow: bool = False, batch_bytes: int = CHUNK,
                       progress: Callable[[int, int, int, bool], None] | None = None) -> dict[str, int]:
     """Read ``path`` into the store: COPY batches from the checkpoint (:mod:`.history`), or tail it (--follow)."""
     from callcenter.runner import open_store
@@ -192,7 +197,7 @@ async def import_file(config: Config, pbx: PbxConfig, path: Path, *, follow: boo
         stack.push_async_callback(store.close)
         if not follow:
             bar.start = await import_checkpoint(store.pool, pbx.key, await asyncio.to_thread(file_key, path))
-            history = await import_history(store, pbx, path, draw=draw)
+            history = await import_history(store, pbx, path, draw=draw, chunk=batch_bytes)
             draw(bar.total, history["calls"], history["quarantined"], True)
             return history
 

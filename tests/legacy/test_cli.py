@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import asyncpg
 
+from bench.smdr_capture import write
 from bridges.legacy_pbx.testing import FakePanasonic
+from tests.waiting import eventually
 
 OUT = b"06/01/11 15:11     101 01 909332991400                   00:00'39               \r\n"
 RC = b"06/01/11 15:06     101 01 <I>09155213422                                     RC \r\n"
@@ -86,6 +89,49 @@ def test_import_writes_calls_and_quarantine_with_a_progress_bar(tmp_path: Path, 
 
     assert json.loads(again.stdout)["resumed_at_byte"] == len(capture.read_bytes())
     assert asyncio.run(counts()) == (2, 1)  # importing twice adds nothing: no call, no quarantined line
+
+
+async def test_ctrl_c_stops_an_import_and_the_same_command_resumes_it(tmp_path: Path, db_dsn: str) -> None:
+    config = tmp_path / "callcenter.toml"
+    config.write_text(f'[database]\ndsn = "{db_dsn}"\n[[pbx]]\nkey = "shop"\nkind = "panasonic"\n'
+                      '[pbx.legacy]\ntimezone = "UTC"\n')
+    capture = tmp_path / "busy.smdr"
+    write(capture, 60_000)  # ≈ 5 MB: 40 batches of 128 KiB
+    size = capture.stat().st_size
+    command = [sys.executable, "-m", "callcenter.cli", "--config", str(config), "legacy", "import", "--pbx", "shop",
+               "--batch-mb", "0.125", str(capture)]
+    proc = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        async def committed() -> int:
+            return int(await conn.fetchval("SELECT coalesce(max(committed_bytes), 0) FROM legacy_imports") or 0)
+
+        async def started() -> bool:
+            return await committed() > 0
+
+        await eventually(started, timeout=60, what="a first batch committed")
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 130, err
+        assert b"run the same command to resume" in err
+        stopped_at = await committed()
+        assert 0 < stopped_at < size
+
+        done = await asyncio.to_thread(subprocess.run, command, capture_output=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["resumed_at_byte"] == stopped_at
+        parsed = callcenter("legacy", "parse", "--pbx", "shop", str(capture), config=config)
+        expected = [json.loads(x) for x in parsed.stdout.decode().splitlines()]
+        calls = {c["call_id"] for c in expected if "call_id" in c}
+        stored = await conn.fetch("SELECT id::text AS id FROM calls")
+        assert len(stored) == len(calls) and {r["id"] for r in stored} == calls  # every call, once
+        assert await conn.fetchval("SELECT count(*) FROM quarantine") == sum("quarantined" in c for c in expected)
+        assert await committed() == size
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await conn.close()
 
 
 async def test_listen_prints_calls_live_from_the_tcp_pbx(tmp_path: Path) -> None:
