@@ -83,6 +83,14 @@ async def test_click_to_call_hold_and_hangup_over_http(http_world: HttpWorld) ->
     bad = await w.client.post("/api/v1/calls", json={"extension": "1001", "number": "050&1"}, headers=w.auth)
     assert bad.status == 400
     await w.sim.phone("1002").unregister()
+
+    async def service_saw_1002_go_offline() -> bool:
+        live = await (await w.client.get("/api/v1/live", headers=w.auth)).json()
+        return any(e["number"] == "1002" and e["registration"] == "unregistered" for e in live["extensions"])
+
+    # the unregistration reaches the service as an ARI event; before it lands, the service still thinks
+    # 1002 is online, dials it, and Asterisk's refusal is a 503, not the 409 this test is about
+    await eventually(service_saw_1002_go_offline, what="the service saw 1002 unregister")
     offline = await w.client.post("/api/v1/calls", json={"extension": "1002", "number": "0501234567"},
                                   headers=w.auth)
     assert offline.status == 409 and "not registered" in await offline.text()
