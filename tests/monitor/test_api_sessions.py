@@ -31,6 +31,8 @@ async def test_the_supervisors_phone_rings_first_and_attaches_on_answer(world: W
     await world.sim.phone("2005").answer()
     matrix = await eventually(lambda: (m := hears(world)).get("2005") and m)
     assert matrix["1001"] == {CUSTOMER, "2005"} and matrix[CUSTOMER] == {"1001"}
+    # the bridge joins in Asterisk before the service's add_to_bridge call returns and marks the session active
+    await eventually(lambda: [s["state"] for s in port.sessions()] != ["attaching"])
     assert [(s["session_id"], s["state"], s["origin"]) for s in port.sessions()] == [(session_id, "active", "api")]
     await port.switch(session_id, "barge")
     assert hears(world)[CUSTOMER] == {"1001", "2005"} and len(snoops(world)) == 1
@@ -84,7 +86,7 @@ async def test_the_call_ending_while_the_supervisor_rings_is_spoken_on_answer(wo
 async def test_the_http_routes_drive_a_real_session(world: World, monitor_api: MonitorApi) -> None:
     await grant(world, "barge")
     await customer_calls_agent(world)
-    monitor_api.ctx.ports.monitor_control = port_of(world)
+    port = monitor_api.ctx.ports.monitor_control = port_of(world)
     client, auth = monitor_api.client, monitor_api.auth("supervisor")
     response = await client.post("/api/v1/monitor", json={"target_extension": "1001", "mode": "listen"}, headers=auth)
     assert response.status == 202
@@ -92,6 +94,8 @@ async def test_the_http_routes_drive_a_real_session(world: World, monitor_api: M
     await eventually(lambda: world.sim.phone("2005").channels())
     await world.sim.phone("2005").answer()
     await eventually(lambda: hears(world).get("2005") == {"1001", CUSTOMER})
+    # Asterisk bridges the supervisor a moment before the service's add_to_bridge returns and says "active"
+    await eventually(lambda: [s["state"] for s in port.sessions()] != ["attaching"])
     listing = await (await client.get("/api/v1/monitor", headers=auth)).json()
     assert [(s["session_id"], s["mode"], s["state"]) for s in listing["items"]] == [(session_id, "listen", "active")]
     response = await client.patch(f"/api/v1/monitor/{session_id}", json={"mode": "barge"}, headers=auth)
