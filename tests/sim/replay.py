@@ -7,7 +7,9 @@ What is compared, and every allowance (each one is a difference that is inherent
   keys (recursively; for lists, the keys of the first element) — values such as ids, timestamps and uniqueids
   are run-specific.
 * Timing: the gap between two steps is the captured gap times the simulator's ``time_scale`` (the simulator
-  scales every Wait/Playback/timeout the same way), with a small floor so events can settle.
+  scales every Wait/Playback/timeout the same way), with a small floor so events can settle. Before each REST
+  step the replay also waits for the events the capture had seen by then (per subject), so a loaded machine
+  that runs the simulator's timers late cannot send a step ahead of the events it followed in the capture.
 * Events: grouped per websocket and per *subject* (a channel by its normalised name, a bridge/playback/recording
   by id). Within a subject the sequence of (type, key fields) must be equal: Asterisk orders events per channel,
   while the interleaving of different channels depends on thread scheduling, so it is not compared.
@@ -33,6 +35,7 @@ from typing import Any
 import aiohttp
 
 from tests.shared import ASTERISK_CAPTURES
+from tests.waiting import eventually
 
 CAPTURES = ASTERISK_CAPTURES
 _COUNTER = re.compile(r"^(?P<base>(?:Local|Snoop|PJSIP|Announcer|Recorder)/.+?)-(?P<n>[0-9a-f]{8})(?P<half>;[12])?$")
@@ -179,6 +182,8 @@ class Replayer:
                 if rec["kind"] in ("rest", "ws") and t > last_t:
                     await asyncio.sleep(max(0.004, (t - last_t) * self.scale))
                     last_t = t
+                if rec["kind"] == "rest" or rec.get("action") == "client_close":  # (an open's t is when it was done)
+                    await self._catch_up(records, t, run)
                 if index in self.skip:
                     continue
                 if rec["kind"] == "ws" and rec.get("action") == "open":
@@ -200,6 +205,35 @@ class Replayer:
             for reader in readers:
                 reader.cancel()
         return run
+
+    async def _catch_up(self, records: list[dict[str, Any]], t: float, run: Run) -> None:
+        """Before a step: wait for the events the capture saw before it (a loaded machine delays the simulator's
+        chained dialplan timers more than the replay's one sleep), then keep the captured gap after the last one.
+
+        Events are counted per subject, as ``diff`` compares them; if the simulator never sends one, the step goes
+        ahead after a bound and ``diff`` names what is missing.
+        """
+        before = [rec for rec in records if rec["kind"] == "event" and rec.get("t", 0.0) < t]
+        if not before:
+            return
+        want = {conn: {subject: len(seq) for subject, seq in per_subject(
+            [rec["event"] for rec in before if rec["conn"] == conn]).items()} for conn in {r["conn"] for r in before}}
+
+        def caught_up() -> bool:
+            for conn, counts in want.items():
+                got = per_subject(run.events.get(conn, []))
+                if any(len(got.get(subject, [])) < n for subject, n in counts.items()):
+                    return False
+            return True
+
+        if caught_up():
+            return
+        try:
+            await eventually(caught_up, timeout=5.0, what=f"the events captured before t={t}")
+        except AssertionError:
+            pass  # the simulator did not send them: go on, and let diff() show which are missing
+        last_event = max(rec.get("t", 0.0) for rec in before)
+        await asyncio.sleep(max(0.004, (t - last_event) * self.scale))
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse, sink: list[dict[str, Any]]) -> None:
         async for msg in ws:
