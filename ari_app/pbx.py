@@ -35,6 +35,10 @@ BRIDGE_PREFIX = "cc-"
 PARTY_ROLES = ("agent", "customer", "party", "consult")
 
 
+# the hang-up cause of a call whose channels vanished while our ARI connection was down
+DISCONNECTED_CAUSE = "ended while the service was disconnected"
+RESTARTED_CAUSE = "Asterisk restarted during the call"
+
 class AsteriskPbx:
     def __init__(self, config: PbxConfig, writer: Any, bus: Any, *, pool: Any = None,
                  client: AriClient | None = None) -> None:
@@ -52,6 +56,8 @@ class AsteriskPbx:
         self.client.add_connected_handler(self.on_connected)
         self.locks: dict[uuid.UUID, asyncio.Lock] = {}
         self.resyncs = 0
+        self._ended_in_resync: set[uuid.UUID] = set()  # its row may not be written yet: not a stored orphan
+        self.startup_time = ""   # Asterisk's status.startup_time when we last connected: a change = it restarted
         self.ended_by_resync = 0
         self.replaced = False
         self._watch: asyncio.Task[None] | None = None
@@ -134,13 +140,27 @@ class AsteriskPbx:
             log.warning("endpoint subscription failed pbx=%s: %s", self.key, exc)
         await self.resync()
 
+    async def _restarted(self) -> bool:
+        """Asterisk's start time changed since the last connection: it restarted (or crashed) meanwhile."""
+        try:
+            info = await self.client.get("/asterisk/info", only="status") or {}
+        except AriError:
+            return False
+        startup = str((info.get("status") or {}).get("startup_time") or "")
+        restarted = bool(self.startup_time and startup and startup != self.startup_time)
+        self.startup_time = startup or self.startup_time
+        return restarted
+
     async def resync(self) -> None:
+        self._ended_in_resync = set()
+        restarted = await self._restarted()
         endpoints = await self.client.get(ari_path("endpoints", self.ari.endpoint_technology)) or []
         self.apply_endpoints(endpoints)
         channels = await self.client.get("/channels") or []
         bridges = await self.client.get("/bridges") or []
         linkedids = await self._linkedids([c for c in channels if str(c.get("id")) not in self.state.channel_call])
-        effects = self.rebuild(channels, bridges, linkedids)
+        effects = self.rebuild(channels, bridges, linkedids,
+                               cause=RESTARTED_CAUSE if restarted else DISCONNECTED_CAUSE)
         await self.emit(effects)
         await self._end_stored_orphans()
         await self._clean_bridges(bridges)
@@ -159,7 +179,7 @@ class AsteriskPbx:
         self._pending_ext = numbers
 
     def rebuild(self, channels: list[dict[str, Any]], bridges: list[dict[str, Any]],
-                linkedids: dict[str, str]) -> list[Effect]:
+                linkedids: dict[str, str], cause: str = "") -> list[Effect]:
         """Make the state match the lists: new channels join their calls, vanished ones end theirs."""
         state = self.state
         present = {str(c.get("id")) for c in channels}
@@ -170,7 +190,8 @@ class AsteriskPbx:
                 if leg.id not in present:
                     state.forget_leg(leg)
             if not call.live_legs():
-                effects += end_call(state, call, at, "ended while the service was disconnected")
+                effects += end_call(state, call, at, cause or DISCONNECTED_CAUSE)
+                self._ended_in_resync.add(call.call_id)
                 self.ended_by_resync += 1
         for channel in channels:
             cid = str(channel.get("id"))
@@ -230,7 +251,7 @@ class AsteriskPbx:
         """Calls the store still shows as live, that no channel carries any more (service restarted)."""
         if self.pool is None:
             return
-        live = {call.call_id for call in self.state.calls.values()}
+        live = {call.call_id for call in self.state.calls.values()} | self._ended_in_resync
         rows = await asterisk_sql.open_calls(self.pool, self.key)
         effects: list[Effect] = []
         at = now()

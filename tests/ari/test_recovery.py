@@ -164,3 +164,15 @@ async def test_a_second_connection_taking_the_app_over_shows_in_health(world: Wo
     await eventually(lambda: world.pbx.health()["state"] == "up", timeout=8, what="app taken back")
     apps = await world.pbx.client.get("/applications")
     assert "callcenter" in [a["name"] for a in apps]
+
+
+async def test_a_call_cut_off_by_asterisk_restarting_while_we_were_away_says_so(world: World) -> None:
+    call_id = await connected_call(world)
+    client = world.pbx.client
+    client.reconnect_min = client.reconnect_max = 0.5  # away while Asterisk restarts: no event of its end
+    await client.drop_connection()
+    await eventually(lambda: not client.connected, what="websocket down")
+    await world.sim.restart()
+    await eventually(lambda: client.connected and world.pbx.resyncs >= 2, timeout=5, what="reconnected + resync")
+    row = await ended(world, call_id)
+    assert (row["status"], row["hangup_cause"]) == ("answered", "Asterisk restarted during the call")

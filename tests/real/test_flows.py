@@ -341,3 +341,21 @@ async def test_after_asterisk_restarts_mid_call_the_call_is_closed_and_the_next_
     await customer.hangup()
     assert (await the_call(service, id=again["id"], ended=True))["status"] == "answered"
     await nothing_left(asterisk)
+
+
+async def test_a_call_orphaned_by_an_asterisk_crash_is_closed_with_a_cause_that_says_so(
+        phones: Phones, make_service: MakeService, asterisk: RealAsterisk) -> None:
+    service = await make_service(queue(members=["1003"]))
+    agent = await phones.start("1003")
+    customer = await phones.start(CUSTOMER)
+    row = await queued_call(phones, service, agent, customer)
+    await phase(agent, customer, seconds=3.0)
+
+    asterisk.kill()   # no hang-up event, no hangup handler: nothing tells the service how the call ended
+    await asyncio.gather(agent.hangup_all(), customer.hangup_all())
+    await asterisk.start()
+    await service.wait_connected(60)
+    done = await the_call(service, id=row["id"], ended=True)
+    assert (done["status"], done["hangup_cause"]) == ("answered", "Asterisk restarted during the call"), done
+    assert done["billsec"] >= 3, done
+    await nothing_left(asterisk)
