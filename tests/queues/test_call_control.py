@@ -13,6 +13,12 @@ async def test_completing_an_attended_transfer_of_a_queue_call_leaves_the_caller
     world.sim.phone("1002").never_answer()
     channel = await world.call_in("7000")
     await eventually(lambda: world.hears(CALLER) == {"1001"}, what="caller talking to 1001")
+
+    def controllable() -> bool:
+        call = world.pbx.state.call_of_channel(channel)
+        return call is not None and call.owned and bool(call.bridge)
+
+    await eventually(controllable, what="the answered queue call is ours to control")
     call_id = world.call_id(channel)
     calls = world.ctx.ports.call_control
     world.sim.phone("1003").answer_after(0.05)

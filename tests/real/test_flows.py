@@ -97,7 +97,13 @@ async def queued_call(phones: Phones, service: RunningService, agent: Phone, cus
     since = agent.mark_line()
     await customer.call(f"q{name}")
     await agent.wait_state("CONFIRMED", since=since, timeout=20)
-    return await the_call(service, queue=name, extension=agent.ext, ended=False)
+    row = await the_call(service, queue=name, extension=agent.ext, ended=False)
+
+    async def connected() -> bool:   # the queue bridged the pair: from now on the call is ours to control
+        return any(e["kind"] == "queue_answer" for e in (await detail(service, row["id"]))["events"])
+
+    await eventually(connected, timeout=10, what="the queue connected caller and agent")
+    return row
 
 
 async def nothing_left(asterisk: RealAsterisk) -> None:
