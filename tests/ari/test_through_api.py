@@ -43,11 +43,12 @@ class HttpWorld:
         return (await self.client.post(path, json=body, headers=self.auth)).status
 
     async def ended(self, call_id: uuid.UUID) -> dict:
-        async def done() -> bool:
+        async def done() -> bool:  # the row and its timeline are separate writes: wait for both
             row = await self.store.get_call(call_id)
-            return bool(row and row["ended_at"])
+            return bool(row and row["ended_at"]) and "hangup" in {
+                e["kind"] for e in await self.store.call_events(call_id)}
 
-        await eventually(done, what="call ended in the store")
+        await eventually(done, what="call ended in the store, its hang-up in the timeline")
         detail = await (await self.client.get(f"/api/v1/calls/{call_id}", headers=self.auth)).json()
         return dict(detail)
 
