@@ -196,8 +196,14 @@ async def test_after_max_wait_the_caller_overflows_to_an_extension_and_talks_to_
     assert words(hears(customer, spans[customer], target)) == {"1007": "heard"}
     assert words(hears(target, spans[target], customer)) == {CUSTOMER: "heard"}
     await customer.hangup()
-    row = await the_call(service, queue="support", ended=True)
-    assert row["status"] == "answered" and row["tags"].get("queue_overflow") == "extension:1007", row
+    row = await the_call(service, queue="support", ended=True, status="answered")
+    tagged: list[dict[str, Any]] = []
+
+    async def overflow_tagged() -> bool:
+        tagged[:] = [c for c in await calls(service) if c["id"] == row["id"]]
+        return tagged[0]["tags"].get("queue_overflow") == "extension:1007"
+
+    await eventually(overflow_tagged, timeout=10, what="the queue_overflow tag on the call")
     events = [e["kind"] for e in (await detail(service, row["id"]))["events"]]
     assert "queue_leave" in events, events
     await nothing_left(asterisk)
