@@ -3,7 +3,9 @@
 Both answer only what the token may see (the same :class:`api.auth.Identity` rule as the call log).
 The websocket forwards bus events; each client has its own bounded queue and a send timeout, so a
 client that stops reading is dropped (close code 4008, or the connection cut when even the close
-frame cannot be written) instead of stalling publishers or the other clients. Shapes: api/README-live.md.
+frame cannot be written) instead of stalling publishers or the other clients. Each event is normalised and
+encoded once for all clients and a client's backlog is written in one go (``api.live_frames``): the per-client
+cost is only the visibility decision. Shapes: api/README-live.md.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from api.app import CTX_KEY
 from api.auth import TOKEN_REVOKED_TOPIC, Identity, get_identity, permission
 from api.contract import EVENTS_OPERATION, LIVE_OPERATION, LIVE_SCHEMAS
 from api.errors import json_error
+from api.live_frames import FrameCache, Kind, take, write_batch
 from api.schemas import documented, register_components
 from callcenter.bus import Subscription
 from callcenter.domain import Unavailable
@@ -70,6 +73,7 @@ class LiveStats:
 
 LIVE_SETTINGS_KEY = web.AppKey("live_settings", LiveSettings)
 LIVE_STATS_KEY = web.AppKey("live_stats", LiveStats)
+FRAMES_KEY = web.AppKey("live_frames", FrameCache)
 
 
 # -- visibility (pure) -----------------------------------------------------------------------------
@@ -307,7 +311,9 @@ async def get_live(request: web.Request) -> web.Response:
 # -- websocket /api/v1/events ----------------------------------------------------------------------
 
 async def _send(ws: web.WebSocketResponse, payload: Mapping[str, Any], timeout: float) -> None:
-    await asyncio.wait_for(ws.send_str(json.dumps(payload, default=str)), timeout)
+    """One message of this client's own (hello, heartbeat, pong); a deadline, not a task (``wait_for``)."""
+    async with asyncio.timeout(timeout):
+        await ws.send_str(json.dumps(payload, default=str))
 
 
 async def _drop(ws: web.WebSocketResponse, request: web.Request, stats: LiveStats, reason: str) -> None:
@@ -327,29 +333,39 @@ async def _pump(ws: web.WebSocketResponse, request: web.Request, sub: Subscripti
                 stats: LiveStats) -> None:
     """Bus → this client: filtered by visibility, heartbeats when quiet, dropped when it lags.
 
-    A call this client was shown (it rang one of its phones) and may no longer see (another phone answered)
-    leaves its screen with ``call.hidden`` — only ``call_id`` and ``pbx``, nothing of the caller."""
+    Whatever queued up while the client was being written to goes out in one write of shared, pre-encoded
+    frames (``FrameCache``). A call this client was shown (it rang one of its phones) and may no longer see
+    (another phone answered) leaves its screen with ``call.hidden`` — only ``call_id`` and ``pbx``."""
     identity = get_identity(request)
+    frames_cache = request.app[FRAMES_KEY]
+    # everything event_visible reads of the identity: clients alike share one verdict per event
+    audience = frames_cache.audience((identity.role, identity.extension, identity.pbx, identity.visible_extensions))
     loop = asyncio.get_running_loop()
     last_sent = loop.time()
     seen: dict[str, bool] = {}  # call id → shown to this client now (bounded, insertion-ordered)
     try:
         while not ws.closed:
             wait = max(0.0, settings.heartbeat_seconds - (loop.time() - last_sent))
-            try:
-                event = await sub.get(timeout=wait)
-            except TimeoutError:
-                await _send(ws, {"type": "heartbeat", "at": _now()}, settings.send_timeout)
-                last_sent = loop.time()
-                continue
+            events = await take(sub, wait)
             if sub.dropped:
                 await _drop(ws, request, stats, f"queue_overflow dropped={sub.dropped}")
                 return
-            data = normal_event(event.topic, event.data)
-            message = _message_for(identity, event.topic, data, seen)
-            if message is None:
+            if not events:
+                await _send(ws, {"type": "heartbeat", "at": _now()}, settings.send_timeout)
+                last_sent = loop.time()
                 continue
-            await _send(ws, message, settings.send_timeout)
+            frames: list[bytes] = []
+            for event in events:
+                entry = frames_cache.entry(event)
+                visible = entry.visible.get(audience)
+                if visible is None:
+                    visible = entry.visible[audience] = event_visible(identity, event.topic, entry.data)
+                kind = _message_for(identity, event.topic, entry.data, seen, visible)
+                if kind is not None:
+                    frames.append(entry.frame(kind))
+            if not frames or ws.closed:  # closed: the close frame went out; nothing may follow it
+                continue
+            await write_batch(request.transport, frames, settings.send_timeout)
             last_sent = loop.time()
     except TimeoutError:
         await _drop(ws, request, stats, "send_timeout")
@@ -360,19 +376,22 @@ async def _pump(ws: web.WebSocketResponse, request: web.Request, sub: Subscripti
 _PARTY_FIELDS = ("extension", "caller", "callee", "extensions")
 
 
-def _message_for(identity: Identity, topic: str, data: dict[str, Any], seen: dict[str, bool]) -> dict[str, Any] | None:
-    """What this client gets for one event: the event, ``call.hidden``, or nothing.
+def _message_for(identity: Identity, topic: str, data: Mapping[str, Any], seen: dict[str, bool],
+                 visible_now: bool | None = None) -> Kind | None:
+    """What this client gets for one event: the event (``"event"``), ``call.hidden`` (``"hidden"``), or nothing.
 
     ``seen`` (call id → shown now?) remembers the calls this client was shown: an update that names no party
     (``call.updated`` of a hold) reaches whoever was shown the call, and a call that leaves the client's view
-    is announced once as ``call.hidden``."""
+    is announced once as ``call.hidden``. ``visible_now`` is ``event_visible`` when the caller already knows it."""
+    if visible_now is None:
+        visible_now = event_visible(identity, topic, data)
     call_id = _text(data.get("call_id")) if topic.startswith("call.") else ""
     if not call_id:
-        return {"type": topic, "data": data} if event_visible(identity, topic, data) else None
+        return "event" if visible_now else None
     if not any(data.get(f) for f in _PARTY_FIELDS):  # nothing to judge by: follow what the client was shown
         visible = seen.get(call_id) is True and identity.can_see_pbx(_text(data.get("pbx")))
     else:
-        visible = event_visible(identity, topic, data)
+        visible = visible_now
     ended = topic in ("call.ended", "call.missed")
     if visible:
         if ended:
@@ -381,14 +400,14 @@ def _message_for(identity: Identity, topic: str, data: dict[str, Any], seen: dic
             seen[call_id] = True
             if len(seen) > SHOWN_CALLS_KEPT:
                 seen.pop(next(iter(seen)))
-        return {"type": topic, "data": data}
+        return "event"
     was_shown = seen.get(call_id)
     if ended:
         seen.pop(call_id, None)
     if was_shown is True or (was_shown is None and topic != "call.ringing" and was_rung_for(identity.scope, data)):
         if not ended:
             seen[call_id] = False
-        return {"type": "call.hidden", "data": {"call_id": call_id, "pbx": _text(data.get("pbx"))}}
+        return "hidden"
     return None
 
 
@@ -452,7 +471,8 @@ async def events(request: web.Request) -> web.StreamResponse:
     except ValueError as exc:
         return json_error(400, "invalid_request", f"query.topics: {exc}", field="query.topics", reason=str(exc))
     settings, stats = request.app[LIVE_SETTINGS_KEY], request.app[LIVE_STATS_KEY]
-    ws = web.WebSocketResponse(heartbeat=settings.ping_seconds, max_msg_size=64 * 1024)
+    # no permessage-deflate: frames are shared by all clients and written raw in batches (api.live_frames)
+    ws = web.WebSocketResponse(heartbeat=settings.ping_seconds, max_msg_size=64 * 1024, compress=False)
     if not ws.can_prepare(request).ok:
         return json_error(400, "websocket_required", "this endpoint speaks websocket (Upgrade: websocket)")
     await ws.prepare(request)
@@ -529,6 +549,7 @@ def setup(app: web.Application) -> None:
     register_components(LIVE_SCHEMAS)
     app[LIVE_SETTINGS_KEY] = LiveSettings()
     stats = app[LIVE_STATS_KEY] = LiveStats()
+    app[FRAMES_KEY] = FrameCache(normal_event)
     app[CTX_KEY].health.register("live_events", stats.health)
     app.router.add_get("/api/v1/live", get_live)
     app.router.add_get("/api/v1/events", events)
