@@ -29,6 +29,8 @@ def _records_row(name: str, load: str, faults: str, tally: Tally, probe: ApiProb
     extra = f"{tally.rows} rows for {tally.placed} calls ({status})"
     if tally.open_rows:
         extra += f"; {tally.open_rows} never ended"
+    if tally.doubled:
+        extra += f"; {tally.doubled_detail()}"
     if tally.lost:
         extra += (f"; of the lost, {blind} began and ended while no ARI websocket was open (ARI replays nothing; "
                   f"the service only resyncs channels still up)")

@@ -84,6 +84,13 @@ class Tally:
     open_rows: int  # rows of placed calls that never got an end
     statuses: Counter[str] = field(default_factory=Counter)
     lost_numbers: list[str] = field(default_factory=list)
+    extra_rows: int = 0  # a second (third…) row for one placed call
+    phantom: list[str] = field(default_factory=list)  # "caller_raw/caller status" of rows nobody placed
+    doubled_events: int = 0  # answer / hangup stored twice for one call
+
+    def doubled_detail(self) -> str:
+        return (f"doubled = {self.extra_rows} extra rows for a call + {len(self.phantom)} rows nobody placed "
+                f"({', '.join(self.phantom[:3])}) + {self.doubled_events} once-only events stored twice")
 
     def blind(self, load: CallLoad, proxy: FaultProxy) -> int:
         """Lost calls that began and ended while no ARI websocket was open (ARI replays nothing)."""
@@ -332,13 +339,13 @@ async def _count(store: CallStore, placed: dict[str, str]) -> Tally:
         rows += chunk
     rows = [r for r in rows if "soak_seed" not in str(r["tags"])]  # rows the harness seeded (slow.py), not calls
     by_number: dict[str, list[dict[str, Any]]] = {}
-    phantom = 0
+    phantom: list[str] = []
     for row in rows:
         number = row["caller_raw"] if row["caller_raw"] in placed else row["caller"]
         if number in placed:
             by_number.setdefault(number, []).append(row)
         else:
-            phantom += 1
+            phantom.append(f"{row['caller_raw'] or '-'}/{row['caller'] or '-'} {row['status']} {row['direction']}")
     lost = open_rows = doubled_events = 0
     lost_numbers: list[str] = []
     statuses: Counter[str] = Counter()
@@ -357,8 +364,8 @@ async def _count(store: CallStore, placed: dict[str, str]) -> Tally:
             kinds = Counter(e["kind"] for e in await store.call_events(row["id"]))
             doubled_events += sum(n - 1 for k, n in kinds.items() if k in ONCE_KINDS and n > 1)
     extra_rows = sum(len(v) - 1 for v in by_number.values() if len(v) > 1)
-    return Tally(len(placed), len(rows), lost, extra_rows + phantom + doubled_events, open_rows, statuses,
-                 lost_numbers)
+    return Tally(len(placed), len(rows), lost, extra_rows + len(phantom) + doubled_events, open_rows, statuses,
+                 lost_numbers, extra_rows, phantom, doubled_events)
 
 
 def _children(pid: int) -> list[int]:
