@@ -26,7 +26,7 @@ from api.app import CTX_KEY
 from api.auth import TOKEN_REVOKED_TOPIC, Identity, get_identity, permission
 from api.contract import EVENTS_OPERATION, LIVE_OPERATION, LIVE_SCHEMAS
 from api.errors import json_error
-from api.live_frames import FrameCache, Kind, take, write_batch
+from api.live_frames import FrameCache, Kind, limit_send_buffer, pause_after_write, take, write_batch
 from api.schemas import documented, register_components
 from callcenter.bus import Subscription
 from callcenter.domain import Unavailable
@@ -341,12 +341,13 @@ async def _pump(ws: web.WebSocketResponse, request: web.Request, sub: Subscripti
     # everything event_visible reads of the identity: clients alike share one verdict per event
     audience = frames_cache.audience((identity.role, identity.extension, identity.pbx, identity.visible_extensions))
     loop = asyncio.get_running_loop()
-    last_sent = loop.time()
+    last_sent = last_take = loop.time()
     seen: dict[str, bool] = {}  # call id → shown to this client now (bounded, insertion-ordered)
     try:
         while not ws.closed:
             wait = max(0.0, settings.heartbeat_seconds - (loop.time() - last_sent))
             events = await take(sub, wait)
+            took, last_take = last_take, loop.time()
             if sub.dropped:
                 await _drop(ws, request, stats, f"queue_overflow dropped={sub.dropped}")
                 return
@@ -367,6 +368,9 @@ async def _pump(ws: web.WebSocketResponse, request: web.Request, sub: Subscripti
                 continue
             await write_batch(request.transport, frames, settings.send_timeout)
             last_sent = loop.time()
+            pause = pause_after_write(len(events), last_take - took, sub.queue.maxsize)
+            if pause > 0:
+                await asyncio.sleep(pause)
     except TimeoutError:
         await _drop(ws, request, stats, "send_timeout")
     except ConnectionError:
@@ -476,6 +480,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         return json_error(400, "websocket_required", "this endpoint speaks websocket (Upgrade: websocket)")
     await ws.prepare(request)
+    limit_send_buffer(request.transport)
     sub = request.app[CTX_KEY].bus.subscribe(*topics, maxsize=settings.queue_size)
     stats.clients += 1
     stats.sockets.add(ws)
