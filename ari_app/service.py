@@ -7,10 +7,12 @@ our bridges); hang-up works on any call.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from ari_app.call_flow import CallFlow
 from ari_app.client import AriError, ari_path
@@ -23,6 +25,26 @@ from callcenter.numbers import InvalidNumber, clean
 log = logging.getLogger("callcenter.ari.service")
 
 ORIGINATE_TIMEOUT = 30
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def refusals_in_port_terms(action: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """An action Asterisk refuses (a leg already gone from its bridge, a channel no longer there) is the
+    port's ``Conflict``; an Asterisk that cannot be reached or fails is ``Unavailable``. The API answers
+    both as a 409 / 503 with Asterisk's words, never as a 500."""
+
+    @functools.wraps(action)
+    async def answered(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return await action(*args, **kwargs)
+        except AriError as exc:
+            if exc.status == 0 or exc.status >= 500:
+                raise Unavailable(f"Asterisk did not carry out the action: {exc.message}") from exc
+            raise Conflict(f"Asterisk refused the action: {exc.message}") from exc
+
+    return answered
 
 
 def _number(raw: str, field: str = "number") -> str:
@@ -138,6 +160,7 @@ class AsteriskCalls:
 
     # -- control ---------------------------------------------------------------------------------
 
+    @refusals_in_port_terms
     async def hangup(self, call_id: uuid.UUID) -> None:
         pbx, call = self._find(call_id)
         async with pbx.acting_on(call_id):
@@ -156,6 +179,7 @@ class AsteriskCalls:
             raise Conflict("the call has no agent leg to act for")
         return agent
 
+    @refusals_in_port_terms
     async def hold(self, call_id: uuid.UUID) -> None:
         """The agent holds: the other parties hear music on hold and no longer hear the agent.
 
@@ -180,6 +204,7 @@ class AsteriskCalls:
             await self._emit(pbx, call, "hold", extension=agent.extension)
             await pbx.emit(pbx.state.refresh_extensions({agent.extension}))
 
+    @refusals_in_port_terms
     async def unhold(self, call_id: uuid.UUID) -> None:
         pbx, call = self._find(call_id)
         async with pbx.acting_on(call_id):
@@ -200,6 +225,7 @@ class AsteriskCalls:
         await pbx.client.post(ari_path("bridges", call.bridge, "addChannel"), channel=agent.id)
         agent.on_hold = False
 
+    @refusals_in_port_terms
     async def blind_transfer(self, call_id: uuid.UUID, target: str) -> None:
         """The customer leaves our app into the outbound context towards ``target``; the agent leg ends."""
         number = _number(target, "target")
@@ -220,6 +246,7 @@ class AsteriskCalls:
 
     transfer = blind_transfer
 
+    @refusals_in_port_terms
     async def attended_transfer(self, call_id: uuid.UUID, target: str) -> None:
         """Consult first: the customer hears music, the agent is bridged with ``target``."""
         number = _number(target, "target")
@@ -242,6 +269,7 @@ class AsteriskCalls:
             call.transfer["channel"] = channel
             await self._emit(pbx, call, "transfer_consult", type="attended", target=number)
 
+    @refusals_in_port_terms
     async def complete_transfer(self, call_id: uuid.UUID) -> None:
         """The target joins the customer; the agent leaves the call."""
         pbx, call = self._find(call_id)
@@ -263,6 +291,7 @@ class AsteriskCalls:
             await self._emit(pbx, call, "transfer", type="attended", target=str(target))
             await pbx.hangup_quietly(agent.id)
 
+    @refusals_in_port_terms
     async def cancel_transfer(self, call_id: uuid.UUID) -> None:
         pbx, call = self._find(call_id)
         flow = self.flows[pbx.key]
@@ -278,6 +307,7 @@ class AsteriskCalls:
             await flow.restore_after_consult(call)
             await self._emit(pbx, call, "transfer_cancelled", target=str(target), reason="cancelled")
 
+    @refusals_in_port_terms
     async def conference(self, call_id: uuid.UUID, number: str) -> None:
         """Add a party: dial ``number`` and bridge it into the call when it answers."""
         target = _number(number)
@@ -287,6 +317,7 @@ class AsteriskCalls:
             channel = await self.flows[pbx.key].dial_out(call, target, "party", "party")
             await self._emit(pbx, call, "conference_add", number=target, channel=channel)
 
+    @refusals_in_port_terms
     async def conference_call(self, call_id: uuid.UUID, other_call_id: uuid.UUID) -> None:
         """Bring a held call into this one: its parties move to this call's bridge."""
         pbx, call = self._find(call_id)
@@ -311,6 +342,7 @@ class AsteriskCalls:
             await self._emit(pbx, call, "conference_merge", other_call_id=str(other.call_id))
             await self._emit(pbx, other, "conference_merged_into", call_id=str(call.call_id))
 
+    @refusals_in_port_terms
     async def start_recording(self, call_id: uuid.UUID) -> str:
         pbx, call = self._find(call_id)
         async with pbx.acting_on(call_id):
@@ -327,6 +359,7 @@ class AsteriskCalls:
             await self._emit(pbx, call, "recording_started", recording=call.recording)
             return call.recording
 
+    @refusals_in_port_terms
     async def stop_recording(self, call_id: uuid.UUID) -> None:
         pbx, call = self._find(call_id)
         async with pbx.acting_on(call_id):

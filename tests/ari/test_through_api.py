@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -154,3 +155,21 @@ async def test_a_held_call_is_merged_into_another_over_http(http_world: HttpWorl
     await eventually(joined, what="the held call joined the live one")
     assert (await w.client.delete(f"/api/v1/calls/{second}", headers=w.auth)).status == 202
     assert (await w.client.delete(f"/api/v1/calls/{first}", headers=w.auth)).status == 202
+
+
+async def test_an_action_asterisk_refuses_is_a_409_with_asterisks_words_not_a_500(http_world: HttpWorld) -> None:
+    """Asterisk's state moved under the app (here the agent's leg was taken out of the call's bridge by another
+    ARI client): hold is refused by Asterisk (422 "Channel not in this bridge"), which the CRM reads as a
+    conflict in Asterisk's words, and the call can still be hung up."""
+    w = http_world
+    call_id = await w.click_to_call("1001", "0501234567")
+    agent = w.sim.engine.channels[w.sim.phone("1001").active_channel_id or ""]
+    async with aiohttp.ClientSession(headers={"Authorization": aiohttp.encode_basic_auth("cc", PASSWORD)}) as ari:
+        async with ari.post(f"{w.sim.ari_url}/bridges/{agent.bridge_id}/removeChannel",
+                            params={"channel": agent.id}) as removed:
+            assert removed.status == 204, await removed.text()
+    held = await w.client.post(f"/api/v1/calls/{call_id}/hold", headers=w.auth)
+    assert held.status == 409, await held.text()
+    assert "Asterisk refused" in (await held.json())["error"]["message"]
+    assert (await w.client.delete(f"/api/v1/calls/{call_id}", headers=w.auth)).status == 202
+    await w.ended(call_id)
