@@ -6,7 +6,9 @@ publication). The clients run in a process of their own (aiohttp websockets, eac
 session): every one must get every event, in order, and the delivery time (publication → parsed by the client)
 is measured. Beside them, ``SLOW`` clients open the socket and never read (a small receive buffer): the service
 must drop them (close 4008) without slowing the others. Targets: every event to every reader, p99 ≤ 200 ms,
-the slow ones dropped. ``BENCH_WS_CLIENTS`` / ``BENCH_WS_RATE`` / ``BENCH_WS_SECONDS`` change the load.
+the slow ones dropped. ``BENCH_WS_CLIENTS`` / ``BENCH_WS_RATE`` / ``BENCH_WS_SECONDS`` change the load,
+``BENCH_WS_PROCS`` (default 1) how many processes share the readers (more than one competes with the
+service for the 2 cores here: worse, not better).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from callcenter.store import tokens as token_store
 CLIENTS = int(os.environ.get("BENCH_WS_CLIENTS", "200"))
 RATE = int(os.environ.get("BENCH_WS_RATE", "500"))
 SECONDS = float(os.environ.get("BENCH_WS_SECONDS", "10"))
+PROCS = max(1, int(os.environ.get("BENCH_WS_PROCS", "1")))  # client processes sharing the readers
 SLOW = 5
 TARGET_P99_MS = 200.0
 
@@ -47,12 +50,12 @@ def pct(samples: list[float], p: float) -> float:
 
 
 async def _reader(session: aiohttp.ClientSession, url: str, token: str, expected: int, ready: asyncio.Event,
-                  connected: list[int], out: list[float]) -> int:
+                  connected: list[int], readers: int, out: list[float]) -> int:
     got = 0
     async with session.ws_connect(url, headers={"Authorization": f"Bearer {token}"}, heartbeat=None) as ws:
         await ws.receive_json()  # hello
         connected[0] += 1
-        if connected[0] == CLIENTS:
+        if connected[0] == readers:
             ready.set()
         async for msg in ws:
             if msg.type != aiohttp.WSMsgType.TEXT:
@@ -78,7 +81,7 @@ def _slow_client(port: int, token: str) -> socket.socket:
     return sock
 
 
-def clients_main(port: int, tokens: list[str], expected: int, conn: Any) -> None:
+def clients_main(port: int, tokens: list[str], readers: int, expected: int, conn: Any) -> None:
     """The client process: connect every reader, say ready, read until every event came; report the figures."""
     async def run() -> dict[str, Any]:
         url = f"http://127.0.0.1:{port}/api/v1/events?topics=call"
@@ -86,15 +89,13 @@ def clients_main(port: int, tokens: list[str], expected: int, conn: Any) -> None
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as session:
             tasks = [asyncio.create_task(_reader(session, url, tokens[i % len(tokens)], expected, ready, connected,
-                                                 lat)) for i in range(CLIENTS)]
+                                                 readers, lat)) for i in range(readers)]
             await asyncio.wait_for(ready.wait(), 60)
             conn.send("ready")
             cpu_start = time.process_time()
             counts = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), SECONDS + 120)
             cpu = time.process_time() - cpu_start
-        return {"counts": [c if isinstance(c, int) else -1 for c in counts], "cpu": cpu,
-                "p50": statistics.median(lat) if lat else float("nan"), "p99": pct(lat, 99),
-                "max": max(lat, default=float("nan"))}
+        return {"counts": [c if isinstance(c, int) else -1 for c in counts], "cpu": cpu, "lat": lat}
 
     conn.send(asyncio.run(run()))
 
@@ -114,12 +115,18 @@ async def bench(dsn: str, work: Path) -> None:
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     tokens = [(await token_store.create_token(store.pool, role="admin", name=f"board{i}"))[1] for i in range(20)]
     total = int(RATE * SECONDS)
-    parent, child = multiprocessing.get_context("spawn").Pipe()
-    process = multiprocessing.get_context("spawn").Process(target=clients_main, args=(port, tokens, total, child))
-    process.start()
+    spawn = multiprocessing.get_context("spawn")
+    pipes, processes = [], []
+    for k in range(PROCS):
+        parent, child = spawn.Pipe()
+        readers = CLIENTS // PROCS + (1 if k < CLIENTS % PROCS else 0)
+        processes.append(spawn.Process(target=clients_main, args=(port, tokens, readers, total, child)))
+        pipes.append(parent)
+        processes[-1].start()
     slow: list[socket.socket] = []
     try:
-        await asyncio.to_thread(parent.recv)  # "ready": every reader has its hello
+        for parent in pipes:
+            await asyncio.to_thread(parent.recv)  # "ready": every reader has its hello
         slow = [_slow_client(port, tokens[0]) for _ in range(SLOW)]
         stats = app[LIVE_STATS_KEY]
         while stats.clients < CLIENTS + SLOW:  # noqa: ASYNC110 - LiveStats has no event to wait on
@@ -134,24 +141,28 @@ async def bench(dsn: str, work: Path) -> None:
             await bus.publish("call.ringing", {"call_id": f"c{n}", "pbx": "main", "extension": f"{200 + n % 100}",
                                                "caller": "+442079460001", "status": "ringing", "sent": time.time()})
         publish_seconds = time.perf_counter() - started
-        result = await asyncio.to_thread(parent.recv)
+        results = [await asyncio.to_thread(parent.recv) for parent in pipes]
         service_cpu = time.process_time() - cpu_start
         dropped = stats.dropped_slow
     finally:
         for sock in slow:
             sock.close()
-        process.join(10)
+        for process in processes:
+            process.join(10)
         await runner.cleanup()
         await writer.close()
         await store.close()
-    counts = result["counts"]
+    counts = [c for r in results for c in r["counts"]]
+    lat = [x for r in results for x in r["lat"]]
+    result = {"p50": statistics.median(lat) if lat else float("nan"), "p99": pct(lat, 99),
+              "max": max(lat, default=float("nan")), "cpu": sum(r["cpu"] for r in results)}
     complete = sum(c == total for c in counts)
     print(f"published {total:,} events in {publish_seconds:.1f} s ({total / publish_seconds:,.0f}/s)"
           f" to {CLIENTS} readers = {total * CLIENTS / publish_seconds:,.0f} messages/s")
     print(f"readers with every event: {complete}/{CLIENTS}; delivery p50 {result['p50']:.1f} ms,"
           f" p99 {result['p99']:.1f} ms, max {result['max']:.0f} ms"
           f" (target p99 <= {TARGET_P99_MS:.0f} ms: {'met' if result['p99'] <= TARGET_P99_MS else 'NOT met'})")
-    print(f"CPU while the events flowed: service {service_cpu:.1f} s, client process {result['cpu']:.1f} s"
+    print(f"CPU while the events flowed: service {service_cpu:.1f} s, {PROCS} client process(es) {result['cpu']:.1f} s"
           f" ({os.cpu_count()} cores, shared with whatever else runs; load average {os.getloadavg()[0]:.1f})")
     print(f"clients dropped as too slow: {dropped} ({SLOW} never read; {CLIENTS - complete} readers missed events)")
 
