@@ -130,8 +130,9 @@ class QueueService:
         while caller.active:
             until = min(caller.deadline, next_announce)
             caller.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(caller.wake.wait(), max(until - loop.time(), 0.01))
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: 3.11's wait_for can swallow a cancel
+                async with asyncio.timeout(max(until - loop.time(), 0.01)):
+                    await caller.wake.wait()
             if not caller.active:
                 break
             if loop.time() >= caller.deadline and not caller.connecting:
@@ -209,8 +210,11 @@ class QueueService:
     async def _dispatcher(self, runtime: QueueRuntime) -> None:
         while True:
             runtime.wake.clear()
+            # not wait_for: on Python 3.11 a cancel (close()) arriving as the wake is set is swallowed by
+            # wait_for, this loop goes on and close() waits for it forever; asyncio.timeout passes it on
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(runtime.wake.wait(), TICK)
+                async with asyncio.timeout(TICK):
+                    await runtime.wake.wait()
             self.dispatch(runtime)
 
     def dispatch(self, runtime: QueueRuntime) -> None:
