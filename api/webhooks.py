@@ -173,8 +173,9 @@ class DeliveryWorker:
                 log.exception("event=webhook_dispatch_failed")
                 wait = None
             timeout = self.settings.poll_seconds if wait is None else min(wait, self.settings.poll_seconds)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can swallow a cancel (stop)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     async def _claim_batch(self) -> bool:
         """Start sending what is due; True when the batch was full (there may be more right away)."""

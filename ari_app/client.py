@@ -221,8 +221,9 @@ class AriClient:
             delay = backoff_delay(attempt, self.reconnect_min, self.reconnect_max)
             attempt += 1
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), delay)
+            try:  # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel arriving as _wake is set
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

@@ -171,8 +171,9 @@ class EventBus:
     async def _watch(self) -> None:
         """Notice a lost connection (termination listener, or a ping left unanswered) and reconnect."""
         while True:
-            try:
-                await asyncio.wait_for(self._lost.wait(), self.ping_every)
+            try:  # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel arriving as _lost is set
+                async with asyncio.timeout(self.ping_every):
+                    await self._lost.wait()
             except TimeoutError:
                 if await self._ping():
                     continue
