@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,20 +41,9 @@ def register(subparsers: Any) -> None:
 
 
 def _with_pool(args: argparse.Namespace, action: Callable[[Any], Awaitable[int]]) -> int:
-    from callcenter.cli import load_or_exit
-    from callcenter.runner import open_store
-    from callcenter.store import CallStore
+    from callcenter.runner import run_with_pool
 
-    config = load_or_exit(args)
-
-    async def main() -> int:
-        async with AsyncExitStack() as stack:
-            dsn, _ = await open_store(config, stack)
-            store = await CallStore.connect(dsn, min_size=1, max_size=2)
-            stack.push_async_callback(store.close)
-            return await action(store.pool)
-
-    return asyncio.run(main())
+    return run_with_pool(args, action, "token")
 
 
 def cmd_create(args: argparse.Namespace) -> int:

@@ -7,14 +7,11 @@ here takes effect on the next ``*336`` attempt exactly as one made in the browse
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import sys
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
 from typing import Any
 
-from callcenter.domain import DomainError, MonitorMode
+from callcenter.domain import MonitorMode
 from callcenter.store import admin as admin_store
 from callcenter.store import monitor_groups as group_store
 
@@ -54,25 +51,9 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace, action: Callable[[Any], Awaitable[int]]) -> int:
-    """Open the configured store, run ``action(pool)``; a refused value is exit 1 with the reason on stderr."""
-    from callcenter.cli import load_or_exit
-    from callcenter.runner import open_store
-    from callcenter.store import CallStore
+    from callcenter.runner import run_with_pool
 
-    config = load_or_exit(args)
-
-    async def main() -> int:
-        async with AsyncExitStack() as stack:
-            dsn, _ = await open_store(config, stack)
-            store = await CallStore.connect(dsn, min_size=1, max_size=2)
-            stack.push_async_callback(store.close)
-            try:
-                return await action(store.pool)
-            except DomainError as exc:
-                print(f"monitor-group: {exc}", file=sys.stderr)
-                return 1
-
-    return asyncio.run(main())
+    return run_with_pool(args, action, "monitor-group")
 
 
 def _line(row: dict[str, Any]) -> str:

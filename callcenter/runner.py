@@ -5,17 +5,20 @@ This module and :mod:`callcenter.cli` are the only places in the core that impor
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import importlib
 import logging
 import signal
-from collections.abc import Callable
+import sys
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 from callcenter.bus import EventBus
 from callcenter.config import Config
+from callcenter.domain import DomainError
 from callcenter.embedded_pg import EmbeddedPostgres, running_cluster_dsn
 from callcenter.service import Component, HealthRegistry, ServiceContext
 from callcenter.store import CallStore, SpooledWriter
@@ -55,6 +58,27 @@ async def open_store(config: Config, stack: AsyncExitStack) -> tuple[str, Embedd
     log.info("event=embedded_postgres_%s dir=%s port=%d", "started" if embedded.started_here else "joined",
              embedded.cluster_dir, embedded.port)
     return dsn, embedded
+
+
+def run_with_pool(args: argparse.Namespace, action: Callable[[Any], Awaitable[int]], command: str) -> int:
+    """An admin command's database work: the configured (or the running private) cluster, a two-connection pool,
+    ``action(pool)``'s exit code; a value the store refuses is exit 1 with the reason on stderr."""
+    from callcenter.cli import load_or_exit
+
+    config = load_or_exit(args)
+
+    async def main() -> int:
+        async with AsyncExitStack() as stack:
+            dsn, _ = await open_store(config, stack)
+            store = await CallStore.connect(dsn, min_size=1, max_size=2)
+            stack.push_async_callback(store.close)
+            try:
+                return await action(store.pool)
+            except DomainError as exc:
+                print(f"{command}: {exc}", file=sys.stderr)
+                return 1
+
+    return asyncio.run(main())
 
 
 async def run_service(config: Config, roles: tuple[str, ...], *, stop: asyncio.Event,
