@@ -4,43 +4,23 @@ longer than its token (revoked through this instance, another instance, the CLI,
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp import web
 
 from api.live import CLOSE_TOKEN_INVALID, LIVE_SETTINGS_KEY, LIVE_STATS_KEY, LiveSettings
 from callcenter.bus import EventBus
 from callcenter.domain import CallStatus
-from callcenter.store import CallStore
 from callcenter.store import tokens as token_store
-from tests.live.liveapi import LiveApi, StaticLiveView, start_api, wait_for
+from tests.live.liveapi import MakeLive, StaticLiveView, wait_for
+from tests.live.liveapi import make_live as make_live  # the shared fixture, registered by this import
 
 from .conftest import T0, add_call
 
-MakeLive = Callable[..., Awaitable[LiveApi]]
 CALLER = "+442079460001"
-
-
-@pytest.fixture
-async def make_live(store: CallStore, tmp_path: Path) -> AsyncIterator[MakeLive]:
-    """The real app (agent token = 201, supervisor 200 sees 201 and 202) on a real socket; closed afterwards."""
-    started: list[LiveApi] = []
-
-    async def build(**kwargs: Any) -> LiveApi:
-        api = await start_api(store, tmp_path, **kwargs)
-        started.append(api)
-        return api
-
-    try:
-        yield build
-    finally:
-        for api in reversed(started):
-            await api.close()
 
 
 def tuned(**changes: Any) -> Callable[[web.Application], None]:

@@ -6,11 +6,12 @@ Shared by tests/live and tests/browser (imported as ``tests.live.liveapi``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -95,3 +96,24 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, step: fl
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(step)
+
+
+MakeLive = Callable[..., Awaitable[LiveApi]]
+
+
+@pytest.fixture
+async def make_live(store: CallStore, tmp_path: Path) -> AsyncIterator[MakeLive]:
+    """The real app (agent token = 201, supervisor 200 sees 201 and 202) on a real socket; closed afterwards.
+    Imported by the test modules' conftest that use it (tests/live, tests/api/test_live_scope.py)."""
+    started: list[LiveApi] = []
+
+    async def build(**kwargs: Any) -> LiveApi:
+        api = await start_api(store, tmp_path, **kwargs)
+        started.append(api)
+        return api
+
+    try:
+        yield build
+    finally:
+        for api in reversed(started):
+            await api.close()
