@@ -1,7 +1,7 @@
 # Two commands: `make demo` and `make test`. Both install what they need first.
 PY := .venv/bin/python
 PYTEST_ARGS ?=
-LINT_PKGS := $(foreach d,callcenter ari_app agi_scripts api bridges dialplan asterisk_sim bench,$(if $(wildcard $(d)/__init__.py),$(d)))
+LINT_PKGS := $(foreach d,callcenter ari_app agi_scripts api bridges dialplan asterisk_sim bench scripts,$(if $(wildcard $(d)/__init__.py),$(d)))
 
 .PHONY: demo test lint bench wheel soak bootstrap bootstrap-demo clean
 
