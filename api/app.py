@@ -14,12 +14,12 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from api.auth import LIMITER_KEY, FailureLimiter, auth_middleware, check_routes
+from api.errors import Handler, error_middleware, json_error
+from api.keys import CTX_KEY
 from callcenter.service import ServiceContext
 
-CTX_KEY = web.AppKey("ctx", ServiceContext)  # defined before the imports below: they import it back
-
-from api.auth import LIMITER_KEY, FailureLimiter, auth_middleware, check_routes  # noqa: E402
-from api.errors import Handler, error_middleware, json_error  # noqa: E402
+__all__ = ["CTX_KEY", "create_app"]  # CTX_KEY lives in api.keys; read here too by older callers
 
 log = logging.getLogger("callcenter.api")
 

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from api.errors import json_error
+from api.keys import CTX_KEY
 from callcenter.store import tokens as token_store
 from callcenter.visibility import Scope, call_visible
 
@@ -196,7 +197,6 @@ def _presented_secret(request: web.Request) -> str | None:
 
 async def identity_for(request: web.Request, secret: str) -> Identity | str:
     """The identity for a secret, or the reason it is refused."""
-    from api.app import CTX_KEY  # late import: app imports the middleware from here
 
     pool = request.app[CTX_KEY].store.pool
     row = await token_store.find_token(pool, secret) if len(secret) < 256 else None

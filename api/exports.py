@@ -19,8 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from api.app import CTX_KEY
 from api.auth import get_identity
+from api.keys import CTX_KEY
 from callcenter.domain import DomainError
 
 log = logging.getLogger("callcenter.api")

@@ -12,8 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from api.app import CTX_KEY
 from api.auth import permission
+from api.keys import CTX_KEY
 from api.schemas import RouteTable
 from callcenter.service import public_health
 

@@ -22,10 +22,10 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from api.app import CTX_KEY
 from api.auth import TOKEN_REVOKED_TOPIC, Identity, get_identity, permission
 from api.contract import EVENTS_OPERATION, LIVE_OPERATION, LIVE_SCHEMAS
 from api.errors import json_error
+from api.keys import CTX_KEY
 from api.live_frames import FrameCache, Kind, limit_send_buffer, pause_after_write, take, write_batch
 from api.schemas import documented, register_components
 from callcenter.bus import Subscription

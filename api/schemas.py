@@ -20,6 +20,7 @@ from aiohttp import web
 
 from api.auth import permission as mark_permission
 from api.errors import ValidationError
+from api.keys import CTX_KEY
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 QUERY_KEY = web.RequestKey("params", dict[str, Any])
@@ -300,7 +301,6 @@ def validated(spec: RouteSpec, handler: Handler) -> Handler:
 
 def pbx_keys(app: web.Application) -> list[str]:
     """The configured PBX keys: every ``pbx`` parameter and body field must name one (the OpenAPI lists them)."""
-    from api.app import CTX_KEY  # late: api.app imports the route modules that import this one
 
     return [p.key for p in app[CTX_KEY].config.pbx]
 

@@ -25,8 +25,8 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-from api.app import CTX_KEY
 from api.errors import ValidationError
+from api.keys import CTX_KEY
 from api.live import normal_event
 from api.schemas import Param, RouteTable, body_of, params_of
 from api.webhook_targets import (

@@ -14,9 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from api.app import CTX_KEY
 from api.auth import get_identity
 from api.errors import ValidationError
+from api.keys import CTX_KEY
 from api.routes.calls import CALL_ID, json_response, may_see_call
 from api.schemas import Param, RouteTable, body_of
 from callcenter.domain import DomainError, NotFound, Unavailable

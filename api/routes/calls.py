@@ -15,10 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
-from api.app import CTX_KEY
 from api.auth import Identity, get_identity
 from api.errors import ValidationError
 from api.exports import export_slot, send
+from api.keys import CTX_KEY
 from api.recordings import serve_recording
 from api.schemas import ERROR_SCHEMA, Param, RouteTable, params_of
 from callcenter.config import Config

@@ -12,9 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from api.app import CTX_KEY
 from api.auth import Identity, get_identity
 from api.errors import ValidationError
+from api.keys import CTX_KEY
 from api.routes.calls import json_response
 from api.schemas import Param, RouteTable, body_of, params_of
 from callcenter.domain import Forbidden, MonitorMode, NotFound, Unavailable

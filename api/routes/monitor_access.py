@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.app import CTX_KEY
+from api.keys import CTX_KEY
 from api.routes.calls import json_response
 from api.schemas import RouteTable
 from callcenter.domain import MonitorMode

@@ -11,9 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
-from api.app import CTX_KEY
 from api.auth import get_identity, permission
 from api.contract import ref
+from api.keys import CTX_KEY
 from api.live import normal_queue
 from api.routes.calls import json_response
 from api.schemas import Param, RouteTable, body_of, params_of

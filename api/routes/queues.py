@@ -11,8 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from api.app import CTX_KEY
 from api.auth import get_identity
+from api.keys import CTX_KEY
 from api.routes.calls import json_response
 from api.schemas import Param, RouteTable, params_of
 from callcenter.store import calllog

@@ -13,9 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
-from api.app import CTX_KEY
 from api.auth import get_identity, permission
 from api.errors import ValidationError
+from api.keys import CTX_KEY
 from api.routes.calls import call_filter, json_response
 from api.schemas import Param, RouteTable, params_of
 from callcenter.store import stats as stats_store
