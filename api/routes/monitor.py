@@ -40,8 +40,10 @@ SESSION = {"type": "object", "properties": {
 SESSIONS = {"type": "object", "properties": {"items": {"type": "array", "items": SESSION}}}
 ACCEPTED = {"type": "object", "required": ["session_id"], "properties": {
     "session_id": {"type": "string"}, "status": {"type": "string"}, "mode": {"type": "string"}}}
-# what callcenter.store.monitor_groups accepts as a name: not blank once stripped, no control characters
-GROUP_NAME_PATTERN = r"^[^\u0000-\u001f\u007f]*[^\u0000-\u001f\u007f\s][^\u0000-\u001f\u007f]*$"
+# What callcenter.store.monitor_groups accepts as a name: no control characters, and not blank once stripped by
+# Python's str.strip(). Its blanks are spelled out (not \s, which holds other characters in ECMA and in Rust).
+_BLANKS = r"\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+GROUP_NAME_PATTERN = rf"^[^\u0000-\u001f\u007f]*[^\u0000-\u001f\u007f{_BLANKS}][^\u0000-\u001f\u007f]*$"
 GROUP_BODY = {"type": "object", "required": ["name", "level"], "additionalProperties": False, "properties": {
     "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": GROUP_NAME_PATTERN,
              "x-reason": "must hold a visible character and no control characters"},

@@ -78,7 +78,7 @@ async def schemathesis_role(world: World, role: str, max_examples: int, max_time
     return result
 
 
-_OPERATION = re.compile(r"^_+ ([A-Z]+ \S+) _+$")
+_OPERATION = re.compile(r"^_+ (\S.*?) _+$")  # "POST /api/v1/calls", "Stateful tests"
 _CHECK = re.compile(r"^- (ST\d+) ")
 _STATUS = re.compile(r"^\[(\d{3})\] ")
 

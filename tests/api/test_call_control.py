@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from api.routes.call_control import NUMBER_PATTERN
-from api.schemas import _pattern_matches
+from api.schemas import pattern_matches
 from callcenter.numbers import clean
 
 from .conftest import Api, RecordingCallControl, add_call
@@ -67,12 +67,12 @@ def test_every_number_the_schema_allows_is_dialable() -> None:
     @given(st.from_regex(NUMBER_PATTERN))
     @settings(max_examples=300, deadline=None, database=None)
     def allowed_is_dialable(raw: str) -> None:
-        if _pattern_matches(NUMBER_PATTERN, raw):
+        if pattern_matches(NUMBER_PATTERN, raw):
             assert clean(raw)
 
     allowed_is_dialable()
     for bad in ("1\n", "1\r", "(1)(2)", "+1+2", "0" * 33, "1&2", " "):
-        assert not _pattern_matches(NUMBER_PATTERN, bad), bad
+        assert not pattern_matches(NUMBER_PATTERN, bad), bad
 
 
 async def test_an_agent_may_only_dial_from_its_own_extension(api: Api) -> None:
