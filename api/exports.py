@@ -33,7 +33,8 @@ class TooManyExports(DomainError):
 
 @dataclass
 class ExportStats:
-    """Counters for the admin health view: exports running, and those cut for a client not reading."""
+    """Counters for the admin health view: exports running, and streamed responses (exports and recording
+    downloads, see :func:`send`) cut for a client not reading."""
 
     running: dict[uuid.UUID | None, int] = field(default_factory=dict)
     cut_slow: int = 0

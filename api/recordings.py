@@ -3,7 +3,8 @@
 The path comes only from the store, is joined under the configured root, and is then resolved *on the
 server that holds it* (SFTP realpath / local realpath): ``..``, absolute paths outside the root and
 symlinks leading out of the root are all refused. An unreachable SFTP server is a 502 within the
-configured timeout, never a hang.
+configured timeout, never a hang. A client that stops reading the download is cut after
+``http.send_timeout`` like a CSV export (:func:`api.exports.send`), which closes the file and the SSH link.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import asyncssh
 from aiohttp import web
 
 from api.errors import json_error
+from api.exports import send
 from callcenter.config import Config, PbxConfig, SftpSettings
 from callcenter.domain import DomainError, NotFound
 
@@ -256,7 +258,8 @@ async def serve_recording(request: web.Request, config: Config, call: Mapping[st
             data = await recording.read(offset, min(CHUNK, last - offset + 1))
             if not data:
                 break
-            await response.write(data)
+            if not await send(request, response, data):  # not taken within http.send_timeout: cut, file closed
+                return response
             offset += len(data)
         await response.write_eof()
         return response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -14,6 +15,7 @@ import pytest
 
 from api.recordings import RangeNotSatisfiable, RecordingRefused, parse_range, relative_recording_path
 from callcenter.config import parse_config
+from tests.waiting import eventually
 
 from .conftest import Api, add_call
 
@@ -69,10 +71,11 @@ async def sftp_server(tmp_path: Path) -> AsyncIterator[tuple[int, Path]]:
         await server.wait_closed()
 
 
-def sftp_config(port: int, root: Path, timeout: float = 3.0, **sftp: Any) -> Any:
+def sftp_config(port: int, root: Path, timeout: float = 3.0, http: dict[str, Any] | None = None, **sftp: Any) -> Any:
     settings = {"host": "127.0.0.1", "port": port, "username": "rec", "password": "s3cret", "root": str(root),
                 "timeout": timeout, **sftp}
-    return parse_config({"pbx": [{"key": "main", "kind": "asterisk", "sftp": settings}]}, env={})
+    return parse_config({"pbx": [{"key": "main", "kind": "asterisk", "sftp": settings}], "http": http or {}},
+                        env={})
 
 
 @pytest.fixture
@@ -229,3 +232,54 @@ def test_stored_paths_are_kept_inside_the_root() -> None:
     for bad in ("../x.wav", "a/../../x", "/etc/passwd", root + "/../x.wav", "", "a\x00b", "..\\x"):
         with pytest.raises(RecordingRefused):
             relative_recording_path(root, bad)
+
+
+class _CountingServer(_Server):
+    """The SFTP server, counting the SSH connections open on it (what a download holds on the PBX)."""
+
+    open_connections = 0
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        type(self).open_connections += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        type(self).open_connections -= 1
+
+
+async def test_a_download_the_client_stops_reading_is_cut_after_the_send_timeout(
+        make_api: Callable[..., Awaitable[Api]], tmp_path: Path) -> None:
+    """Issue 12, item 1: a slow reader must not hold a recording download (and the PBX's SSH link) forever."""
+    root = tmp_path / "monitor"
+    root.mkdir()
+    (root / "long.wav").write_bytes(AUDIO * 64)  # 16 MB: more than the socket buffers between us hold
+    server = await asyncssh.listen("127.0.0.1", 0, server_factory=_CountingServer, server_host_keys=[HOST_KEY],
+                                   sftp_factory=_Sftp, allow_scp=False)
+    api = await make_api(config=sftp_config(server.sockets[0].getsockname()[1], root, http={"send_timeout": 1.0}))
+    call = await add_call(api.ctx.store, 1, recording="long.wav")
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, ("127.0.0.1", api.client.port or 0))
+        await loop.sock_sendall(sock, (f"GET /api/v1/calls/{call['id']}/recording HTTP/1.1\r\nHost: x\r\n"
+                                       f"Authorization: Bearer {api.tokens['admin']}\r\n\r\n").encode())
+        first = await asyncio.wait_for(loop.sock_recv(sock, 12), 10)
+        assert first.startswith(b"HTTP/1.1 200"), first
+        assert _CountingServer.open_connections == 1
+        # ... and never reads again: the download ends, and with it the SSH connection to the PBX
+        await eventually(lambda: _CountingServer.open_connections == 0, timeout=15,
+                         what="the recording download cut for its client not reading")
+        received = 0
+        async with asyncio.timeout(10):  # what was buffered arrives, then the connection ends: not the whole file
+            try:
+                while chunk := await loop.sock_recv(sock, 1 << 20):
+                    received += len(chunk)
+            except ConnectionResetError:
+                pass
+        assert received < len(AUDIO) * 64
+        assert api.ctx.health.snapshot()["csv_exports"]["cut_slow"] == 1
+    finally:
+        sock.close()
+        server.close()
+        await server.wait_closed()
