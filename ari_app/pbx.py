@@ -56,7 +56,6 @@ class AsteriskPbx:
         self.client.add_connected_handler(self.on_connected)
         self.locks: dict[uuid.UUID, asyncio.Lock] = {}
         self.resyncs = 0
-        self._ended_in_resync: set[uuid.UUID] = set()  # its row may not be written yet: not a stored orphan
         self.startup_time = ""   # Asterisk's status.startup_time when we last connected: a change = it restarted
         self.ended_by_resync = 0
         self.replaced = False
@@ -152,15 +151,15 @@ class AsteriskPbx:
         return restarted
 
     async def resync(self) -> None:
-        self._ended_in_resync = set()
         restarted = await self._restarted()
         endpoints = await self.client.get(ari_path("endpoints", self.ari.endpoint_technology)) or []
         self.apply_endpoints(endpoints)
+        known = set(self.state.channel_call)  # AMI keeps feeding the state while we list: see rebuild
         channels = await self.client.get("/channels") or []
         bridges = await self.client.get("/bridges") or []
         linkedids = await self._linkedids([c for c in channels if str(c.get("id")) not in self.state.channel_call])
         effects = self.rebuild(channels, bridges, linkedids,
-                               cause=RESTARTED_CAUSE if restarted else DISCONNECTED_CAUSE)
+                               cause=RESTARTED_CAUSE if restarted else DISCONNECTED_CAUSE, known=known)
         await self.emit(effects)
         await self._end_stored_orphans()
         await self._clean_bridges(bridges)
@@ -179,22 +178,29 @@ class AsteriskPbx:
         self._pending_ext = numbers
 
     def rebuild(self, channels: list[dict[str, Any]], bridges: list[dict[str, Any]],
-                linkedids: dict[str, str], cause: str = "") -> list[Effect]:
-        """Make the state match the lists: new channels join their calls, vanished ones end theirs."""
+                linkedids: dict[str, str], cause: str = "", known: set[str] | None = None) -> list[Effect]:
+        """Make the state match the lists: new channels join their calls, vanished ones end theirs.
+
+        The lists are a moment old and the AMI watcher keeps feeding the state meanwhile (its connection
+        stays up while ARI's is cut). ``known`` = the channel ids the state had when the listing was asked
+        for: a channel learnt since (AMI saw it born after the listing) is not "vanished", and a listed
+        channel whose call has ended since (AMI saw its hang-up) does not reopen that call.
+        """
         state = self.state
         present = {str(c.get("id")) for c in channels}
         effects: list[Effect] = []
         at = now()
         for call in list(state.calls.values()):
             for leg in call.live_legs():
-                if leg.id not in present:
+                if leg.id not in present and (known is None or leg.id in known):
                     state.forget_leg(leg)
             if not call.live_legs():
                 effects += end_call(state, call, at, cause or DISCONNECTED_CAUSE)
-                self._ended_in_resync.add(call.call_id)
                 self.ended_by_resync += 1
         for channel in channels:
             cid = str(channel.get("id"))
+            if cid in state.ended_channels and cid not in state.channel_call:
+                continue  # its call ended after the listing was taken (the other feed was faster)
             if cid in linkedids:
                 state.channel_call[cid] = linkedids[cid]
             call, leg = state.leg_for(channel, at)
@@ -251,8 +257,10 @@ class AsteriskPbx:
         """Calls the store still shows as live, that no channel carries any more (service restarted)."""
         if self.pool is None:
             return
-        live = {call.call_id for call in self.state.calls.values()} | self._ended_in_resync
         rows = await asterisk_sql.open_calls(self.pool, self.key)
+        # after the query: a call AMI opened while it ran is live by now; one ended here (row not yet written,
+        # or written after the query's snapshot) is in ended_calls — neither is an orphan
+        live = {call.call_id for call in self.state.calls.values()} | set(self.state.ended_calls)
         effects: list[Effect] = []
         at = now()
         for row in rows:

@@ -9,6 +9,7 @@ half and by channels our flows create with ``originator``.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import OrderedDict
 from datetime import datetime
 from typing import Any
@@ -59,6 +60,9 @@ class LiveState:
         # watching, AMI's Hangup can end the call before ARI delivers the ChannelDialplan events of the
         # caller's hangup handler; a one-leg call opened from those would overwrite the real row (issue 11).
         self.ended_channels: OrderedDict[str, None] = OrderedDict()
+        # Call ids ended here: their final row is written or on its way (the recorder batches in the background),
+        # so a resync that still finds them open in the store must not end them a second time.
+        self.ended_calls: OrderedDict[uuid.UUID, None] = OrderedDict()
         self.cause_pending: OrderedDict[str, LiveCall] = OrderedDict()  # last leg's channel id → its ended call
         self.late_events_ignored = 0
 
@@ -190,6 +194,10 @@ class LiveState:
     def forget_call(self, call: LiveCall) -> None:
         """The call is over: it and every channel of it leave the state (a leg still ringing included)."""
         self.calls.pop(call.linkedid, None)
+        self.ended_calls[call.call_id] = None
+        self.ended_calls.move_to_end(call.call_id)
+        while len(self.ended_calls) > ENDED_MEMORY:
+            self.ended_calls.popitem(last=False)
         for leg_id in call.legs:
             self.ended_channels[leg_id] = None
             self.ended_channels.move_to_end(leg_id)

@@ -2,6 +2,8 @@
 
 The service is pointed at the proxy instead of Asterisk (the simulator). ``drop_websockets`` aborts every
 open ARI events websocket (no close frame, as a dead network or a crashing Asterisk does); REST requests pass.
+``refuse_websockets`` keeps the events link down (every new upgrade is cut before it reaches Asterisk) until
+``allow_websockets``: a gap as long as a test needs, for calls that begin and end inside it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class FaultProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self.gaps: list[tuple[float, float]] = []  # (monotonic) times with no websocket open, after the first one
         self._down_since: float | None = None
+        self.refusing = False  # websocket upgrades are cut before they reach upstream
+        self.refused = 0
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -61,6 +65,14 @@ class FaultProxy:
         gaps = [*self.gaps, *([(self._down_since, time.monotonic())] if self._down_since is not None else [])]
         return any(a <= start and end <= b for a, b in gaps)
 
+    def refuse_websockets(self) -> int:
+        """Cut every open websocket and refuse new ones until :meth:`allow_websockets`; returns how many were cut."""
+        self.refusing = True
+        return self.drop_websockets()
+
+    def allow_websockets(self) -> None:
+        self.refusing = False
+
     def drop_websockets(self) -> int:
         """Abort every open websocket at once; returns how many were cut."""
         cut = 0
@@ -83,11 +95,15 @@ class FaultProxy:
             writer.transport.abort()
             self._tasks.discard(task)
             return
-        def upgraded(data: bytes) -> None:  # a kept-alive REST connection may be upgraded later: look at every request
+        def upgraded(data: bytes) -> bool:  # a kept-alive REST connection may be upgraded later: look at every request
             nonlocal pair
             if pair is None and b"upgrade: websocket" in data.lower():
+                if self.refusing:
+                    self.refused += 1
+                    return False
                 pair = (writer, up_writer)
                 self._opened(pair)
+            return True
 
         try:
             await asyncio.gather(_pipe(reader, up_writer, upgraded), _pipe(up_reader, writer))
@@ -102,11 +118,13 @@ class FaultProxy:
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                look: Callable[[bytes], None] | None = None) -> None:
+                look: Callable[[bytes], bool] | None = None) -> None:
+    """Copy until EOF; ``look`` sees each chunk first and may refuse it (False): the connection is then cut."""
     try:
         while data := await reader.read(65536):
-            if look is not None:
-                look(data)
+            if look is not None and not look(data):
+                writer.transport.abort()
+                raise ConnectionAbortedError("refused by the proxy")
             writer.write(data)
             await writer.drain()
     except (OSError, ConnectionError):

@@ -2,7 +2,9 @@
 
 Everything runs in this process and on this machine's loopback, with ports the OS hands out. The service
 is :func:`callcenter.runner.run_service` — what ``callcenter serve`` runs — with the ``ari`` and ``api``
-roles, its ARI link going through :class:`FaultProxy` so the harness can cut the websocket.
+roles, its ARI link going through :class:`FaultProxy` so the harness can cut the websocket. Like the
+installed configuration (``callcenter/templates/callcenter.toml``), the service also logs in to AMI, on its
+own TCP connection straight to the simulator: cutting ARI does not cut AMI (``ami=False`` for an ARI-only site).
 
 Counting is done from the outside: :class:`CallLoad` remembers every call the simulator placed (a unique
 caller number each), :meth:`World.tally` reads every row of the call log with its own connection and
@@ -192,12 +194,13 @@ class World:
 
     def __init__(self, *, phones: int = 20, roles: tuple[str, ...] = ("ari", "api"),
                  restart_phases: tuple[float, float, float, float] = (0.3, 0.3, 0.3, 0.3),
-                 database: dict[str, Any] | None = None) -> None:
+                 database: dict[str, Any] | None = None, ami: bool = True) -> None:
         self.folder = make_folder("cc-soak-")
         self.phones = agents(phones)
         self.roles = roles
         self.restart_phases = restart_phases
         self.database = database or {}
+        self.ami = ami
         self.pg = EmbeddedPostgres(self.folder / "pg")
         self.dsn = ""
         self.sim: Simulator
@@ -226,7 +229,7 @@ class World:
         self._stack.push_async_callback(self._stop_pg)
         config = SimConfig(user="cc", password=PASSWORD, phones=self.phones, phone_context="from-internal",
                            dialplan_text=dialplan(self.phones), recordings_dir=str(self.folder / "rec"),
-                           ari_port=0, ami_port=None, restart_phases=self.restart_phases)
+                           ari_port=0, ami_port=0 if self.ami else None, restart_phases=self.restart_phases)
         self.sim = await self._stack.enter_async_context(Simulator(config))
         await self.ready_phones()
         self.proxy = FaultProxy("127.0.0.1", self.sim.ari_port)
@@ -235,13 +238,16 @@ class World:
         from callcenter.embedded_pg import free_port
 
         self.http_port = free_port()
+        ami = {"ami": {"host": "127.0.0.1", "port": self.sim.ami_port, "username": "cc", "secret": PASSWORD}} \
+            if self.ami else {}
         service_config = parse_config({
             "database": {"dsn": self.dsn, "data_dir": str(self.folder), **self.database},
             "http": {"port": self.http_port},
             "pbx": [{"key": "main", "kind": "asterisk", "outside_line_prefix": "9", "country_code": "98",
                      "city_code": "21",
                      "ari": {"url": f"http://127.0.0.1:{self.proxy.port}/ari", "username": "cc",
-                             "password": PASSWORD, "app": "callcenter", "outbound_context": "from-internal"}}],
+                             "password": PASSWORD, "app": "callcenter", "outbound_context": "from-internal"},
+                     **ami}],
         }, env={})
         ready: asyncio.Future[ServiceContext] = asyncio.get_running_loop().create_future()
         self._service = asyncio.create_task(run_service(service_config, self.roles, stop=self._stop,
@@ -255,6 +261,8 @@ class World:
             raise RuntimeError(f"the service did not start: {why}")
         self.ctx = ready.result()
         await self.wait_ari_connected()
+        if self.ami:
+            await wait_for(self.ami_connected, 30, "the service's AMI link is up")
         _row, self.admin_token = await create_token(self.ctx.store.pool, role="admin", name="soak")
 
     async def __aexit__(self, *exc: object) -> None:
@@ -281,6 +289,9 @@ class World:
     def ari_connected(self) -> bool:
         ari = self.ctx.health.snapshot().get("ari", {})
         return bool(ari.get("state") == "up")
+
+    def ami_connected(self) -> bool:
+        return bool(self.ctx.health.snapshot().get("ami", {}).get("state") == "up")
 
     async def wait_ari_connected(self, timeout: float = 30) -> None:
         await wait_for(self.ari_connected, timeout, "the service's ARI link is up")

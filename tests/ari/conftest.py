@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ari_app.ami import AmiWatcher
 from ari_app.pbx import AsteriskPbx
 from ari_app.service import AsteriskCalls
 from asterisk_sim.simulator import SimConfig, Simulator
 from callcenter.bus import EventBus
-from callcenter.config import AriSettings, PbxConfig
+from callcenter.config import AmiSettings, AriSettings, PbxConfig
 from callcenter.store import CallStore, SpooledWriter
 from tests.waiting import eventually
 
@@ -75,6 +76,34 @@ async def world(store: CallStore, tmp_path: Path) -> AsyncIterator[World]:
         try:
             yield World(sim, pbx, calls, store, bus)
         finally:
+            await pbx.close()
+            await writer.close()
+
+
+@pytest.fixture
+async def ami_world(store: CallStore, tmp_path: Path) -> AsyncIterator[tuple[World, AmiWatcher]]:
+    """ARI without subscribeAll (it sees only our Stasis calls): everything else must come from AMI."""
+    config = SimConfig(user="cc", password=PASSWORD, phones=PHONES, dialplan_text=DIALPLAN, ami_port=0,
+                       recordings_dir=str(tmp_path / "rec"), restart_phases=(0.05, 0.05, 0.05, 0.05))
+    async with Simulator(config) as sim:
+        for ext in PHONES[:2]:
+            await sim.phone(ext).register()
+        pbx_conf = replace(pbx_config(sim.ari_url), ami=AmiSettings(host="127.0.0.1", port=sim.ami_port,
+                                                                     username="cc", secret=PASSWORD))
+        writer = SpooledWriter(store, tmp_path / "spool.jsonl")
+        bus = EventBus()
+        pbx = AsteriskPbx(pbx_conf, writer, bus, pool=store.pool)
+        pbx.client.subscribe_all = False
+        pbx.client.reconnect_min, pbx.client.reconnect_max = 0.05, 5.0
+        watcher = AmiWatcher(pbx, reconnect_timeout=1)
+        calls = AsteriskCalls([pbx])
+        await pbx.start()
+        await watcher.start()
+        assert await pbx.client.wait_connected(5)
+        try:
+            yield World(sim, pbx, calls, store, bus), watcher
+        finally:
+            await watcher.close()
             await pbx.close()
             await writer.close()
 
