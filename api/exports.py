@@ -4,7 +4,8 @@ A CSV export streams for as long as its client reads. A client that stops readin
 anything for long: the rows come from the store in short keyset chunks (no connection is held
 between chunks, see :func:`callcenter.store.calllog.stream_calls`), a write the client does not
 take within ``http.send_timeout`` ends the response, and one token may run only
-``http.exports_per_token`` exports at once (more → 429, with a message saying so).
+``http.exports_per_token`` exports at once, counted across all instances on the database (more → 429, with a
+message saying so).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from api.auth import get_identity
 from api.keys import CTX_KEY
 from callcenter.domain import DomainError
+from callcenter.store import exports as export_slots
 
 log = logging.getLogger("callcenter.api")
 
@@ -48,23 +51,55 @@ class ExportStats:
 EXPORT_STATS_KEY = web.AppKey("export_stats", ExportStats)
 
 
+# A slot is a lease in the store (callcenter.store.exports), so the cap holds across every instance sharing the
+# database; renewed while the export runs, it expires on its own when an instance dies mid-export.
+LEASE_SECONDS = 60.0
+RENEW_EVERY = 15.0
+_NO_TOKEN = uuid.UUID(int=0)
+
+
 @asynccontextmanager
 async def export_slot(request: web.Request) -> AsyncIterator[None]:
     """One of the token's export slots for the duration, or :class:`TooManyExports` (429)."""
-    stats = request.app[EXPORT_STATS_KEY]
-    limit = request.app[CTX_KEY].config.http.exports_per_token
-    token_id = get_identity(request).token_id
-    if stats.running.get(token_id, 0) >= limit:
+    stats, ctx = request.app[EXPORT_STATS_KEY], request.app[CTX_KEY]
+    limit = ctx.config.http.exports_per_token
+    token_id = get_identity(request).token_id or _NO_TOKEN
+    holder = uuid.uuid4()
+    slot = await export_slots.take_export_slot(ctx.store.pool, token_id, holder, limit=limit,
+                                               lease_seconds=LEASE_SECONDS)
+    if slot is None:
         stats.refused += 1
         raise TooManyExports(f"this token already runs {limit} export(s) at once (http.exports_per_token);"
                              " wait for one to finish")
     stats.running[token_id] = stats.running.get(token_id, 0) + 1
+    renewer = asyncio.create_task(_keep_slot(ctx.store.pool, token_id, slot, holder))
     try:
         yield
     finally:
+        renewer.cancel()
+        await asyncio.wait([renewer])
         stats.running[token_id] -= 1
         if not stats.running[token_id]:
             del stats.running[token_id]
+        try:
+            async with asyncio.timeout(5):
+                await export_slots.release_export_slot(ctx.store.pool, token_id, slot, holder)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("event=export_slot_not_released token=%s slot=%d error=%s (it expires in %g s)", token_id,
+                        slot, type(exc).__name__, LEASE_SECONDS)
+
+
+async def _keep_slot(pool: asyncpg.Pool, token_id: uuid.UUID, slot: int, holder: uuid.UUID) -> None:
+    """Renew the lease while the export runs; a store hiccup is retried at the next turn, not fatal."""
+    while True:
+        await asyncio.sleep(RENEW_EVERY)
+        try:
+            if not await export_slots.renew_export_slot(pool, token_id, slot, holder, lease_seconds=LEASE_SECONDS):
+                log.warning("event=export_slot_lost token=%s slot=%d", token_id, slot)
+                return
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("event=export_slot_renew_failed token=%s slot=%d error=%s", token_id, slot,
+                        type(exc).__name__)
 
 
 async def send(request: web.Request, response: web.StreamResponse, data: bytes) -> bool:

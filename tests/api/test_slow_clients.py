@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from callcenter.runner import run_service
 from callcenter.service import ServiceContext
 from callcenter.store import CallStore, SpooledWriter
 from callcenter.store import tokens as token_store
+from callcenter.store.exports import release_export_slot, renew_export_slot, take_export_slot
 from tests.api.conftest import default_config
 from tests.waiting import eventually
 
@@ -274,3 +276,47 @@ async def test_a_client_that_hangs_up_mid_export_ends_it_quietly(service: Callab
     await eventually(lambda: svc.ctx.health.snapshot()["csv_exports"]["running"] == 0, timeout=10,
                      what="export ended with its client")
     assert "store_unavailable" not in caplog.text
+
+
+async def test_the_export_cap_holds_across_instances_on_one_database(
+        service: Callable[..., Awaitable[Service]]) -> None:
+    """Two instances behind a load balancer share the token's exports_per_token, not one allowance each."""
+    first, second = await service(exports_per_token=2, send_timeout=120.0), await service(exports_per_token=2,
+                                                                                            send_timeout=120.0)
+    await _seed_calls(first.ctx.store, 40_000)
+    greedy = await _token(first.ctx.store)
+    readers = [await _slow_reader(first.port, greedy), await _slow_reader(second.port, greedy)]
+    url = "/api/v1/calls.csv?from=2026-03-01T00:00:00Z&until=2026-03-01T00:01:00Z"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            for svc in (first, second):
+                async with session.get(f"http://127.0.0.1:{svc.port}{url}",
+                                       headers={"Authorization": f"Bearer {greedy}"}) as resp:
+                    assert resp.status == 429, svc.port
+                    assert (await resp.json())["error"]["code"] == "too_many_exports"
+            readers.pop(0).close()  # the first instance's export ends with its client, and frees its slot
+            await eventually(lambda: first.ctx.health.snapshot()["csv_exports"]["running"] == 0, timeout=10,
+                             what="the first export ended")
+            async with session.get(f"http://127.0.0.1:{second.port}{url}",
+                                   headers={"Authorization": f"Bearer {greedy}"}) as resp:
+                assert resp.status == 200 and (await resp.text()).count("\r\n") == 60
+    finally:
+        for sock in readers:
+            sock.close()
+
+
+async def test_export_slots_are_leases_two_racers_cannot_share_and_a_dead_holder_loses(store: CallStore) -> None:
+    token = uuid.uuid4()
+    holders = [uuid.uuid4() for _ in range(20)]
+    # 20 exports of one token start at once (on as many connections): exactly `limit` get a slot, distinct ones.
+    taken = await asyncio.gather(*(take_export_slot(store.pool, token, h, limit=2, lease_seconds=60) for h in holders))
+    assert sorted(s for s in taken if s is not None) == [0, 1]
+    winner = holders[taken.index(0)]
+    await release_export_slot(store.pool, token, 0, winner)
+    assert await take_export_slot(store.pool, token, holders[-1], limit=2, lease_seconds=0) == 0
+    # that lease was not renewed (an instance that died mid-export): it has expired, so the slot is free again
+    late = uuid.uuid4()
+    assert await take_export_slot(store.pool, token, late, limit=2, lease_seconds=60) == 0
+    assert not await renew_export_slot(store.pool, token, 0, holders[-1], lease_seconds=60)
+    assert await renew_export_slot(store.pool, token, 0, late, lease_seconds=60)
+    assert await take_export_slot(store.pool, uuid.uuid4(), late, limit=2, lease_seconds=60) == 0  # per token
