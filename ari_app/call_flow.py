@@ -16,7 +16,7 @@ from ari_app.client import AriError, ari_path
 from ari_app.model import Effect, LiveCall, now
 from ari_app.pbx import BRIDGE_PREFIX, AsteriskPbx
 from ari_app.transitions import answered
-from callcenter.numbers import dial_string_number
+from callcenter.outbound import default_endpoint
 
 log = logging.getLogger("callcenter.ari.calls")
 
@@ -63,9 +63,16 @@ class CallFlow:
             call.bridge = bid
         return bid
 
+    def endpoint_for(self, call: LiveCall, number: str, role: str) -> str:
+        """Where a new leg is dialled: click-to-call's customer through the call's route when it has one, every
+        other leg (consultation, conference party) and a call without a route through the outbound context."""
+        if role == "customer" and call.route is not None:
+            return call.route.endpoint(number, self.state.plan, self.pbx.ari.endpoint_technology)
+        return default_endpoint(number, self.state.plan, self.pbx.ari.outbound_context)
+
     async def dial_out(self, call: LiveCall, number: str, role: str, args: str) -> str:
-        """A new leg of ``call`` to ``number`` through the outbound context, answered into Stasis ``args``."""
-        digits = dial_string_number(number, self.state.plan)
+        """A new leg of ``call`` to ``number`` (see :meth:`endpoint_for`), answered into Stasis ``args``."""
+        endpoint = self.endpoint_for(call, number, role)
         channel_id = f"{call.linkedid}-{role}-{len(call.legs)}"
         self.state.adopt(channel_id, call.linkedid, role)
         originator = next((leg.id for leg in call.live_legs() if leg.role == "agent"), None)
@@ -75,7 +82,7 @@ class CallFlow:
         entered = self._expect("StasisStart", channel_id)
         try:
             await self.client.post("/channels/create", json={"variables": variables},
-                endpoint=f"Local/{digits}@{self.pbx.ari.outbound_context}", app=self.client.app, appArgs=args,
+                endpoint=endpoint, app=self.client.app, appArgs=args,
                 channelId=channel_id, originator=originator)
             try:
                 await asyncio.wait_for(entered, self.stasis_wait)
@@ -158,7 +165,9 @@ class CallFlow:
         except AriError as exc:
             await self.customer_not_dialled(call, channel_id, bridge, exc, effects)
             return
-        effects.append(self.timeline(call, "dial", customer, number=call.callee_raw, channel=customer))
+        effects.append(self.timeline(call, "dial", customer, number=call.callee_raw, channel=customer,
+                                     endpoint=self.endpoint_for(call, call.callee_raw, "customer"),
+                                     **({"route": call.route.name} if call.route else {})))
         await self.pbx.emit(effects)
 
     async def customer_not_dialled(self, call: LiveCall, agent_channel: str, bridge: str, exc: AriError,

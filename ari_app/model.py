@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from callcenter.domain import CallEvent, CallRecord, CallStatus, Direction
+from callcenter.outbound import OutboundRoute
 
 _CHANNEL_NAME = re.compile(r"^(?P<tech>[A-Za-z0-9_]+)/(?P<resource>.+?)(?:-[0-9a-f]{8,})?(?P<half>;[12])?$")
 
@@ -107,6 +108,7 @@ class LiveCall:
     announced: bool = False      # its first write happened (ringing published)
     pending_roles: dict[str, str] = field(default_factory=dict)
     presented_number: str = ""   # caller ID shown to the parties we dial (click-to-call caller_id)
+    route: OutboundRoute | None = None  # click-to-call's outbound route (None: the PBX's outbound context)
     transfer: dict[str, Any] = field(default_factory=dict)   # attended transfer in progress
     kind: str = ""               # "monitoring": a supervisor's call into the monitor flow, not a customer call
     tags: dict[str, Any] = field(default_factory=dict)

@@ -21,6 +21,7 @@ from ari_app.pbx import AsteriskPbx
 from ari_app.views import call_object, extension_object, trunk_object
 from callcenter.domain import Conflict, Direction, DomainError, NotFound, Unavailable
 from callcenter.numbers import InvalidNumber, clean
+from callcenter.outbound import OutboundRoute
 
 log = logging.getLogger("callcenter.ari.service")
 
@@ -116,10 +117,12 @@ class AsteriskCalls:
     # -- click-to-call ---------------------------------------------------------------------------
 
     async def originate(self, *, extension: str, number: str, caller_id: str | None = None,
-                        pbx: str | None = None) -> uuid.UUID:
+                        pbx: str | None = None, route: OutboundRoute | None = None) -> uuid.UUID:
         target = _number(number)
         presented = _number(caller_id, "caller_id") if caller_id else ""  # refused before any state exists
-        runtime = self._pbx(pbx if pbx is not None else self._home_of(extension))
+        if route is not None and pbx is not None and pbx != route.pbx:
+            raise Conflict(f"route {route.name!r} is on PBX {route.pbx!r}, not {pbx!r}")
+        runtime = self._pbx(route.pbx if route is not None else pbx if pbx is not None else self._home_of(extension))
         if not runtime.client.connected:
             raise Unavailable(f"Asterisk {runtime.key} is not connected")
         ext = runtime.state.extensions.get(extension)
@@ -137,11 +140,15 @@ class AsteriskCalls:
         call.announced = True
         runtime.state.adopt(linkedid, linkedid, "agent")
         call.presented_number = presented
+        origin: dict[str, str] = {}
+        if route is not None:  # the row says which route and trunk the call left through
+            call.route, call.tags["route"], call.trunk = route, route.name, route.trunk
+            origin = {"route": route.name}
         variables = {"CC_LINKEDID": linkedid, "CC_ROLE": "agent"} | auto_answer_variables(
             runtime.ari.auto_answer_header)
         await runtime.emit([WriteCall(runtime.state.record(call)),
                             runtime.state.timeline(call, "originate", call.started_at, "originate",
-                                                   extension=extension, number=target)])
+                                                   extension=extension, number=target, **origin)])
         try:
             await runtime.client.post("/channels", json={"variables": variables},
                                       endpoint=f"{runtime.ari.endpoint_technology}/{extension}",

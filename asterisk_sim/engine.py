@@ -39,6 +39,7 @@ class EngineConfig:
     time_scale: float = 1.0
     recordings_dir: str = "/tmp/asterisk-sim-recordings"
     trunk: str = "trunk"
+    extra_trunks: tuple[str, ...] = ()  # more trunk endpoints (outbound routes): always online, reach customers
     # Real-Asterisk races the simulator reproduces (issue 11), in wall-clock seconds, not time-scaled:
     # a /channels/create channel enters Stasis this long after the REST reply (its thread is scheduled
     # later; until then /dial answers 409), and the ARI events of a hangup handler reach the websocket
@@ -162,6 +163,10 @@ class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
         self.notify("DeviceStateChange", (device, state))
 
     # ---- outgoing legs (originate, /dial, Dial())
+    def is_trunk(self, endpoint: str) -> bool:
+        """A trunk endpoint (the main one or an extra one): always reachable, a customer per dialled number."""
+        return bool(endpoint) and (endpoint == self.config.trunk or endpoint in self.config.extra_trunks)
+
     def make_outgoing(self, tech_resource: str, channel_id: str | None, other_id: str | None,
                       linkedid: str | None = None) -> tuple[Channel, Channel | None]:
         """Create the channel(s) for a dial string such as ``Local/x@ctx`` or ``PJSIP/1001``.
@@ -180,7 +185,7 @@ class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
             else:
                 ep_name, party = target, target
             ep = self.endpoints.get(f"PJSIP/{ep_name}")
-            if ep is None or (ep.state != "online" and ep_name != self.config.trunk):
+            if ep is None or (ep.state != "online" and not self.is_trunk(ep_name)):
                 raise LookupError(tech_resource)  # no contact: chan_pjsip cannot make the channel (CHANUNAVAIL)
             ch = self.new_channel("PJSIP", ep_name, channel_id, linkedid)
             ch.party = party
@@ -201,13 +206,13 @@ class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
         ep = self.endpoints.get(f"PJSIP/{ch.resource}")
         key = ch.party or ch.resource
         policy = self.policies.get(key, CallPolicy())
-        if ep is None or (ep.state != "online" and ch.resource != self.config.trunk):
+        if ep is None or (ep.state != "online" and not self.is_trunk(ch.resource)):
             await self.sleep(0.01)
             self.request_hangup(ch, cause=20, soft=False)
             return
         self.invite_headers[key] = {name[len("PJSIP_HEADER(add,"):-1]: value for name, value in ch.variables.items()
                                     if name.startswith("PJSIP_HEADER(add,")}
-        if ch.resource != self.config.trunk and not policy.call_waiting and any(
+        if not self.is_trunk(ch.resource) and not policy.call_waiting and any(
                 c is not ch and c.tech == "PJSIP" and c.party == ch.party and not c.destroyed
                 for c in self.channels.values()):
             await self.sleep(0.01)

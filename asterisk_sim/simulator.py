@@ -41,6 +41,7 @@ class SimConfig:
     host: str = "127.0.0.1"
     time_scale: float = 1.0
     trunk: str | None = "trunk"
+    extra_trunks: tuple[str, ...] = ()  # more trunk endpoints (`PJSIP/<number>@<name>` reaches customers too)
     restart_phases: tuple[float, float, float, float] = (0.5, 0.1, 0.25, 0.1)
     # Races measured on a real Asterisk 22 (issue 11); 0 turns them off. See EngineConfig.
     stasis_entry_delay: float = 0.05
@@ -67,11 +68,13 @@ class Simulator:
     def _new_engine(self) -> Engine:
         eng = Engine(EngineConfig(dialplan_text=self.config.dialplan_text, dialplan_file=self.config.dialplan_file,
                                   time_scale=self.config.time_scale, recordings_dir=self.config.recordings_dir,
-                                  trunk=self.config.trunk or "",
+                                  trunk=self.config.trunk or "", extra_trunks=tuple(self.config.extra_trunks),
                                   stasis_entry_delay=self.config.stasis_entry_delay,
                                   hangup_handler_ari_lag=self.config.hangup_handler_ari_lag))
         if self.config.trunk:
             eng.endpoints[f"PJSIP/{self.config.trunk}"] = Endpoint("PJSIP", self.config.trunk, state="online")
+        for name in self.config.extra_trunks:
+            eng.endpoints[f"PJSIP/{name}"] = Endpoint("PJSIP", name, state="online")
         for ext in self.config.phones:
             eng.endpoints[f"PJSIP/{ext}"] = Endpoint("PJSIP", ext)
         return eng

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from callcenter.numbers import NumberPlan
+from callcenter.outbound import DIAL_TARGET, PREFIX, ROUTE_NAME, OutboundRoute
 
 PBX_KINDS = ("asterisk", "panasonic", "segal", "danjeh")
 ROLES = ("ari", "agi", "api", "legacy")
@@ -83,6 +84,8 @@ class LegacySettings:
     recording_tolerance_seconds: int = 30
     timezone: str = ""  # IANA zone of the PBX clock; empty = this machine's local zone
     smdr_format: str = "auto"  # auto | a | b | c | tes (Panasonic SMDR layout)
+    # a caller-ID box's line → the extension it rings ({"1" = "201"}): the phone panel of 201 shows its calls
+    line_extensions: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +139,8 @@ class HttpSettings:
     body_timeout: float = 30.0  # a request body fully received within this, or 408
     send_timeout: float = 30.0  # a streamed response (CSV export) the client stops reading for this long: cut
     exports_per_token: int = 2  # concurrent CSV exports one token may run; more → 429
+    # the CRM record of a number, linked from the screen pop: "https://crm.example/contacts?phone={number}"
+    crm_record_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,12 +200,19 @@ class Config:
     pbx: tuple[PbxConfig, ...] = ()
     queues: tuple[QueueConfig, ...] = ()
     ivr: IvrSettings = field(default_factory=IvrSettings)
+    routes: tuple[OutboundRoute, ...] = ()
     log_format: str = "kv"  # kv | json
     log_level: str = "INFO"
     source_path: str = ""
 
     def queue_by_name(self, name: str) -> QueueConfig:
         for entry in self.queues:
+            if entry.name == name:
+                return entry
+        raise KeyError(name)
+
+    def route_by_name(self, name: str) -> OutboundRoute:
+        for entry in self.routes:
             if entry.name == name:
                 return entry
         raise KeyError(name)
@@ -323,6 +335,9 @@ def _build_pbx(index: int, data: Any) -> PbxConfig:
             raise ConfigError(f"{where}.legacy.parity", "must be N, E, O, M or S")
         if legacy.smdr_format not in ("auto", "a", "b", "c", "tes"):
             raise ConfigError(f"{where}.legacy.smdr_format", "must be auto, a, b, c or tes")
+        for line, ext in legacy.line_extensions.items():
+            if not ext.isdigit():
+                raise ConfigError(f"{where}.legacy.line_extensions.{line}", f"{ext!r} is not an extension number")
         if legacy.timezone:
             try:
                 zoneinfo.ZoneInfo(legacy.timezone)
@@ -358,7 +373,7 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, s
     if isinstance(data.get("pbx"), list):
         data["pbx"] = [dict(e) if isinstance(e, dict) else e for e in data["pbx"]]
     _apply_env(data, env if env is not None else {})
-    known = {"database", "http", "agi", "monitor", "pbx", "queue", "ivr", "log_format", "log_level"}
+    known = {"database", "http", "agi", "monitor", "pbx", "queue", "ivr", "route", "log_format", "log_level"}
     for key in data:
         if key not in known:
             raise ConfigError(key, "unknown setting")
@@ -385,6 +400,7 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, s
         pbx=entries,
         queues=_build_queues(data.get("queue", []), entries),
         ivr=_section(data, "ivr", IvrSettings, ""),
+        routes=_build_routes(data.get("route", []), entries),
         log_format=log_format,
         log_level=log_level,
         source_path=source,
@@ -415,7 +431,74 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, s
         if not re.match(r"^[*#0-9]{2,8}$", getattr(config.monitor, name)):
             raise ConfigError(f"monitor.{name}", "must be 2-8 characters of *, # and digits")
     _check_ivr(config)
+    _check_crm_record_url(config.http.crm_record_url)
     return config
+
+
+def _check_crm_record_url(pattern: str) -> None:
+    """Only an http(s) URL with a host: the page puts it in a link, so ``javascript:`` must never get there."""
+    if not pattern:
+        return
+    from urllib.parse import urlsplit
+
+    key = "http.crm_record_url"
+    parts = urlsplit(pattern.replace("{number}", "0"))
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(key, f"must be an http:// or https:// URL, not {pattern!r}")
+    if "{number}" not in pattern:
+        raise ConfigError(key, "must contain {number} (where the caller's number goes)")
+    if any(c.isspace() for c in pattern):
+        raise ConfigError(key, "must not contain spaces or line breaks")
+
+
+def _build_routes(raw: Any, pbxs: tuple[PbxConfig, ...]) -> tuple[OutboundRoute, ...]:
+    """``[[route]]``: named outbound routes for click-to-call (see ``callcenter.outbound``)."""
+    from callcenter.numbers import InvalidNumber, clean
+
+    if not isinstance(raw, list):
+        raise ConfigError("route", "must be an array of tables ([[route]])")
+    asterisks = [p.key for p in pbxs if p.kind == "asterisk"]
+    routes: list[OutboundRoute] = []
+    for index, data in enumerate(raw):
+        if not isinstance(data, dict):
+            raise ConfigError(f"route[{index}]", "must be a table")
+        data = dict(data)
+        name = data.pop("name", None)
+        if not isinstance(name, str) or not ROUTE_NAME.match(name):
+            raise ConfigError(f"route[{index}].name", "required; lower-case letters, digits, '-' or '_' (max 32)")
+        where = f"route.{name}"
+        if any(r.name == name for r in routes):
+            raise ConfigError(where, "name is used twice")
+        for key in ("users", "org_units"):
+            if isinstance(data.get(key), list):
+                data[key] = [str(m) if isinstance(m, int) and key == "users" else m for m in data[key]]
+        route: OutboundRoute = _build(OutboundRoute, data, where)
+        pbx = route.pbx or (asterisks[0] if asterisks else "")
+        if pbx not in asterisks:
+            raise ConfigError(f"{where}.pbx", f"must name a [[pbx]] of kind asterisk, not {pbx!r}")
+        if bool(route.trunk) == bool(route.context):
+            raise ConfigError(where, "give exactly one of trunk (a trunk endpoint) or context (a dialplan context)")
+        for attr in ("trunk", "context"):
+            value = getattr(route, attr)
+            if value and not DIAL_TARGET.match(value):
+                raise ConfigError(f"{where}.{attr}", "letters, digits, '_', '.' or '-' only (max 64)")
+        if not PREFIX.match(route.prefix):
+            raise ConfigError(f"{where}.prefix", "at most 10 of digits, * and #")
+        if route.caller_id:
+            try:
+                clean(route.caller_id)
+            except InvalidNumber as exc:
+                raise ConfigError(f"{where}.caller_id", f"{route.caller_id!r} is not a number: {exc}") from exc
+        for member in route.users:
+            if not isinstance(member, str) or not member.isdigit():
+                raise ConfigError(f"{where}.users", f"{member!r} is not an extension number")
+        for unit in route.org_units:
+            if not isinstance(unit, str) or not unit.strip():
+                raise ConfigError(f"{where}.org_units", f"{unit!r} is not an org unit name")
+        if len(route.label) > 64:
+            raise ConfigError(f"{where}.label", "at most 64 characters")
+        routes.append(dataclasses.replace(route, name=name, pbx=pbx))
+    return tuple(routes)
 
 
 def _build_queues(raw: Any, pbxs: tuple[PbxConfig, ...]) -> tuple[QueueConfig, ...]:

@@ -9,13 +9,19 @@ from __future__ import annotations
 import uuid
 from typing import Any, Protocol, runtime_checkable
 
+from callcenter.outbound import OutboundRoute
+
 
 @runtime_checkable
 class CallControl(Protocol):
     """Click-to-call and call control on live calls (DESIGN §5)."""
 
     async def originate(self, *, extension: str, number: str, caller_id: str | None = None,
-                        pbx: str | None = None) -> uuid.UUID: ...
+                        pbx: str | None = None, route: OutboundRoute | None = None) -> uuid.UUID:
+        """Ring ``extension``, then dial ``number`` through ``route`` (None: the PBX's outbound context).
+
+        The API has decided the extension may use the route; the implementation only dials through it."""
+        ...
 
     async def hangup(self, call_id: uuid.UUID) -> None: ...
 

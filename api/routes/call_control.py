@@ -18,10 +18,12 @@ from api.auth import get_identity
 from api.errors import ValidationError
 from api.keys import CTX_KEY
 from api.routes.calls import CALL_ID, json_response, may_see_call
-from api.schemas import Param, RouteTable, body_of
-from callcenter.domain import DomainError, NotFound, Unavailable
+from api.schemas import Param, RouteTable, body_of, params_of
+from callcenter.domain import Conflict, DomainError, NotFound, Unavailable
 from callcenter.numbers import InvalidNumber, clean
+from callcenter.outbound import ROUTE_NAME, OutboundRoute
 from callcenter.ports import CallControl
+from callcenter.store import admin as admin_store
 from callcenter.store import calllog
 
 routes = RouteTable(tag="call control")
@@ -43,9 +45,22 @@ _EXTENSION = {"type": "string", "pattern": r"^[0-9]{1,10}$", "x-reason": "must b
 _CALLER_ID = {**_NUMBER, "description": "the number the called party sees (a number, not a name)",
               "x-reason": "must be a phone number (digits, * and #, an optional leading +); "
                           "caller-ID names are not supported"}
+_ROUTE = {"type": "string", "pattern": ROUTE_NAME.pattern, "x-reason": "must be a route name (GET /api/v1/routes)",
+          "description": "an outbound route the extension may use (GET /api/v1/routes); none: the PBX's default "
+                         "outbound context. A route another phone may use but this one may not is a 403."}
 ORIGINATE_BODY = {"type": "object", "required": ["extension", "number"], "additionalProperties": False,
                   "properties": {"extension": _EXTENSION, "number": _NUMBER, "caller_id": _CALLER_ID,
-                                 "pbx": {"type": "string", "maxLength": 32}}}
+                                 "pbx": {"type": "string", "maxLength": 32}, "route": _ROUTE}}
+ROUTE_ITEM = {"type": "object", "required": ["name", "label", "pbx", "via"], "properties": {
+    "name": {"type": "string", "description": "what POST /api/v1/calls takes as route"},
+    "label": {"type": "string"}, "pbx": {"type": "string"},
+    "via": {"type": "string", "description": "'trunk <endpoint>' or 'context <dialplan context>'"}}}
+ROUTES_RESPONSE = {"type": "object", "required": ["extension", "routes"], "properties": {
+    "extension": {"type": "string", "description": "the phone the list is for ('' = the token has none: every "
+                                                   "route; each call is still checked for its extension)"},
+    "routes": {"type": "array", "items": ROUTE_ITEM}}}
+ROUTES_EXTENSION = Param("extension", pattern=r"[0-9]{1,10}", reason="must be 1-10 digits", max_length=10,
+                         description="the phone to list routes for (default: the token's extension)")
 TRANSFER_BODY = {"type": "object", "required": ["target"], "additionalProperties": False,
                  "properties": {"target": _NUMBER, "attended": {"type": "boolean", "default": False}}}
 # "Exactly one of the two" said in the schema (one field of two known ones), so schemathesis and clients read it too.
@@ -74,7 +89,10 @@ def dialable(value: str, field: str) -> str:
 
 
 @routes.route("POST", "/api/v1/calls", permission="calls:originate", status=202,
-              summary="Click-to-call: ring the extension, then dial the number", body=ORIGINATE_BODY, response=ACCEPTED)
+              summary="Click-to-call: ring the extension, then dial the number (through a route when given)",
+              body=ORIGINATE_BODY, response=ACCEPTED,
+              also={403: "the extension (or the route: it may not use it) is outside this token's rights",
+                    404: "no outbound route of that name", 409: "the route is on another PBX than pbx"})
 async def originate(request: web.Request) -> web.Response:
     body, identity = body_of(request), get_identity(request)
     number = dialable(body["number"], "body.number")
@@ -87,10 +105,58 @@ async def originate(request: web.Request) -> web.Response:
         raise web.HTTPForbidden(reason="extension is outside this token's scope")
     if identity.pbx and pbx not in (None, identity.pbx):
         raise web.HTTPForbidden(reason="pbx is outside this token's scope")
+    route = await _usable_route(request, body.get("route"), body["extension"], pbx)
+    if route is not None:
+        pbx = route.pbx
+        caller_id = caller_id or (clean(route.caller_id) if route.caller_id else None)
     call_id = await call_control(request).originate(extension=body["extension"], number=number,
                                                     caller_id=caller_id,
-                                                    pbx=pbx or identity.pbx or None)
+                                                    pbx=pbx or identity.pbx or None, route=route)
     return json_response({"call_id": call_id, "status": "accepted"}, status=202)
+
+
+async def _route_units(request: web.Request, pbx: str, extension: str) -> frozenset[str]:
+    """The org units ``extension`` is in: the store's (members, directory) and, for its own phone, the token's."""
+    identity = get_identity(request)
+    units = await admin_store.org_units_of_extension(request.app[CTX_KEY].store.pool, pbx, extension)
+    return units | {identity.org_unit} if identity.org_unit and identity.extension == extension else units
+
+
+async def _usable_route(request: web.Request, name: str | None, extension: str,
+                        pbx: str | None) -> OutboundRoute | None:
+    """The named route when ``extension`` may place calls on it: unknown is a 404, not allowed a 403."""
+    if not name:
+        return None
+    try:
+        route = request.app[CTX_KEY].config.route_by_name(name)
+    except KeyError:
+        raise NotFound(f"no outbound route named {name!r} (GET /api/v1/routes lists yours)") from None
+    if pbx is not None and pbx != route.pbx:
+        raise Conflict(f"route {name!r} is on PBX {route.pbx!r}, not {pbx!r}")
+    identity = get_identity(request)
+    if not identity.can_see_pbx(route.pbx):
+        raise web.HTTPForbidden(reason=f"route {name!r} is outside this token's PBX")
+    if not route.allows(extension, await _route_units(request, route.pbx, extension)):
+        raise web.HTTPForbidden(reason=f"extension {extension} may not place calls on route {name!r}")
+    return route
+
+
+@routes.route("GET", "/api/v1/routes", permission="calls:originate", summary="The outbound routes I may call on",
+              params=(ROUTES_EXTENSION,), response=ROUTES_RESPONSE)
+async def list_routes(request: web.Request) -> web.Response:
+    """The routes the token's phone (or ``?extension=`` one it sees) may use, for the dialler's choice."""
+    identity = get_identity(request)
+    extension = params_of(request).get("extension") or identity.extension
+    if extension and not identity.can_see_extension(extension):
+        raise web.HTTPForbidden(reason="extension is outside this token's scope")
+    usable = []
+    for route in request.app[CTX_KEY].config.routes:
+        if not identity.can_see_pbx(route.pbx):
+            continue
+        if extension and not route.allows(extension, await _route_units(request, route.pbx, extension)):
+            continue
+        usable.append(route.public())
+    return json_response({"extension": extension, "routes": usable})
 
 
 async def controllable(request: web.Request, raw_id: str | None = None) -> uuid.UUID:

@@ -62,6 +62,17 @@ async def delete_extension(pool: asyncpg.Pool, pbx: str, number: str) -> bool:
 
 # -- org units ------------------------------------------------------------------------------------
 
+async def org_units_of_extension(pool: asyncpg.Pool, pbx: str, number: str) -> frozenset[str]:
+    """The org units a phone belongs to: those listing it as a member, and its directory entry's org unit
+    (an entry of its PBX or a shared one, ``pbx = ''``). Outbound routes are granted to org units by name."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT name FROM org_units WHERE $2 = ANY(members)"
+            " UNION SELECT org_unit FROM extensions WHERE number = $2 AND pbx IN ($1, '') AND org_unit <> ''",
+            pbx, number)
+    return frozenset(r[0] for r in rows)
+
+
 async def list_org_units(pool: asyncpg.Pool, admin_extension: str | None = None,
                          name: str = "") -> list[dict[str, Any]]:
     """All org units, or (for a supervisor) those it administers or its token names."""

@@ -17,6 +17,7 @@ from api.auth import FailureLimiter
 from callcenter.bus import EventBus
 from callcenter.config import Config, parse_config
 from callcenter.domain import CallRecord, CallStatus, Conflict, Direction, NotFound, Source, call_id_for
+from callcenter.outbound import OutboundRoute
 from callcenter.service import ServiceContext
 from callcenter.store import CallStore, SpooledWriter
 from callcenter.store import tokens as token_store
@@ -97,13 +98,15 @@ class RecordingCallControl:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
+        self.routes: list[str | None] = []  # the route of each originate (None: the default outbound context)
         self.new_id = uuid.uuid4()
 
     async def originate(self, *, extension: str, number: str, caller_id: str | None = None,
-                        pbx: str | None = None) -> uuid.UUID:
+                        pbx: str | None = None, route: OutboundRoute | None = None) -> uuid.UUID:
         if extension == "999":
             raise Conflict("extension 999 is not registered")
         self.calls.append(("originate", (extension, number, caller_id, pbx)))
+        self.routes.append(route.name if route else None)
         return self.new_id
 
     async def hangup(self, call_id: uuid.UUID) -> None:

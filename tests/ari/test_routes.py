@@ -1,0 +1,189 @@
+"""Outbound routes end to end: the HTTP API decides who may use a route, the real ARI app dials through it, and
+the simulator shows the trunk the customer's leg really left through (its channel and endpoint)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from api.app import create_app
+from api.auth import FailureLimiter
+from ari_app.component import run
+from asterisk_sim.simulator import SimConfig, Simulator
+from callcenter.bus import EventBus
+from callcenter.config import parse_config
+from callcenter.service import ServiceContext
+from callcenter.store import CallStore, SpooledWriter
+from callcenter.store import admin as admin_store
+from callcenter.store import tokens as token_store
+
+from .conftest import DIALPLAN, PASSWORD, PHONES, eventually
+
+CUSTOMER = "0501234567"
+ROUTES = [
+    # through the site's dialplan: 9 + number in from-internal → Dial(PJSIP/<number>@trunk)
+    {"name": "local", "label": "Local line", "context": "from-internal", "prefix": "9"},
+    # straight to a second carrier, only for 1001, showing the company's number
+    {"name": "intl", "label": "Carrier B", "trunk": "carrier-b", "users": ["1001"], "caller_id": "+97235550000"},
+    # the same carrier with a carrier-select code, for the sales org unit
+    {"name": "sales", "trunk": "carrier-b", "prefix": "1010", "org_units": ["sales"]},
+]
+
+
+@dataclass
+class RouteWorld:
+    sim: Simulator
+    client: TestClient
+    store: CallStore
+    tokens: dict[str, str]
+
+    async def call(self, who: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        resp = await self.client.post("/api/v1/calls", json=body,
+                                      headers={"Authorization": f"Bearer {self.tokens[who]}"})
+        return resp.status, await resp.json()
+
+    async def routes(self, who: str, query: str = "") -> tuple[int, dict[str, Any]]:
+        resp = await self.client.get(f"/api/v1/routes{query}", headers={"Authorization": f"Bearer {self.tokens[who]}"})
+        return resp.status, await resp.json()
+
+    def far_end(self) -> dict[str, Any]:
+        """The one outside leg of the call in progress: a PJSIP channel that is not a phone's."""
+        found = [c for c in self.sim.channels() if c["name"].startswith("PJSIP/")
+                 and not c["name"].startswith(tuple(f"PJSIP/{p}-" for p in PHONES))]
+        assert len(found) == 1, self.sim.channels()
+        return found[0]
+
+    async def connected(self, extension: str, party: str) -> None:
+        await eventually(lambda: party in self.sim.who_hears_whom().get(extension, set()),
+                         what=f"{extension} talking to {party}")
+
+    async def ended_row(self, call_id: uuid.UUID) -> dict[str, Any]:
+        async def done() -> bool:
+            row = await self.store.get_call(call_id)
+            return bool(row and row["ended_at"]) and "hangup" in {
+                e["kind"] for e in await self.store.call_events(call_id)}
+
+        await eventually(done, what="the call ended in the store, its hang-up in the timeline")
+        row = await self.store.get_call(call_id)
+        assert row is not None
+        return dict(row)
+
+
+@pytest.fixture
+async def route_world(store: CallStore, tmp_path: Path) -> AsyncIterator[RouteWorld]:
+    sim_config = SimConfig(user="cc", password=PASSWORD, phones=PHONES, dialplan_text=DIALPLAN, ami_port=None,
+                           recordings_dir=str(tmp_path / "rec"), extra_trunks=("carrier-b",))
+    async with Simulator(sim_config) as sim:
+        for ext in ("1001", "1002", "1003"):
+            await sim.phone(ext).register()
+            sim.phone(ext).answer_after(0.02)
+        config = parse_config({"pbx": [{
+            "key": "main", "kind": "asterisk", "outside_line_prefix": "9", "country_code": "972",
+            "extension_lengths": [4],
+            "ari": {"url": sim.ari_url, "username": "cc", "password": PASSWORD, "app": "callcenter"}}],
+            "route": ROUTES}, env={})
+        writer = SpooledWriter(store, tmp_path / "spool.jsonl")
+        ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
+        await admin_store.save_org_unit(store.pool, None, "sales", [], ["1002"])
+        tokens = {}
+        for ext in ("1001", "1002", "1003"):
+            _row, tokens[ext] = await token_store.create_token(store.pool, role="agent", extension=ext, name=ext)
+        _row, tokens["admin"] = await token_store.create_token(store.pool, role="admin", name="admin")
+        async with run(ctx):
+            await eventually(lambda: ctx.health.snapshot()["ari"]["state"] == "up", what="ari up")
+            client = TestClient(TestServer(create_app(ctx, limiter=FailureLimiter(limit=1000))))
+            await client.start_server()
+            try:
+                yield RouteWorld(sim, client, store, tokens)
+            finally:
+                await client.close()
+        await writer.close()
+
+
+async def test_each_agent_lists_only_the_routes_it_may_use(route_world: RouteWorld) -> None:
+    w = route_world
+    names = {who: [r["name"] for r in (await w.routes(who))[1]["routes"]] for who in ("1001", "1002", "1003")}
+    assert names == {"1001": ["local", "intl"], "1002": ["local", "sales"], "1003": ["local"]}
+    status, body = await w.routes("1001")
+    assert status == 200 and body["extension"] == "1001"
+    assert body["routes"][1] == {"name": "intl", "label": "Carrier B", "pbx": "main", "via": "trunk carrier-b"}
+    # an admin asks for a phone; an agent may not ask for another's
+    assert [r["name"] for r in (await w.routes("admin", "?extension=1002"))[1]["routes"]] == ["local", "sales"]
+    status, body = await w.routes("1003", "?extension=1001")
+    assert status == 403 and "scope" in body["error"]["message"]
+
+
+async def test_a_call_on_a_trunk_route_leaves_through_that_trunk_with_its_caller_id(route_world: RouteWorld) -> None:
+    w = route_world
+    w.sim.customer(CUSTOMER).answer_after(0.05)
+    status, body = await w.call("1001", {"extension": "1001", "number": "050-123-4567", "route": "intl"})
+    assert status == 202, body
+    call_id = uuid.UUID(body["call_id"])
+    await w.connected("1001", CUSTOMER)
+    far = w.far_end()
+    assert far["name"].startswith("PJSIP/carrier-b-"), far  # the carrier-b endpoint carried it, not "trunk"
+    assert far["caller"]["number"] == "+97235550000"  # the route's caller ID
+    await w.sim.phone("1001").hangup()
+    row = await w.ended_row(call_id)
+    assert (row["trunk"], row["tags"]["route"], row["status"]) == ("carrier-b", "intl", "answered")
+    dial = next(e for e in await w.store.call_events(call_id) if e["kind"] == "dial")
+    assert dial["data"]["endpoint"] == f"PJSIP/{CUSTOMER}@carrier-b" and dial["data"]["route"] == "intl"
+
+
+async def test_an_org_unit_route_sends_its_prefix_and_a_context_route_goes_through_the_dialplan(
+        route_world: RouteWorld) -> None:
+    w = route_world
+    w.sim.customer("1010" + CUSTOMER).answer_after(0.05)  # the carrier sees the carrier-select code
+    status, body = await w.call("1002", {"extension": "1002", "number": CUSTOMER, "route": "sales"})
+    assert status == 202, body
+    await w.connected("1002", "1010" + CUSTOMER)
+    assert w.far_end()["name"].startswith("PJSIP/carrier-b-")
+    await w.sim.phone("1002").hangup()
+    await w.ended_row(uuid.UUID(body["call_id"]))
+
+    w.sim.customer(CUSTOMER).answer_after(0.05)
+    status, body = await w.call("1003", {"extension": "1003", "number": CUSTOMER, "route": "local"})
+    assert status == 202, body
+    await w.connected("1003", CUSTOMER)
+    assert w.far_end()["name"].startswith("PJSIP/trunk-")  # 9X. → Dial(...@trunk)
+    await w.sim.phone("1003").hangup()
+    row = await w.ended_row(uuid.UUID(body["call_id"]))
+    dial = next(e for e in await w.store.call_events(row["id"]) if e["kind"] == "dial")
+    assert dial["data"]["endpoint"] == f"Local/9{CUSTOMER}@from-internal"
+
+
+async def test_no_route_keeps_the_outbound_context(route_world: RouteWorld) -> None:
+    w = route_world
+    w.sim.customer(CUSTOMER).answer_after(0.05)
+    status, body = await w.call("1003", {"extension": "1003", "number": CUSTOMER})
+    assert status == 202, body
+    await w.connected("1003", CUSTOMER)
+    assert w.far_end()["name"].startswith("PJSIP/trunk-")
+    await w.sim.phone("1003").hangup()
+    row = await w.ended_row(uuid.UUID(body["call_id"]))
+    assert "route" not in (row["tags"] or {})
+
+
+async def test_a_route_the_phone_may_not_use_is_refused_before_anything_rings(route_world: RouteWorld) -> None:
+    w = route_world
+    status, body = await w.call("1002", {"extension": "1002", "number": CUSTOMER, "route": "intl"})
+    assert status == 403 and body["error"]["message"] == "extension 1002 may not place calls on route 'intl'"
+    # an admin token acts for a phone: the phone's rights decide, not the token's
+    status, body = await w.call("admin", {"extension": "1003", "number": CUSTOMER, "route": "sales"})
+    assert status == 403 and "route 'sales'" in body["error"]["message"]
+    status, body = await w.call("1001", {"extension": "1001", "number": CUSTOMER, "route": "nowhere"})
+    assert status == 404
+    assert body["error"]["message"] == "no outbound route named 'nowhere' (GET /api/v1/routes lists yours)"
+    status, body = await w.call("1001", {"extension": "1001", "number": CUSTOMER, "route": "intl@evil"})
+    assert status == 400 and body["error"]["field"] == "body.route"
+    status, body = await w.call("1001", {"extension": "1001", "number": "0501&PJSIP/1002", "route": "intl"})
+    assert status == 400 and body["error"]["field"] == "body.number"
+    status, body = await w.call("1001", {"extension": "1001", "number": CUSTOMER, "route": "intl", "pbx": "main2"})
+    assert status == 400 and body["error"]["field"] == "body.pbx"  # not a configured PBX at all
+    assert w.sim.channels() == []  # nothing was dialled for any of them
