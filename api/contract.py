@@ -98,7 +98,9 @@ LIVE_SCHEMAS: dict[str, dict[str, Any]] = {
     "Hello": _obj(("type", "topics", "heartbeat_seconds", "identity"),
                   type={"type": "string", "enum": ["hello"]}, at=_TIME, topics={"type": "array", "items": _S},
                   heartbeat_seconds={"type": "number"},
-                  identity=_obj(("role",), role=_S, extension=_S, pbx=_S)),
+                  identity=_obj(("role",), role=_S, extension=_S, pbx=_S),
+                  crm_record_url={**_S, "description": "the CRM record of a number: {number} is replaced by the "
+                                                       "URL-encoded number (http.crm_record_url; '' = no link)"}),
     "Heartbeat": _obj(("type",), type={"type": "string", "enum": ["heartbeat", "pong"]}, at=_TIME),
 }
 

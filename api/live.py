@@ -460,9 +460,12 @@ async def _guard(ws: web.WebSocketResponse, request: web.Request, settings: Live
             return
 
 
-def _hello(identity: Identity, topics: Iterable[str], settings: LiveSettings) -> dict[str, Any]:
+def _hello(identity: Identity, topics: Iterable[str], settings: LiveSettings,
+           crm_record_url: str = "") -> dict[str, Any]:
+    """The first message: who the page is, and the CRM record link its screen pops use (config, may be '')."""
     return {"type": "hello", "at": _now(), "topics": list(topics), "heartbeat_seconds": settings.heartbeat_seconds,
-            "identity": {"role": identity.role, "extension": identity.extension, "pbx": identity.pbx}}
+            "identity": {"role": identity.role, "extension": identity.extension, "pbx": identity.pbx},
+            "crm_record_url": crm_record_url}
 
 
 @documented(EVENTS_OPERATION)
@@ -488,7 +491,8 @@ async def events(request: web.Request) -> web.StreamResponse:
         stats.by_token.setdefault(identity.token_id, set()).add(ws)
     tasks: list[asyncio.Task[None]] = []
     try:
-        await _send(ws, _hello(identity, topics, settings), settings.send_timeout)
+        hello = _hello(identity, topics, settings, request.app[CTX_KEY].config.http.crm_record_url)
+        await _send(ws, hello, settings.send_timeout)
         tasks.append(asyncio.create_task(_pump(ws, request, sub, settings, stats), name="ws-events-pump"))
         tasks.append(asyncio.create_task(_guard(ws, request, settings), name="ws-token-guard"))
         async for msg in ws:  # clients need not send anything; reading keeps close/pong handling alive

@@ -1,8 +1,12 @@
 """Service component for the ``legacy`` role: every legacy ``[[pbx]]`` with a transport, into the one call store.
 
 Calls are written through ``ctx.writer`` (so a Postgres outage spools them) and announced on the bus
-(``call.ringing``, ``call.ended``, ``call.missed``). Unreadable lines go to a bounded queue drained in
-batches by their own task: a flood of garbage is stored without ever making a valid line wait behind it.
+(``call.ringing``, ``call.ended``, ``call.missed``). A ring (SMDR ``RC``, a caller-ID box's ring) is announced
+with an id of its own, since the record that ends it is not known yet; the finished call's event names it
+(``ringing_call_id``), so a phone panel replaces the ringing call by the record. A caller-ID box knows lines,
+not phones: ``[pbx.legacy] line_extensions`` says which extension a line rings. Unreadable lines go to a
+bounded queue drained in batches by their own task: a flood of garbage is stored without ever making a valid
+line wait behind it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from bridges.legacy_pbx.records import Alarm, Duplicate, Item, LegacyCall, Notic
 from bridges.legacy_pbx.telsa import RecordingWatcher
 from bridges.legacy_pbx.transports import Transport
 from callcenter.config import PbxConfig
-from callcenter.domain import CallStatus
+from callcenter.domain import CallStatus, call_id_for
 from callcenter.service import ServiceContext
 
 log = logging.getLogger("bridges.legacy_pbx")
@@ -43,6 +47,7 @@ class LegacyLink:
         self.counts = {"calls": 0, "quarantined": 0, "alarms": 0, "duplicates": 0}
         self._quarantine: asyncio.Queue[Quarantined] = asyncio.Queue(maxsize=100_000)
         self._last_alarm: tuple[str, float] = ("", 0.0)
+        self._ringing: dict[str, str] = {}  # line → the id its ring was announced with, until its call is stored
 
     def health(self) -> dict[str, Any]:
         return {**self.transport.status.as_dict(), **self.counts, "quarantine_backlog": self._quarantine.qsize()}
@@ -94,20 +99,41 @@ class LegacyLink:
             elif isinstance(item, Duplicate):
                 self.counts["duplicates"] += 1
 
+    def _extension_of_line(self, extension: str, line: str) -> str:
+        """The phone a ring or call was on: the PBX's own word, else the configured extension of the line."""
+        if extension or not line or self.pbx.legacy is None:
+            return extension
+        same = line.lstrip("0")  # "1" in the config is the box's "01"
+        return next((ext for key, ext in self.pbx.legacy.line_extensions.items() if key.lstrip("0") == same), "")
+
     async def _store_call(self, call: LegacyCall) -> None:
+        call.extension = self._extension_of_line(call.extension, call.line)
         record = call_record(call, self.pbx.key, self.plan)
         await self.ctx.writer.upsert_call(record)
         self.counts["calls"] += 1
         topic = {CallStatus.MISSED: "call.missed", CallStatus.RINGING: "call.ringing"}.get(call.status, "call.ended")
         data = call_json(call, self.pbx.key, self.plan)
+        data |= {"caller": record.caller or "", "caller_raw": record.caller_raw or "", "callee": record.callee or "",
+                 "callee_raw": record.callee_raw or ""}
+        ringing = self._ringing.pop(call.line, None) if call.line else None
+        if ringing is not None:
+            data["ringing_call_id"] = ringing
         log.info("event=legacy_call pbx=%s call_id=%s direction=%s status=%s line=%s", self.pbx.key,
                  record.id, call.direction, call.status, call.line)
         await self.ctx.bus.publish(topic, data)
 
     def _ringing_event(self, item: Ringing) -> dict[str, Any]:
+        """A ringing call as the live contract has it (``CallEvent``), with an id of its own (see the module)."""
         number = e164_or_blank(item.number_raw, self.plan)
-        return {"pbx": self.pbx.key, "source": self.source, "line": item.line, "extension": item.extension,
-                "number_raw": item.number_raw, "number": number, "at": item.at.isoformat()}
+        call_id = str(call_id_for(self.pbx.key, f"ring|{self.source}|{item.line}|{item.at.isoformat()}"))
+        if item.line:
+            self._ringing[item.line] = call_id
+        extension = self._extension_of_line(item.extension, item.line)
+        return {"call_id": call_id, "pbx": self.pbx.key, "source": self.source, "direction": "inbound",
+                "state": "ringing", "line": item.line, "trunk": item.line, "extension": extension,
+                "extensions": [extension] if extension else [], "caller": number, "caller_raw": item.number_raw,
+                "number_raw": item.number_raw, "number": number, "started_at": item.at.isoformat(),
+                "at": item.at.isoformat()}
 
     def _log_alarm(self, text: str) -> None:
         """Alarms repeat every minute while they last: log a change at once, a repeat once a minute."""
