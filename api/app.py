@@ -27,6 +27,7 @@ ROUTE_MODULES = (
     "api.exports",            # export guards (no routes): per-token cap, send timeout, their health
     "api.routes.calls",       # call log, CSV, call detail, recordings
     "api.routes.call_control",  # click-to-call and call control
+    "api.routes.pickup",      # call pickup (answer a colleague's ringing call at my phone)
     "api.routes.admin",       # extensions, org units, tokens, pbx entries, retention
     "api.routes.queues",      # queue statistics and reports
     "api.routes.queue_control",  # agent pause and the live state of a queue

@@ -35,6 +35,7 @@ PERMISSIONS: dict[str, set[str]] = {
     "recordings:read": set(_ALL),
     "calls:originate": set(_ALL),
     "calls:control": set(_ALL),
+    "calls:pickup": {"admin", "supervisor", "agent"},  # needs a token with an extension (the phone to answer at)
     "queues:read": {"admin", "supervisor", "crm"},
     "live:read": set(_ALL),
     "events:subscribe": set(_ALL),

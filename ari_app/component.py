@@ -23,7 +23,7 @@ from callcenter.service import ServiceContext
 
 log = logging.getLogger("callcenter.ari")
 
-PLUGINS = ("ari_app.monitor", "ari_app.queues")
+PLUGINS = ("ari_app.monitor", "ari_app.queues", "ari_app.pickup")
 
 
 def _health(items: list[Any], name: str) -> dict[str, Any]:

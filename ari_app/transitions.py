@@ -118,6 +118,7 @@ def caller_gave_up(call: LiveCall, leg: Leg) -> bool:
     return bool(real) and real[0] is leg and not any(x.state == "Up" for x in call.live_legs())
 
 
+PICKUP_ROLE = "pickup"  # the picker's phone rung by ari_app.pickup for an API pickup, adopted into the call
 MONITOR_FLOW = "monitor"  # Stasis(app,monitor,<mode>,<extension>): ari_app.monitor's supervisor calls
 # The channel ari_app.monitor originates to a supervisor's phone for an API-started session: its id is
 # cc-monitor-<session>-sup (ari_app.monitor.session), so the call is known as monitoring while it still rings.
@@ -175,7 +176,7 @@ def on_state_change(state: LiveState, event: dict[str, Any], touched: set[str]) 
         leg.answered_at = at
         if call.kind == "monitoring" and leg.extension == call.extension:
             return answered(state, call, at)  # the monitor flow answered the supervisor
-        up = [other for other in call.live_legs() if other.state == "Up" and other.role != "snoop"]
+        up = [other for other in call.live_legs() if other.state == "Up" and other.role not in ("snoop", PICKUP_ROLE)]
         if len(up) >= 2 and not call.owned:
             return answered(state, call, at)
     return []
@@ -198,7 +199,8 @@ def on_dial(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[
         return ringing(state, call, peer.extension, at) if peer.extension else announce(state, call)
     if status == "ANSWER":
         peer.state = "Up"
-        return [] if call.owned else answered(state, call, at)
+        # a picker's phone (ari_app.pickup) answering is not the call answered: the pickup bridges it then
+        return [] if call.owned or peer.role == PICKUP_ROLE else answered(state, call, at)
     if status not in ("RINGING", "PROGRESS", "PROCEEDING", "EARLYMEDIA"):  # only final statuses count
         call.dial_status = status
     return []

@@ -162,6 +162,26 @@ class MonitorSettings:
     takeover_code: str = "*338"
 
 
+@dataclass(frozen=True, slots=True)
+class PickupGroup:
+    """One ``[[pickup.group]]``: a call ringing at a ``members`` extension may be picked up by any other member
+    and by the ``pickers`` (a receptionist, a team lead) whose own calls this group does not offer. An extension
+    may be in several groups (Asterisk's named call / pickup groups: ``members`` are both, ``pickers`` only the
+    pickup side)."""
+
+    name: str = ""
+    members: tuple[str, ...] = ()
+    pickers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PickupSettings:
+    """``[pickup]``: the feature code (``*8`` + extension) and the groups (empty: nobody may pick up)."""
+
+    code: str = "*8"
+    groups: tuple[PickupGroup, ...] = ()
+
+
 QUEUE_STRATEGIES = ("ringall", "round-robin", "least-recent", "fewest-calls")
 _QUEUE_NAME = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,63}$")
 
@@ -201,6 +221,7 @@ class Config:
     queues: tuple[QueueConfig, ...] = ()
     ivr: IvrSettings = field(default_factory=IvrSettings)
     routes: tuple[OutboundRoute, ...] = ()
+    pickup: PickupSettings = field(default_factory=PickupSettings)
     log_format: str = "kv"  # kv | json
     log_level: str = "INFO"
     source_path: str = ""
@@ -373,7 +394,8 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, s
     if isinstance(data.get("pbx"), list):
         data["pbx"] = [dict(e) if isinstance(e, dict) else e for e in data["pbx"]]
     _apply_env(data, env if env is not None else {})
-    known = {"database", "http", "agi", "monitor", "pbx", "queue", "ivr", "route", "log_format", "log_level"}
+    known = {"database", "http", "agi", "monitor", "pbx", "queue", "ivr", "route", "pickup", "log_format",
+             "log_level"}
     for key in data:
         if key not in known:
             raise ConfigError(key, "unknown setting")
@@ -401,6 +423,7 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, s
         queues=_build_queues(data.get("queue", []), entries),
         ivr=_section(data, "ivr", IvrSettings, ""),
         routes=_build_routes(data.get("route", []), entries),
+        pickup=_build_pickup(data.get("pickup", {}), codes_of(_section(data, "monitor", MonitorSettings, ""))),
         log_format=log_format,
         log_level=log_level,
         source_path=source,
@@ -423,8 +446,7 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, s
         raise ConfigError("database.statement_timeout", "must be more than 0 and at most 3600 seconds")
     if config.http.exports_per_token < 1:
         raise ConfigError("http.exports_per_token", "must be at least 1")
-    codes = [config.monitor.listen_code, config.monitor.whisper_code, config.monitor.barge_code,
-             config.monitor.takeover_code]
+    codes = codes_of(config.monitor)
     if len(set(codes)) != len(codes):
         raise ConfigError("monitor", "feature codes must differ from each other")
     for name in ("listen_code", "whisper_code", "barge_code", "takeover_code"):
@@ -541,6 +563,53 @@ def _build_queues(raw: Any, pbxs: tuple[PbxConfig, ...]) -> tuple[QueueConfig, .
             raise ConfigError(f"queue.{queue.name}.overflow",
                               "must be hangup, queue:<another queue> or extension:<digits>")
     return tuple(queues)
+
+
+def codes_of(monitor: MonitorSettings) -> list[str]:
+    return [monitor.listen_code, monitor.whisper_code, monitor.barge_code, monitor.takeover_code]
+
+
+def _build_pickup(raw: Any, monitor_codes: list[str]) -> PickupSettings:
+    """``[pickup]`` with its ``[[pickup.group]]`` tables; the code must not clash with a monitoring code (one
+    would be a prefix of the other: no dialplan pattern could tell them apart)."""
+    if not isinstance(raw, dict):
+        raise ConfigError("pickup", "must be a table")
+    data = dict(raw)
+    groups_raw = data.pop("group", [])
+    if "groups" in data:
+        raise ConfigError("pickup.groups", "unknown setting; a group is a [[pickup.group]] table")
+    settings: PickupSettings = _build(PickupSettings, data, "pickup")
+    if not re.match(r"^[*#0-9]{1,8}$", settings.code) or settings.code.isdigit():
+        raise ConfigError("pickup.code", "must be 1-8 characters of *, # and digits, with at least one * or #")
+    for code in monitor_codes:
+        if code.startswith(settings.code) or settings.code.startswith(code):
+            raise ConfigError("pickup.code", f"{settings.code!r} and the monitoring code {code!r} overlap "
+                                             "(one is a prefix of the other)")
+    if not isinstance(groups_raw, list):
+        raise ConfigError("pickup.group", "must be an array of tables ([[pickup.group]])")
+    groups: list[PickupGroup] = []
+    for index, entry in enumerate(groups_raw):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"pickup.group[{index}]", "must be a table")
+        entry = dict(entry)
+        name = entry.pop("name", None)
+        if not isinstance(name, str) or not _QUEUE_NAME.match(name):
+            raise ConfigError(f"pickup.group[{index}].name", "required; letters, digits, '-' or '_' (max 64)")
+        where = f"pickup.group.{name}"
+        if any(g.name == name for g in groups):
+            raise ConfigError(where, "name is used twice")
+        for key in ("members", "pickers"):
+            if isinstance(entry.get(key), list):
+                entry[key] = [str(m) if isinstance(m, int) else m for m in entry[key]]
+        group: PickupGroup = _build(PickupGroup, entry, where)
+        for key in ("members", "pickers"):
+            for ext in getattr(group, key):
+                if not isinstance(ext, str) or not ext.isdigit():
+                    raise ConfigError(f"{where}.{key}", f"{ext!r} is not an extension number")
+        if not group.members:
+            raise ConfigError(f"{where}.members", "a group needs at least one member whose calls can be picked up")
+        groups.append(dataclasses.replace(group, name=name))
+    return dataclasses.replace(settings, groups=tuple(groups))
 
 
 def _check_ivr(config: Config) -> None:

@@ -74,6 +74,19 @@ class MonitorControl(Protocol):
 
 
 @runtime_checkable
+class PickupControl(Protocol):
+    """Call pickup (issue 17): the same rules and code path as the ``*8<ext>`` feature code."""
+
+    def pickable(self, picker: str) -> list[dict[str, Any]]:
+        """Calls ringing now at extensions ``picker``'s pickup groups let it pick up from."""
+        ...
+
+    async def pickup(self, *, picker: str, target: str, pbx: str | None = None) -> uuid.UUID:
+        """Ring ``picker``'s phone; answered, it takes the call ringing at ``target``. Returns that call's id."""
+        ...
+
+
+@runtime_checkable
 class LiveView(Protocol):
     """A snapshot of extensions, active calls, trunks and queues for ``GET /api/v1/live``."""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from callcenter.bus import EventBus
 from callcenter.config import Config
-from callcenter.ports import CallControl, LiveView, MonitorControl, QueueControl
+from callcenter.ports import CallControl, LiveView, MonitorControl, PickupControl, QueueControl
 from callcenter.store import CallStore, SpooledWriter
 
 log = logging.getLogger("callcenter.health")
@@ -132,6 +132,7 @@ class Ports:
     monitor_control: MonitorControl | None = None
     live: LiveView | None = None
     queue_control: QueueControl | None = None
+    pickup: PickupControl | None = None
 
 
 @dataclass

@@ -118,6 +118,7 @@ def context_for(config: Config, options: RenderOptions) -> dict[str, Any]:
     return {
         "pbx": pbx.key, "app": ari.app, "ari": ari, "ami": ami, "has_ami": pbx.ami is not None,
         "monitor": monitor_codes(config), "agi_address": address,
+        "pickup": {"code": config.pickup.code, "offset": len(config.pickup.code)},
         "agi_url": agi_url_factory(address, pbx.key, config.agi.secret),
         "bind_address": options.bind_address, "http_port": url.port or 8088, "permit": list(options.permit),
     }

@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "dialplan" / "examples"
 DIALPLANS = ("extensions_callcenter.conf", "freepbx/extensions_custom.conf")
 SAMPLES = ["1002", "*3361002", "*3391002", "*3321002", "*3381002", "*33610", "*336", "*33", "1", "12", "*", "#",
-           "support", "s", "h", "02075550100", "+442075550100", "*338*1002", "#711002", "*51002", "*5", "99"]
+           "support", "s", "h", "02075550100", "+442075550100", "*338*1002", "#711002", "*51002", "*5", "99",
+           "*81002", "*8", "*8*1002"]
 
 
 def example_config() -> Config:
@@ -94,6 +95,31 @@ def test_feature_codes_send_the_mode_and_extension_to_stasis(name: str) -> None:
     for code, mode in (("*336", "listen"), ("*339", "whisper"), ("*332", "barge"), ("*338", "takeover")):
         assert stasis_args(plan, context, f"{code}1002") == ["callcenter", "monitor", mode, "1002"]
     assert plan.match(context, "*336") is None and plan.match(context, "1002") is None
+
+
+@pytest.mark.parametrize("name", DIALPLANS)
+def test_the_pickup_code_sends_the_ringing_extension_to_stasis(name: str) -> None:
+    plan = parsed(render_all(example_config()), name)
+    context = "from-internal-custom" if name.startswith("freepbx") else "callcenter-monitor"
+    assert stasis_args(plan, context, "*81002") == ["callcenter", "pickup", "1002"]
+    assert plan.match(context, "*8") is None
+
+
+def test_a_configured_pickup_code_computes_its_own_offset() -> None:
+    plan = parsed(render_all(config_with(pickup={"code": "#52"})), "extensions_callcenter.conf")
+    assert stasis_args(plan, "callcenter-monitor", "#521002") == ["callcenter", "pickup", "1002"]
+    assert plan.match("callcenter-monitor", "*81002") is None
+
+
+@pytest.mark.parametrize("name", DIALPLANS)
+def test_a_pickup_redirect_reaches_stasis_with_the_pickup_id(name: str) -> None:
+    from asterisk_sim.dialplan import extension_matches
+
+    plan = parsed(render_all(example_config()), name)
+    assert stasis_args(plan, "callcenter-pickup-arrival", "5be41d7a600f3a9c") == ["callcenter", "picked",
+                                                                                 "5be41d7a600f3a9c"]
+    assert not any(extension_matches(p, "*81002") for p in plan.contexts["callcenter-pickup-arrival"].extensions)
+    assert not any("callcenter-pickup-arrival" in c.includes for c in plan.contexts.values()), "nobody dials in"
 
 
 def test_configured_codes_of_any_length_compute_their_own_offset() -> None:

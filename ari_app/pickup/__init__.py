@@ -1,0 +1,59 @@
+"""Call pickup (issue 17): ``*8<ext>`` and ``POST /api/v1/extensions/{ext}/pickup``, one code path. See service.py.
+
+``ari_app.component`` calls :func:`setup` for every Asterisk; it registers the ``pickup`` and ``picked`` Stasis
+flows on that PBX and shares one :class:`PickupPort` as ``ctx.ports.pickup`` for the API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ari_app.pickup.service import PickupService
+from callcenter.domain import NotFound, Unavailable
+
+__all__ = ["PickupPort", "PickupService", "setup"]
+
+
+class PickupPort:
+    """``callcenter.ports.PickupControl`` over every Asterisk's :class:`PickupService`."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, PickupService] = {}
+
+    def _service(self, pbx: str | None, picker: str) -> PickupService:
+        if pbx is not None:
+            service = self.services.get(pbx)
+            if service is None:
+                raise NotFound(f"PBX {pbx!r} is not an Asterisk this service controls")
+            return service
+        for service in self.services.values():  # the Asterisk where the picker's phone is registered
+            ext = service.state.extensions.get(picker)
+            if ext is not None and ext.known and ext.registered:
+                return service
+        if not self.services:
+            raise Unavailable("no Asterisk is connected: pickup is not available")
+        return next(iter(self.services.values()))
+
+    def pickable(self, picker: str) -> list[dict[str, Any]]:
+        return [item for service in self.services.values() for item in service.pickable(picker)]
+
+    async def pickup(self, *, picker: str, target: str, pbx: str | None = None) -> uuid.UUID:
+        return await self._service(pbx, picker).start(picker, target)
+
+
+@contextlib.asynccontextmanager
+async def setup(pbx: Any, ctx: Any) -> AsyncIterator[PickupService]:
+    service = PickupService(pbx, ctx.config.pickup)
+    port = ctx.ports.pickup
+    if not isinstance(port, PickupPort):
+        port = ctx.ports.pickup = PickupPort()
+    port.services[pbx.key] = service
+    try:
+        yield service
+    finally:
+        port.services.pop(pbx.key, None)
+        if not port.services and ctx.ports.pickup is port:
+            ctx.ports.pickup = None
