@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.app import CTX_KEY
 from api.auth import get_identity
 from api.errors import ValidationError
+from api.keys import CTX_KEY
 from api.routes.calls import json_response
 from api.schemas import Param, RouteTable, params_of
 from callcenter.domain import Forbidden, Unavailable

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from api.auth import ROLES, FailureLimiter
 from api.schemas import pattern_matches
-from callcenter.domain import NotFound
+from callcenter.domain import Conflict, NotFound
 from tests.live.liveapi import StaticLiveView
 
 from .conftest import Api, RecordingCallControl, default_config
@@ -61,6 +61,18 @@ class RecordingMonitorControl:
         return list(self.active.values())
 
 
+class Pickups:
+    """A PickupControl (callcenter.ports): nothing ringing anywhere but at 1002, which it "picks up"."""
+
+    def pickable(self, picker: str) -> list[dict[str, Any]]:
+        return []
+
+    async def pickup(self, *, picker: str, target: str, pbx: str | None = None) -> uuid.UUID:
+        if target != "1002":
+            raise Conflict(f"nothing is ringing at {target}", code="nothing_ringing")
+        return uuid.uuid4()
+
+
 class Queues:
     """A QueueControl over the configured queues (members as the ARI app publishes them: objects)."""
 
@@ -81,6 +93,7 @@ async def conformance_api(make_api: MakeApiFn) -> Api:
     api.ctx.ports.call_control = RecordingCallControl()
     api.ctx.ports.monitor_control = RecordingMonitorControl()
     api.ctx.ports.queue_control = Queues()
+    api.ctx.ports.pickup = Pickups()
     api.ctx.ports.live = StaticLiveView()
     return api
 
