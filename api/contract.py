@@ -42,13 +42,24 @@ LIVE_SCHEMAS: dict[str, dict[str, Any]] = {
         registration={"type": "string", "enum": ["registered", "unregistered"]},
         state={"type": "string", "enum": list(EXTENSION_STATES)}, state_since=_NTIME, call_id=_NS,
         call={**ref("ExtensionCall"), "nullable": True}), "description": "A phone: registration and call state."},
+    "ConferenceParty": {**_obj(
+        ("channel", "call_id", "number", "state", "removable"),
+        channel={**_S, "description": "its channel id: what DELETE /api/v1/calls/{id}/parties/{channel} names"},
+        call_id={**_S, "description": "the call the leg belongs to (a merged call keeps its own row)"},
+        role={**_S, "description": "agent, customer or party"}, number=_S, name=_S, extension=_S,
+        state={"type": "string", "enum": ["talking", "on_hold", "ringing"]},
+        removable={"type": "boolean", "description": "false for the call's own agent"}),
+        "description": "One party of a call we drive (click-to-call, queue call): who is in its conference."},
     "LiveCall": {**_obj(
         ("call_id", "pbx", "state", "extensions"),
         call_id=_S, pbx=_S, direction={"type": "string", "enum": ["inbound", "outbound", "internal", "unknown"]},
         state={"type": "string", "enum": list(CALL_STATES)}, caller=_S, caller_raw=_S, caller_name=_S, callee=_S,
         callee_raw=_S, extension={**_S, "description": "who answered (or was rung, before that)"},
         extensions={"type": "array", "items": _S, "description": "every extension it rings or reached"},
-        queue=_S, trunk=_S, started_at=_NTIME, answered_at=_NTIME), "description": "A call in progress."},
+        queue=_S, trunk=_S, started_at=_NTIME, answered_at=_NTIME,
+        parties={"type": "array", "items": ref("ConferenceParty"),
+                 "description": "calls we drive: everyone in the call (three or more: a conference)"}),
+        "description": "A call in progress."},
     "LiveTrunk": _obj(("pbx", "name", "calls_in_use"), pbx=_S, name=_S,
                       state={"type": "string", "enum": ["up", "down", "unknown"]}, calls_in_use=_INT,
                       capacity=_INT),
@@ -86,10 +97,14 @@ LIVE_SCHEMAS: dict[str, dict[str, Any]] = {
         call_id=_S, pbx=_S, direction=_S, state={"type": "string", "enum": list(CALL_STATES)}, status=_S,
         caller=_S, caller_raw=_S, caller_name=_S, callee=_S, callee_raw=_S, extension=_S,
         extensions={"type": "array", "items": _S}, queue=_S, trunk=_S, started_at=_NTIME, answered_at=_NTIME,
-        ended_at=_NTIME, duration=_INT, billsec=_INT, hangup_cause=_S, at=_NTIME),
+        ended_at=_NTIME, duration=_INT, billsec=_INT, hangup_cause=_S, at=_NTIME,
+        action={**_S, "description": "call.updated: what happened (hold, conference_add, parties, …)"},
+        parties={"type": "array", "items": ref("ConferenceParty"),
+                 "description": "call.updated with action parties: the conference's parties now"}),
         "description": "call.ringing (screen pop: extension = the phone rung), call.answered (extension = who "
                        "answered), call.ended / call.missed (status, ended_at, duration, billsec, hangup_cause), "
-                       "call.updated (action), call.hidden (only call_id and pbx: a call that rang this "
+                       "call.updated (action; `parties` when someone joined or left a conference), "
+                       "call.hidden (only call_id and pbx: a call that rang this "
                        "client's phone was answered elsewhere and left its view)."},
     "MonitorSession": _obj(("session_id", "supervisor_extension", "target_extension", "mode", "state"),
                            session_id=_S, pbx=_S, supervisor_extension=_S, target_extension=_S,

@@ -13,9 +13,10 @@ import logging
 from typing import Any
 
 from ari_app.client import AriError, ari_path
-from ari_app.model import Effect, LiveCall, now
+from ari_app.model import Effect, Leg, LiveCall, now
 from ari_app.pbx import BRIDGE_PREFIX, AsteriskPbx
 from ari_app.transitions import answered
+from ari_app.views import bridge_members, party_number
 from callcenter.outbound import default_endpoint
 
 log = logging.getLogger("callcenter.ari.calls")
@@ -46,6 +47,12 @@ class CallFlow:
         self._joined: set[str] = set()
         self._waiting: dict[str, asyncio.Future[None]] = {}  # "StasisStart:<channel>" / "PlaybackFinished:<id>"
         self.stasis_wait = STASIS_WAIT
+        # conferences: the calls that became one (a party added or a call merged), the host call of every
+        # channel seen in one of our bridges (and the number it was), the parties removed through the API
+        self.conferences: set[str] = set()
+        self.members_seen: dict[str, str] = {}
+        self.party_numbers: dict[str, str] = {}
+        self.removed: set[str] = set()
         for name in FLOW_NAMES:
             pbx.stasis.register_flow(name, self)
 
@@ -115,11 +122,30 @@ class CallFlow:
                 future.set_exception(DialFailed(
                     f"the new channel was hung up before it entered Stasis ({event.get('cause_txt') or ''})", cid))
             return
-        if future is not None and not future.done() and kind in ("StasisStart", "PlaybackFinished"):
+        if kind == "ChannelEnteredBridge":
+            key = f"ChannelEnteredBridge:{(event.get('channel') or {}).get('id')}"
+            future = self._waiting.get(key)
+        if future is not None and not future.done() and kind in ("StasisStart", "PlaybackFinished",
+                                                                  "ChannelEnteredBridge"):
             future.set_result(None)
 
     async def add_to_bridge(self, bridge_id: str, channel_id: str) -> None:
         await self.client.post(ari_path("bridges", bridge_id, "addChannel"), channel=channel_id)
+
+    async def move_into(self, bridge_id: str, channel_ids: list[str], wait: float = 2.0) -> None:
+        """Add channels to a bridge and wait until Asterisk says they are in (its reply comes before the move
+        is done): what follows (hanging up the legs left behind) must not find them alone."""
+        entered = {cid: self._expect("ChannelEnteredBridge", cid) for cid in channel_ids}
+        try:
+            for cid in channel_ids:
+                await self.add_to_bridge(bridge_id, cid)
+            try:
+                await asyncio.wait_for(asyncio.gather(*entered.values()), wait)
+            except TimeoutError:
+                log.warning("event=bridge_move_slow bridge=%s channels=%s", bridge_id, ",".join(channel_ids))
+        finally:
+            for cid in channel_ids:
+                self._waiting.pop(f"ChannelEnteredBridge:{cid}", None)
 
     def timeline(self, call: LiveCall, kind: str, key: str, **data: Any) -> Effect:
         at = now()
@@ -216,13 +242,21 @@ class CallFlow:
 
     async def on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
-        if self._waiting and kind in ("StasisStart", "PlaybackFinished", "ChannelDestroyed"):
+        if self._waiting and kind in ("StasisStart", "PlaybackFinished", "ChannelDestroyed", "ChannelEnteredBridge"):
             self._resolve(event)
+        if kind == "ChannelEnteredBridge":
+            self._entered_bridge(event)
+            return
         if kind == "ChannelDestroyed":
-            self._joined.discard(str(event["channel"].get("id")))
+            cid = str(event["channel"].get("id"))
+            self._joined.discard(cid)
+            host = self.members_seen.get(cid)
+            left_bridge = f"{BRIDGE_PREFIX}{host}" if host else ""
             linkedid = self._destroyed_owner(event)
             if linkedid:
-                self._spawn(self.tidy(linkedid))
+                self._spawn(self.tidy(linkedid, left_bridge))
+            elif host:
+                self._spawn(self.after_leave(left_bridge))
             return
         channel = event.get("peer") if kind == "Dial" else event.get("channel")
         up = (kind == "Dial" and event.get("dialstatus") == "ANSWER") or (
@@ -235,6 +269,26 @@ class CallFlow:
         if call is not None and leg is not None and call.owned and leg.role in ("customer", "party", "consult"):
             if cid not in self._joined:
                 self._spawn(self.join(call.linkedid, cid, leg.role))
+
+    def _entered_bridge(self, event: dict[str, Any]) -> None:
+        """Remember which call's bridge a channel is in (and who it is): its leaving is a conference leave."""
+        bid = str((event.get("bridge") or {}).get("id", ""))
+        cid = str((event.get("channel") or {}).get("id", ""))
+        if not bid.startswith(BRIDGE_PREFIX) or bid.startswith(f"{BRIDGE_PREFIX}consult-"):
+            return
+        owner = self.state.call_of_channel(cid)
+        leg = owner.legs.get(cid) if owner is not None else None
+        if leg is None or not owner or not owner.owned:
+            return
+        if owner.linkedid == bid.removeprefix(BRIDGE_PREFIX) and leg.role == "agent":
+            return  # the host's own agent: his going ends the conference, it is no leave
+        self.members_seen[cid] = bid.removeprefix(BRIDGE_PREFIX)
+        self.party_numbers[cid] = party_number(self.state, leg)
+
+    async def after_leave(self, bridge_id: str) -> None:
+        """A merged call's last leg went from a conference: its leave on the timeline, the bridge tidied."""
+        await self.conference_leaves()
+        await self.tidy_bridge(bridge_id)
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.create_task(work)
@@ -249,8 +303,13 @@ class CallFlow:
                 return call.linkedid
         return None
 
-    async def tidy(self, linkedid: str) -> None:
-        """Hang up a party left alone in our bridge; abandon a consultation whose target went."""
+    async def tidy(self, linkedid: str, left_bridge: str = "") -> None:
+        """Hang up a party left alone in our bridge; abandon a consultation whose target went.
+
+        A leg is alone when no other leg of its call is left *and* nobody else shares its bridge: a merged
+        call's last leg talking in another call's conference stays, and so do the others of a conference
+        whose host call's legs are all gone. ``left_bridge`` is the bridge the departed channel was in.
+        """
         call = self.state.calls.get(linkedid)
         if call is None:
             return
@@ -260,16 +319,72 @@ class CallFlow:
                 await self.pbx.emit([self.timeline(call, "transfer_cancelled", str(call.transfer.get("target")),
                                                    reason="target hung up")])
                 await self.restore_after_consult(call)
+            await self.conference_leaves()
+            self.promote_party(call)
             ours = [leg for leg in call.live_legs() if leg.role in ("agent", "customer", "party", "consult")]
-            if len(ours) <= 1 and not call.transfer:
+            if len(ours) <= 1 and not call.transfer and not any(self.company(leg) for leg in ours):
                 for leg in ours:
                     await self.pbx.hangup_quietly(leg.id)
                 for bid in (call.bridge, self.bridge_id(call, "consult-")):
-                    if bid:
+                    if bid and not bridge_members(self.state, bid):
                         try:
                             await self.client.delete(ari_path("bridges", bid))
                         except AriError:
                             pass
+        if left_bridge and left_bridge != call.bridge:
+            await self.tidy_bridge(left_bridge)
+        elif call.bridge and not call.live_legs():
+            await self.tidy_bridge(call.bridge)
+
+    async def tidy_bridge(self, bridge_id: str) -> None:
+        """A conference bridge whose host call is gone (or that a merged leg left): one party left alone in it
+        is hung up and the bridge destroyed; two or more keep talking."""
+        members = bridge_members(self.state, bridge_id)
+        if len(members) > 1 or not bridge_id.startswith(BRIDGE_PREFIX):
+            return
+        host = self.state.calls.get(bridge_id.removeprefix(BRIDGE_PREFIX))
+        if host is not None and (host.transfer or any(leg.on_hold for leg in host.live_legs())):
+            return  # a held agent comes back to it
+        for leg in members:
+            await self.pbx.hangup_quietly(leg.id)
+        try:
+            await self.client.delete(ari_path("bridges", bridge_id))
+        except AriError:
+            pass
+
+    def company(self, leg: Leg) -> int:
+        """How many other parties share ``leg``'s bridge."""
+        return len([m for m in bridge_members(self.state, leg.bridge) if m.id != leg.id]) if leg.bridge else 0
+
+    def promote_party(self, call: LiveCall) -> None:
+        """The customer left a conference: the earliest party takes the customer's place, so the call goes on
+        as a normal call (transfer and the rest look for the customer)."""
+        if call.leg_with_role("customer") is not None:
+            return
+        joined = [leg for leg in call.live_legs() if leg.role == "party" and leg.state == "Up"]
+        if joined:
+            first = min(joined, key=lambda leg: leg.created_at)
+            first.role = "customer"
+            log.info("event=conference_customer_replaced call_id=%s channel=%s", call.call_id, first.id)
+
+    async def conference_leaves(self) -> None:
+        """``conference_leave`` on the conference's timeline for every party that hung up by itself."""
+        effects = []
+        for cid, host_id in list(self.members_seen.items()):
+            owner = self.state.call_of_channel(cid)
+            leg = owner.legs.get(cid) if owner is not None else None
+            if leg is not None and not leg.gone:
+                continue
+            del self.members_seen[cid]
+            host = self.state.calls.get(host_id)
+            if host is None or host_id not in self.conferences or cid in self.removed:
+                self.removed.discard(cid)
+                continue
+            number = self.party_numbers.pop(cid, "")
+            effects.append(self.timeline(host, "conference_leave", cid, channel=cid, number=number,
+                                         reason="hung up"))
+        if effects:
+            await self.pbx.emit(effects)
 
     async def restore_after_consult(self, call: LiveCall) -> None:
         """Back to the call: agent returns to the main bridge, the customer's music stops."""

@@ -18,7 +18,7 @@ from ari_app.call_flow import CallFlow
 from ari_app.client import AriError, ari_path
 from ari_app.model import LiveCall, Publish, WriteCall, now
 from ari_app.pbx import AsteriskPbx
-from ari_app.views import call_object, extension_object, trunk_object
+from ari_app.views import bridge_members, call_object, extension_object, parties, trunk_object
 from callcenter.domain import Conflict, Direction, DomainError, NotFound, Unavailable
 from callcenter.numbers import InvalidNumber, clean
 from callcenter.outbound import OutboundRoute
@@ -26,6 +26,8 @@ from callcenter.outbound import OutboundRoute
 log = logging.getLogger("callcenter.ari.service")
 
 ORIGINATE_TIMEOUT = 30
+# A conference's parties, its agent included: mixing is cheap, but past ten nobody follows the talk any more.
+MAX_PARTIES = 10
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -171,11 +173,14 @@ class AsteriskCalls:
     async def hangup(self, call_id: uuid.UUID) -> None:
         pbx, call = self._find(call_id)
         async with pbx.acting_on(call_id):
+            self.flows[pbx.key].conferences.discard(call.linkedid)  # its parties now go together, no leaves
             await self._emit(pbx, call, "hangup_requested")
             # channels we created may not have sent their first event yet: hang up what we adopted too
             ids = {leg.id for leg in call.live_legs() if leg.role != "snoop"}
             ids |= {cid for cid, key in pbx.state.channel_call.items() if key == call.linkedid
                     and cid not in call.legs}
+            if call.owned and call.bridge:  # a conference's merged parties (legs of their own calls) go too
+                ids |= {leg.id for leg in bridge_members(pbx.state, call.bridge)}
             for channel_id in sorted(ids):
                 await pbx.hangup_quietly(channel_id)
 
@@ -314,41 +319,91 @@ class AsteriskCalls:
             await flow.restore_after_consult(call)
             await self._emit(pbx, call, "transfer_cancelled", target=str(target), reason="cancelled")
 
+    def _conference_size(self, pbx: AsteriskPbx, call: LiveCall) -> int:
+        """Parties now in the conference, those still being rung to join included."""
+        return len(parties(pbx.state, call))
+
     @refusals_in_port_terms
     async def conference(self, call_id: uuid.UUID, number: str) -> None:
-        """Add a party: dial ``number`` and bridge it into the call when it answers."""
+        """Add a party: dial ``number`` and bridge it into the call when it answers. Again and again, one by one,
+        up to :data:`MAX_PARTIES`."""
         target = _number(number)
         pbx, call = self._find(call_id)
         async with pbx.acting_on(call_id):
             self._controlled(call)
-            channel = await self.flows[pbx.key].dial_out(call, target, "party", "party")
+            if call.transfer:
+                raise Conflict("a transfer is in progress on this call")
+            if self._conference_size(pbx, call) >= MAX_PARTIES:
+                raise Conflict(f"the conference is full ({MAX_PARTIES} parties)")
+            flow = self.flows[pbx.key]
+            flow.conferences.add(call.linkedid)
+            channel = await flow.dial_out(call, target, "party", "party")
             await self._emit(pbx, call, "conference_add", number=target, channel=channel)
 
     @refusals_in_port_terms
     async def conference_call(self, call_id: uuid.UUID, other_call_id: uuid.UUID) -> None:
-        """Bring a held call into this one: its parties move to this call's bridge."""
+        """Bring a held call into this one: its parties move to this call's bridge.
+
+        The agent's own second line (the held call was his too: the phone panel's "merge") is hung up once the
+        others are across, not moved: the agent is in the conference already and would hear himself twice.
+        """
         pbx, call = self._find(call_id)
         other_pbx, other = self._find(other_call_id)
         if other_pbx is not pbx or other is call:
             raise Conflict("only two different calls on the same PBX can be joined")
         first, second = sorted((call, other), key=lambda c: str(c.call_id))
+        flow = self.flows[pbx.key]
         async with pbx.acting_on(first.call_id), pbx.acting_on(second.call_id):
             self._controlled(call)
             self._controlled(other)
-            held = [leg for leg in other.live_legs() if leg.on_hold and leg.role != "snoop"]
-            if held:  # its music stops; a held agent is outside the bridge (see hold) and comes along
+            if call.transfer or other.transfer:
+                raise Conflict("a transfer is in progress on one of the calls")
+            here = {leg.extension for leg in call.live_legs() if leg.extension and leg.role == "agent"}
+            coming = [leg for leg in bridge_members(pbx.state, other.bridge) if leg.id not in call.legs]
+            coming += [leg for leg in other.live_legs() if leg.on_hold and leg.role != "snoop" and leg not in coming]
+            doubles = [leg for leg in coming if leg.role == "agent" and leg.extension in here]
+            moving = [leg for leg in coming if leg not in doubles]
+            if self._conference_size(pbx, call) + len(moving) > MAX_PARTIES:
+                raise Conflict(f"the conference would exceed {MAX_PARTIES} parties")
+            if any(leg.on_hold for leg in other.live_legs()):  # its music stops; a held agent comes along
                 try:
                     await pbx.client.delete(ari_path("bridges", other.bridge, "moh"))
                 except AriError as exc:
                     if exc.status not in (404, 409):
                         raise
-            for leg in other.live_legs():
-                if (leg.bridge == other.bridge or leg.on_hold) and leg.role != "snoop":
-                    leg.on_hold = False
-                    await self.flows[pbx.key].add_to_bridge(call.bridge, leg.id)
-            await self._emit(pbx, call, "conference_merge", other_call_id=str(other.call_id))
+            flow.conferences.add(call.linkedid)
+            for leg in moving:
+                leg.on_hold = False
+            await flow.move_into(call.bridge, [leg.id for leg in moving])
+            await self._emit(pbx, call, "conference_merge", other_call_id=str(other.call_id),
+                             channels=",".join(leg.id for leg in moving))
             await self._emit(pbx, other, "conference_merged_into", call_id=str(call.call_id))
+            for leg in doubles:
+                leg.role = "merged"
+                await pbx.hangup_quietly(leg.id)
+            await pbx.emit(pbx.state.refresh_extensions({leg.extension for leg in coming}))
 
+    @refusals_in_port_terms
+    async def remove_party(self, call_id: uuid.UUID, channel: str) -> None:
+        """Take one party out of the conference: its channel is hung up, the others keep talking (two left: a
+        normal call again). The call's own agent cannot be removed (he hangs up, or hangs up the call)."""
+        pbx, call = self._find(call_id)
+        async with pbx.acting_on(call_id):
+            self._controlled(call)
+            party = next((p for p in parties(pbx.state, call) if p["channel"] == channel), None)
+            if party is None:
+                raise NotFound(f"no party {channel!r} in this call")
+            if not party["removable"]:
+                raise Conflict("the call's own agent cannot be removed: hang up the call instead")
+            owner = pbx.state.call_of_channel(channel)
+            leg = owner.legs.get(channel) if owner is not None else None
+            flow = self.flows[pbx.key]
+            flow.removed.add(channel)
+            if leg is not None:
+                leg.role = "removed" if owner is call else leg.role
+            await self._emit(pbx, call, "conference_leave", channel=channel, number=party["number"],
+                             reason="removed")
+            await pbx.client.delete(ari_path("channels", channel), reason="normal")
     @refusals_in_port_terms
     async def start_recording(self, call_id: uuid.UUID) -> str:
         pbx, call = self._find(call_id)

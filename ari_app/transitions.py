@@ -14,7 +14,7 @@ from typing import Any
 
 from ari_app.model import Effect, Leg, LiveCall, Publish, WriteCall, parse_time
 from ari_app.tracker import LiveState
-from ari_app.views import call_object
+from ari_app.views import bridge_members, call_object
 from callcenter.domain import CallStatus, Direction, hangup_cause_text
 
 Handler = Callable[[LiveState, dict[str, Any], set[str]], list[Effect]]
@@ -223,7 +223,7 @@ def on_bridge_membership(state: LiveState, event: dict[str, Any], touched: set[s
         entry["channels"].discard(leg.id)
         if leg.bridge == bid:
             leg.bridge = ""
-        return []
+        return parties_changed(state, bid, call, left=True)
     entry["channels"].add(leg.id)
     leg.bridge = bid
     if not call.bridge and leg.role != "snoop":
@@ -233,7 +233,22 @@ def on_bridge_membership(state: LiveState, event: dict[str, Any], touched: set[s
             and m.legs[c].role != "snoop" and m.legs[c].tech not in ("Announcer", "Recorder")]
     if len(real) >= 2 and not call.owned and all(m is call for m in members if m is not None):
         return answered(state, call, at)
-    return []
+    return parties_changed(state, bid, call)
+
+
+def parties_changed(state: LiveState, bridge_id: str, call: LiveCall, *, left: bool = False) -> list[Effect]:
+    """Someone joined or left one of our calls' bridges: ``call.updated`` (action ``parties``) with the call
+    and its ``parties``, so a phone panel lists who is in the conference (merged calls' parties included).
+    Only for conferences: three or more after a join, two or more after a leave (the last word on a
+    conference back to a two-party call); a two-party call's own comings and goings say nothing new."""
+    if len(bridge_members(state, bridge_id)) < (2 if left else 3):
+        return []
+    owner: LiveCall | None = call
+    if call.bridge != bridge_id:  # a merged call's leg in another call's bridge (cc-<linkedid>)
+        owner = state.calls.get(bridge_id.removeprefix("cc-")) if bridge_id.startswith("cc-") else None
+    if owner is None or not owner.owned or not owner.announced or owner.bridge != bridge_id:
+        return []
+    return [Publish("call.updated", call_object(state, owner) | {"action": "parties"})]
 
 
 @handles("BridgeDestroyed")

@@ -56,6 +56,10 @@ class CallControlExtras(Protocol):
         """Join another (held) call's parties into this call."""
         ...
 
+    async def remove_party(self, call_id: uuid.UUID, channel: str) -> None:
+        """Take the party on ``channel`` out of the call's conference (it is hung up; the others stay)."""
+        ...
+
 
 @runtime_checkable
 class MonitorControl(Protocol):

@@ -263,10 +263,7 @@ async def cancel_transfer(request: web.Request) -> web.Response:
     return _accepted(call_id)
 
 
-@routes.route("POST", "/api/v1/calls/{id}/conference", permission="calls:control", status=202,
-              summary="Conference: add a number to the call, or merge a held call into it", params=(CALL_ID,),
-              body=CONFERENCE_BODY, response=ACCEPTED, also=NOT_SUPPORTED)
-async def conference(request: web.Request) -> web.Response:
+async def _conference(request: web.Request) -> web.Response:
     call_id = await controllable(request)
     body = body_of(request)  # exactly one of number / call_id: CONFERENCE_BODY says so and the check held to it
     port = call_control(request)
@@ -279,6 +276,31 @@ async def conference(request: web.Request) -> web.Response:
         raise ValidationError("body.call_id", "is not a call id") from None
     other = await controllable(request, body["call_id"])  # the merged call must be one this token may act on too
     await _optional(port, "conference_call")(call_id, other)
+    return _accepted(call_id)
+
+
+_ADD_SUMMARY = ("Conference: add a number to the call, or merge a held call into it (again and again, one party at "
+                "a time, up to 10 parties; the live call's `parties` lists them)")
+conference = routes.route("POST", "/api/v1/calls/{id}/conference", permission="calls:control", status=202,
+                          summary=_ADD_SUMMARY, params=(CALL_ID,), body=CONFERENCE_BODY, response=ACCEPTED,
+                          also=NOT_SUPPORTED)(_conference)
+add_party = routes.route("POST", "/api/v1/calls/{id}/parties", permission="calls:control", status=202,
+                         summary=_ADD_SUMMARY + " — the same as POST /calls/{id}/conference", params=(CALL_ID,),
+                         body=CONFERENCE_BODY, response=ACCEPTED, also=NOT_SUPPORTED)(_conference)
+
+PARTY = Param("channel", "string", where="path", required=True, max_length=128, pattern=r"[A-Za-z0-9._-]+",
+              reason="must be a channel id (letters, digits, '.', '_', '-')",
+              description="the party's channel id (`parties[].channel` of the live call)")
+
+
+@routes.route("DELETE", "/api/v1/calls/{id}/parties/{channel}", permission="calls:control", status=202,
+              summary="Remove a party from a conference: its line is hung up, the others keep talking "
+                      "(two left: a normal call). 404 when the channel is no party of the call; 409 for the "
+                      "call's own agent (hang the call up instead)",
+              params=(CALL_ID, PARTY), response=ACCEPTED, also=NOT_SUPPORTED)
+async def remove_party(request: web.Request) -> web.Response:
+    call_id = await controllable(request)
+    await _optional(call_control(request), "remove_party")(call_id, request.match_info["channel"])
     return _accepted(call_id)
 
 

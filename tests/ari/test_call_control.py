@@ -101,8 +101,9 @@ async def test_a_held_call_can_be_joined_into_another(world: World) -> None:
 
     await eventually(joined, what="the held call joined the live one")
     assert "conference_merge" in await world.timeline(second)
-    await world.calls.hangup(second)
-    await world.calls.hangup(first)
+    await world.calls.hangup(second)  # the conference's hang-up takes its merged parties too
+    await ended(world, second)
+    await ended(world, first)
 
 
 async def test_recording_start_and_stop_are_on_the_call_and_in_the_timeline(world: World) -> None:
