@@ -377,7 +377,7 @@ class AsteriskCalls:
             await flow.move_into(call.bridge, [leg.id for leg in moving])
             await self._emit(pbx, call, "conference_merge", other_call_id=str(other.call_id),
                              channels=",".join(leg.id for leg in moving))
-            await self._emit(pbx, other, "conference_merged_into", call_id=str(call.call_id))
+            await self._emit(pbx, other, "conference_merged_into", into_call_id=str(call.call_id))
             for leg in doubles:
                 leg.role = "merged"
                 await pbx.hangup_quietly(leg.id)

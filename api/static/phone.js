@@ -9,7 +9,7 @@ const PAD = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#"];
 function myCalls() {
   const mine = myExtension();
   if (!mine) return [];
-  return [...model.calls.values()].filter((c) => c.extension === mine || (c.extensions || []).includes(mine)
+  return [...model.calls.values()].filter((c) => !c.merged_into).filter((c) => c.extension === mine || (c.extensions || []).includes(mine)
                                                  || c.caller === mine || c.caller_raw === mine)
     .sort((a, b) => String(a.started_at).localeCompare(String(b.started_at)));
 }
@@ -73,6 +73,14 @@ function callButtons(c) {
       if (await control(c, "cancel the transfer", "/transfer/cancel")) { c.consulting = false; renderPhone(); }
     }, "ghost");
   }
+  if (c.state === "in_call" && !c.consulting) {
+    // conference: bring my held call in as one more party (shown only while I have one on hold)
+    const held = myCalls().find((o) => o.call_id !== c.call_id && o.state === "on_hold");
+    if (held) {
+      add("conference-merge", `Add held call (${otherParty(held).number}) to conference`,
+          () => control(c, "add the held call", "/conference", "POST", { call_id: held.call_id }));
+    }
+  }
   if (c.state === "on_hold") {
     add("retrieve", "Retrieve", () => control(c, "retrieve", "/unhold"));
     const other = myCalls().find((o) => o.call_id !== c.call_id && o.state === "in_call");
@@ -83,6 +91,21 @@ function callButtons(c) {
   }
   add("hangup", "Hang up", () => control(c, "hang up", "", "DELETE"), "danger");
   return buttons;
+}
+
+function conferenceParties(c) {
+  // a conference (three or more parties): who is in it, each with Remove (not my own line: I hang up instead)
+  const parties = c.parties || [];
+  if (parties.length < 3) return null;
+  return el("ul", { class: "parties", "aria-label": "Conference parties" }, ...parties.map((p) =>
+    el("li", { "data-channel": p.channel, "data-party-state": p.state },
+      el("span", { text: p.name ? `${p.name} (${p.number})` : (p.number || "unknown") }),
+      el("span", { class: "meta", text: p.state === "talking" ? "" : p.state.replace("_", " ") }),
+      p.removable ? el("button", { type: "button", class: "ghost small", "data-action": "remove-party",
+                                   text: "Remove", onclick: (event) => {
+        event.stopPropagation();
+        control(c, `remove ${p.number}`, `/parties/${encodeURIComponent(p.channel)}`, "DELETE");
+      } }) : null)));
 }
 
 function renderPhone() {
@@ -103,7 +126,8 @@ function renderPhone() {
       c.recording ? el("span", { class: "rec", text: "● REC" }) : null,
       c.consulting ? el("span", { class: "meta", text: "consulting…" }) : null,
       selected ? el("div", { class: "call-buttons", role: "group", "aria-label": `Control the call with ${who.number}` },
-                    ...callButtons(c)) : null);
+                    ...callButtons(c)) : null,
+      selected ? conferenceParties(c) : null);
   }));
   $("phone-calls-empty").hidden = calls.length > 0;
 }
@@ -142,6 +166,8 @@ function phoneEvent(type, data) {
     if (action === "recording_stopped") call.recording = false;
     if (action === "transfer_consult") call.consulting = true;
     if (action === "transfer" || action === "transfer_cancelled") call.consulting = false;
+    if (Array.isArray(data.parties)) call.parties = data.parties; // a conference gained or lost a party
+    if (action === "conference_merged_into") call.merged_into = data.into_call_id; // its parties are there now
   }
   if (type === "call.ended" || type === "call.missed") {
     clearTimeout(phone.recentTimer);
