@@ -38,6 +38,10 @@ async def listed(page: Any, call: str, expected: dict[str, bool]) -> None:
     await eventually(same, what=f"the panel lists {expected}")
 
 
+def remove_button(call: str, number: str) -> str:
+    return f'#phone-calls li[data-call="{call}"] .parties li:has-text("{number}") [data-action="remove-party"]'
+
+
 def everyone_hears_everyone(sim: Any, names: set[str]) -> bool:
     hears = sim.who_hears_whom()
     return all(hears.get(name) == names - {name} for name in names)
@@ -92,13 +96,13 @@ async def test_an_agent_merges_a_held_call_adds_a_number_and_removes_parties_fro
         await page.screenshot(path=artifact("phone-conference.png"), full_page=True)
 
         # remove 1002: hung up, the three others talk on
-        await page.click(f'#phone-calls li[data-call="{call}"] .parties li:has-text("1002") [data-action="remove-party"]')
+        await page.click(remove_button(call, "1002"))
         await eventually(lambda: everyone_hears_everyone(sim, {"1001", "1003", "1004"})
                          and "1002" not in sim.who_hears_whom(), what="1002 removed, three talk on")
         await listed(page, call, {"1001": False, "1003": True, "1004": True})
 
         # remove 1004: two left, a normal call again (no party list, the usual buttons)
-        await page.click(f'#phone-calls li[data-call="{call}"] .parties li:has-text("1004") [data-action="remove-party"]')
+        await page.click(remove_button(call, "1004"))
         await eventually(lambda: sim.who_hears_whom() == {"1001": {"1003"}, "1003": {"1001"}}, what="1001 and 1003")
         await page.wait_for_selector(f'#phone-calls li[data-call="{call}"] .parties', state="detached")
         assert await buttons(page, call) == ["hold", "transfer", "consult", "conference", "record", "hangup"]
