@@ -50,6 +50,7 @@ class Waiting:
     source: str = "ari"
     answered_by: str = ""
     connecting: bool = False                                # an agent answered: being bridged
+    playback: str = ""                                      # the last announcement's playback id
     gone: bool = False
     leaving: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)

@@ -148,8 +148,19 @@ class QueueService:
 
     async def _announce(self, runtime: QueueRuntime, caller: Waiting) -> None:
         media = announcement(runtime.position(caller), runtime.estimated_wait())
+        playback = f"ccq-ann-{uuid.uuid4().hex[:12]}"
         with contextlib.suppress(AriError):
-            await self.client.post(ari_path("channels", caller.channel_id, "play"), media=",".join(media))
+            await self.client.post(ari_path("channels", caller.channel_id, "play", playback), media=",".join(media))
+            caller.playback = playback
+
+    async def _stop_announcement(self, caller: Waiting) -> None:
+        """Asterisk moves a channel between bridges only once the playback on it has ended: the agent waited in
+        silence for the rest of the announcement, for ever when the next one was due before it ended, and under
+        load the move failed (400). Stop it first (404 when it is over already)."""
+        if caller.playback:
+            with contextlib.suppress(AriError):
+                await self.client.delete(ari_path("playbacks", caller.playback))
+            caller.playback = ""
 
     async def _leave(self, runtime: QueueRuntime, caller: Waiting, reason: str, **data: Any) -> None:
         caller.leaving = True
@@ -303,6 +314,7 @@ class QueueService:
         runtime.recent_waits.append(waited)
         self.agent_calls[leg.channel_id] = (runtime, leg.extension)
         self.legs.forget_caller(caller.channel_id)
+        await self._stop_announcement(caller)
         ok = await self.bridging.connect(caller.channel_id, leg, extension=leg.extension, queue=runtime.name,
                                          from_bridge=runtime.hold_bridge)
         await self.pbx.emit([self._timeline(caller, "queue_answer", f"{runtime.name}:{caller.joined_at.isoformat()}",

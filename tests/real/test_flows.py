@@ -181,6 +181,45 @@ async def test_a_caller_hanging_up_while_agents_ring_is_abandoned_and_nothing_is
     await nothing_left(asterisk)
 
 
+async def test_an_agent_free_while_the_caller_hears_the_position_announcement_is_rung_and_connected(
+        phones: Phones, make_service: MakeService, asterisk: RealAsterisk) -> None:
+    """Asterisk runs a channel's ARI bridge moves only after the playback on it ends: the agent waited in silence
+    for the rest of the announcement, and for ever when the next one was due before the last had ended (every 3 s
+    here, the announcement lasts 5 s; bench_real_queue lost callers so)."""
+    service = await make_service({"queue": [{"name": "support", "strategy": "ringall", "members": ["1008"],
+                                             "announce_position": True, "announce_every": 3}]})
+    agent = await phones.start("1008")
+    customer = await phones.start(CUSTOMER)
+    status, body = await service.request("POST", "/api/v1/queues/support/members/1008/pause", json={"paused": True})
+    assert status == 200, body
+    log_start = asterisk.log_path.stat().st_size if asterisk.log_path.exists() else 0
+    await customer.call("qsupport")
+
+    async def announcing() -> bool:  # the first announcement (after 1 s, 5 s long) is playing
+        with asterisk.log_path.open("rb") as log:
+            log.seek(log_start)
+            return b"Playing 'queue-youarenext" in log.read()
+
+    await eventually(announcing, timeout=10, what="the position announcement playing to the caller")
+    rung = agent.mark_line()
+    status, body = await service.request("POST", "/api/v1/queues/support/members/1008/pause",
+                                         json={"paused": False})
+    assert status == 200, body
+    await agent.wait_state("CONFIRMED", since=rung)
+    row = await the_call(service, queue="support", extension="1008", ended=False)
+
+    async def connected() -> bool:
+        return any(e["kind"] == "queue_answer" and e["data"].get("connected")
+                   for e in (await detail(service, row["id"]))["events"])
+
+    await eventually(connected, timeout=10, what="the queue connected caller and agent")
+    spans = await phase(agent, customer)
+    assert words(hears(agent, spans[agent], customer)) == {CUSTOMER: "heard"}
+    await customer.hangup()
+    await the_call(service, id=row["id"], ended=True, status="answered")
+    await nothing_left(asterisk)
+
+
 async def test_after_max_wait_the_caller_overflows_to_an_extension_and_talks_to_it(
         phones: Phones, make_service: MakeService, asterisk: RealAsterisk) -> None:
     service = await make_service(queue(strategy="ringall", members=["1006"], max_wait=3, ring_timeout=2,
