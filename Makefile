@@ -3,7 +3,7 @@ PY := .venv/bin/python
 PYTEST_ARGS ?=
 LINT_PKGS := $(foreach d,callcenter ari_app agi_scripts api bridges dialplan asterisk_sim bench scripts,$(if $(wildcard $(d)/__init__.py),$(d)))
 
-.PHONY: demo test lint bench wheel soak bootstrap bootstrap-demo clean
+.PHONY: demo test lint bench bench-real wheel soak bootstrap bootstrap-demo clean
 
 bootstrap:
 	scripts/bootstrap.sh test
@@ -24,6 +24,10 @@ lint: bootstrap
 
 bench: bootstrap
 	$(PY) -m bench
+
+# On the real Asterisk (built once like `make test` does) with sipp: call load, queue and monitoring at scale.
+bench-real: bootstrap
+	$(PY) -m bench --real
 
 # The wheel a PBX host installs (README "Install on a PBX host"), into dist/.
 wheel: bootstrap

@@ -1,4 +1,8 @@
-"""Run every benchmark (``python -m bench``) or some (``python -m bench smdr fastagi``)."""
+"""Run every benchmark (``python -m bench``) or some (``python -m bench smdr fastagi``).
+
+``bench_real_*`` need the real Asterisk (and sipp): ``python -m bench --real`` runs them all (``make bench-real``);
+the plain run leaves them out, so ``make bench`` stays on the simulator.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,17 @@ import traceback
 import bench
 
 
-def discover() -> list[str]:
-    return sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_"))
+def discover(real: bool = False) -> list[str]:
+    names = sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules(bench.__path__)
+                   if m.name.startswith("bench_"))
+    return [n for n in names if n.startswith("real_") == real]
 
 
 def main(argv: list[str]) -> int:
-    names = argv or discover()
+    if argv == ["--real"]:
+        names = discover(real=True)
+    else:
+        names = argv or discover()
     failed = []
     for name in names:
         module = importlib.import_module(f"bench.bench_{name}")

@@ -9,7 +9,8 @@ apt_packages=(postgresql)
 if [ "$want" = "test" ]; then
   # vagrant-libvirt is only a Recommends of vagrant: name it, `vagrant validate` checks the libvirt provider block.
   # systemd: tests/install checks the service unit with systemd-analyze verify.
-  apt_packages+=(chromium shellcheck vagrant vagrant-libvirt systemd)
+  # sip-tester (sipp): the real-Asterisk call load and queue benchmarks (make bench-real) place and answer calls with it.
+  apt_packages+=(chromium shellcheck vagrant vagrant-libvirt systemd sip-tester)
 fi
 
 missing=()

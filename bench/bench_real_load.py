@@ -1,0 +1,347 @@
+"""Call load through the real Asterisk 22 with sipp (issue 14, benchmark 1; ``make bench-real``).
+
+sipp places calls as a provider's trunk (``bench/sipp/caller.xml``, from 127.0.0.2: the trunk endpoint is
+identified by address) to agents' DIDs; the site dialplan of the real tier (``tests/real/asterisk.py``) runs our
+rendered ``callcenter-tag-inbound`` Gosub (FastAGI, pushes the ``callcenter-call-end`` hang-up handler) and
+``Dial(PJSIP/<agent>)``; another sipp answers as the agents' phones (``bench/sipp/agent.xml``, 300 ms of
+ringing). The caller hangs up after ``CALL_SECONDS``. Our service runs with every role (``tests/real/service.py``,
+the runner of ``callcenter serve``) on a private PostgreSQL.
+
+The rate steps up (``BENCH_REAL_LOAD_RATES``, calls/s, each placed for ``BENCH_REAL_LOAD_PLACE_S`` seconds:
+at 50/s and 10 s calls, 500 calls are up at once) until sipp sees Asterisk fail calls or the machine has no CPU
+left. Per step: calls placed / completed by sipp; the call rows in the store (each caller number exactly one
+row: inbound, numbers, extension, answered, billsec within ±1 s of Asterisk's own CDR (AMI ``Cdr`` events, enabled
+for the bench), ``Normal Clearing``; none
+missing, none doubled); FastAGI latency p50/p99 (accepted → reply closed, :class:`bench.real_sipp.AgiTimer`);
+ARI/AMI event → store p99 (the recorder's own clock, as ``ari_events``); CPU seconds of the service (this
+process: the bench's own waiting is in it), of Asterisk, of PostgreSQL and of sipp, from ``/proc``; the
+service's peak RSS. Targets: every row right at every rate Asterisk sustains; service CPU < Asterisk's; FastAGI
+p99 ≤ 20 ms; RSS ≤ 150 MB with 500 calls up.
+
+No RTP is sent (SDP is offered and answered, nobody streams): the bench loads signalling, dialplan, AGI, ARI/AMI
+events and the store — the service's whole share of a call — while Asterisk is spared the media relay it does
+on a real PBX, so the CPU ratio is pessimistic for the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench._support import run_with_postgres
+from bench.real_sipp import (
+    AGENT_IP,
+    CALLER_IP,
+    AgiTimer,
+    AmiEvents,
+    Cpu,
+    Sipp,
+    SippAsterisk,
+    bench_site,
+    free_port_on,
+    machine_busy,
+    poll_until,
+    postmaster_pid,
+    quantile,
+    raise_fd_limit,
+    rss_mb,
+    write_injection,
+)
+from tests.real.build import find_prefix
+from tests.real.service import RunningService, start_service
+
+
+def _env_list(name: str, default: str) -> list[int]:
+    return [int(x) for x in os.environ.get(name, default).split(",") if x.strip()]
+
+
+RATES = _env_list("BENCH_REAL_LOAD_RATES", "5,10,20,50,100")
+PLACE_SECONDS = int(os.environ.get("BENCH_REAL_LOAD_PLACE_S", "15"))
+CALL_SECONDS = int(os.environ.get("BENCH_REAL_LOAD_CALL_S", "10"))
+AGENTS = [str(n) for n in range(1101, 1161)]  # DIDs 1101–1160, answered by sipp
+SETTLE_TIMEOUT = 90.0  # rows closed after the last call ended
+
+
+@dataclass
+class Step:
+    rate: int
+    placed: int = 0
+    completed: int = 0
+    failed: int = 0
+    peak_up: int = 0
+    right: int = 0
+    wrong: int = 0
+    missing: int = 0
+    doubled: int = 0
+    examples: list[str] | None = None
+    agi_p50: float = float("nan")
+    agi_p99: float = float("nan")
+    agi_n: int = 0
+    store_p99: float = float("nan")
+    batches: int = 0
+    cdr_billsec: list[int] | None = None
+    batch_rows: float = 0.0
+    batch_ms: float = 0.0
+    cpu_service: float = 0.0
+    cpu_asterisk: float = 0.0
+    cpu_pg: float = 0.0
+    cpu_sipp: float = 0.0
+    wall: float = 0.0
+    machine_busy: float = 0.0
+    rss_peak: float = 0.0
+    load: str = ""
+    sipp_errors: list[str] | None = None
+
+
+def pbxs_of(service: RunningService) -> list[Any]:
+    live = service.context.ports.live
+    return list(getattr(live, "pbxs", {}).values())
+
+
+async def rows_of(service: RunningService, prefix: str) -> list[dict[str, Any]]:
+    """The step's call rows (caller numbers start with ``prefix``), with whether the AGI call-end closed each."""
+    async with service.context.store.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT c.id, c.started_at, c.source, c.source_id, c.caller_raw, c.caller, c.callee_raw, c.extension,"
+            " c.direction, c.status, c.billsec,"
+            " c.hangup_cause, c.answered_at IS NOT NULL AS answered, c.ended_at IS NOT NULL AS ended,"
+            " EXISTS (SELECT 1 FROM call_events e WHERE e.call_id = c.id AND e.kind = 'agi_end') AS agi_end"
+            " FROM calls c WHERE c.caller_raw LIKE $1", prefix + "%")
+    return [dict(r) for r in rows]
+
+
+def judge(step: Step, expected: dict[str, str], rows: list[dict[str, Any]], cdr_billsec: dict[str, int]) -> None:
+    """Each placed call: exactly one row, every field as the call was; billsec as Asterisk's CDR has it."""
+    by_number: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_number.setdefault(row["caller_raw"], []).append(row)
+    examples: list[str] = []
+    for number, ext in expected.items():
+        found = by_number.get(number, [])
+        if not found:
+            step.missing += 1
+            if len(examples) < 4:
+                examples.append(f"{number} → {ext}: no row")
+            continue
+        if len(found) > 1:
+            step.doubled += 1
+            if len(examples) < 4:
+                examples.append(f"{number} → {ext}: {len(found)} rows: " + "; ".join(
+                    f"id {str(r['id'])[:8]} started {r['started_at']:%H:%M:%S.%f} {r['source']} {r['source_id']} "
+                    f"{r['direction']} {r['status']} ext={r['extension']!r} "
+                    f"callee={r['callee_raw']!r}" for r in found))
+            continue
+        row = found[0]
+        want = {"caller": "+9821" + number, "callee_raw": ext, "extension": ext, "direction": "inbound",
+                "status": "answered", "hangup_cause": "Normal Clearing", "answered": True, "ended": True,
+                "agi_end": True}
+        bad = {k: row[k] for k, v in want.items() if row[k] != v}
+        truth = cdr_billsec.get(number)
+        if truth is None or abs(row["billsec"] - truth) > 1:
+            bad["billsec"] = f"{row['billsec']} (Asterisk's CDR: {truth})"
+        if bad:
+            step.wrong += 1
+            if len(examples) < 4:
+                examples.append(f"{number} → {ext}: {bad}")
+        else:
+            step.right += 1
+    step.examples = examples
+
+
+class Cdrs:
+    """Asterisk's answered CDRs (AMI ``Cdr`` events): caller number → (destination, billable seconds)."""
+
+    def __init__(self) -> None:
+        self.billsec: dict[str, tuple[str, int]] = {}
+
+    def on_event(self, _at: float, ev: dict[str, str]) -> None:
+        if ev.get("Event") == "Cdr" and ev.get("Disposition") == "ANSWERED":
+            self.billsec[ev.get("Source", "")] = (ev.get("Destination", ""), int(ev.get("BillableSeconds", "0")))
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def run_step(index: int, rate: int, service: RunningService, asterisk: SippAsterisk, agents_sipp: Sipp,
+                   agi: AgiTimer, work: Path, pg_pid: int | None, cdrs: Cdrs) -> Step:
+    step = Step(rate)
+    count = rate * PLACE_SECONDS
+    prefix = f"5{index + 1:02d}"
+    calls = [(f"{prefix}{k:05d}", AGENTS[k % len(AGENTS)]) for k in range(count)]
+    inject = work / f"calls-{rate}.csv"
+    write_injection(inject, calls)
+    caller = Sipp(f"callers-{rate}", work, "caller.xml", asterisk.site.sip_host, CALLER_IP,
+                  free_port_on(CALLER_IP), "-inf", str(inject), "-r", str(rate), "-rp", "1000", "-m", str(count),
+                  "-l", str(count), "-d", str(CALL_SECONDS * 1000), "-recv_timeout", "30000", "-timeout",
+                  f"{PLACE_SECONDS + CALL_SECONDS + 120}s")
+    recorders = [p.recorder for p in pbxs_of(service)]
+    for rec in recorders:
+        rec.keep_latencies = True
+        rec.latencies.clear()
+        rec.batches.clear()
+    agi.samples.clear()
+    assert asterisk.proc is not None and agents_sipp.proc is not None
+    cpus = {"service": Cpu(os.getpid()), "asterisk": Cpu(asterisk.proc.pid),
+            "pg": Cpu(pg_pid, tree=True) if pg_pid else None, "sipp-agents": Cpu(agents_sipp.proc.pid)}
+    for cpu in cpus.values():
+        if cpu is not None:
+            cpu.mark()
+    busy0, total0 = machine_busy()
+    started = time.monotonic()
+    await caller.start()
+    assert caller.proc is not None
+    caller_cpu = Cpu(caller.proc.pid)
+    caller_cpu.mark()
+    caller_used = 0.0
+
+    def sample() -> None:
+        nonlocal caller_used
+        for cpu in cpus.values():
+            if cpu is not None:
+                cpu.sample()
+        if caller.proc is not None and caller.proc.returncode is None:
+            caller_used = caller_cpu.used()
+        step.rss_peak = max(step.rss_peak, rss_mb(os.getpid()))
+
+    waiting = asyncio.ensure_future(caller.wait(PLACE_SECONDS + CALL_SECONDS + 150))
+    while not waiting.done():
+        sample()
+        await asyncio.wait({waiting}, timeout=1.0)
+    stats = caller.stats()
+    step.placed, step.completed, step.failed, step.peak_up = (stats.created, stats.successful, stats.failed,
+                                                              stats.peak_current)
+    step.sipp_errors = caller.error_lines()
+    expected = {number: ext for number, ext in calls[:stats.created]}
+    last: list[dict[str, Any]] = []
+
+    async def settled() -> bool:
+        sample()
+        rows = await rows_of(service, prefix)
+        last[:] = rows
+        closed = sum(1 for r in rows if r["ended"] and r["agi_end"])
+        return closed >= step.completed and len(rows) >= len(expected)
+
+    await poll_until(settled, SETTLE_TIMEOUT)
+    for rec in recorders:
+        await rec.flush(30)
+    step.wall = time.monotonic() - started
+    busy1, total1 = machine_busy()
+    step.machine_busy = (busy1 - busy0) / max(1.0, total1 - total0)
+    step.cpu_service = cpus["service"].used()  # type: ignore[union-attr]
+    step.cpu_asterisk = cpus["asterisk"].used()  # type: ignore[union-attr]
+    step.cpu_pg = cpus["pg"].used() if cpus["pg"] is not None else float("nan")
+    step.cpu_sipp = cpus["sipp-agents"].used() + caller_used  # type: ignore[union-attr]
+    step.load = "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+    await poll_until(lambda: _true(len(cdrs.billsec) >= step.completed), 15)
+    cdr_billsec = {src: sec for src, (dst, sec) in cdrs.billsec.items() if expected.get(src) == dst}
+    step.cdr_billsec = sorted(cdr_billsec.values())
+    judge(step, expected, await rows_of(service, prefix), cdr_billsec)
+    step.agi_n = len(agi.samples)
+    step.agi_p50, step.agi_p99 = quantile(agi.samples, 0.5) * 1000, quantile(agi.samples, 0.99) * 1000
+    latencies = [x for rec in recorders for x in rec.latencies]
+    step.store_p99 = quantile(latencies, 0.99) * 1000
+    batches = [b for rec in recorders for b in rec.batches]
+    step.batches = len(batches)
+    step.batch_rows = sum(n for n, _ in batches) / max(1, len(batches))
+    step.batch_ms = 1000 * sum(t for _, t in batches) / max(1, len(batches))
+    for rec in recorders:
+        rec.keep_latencies = False
+        rec.latencies.clear()
+        rec.batches.clear()
+    return step
+
+
+def report(step: Step) -> None:
+    ratio = step.cpu_service / step.cpu_asterisk if step.cpu_asterisk else float("inf")
+    all_right = step.right == step.placed and not (step.wrong or step.missing or step.doubled)
+    print(f"{step.rate:>4} calls/s × {PLACE_SECONDS} s, {CALL_SECONDS} s calls: sipp placed {step.placed}, "
+          f"completed {step.completed}, failed {step.failed}; peak {step.peak_up} calls up", flush=True)
+    print(f"      rows: {step.right}/{step.placed} exactly right, {step.wrong} wrong, {step.missing} missing, "
+          f"{step.doubled} doubled ({'met' if all_right else 'NOT met'})")
+    cdr = step.cdr_billsec or []
+    if cdr:
+        print(f"      Asterisk's CDR billsec: {cdr[0]}–{cdr[-1]} s, median {cdr[len(cdr) // 2]} s "
+              f"(sipp hangs up {CALL_SECONDS} s after its ACK); {len(cdr)} answered CDRs")
+    for line in step.examples or []:
+        print(f"        {line}")
+    for line in step.sipp_errors or []:
+        print(f"        sipp: {line[:160]}")
+    print(f"      FastAGI ({step.agi_n} requests) p50 {step.agi_p50:.1f} ms, p99 {step.agi_p99:.1f} ms "
+          f"({'met' if step.agi_p99 <= 20 else 'NOT met'} ≤ 20); ARI/AMI event → store p99 "
+          f"{step.store_p99:.0f} ms (the recorder wrote {step.batches} batches of {step.batch_rows:.1f} effects, "
+          f"{step.batch_ms:.0f} ms each)")
+    print(f"      CPU over {step.wall:.0f} s: service {step.cpu_service:.1f} s "
+          f"({100 * step.cpu_service / step.wall:.0f} % of a core), Asterisk {step.cpu_asterisk:.1f} s "
+          f"({100 * step.cpu_asterisk / step.wall:.0f} %), PostgreSQL {step.cpu_pg:.1f} s, sipp "
+          f"{step.cpu_sipp:.1f} s; service/Asterisk = {ratio:.2f} ({'met' if ratio < 1 else 'NOT met'} < 1)")
+    rss_verdict = ""
+    if step.peak_up >= 500:
+        rss_verdict = f" (target ≤ 150 MB at 500 up: {'met' if step.rss_peak <= 150 else 'NOT met'})"
+    print(f"      service RSS peak {step.rss_peak:.0f} MB{rss_verdict}"
+          f"; the machine {100 * step.machine_busy:.0f} % busy (all cores, every process: other sessions' "
+          f"too), {step.load}")
+
+
+async def run(dsn: str, work: Path, prefix: Path) -> list[Step]:
+    """Every step, printed as it ends; returned for the real tier's smoke test."""
+    raise_fd_limit()
+    agent_port = free_port_on(AGENT_IP)
+    top = max(RATES) * CALL_SECONDS + 50
+    asterisk = SippAsterisk(bench_site(prefix, work / "asterisk", top), AGENTS, agent_port)
+    asterisk.write_configs()
+    agi = AgiTimer()
+    agi.install()
+    await asterisk.start()
+    service: RunningService | None = None
+    steps: list[Step] = []
+    cdrs = Cdrs()
+    site = asterisk.site
+    ami = AmiEvents("127.0.0.1", site.ami_port, site.ami_user, site.ami_secret, cdrs.on_event)
+    agents_sipp = Sipp("agents", work, "agent.xml", asterisk.site.sip_host, AGENT_IP, agent_port)
+    try:
+        service = await start_service(asterisk, dsn, work / "service")
+        await agents_sipp.start()
+        await ami.start()
+        pg_pid = postmaster_pid(work)
+        print(f"real Asterisk 22, our dialplan (inbound tag + Dial + hang-up handler), service with every role; "
+              f"{len(AGENTS)} agent DIDs answered by sipp; no RTP (see the module's docstring); "
+              f"{os.cpu_count()} CPUs", flush=True)
+        for index, rate in enumerate(RATES):
+            step = await run_step(index, rate, service, asterisk, agents_sipp, agi, work, pg_pid, cdrs)
+            report(step)
+            steps.append(step)
+            if step.failed or step.placed < rate * PLACE_SECONDS:
+                print(f"      → Asterisk failed calls at {rate} calls/s: stepping stops here")
+                break
+            ours = (step.cpu_service + step.cpu_asterisk + step.cpu_pg + step.cpu_sipp) / step.wall
+            if ours > 0.9 * (os.cpu_count() or 1):
+                print(f"      → the parts under test use {ours:.1f} of {os.cpu_count()} cores at {rate} calls/s: "
+                      "the machine cannot go further; stepping stops here")
+                break
+            await asyncio.sleep(2)  # the agents' phones keep each ended call 2 s for retransmissions
+    finally:
+        await ami.stop()
+        await agents_sipp.stop()
+        if service is not None:
+            await service.stop()
+        agi.uninstall()
+        await asterisk.stop()
+        asterisk.kill()
+    return steps
+
+
+async def _run(dsn: str, work: Path, prefix: Path) -> None:
+    await run(dsn, work, prefix)
+
+
+def main() -> None:
+    prefix, reason = find_prefix()
+    if prefix is None:
+        print(f"skipped: {reason}")
+        return
+    run_with_postgres("cc-bench-real-load-", lambda dsn, work: _run(dsn, work, prefix), remove=True)

@@ -1,0 +1,332 @@
+"""Queue and monitoring at scale on the real Asterisk 22 with sipp (issue 14, benchmark 2; ``make bench-real``).
+
+``CALLERS`` customers (sipp, ``bench/sipp/queue-caller.xml``, over the trunk as in ``bench_real_load``) dial
+``q<queue>``: our inbound tag, then ``callcenter-queue`` → our ARI queue (``ari_app/queues``: holding bridge with
+music on hold, position announcements every ``ANNOUNCE_EVERY`` s). The ``AGENTS`` members' phones are sipp
+(``bench/sipp/agent-hangs-up.xml``): they ring 300 ms, answer, talk ``TALK_SECONDS`` and hang up. The agents are
+paused (``POST /api/v1/queues/<q>/members/<ext>/pause``) until every caller waits, so all ``CALLERS`` are in the
+queue at once; then they take calls. While they do, ``SUPERVISORS`` supervisors (sipp, ``caller.xml`` from
+127.0.0.4, endpoints 1201… identified by their From user) each dial one agent at the same moment, alternately
+with our feature code ``*336<ext>`` (listen) and Asterisk's ``ChanSpy(PJSIP/<ext>-,qEd)`` (``*55<ext>`` in the
+real tier's site dialplan), ``ROUNDS`` times each.
+
+Measured:
+* callers: sipp's completed/failed (a caller never connected is failed by its ``-recv_timeout``); in the store,
+  each caller number exactly one row, answered, in the queue, by one of the agents, one answered queue attempt.
+* announcements, from the ARI events the service receives (an event handler on its own client): the k-th
+  ``PlaybackStarted`` on a waiting caller against join (``StasisStart``) + 1 s + (k−1) × ``ANNOUNCE_EVERY``;
+  an announcement due more than 1.5 s before the caller left the holding bridge and not played is *missed*.
+* monitoring set-up, from a second AMI connection (:class:`bench.real_sipp.AmiEvents`), the same clock for
+  both: the supervisor's channel created (``Newchannel``) → the spy is up: for ChanSpy its ``ChanSpyStart``, for
+  ours the supervisor and a ``Snoop/`` channel in one bridge (``BridgeEnter``). Target ≤ 0.5× ChanSpy's.
+
+Music and announcements are real RTP from Asterisk to the callers (sipp ignores it); callers, agents and
+supervisors send none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench._support import run_with_postgres
+from bench.real_sipp import (
+    AGENT_IP,
+    CALLER_IP,
+    AgiTimer,
+    AmiEvents,
+    Cpu,
+    Sipp,
+    SippAsterisk,
+    bench_site,
+    free_port_on,
+    median,
+    poll_until,
+    postmaster_pid,
+    quantile,
+    raise_fd_limit,
+    rss_mb,
+    write_injection,
+)
+from tests.real.build import find_prefix
+from tests.real.service import RunningService, start_service
+
+CALLERS_STEPS = [int(x) for x in os.environ.get("BENCH_REAL_QUEUE_CALLERS", "200").split(",") if x.strip()]
+AGENTS = [str(n) for n in range(1101, 1101 + int(os.environ.get("BENCH_REAL_QUEUE_AGENTS", "20")))]
+SUPERVISORS = tuple(str(n) for n in range(1201, 1201 + int(os.environ.get("BENCH_REAL_QUEUE_SUPERVISORS", "20"))))
+TALK_SECONDS = int(os.environ.get("BENCH_REAL_QUEUE_TALK_S", "12"))
+ANNOUNCE_EVERY = int(os.environ.get("BENCH_REAL_QUEUE_ANNOUNCE_S", "10"))
+ROUNDS = int(os.environ.get("BENCH_REAL_QUEUE_ROUNDS", "3"))
+MONITOR_SECONDS = 4
+PLACE_RATE = 20  # callers per second
+SUPERVISOR_IP = "127.0.0.4"
+QUEUE = "bench"
+HOLD_BRIDGE = f"ccq-hold-{QUEUE}"
+
+
+@dataclass
+class Waiter:
+    joined: float
+    announced: list[float] = field(default_factory=list)
+    left: float | None = None
+
+
+class AriWatch:
+    """The queue's callers as the service's own ARI client sees them: join, announcements, leaving the hold."""
+
+    def __init__(self) -> None:
+        self.waiters: dict[str, Waiter] = {}
+
+    async def on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        now = time.monotonic()
+        if kind == "StasisStart" and list(event.get("args") or [])[:1] == ["queue"]:
+            self.waiters.setdefault(str(event["channel"]["id"]), Waiter(now))
+        elif kind == "PlaybackStarted":
+            target = str((event.get("playback") or {}).get("target_uri", ""))
+            waiter = self.waiters.get(target.removeprefix("channel:"))
+            if waiter is not None:
+                waiter.announced.append(now)
+        elif kind == "ChannelLeftBridge" and (event.get("bridge") or {}).get("id") == HOLD_BRIDGE:
+            waiter = self.waiters.get(str(event["channel"]["id"]))
+            if waiter is not None and waiter.left is None:
+                waiter.left = now
+
+    def judge(self) -> tuple[list[float], int, int]:
+        """(|lateness| of every announcement in seconds, announcements missed, callers judged)."""
+        errors: list[float] = []
+        missed = 0
+        for w in self.waiters.values():
+            end = w.left if w.left is not None else time.monotonic()
+            due = [w.joined + 1 + k * ANNOUNCE_EVERY for k in range(int((end - w.joined) // ANNOUNCE_EVERY) + 2)]
+            due = [t for t in due if t < end - 1.5]
+            for k, t in enumerate(due):
+                if k < len(w.announced):
+                    errors.append(abs(w.announced[k] - t))
+                else:
+                    missed += 1
+        return errors, missed, len(self.waiters)
+
+
+class SpyWatch:
+    """Monitoring set-ups from AMI: supervisor channel created → spy up (ChanSpyStart, or with a Snoop in one
+    bridge)."""
+
+    def __init__(self) -> None:
+        self.created: dict[str, float] = {}  # supervisor channel name → Newchannel
+        self.up: dict[str, float] = {}
+        self.bridges: dict[str, set[str]] = {}
+
+    def on_event(self, at: float, ev: dict[str, str]) -> None:
+        kind = ev.get("Event")
+        channel = ev.get("Channel", "")
+        if kind == "Newchannel" and any(channel.startswith(f"PJSIP/{s}-") for s in SUPERVISORS):
+            self.created[channel] = at
+        elif kind == "ChanSpyStart":
+            spyer = ev.get("SpyerChannel", "")
+            if spyer in self.created:
+                self.up.setdefault(spyer, at)
+        elif kind == "BridgeEnter":
+            members = self.bridges.setdefault(ev.get("BridgeUniqueid", ""), set())
+            members.add(channel)
+            if any(m.startswith("Snoop/") for m in members):
+                for m in members:
+                    if m in self.created:
+                        self.up.setdefault(m, at)
+        elif kind == "BridgeLeave":
+            self.bridges.get(ev.get("BridgeUniqueid", ""), set()).discard(channel)
+
+    def take(self) -> tuple[list[float], int]:
+        """Set-up seconds of the supervisors seen since the last take, and how many never came up."""
+        done = [self.up[c] - t for c, t in self.created.items() if c in self.up]
+        never = sum(1 for c in self.created if c not in self.up)
+        self.created.clear()
+        self.up.clear()
+        return done, never
+
+
+async def supervise(round_no: int, code: str, service: RunningService, asterisk: SippAsterisk, work: Path,
+                    spies: SpyWatch) -> tuple[list[float], int, int]:
+    """All supervisors at once, each on one agent, with ``code``; (set-ups, never up, sipp failures)."""
+    calls = [(sup, code + AGENTS[i % len(AGENTS)]) for i, sup in enumerate(SUPERVISORS)]
+    inject = work / f"supervisors-{round_no}-{code.strip('*')}.csv"
+    write_injection(inject, calls)
+    sipp = Sipp(f"supervisors-{round_no}-{code.strip('*')}", work, "caller.xml", asterisk.site.sip_host,
+                SUPERVISOR_IP, free_port_on(SUPERVISOR_IP), "-inf", str(inject), "-r", "1000", "-rp", "1000",
+                "-m", str(len(calls)), "-l", str(len(calls)), "-d", str(MONITOR_SECONDS * 1000),
+                "-recv_timeout", "20000", "-timeout", "60s")
+    await sipp.start()
+    await sipp.wait(70)
+    await asyncio.sleep(0.5)  # the last AMI events
+    setups, never = spies.take()
+    return setups, never, sipp.stats().failed
+
+
+async def run_queue(callers: int, service: RunningService, asterisk: SippAsterisk, work: Path,
+                    watch: AriWatch, spies: SpyWatch, agi: AgiTimer, pg_pid: int | None) -> bool:
+    watch.waiters.clear()
+    agi.samples.clear()
+    prefix = f"6{callers:03d}"
+    numbers = [f"{prefix}{k:04d}" for k in range(callers)]
+    inject = work / f"queue-callers-{callers}.csv"
+    write_injection(inject, [(n, "q" + QUEUE) for n in numbers])
+    wait_bound = (callers / len(AGENTS) + 2) * (TALK_SECONDS + 2) + 120
+    caller_sipp = Sipp(f"queue-callers-{callers}", work, "queue-caller.xml", asterisk.site.sip_host, CALLER_IP,
+                       free_port_on(CALLER_IP), "-inf", str(inject), "-r", str(PLACE_RATE), "-rp", "1000",
+                       "-m", str(callers), "-l", str(callers), "-recv_timeout", f"{int(wait_bound)}s",
+                       "-timeout", f"{int(wait_bound) + 60}s")
+    for ext in AGENTS:
+        status, body = await service.request("POST", f"/api/v1/queues/{QUEUE}/members/{ext}/pause",
+                                             json={"paused": True, "reason": "bench: callers first"})
+        assert status == 200, (status, body)
+    assert asterisk.proc is not None
+    cpus = {"service": Cpu(os.getpid()), "asterisk": Cpu(asterisk.proc.pid),
+            "pg": Cpu(pg_pid, tree=True) if pg_pid else None}
+    for cpu in cpus.values():
+        if cpu is not None:
+            cpu.mark()
+    started = time.monotonic()
+    rss_peak = 0.0
+    await caller_sipp.start()
+
+    async def all_waiting() -> bool:
+        status, body = await service.request("GET", f"/api/v1/queues/{QUEUE}/live")
+        return status == 200 and int(body.get("waiting", 0)) >= callers
+
+    everyone = await poll_until(all_waiting, callers / PLACE_RATE + 60, every=1.0)
+    status, live = await service.request("GET", f"/api/v1/queues/{QUEUE}/live")
+    waiting_peak = int(live.get("waiting", 0)) if status == 200 else -1
+    print(f"{callers} callers placed at {PLACE_RATE}/s: {waiting_peak} waiting in the queue at once"
+          f"{'' if everyone else ' (NOT all of them)'}; {len(AGENTS)} agents unpaused now, "
+          f"{TALK_SECONDS} s talks", flush=True)
+    for ext in AGENTS:
+        await service.request("POST", f"/api/v1/queues/{QUEUE}/members/{ext}/pause", json={"paused": False})
+    await asyncio.sleep(TALK_SECONDS / 3)  # every agent is in a call
+    ours_all: list[float] = []
+    spy_all: list[float] = []
+    never = {"*336": 0, "*55": 0}
+    failed = {"*336": 0, "*55": 0}
+    for round_no in range(ROUNDS):
+        for code, into in (("*336", ours_all), ("*55", spy_all)):
+            setups, missing, sipp_failed = await supervise(round_no, code, service, asterisk, work, spies)
+            into.extend(setups)
+            never[code] += missing
+            failed[code] += sipp_failed
+            rss_peak = max(rss_peak, rss_mb(os.getpid()))
+    waiting = asyncio.ensure_future(caller_sipp.wait(wait_bound + 90))
+    while not waiting.done():
+        for cpu in cpus.values():
+            if cpu is not None:
+                cpu.sample()
+        rss_peak = max(rss_peak, rss_mb(os.getpid()))
+        await asyncio.wait({waiting}, timeout=1.0)
+    wall = time.monotonic() - started
+    stats = caller_sipp.stats()
+
+    rows: list[dict[str, Any]] = []
+
+    async def closed() -> bool:
+        async with service.context.store.pool.acquire() as conn:
+            found = await conn.fetch(
+                "SELECT c.caller_raw, c.status, c.queue, c.extension, c.ended_at IS NOT NULL AS ended,"
+                " (SELECT count(*) FROM queue_attempts a WHERE a.call_id = c.id AND a.result = 'answered')"
+                " AS answered_attempts FROM calls c WHERE c.caller_raw LIKE $1", prefix + "%")
+        rows[:] = [dict(r) for r in found]
+        return sum(1 for r in rows if r["ended"]) >= stats.successful
+
+    await poll_until(closed, 60)
+    by_number: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_number.setdefault(row["caller_raw"], []).append(row)
+    lost = [n for n in numbers[:stats.created] if n not in by_number]
+    doubled = [n for n, rs in by_number.items() if len(rs) > 1]
+    wrong = [f"{n}: {rs[0]}" for n, rs in by_number.items() if len(rs) == 1 and not (
+        rs[0]["status"] == "answered" and rs[0]["queue"] == QUEUE and rs[0]["extension"] in AGENTS
+        and rs[0]["answered_attempts"] == 1 and rs[0]["ended"])]
+    right = len(by_number) - len(doubled) - len(wrong)
+    print(f"  callers: sipp placed {stats.created}, completed {stats.successful}, failed {stats.failed} "
+          f"(lost); rows {right}/{callers} right, {len(wrong)} wrong, {len(lost)} missing, "
+          f"{len(doubled)} doubled ({'met' if right == callers and not stats.failed else 'NOT met'})")
+    for line in (wrong[:3] + [f"{n}: {len(by_number[n])} rows" for n in doubled[:3]]
+                 + caller_sipp.error_lines(3)):
+        print(f"    {line[:200]}")
+
+    errors, missed, judged = watch.judge()
+    late = sum(1 for e in errors if e > 1.0)
+    print(f"  announcements ({judged} callers, every {ANNOUNCE_EVERY} s, first after 1 s): {len(errors)} played, "
+          f"|error| median {median(errors) * 1000:.0f} ms, p99 {quantile(errors, 0.99) * 1000:.0f} ms, "
+          f"max {max(errors, default=float('nan')) * 1000:.0f} ms; {late} off by more than 1 s, {missed} missed "
+          f"({'met' if not late and not missed else 'NOT met'} ± 1 s)")
+    ratio = median(ours_all) / median(spy_all) if ours_all and spy_all else float("nan")
+    worst = max(ours_all, default=float("nan")) / median(spy_all) if spy_all else float("nan")
+    print(f"  monitoring set-up ({len(SUPERVISORS)} supervisors at once × {ROUNDS} rounds; channel created → spy "
+          f"up): ours median {median(ours_all) * 1000:.0f} ms, p99 {quantile(ours_all, 0.99) * 1000:.0f} ms "
+          f"(n={len(ours_all)}, never up {never['*336']}, sipp failed {failed['*336']}); ChanSpy median "
+          f"{median(spy_all) * 1000:.0f} ms, p99 {quantile(spy_all, 0.99) * 1000:.0f} ms (n={len(spy_all)}, "
+          f"never up {never['*55']}, sipp failed {failed['*55']})")
+    print(f"    ours/ChanSpy: median {ratio:.2f}, our slowest / ChanSpy's median {worst:.2f} "
+          f"(target every set-up ≤ 0.5×: {'met' if worst <= 0.5 else 'NOT met'})")
+    cpu_service = cpus["service"].used()  # type: ignore[union-attr]
+    cpu_asterisk = cpus["asterisk"].used()  # type: ignore[union-attr]
+    cpu_pg = cpus["pg"].used() if cpus["pg"] is not None else float("nan")
+    print(f"  FastAGI p99 {quantile(agi.samples, 0.99) * 1000:.1f} ms ({len(agi.samples)} requests); CPU over "
+          f"{wall:.0f} s: service {cpu_service:.1f} s, Asterisk {cpu_asterisk:.1f} s, PostgreSQL {cpu_pg:.1f} s; "
+          f"service RSS peak {rss_peak:.0f} MB; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}",
+          flush=True)
+    return right == callers and not stats.failed
+
+
+async def run(dsn: str, work: Path, prefix: Path) -> None:
+    raise_fd_limit()
+    agent_port = free_port_on(AGENT_IP)
+    asterisk = SippAsterisk(bench_site(prefix, work / "asterisk", max(CALLERS_STEPS) + len(SUPERVISORS) + 50),
+                            AGENTS, agent_port, SUPERVISORS)
+    asterisk.write_configs()
+    agi = AgiTimer()
+    agi.install()
+    await asterisk.start()
+    service: RunningService | None = None
+    agents = Sipp("queue-agents", work, "agent-hangs-up.xml", asterisk.site.sip_host, AGENT_IP, agent_port,
+                  "-d", str(TALK_SECONDS * 1000))
+    spies = SpyWatch()
+    site = asterisk.site
+    ami = AmiEvents("127.0.0.1", site.ami_port, site.ami_user, site.ami_secret, spies.on_event)
+    try:
+        service = await start_service(asterisk, dsn, work / "service", extra={"queue": [{
+            "name": QUEUE, "strategy": "least-recent", "members": AGENTS, "ring_timeout": 15, "max_wait": 3600,
+            "announce_position": True, "announce_every": ANNOUNCE_EVERY, "moh_class": "default"}]})
+        await service.monitor_group(name="bench", level="listen", observers=list(SUPERVISORS), observed=AGENTS)
+        watch = AriWatch()
+        for pbx in service.context.ports.live.pbxs.values():  # type: ignore[union-attr]
+            pbx.client.add_event_handler(watch.on_event)
+        await agents.start()
+        await ami.start()
+        pg_pid = postmaster_pid(work)
+        states = {ext: await asterisk.endpoint_state(ext) for ext in AGENTS[:1]}
+        print(f"real Asterisk 22, our ARI queue '{QUEUE}' (least-recent, music, position every {ANNOUNCE_EVERY} s), "
+              f"{len(AGENTS)} agents answered by sipp (endpoint state {states}), {len(SUPERVISORS)} supervisors; "
+              f"{os.cpu_count()} CPUs", flush=True)
+        for callers in CALLERS_STEPS:
+            if not await run_queue(callers, service, asterisk, work, watch, spies, agi, pg_pid):
+                print(f"  → {callers} callers did not all work: stopping here")
+                break
+    finally:
+        await ami.stop()
+        await agents.stop()
+        if service is not None:
+            await service.stop()
+        agi.uninstall()
+        await asterisk.stop()
+        asterisk.kill()
+
+
+def main() -> None:
+    prefix, reason = find_prefix()
+    if prefix is None:
+        print(f"skipped: {reason}")
+        return
+    run_with_postgres("cc-bench-real-queue-", lambda dsn, work: run(dsn, work, prefix), remove=True)
