@@ -44,11 +44,22 @@ function duration(since) {
   return h ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
 }
 
-function toast(text, kind) {
+function toast(text, kind, extra) {
   const node = el("div", { class: `toast ${kind || ""}`, role: kind === "error" ? "alert" : "status", text });
+  if (extra) node.append(" ", extra);
   $("toasts").append(node);
   while ($("toasts").childElementCount > 4) $("toasts").firstElementChild.remove();
   setTimeout(() => node.remove(), kind === "error" ? 8000 : 5000);
+}
+
+// the CRM record of a number (config http.crm_record_url, sent in hello; only http/https pass the config check):
+// a link that opens it, or null when no pattern is configured or there is no number
+function crmLink(number, text) {
+  const pattern = session.crmRecordUrl || "";
+  if (!number || !/^https?:\/\//i.test(pattern)) return null;
+  const href = pattern.split("{number}").join(encodeURIComponent(number));
+  return el("a", { href, class: "crm-link", target: "_blank", rel: "noopener noreferrer", "data-number": number,
+                   text: text || "CRM record" });
 }
 
 /* ---------- API ---------- */
@@ -80,6 +91,7 @@ async function refetch() {
   for (const c of live.calls) model.calls.set(c.call_id, c);
   for (const q of live.queues) model.queues.set(keyOf(q, "name"), q);
   for (const t of live.trunks) model.trunks.set(keyOf(t, "name"), t);
+  model.loaded = true; // the phones of /live are known (phone.js: a phone not among them is a legacy PBX's)
   render();
   refreshServiceLevel();
   refreshRecent();
@@ -137,10 +149,12 @@ function applyCall(type, data) {
     if (type === "call.ringing" && mine && data.extension === mine && !fromMe && !popped.has(id)) {
       popped.add(id);
       toast(`Incoming call from ${data.caller_name ? `${data.caller_name} (${data.caller || ""})`
-                                                  : (data.caller || "unknown")}`, "pop");
+                                                  : (data.caller || "unknown")}`, "pop",
+            crmLink(data.caller || data.caller_raw, "Open in CRM"));
     }
   } else if (type === "call.ended" || type === "call.missed" || type === "call.hidden") {
     model.calls.delete(id);
+    if (data.ringing_call_id) model.calls.delete(data.ringing_call_id); // a legacy ring, now this record
     finished(type, data);
     if (type === "call.ended" && data.queue) {  // today's service level moved: ask again, at most every 5 s
       clearTimeout(session.slTimer);
@@ -199,6 +213,7 @@ function connect() {
     if (msg.type === "hello") {
       session.retry = 0;
       session.identity = msg.identity;
+      session.crmRecordUrl = msg.crm_record_url || "";
       session.heartbeat = msg.heartbeat_seconds || 15;
       showIdentity();
       // subscribe first, then fetch: nothing published in between is lost
@@ -420,7 +435,8 @@ function party(c) {
 function renderCalls() {
   const calls = [...model.calls.values()].sort((a, b) => String(a.started_at).localeCompare(String(b.started_at)));
   $("calls").replaceChildren(...calls.map((c) => el("tr", { "data-call": c.call_id },
-    el("td", { text: party(c) }),
+    el("td", {}, party(c), c.caller_name && c.direction !== "outbound" ? " " : null,
+       c.caller_name && c.direction !== "outbound" ? crmLink(c.caller || c.caller_raw, "CRM") : null),
     el("td", { text: c.extension || (c.extensions || []).join(", ") || "—" }),
     el("td", {}, el("span", { class: "badge", "data-state": c.state, text: STATE_LABEL[c.state] || c.state || "" })),
     el("td", { text: c.queue || "" }),

@@ -3,7 +3,8 @@
  * Every action is the call-control API a CRM uses; the calls come from the live model app.js keeps. */
 "use strict";
 
-const phone = { selected: null, recent: [], target: "" };
+const phone = { selected: null, recent: [], target: "", routesFor: null };
+const LEGACY_SOURCES = { smdr: "SMDR", cid: "Caller ID" }; // calls a legacy PBX reports: shown, never controlled
 const PAD = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#"];
 
 function myCalls() {
@@ -22,13 +23,33 @@ function otherParty(c) {
   return { number: number || "unknown", name: name || "" };
 }
 
+async function loadRoutes() {
+  // the outbound routes my phone may use (GET /api/v1/routes); "" = the PBX's default route
+  const mine = myExtension();
+  phone.routesFor = mine;
+  let routes = [];
+  if (mine) {
+    try { routes = (await api("GET", `/api/v1/routes?extension=${encodeURIComponent(mine)}`)).routes || []; }
+    catch (_) { routes = []; }
+  }
+  if (phone.routesFor !== mine) return; // "My phone" changed meanwhile: that load wins
+  const select = $("phone-route");
+  const kept = select.value;
+  select.replaceChildren(el("option", { value: "", text: "Default route" }),
+    ...routes.map((r) => el("option", { value: r.name, title: r.via, text: r.label || r.name })));
+  select.value = routes.some((r) => r.name === kept) ? kept : "";
+  $("phone-route-box").hidden = routes.length === 0;
+  select.dataset.loaded = mine;
+}
+
 async function dial(number) {
   const mine = myExtension();
   if (!mine) return toast("Set “My phone” first: it rings, then the number is dialled", "error");
   if (!number) return toast("Type a number to call", "error");
+  const route = $("phone-route").value;
   try {
-    await api("POST", "/api/v1/calls", { extension: mine, number });
-    toast(`Calling ${number}: your phone (${mine}) rings first`);
+    await api("POST", "/api/v1/calls", route ? { extension: mine, number, route } : { extension: mine, number });
+    toast(`Calling ${number}${route ? ` on ${route}` : ""}: your phone (${mine}) rings first`);
   } catch (error) {
     toast(`Could not call ${number}: ${error.message}`, "error");
   }
@@ -42,6 +63,22 @@ async function control(c, what, path, method, body) {
     toast(`Could not ${what}: ${error.message}`, "error");
     return false;
   }
+}
+
+function isLegacy(c) {
+  return Boolean(LEGACY_SOURCES[c.source]);
+}
+
+function onAsterisk(mine) {
+  // a phone the live view knows is on a connected Asterisk; a legacy PBX's phone only has its calls reported
+  return !model.loaded || [...model.extensions.values()].some((e) => e.number === mine);
+}
+
+function partyNode(c, who) {
+  // the CRM name links to the CRM record when the config gives a URL pattern
+  const label = who.name ? `${who.name} (${who.number})` : who.number;
+  const link = who.name ? crmLink(who.number === "unknown" ? "" : who.number, label) : null;
+  return el("strong", { class: "party" }, link || label);
 }
 
 function callButtons(c) {
@@ -112,6 +149,10 @@ function renderPhone() {
   if (!VIEWS.phone.node || VIEWS.phone.node.hidden) return;
   const mine = myExtension();
   $("phone-ext").textContent = mine ? `Extension ${mine}` : "Set “My phone” in the top bar";
+  if (phone.routesFor !== mine) loadRoutes();
+  const legacyPhone = Boolean(mine) && !onAsterisk(mine);
+  $("phone-dial").hidden = legacyPhone;
+  $("phone-legacy").hidden = !legacyPhone;
   const calls = myCalls();
   if (!calls.some((c) => c.call_id === phone.selected)) phone.selected = calls.length ? calls[0].call_id : null;
   $("phone-calls").replaceChildren(...calls.map((c) => {
@@ -120,14 +161,19 @@ function renderPhone() {
     return el("li", { "data-call": c.call_id, "data-state": c.state, "aria-selected": String(selected),
                       onclick: () => { phone.selected = c.call_id; renderPhone(); } },
       el("span", { class: "badge", "data-state": c.state, text: STATE_LABEL[c.state] || c.state }),
-      el("strong", { class: "party", text: who.name ? `${who.name} (${who.number})` : who.number }),
+      partyNode(c, who),
+      isLegacy(c) ? el("span", { class: "meta source", "data-source": c.source, text: LEGACY_SOURCES[c.source] })
+                  : null,
       el("span", { class: "meta", "data-since": c.answered_at || c.started_at || "",
                    text: duration(c.answered_at || c.started_at) }),
       c.recording ? el("span", { class: "rec", text: "● REC" }) : null,
       c.consulting ? el("span", { class: "meta", text: "consulting…" }) : null,
-      selected ? el("div", { class: "call-buttons", role: "group", "aria-label": `Control the call with ${who.number}` },
-                    ...callButtons(c)) : null,
-      selected ? conferenceParties(c) : null);
+      selected && isLegacy(c) ? el("p", { class: "meta legacy-note",
+                                          text: "Reported by a legacy PBX: no control from here" }) : null,
+      selected && !isLegacy(c) ? el("div", { class: "call-buttons", role: "group",
+                                             "aria-label": `Control the call with ${who.number}` },
+                                    ...callButtons(c)) : null,
+      selected && !isLegacy(c) ? conferenceParties(c) : null);
   }));
   $("phone-calls-empty").hidden = calls.length > 0;
 }
@@ -148,8 +194,13 @@ async function loadRecent() {
                                                                                      timeStyle: "short" }) }),
       el("span", { text: `${c.direction === "outbound" ? "→" : "←"} ${who.name ? `${who.name} ` : ""}${who.number}` }),
       el("span", { class: "meta", text: STATUS_LABEL[c.status] || c.status }),
-      el("button", { type: "button", class: "ghost small", "data-action": "call-back", text: "Call back",
-                     onclick: () => dial(who.number) }));
+      isLegacy(c) ? el("span", { class: "meta source", "data-source": c.source,
+                                 text: `${LEGACY_SOURCES[c.source]} record${c.billsec ? `, talked ${
+                                   Math.floor(c.billsec / 60)}:${String(c.billsec % 60).padStart(2, "0")}` : ""}` })
+                  : null,
+      isLegacy(c) && !onAsterisk(mine) ? null
+        : el("button", { type: "button", class: "ghost small", "data-action": "call-back", text: "Call back",
+                         onclick: () => dial(who.number) }));
   }));
   $("phone-recent").dataset.loaded = String(Date.now()); // tests wait for this
   $("phone-recent-empty").hidden = phone.recent.length > 0;
@@ -176,7 +227,7 @@ function phoneEvent(type, data) {
   renderPhone();
 }
 
-VIEWS.phone = { title: "phone", node: null, show() { renderPhone(); loadRecent(); } };
+VIEWS.phone = { title: "phone", node: null, show() { renderPhone(); loadRecent(); loadRoutes(); } };
 
 document.addEventListener("DOMContentLoaded", () => {
   VIEWS.phone.node = $("phone-view");
@@ -190,4 +241,10 @@ document.addEventListener("DOMContentLoaded", () => {
     dial($("phone-number").value.trim());
   });
   $("phone-clear").addEventListener("click", () => { $("phone-number").value = ""; });
+  // the route choice (filled by loadRoutes) and the legacy note: built here, beside the number
+  $("phone-number").after(el("label", { id: "phone-route-box", class: "route", hidden: true }, "Route ",
+                             el("select", { id: "phone-route", "aria-label": "Outbound route" })));
+  $("phone-dial").after(el("p", { id: "phone-legacy", class: "meta", hidden: true,
+                                  text: "This phone is on a legacy PBX: its calls show as the PBX reports them "
+                                        + "(caller ID while it rings, the SMDR record after). Dial from the phone." }));
 });

@@ -46,17 +46,28 @@ class Service:
 
 
 @pytest.fixture
-async def sim_service(store: CallStore, tmp_path: Path) -> AsyncIterator[Service]:
+def service_options() -> dict[str, Any]:
+    """What a test module adds (override this fixture): ``config`` (top-level config keys, e.g. ``route``,
+    ``http``, more ``pbx`` entries) and ``extra_trunks`` (trunk endpoints of the simulator besides "trunk")."""
+    return {}
+
+
+@pytest.fixture
+async def sim_service(store: CallStore, tmp_path: Path, service_options: dict[str, Any]) -> AsyncIterator[Service]:
     from ari_app import component
 
     sim_config = SimConfig(user="cc", password="cc", phones=["1001", "1002", "1003"], dialplan_text=DIALPLAN,
-                           ami_port=None, auto_register=True, recordings_dir=str(tmp_path / "recordings"))
+                           ami_port=None, auto_register=True, recordings_dir=str(tmp_path / "recordings"),
+                           extra_trunks=tuple(service_options.get("extra_trunks", ())))
     async with Simulator(sim_config) as sim:
         writer = SpooledWriter(store, tmp_path / "spool.jsonl")
         await writer.start()
-        config = parse_config({"pbx": [{"key": "main", "kind": "asterisk", "extension_lengths": [4],
-                                        "ari": {"url": sim.ari_url, "username": "cc", "password": "cc",
-                                                "app": "callcenter", "outbound_context": "from-internal"}}]}, env={})
+        extra = dict(service_options.get("config", {}))
+        more_pbx = extra.pop("pbx", [])
+        config = parse_config({**extra, "pbx": [{"key": "main", "kind": "asterisk", "extension_lengths": [4],
+                                                 "ari": {"url": sim.ari_url, "username": "cc", "password": "cc",
+                                                         "app": "callcenter", "outbound_context": "from-internal"}},
+                                                *more_pbx]}, env={})
         ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
         try:
             async with component.run(ctx):
