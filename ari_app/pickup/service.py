@@ -235,16 +235,17 @@ class PickupService:
         await self.pbx.hangup_quietly(found.ringing.id)  # Dial() cancelled it already; this is in case
         if call.direction == Direction.UNKNOWN:
             self.state.classify(call)
-        if call.direction != Direction.INTERNAL:  # an internal call's extension is its caller's (tracker.classify)
-            call.extension = picker
+        call.extension = picker  # the phone that answered (callcenter.visibility: the picker sees the call it took)
         call.tags = {**call.tags, "answered_by": picker, "picked_up_from": target, "pickup_group": group}
         at = now()
         effects: list[Effect] = list(answered(self.state, call, at))
         effects += [WriteCall(self.state.record(call)),
                     self.state.timeline(call, "picked_up", at, f"picked_up:{picker}:{at.isoformat()}", by=picker,
                                         extension=target, group=group, via=via),
+                    # no party field ("extension"…): the websocket then follows who was shown the call (api/live.py),
+                    # where naming the colleague's phone would hide the call from the picker
                     Publish("call.updated", {"pbx": self.pbx.key, "call_id": str(call.call_id), "action": "picked_up",
-                                             "by": picker, "extension": target, "via": via})]
+                                             "by": picker, "picked_up_from": target, "via": via})]
         if source is not None and source is not call and not source.live_legs() and source.ended_at is None:
             effects += end_call(self.state, source, at, f"picked up the call ringing at {target}")
         effects += self.state.refresh_extensions({picker, target})

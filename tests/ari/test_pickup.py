@@ -153,7 +153,7 @@ async def test_star8_picks_up_a_colleagues_ringing_internal_call(office: Office)
     await office.sim.phone("1001").hangup()
     await eventually(lambda: not office.sim.channels() and not office.sim.bridges(), what="nothing left")
     row = await office.row(call_id)
-    assert row["status"] == "answered"
+    assert (row["status"], row["direction"], row["extension"]) == ("answered", "internal", "1003")
     assert row["tags"]["answered_by"] == "1003" and row["tags"]["picked_up_from"] == "1002"
     picked = [e for e in await office.timeline(call_id) if e["kind"] == "picked_up"]
     assert [(e["data"]["by"], e["data"]["extension"], e["data"]["via"], e["data"]["group"]) for e in picked] == [
