@@ -32,6 +32,9 @@ REPO = Path(__file__).resolve().parents[2]
 # (8-digit numbers of city 21, reached by dialling 9 + number; they call in through from-trunk).
 INTERNAL = tuple(str(n) for n in range(1001, 1013))
 CUSTOMERS = tuple(str(n) for n in range(55501001, 55501007))
+# Two carriers' trunks (outbound routes choose between them): each a pjsua registered as the trunk endpoint, so the
+# INVITE Asterisk sends to ``PJSIP/<number>@trunk-b`` reaches the phone started as "trunk-b" and no other.
+TRUNKS = ("trunk-a", "trunk-b")
 
 # What an admin writes around our rendered snippets. Our hooks: the feature codes (include), the tagging
 # Gosubs on every route, the queue hand-off. ``*55<ext>`` is Asterisk's own ChanSpy: the baseline the
@@ -279,7 +282,7 @@ type = transport
 protocol = udp
 bind = 127.0.0.1:{self.site.sip_port}
 """]
-        for ext in INTERNAL + CUSTOMERS:
+        for ext in INTERNAL + CUSTOMERS + TRUNKS:
             context = "from-internal" if ext in INTERNAL else "from-trunk"
             out.append(f"""
 [{ext}]

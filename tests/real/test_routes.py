@@ -1,0 +1,57 @@
+"""Outbound routes on a real Asterisk 22: two carriers' trunks (pjsua registered as the endpoints ``trunk-a`` and
+``trunk-b`` in the test-written pjsip.conf); a click-to-call on the route of trunk-b rings trunk-b's phone and no
+other, the agent hears that phone's tone, and the row names the trunk. A phone the route is not for is refused
+before anything rings."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from tests.real.asterisk import RealAsterisk
+from tests.real.phones import Phones, connected
+from tests.real.service import RunningService
+from tests.real.test_call_rows import row_of
+
+NUMBER = "55501001"  # what the carrier is asked for; the trunk's phone answers whatever it is sent
+ROUTES = [{"name": "carrier-a", "trunk": "trunk-a"},
+          {"name": "carrier-b", "label": "Carrier B", "trunk": "trunk-b", "users": ["1001"]}]
+
+
+async def test_a_click_to_call_on_a_route_leaves_through_that_routes_trunk(
+        phones: Phones, make_service: Callable[..., Awaitable[RunningService]], asterisk: RealAsterisk) -> None:
+    service = await make_service({"route": ROUTES})
+    agent = await phones.start("1001")
+    trunk_a = await phones.start("trunk-a")
+    trunk_b = await phones.start("trunk-b")
+    token = await service.token("agent", "1001")
+    status, body = await service.request("GET", "/api/v1/routes", token=token)
+    assert status == 200 and [r["name"] for r in body["routes"]] == ["carrier-a", "carrier-b"]
+
+    marks = (agent.mark_line(), trunk_a.mark_line(), trunk_b.mark_line())
+    status, body = await service.request("POST", "/api/v1/calls", token=token,
+                                         json={"extension": "1001", "number": NUMBER, "route": "carrier-b"})
+    assert status == 202, body
+    await connected(agent, marks[0], trunk_b, marks[2])
+    status, channels = await asterisk.ari("GET", "/channels")
+    assert status == 200
+    names = sorted(c["name"] for c in channels)
+    assert any(n.startswith("PJSIP/trunk-b-") for n in names) and not any(n.startswith("PJSIP/trunk-a-")
+                                                                          for n in names), names
+    start = agent.mark()
+    await agent.recorded_until(start + 3.5)
+    heard = agent.recording.verdicts({"trunk-a": trunk_a.tone_hz, "trunk-b": trunk_b.tone_hz}, start, start + 3.5)
+    assert (heard["trunk-b"].word, heard["trunk-a"].word) == ("heard", "absent"), heard  # talks to trunk-b's end
+
+    gone = agent.mark_line()
+    await agent.hangup()
+    await agent.wait_state("DISCONNECTED", since=gone)
+    row = await row_of(service, body["call_id"])
+    assert (row["trunk"], row["tags"]["route"], row["status"]) == ("trunk-b", "carrier-b", "answered")
+    dial = next(e for e in row["events"] if e["kind"] == "dial")
+    assert dial["data"]["endpoint"] == f"PJSIP/{NUMBER}@trunk-b"
+    assert not [line for _, line in trunk_a.lines[marks[1]:] if "Incoming call for account" in line]  # never rang
+
+    other = await service.token("agent", "1002")
+    status, body = await service.request("POST", "/api/v1/calls", token=other,
+                                         json={"extension": "1002", "number": NUMBER, "route": "carrier-b"})
+    assert status == 403 and "may not place calls on route 'carrier-b'" in body["error"]["message"]
