@@ -7,6 +7,9 @@ against the simulator (its phones, time scaled down) and both recordings are com
 * sip-dial-redirect: 2001 calls 1001 with ``Dial()``; an AMI ``Redirect`` moves the callee (then, on a second call,
   the caller) into ``Stasis(lab-test,parked,<n>)``; the app hangs it up. ARI with subscribeAll, and AMI. Compared
   from each Redirect to the next call (the Dial set-up before it is pjsua's instant auto-answer, not the point).
+* sip-conference: what ``ari_app``'s conference does to a mixing bridge: four phones added one by one, a fifth
+  moved in from a second bridge (a merge), one removed with DELETE, one hanging up by itself, the rest hung up
+  (``BRIDGEPEER`` of a bridge of three or more is the comma list of the others, in Asterisk's order).
 * sip-queue: the REST steps of ``ari_app.queues`` with phones that are busy (486), decline (603), are not
   registered, do not answer (timeout), answer; the pair bridged; ARI hold; a bridge recording; the agent's BYE;
   a caller hanging up while an agent rings.
@@ -36,7 +39,14 @@ import aiohttp
 import pytest
 
 from asterisk_sim.simulator import SimConfig, Simulator
-from tests.sim.captures.scenarios import DIAL_REDIRECT_PLAN, QUEUE_PLAN, Recorder, dial_redirect, queue
+from tests.sim.captures.scenarios import (
+    DIAL_REDIRECT_PLAN,
+    QUEUE_PLAN,
+    Recorder,
+    conference,
+    dial_redirect,
+    queue,
+)
 
 _spec = importlib.util.spec_from_file_location("sim_replay_f", Path(__file__).with_name("replay.py"))
 assert _spec and _spec.loader
@@ -188,5 +198,15 @@ async def test_queue_steps_with_busy_declined_absent_and_answering_agents_match_
         office.phone(ext).never_answer()
     want = load((CAPTURES / "sip-queue.jsonl").read_text())
     got = await run_on(office, queue)
+    problems = compare(want, got)
+    assert not problems, "\n".join(problems)
+
+
+async def test_a_conference_built_one_by_one_with_a_merge_a_removal_and_a_bye_matches_the_sip_capture(
+        office: Simulator) -> None:
+    for ext in ("1001", "1002", "1003", "1004", "2001"):
+        office.phone(ext).answer_after(0.01)   # pjsua's --auto-answer 200
+    want = load((CAPTURES / "sip-conference.jsonl").read_text())
+    got = await run_on(office, conference)
     problems = compare(want, got)
     assert not problems, "\n".join(problems)

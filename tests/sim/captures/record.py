@@ -1,5 +1,5 @@
 """Record a capture from the real Asterisk 22 (chan_pjsip + pjsua phones) in the JSONL format of
-``../shared/asterisk/README.md``: ``python -m tests.sim.captures.record <dial-redirect|queue> <out.jsonl>``.
+``../shared/asterisk/README.md``: ``python -m tests.sim.captures.record <dial-redirect|queue|conference> <out.jsonl>``.
 
 The scenarios live in ``scenarios.py`` (the simulator replays the same steps); this file runs them on a
 ``lab.Lab`` (a throw-away Asterisk on free ports with pjsua phones) and adds notes of what the phones heard.
@@ -17,7 +17,15 @@ import aiohttp
 
 from tests.sim.captures import audio
 from tests.sim.captures.lab import Lab, Phone
-from tests.sim.captures.scenarios import DIAL_REDIRECT_PLAN, QUEUE_PLAN, Recorder, dial_redirect, queue
+from tests.sim.captures.scenarios import (
+    CONFERENCE_PLAN,
+    DIAL_REDIRECT_PLAN,
+    QUEUE_PLAN,
+    Recorder,
+    conference,
+    dial_redirect,
+    queue,
+)
 
 
 class LabRig:
@@ -74,6 +82,8 @@ SCENARIOS = {
     "queue": (queue, QUEUE_PLAN, [Phone("1001", 600, answer=None), Phone("1002", 600, answer=486),
                                   Phone("1003", 600, answer=None), Phone("1004", 600, answer=603),
                                   Phone("1005", 600), Phone("2001", 1400)], queue_audio),
+    "conference": (conference, CONFERENCE_PLAN, [Phone("1001", 600), Phone("1002", 1400), Phone("1003", 2200),
+                                                 Phone("1004", 1000), Phone("2001", 2600)], None),
 }
 UNREGISTERED = {"queue": {"1005"}}
 

@@ -312,3 +312,62 @@ async def queue(rec: Recorder, rig: Rig) -> None:
     await rec.ws_close(1, ws)
 
 
+
+
+# --------------------------------------------------------------------------------------------------------
+CONFERENCE_PLAN = """
+[internal]
+exten => 500,1,NoOp(nothing dials in)
+ same => n,Hangup()
+"""
+
+
+async def conference(rec: Recorder, rig: Rig) -> None:
+    rec.note("Scenario sip-conference: what ari_app's conference does to a mixing bridge, with real phones (pjsua "
+             "2.17 on chan_pjsip, auto-answer 200). 1001..1004 are rung with POST /channels into the app and added "
+             "one by one to the mixing bridge cc-conf (four parties); 2001 is rung into a second mixing bridge "
+             "cc-held (a held call) and moved into cc-conf by addChannel (a merge: five parties); conf-1002 is "
+             "removed with DELETE /channels (the API's remove); 1003 hangs up by itself (BYE); the rest are hung "
+             "up and the bridges destroyed. ARI websocket app=lab-test (no subscribeAll). "
+             "-- captured against Asterisk 22.10.1 (built from source, chan_pjsip, bundled pjproject 2.17).")
+    ws = await rec.ws_open(1, f"app={APP}")
+
+    async def ring_into(ext: str, bridge: str) -> str:
+        cid = f"conf-{ext}"
+        await rec.rest("POST", "/channels", endpoint=f"PJSIP/{ext}", app=APP, appArgs="party", channelId=cid,
+                       callerId='"1001" <1001>', timeout=15)
+        await rec.until(f"{ext} answered", lambda: rec.event("StasisStart", channel__id=cid))
+        await rec.rest("POST", f"/bridges/{bridge}/addChannel", channel=cid)
+        await rec.until(f"{ext} in {bridge}", lambda: rec.event("ChannelEnteredBridge", channel__id=cid,
+                                                                bridge__id=bridge))
+        return cid
+
+    await rec.rest("POST", "/bridges/cc-conf", type="mixing", name="cc-conf")
+    for ext in ("1001", "1002", "1003", "1004"):
+        rec.note(f"ring {ext}; it answers; add it to cc-conf")
+        await ring_into(ext, "cc-conf")
+        await rig.sleep(1.0)
+    rec.note("2001 into a second bridge cc-held, then moved into cc-conf (the merge of a held call)")
+    await rec.rest("POST", "/bridges/cc-held", type="mixing", name="cc-held")
+    held = await ring_into("2001", "cc-held")
+    await rig.sleep(1.0)
+    await rec.rest("POST", "/bridges/cc-conf/addChannel", channel=held)
+    await rec.until("2001 in cc-conf", lambda: rec.event("ChannelEnteredBridge", channel__id=held,
+                                                         bridge__id="cc-conf"))
+    await rec.rest("DELETE", "/bridges/cc-held")
+    await rig.sleep(2.0)
+    rec.note("remove conf-1002: DELETE /channels/conf-1002 while it is in the five-party bridge")
+    await rec.rest("DELETE", "/channels/conf-1002", reason="normal")
+    await rec.until("1002 gone", lambda: rec.event("StasisEnd", channel__id="conf-1002"))
+    await rig.sleep(2.0)
+    rec.note("1003 hangs up by itself (BYE)")
+    await rig.hangup("1003")
+    await rec.until("1003 gone", lambda: rec.event("StasisEnd", channel__id="conf-1003"))
+    await rig.sleep(2.0)
+    rec.note("the rest hung up, the bridge destroyed")
+    for cid in ("conf-1001", "conf-1004", held):
+        await rec.rest("DELETE", f"/channels/{cid}", reason="normal")
+        await rec.until(f"{cid} gone", lambda cid=cid: rec.event("StasisEnd", channel__id=cid))
+    await rec.rest("DELETE", "/bridges/cc-conf")
+    await rig.sleep(1.5)
+    await rec.ws_close(1, ws)
