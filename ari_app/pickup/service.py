@@ -250,8 +250,13 @@ class PickupService:
             effects += end_call(self.state, source, at, f"picked up the call ringing at {target}")
         effects += self.state.refresh_extensions({picker, target})
         await self.pbx.emit(effects)
-        for channel, role in ((caller.id, "customer"), (picker_channel, "agent")):
-            for variable, value in (("CC_LINKEDID", call.linkedid), ("CC_ROLE", role)):
+        # DIALSTATUS: the caller's Dial() ended CANCEL when it was moved; the tagging hooks' call-end
+        # (agi_scripts.handlers.call_end) reads it when the caller hangs up and would log the call missed
+        caller_vars = (("CC_LINKEDID", call.linkedid), ("CC_ROLE", "customer"), ("DIALSTATUS", "ANSWER"),
+                       ("CC_PICKED_UP_BY", picker))
+        agent_vars = (("CC_LINKEDID", call.linkedid), ("CC_ROLE", "agent"))
+        for channel, variables in ((caller.id, caller_vars), (picker_channel, agent_vars)):
+            for variable, value in variables:
                 with contextlib.suppress(AriError):
                     await self.client.post(ari_path("channels", channel, "variable"), variable=variable, value=value)
         log.info("event=picked_up call_id=%s picker=%s target=%s group=%s via=%s", call.call_id, picker, target,
