@@ -17,6 +17,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 from ari_app.client import AriClient, AriError, ari_path
@@ -24,7 +25,7 @@ from ari_app.model import Effect, LiveCall, now
 from ari_app.recorder import Recorder
 from ari_app.stasis import StasisApp
 from ari_app.tracker import LiveState
-from ari_app.transitions import end_call
+from ari_app.transitions import answered, end_call
 from callcenter.config import PbxConfig
 from callcenter.domain import CallStatus, Direction
 from callcenter.store import asterisk as asterisk_sql
@@ -161,7 +162,9 @@ class AsteriskPbx:
         effects = self.rebuild(channels, bridges, linkedids,
                                cause=RESTARTED_CAUSE if restarted else DISCONNECTED_CAUSE, known=known)
         await self.emit(effects)
-        await self._end_stored_orphans()
+        await self._end_stored_orphans()  # gives rebuilt calls back what the store remembers (answer time…)
+        at = now()
+        await self.emit([e for call in list(self.state.calls.values()) for e in self._answered_unseen(call, at)])
         await self._clean_bridges(bridges)
         await self.stasis.resync(channels, bridges)  # flows see the rebuilt call state
         self.resyncs += 1
@@ -216,6 +219,14 @@ class AsteriskPbx:
         effects += state.refresh_extensions(set(state.extensions) | getattr(self, "_pending_ext", set()))
         effects += state.refresh_trunks()
         return effects
+
+    def _answered_unseen(self, call: LiveCall, at: datetime) -> list[Effect]:
+        """A call answered while no feed watched (an ARI-only site during a cut): both sides are up now, so it
+        was answered — at the latest now, the only time we can vouch for — not a missed call when it ends."""
+        if call.owned or call.answered_at is not None or call.kind == "monitoring":
+            return []  # our flows rebuild their own calls (stasis.resync); monitoring is answered by its flow
+        up = [leg for leg in call.live_legs() if leg.state == "Up" and leg.role != "snoop"]
+        return answered(self.state, call, at) if len(up) >= 2 else []
 
     def _rebuild_bridge(self, bridge: dict[str, Any]) -> None:
         """Bridge membership, and for ours the call's bridge — or its consultation, if one was under way."""

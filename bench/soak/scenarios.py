@@ -33,7 +33,9 @@ def _records_row(name: str, load: str, faults: str, tally: Tally, probe: ApiProb
         extra += f"; {tally.doubled_detail()}"
     if tally.lost:
         extra += (f"; of the lost, {blind} began and ended while no ARI websocket was open (ARI replays nothing; "
-                  f"the service only resyncs channels still up)")
+                  f"the service only resyncs channels still up; only AMI could have seen them)")
+    if tally.guessed:
+        extra += f"; {tally.guessed} rows ended with a resync's guess for a cause instead of Asterisk's"
     if probe is not None:
         extra += f"; {probe.summary()}"
     notes = f"{notes}; {extra}" if notes else extra
@@ -69,8 +71,10 @@ async def ari_websocket_drops(quick: bool) -> Row:
         await world.settle(load)
         tally = await world.tally(load)
         await probe.stop()
+    inside = tally.inside_gaps(load, world.proxy)
     note = (f"{world.proxy.drops} cuts, back after {sum(down) / max(1, len(down)) * 1000:.0f} ms on average "
-            f"(max {max(down, default=0) * 1000:.0f} ms)")
+            f"(max {max(down, default=0) * 1000:.0f} ms); {inside} calls began and ended inside a cut"
+            + (", seen only by the service's AMI login (its own connection, not cut)" if world.ami else ""))
     return _records_row("ARI websocket dropped at random moments",
                         f"{len(load.placed)} inbound calls at {rate:g}/s, {talk[0]:g}-{talk[1]:g} s each",
                         f"{world.proxy.drops} websocket cuts (TCP abort, no close frame)", tally, probe, started, note,

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -89,6 +90,7 @@ class Tally:
     extra_rows: int = 0  # a second (third…) row for one placed call
     phantom: list[str] = field(default_factory=list)  # "caller_raw/caller status" of rows nobody placed
     doubled_events: int = 0  # answer / hangup stored twice for one call
+    guessed: int = 0  # ended rows whose hang-up cause is a resync's guess ("… while the service was …"), not Asterisk's
 
     def doubled_detail(self) -> str:
         return (f"doubled = {self.extra_rows} extra rows for a call + {len(self.phantom)} rows nobody placed "
@@ -97,6 +99,11 @@ class Tally:
     def blind(self, load: CallLoad, proxy: FaultProxy) -> int:
         """Lost calls that began and ended while no ARI websocket was open (ARI replays nothing)."""
         return sum(1 for n in self.lost_numbers if n in load.times and proxy.in_gap(*load.times[n]))
+
+    @staticmethod
+    def inside_gaps(load: CallLoad, proxy: FaultProxy) -> int:
+        """Placed calls that began and ended while no ARI websocket was open (only AMI can have seen them)."""
+        return sum(1 for n in load.placed if n in load.times and proxy.in_gap(*load.times[n]))
 
 
 class CallLoad:
@@ -225,6 +232,8 @@ class World:
         return self
 
     async def _start(self) -> None:
+        # last out: the cluster (~150 MB a world) and spool go with the world; leaving them filled the disk
+        self._stack.callback(shutil.rmtree, self.folder, ignore_errors=True)
         self.dsn = await self.pg.start()
         self._stack.push_async_callback(self._stop_pg)
         config = SimConfig(user="cc", password=PASSWORD, phones=self.phones, phone_context="from-internal",
@@ -357,7 +366,7 @@ async def _count(store: CallStore, placed: dict[str, str]) -> Tally:
             by_number.setdefault(number, []).append(row)
         else:
             phantom.append(f"{row['caller_raw'] or '-'}/{row['caller'] or '-'} {row['status']} {row['direction']}")
-    lost = open_rows = doubled_events = 0
+    lost = open_rows = doubled_events = guessed = 0
     lost_numbers: list[str] = []
     statuses: Counter[str] = Counter()
     for number in placed:
@@ -372,11 +381,12 @@ async def _count(store: CallStore, placed: dict[str, str]) -> Tally:
             lost_numbers.append(number)
         for row in found:
             statuses[row["status"]] += 1
+            guessed += "while the service was" in str(row["hangup_cause"] or "")
             kinds = Counter(e["kind"] for e in await store.call_events(row["id"]))
             doubled_events += sum(n - 1 for k, n in kinds.items() if k in ONCE_KINDS and n > 1)
     extra_rows = sum(len(v) - 1 for v in by_number.values() if len(v) > 1)
     return Tally(len(placed), len(rows), lost, extra_rows + len(phantom) + doubled_events, open_rows, statuses,
-                 lost_numbers, extra_rows, phantom, doubled_events)
+                 lost_numbers, extra_rows, phantom, doubled_events, guessed)
 
 
 def _children(pid: int) -> list[int]:

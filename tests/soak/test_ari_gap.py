@@ -135,3 +135,22 @@ async def test_short_calls_during_repeated_cuts_are_each_recorded_once() -> None
         inside = sum(1 for n in load.placed if world.proxy.in_gap(*load.times[n]))
         assert inside == 15, f"only {inside} of 15 calls fell inside a gap"
         assert (tally.lost, tally.doubled) == (0, 0), (tally.lost_numbers, tally.doubled_detail())
+
+
+async def test_without_ami_a_call_answered_while_ari_is_cut_is_still_recorded_answered() -> None:
+    """An ARI-only site: the answer happened unseen, but the resync finds both sides up — answered, not missed."""
+    async with World(phones=2, ami=False) as world:
+        number = "+989120000004"
+        world.sim.phone("1001").never_answer()
+        await world.sim.customer(number).call(did_of("1001"), TRUNK_CONTEXT)
+        await eventually(lambda: bool(world.ctx.ports.live and world.ctx.ports.live.snapshot()["calls"]),
+                         what="the service shows the call ringing")
+        await cut_ari(world)
+        await world.sim.phone("1001").answer()
+        await restore_ari(world)
+        await world.sim.customer(number).hangup()
+        rows = await ended_rows(world, number)
+        assert len(rows) == 1, rows
+        row = rows[0]
+        assert (row["direction"], row["status"], row["extension"]) == ("inbound", "answered", "1001"), row
+        assert row["answered_at"] is not None and row["hangup_cause"] == "Normal Clearing", row
