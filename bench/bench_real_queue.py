@@ -5,8 +5,9 @@
 music on hold, position announcements every ``ANNOUNCE_EVERY`` s). The ``AGENTS`` members' phones are sipp
 (``bench/sipp/agent-hangs-up.xml``): they ring 300 ms, answer, talk ``TALK_SECONDS`` and hang up. The agents are
 paused (``POST /api/v1/queues/<q>/members/<ext>/pause``) until every caller waits, so all ``CALLERS`` are in the
-queue at once; then they take calls. While they do, ``SUPERVISORS`` supervisors (sipp, ``caller.xml`` from
-127.0.0.4, endpoints 1201… identified by their From user) each dial one agent at the same moment, alternately
+queue at once; then they take calls. While they do, ``SUPERVISORS`` supervisors (sipp, ``supervisor.xml`` from
+127.0.0.4, endpoints 1201… identified by their From user; it sends RTP, as a phone does: Asterisk's ``Answer()``
+before ChanSpy waits up to 500 ms for the first audio frame) each dial one agent at the same moment, alternately
 with our feature code ``*336<ext>`` (listen) and Asterisk's ``ChanSpy(PJSIP/<ext>-,qEd)`` (``*55<ext>`` in the
 real tier's site dialplan), ``ROUNDS`` times each.
 
@@ -20,8 +21,8 @@ Measured:
   both: the supervisor's channel created (``Newchannel``) → the spy is up: for ChanSpy its ``ChanSpyStart``, for
   ours the supervisor and a ``Snoop/`` channel in one bridge (``BridgeEnter``). Target ≤ 0.5× ChanSpy's.
 
-Music and announcements are real RTP from Asterisk to the callers (sipp ignores it); callers, agents and
-supervisors send none.
+Music and announcements are real RTP from Asterisk to the callers (sipp ignores it); callers and agents send
+none, supervisors send silence.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class AriWatch:
 
     def __init__(self) -> None:
         self.waiters: dict[str, Waiter] = {}
+        self.playbacks: set[str] = set()  # a list of sounds is one playback with a PlaybackStarted per sound
 
     async def on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -87,14 +89,23 @@ class AriWatch:
         if kind == "StasisStart" and list(event.get("args") or [])[:1] == ["queue"]:
             self.waiters.setdefault(str(event["channel"]["id"]), Waiter(now))
         elif kind == "PlaybackStarted":
-            target = str((event.get("playback") or {}).get("target_uri", ""))
-            waiter = self.waiters.get(target.removeprefix("channel:"))
-            if waiter is not None:
+            playback = event.get("playback") or {}
+            waiter = self.waiters.get(str(playback.get("target_uri", "")).removeprefix("channel:"))
+            if waiter is not None and playback.get("id") not in self.playbacks:
+                self.playbacks.add(str(playback.get("id")))
                 waiter.announced.append(now)
         elif kind == "ChannelLeftBridge" and (event.get("bridge") or {}).get("id") == HOLD_BRIDGE:
             waiter = self.waiters.get(str(event["channel"]["id"]))
             if waiter is not None and waiter.left is None:
                 waiter.left = now
+
+    def worst(self, count: int = 3) -> list[str]:
+        """The callers whose announcements were furthest off: join, each announcement, leaving (s from join)."""
+        def lateness(w: Waiter) -> float:
+            return max((abs(a - (w.joined + 1 + k * ANNOUNCE_EVERY)) for k, a in enumerate(w.announced)), default=0)
+        ranked = sorted(self.waiters.items(), key=lambda kv: -lateness(kv[1]))[:count]
+        return [f"{cid}: announced at +{', +'.join(f'{a - w.joined:.1f}' for a in w.announced)} s, left the hold at "
+                f"+{(w.left or time.monotonic()) - w.joined:.1f} s" for cid, w in ranked if lateness(w) > 1]
 
     def judge(self) -> tuple[list[float], int, int]:
         """(|lateness| of every announcement in seconds, announcements missed, callers judged)."""
@@ -155,7 +166,7 @@ async def supervise(round_no: int, code: str, service: RunningService, asterisk:
     calls = [(sup, code + AGENTS[i % len(AGENTS)]) for i, sup in enumerate(SUPERVISORS)]
     inject = work / f"supervisors-{round_no}-{code.strip('*')}.csv"
     write_injection(inject, calls)
-    sipp = Sipp(f"supervisors-{round_no}-{code.strip('*')}", work, "caller.xml", asterisk.site.sip_host,
+    sipp = Sipp(f"supervisors-{round_no}-{code.strip('*')}", work, "supervisor.xml", asterisk.site.sip_host,
                 SUPERVISOR_IP, free_port_on(SUPERVISOR_IP), "-inf", str(inject), "-r", "1000", "-rp", "1000",
                 "-m", str(len(calls)), "-l", str(len(calls)), "-d", str(MONITOR_SECONDS * 1000),
                 "-recv_timeout", "20000", "-timeout", "60s")
@@ -169,6 +180,7 @@ async def supervise(round_no: int, code: str, service: RunningService, asterisk:
 async def run_queue(callers: int, service: RunningService, asterisk: SippAsterisk, work: Path,
                     watch: AriWatch, spies: SpyWatch, agi: AgiTimer, pg_pid: int | None) -> bool:
     watch.waiters.clear()
+    watch.playbacks.clear()
     agi.samples.clear()
     prefix = f"6{callers:03d}"
     numbers = [f"{prefix}{k:04d}" for k in range(callers)]
@@ -261,6 +273,8 @@ async def run_queue(callers: int, service: RunningService, asterisk: SippAsteris
           f"|error| median {median(errors) * 1000:.0f} ms, p99 {quantile(errors, 0.99) * 1000:.0f} ms, "
           f"max {max(errors, default=float('nan')) * 1000:.0f} ms; {late} off by more than 1 s, {missed} missed "
           f"({'met' if not late and not missed else 'NOT met'} ± 1 s)")
+    for line in watch.worst():
+        print(f"    {line}")
     ratio = median(ours_all) / median(spy_all) if ours_all and spy_all else float("nan")
     worst = max(ours_all, default=float("nan")) / median(spy_all) if spy_all else float("nan")
     print(f"  monitoring set-up ({len(SUPERVISORS)} supervisors at once × {ROUNDS} rounds; channel created → spy "

@@ -141,7 +141,8 @@ class Sipp:
     async def start(self) -> None:
         with self.console.open("wb") as out:
             self.proc = await asyncio.create_subprocess_exec(*self.args, stdin=asyncio.subprocess.DEVNULL,
-                                                             stdout=out, stderr=asyncio.subprocess.STDOUT)
+                                                             stdout=out, stderr=asyncio.subprocess.STDOUT,
+                                                             cwd=SCENARIOS)  # rtp_stream files are found here
 
     async def wait(self, timeout: float) -> int:
         assert self.proc is not None
