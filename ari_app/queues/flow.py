@@ -136,9 +136,11 @@ class Router:
 
     def on_event(self, event: dict[str, Any]) -> None:
         if event.get("type") == "PlaybackFinished":
-            done = self.playbacks.get(str((event.get("playback") or {}).get("id", "")))
+            playback = str((event.get("playback") or {}).get("id", ""))
+            done = self.playbacks.get(playback)
             if done is not None:
                 done.set()
+            self.service.announcement_over(playback)
 
 
 class QueueFlow:

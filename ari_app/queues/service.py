@@ -147,16 +147,29 @@ class QueueService:
             await self._leave(runtime, caller, "abandoned")
 
     async def _announce(self, runtime: QueueRuntime, caller: Waiting) -> None:
+        if caller.playback:  # the last one still plays: Asterisk would queue this one behind it, and so on
+            log.debug("event=queue_announce_skipped queue=%s call_id=%s reason=still_playing", runtime.name,
+                      caller.call_id)
+            return
         media = announcement(runtime.position(caller), runtime.estimated_wait())
         playback = f"ccq-ann-{uuid.uuid4().hex[:12]}"
         with contextlib.suppress(AriError):
             await self.client.post(ari_path("channels", caller.channel_id, "play", playback), media=",".join(media))
             caller.playback = playback
 
+    def announcement_over(self, playback: str) -> None:
+        """PlaybackFinished: the caller may be told again."""
+        if not playback.startswith("ccq-ann-"):
+            return
+        for runtime in self.queues.values():
+            for caller in runtime.callers:
+                if caller.playback == playback:
+                    caller.playback = ""
+
     async def _stop_announcement(self, caller: Waiting) -> None:
         """Asterisk moves a channel between bridges only once the playback on it has ended: the agent waited in
-        silence for the rest of the announcement, for ever when the next one was due before it ended, and under
-        load the move failed (400). Stop it first (404 when it is over already)."""
+        silence for the rest of the announcement, and under load the move timed out or failed (400). Stop it
+        first (404 when it is over already). Only one announcement is ever pending (see ``_announce``)."""
         if caller.playback:
             with contextlib.suppress(AriError):
                 await self.client.delete(ari_path("playbacks", caller.playback))

@@ -164,3 +164,24 @@ async def test_an_agent_in_wrap_up_is_not_rung(world: World) -> None:
     second = await world.call_in("7002", caller="+972541110002")
     await eventually(lambda: "1004" in world.hears("+972541110002"), timeout=8, what="overflow while 1003 wraps up")
     assert await world.attempts(world.call_id(second)) == []
+
+
+async def test_a_caller_is_not_told_again_while_the_last_announcement_still_plays(world: World) -> None:
+    """Every 2 s here, and "you are next" lasts 5.4 s: Asterisk queues the playbacks of a channel, so they piled up,
+    and an agent who answered waited for all of them (Asterisk moves a channel only once its playback ends)."""
+    for ext in ("1001", "1002"):
+        world.sim.phone(ext).never_answer()
+    caller = await world.call_in("7000", caller="+972541110003")
+    most = 0
+
+    def first_announcement_over() -> bool:
+        nonlocal most
+        pending = [p for p in world.sim.engine.playbacks.values() if p.target_uri == f"channel:{caller}"]
+        most = max(most, len(pending))
+        return any(e.get("type") == "PlaybackFinished" and e["playback"]["target_uri"] == f"channel:{caller}"
+                   for e in world.events)
+
+    await eventually(first_announcement_over, timeout=15, what="the first announcement played to its end")
+    assert most == 1, f"{most} announcements were pending at once on the caller"
+    await world.sim.customer("+972541110003").hangup()
+    await eventually(lambda: world.leftovers() == ([], []), what="cleared")
