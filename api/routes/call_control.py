@@ -149,11 +149,13 @@ async def list_routes(request: web.Request) -> web.Response:
     extension = params_of(request).get("extension") or identity.extension
     if extension and not identity.can_see_extension(extension):
         raise web.HTTPForbidden(reason="extension is outside this token's scope")
-    usable = []
+    usable, units = [], {}  # the phone's org units: one look-up per PBX, not per route
     for route in request.app[CTX_KEY].config.routes:
         if not identity.can_see_pbx(route.pbx):
             continue
-        if extension and not route.allows(extension, await _route_units(request, route.pbx, extension)):
+        if extension and route.pbx not in units:
+            units[route.pbx] = await _route_units(request, route.pbx, extension)
+        if extension and not route.allows(extension, units[route.pbx]):
             continue
         usable.append(route.public())
     return json_response({"extension": extension, "routes": usable})

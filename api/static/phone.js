@@ -153,6 +153,7 @@ function renderPhone() {
   const legacyPhone = Boolean(mine) && !onAsterisk(mine);
   $("phone-dial").hidden = legacyPhone;
   $("phone-legacy").hidden = !legacyPhone;
+  $("phone-target").closest("label").hidden = legacyPhone;
   const calls = myCalls();
   if (!calls.some((c) => c.call_id === phone.selected)) phone.selected = calls.length ? calls[0].call_id : null;
   $("phone-calls").replaceChildren(...calls.map((c) => {

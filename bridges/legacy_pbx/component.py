@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -129,11 +130,13 @@ class LegacyLink:
         if item.line:
             self._ringing[item.line] = call_id
         extension = self._extension_of_line(item.extension, item.line)
+        seen = datetime.now(UTC)
         return {"call_id": call_id, "pbx": self.pbx.key, "source": self.source, "direction": "inbound",
                 "state": "ringing", "line": item.line, "trunk": item.line, "extension": extension,
                 "extensions": [extension] if extension else [], "caller": number, "caller_raw": item.number_raw,
-                "number_raw": item.number_raw, "number": number, "started_at": item.at.isoformat(),
-                "at": item.at.isoformat()}
+                "number_raw": item.number_raw, "number": number, "pbx_time": item.at.isoformat(),
+                # when we saw it ring (a live timer must not count from a PBX clock that is off, or old data)
+                "started_at": seen.isoformat(), "at": seen.isoformat()}
 
     def _log_alarm(self, text: str) -> None:
         """Alarms repeat every minute while they last: log a change at once, a repeat once a minute."""
