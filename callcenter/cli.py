@@ -168,6 +168,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     for pbx in config.pbx:
         print(f"  pbx {pbx.key}: kind={pbx.kind} prefix={pbx.outside_line_prefix!r} "
               f"country={pbx.country_code!r} city={pbx.city_code!r}")
+    for route in config.routes:
+        via = f"trunk {route.trunk}" if route.trunk else f"context {route.context}"
+        who = ", ".join([*(f"ext {u}" for u in route.users), *(f"org unit {o}" for o in route.org_units)])
+        print(f"  route {route.name}: {via} on {route.pbx}, prefix={route.prefix!r}, for {who or 'every phone'}")
     return 0
 
 

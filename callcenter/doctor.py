@@ -271,6 +271,31 @@ async def check_dialplan(pbx: PbxConfig, ari: AriSettings, ami: AmiClient, featu
                   f"[{ari.outbound_context}]"), found.group(1) if found else ""
 
 
+async def check_routes(config: Config, pbx: PbxConfig, ari: AriSettings, ami: AmiClient | None) -> Check:
+    """Every ``[[route]]`` of this PBX leads somewhere: its trunk is an endpoint Asterisk has, its context is loaded
+    (needs AMI), so a click-to-call on it is not a ``customer not dialled`` the first time an agent picks it."""
+    name = f"routes {pbx.key}"
+    bad: list[str] = []
+    unchecked: list[str] = []
+    routes = [r for r in config.routes if r.pbx == pbx.key]
+    for route in routes:
+        if route.trunk:
+            status, _ = await ari_get(ari, f"/endpoints/{quote(ari.endpoint_technology, safe='')}/"
+                                           f"{quote(route.trunk, safe='')}")
+            if status != 200:
+                bad.append(f"{route.name}: no endpoint {ari.endpoint_technology}/{route.trunk} (ARI {status})")
+        elif ami is None:
+            unchecked.append(route.name)
+        elif (await ami.show_dialplan(route.context))[1]:
+            bad.append(f"{route.name}: context [{route.context}] is not loaded")
+    if bad:
+        return failed(name, "; ".join(bad), "a route's trunk must be the name of a PJSIP endpoint (pjsip.conf) and "
+                      "its context one your extensions.conf has; fix [[route]] or the PBX, then reload")
+    detail = f"{len(routes)} route(s) lead to a trunk or context Asterisk has"
+    return passed(name, detail + (f" (contexts not checked without AMI: {', '.join(unchecked)})" if unchecked
+                                  else ""))
+
+
 async def check_fastagi(config: Config, address: str) -> Check:
     """A FastAGI request for a script named ``doctor``: our server reads it, refuses the unknown script (one
     ``fastagi_refused ... script=doctor`` log line) and closes; anything else listening there would not."""
@@ -346,6 +371,8 @@ async def check_asterisk(config: Config, pbx: PbxConfig, prompts: tuple[str, ...
         checks += [skipped(f"ARI app {pbx.key}", "not checked (ARI unreachable)"),
                    skipped(f"prompts {pbx.key}", "not checked (ARI unreachable)")]
     agi_address = ""
+    has_routes = any(r.pbx == pbx.key for r in config.routes)
+    route_check: Check | None = None
     if pbx.ami is None:
         checks += [skipped(f"AMI {pbx.key}", f"not configured ([pbx.ami] of {pbx.key})"),
                    skipped(f"dialplan {pbx.key}", "not checked (needs [pbx.ami] for ShowDialPlan)")]
@@ -357,12 +384,18 @@ async def check_asterisk(config: Config, pbx: PbxConfig, prompts: tuple[str, ...
         else:
             try:
                 dialplan_check, agi_address = await check_dialplan(pbx, ari, client, config.monitor.listen_code)
+                if has_routes and checks[0].ok:
+                    route_check = await lost_midway(f"routes {pbx.key}", check_routes(config, pbx, ari, client))
             except (OSError, TimeoutError, ConnectionError) as exc:
                 dialplan_check = failed(f"dialplan {pbx.key}", f"AMI stopped answering ({type(exc).__name__})",
                                         "is Asterisk restarting? run the doctor again")
             finally:
                 client.close()
             checks.append(dialplan_check)
+    if has_routes:
+        if route_check is None and checks[0].ok:
+            route_check = await lost_midway(f"routes {pbx.key}", check_routes(config, pbx, ari, None))
+        checks.append(route_check or skipped(f"routes {pbx.key}", "not checked (ARI unreachable)"))
     checks.append(await check_fastagi(config, agi_address))
     checks.append(await check_sftp(pbx) if pbx.sftp is not None and pbx.sftp.host
                   else skipped(f"recordings {pbx.key}", f"not configured ([pbx.sftp] of {pbx.key})"))

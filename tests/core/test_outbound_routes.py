@@ -84,3 +84,16 @@ def test_the_crm_record_url_is_an_http_pattern_with_the_number() -> None:
         with pytest.raises(ConfigError) as info:
             config(crm_record_url=bad)
         assert info.value.key == "http.crm_record_url"
+
+
+def test_config_check_lists_the_routes_and_who_may_use_them(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from callcenter.cli import main
+
+    path = tmp_path / "callcenter.toml"
+    path.write_text('[[pbx]]\nkey = "main"\nkind = "asterisk"\n'
+                    '[[route]]\nname = "intl"\ntrunk = "carrier-b"\nusers = ["1001"]\norg_units = ["sales"]\n'
+                    '[[route]]\nname = "local"\ncontext = "from-internal"\nprefix = "9"\n')
+    assert main(["--config", str(path), "config", "check"]) == 0
+    out = capsys.readouterr().out
+    assert "route intl: trunk carrier-b on main, prefix='', for ext 1001, org unit sales" in out
+    assert "route local: context from-internal on main, prefix='9', for every phone" in out

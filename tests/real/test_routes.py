@@ -1,12 +1,15 @@
 """Outbound routes on a real Asterisk 22: two carriers' trunks (pjsua registered as the endpoints ``trunk-a`` and
 ``trunk-b`` in the test-written pjsip.conf); a click-to-call on the route of trunk-b rings trunk-b's phone and no
 other, the agent hears that phone's tone, and the row names the trunk. A phone the route is not for is refused
-before anything rings."""
+before anything rings. `callcenter doctor` says which route leads nowhere."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
+from callcenter.doctor import run_doctor
+from callcenter.outbound import OutboundRoute
 from tests.real.asterisk import RealAsterisk
 from tests.real.phones import Phones, connected
 from tests.real.service import RunningService
@@ -55,3 +58,18 @@ async def test_a_click_to_call_on_a_route_leaves_through_that_routes_trunk(
     status, body = await service.request("POST", "/api/v1/calls", token=other,
                                          json={"extension": "1002", "number": NUMBER, "route": "carrier-b"})
     assert status == 403 and "may not place calls on route 'carrier-b'" in body["error"]["message"]
+
+
+async def test_the_doctor_says_which_route_leads_nowhere(service: RunningService) -> None:
+    good = (OutboundRoute(name="carrier-b", pbx="main", trunk="trunk-b"),
+            OutboundRoute(name="local", pbx="main", context="from-internal", prefix="9"))
+    bad = (OutboundRoute(name="typo", pbx="main", trunk="trunk-z"),
+           OutboundRoute(name="ghost", pbx="main", context="no-such-context"))
+    checks = {c.name: c for c in await run_doctor(replace(service.config, routes=good))}
+    assert checks["routes main"].ok, checks["routes main"].detail
+    checks = {c.name: c for c in await run_doctor(replace(service.config, routes=good + bad))}
+    route_check = checks["routes main"]
+    assert not route_check.ok
+    assert "typo: no endpoint PJSIP/trunk-z" in route_check.detail
+    assert "ghost: context [no-such-context] is not loaded" in route_check.detail
+    assert "carrier-b" not in route_check.detail and "local" not in route_check.detail
