@@ -160,7 +160,7 @@ async def bench(dsn: str, work: Path) -> None:
 
 
 def main() -> None:
-    run_with_postgres("cc-bench-calllog-scale-", bench)
+    run_with_postgres("cc-bench-calllog-scale-", bench, remove=True)
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ async def bench(dsn: str, work: Path) -> None:
 
 
 def main() -> None:
-    run_with_postgres("cc-bench-smdr-import-", bench)
+    run_with_postgres("cc-bench-smdr-import-", bench, remove=True)
 
 
 if __name__ == "__main__":

@@ -168,7 +168,7 @@ async def bench(dsn: str, work: Path) -> None:
 
 
 def main() -> None:
-    run_with_postgres("cc-bench-ws-", bench)
+    run_with_postgres("cc-bench-ws-", bench, remove=True)
 
 
 if __name__ == "__main__":
