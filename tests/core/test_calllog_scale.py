@@ -7,7 +7,14 @@ from datetime import UTC, datetime, timedelta
 from api.routes.calls import csv_row, csv_text
 from callcenter.domain import CallRecord, CallStatus, Direction, Source, call_id_for
 from callcenter.store import CallStore
-from callcenter.store.calllog import CallFilter, copy_calls_csv, number_suffix, page_calls, stream_calls
+from callcenter.store.calllog import (
+    CallFilter,
+    copy_calls_csv,
+    number_suffix,
+    page_calls,
+    stream_calls,
+    stream_calls_csv,
+)
 
 AT = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -59,3 +66,31 @@ async def test_csv_cells_from_postgresql_are_the_api_csv_rows(store: CallStore) 
 
     await copy_calls_csv(store.pool, CallFilter(), write)
     assert b"".join(written) == expected.replace(b"\r\n", b"\n")
+
+
+async def test_csv_chunks_from_postgresql_are_byte_for_byte_the_api_csv_rows(store: CallStore) -> None:
+    """``stream_calls_csv`` (what ``GET /api/v1/calls.csv`` sends) writes exactly ``csv_text(csv_row(...))``: CR LF
+    line ends, quoting only where csv.writer quotes, formula starts escaped, over several chunk boundaries."""
+    tricky = [dict(caller_name='Acme, "Ltd"', queue="sales", recording="/var/spool/asterisk/monitor/x.wav",
+                   duration=75, billsec=60),
+              dict(caller_name="line\nbreak", callee_name="cr\rhere", status=CallStatus.BUSY),
+              dict(callee_name="-minus", extension="+201", queue="@q", status=CallStatus.FAILED),
+              dict(callee_name="\tTab", queue="=SUM(A1)", caller_name="Zoë ☎", status=CallStatus.MISSED),
+              dict(recording="plain.wav", status=CallStatus.IN_PROGRESS, direction=Direction.OUTBOUND),
+              dict(callee_name='"quoted"', queue="a,b", status=CallStatus.ABANDONED)]
+    for n in range(23):
+        extra = tricky[n % len(tricky)]
+        await store.upsert_call(call(n, "=cmd|calc" if n == 3 else f"+98912123{n:04}", "@201" if n == 4 else "202",
+                                     **extra))  # type: ignore[arg-type]
+    exports = {}
+    for filt in (CallFilter(), CallFilter(scope_extensions=frozenset({"202"})), CallFilter(ends_with="0005")):
+        expected = b"".join([csv_text(csv_row(r) for r in chunk)
+                             async for chunk in stream_calls(store.pool, filt, chunk=7)])
+        for size in (1, 5, 23, 100):
+            got = b"".join([data async for data in stream_calls_csv(store.pool, filt, chunk=size)])
+            assert got == expected, (filt, size)
+        exports[filt] = expected
+    everything = exports[CallFilter()]
+    assert everything.count(b"\r\n") >= 23 and b"'=SUM(A1)" in everything and b'"Acme, ""Ltd"""' in everything
+    assert b'"line\nbreak' in everything and b",'\tTab," in everything and "Zoë ☎".encode() in everything
+    assert 0 < exports[CallFilter(scope_extensions=frozenset({"202"}))].count(b"\r\n") < 23
