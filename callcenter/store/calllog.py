@@ -63,13 +63,18 @@ class _Where:
     def add(self, clause: str) -> None:
         self.clauses.append(clause)
 
-    def sql(self) -> str:
-        return " AND ".join(self.clauses) if self.clauses else "TRUE"
+    def sql(self, first: int = 0) -> str:
+        return " AND ".join(self.clauses[first:]) if self.clauses[first:] else "TRUE"
 
 
-def build_where(f: CallFilter) -> tuple[str, list[Any]]:
-    """The WHERE clause and its arguments for a filter (pure: tested without a database)."""
-    w = _Where()
+def build_where(f: CallFilter, *, suffix_side: str | None = None, w: _Where | None = None) -> tuple[str, list[Any]]:
+    """The WHERE clause and its arguments for a filter (pure: tested without a database).
+
+    ``suffix_side`` ("caller" / "callee") keeps only that side of ``ends_with``: the callee side leaves out calls
+    the caller side has, so the two are disjoint (``page_calls`` reads each in time order, then merges them).
+    ``w`` continues another clause's numbered arguments (its clauses are not repeated in the result)."""
+    w = w if w is not None else _Where()
+    first = len(w.clauses)
     if f.since is not None:
         w.add(f"started_at >= {w.arg(f.since)}")
     if f.until is not None:
@@ -81,7 +86,7 @@ def build_where(f: CallFilter) -> tuple[str, list[Any]]:
     if f.number:
         _number_clause(w, [f.number, *f.numbers])
     if f.ends_with is not None:
-        _suffix_clause(w, number_suffix(f.ends_with))
+        _suffix_clause(w, number_suffix(f.ends_with), suffix_side)
     if f.tag:
         key, has_value, value = f.tag.partition("=")
         if has_value:
@@ -99,7 +104,7 @@ def build_where(f: CallFilter) -> tuple[str, list[Any]]:
     if f.scope_extensions is not None:
         exts = w.arg(sorted(f.scope_extensions))
         w.add(f"(extension = ANY({exts}::text[]) OR caller = ANY({exts}::text[]) OR callee = ANY({exts}::text[]))")
-    return w.sql(), w.args
+    return w.sql(first), w.args
 
 
 def _number_clause(w: _Where, forms: list[str]) -> None:
@@ -127,26 +132,49 @@ def number_suffix(typed: str) -> str:
     return digits.lstrip("0") if len(digits) >= 8 else digits
 
 
-def _suffix_clause(w: _Where, digits: str) -> None:
-    """``caller`` or ``callee`` ends with ``digits``: a range on the reversed-number indexes (migration 0031)."""
+LAST_DIGITS_INDEXED = 4  # migration 0033 keys calls on right(caller|callee, 4) and time
+
+
+def _suffix_clause(w: _Where, digits: str, side: str | None = None) -> None:
+    """``caller`` or ``callee`` ends with ``digits``. Exactly 4 digits: equality on the last-4-digits indexes
+    (migration 0033), which also hold the time order; other lengths: a range on the reversed-number indexes
+    (migration 0031; 5 digits or more match few calls, fewer than 4 digits many, in time order or not)."""
     if not digits:
         w.add("FALSE")  # no digit typed: nothing ends with it (the API refuses such input first)
         return
-    backwards = digits[::-1]
-    low, high = w.arg(backwards), w.arg(backwards[:-1] + chr(ord(backwards[-1]) + 1))
-    w.add(f'((reverse(caller) COLLATE "C" >= {low} AND reverse(caller) COLLATE "C" < {high})'
-          f' OR (reverse(callee) COLLATE "C" >= {low} AND reverse(callee) COLLATE "C" < {high}))')
+    if len(digits) == LAST_DIGITS_INDEXED:
+        p = w.arg(digits)
+        sides = {party: f"right({party}, {LAST_DIGITS_INDEXED}) = {p}" for party in ("caller", "callee")}
+    else:
+        backwards = digits[::-1]
+        low, high = w.arg(backwards), w.arg(backwards[:-1] + chr(ord(backwards[-1]) + 1))
+        sides = {party: f'(reverse({party}) COLLATE "C" >= {low} AND reverse({party}) COLLATE "C" < {high})'
+                 for party in ("caller", "callee")}
+    if side == "caller":
+        w.add(sides["caller"])
+    elif side == "callee":
+        w.add(f"{sides['callee']} AND NOT {sides['caller']}")
+    else:
+        w.add(f"({sides['caller']} OR {sides['callee']})")
+
+
+def _by_side(f: CallFilter) -> bool:
+    """A page of a 4-digit ``ends_with`` is read side by side, each in its index's time order."""
+    return f.ends_with is not None and len(number_suffix(f.ends_with)) == LAST_DIGITS_INDEXED
 
 
 async def page_calls(pool: asyncpg.Pool, f: CallFilter, *, limit: int,
                      after: tuple[datetime, uuid.UUID] | None = None) -> tuple[list[dict[str, Any]], bool]:
     """One page after the keyset position ``after``; returns (rows, whether more follow)."""
-    where, args = build_where(f)
-    if after is not None:
-        args = [*args, after[0], after[1]]
-        where += f" AND (started_at, id) < (${len(args) - 1}, ${len(args)})"
-    args.append(limit + 1)
-    sql = f"SELECT {CALL_COLUMNS} FROM calls WHERE {where} ORDER BY started_at DESC, id DESC LIMIT ${len(args)}"
+    w = _Where()
+    wheres = [build_where(f, suffix_side=side, w=w)[0] for side in (("caller", "callee") if _by_side(f) else (None,))]
+    keyset = f" AND (started_at, id) < ({w.arg(after[0])}, {w.arg(after[1])})" if after is not None else ""
+    n = w.arg(limit + 1)
+    order = f"ORDER BY started_at DESC, id DESC LIMIT {n}"
+    parts = [f"SELECT {CALL_COLUMNS} FROM calls WHERE {where}{keyset} {order}" for where in wheres]
+    # one side: as is; two: each read in its own index order (the newest first), merged
+    sql = parts[0] if len(parts) == 1 else f"SELECT * FROM (({parts[0]}) UNION ALL ({parts[1]})) AS sides {order}"
+    args = w.args
     async with pool.acquire() as conn:
         rows = await conn.fetch(sql, *args)
     return [dict(r) for r in rows[:limit]], len(rows) > limit

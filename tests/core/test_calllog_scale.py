@@ -12,6 +12,7 @@ from callcenter.store.calllog import (
     copy_calls_csv,
     number_suffix,
     page_calls,
+    page_calls_offset,
     stream_calls,
     stream_calls_csv,
 )
@@ -94,3 +95,34 @@ async def test_csv_chunks_from_postgresql_are_byte_for_byte_the_api_csv_rows(sto
     assert everything.count(b"\r\n") >= 23 and b"'=SUM(A1)" in everything and b'"Acme, ""Ltd"""' in everything
     assert b'"line\nbreak' in everything and b",'\tTab," in everything and "Zoë ☎".encode() in everything
     assert 0 < exports[CallFilter(scope_extensions=frozenset({"202"}))].count(b"\r\n") < 23
+
+
+async def test_last_four_digits_pages_merge_both_parties_in_time_order_once_each(store: CallStore) -> None:
+    """A 4-digit ``ends_with`` is read caller side and callee side apart (each in its index's time order) and
+    merged: keyset pages still list every match once, newest first, a call matching on both sides once,
+    within the token's scope."""
+    for n in range(40):
+        caller = f"+4420794{n:02}4567" if n % 3 != 1 else "+442079460000"
+        callee = "+989121234567" if n % 4 == 0 else ("201" if n % 2 else "202")
+        await store.upsert_call(call(n, caller, callee, extension="201" if n % 2 else "202"))
+    await store.upsert_call(call(99, "+441234567", "+449994567", extension="202"))  # both sides, once
+    await store.upsert_call(call(98, "+441234568", "+449994566"))  # neither
+    for scope in (None, frozenset({"201"})):
+        filt = CallFilter(ends_with="4567", scope_extensions=scope)
+        everything = await page_calls_offset(store.pool, filt, limit=100, offset=0)  # one OR query, sorted
+        paged: list[dict[str, object]] = []
+        after = None
+        while True:
+            rows, more = await page_calls(store.pool, filt, limit=7, after=after)
+            paged += rows
+            if not more:
+                break
+            after = (rows[-1]["started_at"], rows[-1]["id"])
+        assert [r["id"] for r in paged] == [r["id"] for r in everything]
+        assert len({r["id"] for r in paged}) == len(paged)
+        assert all(r["caller"].endswith("4567") or r["callee"].endswith("4567") for r in paged)
+        expected = 1 + sum(1 for n in range(40) if n % 3 != 1 or n % 4 == 0) if scope is None else None
+        if expected is not None:
+            assert len(paged) == expected
+        else:
+            assert paged and all("201" in (r["extension"], r["caller"], r["callee"]) for r in paged)
