@@ -52,11 +52,17 @@ async def dial(engine: Engine, caller: Channel, args: list[str]) -> None:
         return
     try:
         winner, status = await _first_answer(engine, legs, timeout)
-    except asyncio.CancelledError:  # the caller hung up while ringing: Dial cancels every leg
+    except asyncio.CancelledError:  # the caller hung up (or was redirected) while ringing: Dial cancels every leg
+        redirected = getattr(caller, "redirect_to", None) is not None
         for leg in legs:
             if not leg.hangup_requested:
                 engine.dial_event(leg, "CANCEL", leg.outgoing)  # type: ignore[attr-defined]
-                engine.request_hangup(leg, cause=16, soft=False)
+                if redirected:  # AMI Redirect of the caller (a pickup): Dial hangs its ringing callees up directly,
+                    leg.hangup_requested = True  # no HangupRequest, destroyed with 16 (capture sip-dial-pickup)
+                    leg.cause = 16
+                    engine.unwind(leg)
+                else:
+                    engine.request_hangup(leg, cause=16, soft=False)
         engine.set_var(caller, "DIALSTATUS", "CANCEL")
         raise
     for leg in legs:

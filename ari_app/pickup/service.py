@@ -180,11 +180,45 @@ class PickupService:
             if found.call is not call:
                 raise NothingRinging(f"the call at {target} changed")
             if call.owned or found.caller.bridge or found.ringing.role:
-                raise PickupUnavailable(f"the call ringing at {target} is rung by the call-center app (a queue "
-                                        "or a route), which pickup does not take yet")
-            await self._redirect_caller(found)
-            await self._connect(found, picker_channel, picker, target, group, via)
+                await self._claim(found, picker_channel, picker, target, group, via)
+            else:
+                await self._redirect_caller(found)
+                await self._connect(found, picker_channel, picker, target, group, via)
         return found
+
+    async def _claim(self, found: RingingCall, picker_channel: str, picker: str, target: str, group: str,
+                     via: str) -> None:
+        """A leg our own app rings (a queue attempt, an IVR route): the flow that rings it lets the picker's
+        channel answer in its place (``pbx.pickup_hooks``, ``ari_app.queues.legs.Legs.claim``) and connects it
+        with the caller as it would the leg; the ringing channel is hung up."""
+        call = found.call
+        source = self.state.call_of_channel(picker_channel)
+        self.state.move_leg(picker_channel, call.linkedid)
+        self.state.adopt(picker_channel, call.linkedid, "agent")
+        call.tags = {**call.tags, "answered_by": picker, "picked_up_from": target, "pickup_group": group}
+        for claim in list(getattr(self.pbx, "pickup_hooks", ())):
+            if await claim(found.ringing.id, picker_channel, picker):
+                break
+        else:
+            raise PickupUnavailable(f"the call ringing at {target} is rung by a flow that does not hand it over")
+        await self.pbx.emit(self._picked_effects(call, source, picker, target, group, via))
+        log.info("event=picked_up call_id=%s picker=%s target=%s group=%s via=%s ringing=%s", call.call_id, picker,
+                 target, group, via, found.ringing.id)
+
+    def _picked_effects(self, call: LiveCall, source: LiveCall | None, picker: str, target: str, group: str,
+                        via: str) -> list[Effect]:
+        """The ``picked_up`` line, ``call.updated``, the end of the picker's own feature-code call."""
+        at = now()
+        effects: list[Effect] = [
+            self.state.timeline(call, "picked_up", at, f"picked_up:{picker}:{at.isoformat()}", by=picker,
+                                extension=target, group=group, via=via),
+            # no party field ("extension"…): the websocket then follows who was shown the call (api/live.py),
+            # where naming the colleague's phone would hide the call from the picker
+            Publish("call.updated", {"pbx": self.pbx.key, "call_id": str(call.call_id), "action": "picked_up",
+                                     "by": picker, "picked_up_from": target, "via": via})]
+        if source is not None and source is not call and not source.live_legs() and source.ended_at is None:
+            effects += end_call(self.state, source, at, f"picked up the call ringing at {target}")
+        return effects
 
     async def _redirect_caller(self, found: RingingCall) -> None:
         ami = getattr(self.pbx, "ami", None)
@@ -237,17 +271,9 @@ class PickupService:
             self.state.classify(call)
         call.extension = picker  # the phone that answered (callcenter.visibility: the picker sees the call it took)
         call.tags = {**call.tags, "answered_by": picker, "picked_up_from": target, "pickup_group": group}
-        at = now()
-        effects: list[Effect] = list(answered(self.state, call, at))
-        effects += [WriteCall(self.state.record(call)),
-                    self.state.timeline(call, "picked_up", at, f"picked_up:{picker}:{at.isoformat()}", by=picker,
-                                        extension=target, group=group, via=via),
-                    # no party field ("extension"…): the websocket then follows who was shown the call (api/live.py),
-                    # where naming the colleague's phone would hide the call from the picker
-                    Publish("call.updated", {"pbx": self.pbx.key, "call_id": str(call.call_id), "action": "picked_up",
-                                             "by": picker, "picked_up_from": target, "via": via})]
-        if source is not None and source is not call and not source.live_legs() and source.ended_at is None:
-            effects += end_call(self.state, source, at, f"picked up the call ringing at {target}")
+        effects: list[Effect] = list(answered(self.state, call, now()))
+        effects.append(WriteCall(self.state.record(call)))
+        effects += self._picked_effects(call, source, picker, target, group, via)
         effects += self.state.refresh_extensions({picker, target})
         await self.pbx.emit(effects)
         # DIALSTATUS: the caller's Dial() ended CANCEL when it was moved; the tagging hooks' call-end

@@ -37,6 +37,11 @@ async def setup(pbx: Any, ctx: Any) -> AsyncIterator[QueueService]:
     if hooks is None:
         hooks = pbx.leg_replaced_hooks = []
     hooks.append(bridging.replace_leg)
+    # a pickup (ari_app.pickup) of a leg we ring: the picker's channel answers in its place
+    claims = getattr(pbx, "pickup_hooks", None)
+    if claims is None:
+        claims = pbx.pickup_hooks = []
+    claims.append(legs.claim)
     port = ctx.ports.queue_control
     if not isinstance(port, QueuePort):
         port = ctx.ports.queue_control = QueuePort()
@@ -46,6 +51,8 @@ async def setup(pbx: Any, ctx: Any) -> AsyncIterator[QueueService]:
     finally:
         with contextlib.suppress(ValueError):
             hooks.remove(bridging.replace_leg)
+        with contextlib.suppress(ValueError):
+            claims.remove(legs.claim)
         await service.close()
         await bridging.close()
         port.services.pop(pbx.key, None)

@@ -116,7 +116,7 @@ class Router:
             return
         with contextlib.suppress(AriError):
             await self.client.delete(ari_path("channels", cid, "ring"))
-        await self.bridging.connect(cid, leg, extension=extension)
+        await self.bridging.connect(cid, leg, extension=leg.picked_by or extension)
 
     async def refuse(self, cid: str) -> None:
         """Say the option is invalid, then hang up."""

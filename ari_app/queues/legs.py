@@ -29,6 +29,7 @@ class Leg:
     gone: bool = False
     cause: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    picked_by: str = ""  # the extension that picked this ringing leg up (ari_app.pickup): channel_id is its channel
 
 
 class Legs:
@@ -67,6 +68,20 @@ class Legs:
 
     def drop(self, leg: Leg) -> None:
         self.legs.pop(leg.channel_id, None)
+
+    async def claim(self, ringing: str, picker_channel: str, picker: str) -> bool:
+        """A pickup (``pbx.pickup_hooks``): the picker's channel (answered, in Stasis) answers in place of the
+        ringing leg, whose flow (a queue attempt, an IVR route) then connects it as it would the leg; the ringing
+        channel is hung up. False when the leg is not ours or no longer ringing."""
+        leg = self.legs.get(ringing)
+        if leg is None or leg.answered or leg.gone:
+            return False
+        del self.legs[ringing]
+        leg.channel_id, leg.picked_by, leg.answered = picker_channel, picker, True
+        self.legs[picker_channel] = leg
+        leg.changed.set()
+        await self.hangup(ringing)
+        return True
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind = str(event.get("type", ""))

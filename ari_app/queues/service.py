@@ -281,7 +281,8 @@ class QueueService:
         winner = await wait_any(legs, caller.stopped, runtime.config.ring_timeout) if legs else None
         if winner is not None and caller.active:
             caller.connecting = True
-            results[winner.extension] = "answered"
+            # a colleague picked the member's ringing up: its ring was cancelled (the picked_up line says by whom)
+            results[winner.extension] = "cancelled" if winner.picked_by else "answered"
         else:
             winner = None
         for leg in legs:
@@ -321,17 +322,18 @@ class QueueService:
         await self.pbx.emit(effects)
 
     async def _answered(self, runtime: QueueRuntime, caller: Waiting, leg: Leg) -> None:
-        member = runtime.members[leg.extension]
-        member.calls_taken += 1
         waited = (now() - caller.joined_at).total_seconds()
         runtime.recent_waits.append(waited)
-        self.agent_calls[leg.channel_id] = (runtime, leg.extension)
+        if not leg.picked_by:  # a colleague who picked the ringing member's call up is no member: no member stats
+            runtime.members[leg.extension].calls_taken += 1
+            self.agent_calls[leg.channel_id] = (runtime, leg.extension)
         self.legs.forget_caller(caller.channel_id)
         await self._stop_announcement(caller)
-        ok = await self.bridging.connect(caller.channel_id, leg, extension=leg.extension, queue=runtime.name,
+        answered_by = leg.picked_by or leg.extension
+        ok = await self.bridging.connect(caller.channel_id, leg, extension=answered_by, queue=runtime.name,
                                          from_bridge=runtime.hold_bridge)
         await self.pbx.emit([self._timeline(caller, "queue_answer", f"{runtime.name}:{caller.joined_at.isoformat()}",
-                                             queue=runtime.name, extension=leg.extension,
+                                             queue=runtime.name, extension=answered_by,
                                              waited_seconds=round(waited, 1), connected=ok)])
         if not ok:
             self.agent_calls.pop(leg.channel_id, None)

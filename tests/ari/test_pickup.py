@@ -3,7 +3,8 @@
 The ARI component runs as the service runs it (ARI app, AMI watcher, the pickup plug-in), the API on a real
 socket with a token per phone, and the simulator runs our rendered dialplan: the ``*8`` feature code in
 ``[callcenter-monitor]`` and ``[callcenter-pickup-arrival]``, which the AMI Redirect of the caller reaches.
-Groups: ``sales`` = 1001, 1002, 1003 (members), 1005 a picker only; 1004 is in no group.
+Groups: ``sales`` = 1001, 1002, 1003 (members), 1005 a picker only; 1004 is in no group. Queue ``support``
+rings 1002 (customers dial ``q<queue>``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ exten => _1XXX,1,Dial(PJSIP/${EXTEN},30)
 [from-trunk]
 exten => _1XXX,1,Dial(PJSIP/${EXTEN},30)
  same => n,Hangup()
+exten => _q.,1,Goto(callcenter-queue,${EXTEN:1},1)
 
 """
 
@@ -47,6 +49,7 @@ exten => _1XXX,1,Dial(PJSIP/${EXTEN},30)
 def config_for(ari_url: str, ami_port: int) -> Config:
     return parse_config({
         "pickup": {"group": [{"name": "sales", "members": ["1001", "1002", "1003"], "pickers": ["1005"]}]},
+        "queue": [{"name": "support", "members": ["1002"], "ring_timeout": 60, "announce_position": False}],
         "pbx": [{"key": "main", "kind": "asterisk", "outside_line_prefix": "9", "country_code": "972",
                  "extension_lengths": [4],
                  "ari": {"url": ari_url, "username": "cc", "password": "pw", "app": "callcenter"},
@@ -122,11 +125,11 @@ async def office(store: CallStore, tmp_path: Path) -> AsyncIterator[Office]:
             await writer.close()
 
 
-async def ringing_at(office: Office, target: str, caller: str) -> uuid.UUID:
+async def ringing_at(office: Office, target: str, caller: str, did: str = "") -> uuid.UUID:
     """``caller`` (an extension, or the customer over the trunk) calls ``target``, which rings and rings."""
     office.sim.phone(target).never_answer()
     if caller == CUSTOMER:
-        await office.sim.inbound_call(caller=CUSTOMER, did=target)
+        await office.sim.inbound_call(caller=CUSTOMER, did=did or target)
     else:
         await office.sim.phone(caller).dial(target)
     found: list[dict[str, Any]] = []
@@ -202,3 +205,20 @@ async def test_a_token_without_an_extension_cannot_pick_up(office: Office) -> No
     _row, secret = await token_store.create_token(office.store.pool, role="admin", name="no phone")
     resp = await office.client.post("/api/v1/extensions/1002/pickup", headers={"Authorization": f"Bearer {secret}"})
     assert resp.status == 403 and (await resp.json())["error"]["code"] == "no_extension"
+
+
+async def test_star8_takes_a_queue_call_ringing_a_member_and_the_queue_connects_the_picker(office: Office) -> None:
+    call_id = await ringing_at(office, "1002", CUSTOMER, did="qsupport")  # our app rings 1002 (POST /channels)
+    await office.sim.phone("1003").dial("*81002")  # 1003 is no member of the queue, but in 1002's pickup group
+    await eventually(lambda: talking(office, "1003", CUSTOMER), what="the customer talks with 1003")
+    await eventually(lambda: not office.sim.phone("1002").channels(), what="the member stops ringing")
+    await office.sim.customer(CUSTOMER).hangup()
+    await eventually(lambda: not office.sim.channels(), what="1003 hung up with the customer")
+    row = await office.row(call_id)
+    assert (row["status"], row["queue"], row["extension"], row["tags"]["answered_by"]) == (
+        "answered", "support", "1003", "1003"), row
+    timeline = await office.timeline(call_id)
+    kinds = [e["kind"] for e in timeline]
+    assert kinds.index("queue_join") < kinds.index("picked_up") < kinds.index("queue_answer") < kinds.index("hangup")
+    attempts = [(e["data"]["extension"], e["data"]["result"]) for e in timeline if e["kind"] == "queue_attempt"]
+    assert attempts == [("1002", "cancelled")]

@@ -7,6 +7,8 @@ against the simulator (its phones, time scaled down) and both recordings are com
 * sip-dial-redirect: 2001 calls 1001 with ``Dial()``; an AMI ``Redirect`` moves the callee (then, on a second call,
   the caller) into ``Stasis(lab-test,parked,<n>)``; the app hangs it up. ARI with subscribeAll, and AMI. Compared
   from each Redirect to the next call (the Dial set-up before it is pjsua's instant auto-answer, not the point).
+* sip-dial-pickup: 2001 calls 1001 with ``Dial()`` and 1001 rings; an AMI ``Redirect`` moves the caller into
+  Stasis (what ``ari_app.pickup`` does), which answers it, then hangs it up. Compared from the Redirect on.
 * sip-conference: what ``ari_app``'s conference does to a mixing bridge: four phones added one by one, a fifth
   moved in from a second bridge (a merge), one removed with DELETE, one hanging up by itself, the rest hung up
   (``BRIDGEPEER`` of a bridge of three or more is the comma list of the others, in Asterisk's order).
@@ -44,6 +46,7 @@ from tests.sim.captures.scenarios import (
     QUEUE_PLAN,
     Recorder,
     conference,
+    dial_pickup,
     dial_redirect,
     queue,
 )
@@ -187,6 +190,17 @@ async def test_ami_redirect_of_a_dial_callee_and_of_a_caller_matches_the_sip_cap
     got = after_each_redirect(await run_on(office, dial_redirect))
     assert len(got) == len(want) == 2
     problems = [p for w, g in zip(want, got, strict=True) for p in compare(w, g)]
+    assert not problems, "\n".join(problems)
+
+
+async def test_ami_redirect_of_a_dial_caller_while_its_callee_rings_matches_the_sip_capture(office: Simulator) -> None:
+    """What a pickup of a Dial() call does (ari_app.pickup): Dial() ends CANCEL, its ringing callee is hung up
+    (cause 16, no hang-up request), the caller enters Stasis still ringing and is answered there."""
+    office.phone("1001").never_answer()   # pjsua without --auto-answer
+    want = after_each_redirect(load((CAPTURES / "sip-dial-pickup.jsonl").read_text()))
+    got = after_each_redirect(await run_on(office, dial_pickup))
+    assert len(got) == len(want) == 1
+    problems = compare(want[0], got[0])
     assert not problems, "\n".join(problems)
 
 

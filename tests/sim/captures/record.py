@@ -1,5 +1,6 @@
 """Record a capture from the real Asterisk 22 (chan_pjsip + pjsua phones) in the JSONL format of
-``../shared/asterisk/README.md``: ``python -m tests.sim.captures.record <dial-redirect|queue|conference> <out.jsonl>``.
+``../shared/asterisk/README.md``:
+``python -m tests.sim.captures.record <dial-redirect|dial-pickup|queue|conference> <out.jsonl>``.
 
 The scenarios live in ``scenarios.py`` (the simulator replays the same steps); this file runs them on a
 ``lab.Lab`` (a throw-away Asterisk on free ports with pjsua phones) and adds notes of what the phones heard.
@@ -23,6 +24,7 @@ from tests.sim.captures.scenarios import (
     QUEUE_PLAN,
     Recorder,
     conference,
+    dial_pickup,
     dial_redirect,
     queue,
 )
@@ -79,6 +81,7 @@ def _wav_seconds(path: Path) -> float:
 
 SCENARIOS = {
     "dial-redirect": (dial_redirect, DIAL_REDIRECT_PLAN, [Phone("1001", 600), Phone("2001", 1400)], None),
+    "dial-pickup": (dial_pickup, DIAL_REDIRECT_PLAN, [Phone("1001", 600, answer=None), Phone("2001", 1400)], None),
     "queue": (queue, QUEUE_PLAN, [Phone("1001", 600, answer=None), Phone("1002", 600, answer=486),
                                   Phone("1003", 600, answer=None), Phone("1004", 600, answer=603),
                                   Phone("1005", 600), Phone("2001", 1400)], queue_audio),

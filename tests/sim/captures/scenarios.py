@@ -205,6 +205,38 @@ async def dial_redirect(rec: Recorder, rig: Rig) -> None:
     await rig.sleep(0.5)
 
 
+async def dial_pickup(rec: Recorder, rig: Rig) -> None:
+    """What ``ari_app.pickup`` does to a ``Dial()`` call that rings: the caller leaves Dial() for our app."""
+    rec.note("Scenario sip-dial-pickup: phones 1001 (pjsua 2.17, no auto-answer: it rings) and 2001 on chan_pjsip. "
+             "2001 dials 1001 (Dial(PJSIP/1001,30)); while 1001 rings, AMI Redirect of the CALLER PJSIP/2001-* to "
+             "parked,44,1 (Stasis(lab-test,parked,44)), as a pickup does; the app answers it, then hangs it up. "
+             "ARI websocket with subscribeAll=true; AMI with Events: on. "
+             "-- captured against Asterisk 22.10.1 (built from source, chan_pjsip, bundled pjproject 2.17).")
+    await rec.ami_open()
+    rec.ami_send([("Action", "Login"), ("Username", ARI_USER), ("Secret", ARI_PASSWORD), ("Events", "on"),
+                  ("ActionID", "1")])
+    ws = await rec.ws_open(1, f"app={APP}&subscribeAll=true")
+    rec.note("2001 dials 1001, which rings")
+    await rig.call("2001", "1001")
+    await rec.until("1001 rung", lambda: rec.event("Dial", peer__name=lambda n: str(n).startswith("PJSIP/1001-")))
+    await rig.sleep(1.5)
+    caller = await rec.channel("PJSIP/2001-")
+    assert caller is not None
+    rec.ami_send([("Action", "Redirect"), ("Channel", caller["name"]), ("Context", "parked"), ("Exten", "44"),
+                  ("Priority", "1"), ("ActionID", "redirect-caller")])
+    await rec.until("StasisStart", lambda: rec.event("StasisStart", channel__id=caller["id"]))
+    await rig.sleep(1.0)
+    rec.note("the caller is in Stasis and 1001 no longer rings; answer the caller, then hang it up over ARI")
+    await rec.rest("POST", f"/channels/{caller['id']}/answer")
+    await rig.sleep(1.0)
+    await rec.rest("DELETE", f"/channels/{caller['id']}")
+    await rec.until("gone", lambda: rec.event("ChannelDestroyed", channel__id=caller["id"]))
+    await rig.sleep(1.5)
+    await rec.ws_close(1, ws)
+    rec.ami_send([("Action", "Logoff"), ("ActionID", "9")])
+    await rig.sleep(0.5)
+
+
 # --------------------------------------------------------------------------------------------------------
 QUEUE_PLAN = """
 [internal]
