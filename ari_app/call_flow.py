@@ -321,7 +321,10 @@ class CallFlow:
                 await self.restore_after_consult(call)
             await self.conference_leaves()
             self.promote_party(call)
-            ours = [leg for leg in call.live_legs() if leg.role in ("agent", "customer", "party", "consult")]
+            # only legs in a bridge: one answered but not bridged yet is in the middle of a flow's step (a queue
+            # connecting its agent), and hanging it up here would cut a call that is just starting
+            ours = [leg for leg in call.live_legs()
+                    if leg.role in ("agent", "customer", "party", "consult") and leg.bridge]
             if len(ours) <= 1 and not call.transfer and not any(self.company(leg) for leg in ours):
                 for leg in ours:
                     await self.pbx.hangup_quietly(leg.id)

@@ -104,8 +104,10 @@ async def store(db_dsn: str) -> AsyncIterator[CallStore]:
 
 
 @pytest.fixture
-def tmp_world_dir() -> Path:
-    return make_world_readable_tmpdir("cc-test-")
+def tmp_world_dir() -> Iterator[Path]:
+    path = make_world_readable_tmpdir("cc-test-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def repo_root() -> Path:

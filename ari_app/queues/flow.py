@@ -17,7 +17,7 @@ from ari_app.client import AriError, ari_path
 from ari_app.model import WriteEvent, now
 from ari_app.queues.bridging import Bridging
 from ari_app.queues.legs import Leg, Legs, wait_any
-from ari_app.queues.model import AGENT_PREFIX, HOLD_PREFIX, Waiting, parse_target
+from ari_app.queues.model import AGENT_PREFIX, HOLD_PREFIX, QueueRuntime, Waiting, parse_target
 from ari_app.queues.service import QueueService
 from callcenter.domain import CallEvent
 from callcenter.numbers import InvalidNumber, dial_string_number, is_dialable
@@ -89,7 +89,8 @@ class Router:
         """Ring ``endpoint`` for the caller (who hears ringing); bridge them on answer, else hang the caller up."""
         linkedid = self.bridging.linkedid_of(cid)
         self.dials += 1
-        leg = Leg(f"{AGENT_PREFIX}{linkedid}-d{self.dials}", extension, asyncio.get_running_loop().time())
+        leg = Leg(f"{AGENT_PREFIX}{linkedid}-d{self.dials}-{self.service.run_id}", extension,
+                  asyncio.get_running_loop().time())
         gone = asyncio.Event()
         self.legs.watch_caller(cid, lambda _c: gone.set())
         self.pbx.state.adopt(leg.channel_id, linkedid, role)
@@ -206,11 +207,30 @@ class QueueFlow:
                 if str(member) in by_id and str(member) not in waiting:
                     log.info("event=queue_resumed queue=%s channel=%s", runtime.name, member)
                     self.service.spawn(self.service.join(runtime, by_id[str(member)], answer=False), "resume")
+        in_a_bridge = {str(member) for bridge in bridges for member in bridge.get("channels") or []}
+        for cid, channel in by_id.items():
+            runtime = self._queue_joined_by(channel)
+            if runtime is None or cid in waiting or cid in in_a_bridge or cid in self.router.bridging.pairs:
+                continue
+            # a restart cut its join between the Stasis entry and the holding bridge: without this it sits in
+            # Stasis in silence until it hangs up
+            log.info("event=queue_resumed queue=%s channel=%s reason=join_cut", runtime.name, cid)
+            self.service.spawn(self.service.join(runtime, channel, answer=channel.get("state") != "Up"), "resume")
         for cid in by_id:
             if cid.startswith(AGENT_PREFIX) and cid not in self.legs.legs and cid not in self.router.bridging.pairs:
                 in_bridge = any(cid in (b.get("channels") or []) for b in bridges)
                 if not in_bridge:
                     await self.legs.hangup(cid)
+
+    def _queue_joined_by(self, channel: dict[str, Any]) -> QueueRuntime | None:
+        """The queue a channel entered through ``Stasis(<our app>,queue,<name>)``, from its dialplan snapshot."""
+        dialplan = channel.get("dialplan") or {}
+        if dialplan.get("app_name") != "Stasis":
+            return None
+        args = str(dialplan.get("app_data", "")).split(",")
+        if len(args) < 3 or args[0] != self.pbx.client.app or args[1] != "queue":
+            return None
+        return self.service.queues.get(args[2])
 
     async def close(self) -> None:
         await self.service.close()

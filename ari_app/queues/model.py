@@ -15,7 +15,7 @@ from typing import Any
 from callcenter.config import QueueConfig
 
 HOLD_PREFIX = "ccq-hold-"      # holding bridge of a queue: ccq-hold-<queue>; resync rebuilds the waiting list
-AGENT_PREFIX = "ccq-"          # channels we ring: ccq-<linkedid>-<ext>-<n>
+AGENT_PREFIX = "ccq-"          # channels we ring: ccq-<linkedid>-<ext>-<n>-<run id of the service>
 ATTEMPT_RESULTS = ("answered", "no_answer", "busy", "rejected", "cancelled", "unavailable")
 CAUSE_RESULT = {17: "busy", 21: "rejected", 1: "unavailable", 3: "unavailable", 20: "unavailable",
                 27: "unavailable", 34: "unavailable", 38: "unavailable"}

@@ -44,6 +44,9 @@ class QueueService:
         self.agent_calls: dict[str, tuple[QueueRuntime, str]] = {}   # answered agent channel → (queue, ext)
         self.overflow: Overflow | None = None                        # set by the flow (extension targets)
         self.tasks: set[asyncio.Task[Any]] = set()
+        # part of every leg id: the counters restart with the service, and a leg rung before a restart may still
+        # exist in Asterisk (resync hangs it up) — a new leg must never take its id
+        self.run_id = uuid.uuid4().hex[:6]
         self.dispatchers = [self.spawn(self._dispatcher(q), f"queue-{q.name}") for q in self.queues.values()]
 
     def spawn(self, work: Awaitable[Any], name: str = "") -> asyncio.Task[Any]:
@@ -254,7 +257,7 @@ class QueueService:
                 return
             for ext in picks:
                 caller.rings += 1
-                caller.ringing[ext] = f"{AGENT_PREFIX}{caller.linkedid}-{ext}-{caller.rings}"
+                caller.ringing[ext] = f"{AGENT_PREFIX}{caller.linkedid}-{ext}-{caller.rings}-{self.run_id}"
                 caller.tried.add(ext)
             runtime.last_rung = picks[-1]
             busy |= set(picks)
