@@ -9,6 +9,9 @@ AMI ``Redirect`` to ``[callcenter-pickup-arrival]`` (``Exten`` = the pickup id),
 ``CANCEL``); we hang that leg up too in case. The caller and the picker then talk in our mixing bridge
 ``cc-<linkedid>``: the call becomes one our app drives (roles ``customer`` / ``agent``, ``CC_*`` variables), so
 hold, transfer, recording and the clean-up when one side hangs up are the click-to-call's.
+
+A call our own app rings (a queue member's leg, an IVR route's): the flow that rings it hands the leg over
+(``pbx.pickup_hooks``, ``ari_app.queues.legs.Legs.claim``) and connects the picker as it would the member.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class PickupService:
         self._arrivals: dict[str, asyncio.Future[str]] = {}
         self._playbacks: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._ringing_pickers: dict[str, tuple[str, uuid.UUID]] = {}  # API-rung picker channel → (target, call id)
         pbx.stasis.register_flow(FLOW, self)
         pbx.stasis.register_flow(ARRIVAL_FLOW, _Arrivals(self))
 
@@ -130,6 +134,7 @@ class PickupService:
                                    timeout=RING_TIMEOUT)
         except AriError as exc:
             raise Unavailable(f"Asterisk did not ring {picker}: {exc.message}") from exc
+        self._ringing_pickers[channel_id] = (target, found.call.call_id)
         log.info("event=pickup_ringing_picker picker=%s target=%s call_id=%s channel=%s", picker, target,
                  found.call.call_id, channel_id)
         return found.call.call_id
@@ -139,6 +144,7 @@ class PickupService:
     async def on_stasis_start(self, event: dict[str, Any], args: list[str]) -> None:
         channel = event.get("channel") or {}
         channel_id = str(channel.get("id", ""))
+        self._ringing_pickers.pop(channel_id, None)
         leg_call = self.state.call_of_channel(channel_id)
         leg = leg_call.legs.get(channel_id) if leg_call is not None else None
         picker = leg.extension if leg is not None else ""
@@ -299,6 +305,11 @@ class PickupService:
 
     async def on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
+        if kind == "StasisStart":  # answered: the picker's channel is the flow's now (on_stasis_start)
+            self._ringing_pickers.pop(str((event.get("channel") or {}).get("id", "")), None)
+        if self._ringing_pickers and kind in ("ChannelDestroyed", "ChannelHangupRequest", "StasisEnd", "Dial",
+                                              "ChannelStateChange", "ChannelEnteredBridge"):
+            self._stop_ringing_pickers(str((event.get("channel") or event.get("peer") or {}).get("id", "")))
         if kind == "PlaybackFinished":
             finished = self._playbacks.get(str((event.get("playback") or {}).get("id", "")))
         elif kind in ("StasisEnd", "ChannelDestroyed"):  # the refused phone hung up during its prompt
@@ -310,6 +321,22 @@ class PickupService:
 
     async def resync(self, channels: list[dict[str, Any]], bridges: list[dict[str, Any]]) -> None:
         return None
+
+    def _stop_ringing_pickers(self, channel_id: str) -> None:
+        """A picker's phone the API rings stops ringing when there is nothing left to pick up there: the caller
+        gave up, the colleague answered, someone else picked it up (the live state already has the event)."""
+        for picker_channel, (target, call_id) in list(self._ringing_pickers.items()):
+            if picker_channel == channel_id and self.state.call_of_channel(channel_id) is None:
+                del self._ringing_pickers[picker_channel]  # its own end
+                continue
+            found = self.ringing_at(target)
+            if found is None or found.call.call_id != call_id:
+                del self._ringing_pickers[picker_channel]
+                log.info("event=pickup_picker_released channel=%s target=%s call_id=%s", picker_channel, target,
+                         call_id)
+                task = asyncio.create_task(self.pbx.hangup_quietly(picker_channel))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
 
 class _Arrivals:

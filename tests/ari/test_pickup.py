@@ -179,6 +179,16 @@ async def test_the_api_rings_my_phone_and_answering_takes_the_customers_call(off
     assert kinds.index("ring") < kinds.index("picked_up") < kinds.index("hangup")
 
 
+async def test_my_phone_stops_ringing_for_a_pickup_when_the_caller_gives_up(office: Office) -> None:
+    await ringing_at(office, "1002", CUSTOMER)
+    office.sim.phone("1003").never_answer()
+    status, _body = await office.pickup("1003", "1002")
+    assert status == 202
+    await eventually(lambda: bool(office.sim.phone("1003").channels()), what="my phone rings for the pickup")
+    await office.sim.customer(CUSTOMER).hangup()
+    await eventually(lambda: not office.sim.channels(), what="1002 and my phone stop ringing")
+
+
 async def test_pickup_outside_my_groups_is_refused_403_and_the_call_rings_on(office: Office) -> None:
     await ringing_at(office, "1002", "1001")
     status, body = await office.pickup("1004", "1002")
