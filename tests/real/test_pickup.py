@@ -1,14 +1,19 @@
-"""Call pickup on a real Asterisk 22 with SIP phones (issue 17): 1001 calls 1002 through the site's
-``Dial(PJSIP/1002,30)``; 1002 rings (it does not answer); 1003 dials ``*81002`` (our rendered feature code).
-The caller is moved into our app with an AMI Redirect, 1002's ringing leg is cancelled, and 1001 and 1003 hear
-each other's tones. The row says who answered.
+"""Call pickup on a real Asterisk 22 with SIP phones (issue 17), both ways in and both kinds of call:
+
+* ``*8`` and a ``Dial()`` call: 1001 calls 1002 through the site's ``Dial(PJSIP/1002,30)``; 1002 rings (it does
+  not answer); 1003 dials ``*81002`` (our rendered feature code). The caller is moved into our app with an AMI
+  Redirect, 1002's ringing leg is cancelled, and 1001 and 1003 hear each other's tones.
+* the API and a queue call our app rings: the queue rings member 1004; 1005 asks ``POST
+  /api/v1/extensions/1004/pickup``, its phone rings and answers, the queue connects it with the customer.
+
+The rows say who answered.
 """
 
 from __future__ import annotations
 
 from tests.real.asterisk import RealAsterisk
 from tests.real.phones import Phones
-from tests.real.test_flows import MakeService, detail, hears, nothing_left, phase, the_call, words
+from tests.real.test_flows import CUSTOMER, MakeService, detail, hears, nothing_left, phase, the_call, words
 
 
 async def test_a_phone_picks_up_a_colleagues_ringing_call_with_star8_and_they_talk(
@@ -40,4 +45,41 @@ async def test_a_phone_picks_up_a_colleagues_ringing_call_with_star8_and_they_ta
     events = [(e["kind"], e["data"]) for e in (await detail(service, row["id"]))["events"]]
     assert [d for k, d in events if k == "picked_up"] == [
         {"by": "1003", "extension": "1002", "group": "sales", "via": "feature_code"}], events
+    await nothing_left(asterisk)
+
+
+async def test_the_api_rings_my_phone_and_answering_takes_a_customers_queue_call(
+        phones: Phones, make_service: MakeService, asterisk: RealAsterisk) -> None:
+    """The API way in, and a call our app rings: a customer waits in queue ``support``, whose only member 1004
+    rings; 1005 (same pickup group, no member) asks the API; its phone rings, auto-answers, takes the call."""
+    service = await make_service({"pickup": {"group": [{"name": "desk", "members": ["1004", "1005"]}]},
+                                  "queue": [{"name": "support", "members": ["1004"], "ring_timeout": 60,
+                                             "announce_position": False}]})
+    member = await phones.start("1004", auto_answer=False)
+    picker = await phones.start("1005")
+    customer = await phones.start(CUSTOMER)
+
+    rang = member.mark_line()
+    await customer.call("qsupport")
+    await member.wait_incoming(since=rang)
+    row = await the_call(service, queue="support", ended=False)
+
+    since = picker.mark_line()
+    status, body = await service.request("POST", "/api/v1/extensions/1004/pickup",
+                                         token=await service.token("agent", "1005"))
+    assert (status, body["call_id"]) == (202, row["id"]), body
+    await picker.wait_state("CONFIRMED", since=since, timeout=10)
+    await member.wait_state("DISCONNECTED", since=rang, timeout=10)
+
+    spans = await phase(customer, picker)
+    assert words(hears(customer, spans[customer], picker, member)) == {"1005": "heard", "1004": "absent"}
+    assert words(hears(picker, spans[picker], customer)) == {CUSTOMER: "heard"}
+
+    await picker.hangup()
+    done = await the_call(service, id=row["id"], ended=True)
+    assert (done["status"], done["queue"], done["extension"], done["tags"]["answered_by"]) == (
+        "answered", "support", "1005", "1005"), done
+    events = (await detail(service, row["id"]))
+    assert [e["data"]["via"] for e in events["events"] if e["kind"] == "picked_up"] == ["api"], events
+    assert {a["extension"]: a["result"] for a in events["queue_attempts"]} == {"1004": "cancelled"}, events
     await nothing_left(asterisk)
