@@ -45,22 +45,24 @@ async def seed_calls(dsn: str, count: int, extension: str) -> None:
 
 
 class SlowClients:
-    """``readers`` CSV downloads that read nothing, ``loris`` connections that send a header line every 5 s."""
+    """``readers`` CSV downloads that read nothing (reader i with ``tokens[i]``, so each is a running export, not a
+    429 of the per-token cap), ``loris`` connections that send a header line every 5 s."""
 
-    def __init__(self, port: int, token: str) -> None:
-        self.port, self.token = port, token
+    def __init__(self, port: int, tokens: list[str]) -> None:
+        self.port, self.tokens = port, tokens
         self._socks: list[socket.socket] = []
         self._loris: list[socket.socket] = []
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, readers: int, loris: int) -> None:
         loop = asyncio.get_running_loop()
-        for _ in range(readers):
+        for n in range(readers):
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a phone-line client: tiny window
             sock.setblocking(False)
             await loop.sock_connect(sock, ("127.0.0.1", self.port))
-            request = (f"GET /api/v1/calls.csv HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {self.token}\r\n"
+            token = self.tokens[n % len(self.tokens)]
+            request = (f"GET /api/v1/calls.csv HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
                        "\r\n").encode()
             await loop.sock_sendall(sock, request)
             self._socks.append(sock)
