@@ -4,8 +4,8 @@ A CSV export streams for as long as its client reads. A client that stops readin
 anything for long: the rows come from the store in short keyset chunks (no connection is held
 between chunks, see :func:`callcenter.store.calllog.stream_calls`), a write the client does not
 take within ``http.send_timeout`` ends the response, and one token may run only
-``http.exports_per_token`` exports at once, counted across all instances on the database (more → 429, with a
-message saying so).
+``http.exports_per_token`` exports at once, counted across all instances on the database, and one instance
+runs at most half of ``database.api_pool_max`` exports at once (more → 429, with a message saying which).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from aiohttp import web
 
 from api.auth import get_identity
 from api.keys import CTX_KEY
+from callcenter.config import Config
 from callcenter.domain import DomainError
 from callcenter.store import exports as export_slots
 
@@ -44,6 +45,7 @@ class ExportStats:
     running: dict[uuid.UUID | None, int] = field(default_factory=dict)
     cut_slow: int = 0
     refused: int = 0
+    instance_slots: int = 0  # exports started or running on this instance (see exports_per_instance)
 
     def health(self) -> dict[str, Any]:
         return {"state": "up", "running": sum(self.running.values()), "cut_slow": self.cut_slow,
@@ -62,19 +64,39 @@ _NO_TOKEN = uuid.UUID(int=0)
 
 @asynccontextmanager
 async def export_slot(request: web.Request) -> AsyncIterator[None]:
-    """One of the token's export slots for the duration, or :class:`TooManyExports` (429)."""
+    """One of the token's export slots (and of this instance's) for the duration, or :class:`TooManyExports`."""
     stats, ctx = request.app[EXPORT_STATS_KEY], request.app[CTX_KEY]
-    limit = ctx.config.http.exports_per_token
+    instance_limit = exports_per_instance(ctx.config)
+    if stats.instance_slots >= instance_limit:
+        stats.refused += 1
+        raise TooManyExports(f"this server already runs {instance_limit} exports at once (half of "
+                             "database.api_pool_max); try again shortly")
+    stats.instance_slots += 1  # taken before the first await: requests arriving together cannot overshoot
+    try:
+        async with _token_slot(request, stats, ctx.store.pool, ctx.config.http.exports_per_token):
+            yield
+    finally:
+        stats.instance_slots -= 1
+
+
+def exports_per_instance(config: Config) -> int:
+    """Exports one instance runs at once: half its API connections, so the other API reads always find one, and
+    the rows an instance formats at a time (on the event loop it shares with call handling) stay bounded."""
+    return max(1, config.database.api_pool_max // 2)
+
+
+@asynccontextmanager
+async def _token_slot(request: web.Request, stats: ExportStats, pool: asyncpg.Pool, limit: int) -> AsyncIterator[None]:
+    """A lease on one of the token's ``limit`` slots, shared by every instance on the database."""
     token_id = get_identity(request).token_id or _NO_TOKEN
     holder = uuid.uuid4()
-    slot = await export_slots.take_export_slot(ctx.store.pool, token_id, holder, limit=limit,
-                                               lease_seconds=LEASE_SECONDS)
+    slot = await export_slots.take_export_slot(pool, token_id, holder, limit=limit, lease_seconds=LEASE_SECONDS)
     if slot is None:
         stats.refused += 1
         raise TooManyExports(f"this token already runs {limit} export(s) at once (http.exports_per_token);"
                              " wait for one to finish")
     stats.running[token_id] = stats.running.get(token_id, 0) + 1
-    renewer = asyncio.create_task(_keep_slot(ctx.store.pool, token_id, slot, holder))
+    renewer = asyncio.create_task(_keep_slot(pool, token_id, slot, holder))
     try:
         yield
     finally:
@@ -85,7 +107,7 @@ async def export_slot(request: web.Request) -> AsyncIterator[None]:
             del stats.running[token_id]
         try:
             async with asyncio.timeout(5):
-                await export_slots.release_export_slot(ctx.store.pool, token_id, slot, holder)
+                await export_slots.release_export_slot(pool, token_id, slot, holder)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("event=export_slot_not_released token=%s slot=%d error=%s (it expires in %g s)", token_id,
                         slot, type(exc).__name__, LEASE_SECONDS)

@@ -148,10 +148,10 @@ async def service(db_dsn: str, tmp_path: Path) -> AsyncIterator[Callable[..., Aw
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
 
-    async def start(**http: object) -> Service:
+    async def start(api_pool_max: int = 4, **http: object) -> Service:
         port = free_port()
         config = parse_config({"database": {"dsn": db_dsn, "spool_file": str(tmp_path / "spool.jsonl"),
-                                            "pool_max": 4, "api_pool_max": 4},
+                                            "pool_max": 4, "api_pool_max": api_pool_max},
                                "http": {"port": port, **http}}, env={})
         ready: asyncio.Future[ServiceContext] = asyncio.get_running_loop().create_future()
         tasks.append(asyncio.create_task(run_service(config, ("api",), stop=stop, on_ready=ready.set_result)))
@@ -198,12 +198,19 @@ async def _token(store: CallStore, role: str = "crm") -> str:
 
 async def test_ten_slow_csv_readers_stop_neither_call_writes_nor_the_api(
         service: Callable[..., Awaitable[Service]]) -> None:
-    svc = await service(send_timeout=120.0)  # the cut-off is not what saves us here: the pools are
+    # the cut-off is not what saves us here: the pools are (20 API connections let one instance run 10 exports)
+    svc = await service(send_timeout=120.0, api_pool_max=20)
     store = svc.ctx.store
     await _seed_calls(store, 40_000)
     secrets = [await _token(store) for _ in range(11)]
     readers = [await _slow_reader(svc.port, secret) for secret in secrets[:10]]
     try:
+        # ten exports run, each blocked on a client that reads nothing, and none holds an API connection
+        assert svc.ctx.health.snapshot()["csv_exports"]["running"] == 10
+        api_pool = svc.ctx.api_store.pool if svc.ctx.api_store is not None else None
+        assert api_pool is not None
+        await eventually(lambda: api_pool.get_idle_size() == api_pool.get_size(), timeout=10,
+                         what="every API connection idle while the exports wait for their clients")
         # Call handling writes through the store as usual, each write promptly.
         for n in range(20):
             record = CallRecord(id=call_id_for("main", f"live-{n}"), pbx="main", source=Source.ARI,
@@ -225,7 +232,7 @@ async def test_ten_slow_csv_readers_stop_neither_call_writes_nor_the_api(
 
 
 async def test_one_token_runs_a_limited_number_of_exports_at_once(service: Callable[..., Awaitable[Service]]) -> None:
-    svc = await service(exports_per_token=2, send_timeout=120.0)
+    svc = await service(exports_per_token=2, send_timeout=120.0, api_pool_max=10)
     await _seed_calls(svc.ctx.store, 40_000)
     greedy, other = await _token(svc.ctx.store), await _token(svc.ctx.store)
     readers = [await _slow_reader(svc.port, greedy) for _ in range(2)]
@@ -322,3 +329,28 @@ async def test_export_slots_are_leases_two_racers_cannot_share_and_a_dead_holder
     assert not await renew_export_slot(store.pool, token, 0, holders[-1], lease_seconds=60)
     assert await renew_export_slot(store.pool, token, 0, late, lease_seconds=60)
     assert await take_export_slot(store.pool, uuid.uuid4(), late, limit=2, lease_seconds=60) == 0  # per token
+
+
+async def test_one_instance_runs_at_most_half_its_api_connections_in_exports(
+        service: Callable[..., Awaitable[Service]]) -> None:
+    """Many tokens (a call centre's agents) cannot pile up exports: each formats rows on the event loop that call
+    handling shares, so an instance runs at most api_pool_max / 2 of them; the next is a 429, call handling goes on."""
+    svc = await service(api_pool_max=4, send_timeout=120.0)
+    await _seed_calls(svc.ctx.store, 40_000)
+    tokens = [await _token(svc.ctx.store) for _ in range(3)]
+    readers = [await _slow_reader(svc.port, secret) for secret in tokens[:2]]
+    url = f"http://127.0.0.1:{svc.port}/api/v1/calls.csv?from=2026-03-01T00:00:00Z&until=2026-03-01T00:01:00Z"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            async with session.get(url, headers={"Authorization": f"Bearer {tokens[2]}"}) as resp:
+                assert resp.status == 429
+                error = (await resp.json())["error"]
+                assert error["code"] == "too_many_exports" and "already runs 2 exports" in error["message"]
+            readers.pop().close()  # one export ends with its client: the next one runs
+            await eventually(lambda: svc.ctx.health.snapshot()["csv_exports"]["running"] == 1, timeout=10,
+                             what="one export left")
+            async with session.get(url, headers={"Authorization": f"Bearer {tokens[2]}"}) as resp:
+                assert resp.status == 200 and (await resp.text()).count("\r\n") == 60
+    finally:
+        for sock in readers:
+            sock.close()
