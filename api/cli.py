@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from callcenter.commands import run_with_pool
 from callcenter.store import tokens as token_store
 
 
@@ -41,8 +42,6 @@ def register(subparsers: Any) -> None:
 
 
 def _with_pool(args: argparse.Namespace, action: Callable[[Any], Awaitable[int]]) -> int:
-    from callcenter.runner import run_with_pool
-
     return run_with_pool(args, action, "token")
 
 

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from callcenter import __version__
-from callcenter.config import ROLES, Config, ConfigError, load_config
+from callcenter.commands import EXIT_CONFIG, load_or_exit
+from callcenter.config import ROLES, ConfigError
 from callcenter.logs import setup_logging
+from callcenter.store.opening import store_dsn
 
 if TYPE_CHECKING:
     from callcenter.store.migrate import MigrationState
@@ -22,7 +24,6 @@ if TYPE_CHECKING:
 # Modules that add sub-commands: each has ``register(subparsers)``.
 ADAPTER_COMMANDS = ("bridges.legacy_pbx.cli", "dialplan.cli", "api.cli", "callcenter.demo", "callcenter.install",
                     "callcenter.doctor", "callcenter.monitor_group_cli")
-EXIT_CONFIG = 2  # a bad configuration: systemd does not restart on it (RestartPreventExitStatus)
 EXIT_SCHEMA_TOO_NEW = 3  # the database was migrated by a newer release: restarting would not help
 
 
@@ -81,14 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_or_exit(args: argparse.Namespace) -> Config:
-    try:
-        return load_config(args.config)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(EXIT_CONFIG) from exc
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from callcenter.runner import install_signal_handlers, run_service
     from callcenter.store.migrate import SchemaTooNew
@@ -121,7 +114,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_db_migrate(args: argparse.Namespace) -> int:
     from contextlib import AsyncExitStack
 
-    from callcenter.runner import open_store
     from callcenter.store import CallStore
     from callcenter.store.migrate import SchemaTooNew, migrate, migration_state
 
@@ -130,7 +122,7 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         async with AsyncExitStack() as stack:
-            dsn, _ = await open_store(config, stack)  # a running service's cluster is reused, not restarted
+            dsn, _ = await store_dsn(config, stack)  # a running service's cluster is reused, not restarted
             store = await CallStore.connect(dsn, run_migrations=False)
             stack.push_async_callback(store.close)
             async with store.pool.acquire() as conn:

@@ -11,6 +11,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from callcenter.commands import run_with_pool
 from callcenter.domain import MonitorMode
 from callcenter.store import admin as admin_store
 from callcenter.store import monitor_groups as group_store
@@ -51,8 +52,6 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace, action: Callable[[Any], Awaitable[int]]) -> int:
-    from callcenter.runner import run_with_pool
-
     return run_with_pool(args, action, "monitor-group")
 
 

@@ -1,27 +1,24 @@
 """The composition root: builds every component from the config and runs them on one loop.
 
-This module and :mod:`callcenter.cli` are the only places in the core that import adapters.
+This module and :mod:`callcenter.cli` are the only places in the core that import adapters, and no adapter
+imports them (sub-commands share :mod:`callcenter.commands`; the store opens through :mod:`callcenter.store.opening`).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import importlib
 import logging
 import signal
-import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AsyncExitStack
-from pathlib import Path
 from typing import Any
 
 from callcenter.bus import EventBus
 from callcenter.config import Config
-from callcenter.domain import DomainError
-from callcenter.embedded_pg import EmbeddedPostgres, running_cluster_dsn
 from callcenter.service import Component, HealthRegistry, ServiceContext
 from callcenter.store import CallStore, SpooledWriter
+from callcenter.store.opening import store_dsn
 
 log = logging.getLogger("callcenter.runner")
 
@@ -40,51 +37,10 @@ def load_component(module_name: str) -> Component:
     return run
 
 
-async def open_store(config: Config, stack: AsyncExitStack) -> tuple[str, EmbeddedPostgres | None]:
-    """The configured DSN, or a private cluster under ``database.data_dir`` that stops with us.
-
-    A cluster already running there (the service's, while an admin runs ``token create`` or ``db migrate``)
-    is used as it is: starting one would first stop it under the service.
-    """
-    if config.database.dsn:
-        return config.database.dsn, None
-    running = running_cluster_dsn(Path(config.database.data_dir))
-    if running:
-        log.info("event=embedded_postgres_reused dir=%s", Path(config.database.data_dir) / "pg")
-        return running, None
-    embedded = EmbeddedPostgres(Path(config.database.data_dir))
-    dsn = await embedded.start()
-    stack.push_async_callback(embedded.stop)  # a no-op for a cluster we joined
-    log.info("event=embedded_postgres_%s dir=%s port=%d", "started" if embedded.started_here else "joined",
-             embedded.cluster_dir, embedded.port)
-    return dsn, embedded
-
-
-def run_with_pool(args: argparse.Namespace, action: Callable[[Any], Awaitable[int]], command: str) -> int:
-    """An admin command's database work: the configured (or the running private) cluster, a two-connection pool,
-    ``action(pool)``'s exit code; a value the store refuses is exit 1 with the reason on stderr."""
-    from callcenter.cli import load_or_exit
-
-    config = load_or_exit(args)
-
-    async def main() -> int:
-        async with AsyncExitStack() as stack:
-            dsn, _ = await open_store(config, stack)
-            store = await CallStore.connect(dsn, min_size=1, max_size=2)
-            stack.push_async_callback(store.close)
-            try:
-                return await action(store.pool)
-            except DomainError as exc:
-                print(f"{command}: {exc}", file=sys.stderr)
-                return 1
-
-    return asyncio.run(main())
-
-
 async def run_service(config: Config, roles: tuple[str, ...], *, stop: asyncio.Event,
                       on_ready: Callable[[ServiceContext], Any] | None = None) -> None:
     async with AsyncExitStack() as stack:
-        dsn, _embedded = await open_store(config, stack)
+        dsn, _embedded = await store_dsn(config, stack)
         db = config.database
         store = await CallStore.connect(dsn, min_size=db.pool_min, max_size=db.pool_max,
                                         statement_timeout=db.statement_timeout)

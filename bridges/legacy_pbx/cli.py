@@ -182,9 +182,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 async def import_file(config: Config, pbx: PbxConfig, path: Path, *, follow: bool = False, batch_bytes: int = CHUNK,
                       progress: Callable[[int, int, int, bool], None] | None = None) -> dict[str, int]:
     """Read ``path`` into the store: COPY batches from the checkpoint (:mod:`.history`), or tail it (--follow)."""
-    from callcenter.runner import open_store
     from callcenter.store import CallStore
     from callcenter.store.legacy import import_checkpoint, upsert_calls_bulk
+    from callcenter.store.opening import store_dsn
 
     source = "cid" if pbx.kind in ("segal", "danjeh") else "smdr"
     counts = {"calls": 0, "quarantined": 0, "alarms": 0, "duplicates": 0}
@@ -192,7 +192,7 @@ async def import_file(config: Config, pbx: PbxConfig, path: Path, *, follow: boo
     draw = progress or bar.draw
     transport = FileTransport(path, tail=follow)
     async with AsyncExitStack() as stack:
-        dsn, _ = await open_store(config, stack)
+        dsn, _ = await store_dsn(config, stack)
         store = await CallStore.connect(dsn)
         stack.push_async_callback(store.close)
         if not follow:
@@ -229,11 +229,11 @@ def cmd_recordings(args: argparse.Namespace) -> int:
 
     async def main() -> dict[str, int]:
         from bridges.legacy_pbx.telsa import RecordingWatcher
-        from callcenter.runner import open_store
         from callcenter.store import CallStore, SpooledWriter
+        from callcenter.store.opening import store_dsn
 
         async with AsyncExitStack() as stack:
-            dsn, _ = await open_store(config, stack)
+            dsn, _ = await store_dsn(config, stack)
             store = await CallStore.connect(dsn)
             stack.push_async_callback(store.close)
             spool = config.spool_path.with_name("spool-legacy-recordings.jsonl")  # not the running service's spool

@@ -130,7 +130,7 @@ async def test_admin_commands_reuse_the_running_services_cluster_instead_of_rest
 
     from callcenter.config import parse_config
     from callcenter.embedded_pg import EmbeddedPostgres
-    from callcenter.runner import open_store
+    from callcenter.store.opening import store_dsn as open_store
 
     service_cluster = EmbeddedPostgres(tmp_world_dir / "data")
     service_dsn = await service_cluster.start()
