@@ -1,11 +1,12 @@
 """Live state for supervisors and CRMs: ``GET /api/v1/live`` and the ``/api/v1/events`` websocket.
 
 Both answer only what the token may see (the same :class:`api.auth.Identity` rule as the call log).
-The websocket forwards bus events; each client has its own bounded queue and a send timeout, so a
-client that stops reading is dropped (close code 4008, or the connection cut when even the close
-frame cannot be written) instead of stalling publishers or the other clients. Each event is normalised and
-encoded once for all clients and a client's backlog is written in one go (``api.live_frames``): the per-client
-cost is only the visibility decision. Shapes: api/README-live.md.
+The websocket forwards bus events. All clients read one shared feed (``api.live_frames.Feed``: one bus
+subscription, each event normalised, judged per audience and encoded once), each from its own cursor, with a
+bound on how far behind it may fall and a send timeout, so a client that stops reading is dropped (close code
+4008, or the connection cut when even the close frame cannot be written) instead of stalling publishers or the
+other clients. A client's backlog is written in one go: the per-client cost is picking its frames.
+Shapes: api/README-live.md.
 """
 
 from __future__ import annotations
@@ -26,7 +27,17 @@ from api.auth import TOKEN_REVOKED_TOPIC, Identity, get_identity, permission
 from api.contract import EVENTS_OPERATION, LIVE_OPERATION, LIVE_SCHEMAS
 from api.errors import json_error
 from api.keys import CTX_KEY
-from api.live_frames import FrameCache, Kind, limit_send_buffer, pause_after_write, take, write_batch
+from api.live_frames import (
+    HIDDEN_NOW,
+    SKIP,
+    VISIBLE,
+    Entry,
+    Feed,
+    Kind,
+    limit_send_buffer,
+    pause_after_write,
+    write_batch,
+)
 from api.schemas import documented, register_components
 from callcenter.bus import Subscription
 from callcenter.domain import Unavailable
@@ -73,7 +84,7 @@ class LiveStats:
 
 LIVE_SETTINGS_KEY = web.AppKey("live_settings", LiveSettings)
 LIVE_STATS_KEY = web.AppKey("live_stats", LiveStats)
-FRAMES_KEY = web.AppKey("live_frames", FrameCache)
+FEED_KEY = web.AppKey("live_feed", Feed)
 
 
 # -- visibility (pure) -----------------------------------------------------------------------------
@@ -329,46 +340,58 @@ async def _drop(ws: web.WebSocketResponse, request: web.Request, stats: LiveStat
             request.transport.abort()
 
 
-async def _pump(ws: web.WebSocketResponse, request: web.Request, sub: Subscription, settings: LiveSettings,
-                stats: LiveStats) -> None:
-    """Bus → this client: filtered by visibility, heartbeats when quiet, dropped when it lags.
+async def _pump(ws: web.WebSocketResponse, request: web.Request, feed: Feed, cursor: int,
+                topics: tuple[str, ...], settings: LiveSettings, stats: LiveStats) -> None:
+    """The feed → this client: filtered by topic and visibility, heartbeats when quiet, dropped when it lags.
 
-    Whatever queued up while the client was being written to goes out in one write of shared, pre-encoded
-    frames (``FrameCache``). A call this client was shown (it rang one of its phones) and may no longer see
-    (another phone answered) leaves its screen with ``call.hidden`` — only ``call_id`` and ``pbx``."""
+    Whatever arrived while the client was being written to goes out in one write of shared, pre-encoded frames.
+    A call this client was shown (it rang one of its phones) and may no longer see (another phone answered)
+    leaves its screen with ``call.hidden`` — only ``call_id`` and ``pbx``."""
     identity = get_identity(request)
-    frames_cache = request.app[FRAMES_KEY]
-    # everything event_visible reads of the identity: clients alike share one verdict per event
-    audience = frames_cache.audience((identity.role, identity.extension, identity.pbx, identity.visible_extensions))
+    # everything the verdict reads: clients alike share one verdict per event
+    audience = feed.audience((topics, identity.role, identity.extension, identity.pbx, identity.visible_extensions))
+    wants = Subscription(topics).wants
     loop = asyncio.get_running_loop()
     last_sent = last_take = loop.time()
     seen: dict[str, bool] = {}  # call id → shown to this client now (bounded, insertion-ordered)
+
+    def verdict(entry: Entry) -> int:
+        found = entry.verdicts.get(audience)
+        if found is None:
+            topic = entry.event.topic
+            found = entry.verdicts[audience] = (SKIP if not wants(topic) else
+                                                VISIBLE if event_visible(identity, topic, entry.data) else HIDDEN_NOW)
+        return found
+
     try:
         while not ws.closed:
             wait = max(0.0, settings.heartbeat_seconds - (loop.time() - last_sent))
-            events = await take(sub, wait)
+            arrived = await feed.wait(cursor, wait)
             took, last_take = last_take, loop.time()
-            if sub.dropped:
-                await _drop(ws, request, stats, f"queue_overflow dropped={sub.dropped}")
+            behind = feed.head - cursor  # more than its queue of the events it asked for: too slow
+            if cursor < feed.first or (behind > settings.queue_size and sum(
+                    1 for entry in feed.backlog(cursor) if verdict(entry) != SKIP) > settings.queue_size):
+                await _drop(ws, request, stats, f"queue_overflow behind={behind}")
                 return
-            if not events:
+            if not arrived:
                 await _send(ws, {"type": "heartbeat", "at": _now()}, settings.send_timeout)
                 last_sent = loop.time()
                 continue
+            entries = feed.since(cursor)
+            cursor += len(entries)
             frames: list[bytes] = []
-            for event in events:
-                entry = frames_cache.entry(event)
-                visible = entry.visible.get(audience)
-                if visible is None:
-                    visible = entry.visible[audience] = event_visible(identity, event.topic, entry.data)
-                kind = _message_for(identity, event.topic, entry.data, seen, visible)
+            for entry in entries:
+                judged = verdict(entry)
+                if judged == SKIP:
+                    continue
+                kind = _message_for(identity, entry, seen, judged == VISIBLE)
                 if kind is not None:
                     frames.append(entry.frame(kind))
             if not frames or ws.closed:  # closed: the close frame went out; nothing may follow it
                 continue
             await write_batch(request.transport, frames, settings.send_timeout)
             last_sent = loop.time()
-            pause = pause_after_write(len(events), last_take - took, sub.queue.maxsize)
+            pause = pause_after_write(len(entries), last_take - took, settings.queue_size)
             if pause > 0:
                 await asyncio.sleep(pause)
     except TimeoutError:
@@ -377,26 +400,21 @@ async def _pump(ws: web.WebSocketResponse, request: web.Request, sub: Subscripti
         return
 
 
-_PARTY_FIELDS = ("extension", "caller", "callee", "extensions")
-
-
-def _message_for(identity: Identity, topic: str, data: Mapping[str, Any], seen: dict[str, bool],
-                 visible_now: bool | None = None) -> Kind | None:
+def _message_for(identity: Identity, entry: Entry, seen: dict[str, bool], visible_now: bool) -> Kind | None:
     """What this client gets for one event: the event (``"event"``), ``call.hidden`` (``"hidden"``), or nothing.
 
     ``seen`` (call id → shown now?) remembers the calls this client was shown: an update that names no party
     (``call.updated`` of a hold) reaches whoever was shown the call, and a call that leaves the client's view
-    is announced once as ``call.hidden``. ``visible_now`` is ``event_visible`` when the caller already knows it."""
-    if visible_now is None:
-        visible_now = event_visible(identity, topic, data)
-    call_id = _text(data.get("call_id")) if topic.startswith("call.") else ""
+    is announced once as ``call.hidden``. ``visible_now`` is ``event_visible`` for this client."""
+    call_id = entry.call_id
     if not call_id:
         return "event" if visible_now else None
-    if not any(data.get(f) for f in _PARTY_FIELDS):  # nothing to judge by: follow what the client was shown
+    data = entry.data
+    if entry.partyless:
         visible = seen.get(call_id) is True and identity.can_see_pbx(_text(data.get("pbx")))
     else:
         visible = visible_now
-    ended = topic in ("call.ended", "call.missed")
+    ended = entry.ended
     if visible:
         if ended:
             seen.pop(call_id, None)
@@ -408,7 +426,8 @@ def _message_for(identity: Identity, topic: str, data: Mapping[str, Any], seen: 
     was_shown = seen.get(call_id)
     if ended:
         seen.pop(call_id, None)
-    if was_shown is True or (was_shown is None and topic != "call.ringing" and was_rung_for(identity.scope, data)):
+    if was_shown is True or (was_shown is None and entry.event.topic != "call.ringing"
+                             and was_rung_for(identity.scope, data)):
         if not ended:
             seen[call_id] = False
         return "hidden"
@@ -484,7 +503,8 @@ async def events(request: web.Request) -> web.StreamResponse:
         return json_error(400, "websocket_required", "this endpoint speaks websocket (Upgrade: websocket)")
     await ws.prepare(request)
     limit_send_buffer(request.transport)
-    sub = request.app[CTX_KEY].bus.subscribe(*topics, maxsize=settings.queue_size)
+    feed = request.app[FEED_KEY]
+    cursor = feed.join()
     stats.clients += 1
     stats.sockets.add(ws)
     if identity.token_id is not None:
@@ -493,7 +513,8 @@ async def events(request: web.Request) -> web.StreamResponse:
     try:
         hello = _hello(identity, topics, settings, request.app[CTX_KEY].config.http.crm_record_url)
         await _send(ws, hello, settings.send_timeout)
-        tasks.append(asyncio.create_task(_pump(ws, request, sub, settings, stats), name="ws-events-pump"))
+        tasks.append(asyncio.create_task(_pump(ws, request, feed, cursor, topics, settings, stats),
+                                         name="ws-events-pump"))
         tasks.append(asyncio.create_task(_guard(ws, request, settings), name="ws-token-guard"))
         async for msg in ws:  # clients need not send anything; reading keeps close/pong handling alive
             if msg.type == WSMsgType.TEXT and msg.data.strip() == "ping":
@@ -501,7 +522,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     except (TimeoutError, ConnectionError):
         pass
     finally:
-        request.app[CTX_KEY].bus.unsubscribe(sub)
+        feed.leave()
         stats.clients -= 1
         stats.sockets.discard(ws)
         if identity.token_id is not None:
@@ -558,7 +579,7 @@ def setup(app: web.Application) -> None:
     register_components(LIVE_SCHEMAS)
     app[LIVE_SETTINGS_KEY] = LiveSettings()
     stats = app[LIVE_STATS_KEY] = LiveStats()
-    app[FRAMES_KEY] = FrameCache(normal_event)
+    app[FEED_KEY] = Feed(app[CTX_KEY].bus, TOPICS, normal_event)
     app[CTX_KEY].health.register("live_events", stats.health)
     app.router.add_get("/api/v1/live", get_live)
     app.router.add_get("/api/v1/events", events)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import aiohttp
+
+from api.live import CLOSE_SLOW_CONSUMER, LIVE_STATS_KEY
 from tests.live.liveapi import LiveApi
-from tests.live.test_live import next_message
+from tests.live.test_live import next_message, settings
 
 MakeLive = Callable[..., Awaitable[LiveApi]]
 
@@ -41,3 +44,45 @@ async def test_clients_alike_share_a_verdict_and_a_different_role_never_does(mak
     assert (await next_message(crm))["type"] == "extension.state"
     for ws in (*admins, crm):
         await ws.close()
+
+
+async def test_a_client_of_few_topics_is_not_too_slow_because_other_topics_flow(make_live: MakeLive) -> None:
+    """All sockets read one shared feed; how far behind a client may fall counts the events *it* asked for: a
+    burst of extension events past the queue size drops the client that asked for them, not the monitor-only
+    one, which still gets its monitor event."""
+    api = await make_live(configure=settings(queue_size=20))
+    everything = await api.client.session.ws_connect(api.url("/api/v1/events"), headers=api.auth("admin"))
+    monitors = await api.client.session.ws_connect(api.url("/api/v1/events?topics=monitor"),
+                                                   headers=api.auth("admin"))
+    for ws in (everything, monitors):
+        await next_message(ws)  # hello
+    for n in range(60):  # an unbridged publish never yields: no pump runs during the burst
+        await api.ctx.bus.publish("extension.state", {"pbx": "main", "extension": "201", "n": n})
+    await api.ctx.bus.publish("monitor.started", {"pbx": "main", "supervisor_extension": "200",
+                                                  "target_extension": "201", "n": 60})
+    msg = await everything.receive(timeout=3)
+    while msg.type == aiohttp.WSMsgType.TEXT:
+        msg = await everything.receive(timeout=3)
+    assert everything.close_code == CLOSE_SLOW_CONSUMER
+    assert (await next_message(monitors))["data"]["n"] == 60
+    assert api.app[LIVE_STATS_KEY].dropped_slow == 1
+    await api.ctx.bus.publish("monitor.stopped", {"pbx": "main", "supervisor_extension": "200",
+                                                  "target_extension": "201", "n": 61})
+    assert (await next_message(monitors))["data"]["n"] == 61
+    await monitors.close()
+
+
+async def test_a_client_sees_only_what_was_published_after_it_connected(make_live: MakeLive) -> None:
+    """A socket's cursor starts at the feed's head when it connects: nothing published before, everything after."""
+    api = await make_live()
+    first = await api.client.session.ws_connect(api.url("/api/v1/events"), headers=api.auth("admin"))
+    await next_message(first)
+    await api.ctx.bus.publish("extension.state", {"pbx": "main", "extension": "201", "n": "before"})
+    assert (await next_message(first))["data"]["n"] == "before"
+    late = await api.client.session.ws_connect(api.url("/api/v1/events"), headers=api.auth("admin"))
+    await next_message(late)
+    await api.ctx.bus.publish("extension.state", {"pbx": "main", "extension": "201", "n": "after"})
+    assert (await next_message(late))["data"]["n"] == "after"
+    assert (await next_message(first))["data"]["n"] == "after"
+    await late.close()
+    await first.close()
