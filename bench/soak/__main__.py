@@ -1,4 +1,4 @@
-"""``python -m bench.soak [--quick] [--report FILE] [scenario ...]`` — run the reliability scenarios.
+"""``python -m bench.soak [--quick] [--report FILE] [--no-ami] [scenario ...]`` — run the reliability scenarios.
 
 Each scenario prints one line as it finishes; with ``--report`` the table is (re)written to that file.
 Exit code 1 when any scenario failed (lost or doubled records, 5xx, a fault that did not happen).
@@ -16,6 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
+from bench.soak import world
 from bench.soak.report import Row, write_report
 from bench.soak.scenarios import SCENARIOS
 
@@ -53,6 +54,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="the short sizes used inside make test")
     parser.add_argument("--report", type=Path, help="write the table here (e.g. RELIABILITY.md)")
     parser.add_argument("--log", type=Path, help="the service's warnings and errors (default: a temp file)")
+    parser.add_argument("--no-ami", action="store_true",
+                        help="run the service without its AMI login (an ARI-only site); do not --report with it")
     parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], help="default: all")
     args = parser.parse_args(argv)
     # the faults make the service log loudly: its warnings and errors go to a file, the rows say what happened
@@ -61,6 +64,8 @@ def main(argv: list[str]) -> int:
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     print(f"service log (warnings and errors): {log_file}", flush=True)
     names = args.scenarios or list(SCENARIOS)
+    if args.no_ami:
+        world.WITH_AMI = False
     rows = asyncio.run(run(names, args.quick))
     if args.report:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,

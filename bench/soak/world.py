@@ -42,6 +42,8 @@ from callcenter.store.tokens import create_token
 
 PASSWORD = "soak-pw"
 TRUNK_CONTEXT = "from-trunk"
+# The service logs in to AMI as installed; ``python -m bench.soak --no-ami`` measures an ARI-only site instead.
+WITH_AMI = True
 # Events a plain inbound call has at most once: a second one is a doubled record.
 ONCE_KINDS = ("answer", "hangup", "end", "ended")
 
@@ -201,13 +203,13 @@ class World:
 
     def __init__(self, *, phones: int = 20, roles: tuple[str, ...] = ("ari", "api"),
                  restart_phases: tuple[float, float, float, float] = (0.3, 0.3, 0.3, 0.3),
-                 database: dict[str, Any] | None = None, ami: bool = True) -> None:
+                 database: dict[str, Any] | None = None, ami: bool | None = None) -> None:
         self.folder = make_folder("cc-soak-")
         self.phones = agents(phones)
         self.roles = roles
         self.restart_phases = restart_phases
         self.database = database or {}
-        self.ami = ami
+        self.ami = WITH_AMI if ami is None else ami
         self.pg = EmbeddedPostgres(self.folder / "pg")
         self.dsn = ""
         self.sim: Simulator
