@@ -85,6 +85,9 @@ class PickupService:
 
     def check(self, picker: str, target: str) -> tuple[str, RingingCall]:
         """The group that allows it and the ringing call, or the refusal (403 before 409)."""
+        if picker == target:
+            raise PickupRefused(f"{target} is your own extension: answer your phone rather than pick it up",
+                                code="own_extension")
         group = granting_group(self.settings, picker, target)
         if group is None:
             raise NotInPickupGroup(f"extension {picker} may not pick up calls ringing at {target} "

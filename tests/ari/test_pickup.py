@@ -203,6 +203,8 @@ async def test_pickup_outside_my_groups_is_refused_403_and_the_call_rings_on(off
 async def test_nothing_ringing_or_already_answered_is_409(office: Office) -> None:
     status, body = await office.pickup("1003", "1002")
     assert status == 409 and body["error"]["code"] == "nothing_ringing", body
+    status, body = await office.pickup("1003", "1003")
+    assert status == 409 and body["error"]["code"] == "own_extension", body
     office.sim.phone("1002").answer_after(0)
     await office.sim.phone("1001").dial("1002")
     await eventually(lambda: talking(office, "1001", "1002"), what="1002 answered itself")
