@@ -18,6 +18,7 @@ from ari_app.model import Effect, WriteCall, now
 from ari_app.pbx import BRIDGE_PREFIX
 from ari_app.queues.legs import Leg, Legs
 from ari_app.transitions import answered
+from ari_app.views import bridge_members
 
 log = logging.getLogger("callcenter.ari.queues")
 
@@ -107,6 +108,11 @@ class Bridging:
         self.legs.forget_caller(other)
         self.legs.legs.pop(channel_id, None)
         self.legs.legs.pop(other, None)
+        if len([m for m in bridge_members(self.pbx.state, bridge) if m.id != channel_id]) >= 2:
+            # a conference (parties added to the queue call): the others talk on; whoever is left alone later
+            # is hung up by the call flow (ari_app.call_flow.tidy), the bridge with it
+            log.info("event=queue_pair_left_conference channel=%s other=%s bridge=%s", channel_id, other, bridge)
+            return
         task = asyncio.create_task(self._tear_down(other, bridge))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

@@ -39,3 +39,34 @@ async def test_completing_an_attended_transfer_of_a_queue_call_leaves_the_caller
     await eventually(lambda: world.leftovers() == ([], []), what="nothing left after the caller hung up")
     row = await world.row(call_id)
     assert row is not None and row["status"] == "answered"
+
+
+async def test_a_queue_caller_removed_from_a_conference_leaves_the_agent_talking_with_the_others(
+        world: World) -> None:
+    world.sim.phone("1001").answer_after(0.05)
+    world.sim.phone("1002").never_answer()
+    channel = await world.call_in("7000")
+    await eventually(lambda: world.hears(CALLER) == {"1001"}, what="caller talking to 1001")
+    await eventually(lambda: bool((c := world.pbx.state.call_of_channel(channel)) and c.owned and c.bridge),
+                     what="the answered queue call is ours to control")
+    call_id = world.call_id(channel)
+    calls = world.ctx.ports.call_control
+    for ext in ("1003", "1004"):
+        world.sim.phone(ext).answer_after(0.05)
+        await calls.conference(call_id, ext)
+        await eventually(lambda ext=ext: CALLER in world.hears(ext), what=f"{ext} joined the conference")
+
+    await calls.remove_party(call_id, channel)  # the queue's caller: the queue pairs it with the agent's leg
+    await eventually(lambda: world.hears("1001") == {"1003", "1004"} and CALLER not in world.sim.who_hears_whom(),
+                     what="the caller gone, the agent still talking with the two parties")
+    await eventually(lambda: any(e["type"] == "ChannelDestroyed" and e["channel"]["id"] == channel
+                                 for e in world.events), what="the caller's channel destroyed")
+    await world.sim.phone("1003").hangup()  # the agent talks on with 1004: the queue did not tear the pair down
+    await eventually(lambda: world.hears("1001") == {"1004"} and world.hears("1004") == {"1001"},
+                     what="agent and 1004 talk on")
+    await world.sim.phone("1004").hangup()
+    await eventually(lambda: world.leftovers() == ([], []), what="the agent alone is hung up, nothing left")
+    row = await world.row(call_id)
+    assert row is not None and row["status"] == "answered"
+    leaves = [e["data"] for e in await world.timeline(call_id) if e["kind"] == "conference_leave"]
+    assert [leave["reason"] for leave in leaves][:1] == ["removed"], leaves
