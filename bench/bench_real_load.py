@@ -41,6 +41,7 @@ from bench.real_sipp import (
     Cpu,
     Sipp,
     SippAsterisk,
+    StoreProbe,
     bench_site,
     free_port_on,
     machine_busy,
@@ -82,6 +83,9 @@ class Step:
     agi_p99: float = float("nan")
     agi_n: int = 0
     store_p99: float = float("nan")
+    commit_p50: float = float("nan")
+    commit_p99: float = float("nan")
+    pool_wait_p99: float = float("nan")
     batches: int = 0
     cdr_billsec: list[int] | None = None
     batch_rows: float = 0.0
@@ -168,7 +172,7 @@ async def _true(value: bool) -> bool:
 
 
 async def run_step(index: int, rate: int, service: RunningService, asterisk: SippAsterisk, agents_sipp: Sipp,
-                   agi: AgiTimer, work: Path, pg_pid: int | None, cdrs: Cdrs) -> Step:
+                   agi: AgiTimer, work: Path, pg_pid: int | None, cdrs: Cdrs, probe: StoreProbe) -> Step:
     step = Step(rate)
     count = rate * PLACE_SECONDS
     prefix = f"5{index + 1:02d}"
@@ -185,6 +189,8 @@ async def run_step(index: int, rate: int, service: RunningService, asterisk: Sip
         rec.latencies.clear()
         rec.batches.clear()
     agi.samples.clear()
+    probe.commits.clear()
+    probe.waits.clear()
     assert asterisk.proc is not None and agents_sipp.proc is not None
     cpus = {"service": Cpu(os.getpid()), "asterisk": Cpu(asterisk.proc.pid),
             "pg": Cpu(pg_pid, tree=True) if pg_pid else None, "sipp-agents": Cpu(agents_sipp.proc.pid)}
@@ -212,6 +218,8 @@ async def run_step(index: int, rate: int, service: RunningService, asterisk: Sip
     while not waiting.done():
         sample()
         await asyncio.wait({waiting}, timeout=1.0)
+    step.commit_p50, step.commit_p99 = quantile(probe.commits, 0.5) * 1000, quantile(probe.commits, 0.99) * 1000
+    step.pool_wait_p99 = quantile(probe.waits, 0.99) * 1000
     stats = caller.stats()
     step.placed, step.completed, step.failed, step.peak_up = (stats.created, stats.successful, stats.failed,
                                                               stats.peak_current)
@@ -275,6 +283,9 @@ def report(step: Step) -> None:
           f"({'met' if step.agi_p99 <= 20 else 'NOT met'} ≤ 20); ARI/AMI event → store p99 "
           f"{step.store_p99:.0f} ms (the recorder wrote {step.batches} batches of {step.batch_rows:.1f} effects, "
           f"{step.batch_ms:.0f} ms each)")
+    print(f"      store while placing: one-row INSERT+COMMIT p50 {step.commit_p50:.0f} ms, "
+          f"p99 {step.commit_p99:.0f} ms; "
+          f"waiting for a connection of the service's pool p99 {step.pool_wait_p99:.0f} ms")
     print(f"      CPU over {step.wall:.0f} s: service {step.cpu_service:.1f} s "
           f"({100 * step.cpu_service / step.wall:.0f} % of a core), Asterisk {step.cpu_asterisk:.1f} s "
           f"({100 * step.cpu_asterisk / step.wall:.0f} %), PostgreSQL {step.cpu_pg:.1f} s, sipp "
@@ -300,6 +311,7 @@ async def run(dsn: str, work: Path, prefix: Path) -> list[Step]:
     service: RunningService | None = None
     steps: list[Step] = []
     cdrs = Cdrs()
+    probe: StoreProbe | None = None
     site = asterisk.site
     ami = AmiEvents("127.0.0.1", site.ami_port, site.ami_user, site.ami_secret, cdrs.on_event)
     agents_sipp = Sipp("agents", work, "agent.xml", asterisk.site.sip_host, AGENT_IP, agent_port)
@@ -307,12 +319,14 @@ async def run(dsn: str, work: Path, prefix: Path) -> list[Step]:
         service = await start_service(asterisk, dsn, work / "service")
         await agents_sipp.start()
         await ami.start()
+        probe = StoreProbe(dsn, service.context.store.pool)
+        await probe.start()
         pg_pid = postmaster_pid(work)
         print(f"real Asterisk 22, our dialplan (inbound tag + Dial + hang-up handler), service with every role; "
               f"{len(AGENTS)} agent DIDs answered by sipp; no RTP (see the module's docstring); "
               f"{os.cpu_count()} CPUs", flush=True)
         for index, rate in enumerate(RATES):
-            step = await run_step(index, rate, service, asterisk, agents_sipp, agi, work, pg_pid, cdrs)
+            step = await run_step(index, rate, service, asterisk, agents_sipp, agi, work, pg_pid, cdrs, probe)
             report(step)
             steps.append(step)
             if step.failed or step.placed < rate * PLACE_SECONDS:
@@ -325,6 +339,8 @@ async def run(dsn: str, work: Path, prefix: Path) -> list[Step]:
                 break
             await asyncio.sleep(2)  # the agents' phones keep each ended call 2 s for retransmissions
     finally:
+        if probe is not None:
+            await probe.stop()
         await ami.stop()
         await agents_sipp.stop()
         if service is not None:

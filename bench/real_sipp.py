@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from agi_scripts import server as agi_server
 from tests.real.asterisk import RealAsterisk, Site
 from tests.real.ports import free_udp_range
@@ -392,3 +394,37 @@ class AmiEvents:
                 await self._task
         if self._writer is not None:
             self._writer.close()
+
+
+class StoreProbe:
+    """What the store costs meanwhile, outside the service: a one-row INSERT + COMMIT (WAL flushed, fsync on) on a
+    connection of its own every 100 ms, and how long the service's own pool makes a caller wait for a connection."""
+
+    def __init__(self, dsn: str, pool: Any) -> None:
+        self.dsn = dsn
+        self.pool = pool
+        self.commits: list[float] = []
+        self.waits: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._conn = await asyncpg.connect(self.dsn)
+        await self._conn.execute("CREATE TABLE IF NOT EXISTS bench_probe (at timestamptz NOT NULL)")
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            started = time.perf_counter()
+            await self._conn.execute("INSERT INTO bench_probe VALUES (now())")
+            self.commits.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            async with self.pool.acquire():
+                self.waits.append(time.perf_counter() - started)
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._conn.close()
