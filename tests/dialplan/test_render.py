@@ -83,6 +83,9 @@ def test_every_rendered_settings_file_parses_as_asterisk_ini() -> None:
     assert ari["callcenter"].get("password") == "example-ari-password" and ari["callcenter"].get("type") == "user"
     manager = {s.name: s for s in parse_conf(files["manager.conf"])}
     assert manager["general"].get("bindaddr") == "127.0.0.1"
+    # Asterisk's time on every event: a service reading AMI events late (bench_real_load at 50 calls/s) billed
+    # 297 of 750 calls 13 s where Asterisk's CDR says 10
+    assert manager["general"].get("timestampevents") == "yes"
     user = manager["callcenter"]
     assert user.get("secret") == "example-ami-secret" and user.get("permit") == "127.0.0.1/255.255.255.255"
     assert user.items.index(("deny", "0.0.0.0/0.0.0.0")) < user.items.index(("permit", "127.0.0.1/255.255.255.255"))
