@@ -137,7 +137,9 @@ function conferenceParties(c) {
   return el("ul", { class: "parties", "aria-label": "Conference parties" }, ...parties.map((p) =>
     el("li", { "data-channel": p.channel, "data-party-state": p.state },
       el("span", { text: p.name ? `${p.name} (${p.number})` : (p.number || "unknown") }),
-      el("span", { class: "meta", text: p.state === "talking" ? "" : p.state.replace("_", " ") }),
+      el("span", { class: "meta", text: [p.extension && p.extension === myExtension() && !p.removable ? "you" : "",
+                                          p.state === "talking" ? "" : p.state.replace("_", " ")]
+                                          .filter(Boolean).join(", ") }),
       p.removable ? el("button", { type: "button", class: "ghost small", "data-action": "remove-party",
                                    text: "Remove", onclick: (event) => {
         event.stopPropagation();

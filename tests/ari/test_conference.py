@@ -169,3 +169,32 @@ async def test_a_party_hanging_up_by_itself_is_a_leave_on_the_timeline(w: HttpWo
     events = (await w.ended(call_id))["events"]
     leaves = [(e["data"]["number"], e["data"]["reason"]) for e in events if e["kind"] == "conference_leave"]
     assert leaves == [("1002", "hung up"), ("+972501234567", "hung up")], leaves
+
+
+async def test_a_party_still_ringing_is_listed_and_removed_and_a_full_conference_refuses_more(
+        w: HttpWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ari_app.service
+
+    monkeypatch.setattr(ari_app.service, "MAX_PARTIES", 4)
+    call_id = await w.click_to_call(AGENT, CUSTOMER)
+    w.sim.customer("0506666666").never_answer()
+    assert await w.post(f"/api/v1/calls/{call_id}/conference", {"number": "0506666666"}) == 202
+
+    async def ringing() -> bool:
+        return (await party_numbers(w, call_id)).get("+972506666666") == "ringing"
+
+    await eventually(ringing, what="the new party listed as ringing")
+    await add(w, call_id, "1002", {AGENT, CUSTOMER, "1002"})
+    resp = await w.client.post(f"/api/v1/calls/{call_id}/conference", json={"number": "0505555555"},
+                               headers=w.auth)
+    assert resp.status == 409 and "full" in (await resp.json())["error"]["message"]
+
+    assert await remove(w, call_id, "+972506666666") == 202  # cancelled while it rings
+    await eventually(lambda: not [c for c in w.sim.channels() if "0506666666" in c["name"]],
+                     what="the ringing leg cancelled")
+    assert everyone_hears_everyone(w, {AGENT, CUSTOMER, "1002"})
+    assert (await w.client.delete(f"/api/v1/calls/{call_id}", headers=w.auth)).status == 202
+    events = (await w.ended(call_id))["events"]
+    assert ("conference_leave", "removed") in [(e["kind"], e["data"].get("reason")) for e in events]
+    page = await (await w.client.get("/api/v1/calls?limit=50", headers=w.auth)).json()
+    assert [(c["id"], c["status"]) for c in page["items"]] == [(str(call_id), "answered")]
