@@ -10,6 +10,7 @@ from callcenter.bus import EventBus
 from callcenter.service import ServiceContext
 from callcenter.store import CallStore, SpooledWriter
 from tests.agi.agi_helpers import env_text, fastagi_call, make_config
+from tests.waiting import eventually
 
 
 async def test_the_component_serves_fastagi_reports_health_and_publishes_the_update(store: CallStore,
@@ -27,10 +28,8 @@ async def test_the_component_serves_fastagi_reports_health_and_publishes_the_upd
         assert exchange.set_variables()["CC_DIRECTION"] == "internal"
         event = await sub.get(timeout=2)
         assert event.topic == "call.updated" and event.data["hook"] == "tag-internal"
-        for _ in range(100):  # the request is counted once its store write is done
-            if ctx.health.snapshot()["fastagi"]["requests"] == 1:
-                break
-            await asyncio.sleep(0.01)
+        # the request is counted once its store write is done
+        await eventually(lambda: ctx.health.snapshot()["fastagi"]["requests"] >= 1, what="the request counted")
         assert ctx.health.snapshot()["fastagi"]["requests"] == 1
     assert ctx.health.snapshot()["fastagi"]["state"] == "down"
     try:

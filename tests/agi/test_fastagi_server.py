@@ -25,6 +25,7 @@ from tests.agi.agi_helpers import (
     fastagi_call,
     make_config,
 )
+from tests.waiting import eventually
 
 LINKEDID = "1764099785.48"
 URL_TAIL = f"pbx=main&linkedid={LINKEDID}"
@@ -180,10 +181,7 @@ async def test_asterisk_closing_mid_command_writes_nothing(fastagi) -> None:
     assert (await reader.readline()).startswith(b"GET VARIABLE CHANNEL(linkedid)")
     writer.close()
     await writer.wait_closed()
-    for _ in range(100):
-        if fastagi.server.stats.hangups:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: fastagi.server.stats.hangups, what="the hang-up counted")
     assert fastagi.server.stats.hangups == 1
     assert await calls_rows(fastagi.store) == []
 

@@ -12,6 +12,7 @@ from callcenter.domain import call_id_for
 from callcenter.store import CallStore
 from dialplan.render import RenderOptions, render_all
 from tests.agi.agi_helpers import make_config
+from tests.waiting import eventually
 
 
 def rendered_agi_args(port: int, hook: str) -> str:
@@ -50,10 +51,8 @@ async def test_an_inbound_call_through_the_simulated_dialplan_is_tagged_and_clos
         row = await wait_for_row(fastagi.store, call_id)
         assert (row["direction"], row["caller"], row["callee"]) == ("inbound", "+442075550142", "+442075550100")
         assert row["tags"]["department"] == "sales" and row["source_id"] == channel.linkedid
-        for _ in range(250):  # the dialplan sets AGISTATUS when our server closes the connection
-            if channel.variables.get("AGISTATUS") is not None:
-                break
-            await asyncio.sleep(0.02)
+        # the dialplan sets AGISTATUS when our server closes the connection
+        await eventually(lambda: channel.variables.get("AGISTATUS") is not None, what="AGISTATUS")
         assert channel.variables["AGISTATUS"] == "SUCCESS"
         assert channel.variables["CC_CALL_ID"] == str(call_id)
         assert channel.variables["CC_DEPARTMENT"] == "sales"

@@ -39,7 +39,10 @@ async def test_two_instances_on_one_database_see_each_others_events(db_dsn: str)
         assert event.data == {"call_id": "abc"} and event.origin == first.instance_id
         # The publisher gets its own event once (locally), not a second time through Postgres.
         assert (await on_first.get(1)).data == {"call_id": "abc"}
-        await asyncio.sleep(0.3)
+        # Postgres delivers notifications in commit order: an echo of "abc" would reach the first instance before
+        # this reply, which the second instance sends only after it has seen "abc".
+        await second.publish("call.answered", {"call_id": "reply"})
+        assert (await on_first.get(5)).data == {"call_id": "reply"}
         assert on_first.queue.empty()
     finally:
         await first.close()

@@ -14,6 +14,7 @@ from bridges.legacy_pbx.link import pump
 from bridges.legacy_pbx.records import Alarm, Item, LegacyCall
 from bridges.legacy_pbx.testing import FakePanasonic, stepping_clock
 from bridges.legacy_pbx.transports import Backoff, FileTransport, SerialTransport, TcpTransport
+from tests.waiting import eventually
 
 OUT = b"06/01/11 15:11     101 01 09332991400                    00:00'39               \r\n"
 ALM = b"06/01/11 15:49    MN ALM #510 00 10000 SMDR disconnect\r\n"
@@ -66,10 +67,7 @@ async def test_tcp_reconnects_with_backoff_after_the_pbx_drops_the_link() -> Non
     task = asyncio.create_task(pump(transport, LegacyDecoder("panasonic"), sink))
     try:
         await asyncio.wait_for(pbx.logged_in.wait(), 5)
-        for _ in range(100):
-            if transport.status.state == "connected":
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: transport.status.state == "connected", what="the first connection")
         await pbx.drop_clients()
         await asyncio.wait_for(pbx.logged_in.wait(), 5)
         await pbx.send(OUT)
@@ -88,13 +86,10 @@ async def test_a_rejected_password_is_a_clear_error_and_is_not_retried_in_a_tigh
                              backoff=Backoff(base=0.01, cap=0.01))
     task = asyncio.create_task(pump(transport, LegacyDecoder("panasonic"), Collector()))
     try:
-        for _ in range(100):
-            if pbx.rejected:
-                break
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.5)
+        # "error" is set as the transport begins its long wait: a tight loop would have reconnected by now
+        await eventually(lambda: transport.status.state == "error", what="the rejection")
         assert pbx.rejected == 1 and pbx.connections == 1
-        assert transport.status.state == "error" and "rejected" in transport.status.error
+        assert "rejected" in transport.status.error
         assert transport.status.as_dict()["retry_in_seconds"] == 300
         assert "event=legacy_login_rejected" in caplog.text and "PCCSMDR" not in caplog.text  # no secrets
     finally:
@@ -126,10 +121,7 @@ async def test_serial_port_reads_a_caller_id_box_on_a_pty() -> None:
     sink = Collector()
     task = asyncio.create_task(pump(transport, LegacyDecoder("segal", clock=stepping_clock()), sink))
     try:
-        for _ in range(100):
-            if transport.status.state == "connected":
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: transport.status.state == "connected", what="the pty opened")
         os.write(master, b"\r\nL1HF@\r\n\r\nL1D0@\r\nL1D2@\r\nL1HND:02 T0012@\r\n")
         calls = await sink.wait_calls(1)
         assert (calls[0].number_raw, calls[0].talk_seconds, calls[0].line) == ("02", 12, "1")
@@ -144,8 +136,8 @@ async def test_serial_port_that_does_not_exist_is_retried_and_reported() -> None
     transport = SerialTransport("/dev/does-not-exist-legacy", backoff=Backoff(base=0.01, cap=0.02))
     task = asyncio.create_task(pump(transport, LegacyDecoder("segal"), Collector()))
     try:
-        await asyncio.sleep(0.2)
-        assert transport.status.state == "reconnecting" and "does-not-exist" in transport.status.error
+        await eventually(lambda: transport.status.state == "reconnecting", what="the first failed open")
+        assert "does-not-exist" in transport.status.error
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -185,15 +177,14 @@ async def test_the_service_follows_a_capture_file_from_its_end(tmp_path: Path) -
     transport = FileTransport(path, tail=True, poll=0.02, start_at_end=True)
     task = asyncio.create_task(pump(transport, LegacyDecoder("panasonic"), sink))
     try:
-        for _ in range(100):
-            if transport.status.state != "starting":
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: transport.status.state != "starting", what="the file opened")
         with path.open("ab") as fh:
             fh.write(OUT.replace(b"15:11", b"15:12"))
-        calls = await sink.wait_calls(1)
-        await asyncio.sleep(0.1)
-        assert len(sink.calls) == 1 and calls[0].natural_key.startswith("06/01/11 15:12")
+        await sink.wait_calls(1)
+        with path.open("ab") as fh:  # the marker: lines are read in file order, history (15:11) would come first
+            fh.write(OUT.replace(b"15:11", b"15:14"))
+        calls = await sink.wait_calls(2)
+        assert [c.natural_key[:14] for c in calls] == ["06/01/11 15:12", "06/01/11 15:14"]
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -252,15 +252,20 @@ async def test_events_filter_and_disabled_hooks_get_nothing(make_live: MakeLive)
     receiver = await receiver_with()
     try:
         api = await make_live(configure=fast())
-        await add_hook(api, receiver.url, events=["call.missed"])
-        await add_hook(api, receiver.url + "?off", enabled=False)
+        wanted = await add_hook(api, receiver.url, events=["call.missed"])
+        off = await add_hook(api, receiver.url + "?off", enabled=False)
         await api.ctx.bus.publish("call.ringing", call("M"))
         await api.ctx.bus.publish("extension.state", {"pbx": "main", "extension": "201", "state": "idle"})
         await api.ctx.bus.publish("call.missed", call("M"))
-        await wait_for(lambda: len(receiver.received) >= 1)
-        await asyncio.sleep(0.3)
-        assert [r.json["type"] for r in receiver.received] == ["call.missed"]
-        assert receiver.received[0].json["sequence"] == 1
+        # the marker: events are stored in bus order, so once Z has arrived every event before it has been judged
+        await api.ctx.bus.publish("call.missed", call("Z"))
+        await wait_for(lambda: any(r.json["call_id"] == "Z" for r in receiver.received))
+        await wait_for(lambda: any(r.json["call_id"] == "M" for r in receiver.received))
+        assert sorted((r.json["type"], r.json["call_id"], r.json["sequence"]) for r in receiver.received) == [
+            ("call.missed", "M", 1), ("call.missed", "Z", 1)]
+        assert sorted((d["type"], d["call_id"]) for d in await deliveries(api, wanted["id"])) == [
+            ("call.missed", "M"), ("call.missed", "Z")]
+        assert await deliveries(api, off["id"]) == []  # nothing queued for the disabled hook either
     finally:
         await receiver.stop()
 
@@ -319,8 +324,13 @@ async def test_two_instances_hearing_the_same_event_send_it_once(store: CallStor
         for n in range(5):
             await buses[n % 2].publish("call.answered", call(f"D{n}"))
         await wait_for(lambda: len(receiver.received) >= 5)
-        await asyncio.sleep(0.5)
-        assert sorted(r.json["call_id"] for r in receiver.received) == [f"D{n}" for n in range(5)]
+        # the quiet period ends with a marker only the second instance can send: the first one stops, then the
+        # marker goes out on the first bus, reaching the second instance through Postgres after D0, D2 and D4
+        # (D1 and D3 were its own). Once it arrives, the second instance has judged every D event.
+        await apis[0].close()
+        await buses[0].publish("call.answered", call("Z"))
+        await wait_for(lambda: any(r.json["call_id"] == "Z" for r in receiver.received))
+        assert sorted(r.json["call_id"] for r in receiver.received) == [*(f"D{n}" for n in range(5)), "Z"]
     finally:
         for api in apis:
             await api.close()

@@ -77,6 +77,39 @@ exten => _X.,1,Dial(PJSIP/${EXTEN},30)
 PHONES = ["1001", "1002", "11", "115", "2005", "2006", "2007"]
 
 
+class Recorder:
+    """Every ARI event our client receives, in order. Added after the Stasis app's handler, so an event seen here
+    has already been acted on by the monitor flow (handlers run one event at a time, in order)."""
+
+    def __init__(self, world: World) -> None:
+        self.events: list[dict[str, Any]] = []
+        world.client.add_event_handler(self.on_event)
+
+    async def on_event(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    def prompts_to(self, channel_id: str) -> list[str]:
+        """The prompts played to the end (a sound Asterisk lacks finishes "failed": heard by nobody)."""
+        return [e["playback"]["media_uri"] for e in self.events
+                if e["type"] == "PlaybackFinished" and e["playback"]["state"] == "done"
+                and e["playback"]["target_uri"] == f"channel:{channel_id}"]
+
+    def started_to(self, channel_id: str) -> list[str]:
+        """The prompts that began playing to ``channel_id``."""
+        return [e["playback"]["media_uri"] for e in self.events
+                if e["type"] == "PlaybackStarted" and e["playback"]["target_uri"] == f"channel:{channel_id}"]
+
+    def saw(self, kind: str, channel_id: str, **fields: Any) -> bool:
+        """Whether an event ``kind`` about ``channel_id`` (with these top-level ``fields``) has arrived."""
+        return any(e["type"] == kind and (e.get("channel") or {}).get("id") == channel_id
+                   and all(e.get(k) == v for k, v in fields.items()) for e in self.events)
+
+
+def idle(world: World) -> bool:
+    """The monitor service has no work in flight: whatever the last event started has finished."""
+    return not world.service._tasks
+
+
 @dataclass
 class World:
     """A simulated Asterisk, our ARI client + Stasis app running the monitor flow, and the store."""

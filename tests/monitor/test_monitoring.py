@@ -13,7 +13,7 @@ from ari_app.monitor.errors import SessionFinal
 from callcenter.domain import call_id_for
 from callcenter.store import monitor_groups as groups
 
-from .conftest import APP, World
+from .conftest import APP, Recorder, World, idle
 
 CUSTOMER = "+442079460001"
 
@@ -127,10 +127,12 @@ async def test_dtmf_switches_every_way_without_redialling(world: World) -> None:
 
 async def test_a_switch_above_the_level_is_refused_and_the_session_stays(world: World) -> None:
     group = await grant(world, "whisper")
+    recorder = Recorder(world)
     await customer_calls_agent(world)
     await supervise(world, "*3361001")
+    supervisor = session(world).supervisor_channel
     await world.sim.phone("2005").send_dtmf("6", duration_ms=20)
-    await asyncio.sleep(0.2)
+    await eventually(lambda: "sound:beeperr" in recorder.started_to(supervisor))  # the refusal, spoken to him
     assert session(world).mode.value == "listen" and hears(world)[CUSTOMER] == {"1001"}
     # the admin raises the level: the next attempt gets it, no restart
     await groups.update_group(world.store.pool, group["id"], name="team", level="barge", observers=["2005"],
@@ -225,8 +227,10 @@ async def test_take_over_replaces_the_agent_in_the_call(world: World) -> None:
     assert snoops(world) == [] and monitor_bridges(world) == []
     assert session(world).state.value == "taken_over"
     # afterwards the supervisor is simply in the call: DTMF changes nothing, the customer hanging up ends it
+    recorder = Recorder(world)
+    supervisor = session(world).supervisor_channel
     await world.sim.phone("2005").send_dtmf("4", duration_ms=20)
-    await asyncio.sleep(0.1)
+    await eventually(lambda: recorder.saw("ChannelDtmfReceived", supervisor, digit="4") and idle(world))
     assert hears(world) == {"2005": {CUSTOMER}, CUSTOMER: {"2005"}}
     await world.sim.customer(CUSTOMER).hangup()
     await eventually(lambda: not world.sim.channels() and not world.service.sessions)
@@ -249,10 +253,8 @@ async def test_take_over_from_any_mode_is_final(world: World, code: str) -> None
 
 
 async def test_an_announcing_group_plays_the_notice_into_the_call_once(world: World) -> None:
-    from .test_refusals import Recorder
-
     recorder = Recorder(world)
-    await grant(world, "listen", announce=True)
+    await grant(world, "whisper", announce=True)
     await customer_calls_agent(world)
     await supervise(world, "*3361001")
     notice = await eventually(lambda: [c for c in world.sim.engine.channels.values() if c.id.endswith("-announce")])
@@ -266,8 +268,8 @@ async def test_an_announcing_group_plays_the_notice_into_the_call_once(world: Wo
         ("sound:beep", f"channel:{notice[0].id}")]
     await eventually(lambda: len(snoops(world)) == 1, timeout=5)  # gone once played; the session goes on
     assert hears(world)["2005"] == {"1001", CUSTOMER}
-    await world.sim.phone("2005").send_dtmf("4", duration_ms=20)  # a switch does not announce again
-    await asyncio.sleep(0.1)
+    await press(world, "5", "whisper")  # a switch does not announce again
+    await eventually(lambda: idle(world))  # the switch and all it started are done (an announcement waits to end)
     assert len([e for e in recorder.events if e["type"] == "PlaybackStarted"]) == 1
 
 
@@ -330,9 +332,11 @@ async def test_after_a_take_over_a_party_added_later_keeps_the_call_going(world:
     party = await world.client.post("/channels", endpoint="PJSIP/1002", app=APP, appArgs="test_call")
     await eventually(lambda: world.sim.phone("1002").channels() and world.sim.phone("1002").channels()[0].state == "Up")
     await world.client.post("/bridges/test-call/addChannel", channel=party["id"])
+    recorder = Recorder(world)
+    customer = world.sim.customer(CUSTOMER).channels()[0].id
     await world.sim.customer(CUSTOMER).hangup()
     await eventually(lambda: hears(world) == {"2005": {"1002"}, "1002": {"2005"}})
-    await asyncio.sleep(0.2)
+    await eventually(lambda: recorder.saw("ChannelDestroyed", customer) and idle(world))  # the flow judged it
     assert hears(world) == {"2005": {"1002"}, "1002": {"2005"}} and world.service.sessions
     await world.sim.phone("1002").hangup()
     await eventually(lambda: not world.sim.channels() and not world.service.sessions)

@@ -3,27 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import pytest
 
-from .conftest import World
+from .conftest import Recorder, World
 from .test_monitoring import CUSTOMER, assert_clean, customer_calls_agent, eventually, grant
-
-
-class Recorder:
-    def __init__(self, world: World) -> None:
-        self.events: list[dict[str, Any]] = []
-        world.client.add_event_handler(self.on_event)
-
-    async def on_event(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
-
-    def prompts_to(self, channel_id: str) -> list[str]:
-        """The prompts played to the end (a sound Asterisk lacks finishes "failed": heard by nobody)."""
-        return [e["playback"]["media_uri"] for e in self.events
-                if e["type"] == "PlaybackFinished" and e["playback"]["state"] == "done"
-                and e["playback"]["target_uri"] == f"channel:{channel_id}"]
 
 
 async def refused(world: World, code: str, caplog: pytest.LogCaptureFixture, supervisor: str = "2005") -> list[str]:
@@ -118,7 +102,7 @@ async def test_a_supervisor_hanging_up_during_set_up_leaves_nothing_behind(world
     await customer_calls_agent(world)
     for delay in (0, 0.001, 0.002, 0.004, 0.008, 0.016):
         await world.sim.phone("2005").dial("*3361001")
-        await asyncio.sleep(delay)
+        await asyncio.sleep(delay)  # not a wait for a state: the hang-up lands at a different step of the set-up
         await world.sim.phone("2005").hangup()
         await eventually(lambda: not world.service.sessions and not world.sim.phone("2005").channels())
         await eventually(lambda: not [c for c in world.sim.channels() if c["name"].startswith("Snoop/")]
