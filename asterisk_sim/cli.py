@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recordings", type=Path, default=Path("/tmp/asterisk-sim-recordings"))
     parser.add_argument("--time-scale", type=float, default=1.0)
     parser.add_argument("--trunk", default="trunk")
+    parser.add_argument("--extra-trunk", action="append", default=[], metavar="NAME",
+                        help="another trunk endpoint reaching customers (repeatable), e.g. for outbound routes")
     parser.add_argument("--scenario", default="", help='e.g. "agents=200,queues=3,rate=5,duration=60"')
     parser.add_argument("--scenario-context", default="from-trunk")
     return parser
@@ -57,7 +59,7 @@ async def run(args: argparse.Namespace) -> int:
                        dialplan_text=text, dialplan_file=str(args.dialplan or "extensions.conf"),
                        recordings_dir=str(args.recordings), ari_port=args.ari_port,
                        ami_port=None if args.ami_port < 0 else args.ami_port, time_scale=args.time_scale,
-                       trunk=args.trunk)
+                       trunk=args.trunk, extra_trunks=tuple(args.extra_trunk))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -62,6 +62,9 @@ def demo_config(data_dir: Path, http_port: int, ari_port: int, ami_port: int, ag
                   for n, (name, members) in enumerate(queues.items())],
         "database": {"data_dir": str(data_dir)},
         "http": {"port": http_port},
+        # the phone panel's route choice: the site's 9 + number, or straight to a second carrier
+        "route": [{"name": "local", "label": "Local line (9)", "context": "from-internal", "prefix": "9"},
+                  {"name": "carrier-b", "label": "Carrier B", "trunk": "carrier-b"}],
         "agi": {"port": agi_port, "departments": {str(2001 + n): name for n, name in enumerate(queues)}},
         "pbx": [{
             "key": "main", "kind": "asterisk", "outside_line_prefix": "9", "country_code": "98",
@@ -108,7 +111,7 @@ async def start_simulator(folder: Path, ari_port: int, ami_port: int, agents: li
         sys.executable, "-m", "asterisk_sim.cli", "--ari-port", str(ari_port), "--ami-port", str(ami_port),
         "--user", "demo", "--password", DEMO_PASSWORD, "--dialplan", str(folder / "extensions.conf"),
         "--phones", f"{agents[0]}-{agents[-1]}", "--recordings", str(folder / "recordings"),
-        "--scenario", scenario, "--scenario-context", "from-trunk",
+        "--scenario", scenario, "--scenario-context", "from-trunk", "--extra-trunk", "carrier-b",
         stdout=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None

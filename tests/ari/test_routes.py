@@ -95,6 +95,10 @@ async def route_world(store: CallStore, tmp_path: Path) -> AsyncIterator[RouteWo
         for ext in ("1001", "1002", "1003"):
             _row, tokens[ext] = await token_store.create_token(store.pool, role="agent", extension=ext, name=ext)
         _row, tokens["admin"] = await token_store.create_token(store.pool, role="admin", name="admin")
+        # 1003 signed in with a token of the sales org unit; 1004's directory entry puts it in sales
+        _row, tokens["1003-sales"] = await token_store.create_token(store.pool, role="agent", extension="1003",
+                                                                    org_unit="sales", name="1003 sales")
+        await admin_store.put_extension(store.pool, "", "1004", "", "", "sales")
         async with run(ctx):
             await eventually(lambda: ctx.health.snapshot()["ari"]["state"] == "up", what="ari up")
             client = TestClient(TestServer(create_app(ctx, limiter=FailureLimiter(limit=1000))))
@@ -117,6 +121,10 @@ async def test_each_agent_lists_only_the_routes_it_may_use(route_world: RouteWor
     assert [r["name"] for r in (await w.routes("admin", "?extension=1002"))[1]["routes"]] == ["local", "sales"]
     status, body = await w.routes("1003", "?extension=1001")
     assert status == 403 and "scope" in body["error"]["message"]
+    # org units come from the store (members, the directory) and, for its own phone, the token's
+    assert [r["name"] for r in (await w.routes("1003-sales"))[1]["routes"]] == ["local", "sales"]
+    assert [r["name"] for r in (await w.routes("admin", "?extension=1004"))[1]["routes"]] == ["local", "sales"]
+    assert [r["name"] for r in (await w.routes("admin", "?extension=1003"))[1]["routes"]] == ["local"]
 
 
 async def test_a_call_on_a_trunk_route_leaves_through_that_trunk_with_its_caller_id(route_world: RouteWorld) -> None:

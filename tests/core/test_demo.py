@@ -48,6 +48,10 @@ async def test_the_demo_runs_a_live_call_centre_and_stops_by_itself(tmp_world_di
                 live = await resp.json()
             assert {e["number"] for e in live["extensions"]} >= {"1001", "1002", "1003", "1004"}
             assert {q["name"] for q in live["queues"]} == {"sales", "support"}
+            async with session.get(f"http://127.0.0.1:{port}/api/v1/routes") as resp:
+                routes = (await resp.json())["routes"]
+            assert [(r["name"], r["via"]) for r in routes] == [("local", "context from-internal"),
+                                                               ("carrier-b", "trunk carrier-b")]
             async with session.get(f"http://127.0.0.1:{port}/") as resp:
                 assert resp.status == 200
                 assert "text/html" in resp.headers["Content-Type"]
