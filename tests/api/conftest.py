@@ -130,6 +130,9 @@ class RecordingCallControl:
     async def cancel_transfer(self, call_id: uuid.UUID) -> None:
         self.calls.append(("cancel_transfer", call_id))
 
+    async def remove_party(self, call_id: uuid.UUID, channel: str) -> None:
+        self.calls.append(("remove_party", (call_id, channel)))
+
     async def start_recording(self, call_id: uuid.UUID) -> str:
         self.calls.append(("start_recording", call_id))
         return "/var/spool/asterisk/monitor/2026/03/10/x.wav"
