@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ari_app.client import AriClient, AriError, ari_path, backoff_delay
 from ari_app.stasis import StasisApp
+from tests.waiting import eventually
 
 PASSWORD = "p@ss&w:rd/?"
 
@@ -196,7 +197,7 @@ async def test_stasis_start_goes_to_the_flow_its_first_argument_names() -> None:
                            "channel": {"id": "1"}})
     await client.dispatch({"type": "StasisStart", "application": "cc", "args": [], "channel": {"id": "2"}})
     await client.dispatch({"type": "ChannelDestroyed", "channel": {"id": "1"}})
-    await asyncio.sleep(0.01)
+    await eventually(lambda: monitor.starts and fallback.starts, what="the spawned on_stasis_start calls")
     await client.close()
     assert monitor.starts == [["monitor", "listen", "1001"]]
     assert fallback.starts == [[]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import asyncpg
 from callcenter.domain import CallEvent, CallRecord, CallStatus, Direction, Source, call_id_for
 from callcenter.embedded_pg import EmbeddedPostgres
 from callcenter.store import CallStore, SpooledWriter, migrate
+from tests.waiting import eventually
 
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
@@ -48,11 +48,7 @@ async def test_writes_survive_a_postgres_outage(tmp_world_dir: Path) -> None:
         assert (tmp_world_dir / "spool.jsonl").exists()
 
         await server.start()  # Postgres comes back on the same port
-        for _ in range(100):
-            if writer.pending == 0:
-                break
-            await asyncio.sleep(0.1)
-        assert writer.pending == 0, "spool was not replayed"
+        await eventually(lambda: writer.pending == 0, timeout=10, what="the spool replayed")
         # Writes after recovery go straight through again.
         for n in range(40, 45):
             await write_call(n)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import aiohttp
 import pytest
 
 from asterisk_sim.simulator import SimConfig, Simulator
+from tests.waiting import eventually
 
 DIALPLAN = "[from-internal]\nexten => _X.,1,Stasis(cc,${EXTEN})\n"
 AUTH = {"Authorization": aiohttp.encode_basic_auth("cc", "cc")}  # type: ignore[attr-defined]
@@ -25,14 +25,11 @@ async def bridged(tmp_path: Path) -> AsyncIterator[tuple[Simulator, aiohttp.Clie
         for ext in ("1001", "1002"):
             await sim.phone(ext).register()
         caller = await sim.phone("1001").dial("500")
-        await asyncio.sleep(0.05)
+        await eventually(lambda: sim.engine.channels[caller].stasis_app, what="the caller in Stasis")
         await http.post(f"{sim.ari_url}/channels/{caller}/answer")
         agent = (await (await http.post(f"{sim.ari_url}/channels", params={
             "endpoint": "PJSIP/1002", "app": "cc"})).json())["id"]
-        for _ in range(100):
-            if sim.engine.channels[agent].stasis_app:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: sim.engine.channels[agent].stasis_app, what="the agent in Stasis")
         bridge = (await (await http.post(f"{sim.ari_url}/bridges", params={"type": "mixing"})).json())["id"]
         await http.post(f"{sim.ari_url}/bridges/{bridge}/addChannel", params={"channel": f"{caller},{agent}"})
         yield sim, http, caller, agent, bridge
@@ -62,9 +59,11 @@ async def test_bridge_recording_with_dated_name_writes_a_wav_under_subdirectorie
     name = "2026/11/25/call-1"
     resp = await http.post(f"{sim.ari_url}/bridges/{bridge}/record", params={"name": name, "format": "wav"})
     assert resp.status == 201
-    await asyncio.sleep(0.05)
-    live = await (await http.get(f"{sim.ari_url}/recordings/live/2026%2F11%2F25%2Fcall-1")).json()
-    assert live["state"] == "recording"
+
+    async def recording() -> bool:  # "queued" until the recorder joins the bridge
+        live = await (await http.get(f"{sim.ari_url}/recordings/live/2026%2F11%2F25%2Fcall-1")).json()
+        return bool(live["state"] == "recording")
+    await eventually(recording, what="the live recording started")
     await http.post(f"{sim.ari_url}/recordings/live/2026%2F11%2F25%2Fcall-1/stop")
     path = Path(sim.config.recordings_dir) / "2026/11/25/call-1.wav"
     assert path.read_bytes()[:4] == b"RIFF" and path.stat().st_size > 44
