@@ -19,7 +19,7 @@ _A_DIGIT = re.compile("[0-9]")
 
 def e164_or_blank(raw: str, plan: NumberPlan, *, dialled: bool = False) -> str:
     """E.164 where possible; '' for secret (dots), private (X), missing or unreadable numbers."""
-    if not raw or "." in raw or "X" in raw or not _A_DIGIT.search(raw):
+    if not (raw.isdigit() and raw.isascii()) and (not raw or "." in raw or "X" in raw or not _A_DIGIT.search(raw)):
         return ""  # (no digit at all: also keeps a bare '+' away from numbers.clean)
     try:
         return to_e164(raw, plan, dialled=dialled)

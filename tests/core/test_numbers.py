@@ -97,3 +97,15 @@ def test_normalising_twice_changes_nothing(raw: str) -> None:
 @given(st.from_regex(r"\A[0-9]{2,5}\Z"))
 def test_extensions_are_left_alone(ext: str) -> None:
     assert to_e164(ext, TEHRAN, dialled=True) == ext
+
+
+@given(st.text(alphabet=st.characters(whitelist_categories=("Nd",)), min_size=1, max_size=40),
+       st.sampled_from(["", " ", "\t", "  "]))
+def test_all_digit_numbers_pass_clean_only_in_ascii_and_at_most_32_long(digits: str, pad: str) -> None:
+    """The all-digits shortcut in ``clean`` answers as its full checks do: ASCII digits up to 32 pass unchanged
+    (surrounding blanks dropped); other scripts' digits and longer numbers are refused."""
+    if digits.isascii() and len(digits) <= 32:
+        assert clean(pad + digits + pad) == digits
+    else:
+        with pytest.raises(InvalidNumber):
+            clean(pad + digits + pad)
