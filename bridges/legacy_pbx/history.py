@@ -134,10 +134,13 @@ def _decode_file(path: Path, pbx: PbxConfig, source: str, done: int, size: int, 
             replay = replay[replay.find(b"\n") + 1:]
         _decode(decoder, replay, pbx, source, last=False, stager=stager)
     position = done
+    # the first batch small: the importer waits for it with nothing to do, the later ones overlap the merge
+    step = min(chunk, max(chunk // 16, 64 << 10))
     with path.open("rb") as f:
         f.seek(position)
         while position < size:
-            data = f.read(min(chunk, size - position))
+            data = f.read(min(step, size - position))
+            step = chunk
             if not data:
                 break
             position += len(data)
