@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,8 @@ class Step:
     pool_wait_p99: float = float("nan")
     batches: int = 0
     cdr_billsec: list[int] | None = None
+    wrong_ids: list[Any] = field(default_factory=list)
+    timeline: list[str] = field(default_factory=list)
     batch_rows: float = 0.0
     batch_ms: float = 0.0
     cpu_service: float = 0.0
@@ -151,6 +153,7 @@ def judge(step: Step, expected: dict[str, str], rows: list[dict[str, Any]], cdr_
             step.wrong += 1
             if len(examples) < 4:
                 examples.append(f"{number} → {ext}: {bad}")
+                step.wrong_ids.append(row["id"])
         else:
             step.right += 1
     step.examples = examples
@@ -249,6 +252,14 @@ async def run_step(index: int, rate: int, service: RunningService, asterisk: Sip
     cdr_billsec = {src: sec for src, (dst, sec) in cdrs.billsec.items() if expected.get(src) == dst}
     step.cdr_billsec = sorted(cdr_billsec.values())
     judge(step, expected, await rows_of(service, prefix), cdr_billsec)
+    if step.wrong_ids:  # what each source said about the first wrong call, to see which one is off
+        async with service.context.store.pool.acquire() as conn:
+            found = await conn.fetch("SELECT at, kind, source, data FROM call_events WHERE call_id = $1"
+                                     " ORDER BY at, id", step.wrong_ids[0])
+            row = await conn.fetchrow("SELECT started_at, answered_at, ended_at, billsec, source FROM calls"
+                                      " WHERE id = $1", step.wrong_ids[0])
+        step.timeline = [f"row {dict(row) if row else None}"] + [
+            f"{e['at']:%H:%M:%S.%f} {e['kind']} ({e['source']}) {str(e['data'])[:120]}" for e in found]
     step.agi_n = len(agi.samples)
     step.agi_p50, step.agi_p99 = quantile(agi.samples, 0.5) * 1000, quantile(agi.samples, 0.99) * 1000
     latencies = [x for rec in recorders for x in rec.latencies]
@@ -277,6 +288,8 @@ def report(step: Step) -> None:
               f"(sipp hangs up {CALL_SECONDS} s after its ACK); {len(cdr)} answered CDRs")
     for line in step.examples or []:
         print(f"        {line}")
+    for line in step.timeline:
+        print(f"          {line[:220]}")
     for line in step.sipp_errors or []:
         print(f"        sipp: {line[:160]}")
     print(f"      FastAGI ({step.agi_n} requests) p50 {step.agi_p50:.1f} ms, p99 {step.agi_p99:.1f} ms "
