@@ -2,18 +2,18 @@
 
 Sets ``ctx.ports.call_control`` and ``ctx.ports.live`` and registers health ``ari``, ``ami`` and ``prompts``
 (the sounds we play that the Asterisk lacks, see ``ari_app.prompts``). Other ARI
-flows plug in through ``ari_app.monitor.setup(pbx, ctx)`` (called for every PBX when that module has a
-``setup``); it may return an async context manager, entered here and closed on shutdown.
+flows plug in through ``setup(pbx, ctx)`` of ``ari_app.monitor``, ``.queues`` and ``.pickup`` (``PLUGINS``): an async
+context manager per PBX, entered here and closed on shutdown.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
+from ari_app import monitor, pickup, queues
 from ari_app.ami import AmiWatcher
 from ari_app.pbx import AsteriskPbx
 from ari_app.prompts import PromptCheck
@@ -23,7 +23,13 @@ from callcenter.service import ServiceContext
 
 log = logging.getLogger("callcenter.ari")
 
-PLUGINS = ("ari_app.monitor", "ari_app.queues", "ari_app.pickup")
+# The flows that plug into every PBX, imported directly: a broken plugin stops the start instead of
+# silently removing its feature. Each ``setup(pbx, ctx)`` is an async context manager for the PBX's life.
+PLUGINS: tuple[Callable[[AsteriskPbx, ServiceContext], AbstractAsyncContextManager[object]], ...] = (
+    monitor.setup,
+    queues.setup,
+    pickup.setup,
+)
 
 
 def _health(items: list[Any], name: str) -> dict[str, Any]:
@@ -35,19 +41,8 @@ def _health(items: list[Any], name: str) -> dict[str, Any]:
 
 
 async def _plugins(stack: AsyncExitStack, pbx: AsteriskPbx, ctx: ServiceContext) -> None:
-    for module_name in PLUGINS:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        setup = getattr(module, "setup", None)
-        if setup is None:
-            continue
-        result = setup(pbx, ctx)
-        if hasattr(result, "__aenter__"):
-            await stack.enter_async_context(result)
-        elif hasattr(result, "__await__"):
-            await result
+    for setup in PLUGINS:
+        await stack.enter_async_context(setup(pbx, ctx))
 
 
 @asynccontextmanager

@@ -4,26 +4,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import importlib.util
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
-from callcenter import __version__
+from api import cli as api_cli
+from bridges.legacy_pbx import cli as legacy_cli
+from callcenter import __version__, demo, doctor, install, monitor_group_cli
 from callcenter.commands import EXIT_CONFIG, load_or_exit
 from callcenter.config import ROLES, ConfigError
 from callcenter.logs import setup_logging
 from callcenter.store.opening import store_dsn
+from dialplan import cli as dialplan_cli
 
 if TYPE_CHECKING:
     from callcenter.store.migrate import MigrationState
 
-# Modules that add sub-commands: each has ``register(subparsers)``.
-ADAPTER_COMMANDS = ("bridges.legacy_pbx.cli", "dialplan.cli", "api.cli", "callcenter.demo", "callcenter.install",
-                    "callcenter.doctor", "callcenter.monitor_group_cli")
+
+
+class CommandModule(Protocol):
+    """A package's sub-commands: ``register(subparsers)`` adds them (mypy checks each module below)."""
+
+    def register(self, subparsers: Any) -> None: ...
+
+
+# Modules that add sub-commands, imported directly: one that fails to import is an error, not a missing command.
+ADAPTER_COMMANDS: tuple[CommandModule, ...] = (legacy_cli, dialplan_cli, api_cli, demo, install, doctor,
+                                                monitor_group_cli)
 EXIT_SCHEMA_TOO_NEW = 3  # the database was migrated by a newer release: restarting would not help
 
 
@@ -76,9 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="validate the configuration and print a summary")
     check.set_defaults(func=cmd_config_check)
 
-    for module_name in ADAPTER_COMMANDS:
-        if importlib.util.find_spec(module_name) is not None:
-            importlib.import_module(module_name).register(sub)
+    for module in ADAPTER_COMMANDS:
+        module.register(sub)
     return parser
 
 

@@ -7,13 +7,16 @@ imports them (sub-commands share :mod:`callcenter.commands`; the store opens thr
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
+from agi_scripts import component as agi_component
+from api import component as api_component
+from ari_app import component as ari_component
+from bridges.legacy_pbx import component as legacy_component
 from callcenter.bus import EventBus
 from callcenter.config import Config
 from callcenter.service import Component, HealthRegistry, ServiceContext
@@ -23,18 +26,12 @@ from callcenter.store.opening import store_dsn
 log = logging.getLogger("callcenter.runner")
 
 # Start order matters: producers first, the API last (it is handed the ports the ARI app fills in).
-COMPONENTS: tuple[tuple[str, str], ...] = (
-    ("legacy", "bridges.legacy_pbx.component"),
-    ("agi", "agi_scripts.component"),
-    ("ari", "ari_app.component"),
-    ("api", "api.component"),
+COMPONENTS: tuple[tuple[str, Component], ...] = (
+    ("legacy", legacy_component.run),
+    ("agi", agi_component.run),
+    ("ari", ari_component.run),
+    ("api", api_component.run),
 )
-
-
-def load_component(module_name: str) -> Component:
-    module = importlib.import_module(module_name)
-    run: Component = module.run
-    return run
 
 
 async def run_service(config: Config, roles: tuple[str, ...], *, stop: asyncio.Event,
@@ -63,9 +60,9 @@ async def run_service(config: Config, roles: tuple[str, ...], *, stop: asyncio.E
         ctx = ServiceContext(config=config, store=store, writer=writer, bus=bus, health=HealthRegistry(),
                              roles=roles, api_store=api_store)
         register_core_health(ctx)
-        for role, module_name in COMPONENTS:
+        for role, component in COMPONENTS:
             if role in roles:
-                await stack.enter_async_context(load_component(module_name)(ctx))
+                await stack.enter_async_context(component(ctx))
             else:
                 ctx.health.register(role, lambda: {"state": "disabled"})
         log.info("event=service_ready roles=%s", ",".join(roles))
