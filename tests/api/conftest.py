@@ -139,6 +139,3 @@ class RecordingCallControl:
 
     async def stop_recording(self, call_id: uuid.UUID) -> None:
         raise NotFound("the call is not being recorded")
-
-    async def remove_party(self, call_id: uuid.UUID, channel: str) -> None:
-        raise NotFound("no such party in the call")
