@@ -3,10 +3,14 @@ call), listed in the live state, removed one by one while the others keep talkin
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from typing import Any
 
 import pytest
+
+from tests.live.contract import Contract
 
 from .conftest import eventually
 from .test_through_api import HttpWorld, http_world  # noqa: F401 - the fixture
@@ -18,6 +22,11 @@ AGENT, CUSTOMER = "1001", "0501234567"
 def w(http_world: HttpWorld) -> HttpWorld:  # noqa: F811 - the imported fixture
     """The API over the ARI app on the simulator (tests/ari/test_through_api.py)."""
     return http_world
+
+
+async def collect(ws: Any, into: list[dict[str, Any]]) -> None:
+    async for msg in ws:
+        into.append(json.loads(msg.data))
 
 
 async def live_call(w: HttpWorld, call_id: uuid.UUID) -> dict[str, Any]:
@@ -55,6 +64,10 @@ async def remove(w: HttpWorld, call_id: uuid.UUID, number: str) -> int:
 
 
 async def test_five_parties_added_one_by_one_then_removed_one_by_one_while_the_others_talk_on(w: HttpWorld) -> None:
+    contract = Contract(await (await w.client.get("/api/v1/openapi.json")).json())
+    ws = await w.client.ws_connect("/api/v1/events", headers=w.auth)
+    messages: list[dict[str, Any]] = []
+    reader = asyncio.create_task(collect(ws, messages))
     call_id = await w.click_to_call(AGENT, CUSTOMER)
     talking = {AGENT, CUSTOMER}
     for number in ("1002", "0509999999"):
@@ -72,6 +85,17 @@ async def test_five_parties_added_one_by_one_then_removed_one_by_one_while_the_o
         return await party_numbers(w, call_id) == five
 
     await eventually(five_listed, what="the live call lists the five parties")
+    snapshot = await (await w.client.get("/api/v1/live", headers=w.auth)).json()
+    assert contract.errors("Live", snapshot) == [], snapshot
+
+    def five_published() -> list[dict[str, Any]]:
+        return [m for m in messages if m["type"] == "call.updated" and m["data"].get("action") == "parties"
+                and len(m["data"]["parties"]) == 5]
+
+    await eventually(lambda: bool(five_published()), what="call.updated (parties) with the five on the websocket")
+    assert contract.errors("CallEvent", five_published()[-1]["data"]) == [], five_published()[-1]
+    await ws.close()
+    reader.cancel()
     parties = (await live_call(w, call_id))["parties"]
     assert len(parties) == 5, parties
     assert [p["removable"] for p in parties if p["extension"] == AGENT] == [False]
