@@ -26,6 +26,7 @@ from ari_app.recorder import Recorder
 from ari_app.stasis import StasisApp
 from ari_app.tracker import LiveState
 from ari_app.transitions import answered, end_call
+from ari_app.transitions import apply as apply_event
 from callcenter.config import PbxConfig
 from callcenter.domain import CallStatus, Direction
 from callcenter.store import asterisk as asterisk_sql
@@ -98,7 +99,7 @@ class AsteriskPbx:
             if self._watch is None or self._watch.done():
                 self._watch = asyncio.create_task(self._reclaim_when_free())
             return
-        await self.emit(self.state.apply(event))
+        await self.emit(apply_event(self.state, event))
         if event.get("type") in ("ChannelDestroyed", "StasisEnd"):
             self._forget_locks()
 

@@ -51,7 +51,7 @@ class LiveState:
         self.bridges: dict[str, dict[str, Any]] = {}  # bridge id → {name, channels}
         self.trunks: dict[str, int] = {}              # trunk endpoint → channels in use
         self.events_applied = 0
-        self._via = "ari"
+        self.applying_via = "ari"  # the feed of the event being applied (ari or ami): a new call records it
         # indexes, so a busy PBX does not scan every call per event
         self.ext_legs: dict[str, dict[str, Leg]] = {}
         self.trunk_legs: dict[str, dict[str, Leg]] = {}
@@ -98,7 +98,8 @@ class LiveState:
     def new_call(self, linkedid: str, started_at: datetime, *, owned: bool = False) -> LiveCall:
         call = self.calls.get(linkedid)
         if call is None:
-            call = LiveCall(linkedid, call_id_for(self.pbx, linkedid), started_at, owned=owned, source=self._via)
+            call = LiveCall(linkedid, call_id_for(self.pbx, linkedid), started_at, owned=owned,
+                            source=self.applying_via)
             self.calls[linkedid] = call
         call.owned = call.owned or owned
         return call
@@ -248,28 +249,6 @@ class LiveState:
         return effects
 
     # -- the event entry point -------------------------------------------------------------------
-
-    def apply(self, event: dict[str, Any]) -> list[Effect]:
-        """Apply one ARI event; returns what must be published and written."""
-        from ari_app.transitions import HANDLERS  # transitions import this module
-
-        handler = HANDLERS.get(str(event.get("type")))
-        if handler is None:
-            return []
-        self.events_applied += 1
-        if self.ended_channels and self.about_ended_channel(event):
-            self.late_events_ignored += 1
-            return self.late_cause(event)
-        touched: set[str] = set()
-        self._via = str(event.get("_via", "ari"))
-        try:
-            effects = handler(self, event, touched)
-        finally:
-            self._via = "ari"
-        effects += self.refresh_extensions(touched)
-        if touched:
-            effects += self.refresh_trunks()
-        return effects
 
     def leg_for(self, channel: dict[str, Any], at: datetime | None = None) -> tuple[LiveCall, Leg]:
         """The call and leg of a channel, created on first sight (keyed by what we know of linkedid)."""

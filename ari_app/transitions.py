@@ -330,3 +330,25 @@ def on_endpoint(state: LiveState, event: dict[str, Any], touched: set[str]) -> l
     ext.contact = str(contact.get("uri", ext.contact))
     touched.add(resource)
     return []
+
+
+def apply(state: LiveState, event: dict[str, Any]) -> list[Effect]:
+    """Apply one ARI event (or an AMI event in ARI's shape) to ``state``; returns what must be published and
+    written. Lives here, not on LiveState: the state is data, the transitions are what change it."""
+    handler = HANDLERS.get(str(event.get("type")))
+    if handler is None:
+        return []
+    state.events_applied += 1
+    if state.ended_channels and state.about_ended_channel(event):
+        state.late_events_ignored += 1
+        return state.late_cause(event)
+    touched: set[str] = set()
+    state.applying_via = str(event.get("_via", "ari"))
+    try:
+        effects = handler(state, event, touched)
+    finally:
+        state.applying_via = "ari"
+    effects += state.refresh_extensions(touched)
+    if touched:
+        effects += state.refresh_trunks()
+    return effects

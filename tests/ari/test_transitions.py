@@ -7,6 +7,7 @@ from typing import Any
 
 from ari_app.model import Publish, WriteCall, WriteEvent, channel_endpoint, local_partner, parse_time
 from ari_app.tracker import LiveState
+from ari_app.transitions import apply
 from callcenter.domain import Direction
 from callcenter.numbers import NumberPlan
 from tests.shared import ASTERISK_CAPTURES
@@ -23,7 +24,7 @@ def raw_events(name: str, application: str | None = None) -> list[dict[str, Any]
 def replay(state: LiveState, events: list[dict[str, Any]]) -> list[Any]:
     effects: list[Any] = []
     for event in events:
-        effects += state.apply(event)
+        effects += apply(state, event)
     return effects
 
 

@@ -31,7 +31,7 @@ def test_a_cycle_at_import_time_and_one_hidden_in_a_function_are_both_reported(
         "callcenter/leaf.py": "import callcenter.typed\n",
     })
 
-    status = import_cycles.main(["--root", str(tmp_path), "--max-cycles", "1"])
+    status = import_cycles.main(["--root", str(tmp_path), "--max-cycles", "0"])
     report = capsys.readouterr().out
 
     assert "import cycles: 1 (1 outside asterisk_sim/)" in report
@@ -45,4 +45,4 @@ def test_a_cycle_at_import_time_and_one_hidden_in_a_function_are_both_reported(
 def test_the_project_has_no_more_cycles_than_the_readme_says() -> None:
     """Ratchet: the README's architecture numbers are an upper bound the code must keep."""
     root = Path(import_cycles.__file__).resolve().parent.parent
-    assert import_cycles.main(["--root", str(root), "--max-cycles", "1"]) == 0
+    assert import_cycles.main(["--root", str(root), "--max-cycles", "0"]) == 0
