@@ -15,6 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ari_app.client import AriError, ari_path
+from ari_app.monitor import service as monitor_service
+from ari_app.queues import flow as queue_flow
+from callcenter.monitoring import MonitorRefused
 
 log = logging.getLogger("callcenter.ari.prompts")
 
@@ -27,24 +30,12 @@ BASE_PROMPTS = ("sound:queue-youarenext", "sound:queue-thereare", "sound:queue-c
 def used_prompts() -> list[str]:
     """Every ``sound:`` the app may play: monitoring refusals and notices, queue and click-to-call prompts."""
     found: set[str] = set(BASE_PROMPTS)
-    try:
-        from ari_app.monitor import errors as monitor_errors
-        from ari_app.monitor import service as monitor_service
-    except ImportError:  # the monitoring plug-in is optional
-        pass
-    else:
-        classes = [monitor_errors.MonitorRefused]
-        while classes:
-            cls = classes.pop()
-            found.add(str(cls.prompt))
-            classes.extend(cls.__subclasses__())
-        found.update({monitor_service.ANNOUNCEMENT, monitor_service.SWITCH_REFUSED_PROMPT})
-    try:
-        from ari_app.queues import flow as queue_flow
-    except ImportError:
-        pass
-    else:
-        found.add(queue_flow.INVALID_SOUND)
+    classes: list[type[MonitorRefused]] = [MonitorRefused]
+    while classes:
+        cls = classes.pop()
+        found.add(str(cls.prompt))
+        classes.extend(cls.__subclasses__())
+    found.update({monitor_service.ANNOUNCEMENT, monitor_service.SWITCH_REFUSED_PROMPT, queue_flow.INVALID_SOUND})
     return sorted(p for p in found if p.startswith("sound:"))
 
 

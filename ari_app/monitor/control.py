@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ari_app.monitor.errors import InvalidMonitorRequest, SessionNotFound
 from ari_app.monitor.service import MonitorService
+from callcenter.monitoring import InvalidMonitorRequest, SessionNotFound
 
 
 class MonitorPort:

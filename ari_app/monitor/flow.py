@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from ari_app.monitor.errors import InvalidMonitorRequest
 from ari_app.monitor.service import MonitorService
 from ari_app.monitor.session import (
     BRIDGE_PREFIX,
@@ -27,6 +26,7 @@ from ari_app.monitor.session import (
 from ari_app.monitor.takeover import arrival_key
 from ari_app.monitor.targets import endpoint_of, is_party
 from callcenter.domain import MonitorMode
+from callcenter.monitoring import InvalidMonitorRequest
 
 log = logging.getLogger("callcenter.ari.monitor")
 

@@ -17,14 +17,6 @@ from typing import Any
 
 import asyncpg
 
-from ari_app.monitor.errors import (
-    MonitorRefused,
-    MonitorUnavailable,
-    NoCallInProgress,
-    SessionNotFound,
-    SupervisorUnavailable,
-    TakeoverUnavailable,
-)
 from ari_app.monitor.mechanics import AriRest, LiveSource, Mechanics, RestLiveSource, status_of
 from ari_app.monitor.session import (
     BRIDGE_PREFIX,
@@ -36,10 +28,8 @@ from ari_app.monitor.session import (
     MonitorSession,
     SessionState,
     caller_name,
-    check_level,
     new_session_id,
     now,
-    parse_mode,
     plan_switch,
     snoop_args,
 )
@@ -47,6 +37,16 @@ from ari_app.monitor.takeover import TAKEOVER_CONTEXT, AmiActions, TakeoverSteps
 from ari_app.monitor.targets import TargetCall, resolve_target
 from ari_app.monitor.timeline import EventWriter, Publisher, Timeline
 from callcenter.domain import MonitorMode, call_id_for
+from callcenter.monitoring import (
+    MonitorRefused,
+    MonitorUnavailable,
+    NoCallInProgress,
+    SessionNotFound,
+    SupervisorUnavailable,
+    TakeoverUnavailable,
+    check_level,
+    parse_mode,
+)
 from callcenter.store import monitor_groups
 from callcenter.store.monitor_groups import MonitorGrant
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ari_app.monitor.errors import InvalidMonitorRequest, LevelTooLow, NotAnObserver, SessionFinal
 from callcenter.domain import MonitorMode
+from callcenter.monitoring import InvalidMonitorRequest, SessionFinal, check_level, parse_mode
 
 FLOW_NAME = "monitor"
 SNOOP_FLOW_NAME = "monitor_snoop"
@@ -44,13 +44,6 @@ class SessionState(enum.StrEnum):
     ENDED = "ended"
 
 
-def parse_mode(raw: str) -> MonitorMode:
-    try:
-        return MonitorMode(raw)
-    except ValueError:
-        raise InvalidMonitorRequest(f"mode must be one of {', '.join(m.value for m in MonitorMode)}") from None
-
-
 def parse_stasis_args(args: list[str]) -> tuple[MonitorMode, str]:
     """``Stasis(app,monitor,<mode>,<ext>)`` → (mode, target extension); anything else is refused."""
     if len(args) != 3 or args[0] != FLOW_NAME:
@@ -60,17 +53,6 @@ def parse_stasis_args(args: list[str]) -> tuple[MonitorMode, str]:
     if not ext.isdigit() or len(ext) > 20:
         raise InvalidMonitorRequest(f"target extension {ext!r} is not an extension number")
     return mode, ext
-
-
-def check_level(level: MonitorMode | None, wanted: MonitorMode, *, supervisor: str, target: str) -> MonitorMode:
-    """The ladder: no group → not an observer; a lower level → too low. Returns the granted level."""
-    if supervisor == target:
-        raise NotAnObserver(f"extension {supervisor} cannot monitor itself")
-    if level is None:
-        raise NotAnObserver(f"extension {supervisor} is not an observer of extension {target}")
-    if not level.allows(wanted):
-        raise LevelTooLow(f"extension {supervisor} may {level.value} on {target}, not {wanted.value}")
-    return level
 
 
 def new_session_id() -> str:

@@ -20,11 +20,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from ari_app.monitor.errors import MonitorUnavailable, TakeoverUnavailable
 from ari_app.monitor.mechanics import LiveSource, Mechanics
 from ari_app.monitor.session import MonitorSession, SessionState
 from ari_app.monitor.targets import TargetCall, is_party
 from callcenter.domain import MonitorMode
+from callcenter.monitoring import MonitorUnavailable, TakeoverUnavailable
 
 log = logging.getLogger("callcenter.ari.monitor")
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ari_app.monitor.errors import NoCallInProgress, NotYetConnected
+from callcenter.monitoring import NoCallInProgress, NotYetConnected
 
 # Channels that are never a conversation party: snoops, bridge announcers, recorders.
 _NOT_A_PARTY = ("Snoop", "Announcer", "Recorder", "CBAnn", "CBRec")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ari_app.monitor.errors import SessionNotFound
-from ari_app.monitor.session import check_level, parse_mode
+from callcenter.monitoring import SessionNotFound, check_level, parse_mode
 from callcenter.store import monitor_groups as groups
 
 from .conftest import MonitorApi

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ari_app.monitor.control import MonitorPort
-from ari_app.monitor.errors import LevelTooLow, NoCallInProgress, NotAnObserver, SessionNotFound
+from callcenter.monitoring import LevelTooLow, NoCallInProgress, NotAnObserver, SessionNotFound
 from callcenter.ports import MonitorControl
 
 from .conftest import MonitorApi, World
@@ -111,7 +111,7 @@ async def test_the_http_routes_drive_a_real_session(world: World, monitor_api: M
 
 
 async def test_an_offline_or_unknown_supervisor_phone_is_refused_before_ringing(world: World) -> None:
-    from ari_app.monitor.errors import SupervisorUnavailable
+    from callcenter.monitoring import SupervisorUnavailable
 
     await grant(world, "listen", observers=["2005", "3999"])
     await customer_calls_agent(world)

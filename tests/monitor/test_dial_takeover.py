@@ -192,7 +192,7 @@ async def test_a_restarted_service_keeps_a_dial_take_over_and_ends_it_with_the_c
 
 
 async def test_without_ami_a_dial_take_over_is_refused_and_the_call_goes_on(office: Office) -> None:
-    from ari_app.monitor.errors import TakeoverUnavailable
+    from callcenter.monitoring import TakeoverUnavailable
 
     await inbound_call(office)
     office.pbx.ami = None  # type: ignore[attr-defined]  # a PBX without [pbx.ami]

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ari_app.monitor.errors import SessionFinal
 from callcenter.domain import call_id_for
+from callcenter.monitoring import SessionFinal
 from callcenter.store import monitor_groups as groups
 
 from .conftest import APP, Recorder, World, idle

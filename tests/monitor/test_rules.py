@@ -6,25 +6,25 @@ from typing import Any
 
 import pytest
 
-from ari_app.monitor.errors import (
-    InvalidMonitorRequest,
-    LevelTooLow,
-    NoCallInProgress,
-    NotAnObserver,
-    NotYetConnected,
-    SessionFinal,
-)
 from ari_app.monitor.session import (
     MonitorSession,
     SessionState,
     caller_name,
-    check_level,
     parse_stasis_args,
     plan_switch,
     snoop_args,
 )
 from ari_app.monitor.targets import endpoint_of, resolve_target
 from callcenter.domain import MonitorMode
+from callcenter.monitoring import (
+    InvalidMonitorRequest,
+    LevelTooLow,
+    NoCallInProgress,
+    NotAnObserver,
+    NotYetConnected,
+    SessionFinal,
+    check_level,
+)
 
 L, W, B, T = MonitorMode.LISTEN, MonitorMode.WHISPER, MonitorMode.BARGE, MonitorMode.TAKEOVER
 

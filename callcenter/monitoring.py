@@ -1,13 +1,14 @@
-"""Why a monitoring attempt is refused: one exception per reason, each with a stable code and a prompt.
+"""Monitoring's rules, in the core: who may monitor whom at which level, and why an attempt is refused.
 
-The API maps them to HTTP (``status``); the Stasis flow plays ``prompt`` to the supervisor, logs the
-code and hangs up. Prompts are Asterisk's core English sounds (as Debian's asterisk-core-sounds-en packages them)
-so a fresh install speaks every refusal; ``ari_app.prompts`` checks at connect that the Asterisk has them.
+One exception per reason, each with a stable ``code``, an HTTP ``status`` and the ``prompt`` the supervisor hears
+(Asterisk's core English sounds, as Debian's asterisk-core-sounds-en packages them, so a fresh install speaks
+every refusal; ``ari_app.prompts`` checks at connect that the Asterisk has them). The ARI adapter plays the
+prompt and hangs up; the API answers the status. Nothing here does I/O, so the ladder is tested on plain values.
 """
 
 from __future__ import annotations
 
-from callcenter.domain import DomainError
+from callcenter.domain import DomainError, MonitorMode
 
 
 class MonitorRefused(DomainError):
@@ -82,3 +83,21 @@ class SessionFinal(MonitorRefused):
 
     code = "session_final"
     status = 409
+
+
+def parse_mode(raw: str) -> MonitorMode:
+    try:
+        return MonitorMode(raw)
+    except ValueError:
+        raise InvalidMonitorRequest(f"mode must be one of {', '.join(m.value for m in MonitorMode)}") from None
+
+
+def check_level(level: MonitorMode | None, wanted: MonitorMode, *, supervisor: str, target: str) -> MonitorMode:
+    """The ladder: no group → not an observer; a lower level → too low. Returns the granted level."""
+    if supervisor == target:
+        raise NotAnObserver(f"extension {supervisor} cannot monitor itself")
+    if level is None:
+        raise NotAnObserver(f"extension {supervisor} is not an observer of extension {target}")
+    if not level.allows(wanted):
+        raise LevelTooLow(f"extension {supervisor} may {level.value} on {target}, not {wanted.value}")
+    return level
