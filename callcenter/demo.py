@@ -60,6 +60,8 @@ def demo_config(data_dir: Path, http_port: int, ari_port: int, ami_port: int, ag
         "queue": [{"name": name, "strategy": STRATEGIES[n % len(STRATEGIES)], "members": members,
                    "ring_timeout": 12, "max_wait": 120, "announce_every": 20}
                   for n, (name, members) in enumerate(queues.items())],
+        # each queue's team is a pickup group: an agent's phone panel offers its teammates' ringing calls
+        "pickup": {"group": [{"name": name, "members": members} for name, members in queues.items() if members]},
         "database": {"data_dir": str(data_dir)},
         "http": {"port": http_port},
         # the phone panel's route choice: the site's 9 + number, or straight to a second carrier

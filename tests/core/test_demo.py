@@ -60,3 +60,15 @@ async def test_the_demo_runs_a_live_call_centre_and_stops_by_itself(tmp_world_di
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def test_the_demo_makes_each_queue_team_a_pickup_group(tmp_path: Path) -> None:
+    from callcenter.demo import demo_config, demo_queues
+    from callcenter.pickup import granting_group
+
+    queues = demo_queues([str(1001 + n) for n in range(5)], 2)
+    config = demo_config(tmp_path, 8080, 8088, 5038, 4573, queues)
+    assert {g.name: g.members for g in config.pickup.groups} == {name: tuple(m) for name, m in queues.items()}
+    first, second = list(queues.values())
+    assert granting_group(config.pickup, first[0], first[1]) is not None
+    assert granting_group(config.pickup, second[0], first[0]) is None
