@@ -4,35 +4,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from api.app import create_app
 from api.auth import FailureLimiter
-from callcenter.bus import EventBus
 from callcenter.config import Config, parse_config
 from callcenter.domain import CallRecord, CallStatus, Conflict, Direction, NotFound, Source, call_id_for
 from callcenter.outbound import OutboundRoute
-from callcenter.service import ServiceContext
-from callcenter.store import CallStore, SpooledWriter
-from callcenter.store import tokens as token_store
+from callcenter.store import CallStore
+from tests.apiharness import RunningApi, Who, start_api
 
-
-@dataclass
-class Api:
-    """A running API and a bearer secret per role."""
-
-    client: TestClient
-    ctx: ServiceContext
-    tokens: dict[str, str] = field(default_factory=dict)
-
-    def auth(self, role: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[role]}"}
+Api = RunningApi  # a running API and a bearer secret per role (the token's name is its role)
+TOKENS = (Who("admin", "admin"), Who("supervisor", "supervisor", "200"), Who("agent", "agent", "201"),
+          Who("crm", "crm"))
 
 
 def default_config(**extra: Any) -> Config:
@@ -45,28 +32,18 @@ def default_config(**extra: Any) -> Config:
 @pytest.fixture
 async def make_api(store: CallStore, tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Api]]]:
     """Build (once per test) the app on a real socket; extra kwargs go to the Config."""
-    started: list[tuple[TestClient, SpooledWriter]] = []
+    started: list[Api] = []
 
     async def build(config: Config | None = None, limiter: FailureLimiter | None = None) -> Api:
-        writer = SpooledWriter(store, tmp_path / "spool")
-        await writer.start()
-        ctx = ServiceContext(config=config or default_config(), store=store, writer=writer, bus=EventBus())
-        app = create_app(ctx, limiter=limiter or FailureLimiter(limit=1000))
-        client = TestClient(TestServer(app))
-        await client.start_server()
-        started.append((client, writer))
-        api = Api(client=client, ctx=ctx)
-        for role, ext in (("admin", ""), ("supervisor", "200"), ("agent", "201"), ("crm", "")):
-            _row, secret = await token_store.create_token(store.pool, role=role, extension=ext, name=role)
-            api.tokens[role] = secret
+        api = await start_api(store, tmp_path, config=config or default_config(), tokens=TOKENS, limiter=limiter)
+        started.append(api)
         return api
 
     try:
         yield build
     finally:
-        for client, writer in started:
-            await client.close()
-            await writer.close()
+        for api in reversed(started):
+            await api.close()
 
 
 @pytest.fixture

@@ -9,17 +9,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from api.app import create_app
-from api.auth import FailureLimiter
 from ari_app.component import run
 from asterisk_sim.simulator import SimConfig, Simulator
 from callcenter.bus import EventBus
 from callcenter.config import parse_config
 from callcenter.service import ServiceContext
 from callcenter.store import CallStore, SpooledWriter
-from callcenter.store import tokens as token_store
+from tests.apiharness import Who, serve
 
 from .conftest import DIALPLAN, PASSWORD, PHONES, eventually
 
@@ -68,15 +66,13 @@ async def http_world(store: CallStore, tmp_path: Path) -> AsyncIterator[HttpWorl
             "ari": {"url": sim.ari_url, "username": "cc", "password": PASSWORD, "app": "callcenter"}}]}, env={})
         writer = SpooledWriter(store, tmp_path / "spool.jsonl")
         ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
-        _row, secret = await token_store.create_token(store.pool, role="admin", name="admin")
         async with run(ctx):
             await eventually(lambda: ctx.health.snapshot()["ari"]["state"] == "up", what="ari up")
-            client = TestClient(TestServer(create_app(ctx, limiter=FailureLimiter(limit=1000))))
-            await client.start_server()
+            api = await serve(ctx, tokens=[Who("admin", "admin")])
             try:
-                yield HttpWorld(sim, client, {"Authorization": f"Bearer {secret}"}, store)
+                yield HttpWorld(sim, api.client, api.auth("admin"), store)
             finally:
-                await client.close()
+                await api.close()
         await writer.close()
 
 

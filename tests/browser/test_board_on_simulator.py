@@ -12,11 +12,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from api.app import create_app
-from api.auth import FailureLimiter
-from callcenter.store import tokens as token_store
+from tests.apiharness import Who, serve
 from tests.browser.chromium import CHROMIUM, artifact, chromium_page, tile_colour
 from tests.queues.conftest import World, eventually, world  # noqa: F401  (simulator + ARI app + queues)
 
@@ -30,15 +28,11 @@ COLOURS = {"idle": "rgb(219, 234, 254)", "ringing": "rgb(254, 249, 195)", "in_ca
 
 @pytest.fixture
 async def service(world: World) -> AsyncIterator[tuple[TestClient, dict[str, str]]]:  # noqa: F811
-    client = TestClient(TestServer(create_app(world.ctx, limiter=FailureLimiter(limit=1000))))
-    await client.start_server()
-    tokens = {}
-    for who, role, ext in (("admin", "admin", ""), ("agent", "agent", "1001")):
-        _row, tokens[who] = await token_store.create_token(world.ctx.store.pool, role=role, extension=ext, name=who)
+    running = await serve(world.ctx, tokens=(Who("admin", "admin"), Who("agent", "agent", "1001")))
     try:
-        yield client, tokens
+        yield running.client, running.tokens
     finally:
-        await client.close()
+        await running.close()
 
 
 async def tile_state(page: Any, number: str, state: str) -> None:

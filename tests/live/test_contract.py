@@ -17,12 +17,11 @@ from typing import Any
 
 import pytest
 from aiohttp import ClientWebSocketResponse
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from api.app import create_app
-from api.auth import FailureLimiter
 from api.contract import EVENT_DATA, event_schema_name
 from callcenter.store import tokens as token_store
+from tests.apiharness import Who, serve
 from tests.live.contract import Contract
 from tests.queues.conftest import World, eventually, world  # noqa: F401  (the simulator + ARI app fixture)
 
@@ -40,13 +39,11 @@ def page_event_types() -> set[str]:
 
 @pytest.fixture
 async def client(world: World) -> AsyncIterator[tuple[TestClient, dict[str, str]]]:  # noqa: F811
-    client = TestClient(TestServer(create_app(world.ctx, limiter=FailureLimiter(limit=1000))))
-    await client.start_server()
-    _row, secret = await token_store.create_token(world.ctx.store.pool, role="admin", name="contract")
+    running = await serve(world.ctx, tokens=[Who("contract", "admin")])
     try:
-        yield client, {"Authorization": f"Bearer {secret}"}
+        yield running.client, running.auth("contract")
     finally:
-        await client.close()
+        await running.close()
 
 
 async def collect(ws: ClientWebSocketResponse, into: list[dict[str, Any]]) -> None:

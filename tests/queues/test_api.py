@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from api.app import create_app
-from api.auth import FailureLimiter
-from callcenter.store import tokens as token_store
+from tests.apiharness import Who, serve
 from tests.queues.conftest import World, eventually
 
 CALLER = "+972541112233"
@@ -17,17 +15,12 @@ CALLER = "+972541112233"
 
 @pytest.fixture
 async def api(world: World) -> AsyncIterator[tuple[TestClient, dict[str, dict[str, str]]]]:
-    client = TestClient(TestServer(create_app(world.ctx, limiter=FailureLimiter(limit=1000))))
-    await client.start_server()
-    headers = {}
-    for who, role, ext in (("admin", "admin", ""), ("supervisor", "supervisor", ""), ("agent", "agent", "1001"),
-                           ("crm", "crm", "")):
-        _row, secret = await token_store.create_token(world.ctx.store.pool, role=role, extension=ext, name=who)
-        headers[who] = {"Authorization": f"Bearer {secret}"}
+    running = await serve(world.ctx, tokens=(Who("admin", "admin"), Who("supervisor", "supervisor"),
+                                             Who("agent", "agent", "1001"), Who("crm", "crm")))
     try:
-        yield client, headers
+        yield running.client, {who: running.auth(who) for who in running.tokens}
     finally:
-        await client.close()
+        await running.close()
 
 
 async def test_a_member_paused_through_the_api_is_skipped_and_the_reports_show_the_attempts(
