@@ -39,6 +39,7 @@ class Who:
     role: str
     extension: str = ""
     pbx: str = ""
+    org_unit: str = ""
 
 
 @dataclass
@@ -63,7 +64,7 @@ class RunningApi:
     async def add_token(self, who: Who) -> str:
         """Create ``who``'s token in the store behind this API; returns (and remembers) the secret."""
         _row, secret = await token_store.create_token(self.ctx.store.pool, role=who.role, extension=who.extension,
-                                                      pbx=who.pbx, name=who.who)
+                                                      pbx=who.pbx, org_unit=who.org_unit, name=who.who)
         self.tokens[who.who] = secret
         return secret
 

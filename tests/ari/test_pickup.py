@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from api.app import create_app
-from api.auth import FailureLimiter
 from ari_app.component import run
 from asterisk_sim.simulator import SimConfig, Simulator
 from callcenter.bus import EventBus
@@ -28,6 +26,7 @@ from callcenter.service import ServiceContext
 from callcenter.store import CallStore, SpooledWriter
 from callcenter.store import tokens as token_store
 from dialplan.render import render_all
+from tests.apiharness import Who, serve
 from tests.waiting import eventually
 
 CUSTOMER = "0501234567"
@@ -105,9 +104,6 @@ async def office(store: CallStore, tmp_path: Path) -> AsyncIterator[Office]:
         config = config_for(sim.ari_url, sim.ami_port)
         writer = SpooledWriter(store, tmp_path / "spool.jsonl")
         ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
-        tokens = {}
-        for ext in PHONES:
-            _row, tokens[ext] = await token_store.create_token(store.pool, role="agent", extension=ext, name=ext)
         try:
             async with run(ctx):
                 pbx = ctx.ports.live.pbxs["main"]  # type: ignore[union-attr]
@@ -115,12 +111,11 @@ async def office(store: CallStore, tmp_path: Path) -> AsyncIterator[Office]:
                 await eventually(lambda: pbx.ami is not None and pbx.ami.connected, what="AMI logged in")
                 await eventually(lambda: all(pbx.state.extensions.get(e) and pbx.state.extensions[e].registered
                                              for e in PHONES), what="phones registered in the live state")
-                client = TestClient(TestServer(create_app(ctx, limiter=FailureLimiter(limit=1000))))
-                await client.start_server()
+                api = await serve(ctx, tokens=[Who(ext, "agent", ext) for ext in PHONES])
                 try:
-                    yield Office(sim, ctx, client, tokens, store)
+                    yield Office(sim, ctx, api.client, api.tokens, store)
                 finally:
-                    await client.close()
+                    await api.close()
         finally:
             await writer.close()
 

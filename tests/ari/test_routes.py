@@ -10,10 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from api.app import create_app
-from api.auth import FailureLimiter
 from ari_app.component import run
 from asterisk_sim.simulator import SimConfig, Simulator
 from callcenter.bus import EventBus
@@ -21,7 +19,7 @@ from callcenter.config import parse_config
 from callcenter.service import ServiceContext
 from callcenter.store import CallStore, SpooledWriter
 from callcenter.store import admin as admin_store
-from callcenter.store import tokens as token_store
+from tests.apiharness import Who, serve
 
 from .conftest import DIALPLAN, PASSWORD, PHONES, eventually
 
@@ -91,22 +89,17 @@ async def route_world(store: CallStore, tmp_path: Path) -> AsyncIterator[RouteWo
         writer = SpooledWriter(store, tmp_path / "spool.jsonl")
         ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
         await admin_store.save_org_unit(store.pool, None, "sales", [], ["1002"])
-        tokens = {}
-        for ext in ("1001", "1002", "1003"):
-            _row, tokens[ext] = await token_store.create_token(store.pool, role="agent", extension=ext, name=ext)
-        _row, tokens["admin"] = await token_store.create_token(store.pool, role="admin", name="admin")
-        # 1003 signed in with a token of the sales org unit; 1004's directory entry puts it in sales
-        _row, tokens["1003-sales"] = await token_store.create_token(store.pool, role="agent", extension="1003",
-                                                                    org_unit="sales", name="1003 sales")
+        # 1003 also signed in with a token of the sales org unit; 1004's directory entry puts it in sales
+        tokens = [*(Who(ext, "agent", ext) for ext in ("1001", "1002", "1003")), Who("admin", "admin"),
+                  Who("1003-sales", "agent", "1003", org_unit="sales")]
         await admin_store.put_extension(store.pool, "", "1004", "", "", "sales")
         async with run(ctx):
             await eventually(lambda: ctx.health.snapshot()["ari"]["state"] == "up", what="ari up")
-            client = TestClient(TestServer(create_app(ctx, limiter=FailureLimiter(limit=1000))))
-            await client.start_server()
+            api = await serve(ctx, tokens=tokens)
             try:
-                yield RouteWorld(sim, client, store, tokens)
+                yield RouteWorld(sim, api.client, store, api.tokens)
             finally:
-                await client.close()
+                await api.close()
         await writer.close()
 
 

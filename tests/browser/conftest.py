@@ -9,16 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from api.app import create_app
-from api.auth import FailureLimiter
 from asterisk_sim.simulator import SimConfig, Simulator
 from callcenter.bus import EventBus
 from callcenter.config import parse_config
 from callcenter.service import ServiceContext
 from callcenter.store import CallStore, SpooledWriter
-from callcenter.store import tokens as token_store
+from tests.apiharness import Who, serve
 from tests.waiting import eventually
 
 DIALPLAN = """
@@ -71,10 +69,8 @@ async def sim_service(store: CallStore, tmp_path: Path, service_options: dict[st
         ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
         try:
             async with component.run(ctx):
-                client = TestClient(TestServer(create_app(ctx, limiter=FailureLimiter(limit=1000))))
-                await client.start_server()
-                _row, secret = await token_store.create_token(store.pool, role="admin", name="admin")
-                svc = Service(sim, ctx, client, secret)
+                api = await serve(ctx, tokens=[Who("admin", "admin")])
+                svc = Service(sim, ctx, api.client, api.tokens["admin"])
                 sub = ctx.bus.subscribe("monitor")
                 try:
                     await eventually(lambda: ctx.ports.live is not None and len(
@@ -84,7 +80,7 @@ async def sim_service(store: CallStore, tmp_path: Path, service_options: dict[st
                     if svc.pump is not None:
                         svc.pump.cancel()
                     ctx.bus.unsubscribe(sub)
-                    await client.close()
+                    await api.close()
         finally:
             await writer.close()
 

@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from api.app import create_app
-from api.auth import FailureLimiter
 from asterisk_sim.simulator import SimConfig, Simulator
 from callcenter.bus import EventBus
 from callcenter.config import Config, parse_config
@@ -24,6 +22,7 @@ from callcenter.service import ServiceContext
 from callcenter.store import CallStore, SpooledWriter
 from callcenter.store import tokens as token_store
 from dialplan.render import render_all
+from tests.apiharness import serve
 from tests.browser.chromium import CHROMIUM, artifact, chromium_page
 from tests.waiting import eventually
 
@@ -65,12 +64,11 @@ async def office(store: CallStore, tmp_path: Path) -> AsyncIterator[tuple[Simula
                 await eventually(lambda: pbx.ami is not None and pbx.ami.connected, what="AMI logged in")
                 await eventually(lambda: len(ctx.ports.live.snapshot()["extensions"]) == len(PHONES),  # type: ignore[union-attr]
                                  what="phones known")
-                client = TestClient(TestServer(create_app(ctx, limiter=FailureLimiter(limit=1000))))
-                await client.start_server()
+                api = await serve(ctx)
                 try:
-                    yield sim, ctx, client
+                    yield sim, ctx, api.client
                 finally:
-                    await client.close()
+                    await api.close()
         finally:
             await writer.close()
 
