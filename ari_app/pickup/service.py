@@ -76,6 +76,8 @@ class PickupService:
             call = self.state.call_of_channel(leg.id)
             if call is None or call.answered_at is not None or call.ended_at is not None:
                 continue
+            if call.owned and not leg.role:  # rung inside a Local/ leg our app dials (a click-to-call's far end):
+                continue                     # no flow of ours can hand it over
             waiting = [x for x in call.live_legs() if x is not leg and x.tech not in ("Local", "Snoop")
                        and not x.hanging_up and not x.id.startswith(CHANNEL_PREFIX)
                        and x.state not in RINGING]
@@ -93,6 +95,10 @@ class PickupService:
             raise NotInPickupGroup(f"extension {picker} may not pick up calls ringing at {target} "
                                    "(no pickup group has both)")
         found = self.ringing_at(target)
+        if found is None and any(leg.state in RINGING and not leg.hanging_up and not leg.id.startswith(CHANNEL_PREFIX)
+                                 for leg in self.state.live_legs_of(target)):
+            raise PickupUnavailable(f"the call ringing at {target} cannot be picked up (it is the far end of a "
+                                    "call our app dials, or the phone's own call)")
         if found is None:
             answered_there = any(leg.state == "Up" for leg in self.state.live_legs_of(target))
             raise NothingRinging(f"the call at {target} was already answered" if answered_there

@@ -229,3 +229,17 @@ async def test_star8_takes_a_queue_call_ringing_a_member_and_the_queue_connects_
     assert kinds.index("queue_join") < kinds.index("picked_up") < kinds.index("queue_answer") < kinds.index("hangup")
     attempts = [(e["data"]["extension"], e["data"]["result"]) for e in timeline if e["kind"] == "queue_attempt"]
     assert attempts == [("1002", "cancelled")]
+
+
+async def test_the_far_end_of_a_click_to_call_ringing_a_colleague_is_not_offered_and_refused_409(
+        office: Office) -> None:
+    office.sim.phone("1001").answer_after(0)
+    office.sim.phone("1002").never_answer()
+    resp = await office.client.post("/api/v1/calls", json={"extension": "1001", "number": "1002"},
+                                    headers={"Authorization": f"Bearer {office.tokens['1001']}"})
+    assert resp.status == 202, await resp.text()
+    await eventually(lambda: bool(office.sim.phone("1002").channels()), what="1002 rings for 1001's click-to-call")
+    assert await office.pickable("1003") == []
+    status, body = await office.pickup("1003", "1002")
+    assert status == 409 and body["error"]["code"] == "pickup_unavailable", body
+    assert office.sim.phone("1002").channels() and not office.sim.phone("1003").channels()

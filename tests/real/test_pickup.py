@@ -83,3 +83,30 @@ async def test_the_api_rings_my_phone_and_answering_takes_a_customers_queue_call
     assert [e["data"]["via"] for e in events["events"] if e["kind"] == "picked_up"] == ["api"], events
     assert {a["extension"]: a["result"] for a in events["queue_attempts"]} == {"1004": "cancelled"}, events
     await nothing_left(asterisk)
+
+
+async def test_the_far_end_of_a_click_to_call_ringing_a_colleague_is_not_offered_and_refused_409(
+        phones: Phones, make_service: MakeService, asterisk: RealAsterisk) -> None:
+    """Our app dials a click-to-call's far end through ``Local/<n>@from-internal`` (whose ``Dial()`` rings 1007):
+    on the real Asterisk that leg shares the click-to-call's linkedid (``originator``), so it is part of a call our
+    app drives, and no flow of ours can hand it over: not in the pickup list, and a clear 409."""
+    service = await make_service({"pickup": {"group": [{"name": "desk", "members": ["1007", "1008"]}]}})
+    agent = await phones.start("1006")
+    callee = await phones.start("1007", auto_answer=False)
+    await phones.start("1008")
+    rang = callee.mark_line()
+    status, body = await service.request("POST", "/api/v1/calls", json={"extension": "1006", "number": "1007"},
+                                         token=await service.token("agent", "1006"))
+    assert status == 202, body
+    call_id = body["call_id"]
+    await callee.wait_incoming(since=rang)
+    picker = await service.token("agent", "1008")
+    status, listed = await service.request("GET", "/api/v1/pickup", token=picker)
+    assert (status, listed["items"]) == (200, []), listed
+    status, body = await service.request("POST", "/api/v1/extensions/1007/pickup", token=picker)
+    assert status == 409 and body["error"]["code"] == "pickup_unavailable", body
+    status, body = await service.request("DELETE", f"/api/v1/calls/{call_id}")  # every leg, the ringing one too
+    assert status == 202, body
+    await callee.wait_state("DISCONNECTED", since=rang)
+    await agent.wait_state("DISCONNECTED")
+    await nothing_left(asterisk)
