@@ -20,13 +20,13 @@ from aiohttp import web
 
 from api.errors import json_error
 from api.keys import CTX_KEY
+from callcenter.domain import TOKEN_ROLES
 from callcenter.store import tokens as token_store
 from callcenter.visibility import Scope, call_visible
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-ROLES = ("admin", "supervisor", "agent", "crm")
-_ALL = {"admin", "supervisor", "agent", "crm"}
+_ALL = set(TOKEN_ROLES)
 
 # permission name -> roles allowed. Visibility (which calls / extensions) is checked separately.
 PERMISSIONS: dict[str, set[str]] = {

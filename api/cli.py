@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from callcenter.commands import run_with_pool
+from callcenter.domain import TOKEN_ROLES
 from callcenter.store import tokens as token_store
 
 
@@ -27,7 +28,7 @@ def register(subparsers: Any) -> None:
     token = subparsers.add_parser("token", help="API tokens")
     sub = token.add_subparsers(dest="token_command", required=True)
     create = sub.add_parser("create", help="create a token and print its secret (shown once)")
-    create.add_argument("--role", required=True, choices=token_store.TOKEN_ROLES)
+    create.add_argument("--role", required=True, choices=TOKEN_ROLES)
     create.add_argument("--extension", default="", help="the agent's / supervisor's extension")
     create.add_argument("--org-unit", default="", help="org unit a supervisor token covers")
     create.add_argument("--pbx", default="", help="limit a crm token to one PBX")

@@ -14,7 +14,7 @@ from api import cli as api_cli
 from bridges.legacy_pbx import cli as legacy_cli
 from callcenter import __version__, demo, doctor, install, monitor_group_cli
 from callcenter.commands import EXIT_CONFIG, load_or_exit
-from callcenter.config import ROLES, ConfigError
+from callcenter.config import SERVICE_ROLES, ConfigError
 from callcenter.logs import setup_logging
 from callcenter.store.opening import store_dsn
 from dialplan import cli as dialplan_cli
@@ -55,9 +55,9 @@ def read_env_file(path: str) -> dict[str, str]:
 
 def _parse_roles(text: str) -> tuple[str, ...]:
     roles = tuple(r.strip() for r in text.split(",") if r.strip())
-    bad = [r for r in roles if r not in ROLES]
+    bad = [r for r in roles if r not in SERVICE_ROLES]
     if bad or not roles:
-        raise argparse.ArgumentTypeError(f"roles must be a comma-separated subset of {','.join(ROLES)}")
+        raise argparse.ArgumentTypeError(f"roles must be a comma-separated subset of {','.join(SERVICE_ROLES)}")
     return roles
 
 
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the service")
-    serve.add_argument("--roles", type=_parse_roles, default=ROLES, help="ari,agi,api,legacy (default: all)")
+    serve.add_argument("--roles", type=_parse_roles, default=SERVICE_ROLES, help="ari,agi,api,legacy (default: all)")
     serve.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="database commands")

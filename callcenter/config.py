@@ -22,7 +22,7 @@ from callcenter.numbers import NumberPlan
 from callcenter.outbound import DIAL_TARGET, PREFIX, ROUTE_NAME, OutboundRoute
 
 PBX_KINDS = ("asterisk", "panasonic", "segal", "danjeh")
-ROLES = ("ari", "agi", "api", "legacy")
+SERVICE_ROLES = ("ari", "agi", "api", "legacy")  # the parts one `callcenter serve` runs
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _DIGITS = re.compile(r"^[0-9]*$")
 

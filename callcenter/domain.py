@@ -173,6 +173,11 @@ class QueueAttempt:
     result: str
 
 
+# Who a token speaks for (the API's permissions are per role). Service roles (ari, agi, api, legacy: the parts
+# one process runs) are another thing: ``callcenter.config.SERVICE_ROLES``.
+TOKEN_ROLES = ("admin", "supervisor", "agent", "crm")
+
+
 class DomainError(Exception):
     """An error a user caused or can fix; ``code`` is stable, the API maps ``status`` to HTTP."""
 

@@ -19,7 +19,7 @@ from api.keys import CTX_KEY
 from api.routes.calls import json_response
 from api.schemas import Param, RouteTable, body_of, params_of
 from callcenter.config import PbxConfig
-from callcenter.domain import Conflict, NotFound
+from callcenter.domain import TOKEN_ROLES, Conflict, NotFound
 from callcenter.store import admin as admin_store
 from callcenter.store import tokens as token_store
 
@@ -35,7 +35,7 @@ ORG_UNIT_BODY = {"type": "object", "required": ["name"], "additionalProperties":
     "admins": {"type": "array", "items": _EXT, "maxItems": 1000, "default": []},
     "members": {"type": "array", "items": _EXT, "maxItems": 10000, "default": []}}}
 TOKEN_BODY = {"type": "object", "required": ["role"], "additionalProperties": False, "properties": {
-    "role": {"type": "string", "enum": list(token_store.TOKEN_ROLES)},
+    "role": {"type": "string", "enum": list(TOKEN_ROLES)},
     "name": {**_TEXT, "default": ""}, "extension": {"type": "string", "maxLength": 16, "default": ""},
     "org_unit": {**_TEXT, "default": ""}, "pbx": {"type": "string", "maxLength": 32, "default": ""},
     "expires_days": {"type": "integer", "minimum": 1, "maximum": 3650, "nullable": True}}}

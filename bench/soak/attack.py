@@ -23,7 +23,6 @@ import aiohttp
 from bench.soak.world import World, wait_for
 from callcenter.store.tokens import create_token
 
-ROLES = ("admin", "supervisor", "agent", "crm")
 SERVER_ERROR_CODES = {"ST101", "ST500", "ServerError"}  # schemathesis' "server error" failure
 
 

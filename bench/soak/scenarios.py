@@ -248,7 +248,8 @@ SCENARIOS["slow-clients"] = slow_clients
 
 async def api_attack(quick: bool) -> Row:
     """Schemathesis with every check for every role, then the injection corpus."""
-    from bench.soak.attack import ROLES, injection_corpus, schemathesis_role
+    from bench.soak.attack import injection_corpus, schemathesis_role
+    from callcenter.domain import TOKEN_ROLES as ROLES
 
     max_examples, max_time = (5, 30) if quick else (20, 120)
     started = time.monotonic()

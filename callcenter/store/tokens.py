@@ -14,7 +14,8 @@ from typing import Any
 
 import asyncpg
 
-TOKEN_ROLES = ("admin", "supervisor", "agent", "crm")
+from callcenter.domain import TOKEN_ROLES
+
 TOKEN_PREFIX = "cct_"
 _COLUMNS = "id, name, role, extension, org_unit, pbx, created_at, expires_at, revoked_at"
 

@@ -9,8 +9,9 @@ import re
 
 from aiohttp import web
 
-from api.auth import PERMISSIONS, ROLES, is_public, permission_of
+from api.auth import PERMISSIONS, is_public, permission_of
 from api.openapi import route_path
+from callcenter.domain import TOKEN_ROLES as ROLES
 
 from .conftest import Api, RecordingCallControl
 

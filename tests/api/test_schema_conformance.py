@@ -23,8 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.auth import ROLES, FailureLimiter
+from api.auth import FailureLimiter
 from api.schemas import pattern_matches
+from callcenter.domain import TOKEN_ROLES as ROLES
 from callcenter.domain import Conflict, NotFound
 from tests.live.liveapi import StaticLiveView
 
