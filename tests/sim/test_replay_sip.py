@@ -25,6 +25,7 @@ import aiohttp
 
 from asterisk_sim.simulator import SimConfig, Simulator
 from tests.shared import ASTERISK_CAPTURES
+from tests.waiting import eventually
 
 _spec = importlib.util.spec_from_file_location("sim_replay_s", Path(__file__).with_name("replay.py"))
 assert _spec and _spec.loader
@@ -122,7 +123,10 @@ async def test_supervisor_snoop_session_matches_the_sip_capture(tmp_path: Path) 
         reader = asyncio.create_task(_collect(ws, got))
         for code, mode in (("*336", "listen"), ("*339", "whisper"), ("*332", "barge")):
             await _one_mode(sim, http, got, code, mode)
-        await asyncio.sleep(0.05)
+        try:  # the last events are on their way: wait for the captured sequence, then say what differs
+            await eventually(lambda: _per_subject(got) == want, timeout=3, what="the captured events")
+        except AssertionError:
+            pass
         await ws.close()
         reader.cancel()
     assert _per_subject(got) == want
