@@ -5,7 +5,6 @@ Shared by tests/live and tests/browser (imported as ``tests.live.liveapi``).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from callcenter.config import Config, parse_config
 from callcenter.store import CallStore
 from tests import apiharness as harness
 from tests.apiharness import RunningApi, Who
+from tests.waiting import eventually
 
 # The supervisor administers org unit "sales" (201, 202); the agent is 201.
 TOKENS = (Who("admin", "admin"), Who("supervisor", "supervisor", "200"), Who("agent", "agent", "201"),
@@ -51,14 +51,9 @@ async def start_api(store: CallStore, tmp_path: Path, *, configure: Callable[[we
                                    configure=configure, port=port)
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.02) -> None:
-    """Poll ``predicate`` until true; fails the test after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(step)
+async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """``tests.waiting.eventually`` under the name the live tests use."""
+    await eventually(predicate, timeout=timeout)
 
 
 MakeLive = Callable[..., Awaitable[LiveApi]]

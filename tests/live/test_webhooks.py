@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -20,6 +19,7 @@ from callcenter.bus import EventBus
 from callcenter.store import CallStore
 from callcenter.store.webhooks import purge_deliveries
 from tests.live.liveapi import LiveApi, start_api, wait_for
+from tests.waiting import eventually
 
 MakeLive = Callable[..., Awaitable[LiveApi]]
 SECRET = "s3cret-s3cret-s3cret"
@@ -157,11 +157,7 @@ async def test_a_call_event_arrives_signed_and_is_recorded_delivered(make_live: 
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float = 8.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+    await eventually(check, timeout=timeout)
 
 
 async def test_a_500_is_retried_with_growing_delays_until_accepted(make_live: MakeLive) -> None:
