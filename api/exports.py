@@ -102,15 +102,17 @@ async def _token_slot(request: web.Request, stats: ExportStats, pool: asyncpg.Po
     finally:
         renewer.cancel()
         await asyncio.wait([renewer])
-        stats.running[token_id] -= 1
-        if not stats.running[token_id]:
-            del stats.running[token_id]
         try:
             async with asyncio.timeout(5):
                 await export_slots.release_export_slot(pool, token_id, slot, holder)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("event=export_slot_not_released token=%s slot=%d error=%s (it expires in %g s)", token_id,
                         slot, type(exc).__name__, LEASE_SECONDS)
+        # counted as ended only once its slots are free (no await from here to the instance slot's release), so
+        # "running" in the health view never shows a slot free that a new export would still find taken
+        stats.running[token_id] -= 1
+        if not stats.running[token_id]:
+            del stats.running[token_id]
 
 
 async def _keep_slot(pool: asyncpg.Pool, token_id: uuid.UUID, slot: int, holder: uuid.UUID) -> None:
