@@ -74,6 +74,7 @@ async def bench(dsn: str, work: Path) -> None:
     config.write_text(f'[database]\ndsn = "{dsn}"\n[[pbx]]\nkey = "big"\nkind = "panasonic"\ncountry_code = "98"\n'
                       '[pbx.legacy]\ntimezone = "Asia/Tehran"\n')
     seconds, counts = _import(config, capture)
+    import_load = os.getloadavg()[0]  # the two phases run a minute apart: on a shared machine say how loaded
     conn = await asyncpg.connect(dsn)
     try:
         stored = await conn.fetchval("SELECT count(*) FROM calls")
@@ -91,11 +92,13 @@ async def bench(dsn: str, work: Path) -> None:
     finally:
         await conn.close()
     copy_seconds, copied = await _copy_baseline(dsn)
+    copy_load = os.getloadavg()[0]
     rate, copy_rate = stored / seconds, copied / copy_seconds
     share = rate / copy_rate
     print(f"legacy import (end to end): {seconds:7.1f} s = {rate:9,.0f} calls/s = {lines / seconds:9,.0f} lines/s")
     print(f"raw COPY of the same rows : {copy_seconds:7.1f} s = {copy_rate:9,.0f} calls/s (calls + call_keys)")
-    print(f"import / COPY = {share:.0%}  (target >= {TARGET:.0%}: {'met' if share >= TARGET else 'NOT met'})")
+    print(f"import / COPY = {share:.0%}  (target >= {TARGET:.0%}: {'met' if share >= TARGET else 'NOT met'});"
+          f" load average {import_load:.1f} after the import, {copy_load:.1f} after the COPY")
     same = after == (stored, quarantined) and again["new_calls"] == 0
     print(f"re-import: {again_seconds:.1f} s, {again['new_calls']} new calls, store {after[0]:,} calls /"
           f" {after[1]:,} quarantined ({'adds nothing' if same else 'CHANGED THE STORE'})")
