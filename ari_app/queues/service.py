@@ -297,10 +297,17 @@ class QueueService:
             else:
                 results[leg.extension] = result_for_cause(leg.cause)
             self.legs.drop(leg)
-        await self._record(runtime, caller, started, loop.time() - started_loop, results)
         if winner is not None:
-            await self._answered(runtime, caller, winner)
-            caller.answered_by = winner.extension
+            if await self._answered(runtime, caller, winner):
+                caller.answered_by = winner.extension
+            else:
+                # the agent answered but the caller could not be bridged to it (its leg vanished, an ARI timeout):
+                # no answer to record; the caller is back on hold in its place and the queue rings again
+                results[winner.extension] = "unavailable"
+                self.legs.drop(winner)
+                await self._back_on_hold(runtime, caller)
+        caller.connecting = False
+        await self._record(runtime, caller, started, loop.time() - started_loop, results)
         caller.ringing.clear()
         runtime.wake.set()
         caller.wake.set()
@@ -324,22 +331,41 @@ class QueueService:
                                           ring_seconds=round(ring, 1)))
         await self.pbx.emit(effects)
 
-    async def _answered(self, runtime: QueueRuntime, caller: Waiting, leg: Leg) -> None:
-        waited = (now() - caller.joined_at).total_seconds()
-        runtime.recent_waits.append(waited)
-        if not leg.picked_by:  # a colleague who picked the ringing member's call up is no member: no member stats
-            runtime.members[leg.extension].calls_taken += 1
-            self.agent_calls[leg.channel_id] = (runtime, leg.extension)
+    async def _answered(self, runtime: QueueRuntime, caller: Waiting, leg: Leg) -> bool:
+        """Bridge the caller to the agent who answered; False (nothing counted) when that failed."""
         self.legs.forget_caller(caller.channel_id)
         await self._stop_announcement(caller)
         answered_by = leg.picked_by or leg.extension
         ok = await self.bridging.connect(caller.channel_id, leg, extension=answered_by, queue=runtime.name,
                                          from_bridge=runtime.hold_bridge)
+        if not ok:
+            log.warning("event=queue_connect_failed queue=%s call_id=%s ext=%s", runtime.name, caller.call_id,
+                        answered_by)
+            await self.pbx.emit([self._timeline(caller, "queue_connect_failed",
+                                                f"{runtime.name}:{leg.channel_id}", queue=runtime.name,
+                                                extension=answered_by)])
+            return False
+        waited = (now() - caller.joined_at).total_seconds()
+        runtime.recent_waits.append(waited)
+        if not leg.picked_by:  # a colleague who picked the ringing member's call up is no member: no member stats
+            runtime.members[leg.extension].calls_taken += 1
+            self.agent_calls[leg.channel_id] = (runtime, leg.extension)
         await self.pbx.emit([self._timeline(caller, "queue_answer", f"{runtime.name}:{caller.joined_at.isoformat()}",
                                              queue=runtime.name, extension=answered_by,
-                                             waited_seconds=round(waited, 1), connected=ok)])
-        if not ok:
-            self.agent_calls.pop(leg.channel_id, None)
+                                             waited_seconds=round(waited, 1), connected=True)])
+        return True
+
+    async def _back_on_hold(self, runtime: QueueRuntime, caller: Waiting) -> None:
+        """A failed connection took the caller out of the holding bridge: put it back (it keeps its place in
+        ``runtime.callers``, so it is first to be rung again). A caller that cannot be added is gone."""
+        self.legs.watch_caller(caller.channel_id, lambda _c: self._caller_gone(caller))
+        try:
+            await self.client.post(ari_path("bridges", runtime.hold_bridge, "addChannel"), channel=caller.channel_id)
+        except AriError as exc:
+            log.info("event=queue_rejoin_failed queue=%s call_id=%s: %s", runtime.name, caller.call_id, exc)
+            self.legs.forget_caller(caller.channel_id)
+            self._caller_gone(caller)
+            await self.legs.hangup(caller.channel_id)  # rather than silence in Stasis, should it still be there
 
     def agent_call_ended(self, channel_id: str) -> None:
         """An answered queue call's agent leg is gone: wrap-up starts, least-recent counts from now."""

@@ -185,3 +185,44 @@ async def test_a_caller_is_not_told_again_while_the_last_announcement_still_play
     assert most == 1, f"{most} announcements were pending at once on the caller"
     await world.sim.customer("+972541110003").hangup()
     await eventually(lambda: world.leftovers() == ([], []), what="cleared")
+
+
+async def test_a_caller_whose_agent_vanishes_at_the_answer_goes_back_on_hold_first_in_line(world: World) -> None:
+    """The agent's leg is gone between its answer and the bridging (as 'Channel not found' or an ARI timeout under
+    load on the real Asterisk): the caller was counted answered and left in Stasis in silence. It must go back
+    to the holding bridge in its place — first, before a caller who came later — and be rung again."""
+    await world.sim.phone("1002").unregister()  # support has one agent left: 1001
+    world.sim.phone("1001").answer_after(0.1)
+    vanished: list[str] = []
+
+    async def agent_hangs_up_at_answer(event: dict) -> None:  # type: ignore[type-arg]
+        channel = event.get("channel") or {}
+        if event.get("type") == "StasisStart" and str(channel.get("id", "")).startswith("ccq-") and not vanished:
+            vanished.append(str(channel["id"]))
+            await world.sim.phone("1001").hangup()  # in-process: before the queue's task runs again
+
+    world.pbx.client.add_event_handler(agent_hangs_up_at_answer)
+    first = await world.call_in("7000", caller="+972541110011")
+    await eventually(lambda: "moh" in world.hears("+972541110011"), what="first caller on hold")
+    second = await world.call_in("7000", caller="+972541110012")
+    await eventually(lambda: "moh" in world.hears("+972541110012"), what="second caller on hold")
+    await eventually(lambda: "1001" in world.hears("+972541110011"), timeout=10,
+                     what="the first caller, rung again, talks to 1001")
+    assert vanished, "the agent's leg never vanished: the test did not test anything"
+    assert world.hears("+972541110012") == {"moh"}, "the later caller was served first"
+    first_id = world.call_id(first)
+    await eventually(lambda: _attempts_are_in_order(world, first_id, [("1001", "unavailable"), ("1001", "answered")]),
+                     what="the failed attempt recorded as such, then the answered one")
+    kinds = [e["kind"] for e in await world.timeline(first_id)]
+    assert kinds.count("queue_answer") == 1 and "queue_connect_failed" in kinds
+    assert kinds.index("queue_connect_failed") < kinds.index("queue_answer")
+    await world.sim.customer("+972541110011").hangup()
+    await eventually(lambda: "1001" in world.hears("+972541110012"), timeout=10, what="the second caller's turn")
+    await world.sim.customer("+972541110012").hangup()
+    await eventually(lambda: world.leftovers() == ([], []), what="nothing left behind")
+    row = await world.row(world.call_id(second))
+    assert row is not None and row["status"] == "answered" and row["extension"] == "1001"
+
+
+async def _attempts_are_in_order(world: World, call_id, expected: list[tuple[str, str]]) -> bool:  # type: ignore[no-untyped-def]
+    return await world.attempts(call_id) == expected
