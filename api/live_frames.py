@@ -14,11 +14,14 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import socket
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, Literal
 
 from callcenter.bus import BusEvent, EventBus, Subscription
+
+log = logging.getLogger("callcenter.api.live")
 
 Kind = Literal["event", "hidden"]
 SKIP, HIDDEN_NOW, VISIBLE = 0, 1, 2  # an audience's verdict on an event: not its topic / not visible / visible
@@ -171,7 +174,14 @@ class Feed:
             self.first, self._entries = self.head, []
 
     def append(self, event: BusEvent) -> None:
-        self._entries.append(Entry(event, self._normalise(event.topic, event.data)))
+        """Called by the bus as it publishes: an event that cannot be normalised is logged and left out (it
+        must neither fail the publisher — the ARI app, a bridge — nor reach the clients half-made)."""
+        try:
+            data = self._normalise(event.topic, event.data)
+        except Exception as exc:
+            log.warning("event=live_event_unreadable topic=%s error=%s", event.topic, type(exc).__name__)
+            return
+        self._entries.append(Entry(event, data))
         if len(self._entries) >= 2 * self._kept:  # trim in halves: amortised O(1) per event
             del self._entries[:self._kept]
             self.first += self._kept

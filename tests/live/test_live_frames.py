@@ -86,3 +86,17 @@ async def test_a_client_sees_only_what_was_published_after_it_connected(make_liv
     assert (await next_message(first))["data"]["n"] == "after"
     await late.close()
     await first.close()
+
+
+async def test_an_event_that_cannot_be_shown_fails_neither_its_publisher_nor_the_next_events(
+        make_live: MakeLive) -> None:
+    """The shared feed normalises each event as it is published: one it cannot read (a queue whose ``callers``
+    is a number) is left out, the publisher goes on, and the clients get the events after it."""
+    api = await make_live()
+    ws = await api.client.session.ws_connect(api.url("/api/v1/events"), headers=api.auth("admin"))
+    await next_message(ws)  # hello
+    await api.ctx.bus.publish("queue.changed", {"pbx": "main", "queue": "sales", "callers": 5})
+    await api.ctx.bus.publish("extension.state", {"pbx": "main", "extension": "201", "n": "after"})
+    message = await next_message(ws)
+    assert (message["type"], message["data"]["n"]) == ("extension.state", "after")
+    await ws.close()
