@@ -75,6 +75,10 @@ def _translate(msg: dict[str, Any]) -> dict[str, Any] | None:
     if name == "Hangup":
         return {"type": "ChannelDestroyed", "channel": _channel(msg), "cause": int(str(msg.get("Cause", "0") or 0)),
                 "cause_txt": str(msg.get("Cause-txt", ""))}
+    if name in ("HangupRequest", "SoftHangupRequest"):
+        # when the channel was asked to hang up: it is destroyed only after its hang-up handlers have run
+        return {"type": "ChannelHangupRequest", "channel": _channel(msg), "soft": name == "SoftHangupRequest",
+                "cause": int(str(msg.get("Cause", "0") or 0))}
     if name in ("Hold", "Unhold"):
         return {"type": "ChannelHold" if name == "Hold" else "ChannelUnhold", "channel": _channel(msg)}
     if name == "ContactStatus":

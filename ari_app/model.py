@@ -71,6 +71,7 @@ class Leg:
     on_hold: bool = False
     gone: bool = False
     hanging_up: bool = False     # ChannelHangupRequest seen: its StasisEnd is its end
+    hangup_requested_at: datetime | None = None  # its first ChannelHangupRequest: the end, whatever runs after
     hangup_cause: str = ""       # from its ChannelHangupRequest, for a leg whose end is its StasisEnd
     cause_guessed: bool = False  # the request was ours (soft, 32): Asterisk's final word may still come
 

@@ -107,6 +107,10 @@ def leg_gone(state: LiveState, channel_id: str, at: datetime, touched: set[str],
         cause = leg.hangup_cause
         call.cause_guessed = leg.cause_guessed and not call.hangup_cause
     call.cause_channel = channel_id
+    if leg.hangup_requested_at is not None and leg.hangup_requested_at < at:
+        # Asterisk destroys a channel only after its hang-up handlers (our call-end AGI among them) return:
+        # the call ended when its last channel was asked to hang up, not when that channel was torn down.
+        at = leg.hangup_requested_at
     return end_call(state, call, at, cause)
 
 
@@ -292,6 +296,8 @@ def on_hangup_request(state: LiveState, event: dict[str, Any], touched: set[str]
     leg = call.legs.get(str(event["channel"].get("id"))) if call else None
     if leg is not None:
         leg.hanging_up = True
+        if leg.hangup_requested_at is None and event.get("timestamp"):
+            leg.hangup_requested_at = parse_time(event.get("timestamp"))
         code = int(event.get("cause") or 0)
         if (event.get("soft") and code == 32) or (not event.get("soft") and not code):
             leg.hangup_cause, leg.cause_guessed = leg.hangup_cause or hangup_cause_text(16), True

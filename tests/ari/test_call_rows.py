@@ -9,8 +9,10 @@ hangup handler's ARI events after AMI's Hangup, as the real one can.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -52,7 +54,13 @@ exten => s,1,NoOp(closing the call of ${CHANNEL})
 
 @pytest.fixture
 async def both_feeds(store: CallStore, tmp_path: Path) -> AsyncIterator[World]:
-    config = SimConfig(user="cc", password=PASSWORD, phones=PHONES, dialplan_text=DIALPLAN, ami_port=0,
+    async with watched_by_both_feeds(store, tmp_path, DIALPLAN) as world:
+        yield world
+
+
+@asynccontextmanager
+async def watched_by_both_feeds(store: CallStore, tmp_path: Path, dialplan: str) -> AsyncIterator[World]:
+    config = SimConfig(user="cc", password=PASSWORD, phones=PHONES, dialplan_text=dialplan, ami_port=0,
                        recordings_dir=str(tmp_path / "rec"))
     async with Simulator(config) as sim:
         for ext in PHONES[:3]:
@@ -131,6 +139,42 @@ async def test_outbound_and_inbound_calls_with_hangup_handlers_keep_their_rows(b
     assert (row["direction"], row["status"], row["caller"], row["callee_raw"], row["extension"]) == (
         "inbound", "answered", "+972521234567", "5550100", "1001")
     assert row["hangup_cause"] == "Normal Clearing"
+
+
+async def slow_fastagi(hold_seconds: float) -> asyncio.Server:
+    """A FastAGI server that takes ``hold_seconds`` to answer: our hang-up hook when the service is slow."""
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (await reader.readline()).strip():  # the AGI environment, up to its blank line
+            pass
+        await asyncio.sleep(hold_seconds)
+        writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+async def test_a_slow_hangup_handler_does_not_lengthen_the_call(store: CallStore, tmp_path: Path) -> None:
+    """bench real_load at 50 calls/s: Asterisk destroys the channel only once its hang-up handler's AGI
+    returns, so AMI's ``Hangup`` (and ARI's ``ChannelDestroyed``) came 2–3 s after the caller's BYE and the
+    row billed 12–13 s for Asterisk's 10. The call ends when its last channel was asked to hang up."""
+    hold = 2.5
+    agi = await slow_fastagi(hold)
+    port = agi.sockets[0].getsockname()[1]
+    dialplan = DIALPLAN.replace("same => n,Set(CC_CALL_ENDED=1)",
+                                f"same => n,AGI(agi://127.0.0.1:{port}/call-end)")
+    try:
+        async with watched_by_both_feeds(store, tmp_path, dialplan) as world:
+            world.sim.phone("1002").answer_after(0.05)
+            channel = await world.sim.phone("1001").dial("1002")
+            call_id = call_id_for("main", channel)
+            await talk(world, "1001", "1002")
+            await world.sim.phone("1001").hangup()  # the caller's BYE; its hang-up handler then waits on AGI
+            row = await final_row(world, call_id)
+    finally:
+        agi.close()
+        await agi.wait_closed()
+    talked = (row["ended_at"] - row["answered_at"]).total_seconds()
+    assert row["status"] == "answered" and row["hangup_cause"] == "Normal Clearing"
+    assert talked < hold - 1 and row["billsec"] <= 1, (talked, row["billsec"])
 
 
 # -- calls that end inside our Stasis app: monitoring sessions, refusals, a caller hanging up in Stasis ---------
