@@ -35,11 +35,6 @@ class CallControl(Protocol):
 
     async def stop_recording(self, call_id: uuid.UUID) -> None: ...
 
-
-@runtime_checkable
-class CallControlExtras(Protocol):
-    """Optional call control the ARI app offers beyond :class:`CallControl` (the API looks them up by name)."""
-
     async def attended_transfer(self, call_id: uuid.UUID, target: str) -> None:
         """Consult ``target`` while the customer hears music on hold."""
         ...

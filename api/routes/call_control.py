@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import posixpath
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -19,7 +18,7 @@ from api.errors import ValidationError
 from api.keys import CTX_KEY
 from api.routes.calls import CALL_ID, json_response, may_see_call
 from api.schemas import Param, RouteTable, body_of, params_of
-from callcenter.domain import Conflict, DomainError, NotFound, Unavailable
+from callcenter.domain import Conflict, NotFound, Unavailable
 from callcenter.numbers import InvalidNumber, clean
 from callcenter.outbound import ROUTE_NAME, OutboundRoute
 from callcenter.ports import CallControl
@@ -68,7 +67,6 @@ CONFERENCE_BODY = {"type": "object", "additionalProperties": False, "minProperti
                    "x-reason": "give exactly one of number or call_id",
                    "description": "exactly one of: number (dial it and add it), call_id (merge that held call in)",
                    "properties": {"number": _NUMBER, "call_id": {"type": "string", "format": "uuid"}}}
-NOT_SUPPORTED = {501: "the connected call control does not support this"}
 ACCEPTED = {"type": "object", "required": ["call_id"], "properties": {
     "call_id": {"type": "string", "format": "uuid"}, "status": {"type": "string"},
     "recording": {"type": "string"}}}
@@ -176,14 +174,6 @@ async def controllable(request: web.Request, raw_id: str | None = None) -> uuid.
     return call_id
 
 
-def _optional(port: CallControl, name: str) -> Callable[..., Awaitable[Any]]:
-    method = getattr(port, name, None)
-    if method is None:
-        raise DomainError(f"the connected call control does not support {name.replace('_', ' ')}",
-                          code="not_supported", status=501)
-    return method  # type: ignore[no-any-return]
-
-
 def _accepted(call_id: uuid.UUID, **extra: Any) -> web.Response:
     return json_response({"call_id": call_id, "status": "accepted", **extra}, status=202)
 
@@ -205,15 +195,14 @@ async def unhold(request: web.Request) -> web.Response:
 
 
 @routes.route("POST", "/api/v1/calls/{id}/transfer", permission="calls:control", status=202,
-              summary="Blind or attended transfer", params=(CALL_ID,), body=TRANSFER_BODY, response=ACCEPTED,
-              also=NOT_SUPPORTED)
+              summary="Blind or attended transfer", params=(CALL_ID,), body=TRANSFER_BODY, response=ACCEPTED)
 async def transfer(request: web.Request) -> web.Response:
     call_id = await controllable(request)
     body = body_of(request)
     target = dialable(body["target"], "body.target")
     port = call_control(request)
     if body.get("attended"):
-        await _optional(port, "attended_transfer")(call_id, target)
+        await port.attended_transfer(call_id, target)
     else:
         await port.blind_transfer(call_id, target)
     return _accepted(call_id)
@@ -249,19 +238,19 @@ async def stop_recording(request: web.Request) -> web.Response:
 
 @routes.route("POST", "/api/v1/calls/{id}/transfer/complete", permission="calls:control", status=202,
               summary="Complete an attended transfer: the consulted party takes the customer", params=(CALL_ID,),
-              response=ACCEPTED, also=NOT_SUPPORTED)
+              response=ACCEPTED)
 async def complete_transfer(request: web.Request) -> web.Response:
     call_id = await controllable(request)
-    await _optional(call_control(request), "complete_transfer")(call_id)
+    await call_control(request).complete_transfer(call_id)
     return _accepted(call_id)
 
 
 @routes.route("POST", "/api/v1/calls/{id}/transfer/cancel", permission="calls:control", status=202,
               summary="Cancel an attended transfer: the agent returns to the customer", params=(CALL_ID,),
-              response=ACCEPTED, also=NOT_SUPPORTED)
+              response=ACCEPTED)
 async def cancel_transfer(request: web.Request) -> web.Response:
     call_id = await controllable(request)
-    await _optional(call_control(request), "cancel_transfer")(call_id)
+    await call_control(request).cancel_transfer(call_id)
     return _accepted(call_id)
 
 
@@ -270,25 +259,24 @@ async def _conference(request: web.Request) -> web.Response:
     body = body_of(request)  # exactly one of number / call_id: CONFERENCE_BODY says so and the check held to it
     port = call_control(request)
     if "number" in body:
-        await _optional(port, "conference")(call_id, dialable(body["number"], "body.number"))
+        await port.conference(call_id, dialable(body["number"], "body.number"))
         return _accepted(call_id)
     try:
         uuid.UUID(body["call_id"])
     except ValueError:
         raise ValidationError("body.call_id", "is not a call id") from None
     other = await controllable(request, body["call_id"])  # the merged call must be one this token may act on too
-    await _optional(port, "conference_call")(call_id, other)
+    await port.conference_call(call_id, other)
     return _accepted(call_id)
 
 
 _ADD_SUMMARY = ("Conference: add a number to the call, or merge a held call into it (again and again, one party at "
                 "a time, up to 10 parties; the live call's `parties` lists them)")
 conference = routes.route("POST", "/api/v1/calls/{id}/conference", permission="calls:control", status=202,
-                          summary=_ADD_SUMMARY, params=(CALL_ID,), body=CONFERENCE_BODY, response=ACCEPTED,
-                          also=NOT_SUPPORTED)(_conference)
+                          summary=_ADD_SUMMARY, params=(CALL_ID,), body=CONFERENCE_BODY, response=ACCEPTED)(_conference)
 add_party = routes.route("POST", "/api/v1/calls/{id}/parties", permission="calls:control", status=202,
                          summary=_ADD_SUMMARY + " — the same as POST /calls/{id}/conference", params=(CALL_ID,),
-                         body=CONFERENCE_BODY, response=ACCEPTED, also=NOT_SUPPORTED)(_conference)
+                         body=CONFERENCE_BODY, response=ACCEPTED)(_conference)
 
 PARTY = Param("channel", "string", where="path", required=True, max_length=128, pattern=r"[A-Za-z0-9._-]+",
               reason="must be a channel id (letters, digits, '.', '_', '-')",
@@ -299,10 +287,10 @@ PARTY = Param("channel", "string", where="path", required=True, max_length=128, 
               summary="Remove a party from a conference: its line is hung up, the others keep talking "
                       "(two left: a normal call). 404 when the channel is no party of the call; 409 for the "
                       "call's own agent (hang the call up instead)",
-              params=(CALL_ID, PARTY), response=ACCEPTED, also=NOT_SUPPORTED)
+              params=(CALL_ID, PARTY), response=ACCEPTED)
 async def remove_party(request: web.Request) -> web.Response:
     call_id = await controllable(request)
-    await _optional(call_control(request), "remove_party")(call_id, request.match_info["channel"])
+    await call_control(request).remove_party(call_id, request.match_info["channel"])
     return _accepted(call_id)
 
 

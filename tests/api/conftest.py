@@ -107,6 +107,12 @@ class RecordingCallControl:
     async def cancel_transfer(self, call_id: uuid.UUID) -> None:
         self.calls.append(("cancel_transfer", call_id))
 
+    async def conference(self, call_id: uuid.UUID, number: str) -> None:
+        self.calls.append(("conference", (call_id, number)))
+
+    async def conference_call(self, call_id: uuid.UUID, other_call_id: uuid.UUID) -> None:
+        self.calls.append(("conference_call", (call_id, other_call_id)))
+
     async def remove_party(self, call_id: uuid.UUID, channel: str) -> None:
         self.calls.append(("remove_party", (call_id, channel)))
 

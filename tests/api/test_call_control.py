@@ -117,8 +117,8 @@ async def test_control_actions_reach_the_port(api: Api) -> None:
     assert [c[0] for c in port.calls] == ["hold", "unhold", "blind_transfer", "attended_transfer",
                                           "start_recording", "hangup", "hangup"]
     assert port.calls[2][1] == (cid, "202")
-    unsupported = await api.client.post(f"{base}/conference", json={"number": "300"}, headers=headers)
-    assert unsupported.status == 501
+    conference = await api.client.post(f"{base}/conference", json={"number": "300"}, headers=headers)
+    assert conference.status == 202 and port.calls[-1] == ("conference", (cid, "300"))
     bad = await api.client.post(f"{base}/transfer", json={"target": "1&2"}, headers=headers)
     assert bad.status == 400 and (await bad.json())["error"]["field"] == "body.target"
 
