@@ -15,6 +15,7 @@ in the URL; without it the handler asks the channel (one extra round trip).
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -116,10 +117,38 @@ async def _write(hctx: HandlerContext, script: str, key: CallKey, record: CallRe
             log.exception("event=agi_publish_failed")
 
 
+# MSet's own parsing (ast_app_separate_args on ``,``, then ``=``) strips quotes and backslashes and nests
+# parentheses: a name or value with any of those, a comma or ``=``, is set with its own ``SET VARIABLE``.
+_MSET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\([A-Za-z0-9_-]+\))?$")
+_MSET_VALUE = re.compile(r"^[\w .+@:/#*-]*$")
+
+
+def mset_data(values: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """Split ``values`` into one ``MSet`` argument and the rest, which MSet would not carry intact."""
+    pairs, rest = [], {}
+    for name, value in values.items():
+        if _MSET_NAME.match(name) and _MSET_VALUE.match(value) and value == value.strip():
+            pairs.append(f"{name}={value}")
+        else:
+            rest[name] = value
+    return ",".join(pairs), rest
+
+
 async def set_variables(session: AgiSession, values: dict[str, str]) -> None:
-    """Hand the dialplan its variables; a hang-up half-way is no reason to lose what we learnt."""
+    """Hand the dialplan its variables in one round trip; a hang-up half-way is no reason to lose what we learnt.
+
+    Asterisk reads AGI commands one at a time and answers each before reading the next (commands cannot be
+    pipelined), so each ``SET VARIABLE`` costs a round trip through Asterisk and our event loop. One
+    ``EXEC MSet a=1,b=2,…`` sets them all (``EXEC`` does not expand ``${…}`` unless AGIEXECFULL is set, so a
+    value is set as given). An Asterisk without MSet answers ``result=-2``: then one ``SET VARIABLE`` each.
+    """
     try:
-        for name, value in values.items():
+        data, rest = mset_data(values)
+        if data:
+            reply = await session.command("EXEC", "MSet", data)
+            if reply.result == "-2":
+                rest = values
+        for name, value in rest.items():
             await session.set_variable(name, value)
     except AgiHangup:
         session.hung_up = True

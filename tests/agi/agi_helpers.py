@@ -70,6 +70,10 @@ class AgiExchange:
     def set_variables(self) -> dict[str, str]:
         out: dict[str, str] = {}
         for command in self.commands:
+            if command.startswith("EXEC MSet "):  # name=value,name=value (what MSet carries has no , or =)
+                data = command[len("EXEC MSet "):]
+                data = data[1:-1] if data.startswith('"') else data
+                out.update(pair.split("=", 1) for pair in data.split(","))  # type: ignore[misc]
             if command.startswith("SET VARIABLE "):
                 name, _, value = command[len("SET VARIABLE "):].partition(" ")
                 out[name] = value[1:-1].replace('\\"', '"').replace("\\\\", "\\") if value.startswith('"') else value

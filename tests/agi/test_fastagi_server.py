@@ -162,7 +162,7 @@ async def test_hangup_line_then_511_closes_the_connection_and_keeps_a_whole_reco
     base = default_replies()
 
     def replies(command: str) -> str:
-        if command.startswith("SET VARIABLE"):  # the caller hung up while we were tagging
+        if command.startswith(("SET VARIABLE", "EXEC MSet")):  # the caller hung up while we were tagging
             return "HANGUP\n511 Command Not Permitted on a dead channel or intercept routine\n"
         return base(command)
 
@@ -201,9 +201,31 @@ async def test_a_520_usage_reply_is_logged_as_our_bug_and_the_connection_closed(
     usage = ("520-Invalid command syntax.  Proper usage follows:\nSets a variable to the current channel.\n"
              "520 End of proper usage.\n")
     exchange = await agi(fastagi.server, env_text(f"tag-internal?{URL_TAIL}", callerid="1001"),
-                                  lambda c: usage if c.startswith("SET") else "200 result=0\n")
+                                  lambda c: usage if c.startswith(("SET", "EXEC")) else "200 result=0\n")
     assert exchange.closed_by_server and len(exchange.commands) == 1
     assert fastagi.server.stats.errors == 1 and "event=fastagi_command_refused" in caplog.text
+
+
+async def test_the_variables_are_set_in_one_round_trip(fastagi) -> None:
+    """Asterisk answers one AGI command at a time: six SET VARIABLEs were six round trips while the call waited."""
+    exchange = await agi(fastagi.server, env_text(f"tag-inbound?{URL_TAIL}", args=("02075550100",)))
+    assert len(exchange.commands) == 1 and exchange.commands[0].startswith('EXEC MSet "CC_CALL_ID=')
+    assert exchange.set_variables()["CC_DEPARTMENT"] == "sales"
+
+
+@pytest.mark.parametrize("agi_config", [make_config(departments={"+442075550100": 'Sales, "EU"'})])
+async def test_a_value_mset_would_mangle_gets_a_set_variable_of_its_own(fastagi) -> None:
+    exchange = await agi(fastagi.server, env_text(f"tag-inbound?{URL_TAIL}", args=("02075550100",)))
+    assert [c.split(" ")[0:2] for c in exchange.commands] == [["EXEC", "MSet"], ["SET", "VARIABLE"]]
+    assert exchange.set_variables()["CC_DEPARTMENT"] == 'Sales, "EU"'
+
+
+async def test_an_asterisk_without_mset_gets_one_set_variable_each(fastagi) -> None:
+    base = default_replies()
+    exchange = await agi(fastagi.server, env_text(f"tag-inbound?{URL_TAIL}", args=("02075550100",)),
+                         lambda c: "200 result=-2\n" if c.startswith("EXEC") else base(c))
+    assert len([c for c in exchange.commands if c.startswith("SET VARIABLE")]) == 6
+    assert exchange.set_variables()["CC_DEPARTMENT"] == "sales"
 
 
 async def test_an_unknown_pbx_is_refused(fastagi) -> None:
