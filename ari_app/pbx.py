@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ari_app.client import AriClient, AriError, ari_path
 from ari_app.model import Effect, LiveCall, now
@@ -31,6 +31,9 @@ from callcenter.config import PbxConfig
 from callcenter.domain import CallStatus, Direction
 from callcenter.store import asterisk as asterisk_sql
 
+if TYPE_CHECKING:
+    from ari_app.ami import AmiWatcher  # it imports this module; the watcher is set by the component
+
 log = logging.getLogger("callcenter.ari.pbx")
 
 BRIDGE_PREFIX = "cc-"
@@ -40,6 +43,14 @@ PARTY_ROLES = ("agent", "customer", "party", "consult")
 # the hang-up cause of a call whose channels vanished while our ARI connection was down
 DISCONNECTED_CAUSE = "ended while the service was disconnected"
 RESTARTED_CAUSE = "Asterisk restarted during the call"
+
+class QueueSnapshot(Protocol):
+    def snapshot(self) -> list[dict[str, Any]]: ...
+
+
+LegReplaced = Callable[[str, str], None]                       # (old channel, new channel)
+PickupClaim = Callable[[str, str, str], Awaitable[bool]]       # (ringing channel, picker channel, picker) -> taken
+
 
 class AsteriskPbx:
     def __init__(self, config: PbxConfig, writer: Any, bus: Any, *, pool: Any = None,
@@ -54,7 +65,11 @@ class AsteriskPbx:
         self.recorder = Recorder(writer, bus)
         self.client.add_event_handler(self.on_event)       # state first: flows then see an up-to-date state
         self.stasis = StasisApp(self.client)
-        self.ami: Any = None  # the AmiWatcher of this PBX when AMI is configured (set by the component)
+        self.ami: AmiWatcher | None = None  # this PBX's AMI watcher when AMI is configured (set by the component)
+        # what plug-ins (ari_app.queues) offer the others, declared here so each side is typed:
+        self.queue_view: QueueSnapshot | None = None          # the PBX's queues for the live snapshot
+        self.leg_replaced_hooks: list[LegReplaced] = []       # a take-over or transfer: a new leg replaces an old one
+        self.pickup_hooks: list[PickupClaim] = []             # a pickup: the flow ringing a leg hands it to the picker
         self.client.add_connected_handler(self.on_connected)
         self.locks: dict[uuid.UUID, asyncio.Lock] = {}
         self.resyncs = 0

@@ -296,7 +296,7 @@ class AsteriskCalls:
             agent.role = "transferred"
             # flows that pair the agent's leg with the customer (a queue call) must not hang the customer up
             # when the agent leaves: the target takes the agent's place
-            for replaced in getattr(pbx, "leg_replaced_hooks", ()):
+            for replaced in pbx.leg_replaced_hooks:
                 replaced(agent.id, consult.id)
             await flow.add_to_bridge(call.bridge, consult.id)
             await flow.restore_after_consult(call)
@@ -444,8 +444,7 @@ class AsteriskCalls:
             extensions += [extension_object(state, ext) for _, ext in sorted(state.extensions.items()) if ext.known]
             calls += [call_object(state, call) for call in state.calls.values() if call.announced]
             trunks += [trunk_object(state, t, n) for t, n in sorted(state.trunks.items())]
-        # Queue flows (ari_app.queues) hang a view on the PBX they serve; a PBX without queues has none.
-        queues = [q for p in self.pbxs.values() if (view := getattr(p, "queue_view", None)) is not None
-                  for q in view.snapshot()]
+        # Queue flows (ari_app.queues) set a view on the PBX they serve; a PBX without queues has none.
+        queues = [q for p in self.pbxs.values() if (view := p.queue_view) is not None for q in view.snapshot()]
         return {"extensions": extensions, "calls": calls, "trunks": trunks, "queues": queues,
                 "connected": {k: p.client.connected for k, p in self.pbxs.items()}}

@@ -17,6 +17,8 @@ from typing import Any
 from ari_app.monitor.control import MonitorPort
 from ari_app.monitor.flow import MonitorFlow
 from ari_app.monitor.service import MonitorService
+from ari_app.pbx import AsteriskPbx
+from callcenter.service import ServiceContext
 
 log = logging.getLogger("callcenter.ari.monitor")
 
@@ -53,7 +55,7 @@ async def _supervisor_becomes_agent(pbx: Any, supervisor_channel: str, agent_cha
     from ari_app.model import now
     from ari_app.transitions import end_call
 
-    for replaced in getattr(pbx, "leg_replaced_hooks", ()):  # flows that pair legs themselves (queues)
+    for replaced in pbx.leg_replaced_hooks:  # flows that pair legs themselves (queues)
         replaced(agent_channel, supervisor_channel)
     state = pbx.state
     call = state.call_of_channel(agent_channel)
@@ -70,15 +72,14 @@ async def _supervisor_becomes_agent(pbx: Any, supervisor_channel: str, agent_cha
 
 
 @contextlib.asynccontextmanager
-async def setup(pbx: Any, ctx: Any) -> AsyncIterator[MonitorService]:
-    """Monitoring on one Asterisk (``pbx`` is an ``ari_app.pbx.AsteriskPbx``) for the life of the component."""
-    config = pbx.config
+async def setup(pbx: AsteriskPbx, ctx: ServiceContext) -> AsyncIterator[MonitorService]:
+    """Monitoring on one Asterisk for the life of the component."""
     service = MonitorService(ari=pbx.client, app=pbx.client.app, pbx=pbx.key, pool=getattr(ctx.store, "pool", None),
-                             writer=ctx.writer, bus=ctx.bus, technology=config.ari.endpoint_technology,
+                             writer=ctx.writer, bus=ctx.bus, technology=pbx.ari.endpoint_technology,
                              hold_probe=lambda channel_id: _leg_on_hold(pbx, channel_id),
                              on_takeover=lambda sup, agent: _supervisor_becomes_agent(pbx, sup, agent),
                              call_probe=lambda channel_id: _call_id_of(pbx, channel_id),
-                             ami=lambda: getattr(pbx, "ami", None))  # the AmiWatcher, when the PBX has AMI
+                             ami=lambda: pbx.ami)  # the AmiWatcher, when the PBX has AMI
     MonitorFlow(service).register(pbx.stasis)
     port = ctx.ports.monitor_control
     if not isinstance(port, MonitorPort):

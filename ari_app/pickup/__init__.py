@@ -11,8 +11,10 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ari_app.pbx import AsteriskPbx
 from ari_app.pickup.service import PickupService
 from callcenter.domain import NotFound, Unavailable
+from callcenter.service import ServiceContext
 
 __all__ = ["PickupPort", "PickupService", "setup"]
 
@@ -45,7 +47,7 @@ class PickupPort:
 
 
 @contextlib.asynccontextmanager
-async def setup(pbx: Any, ctx: Any) -> AsyncIterator[PickupService]:
+async def setup(pbx: AsteriskPbx, ctx: ServiceContext) -> AsyncIterator[PickupService]:
     service = PickupService(pbx, ctx.config.pickup)
     port = ctx.ports.pickup
     if not isinstance(port, PickupPort):

@@ -211,7 +211,7 @@ class PickupService:
         self.state.move_leg(picker_channel, call.linkedid)
         self.state.adopt(picker_channel, call.linkedid, "agent")
         call.tags = {**call.tags, "answered_by": picker, "picked_up_from": target, "pickup_group": group}
-        for claim in list(getattr(self.pbx, "pickup_hooks", ())):
+        for claim in list(self.pbx.pickup_hooks):
             if await claim(found.ringing.id, picker_channel, picker):
                 break
         else:
@@ -236,7 +236,7 @@ class PickupService:
         return effects
 
     async def _redirect_caller(self, found: RingingCall) -> None:
-        ami = getattr(self.pbx, "ami", None)
+        ami = self.pbx.ami
         if ami is None or not getattr(ami, "connected", False):
             raise PickupUnavailable("pickup of a dialplan Dial() call needs AMI ([pbx.ami]), which is not connected")
         pickup_id = uuid.uuid4().hex[:16]

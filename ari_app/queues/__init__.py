@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
+from ari_app.pbx import AsteriskPbx
 from ari_app.queues.bridging import Bridging
 from ari_app.queues.control import QueuePort, QueueView
 from ari_app.queues.flow import QueueFlow, Router
 from ari_app.queues.legs import Legs
 from ari_app.queues.service import QueueService
+from callcenter.service import ServiceContext
 
 __all__ = ["QueueFlow", "QueuePort", "QueueService", "QueueView", "setup"]
 
 
 @contextlib.asynccontextmanager
-async def setup(pbx: Any, ctx: Any) -> AsyncIterator[QueueService]:
-    """Queues and IVR on one Asterisk (``pbx`` is an ``ari_app.pbx.AsteriskPbx``) for the life of the component."""
+async def setup(pbx: AsteriskPbx, ctx: ServiceContext) -> AsyncIterator[QueueService]:
+    """Queues and IVR on one Asterisk for the life of the component."""
     config = ctx.config
     queues = [q for q in config.queues if q.pbx == pbx.key]
     legs = Legs(pbx.client)
@@ -33,14 +34,10 @@ async def setup(pbx: Any, ctx: Any) -> AsyncIterator[QueueService]:
     QueueFlow(pbx, service, router, legs).register(pbx.stasis)
     pbx.queue_view = QueueView(service)
     # a monitoring take-over puts the supervisor in the agent's place (ari_app/monitor calls these hooks)
-    hooks = getattr(pbx, "leg_replaced_hooks", None)
-    if hooks is None:
-        hooks = pbx.leg_replaced_hooks = []
+    hooks = pbx.leg_replaced_hooks
     hooks.append(bridging.replace_leg)
     # a pickup (ari_app.pickup) of a leg we ring: the picker's channel answers in its place
-    claims = getattr(pbx, "pickup_hooks", None)
-    if claims is None:
-        claims = pbx.pickup_hooks = []
+    claims = pbx.pickup_hooks
     claims.append(legs.claim)
     port = ctx.ports.queue_control
     if not isinstance(port, QueuePort):
