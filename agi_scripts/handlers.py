@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agi_scripts.context import HandlerContext
+from agi_scripts.context import HandlerContext, epoch_of
 from agi_scripts.session import AgiHangup, AgiSession
 from callcenter.config import PbxConfig
 from callcenter.domain import CallEvent, CallRecord, CallStatus, Direction, Source, call_id_for, hangup_cause_text
@@ -99,9 +99,11 @@ def write(hctx: HandlerContext, script: str, key: CallKey, record: CallRecord, e
 
 async def _write(hctx: HandlerContext, script: str, key: CallKey, record: CallRecord, event_data: dict[str, Any],
                  kind: str) -> None:
-    # started_at is looked up as late as possible: if ARI/AMI wrote the call meanwhile, we land on its row.
-    record.started_at = await hctx.started_at(key.id, key.linkedid)
+    # The store keeps the first-written start of a call (upsert_call reads it under the call's lock), so the
+    # linkedid's epoch is enough here; the stored start is looked up only when the duration must come from it.
+    record.started_at = epoch_of(key.linkedid) or record.started_at
     if kind == "agi_end" and record.duration is None and record.ended_at is not None:
+        record.started_at = await hctx.started_at(key.id, key.linkedid)
         record.duration = max(0, round((record.ended_at - record.started_at).total_seconds()))
         event_data = {**event_data, "duration": record.duration}
     await hctx.writer.upsert_call(record)
