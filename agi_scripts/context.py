@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -28,6 +29,8 @@ log = logging.getLogger("agi_scripts")
 
 DEFAULT_PBX = PbxConfig(key="asterisk", kind="asterisk")
 STORE_READ_TIMEOUT = 0.3
+DEPARTMENT_CACHE_SECONDS = 30.0  # an extension moved to another department is tagged so within 30 s
+DEPARTMENT_CACHE_SIZE = 10_000
 
 
 class UnknownPbx(LookupError):
@@ -53,6 +56,7 @@ class HandlerContext:
     pool: asyncpg.Pool | None = None
     publish: Publish | None = None
     store_read_timeout: float = STORE_READ_TIMEOUT
+    _departments: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_config(cls, config: Config, writer: CallWriter, pool: asyncpg.Pool | None = None,
@@ -95,14 +99,24 @@ class HandlerContext:
         return epoch_of(linkedid) or datetime.now(UTC)
 
     async def department_of_extension(self, pbx: str, extension: str) -> str:
+        """The extension's department, remembered ``DEPARTMENT_CACHE_SECONDS``: the hook answers Asterisk after
+        this read, and under load the store's pool is busy with the call writes (bench real_load)."""
         if self.pool is None or not extension:
             return ""
+        now = time.monotonic()
+        cached = self._departments.get((pbx, extension))
+        if cached is not None and now - cached[0] < DEPARTMENT_CACHE_SECONDS:
+            return cached[1]
         try:
             async with asyncio.timeout(self.store_read_timeout):
-                return await tag_sql.extension_department(self.pool, pbx, extension)
+                department = await tag_sql.extension_department(self.pool, pbx, extension)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("event=agi_store_read_failed what=department error=%s", type(exc).__name__)
-            return ""
+            return cached[1] if cached is not None else ""
+        if len(self._departments) >= DEPARTMENT_CACHE_SIZE:
+            self._departments.clear()
+        self._departments[(pbx, extension)] = (now, department)
+        return department
 
 
 def epoch_of(linkedid: str) -> datetime | None:

@@ -122,6 +122,27 @@ async def test_outbound_call_strips_the_outside_line_prefix_and_sets_department_
         "outbound", "1001", "902075550142", "+442075550142")
 
 
+async def test_an_extensions_department_is_not_read_again_while_the_store_is_busy(fastagi) -> None:
+    """The hook answers Asterisk after this read: under load every pool connection is busy writing calls."""
+    async with fastagi.store.pool.acquire() as conn:
+        await conn.execute("INSERT INTO extensions (pbx, number, name, department) VALUES ('main','1001','Al','sales')")
+    env = env_text(f"tag-outbound?{URL_TAIL}", callerid="1001", args=("902075550142",))
+    first = await agi(fastagi.server, env)
+    assert first.set_variables()["CC_DEPARTMENT"] == "sales"
+    pool = fastagi.store.pool
+    held = [await pool.acquire() for _ in range(pool.get_max_size())]  # the writes hold every connection
+    try:
+        started = time.perf_counter()
+        again = await fastagi_call(fastagi.port, env)  # Asterisk's side: until the server closed the connection
+        took = time.perf_counter() - started
+    finally:
+        for conn in held:
+            await pool.release(conn)
+    await fastagi.server.idle()  # its write, once the store has a connection again
+    assert again.set_variables()["CC_DEPARTMENT"] == "sales"
+    assert took < fastagi.hctx.store_read_timeout, took
+
+
 async def test_a_site_accountcode_is_kept_on_outbound_calls(fastagi) -> None:
     exchange = await agi(fastagi.server, env_text(f"tag-outbound?{URL_TAIL}", callerid="1001",
                                                          accountcode="ACME-7", args=("902075550142",)))
