@@ -369,7 +369,8 @@ class AmiServer:
         self.sim.engine.spawn(self._originate(msg, head))
 
     async def _originate(self, msg: dict[str, str], head: list[tuple[str, str]]) -> None:
-        from asterisk_sim.originate import AriError, originate
+        from asterisk_sim.errors import AriError
+        from asterisk_sim.originate import originate
 
         eng = self.sim.engine
         variables = dict(v.split("=", 1) for v in get_ci(msg, "Variable").split(",") if "=" in v)

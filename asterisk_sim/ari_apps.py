@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from asterisk_sim.ari_events import App, Connection
+from asterisk_sim.ari_http import check_auth, error_reply
 from asterisk_sim.ari_resources import ari
+from asterisk_sim.errors import AriError
 from asterisk_sim.model import SIM_KEY
-from asterisk_sim.originate import AriError
 
 if TYPE_CHECKING:
     from asterisk_sim.simulator import Simulator
@@ -103,8 +104,6 @@ async def event_filter(sim: Simulator, path: P, p: P) -> Any:
 
 async def events_ws(request: web.Request) -> web.StreamResponse:
     """``GET /ari/events?app=...``: register the apps and stream their events until either side closes."""
-    from asterisk_sim.ari_rest import check_auth, error_reply
-
     sim: Simulator = request.app[SIM_KEY]
     if sim.phase != "up":
         return sim.unavailable_reply()

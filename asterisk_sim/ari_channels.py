@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from asterisk_sim import originate as orig
+from asterisk_sim.ari_media import start_recording
 from asterisk_sim.ari_resources import ari
+from asterisk_sim.errors import AriError
 from asterisk_sim.model import REASONS, Channel
-from asterisk_sim.originate import AriError
 
 if TYPE_CHECKING:
     from asterisk_sim.engine import Engine
@@ -241,8 +242,6 @@ async def play_with_id(sim: Simulator, path: P, p: P) -> Any:
 
 @ari("POST", "/channels/{id}/record")
 async def record(sim: Simulator, path: P, p: P) -> Any:
-    from asterisk_sim.ari_misc import start_recording
-
     ch = _stasis(sim.engine, path["id"])
     return start_recording(sim, f"channel:{ch.id}", p)
 

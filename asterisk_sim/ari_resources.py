@@ -1,4 +1,5 @@
-"""The table of ARI resources; :mod:`ari_channels` and :mod:`ari_misc` fill it with ``@ari(method, path)``."""
+"""The table of ARI resources, a leaf: each resource module (``ari_apps``, ``ari_channels``, ``ari_bridges``,
+``ari_media``, ``ari_system``) fills it with ``@ari(method, path)``; :mod:`ari_rest` imports them and serves it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,3 @@ def ari(method: str, pattern: str) -> Callable[[Handler], Handler]:
         return fn
     return deco
 
-
-def load() -> None:
-    """Import the resource modules so their decorators run (kept out of import time of this module)."""
-    from asterisk_sim import ari_apps, ari_channels, ari_misc  # noqa: F401

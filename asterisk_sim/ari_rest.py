@@ -1,9 +1,7 @@
-"""ARI REST resources: routing, auth, parameters and the JSON/error replies Asterisk 22 gives."""
+"""ARI REST routing: the resource table (filled by the resource modules imported here) matched per request."""
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -11,9 +9,11 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from asterisk_sim import ari_apps, ari_bridges, ari_channels, ari_media, ari_system  # noqa: F401 - their @ari run
 from asterisk_sim import ari_resources as res
+from asterisk_sim.ari_http import check_auth, error_reply, json_reply, params_of
+from asterisk_sim.errors import AriError
 from asterisk_sim.model import SIM_KEY
-from asterisk_sim.originate import AriError
 
 if TYPE_CHECKING:
     from asterisk_sim.simulator import Simulator
@@ -30,54 +30,6 @@ def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
         _ROUTES.append((method, rx, fn))
         return fn
     return deco
-
-
-def json_reply(status: int, body: Any) -> web.Response:
-    if body is None:
-        return web.Response(status=status)
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
-
-
-def error_reply(status: int, message: str, key: str = "message", headers: dict[str, str] | None = None) -> web.Response:
-    resp = json_reply(status, {key: message})
-    if headers:
-        resp.headers.update(headers)
-    return resp
-
-
-def check_auth(sim: Simulator, request: web.Request) -> web.Response | None:
-    header = request.headers.get("Authorization", "")
-    api_key = request.query.get("api_key")
-    user = password = None
-    if header.startswith("Basic "):
-        try:
-            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            user = password = None
-    elif api_key:
-        user, _, password = api_key.partition(":")
-    if user is None:
-        return error_reply(401, "Authentication required",
-                           headers={"WWW-Authenticate": 'Basic realm="Asterisk REST Interface"'})
-    if (user, password) != (sim.config.user, sim.config.password):
-        return error_reply(401, "Authentication required")
-    return None
-
-
-async def params_of(request: web.Request) -> dict[str, Any]:
-    params: dict[str, Any] = {k: v for k, v in request.query.items() if k != "api_key"}
-    if request.can_read_body:
-        raw = await request.text()
-        if raw.strip():
-            try:
-                body = json.loads(raw)
-            except ValueError as exc:
-                raise AriError(400, "Error parsing request body") from exc
-            if isinstance(body, dict):
-                params["__body__"] = body
-                for key, value in body.items():
-                    params.setdefault(key, value)
-    return params
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -116,6 +68,5 @@ def register_all() -> None:
     """Bind every resource function in :mod:`asterisk_sim.ari_resources` (decorated with ``@ari``)."""
     if _ROUTES:
         return
-    res.load()
     for method, pattern, fn in res.ROUTES:
         route(method, pattern)(fn)

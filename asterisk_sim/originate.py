@@ -6,18 +6,13 @@ import asyncio
 import re
 from typing import TYPE_CHECKING, Any
 
+from asterisk_sim.errors import AriError
 from asterisk_sim.model import Channel
 
 if TYPE_CHECKING:
     from asterisk_sim.engine import Engine
 
 KNOWN_FORMATS = {"ulaw", "alaw", "gsm", "g722", "slin", "slin16", "opus", "g729", "wav", "h264", "vp8"}
-
-
-class AriError(Exception):
-    def __init__(self, status: int, message: str, key: str = "message") -> None:
-        super().__init__(message)
-        self.status, self.message, self.key = status, message, key
 
 
 def parse_callerid(text: str) -> tuple[str, str]:

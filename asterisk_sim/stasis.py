@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from asterisk_sim.apps import Goto, lookup_for
+from asterisk_sim.errors import AriError
 from asterisk_sim.model import ENTITY_ID, Channel, ari_time
-from asterisk_sim.originate import AriError
 
 if TYPE_CHECKING:
     from asterisk_sim.engine import Engine
