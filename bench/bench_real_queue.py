@@ -29,7 +29,10 @@ none, supervisors send silence.
 from __future__ import annotations
 
 import asyncio
+import collections
+import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +167,39 @@ class SpyWatch:
         return done, never
 
 
+class MonitorOutcomes(logging.Handler):
+    """Why our set-ups did not come up, from the service's own log lines (it runs in this process): refusals by
+    code (``no_call_in_progress``: the agent was between two calls — ChanSpy's ``q`` waits silently for the next
+    one instead), set-up failures by error."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.reasons: collections.Counter[str] = collections.Counter()
+
+    def __enter__(self) -> MonitorOutcomes:
+        self.logger = logging.getLogger("callcenter.ari.monitor")
+        self.saved = self.logger.level, self.logger.propagate
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False  # INFO is for us; warnings still reach the root handlers (below)
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.logger.removeHandler(self)
+        self.logger.level, self.logger.propagate = self.saved
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            logging.getLogger().handle(record)
+        message = record.getMessage()
+        if "event=monitor_refused" in message:
+            found = re.search(r"code=(\S+)", message)
+            self.reasons[f"refused {found.group(1) if found else '?'}"] += 1
+        elif "event=monitor_attach_failed" in message:
+            found = re.search(r"error=(\w+)", message)
+            self.reasons[f"failed {found.group(1) if found else '?'}"] += 1
+
+
 async def supervise(round_no: int, code: str, service: RunningService, asterisk: SippAsterisk, work: Path,
                     spies: SpyWatch) -> tuple[list[float], int, int]:
     """All supervisors at once, each on one agent, with ``code``; (set-ups, never up, sipp failures)."""
@@ -228,13 +264,14 @@ async def run_queue(callers: int, service: RunningService, asterisk: SippAsteris
     spy_all: list[float] = []
     never = {"*336": 0, "*55": 0}
     failed = {"*336": 0, "*55": 0}
-    for round_no in range(ROUNDS):
-        for code, into in (("*336", ours_all), ("*55", spy_all)):
-            setups, missing, sipp_failed = await supervise(round_no, code, service, asterisk, work, spies)
-            into.extend(setups)
-            never[code] += missing
-            failed[code] += sipp_failed
-            rss_peak = max(rss_peak, rss_mb(os.getpid()))
+    with MonitorOutcomes() as outcomes:
+        for round_no in range(ROUNDS):
+            for code, into in (("*336", ours_all), ("*55", spy_all)):
+                setups, missing, sipp_failed = await supervise(round_no, code, service, asterisk, work, spies)
+                into.extend(setups)
+                never[code] += missing
+                failed[code] += sipp_failed
+                rss_peak = max(rss_peak, rss_mb(os.getpid()))
     waiting = asyncio.ensure_future(caller_sipp.wait(wait_bound + 90))
     while not waiting.done():
         for cpu in cpus.values():
@@ -289,6 +326,7 @@ async def run_queue(callers: int, service: RunningService, asterisk: SippAsteris
           f"(n={len(ours_all)}, never up {never['*336']}, sipp failed {failed['*336']}); ChanSpy median "
           f"{median(spy_all) * 1000:.0f} ms, p99 {quantile(spy_all, 0.99) * 1000:.0f} ms (n={len(spy_all)}, "
           f"never up {never['*55']}, sipp failed {failed['*55']})")
+    print(f"    ours not up: {dict(outcomes.reasons) or 'none'}")
     print(f"    ours/ChanSpy: median {ratio:.2f}, our slowest / ChanSpy's median {worst:.2f} "
           f"(target every set-up ≤ 0.5×: {'met' if worst <= 0.5 else 'NOT met'})")
     cpu_service = cpus["service"].used()  # type: ignore[union-attr]

@@ -16,6 +16,7 @@ from typing import Any
 
 from ari_app.monitor.control import MonitorPort
 from ari_app.monitor.flow import MonitorFlow
+from ari_app.monitor.live import StateTargets
 from ari_app.monitor.service import MonitorService
 from ari_app.pbx import AsteriskPbx
 from callcenter.service import ServiceContext
@@ -79,7 +80,8 @@ async def setup(pbx: AsteriskPbx, ctx: ServiceContext) -> AsyncIterator[MonitorS
                              hold_probe=lambda channel_id: _leg_on_hold(pbx, channel_id),
                              on_takeover=lambda sup, agent: _supervisor_becomes_agent(pbx, sup, agent),
                              call_probe=lambda channel_id: _call_id_of(pbx, channel_id),
-                             ami=lambda: pbx.ami)  # the AmiWatcher, when the PBX has AMI
+                             ami=lambda: pbx.ami,  # the AmiWatcher, when the PBX has AMI
+                             state_targets=StateTargets(pbx.state, pbx.client))
     MonitorFlow(service).register(pbx.stasis)
     port = ctx.ports.monitor_control
     if not isinstance(port, MonitorPort):

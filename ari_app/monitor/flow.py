@@ -117,6 +117,8 @@ class MonitorFlow:
         """Route one ARI event; never blocks."""
         svc = self.service
         svc.mech.on_event(event)
+        if svc.state_targets is not None:
+            svc.state_targets.on_event(event)
         kind = str(event.get("type", ""))
         channel = event.get("channel") or {}
         cid = str(channel.get("id", ""))
@@ -171,6 +173,8 @@ class MonitorFlow:
     async def resync(self, channels: list[dict[str, Any]], bridges: list[dict[str, Any]]) -> None:
         """After a restart or reconnect: resume the sessions Asterisk still holds, tear down the rest."""
         svc = self.service
+        if svc.state_targets is not None:
+            svc.state_targets.resync(bridges)
         names = {str(c.get("id")): str(c.get("name", "")) for c in channels}
         self._missed_while_away(set(names))
         for bridge in bridges:

@@ -9,6 +9,7 @@ hangs up the old one. Take-over moves the supervisor into the call's bridge and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -17,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from ari_app.monitor.live import StateTargets
 from ari_app.monitor.mechanics import AriRest, LiveSource, Mechanics, RestLiveSource, status_of
 from ari_app.monitor.session import (
     BRIDGE_PREFIX,
@@ -41,6 +43,7 @@ from callcenter.monitoring import (
     MonitorRefused,
     MonitorUnavailable,
     NoCallInProgress,
+    NotYetConnected,
     SessionNotFound,
     SupervisorUnavailable,
     TakeoverUnavailable,
@@ -68,10 +71,11 @@ class MonitorService(TakeoverSteps):
                  on_takeover: Callable[[str, str], Awaitable[None]] | None = None,
                  call_probe: Callable[[str], uuid.UUID | None] | None = None,
                  announcement: str = ANNOUNCEMENT, ami: Callable[[], AmiActions | None] | None = None,
-                 takeover_context: str = TAKEOVER_CONTEXT) -> None:
+                 takeover_context: str = TAKEOVER_CONTEXT, state_targets: StateTargets | None = None) -> None:
         self.mech = Mechanics(ari, app)
         self.app, self.pbx, self.pool, self.technology = app, pbx, pool, technology
         self.live = live or RestLiveSource(ari)
+        self.state_targets = state_targets  # the target from the ARI app's live state (None: REST only)
         self.timeline = Timeline(writer, bus)
         self.answer_timeout = answer_timeout
         self.sessions: dict[str, MonitorSession] = {}
@@ -135,21 +139,24 @@ class MonitorService(TakeoverSteps):
 
     async def check(self, supervisor: str, target: str, mode: MonitorMode) -> tuple[MonitorGrant, TargetCall]:
         """Monitor groups first (no call details leak to a non-observer), then the target's live call."""
-        grant_task = asyncio.ensure_future(self.grant(supervisor, target))
-        snapshot_task = asyncio.ensure_future(self.live.snapshot())
-        try:
-            grant = await grant_task
-            check_level(grant.level if grant else None, mode, supervisor=supervisor, target=target)
-            channels, bridges = await snapshot_task
-        finally:
-            snapshot_task.cancel()
-            if snapshot_task.done() and not snapshot_task.cancelled():
-                snapshot_task.exception()  # retrieved: a failed look-up we no longer need is not an error
-        call = resolve_target(target, channels, bridges, self.technology)
+        grant = await self.grant(supervisor, target)
+        check_level(grant.level if grant else None, mode, supervisor=supervisor, target=target)
+        call = await self.find_target(target)
         if mode is MonitorMode.TAKEOVER and not self.can_take_over(call):
             raise TakeoverUnavailable(f"the call of extension {target} is a dialplan call and AMI is not up")
         assert grant is not None
         return grant, call
+
+    async def find_target(self, target: str) -> TargetCall:
+        """From the live state when it shows the target talking (no REST); REST's full lists otherwise: the state
+        may lag the PBX, so a refusal is only ever decided on what Asterisk answers now."""
+        if self.state_targets is not None:
+            seen = await self.state_targets.snapshot(target)
+            if seen is not None:
+                with contextlib.suppress(NoCallInProgress, NotYetConnected):
+                    return resolve_target(target, *seen, self.technology)
+        channels, bridges = await self.live.snapshot()
+        return resolve_target(target, channels, bridges, self.technology)
 
     # -- the API path: ring the supervisor first ------------------------------------------------------
 

@@ -116,3 +116,27 @@ async def test_take_over_a_click_to_call(app: App, store: CallStore) -> None:
     assert [(e["kind"], e["data"]["mode"]) for e in events] == [("monitor_start", "takeover"),
                                                                  ("monitor_stop", "takeover")]
     assert events[0]["data"]["supervisor"] == "2005"
+
+
+async def test_a_set_up_takes_the_target_from_the_live_state_without_listing_the_pbx(app: App,
+                                                                                    store: CallStore) -> None:
+    """Each set-up used to list every channel and bridge of the PBX over REST (GET /channels + GET /bridges):
+    with 20 supervisors at once on a busy Asterisk that made ours 3× ChanSpy's set-up time. The live state knows
+    the agent's legs and bridges; on a Dial() call (a basic bridge) as on our own calls."""
+    await groups.create_group(store.pool, name="team", level="takeover", observers=["2005"], observed=["1001"])
+    app.sim.phone("1001").answer_after(0)
+    await app.sim.phone("1002").dial("1001")
+    await eventually(lambda: app.sim.who_hears_whom().get("1001") == {"1002"})
+    asked: list[str] = []
+    real_get = app.pbx.client.get
+
+    async def get(path: str, **params: Any) -> Any:
+        asked.append(path)
+        return await real_get(path, **params)
+
+    app.pbx.client.get = get  # type: ignore[method-assign]
+    await app.sim.phone("2005").dial("*3361001")
+    await eventually(lambda: app.sim.who_hears_whom().get("2005") == {"1001", "1002"})
+    assert "/channels" not in asked and "/bridges" not in asked, asked
+    await app.sim.phone("1002").hangup()
+    await eventually(lambda: not app.sim.channels() and not app.port.sessions())
