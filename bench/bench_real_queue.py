@@ -170,11 +170,12 @@ class SpyWatch:
 class MonitorOutcomes(logging.Handler):
     """Why our set-ups did not come up, from the service's own log lines (it runs in this process): refusals by
     code (``no_call_in_progress``: the agent was between two calls — ChanSpy's ``q`` waits silently for the next
-    one instead), set-up failures by error."""
+    one instead), set-up failures by error, and how the sessions ended."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.reasons: collections.Counter[str] = collections.Counter()
+        self.ends: collections.Counter[str] = collections.Counter()  # why our sessions ended (sipp's failures)
 
     def __enter__(self) -> MonitorOutcomes:
         self.logger = logging.getLogger("callcenter.ari.monitor")
@@ -193,8 +194,12 @@ class MonitorOutcomes(logging.Handler):
             logging.getLogger().handle(record)
         message = record.getMessage()
         if "event=monitor_refused" in message:
-            found = re.search(r"code=(\S+)", message)
-            self.reasons[f"refused {found.group(1) if found else '?'}"] += 1
+            found = re.search(r"code=(\S+).*reason='(.*)'", message)
+            why = re.sub(r"\d+", "N", found.group(2)) if found else "?"
+            self.reasons[f"refused {found.group(1) if found else '?'} ({why})"] += 1
+        elif "event=monitor_stop" in message:
+            found = re.search(r"reason=(\S+)", message)
+            self.ends[found.group(1) if found else "?"] += 1
         elif "event=monitor_attach_failed" in message:
             found = re.search(r"error=(\w+)", message)
             self.reasons[f"failed {found.group(1) if found else '?'}"] += 1
@@ -326,7 +331,9 @@ async def run_queue(callers: int, service: RunningService, asterisk: SippAsteris
           f"(n={len(ours_all)}, never up {never['*336']}, sipp failed {failed['*336']}); ChanSpy median "
           f"{median(spy_all) * 1000:.0f} ms, p99 {quantile(spy_all, 0.99) * 1000:.0f} ms (n={len(spy_all)}, "
           f"never up {never['*55']}, sipp failed {failed['*55']})")
-    print(f"    ours not up: {dict(outcomes.reasons) or 'none'}")
+    print(f"    ours not up: {dict(outcomes.reasons) or 'none'}; ours ended by: {dict(outcomes.ends)} (call_ended: "
+          f"the agent's call ended while watched — the service hangs the supervisor up, which sipp counts failed; "
+          f"ChanSpy's q waits for the agent's next call)")
     print(f"    ours/ChanSpy: median {ratio:.2f}, our slowest / ChanSpy's median {worst:.2f} "
           f"(target every set-up ≤ 0.5×: {'met' if worst <= 0.5 else 'NOT met'})")
     cpu_service = cpus["service"].used()  # type: ignore[union-attr]
