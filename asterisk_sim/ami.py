@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from asterisk_sim import ami_format as fmt
 from asterisk_sim.ami_format import get_ci, render
+from asterisk_sim.dialplan_flow import lookup_for
 from asterisk_sim.model import Channel
 
 if TYPE_CHECKING:
@@ -237,8 +238,6 @@ class AmiServer:
             if ch is None:
                 s.send(render([("Response", "Error"), *head, ("Message", "No such channel")]))
                 return
-            from asterisk_sim.apps import lookup_for
-
             value = lookup_for(self.sim.engine, ch)(var)
         else:
             value = self.sim.engine.globals.get(var, "")

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from asterisk_sim import gosub  # noqa: F401 - registers Gosub/Return/ExecIf in APPS
+from asterisk_sim.dial import dial
+from asterisk_sim.dialplan_flow import APPS, Goto, Stop, goto_target, lookup_for, split_target
 from asterisk_sim.expr import split_args, substitute
+from asterisk_sim.fastagi import run_agi
 from asterisk_sim.model import Channel, ari_time
 
 if TYPE_CHECKING:
@@ -17,41 +20,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FOREVER = 10 ** 9
-
-
-class Goto(Exception):
-    def __init__(self, context: str | None, exten: str | None, priority: int | str) -> None:
-        super().__init__(f"{context},{exten},{priority}")
-        self.context, self.exten, self.priority = context, exten, priority
-
-
-class Stop(Exception):
-    """The application ended the dialplan (Hangup(), a failure)."""
-
-
-App = Callable[["Engine", Channel, str], Awaitable[None]]
-
-
-def lookup_for(engine: Engine, ch: Channel) -> Callable[[str], str]:
-    def lookup(name: str) -> str:
-        builtin = {
-            "EXTEN": ch.exten, "CONTEXT": ch.context, "PRIORITY": str(ch.priority), "CHANNEL": ch.name,
-            "UNIQUEID": ch.uniqueid, "CALLERID(num)": ch.caller_number, "CALLERID(number)": ch.caller_number,
-            "CALLERID(name)": ch.caller_name, "CALLERID(all)": f'"{ch.caller_name}" <{ch.caller_number}>',
-            "CHANNEL(linkedid)": ch.linkedid, "CHANNEL(uniqueid)": ch.uniqueid, "CHANNEL(name)": ch.name,
-            "CHANNEL(state)": ch.state, "CHANNEL(language)": ch.language, "CONNECTEDLINE(num)": ch.connected_number,
-            "CONNECTEDLINE(name)": ch.connected_name, "HANGUPCAUSE": str(ch.cause),
-        }
-        if name in builtin:
-            return builtin[name]
-        if name.startswith("GLOBAL(") and name.endswith(")"):
-            return engine.globals.get(name[7:-1], "")
-        if name.startswith("LEN(") and name.endswith(")"):
-            return str(len(name[4:-1]))
-        if name in ch.variables:
-            return ch.variables[name]
-        return engine.globals.get(name, "")
-    return lookup
 
 
 async def run_dialplan(engine: Engine, ch: Channel, priority: int | str = 1) -> None:
@@ -152,10 +120,9 @@ async def _run_h(engine: Engine, ch: Channel) -> None:
     handlers = list(getattr(ch, "hangup_handlers", []))
     ch.hangup_handlers = []  # type: ignore[attr-defined]
     for handler in reversed(handlers):  # a stack: the last pushed runs first
-        from asterisk_sim.gosub import _split_target
 
-        text, args = _split_target(handler)
-        target = _goto_target(text)
+        text, args = split_target(handler)
+        target = goto_target(text)
         for index, arg in enumerate(args, start=1):
             ch.variables[f"ARG{index}"] = arg
         ch.gosub_stack = [None]  # type: ignore[attr-defined]  # Return() from the handler ends it
@@ -316,19 +283,7 @@ async def app_set(engine: Engine, ch: Channel, data: str) -> None:
 
 
 async def app_goto(engine: Engine, ch: Channel, data: str) -> None:
-    raise _goto_target(data)
-
-
-def _goto_target(data: str) -> Goto:
-    parts = [p.strip() for p in data.split(",")]
-    priority: int | str
-    last = parts[-1]
-    priority = int(last) if last.isdigit() else last
-    if len(parts) == 1:
-        return Goto(None, None, priority)
-    if len(parts) == 2:
-        return Goto(None, parts[0], priority)
-    return Goto(parts[0], parts[1], priority)
+    raise goto_target(data)
 
 
 async def app_gotoif(engine: Engine, ch: Channel, data: str) -> None:
@@ -336,7 +291,7 @@ async def app_gotoif(engine: Engine, ch: Channel, data: str) -> None:
     iftrue, _, iffalse = targets.partition(":")
     chosen = iftrue if cond.strip() not in ("", "0") else iffalse
     if chosen.strip():
-        raise _goto_target(chosen)
+        raise goto_target(chosen)
 
 
 async def app_senddtmf(engine: Engine, ch: Channel, data: str) -> None:
@@ -357,8 +312,6 @@ async def app_stasis(engine: Engine, ch: Channel, data: str) -> None:
 
 
 async def app_agi(engine: Engine, ch: Channel, data: str) -> None:
-    from asterisk_sim.fastagi import run_agi
-
     status = await run_agi(engine, ch, split_args(data))
     engine.set_var(ch, "AGISTATUS", status)
     if status == "HANGUP" or ch.hangup_requested:
@@ -388,20 +341,14 @@ async def app_chanspy(engine: Engine, ch: Channel, data: str) -> None:
 
 
 async def app_dial(engine: Engine, ch: Channel, data: str) -> None:
-    from asterisk_sim.dial import dial
-
     await dial(engine, ch, split_args(data))
 
 
-APPS: dict[str, App] = {  # Gosub/Return live in gosub.py and register themselves below
+APPS.update({  # Gosub/Return live in gosub.py and register themselves there
     "noop": app_noop, "verbose": app_noop, "log": app_noop, "progress": app_noop, "queue": app_noop,
     "mixmonitor": app_noop, "chanspy": app_chanspy, "execif": app_noop, "userevent": app_noop,
     "answer": app_answer, "ringing": app_ringing, "hangup": app_hangup, "busy": app_busy,
     "congestion": app_congestion, "wait": app_wait, "echo": app_echo, "playback": app_playback,
     "background": app_playback, "musiconhold": app_moh, "set": app_set, "goto": app_goto, "gotoif": app_gotoif,
     "senddtmf": app_senddtmf, "stasis": app_stasis, "agi": app_agi, "dial": app_dial,
-}
-
-from asterisk_sim.gosub import register as _register_gosub  # noqa: E402  (needs Goto/Stop defined above)
-
-_register_gosub(APPS)
+})

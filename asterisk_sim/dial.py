@@ -7,8 +7,8 @@ import contextlib
 import re
 from typing import TYPE_CHECKING
 
-from asterisk_sim.apps import Stop
-from asterisk_sim.model import Channel
+from asterisk_sim.dialplan_flow import Stop
+from asterisk_sim.model import Channel, OutgoingInfo
 
 if TYPE_CHECKING:
     from asterisk_sim.engine import Engine
@@ -19,8 +19,6 @@ def _dialstring(dest: str) -> str:
 
 
 async def dial(engine: Engine, caller: Channel, args: list[str]) -> None:
-    from asterisk_sim.engine import OutgoingInfo
-
     dests = [d.strip() for d in (args[0] if args else "").split("&") if d.strip()]
     timeout = float(args[1]) if len(args) > 1 and args[1].strip() else None
     options = args[2] if len(args) > 2 else ""

@@ -6,15 +6,16 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from asterisk_sim.apps import run_dialplan
 from asterisk_sim.ari_events import EventRouter
 from asterisk_sim.bridges import BridgeOps
 from asterisk_sim.channels import ChannelOps
 from asterisk_sim.dialplan import Dialplan, parse_extensions_conf
 from asterisk_sim.media import MediaOps
-from asterisk_sim.model import Bridge, Channel, Counters, Endpoint
+from asterisk_sim.model import Bridge, Channel, Counters, Endpoint, OutgoingInfo
 from asterisk_sim.stasis import StasisOps
 
 Listener = Callable[[str, Any, dict[str, Any]], None]
@@ -46,14 +47,6 @@ class EngineConfig:
     # this long after AMI's Hangup of the same channel.
     stasis_entry_delay: float = 0.05
     hangup_handler_ari_lag: float = 0.05
-
-
-@dataclass
-class OutgoingInfo:
-    dialstring: str
-    caller: Channel | None = None
-    ari_dial: bool = False
-    subscribers: set[str] = field(default_factory=set)
 
 
 class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
@@ -272,8 +265,6 @@ class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
 
     def start_dialplan(self, ch: Channel, context: str | None = None, exten: str | None = None,
                        priority: int | str = 1) -> None:
-        from asterisk_sim.apps import run_dialplan
-
         if context:
             ch.context = context
         if exten:

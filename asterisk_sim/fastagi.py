@@ -13,6 +13,7 @@ import threading
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from asterisk_sim.dialplan_flow import APPS, Goto, Stop, lookup_for
 from asterisk_sim.expr import substitute
 from asterisk_sim.model import Channel
 
@@ -164,8 +165,6 @@ class AgiSession:
         if not args:
             self.send(usage("GET VARIABLE"))
             return
-        from asterisk_sim.apps import lookup_for
-
         name = args[0]
         known = name in self.ch.variables or name in self.engine.globals or "(" in name or name in (
             "CHANNEL", "UNIQUEID", "EXTEN", "CONTEXT", "PRIORITY")
@@ -176,8 +175,6 @@ class AgiSession:
         if not args:
             self.send(usage("GET FULL VARIABLE"))
             return
-        from asterisk_sim.apps import lookup_for
-
         self.send(f"200 result=1 ({substitute(args[0], lookup_for(self.engine, self.ch))})\n")
 
     async def cmd_set_variable(self, args: list[str]) -> None:
@@ -188,8 +185,6 @@ class AgiSession:
         self.send("200 result=1\n")
 
     async def cmd_exec(self, args: list[str]) -> None:
-        from asterisk_sim.apps import APPS, Goto, Stop
-
         if not args:
             self.send(usage("EXEC"))
             return

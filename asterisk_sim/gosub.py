@@ -4,25 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from asterisk_sim.expr import split_args
+from asterisk_sim.dialplan_flow import APPS, Goto, Stop, goto_target, split_target
 from asterisk_sim.model import Channel
 
 if TYPE_CHECKING:
     from asterisk_sim.engine import Engine
 
 
-def _split_target(data: str) -> tuple[str, list[str]]:
-    """``ctx,exten,prio(a,b)`` → ("ctx,exten,prio", ["a", "b"])."""
-    if "(" in data and data.rstrip().endswith(")"):
-        head, _, rest = data.partition("(")
-        return head, split_args(rest.rstrip()[:-1])
-    return data, []
-
-
 async def app_gosub(engine: Engine, ch: Channel, data: str) -> None:
-    from asterisk_sim.apps import _goto_target
-
-    target_text, args = _split_target(data.strip())
+    target_text, args = split_target(data.strip())
     stack: list[Any] = getattr(ch, "gosub_stack", [])
     saved = {k: v for k, v in ch.variables.items() if k.startswith("ARG") and k[3:].isdigit()}
     stack.append((ch.context, ch.exten, ch.priority + 1, saved))
@@ -31,12 +21,10 @@ async def app_gosub(engine: Engine, ch: Channel, data: str) -> None:
         ch.variables.pop(key, None)
     for index, arg in enumerate(args, start=1):
         ch.variables[f"ARG{index}"] = arg
-    raise _goto_target(target_text)
+    raise goto_target(target_text)
 
 
 async def app_return(engine: Engine, ch: Channel, data: str) -> None:
-    from asterisk_sim.apps import Goto, Stop
-
     stack: list[Any] = getattr(ch, "gosub_stack", [])
     ch.variables["GOSUB_RETVAL"] = data
     frame = stack.pop() if stack else None
@@ -51,8 +39,6 @@ async def app_return(engine: Engine, ch: Channel, data: str) -> None:
 
 async def app_execif(engine: Engine, ch: Channel, data: str) -> None:
     """ExecIf(cond?app(args)[:app(args)])."""
-    from asterisk_sim.apps import APPS
-
     cond, _, rest = data.partition("?")
     depth, cut = 0, len(rest)
     for index, char in enumerate(rest):
@@ -70,5 +56,4 @@ async def app_execif(engine: Engine, ch: Channel, data: str) -> None:
         await app(engine, ch, args[:-1] if args.endswith(")") else args)
 
 
-def register(apps: dict[str, Any]) -> None:
-    apps.update({"gosub": app_gosub, "return": app_return, "execif": app_execif})
+APPS.update({"gosub": app_gosub, "return": app_return, "execif": app_execif})

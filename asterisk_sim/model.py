@@ -190,3 +190,13 @@ class Counters:
 
 # The aiohttp application key under which the Simulator is stored.
 SIM_KEY: web.AppKey[Any] = web.AppKey("sim", object)
+
+
+@dataclass
+class OutgoingInfo:
+    """What an outgoing channel was dialled for (Dial(), ARI originate / create)."""
+
+    dialstring: str
+    caller: Channel | None = None
+    ari_dial: bool = False
+    subscribers: set[str] = field(default_factory=set)

@@ -6,8 +6,9 @@ import asyncio
 import re
 from typing import TYPE_CHECKING, Any
 
+from asterisk_sim.apps import run_application
 from asterisk_sim.errors import AriError
-from asterisk_sim.model import Channel
+from asterisk_sim.model import Channel, OutgoingInfo
 
 if TYPE_CHECKING:
     from asterisk_sim.engine import Engine
@@ -98,8 +99,6 @@ def _apply_vars(engine: Engine, chans: list[Channel], evented: Channel | None, v
 
 def originate(engine: Engine, p: dict[str, Any]) -> Channel:
     """POST /channels (and /channels/{id}): create, dial and on answer put the channel into the app."""
-    from asterisk_sim.engine import OutgoingInfo
-
     endpoint = _check_endpoint(engine, p, need_target=not p.get("__app__"))
     variables = parse_variables(p.get("variables"))
     ch, other = _create(engine, endpoint, p)
@@ -156,8 +155,6 @@ async def _after_originate(engine: Engine, ch: Channel, other: Channel | None, a
             engine.request_hangup(ch, cause=16, soft=False)
         return
     if p.get("__app__"):  # AMI Originate with Application/Data: the app runs directly, no dialplan
-        from asterisk_sim.apps import run_application
-
         ch.task = asyncio.get_running_loop().create_task(run_application(engine, ch, *p["__app__"]))
         return
     priority: int | str = int(p["priority"]) if str(p.get("priority", "")).isdigit() else (p.get("label") or 1)
@@ -197,8 +194,6 @@ async def _enter_stasis_later(engine: Engine, ch: Channel, app: str, args: list[
 
 
 def dial(engine: Engine, ch: Channel, p: dict[str, Any]) -> None:
-    from asterisk_sim.engine import OutgoingInfo
-
     if ch.state != "Down" or not hasattr(ch, "dial_endpoint"):
         raise AriError(409, "Channel is not in the 'Down' state")
     info = OutgoingInfo(dialstring=ch.dial_endpoint.split("/", 1)[1], ari_dial=True)  # type: ignore[attr-defined]

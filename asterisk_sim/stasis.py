@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from asterisk_sim.apps import Goto, lookup_for
+from asterisk_sim.dialplan import Context, Priority
+from asterisk_sim.dialplan_flow import Goto, lookup_for
 from asterisk_sim.errors import AriError
 from asterisk_sim.model import ENTITY_ID, Channel, ari_time
 
@@ -98,8 +99,6 @@ class StasisOps:
 
     def app_as_dialplan(self: Engine, app: str, data: str) -> dict[str, str]:
         """AMI Originate with Application/Data: run it from a one-line private context."""
-        from asterisk_sim.dialplan import Context, Priority
-
         name = f"__ami_{len(self.dialplan.contexts)}"
         ctx = Context(name)
         ctx.extensions["s"] = [Priority(1, None, app, data, 0)]
