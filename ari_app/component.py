@@ -15,10 +15,10 @@ from typing import Any
 
 from ari_app import monitor, pickup, queues
 from ari_app.ami import AmiWatcher
+from ari_app.calls.service import AsteriskCalls
 from ari_app.pbx import AsteriskPbx
 from ari_app.prompts import PromptCheck
 from ari_app.prompts import health as prompts_health
-from ari_app.service import AsteriskCalls
 from callcenter.service import ServiceContext
 
 log = logging.getLogger("callcenter.ari")

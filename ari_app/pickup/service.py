@@ -262,7 +262,7 @@ class PickupService:
         call, caller = found.call, found.caller
         bridge = f"{BRIDGE_PREFIX}{call.linkedid}"
         # the live state first: should either side hang up while we bridge, the call flow's clean-up
-        # (ari_app.call_flow.tidy: an owned call's last party is hung up) already knows them
+        # (ari_app.calls.flow.tidy: an owned call's last party is hung up) already knows them
         source = self.state.call_of_channel(picker_channel)
         self.state.move_leg(picker_channel, call.linkedid)
         self.state.adopt(picker_channel, call.linkedid, "agent")

@@ -110,7 +110,7 @@ class Bridging:
         self.legs.legs.pop(other, None)
         if len([m for m in bridge_members(self.pbx.state, bridge) if m.id != channel_id]) >= 2:
             # a conference (parties added to the queue call): the others talk on; whoever is left alone later
-            # is hung up by the call flow (ari_app.call_flow.tidy), the bridge with it
+            # is hung up by the call flow (ari_app.calls.flow.tidy), the bridge with it
             log.info("event=queue_pair_left_conference channel=%s other=%s bridge=%s", channel_id, other, bridge)
             return
         task = asyncio.create_task(self._tear_down(other, bridge))

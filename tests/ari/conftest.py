@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from ari_app.ami import AmiWatcher
+from ari_app.calls.service import AsteriskCalls
 from ari_app.pbx import AsteriskPbx
-from ari_app.service import AsteriskCalls
 from asterisk_sim.simulator import SimConfig, Simulator
 from callcenter.bus import EventBus
 from callcenter.config import AmiSettings, AriSettings, PbxConfig

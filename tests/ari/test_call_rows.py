@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from ari_app.ami import AmiWatcher
+from ari_app.calls.service import AsteriskCalls
 from ari_app.component import run
 from ari_app.pbx import AsteriskPbx
-from ari_app.service import AsteriskCalls
 from asterisk_sim.simulator import SimConfig, Simulator
 from callcenter.bus import EventBus
 from callcenter.config import AmiSettings, parse_config

@@ -133,8 +133,8 @@ async def test_with_two_asterisks_click_to_call_goes_where_the_extension_is_regi
         world: World, tmp_path: Path) -> None:
     from dataclasses import replace
 
+    from ari_app.calls.service import AsteriskCalls
     from ari_app.pbx import AsteriskPbx
-    from ari_app.service import AsteriskCalls
     from asterisk_sim.simulator import SimConfig, Simulator
     from callcenter.bus import EventBus
     from callcenter.store import SpooledWriter

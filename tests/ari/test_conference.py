@@ -197,9 +197,9 @@ async def test_a_party_hanging_up_by_itself_is_a_leave_on_the_timeline(w: HttpWo
 
 async def test_a_party_still_ringing_is_listed_and_removed_and_a_full_conference_refuses_more(
         w: HttpWorld, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ari_app.service
+    import ari_app.calls.service
 
-    monkeypatch.setattr(ari_app.service, "MAX_PARTIES", 4)
+    monkeypatch.setattr(ari_app.calls.service, "MAX_PARTIES", 4)
     call_id = await w.click_to_call(AGENT, CUSTOMER)
     w.sim.customer("0506666666").never_answer()
     assert await w.post(f"/api/v1/calls/{call_id}/conference", {"number": "0506666666"}) == 202

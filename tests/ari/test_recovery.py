@@ -48,7 +48,7 @@ async def test_restarted_service_rebuilds_live_calls_from_asterisk(world: World,
     await world.pbx.close()  # the service stops; the call goes on in Asterisk
     writer = SpooledWriter(world.store, tmp_path / "spool2.jsonl")
     fresh = AsteriskPbx(pbx_config(world.sim.ari_url), writer, EventBus(), pool=world.store.pool)
-    from ari_app.service import AsteriskCalls
+    from ari_app.calls.service import AsteriskCalls
 
     calls = AsteriskCalls([fresh])
     await fresh.start()
@@ -132,7 +132,7 @@ async def test_restarted_service_can_finish_a_consultation_begun_before(world: W
     await world.pbx.close()
     writer = SpooledWriter(world.store, tmp_path / "spool4.jsonl")
     fresh = AsteriskPbx(pbx_config(world.sim.ari_url), writer, EventBus(), pool=world.store.pool)
-    from ari_app.service import AsteriskCalls
+    from ari_app.calls.service import AsteriskCalls
 
     calls = AsteriskCalls([fresh])
     await fresh.start()

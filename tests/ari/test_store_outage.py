@@ -7,8 +7,8 @@ from pathlib import Path
 
 import asyncpg
 
+from ari_app.calls.service import AsteriskCalls
 from ari_app.pbx import AsteriskPbx
-from ari_app.service import AsteriskCalls
 from asterisk_sim.simulator import SimConfig, Simulator
 from callcenter.bus import EventBus
 from callcenter.embedded_pg import EmbeddedPostgres

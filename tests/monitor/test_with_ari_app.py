@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from ari_app import monitor
+from ari_app.calls.service import AsteriskCalls
 from ari_app.monitor.control import MonitorPort
 from ari_app.pbx import AsteriskPbx
-from ari_app.service import AsteriskCalls
 from asterisk_sim.simulator import SimConfig, Simulator
 from callcenter.bus import EventBus
 from callcenter.config import AriSettings, PbxConfig

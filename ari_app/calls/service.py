@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
-from ari_app.call_flow import CallFlow
+from ari_app.calls.flow import CallFlow
 from ari_app.client import AriError, ari_path
 from ari_app.model import LiveCall, Publish, WriteCall, now
 from ari_app.pbx import AsteriskPbx
