@@ -170,7 +170,7 @@ class AmiWatcher:
             try:
                 await self.handle(message)
             except Exception:
-                log.exception("AMI event failed event=%s", message.get("Event"))
+                log.exception("event=ami_event_failed ami_event=%s", message.get("Event"))
 
     async def handle(self, message: dict[str, Any]) -> None:
         if message.get("Event") == "FullyBooted":

@@ -214,7 +214,7 @@ class AriClient:
                 raise
             except Exception as exc:  # every failure ends in a reconnect, never in a dead loop
                 self.last_error = f"{exc.__class__.__name__}: {exc}"[:300]
-                log.warning("ari websocket app=%s failed: %s", self.app, self.last_error)
+                log.warning("event=ari_websocket_failed app=%s error=%s", self.app, self.last_error)
             if self.connects != connects_before:
                 attempt = 0  # it worked for a while: start the backoff again from the bottom
             self._set_disconnected()
@@ -249,12 +249,12 @@ class AriClient:
             self.connects += 1
             self.connected = True
             self.connected_since = time.monotonic()
-            log.info("ari websocket connected app=%s (connect #%d)", self.app, self.connects)
+            log.info("event=ari_websocket_connected app=%s connects=%d", self.app, self.connects)
             for handler in list(self._connected_handlers):
                 try:
                     await handler()
                 except Exception:
-                    log.exception("ari connected handler failed app=%s", self.app)
+                    log.exception("event=ari_connected_handler_failed app=%s", self.app)
             self._connected_event.set()
             await self._read(ws)
         finally:
@@ -267,7 +267,7 @@ class AriClient:
                 try:
                     event = json.loads(msg.data)
                 except ValueError:
-                    log.warning("ari event is not JSON: %.200r", msg.data)
+                    log.warning("event=ari_event_not_json data=%.200r", msg.data)
                     continue
                 if isinstance(event, dict):
                     self.events_received += 1
@@ -281,7 +281,7 @@ class AriClient:
             try:
                 await handler(event)
             except Exception:
-                log.exception("ari event handler failed type=%s", event.get("type"))
+                log.exception("event=ari_event_handler_failed type=%s", event.get("type"))
 
     def health(self) -> dict[str, Any]:
         return {"state": "up" if self.connected else "down", "connected": self.connected,

@@ -91,7 +91,7 @@ class AsteriskPbx:
             except AriError:
                 continue
             if self.client.app not in [a.get("name") for a in apps]:
-                log.warning("ARI app %s on %s is free again: reconnecting", self.client.app, self.key)
+                log.warning("event=ari_app_free_again app=%s pbx=%s action=reconnect", self.client.app, self.key)
                 await self.client.drop_connection()
                 return
 
@@ -109,8 +109,8 @@ class AsteriskPbx:
             # another connection (a second service instance with the same app name?) took the app over; this
             # socket stays open but silent (capture 16): say so loudly rather than fight over the app
             self.replaced = True
-            log.error("ARI app %s on %s was taken over by another connection: this instance no longer sees "
-                      "events; give each instance its own app name", self.client.app, self.key)
+            log.error("event=ari_app_replaced app=%s pbx=%s: another connection took the app over, this instance "
+                      "no longer sees events; give each instance its own app name", self.client.app, self.key)
             if self._watch is None or self._watch.done():
                 self._watch = asyncio.create_task(self._reclaim_when_free())
             return
@@ -153,7 +153,7 @@ class AsteriskPbx:
             await self.client.post(ari_path("applications", self.client.app, "subscription"),
                                    eventSource=f"endpoint:{tech}")
         except AriError as exc:
-            log.warning("endpoint subscription failed pbx=%s: %s", self.key, exc)
+            log.warning("event=endpoint_subscription_failed pbx=%s error=%s", self.key, exc)
         await self.resync()
 
     async def _restarted(self) -> bool:
@@ -349,7 +349,7 @@ class AsteriskPbx:
             await self.client.delete(ari_path("channels", channel_id), reason="normal")
         except AriError as exc:
             if exc.status not in (404, 400, 409):
-                log.warning("hang-up failed channel=%s: %s", channel_id, exc)
+                log.warning("event=hangup_failed channel=%s error=%s", channel_id, exc)
 
     def health(self) -> dict[str, Any]:
         health = self.client.health() | {"pbx": self.key, "resyncs": self.resyncs, "calls": len(self.state.calls),

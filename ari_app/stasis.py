@@ -52,7 +52,7 @@ class StasisApp:
                 flow = self.fallback
             if flow is None:
                 self.unrouted += 1
-                log.warning("StasisStart with no flow args=%r channel=%s", args,
+                log.warning("event=stasis_start_no_flow args=%r channel=%s", args,
                             (event.get("channel") or {}).get("id"))
             else:
                 self._spawn(flow.on_stasis_start(event, args), event)
@@ -60,7 +60,7 @@ class StasisApp:
             try:
                 await flow.on_event(event)
             except Exception:
-                log.exception("flow on_event failed type=%s", event.get("type"))
+                log.exception("event=flow_on_event_failed type=%s", event.get("type"))
 
     def _all_flows(self) -> list[Flow]:
         """Each flow once, even when it answers to several names."""
@@ -75,7 +75,7 @@ class StasisApp:
             try:
                 await work
             except Exception:
-                log.exception("StasisStart handling failed channel=%s", (event.get("channel") or {}).get("id"))
+                log.exception("event=stasis_start_failed channel=%s", (event.get("channel") or {}).get("id"))
 
         task = asyncio.create_task(guarded())
         self._tasks.add(task)
@@ -92,7 +92,7 @@ class StasisApp:
             try:
                 await flow.resync(channels, bridges)
             except Exception:
-                log.exception("flow resync failed")
+                log.exception("event=flow_resync_failed")
         return channels, bridges
 
     async def close(self) -> None:
@@ -107,4 +107,4 @@ class StasisApp:
                 try:
                     await closer()
                 except Exception:
-                    log.exception("flow close failed")
+                    log.exception("event=flow_close_failed")

@@ -157,7 +157,7 @@ class CallFlow:
         channel_id = str(event["channel"]["id"])
         call = self.state.call_of_channel(channel_id)
         if call is None:
-            log.warning("StasisStart for a call we do not know args=%r channel=%s", args, channel_id)
+            log.warning("event=stasis_start_unknown_call args=%r channel=%s", args, channel_id)
             await self.pbx.hangup_quietly(channel_id)
             return
         role = args[1] if args[0] == "originate" and len(args) > 1 else args[0]
@@ -398,7 +398,7 @@ class CallFlow:
             try:
                 await self.add_to_bridge(call.bridge, agent.id)
             except AriError as exc:
-                log.warning("agent back to bridge failed call_id=%s: %s", call.call_id, exc)
+                log.warning("event=agent_back_to_bridge_failed call_id=%s error=%s", call.call_id, exc)
         for request in (self.client.delete(ari_path("bridges", call.bridge, "moh")),
                         self.client.delete(ari_path("bridges", str(bridge)))):
             try:
