@@ -10,6 +10,7 @@ from api.component import retention_loop
 from callcenter.config import parse_config
 from callcenter.domain import QueueAttempt
 from callcenter.store import admin as admin_store
+from tests.waiting import eventually
 
 from .conftest import Api, add_call
 
@@ -120,13 +121,10 @@ async def test_the_daily_job_runs_the_purge(api: Api) -> None:
     await admin_store.set_retention(store.pool, "recordings", 5)
     task = asyncio.create_task(retention_loop(api.ctx, every=3600, first_after=0))
     try:
-        for _ in range(50):
+        async def purged() -> bool:
             async with store.pool.acquire() as conn:
-                if await conn.fetchval("SELECT count(*) FROM calls WHERE recording <> ''") == 0:
-                    break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the recording reference was not purged")
+                return bool(await conn.fetchval("SELECT count(*) FROM calls WHERE recording <> ''") == 0)
+        await eventually(purged, what="the recording reference purged")
     finally:
         task.cancel()
 
