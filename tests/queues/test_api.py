@@ -35,8 +35,11 @@ async def test_a_member_paused_through_the_api_is_skipped_and_the_reports_show_t
     world.sim.phone("1002").answer_after(0.1)
     channel = await world.call_in("7001")
     await eventually(lambda: "1002" in world.hears(CALLER), what="1002 answers while 1001 is paused")
-    live = await (await client.get("/api/v1/queues/rr/live", headers=auth["crm"])).json()
-    assert live["name"] == "rr" and live["waiting"] == 0
+
+    async def nobody_waiting() -> bool:  # the live state follows the answer by its own events, a moment later
+        live = await (await client.get("/api/v1/queues/rr/live", headers=auth["crm"])).json()
+        return bool(live["name"] == "rr" and live["waiting"] == 0)
+    await eventually(nobody_waiting, what="the queue's live state: the caller no longer waiting")
     await world.sim.customer(CALLER).hangup()
     await eventually(lambda: world.leftovers() == ([], []), what="cleared")
     assert await world.attempts(world.call_id(channel)) == [("1002", "answered")]
