@@ -9,6 +9,7 @@ from typing import Any
 from agi_scripts.context import HandlerContext
 from agi_scripts.server import FastAgiServer
 from callcenter.service import ServiceContext
+from callcenter.store.batched import BatchedCallWriter
 
 
 @asynccontextmanager
@@ -19,7 +20,10 @@ async def run(ctx: ServiceContext) -> AsyncIterator[None]:
     async def publish(topic: str, data: dict[str, Any]) -> None:
         await ctx.bus.publish(topic, data)
 
-    hctx = HandlerContext.from_config(ctx.config, ctx.writer, pool=ctx.store.pool, publish=publish)
+    # the hooks' writes are queued and made in batches (one transaction for many hooks), not one pool
+    # connection per hook competing with the ARI recorder's batches (bench real_load)
+    writer = BatchedCallWriter(ctx.writer)
+    hctx = HandlerContext.from_config(ctx.config, writer, pool=ctx.store.pool, publish=publish)
     server = FastAgiServer(hctx, host=agi.host, port=agi.port, secret=agi.secret)
     await server.start()
     ctx.health.register("fastagi", server.health)
@@ -27,4 +31,5 @@ async def run(ctx: ServiceContext) -> AsyncIterator[None]:
         yield
     finally:
         await server.stop()
+        await writer.close()
         await hctx.close()

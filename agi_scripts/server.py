@@ -76,6 +76,9 @@ class FastAgiServer:
         async with asyncio.timeout(timeout):
             while self._tasks:
                 await asyncio.wait(set(self._tasks))
+            flush = getattr(self.hctx.writer, "flush", None)  # a batching writer: its queue too
+            if flush is not None:
+                await flush()
 
     def health(self) -> dict[str, Any]:
         s = self.stats

@@ -45,8 +45,11 @@ async def upsert_calls(store: Any, records: list[CallRecord]) -> None:
             # other's uncommitted row and inserted two rows of one call (bench_real_load: 9 of 150 at 10 calls/s).
             await conn.executemany("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))",
                                    [(call_id,) for call_id in sorted({str(r.id) for r in records})])
+            # a key takes the call's stored start, as upsert_call's does: a later source (an AGI hook's linkedid
+            # epoch, before ARI's creation time) must not bring an earlier start that the row lookup below prefers
             await conn.executemany(
-                "INSERT INTO call_keys (pbx, source, source_id, call_id, started_at) VALUES ($1,$2,$3,$4,$5)"
+                "INSERT INTO call_keys (pbx, source, source_id, call_id, started_at) VALUES ($1,$2,$3,$4,"
+                " COALESCE((SELECT started_at FROM calls WHERE id = $4 LIMIT 1), $5::timestamptz))"
                 " ON CONFLICT (pbx, source, source_id) DO NOTHING",
                 [(r.pbx, str(r.source), r.source_id, r.id, r.started_at) for r in records])
             for names, rows in groups.items():
@@ -56,8 +59,8 @@ async def upsert_calls(store: Any, records: list[CallRecord]) -> None:
 def _upsert_sql(names: tuple[str, ...]) -> str:
     assert all(name in CALL_FIELDS for name in names)
     values = ["$1", "$2", "$3", "$4",
-              "COALESCE((SELECT started_at FROM call_keys WHERE call_id = $1 ORDER BY started_at LIMIT 1),"
-              " $5::timestamptz)"]
+              "COALESCE((SELECT started_at FROM calls WHERE id = $1 LIMIT 1),"
+              " (SELECT started_at FROM call_keys WHERE call_id = $1 ORDER BY started_at LIMIT 1), $5::timestamptz)"]
     for i, name in enumerate(names, start=6):
         default = {"direction": "'unknown'", "status": "'ringing'"}.get(name)
         values.append(f"COALESCE(${i}, {default})" if default else f"${i}")

@@ -12,6 +12,7 @@ from agi_scripts.context import HandlerContext
 from agi_scripts.server import FastAgiServer
 from callcenter.config import Config
 from callcenter.store import CallStore, SpooledWriter
+from callcenter.store.batched import BatchedCallWriter
 from tests.agi.agi_helpers import make_config
 
 
@@ -34,12 +35,14 @@ def agi_config() -> Config:
 @pytest.fixture
 async def fastagi(store: CallStore, agi_config: Config, tmp_path: Path) -> AsyncIterator[Running]:
     writer = SpooledWriter(store, tmp_path / "spool.jsonl")
-    hctx = HandlerContext.from_config(agi_config, writer, pool=store.pool)
+    batched = BatchedCallWriter(writer)  # as agi_scripts.component wires it; server.idle() waits for its queue
+    hctx = HandlerContext.from_config(agi_config, batched, pool=store.pool)
     server = FastAgiServer(hctx, host="127.0.0.1", port=0, secret=agi_config.agi.secret)
     await server.start()
     try:
         yield Running(server, hctx, store)
     finally:
         await server.stop()
+        await batched.close()
         await hctx.close()
         await writer.close()

@@ -55,3 +55,19 @@ async def test_the_batched_write_racing_the_agi_write_of_new_calls_makes_one_row
         doubled = await conn.fetch("SELECT id, count(*) AS rows FROM calls WHERE id = ANY($1::uuid[])"
                                    " GROUP BY id HAVING count(*) > 1", ids)
     assert not doubled, f"{len(doubled)} of {len(ids)} calls have two rows"
+
+
+async def test_a_later_source_with_an_earlier_start_lands_on_the_stored_row(store: CallStore) -> None:
+    """The tagging hooks' writes now go through this batched write too (callcenter/store/batched.py): a hook's
+    start is its linkedid's epoch, a fraction of a second before ARI's creation time already stored. Its new key
+    took that earlier start, the row lookup preferred it, and the hook's write made a second row."""
+    call_id = uuid.uuid4()
+    await store.upsert_call(CallRecord(call_id, "main", Source.ARI, "chan-1", T0 + timedelta(seconds=0.9),
+                                       direction=Direction.INBOUND, extension="1002", linkedid="L1"))
+    await upsert_calls(store, [CallRecord(call_id, "main", Source.AGI, "L1", T0, tags={"department": "sales"})])
+    async with store.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT started_at, extension, tags FROM calls WHERE id = $1", call_id)
+        keys = await conn.fetch("SELECT started_at FROM call_keys WHERE call_id = $1", call_id)
+    assert [(r["started_at"], r["extension"], r["tags"]) for r in rows] == [
+        (T0 + timedelta(seconds=0.9), "1002", {"department": "sales"})]
+    assert {k["started_at"] for k in keys} == {T0 + timedelta(seconds=0.9)}
