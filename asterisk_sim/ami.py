@@ -302,7 +302,7 @@ class AmiServer:
         """AMI Hangup is ast_softhangup: one SoftHangupRequest carrying the given cause."""
         if ch.hangup_requested:
             return
-        ch.soft_sent = True  # type: ignore[attr-defined]
+        ch.soft_sent = True
         self.sim.engine.request_hangup(ch, cause=cause, soft=True)
 
     def act_redirect(self, s: AmiSession, msg: dict[str, str], head: list[tuple[str, str]]) -> None:

@@ -28,11 +28,11 @@ async def run_dialplan(engine: Engine, ch: Channel, priority: int | str = 1) -> 
         await _execute(engine, ch, priority)
         if not ch.hangup_requested:
             engine.request_hangup(ch, cause=ch.cause or 16, event_cause=16, soft=True, unwind=False)
-            ch.soft_sent = True  # type: ignore[attr-defined]
+            ch.soft_sent = True
     except asyncio.CancelledError:
-        target = getattr(ch, "redirect_to", None)
+        target = ch.redirect_to
         if target is not None and not ch.hangup_requested:
-            ch.redirect_to = None  # type: ignore[attr-defined]
+            ch.redirect_to = None
             ch.context, ch.exten = target[0] or ch.context, target[1] or ch.exten
             ch.task = asyncio.get_running_loop().create_task(run_dialplan(engine, ch, target[2]))
             return
@@ -41,8 +41,8 @@ async def run_dialplan(engine: Engine, ch: Channel, priority: int | str = 1) -> 
             ch.task = None
             apps = [a.name for a in engine.router.apps.values() if ch.id in a.channels]
             engine.destroy(ch)
-            if ch.appdial and getattr(ch, "saved_app", None):
-                ch.app_name, ch.app_data = ch.saved_app  # type: ignore[attr-defined]
+            if ch.appdial and ch.saved_app:
+                ch.app_name, ch.app_data = ch.saved_app
                 event = {"type": "ChannelDialplan", "timestamp": ari_time(), "dialplan_app": ch.app_name,
                          "dialplan_app_data": ch.app_data, "channel": ch.json()}
                 for app in apps:
@@ -70,12 +70,12 @@ async def _finish(engine: Engine, ch: Channel) -> None:
         return
     if ch.stasis_app is not None:
         engine.leave_stasis(ch)
-    if getattr(ch, "continued", False):  # continued out of an originate's Stasis: no h, no second request
+    if ch.continued:  # continued out of an originate's Stasis: no h, no second request
         ch.task = None
         engine.destroy(ch)
         return
-    if not getattr(ch, "soft_sent", False):
-        ch.soft_sent = True  # type: ignore[attr-defined]
+    if not ch.soft_sent:
+        ch.soft_sent = True
         engine.channel_event(ch, "ChannelHangupRequest", pre={"cause": 16, "soft": True})
         if ch.tech == "PJSIP" and ch.state == "Up":  # capture sip-dial-redirect: a Dial() caller whose bridge
             engine.rtp_stats(ch)                     # dissolved reports RTP stats after its soft hang-up
@@ -84,7 +84,7 @@ async def _finish(engine: Engine, ch: Channel) -> None:
     # then ChannelDestroyed) can reach the websocket after AMI already sent the channel's Hangup. Held back
     # here and released a moment after the destroy, so a service watching both feeds meets that order.
     lag = engine.config.hangup_handler_ari_lag
-    held = lag > 0 and (bool(getattr(ch, "hangup_handlers", []))
+    held = lag > 0 and (bool(ch.hangup_handlers)
                         or engine.dialplan.resolve(ch.context, "h") is not None)
     if held:
         engine.router.hold(ch.id)
@@ -117,15 +117,15 @@ async def _run_h(engine: Engine, ch: Channel) -> None:
         await _dead_run(engine, ch, 1)
         ch.priority += 1
         ch.app_name, ch.app_data = "", ""
-    handlers = list(getattr(ch, "hangup_handlers", []))
-    ch.hangup_handlers = []  # type: ignore[attr-defined]
+    handlers = list(ch.hangup_handlers)
+    ch.hangup_handlers = []
     for handler in reversed(handlers):  # a stack: the last pushed runs first
 
         text, args = split_target(handler)
         target = goto_target(text)
         for index, arg in enumerate(args, start=1):
             ch.variables[f"ARG{index}"] = arg
-        ch.gosub_stack = [None]  # type: ignore[attr-defined]  # Return() from the handler ends it
+        ch.gosub_stack = [None]  # Return() from the handler ends it
         ch.context, ch.exten = target.context or ch.context, target.exten or ch.exten
         await _dead_run(engine, ch, target.priority)
 
@@ -157,8 +157,8 @@ async def _execute(engine: Engine, ch: Channel, start: int | str) -> None:
             raise Stop
         ch.priority = prio.number
         data = substitute(prio.args, lookup_for(engine, ch))
-        if getattr(ch, "goto_published", None) == (ch.context, ch.exten, ch.priority):
-            ch.goto_published = None  # type: ignore[attr-defined]  # Asterisk's cep_equal: no second event
+        if ch.goto_published == (ch.context, ch.exten, ch.priority):
+            ch.goto_published = None  # Asterisk's cep_equal: no second event
             ch.app_name, ch.app_data = prio.app, data
         else:
             engine.dialplan_step(ch, prio.app, data)
@@ -196,19 +196,19 @@ async def app_ringing(engine: Engine, ch: Channel, data: str) -> None:
 async def app_hangup(engine: Engine, ch: Channel, data: str) -> None:
     cause = int(data) if data.strip().isdigit() else 16
     engine.request_hangup(ch, cause=cause, event_cause=cause, soft=True, unwind=False)
-    ch.soft_sent = True  # type: ignore[attr-defined]
+    ch.soft_sent = True
     raise Stop
 
 
 async def app_busy(engine: Engine, ch: Channel, data: str) -> None:
     engine.request_hangup(ch, cause=17, event_cause=17, soft=True, unwind=False)
-    ch.soft_sent = True  # type: ignore[attr-defined]
+    ch.soft_sent = True
     raise Stop
 
 
 async def app_congestion(engine: Engine, ch: Channel, data: str) -> None:
     engine.request_hangup(ch, cause=34, event_cause=34, soft=True, unwind=False)
-    ch.soft_sent = True  # type: ignore[attr-defined]
+    ch.soft_sent = True
     raise Stop
 
 
@@ -275,7 +275,7 @@ async def app_set(engine: Engine, ch: Channel, data: str) -> None:
         if name.startswith("GLOBAL("):
             engine.globals[name[7:-1]] = value
         elif name == "CHANNEL(hangup_handler_push)":
-            ch.hangup_handlers = [*getattr(ch, "hangup_handlers", []), value]  # type: ignore[attr-defined]
+            ch.hangup_handlers = [*ch.hangup_handlers, value]
         elif name.startswith("LOCAL("):
             ch.variables[name[6:-1]] = value
         return  # TIMEOUT(), CHANNEL(), ... have no ChannelVarset
@@ -328,15 +328,15 @@ async def app_chanspy(engine: Engine, ch: Channel, data: str) -> None:
     if target is None:
         await engine.sleep(FOREVER)
         return
-    ch.spy_on = target.id  # type: ignore[attr-defined]
-    ch.spy_whisper = "both" if "B" in options else ("out" if "w" in options else "none")  # type: ignore[attr-defined]
+    ch.spy_on = target.id
+    ch.spy_whisper = "both" if "B" in options else ("out" if "w" in options else "none")
     engine.notify("ChanSpyStart", (ch, target))
     engine.audio_changed()
     try:
         await target.gone.wait()
     finally:
         engine.notify("ChanSpyStop", (ch, target))
-        ch.spy_on = None  # type: ignore[attr-defined]
+        ch.spy_on = None
         engine.audio_changed()
 
 

@@ -34,11 +34,11 @@ def _edges(engine: Engine) -> dict[Node, list[tuple[Node, str]]]:
             add(("W", ch.peer.id), ("R", ch.id))
         if ch.echo:
             add(("R", ch.id), ("W", ch.id))
-        spied = getattr(ch, "spy_on", None)
+        spied = ch.spy_on
         if spied in chans:  # dialplan ChanSpy: the spy's device hears both directions of the target
             add(("R", spied), ("W", ch.id), "spy")
             add(("W", spied), ("W", ch.id), "spy")
-            whisper = getattr(ch, "spy_whisper", "none")
+            whisper = ch.spy_whisper
             if whisper in ("out", "both"):
                 add(("R", ch.id), ("W", spied), "whisper")
             if whisper == "both":

@@ -104,7 +104,7 @@ class ChannelOps:
 
     # ---- Stasis
     def enter_stasis(self: Engine, ch: Channel, app: str, args: list[str], dialplan_event: bool = False) -> None:
-        ch.saved_app = (ch.app_name, ch.app_data)  # type: ignore[attr-defined]
+        ch.saved_app = (ch.app_name, ch.app_data)
         data = ",".join([app, *args])
         ch.stasis_app, ch.stasis_args = app, list(args)
         if dialplan_event:
@@ -115,7 +115,7 @@ class ChannelOps:
             self.set_var(ch, "STASISSTATUS", "")  # before the app subscribes: only apps already watching see it
         self.router.subscribe_channel(app, ch.id)
         self.channel_event(ch, "StasisStart", post={"args": list(args)})
-        ch.stasis_exit = asyncio.get_running_loop().create_future()  # type: ignore[attr-defined]
+        ch.stasis_exit = asyncio.get_running_loop().create_future()
 
     def leave_stasis(self: Engine, ch: Channel, status: str = "SUCCESS", continuing: bool = False) -> None:
         """StasisEnd; an app that only had the channel through Stasis stops getting its events.
@@ -130,16 +130,16 @@ class ChannelOps:
         self.stop_media(ch)
         self.channel_event(ch, "StasisEnd")
         ch.stasis_app = None
-        if getattr(ch, "sticky_app", None) != app and app in self.router.apps:
+        if ch.sticky_app != app and app in self.router.apps:
             self.router.apps[app].channels.discard(ch.id)
         if ch.tech == "Snoop":
             pass
         elif continuing:
             ch.variables["STASISSTATUS"] = status
-            ch.pending_status = status  # type: ignore[attr-defined]
+            ch.pending_status = status
         else:
             self.set_var(ch, "STASISSTATUS", status)
-        exit_future = getattr(ch, "stasis_exit", None)
+        exit_future = ch.stasis_exit
         if exit_future is not None and not exit_future.done():
             exit_future.set_result(None)
 
@@ -158,20 +158,20 @@ class ChannelOps:
             self.rtp_stats(ch)
         if ch.tech != "Announcer":
             self.channel_event(ch, "ChannelHangupRequest", pre=pre)
-        info = getattr(ch, "outgoing", None)
+        info = ch.outgoing
         if ch.tech == "PJSIP" and info is not None and info.caller is None and not info.ari_dial:
             # an ARI originate refused or cancelled before the answer ends its dial (capture sip-queue: 486 → BUSY,
             # 603 or DELETE → NOANSWER); a timeout destroys it without this (capture 03)
-            ch.outgoing = None  # type: ignore[attr-defined]
+            ch.outgoing = None
             self.dial_event(ch, {17: "BUSY", 20: "CHANUNAVAIL", 34: "CONGESTION"}.get(cause, "NOANSWER"), info)
         if unwind:
             self.unwind(ch)
 
     def rtp_stats(self: Engine, ch: Channel) -> None:
         """chan_pjsip sets the RTPAUDIOQOS* variables as an answered call is hung up (once)."""
-        if getattr(ch, "rtp_reported", False):
+        if ch.rtp_reported:
             return
-        ch.rtp_reported = True  # type: ignore[attr-defined]
+        ch.rtp_reported = True
         bridge = self.bridges.get(ch.bridge_id or "")
         members = self.bridge_members(bridge) if bridge is not None else []
         if len(members) == 2:  # ast_channel_bridge_peer: the one peer gets the *BRIDGED copies (sip-queue)
@@ -214,14 +214,14 @@ class ChannelOps:
             self.request_hangup(peer, cause=ch.cause, soft=False, unwind=False)
         if ch.bridge_id and ch.bridge_id in self.bridges:
             self.bridge_remove(self.bridges[ch.bridge_id], ch)
-        saved = getattr(ch, "saved_app", None)
+        saved = ch.saved_app
         if saved is not None and ch.appdial:
             ch.app_name, ch.app_data = saved
         elif ch.stasis_app is None and ch.app_name == "Stasis":
             ch.app_name, ch.app_data = "", ""
-        pending = getattr(ch, "pending_status", None)
+        pending = ch.pending_status
         if pending is not None:
-            ch.pending_status = None  # type: ignore[attr-defined]
+            ch.pending_status = None
             self.set_var(ch, "STASISSTATUS", pending)
         if ch.tech != "Snoop" and ch.tech != "Announcer":
             self.channel_event(ch, "ChannelDestroyed", post={"cause": ch.cause, "cause_txt": cause_txt(ch.cause)})

@@ -41,7 +41,7 @@ async def dial(engine: Engine, caller: Channel, args: list[str]) -> None:
                 "caller_presentation": 0, "caller_presentation_txt": "Presentation Allowed, Not Screened"})
         leg.dialed_by = caller.id
         info = OutgoingInfo(dialstring=_dialstring(dest), caller=caller)
-        leg.outgoing = info  # type: ignore[attr-defined]
+        leg.outgoing = info
         engine.dial_event(leg, "", info)
         engine.start_outgoing(leg, other)
         legs.append(leg)
@@ -51,10 +51,10 @@ async def dial(engine: Engine, caller: Channel, args: list[str]) -> None:
     try:
         winner, status = await _first_answer(engine, legs, timeout)
     except asyncio.CancelledError:  # the caller hung up (or was redirected) while ringing: Dial cancels every leg
-        redirected = getattr(caller, "redirect_to", None) is not None
+        redirected = caller.redirect_to is not None
         for leg in legs:
             if not leg.hangup_requested:
-                engine.dial_event(leg, "CANCEL", leg.outgoing)  # type: ignore[attr-defined]
+                engine.dial_event(leg, "CANCEL", leg.outgoing)
                 if redirected:  # AMI Redirect of the caller (a pickup): Dial hangs its ringing callees up directly,
                     leg.hangup_requested = True  # no HangupRequest, destroyed with 16 (capture sip-dial-pickup)
                     leg.cause = 16
@@ -68,10 +68,10 @@ async def dial(engine: Engine, caller: Channel, args: list[str]) -> None:
             engine.request_hangup(leg, cause=26 if winner else 16, soft=False)
     if winner is None:
         for leg in legs:
-            engine.dial_event(leg, status, leg.outgoing)  # type: ignore[attr-defined]
+            engine.dial_event(leg, status, leg.outgoing)
         engine.set_var(caller, "DIALSTATUS", status)
         return
-    engine.dial_event(winner, "ANSWER", winner.outgoing)  # type: ignore[attr-defined]
+    engine.dial_event(winner, "ANSWER", winner.outgoing)
     engine.answer(caller)
     winner.exten = ""
     engine.dialplan_step(winner, "AppDial", "(Outgoing Line)")
@@ -107,7 +107,7 @@ async def _bridged(engine: Engine, caller: Channel, callee: Channel, limit: floa
     engine.bridge_add(bridge, caller)
     engine.bridge_add(bridge, callee)
     timer = engine.spawn(_limit(engine, caller, limit)) if limit is not None else None
-    left = callee.dial_left = asyncio.Event()  # type: ignore[attr-defined]  # set by an AMI Redirect of it
+    left = callee.dial_left = asyncio.Event()  # set by an AMI Redirect of it
     waits = [asyncio.ensure_future(callee.gone.wait()), asyncio.ensure_future(left.wait())]
     try:
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)

@@ -15,7 +15,7 @@ from asterisk_sim.bridges import BridgeOps
 from asterisk_sim.channels import ChannelOps
 from asterisk_sim.dialplan import Dialplan, parse_extensions_conf
 from asterisk_sim.media import MediaOps
-from asterisk_sim.model import Bridge, Channel, Counters, Endpoint, OutgoingInfo
+from asterisk_sim.model import ENTITY_ID, Bridge, Channel, Counters, Endpoint, OutgoingInfo, ari_time
 from asterisk_sim.stasis import StasisOps
 
 Listener = Callable[[str, Any, dict[str, Any]], None]
@@ -143,7 +143,6 @@ class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
         if self.device_states.get(device) == state and not force:
             return
         self.device_states[device] = state
-        from asterisk_sim.model import ENTITY_ID, ari_time
 
         event = {"type": "DeviceStateChanged", "application": "", "timestamp": ari_time(),
                  "device_state": {"name": device, "state": state}, "asterisk_id": ENTITY_ID}
@@ -229,13 +228,14 @@ class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
             self.update_device_state(ch)
 
     def ringing_waiters(self, ch: Channel) -> None:
-        info: OutgoingInfo | None = getattr(ch, "outgoing", None)
+        info: OutgoingInfo | None = ch.outgoing
         if info is not None:
             self.dial_event(ch, "RINGING", info)
 
-    def dial_event(self, peer: Channel, status: str, info: OutgoingInfo) -> None:
-        from asterisk_sim.model import ari_time
-
+    def dial_event(self, peer: Channel, status: str, info: OutgoingInfo | None) -> None:
+        """ARI's Dial event for an outgoing channel (one nobody dialled, ``info`` None, has none)."""
+        if info is None:
+            return
         event: dict[str, Any] = {"type": "Dial", "timestamp": ari_time(), "dialstatus": status, "forward": "",
                                  "dialstring": "" if info.ari_dial and status else info.dialstring}
         ids: tuple[str, ...] = (peer.id,)

@@ -149,7 +149,7 @@ class AgiSession:
         if not self.dead:
             self.status = "HANGUP"
             self.engine.request_hangup(self.ch, cause=16, soft=True, unwind=False)
-            self.ch.soft_sent = True  # type: ignore[attr-defined]
+            self.ch.soft_sent = True
             self.mark_dead()
 
     async def cmd_noop(self, args: list[str]) -> None:

@@ -13,10 +13,10 @@ if TYPE_CHECKING:
 
 async def app_gosub(engine: Engine, ch: Channel, data: str) -> None:
     target_text, args = split_target(data.strip())
-    stack: list[Any] = getattr(ch, "gosub_stack", [])
+    stack: list[Any] = ch.gosub_stack
     saved = {k: v for k, v in ch.variables.items() if k.startswith("ARG") and k[3:].isdigit()}
     stack.append((ch.context, ch.exten, ch.priority + 1, saved))
-    ch.gosub_stack = stack  # type: ignore[attr-defined]
+    ch.gosub_stack = stack
     for key in saved:
         ch.variables.pop(key, None)
     for index, arg in enumerate(args, start=1):
@@ -25,7 +25,7 @@ async def app_gosub(engine: Engine, ch: Channel, data: str) -> None:
 
 
 async def app_return(engine: Engine, ch: Channel, data: str) -> None:
-    stack: list[Any] = getattr(ch, "gosub_stack", [])
+    stack: list[Any] = ch.gosub_stack
     ch.variables["GOSUB_RETVAL"] = data
     frame = stack.pop() if stack else None
     if frame is None:

@@ -34,6 +34,9 @@ class Playback:
     index: int = 0
     task: asyncio.Task[None] | None = None
     paused: asyncio.Event = field(default_factory=asyncio.Event)
+    seq: int = 0            # ARI ids can repeat: the store key is id#seq
+    silent: bool = False    # an unknown scheme: no PlaybackFinished ever (capture 09)
+    finished: bool = False
 
     def json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "media_uri": self.media[self.index]}
@@ -55,6 +58,7 @@ class Recording:
     max_duration: float = 0.0
     task: asyncio.Task[None] | None = None
     cause: str | None = None
+    finished: bool = False
 
     def json(self, finished: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "format": self.format, "state": self.state,
@@ -107,9 +111,9 @@ class MediaOps:
         pb = Playback(id=playback_id or self.new_uuid(), media=media, target_uri=target_uri, language=language)
         pb.paused.set()
         self.playback_seq = getattr(self, "playback_seq", 0) + 1
-        pb.seq = self.playback_seq  # type: ignore[attr-defined]
+        pb.seq = self.playback_seq
         if pb.id in self.playbacks:  # a duplicate playbackId is accepted; keep the earlier one reachable too
-            self.playbacks[f"{pb.id}#{pb.seq}"] = self.playbacks.pop(pb.id)  # type: ignore[attr-defined]
+            self.playbacks[f"{pb.id}#{pb.seq}"] = self.playbacks.pop(pb.id)
         self.playbacks[pb.id] = pb
         pb.task = self.spawn(self._play(pb))
         return pb
@@ -130,7 +134,7 @@ class MediaOps:
                 pb.state = "playing"
                 self.playback_event(pb, "PlaybackStarted")
                 if media.split(":", 1)[0] not in KNOWN_SCHEMES:
-                    pb.silent = True  # type: ignore[attr-defined]  # unknown scheme: no Finished ever (09)
+                    pb.silent = True  # unknown scheme: no Finished ever (09)
                     pb.state = "failed"
                     break
                 duration = self.sound_duration(media)
@@ -166,7 +170,7 @@ class MediaOps:
         """Emit PlaybackFinished exactly once (a hang-up finishes it at once, before StasisEnd)."""
         if getattr(pb, "finished", False):
             return
-        pb.finished = True  # type: ignore[attr-defined]
+        pb.finished = True
         pb.state = state
         self._audible(pb, None)
         kind, _, target = pb.target_uri.partition(":")
@@ -260,7 +264,7 @@ class MediaOps:
         """Write the file and emit RecordingFinished once (at once on hang-up, before StasisEnd)."""
         if getattr(rec, "finished", False):
             return
-        rec.finished = True  # type: ignore[attr-defined]
+        rec.finished = True
         if rec.state in ("recording", "paused", "queued"):
             rec.state = "done"
         self.live_recordings.pop(rec.name, None)

@@ -102,6 +102,25 @@ class Channel:
     appdial: bool = False  # an outgoing Local ;1 / dialled PJSIP leg shows AppDial2/AppDial
     hold_dialplan: bool = False
     agi_dead: bool = False
+    # what the interpreter, Dial(), Stasis and the AMI keep on a channel between steps (declared, not bolted on)
+    outgoing: OutgoingInfo | None = None       # what this outgoing channel was dialled for
+    dial_endpoint: str | None = None          # ARI create (not yet dialled): the endpoint to dial
+    pending_far: Channel | None = None        # ARI create of a Local: the far half, started on dial
+    dial_left: asyncio.Event | None = None    # a Dial() callee: set when an AMI Redirect takes it away
+    saved_app: tuple[str, str] | None = None  # the app an AppDial leg showed before Stasis
+    sticky_app: str | None = None             # the Stasis app a moved channel keeps
+    stasis_exit: asyncio.Future[Any] | None = None
+    pending_status: str | None = None         # STASISSTATUS waiting for the dialplan to resume
+    continue_to: tuple[str | None, str | None, int | str | None] | None = None  # ARI /continue target
+    continued: bool = False                   # continued out of an originate's Stasis: no h, no second request
+    redirect_to: tuple[str | None, str | None, int | str] | None = None    # AMI Redirect target
+    goto_published: tuple[str, str, int] | None = None  # the last ChannelDialplan sent (cep_equal)
+    gosub_stack: list[Any] = field(default_factory=list)
+    hangup_handlers: list[str] = field(default_factory=list)
+    soft_sent: bool = False                   # the soft hang-up request event was sent
+    spy_on: str | None = None                 # ChanSpy: the channel listened to
+    spy_whisper: str = "none"
+    rtp_reported: bool = False
 
     def is_local(self) -> bool:
         return self.tech == "Local"

@@ -107,17 +107,17 @@ def originate(engine: Engine, p: dict[str, Any]) -> Channel:
         engine.dialplan_step(ch, "AppDial2", "(Outgoing Line)")  # seen only by subscribeAll apps (14)
     if app and other is not None:
         engine.router.subscribe_channel(app, other.id)
-        other.sticky_app = app  # type: ignore[attr-defined]
+        other.sticky_app = app
     chans = [ch] + ([other] if other else [])
     _apply_vars(engine, chans, None, variables, p.get("callerId"))  # ;1's events happen before the app watches
     if app:
         engine.router.subscribe_channel(app, ch.id)
-        ch.sticky_app = app  # type: ignore[attr-defined]
+        ch.sticky_app = app
     if other is not None and engine.dialplan.resolve(other.context, other.exten) is None:
         engine.spawn(_vanish(engine, ch, other))  # chan_local cannot call a missing extension: both go, cause 0
         return ch
     info = OutgoingInfo(dialstring=endpoint.split("/", 1)[1])
-    ch.outgoing = info  # type: ignore[attr-defined]
+    ch.outgoing = info
     engine.dial_event(ch, "", info)
     engine.start_outgoing(ch, other)
     timeout = float(p.get("timeout") or 30)
@@ -146,8 +146,8 @@ async def _after_originate(engine: Engine, ch: Channel, other: Channel | None, a
             ch.hangup_requested = True
             engine.destroy(ch)
         return
-    engine.dial_event(ch, "ANSWER", ch.outgoing)  # type: ignore[attr-defined]
-    ch.outgoing = None  # type: ignore[attr-defined]
+    engine.dial_event(ch, "ANSWER", ch.outgoing)
+    ch.outgoing = None
     if app:
         if engine.router.registered(app):
             engine.enter_stasis(ch, app, args)
@@ -168,12 +168,12 @@ def create(engine: Engine, p: dict[str, Any]) -> Channel:
     ch, other = _create(engine, endpoint, p)
     ch.appdial = False
     ch.app_name, ch.app_data = "", ""
-    ch.pending_far = other  # type: ignore[attr-defined]
-    ch.dial_endpoint = endpoint  # type: ignore[attr-defined]
+    ch.pending_far = other
+    ch.dial_endpoint = endpoint
     app = p.get("app") or None
     if app:
         engine.router.subscribe_channel(app, ch.id)
-        ch.sticky_app = app  # type: ignore[attr-defined]
+        ch.sticky_app = app
     _apply_vars(engine, [ch] + ([other] if other else []), ch, variables, p.get("callerId"))
     if app and engine.router.registered(app):
         args = str(p.get("appArgs", "")).split(",") if p.get("appArgs") else []
@@ -194,12 +194,12 @@ async def _enter_stasis_later(engine: Engine, ch: Channel, app: str, args: list[
 
 
 def dial(engine: Engine, ch: Channel, p: dict[str, Any]) -> None:
-    if ch.state != "Down" or not hasattr(ch, "dial_endpoint"):
+    if ch.state != "Down" or ch.dial_endpoint is None:
         raise AriError(409, "Channel is not in the 'Down' state")
-    info = OutgoingInfo(dialstring=ch.dial_endpoint.split("/", 1)[1], ari_dial=True)  # type: ignore[attr-defined]
-    ch.outgoing = info  # type: ignore[attr-defined]
+    info = OutgoingInfo(dialstring=ch.dial_endpoint.split("/", 1)[1], ari_dial=True)
+    ch.outgoing = info
     engine.dial_event(ch, "", info)
-    engine.start_outgoing(ch, getattr(ch, "pending_far", None))
+    engine.start_outgoing(ch, ch.pending_far)
     timeout = float(p.get("timeout") or 0) or 10 ** 9
     engine.spawn(_after_dial(engine, ch, timeout))
 
@@ -207,8 +207,8 @@ def dial(engine: Engine, ch: Channel, p: dict[str, Any]) -> None:
 async def _after_dial(engine: Engine, ch: Channel, timeout: float) -> None:
     status = await engine.wait_answer(ch, timeout)
     if status == "ANSWER":
-        engine.dial_event(ch, "ANSWER", ch.outgoing)  # type: ignore[attr-defined]
-        ch.outgoing = None  # type: ignore[attr-defined]
+        engine.dial_event(ch, "ANSWER", ch.outgoing)
+        ch.outgoing = None
         return
     if not ch.hangup_requested:
         engine.request_hangup(ch, cause=19, event_cause=32, soft=True)

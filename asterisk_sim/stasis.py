@@ -21,24 +21,24 @@ class StasisOps:
 
     async def wait_stasis(self: Engine, ch: Channel) -> None:
         """Block a dialplan Stasis() until the channel leaves the app; /continue targets become a Goto."""
-        future = getattr(ch, "stasis_exit", None)
+        future = ch.stasis_exit
         if future is not None:
             await future
-        target = getattr(ch, "continue_to", None)
-        ch.continue_to = None  # type: ignore[attr-defined]
+        target = ch.continue_to
+        ch.continue_to = None
         if target is not None and any(t is not None for t in target):
             context, exten, priority = target
             raise Goto(context, exten, priority if priority is not None else 1)
 
     def continue_in_dialplan(self: Engine, ch: Channel, context: str | None, exten: str | None,
                              priority: int | str | None) -> None:
-        ch.continue_to = (context, exten, priority)  # type: ignore[attr-defined]
+        ch.continue_to = (context, exten, priority)
         in_dialplan = ch.task is not None and not ch.task.done()
         self.leave_stasis(ch, continuing=True)
         if in_dialplan:
             return
-        ch.continue_to = None  # type: ignore[attr-defined]
-        ch.continued = True  # type: ignore[attr-defined]
+        ch.continue_to = None
+        ch.continued = True
         if context:
             ch.context = context
         if exten:
@@ -83,16 +83,16 @@ class StasisOps:
             ch.context, ch.exten = target[0] or ch.context, target[1] or ch.exten
             if isinstance(target[2], int):
                 ch.priority = target[2]
-                ch.goto_published = (ch.context, ch.exten, ch.priority)  # type: ignore[attr-defined]
+                ch.goto_published = (ch.context, ch.exten, ch.priority)
             self.channel_event(ch, "ChannelDialplan", post={"dialplan_app": ch.app_name,
                                                             "dialplan_app_data": ch.app_data})
             self.bridge_remove(self.bridges[ch.bridge_id], ch)
-        left = getattr(ch, "dial_left", None)
+        left = ch.dial_left
         if left is not None:  # a Dial() callee leaves its caller's bridge (the caller's Dial then ends)
-            ch.dial_left = None  # type: ignore[attr-defined]
+            ch.dial_left = None
             left.set()
         if ch.task is not None and not ch.task.done():
-            ch.redirect_to = target  # type: ignore[attr-defined]
+            ch.redirect_to = target
             ch.task.cancel()
             return
         self.start_dialplan(ch, target[0], target[1], target[2])
