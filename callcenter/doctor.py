@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from ari_app.prompts import used_prompts
 from callcenter.config import AmiSettings, AriSettings, Config, ConfigError, PbxConfig, load_config
 
 TIMEOUT = 5.0
@@ -55,13 +55,9 @@ def skipped(name: str, why: str) -> Check:
 
 
 def played_prompts() -> tuple[str, ...]:
-    """The sounds the ARI app plays, as it lists them (``ari_app.prompts``, loaded by name like the runner's
-    components: the core imports no adapter); empty when the ARI app is not installed."""
-    try:
-        used = importlib.import_module("ari_app.prompts").used_prompts
-    except ImportError:
-        return ()
-    return tuple(str(p).split(":", 1)[1] for p in used())
+    """The sounds the ARI app plays, as it lists them (``ari_app.prompts``: the doctor is part of the composition
+    root, like the runner, so it reads the adapter directly)."""
+    return tuple(str(p).split(":", 1)[1] for p in used_prompts())
 
 
 def env_name(pbx: PbxConfig, section: str, field: str) -> str:

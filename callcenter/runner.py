@@ -1,7 +1,8 @@
 """The composition root: builds every component from the config and runs them on one loop.
 
-This module and :mod:`callcenter.cli` are the only places in the core that import adapters, and no adapter
-imports them (sub-commands share :mod:`callcenter.commands`; the store opens through :mod:`callcenter.store.opening`).
+With :mod:`callcenter.cli`, :mod:`callcenter.demo` and :mod:`callcenter.doctor` it is the composition root: the only
+core modules that import adapters, and no adapter imports them (sub-commands share :mod:`callcenter.commands`; the
+store opens through :mod:`callcenter.store.opening`). ``python -m scripts.import_cycles`` checks both.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Print the project's import cycles and its function-level imports of project modules.
+"""Print the project's import cycles, its layering breaches and its function-level imports of project modules.
 
 Why: a cycle between modules is a tangle a reader must hold in mind at once, and an
 import hidden inside a function is usually a cycle someone walked around. The numbers
@@ -22,6 +22,10 @@ from pathlib import Path
 
 PACKAGES = ("callcenter", "ari_app", "agi_scripts", "api", "bridges", "dialplan", "asterisk_sim")
 SIMULATOR = "asterisk_sim"
+ADAPTERS = ("ari_app", "agi_scripts", "api", "bridges", "dialplan")
+# The composition root: the modules that wire adapters together (the service, and the whole-product commands
+# `demo` and `doctor`). Only they may import adapters; no adapter may import them.
+ROOT = ("callcenter.cli", "callcenter.runner", "callcenter.demo", "callcenter.doctor")
 
 
 @dataclass
@@ -161,6 +165,27 @@ def scan(root: Path) -> dict[str, ModuleImports]:
     return {m.name: m for m in (read_module(root, p, known) for p in paths)}
 
 
+def layering_breaches(modules: dict[str, ModuleImports]) -> list[str]:
+    """Imports that cross the architecture's lines: the core (outside the root) importing an adapter, an adapter
+    importing another adapter or the root, the service importing the simulator, the simulator importing us."""
+    breaches = []
+    for name, module in sorted(modules.items()):
+        package = name.split(".")[0]
+        for target in sorted(module.at_import | {t for _, t in module.in_functions}):
+            other = target.split(".")[0]
+            if package == "callcenter" and other in ADAPTERS and name not in ROOT:
+                breaches.append(f"{name} imports {target}: the core imports no adapter outside the composition root")
+            elif package in ADAPTERS and other in ADAPTERS and other != package:
+                breaches.append(f"{name} imports {target}: adapters never import each other")
+            elif package in ADAPTERS and target in ROOT:
+                breaches.append(f"{name} imports {target}: adapters never import the composition root")
+            elif package in ADAPTERS and other == SIMULATOR:
+                breaches.append(f"{name} imports {target}: the service never imports the simulator")
+            elif package == SIMULATOR and other != SIMULATOR:
+                breaches.append(f"{name} imports {target}: the simulator imports nothing of the service")
+    return breaches
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
@@ -189,9 +214,16 @@ def main(argv: list[str] | None = None) -> int:
           f"({len(hidden_outside)} outside {SIMULATOR}/)")
     for name, line, target in sorted(hidden):
         print(f"  {name}:{line} imports {target}")
+    breaches = layering_breaches(modules)
+    print(f"layering breaches: {len(breaches)}")
+    for breach in breaches:
+        print(f"  {breach}")
     tangles = len(outside) + sum(not c[0].startswith(SIMULATOR) for c in hidden_cycles)
     if args.max_cycles is not None and tangles > args.max_cycles:
         print(f"FAIL: {tangles} cycles outside {SIMULATOR}/, hidden ones included (allowed {args.max_cycles})")
+        return 1
+    if args.max_cycles is not None and breaches:
+        print(f"FAIL: {len(breaches)} layering breaches")
         return 1
     return 0
 

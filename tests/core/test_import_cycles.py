@@ -1,4 +1,4 @@
-"""The import-cycle report (`python -m scripts.import_cycles`) finds the tangles it claims to count."""
+"""The import report (`python -m scripts.import_cycles`) finds the tangles and layering breaches it claims to count."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ def test_a_cycle_at_import_time_and_one_hidden_in_a_function_are_both_reported(
         "callcenter/__init__.py": "",
         "callcenter/typed.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from callcenter import leaf\n",
         "callcenter/leaf.py": "import callcenter.typed\n",
+        "callcenter/numbers.py": "def parse():\n    from api import app\n",
+        "callcenter/runner.py": "from ari_app import tracker\n",
+        "api/cli.py": "from callcenter import runner\n",
     })
 
     status = import_cycles.main(["--root", str(tmp_path), "--max-cycles", "0"])
@@ -39,6 +42,10 @@ def test_a_cycle_at_import_time_and_one_hidden_in_a_function_are_both_reported(
     assert "hidden cycle of 2: ari_app.tracker <-> ari_app.transitions" in report
     assert "ari_app.tracker:2 imports ari_app.transitions" in report
     assert "callcenter.leaf <-> callcenter.typed" not in report, "TYPE_CHECKING imports never run"
+    assert "layering breaches: 2" in report
+    assert "callcenter.numbers imports api.app: the core imports no adapter outside the composition root" in report
+    assert "api.cli imports callcenter.runner: adapters never import the composition root" in report
+    assert "callcenter.runner imports ari_app" not in report, "the composition root may import adapters"
     assert status == 1, "two cycles outside the simulator exceed --max-cycles 1"
 
 
@@ -48,3 +55,4 @@ def test_the_project_has_no_import_cycle_not_even_a_hidden_one(capsys: pytest.Ca
     assert import_cycles.main(["--root", str(root), "--max-cycles", "0"]) == 0
     report = capsys.readouterr().out
     assert "import cycles: 0 " in report and "cycles closed only by function-level imports: 0 " in report
+    assert "layering breaches: 0" in report
