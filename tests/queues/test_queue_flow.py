@@ -209,7 +209,7 @@ async def test_a_caller_whose_agent_vanishes_at_the_answer_goes_back_on_hold_fir
     await eventually(lambda: "1001" in world.hears("+972541110011"), timeout=10,
                      what="the first caller, rung again, talks to 1001")
     assert vanished, "the agent's leg never vanished: the test did not test anything"
-    assert world.hears("+972541110012") == {"moh"}, "the later caller was served first"
+    assert "1001" not in world.hears("+972541110012"), "the later caller was served first"
     first_id = world.call_id(first)
     await eventually(lambda: _attempts_are_in_order(world, first_id, [("1001", "unavailable"), ("1001", "answered")]),
                      what="the failed attempt recorded as such, then the answered one")
