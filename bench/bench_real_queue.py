@@ -176,6 +176,7 @@ class MonitorOutcomes(logging.Handler):
         super().__init__(logging.INFO)
         self.reasons: collections.Counter[str] = collections.Counter()
         self.ends: collections.Counter[str] = collections.Counter()  # why our sessions ended (sipp's failures)
+        self.stages: collections.defaultdict[str, list[float]] = collections.defaultdict(list)  # ms per stage
 
     def __enter__(self) -> MonitorOutcomes:
         self.logger = logging.getLogger("callcenter.ari.monitor")
@@ -197,6 +198,9 @@ class MonitorOutcomes(logging.Handler):
             found = re.search(r"code=(\S+).*reason='(.*)'", message)
             why = re.sub(r"\d+", "N", found.group(2)) if found else "?"
             self.reasons[f"refused {found.group(1) if found else '?'} ({why})"] += 1
+        elif "event=monitor_setup_timing" in message:
+            for stage, value in re.findall(r"(\w+)_ms=(\d+)", message):
+                self.stages[stage].append(float(value))
         elif "event=monitor_stop" in message:
             found = re.search(r"reason=(\S+)", message)
             self.ends[found.group(1) if found else "?"] += 1
@@ -334,6 +338,9 @@ async def run_queue(callers: int, service: RunningService, asterisk: SippAsteris
     print(f"    ours not up: {dict(outcomes.reasons) or 'none'}; ours ended by: {dict(outcomes.ends)} (call_ended: "
           f"the agent's call ended while watched — the service hangs the supervisor up, which sipp counts failed; "
           f"ChanSpy's q waits for the agent's next call)")
+    print("    ours by stage, median / p99 ms (service's log): " + ", ".join(
+        f"{stage} {median(values):.0f} / {quantile([v / 1000 for v in values], 0.99) * 1000:.0f}"
+        for stage, values in outcomes.stages.items()))
     print(f"    ours/ChanSpy: median {ratio:.2f}, our slowest / ChanSpy's median {worst:.2f} "
           f"(target every set-up ≤ 0.5×: {'met' if worst <= 0.5 else 'NOT met'})")
     cpu_service = cpus["service"].used()  # type: ignore[union-attr]

@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -206,6 +207,7 @@ class MonitorService(TakeoverSteps):
                                      mode=mode, origin="feature_code", supervisor_channel=str(channel["id"]))
             self.register(session)
         session.state = SessionState.ATTACHING
+        session.created = str(channel.get("creationtime") or "")
         try:
             await self.attach(session, answer=channel.get("state") != "Up")
         except MonitorRefused as exc:
@@ -233,7 +235,9 @@ class MonitorService(TakeoverSteps):
                         await self.mech.answer(sup)
                     await self._move_into_call(session, call)
             else:
+                began = time.monotonic()
                 grant, call = await self.check(session.supervisor, session.target, session.mode)
+                checked = time.monotonic()
                 session.agent_channel, session.call_bridge = call.channel_id, call.bridge_id
                 session.announce = grant.announce
                 snoop_id = session.snoop_channel = session.next_snoop_id()  # known before it exists: teardown
@@ -245,8 +249,14 @@ class MonitorService(TakeoverSteps):
                 for outcome in await asyncio.gather(*steps, return_exceptions=True):  # all done before teardown
                     if isinstance(outcome, BaseException):
                         raise outcome
+                snooped = time.monotonic()
                 await self.mech.add_to_bridge(session.bridge_id, sup, snoop_id)
                 session.state = SessionState.ACTIVE
+                # where a set-up's time goes (bench real_queue reads it): Asterisk's dialplan and the event's way
+                # to us, the checks (monitor groups, target), snoop + bridge + answer, the final addChannel
+                log.info("event=monitor_setup_timing session=%s since_created_ms=%s check_ms=%.0f snoop_ms=%.0f "
+                         "bridge_ms=%.0f", session.id, _ms_since(session.created, began),
+                         (checked - began) * 1000, (snooped - checked) * 1000, (time.monotonic() - snooped) * 1000)
             data = self.timeline.note(session, "monitor_start", origin=session.origin, agent_channel=call.channel_id)
         log.info("event=monitor_start session=%s supervisor=%s target=%s mode=%s channel=%s", session.id,
                  session.supervisor, session.target, session.mode.value, call.channel_id)
@@ -400,3 +410,12 @@ class MonitorService(TakeoverSteps):
         log.info("event=monitor_stop session=%s supervisor=%s target=%s reason=%s", session.id, session.supervisor,
                  session.target, reason)
         await self.timeline.deliver(session, "monitor_stop", data)
+
+
+def _ms_since(creationtime: str, mono: float) -> str:
+    """Milliseconds from Asterisk's channel creation time to the monotonic instant ``mono`` ("?" if unknown)."""
+    try:
+        created = datetime.strptime(creationtime, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+    except ValueError:
+        return "?"
+    return f"{(time.time() - (time.monotonic() - mono) - created) * 1000:.0f}"

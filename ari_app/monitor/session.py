@@ -89,6 +89,7 @@ class MonitorSession:
     written: int = 0
     takeover_peers: tuple[str, ...] = ()
     redirecting: bool = False  # a Dial() take-over is moving the customer: the agent leg's end is expected
+    created: str = ""  # the supervisor channel's creationtime (Asterisk's clock): the set-up timing's start
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
 
     @property
