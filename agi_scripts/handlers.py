@@ -111,6 +111,9 @@ async def _write(hctx: HandlerContext, script: str, key: CallKey, record: CallRe
         call_id=record.id, at=datetime.now(UTC), kind=kind, source=str(Source.AGI),
         data={"hook": script, **event_data}, dedupe_key=f"agi:{script}:{key.uniqueid or key.linkedid}",
     ))
+    stored = getattr(hctx.writer, "stored", None)  # a batching writer: publish once the write is made
+    if stored is not None:
+        await stored()
     if hctx.publish is not None:
         try:
             await hctx.publish("call.updated", {"id": str(record.id), "pbx": record.pbx, "source": "agi",

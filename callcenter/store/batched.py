@@ -32,6 +32,9 @@ class BatchedCallWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._queued = 0  # items ever queued / ever written: stored() waits for the second to reach the first
+        self._written = 0
+        self._progress = asyncio.Event()
         self.batches = 0
         self.errors = 0
 
@@ -42,7 +45,15 @@ class BatchedCallWriter:
     async def add_event(self, event: CallEvent) -> None:
         self._put(event)
 
+    async def stored(self) -> None:
+        """Wait until everything this caller queued so far is written (or spooled): a hook publishes its
+        ``call.updated`` only then, so whoever reads the call on that notice finds the hook's fields."""
+        target = self._queued
+        while self._written < target:
+            await self._progress.wait()
+
     def _put(self, item: CallRecord | CallEvent) -> None:
+        self._queued += 1
         self._idle.clear()
         self._queue.put_nowait(item)
         if self._task is None or self._task.done():
@@ -77,6 +88,9 @@ class BatchedCallWriter:
                 self.errors += 1
                 log.exception("event=batched_write_failed items=%d", len(batch))
             self.batches += 1
+            self._written += len(batch)
+            self._progress.set()
+            self._progress = asyncio.Event()
             if self._queue.empty():
                 self._idle.set()
 

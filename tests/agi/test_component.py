@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 from agi_scripts.component import run
@@ -28,6 +29,9 @@ async def test_the_component_serves_fastagi_reports_health_and_publishes_the_upd
         assert exchange.set_variables()["CC_DIRECTION"] == "internal"
         event = await sub.get(timeout=2)
         assert event.topic == "call.updated" and event.data["hook"] == "tag-internal"
+        # the hook's write is batched behind the call; the notice comes once it is stored
+        row = await store.get_call(uuid.UUID(event.data["id"]))
+        assert row is not None and row["direction"] == "internal"
         # the request is counted once its store write is done
         await eventually(lambda: ctx.health.snapshot()["fastagi"]["requests"] >= 1, what="the request counted")
         assert ctx.health.snapshot()["fastagi"]["requests"] == 1
