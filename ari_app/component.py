@@ -1,35 +1,31 @@
 """Service component for the ``ari`` role: one :class:`AsteriskPbx` per ``[[pbx]]`` of kind asterisk.
 
-Sets ``ctx.ports.call_control`` and ``ctx.ports.live`` and registers health ``ari``, ``ami`` and ``prompts``
-(the sounds we play that the Asterisk lacks, see ``ari_app.prompts``). Other ARI
-flows plug in through ``setup(pbx, ctx)`` of ``ari_app.monitor``, ``.queues`` and ``.pickup`` (``PLUGINS``): an async
-context manager per PBX, entered here and closed on shutdown.
+Yields the ports it provides (call control and the live view, monitoring, queues, pickup) for the composition root
+to wire, and registers health ``ari``, ``ami`` and ``prompts`` (the sounds we play that the Asterisk lacks, see
+``ari_app.prompts``). The plug-ins ``ari_app.monitor``, ``.queues`` and ``.pickup`` each have a typed
+``setup(pbx, ctx)``: an async context manager per PBX yielding its service, entered here and closed on shutdown.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from ari_app import monitor, pickup, queues
 from ari_app.ami import AmiWatcher
 from ari_app.calls.service import AsteriskCalls
+from ari_app.monitor import MonitorPort
 from ari_app.pbx import AsteriskPbx
+from ari_app.pickup import PickupPort
 from ari_app.prompts import PromptCheck
 from ari_app.prompts import health as prompts_health
-from callcenter.service import ServiceContext
+from ari_app.queues import QueuePort
+from callcenter.service import Ports, ServiceContext
 
 log = logging.getLogger("callcenter.ari")
 
-# The flows that plug into every PBX, imported directly: a broken plugin stops the start instead of
-# silently removing its feature. Each ``setup(pbx, ctx)`` is an async context manager for the PBX's life.
-PLUGINS: tuple[Callable[[AsteriskPbx, ServiceContext], AbstractAsyncContextManager[object]], ...] = (
-    monitor.setup,
-    queues.setup,
-    pickup.setup,
-)
 
 
 def _health(items: list[Any], name: str) -> dict[str, Any]:
@@ -40,13 +36,10 @@ def _health(items: list[Any], name: str) -> dict[str, Any]:
     return {"state": "up" if up else "down", name: each}
 
 
-async def _plugins(stack: AsyncExitStack, pbx: AsteriskPbx, ctx: ServiceContext) -> None:
-    for setup in PLUGINS:
-        await stack.enter_async_context(setup(pbx, ctx))
-
-
 @asynccontextmanager
-async def run(ctx: ServiceContext) -> AsyncIterator[None]:
+async def run(ctx: ServiceContext) -> AsyncIterator[Ports]:
+    """Every Asterisk PBX with its plug-ins, for the service's life; yields the ports it provides (none without a
+    PBX): call control and the live view, monitoring, queues, pickup. The composition root wires them."""
     configs = [p for p in ctx.config.pbx if p.kind == "asterisk" and p.ari is not None]
     pool = getattr(ctx.store, "pool", None)
     pbxs = [AsteriskPbx(config, ctx.writer, ctx.bus, pool=pool) for config in configs]
@@ -63,19 +56,18 @@ async def run(ctx: ServiceContext) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         for check in prompt_checks:
             stack.push_async_callback(check.close)
+        monitoring, queueing, picking = MonitorPort(), QueuePort(), PickupPort()
         for pbx in pbxs:
-            await _plugins(stack, pbx, ctx)
+            monitoring.add(await stack.enter_async_context(monitor.setup(pbx, ctx)))
+            queueing.add(pbx.key, await stack.enter_async_context(queues.setup(pbx, ctx)))
+            picking.services[pbx.key] = await stack.enter_async_context(pickup.setup(pbx, ctx))
             stack.push_async_callback(pbx.close)
             await pbx.start()
         for watcher in watchers:
             stack.push_async_callback(watcher.close)
             await watcher.start()
-        if pbxs:
-            ctx.ports.call_control = calls
-            ctx.ports.live = calls
-        try:
-            yield
-        finally:
-            if ctx.ports.call_control is calls:
-                ctx.ports.call_control = None
-                ctx.ports.live = None
+        if not pbxs:
+            yield Ports()
+            return
+        yield Ports(call_control=calls, live=calls, monitor_control=monitoring, queue_control=queueing,
+                    pickup=picking)

@@ -63,7 +63,10 @@ async def run_service(config: Config, roles: tuple[str, ...], *, stop: asyncio.E
         register_core_health(ctx)
         for role, component in COMPONENTS:
             if role in roles:
-                await stack.enter_async_context(component(ctx))
+                provided = await stack.enter_async_context(component(ctx))
+                if provided is not None:  # the one place ports are wired: the API reads them from ctx.ports
+                    ctx.ports.wire(provided)
+                    stack.callback(ctx.ports.unwire, provided)
             else:
                 ctx.health.register(role, lambda: {"state": "disabled"})
         log.info("event=service_ready roles=%s", ",".join(roles))

@@ -128,11 +128,27 @@ def _close_unawaited(result: Any) -> None:
 
 @dataclass
 class Ports:
+    """What the API may ask of the rest: a component *returns* the ports it provides (it yields them) and the
+    composition root wires them in here, the one place; a port nobody provides stays None (the API says 503)."""
+
     call_control: CallControl | None = None
     monitor_control: MonitorControl | None = None
     live: LiveView | None = None
     queue_control: QueueControl | None = None
     pickup: PickupControl | None = None
+
+    def wire(self, provided: Ports) -> None:
+        """Take every port ``provided`` offers (the root calls this as a component starts)."""
+        for port in dataclasses.fields(self):
+            value = getattr(provided, port.name)
+            if value is not None:
+                setattr(self, port.name, value)
+
+    def unwire(self, provided: Ports) -> None:
+        """Drop the ports ``provided`` offered (its component stopped)."""
+        for port in dataclasses.fields(self):
+            if getattr(self, port.name) is getattr(provided, port.name):
+                setattr(self, port.name, None)
 
 
 @dataclass
@@ -154,5 +170,6 @@ class ServiceContext:
         return dataclasses.replace(self, store=self.api_store)
 
 
-Component = Callable[[ServiceContext], AbstractAsyncContextManager[None]]
+# A component runs for the service's life and yields the ports it provides (None: it provides none).
+Component = Callable[[ServiceContext], AbstractAsyncContextManager[Ports | None]]
 ComponentIterator = AsyncIterator[None]

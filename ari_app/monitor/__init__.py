@@ -83,10 +83,6 @@ async def setup(pbx: AsteriskPbx, ctx: ServiceContext) -> AsyncIterator[MonitorS
                              ami=lambda: pbx.ami,  # the AmiWatcher, when the PBX has AMI
                              state_targets=StateTargets(pbx.state, pbx.client))
     MonitorFlow(service).register(pbx.stasis)
-    port = ctx.ports.monitor_control
-    if not isinstance(port, MonitorPort):
-        port = ctx.ports.monitor_control = MonitorPort()
-    port.add(service)
     holds = asyncio.create_task(_follow_holds(service, ctx.bus, pbx.key), name=f"monitor-holds-{pbx.key}")
     try:
         yield service
@@ -95,6 +91,3 @@ async def setup(pbx: AsteriskPbx, ctx: ServiceContext) -> AsyncIterator[MonitorS
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await holds
         await service.close()
-        port.services.pop(pbx.key, None)
-        if not port.services and ctx.ports.monitor_control is port:
-            ctx.ports.monitor_control = None

@@ -48,14 +48,4 @@ class PickupPort:
 
 @contextlib.asynccontextmanager
 async def setup(pbx: AsteriskPbx, ctx: ServiceContext) -> AsyncIterator[PickupService]:
-    service = PickupService(pbx, ctx.config.pickup)
-    port = ctx.ports.pickup
-    if not isinstance(port, PickupPort):
-        port = ctx.ports.pickup = PickupPort()
-    port.services[pbx.key] = service
-    try:
-        yield service
-    finally:
-        port.services.pop(pbx.key, None)
-        if not port.services and ctx.ports.pickup is port:
-            ctx.ports.pickup = None
+    yield PickupService(pbx, ctx.config.pickup)

@@ -39,10 +39,6 @@ async def setup(pbx: AsteriskPbx, ctx: ServiceContext) -> AsyncIterator[QueueSer
     # a pickup (ari_app.pickup) of a leg we ring: the picker's channel answers in its place
     claims = pbx.pickup_hooks
     claims.append(legs.claim)
-    port = ctx.ports.queue_control
-    if not isinstance(port, QueuePort):
-        port = ctx.ports.queue_control = QueuePort()
-    port.add(pbx.key, service)
     try:
         yield service
     finally:
@@ -52,6 +48,3 @@ async def setup(pbx: AsteriskPbx, ctx: ServiceContext) -> AsyncIterator[QueueSer
             claims.remove(legs.claim)
         await service.close()
         await bridging.close()
-        port.services.pop(pbx.key, None)
-        if not port.services and ctx.ports.queue_control is port:
-            ctx.ports.queue_control = None

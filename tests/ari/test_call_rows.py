@@ -204,7 +204,8 @@ async def service(store: CallStore, tmp_path: Path) -> AsyncIterator[tuple[Simul
         }]}, env={})
         writer = SpooledWriter(store, tmp_path / "spool.jsonl")
         ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
-        async with run(ctx):
+        async with run(ctx) as provided:
+            ctx.ports.wire(provided)  # as the composition root does
             await eventually(lambda: ctx.health.snapshot()["ari"]["state"] == "up", what="ari up")
             yield sim, ctx
         await writer.close()

@@ -27,23 +27,24 @@ async def test_component_wires_ports_and_health_for_each_asterisk(store: CallSto
         }]}, env={})
         writer = SpooledWriter(store, tmp_path / "spool.jsonl")
         ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
-        async with run(ctx):
-            assert ctx.ports.call_control is not None and ctx.ports.live is not None
+        async with run(ctx) as provided:  # the component provides its ports; the root wires them
+            assert provided.call_control is not None and provided.live is not None
             await eventually(lambda: ctx.health.snapshot()["ari"]["state"] == "up", what="ari up")
             await eventually(lambda: ctx.health.snapshot()["ami"]["state"] == "up", what="ami up")
             assert ctx.health.snapshot()["ari"]["pbx"]["main"]["connects"] == 1
-            assert ctx.ports.monitor_control is not None  # ari_app.monitor.setup(pbx, ctx) plugged in
-            live = ctx.ports.live
+            assert provided.monitor_control is not None and provided.queue_control is not None
+            assert provided.pickup is not None
+            live = provided.live
             await eventually(lambda: any(e["extension"] == "1001" and e["state"] == "idle"
                                          for e in live.snapshot()["extensions"]), what="1001 idle")
-        assert ctx.ports.call_control is None and ctx.ports.live is None
+        assert ctx.ports.call_control is None, "a component never writes the context's ports itself"
         await writer.close()
 
 
 async def test_component_without_asterisk_reports_not_configured(store: CallStore, tmp_path: Path) -> None:
     writer = SpooledWriter(store, tmp_path / "spool.jsonl")
     ctx = ServiceContext(config=parse_config({}, env={}), store=store, writer=writer, bus=EventBus())
-    async with run(ctx):
+    async with run(ctx) as provided:
         assert ctx.health.snapshot()["ari"] == {"state": "not_configured"}
-        assert ctx.ports.call_control is None
+        assert provided.call_control is None and provided.monitor_control is None
     await writer.close()

@@ -105,7 +105,8 @@ async def office(store: CallStore, tmp_path: Path) -> AsyncIterator[Office]:
         writer = SpooledWriter(store, tmp_path / "spool.jsonl")
         ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
         try:
-            async with run(ctx):
+            async with run(ctx) as provided:
+                ctx.ports.wire(provided)  # as the composition root does
                 pbx = ctx.ports.live.pbxs["main"]  # type: ignore[union-attr]
                 assert await pbx.client.wait_connected(5)
                 await eventually(lambda: pbx.ami is not None and pbx.ami.connected, what="AMI logged in")

@@ -42,7 +42,8 @@ async def _health_after_connect(store: CallStore, tmp_path: Path) -> dict[str, o
         writer = SpooledWriter(store, tmp_path / "spool.jsonl")
         ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
         try:
-            async with run(ctx):
+            async with run(ctx) as provided:
+                ctx.ports.wire(provided)  # as the composition root does
                 await eventually(lambda: ctx.health.snapshot()["prompts"]["pbx"]["main"]["checked_at"],
                                  what="prompts checked")
                 return ctx.health.snapshot()["prompts"]

@@ -93,7 +93,8 @@ async def route_world(store: CallStore, tmp_path: Path) -> AsyncIterator[RouteWo
         tokens = [*(Who(ext, "agent", ext) for ext in ("1001", "1002", "1003")), Who("admin", "admin"),
                   Who("1003-sales", "agent", "1003", org_unit="sales")]
         await admin_store.put_extension(store.pool, "", "1004", "", "", "sales")
-        async with run(ctx):
+        async with run(ctx) as provided:
+            ctx.ports.wire(provided)  # as the composition root does
             await eventually(lambda: ctx.health.snapshot()["ari"]["state"] == "up", what="ari up")
             api = await serve(ctx, tokens=tokens)
             try:

@@ -66,7 +66,8 @@ async def http_world(store: CallStore, tmp_path: Path) -> AsyncIterator[HttpWorl
             "ari": {"url": sim.ari_url, "username": "cc", "password": PASSWORD, "app": "callcenter"}}]}, env={})
         writer = SpooledWriter(store, tmp_path / "spool.jsonl")
         ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
-        async with run(ctx):
+        async with run(ctx) as provided:
+            ctx.ports.wire(provided)  # as the composition root does
             await eventually(lambda: ctx.health.snapshot()["ari"]["state"] == "up", what="ari up")
             api = await serve(ctx, tokens=[Who("admin", "admin")])
             try:

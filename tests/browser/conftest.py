@@ -68,7 +68,8 @@ async def sim_service(store: CallStore, tmp_path: Path, service_options: dict[st
                                                 *more_pbx]}, env={})
         ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
         try:
-            async with component.run(ctx):
+            async with component.run(ctx) as provided:
+                ctx.ports.wire(provided)  # as the composition root does
                 api = await serve(ctx, tokens=[Who("admin", "admin")])
                 svc = Service(sim, ctx, api.client, api.tokens["admin"])
                 sub = ctx.bus.subscribe("monitor")

@@ -59,7 +59,8 @@ async def office(store: CallStore, tmp_path: Path) -> AsyncIterator[tuple[Simula
         ctx = ServiceContext(config=config_for(sim.ari_url, sim.ami_port), store=store, writer=writer,
                              bus=EventBus())
         try:
-            async with component.run(ctx):
+            async with component.run(ctx) as provided:
+                ctx.ports.wire(provided)  # as the composition root does
                 pbx = ctx.ports.live.pbxs["main"]  # type: ignore[union-attr]
                 await eventually(lambda: pbx.ami is not None and pbx.ami.connected, what="AMI logged in")
                 await eventually(lambda: len(ctx.ports.live.snapshot()["extensions"]) == len(PHONES),  # type: ignore[union-attr]

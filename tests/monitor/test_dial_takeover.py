@@ -71,7 +71,8 @@ async def office(store: CallStore, tmp_path: Path) -> AsyncIterator[Office]:
             "ami": {"port": sim.ami_port, "username": "cc", "secret": "pw"}}])
         ctx = ServiceContext(config=service_config, store=store, writer=writer, bus=EventBus())
         try:
-            async with component.run(ctx):
+            async with component.run(ctx) as provided:
+                ctx.ports.wire(provided)  # as the composition root does
                 port = ctx.ports.monitor_control
                 assert isinstance(port, MonitorPort)
                 assert isinstance(ctx.ports.live, AsteriskCalls)

@@ -125,7 +125,8 @@ async def world(store: CallStore, tmp_path: Path) -> AsyncIterator[World]:
         await writer.start()
         ctx = ServiceContext(config=queue_config(sim.ari_url), store=store, writer=writer, bus=EventBus())
         try:
-            async with component.run(ctx):
+            async with component.run(ctx) as provided:
+                ctx.ports.wire(provided)  # as the composition root does
                 pbx = ctx.ports.queue_control.services["main"].pbx
                 world = World(sim, ctx, pbx)
 

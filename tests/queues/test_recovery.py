@@ -21,7 +21,8 @@ async def test_a_caller_waiting_through_a_service_restart_is_still_served(world:
     ctx = world.ctx
     await world.pbx.close()  # the service stops: no flow, no client; Asterisk keeps the caller in the bridge
     assert [b["name"] for b in world.sim.bridges()] == ["ccq-hold-support"]
-    async with component.run(ctx):
+    async with component.run(ctx) as provided:
+        ctx.ports.wire(provided)  # as the composition root does
         service = ctx.ports.queue_control.services["main"]
         assert await service.pbx.client.wait_connected(5)
         await eventually(lambda: service.queues["support"].waiting() != [], what="caller re-adopted after restart")
@@ -46,7 +47,8 @@ async def test_a_caller_whose_join_the_restart_cut_is_still_served(world: World)
     engine.bridge_remove(hold, caller)  # the state a join cut before its addChannel leaves behind
     engine.destroy_bridge(hold)
     assert world.sim.bridges() == []
-    async with component.run(ctx):
+    async with component.run(ctx) as provided:
+        ctx.ports.wire(provided)  # as the composition root does
         service = ctx.ports.queue_control.services["main"]
         assert await service.pbx.client.wait_connected(5)
         await eventually(lambda: _in_hold_bridge(world) == [caller.id], what="caller back in the holding bridge")
