@@ -1,7 +1,10 @@
 """Free ports for everything the real tier starts: several helpers run real Asterisks on one machine at once.
 
-TCP/UDP single ports come from the OS (bind port 0). RTP needs ranges: a block is taken at a random place in
-20000–59999 and kept only when every port of it binds now, and blocks handed out by this process never overlap.
+Single ports (TCP listeners, PJSIP's UDP transports) are taken at random in 10000–19999, below Linux's ephemeral
+range (32768–60999): a port the OS handed out for ``bind(0)`` and that we closed again could be given to any
+outgoing connection before our server binds it (the real tier once lost a run to "address already in use" so).
+RTP needs ranges: a block is taken at a random place in 20000–59999 and kept only when every port of it binds
+now. Ports handed out by this process never overlap; each is checked free on TCP and UDP.
 """
 
 from __future__ import annotations
@@ -12,22 +15,25 @@ import socket
 _taken: list[range] = []
 
 
+def _free_single(rng: random.Random) -> int:
+    for _ in range(500):
+        port = rng.randrange(10000, 20000)
+        if any(port in r for r in _taken):
+            continue
+        if _binds(port, socket.SOCK_STREAM) and _binds(port, socket.SOCK_DGRAM):
+            _taken.append(range(port, port + 1))
+            return port
+    raise RuntimeError("no free port in 10000-19999")
+
+
 def free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port for a listener of ours (outside the ephemeral range, see the module's docstring)."""
+    return _free_single(random.Random())
 
 
 def free_udp_port() -> int:
     """A UDP port that is also free on TCP (PJSIP's transport is UDP; keep the number unambiguous)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if _binds(port, socket.SOCK_STREAM) and not any(port in r for r in _taken):
-            _taken.append(range(port, port + 1))
-            return port
-    raise RuntimeError("no free UDP port")
+    return _free_single(random.Random())
 
 
 def _binds(port: int, kind: int) -> bool:
