@@ -236,24 +236,31 @@ class MonitorService(TakeoverSteps):
                     await self._move_into_call(session, call)
             else:
                 began = time.monotonic()
-                grant, call = await self.check(session.supervisor, session.target, session.mode)
-                checked = time.monotonic()
-                session.agent_channel, session.call_bridge = call.channel_id, call.bridge_id
-                session.announce = grant.announce
-                snoop_id = session.snoop_channel = session.next_snoop_id()  # known before it exists: teardown
-                self.by_channel[snoop_id] = session
-                steps = [self.mech.create_bridge(session.bridge_id, f"monitor-{session.mode.value}"),
-                         self.mech.snoop(call.channel_id, snoop_id, snoop_args(session, session.mode))]
+                # the session's bridge and the supervisor's answer tell nothing about the call: made while the
+                # checks run (a refusal answers the supervisor anyway, and its teardown destroys the bridge)
+                steps = [self.mech.create_bridge(session.bridge_id, f"monitor-{session.mode.value}")]
                 if answer:
                     steps.append(self.mech.answer(sup))
-                for outcome in await asyncio.gather(*steps, return_exceptions=True):  # all done before teardown
+                prepared = asyncio.ensure_future(asyncio.gather(*steps, return_exceptions=True))
+                try:
+                    grant, call = await self.check(session.supervisor, session.target, session.mode)
+                    checked = time.monotonic()
+                    session.agent_channel, session.call_bridge = call.channel_id, call.bridge_id
+                    session.announce = grant.announce
+                    snoop_id = session.snoop_channel = session.next_snoop_id()  # known before it exists: teardown
+                    self.by_channel[snoop_id] = session
+                    await self.mech.snoop(call.channel_id, snoop_id, snoop_args(session, session.mode))
+                finally:
+                    outcomes = await prepared  # all done before any teardown
+                for outcome in outcomes:
                     if isinstance(outcome, BaseException):
                         raise outcome
                 snooped = time.monotonic()
                 await self.mech.add_to_bridge(session.bridge_id, sup, snoop_id)
                 session.state = SessionState.ACTIVE
                 # where a set-up's time goes (bench real_queue reads it): Asterisk's dialplan and the event's way
-                # to us, the checks (monitor groups, target), snoop + bridge + answer, the final addChannel
+                # to us, the checks (monitor groups, target; the bridge and the answer meanwhile), the snoop, the
+                # final addChannel
                 log.info("event=monitor_setup_timing session=%s since_created_ms=%s check_ms=%.0f snoop_ms=%.0f "
                          "bridge_ms=%.0f", session.id, _ms_since(session.created, began),
                          (checked - began) * 1000, (snooped - checked) * 1000, (time.monotonic() - snooped) * 1000)
