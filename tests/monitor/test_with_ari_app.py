@@ -59,13 +59,12 @@ async def app(store: CallStore, tmp_path: Path) -> AsyncIterator[App]:
         ctx = ServiceContext(config=monitor_config(), store=store, writer=writer, bus=bus)
         pbx = AsteriskPbx(pbx_config, writer, bus, pool=store.pool)
         try:
-            async with monitor.setup(pbx, ctx):
-                port = ctx.ports.monitor_control
-                assert isinstance(port, MonitorPort)
+            async with monitor.setup(pbx, ctx) as service:
+                port = MonitorPort()  # as ari_app.component does: the plug-in yields its service
+                port.add(service)
                 await pbx.start()
                 assert await pbx.client.wait_connected(5)
                 yield App(sim, pbx, AsteriskCalls([pbx]), port)
-            assert ctx.ports.monitor_control is None
         finally:
             await pbx.close()
             await writer.close()
