@@ -294,6 +294,9 @@ class QueueService:
             if not leg.gone:
                 await self.legs.hangup(leg.channel_id)
                 results[leg.extension] = "cancelled" if (winner or not caller.active) else "no_answer"
+            elif not caller.active and int(leg.cause or 0) in (0, 16):
+                # ended by us as the caller left (``_leave`` hangs its ringing legs up too, and may be first)
+                results[leg.extension] = "cancelled"
             else:
                 results[leg.extension] = result_for_cause(leg.cause)
             self.legs.drop(leg)
