@@ -50,6 +50,7 @@ class QueueSnapshot(Protocol):
 
 LegReplaced = Callable[[str, str], None]                       # (old channel, new channel)
 PickupClaim = Callable[[str, str, str], Awaitable[bool]]       # (ringing channel, picker channel, picker) -> taken
+LegReleased = Callable[[str], None]                            # (channel leaving our app, not hung up)
 
 
 class AsteriskPbx:
@@ -70,6 +71,7 @@ class AsteriskPbx:
         self.queue_view: QueueSnapshot | None = None          # the PBX's queues for the live snapshot
         self.leg_replaced_hooks: list[LegReplaced] = []       # a take-over or transfer: a new leg replaces an old one
         self.pickup_hooks: list[PickupClaim] = []             # a pickup: the flow ringing a leg hands it to the picker
+        self.leg_released_hooks: list[LegReleased] = []       # a channel leaves our app on purpose (a blind transfer)
         self.client.add_connected_handler(self.on_connected)
         self.locks: dict[uuid.UUID, asyncio.Lock] = {}
         self.resyncs = 0

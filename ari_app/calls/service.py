@@ -251,6 +251,8 @@ class AsteriskCalls:
 
             digits = dial_string_number(number, pbx.state.plan)
             customer.role = "transferred"
+            for released in pbx.leg_released_hooks:  # a queue's pairing must not hang it up when the agent goes
+                released(customer.id)
             await pbx.client.post(ari_path("channels", customer.id, "continue"),
                                   context=pbx.ari.outbound_context, extension=digits, priority=1)
             await self._emit(pbx, call, "transfer", type="blind", target=number)

@@ -39,6 +39,8 @@ async def setup(pbx: AsteriskPbx, ctx: ServiceContext) -> AsyncIterator[QueueSer
     # a pickup (ari_app.pickup) of a leg we ring: the picker's channel answers in its place
     claims = pbx.pickup_hooks
     claims.append(legs.claim)
+    releases = pbx.leg_released_hooks
+    releases.append(bridging.release)
     try:
         yield service
     finally:
@@ -46,5 +48,7 @@ async def setup(pbx: AsteriskPbx, ctx: ServiceContext) -> AsyncIterator[QueueSer
             hooks.remove(bridging.replace_leg)
         with contextlib.suppress(ValueError):
             claims.remove(legs.claim)
+        with contextlib.suppress(ValueError):
+            releases.remove(bridging.release)
         await service.close()
         await bridging.close()

@@ -93,6 +93,15 @@ class Bridging:
         self.pairs[other] = (new, bridge)
         log.info("event=queue_leg_replaced old=%s new=%s caller=%s", old, new, other)
 
+    def release(self, channel_id: str) -> None:
+        """``channel_id`` leaves our app on purpose (a blind transfer, ``pbx.leg_released_hooks``): its pair is
+        dissolved without hanging it up, so its partner's end (the agent's) no longer ends it too."""
+        pair = self.pairs.pop(channel_id, None)
+        if pair is None:
+            return
+        self.pairs.pop(pair[0], None)
+        self.legs.forget_caller(channel_id)
+
     def _leg_gone(self, leg: Leg) -> None:
         self._gone(leg.channel_id)
 
