@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -473,27 +473,38 @@ def _check_crm_record_url(pattern: str) -> None:
         raise ConfigError(key, "must not contain spaces or line breaks")
 
 
+def _named_tables(raw: Any, section: str, name_pattern: re.Pattern[str], name_rule: str,
+                  extension_lists: tuple[str, ...] = ()) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """``[[section]]`` entries, each with a unique ``name``: yields (name, where, its other keys). Extension numbers
+    written as integers in ``extension_lists`` (TOML lets ``members = [1001]``) become strings."""
+    if not isinstance(raw, list):
+        raise ConfigError(section, f"must be an array of tables ([[{section}]])")
+    seen: set[str] = set()
+    for index, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{section}[{index}]", "must be a table")
+        data = dict(entry)
+        name = data.pop("name", None)
+        if not isinstance(name, str) or not name_pattern.match(name):
+            raise ConfigError(f"{section}[{index}].name", f"required; {name_rule}")
+        where = f"{section}.{name}"
+        if name in seen:
+            raise ConfigError(where, "name is used twice")
+        seen.add(name)
+        for key in extension_lists:
+            if isinstance(data.get(key), list):
+                data[key] = [str(m) if isinstance(m, int) else m for m in data[key]]
+        yield name, where, data
+
+
 def _build_routes(raw: Any, pbxs: tuple[PbxConfig, ...]) -> tuple[OutboundRoute, ...]:
     """``[[route]]``: named outbound routes for click-to-call (see ``callcenter.outbound``)."""
     from callcenter.numbers import InvalidNumber, clean
 
-    if not isinstance(raw, list):
-        raise ConfigError("route", "must be an array of tables ([[route]])")
     asterisks = [p.key for p in pbxs if p.kind == "asterisk"]
     routes: list[OutboundRoute] = []
-    for index, data in enumerate(raw):
-        if not isinstance(data, dict):
-            raise ConfigError(f"route[{index}]", "must be a table")
-        data = dict(data)
-        name = data.pop("name", None)
-        if not isinstance(name, str) or not ROUTE_NAME.match(name):
-            raise ConfigError(f"route[{index}].name", "required; lower-case letters, digits, '-' or '_' (max 32)")
-        where = f"route.{name}"
-        if any(r.name == name for r in routes):
-            raise ConfigError(where, "name is used twice")
-        for key in ("users", "org_units"):
-            if isinstance(data.get(key), list):
-                data[key] = [str(m) if isinstance(m, int) and key == "users" else m for m in data[key]]
+    for name, where, data in _named_tables(raw, "route", ROUTE_NAME,
+                                           "lower-case letters, digits, '-' or '_' (max 32)", ("users",)):
         route: OutboundRoute = _build(OutboundRoute, data, where)
         pbx = route.pbx or (asterisks[0] if asterisks else "")
         if pbx not in asterisks:
@@ -525,22 +536,10 @@ def _build_routes(raw: Any, pbxs: tuple[PbxConfig, ...]) -> tuple[OutboundRoute,
 
 def _build_queues(raw: Any, pbxs: tuple[PbxConfig, ...]) -> tuple[QueueConfig, ...]:
     """``[[queue]]`` entries; overflow targets may name queues defined later in the file."""
-    if not isinstance(raw, list):
-        raise ConfigError("queue", "must be an array of tables ([[queue]])")
     asterisks = [p.key for p in pbxs if p.kind == "asterisk"]
     queues: list[QueueConfig] = []
-    for index, data in enumerate(raw):
-        if not isinstance(data, dict):
-            raise ConfigError(f"queue[{index}]", "must be a table")
-        data = dict(data)
-        name = data.pop("name", None)
-        if not isinstance(name, str) or not _QUEUE_NAME.match(name):
-            raise ConfigError(f"queue[{index}].name", "required; letters, digits, '-' or '_' (max 64)")
-        where = f"queue.{name}"
-        if any(q.name == name for q in queues):
-            raise ConfigError(where, "name is used twice")
-        if isinstance(data.get("members"), list):
-            data["members"] = [str(m) if isinstance(m, int) else m for m in data["members"]]
+    for name, where, data in _named_tables(raw, "queue", _QUEUE_NAME, "letters, digits, '-' or '_' (max 64)",
+                                           ("members",)):
         queue: QueueConfig = _build(QueueConfig, data, where)
         pbx = queue.pbx or (asterisks[0] if asterisks else "")
         if pbx not in asterisks:
@@ -585,22 +584,9 @@ def _build_pickup(raw: Any, monitor_codes: list[str]) -> PickupSettings:
         if code.startswith(settings.code) or settings.code.startswith(code):
             raise ConfigError("pickup.code", f"{settings.code!r} and the monitoring code {code!r} overlap "
                                              "(one is a prefix of the other)")
-    if not isinstance(groups_raw, list):
-        raise ConfigError("pickup.group", "must be an array of tables ([[pickup.group]])")
     groups: list[PickupGroup] = []
-    for index, entry in enumerate(groups_raw):
-        if not isinstance(entry, dict):
-            raise ConfigError(f"pickup.group[{index}]", "must be a table")
-        entry = dict(entry)
-        name = entry.pop("name", None)
-        if not isinstance(name, str) or not _QUEUE_NAME.match(name):
-            raise ConfigError(f"pickup.group[{index}].name", "required; letters, digits, '-' or '_' (max 64)")
-        where = f"pickup.group.{name}"
-        if any(g.name == name for g in groups):
-            raise ConfigError(where, "name is used twice")
-        for key in ("members", "pickers"):
-            if isinstance(entry.get(key), list):
-                entry[key] = [str(m) if isinstance(m, int) else m for m in entry[key]]
+    for name, where, entry in _named_tables(groups_raw, "pickup.group", _QUEUE_NAME,
+                                            "letters, digits, '-' or '_' (max 64)", ("members", "pickers")):
         group: PickupGroup = _build(PickupGroup, entry, where)
         for key in ("members", "pickers"):
             for ext in getattr(group, key):
