@@ -17,6 +17,7 @@ from typing import Any
 
 from callcenter.bus import EventBus
 from callcenter.config import Config
+from callcenter.ownership import Ownership, SoleOwner
 from callcenter.ports import CallControl, LiveView, MonitorControl, PickupControl, QueueControl
 from callcenter.store import CallStore, SpooledWriter
 
@@ -161,6 +162,7 @@ class ServiceContext:
     ports: Ports = field(default_factory=Ports)
     roles: tuple[str, ...] = ("ari", "agi", "api", "legacy")
     api_store: CallStore | None = None  # the API's own pool (None: it shares ``store``, as tests may)
+    ownership: Ownership = field(default_factory=SoleOwner)  # which PBXs this instance drives (issue 16)
 
     def for_api(self) -> ServiceContext:
         """The context the API runs on: the same bus, health and ports, but its own database pool, so a
