@@ -57,6 +57,7 @@ async def run(ctx: ServiceContext) -> AsyncIterator[Ports]:
         for check in prompt_checks:
             stack.push_async_callback(check.close)
         monitoring, queueing, picking = MonitorPort(), QueuePort(), PickupPort()
+        ctx.health.register("queues", queueing.health)
         for pbx in pbxs:
             monitoring.add(await stack.enter_async_context(monitor.setup(pbx, ctx)))
             queueing.add(pbx.key, await stack.enter_async_context(queues.setup(pbx, ctx)))

@@ -15,6 +15,7 @@ from ari_app.queues.bridging import Bridging
 from ari_app.queues.control import QueuePort, QueueView
 from ari_app.queues.flow import QueueFlow, Router
 from ari_app.queues.legs import Legs
+from ari_app.queues.persist import QueueStateWriter
 from ari_app.queues.service import QueueService
 from callcenter.service import ServiceContext
 
@@ -23,12 +24,18 @@ __all__ = ["QueueFlow", "QueuePort", "QueueService", "QueueView", "setup"]
 
 @contextlib.asynccontextmanager
 async def setup(pbx: AsteriskPbx, ctx: ServiceContext) -> AsyncIterator[QueueService]:
-    """Queues and IVR on one Asterisk for the life of the component."""
+    """Queues and IVR on one Asterisk for the life of the component; their state is loaded from the store first."""
     config = ctx.config
     queues = [q for q in config.queues if q.pbx == pbx.key]
     legs = Legs(pbx.client)
     bridging = Bridging(pbx, legs)
-    service = QueueService(pbx, ctx.writer, ctx.bus, queues, legs, bridging)
+    ownership = ctx.ownership
+    state = QueueStateWriter(getattr(ctx.store, "pool", None), pbx.key,
+                             generation=lambda: ownership.generation(pbx.key), owns=lambda: ownership.owns(pbx.key))
+    service = QueueService(pbx, ctx.writer, ctx.bus, queues, legs, bridging, state)
+    # what the last owner of this PBX left (pauses, wrap-ups, round-robin, callers' entry times), before the PBX
+    # connects: the first caller is offered to an agent only after this
+    await service.restore()
     router = Router(pbx, service, legs, bridging, dict(config.ivr.choices))
     service.overflow = router.overflow
     QueueFlow(pbx, service, router, legs).register(pbx.stasis)

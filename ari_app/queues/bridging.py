@@ -54,7 +54,7 @@ class Bridging:
                 await self.client.post(ari_path("bridges", bridge), type="mixing", name=bridge)
             await self.client.post(ari_path("bridges", bridge, "addChannel"), channel=f"{caller},{leg.channel_id}")
         except AriError as exc:
-            log.warning("event=queue_bridge_failed caller=%s agent=%s: %s", caller, leg.channel_id, exc)
+            log.warning("event=queue_bridge_failed caller=%s agent=%s error=%s", caller, leg.channel_id, exc)
             await self.legs.hangup(leg.channel_id)
             await self.destroy(bridge)
             return False

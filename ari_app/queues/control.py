@@ -30,6 +30,14 @@ class QueuePort:
         if not changed:
             raise NotFound(f"extension {extension} is not a member of {queue or 'any queue'}")
 
+    def health(self) -> dict[str, Any]:
+        """The ``queues`` health: the state writes to the store per PBX (degraded while they fail)."""
+        if not self.services:
+            return {"state": "not_configured"}
+        each = {key: service.state.health() for key, service in self.services.items()}
+        state = "degraded" if any(h["state"] != "up" for h in each.values()) else "up"
+        return {"state": state, "pbx": each}
+
     def status(self, queue: str) -> dict[str, Any]:
         service = self._with(queue)
         return queue_object(service, service.queues[queue])

@@ -78,7 +78,7 @@ class Router:
         except InvalidNumber:
             digits = ""
         if not digits:
-            log.warning("event=route_refused number=%r channel=%s: not dialable", number, cid)
+            log.warning("event=route_refused number=%r channel=%s reason=not_dialable", number, cid)
             await self.pbx.emit(self.timeline(cid, "route_refused", number=number, why="not dialable"))
             await self.refuse(cid)
             return
@@ -104,7 +104,7 @@ class Router:
                                  caller_id=f'"{caller_number}" <{caller_number}>' if caller_number else "",
                                  timeout=DIAL_TIMEOUT, variables={"CC_LINKEDID": linkedid, "CC_ROLE": role})
         except AriError as exc:
-            log.info("event=route_dial_failed endpoint=%s: %s", endpoint, exc)
+            log.info("event=route_dial_failed endpoint=%s error=%s", endpoint, exc)
             self.legs.forget_caller(cid)
             await self.refuse(cid)
             return
@@ -197,6 +197,7 @@ class QueueFlow:
         """After a restart: callers still in a queue's holding bridge wait again; stray rings are dropped."""
         by_id = {str(c.get("id")): c for c in channels}
         waiting = {w.channel_id for q in self.service.queues.values() for w in q.callers}
+        resumes: list[tuple[QueueRuntime, dict[str, Any], bool, str]] = []
         for bridge in bridges:
             name = str(bridge.get("name", ""))
             runtime = self.service.queues.get(name.removeprefix(HOLD_PREFIX)) if name.startswith(HOLD_PREFIX) else None
@@ -205,8 +206,7 @@ class QueueFlow:
             self.pbx.state.bridges.setdefault(runtime.hold_bridge, {"name": name, "channels": set()})
             for member in bridge.get("channels") or []:
                 if str(member) in by_id and str(member) not in waiting:
-                    log.info("event=queue_resumed queue=%s channel=%s", runtime.name, member)
-                    self.service.spawn(self.service.join(runtime, by_id[str(member)], answer=False), "resume")
+                    resumes.append((runtime, by_id[str(member)], False, "hold_bridge"))
         in_a_bridge = {str(member) for bridge in bridges for member in bridge.get("channels") or []}
         for cid, channel in by_id.items():
             runtime = self._queue_joined_by(channel)
@@ -214,8 +214,23 @@ class QueueFlow:
                 continue
             # a restart cut its join between the Stasis entry and the holding bridge: without this it sits in
             # Stasis in silence until it hangs up
-            log.info("event=queue_resumed queue=%s channel=%s reason=join_cut", runtime.name, cid)
-            self.service.spawn(self.service.join(runtime, channel, answer=channel.get("state") != "Up"), "resume")
+            resumes.append((runtime, channel, channel.get("state") != "Up", "join_cut"))
+        # in their original order (the store's entry times; unknown ones last), so the line is as it was: the joins
+        # run as tasks, each takes its place by entry time, and the first to start is the first in line
+        restored = self.service.restored
+        far = now()
+        resumes.sort(key=lambda r: restored[str(r[1].get("id"))].joined_at if str(r[1].get("id")) in restored else far)
+        for runtime, channel, answer, reason in resumes:
+            cid = str(channel.get("id"))
+            entry = restored.get(cid)
+            log.info("event=queue_resumed queue=%s channel=%s reason=%s joined_at=%s", runtime.name, cid, reason,
+                     entry.joined_at.isoformat() if entry is not None else "unknown")
+            self.service.spawn(self.service.join(runtime, channel, answer=answer), "resume")
+        # callers the store remembers that Asterisk no longer has: they hung up while nobody drove the PBX
+        self.service.forget_restored({cid for cid in restored if cid not in by_id})
+        # agents whose queue call ended while nobody drove the PBX: their wrap-up starts now
+        for cid in [cid for cid in self.service.agent_calls if cid not in by_id]:
+            self.service.agent_call_ended(cid)
         for cid in by_id:
             if cid.startswith(AGENT_PREFIX) and cid not in self.legs.legs and cid not in self.router.bridging.pairs:
                 in_bridge = any(cid in (b.get("channels") or []) for b in bridges)

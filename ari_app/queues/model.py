@@ -6,6 +6,7 @@ No I/O here, so strategy choice and announcements are testable without a PBX.
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -28,9 +29,10 @@ class Member:
     extension: str
     paused: bool = False
     reason: str = ""
-    wrapup_until: float = 0.0     # loop time
-    last_call_end: float = 0.0    # loop time of its last queue call's end (least-recent)
-    calls_taken: int = 0          # answered queue calls (fewest-calls)
+    wrapup_until: float = -math.inf    # loop time; not rung before it
+    last_call_end: float = -math.inf   # loop time of its last queue call's end (least-recent); -inf: none yet
+    calls_taken: int = 0               # answered queue calls (fewest-calls), kept across restarts in the store
+    call_channel: str = ""             # the agent channel of its answered queue call now (its end: wrap-up)
 
 
 @dataclass

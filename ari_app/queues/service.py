@@ -19,11 +19,21 @@ from ari_app.client import AriError, ari_path
 from ari_app.model import Effect, WriteCall, WriteEvent, now
 from ari_app.queues.bridging import Bridging
 from ari_app.queues.legs import Leg, Legs, wait_any
-from ari_app.queues.model import AGENT_PREFIX, QueueRuntime, Waiting, announcement, pick_agents, result_for_cause
+from ari_app.queues.model import (
+    AGENT_PREFIX,
+    Member,
+    QueueRuntime,
+    Waiting,
+    announcement,
+    pick_agents,
+    result_for_cause,
+)
+from ari_app.queues.persist import Clock, QueueStateWriter
 from ari_app.queues.views import queue_object
 from callcenter.config import QueueConfig
 from callcenter.domain import CallEvent, CallRecord, CallStatus, QueueAttempt, Source
 from callcenter.numbers import InvalidNumber, clean
+from callcenter.store.queues import MemberState, QueueMemory, QueueState, WaitingCaller
 
 log = logging.getLogger("callcenter.ari.queues")
 
@@ -33,8 +43,9 @@ Overflow = Callable[[Waiting, str], Awaitable[None]]
 
 class QueueService:
     def __init__(self, pbx: Any, writer: Any, bus: Any, queues: list[QueueConfig], legs: Legs,
-                 bridging: Bridging) -> None:
+                 bridging: Bridging, state: QueueStateWriter | None = None) -> None:
         self.pbx = pbx
+        self.state = state if state is not None else QueueStateWriter(None, str(getattr(pbx, "key", "")))
         self.client = pbx.client
         self.writer = writer
         self.bus = bus
@@ -44,6 +55,7 @@ class QueueService:
         self.agent_calls: dict[str, tuple[QueueRuntime, str]] = {}   # answered agent channel → (queue, ext)
         self.overflow: Overflow | None = None                        # set by the flow (extension targets)
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.restored: dict[str, WaitingCaller] = {}   # callers the last owner left waiting, until resync sees them
         # part of every leg id: the counters restart with the service, and a leg rung before a restart may still
         # exist in Asterisk (resync hangs it up) — a new leg must never take its id
         self.run_id = uuid.uuid4().hex[:6]
@@ -56,12 +68,74 @@ class QueueService:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("queue task failed name=%s", name)
+                log.exception("event=queue_task_failed pbx=%s task=%s", self.state.pbx, name)
 
         task = asyncio.create_task(guarded(), name=name or None)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
+
+    # -- what survives the process (the store) ---------------------------------------------------
+
+    async def restore(self, attempts: int = 3) -> None:
+        """Load what the last owner of this PBX left, before the first caller is offered to an agent: members'
+        pause, wrap-up, last call and counters, each queue's round-robin memory, and the waiting callers' entry
+        times (``resync`` re-adopts those still in Asterisk). The store not answering leaves the state empty
+        (logged, ``queues`` health degraded); the service runs on without it."""
+        for attempt in range(1, attempts + 1):
+            try:
+                state = await self.state.load()
+                break
+            except Exception as exc:
+                log.warning("event=queue_state_load_failed pbx=%s attempt=%d error=%s", self.pbx.key, attempt,
+                            type(exc).__name__)
+                if attempt < attempts:
+                    await asyncio.sleep(0.5 * attempt)
+        else:
+            self.state.start()
+            return
+        self._apply(state)
+        self.state.start()
+
+    def _apply(self, state: QueueState) -> None:
+        clock = Clock()
+        for row in state.members:
+            runtime = self.queues.get(row.queue)
+            if runtime is None or row.extension not in runtime.members:
+                continue  # no longer configured
+            member = runtime.members[row.extension]
+            member.paused, member.reason = row.paused, row.reason
+            member.wrapup_until = clock.to_loop(row.wrapup_until)
+            member.last_call_end = clock.to_loop(row.last_call_end)
+            member.calls_taken = row.calls_taken
+            member.call_channel = row.call_channel
+            if row.call_channel:
+                self.agent_calls[row.call_channel] = (runtime, row.extension)
+        for memory in state.queues:
+            runtime = self.queues.get(memory.queue)
+            if runtime is not None:
+                runtime.last_rung = memory.last_rung
+                runtime.recent_waits.extend(memory.recent_waits)
+        self.restored = {c.channel_id: c for c in state.callers if c.queue in self.queues}
+        log.info("event=queue_state_restored pbx=%s members=%d paused=%d queues=%d callers=%d", self.pbx.key,
+                 len(state.members), sum(1 for m in state.members if m.paused), len(state.queues),
+                 len(self.restored))
+
+    def _save_member(self, runtime: QueueRuntime, member: Member) -> None:
+        clock = Clock()
+        self.state.member(MemberState(runtime.name, member.extension, member.paused, member.reason,
+                                      clock.to_wall(member.wrapup_until), clock.to_wall(member.last_call_end),
+                                      member.calls_taken, member.call_channel))
+
+    def _save_memory(self, runtime: QueueRuntime) -> None:
+        self.state.memory(QueueMemory(runtime.name, runtime.last_rung,
+                                      tuple(round(w, 1) for w in runtime.recent_waits)))
+
+    def forget_restored(self, channel_ids: set[str]) -> None:
+        """Callers the last owner left that Asterisk no longer has (they hung up meanwhile): off the store."""
+        for cid in channel_ids:
+            self.restored.pop(cid, None)
+            self.state.left(cid)
 
     # -- members ---------------------------------------------------------------------------------
 
@@ -85,11 +159,20 @@ class QueueService:
         loop = asyncio.get_running_loop()
         call = self.pbx.state.call_of_channel(cid)
         linkedid = call.linkedid if call is not None else cid
-        caller = Waiting(cid, linkedid, call.call_id if call else uuid.uuid4(),
-                         str((channel.get("caller") or {}).get("number", "")), joined or now(), loop.time(),
-                         loop.time() + runtime.config.max_wait)
+        restored = self.restored.pop(cid, None)
+        if joined is None and restored is not None and restored.queue == runtime.name:
+            joined = restored.joined_at  # waiting since before a restart / take-over: same entry, same place
+        at = now()
+        joined_at = joined or at
+        waited = max((at - joined_at).total_seconds(), 0.0)
+        call_id = call.call_id if call else (restored.call_id if restored is not None else uuid.uuid4())
+        caller = Waiting(cid, linkedid, call_id, str((channel.get("caller") or {}).get("number", "")), joined_at,
+                         loop.time() - waited, loop.time() + runtime.config.max_wait - waited)
         caller.source = "ari" if call is None or call.owned else call.source
-        runtime.callers.append(caller)
+        # in line by entry time: a caller re-adopted after a restart goes back before those who came after it
+        place = next((i for i, w in enumerate(runtime.callers) if w.joined_at > joined_at), len(runtime.callers))
+        runtime.callers.insert(place, caller)
+        self.state.joined(WaitingCaller(runtime.name, cid, caller.call_id, joined_at))
         self.legs.watch_caller(cid, lambda _c: self._caller_gone(caller))
         try:
             if answer:
@@ -97,7 +180,7 @@ class QueueService:
             await self.bridging.set_vars(cid, {"CC_LINKEDID": linkedid, "CC_QUEUE": runtime.name})
             await self._hold(runtime, cid)
         except AriError as exc:
-            log.info("event=queue_join_failed queue=%s channel=%s: %s", runtime.name, cid, exc)
+            log.info("event=queue_join_failed queue=%s channel=%s error=%s", runtime.name, cid, exc)
             caller.gone = True
         effects: list[Effect] = [self._timeline(caller, "queue_join", f"{runtime.name}:{caller.joined_at.isoformat()}",
                                   queue=runtime.name, position=runtime.position(caller))]
@@ -190,6 +273,7 @@ class QueueService:
                                             queue=runtime.name, reason=reason, waited_seconds=waited, **data)])
         if caller in runtime.callers:
             runtime.callers.remove(caller)
+        self.state.left(caller.channel_id)
         log.info("event=queue_leave queue=%s call_id=%s reason=%s waited=%s", runtime.name, caller.call_id,
                  reason, waited)
         if reason == "overflow":
@@ -259,7 +343,9 @@ class QueueService:
                 caller.rings += 1
                 caller.ringing[ext] = f"{AGENT_PREFIX}{caller.linkedid}-{ext}-{caller.rings}-{self.run_id}"
                 caller.tried.add(ext)
-            runtime.last_rung = picks[-1]
+            if runtime.last_rung != picks[-1]:
+                runtime.last_rung = picks[-1]
+                self._save_memory(runtime)
             busy |= set(picks)
             self.spawn(self._attempt(runtime, caller, dict(caller.ringing)), f"ring-{runtime.name}")
 
@@ -279,7 +365,7 @@ class QueueService:
                                                 "CC_QUEUE": runtime.name})
                 legs.append(leg)
             except AriError as exc:
-                log.info("event=queue_ring_failed queue=%s ext=%s: %s", runtime.name, ext, exc)
+                log.info("event=queue_ring_failed queue=%s ext=%s error=%s", runtime.name, ext, exc)
                 results[ext] = "unavailable"
         winner = await wait_any(legs, caller.stopped, runtime.config.ring_timeout) if legs else None
         if winner is not None and caller.active:
@@ -351,8 +437,12 @@ class QueueService:
         waited = (now() - caller.joined_at).total_seconds()
         runtime.recent_waits.append(waited)
         if not leg.picked_by:  # a colleague who picked the ringing member's call up is no member: no member stats
-            runtime.members[leg.extension].calls_taken += 1
+            member = runtime.members[leg.extension]
+            member.calls_taken += 1
+            member.call_channel = leg.channel_id
             self.agent_calls[leg.channel_id] = (runtime, leg.extension)
+            self._save_member(runtime, member)
+        self._save_memory(runtime)
         await self.pbx.emit([self._timeline(caller, "queue_answer", f"{runtime.name}:{caller.joined_at.isoformat()}",
                                              queue=runtime.name, extension=answered_by,
                                              waited_seconds=round(waited, 1), connected=True)])
@@ -365,7 +455,7 @@ class QueueService:
         try:
             await self.client.post(ari_path("bridges", runtime.hold_bridge, "addChannel"), channel=caller.channel_id)
         except AriError as exc:
-            log.info("event=queue_rejoin_failed queue=%s call_id=%s: %s", runtime.name, caller.call_id, exc)
+            log.info("event=queue_rejoin_failed queue=%s call_id=%s error=%s", runtime.name, caller.call_id, exc)
             self.legs.forget_caller(caller.channel_id)
             self._caller_gone(caller)
             await self.legs.hangup(caller.channel_id)  # rather than silence in Stasis, should it still be there
@@ -380,6 +470,9 @@ class QueueService:
         member = runtime.members[ext]
         member.last_call_end = at
         member.wrapup_until = at + runtime.config.wrapup
+        if member.call_channel == channel_id:
+            member.call_channel = ""
+        self._save_member(runtime, member)
         self.spawn(self.changed(runtime), "changed")
 
     # -- control ---------------------------------------------------------------------------------
@@ -390,6 +483,9 @@ class QueueService:
             if (queue is None or runtime.name == queue) and extension in runtime.members:
                 member = runtime.members[extension]
                 member.paused, member.reason = paused, reason if paused else ""
+                self._save_member(runtime, member)
+                log.info("event=queue_member_paused queue=%s ext=%s paused=%s reason=%r", runtime.name, extension,
+                         paused, member.reason)
                 names.append(runtime.name)
                 await self.changed(runtime)
         return names
@@ -399,4 +495,5 @@ class QueueService:
             task.cancel()
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.state.close()
 

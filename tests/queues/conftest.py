@@ -60,13 +60,14 @@ IVR = {"choices": {"1": "queue:support", "2": "extension:1003", "3": "number:+97
                    "4": "number:+97250123abc"}}
 
 
-def queue_config(ari_url: str) -> Any:
+def queue_config(ari_url: str, queues: list[dict[str, Any]] | None = None) -> Any:
     return parse_config({
         "pbx": [{"key": "main", "kind": "asterisk", "outside_line_prefix": "9", "country_code": "972",
                  "national_prefix": "0", "extension_lengths": [4],
                  "ari": {"url": ari_url, "username": "cc", "password": "cc", "app": "callcenter",
                          "outbound_context": "from-internal"}}],
-        "queue": QUEUES, "ivr": {"choices": {k: v for k, v in IVR["choices"].items() if "abc" not in v}}}, env={})
+        "queue": QUEUES if queues is None else queues,
+        "ivr": {"choices": {k: v for k, v in IVR["choices"].items() if "abc" not in v}}}, env={})
 
 
 @dataclass
@@ -115,7 +116,13 @@ class World:
 
 
 @pytest.fixture
-async def world(store: CallStore, tmp_path: Path) -> AsyncIterator[World]:
+def queue_defs() -> list[dict[str, Any]]:
+    """The ``[[queue]]`` tables of the world (a test module may override this fixture to add its own)."""
+    return QUEUES
+
+
+@pytest.fixture
+async def world(store: CallStore, tmp_path: Path, queue_defs: list[dict[str, Any]]) -> AsyncIterator[World]:
     from ari_app import component
 
     config = SimConfig(user="cc", password="cc", phones=PHONES, dialplan_text=DIALPLAN, ami_port=None,
@@ -123,7 +130,7 @@ async def world(store: CallStore, tmp_path: Path) -> AsyncIterator[World]:
     async with Simulator(config) as sim:
         writer = SpooledWriter(store, tmp_path / "spool.jsonl")
         await writer.start()
-        ctx = ServiceContext(config=queue_config(sim.ari_url), store=store, writer=writer, bus=EventBus())
+        ctx = ServiceContext(config=queue_config(sim.ari_url, queue_defs), store=store, writer=writer, bus=EventBus())
         try:
             async with component.run(ctx) as provided:
                 ctx.ports.wire(provided)  # as the composition root does
