@@ -232,7 +232,7 @@ async def app_echo(engine: Engine, ch: Channel, data: str) -> None:
 
 async def app_playback(engine: Engine, ch: Channel, data: str) -> None:
     for media in split_args(data)[0].split("&"):
-        duration = engine.sound_duration(media)
+        duration = engine.media_ops.sound_duration(media)
         if duration is None:
             engine.set_var(ch, "PLAYBACKSTATUS", "FAILED")
             return
@@ -298,7 +298,7 @@ async def app_senddtmf(engine: Engine, ch: Channel, data: str) -> None:
     args = split_args(data)
     between = int(args[1]) if len(args) > 1 and args[1].strip().isdigit() else 100
     duration = int(args[2]) if len(args) > 2 and args[2].strip().isdigit() else 250
-    await engine.send_dtmf(ch, args[0], between, duration)
+    await engine.media_ops.send_dtmf(ch, args[0], between, duration)
 
 
 async def app_stasis(engine: Engine, ch: Channel, data: str) -> None:

@@ -98,12 +98,12 @@ async def remove_channel(sim: Simulator, path: P, p: P) -> Any:
 
 @ari("POST", "/bridges/{id}/moh")
 async def bridge_moh(sim: Simulator, path: P, p: P) -> Any:
-    sim.engine.bridge_moh(_bridge(sim, path["id"]), True)
+    sim.engine.media_ops.bridge_moh(_bridge(sim, path["id"]), True)
 
 
 @ari("DELETE", "/bridges/{id}/moh")
 async def bridge_moh_stop(sim: Simulator, path: P, p: P) -> Any:
-    sim.engine.bridge_moh(_bridge(sim, path["id"]), False)
+    sim.engine.media_ops.bridge_moh(_bridge(sim, path["id"]), False)
 
 
 async def _bridge_play(sim: Simulator, path: P, p: P, pid: str | None) -> Any:
@@ -112,7 +112,8 @@ async def _bridge_play(sim: Simulator, path: P, p: P, pid: str | None) -> Any:
     items = [str(m) for m in media] if isinstance(media, list) else [m for m in str(media or "").split(",") if m]
     if not items:
         raise AriError(500, "Failed to queue media for playback")
-    pb = sim.engine.start_playback(f"bridge:{bridge.id}", items, pid or p.get("playbackId"), p.get("lang") or "en")
+    pb = sim.engine.media_ops.start_playback(f"bridge:{bridge.id}", items, pid or p.get("playbackId"),
+                                             p.get("lang") or "en")
     return 201, {**pb.json(), "state": "queued"}
 
 

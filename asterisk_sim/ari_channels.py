@@ -210,7 +210,7 @@ async def dtmf(sim: Simulator, path: P, p: P) -> Any:
         raise AriError(400, "DTMF is required")
     between = int(p.get("between") or 100)
     duration = int(p.get("duration") or 100)
-    eng.spawn(eng.send_dtmf(ch, str(digits), between, duration))
+    eng.spawn(eng.media_ops.send_dtmf(ch, str(digits), between, duration))
 
 
 def _media_list(p: P) -> list[str]:
@@ -226,7 +226,8 @@ async def _play(sim: Simulator, path: P, p: P, playback_id: str | None) -> Any:
     media = _media_list(p)
     if not media:
         raise AriError(500, "Failed to queue media for playback")
-    pb = eng.start_playback(f"channel:{ch.id}", media, playback_id or p.get("playbackId"), p.get("lang") or "en")
+    pb = eng.media_ops.start_playback(f"channel:{ch.id}", media, playback_id or p.get("playbackId"),
+                                      p.get("lang") or "en")
     return 201, {**pb.json(), "state": "queued"}
 
 

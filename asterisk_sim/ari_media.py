@@ -28,18 +28,18 @@ def start_recording(sim: Simulator, target_uri: str, p: P) -> Any:
         raise AriError(400, "Recording name and format are required")
     if fmt not in FORMATS:
         raise AriError(422, "specified format is unknown on this system")
-    if name in eng.live_recordings:
+    if name in eng.media_ops.live_recordings:
         raise AriError(409, f"Recording '{name}' already in progress")
-    if p.get("ifExists") == "fail" and os.path.exists(eng.recording_path(name, fmt)):
+    if p.get("ifExists") == "fail" and os.path.exists(eng.media_ops.recording_path(name, fmt)):
         raise AriError(409, f"Recording '{name}' already exists and can not be overwritten")
-    rec = eng.start_recording(target_uri, name, fmt, float(p.get("maxDurationSeconds") or 0))
+    rec = eng.media_ops.start_recording(target_uri, name, fmt, float(p.get("maxDurationSeconds") or 0))
     reply = {**rec.json(), "state": "queued"}
     reply.pop("cause", None)
     return 201, reply
 
 
 def _live(sim: Simulator, name: str) -> Any:
-    rec = sim.engine.live_recordings.get(name)
+    rec = sim.engine.media_ops.live_recordings.get(name)
     if rec is None:
         raise AriError(404, "Recording not found")
     return rec
@@ -52,12 +52,12 @@ async def live_get(sim: Simulator, path: P, p: P) -> Any:
 
 @ari("POST", "/recordings/live/{name}/stop")
 async def live_stop(sim: Simulator, path: P, p: P) -> Any:
-    sim.engine.stop_recording(_live(sim, path["name"]))
+    sim.engine.media_ops.stop_recording(_live(sim, path["name"]))
 
 
 @ari("DELETE", "/recordings/live/{name}")
 async def live_cancel(sim: Simulator, path: P, p: P) -> Any:
-    sim.engine.stop_recording(_live(sim, path["name"]), discard=True)
+    sim.engine.media_ops.stop_recording(_live(sim, path["name"]), discard=True)
 
 
 async def _set_state(sim: Simulator, name: str, state: str | None, muted: bool | None) -> None:
@@ -144,7 +144,7 @@ async def stored_copy(sim: Simulator, path: P, p: P) -> Any:
         raise AriError(400, "Required parameter 'destinationRecordingName' not provided.")
     if dest in _stored(sim):
         raise AriError(409, "A recording with the same name already exists on the system")
-    target = sim.engine.recording_path(dest, fmt)
+    target = sim.engine.media_ops.recording_path(dest, fmt)
     os.makedirs(os.path.dirname(target), exist_ok=True)
     shutil.copyfile(full, target)
     return {"name": dest, "format": fmt}
@@ -153,7 +153,7 @@ async def stored_copy(sim: Simulator, path: P, p: P) -> Any:
 # ---------------------------------------------------------------------------- playbacks
 
 def _playback(sim: Simulator, pid: str) -> Any:
-    pb = sim.engine.playbacks.get(pid)
+    pb = sim.engine.media_ops.playbacks.get(pid)
     if pb is None:
         raise AriError(404, "Playback not found")
     return pb
@@ -166,7 +166,7 @@ async def playback_get(sim: Simulator, path: P, p: P) -> Any:
 
 @ari("DELETE", "/playbacks/{id}")
 async def playback_stop(sim: Simulator, path: P, p: P) -> Any:
-    sim.engine.stop_playback(_playback(sim, path["id"]))
+    sim.engine.media_ops.stop_playback(_playback(sim, path["id"]))
 
 
 @ari("POST", "/playbacks/{id}/control")
@@ -174,4 +174,4 @@ async def playback_control(sim: Simulator, path: P, p: P) -> Any:
     operation = str(p.get("operation", ""))
     if operation not in ("pause", "unpause", "restart", "reverse", "forward"):
         raise AriError(400, f"Invalid operation {operation}")
-    sim.engine.control_playback(_playback(sim, path["id"]), operation)
+    sim.engine.media_ops.control_playback(_playback(sim, path["id"]), operation)

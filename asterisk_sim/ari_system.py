@@ -57,7 +57,7 @@ async def module(sim: Simulator, path: P, p: P) -> Any:
 
 @ari("GET", "/sounds/{id}")
 async def sound(sim: Simulator, path: P, p: P) -> Any:
-    if sim.engine.sound_duration(path["id"]) is None:
+    if sim.engine.media_ops.sound_duration(path["id"]) is None:
         raise AriError(404, "Sound not found")
     return {"id": path["id"], "formats": [{"language": "en", "format": "gsm"}]}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from asterisk_sim.bridgepeer import refresh_bridgepeer
 from asterisk_sim.model import Bridge, Channel, ari_time
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class BridgeOps:
         if bridge.bridge_type == "mixing" and len(bridge.channels) > 2:
             bridge.technology = "softmix"
         self.bridge_event(bridge, "ChannelEnteredBridge", ch)
-        self.refresh_bridgepeer(bridge, first=ch)
+        refresh_bridgepeer(self, bridge, first=ch)
         self.refresh_pvtcallid(bridge)
         self.audio_changed()
 
@@ -61,7 +62,7 @@ class BridgeOps:
         bridge.channels.remove(ch.id)
         ch.bridge_id = None
         self.bridge_event(bridge, "ChannelLeftBridge", ch)
-        self.refresh_bridgepeer(bridge)
+        refresh_bridgepeer(self, bridge)
         self.audio_changed()
         if bridge.bridge_class == "basic" and not bridge.channels:
             self.destroy_bridge(bridge)
@@ -72,22 +73,6 @@ class BridgeOps:
             return
         if not any(m.stasis_app == app for m in self.bridge_members(bridge)):
             self.router.apps[app].bridges.discard(bridge.id)
-
-    def bridge_members(self: Engine, bridge: Bridge) -> list[Channel]:
-        return [self.channels[c] for c in bridge.channels if c in self.channels]
-
-    def refresh_bridgepeer(self: Engine, bridge: Bridge, first: Channel | None = None) -> None:
-        """Set BRIDGEPEER on every member (newest peers first) when the bridge has two or more parties."""
-        if bridge.bridge_type != "mixing":
-            return
-        members = self.bridge_members(bridge)
-        names = [m.name for m in members] + list(bridge.announcers)
-        if len(names) < 2:
-            return
-        ordered = ([first] if first in members else []) + [m for m in reversed(members) if m is not first]
-        for member in ordered:
-            peers = [n for n in reversed(names) if n != member.name]
-            self.set_var(member, "BRIDGEPEER", ",".join(peers))
 
     def refresh_pvtcallid(self: Engine, bridge: Bridge) -> None:
         """A two-party bridge swaps connected lines: a member whose connected line is not its peer's caller ID
@@ -111,7 +96,7 @@ class BridgeOps:
         for ch in self.bridge_members(bridge):
             self.bridge_remove(bridge, ch)
         bridge.destroyed = True
-        self.stop_bridge_media(bridge)
+        self.media_ops.stop_bridge_media(bridge)
         self.bridge_event(bridge, "BridgeDestroyed")
         self.bridges.pop(bridge.id, None)
         self.router.forget_bridge(bridge.id)
@@ -121,4 +106,4 @@ class BridgeOps:
         """Snoop attach/detach re-emits BRIDGEPEER on the spied channel's bridge (README observation 6)."""
         if ch.bridge_id and ch.bridge_id in self.bridges:
             for _ in range(times):
-                self.refresh_bridgepeer(self.bridges[ch.bridge_id])
+                refresh_bridgepeer(self, self.bridges[ch.bridge_id])

@@ -127,7 +127,7 @@ class ChannelOps:
         app = ch.stasis_app
         if ch.bridge_id:
             self.bridge_remove(self.bridges[ch.bridge_id], ch)
-        self.stop_media(ch)
+        self.media_ops.stop_media(ch)
         self.channel_event(ch, "StasisEnd")
         ch.stasis_app = None
         if ch.sticky_app != app and app in self.router.apps:
@@ -197,7 +197,7 @@ class ChannelOps:
             self.leave_stasis(ch)
         elif ch.bridge_id:
             self.bridge_remove(self.bridges[ch.bridge_id], ch)
-        self.stop_media(ch)
+        self.media_ops.stop_media(ch)
         if ch.task is not None and not ch.task.done():
             ch.task.cancel()
         elif ch.task is None or ch.task.done():
@@ -235,3 +235,18 @@ class ChannelOps:
     def hangup_all(self: Engine, cause: int) -> None:
         for ch in list(self.channels.values()):
             self.request_hangup(ch, cause=cause, soft=False)
+
+    # ---- snoop
+    def create_snoop(self: Engine, target: Channel, spy: str, whisper: str, app: str, args: list[str],
+                     snoop_id: str | None) -> Channel:
+        suffix = f"{self.snoop_counter:08x}"
+        self.snoop_counter += 1
+        ch = self.new_channel("Snoop", target.id, snoop_id, linkedid=target.linkedid,
+                              name=f"Snoop/{target.id}-{suffix}")
+        ch.snoop_target, ch.spy, ch.whisper = target.id, spy, whisper
+        ch.state = "Up"
+        ch.answered.set()
+        self.reemit_bridgepeer_of(target, 2 if whisper == "both" else 1)
+        self.enter_stasis(ch, app, args)
+        self.audio_changed()
+        return ch

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,7 @@ from asterisk_sim.apps import run_dialplan
 from asterisk_sim.ari_events import EventRouter
 from asterisk_sim.bridges import BridgeOps
 from asterisk_sim.channels import ChannelOps
+from asterisk_sim.core import EngineConfig
 from asterisk_sim.dialplan import Dialplan, parse_extensions_conf
 from asterisk_sim.media import MediaOps
 from asterisk_sim.model import ENTITY_ID, Bridge, Channel, Counters, Endpoint, OutgoingInfo, ari_time
@@ -33,23 +34,7 @@ class CallPolicy:
     call_waiting: bool = True  # False: a phone already on a call answers 486 Busy Here (cause 17)
 
 
-@dataclass
-class EngineConfig:
-    dialplan_text: str = ""
-    dialplan_file: str = "extensions.conf"
-    time_scale: float = 1.0
-    recordings_dir: str = "/tmp/asterisk-sim-recordings"
-    trunk: str = "trunk"
-    extra_trunks: tuple[str, ...] = ()  # more trunk endpoints (outbound routes): always online, reach customers
-    # Real-Asterisk races the simulator reproduces (issue 11), in wall-clock seconds, not time-scaled:
-    # a /channels/create channel enters Stasis this long after the REST reply (its thread is scheduled
-    # later; until then /dial answers 409), and the ARI events of a hangup handler reach the websocket
-    # this long after AMI's Hangup of the same channel.
-    stasis_entry_delay: float = 0.05
-    hangup_handler_ari_lag: float = 0.05
-
-
-class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
+class Engine(ChannelOps, BridgeOps, StasisOps):
     """All state of one simulated Asterisk run (a restart builds a new one)."""
 
     def __init__(self, config: EngineConfig) -> None:
@@ -69,7 +54,7 @@ class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
         self.device_states: dict[str, str] = {}
         self.invite_headers: dict[str, dict[str, str]] = {}
         self.leaked = 0  # channels Asterisk would leak (duplicate snoopId, README observation 34)
-        self.init_media()
+        self.media_ops = MediaOps(self)
 
     # ---- plumbing
     def new_uuid(self) -> str:
@@ -78,7 +63,7 @@ class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds * self.config.time_scale))
 
-    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -88,6 +73,9 @@ class Engine(ChannelOps, BridgeOps, MediaOps, StasisOps):
         """Tell in-process listeners (AMI, tests) what happened; ``extra`` carries the event's own fields."""
         for listener in list(self.listeners):
             listener(etype, obj, extra or {})
+
+    def bridge_members(self, bridge: Bridge) -> list[Channel]:
+        return [self.channels[c] for c in bridge.channels if c in self.channels]
 
     def audio_changed(self) -> None:
         self.notify("AudioChanged", None)

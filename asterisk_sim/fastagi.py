@@ -204,7 +204,7 @@ class AgiSession:
         if not args:
             self.send(usage("STREAM FILE"))
             return
-        duration = self.engine.sound_duration(args[0])
+        duration = self.engine.media_ops.sound_duration(args[0])
         if duration is None:
             self.send("200 result=-1 endpos=0\n")
             return

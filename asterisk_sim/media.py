@@ -1,4 +1,3 @@
-# mypy: disable-error-code="misc"
 """Playbacks, recordings (real WAV files), MOH, DTMF and snoop channels."""
 
 from __future__ import annotations
@@ -9,13 +8,12 @@ import os
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from asterisk_sim.bridgepeer import refresh_bridgepeer
+from asterisk_sim.core import EngineCore
 from asterisk_sim.core_sounds import CORE_SOUNDS_EN
 from asterisk_sim.model import Bridge, Channel, ari_time
-
-if TYPE_CHECKING:
-    from asterisk_sim.engine import Engine
 
 # The sounds a real Asterisk 22 with Debian's core English set can play, with their lengths (seconds).
 # Anything else is "not found" (Asterisk: 201, then PlaybackFinished failed; GET /sounds/{id} 404).
@@ -82,52 +80,54 @@ def write_wav(path: str, seconds: float) -> None:
 
 
 class MediaOps:
-    """Mixin of :class:`asterisk_sim.engine.Engine` for media on channels and bridges."""
+    """Media on channels and bridges: the engine's ``media_ops``; it owns the live playbacks and recordings."""
 
-    def init_media(self: Engine) -> None:
+    def __init__(self, core: EngineCore) -> None:
+        self.core = core
         self.playbacks: dict[str, Playback] = {}
         self.live_recordings: dict[str, Recording] = {}
+        self.playback_seq = 0  # orders the playbacks queued on one channel or bridge
 
-    def sound_duration(self: Engine, media: str) -> float | None:
+    def sound_duration(self, media: str) -> float | None:
         name = media.split(":", 1)[1] if media.startswith("sound:") else media
         if media.startswith(("tone:", "digits:", "number:", "characters:")):
             return 1.0
         if media.startswith("recording:"):
-            path = os.path.join(self.config.recordings_dir, name + ".wav")
+            path = os.path.join(self.core.config.recordings_dir, name + ".wav")
             return 1.0 if os.path.exists(path) else None
         return SOUNDS.get(name)
 
     # ---- playbacks
-    def playback_event(self: Engine, pb: Playback, etype: str) -> None:
+    def playback_event(self, pb: Playback, etype: str) -> None:
         kind, _, target = pb.target_uri.partition(":")
         event = {"type": etype, "timestamp": ari_time(), "playback": pb.json()}
         if kind == "channel":
-            self.router.publish(event, channel_ids=(target,))
+            self.core.router.publish(event, channel_ids=(target,))
         else:
-            self.router.publish(event, bridge_ids=(target,))
+            self.core.router.publish(event, bridge_ids=(target,))
 
-    def start_playback(self: Engine, target_uri: str, media: list[str], playback_id: str | None,
+    def start_playback(self, target_uri: str, media: list[str], playback_id: str | None,
                        language: str = "en") -> Playback:
-        pb = Playback(id=playback_id or self.new_uuid(), media=media, target_uri=target_uri, language=language)
+        pb = Playback(id=playback_id or self.core.new_uuid(), media=media, target_uri=target_uri, language=language)
         pb.paused.set()
-        self.playback_seq = getattr(self, "playback_seq", 0) + 1
+        self.playback_seq += 1
         pb.seq = self.playback_seq
         if pb.id in self.playbacks:  # a duplicate playbackId is accepted; keep the earlier one reachable too
             self.playbacks[f"{pb.id}#{pb.seq}"] = self.playbacks.pop(pb.id)
         self.playbacks[pb.id] = pb
-        pb.task = self.spawn(self._play(pb))
+        pb.task = self.core.spawn(self._play(pb))
         return pb
 
-    async def _play(self: Engine, pb: Playback) -> None:
+    async def _play(self, pb: Playback) -> None:
         kind, _, target = pb.target_uri.partition(":")
         ahead = [p.task for p in self.playbacks.values() if p is not pb and p.target_uri == pb.target_uri
-                 and p.task is not None and not p.task.done() and getattr(p, "seq", 0) < getattr(pb, "seq", 0)]
+                 and p.task is not None and not p.task.done() and p.seq < pb.seq]
         if ahead:  # playbacks on one channel/bridge are queued, one after the other
             await asyncio.wait(ahead)
-        if kind == "bridge" and target in self.bridges and self.bridges[target].bridge_type == "mixing":
-            bridge = self.bridges[target]
-            bridge.announcers.append(f"Announcer/ARI-{self.counters.suffix('Announcer')};2")
-            self.refresh_bridgepeer(bridge)
+        if kind == "bridge" and target in self.core.bridges and self.core.bridges[target].bridge_type == "mixing":
+            bridge = self.core.bridges[target]
+            bridge.announcers.append(f"Announcer/ARI-{self.core.counters.suffix('Announcer')};2")
+            refresh_bridgepeer(self.core, bridge)
         try:
             for index, media in enumerate(pb.media):
                 pb.index = index
@@ -156,19 +156,19 @@ class MediaOps:
         finally:
             self._finish_playback(pb, pb.state)
 
-    def _audible(self: Engine, pb: Playback, media: str | None) -> None:
+    def _audible(self, pb: Playback, media: str | None) -> None:
         """Make a playing sound part of the audio model (channel: its device hears it; bridge: every member)."""
         kind, _, target = pb.target_uri.partition(":")
-        if kind == "channel" and target in self.channels:
-            self.channels[target].playing = media
-        elif kind == "bridge" and target in self.bridges:
-            for member in self.bridge_members(self.bridges[target]):
+        if kind == "channel" and target in self.core.channels:
+            self.core.channels[target].playing = media
+        elif kind == "bridge" and target in self.core.bridges:
+            for member in self.core.bridge_members(self.core.bridges[target]):
                 member.playing = media
-        self.audio_changed()
+        self.core.audio_changed()
 
-    def _finish_playback(self: Engine, pb: Playback, state: str) -> None:
+    def _finish_playback(self, pb: Playback, state: str) -> None:
         """Emit PlaybackFinished exactly once (a hang-up finishes it at once, before StasisEnd)."""
-        if getattr(pb, "finished", False):
+        if pb.finished:
             return
         pb.finished = True
         pb.state = state
@@ -178,14 +178,14 @@ class MediaOps:
             pb.task.cancel()
         if self.playbacks.get(pb.id) is pb:
             self.playbacks.pop(pb.id, None)
-        if kind == "bridge" and target in self.bridges:
-            self.bridges[target].announcers = [a for a in self.bridges[target].announcers
+        if kind == "bridge" and target in self.core.bridges:
+            self.core.bridges[target].announcers = [a for a in self.core.bridges[target].announcers
                                                if not a.startswith("Announcer/ARI-")]
-        if not getattr(pb, "silent", False):
+        if not pb.silent:
             self.playback_event(pb, "PlaybackFinished")
 
-    async def _play_for(self: Engine, pb: Playback, duration: float) -> None:
-        remaining = duration * self.config.time_scale
+    async def _play_for(self, pb: Playback, duration: float) -> None:
+        remaining = duration * self.core.config.time_scale
         while remaining > 0 and pb.state in ("playing", "paused"):
             await pb.paused.wait()
             if pb.state != "playing":
@@ -195,7 +195,7 @@ class MediaOps:
             if pb.paused.is_set():
                 remaining -= step
 
-    def control_playback(self: Engine, pb: Playback, operation: str) -> bool:
+    def control_playback(self, pb: Playback, operation: str) -> bool:
         if operation == "pause":
             pb.paused.clear()
             pb.state = "paused"
@@ -209,60 +209,60 @@ class MediaOps:
             return False
         return True
 
-    def stop_playback(self: Engine, pb: Playback) -> None:
+    def stop_playback(self, pb: Playback) -> None:
         pb.state = "done"
         pb.paused.set()
         if pb.task is not None:
             pb.task.cancel()
 
     # ---- recordings
-    def recording_event(self: Engine, rec: Recording, etype: str) -> None:
+    def recording_event(self, rec: Recording, etype: str) -> None:
         kind, _, target = rec.target_uri.partition(":")
         event = {"type": etype, "timestamp": ari_time(), "recording": rec.json(finished=etype == "RecordingFinished")}
         if kind == "channel":
-            self.router.publish(event, channel_ids=(target,))
+            self.core.router.publish(event, channel_ids=(target,))
         else:
-            self.router.publish(event, bridge_ids=(target,))
+            self.core.router.publish(event, bridge_ids=(target,))
 
-    def recording_path(self: Engine, name: str, fmt: str) -> str:
-        return os.path.join(self.config.recordings_dir, f"{name}.{fmt}")
+    def recording_path(self, name: str, fmt: str) -> str:
+        return os.path.join(self.core.config.recordings_dir, f"{name}.{fmt}")
 
-    def start_recording(self: Engine, target_uri: str, name: str, fmt: str, max_duration: float) -> Recording:
+    def start_recording(self, target_uri: str, name: str, fmt: str, max_duration: float) -> Recording:
         rec = Recording(name=name, format=fmt, target_uri=target_uri, path=self.recording_path(name, fmt),
                         max_duration=max_duration)
         self.live_recordings[name] = rec
         kind, _, target = target_uri.partition(":")
-        ch = self.channels.get(target) if kind == "channel" else None
+        ch = self.core.channels.get(target) if kind == "channel" else None
         if ch is not None and ch.bridge_id:
             rec.state = "failed"
             rec.cause = "Cannot record channel while in bridge"
             self.live_recordings.pop(name, None)
-            self.spawn(self._fail_later(rec))
+            self.core.spawn(self._fail_later(rec))
             return rec
-        rec.task = self.spawn(self._record(rec))
+        rec.task = self.core.spawn(self._record(rec))
         return rec
 
-    async def _fail_later(self: Engine, rec: Recording) -> None:
+    async def _fail_later(self, rec: Recording) -> None:
         await asyncio.sleep(0)
         self.recording_event(rec, "RecordingFailed")
 
-    async def _record(self: Engine, rec: Recording) -> None:
+    async def _record(self, rec: Recording) -> None:
         kind, _, target = rec.target_uri.partition(":")
-        bridge = self.bridges.get(target) if kind == "bridge" else None
+        bridge = self.core.bridges.get(target) if kind == "bridge" else None
         if bridge is not None:
-            bridge.announcers.append(f"Recorder/ARI-{self.counters.suffix('Local')};2")
+            bridge.announcers.append(f"Recorder/ARI-{self.core.counters.suffix('Local')};2")
             bridge.technology = "softmix"
-            self.refresh_bridgepeer(bridge)
+            refresh_bridgepeer(self.core, bridge)
         await asyncio.sleep(0)
         rec.state = "recording"
         self.recording_event(rec, "RecordingStarted")
         with contextlib.suppress(asyncio.CancelledError):
-            await self.sleep(rec.max_duration or 10 ** 9)
+            await self.core.sleep(rec.max_duration or 10 ** 9)
         self._finish_recording(rec)
 
-    def _finish_recording(self: Engine, rec: Recording, discard: bool = False) -> None:
+    def _finish_recording(self, rec: Recording, discard: bool = False) -> None:
         """Write the file and emit RecordingFinished once (at once on hang-up, before StasisEnd)."""
-        if getattr(rec, "finished", False):
+        if rec.finished:
             return
         rec.finished = True
         if rec.state in ("recording", "paused", "queued"):
@@ -271,19 +271,19 @@ class MediaOps:
         if rec.state == "done" and not discard:
             write_wav(rec.path, max(0.1, time.monotonic() - rec.started))
         kind, _, target = rec.target_uri.partition(":")
-        bridge = self.bridges.get(target) if kind == "bridge" else None
+        bridge = self.core.bridges.get(target) if kind == "bridge" else None
         if bridge is not None and not bridge.destroyed:
             bridge.announcers = [a for a in bridge.announcers if not a.startswith("Recorder/")]
-            self.refresh_bridgepeer(bridge)
+            refresh_bridgepeer(self.core, bridge)
         self.recording_event(rec, "RecordingFinished")
 
-    def stop_recording(self: Engine, rec: Recording, discard: bool = False) -> None:
+    def stop_recording(self, rec: Recording, discard: bool = False) -> None:
         self._finish_recording(rec, discard)
         if rec.task is not None and rec.task is not asyncio.current_task():
             rec.task.cancel()
 
     # ---- stop everything on a leaving channel / bridge
-    def stop_media(self: Engine, ch: Channel) -> None:
+    def stop_media(self, ch: Channel) -> None:
         uri = f"channel:{ch.id}"
         for pb in list(self.playbacks.values()):
             if pb.target_uri == uri:
@@ -295,7 +295,7 @@ class MediaOps:
         ch.on_hold = False
         ch.ari_hold = False
 
-    def stop_bridge_media(self: Engine, bridge: Bridge) -> None:
+    def stop_bridge_media(self, bridge: Bridge) -> None:
         uri = f"bridge:{bridge.id}"
         for pb in list(self.playbacks.values()):
             if pb.target_uri == uri and pb.task is not None:
@@ -304,56 +304,41 @@ class MediaOps:
             if rec.target_uri == uri:
                 self.stop_recording(rec)
 
-    def bridge_moh(self: Engine, bridge: Bridge, on: bool) -> None:
+    def bridge_moh(self, bridge: Bridge, on: bool) -> None:
         bridge.moh = on
         if bridge.bridge_type == "mixing":
             bridge.announcers = [a for a in bridge.announcers if not a.startswith("Announcer/ARI_MOH-")]
             if on:
-                bridge.announcers.append(f"Announcer/ARI_MOH-{self.counters.suffix('Announcer')};2")
-                self.refresh_bridgepeer(bridge)
-        self.audio_changed()
+                bridge.announcers.append(f"Announcer/ARI_MOH-{self.core.counters.suffix('Announcer')};2")
+                refresh_bridgepeer(self.core, bridge)
+        self.core.audio_changed()
 
     # ---- DTMF
-    async def send_dtmf(self: Engine, ch: Channel, digits: str, between_ms: int, duration_ms: int) -> None:
+    async def send_dtmf(self, ch: Channel, digits: str, between_ms: int, duration_ms: int) -> None:
         """``ch`` sends ``digits`` toward its far side (the other Local half, the phone, the bridge peer)."""
         for digit in digits:
             if digit == ",":
-                await self.sleep(0.5)
+                await self.core.sleep(0.5)
                 continue
-            await self.sleep(duration_ms / 1000)
+            await self.core.sleep(duration_ms / 1000)
             target = ch.peer if ch.is_local() and ch.peer is not None else None
             if target is not None and not target.destroyed:
                 self.receive_dtmf(target, digit, duration_ms)
             else:
-                self.notify("DtmfToDevice", (ch, digit))
-            await self.sleep(between_ms / 1000)
+                self.core.notify("DtmfToDevice", (ch, digit))
+            await self.core.sleep(between_ms / 1000)
 
-    def receive_dtmf(self: Engine, ch: Channel, digit: str, duration_ms: int, depth: int = 0) -> None:
+    def receive_dtmf(self, ch: Channel, digit: str, duration_ms: int, depth: int = 0) -> None:
         """``ch`` reads a digit; a bridge passes it on to the other members, a Local pair to its other half."""
-        self.channel_event(ch, "ChannelDtmfReceived", post={"digit": digit, "duration_ms": duration_ms})
+        self.core.channel_event(ch, "ChannelDtmfReceived", post={"digit": digit, "duration_ms": duration_ms})
         ch.dtmf.put_nowait(digit)
-        self.notify("DtmfReceived", (ch, digit))
-        if depth > 4 or not ch.bridge_id or ch.bridge_id not in self.bridges:
+        self.core.notify("DtmfReceived", (ch, digit))
+        if depth > 4 or not ch.bridge_id or ch.bridge_id not in self.core.bridges:
             return
-        for member in self.bridge_members(self.bridges[ch.bridge_id]):
+        for member in self.core.bridge_members(self.core.bridges[ch.bridge_id]):
             if member is ch:
                 continue
             if member.is_local() and member.peer is not None and not member.peer.destroyed:
                 self.receive_dtmf(member.peer, digit, duration_ms, depth + 1)
             else:
-                self.notify("DtmfToDevice", (member, digit))
-
-    # ---- snoop
-    def create_snoop(self: Engine, target: Channel, spy: str, whisper: str, app: str, args: list[str],
-                     snoop_id: str | None) -> Channel:
-        suffix = f"{self.snoop_counter:08x}"
-        self.snoop_counter += 1
-        ch = self.new_channel("Snoop", target.id, snoop_id, linkedid=target.linkedid,
-                              name=f"Snoop/{target.id}-{suffix}")
-        ch.snoop_target, ch.spy, ch.whisper = target.id, spy, whisper
-        ch.state = "Up"
-        ch.answered.set()
-        self.reemit_bridgepeer_of(target, 2 if whisper == "both" else 1)
-        self.enter_stasis(ch, app, args)
-        self.audio_changed()
-        return ch
+                self.core.notify("DtmfToDevice", (member, digit))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from asterisk_sim.engine import CallPolicy
+from asterisk_sim.engine import CallPolicy, Engine
 from asterisk_sim.model import ENTITY_ID, Channel, Endpoint, ari_time
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ class Party:
         self.resource = resource
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> Engine:
         return self.sim.engine
 
     def _policy(self) -> CallPolicy:
@@ -105,7 +105,7 @@ class Party:
         for digit in digits:
             await self.engine.sleep(duration_ms / 1000)
             if not ch.destroyed:
-                self.engine.receive_dtmf(ch, digit, duration_ms)
+                self.engine.media_ops.receive_dtmf(ch, digit, duration_ms)
 
 
 class Phone(Party):

@@ -176,7 +176,7 @@ async def test_a_caller_is_not_told_again_while_the_last_announcement_still_play
 
     def first_announcement_over() -> bool:
         nonlocal most
-        pending = [p for p in world.sim.engine.playbacks.values() if p.target_uri == f"channel:{caller}"]
+        pending = [p for p in world.sim.engine.media_ops.playbacks.values() if p.target_uri == f"channel:{caller}"]
         most = max(most, len(pending))
         return any(e.get("type") == "PlaybackFinished" and e["playback"]["target_uri"] == f"channel:{caller}"
                    for e in world.events)
