@@ -28,8 +28,16 @@ EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
 ConnectedHandler = Callable[[], Awaitable[None]]
 
 
+# What Asterisk answers for a channel, bridge or playback that is not there any more, not in our Stasis app, or
+# not in that bridge: 404 not found, 409 not in Stasis / wrong state, 422 not in the bridge, 400 a channel gone
+# between two steps (measured on Asterisk 22, DESIGN §10).
+GONE_STATUSES = frozenset({400, 404, 409, 422})
+
+
 class AriError(Exception):
-    """An ARI request that failed: ``status`` is the HTTP status (0 when Asterisk could not be reached)."""
+    """An ARI request that failed: ``status`` is the HTTP status (0 when Asterisk could not be reached).
+
+    Raised as :class:`AriNotFound` for a 404; build one with :meth:`of` so the subclass follows the status."""
 
     def __init__(self, status: int, message: str, *, method: str = "", path: str = "") -> None:
         super().__init__(f"{method} {path}: {status} {message}".strip())
@@ -37,6 +45,20 @@ class AriError(Exception):
         self.message = message
         self.method = method
         self.path = path
+
+    @staticmethod
+    def of(status: int, message: str, *, method: str = "", path: str = "") -> AriError:
+        kind = AriNotFound if status == 404 else AriError
+        return kind(status, message, method=method, path=path)
+
+    @property
+    def gone(self) -> bool:
+        """What the request was about is not there (any more) or not ours to act on: nothing left to undo."""
+        return self.status in GONE_STATUSES
+
+
+class AriNotFound(AriError):
+    """404: no such channel, bridge, endpoint, variable or sound (a channel may have just hung up)."""
 
 
 def seg(value: str) -> str:
@@ -134,7 +156,7 @@ class AriClient:
                     except ValueError:
                         body = None
                 if resp.status >= 400:
-                    raise AriError(resp.status, error_message(body, text), method=method, path=path)
+                    raise AriError.of(resp.status, error_message(body, text), method=method, path=path)
                 if resp.status == 204 or not text:
                     return None
                 return body if body is not None else text
@@ -243,7 +265,7 @@ class AriClient:
             ws = await self._http().ws_connect(self.ws_url(), headers=self._headers, heartbeat=self.heartbeat,
                                                timeout=aiohttp.ClientWSTimeout(ws_close=5.0))
         except aiohttp.WSServerHandshakeError as exc:
-            raise AriError(exc.status, f"websocket handshake refused: {exc.message}") from exc
+            raise AriError.of(exc.status, f"websocket handshake refused: {exc.message}") from exc
         self._ws = ws
         try:
             self.connects += 1

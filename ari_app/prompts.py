@@ -14,7 +14,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from ari_app.client import AriError, ari_path
+from ari_app.client import AriError, AriNotFound, ari_path
 from ari_app.monitor import service as monitor_service
 from ari_app.queues import flow as queue_flow
 from callcenter.monitoring import MonitorRefused
@@ -62,8 +62,10 @@ class PromptCheck:
             name = prompt.split(":", 1)[1]
             try:
                 await self.pbx.client.get(ari_path("sounds", name))
-            except AriError as exc:
-                (missing if exc.status == 404 else unchecked).append(name)
+            except AriNotFound:
+                missing.append(name)
+            except AriError:
+                unchecked.append(name)
         self.missing, self.unchecked, self.checked_at = missing, unchecked, datetime.now(UTC)
         if missing:
             log.error("event=prompts_missing pbx=%s missing=%s: Asterisk has no such sounds, so these prompts "

@@ -47,7 +47,7 @@ async def _follow_holds(service: MonitorService, bus: Any, pbx_key: str) -> None
             event = await subscription.get()
             data = event.data
             if data.get("pbx") == pbx_key and data.get("action") in ("hold", "unhold"):
-                await service.hold_changed_for(str(data.get("extension", "")), data["action"] == "hold")
+                await service.holds.changed_for(str(data.get("extension", "")), data["action"] == "hold")
 
 
 async def _supervisor_becomes_agent(pbx: Any, supervisor_channel: str, agent_channel: str) -> None:

@@ -105,7 +105,7 @@ class MonitorFlow:
             stub = MonitorSession(id=f"bad-{channel.get('id')}", pbx=svc.pbx, supervisor=supervisor,
                                   target=str(args[2] if len(args) > 2 else ""), mode=MonitorMode.LISTEN,
                                   origin="feature_code", supervisor_channel=str(channel.get("id")))
-            svc.register(stub)
+            svc.sessions.add(stub)
             await svc.refuse(stub, exc)
             return
         await svc.on_supervisor_start(channel, mode, target, supervisor)  # the dispatcher runs us in a task
@@ -117,16 +117,16 @@ class MonitorFlow:
         """Route one ARI event; never blocks."""
         svc = self.service
         svc.mech.on_event(event)
-        if svc.state_targets is not None:
-            svc.state_targets.on_event(event)
+        if svc.checks.state_targets is not None:
+            svc.checks.state_targets.on_event(event)
         kind = str(event.get("type", ""))
         channel = event.get("channel") or {}
         cid = str(channel.get("id", ""))
         if kind in ("ChannelHold", "ChannelUnhold"):
             self._hold(cid, kind == "ChannelHold")
         elif kind == "ChannelDestroyed":
-            svc.held.discard(cid)
-        session = svc.by_channel.get(cid)
+            svc.holds.gone(cid)
+        session = svc.sessions.by_channel.get(cid)
         if session is not None:
             self._own_channel(session, kind, cid, event)
             return
@@ -165,23 +165,21 @@ class MonitorFlow:
 
     def _hold(self, cid: str, held: bool) -> None:
         svc = self.service
-        (svc.held.add if held else svc.held.discard)(cid)
-        for session in list(svc.sessions.values()):
-            if session.agent_channel == cid:
-                svc.spawn(svc.set_moh(session, held), "moh")
+        for session in svc.holds.mark(cid, held):
+            svc.spawn(svc.holds.set_music(session, held), "moh")
 
     async def resync(self, channels: list[dict[str, Any]], bridges: list[dict[str, Any]]) -> None:
         """After a restart or reconnect: resume the sessions Asterisk still holds, tear down the rest."""
         svc = self.service
-        if svc.state_targets is not None:
-            svc.state_targets.resync(bridges)
+        if svc.checks.state_targets is not None:
+            svc.checks.state_targets.resync(bridges)
         names = {str(c.get("id")): str(c.get("name", "")) for c in channels}
         self._missed_while_away(set(names))
         for bridge in bridges:
             bridge_id = str(bridge.get("id", ""))
             if bridge_id.startswith(BRIDGE_PREFIX) and bridge_id[len(BRIDGE_PREFIX):] not in svc.sessions:
                 await self._resume_or_clear(bridge_id, [str(m) for m in bridge.get("channels", ())], names)
-        known = set(svc.by_channel)
+        known = set(svc.sessions.by_channel)
         for cid, name in names.items():
             if cid.startswith(BRIDGE_PREFIX) and cid not in known and name.startswith("Snoop/"):
                 await svc.mech.hangup(cid)  # a snoop of ours that no session owns any more
@@ -223,14 +221,14 @@ class MonitorFlow:
                                  mode=monitor_mode, origin="resumed", state=SessionState.ACTIVE,
                                  supervisor_channel=supervisors[0], agent_channel=agent, snoop_channel=snoop)
         session.snoop_seq = 100  # new snoop ids must not collide with the ones made before the restart
-        svc.register(session)
-        svc.by_channel[snoop] = session
+        svc.sessions.add(session)
+        svc.sessions.watch(snoop, session)
         for extra in snoops[:-1]:
             await svc.mech.hangup(extra)
         log.info("event=monitor_resumed session=%s supervisor=%s target=%s mode=%s", session.id, session.supervisor,
                  target, monitor_mode.value)
         await svc.mech.subscribe(f"channel:{agent}", True)
-        svc.spawn(svc.bind_call(session, agent), "bind_call")  # mode changes and the stop reach the timeline
+        svc.spawn(svc.call_ids.bind(session, agent), "bind_call")  # mode changes and the stop reach the timeline
 
     async def _resume_takeover(self, bridge_id: str, parties: list[str], names: dict[str, str]) -> bool:
         """A Dial() take-over's bridge (supervisor + the redirected customer): the supervisor is the party whose
@@ -246,8 +244,8 @@ class MonitorFlow:
                                      target=await svc.mech.get_var(party, VAR_TARGET) or "",
                                      mode=MonitorMode.TAKEOVER, origin="resumed", state=SessionState.TAKEN_OVER,
                                      supervisor_channel=party, call_bridge=bridge_id, takeover_peers=others)
-            svc.register(session)
+            svc.sessions.add(session)
             log.info("event=monitor_resumed session=%s supervisor=%s mode=takeover", session.id, session.supervisor)
-            svc.spawn(svc.bind_call(session, others[0]), "bind_call")  # the customer keeps the call's linkedid
+            svc.spawn(svc.call_ids.bind(session, others[0]), "bind_call")  # the customer keeps the call's linkedid
             return True
         return False

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ari_app.monitor.mechanics import AriRest, status_of
+from ari_app.client import AriError
+from ari_app.monitor.mechanics import AriRest
 
 Snapshot = tuple[list[dict[str, Any]], list[dict[str, Any]]]
 
@@ -74,9 +75,7 @@ class StateTargets:
             if bridge_class is None:  # one targeted look-up, not every bridge of the PBX
                 try:
                     bridge = await self.ari.get(f"/bridges/{leg.bridge}")
-                except Exception as exc:
-                    if status_of(exc) is None:
-                        raise
+                except AriError:
                     return None
                 bridge_class = self.classes[leg.bridge] = str((bridge or {}).get("bridge_class", ""))
             bridges.append({"id": leg.bridge, "bridge_class": bridge_class, "channels": sorted(members)})

@@ -12,27 +12,23 @@ import logging
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
+from ari_app.client import AriError
+
 log = logging.getLogger("callcenter.ari.monitor")
 
 SNOOP_START_TIMEOUT = 5.0
 PROMPT_TIMEOUT = 15.0
-GONE = (400, 404, 409, 422)  # the thing is already gone / not in Stasis: nothing left to undo
 
 
 class AriRest(Protocol):
-    """What monitoring needs of the ARI client (``ari_app.client.AriClient`` has it)."""
+    """What monitoring needs of the ARI client (``ari_app.client.AriClient`` has it; failures are
+    :class:`ari_app.client.AriError`)."""
 
     async def get(self, path: str, **params: Any) -> Any: ...
 
     async def post(self, path: str, **params: Any) -> Any: ...
 
     async def delete(self, path: str, **params: Any) -> Any: ...
-
-
-def status_of(exc: BaseException) -> int | None:
-    """The HTTP status of an ARI error (AriError.status), None for anything else."""
-    status = getattr(exc, "status", None)
-    return status if isinstance(status, int) else None
 
 
 class Waiters:
@@ -93,11 +89,12 @@ class Mechanics:
         """Run a clean-up request; "already gone" is success, anything else is logged, never raised."""
         try:
             return await request
+        except AriError as exc:
+            if not exc.gone:
+                log.warning("event=monitor_cleanup_failed what=%s status=%s error=%s", what, exc.status, exc)
         except Exception as exc:
-            status = status_of(exc)
-            if status not in GONE:
-                log.warning("event=monitor_cleanup_failed what=%s status=%s error=%s", what, status, exc)
-            return None
+            log.warning("event=monitor_cleanup_failed what=%s status=None error=%s", what, exc)
+        return None
 
     async def create_bridge(self, bridge_id: str, name: str) -> None:
         await self.ari.post("/bridges", type="mixing", bridgeId=bridge_id, name=name)
@@ -146,9 +143,7 @@ class Mechanics:
     async def get_var(self, channel_id: str, name: str) -> str | None:
         try:
             reply = await self.ari.get(f"/channels/{channel_id}/variable", variable=name)
-        except Exception as exc:
-            if status_of(exc) is None:
-                raise
+        except AriError:
             return None
         return str(reply.get("value", "")) if isinstance(reply, dict) else None
 
@@ -156,9 +151,7 @@ class Mechanics:
         """``online``/``offline``…, None when there is no such endpoint."""
         try:
             endpoint = await self.ari.get(f"/endpoints/{technology}/{resource}")
-        except Exception as exc:
-            if status_of(exc) is None:
-                raise
+        except AriError:
             return None
         return str(endpoint.get("state", "")) if isinstance(endpoint, dict) else None
 
@@ -168,9 +161,8 @@ class Mechanics:
         try:
             await self.ari.post(f"/channels/{channel_id}/play/{playback_id}", media=media)
             await asyncio.wait_for(done, PROMPT_TIMEOUT)
-        except Exception as exc:
-            if status_of(exc) is None and not isinstance(exc, TimeoutError):
-                raise
+        except (AriError, TimeoutError):
+            pass  # the channel went away, or the prompt never finished: nothing more to wait for
         finally:
             self.waiters.forget(f"playback:{playback_id}")
 

@@ -9,7 +9,6 @@ hangs up the old one. Take-over moves the supervisor into the call's bridge and 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -19,8 +18,11 @@ from typing import Any
 
 import asyncpg
 
+from ari_app.client import AriNotFound
+from ari_app.monitor.checks import Checks
+from ari_app.monitor.hold import Holds
 from ari_app.monitor.live import StateTargets
-from ari_app.monitor.mechanics import AriRest, LiveSource, Mechanics, RestLiveSource, status_of
+from ari_app.monitor.mechanics import AriRest, LiveSource, Mechanics, RestLiveSource
 from ari_app.monitor.session import (
     BRIDGE_PREFIX,
     FLOW_NAME,
@@ -29,6 +31,7 @@ from ari_app.monitor.session import (
     VAR_SESSION,
     VAR_TARGET,
     MonitorSession,
+    Sessions,
     SessionState,
     caller_name,
     new_session_id,
@@ -36,23 +39,17 @@ from ari_app.monitor.session import (
     plan_switch,
     snoop_args,
 )
-from ari_app.monitor.takeover import TAKEOVER_CONTEXT, AmiActions, TakeoverSteps
-from ari_app.monitor.targets import TargetCall, resolve_target
-from ari_app.monitor.timeline import EventWriter, Publisher, Timeline
-from callcenter.domain import MonitorMode, call_id_for
+from ari_app.monitor.takeover import TAKEOVER_CONTEXT, AmiActions, Takeover
+from ari_app.monitor.targets import TargetCall
+from ari_app.monitor.timeline import CallIds, EventWriter, Publisher, Timeline
+from callcenter.domain import MonitorMode
 from callcenter.monitoring import (
     MonitorRefused,
     MonitorUnavailable,
     NoCallInProgress,
-    NotYetConnected,
-    SessionNotFound,
     SupervisorUnavailable,
-    TakeoverUnavailable,
-    check_level,
     parse_mode,
 )
-from callcenter.store import monitor_groups
-from callcenter.store.monitor_groups import MonitorGrant
 
 log = logging.getLogger("callcenter.ari.monitor")
 
@@ -62,8 +59,10 @@ ANNOUNCEMENT = "sound:beep"
 SWITCH_REFUSED_PROMPT = "sound:beeperr"
 
 
-class MonitorService(TakeoverSteps):
-    """All monitoring sessions of one Asterisk (one ``[[pbx]]`` entry)."""
+class MonitorService:
+    """All monitoring sessions of one Asterisk (one ``[[pbx]]`` entry): start, attach, switch, end. What it is
+    made of: the ARI moves (``mech``), the sessions (``sessions``), the check (``checks``), the take-over moves
+    (``takeover``), hold music (``holds``), the call id and the timeline (``call_ids``, ``timeline``)."""
 
     def __init__(self, *, ari: AriRest, app: str, pbx: str, pool: asyncpg.Pool | None,
                  writer: EventWriter | None = None, bus: Publisher | None = None, live: LiveSource | None = None,
@@ -73,22 +72,20 @@ class MonitorService(TakeoverSteps):
                  call_probe: Callable[[str], uuid.UUID | None] | None = None,
                  announcement: str = ANNOUNCEMENT, ami: Callable[[], AmiActions | None] | None = None,
                  takeover_context: str = TAKEOVER_CONTEXT, state_targets: StateTargets | None = None) -> None:
-        self.mech = Mechanics(ari, app)
-        self.app, self.pbx, self.pool, self.technology = app, pbx, pool, technology
-        self.live = live or RestLiveSource(ari)
-        self.state_targets = state_targets  # the target from the ARI app's live state (None: REST only)
-        self.timeline = Timeline(writer, bus)
+        self.app, self.pbx, self.technology = app, pbx, technology
         self.answer_timeout = answer_timeout
-        self.sessions: dict[str, MonitorSession] = {}
-        self.by_channel: dict[str, MonitorSession] = {}  # supervisor and snoop channel ids
-        self.held: set[str] = set()  # channels a driver reported on hold (ChannelHold)
-        self.hold_probe = hold_probe  # the live state's view (ARI hold sends no event)
-        self.on_takeover = on_takeover  # (supervisor channel, agent channel): tell the call's owner
-        self.call_probe = call_probe  # channel id → call id from the live state (saves a REST look-up)
         self.announcement = announcement
-        self.ami, self.takeover_context = ami, takeover_context  # a Dial() take-over redirects over AMI
+        self.mech = Mechanics(ari, app)
+        self.sessions = Sessions()
+        self.timeline = Timeline(writer, bus)
+        self.call_ids = CallIds(self.mech, pbx, call_probe)
+        self.holds = Holds(self.mech, self.sessions, hold_probe)
+        live = live or RestLiveSource(ari)
+        self.takeover = Takeover(self.mech, live, self.sessions, self.call_ids, ami=ami, on_takeover=on_takeover,
+                                 context=takeover_context)
+        self.checks = Checks(pool=pool, live=live, state_targets=state_targets, technology=technology,
+                             takeover=self.takeover)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.takeover_lock = asyncio.Lock()
 
     # -- plumbing ------------------------------------------------------------------------------------
 
@@ -112,64 +109,20 @@ class MonitorService(TakeoverSteps):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def register(self, session: MonitorSession) -> None:
-        self.sessions[session.id] = session
-        if session.supervisor_channel:
-            self.by_channel[session.supervisor_channel] = session
-
-    def unregister(self, session: MonitorSession) -> None:
-        self.sessions.pop(session.id, None)
-        for cid in [c for c, s in self.by_channel.items() if s is session]:
-            del self.by_channel[cid]
-
-    def get(self, session_id: str) -> MonitorSession:
-        session = self.sessions.get(session_id)
-        if session is None or session.state is SessionState.ENDED:
-            raise SessionNotFound("no such monitoring session")
-        return session
-
     def active(self) -> list[dict[str, Any]]:
-        return [s.json() for s in self.sessions.values() if s.state is not SessionState.ENDED]
-
-    # -- the one check both paths go through ----------------------------------------------------------
-
-    async def grant(self, supervisor: str, target: str) -> MonitorGrant | None:
-        if self.pool is None:
-            return None
-        return await monitor_groups.grant_for(self.pool, supervisor, target)
-
-    async def check(self, supervisor: str, target: str, mode: MonitorMode) -> tuple[MonitorGrant, TargetCall]:
-        """Monitor groups first (no call details leak to a non-observer), then the target's live call."""
-        grant = await self.grant(supervisor, target)
-        check_level(grant.level if grant else None, mode, supervisor=supervisor, target=target)
-        call = await self.find_target(target)
-        if mode is MonitorMode.TAKEOVER and not self.can_take_over(call):
-            raise TakeoverUnavailable(f"the call of extension {target} is a dialplan call and AMI is not up")
-        assert grant is not None
-        return grant, call
-
-    async def find_target(self, target: str) -> TargetCall:
-        """From the live state when it shows the target talking (no REST); REST's full lists otherwise: the state
-        may lag the PBX, so a refusal is only ever decided on what Asterisk answers now."""
-        if self.state_targets is not None:
-            seen = await self.state_targets.snapshot(target)
-            if seen is not None:
-                with contextlib.suppress(NoCallInProgress, NotYetConnected):
-                    return resolve_target(target, *seen, self.technology)
-        channels, bridges = await self.live.snapshot()
-        return resolve_target(target, channels, bridges, self.technology)
+        return self.sessions.active()
 
     # -- the API path: ring the supervisor first ------------------------------------------------------
 
     async def start(self, *, supervisor_extension: str, target_extension: str, mode: str) -> str:
         wanted = parse_mode(mode)
-        await self.check(supervisor_extension, target_extension, wanted)
+        await self.checks.check(supervisor_extension, target_extension, wanted)
         await self._reachable(supervisor_extension)
         session_id = new_session_id()
         session = MonitorSession(id=session_id, pbx=self.pbx, supervisor=supervisor_extension,
                                  target=target_extension, mode=wanted, origin="api", state=SessionState.CALLING,
                                  supervisor_channel=f"{BRIDGE_PREFIX}{session_id}-sup")
-        self.register(session)
+        self.sessions.add(session)
         try:
             await self.mech.ari.post(
                 "/channels", endpoint=f"{self.technology}/{supervisor_extension}", app=self.app,
@@ -177,7 +130,7 @@ class MonitorService(TakeoverSteps):
                 callerId=f'"{caller_name(wanted, target_extension)}" <{target_extension}>',
                 timeout=str(self.answer_timeout))
         except Exception as exc:
-            self.unregister(session)
+            self.sessions.remove(session)
             raise SupervisorUnavailable(f"cannot ring extension {supervisor_extension}: {exc}") from None
         log.info("event=monitor_calling session=%s supervisor=%s target=%s mode=%s", session.id,
                  supervisor_extension, target_extension, wanted.value)
@@ -198,29 +151,34 @@ class MonitorService(TakeoverSteps):
                                   supervisor: str) -> None:
         """A supervisor's channel entered Stasis(app,monitor,<mode>,<ext>): attach or refuse."""
         channel_id = str(channel.get("id"))
-        session = self.by_channel.get(channel_id)
+        session = self.sessions.by_channel.get(channel_id)
         if channel_id.startswith(BRIDGE_PREFIX) and (session is None or session.state is not SessionState.CALLING):
             await self.mech.hangup(channel_id)  # our API call, answered just as it was stopped
             return
         if session is None or session.state is not SessionState.CALLING:
             session = MonitorSession(id=new_session_id(), pbx=self.pbx, supervisor=supervisor, target=target,
                                      mode=mode, origin="feature_code", supervisor_channel=str(channel["id"]))
-            self.register(session)
+            self.sessions.add(session)
         session.state = SessionState.ATTACHING
         session.created = str(channel.get("creationtime") or "")
         try:
             await self.attach(session, answer=channel.get("state") != "Up")
         except MonitorRefused as exc:
             await self.refuse(session, exc)
-        except Exception as exc:
-            if status_of(exc) == 404 and session.state is SessionState.ATTACHING:  # the agent's call just ended
+        except AriNotFound as exc:
+            if session.state is SessionState.ATTACHING:  # the agent's call just ended
                 await self.refuse(session, NoCallInProgress(f"the call of {session.target} ended during set-up"))
-                return
-            log.warning("event=monitor_attach_failed session=%s error=%r", session.id, exc)
-            if session.state is SessionState.ATTACHING:  # the supervisor hears that it failed, then the line ends
-                await self.refuse(session, MonitorUnavailable("monitoring is not available right now"))
             else:
-                await self.end(session, "failed")
+                await self._attach_failed(session, exc)
+        except Exception as exc:
+            await self._attach_failed(session, exc)
+
+    async def _attach_failed(self, session: MonitorSession, exc: Exception) -> None:
+        log.warning("event=monitor_attach_failed session=%s error=%r", session.id, exc)
+        if session.state is SessionState.ATTACHING:  # the supervisor hears that it failed, then the line ends
+            await self.refuse(session, MonitorUnavailable("monitoring is not available right now"))
+        else:
+            await self.end(session, "failed")
 
     async def attach(self, session: MonitorSession, *, answer: bool) -> None:
         async with session.lock:
@@ -228,12 +186,12 @@ class MonitorService(TakeoverSteps):
                 return
             sup = str(session.supervisor_channel)
             if session.mode is MonitorMode.TAKEOVER:
-                async with self.takeover_lock:  # two take-overs of one call: the second finds no agent
-                    grant, call = await self.check(session.supervisor, session.target, session.mode)
+                async with self.takeover.lock:  # two take-overs of one call: the second finds no agent
+                    grant, call = await self.checks.check(session.supervisor, session.target, session.mode)
                     session.announce = grant.announce
                     if answer:
                         await self.mech.answer(sup)
-                    await self._move_into_call(session, call)
+                    await self.takeover.move_into_call(session, call)
             else:
                 began = time.monotonic()
                 # the session's bridge and the supervisor's answer tell nothing about the call: made while the
@@ -243,12 +201,12 @@ class MonitorService(TakeoverSteps):
                     steps.append(self.mech.answer(sup))
                 prepared = asyncio.ensure_future(asyncio.gather(*steps, return_exceptions=True))
                 try:
-                    grant, call = await self.check(session.supervisor, session.target, session.mode)
+                    grant, call = await self.checks.check(session.supervisor, session.target, session.mode)
                     checked = time.monotonic()
                     session.agent_channel, session.call_bridge = call.channel_id, call.bridge_id
                     session.announce = grant.announce
                     snoop_id = session.snoop_channel = session.next_snoop_id()  # known before it exists: teardown
-                    self.by_channel[snoop_id] = session
+                    self.sessions.watch(snoop_id, session)
                     await self.mech.snoop(call.channel_id, snoop_id, snoop_args(session, session.mode))
                 finally:
                     outcomes = await prepared  # all done before any teardown
@@ -277,28 +235,17 @@ class MonitorService(TakeoverSteps):
                                      VAR_TARGET: session.target, VAR_BRIDGE: session.bridge_id}),
             self.mech.subscribe(f"channel:{call.channel_id}", True),
             self.mech.subscribe(f"endpoint:{self.technology}/{session.supervisor}", True),
-            self.bind_call(session, call.channel_id))
+            self.call_ids.bind(session, call.channel_id))
         await self.timeline.deliver(session, "monitor_start", data)
-        if session.state is SessionState.ACTIVE and self.is_held(session):
-            await self.set_moh(session, True)
+        if session.state is SessionState.ACTIVE and self.holds.is_held(session):
+            await self.holds.set_music(session, True)
         if session.announce and session.state is not SessionState.ENDED:
             await self.announce(session, call.channel_id)
-
-    async def bind_call(self, session: MonitorSession, agent_channel: str) -> None:
-        """The monitored call's id: the live state's, else ``call_id_for(pbx, linkedid of the agent)``."""
-        if session.call_id is not None:
-            return
-        if self.call_probe is not None:
-            session.call_id = self.call_probe(agent_channel)
-        if session.call_id is None:
-            linkedid = await self.mech.get_var(agent_channel, "CHANNEL(linkedid)")
-            if linkedid:
-                session.call_id = call_id_for(self.pbx, linkedid)
 
     async def announce(self, session: MonitorSession, agent_channel: str) -> None:
         """The monitored call hears "this call may be monitored", once: a whisper=both snoop plays it."""
         snoop_id = f"{BRIDGE_PREFIX}{session.id}-announce"
-        self.by_channel[snoop_id] = session
+        self.sessions.watch(snoop_id, session)
         try:
             await self.mech.snoop(agent_channel, snoop_id, {"spy": "none", "whisper": "both",
                                                             "appArgs": f"monitor_snoop,{session.id},announce"})
@@ -306,7 +253,7 @@ class MonitorService(TakeoverSteps):
         except Exception as exc:
             log.warning("event=monitor_announce_failed session=%s error=%r", session.id, exc)
         finally:
-            self.by_channel.pop(snoop_id, None)
+            self.sessions.forget(snoop_id)
             await self.mech.hangup(snoop_id)
 
     async def refuse(self, session: MonitorSession, exc: MonitorRefused) -> None:
@@ -327,29 +274,28 @@ class MonitorService(TakeoverSteps):
     # -- switching ------------------------------------------------------------------------------------
 
     async def switch(self, session_id: str, mode: str, *, via: str = "api") -> None:
-        await self.change_mode(self.get(session_id), parse_mode(mode), via=via)
+        await self.change_mode(self.sessions.live(session_id), parse_mode(mode), via=via)
 
     async def change_mode(self, session: MonitorSession, wanted: MonitorMode, *, via: str) -> None:
         """Within the level the store gives now; new snoop in, then the old one out. Take-over is final."""
         async with session.lock:
-            grant = await self.grant(session.supervisor, session.target)
+            grant = await self.checks.grant(session.supervisor, session.target)
             target = plan_switch(session, wanted, grant.level if grant else None)
             if target is None:
                 return
             previous = session.mode
             if target is MonitorMode.TAKEOVER:
-                async with self.takeover_lock:
-                    _grant, call = await self.check(session.supervisor, session.target, target)
-                    await self._move_into_call(session, call)
+                async with self.takeover.lock:
+                    _grant, call = await self.checks.check(session.supervisor, session.target, target)
+                    await self.takeover.move_into_call(session, call)
             else:
                 old, snoop_id = session.snoop_channel, session.next_snoop_id()
-                self.by_channel[snoop_id] = session
+                self.sessions.watch(snoop_id, session)
                 await self.mech.snoop(str(session.agent_channel), snoop_id, snoop_args(session, target))
                 await self.mech.add_to_bridge(session.bridge_id, snoop_id)
                 session.snoop_channel, session.mode = snoop_id, target
-                if old:
-                    self.by_channel.pop(old, None)
-                    await self.mech.hangup(old)
+                self.sessions.forget(old)
+                await self.mech.hangup(old)
             data = self.timeline.note(session, "monitor_mode", None,
                                       **{"from": previous.value, "to": target.value, "via": via})
         log.info("event=monitor_mode session=%s from=%s to=%s via=%s", session.id, previous.value, target.value, via)
@@ -370,30 +316,20 @@ class MonitorService(TakeoverSteps):
                 await self.mech.play(session.supervisor_channel, SWITCH_REFUSED_PROMPT)
         log.debug("event=monitor_dtmf session=%s ms=%.1f", session.id, (time.perf_counter() - started) * 1000)
 
-    # -- hold -----------------------------------------------------------------------------------------
+    # -- after a take-over -------------------------------------------------------------------------
 
-    def is_held(self, session: MonitorSession) -> bool:
-        agent = session.agent_channel
-        return bool(agent) and (agent in self.held or (self.hold_probe is not None and self.hold_probe(str(agent))))
-
-    async def hold_changed_for(self, extension: str, held: bool) -> None:
-        """Our call control held or resumed ``extension``'s call."""
-        for session in list(self.sessions.values()):
-            if session.target == extension and session.state is SessionState.ACTIVE:
-                await self.set_moh(session, held)
-
-    async def set_moh(self, session: MonitorSession, on: bool) -> None:
-        """A call on hold: the supervisor hears the music on hold (MOH on the session's own bridge)."""
-        async with session.lock:
-            if session.state is not SessionState.ACTIVE or session.moh == on:
-                return
-            session.moh = on
-            await self.mech.bridge_moh(session.bridge_id, on)
+    async def peers_gone(self, session: MonitorSession) -> None:
+        """After a take-over the customer left: end unless someone else (a conference party) is still there."""
+        others = await self.takeover.parties_left(session)
+        if others:
+            session.takeover_peers = others
+            return
+        await self.end(session, "call_ended")
 
     # -- ending ---------------------------------------------------------------------------------------
 
     async def stop(self, session_id: str) -> None:
-        await self.end(self.get(session_id), "stopped")
+        await self.end(self.sessions.live(session_id), "stopped")
 
     async def end(self, session: MonitorSession, reason: str, *, supervisor_gone: bool = False,
                   quiet: bool = False) -> None:
@@ -403,8 +339,8 @@ class MonitorService(TakeoverSteps):
                 return
             was = session.state
             session.state, session.ended_at, session.end_reason = SessionState.ENDED, now(), reason
-            self.unregister(session)
-            await asyncio.gather(*self.teardown_steps(session, was, supervisor_gone))
+            self.sessions.remove(session)
+            await asyncio.gather(*teardown_steps(self.mech, session, was, supervisor_gone))
             if was in (SessionState.ACTIVE, SessionState.TAKEN_OVER) and session.agent_channel:
                 await self.mech.subscribe(f"channel:{session.agent_channel}", False)
             if quiet:
@@ -417,6 +353,20 @@ class MonitorService(TakeoverSteps):
         log.info("event=monitor_stop session=%s supervisor=%s target=%s reason=%s", session.id, session.supervisor,
                  session.target, reason)
         await self.timeline.deliver(session, "monitor_stop", data)
+
+
+def teardown_steps(mech: Mechanics, session: MonitorSession, was: SessionState,
+                   supervisor_gone: bool) -> list[Awaitable[None]]:
+    """What ending a session hangs up: its snoop and bridge, the supervisor unless gone, and after a take-over
+    the other parties when the supervisor went. The take-over bridge of a Dial() call is ours: it is emptied
+    before the hang-ups (see ``Mechanics.empty_then_hang_up``)."""
+    sup = session.supervisor_channel if not supervisor_gone else None
+    peers = session.takeover_peers if was is SessionState.TAKEN_OVER and supervisor_gone else ()
+    if was is SessionState.TAKEN_OVER and session.call_bridge == session.bridge_id:
+        parties = tuple(c for c in (*peers, sup) if c)
+        return [mech.empty_then_hang_up(session.bridge_id, parties)]
+    return [mech.hangup(session.snoop_channel), mech.destroy_bridge(session.bridge_id), mech.hangup(sup),
+            *(mech.hangup(peer) for peer in peers)]
 
 
 def _ms_since(creationtime: str, mono: float) -> str:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import enum
 import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from callcenter.domain import MonitorMode
-from callcenter.monitoring import InvalidMonitorRequest, SessionFinal, check_level, parse_mode
+from callcenter.monitoring import InvalidMonitorRequest, SessionFinal, SessionNotFound, check_level, parse_mode
 
 FLOW_NAME = "monitor"
 SNOOP_FLOW_NAME = "monitor_snoop"
@@ -111,6 +112,52 @@ class MonitorSession:
             "origin": self.origin, "started_at": self.started_at.isoformat(),
             "call_id": str(self.call_id) if self.call_id else None,
         }
+
+
+class Sessions(Mapping[str, MonitorSession]):
+    """The sessions of one service by id (read as a mapping), and by the channels that belong to them (the
+    supervisor's and the snoops): how an ARI event finds its session."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, MonitorSession] = {}
+        self.by_channel: dict[str, MonitorSession] = {}
+
+    def __getitem__(self, session_id: str) -> MonitorSession:
+        return self._by_id[session_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_id)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def add(self, session: MonitorSession) -> None:
+        self._by_id[session.id] = session
+        if session.supervisor_channel:
+            self.by_channel[session.supervisor_channel] = session
+
+    def remove(self, session: MonitorSession) -> None:
+        self._by_id.pop(session.id, None)
+        for cid in [c for c, s in self.by_channel.items() if s is session]:
+            del self.by_channel[cid]
+
+    def watch(self, channel_id: str, session: MonitorSession) -> None:
+        """``channel_id`` (a snoop) belongs to ``session``: its events go there."""
+        self.by_channel[channel_id] = session
+
+    def forget(self, channel_id: str | None) -> None:
+        if channel_id:
+            self.by_channel.pop(channel_id, None)
+
+    def live(self, session_id: str) -> MonitorSession:
+        """The session ``session_id`` unless it ended; :class:`SessionNotFound` otherwise (the API's 404)."""
+        session = self._by_id.get(session_id)
+        if session is None or session.state is SessionState.ENDED:
+            raise SessionNotFound("no such monitoring session")
+        return session
+
+    def active(self) -> list[dict[str, Any]]:
+        return [s.json() for s in self._by_id.values() if s.state is not SessionState.ENDED]
 
 
 def plan_switch(session: MonitorSession, wanted: MonitorMode, level: MonitorMode | None) -> MonitorMode | None:

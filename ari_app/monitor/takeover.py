@@ -21,8 +21,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from ari_app.monitor.mechanics import LiveSource, Mechanics
-from ari_app.monitor.session import MonitorSession, SessionState
+from ari_app.monitor.session import MonitorSession, Sessions, SessionState
 from ari_app.monitor.targets import TargetCall, is_party
+from ari_app.monitor.timeline import CallIds
 from callcenter.domain import MonitorMode
 from callcenter.monitoring import MonitorUnavailable, TakeoverUnavailable
 
@@ -42,32 +43,32 @@ def arrival_key(session_id: str) -> str:
     return f"takeover:{session_id}"
 
 
-class TakeoverSteps:
-    """Mixed into :class:`ari_app.monitor.service.MonitorService` (which provides what is declared here)."""
+class Takeover:
+    """The take-over moves of one monitor service: it decides whether a call can be taken over and moves the
+    supervisor into it. Ending the session afterwards stays with the service (``parties_left`` tells it)."""
 
-    mech: Mechanics
-    live: LiveSource
-    by_channel: dict[str, MonitorSession]
-    on_takeover: Callable[[str, str], Awaitable[None]] | None
-    ami: Callable[[], AmiActions | None] | None
-    takeover_context: str
-
-    async def bind_call(self, session: MonitorSession, agent_channel: str) -> None:
-        raise NotImplementedError
-
-    async def end(self, session: MonitorSession, reason: str, *, supervisor_gone: bool = False,
-                  quiet: bool = False) -> None:
-        raise NotImplementedError
+    def __init__(self, mech: Mechanics, live: LiveSource, sessions: Sessions, call_ids: CallIds, *,
+                 ami: Callable[[], AmiActions | None] | None = None,
+                 on_takeover: Callable[[str, str], Awaitable[None]] | None = None,
+                 context: str = TAKEOVER_CONTEXT) -> None:
+        self.mech = mech
+        self.live = live
+        self.sessions = sessions
+        self.call_ids = call_ids
+        self.ami = ami  # the PBX's AMI connection, looked up at each take-over (it may come and go)
+        self.on_takeover = on_takeover  # (supervisor channel, agent channel): tell the call's owner
+        self.context = context  # the dialplan context a redirected customer is sent to
+        self.lock = asyncio.Lock()  # two take-overs of one call: the second finds no agent
 
     def ami_sender(self) -> AmiActions | None:
         """The PBX's AMI connection when it is there and logged in, else None."""
         ami = self.ami() if self.ami is not None else None
         return ami if ami is not None and getattr(ami, "connected", True) else None
 
-    def can_take_over(self, call: TargetCall) -> bool:
+    def possible(self, call: TargetCall) -> bool:
         return call.stasis_bridge or (bool(call.peer_names) and self.ami_sender() is not None)
 
-    async def _move_into_call(self, session: MonitorSession, call: TargetCall) -> None:
+    async def move_into_call(self, session: MonitorSession, call: TargetCall) -> None:
         """Take-over: the supervisor joins the call (its bridge, or the customer redirected into ours)."""
         if call.stasis_bridge:
             await self._join_stasis_bridge(session, call)
@@ -78,34 +79,25 @@ class TakeoverSteps:
         """A bridge of ours: the supervisor joins it, the agent leg and the monitoring rig go."""
         session.agent_channel = call.channel_id
         await asyncio.gather(self.mech.add_to_bridge(call.bridge_id, str(session.supervisor_channel)),
-                             self.bind_call(session, call.channel_id))  # the agent leg is about to go
-        if self.on_takeover is not None:
-            try:  # the supervisor becomes the call's agent leg before the old one goes
-                await self.on_takeover(str(session.supervisor_channel), call.channel_id)
-            except Exception:
-                log.exception("event=monitor_takeover_hook_failed session=%s", session.id)
+                             self.call_ids.bind(session, call.channel_id))  # the agent leg is about to go
+        await self._tell_owner(session, call.channel_id)  # the supervisor becomes the agent leg before it goes
         session.mode, session.state = MonitorMode.TAKEOVER, SessionState.TAKEN_OVER
         session.call_bridge, session.takeover_peers = call.bridge_id, call.peers
         old, session.snoop_channel = session.snoop_channel, None
-        if old:
-            self.by_channel.pop(old, None)
+        self.sessions.forget(old)
         await asyncio.gather(self.mech.hangup(call.channel_id), self.mech.hangup(old),
                              self.mech.destroy_bridge(session.bridge_id))
 
-    def teardown_steps(self, session: MonitorSession, was: SessionState, supervisor_gone: bool) -> list[Any]:
-        """What ending a session hangs up: its snoop and bridge, the supervisor unless gone, and after a
-        take-over the other parties when the supervisor went. The take-over bridge of a Dial() call is ours:
-        it is emptied before the hang-ups (see ``Mechanics.empty_then_hang_up``)."""
-        sup = session.supervisor_channel if not supervisor_gone else None
-        peers = session.takeover_peers if was is SessionState.TAKEN_OVER and supervisor_gone else ()
-        if was is SessionState.TAKEN_OVER and session.call_bridge == session.bridge_id:
-            parties = tuple(c for c in (*peers, sup) if c)
-            return [self.mech.empty_then_hang_up(session.bridge_id, parties)]
-        return [self.mech.hangup(session.snoop_channel), self.mech.destroy_bridge(session.bridge_id),
-                self.mech.hangup(sup), *(self.mech.hangup(peer) for peer in peers)]
+    async def _tell_owner(self, session: MonitorSession, channel_id: str) -> None:
+        if self.on_takeover is None:
+            return
+        try:
+            await self.on_takeover(str(session.supervisor_channel), channel_id)
+        except Exception:
+            log.exception("event=monitor_takeover_hook_failed session=%s", session.id)
 
-    async def peers_gone(self, session: MonitorSession) -> None:
-        """After a take-over the customer left: end unless someone else (a conference party) is still there."""
+    async def parties_left(self, session: MonitorSession) -> tuple[str, ...]:
+        """After a take-over the customer left: who else (a conference party) is still in the call's bridge."""
         try:
             bridge = await self.mech.ari.get(f"/bridges/{session.call_bridge}")
             channels, _bridges = await self.live.snapshot()
@@ -113,11 +105,7 @@ class TakeoverSteps:
             bridge, channels = None, []
         names = {str(c.get("id")): str(c.get("name", "")) for c in channels}
         members = [str(m) for m in (bridge or {}).get("channels", ())] if isinstance(bridge, dict) else []
-        others = tuple(m for m in members if m != session.supervisor_channel and is_party(names.get(m, "")))
-        if others:
-            session.takeover_peers = others
-            return
-        await self.end(session, "call_ended")
+        return tuple(m for m in members if m != session.supervisor_channel and is_party(names.get(m, "")))
 
     async def _redirect_into_call(self, session: MonitorSession, call: TargetCall) -> None:
         """A Dial() call: AMI Redirect the customer into our app, then bridge it with the supervisor."""
@@ -131,9 +119,9 @@ class TakeoverSteps:
             if session.snoop_channel is None:  # started as a take-over: the session's bridge does not exist yet
                 await self.mech.create_bridge(session.bridge_id, "monitor-takeover")
                 await self.mech.add_to_bridge(session.bridge_id, sup)
-            await self.bind_call(session, call.channel_id)  # the agent leg (our way to the call id) is about to go
+            await self.call_ids.bind(session, call.channel_id)  # the agent leg (our way to the call id) is about to go
             reply = await ami.send_action({"Action": "Redirect", "Channel": customer_name,
-                                           "Context": self.takeover_context, "Exten": session.id, "Priority": "1"})
+                                           "Context": self.context, "Exten": session.id, "Priority": "1"})
             if str(reply.get("Response", "")).lower() != "success":
                 raise TakeoverUnavailable(f"AMI Redirect of {customer_name} refused: {reply.get('Message', '')}")
             await asyncio.wait_for(arrived, ARRIVAL_TIMEOUT)
@@ -152,18 +140,14 @@ class TakeoverSteps:
 
     async def _customer_arrived(self, session: MonitorSession, call: TargetCall, customer: str) -> None:
         """The customer is in Stasis: into the supervisor's bridge; the snoop (and any agent leftover) go."""
-        if self.on_takeover is not None:
-            try:  # the supervisor becomes the call's agent leg in the live state (found by the customer's
-                # channel: Dial() may have hung the agent's up already)
-                await self.on_takeover(str(session.supervisor_channel), customer)
-            except Exception:
-                log.exception("event=monitor_takeover_hook_failed session=%s", session.id)
+        # the supervisor becomes the call's agent leg in the live state (found by the customer's channel: Dial()
+        # may have hung the agent's up already)
+        await self._tell_owner(session, customer)
         session.mode, session.state, session.redirecting = MonitorMode.TAKEOVER, SessionState.TAKEN_OVER, False
         session.call_bridge, session.takeover_peers = session.bridge_id, (customer,)  # its hang-up ends us now
         await self.mech.add_to_bridge(session.bridge_id, customer)
         old, session.snoop_channel = session.snoop_channel, None
-        if old:
-            self.by_channel.pop(old, None)
+        self.sessions.forget(old)
         await asyncio.gather(self.mech.hangup(old), self.mech.hangup(call.channel_id))
         log.info("event=monitor_takeover_redirected session=%s customer=%s agent=%s", session.id, customer,
                  call.channel_id)

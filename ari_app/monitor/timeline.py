@@ -8,11 +8,14 @@ the call's story. Writes go through ``ctx.writer`` (spooled when Postgres is awa
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
+from ari_app.monitor.mechanics import Mechanics
 from ari_app.monitor.session import MonitorSession, now
-from callcenter.domain import CallEvent
+from callcenter.domain import CallEvent, call_id_for
 
 log = logging.getLogger("callcenter.ari.monitor")
 
@@ -66,3 +69,24 @@ class Timeline:
             await self.bus.publish(topic, {**session.json(), **data})
         except Exception:
             log.exception("event=monitor_publish_failed session=%s topic=%s", session.id, topic)
+
+
+class CallIds:
+    """The monitored call's id for a session: the live state's (``probe``, no REST), else
+    ``call_id_for(pbx, linkedid of the agent's channel)`` — the row ARI, AMI and AGI write."""
+
+    def __init__(self, mech: Mechanics, pbx: str, probe: Callable[[str], uuid.UUID | None] | None) -> None:
+        self.mech = mech
+        self.pbx = pbx
+        self.probe = probe  # channel id → call id from the live state
+
+    async def bind(self, session: MonitorSession, channel_id: str) -> None:
+        """Give ``session`` the call id of the call ``channel_id`` is in (once)."""
+        if session.call_id is not None:
+            return
+        if self.probe is not None:
+            session.call_id = self.probe(channel_id)
+        if session.call_id is None:
+            linkedid = await self.mech.get_var(channel_id, "CHANNEL(linkedid)")
+            if linkedid:
+                session.call_id = call_id_for(self.pbx, linkedid)

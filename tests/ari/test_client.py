@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from ari_app.client import AriClient, AriError, ari_path, backoff_delay
+from ari_app.client import AriClient, AriError, AriNotFound, ari_path, backoff_delay
 from ari_app.stasis import StasisApp
 from tests.waiting import eventually
 
@@ -109,12 +109,13 @@ async def test_errors_carry_status_and_asterisk_message(fake_ari: tuple[FakeAri,
     _, url = fake_ari
     client = AriClient(url, "lab", PASSWORD, "cc")
     try:
-        with pytest.raises(AriError) as info:
+        with pytest.raises(AriNotFound) as info:  # a 404 is caught by its type (a channel that just hung up)
             await client.delete("/channels/missing")
-        assert (info.value.status, info.value.message) == (404, "Channel not found")
+        assert (info.value.status, info.value.message, info.value.gone) == (404, "Channel not found", True)
         with pytest.raises(AriError) as info:
             await client.post("/channels/alloc")
-        assert (info.value.status, info.value.message) == (500, "Allocation failed")
+        assert (info.value.status, info.value.message, info.value.gone) == (500, "Allocation failed", False)
+        assert not isinstance(info.value, AriNotFound)
         assert await client.delete("/channels/x") is None
     finally:
         await client.close()
