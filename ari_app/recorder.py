@@ -82,7 +82,7 @@ class Recorder:
             try:
                 await self.bus.publish(effect.topic, effect.data)
             except Exception:
-                log.exception("bus publish failed topic=%s", effect.topic)
+                log.exception("event=recorder_publish_failed topic=%s", effect.topic)
             if self._bus_queue.empty():
                 self._bus_idle.set()
 
@@ -99,7 +99,7 @@ class Recorder:
                     self.batches.append((len(batch), time.monotonic() - t0))
             except Exception:
                 self.errors += 1
-                log.exception("writing %d call effects failed", len(batch))
+                log.exception("event=recorder_batch_failed effects=%d", len(batch))
             if self.keep_latencies:
                 done = time.monotonic()
                 self.latencies.extend(done - stamp for stamp, _ in batch)
@@ -127,9 +127,10 @@ class Recorder:
                 await asterisk_sql.upsert_calls(store, records)
                 return
             except Exception as exc:  # Postgres away: the writer spools them one by one below
-                log.warning("batched call write failed (%s); going through the spool", type(exc).__name__)
+                log.warning("event=recorder_batch_write_failed what=calls count=%d error=%s next=spool", len(records),
+                            type(exc).__name__)
         for record in records:
-            await self._one(self.writer.upsert_call(record), f"call {record.id}")
+            await self._one(self.writer.upsert_call(record), "call", record.id)
 
     async def _write_events(self, events: list[CallEvent]) -> None:
         if not events:
@@ -140,14 +141,15 @@ class Recorder:
                 await store.add_events(events)
                 return
             except Exception as exc:  # Postgres away: the writer spools them one by one below
-                log.warning("batched timeline write failed (%s); going through the spool", type(exc).__name__)
+                log.warning("event=recorder_batch_write_failed what=events count=%d error=%s next=spool", len(events),
+                            type(exc).__name__)
         for event in events:
-            await self._one(self.writer.add_event(event), f"{event.kind} of call {event.call_id}")
+            await self._one(self.writer.add_event(event), event.kind, event.call_id)
 
-    async def _one(self, write: Any, what: str) -> None:
+    async def _one(self, write: Any, what: str, call_id: Any) -> None:
         """One write through the writer; a write it refuses (not an outage: it spools those) costs only itself."""
         try:
             await write
         except Exception:
             self.errors += 1
-            log.exception("writing %s failed", what)
+            log.exception("event=recorder_write_failed what=%s call_id=%s", what, call_id)
