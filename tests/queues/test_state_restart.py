@@ -167,9 +167,13 @@ async def test_waiting_callers_keep_their_entry_time_and_place_in_line_after_a_r
 
         world.sim.phone("1002").answer_after(0.1)
         await eventually(lambda: "1002" in world.hears(CALLER), timeout=8, what="the first in line is served")
-        assert [c["caller"] for c in world.port.status("support")["callers"]] == [SECOND]
-        answer = next(e for e in await world.timeline(world.call_id(first)) if e["kind"] == "queue_answer")
-        assert answer["data"]["waited_seconds"] >= before[0]["waiting_seconds"]
+        await eventually(lambda: [c["caller"] for c in world.port.status("support")["callers"]] == [SECOND],
+                         what="the second caller first in line now")
+
+        async def answer_line() -> list[dict[str, Any]]:
+            return [e for e in await world.timeline(world.call_id(first)) if e["kind"] == "queue_answer"]
+        await eventually(answer_line, what="the queue_answer line")
+        assert (await answer_line())[0]["data"]["waited_seconds"] >= before[0]["waiting_seconds"]
         joins = [e for e in await world.timeline(world.call_id(first)) if e["kind"] == "queue_join"]
         assert len(joins) == 1  # the same entry, not a second one
         for party in (CALLER, SECOND):
