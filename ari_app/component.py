@@ -56,7 +56,7 @@ async def run(ctx: ServiceContext) -> AsyncIterator[Ports]:
     async with AsyncExitStack() as stack:
         for check in prompt_checks:
             stack.push_async_callback(check.close)
-        monitoring, queueing, picking = MonitorPort(), QueuePort(), PickupPort()
+        monitoring, queueing, picking = MonitorPort(calls.homes), QueuePort(), PickupPort(calls.homes)
         ctx.health.register("queues", queueing.health)
         for pbx in pbxs:
             monitoring.add(await stack.enter_async_context(monitor.setup(pbx, ctx)))

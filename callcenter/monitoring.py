@@ -59,6 +59,15 @@ class TakeoverUnavailable(MonitorRefused):
     prompt = "sound:cannot-complete-as-dialed"
 
 
+class OtherPbx(MonitorRefused):
+    """The supervisor's phone and the agent are on different Asterisks: a snoop on the agent's channel can only
+    be bridged to a phone on the same Asterisk, so the supervisor listens from a phone of the agent's PBX."""
+
+    code = "other_pbx"
+    status = 409
+    prompt = "sound:cannot-complete-as-dialed"
+
+
 class SupervisorUnavailable(MonitorRefused):
     """The supervisor's phone did not answer (API start) or is not registered."""
 

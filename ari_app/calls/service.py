@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from ari_app.calls.flow import CallFlow
 from ari_app.client import AriError, ari_path
+from ari_app.homes import ExtensionHomes
 from ari_app.model import LiveCall, Publish, WriteCall, now
 from ari_app.pbx import AsteriskPbx
 from ari_app.views import bridge_members, call_object, extension_object, parties, trunk_object
@@ -78,6 +79,7 @@ class AsteriskCalls:
     def __init__(self, pbxs: list[AsteriskPbx]) -> None:
         self.pbxs = {p.key: p for p in pbxs}
         self.flows = {p.key: CallFlow(p) for p in pbxs}
+        self.homes = ExtensionHomes({p.key: p.state for p in pbxs})
 
     # -- look-ups --------------------------------------------------------------------------------
 
@@ -92,12 +94,11 @@ class AsteriskCalls:
         return pbx
 
     def _home_of(self, extension: str) -> str | None:
-        """With several Asterisks and no ``pbx`` given: the one where the extension is registered."""
-        for key, pbx in self.pbxs.items():
-            ext = pbx.state.extensions.get(extension)
-            if ext is not None and ext.known and ext.registered:
-                return key
-        return None
+        """With several Asterisks and no ``pbx`` given: the one that has the extension (``ari_app.homes``)."""
+        home = self.homes.home(extension)
+        if home is None and len(self.pbxs) > 1:
+            raise Conflict(f"extension {extension!r} does not exist on any Asterisk ({', '.join(self.pbxs)})")
+        return home
 
     def _find(self, call_id: uuid.UUID) -> tuple[AsteriskPbx, LiveCall]:
         for pbx in self.pbxs.values():

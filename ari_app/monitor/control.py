@@ -4,15 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
+from ari_app.homes import ExtensionHomes
 from ari_app.monitor.service import MonitorService
-from callcenter.monitoring import InvalidMonitorRequest, SessionNotFound
+from callcenter.monitoring import (
+    InvalidMonitorRequest,
+    OtherPbx,
+    SessionNotFound,
+    SupervisorUnavailable,
+    check_level,
+    parse_mode,
+)
 
 
 class MonitorPort:
-    """``callcenter.ports.MonitorControl`` over one monitor service per Asterisk."""
+    """``callcenter.ports.MonitorControl`` over one monitor service per Asterisk.
 
-    def __init__(self) -> None:
+    A start that names no ``pbx`` goes to the Asterisk of the supervisor's phone (``homes``; without them, the
+    first PBX). Monitoring does not cross PBXs: a snoop on the agent's channel is bridged to the supervisor's
+    channel, and both must be on one Asterisk, so an agent on another PBX than the supervisor's phone is refused
+    (``OtherPbx``, 409) before anything rings."""
+
+    def __init__(self, homes: ExtensionHomes | None = None) -> None:
         self.services: dict[str, MonitorService] = {}
+        self.homes = homes
 
     def add(self, service: MonitorService) -> None:
         self.services[service.pbx] = service
@@ -33,10 +47,41 @@ class MonitorPort:
                 return service
         raise SessionNotFound("no such monitoring session")
 
+    def _supervisors_pbx(self, supervisor: str, target: str) -> str | None:
+        """The PBX to ring the supervisor on: where its phone is (with the agent, when it has phones on several)."""
+        assert self.homes is not None
+        phones = self.homes.having(supervisor)
+        with_target = [key for key in phones if key in self.homes.having(target)]
+        if len(with_target) == 1:
+            return with_target[0]
+        if len(phones) == 1:
+            return phones[0]
+        if not phones:
+            raise SupervisorUnavailable(f"extension {supervisor} is not a phone on any Asterisk "
+                                        f"({', '.join(self.services)})")
+        return self.homes.home(supervisor)
+
+    async def _same_pbx(self, service: MonitorService, supervisor: str, target: str, mode: str) -> None:
+        """Refuse an agent on another Asterisk than the supervisor's phone (after the monitor groups: a
+        non-observer hears that first, as on one PBX)."""
+        assert self.homes is not None
+        having = self.homes.having(target)
+        if not having or service.pbx in having:
+            return
+        grant = await service.grant(supervisor, target)
+        check_level(grant.level if grant else None, parse_mode(mode), supervisor=supervisor, target=target)
+        raise OtherPbx(f"extension {target} is on {', '.join(having)}, the supervisor's phone {supervisor} on "
+                       f"{service.pbx}: monitoring does not cross PBXs (listen from a phone on {having[0]})")
+
     async def start(self, *, supervisor_extension: str, target_extension: str, mode: str,
                     pbx: str | None = None) -> str:
-        return await self._for_pbx(pbx).start(supervisor_extension=supervisor_extension,
-                                              target_extension=target_extension, mode=mode)
+        if self.homes is not None and pbx is None and len(self.services) > 1:
+            pbx = self._supervisors_pbx(supervisor_extension, target_extension)
+        service = self._for_pbx(pbx)
+        if self.homes is not None:
+            await self._same_pbx(service, supervisor_extension, target_extension, mode)
+        return await service.start(supervisor_extension=supervisor_extension, target_extension=target_extension,
+                                   mode=mode)
 
     async def switch(self, session_id: str, mode: str) -> None:
         await self._for_session(session_id).switch(session_id, mode)

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ari_app.homes import ExtensionHomes
 from ari_app.pbx import AsteriskPbx
 from ari_app.pickup.service import PickupService
 from callcenter.domain import NotFound, Unavailable
@@ -22,8 +23,9 @@ __all__ = ["PickupPort", "PickupService", "setup"]
 class PickupPort:
     """``callcenter.ports.PickupControl`` over every Asterisk's :class:`PickupService`."""
 
-    def __init__(self) -> None:
+    def __init__(self, homes: ExtensionHomes | None = None) -> None:
         self.services: dict[str, PickupService] = {}
+        self.homes = homes  # which Asterisk the picker's phone is on (None: where it is registered)
 
     def _service(self, pbx: str | None, picker: str) -> PickupService:
         if pbx is not None:
@@ -31,6 +33,9 @@ class PickupPort:
             if service is None:
                 raise NotFound(f"PBX {pbx!r} is not an Asterisk this service controls")
             return service
+        home = self.homes.home(picker) if self.homes is not None else None
+        if home in self.services:  # the Asterisk of the picker's phone (ari_app.homes)
+            return self.services[home]
         for service in self.services.values():  # the Asterisk where the picker's phone is registered
             ext = service.state.extensions.get(picker)
             if ext is not None and ext.known and ext.registered:

@@ -163,6 +163,43 @@ async def test_with_two_asterisks_click_to_call_goes_where_the_extension_is_regi
             await writer.close()
 
 
+async def test_with_two_asterisks_an_extension_registered_on_both_must_be_given_its_pbx(
+        world: World, tmp_path: Path) -> None:
+    """Overlapping numbering plans: 1001 is a phone on both PBXs and online on both, so which one to ring is
+    the caller's to say (409 without ``pbx``, nothing rung); named, it rings there."""
+    from dataclasses import replace
+
+    from ari_app.calls.service import AsteriskCalls
+    from ari_app.pbx import AsteriskPbx
+    from asterisk_sim.simulator import SimConfig, Simulator
+    from callcenter.bus import EventBus
+    from callcenter.store import SpooledWriter
+
+    from .conftest import DIALPLAN, PASSWORD, pbx_config
+
+    async with Simulator(SimConfig(user="cc", password=PASSWORD, phones=["1001"], dialplan_text=DIALPLAN,
+                                   ami_port=None, recordings_dir=str(tmp_path / "rec"))) as other:
+        await other.phone("1001").register()
+        writer = SpooledWriter(world.store, tmp_path / "spool-b.jsonl")
+        branch = AsteriskPbx(replace(pbx_config(other.ari_url), key="branch"), writer, EventBus())
+        calls = AsteriskCalls([world.pbx, branch])
+        await branch.start()
+        try:
+            assert await branch.client.wait_connected(5)
+            await eventually(lambda: calls.homes.having("1001") == ["main", "branch"], what="1001 on both")
+            with pytest.raises(Conflict, match="name the pbx"):
+                await calls.originate(extension="1001", number="0501234567")
+            assert world.sim.channels() == [] and other.channels() == []
+            other.phone("1001").never_answer()
+            call_id = await calls.originate(extension="1001", number="0501234567", pbx="branch")
+            await eventually(lambda: bool(other.channels()), what="1001 rung on the branch PBX")
+            assert world.sim.channels() == []
+            await calls.hangup(call_id)
+        finally:
+            await branch.close()
+            await writer.close()
+
+
 @pytest.mark.parametrize("caller_id", ['"Boss" <1001>', "0501234567\r\nX-Evil: 1", "<sip:x@y>"])
 async def test_caller_id_must_be_a_number_too(world: World, caller_id: str) -> None:
     with pytest.raises(DomainError) as info:

@@ -76,6 +76,19 @@ exten => _q.,1,Gosub(callcenter-tag-inbound,s,1(${EXTEN:1}))
 
 EMPTY_EXTRA = "[site-extra-internal]\n[site-extra-trunk]\n"
 
+
+def site_dialplan(first_digit: str) -> str:
+    """:data:`SITE_DIALPLAN` for a site whose phones are ``<first_digit>XXX`` (a second branch: 2001–2012)."""
+    return SITE_DIALPLAN.replace("_1XXX", f"_{first_digit}XXX")
+
+
+def second_site_numbers(first_digit: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Phones ``<d>001``–``<d>012`` and customers ``555<d>...``: a branch in the same numbering plan, so no
+    extension or customer number is on two PBXs (a CRM names an agent by its extension alone)."""
+    internal = tuple(str(int(first_digit) * 1000 + n) for n in range(1, 13))
+    customers = tuple(f"555{first_digit}{n:04d}" for n in range(1001, 1007))
+    return internal, customers
+
 # autoload, minus the modules that bind fixed ports (several Asterisks run on this machine at once) or want
 # configs and services we do not have.
 NOLOAD = (
@@ -98,6 +111,9 @@ class Site:
 
     prefix: Path
     root: Path
+    key: str = "main"  # its [[pbx]] key
+    internal: tuple[str, ...] = INTERNAL  # its phones (``<first digit>XXX``, see :func:`site_dialplan`)
+    customers: tuple[str, ...] = CUSTOMERS
     sip_port: int = field(default_factory=free_udp_port)
     http_port: int = field(default_factory=free_tcp_port)
     ami_port: int = field(default_factory=free_tcp_port)
@@ -122,14 +138,18 @@ class Site:
         """``callcenter.toml`` for this PBX (what the admin renders from and the service runs with)."""
         return {
             "agi": {"host": "127.0.0.1", "port": self.agi_port, "secret": self.agi_secret},
-            "pbx": [{
-                "key": "main", "kind": "asterisk", "outside_line_prefix": "9", "country_code": "98",
-                "city_code": "21",
-                "ari": {"url": self.ari_url, "username": self.ari_user, "password": self.ari_password,
-                        "app": self.app, "outbound_context": "from-internal"},
-                "ami": {"host": "127.0.0.1", "port": self.ami_port, "username": self.ami_user,
-                        "secret": self.ami_secret},
-            }],
+            "pbx": [self.pbx_entry()],
+        }
+
+    def pbx_entry(self) -> dict[str, Any]:
+        """This Asterisk's ``[[pbx]]`` table (a config with several Asterisks lists one per site)."""
+        return {
+            "key": self.key, "kind": "asterisk", "outside_line_prefix": "9", "country_code": "98",
+            "city_code": "21",
+            "ari": {"url": self.ari_url, "username": self.ari_user, "password": self.ari_password,
+                    "app": self.app, "outbound_context": "from-internal"},
+            "ami": {"host": "127.0.0.1", "port": self.ami_port, "username": self.ami_user,
+                    "secret": self.ami_secret},
         }
 
 
@@ -181,8 +201,11 @@ class AsteriskError(RuntimeError):
 class RealAsterisk:
     """One Asterisk process with its own config folder; ``cli()`` talks to it with the same ``-C``."""
 
-    def __init__(self, site: Site) -> None:
+    def __init__(self, site: Site, config: dict[str, Any] | None = None) -> None:
+        """``config``: the ``callcenter.toml`` our snippets are rendered from (``--pbx site.key``); default the
+        site's own. With several Asterisks it is the service's, listing every site and one FastAGI address."""
         self.site = site
+        self.config = config if config is not None else site.callcenter_config()
         self.prefix = site.prefix
         self.root = site.root
         self.etc = self.root / "etc"
@@ -242,7 +265,7 @@ documentation_language = en_US
             "ari.conf": "#include callcenter/ari.conf\n",
             "http.conf": "#include callcenter/http.conf\n",
             "manager.conf": "#include callcenter/manager.conf\n",
-            "extensions.conf": SITE_DIALPLAN,
+            "extensions.conf": site_dialplan(self.site.internal[0][0]),
             "site-extra.conf": EMPTY_EXTRA,
         }
         for name, text in files.items():
@@ -262,11 +285,11 @@ documentation_language = en_US
     def render_ours(self) -> None:
         """Run ``callcenter dialplan render`` on a ``callcenter.toml``, as the README tells an admin to."""
         toml = self.root / "callcenter.toml"
-        toml.write_text(toml_text(self.site.callcenter_config()))
+        toml.write_text(toml_text(self.config))
         cli = Path(sys.executable).with_name("callcenter")
         cmd = [str(cli) if cli.exists() else sys.executable, *([] if cli.exists() else ["-m", "callcenter.cli"]),
-               "--config", str(toml), "dialplan", "render", "--out", str(self.etc / "callcenter"),
-               "--agi-address", f"127.0.0.1:{self.site.agi_port}"]
+               "--config", str(toml), "dialplan", "render", "--pbx", self.site.key, "--out",
+               str(self.etc / "callcenter"), "--agi-address", f"127.0.0.1:{self.site.agi_port}"]
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
         if done.returncode != 0:
             raise AsteriskError(f"callcenter dialplan render failed: {done.stderr or done.stdout}")
@@ -282,8 +305,8 @@ type = transport
 protocol = udp
 bind = 127.0.0.1:{self.site.sip_port}
 """]
-        for ext in INTERNAL + CUSTOMERS + TRUNKS:
-            context = "from-internal" if ext in INTERNAL else "from-trunk"
+        for ext in self.site.internal + self.site.customers + TRUNKS:
+            context = "from-internal" if ext in self.site.internal else "from-trunk"
             out.append(f"""
 [{ext}]
 type = endpoint

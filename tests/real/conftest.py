@@ -10,6 +10,9 @@
   ``await asterisk.restart()``, ``asterisk.log_path``, ``await asterisk.set_extra_dialplan(text)`` (contexts
   ``[site-extra-internal]`` / ``[site-extra-trunk]`` are included from the phones' / customers' contexts;
   reset after each test).
+* ``south_asterisk`` (module, only for tests that ask) — a second Asterisk, the branch ``south`` (phones
+  2001–2012, customers 55521001–55521006) beside ``asterisk`` (key ``main``); ``south_phones`` are its phones.
+  ``make_service(asterisks=(asterisk, south_asterisk))`` serves both (one ``[[pbx]]`` each).
 * ``phones`` — ``await phones.start("1001")`` → :class:`tests.real.phones.Phone`, registered and online in
   ARI, playing its own tone (``phone.tone_hz``; agent 600, customer 1400, supervisor 2200 when started in that
   order) and recording what it hears. ``call(target)`` returns a line mark for ``wait_state("CONFIRMED",
@@ -44,10 +47,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_world_readable_tmpdir
-from tests.real.asterisk import RealAsterisk, Site
+from tests.real.asterisk import RealAsterisk, Site, second_site_numbers
 from tests.real.build import find_prefix, on_ci
 from tests.real.phones import Phones
-from tests.real.service import RunningService, start_service
+from tests.real.service import ROLES, RunningService, start_service_for
 
 
 @pytest.fixture(scope="session")
@@ -76,10 +79,11 @@ def keep() -> bool:
     return bool(os.environ.get("CALLCENTER_REAL_KEEP"))
 
 
-@pytest.fixture(scope="session")
-async def asterisk(asterisk_prefix: Path, request: pytest.FixtureRequest) -> AsyncIterator[RealAsterisk]:
-    root = make_world_readable_tmpdir("cc-real-")
-    ast = RealAsterisk(Site(prefix=asterisk_prefix, root=root))
+@contextlib.asynccontextmanager
+async def running_asterisk(site: Site, request: pytest.FixtureRequest,
+                           config: dict[str, Any] | None = None) -> AsyncIterator[RealAsterisk]:
+    """Write the site's configs, start its Asterisk, stop it after; its folder is kept when something failed."""
+    ast = RealAsterisk(site, config)
     ast.write_configs()
     try:
         await ast.start()
@@ -92,16 +96,40 @@ async def asterisk(asterisk_prefix: Path, request: pytest.FixtureRequest) -> Asy
         await ast.stop()
         ast.kill()
         if keep() or request.session.testsfailed:
-            print(f"real tier: Asterisk folder kept at {root}")
+            print(f"real tier: Asterisk folder kept at {site.root}")
         else:
-            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(site.root, ignore_errors=True)
 
 
-@pytest.fixture
-async def phones(asterisk: RealAsterisk, request: pytest.FixtureRequest) -> AsyncIterator[Phones]:
+@pytest.fixture(scope="session")
+async def asterisk(asterisk_prefix: Path, request: pytest.FixtureRequest) -> AsyncIterator[RealAsterisk]:
+    async with running_asterisk(Site(prefix=asterisk_prefix, root=make_world_readable_tmpdir("cc-real-")),
+                                request) as ast:
+        yield ast
+
+
+@pytest.fixture(scope="module")
+async def south_asterisk(asterisk: RealAsterisk, asterisk_prefix: Path,
+                         request: pytest.FixtureRequest) -> AsyncIterator[RealAsterisk]:
+    """A second Asterisk, the branch ``south`` beside ``asterisk`` (``main``): same binaries, its own folder,
+    ports and RTP range; phones 2001–2012 and customers 55521001–55521006 (:func:`second_site_numbers`). Its
+    snippets are rendered (``--pbx south``) from the config that lists both, so its FastAGI hooks reach the
+    one service at ``main``'s address. Started only by the tests that ask for it."""
+    internal, customers = second_site_numbers("2")
+    site = Site(prefix=asterisk_prefix, root=make_world_readable_tmpdir("cc-real-south-"), key="south",
+                internal=internal, customers=customers, agi_port=asterisk.site.agi_port,
+                agi_secret=asterisk.site.agi_secret)
+    both = {**asterisk.site.callcenter_config(), "pbx": [asterisk.site.pbx_entry(), site.pbx_entry()]}
+    async with running_asterisk(site, request, both) as ast:
+        yield ast
+
+
+@contextlib.asynccontextmanager
+async def phone_book(asterisk: RealAsterisk, request: pytest.FixtureRequest,
+                     shares_tones_with: Phones | None = None) -> AsyncIterator[Phones]:
     # not tmp_path: pytest prunes old basetemps, and other runs on this machine would delete our recordings
     folder = Path(tempfile.mkdtemp(prefix="cc-real-phones-"))
-    book = Phones(asterisk, folder)
+    book = Phones(asterisk, folder, shares_tones_with=shares_tones_with)
     try:
         yield book
     finally:
@@ -118,15 +146,32 @@ async def phones(asterisk: RealAsterisk, request: pytest.FixtureRequest) -> Asyn
 
 
 @pytest.fixture
+async def phones(asterisk: RealAsterisk, request: pytest.FixtureRequest) -> AsyncIterator[Phones]:
+    async with phone_book(asterisk, request) as book:
+        yield book
+
+
+@pytest.fixture
+async def south_phones(south_asterisk: RealAsterisk, phones: Phones,
+                       request: pytest.FixtureRequest) -> AsyncIterator[Phones]:
+    """Phones of the ``south`` Asterisk; their tones differ from every phone of ``phones``."""
+    async with phone_book(south_asterisk, request, shares_tones_with=phones) as book:
+        yield book
+
+
+@pytest.fixture
 async def make_service(asterisk: RealAsterisk, db_dsn: str
                        ) -> AsyncIterator[Callable[..., Awaitable[RunningService]]]:
     started: list[RunningService] = []
     folder = Path(tempfile.mkdtemp(prefix="cc-real-service-"))
 
-    async def make(extra: dict[str, Any] | None = None) -> RunningService:
+    async def make(extra: dict[str, Any] | None = None, *, asterisks: tuple[RealAsterisk, ...] = (),
+                   roles: tuple[str, ...] = ROLES) -> RunningService:
+        """A service for ``asterisk`` (or every one of ``asterisks``, one ``[[pbx]]`` each) on the test's
+        database; several share it, as instances of one deployment do."""
         data = folder / f"service-{len(started)}"
         data.mkdir()
-        svc = await start_service(asterisk, db_dsn, data, extra)
+        svc = await start_service_for(asterisks or (asterisk,), db_dsn, data, extra, roles=roles)
         started.append(svc)
         return svc
 

@@ -276,14 +276,16 @@ class RecordingClock:
 class Phones:
     """Starts phones for a test and stops them after it; tones are handed out so no two phones share one."""
 
-    def __init__(self, asterisk: RealAsterisk, folder: Path) -> None:
+    def __init__(self, asterisk: RealAsterisk, folder: Path, *, shares_tones_with: Phones | None = None) -> None:
+        """``shares_tones_with``: the phones of another Asterisk in the same test (no two phones share a tone)."""
         self.asterisk = asterisk
         self.folder = folder
         self.started: list[Phone] = []
+        self.peer = shares_tones_with
 
     async def start(self, ext: str, *, tone_hz: int | None = None, auto_answer: bool = True,
                     label: str = "") -> Phone:
-        used = {p.tone_hz for p in self.started if p.running}
+        used = {p.tone_hz for p in self.started + (self.peer.started if self.peer else []) if p.running}
         hz = tone_hz if tone_hz is not None else next(t for t in TONES if t not in used)
         phone = Phone(ext, self.asterisk, self.folder, hz, auto_answer=auto_answer, label=label)
         self.started.append(phone)

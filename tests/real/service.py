@@ -26,6 +26,8 @@ from callcenter.store.tokens import create_token
 from tests.real.asterisk import RealAsterisk
 from tests.real.ports import free_tcp_port
 
+ROLES = ("ari", "agi", "api", "legacy")  # every role, as ``callcenter serve`` runs by default
+
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
@@ -38,8 +40,11 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 class RunningService:
-    def __init__(self, asterisk: RealAsterisk, config: Config) -> None:
-        self.asterisk = asterisk
+    def __init__(self, asterisk: RealAsterisk, config: Config, others: tuple[RealAsterisk, ...] = (), *,
+                 roles: tuple[str, ...] = ROLES) -> None:
+        self.asterisk = asterisk  # the first [[pbx]]'s; ``asterisks`` lists every one it serves
+        self.asterisks = (asterisk, *others)
+        self.roles = roles
         self.config = config
         self.base_url = f"http://{config.http.host}:{config.http.port}"
         self.ctx: ServiceContext | None = None
@@ -54,7 +59,7 @@ class RunningService:
             self._ready.set()
 
         self._task = asyncio.get_running_loop().create_task(
-            run_service(self.config, ("ari", "agi", "api", "legacy"), stop=self._stop, on_ready=ready))
+            run_service(self.config, self.roles, stop=self._stop, on_ready=ready))
         ready_wait = asyncio.ensure_future(self._ready.wait())
         done, _ = await asyncio.wait({ready_wait, self._task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if self._task in done:
@@ -67,15 +72,16 @@ class RunningService:
         await self.wait_connected(timeout)
 
     async def wait_connected(self, timeout: float = 30.0) -> None:
-        """ARI and AMI up (``/healthz``) and our ARI app registered in Asterisk."""
+        """ARI and AMI up (``/healthz``: every PBX) and our ARI app registered in every Asterisk."""
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:
             checks = self.context.health.snapshot()
             ari_up = checks.get("ari", {}).get("state") == "up"
             ami_up = checks.get("ami", {}).get("state") == "up"
-            app_status, _ = await self.asterisk.ari("GET", f"/applications/{self.asterisk.site.app}")
-            if ari_up and ami_up and app_status == 200:
+            apps = [(await a.ari("GET", f"/applications/{a.site.app}"))[0] for a in self.asterisks]
+            app_status = apps[0] if len(apps) == 1 else apps
+            if ari_up and ami_up and all(status == 200 for status in apps):
                 return
             last = {"ari": checks.get("ari"), "ami": checks.get("ami"), "app": app_status}
             await asyncio.sleep(0.05)
@@ -150,13 +156,24 @@ class RunningService:
 
 
 async def start_service(asterisk: RealAsterisk, dsn: str, data_dir: Path,
-                        extra: dict[str, Any] | None = None) -> RunningService:
-    raw = _merge(asterisk.site.callcenter_config(), {
+                        extra: dict[str, Any] | None = None, *, roles: tuple[str, ...] = ROLES) -> RunningService:
+    """One service for ``asterisk`` and its site's config, plus ``extra``."""
+    return await start_service_for((asterisk,), dsn, data_dir, extra, roles=roles)
+
+
+async def start_service_for(asterisks: tuple[RealAsterisk, ...], dsn: str, data_dir: Path,
+                            extra: dict[str, Any] | None = None, *,
+                            roles: tuple[str, ...] = ROLES) -> RunningService:
+    """One service serving every Asterisk of ``asterisks`` (one ``[[pbx]]`` each, the first site's FastAGI
+    address for all: their dialplans were rendered so)."""
+    first = asterisks[0]
+    raw = _merge(first.site.callcenter_config(), {
         "database": {"dsn": dsn, "data_dir": str(data_dir)},
         "http": {"host": "127.0.0.1", "port": free_tcp_port()},
     })
+    raw["pbx"] = [a.site.pbx_entry() for a in asterisks]
     if extra:
         raw = _merge(raw, extra)
-    service = RunningService(asterisk, parse_config(raw, env={}))
+    service = RunningService(first, parse_config(raw, env={}), asterisks[1:], roles=roles)
     await service.start()
     return service
