@@ -37,7 +37,7 @@ def _create_bridge(sim: Simulator, bid: str | None, p: P) -> Any:
     allowed = {"mixing", "holding", "dtmf_events", "proxy_media", "video_sfu", "video_single", "sdp_label"}
     if any(k not in allowed for k in kinds):
         raise AriError(500, "Unable to create bridge. Possible duplicate bridge id '(null)'")
-    return eng.create_bridge(bid, ",".join(kinds) or "mixing", str(p.get("name", ""))).json()
+    return eng.bridge_ops.create(bid, ",".join(kinds) or "mixing", str(p.get("name", ""))).json()
 
 
 @ari("POST", "/bridges")
@@ -57,7 +57,7 @@ async def get_bridge(sim: Simulator, path: P, p: P) -> Any:
 
 @ari("DELETE", "/bridges/{id}")
 async def destroy_bridge(sim: Simulator, path: P, p: P) -> Any:
-    sim.engine.destroy_bridge(_bridge(sim, path["id"]))
+    sim.engine.bridge_ops.destroy(_bridge(sim, path["id"]))
 
 
 def _channels_param(sim: Simulator, p: P) -> list[Any]:
@@ -80,7 +80,7 @@ async def add_channel(sim: Simulator, path: P, p: P) -> Any:
         if ch.stasis_app is None:
             raise AriError(422, "Channel not in Stasis application")
     for ch in chans:
-        sim.engine.bridge_add(bridge, ch)
+        sim.engine.bridge_ops.add(bridge, ch)
 
 
 @ari("POST", "/bridges/{id}/removeChannel")
@@ -92,8 +92,8 @@ async def remove_channel(sim: Simulator, path: P, p: P) -> Any:
             raise AriError(422, "Channel not in this bridge")
     eng = sim.engine
     for ch in chans:
-        eng.bridge_remove(bridge, ch)
-        eng.drop_bridge_subscription(bridge, ch.stasis_app)
+        eng.bridge_ops.remove(bridge, ch)
+        eng.bridge_ops.drop_subscription(bridge, ch.stasis_app)
 
 
 @ari("POST", "/bridges/{id}/moh")

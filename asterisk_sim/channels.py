@@ -126,7 +126,7 @@ class ChannelOps:
             return
         app = ch.stasis_app
         if ch.bridge_id:
-            self.bridge_remove(self.bridges[ch.bridge_id], ch)
+            self.bridge_ops.remove(self.bridges[ch.bridge_id], ch)
         self.media_ops.stop_media(ch)
         self.channel_event(ch, "StasisEnd")
         ch.stasis_app = None
@@ -196,7 +196,7 @@ class ChannelOps:
         if ch.stasis_app is not None:
             self.leave_stasis(ch)
         elif ch.bridge_id:
-            self.bridge_remove(self.bridges[ch.bridge_id], ch)
+            self.bridge_ops.remove(self.bridges[ch.bridge_id], ch)
         self.media_ops.stop_media(ch)
         if ch.task is not None and not ch.task.done():
             ch.task.cancel()
@@ -213,7 +213,7 @@ class ChannelOps:
         if pending_peer and peer is not None:
             self.request_hangup(peer, cause=ch.cause, soft=False, unwind=False)
         if ch.bridge_id and ch.bridge_id in self.bridges:
-            self.bridge_remove(self.bridges[ch.bridge_id], ch)
+            self.bridge_ops.remove(self.bridges[ch.bridge_id], ch)
         saved = ch.saved_app
         if saved is not None and ch.appdial:
             ch.app_name, ch.app_data = saved
@@ -246,7 +246,7 @@ class ChannelOps:
         ch.snoop_target, ch.spy, ch.whisper = target.id, spy, whisper
         ch.state = "Up"
         ch.answered.set()
-        self.reemit_bridgepeer_of(target, 2 if whisper == "both" else 1)
+        self.bridge_ops.reemit_bridgepeer_of(target, 2 if whisper == "both" else 1)
         self.enter_stasis(ch, app, args)
         self.audio_changed()
         return ch

@@ -101,11 +101,11 @@ async def _first_answer(engine: Engine, legs: list[Channel], timeout: float | No
 
 async def _bridged(engine: Engine, caller: Channel, callee: Channel, limit: float | None) -> None:
     """Keep both in a basic bridge until one leaves; S(n) hangs up n seconds after the answer."""
-    bridge = engine.create_bridge(None, "mixing", bridge_class="basic", creator="")
+    bridge = engine.bridge_ops.create(None, "mixing", bridge_class="basic", creator="")
     caller.dial_peer, callee.dial_peer = callee.id, caller.id
     engine.set_var(caller, "DIALSTATUS", "ANSWER", emit=False)
-    engine.bridge_add(bridge, caller)
-    engine.bridge_add(bridge, callee)
+    engine.bridge_ops.add(bridge, caller)
+    engine.bridge_ops.add(bridge, callee)
     timer = engine.spawn(_limit(engine, caller, limit)) if limit is not None else None
     left = callee.dial_left = asyncio.Event()  # set by an AMI Redirect of it
     waits = [asyncio.ensure_future(callee.gone.wait()), asyncio.ensure_future(left.wait())]
@@ -123,12 +123,12 @@ async def _bridged(engine: Engine, caller: Channel, callee: Channel, limit: floa
             callee.cause = 16
             if callee.tech == "PJSIP" and callee.state == "Up":  # chan_pjsip's RTP stats, once out of the bridge
                 if callee.bridge_id and callee.bridge_id in engine.bridges:  # (sip-dial-redirect)
-                    engine.bridge_remove(engine.bridges[callee.bridge_id], callee)
+                    engine.bridge_ops.remove(engine.bridges[callee.bridge_id], callee)
                 engine.rtp_stats(callee)
             engine.unwind(callee)
         with contextlib.suppress(Exception):
             if caller.bridge_id == bridge.id:
-                engine.bridge_remove(bridge, caller)
+                engine.bridge_ops.remove(bridge, caller)
     if left.is_set() and not caller.hangup_requested:
         # the basic bridge dissolved under the caller (it was not redirected itself): ast_bridge_call returns
         # -1, so Dial() ends the caller's dialplan and the channel hangs up (no next priority)

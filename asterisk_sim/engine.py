@@ -34,7 +34,7 @@ class CallPolicy:
     call_waiting: bool = True  # False: a phone already on a call answers 486 Busy Here (cause 17)
 
 
-class Engine(ChannelOps, BridgeOps, StasisOps):
+class Engine(ChannelOps, StasisOps):
     """All state of one simulated Asterisk run (a restart builds a new one)."""
 
     def __init__(self, config: EngineConfig) -> None:
@@ -55,6 +55,7 @@ class Engine(ChannelOps, BridgeOps, StasisOps):
         self.invite_headers: dict[str, dict[str, str]] = {}
         self.leaked = 0  # channels Asterisk would leak (duplicate snoopId, README observation 34)
         self.media_ops = MediaOps(self)
+        self.bridge_ops = BridgeOps(self, self.media_ops)
 
     # ---- plumbing
     def new_uuid(self) -> str:
@@ -83,7 +84,7 @@ class Engine(ChannelOps, BridgeOps, StasisOps):
     def on_destroyed(self, ch: Channel) -> None:
         self.update_device_state(ch)
         if ch.tech == "Snoop" and ch.snoop_target in self.channels:
-            self.reemit_bridgepeer_of(self.channels[ch.snoop_target], 1 if ch.whisper == "none" else 2)
+            self.bridge_ops.reemit_bridgepeer_of(self.channels[ch.snoop_target], 1 if ch.whisper == "none" else 2)
         self.audio_changed()
 
     async def shutdown(self) -> None:

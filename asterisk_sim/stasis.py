@@ -86,7 +86,7 @@ class StasisOps:
                 ch.goto_published = (ch.context, ch.exten, ch.priority)
             self.channel_event(ch, "ChannelDialplan", post={"dialplan_app": ch.app_name,
                                                             "dialplan_app_data": ch.app_data})
-            self.bridge_remove(self.bridges[ch.bridge_id], ch)
+            self.bridge_ops.remove(self.bridges[ch.bridge_id], ch)
         left = ch.dial_left
         if left is not None:  # a Dial() callee leaves its caller's bridge (the caller's Dial then ends)
             ch.dial_left = None

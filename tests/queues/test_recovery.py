@@ -44,8 +44,8 @@ async def test_a_caller_whose_join_the_restart_cut_is_still_served(world: World)
     engine = world.sim.engine
     hold = next(b for b in engine.bridges.values() if b.name == "ccq-hold-support")
     caller = engine.channels[_in_hold_bridge(world)[0]]
-    engine.bridge_remove(hold, caller)  # the state a join cut before its addChannel leaves behind
-    engine.destroy_bridge(hold)
+    engine.bridge_ops.remove(hold, caller)  # the state a join cut before its addChannel leaves behind
+    engine.bridge_ops.destroy(hold)
     assert world.sim.bridges() == []
     async with component.run(ctx) as provided:
         ctx.ports.wire(provided)  # as the composition root does

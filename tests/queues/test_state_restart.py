@@ -152,8 +152,8 @@ async def test_waiting_callers_keep_their_entry_time_and_place_in_line_after_a_r
     # Asterisk promises no order of a bridge's channels: here the first caller is listed last
     engine = world.sim.engine
     hold = next(b for b in engine.bridges.values() if b.name == "ccq-hold-support")
-    engine.bridge_remove(hold, engine.channels[first])
-    engine.bridge_add(hold, engine.channels[first])
+    engine.bridge_ops.remove(hold, engine.channels[first])
+    engine.bridge_ops.add(hold, engine.channels[first])
     assert in_hold_bridge(world, "support") == [second, first]
     async with component.run(ctx) as provided:
         ctx.ports.wire(provided)
