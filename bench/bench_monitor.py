@@ -195,7 +195,7 @@ async def bench(dsn: str, work: Path) -> None:
     await store.close()
     print("monitoring, app side, against the in-process simulator (target: p99 <= 20 ms):")
     show("baseline: minimal snoop app (StasisStart -> snoop bridged)", base)
-    show("ours: set-up incl. groups from PostgreSQL + target look-up", ours)
+    show("ours: set-up incl. monitor groups + target look-up", ours)
     show("ours: DTMF 5/6 -> new snoop in the supervisor's bridge", dtmf)
     print(f"  set-up p99 ratio ours/minimal: {p99(ours) / p99(base):.2f}x "
           f"(+{p99(ours) - p99(base):.2f} ms; target: within 20 ms of the minimal app)")

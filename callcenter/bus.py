@@ -29,6 +29,11 @@ log = logging.getLogger("callcenter.bus")
 NOTIFY_CHANNEL = "callcenter_events"
 
 
+def wire_payload(origin: str, topic: str, data: dict[str, Any]) -> str:
+    """One event as the NOTIFY payload every bridged bus reads (``origin``: who sent it; a bus skips its own)."""
+    return json.dumps({"o": origin, "t": topic, "d": data}, default=str)
+
+
 @dataclass(slots=True)
 class BusEvent:
     topic: str
@@ -99,7 +104,7 @@ class EventBus:
         self._deliver(event)
         if self._outbox is None:
             return
-        payload = json.dumps({"o": self.instance_id, "t": topic, "d": data}, default=str)
+        payload = wire_payload(self.instance_id, topic, data)
         if len(payload.encode()) >= 7900:  # NOTIFY payloads are capped at 8000 bytes
             log.warning("event=bus_payload_too_large topic=%s bytes=%d", topic, len(payload))
             return

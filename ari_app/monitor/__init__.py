@@ -20,6 +20,7 @@ from ari_app.monitor.live import StateTargets
 from ari_app.monitor.service import MonitorService
 from ari_app.pbx import AsteriskPbx
 from callcenter.service import ServiceContext
+from callcenter.store import monitor_groups
 
 log = logging.getLogger("callcenter.ari.monitor")
 
@@ -75,13 +76,15 @@ async def _supervisor_becomes_agent(pbx: Any, supervisor_channel: str, agent_cha
 @contextlib.asynccontextmanager
 async def setup(pbx: AsteriskPbx, ctx: ServiceContext) -> AsyncIterator[MonitorService]:
     """Monitoring on one Asterisk for the life of the component."""
+    group_changes = ctx.bus.subscribe(monitor_groups.CHANGED)
     service = MonitorService(ari=pbx.client, app=pbx.client.app, pbx=pbx.key, pool=getattr(ctx.store, "pool", None),
                              writer=ctx.writer, bus=ctx.bus, technology=pbx.ari.endpoint_technology,
                              hold_probe=lambda channel_id: _leg_on_hold(pbx, channel_id),
                              on_takeover=lambda sup, agent: _supervisor_becomes_agent(pbx, sup, agent),
                              call_probe=lambda channel_id: _call_id_of(pbx, channel_id),
                              ami=lambda: pbx.ami,  # the AmiWatcher, when the PBX has AMI
-                             state_targets=StateTargets(pbx.state, pbx.client))
+                             state_targets=StateTargets(pbx.state, pbx.client),
+                             group_changes=group_changes)  # drops its copy of the groups on a change
     MonitorFlow(service).register(pbx.stasis)
     holds = asyncio.create_task(_follow_holds(service, ctx.bus, pbx.key), name=f"monitor-holds-{pbx.key}")
     try:
@@ -91,3 +94,4 @@ async def setup(pbx: AsteriskPbx, ctx: ServiceContext) -> AsyncIterator[MonitorS
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await holds
         await service.close()
+        ctx.bus.unsubscribe(group_changes)

@@ -11,7 +11,6 @@ from callcenter.monitoring import (
     OtherPbx,
     SessionNotFound,
     SupervisorUnavailable,
-    check_level,
     parse_mode,
 )
 
@@ -68,8 +67,7 @@ class MonitorPort:
         having = self.homes.having(target)
         if not having or service.pbx in having:
             return
-        grant = await service.checks.grant(supervisor, target)
-        check_level(grant.level if grant else None, parse_mode(mode), supervisor=supervisor, target=target)
+        await service.checks.allowed(supervisor, target, parse_mode(mode))
         raise OtherPbx(f"extension {target} is on {', '.join(having)}, the supervisor's phone {supervisor} on "
                        f"{service.pbx}: monitoring does not cross PBXs (listen from a phone on {having[0]})")
 

@@ -1,9 +1,10 @@
 """Monitoring sessions: one code path for the feature codes and the API (DESIGN §4).
 
-Both paths end in :meth:`MonitorService.attach`: check the monitor groups (fresh from the store on
-every attempt), resolve the target's live channel, then one mixing bridge per session holding the
-supervisor and a ``Snoop/`` channel on the agent. A mode change creates the new snoop, adds it, then
-hangs up the old one. Take-over moves the supervisor into the call's bridge and ends the agent leg.
+Both paths end in :meth:`MonitorService.attach`: check the monitor groups (``checks.py``: a copy dropped
+on every change, a refusal read fresh from the store), resolve the target's live channel, then one mixing
+bridge per session holding the supervisor and a ``Snoop/`` channel on the agent. A mode change creates the
+new snoop, adds it, then hangs up the old one. Take-over moves the supervisor into the call's bridge and ends
+the agent leg.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import asyncpg
 
 from ari_app.client import AriNotFound
-from ari_app.monitor.checks import Checks
+from ari_app.monitor.checks import ChangeFeed, Checks, Grants
 from ari_app.monitor.hold import Holds
 from ari_app.monitor.live import StateTargets
 from ari_app.monitor.mechanics import AriRest, LiveSource, Mechanics, RestLiveSource
@@ -71,7 +72,8 @@ class MonitorService:
                  on_takeover: Callable[[str, str], Awaitable[None]] | None = None,
                  call_probe: Callable[[str], uuid.UUID | None] | None = None,
                  announcement: str = ANNOUNCEMENT, ami: Callable[[], AmiActions | None] | None = None,
-                 takeover_context: str = TAKEOVER_CONTEXT, state_targets: StateTargets | None = None) -> None:
+                 takeover_context: str = TAKEOVER_CONTEXT, state_targets: StateTargets | None = None,
+                 group_changes: ChangeFeed | None = None) -> None:
         self.app, self.pbx, self.technology = app, pbx, technology
         self.answer_timeout = answer_timeout
         self.announcement = announcement
@@ -83,8 +85,8 @@ class MonitorService:
         live = live or RestLiveSource(ari)
         self.takeover = Takeover(self.mech, live, self.sessions, self.call_ids, ami=ami, on_takeover=on_takeover,
                                  context=takeover_context)
-        self.checks = Checks(pool=pool, live=live, state_targets=state_targets, technology=technology,
-                             takeover=self.takeover)
+        self.checks = Checks(grants=Grants(pool, group_changes), live=live, state_targets=state_targets,
+                             technology=technology, takeover=self.takeover)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- plumbing ------------------------------------------------------------------------------------
@@ -279,7 +281,7 @@ class MonitorService:
     async def change_mode(self, session: MonitorSession, wanted: MonitorMode, *, via: str) -> None:
         """Within the level the store gives now; new snoop in, then the old one out. Take-over is final."""
         async with session.lock:
-            grant = await self.checks.grant(session.supervisor, session.target)
+            grant = await self.checks.grant(session.supervisor, session.target, wanted)
             target = plan_switch(session, wanted, grant.level if grant else None)
             if target is None:
                 return

@@ -2,8 +2,9 @@
 
 A group grants one level — and every level below it — from its observers to its observed
 extensions; ``*`` among the observed means every extension. An extension may be in several
-groups: the highest level that applies wins. Nothing here is cached, so a change an admin makes
-takes effect on the very next monitoring attempt.
+groups: the highest level that applies wins. Every write announces itself in the same transaction as
+``monitor_groups.changed`` on the event bus's NOTIFY channel (whoever wrote: the API, the CLI, a script), so
+the monitor service's copy of the groups (``ari_app.monitor.checks``) is dropped on every instance.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from typing import Any
 
 import asyncpg
 
+from callcenter.bus import NOTIFY_CHANNEL, wire_payload
 from callcenter.domain import Conflict, DomainError, MonitorMode, NotFound
 
 EVERYONE = "*"
+CHANGED = "monitor_groups.changed"  # bus topic of every write (data: id, action)
 _EXTENSION = re.compile(r"^[0-9]{1,20}$")
 _COLUMNS = "id, name, level, observers, observed, announce"
 
@@ -75,6 +78,21 @@ def grant_from_rows(rows: Sequence[tuple[str, str, bool]]) -> MonitorGrant | Non
     return MonitorGrant(level=best, announce=announce, groups=tuple(sorted(name for name, _l, _a in rows)))
 
 
+def grant_among(groups: Iterable[dict[str, Any]], observer_ext: str, observed_ext: str) -> MonitorGrant | None:
+    """Pure: :func:`grant_for`'s rule over groups already read (rows of :func:`list_groups`)."""
+    if not observer_ext or not observed_ext:
+        return None
+    return grant_from_rows([(g["name"], g["level"], bool(g["announce"])) for g in groups
+                            if observer_ext in g["observers"]
+                            and (observed_ext in g["observed"] or EVERYONE in g["observed"])])
+
+
+async def _announce(conn: asyncpg.Connection, group_id: int, action: str) -> None:
+    """``monitor_groups.changed`` to every bridged event bus, sent by PostgreSQL when the write commits."""
+    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL,
+                       wire_payload("store", CHANGED, {"id": group_id, "action": action}))
+
+
 async def grant_for(pool: asyncpg.Pool, observer_ext: str, observed_ext: str) -> MonitorGrant | None:
     """The grant ``observer_ext`` has over ``observed_ext`` (exact extension match: 11 is not 115)."""
     if not observer_ext or not observed_ext:
@@ -122,10 +140,12 @@ async def create_group(pool: asyncpg.Pool, *, name: str, level: str, observers: 
                        observed: Iterable[str], announce: bool = False) -> dict[str, Any]:
     values = _values(name, level, observers, observed)
     try:
-        async with pool.acquire() as conn:
+        async with pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 f"INSERT INTO monitor_groups (name, level, observers, observed, announce)"
                 f" VALUES ($1, $2, $3, $4, $5) RETURNING {_COLUMNS}", *values, announce)
+            assert row is not None
+            await _announce(conn, row["id"], "created")
     except asyncpg.UniqueViolationError:
         raise Conflict(f"a monitor group named {values[0]!r} exists already") from None
     assert row is not None
@@ -137,10 +157,12 @@ async def update_group(pool: asyncpg.Pool, group_id: int, *, name: str, level: s
     """Replace a group whole (PUT semantics)."""
     values = _values(name, level, observers, observed)
     try:
-        async with pool.acquire() as conn:
+        async with pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 f"UPDATE monitor_groups SET name = $2, level = $3, observers = $4, observed = $5, announce = $6"
                 f" WHERE id = $1 RETURNING {_COLUMNS}", group_id, *values, announce)
+            if row is not None:
+                await _announce(conn, group_id, "updated")
     except asyncpg.UniqueViolationError:
         raise Conflict(f"a monitor group named {values[0]!r} exists already") from None
     if row is None:
@@ -149,8 +171,10 @@ async def update_group(pool: asyncpg.Pool, group_id: int, *, name: str, level: s
 
 
 async def delete_group(pool: asyncpg.Pool, group_id: int) -> None:
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
         status = await conn.execute("DELETE FROM monitor_groups WHERE id = $1", group_id)
+        if not status.endswith(" 0"):
+            await _announce(conn, group_id, "deleted")
     if status.endswith(" 0"):
         raise NotFound("no such monitor group")
 

@@ -1,9 +1,11 @@
-"""Monitor groups in the store: CRUD, the highest level wins, exact extension matching, no caching."""
+"""Monitor groups in the store: CRUD, the highest level wins, exact extension matching, every write announced on
+the event bus (the monitor service keeps a copy of the groups and drops it then)."""
 
 from __future__ import annotations
 
 import pytest
 
+from callcenter.bus import EventBus
 from callcenter.domain import Conflict, MonitorMode, NotFound
 from callcenter.store import CallStore
 from callcenter.store import monitor_groups as groups
@@ -79,3 +81,38 @@ def test_grant_from_rows_takes_the_top_of_the_ladder() -> None:
     assert grant_from_rows([]) is None
     grant = grant_from_rows([("a", "whisper", False), ("b", "listen", True), ("c", "barge", False)])
     assert grant is not None and grant.level == MonitorMode.BARGE and grant.announce
+
+
+async def test_the_rule_over_groups_already_read_is_the_stores_rule(store: CallStore) -> None:
+    """``grant_among`` (the monitor service's copy) answers what ``grant_for`` (one query) answers."""
+    await groups.create_group(store.pool, name="listen", level="listen", observers=["2005", "11"],
+                              observed=["1001", "115"])
+    await groups.create_group(store.pool, name="barge", level="barge", observers=["2005"], observed=["1001"],
+                              announce=True)
+    await groups.create_group(store.pool, name="all", level="whisper", observers=["2006"], observed=["*"])
+    read = await groups.list_groups(store.pool)
+    pairs = [(o, t) for o in ("2005", "2006", "11", "1", "", "2007") for t in ("1001", "115", "11", "4711", "")]
+    for observer, target in pairs:
+        assert groups.grant_among(read, observer, target) == await groups.grant_for(store.pool, observer, target), \
+            (observer, target)
+
+
+async def test_every_write_is_announced_on_the_bus_whoever_makes_it(store: CallStore, db_dsn: str) -> None:
+    """The store's write sends ``monitor_groups.changed`` itself (NOTIFY on commit): the API, the CLI and other
+    instances' copies of the groups all hear of it."""
+    bus = EventBus()
+    await bus.bridge(db_dsn)
+    changes = bus.subscribe(groups.CHANGED)
+    try:
+        group = await groups.create_group(store.pool, name="g", level="listen", observers=["2005"], observed=["1"])
+        await groups.update_group(store.pool, group["id"], name="g", level="barge", observers=["2005"],
+                                  observed=["1"])
+        with pytest.raises(Conflict):  # a write that fails announces nothing
+            await groups.create_group(store.pool, name="g", level="listen", observers=[], observed=[])
+        await groups.delete_group(store.pool, group["id"])
+        seen = [(await changes.get(5)).data for _ in range(3)]
+        assert seen == [{"id": group["id"], "action": action} for action in ("created", "updated", "deleted")]
+        marker = await groups.create_group(store.pool, name="after", level="listen", observers=[], observed=[])
+        assert (await changes.get(5)).data == {"id": marker["id"], "action": "created"}  # nothing in between
+    finally:
+        await bus.close()

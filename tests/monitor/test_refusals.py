@@ -81,7 +81,7 @@ async def test_a_store_outage_is_spoken_as_unavailable(world: World, caplog: pyt
 
     closed = await asyncpg.create_pool(db_dsn, min_size=0)
     await closed.close()
-    world.service.checks.pool = closed  # PostgreSQL gone: the groups cannot be read
+    world.service.checks.grants.pool = closed  # PostgreSQL gone: the groups cannot be read
     await customer_calls_agent(world)
     assert await refused(world, "*3361001", caplog) == ["sound:beeperr"]
     assert logged(caplog, "monitor_unavailable")

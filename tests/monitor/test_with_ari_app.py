@@ -43,6 +43,7 @@ class App:
     pbx: AsteriskPbx
     calls: AsteriskCalls
     port: MonitorPort
+    bus: EventBus
 
 
 @pytest.fixture
@@ -64,10 +65,11 @@ async def app(store: CallStore, tmp_path: Path) -> AsyncIterator[App]:
                 port.add(service)
                 await pbx.start()
                 assert await pbx.client.wait_connected(5)
-                yield App(sim, pbx, AsteriskCalls([pbx]), port)
+                yield App(sim, pbx, AsteriskCalls([pbx]), port, bus)
         finally:
             await pbx.close()
             await writer.close()
+            await bus.close()
 
 
 async def click_to_call(app: App) -> Any:
@@ -139,3 +141,29 @@ async def test_a_set_up_takes_the_target_from_the_live_state_without_listing_the
     assert "/channels" not in asked and "/bridges" not in asked, asked
     await app.sim.phone("1002").hangup()
     await eventually(lambda: not app.sim.channels() and not app.port.sessions())
+
+
+async def test_the_groups_are_read_once_and_a_lowered_level_applies_to_the_next_attempt(app: App, store: CallStore,
+                                                                                      db_dsn: str) -> None:
+    """The monitor groups were read from the store on every attempt, the longest stage of a set-up with 20 at once
+    (bench real_queue). The service keeps a copy and drops it when the store's write announces a change: a level
+    an admin lowers still applies to the very next attempt."""
+    await app.bus.bridge(db_dsn)  # as the service runs: the bus hears the store's NOTIFY
+    changes, refusals = app.bus.subscribe(groups.CHANGED), app.bus.subscribe("monitor.refused")
+    group = await groups.create_group(store.pool, name="team", level="barge", observers=["2005"], observed=["1001"])
+    await changes.get(5)
+    await click_to_call(app)
+    grants = app.port.services["main"].checks.grants
+    for code in ("*3361001", "*3321001"):
+        await app.sim.phone("2005").dial(code)
+        await eventually(lambda: [s["state"] for s in app.port.sessions()] == ["active"])
+        await app.sim.phone("2005").hangup()
+        await eventually(lambda: not app.port.sessions())
+    assert grants.reads == 1, "the second set-up was allowed from the copy of the groups"
+    await groups.update_group(store.pool, group["id"], name="team", level="listen", observers=["2005"],
+                              observed=["1001"])
+    assert (await changes.get(5)).data == {"id": group["id"], "action": "updated"}
+    await app.sim.phone("2005").dial("*3321001")
+    refused = await refusals.get(5)
+    assert (refused.data["code"], refused.data["mode"]) == ("level_too_low", "barge")
+    assert grants.reads == 2
