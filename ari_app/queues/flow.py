@@ -226,16 +226,42 @@ class QueueFlow:
             log.info("event=queue_resumed queue=%s channel=%s reason=%s joined_at=%s", runtime.name, cid, reason,
                      entry.joined_at.isoformat() if entry is not None else "unknown")
             self.service.spawn(self.service.join(runtime, channel, answer=answer), "resume")
-        # callers the store remembers that Asterisk no longer has: they hung up while nobody drove the PBX
-        self.service.forget_restored({cid for cid in restored if cid not in by_id})
+        # callers the store remembers that wait no more: they hung up while nobody drove the PBX, or were answered
+        # just before the restart (their leave was never written)
+        resumed = {str(channel.get("id")) for _runtime, channel, _answer, _reason in resumes}
+        self.service.forget_restored({cid for cid in restored if cid not in resumed})
+        # a holding bridge nobody waits in any more (its last caller was answered as the service stopped)
+        holding = {r.name for r, *_ in resumes}
+        for runtime in self.service.queues.values():
+            if runtime.name not in holding and not runtime.callers and runtime.hold_bridge in self.pbx.state.bridges:
+                log.info("event=queue_hold_bridge_dropped queue=%s reason=nobody_waits", runtime.name)
+                self.service.spawn(self.service.drop_hold(runtime), "drop-hold")
         # agents whose queue call ended while nobody drove the PBX: their wrap-up starts now
         for cid in [cid for cid in self.service.agent_calls if cid not in by_id]:
             self.service.agent_call_ended(cid)
         for cid in by_id:
             if cid.startswith(AGENT_PREFIX) and cid not in self.legs.legs and cid not in self.router.bridging.pairs:
-                in_bridge = any(cid in (b.get("channels") or []) for b in bridges)
-                if not in_bridge:
+                if cid not in in_a_bridge:
                     await self.legs.hangup(cid)
+                elif cid not in self.service.agent_calls:
+                    await self._adopt_agent_call(cid)
+
+    async def _adopt_agent_call(self, cid: str) -> None:
+        """An agent leg of ours in a call that the store does not know as a queue call: the last owner stopped
+        between the answer and writing it down. ``CC_QUEUE`` (set when we rang it) and the extension in its id
+        (``ccq-<linkedid>-<ext>-<n>-<run>``) say whose it is, so its end still starts the member's wrap-up."""
+        parts = cid.split("-")
+        ext = parts[-3] if len(parts) >= 4 else ""
+        if not ext.isdigit():
+            return  # a leg the IVR dialled (``-d<n>-``): no queue member
+        try:
+            reply = await self.pbx.client.get(ari_path("channels", cid, "variable"), variable="CC_QUEUE")
+        except AriError:
+            return
+        runtime = self.service.queues.get(str((reply or {}).get("value") or ""))
+        if runtime is not None and ext in runtime.members:
+            log.info("event=queue_agent_call_adopted queue=%s ext=%s channel=%s", runtime.name, ext, cid)
+            self.service.adopt_agent_call(runtime, ext, cid)
 
     def _queue_joined_by(self, channel: dict[str, Any]) -> QueueRuntime | None:
         """The queue a channel entered through ``Stasis(<our app>,queue,<name>)``, from its dialplan snapshot."""

@@ -283,6 +283,10 @@ class QueueService:
         if reason == "abandoned":
             await self._abandoned(runtime, caller)
 
+    async def drop_hold(self, runtime: QueueRuntime) -> None:
+        """The holding bridge of a queue nobody waits in (found at a resync): destroyed as a last leave would."""
+        await self._maybe_destroy_hold(runtime)
+
     async def _maybe_destroy_hold(self, runtime: QueueRuntime) -> None:
         async with runtime.lock:
             if runtime.callers or runtime.hold_bridge not in self.pbx.state.bridges:
@@ -459,6 +463,16 @@ class QueueService:
             self.legs.forget_caller(caller.channel_id)
             self._caller_gone(caller)
             await self.legs.hangup(caller.channel_id)  # rather than silence in Stasis, should it still be there
+
+    def adopt_agent_call(self, runtime: QueueRuntime, ext: str, channel_id: str) -> None:
+        """A queue call answered by ``ext`` that the last owner did not get to write down: counted, and its end
+        starts the wrap-up, as if this service had bridged it."""
+        member = runtime.members[ext]
+        if member.call_channel != channel_id:
+            member.calls_taken += 1
+            member.call_channel = channel_id
+            self._save_member(runtime, member)
+        self.agent_calls[channel_id] = (runtime, ext)
 
     def agent_call_ended(self, channel_id: str) -> None:
         """An answered queue call's agent leg is gone: wrap-up starts, least-recent counts from now."""

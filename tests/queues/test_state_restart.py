@@ -182,3 +182,46 @@ async def test_waiting_callers_keep_their_entry_time_and_place_in_line_after_a_r
 
     async with world.ctx.store.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM queue_callers") == 0
+
+
+async def test_an_agent_whose_queue_call_spans_a_restart_gets_its_wrap_up_when_the_call_ends(world: World) -> None:
+    world.sim.phone("1001").answer_after(0.1)
+    world.sim.phone("1002").never_answer()
+    await world.sim.inbound_call(caller=CALLER, did="wrap", context="callcenter-queue")
+    await eventually(lambda: "1001" in world.hears(CALLER), what="1001 takes the call")
+
+    async with restarted(world):
+        await world.sim.customer(CALLER).hangup()  # the call ends under the new service
+        await eventually(lambda: member(world, "wrap", "1001")["state"] == "wrapup", what="1001 in wrap-up")
+        await eventually(lambda: world.leftovers() == ([], []), what="the call cleared")
+        world.sim.phone("1002").answer_after(0.4)  # 1001 answers sooner, were it rung
+        second = await world.sim.inbound_call(caller=SECOND, did="wrap", context="callcenter-queue")
+        await eventually(lambda: "1002" in world.hears(SECOND), timeout=8, what="1002 answers")
+        await attempts_are(world, second, [("1002", "answered")])
+        await world.sim.customer(SECOND).hangup()
+        await eventually(lambda: world.leftovers() == ([], []), what="nothing left")
+
+
+async def test_a_queue_call_answered_as_the_service_stopped_unwritten_still_ends_in_wrap_up(world: World) -> None:
+    """The service stops between the answer and the store write (here the store refuses the writes until then):
+    the new one finds the agent's leg in the call (CC_QUEUE on it, the extension in its id) and follows it."""
+    store = world.ctx.store
+    async with store.pool.acquire() as conn:
+        await conn.execute("ALTER TABLE queue_member_state RENAME TO queue_member_state_away")
+    world.sim.phone("1001").answer_after(0.1)
+    world.sim.phone("1002").never_answer()
+    await world.sim.inbound_call(caller=CALLER, did="wrap", context="callcenter-queue")
+    await eventually(lambda: "1001" in world.hears(CALLER), what="1001 takes the call")
+    ctx = world.ctx
+    await world.pbx.close()
+    async with store.pool.acquire() as conn:
+        await conn.execute("ALTER TABLE queue_member_state_away RENAME TO queue_member_state")
+        assert await conn.fetchval("SELECT count(*) FROM queue_member_state") == 0  # the answer never got there
+    async with component.run(ctx) as provided:
+        ctx.ports.wire(provided)
+        world.pbx = ctx.ports.queue_control.services["main"].pbx
+        assert await world.pbx.client.wait_connected(5)
+        await eventually(lambda: member(world, "wrap", "1001")["calls_taken"] == 1, what="the answer counted")
+        await world.sim.customer(CALLER).hangup()
+        await eventually(lambda: member(world, "wrap", "1001")["state"] == "wrapup", what="1001 in wrap-up")
+        await eventually(lambda: world.leftovers() == ([], []), what="nothing left")
