@@ -86,6 +86,11 @@ class CallFlow:
         variables = {"CC_LINKEDID": call.linkedid, "CC_ROLE": role}
         if call.presented_number:  # the caller ID the far end sees (click-to-call's caller_id)
             variables |= {"CALLERID(num)": call.presented_number, "CALLERID(name)": call.presented_number}
+        elif role == "customer" and call.extension:
+            # else the leg inherits the agent leg's caller ID, which shows the agent whom it calls (the customer's
+            # number): go out as the agent's extension, as the same call dialled from its phone would (the site's
+            # outbound route maps it as it maps any call of that phone; our outbound tag logs the agent)
+            variables |= {"CALLERID(num)": call.extension, "CALLERID(name)": call.extension}
         entered = self._expect("StasisStart", channel_id)
         try:
             await self.client.post("/channels/create", json={"variables": variables},
@@ -99,6 +104,15 @@ class CallFlow:
                                  channel_id) from None
         finally:
             self._waiting.pop(f"StasisStart:{channel_id}", None)
+        shown = call.presented_number or call.extension
+        if role == "customer" and originator is not None and shown:
+            # /dial copies the caller's caller ID to the new leg (a Local leg's dialplan half dials with it, a
+            # PJSIP leg puts it in From). The agent's leg carries the customer's number (its phone shows whom it
+            # calls): without this the customer was shown its own number and our outbound tag logged the customer
+            # as the call's extension. It goes out as the agent's extension, as the same call dialled from its
+            # phone would (the site's route maps it as any call of that phone), or as the caller ID asked for.
+            await self.client.post(ari_path("channels", originator, "variable"), variable="CALLERID(all)",
+                                   value=f'"{shown}" <{shown}>')
         await self.client.post(ari_path("channels", channel_id, "dial"), caller=originator, timeout=DIAL_TIMEOUT)
         return channel_id
 

@@ -193,3 +193,33 @@ async def test_a_monitoring_call_and_a_refused_one_are_logged_as_monitoring_with
     while not events.queue.empty():
         assert events.queue.get_nowait().topic != "call.missed"
 
+
+
+async def test_a_click_to_call_goes_out_as_the_agents_extension_and_its_row_names_the_agent_while_it_is_up(
+        phones: Phones, service: RunningService, asterisk: RealAsterisk) -> None:
+    """The agent's phone shows whom it calls (the customer's number); the customer's leg goes out as the agent's
+    extension, as the same call dialled from that phone would. It used to inherit the agent leg's caller ID: the
+    customer saw its own number, and our outbound tag logged the customer as the call's extension until the end."""
+    agent, customer = await phones.start("1002"), await phones.start("55501002")
+    marks = (agent.mark_line(), customer.mark_line())
+    status, body = await service.request("POST", "/api/v1/calls", json={"extension": "1002", "number": "55501002"})
+    assert status == 202, body
+    await asyncio.gather(agent.wait_state("CONFIRMED", since=marks[0]), customer.wait_state("CONFIRMED",
+                                                                                             since=marks[1]))
+    # what the customer's phone is shown (the From of Asterisk's INVITE): its channel's connected line
+    status, channels = await asterisk.ari("GET", "/channels")
+    shown = [c["connected"] for c in channels if c["name"].startswith("PJSIP/55501002-")]
+    assert status == 200 and [c["number"] for c in shown] == ["1002"], shown
+
+    row = await row_of(service, body["call_id"], ended=False)
+
+    async def tagged() -> bool:
+        row.update(await row_of(service, body["call_id"], ended=False))
+        return "tag" in {e["kind"] for e in row["events"]} and bool(row.get("answered_at"))
+
+    await eventually(tagged, timeout=10, what="the call answered and tagged by our outbound hook")
+    assert (row["extension"], row["caller_raw"], row["direction"]) == ("1002", "1002", "outbound"), \
+        {k: row[k] for k in ("extension", "caller_raw", "callee_raw", "direction", "status")}
+    gone = agent.mark_line()
+    await agent.hangup()
+    await agent.wait_state("DISCONNECTED", since=gone)
