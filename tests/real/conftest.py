@@ -13,6 +13,8 @@
 * ``south_asterisk`` (module, only for tests that ask) — a second Asterisk, the branch ``south`` (phones
   2001–2012, customers 55521001–55521006) beside ``asterisk`` (key ``main``); ``south_phones`` are its phones.
   ``make_service(asterisks=(asterisk, south_asterisk))`` serves both (one ``[[pbx]]`` each).
+* ``make_service_process(extra, asterisks=...)`` — ``callcenter serve`` in a process of its own (to ``kill()``
+  with SIGKILL): ``request``, ``token``, ``log_tail()``.
 * ``phones`` — ``await phones.start("1001")`` → :class:`tests.real.phones.Phone`, registered and online in
   ARI, playing its own tone (``phone.tone_hz``; agent 600, customer 1400, supervisor 2200 when started in that
   order) and recording what it hears. ``call(target)`` returns a line mark for ``wait_state("CONFIRMED",
@@ -36,6 +38,7 @@ the output; ``CALLCENTER_REAL_KEEP=1`` keeps them always.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -44,13 +47,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from tests.conftest import make_world_readable_tmpdir
 from tests.real.asterisk import RealAsterisk, Site, second_site_numbers
 from tests.real.build import find_prefix, on_ci
 from tests.real.phones import Phones
-from tests.real.service import ROLES, RunningService, start_service_for
+from tests.real.service import ROLES, RunningService, ServiceProcess, service_config, start_service_for
 
 
 @pytest.fixture(scope="session")
@@ -186,3 +190,35 @@ async def make_service(asterisk: RealAsterisk, db_dsn: str
 @pytest.fixture
 async def service(make_service: Callable[..., Awaitable[RunningService]]) -> RunningService:
     return await make_service()
+
+
+@pytest.fixture
+async def make_service_process(asterisk: RealAsterisk, db_dsn: str, request: pytest.FixtureRequest
+                               ) -> AsyncIterator[Callable[..., Awaitable[ServiceProcess]]]:
+    """``callcenter serve`` processes on the test's database (instances of one deployment), each serving
+    ``asterisks`` (default ``asterisk``) with ``extra`` config; killed if still running after the test, their
+    logs kept when it failed."""
+    started: list[ServiceProcess] = []
+    folder = Path(tempfile.mkdtemp(prefix="cc-real-instances-"))
+    pool = await asyncpg.create_pool(db_dsn, min_size=1, max_size=2)
+
+    async def make(extra: dict[str, Any] | None = None, *,
+                   asterisks: tuple[RealAsterisk, ...] = ()) -> ServiceProcess:
+        data = folder / f"instance-{len(started)}"
+        data.mkdir()
+        proc = ServiceProcess(service_config(asterisks or (asterisk,), db_dsn, data, extra), data, pool)
+        started.append(proc)
+        await proc.start()
+        return proc
+
+    try:
+        yield make
+    finally:
+        await asyncio.gather(*(proc.stop() for proc in started), return_exceptions=True)
+        for proc in started:
+            proc.kill()
+        await pool.close()
+        if keep() or request.node.stash.get(FAILED, False):
+            print(f"real tier: the instances' configs and logs kept in {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)

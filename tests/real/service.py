@@ -11,11 +11,14 @@ import asyncio
 import contextlib
 import copy
 import json as json_module
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 
 from callcenter.bus import Subscription
 from callcenter.config import Config, parse_config
@@ -23,7 +26,7 @@ from callcenter.runner import run_service
 from callcenter.service import ServiceContext
 from callcenter.store import monitor_groups
 from callcenter.store.tokens import create_token
-from tests.real.asterisk import RealAsterisk
+from tests.real.asterisk import REPO, RealAsterisk, toml_text
 from tests.real.ports import free_tcp_port
 
 ROLES = ("ari", "agi", "api", "legacy")  # every role, as ``callcenter serve`` runs by default
@@ -166,14 +169,97 @@ async def start_service_for(asterisks: tuple[RealAsterisk, ...], dsn: str, data_
                             roles: tuple[str, ...] = ROLES) -> RunningService:
     """One service serving every Asterisk of ``asterisks`` (one ``[[pbx]]`` each, the first site's FastAGI
     address for all: their dialplans were rendered so)."""
-    first = asterisks[0]
-    raw = _merge(first.site.callcenter_config(), {
+    raw = service_config(asterisks, dsn, data_dir, extra)
+    service = RunningService(asterisks[0], parse_config(raw, env={}), asterisks[1:], roles=roles)
+    await service.start()
+    return service
+
+
+class ServiceProcess:
+    """``callcenter serve`` in a process of its own (the way it runs in production), so a test can ``kill -9``
+    it: what a dead instance leaves behind is what another instance must take over. Its config is written to
+    ``callcenter.toml`` in its folder; its output goes to ``service.log`` there."""
+
+    def __init__(self, raw: dict[str, Any], folder: Path, pool: asyncpg.Pool) -> None:
+        self.raw = raw
+        self.folder = folder
+        self.pool = pool
+        http = raw["http"]
+        self.base_url = f"http://{http['host']}:{http['port']}"
+        self.log_path = folder / "service.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._admin: str | None = None
+
+    async def start(self, timeout: float = 30.0) -> None:
+        toml = self.folder / "callcenter.toml"
+        toml.write_text(toml_text(self.raw))
+        cli = Path(sys.executable).with_name("callcenter")
+        cmd = [str(cli)] if cli.exists() else [sys.executable, "-m", "callcenter.cli"]
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen([*cmd, "--config", str(toml), "serve"], stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, cwd=REPO, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"callcenter serve exited with {self.proc.returncode}:\n{self.log_tail()}")
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                status, _ = await self.request("GET", "/healthz", token="")
+                if status in (200, 503):
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"callcenter serve did not answer within {timeout}s:\n{self.log_tail()}")
+            await asyncio.sleep(0.1)
+
+    def kill(self) -> None:
+        """``kill -9``: no clean-up, no lease released, sockets left to the kernel."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    async def stop(self, timeout: float = 20.0) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.to_thread(proc.wait, timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    async def token(self, role: str, extension: str = "") -> str:
+        _row, secret = await create_token(self.pool, role=role, extension=extension, name=f"real-tier {role}")
+        return secret
+
+    async def request(self, method: str, path: str, *, token: str | None = None, json: Any = None,
+                      params: dict[str, str] | None = None) -> tuple[int, Any]:
+        """An HTTP request to this instance's API (admin token unless ``token`` is given; ``""`` = none)."""
+        if token is None:
+            if self._admin is None:
+                self._admin = await self.token("admin")
+            token = self._admin
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with aiohttp.ClientSession() as session, session.request(
+                method, self.base_url + path, json=json, params=params, headers=headers,
+                timeout=aiohttp.ClientTimeout(total=15)) as resp:
+            text = await resp.text()
+            try:
+                return resp.status, json_module.loads(text) if text else None
+            except ValueError:
+                return resp.status, text
+
+
+def service_config(asterisks: tuple[RealAsterisk, ...], dsn: str, data_dir: Path,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The raw config of a service for ``asterisks`` (see :func:`start_service_for`) on a free HTTP port."""
+    raw = _merge(asterisks[0].site.callcenter_config(), {
         "database": {"dsn": dsn, "data_dir": str(data_dir)},
         "http": {"host": "127.0.0.1", "port": free_tcp_port()},
     })
     raw["pbx"] = [a.site.pbx_entry() for a in asterisks]
-    if extra:
-        raw = _merge(raw, extra)
-    service = RunningService(first, parse_config(raw, env={}), asterisks[1:], roles=roles)
-    await service.start()
-    return service
+    return _merge(raw, extra) if extra else raw
