@@ -14,14 +14,17 @@ from typing import Any
 from ari_app.homes import ExtensionHomes
 from ari_app.pbx import AsteriskPbx
 from ari_app.pickup.service import PickupService
-from callcenter.domain import NotFound, Unavailable
+from callcenter.domain import Conflict, NotFound, Unavailable
 from callcenter.service import ServiceContext
 
 __all__ = ["PickupPort", "PickupService", "setup"]
 
 
 class PickupPort:
-    """``callcenter.ports.PickupControl`` over every Asterisk's :class:`PickupService`."""
+    """``callcenter.ports.PickupControl`` over every Asterisk's :class:`PickupService`.
+
+    Pickup stays within one Asterisk (the picker's channel and the caller's are bridged there): the panel lists
+    the calls of the picker's own Asterisk, and a target on another one is refused ``other_pbx`` (409)."""
 
     def __init__(self, homes: ExtensionHomes | None = None) -> None:
         self.services: dict[str, PickupService] = {}
@@ -45,10 +48,26 @@ class PickupPort:
         return next(iter(self.services.values()))
 
     def pickable(self, picker: str) -> list[dict[str, Any]]:
-        return [item for service in self.services.values() for item in service.pickable(picker)]
+        home = self._home_or_none(picker)  # a call on another Asterisk cannot be brought to the picker's phone
+        return [item for key, service in self.services.items() if home in (None, key)
+                for item in service.pickable(picker)]
 
     async def pickup(self, *, picker: str, target: str, pbx: str | None = None) -> uuid.UUID:
-        return await self._service(pbx, picker).start(picker, target)
+        service = self._service(pbx, picker)
+        having = self.homes.having(target) if self.homes is not None else []
+        if having and service.pbx.key not in having:
+            raise Conflict(f"extension {target} is on {', '.join(having)}, the picker's phone {picker} on "
+                           f"{service.pbx.key}: pickup does not cross PBXs", code="other_pbx")
+        return await service.start(picker, target)
+
+    def _home_or_none(self, picker: str) -> str | None:
+        """The picker's Asterisk when there are several and it is clear which; None: list every Asterisk's."""
+        if self.homes is None or len(self.services) < 2:
+            return None
+        try:
+            return self.homes.home(picker)
+        except Conflict:
+            return None
 
 
 @contextlib.asynccontextmanager

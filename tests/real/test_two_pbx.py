@@ -3,8 +3,8 @@ branch ``south`` (phones 2001–2012), one ``[[pbx]]`` each, one database.
 
 A call on each lands in one call log with its PBX; click-to-call rings the agent on the Asterisk where its phone
 is; a supervisor on ``south`` listens to an agent on ``south`` while ``main`` has a call up, and monitoring does
-not cross PBXs (a supervisor's phone on ``main`` cannot be bridged to a channel on ``south``: refused, 409); the
-live board (``/api/v1/live`` and the ``/api/v1/events`` websocket) shows the calls of both.
+not cross PBXs (a supervisor's phone on ``main`` cannot be bridged to a channel on ``south``: refused, 409), nor
+does pickup; the live board (``/api/v1/live`` and the ``/api/v1/events`` websocket) shows the calls of both.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import aiohttp
 from tests.real.asterisk import RealAsterisk
 from tests.real.phones import Phone, Phones
 from tests.real.scenes import hearing_problems, inbound_call, record_phase
-from tests.real.service import RunningService
+from tests.real.service import RunningService, ServiceProcess
 from tests.waiting import eventually
 
 MakeService = Callable[..., Awaitable[RunningService]]
@@ -71,7 +71,7 @@ async def calls_now(service: RunningService) -> list[dict[str, Any]]:
     return list(body["calls"])
 
 
-async def closed_row(service: RunningService, call_filter: dict[str, str] | str) -> dict[str, Any]:
+async def closed_row(service: RunningService | ServiceProcess, call_filter: dict[str, str] | str) -> dict[str, Any]:
     """The one row matching ``call_filter`` (or with that id) once ARI/AMI and our AGI call-end both closed it."""
     found: dict[str, Any] = {}
 
@@ -212,3 +212,40 @@ async def test_a_supervisor_on_south_listens_to_an_agent_on_south_while_main_has
     status, channels = await asterisk.ari("GET", "/channels")
     assert status == 200 and not [c for c in channels if c["name"].startswith("PJSIP/1003-")], channels
     assert other_supervisor.states == {}, "1003's phone was rung"
+
+
+async def test_pickup_stays_within_the_asterisk_of_the_pickers_phone(
+        asterisk: RealAsterisk, south_asterisk: RealAsterisk, phones: Phones, south_phones: Phones,
+        make_service: MakeService) -> None:
+    """One pickup group spans both PBXs (groups name extensions): 2005 on south picks up 2001's call; 1005 on main
+    does not see it in its panel and is refused other_pbx (its phone cannot be bridged to a channel on south)."""
+    service = await make_service({"pickup": {"group": [{"name": "team", "members": ["2001", "2005", "1005"]}]}},
+                                 asterisks=(asterisk, south_asterisk))
+    agent = await south_phones.start("2001", auto_answer=False)
+    colleague, customer = await south_phones.start("2005"), await south_phones.start("55521001")
+    await phones.start("1005")
+    rung = agent.mark_line()
+    called = await customer.call("2001")
+    await agent.wait_incoming(since=rung)
+    tokens = {ext: await service.token("agent", extension=ext) for ext in ("2005", "1005")}
+    panels: dict[str, list[str]] = {}
+
+    async def listed() -> bool:
+        for ext, token in tokens.items():
+            status, body = await service.request("GET", "/api/v1/pickup", token=token)
+            assert status == 200, body
+            panels[ext] = [f"{item['pbx']}/{item['extension']}" for item in body["items"]]
+        return panels["2005"] == ["south/2001"]
+
+    await eventually(listed, timeout=10, what="2001's ringing call in 2005's pickup panel")
+    assert panels["1005"] == [], panels
+
+    status, body = await service.request("POST", "/api/v1/extensions/2001/pickup", token=tokens["1005"])
+    assert status == 409 and body["error"]["code"] == "other_pbx", body
+    picked = colleague.mark_line()
+    status, body = await service.request("POST", "/api/v1/extensions/2001/pickup", token=tokens["2005"])
+    assert status == 202, body
+    await asyncio.gather(colleague.wait_state("CONFIRMED", since=picked),
+                         customer.wait_state("CONFIRMED", since=called))
+    await hang_up(colleague)
+
