@@ -49,6 +49,8 @@ def register(subparsers: Any) -> None:
     imp.add_argument("--follow", action="store_true", help="keep following the file as it grows (tail)")
     imp.add_argument("--batch-mb", type=float, default=4.0,
                      help="file megabytes stored per transaction (and per resume point); default 4")
+    imp.add_argument("--jobs", type=int, default=None,
+                     help="decoding processes (Panasonic SMDR); default one per core")
     imp.add_argument("file", help="the captured file")
     imp.set_defaults(func=cmd_import)
 
@@ -170,8 +172,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     try:
         if not 0.01 <= args.batch_mb <= 1024:
             raise SystemExit("--batch-mb must be between 0.01 and 1024")
+        if args.jobs is not None and not 1 <= args.jobs <= 64:
+            raise SystemExit("--jobs must be between 1 and 64")
         counts = asyncio.run(import_file(config, pbx, path, follow=args.follow,
-                                         batch_bytes=int(args.batch_mb * (1 << 20))))
+                                         batch_bytes=int(args.batch_mb * (1 << 20)), jobs=args.jobs))
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted: every batch stored so far is kept; run the same command to resume\n")
         return 130
@@ -180,7 +184,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 async def import_file(config: Config, pbx: PbxConfig, path: Path, *, follow: bool = False, batch_bytes: int = CHUNK,
-                      progress: Callable[[int, int, int, bool], None] | None = None) -> dict[str, int]:
+                      progress: Callable[[int, int, int, bool], None] | None = None,
+                      jobs: int | None = None) -> dict[str, int]:
     """Read ``path`` into the store: COPY batches from the checkpoint (:mod:`.history`), or tail it (--follow)."""
     from callcenter.store import CallStore
     from callcenter.store.legacy import import_checkpoint, upsert_calls_bulk
@@ -197,7 +202,7 @@ async def import_file(config: Config, pbx: PbxConfig, path: Path, *, follow: boo
         stack.push_async_callback(store.close)
         if not follow:
             bar.start = await import_checkpoint(store.pool, pbx.key, await asyncio.to_thread(file_key, path))
-            history = await import_history(store, pbx, path, draw=draw, chunk=batch_bytes)
+            history = await import_history(store, pbx, path, draw=draw, chunk=batch_bytes, jobs=jobs)
             draw(bar.total, history["calls"], history["quarantined"], True)
             return history
 
