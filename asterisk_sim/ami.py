@@ -303,7 +303,7 @@ class AmiServer:
         if ch.hangup_requested:
             return
         ch.soft_sent = True
-        self.sim.engine.request_hangup(ch, cause=cause, soft=True)
+        self.sim.engine.channel_ops.request_hangup(ch, cause=cause, soft=True)
 
     def act_redirect(self, s: AmiSession, msg: dict[str, str], head: list[tuple[str, str]]) -> None:
         ch = self._by_name(get_ci(msg, "Channel"))

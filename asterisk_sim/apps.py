@@ -27,7 +27,7 @@ async def run_dialplan(engine: Engine, ch: Channel, priority: int | str = 1) -> 
     try:
         await _execute(engine, ch, priority)
         if not ch.hangup_requested:
-            engine.request_hangup(ch, cause=ch.cause or 16, event_cause=16, soft=True, unwind=False)
+            engine.channel_ops.request_hangup(ch, cause=ch.cause or 16, event_cause=16, soft=True, unwind=False)
             ch.soft_sent = True
     except asyncio.CancelledError:
         target = ch.redirect_to
@@ -40,7 +40,7 @@ async def run_dialplan(engine: Engine, ch: Channel, priority: int | str = 1) -> 
         if ch.cause == 0 and not ch.hangup_requested:  # no such extension: gone at once, no h, cause 0
             ch.task = None
             apps = [a.name for a in engine.router.apps.values() if ch.id in a.channels]
-            engine.destroy(ch)
+            engine.channel_ops.destroy(ch)
             if ch.appdial and ch.saved_app:
                 ch.app_name, ch.app_data = ch.saved_app
                 event = {"type": "ChannelDialplan", "timestamp": ari_time(), "dialplan_app": ch.app_name,
@@ -62,23 +62,23 @@ async def run_application(engine: Engine, ch: Channel, app: str, data: str) -> N
     ch.task = None
     if not ch.destroyed:
         ch.hangup_requested = True
-        engine.destroy(ch)
+        engine.channel_ops.destroy(ch)
 
 
 async def _finish(engine: Engine, ch: Channel) -> None:
     if ch.destroyed:
         return
     if ch.stasis_app is not None:
-        engine.leave_stasis(ch)
+        engine.channel_ops.leave_stasis(ch)
     if ch.continued:  # continued out of an originate's Stasis: no h, no second request
         ch.task = None
-        engine.destroy(ch)
+        engine.channel_ops.destroy(ch)
         return
     if not ch.soft_sent:
         ch.soft_sent = True
         engine.channel_event(ch, "ChannelHangupRequest", pre={"cause": 16, "soft": True})
         if ch.tech == "PJSIP" and ch.state == "Up":  # capture sip-dial-redirect: a Dial() caller whose bridge
-            engine.rtp_stats(ch)                     # dissolved reports RTP stats after its soft hang-up
+            engine.channel_ops.rtp_stats(ch)                     # dissolved reports RTP stats after its soft hang-up
     ch.hangup_requested = True
     # Real Asterisk (issue 11): the ARI events of a hangup handler (its ChannelDialplan steps, ChannelVarsets,
     # then ChannelDestroyed) can reach the websocket after AMI already sent the channel's Hangup. Held back
@@ -91,7 +91,7 @@ async def _finish(engine: Engine, ch: Channel) -> None:
     await _run_h(engine, ch)
     ch.task = None
     apps = [a.name for a in engine.router.apps.values() if ch.id in a.channels or a.subscribe_all]
-    engine.destroy(ch)
+    engine.channel_ops.destroy(ch)
     if held:
         engine.spawn(_release_later(engine, ch.id, lag))
     if ch.appdial and ch.half == 1:  # the originated ;1 falls back to its AppDial2 snapshot (16, 12)
@@ -161,7 +161,7 @@ async def _execute(engine: Engine, ch: Channel, start: int | str) -> None:
             ch.goto_published = None  # Asterisk's cep_equal: no second event
             ch.app_name, ch.app_data = prio.app, data
         else:
-            engine.dialplan_step(ch, prio.app, data)
+            engine.channel_ops.dialplan_step(ch, prio.app, data)
         app = APPS.get(prio.app.lower())
         try:
             if app is None:
@@ -185,29 +185,29 @@ async def app_noop(engine: Engine, ch: Channel, data: str) -> None:
 async def app_answer(engine: Engine, ch: Channel, data: str) -> None:
     """Answer(); the next priority runs about 0.5 s later, as in every capture."""
     if ch.state != "Up":
-        engine.answer(ch)
+        engine.channel_ops.answer(ch)
         await engine.sleep(0.5)
 
 
 async def app_ringing(engine: Engine, ch: Channel, data: str) -> None:
-    engine.ring(ch)
+    engine.channel_ops.ring(ch)
 
 
 async def app_hangup(engine: Engine, ch: Channel, data: str) -> None:
     cause = int(data) if data.strip().isdigit() else 16
-    engine.request_hangup(ch, cause=cause, event_cause=cause, soft=True, unwind=False)
+    engine.channel_ops.request_hangup(ch, cause=cause, event_cause=cause, soft=True, unwind=False)
     ch.soft_sent = True
     raise Stop
 
 
 async def app_busy(engine: Engine, ch: Channel, data: str) -> None:
-    engine.request_hangup(ch, cause=17, event_cause=17, soft=True, unwind=False)
+    engine.channel_ops.request_hangup(ch, cause=17, event_cause=17, soft=True, unwind=False)
     ch.soft_sent = True
     raise Stop
 
 
 async def app_congestion(engine: Engine, ch: Channel, data: str) -> None:
-    engine.request_hangup(ch, cause=34, event_cause=34, soft=True, unwind=False)
+    engine.channel_ops.request_hangup(ch, cause=34, event_cause=34, soft=True, unwind=False)
     ch.soft_sent = True
     raise Stop
 
@@ -307,7 +307,7 @@ async def app_stasis(engine: Engine, ch: Channel, data: str) -> None:
     if not engine.router.registered(app):
         engine.set_var(ch, "STASISSTATUS", "FAILED")
         return
-    engine.enter_stasis(ch, app, args[1:])
+    engine.channel_ops.enter_stasis(ch, app, args[1:])
     await engine.wait_stasis(ch)
 
 

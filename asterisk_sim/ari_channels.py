@@ -78,13 +78,13 @@ async def hangup(sim: Simulator, path: P, p: P) -> Any:
         if p["reason"] not in REASONS:
             raise AriError(400, "Invalid reason for hangup reason provided")
         cause = REASONS[p["reason"]]
-    eng.request_hangup(ch, cause=cause, event_cause=32, soft=True)
+    eng.channel_ops.request_hangup(ch, cause=cause, event_cause=32, soft=True)
     return None
 
 
 @ari("POST", "/channels/{id}/answer")
 async def answer(sim: Simulator, path: P, p: P) -> Any:
-    sim.engine.answer(_stasis(sim.engine, path["id"]))
+    sim.engine.channel_ops.answer(_stasis(sim.engine, path["id"]))
 
 
 @ari("POST", "/channels/{id}/ring")
@@ -273,7 +273,7 @@ def _snoop(sim: Simulator, cid: str, p: P, snoop_id: str | None) -> Any:
         eng.leaked += 1  # Asterisk leaks the half-made snoop channel here; it delays a later restart (15b)
         raise AriError(500, "Snoop channel could not be created")
     args = str(p.get("appArgs", "")).split(",") if p.get("appArgs") else []
-    return eng.create_snoop(target, spy, whisper, str(p["app"]), args, snoop_id).json()
+    return eng.channel_ops.create_snoop(target, spy, whisper, str(p["app"]), args, snoop_id).json()
 
 
 @ari("GET", "/channels/{id}/variable")

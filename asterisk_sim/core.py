@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from asterisk_sim.ari_events import EventRouter
-from asterisk_sim.model import Bridge, Channel, Counters
+from asterisk_sim.model import Bridge, Channel, Counters, OutgoingInfo
 
 
 @dataclass
@@ -60,7 +60,13 @@ class EngineCore(Protocol):
     def set_var(self, ch: Channel, name: str, value: str, emit: bool = True) -> None:
         """Set a channel variable; ``emit`` publishes its ChannelVarset."""
 
-    # ---- registry
+    def dial_event(self, peer: Channel, status: str, info: OutgoingInfo | None) -> None:
+        """ARI's Dial event for an outgoing channel (none for one nobody dialled)."""
+
+    # ---- registry and device state
     def bridge_members(self, bridge: Bridge) -> list[Channel]:
         """The live channels of ``bridge``, in the order they entered."""
         ...
+
+    def update_device_state(self, ch: Channel) -> None:
+        """Recompute the device state ``ch`` belongs to (a PJSIP endpoint, a Local exten) after it changed."""

@@ -31,7 +31,7 @@ async def dial(engine: Engine, caller: Channel, args: list[str]) -> None:
             continue
         leg.connected_name, leg.connected_number = caller.caller_name, caller.caller_number
         leg.appdial = True
-        engine.dialplan_step(leg, "AppDial", "(Outgoing Line)")
+        engine.channel_ops.dialplan_step(leg, "AppDial", "(Outgoing Line)")
         leg.caller_name, leg.caller_number = caller.caller_name, caller.exten
         engine.channel_event(leg, "ChannelCallerId", post={
             "caller_presentation": 0, "caller_presentation_txt": "Presentation Allowed, Not Screened"})
@@ -58,23 +58,23 @@ async def dial(engine: Engine, caller: Channel, args: list[str]) -> None:
                 if redirected:  # AMI Redirect of the caller (a pickup): Dial hangs its ringing callees up directly,
                     leg.hangup_requested = True  # no HangupRequest, destroyed with 16 (capture sip-dial-pickup)
                     leg.cause = 16
-                    engine.unwind(leg)
+                    engine.channel_ops.unwind(leg)
                 else:
-                    engine.request_hangup(leg, cause=16, soft=False)
+                    engine.channel_ops.request_hangup(leg, cause=16, soft=False)
         engine.set_var(caller, "DIALSTATUS", "CANCEL")
         raise
     for leg in legs:
         if leg is not winner and not leg.hangup_requested:
-            engine.request_hangup(leg, cause=26 if winner else 16, soft=False)
+            engine.channel_ops.request_hangup(leg, cause=26 if winner else 16, soft=False)
     if winner is None:
         for leg in legs:
             engine.dial_event(leg, status, leg.outgoing)
         engine.set_var(caller, "DIALSTATUS", status)
         return
     engine.dial_event(winner, "ANSWER", winner.outgoing)
-    engine.answer(caller)
+    engine.channel_ops.answer(caller)
     winner.exten = ""
-    engine.dialplan_step(winner, "AppDial", "(Outgoing Line)")
+    engine.channel_ops.dialplan_step(winner, "AppDial", "(Outgoing Line)")
     await _bridged(engine, caller, winner, float(limit.group(1)) if limit else None)
 
 
@@ -124,8 +124,8 @@ async def _bridged(engine: Engine, caller: Channel, callee: Channel, limit: floa
             if callee.tech == "PJSIP" and callee.state == "Up":  # chan_pjsip's RTP stats, once out of the bridge
                 if callee.bridge_id and callee.bridge_id in engine.bridges:  # (sip-dial-redirect)
                     engine.bridge_ops.remove(engine.bridges[callee.bridge_id], callee)
-                engine.rtp_stats(callee)
-            engine.unwind(callee)
+                engine.channel_ops.rtp_stats(callee)
+            engine.channel_ops.unwind(callee)
         with contextlib.suppress(Exception):
             if caller.bridge_id == bridge.id:
                 engine.bridge_ops.remove(bridge, caller)
@@ -141,4 +141,4 @@ async def _limit(engine: Engine, caller: Channel, seconds: float) -> None:
     if not caller.hangup_requested:  # S(n): the bridge ends; the soft hang-up shows when Dial() returns
         caller.hangup_requested = True
         caller.cause = 16
-        engine.unwind(caller)
+        engine.channel_ops.unwind(caller)

@@ -34,7 +34,7 @@ class CallPolicy:
     call_waiting: bool = True  # False: a phone already on a call answers 486 Busy Here (cause 17)
 
 
-class Engine(ChannelOps, StasisOps):
+class Engine(StasisOps):
     """All state of one simulated Asterisk run (a restart builds a new one)."""
 
     def __init__(self, config: EngineConfig) -> None:
@@ -50,12 +50,12 @@ class Engine(ChannelOps, StasisOps):
         self.policies: dict[str, CallPolicy] = {}
         self.listeners: list[Listener] = []
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.snoop_counter = 0
         self.device_states: dict[str, str] = {}
         self.invite_headers: dict[str, dict[str, str]] = {}
         self.leaked = 0  # channels Asterisk would leak (duplicate snoopId, README observation 34)
         self.media_ops = MediaOps(self)
         self.bridge_ops = BridgeOps(self, self.media_ops)
+        self.channel_ops = ChannelOps(self, self.bridge_ops, self.media_ops)
 
     # ---- plumbing
     def new_uuid(self) -> str:
@@ -75,17 +75,26 @@ class Engine(ChannelOps, StasisOps):
         for listener in list(self.listeners):
             listener(etype, obj, extra or {})
 
-    def bridge_members(self, bridge: Bridge) -> list[Channel]:
-        return [self.channels[c] for c in bridge.channels if c in self.channels]
-
     def audio_changed(self) -> None:
         self.notify("AudioChanged", None)
 
-    def on_destroyed(self, ch: Channel) -> None:
-        self.update_device_state(ch)
-        if ch.tech == "Snoop" and ch.snoop_target in self.channels:
-            self.bridge_ops.reemit_bridgepeer_of(self.channels[ch.snoop_target], 1 if ch.whisper == "none" else 2)
-        self.audio_changed()
+    def channel_event(self, ch: Channel, etype: str, pre: dict[str, Any] | None = None,
+                      post: dict[str, Any] | None = None, extra_ids: tuple[str, ...] = ()) -> None:
+        event: dict[str, Any] = dict(pre or {})
+        event["type"] = etype
+        event["timestamp"] = ari_time()
+        event.update(post or {})
+        event["channel"] = ch.json()
+        self.router.publish(event, channel_ids=(ch.id, *extra_ids))
+        self.notify(etype, ch, event)
+
+    def set_var(self, ch: Channel, name: str, value: str, emit: bool = True) -> None:
+        ch.variables[name] = value
+        if emit:
+            self.channel_event(ch, "ChannelVarset", pre={"variable": name, "value": value})
+
+    def bridge_members(self, bridge: Bridge) -> list[Channel]:
+        return [self.channels[c] for c in bridge.channels if c in self.channels]
 
     async def shutdown(self) -> None:
         for task in list(self.tasks):
@@ -158,7 +167,7 @@ class Engine(ChannelOps, StasisOps):
         if tech == "Local":
             exten, _, context = resource.partition("@")
             context = context.split("/", 1)[0] or "default"
-            return self.new_local_pair(exten, context, channel_id, other_id, linkedid)
+            return self.channel_ops.new_local_pair(exten, context, channel_id, other_id, linkedid)
         if tech == "PJSIP":
             target, _, host = resource.partition("@")
             if host:
@@ -168,7 +177,7 @@ class Engine(ChannelOps, StasisOps):
             ep = self.endpoints.get(f"PJSIP/{ep_name}")
             if ep is None or (ep.state != "online" and not self.is_trunk(ep_name)):
                 raise LookupError(tech_resource)  # no contact: chan_pjsip cannot make the channel (CHANUNAVAIL)
-            ch = self.new_channel("PJSIP", ep_name, channel_id, linkedid)
+            ch = self.channel_ops.new_channel("PJSIP", ep_name, channel_id, linkedid)
             ch.party = party
             ch.exten = party if host else "s"
             ch.appdial = True
@@ -189,7 +198,7 @@ class Engine(ChannelOps, StasisOps):
         policy = self.policies.get(key, CallPolicy())
         if ep is None or (ep.state != "online" and not self.is_trunk(ch.resource)):
             await self.sleep(0.01)
-            self.request_hangup(ch, cause=20, soft=False)
+            self.channel_ops.request_hangup(ch, cause=20, soft=False)
             return
         self.invite_headers[key] = {name[len("PJSIP_HEADER(add,"):-1]: value for name, value in ch.variables.items()
                                     if name.startswith("PJSIP_HEADER(add,")}
@@ -197,29 +206,24 @@ class Engine(ChannelOps, StasisOps):
                 c is not ch and c.tech == "PJSIP" and c.party == ch.party and not c.destroyed
                 for c in self.channels.values()):
             await self.sleep(0.01)
-            self.request_hangup(ch, cause=17, soft=False)
+            self.channel_ops.request_hangup(ch, cause=17, soft=False)
             return
         await self.sleep(policy.ring_after)
         if ch.hangup_requested:
             return
         if policy.sends_ringing:
-            self.ring(ch)
+            self.channel_ops.ring(ch)
             self.update_device_state(ch)
         if policy.reject:
             await self.sleep(0.05)
-            self.request_hangup(ch, cause=policy.reject_cause, soft=False)
+            self.channel_ops.request_hangup(ch, cause=policy.reject_cause, soft=False)
             return
         if policy.answer_after is None:
             return
         await self.sleep(policy.answer_after)
         if not ch.hangup_requested:
-            self.answer(ch)
+            self.channel_ops.answer(ch)
             self.update_device_state(ch)
-
-    def ringing_waiters(self, ch: Channel) -> None:
-        info: OutgoingInfo | None = ch.outgoing
-        if info is not None:
-            self.dial_event(ch, "RINGING", info)
 
     def dial_event(self, peer: Channel, status: str, info: OutgoingInfo | None) -> None:
         """ARI's Dial event for an outgoing channel (one nobody dialled, ``info`` None, has none)."""

@@ -141,14 +141,14 @@ class AgiSession:
         await handler(args)
 
     async def cmd_answer(self, args: list[str]) -> None:
-        self.engine.answer(self.ch)
+        self.engine.channel_ops.answer(self.ch)
         self.send("200 result=0\n")
 
     async def cmd_hangup(self, args: list[str]) -> None:
         self.send("200 result=1\n")
         if not self.dead:
             self.status = "HANGUP"
-            self.engine.request_hangup(self.ch, cause=16, soft=True, unwind=False)
+            self.engine.channel_ops.request_hangup(self.ch, cause=16, soft=True, unwind=False)
             self.ch.soft_sent = True
             self.mark_dead()
 

@@ -91,7 +91,7 @@ def _apply_vars(engine: Engine, chans: list[Channel], evented: Channel | None, v
         name, number = parse_callerid(callerid)
         for ch in chans:
             if evented is None or ch is evented:
-                engine.set_caller(ch, name, number)
+                engine.channel_ops.set_caller(ch, name, number)
             else:
                 ch.caller_name = ch.connected_name = name
                 ch.caller_number = ch.connected_number = number
@@ -104,7 +104,7 @@ def originate(engine: Engine, p: dict[str, Any]) -> Channel:
     ch, other = _create(engine, endpoint, p)
     app = p.get("app") or None
     if other is not None:
-        engine.dialplan_step(ch, "AppDial2", "(Outgoing Line)")  # seen only by subscribeAll apps (14)
+        engine.channel_ops.dialplan_step(ch, "AppDial2", "(Outgoing Line)")  # seen only by subscribeAll apps (14)
     if app and other is not None:
         engine.router.subscribe_channel(app, other.id)
         other.sticky_app = app
@@ -131,8 +131,8 @@ async def _vanish(engine: Engine, ch: Channel, other: Channel) -> None:
     for leg in (ch, other):
         leg.cause = 0
         leg.hangup_requested = True
-    engine.destroy(ch)
-    engine.destroy(other)
+    engine.channel_ops.destroy(ch)
+    engine.channel_ops.destroy(other)
 
 
 async def _after_originate(engine: Engine, ch: Channel, other: Channel | None, app: str | None, args: list[str],
@@ -141,18 +141,18 @@ async def _after_originate(engine: Engine, ch: Channel, other: Channel | None, a
     if status != "ANSWER":
         if not ch.hangup_requested:
             if other is not None and not other.hangup_requested:
-                engine.request_hangup(other, cause=19, soft=False)
+                engine.channel_ops.request_hangup(other, cause=19, soft=False)
             ch.cause = 19
             ch.hangup_requested = True
-            engine.destroy(ch)
+            engine.channel_ops.destroy(ch)
         return
     engine.dial_event(ch, "ANSWER", ch.outgoing)
     ch.outgoing = None
     if app:
         if engine.router.registered(app):
-            engine.enter_stasis(ch, app, args)
+            engine.channel_ops.enter_stasis(ch, app, args)
         else:
-            engine.request_hangup(ch, cause=16, soft=False)
+            engine.channel_ops.request_hangup(ch, cause=16, soft=False)
         return
     if p.get("__app__"):  # AMI Originate with Application/Data: the app runs directly, no dialplan
         ch.task = asyncio.get_running_loop().create_task(run_application(engine, ch, *p["__app__"]))
@@ -181,7 +181,7 @@ def create(engine: Engine, p: dict[str, Any]) -> Channel:
         if delay > 0:  # real Asterisk: StasisStart comes after the reply; /dial before it is 409 (issue 11)
             engine.spawn(_enter_stasis_later(engine, ch, app, args, delay))
         else:
-            engine.enter_stasis(ch, app, args, dialplan_event=True)
+            engine.channel_ops.enter_stasis(ch, app, args, dialplan_event=True)
     elif other is not None:
         engine.spawn(_vanish(engine, ch, other))  # nothing to hold it: it silently goes away (09, 16)
     return ch
@@ -190,7 +190,7 @@ def create(engine: Engine, p: dict[str, Any]) -> Channel:
 async def _enter_stasis_later(engine: Engine, ch: Channel, app: str, args: list[str], delay: float) -> None:
     await asyncio.sleep(delay)
     if not ch.destroyed and not ch.hangup_requested and ch.stasis_app is None:
-        engine.enter_stasis(ch, app, args, dialplan_event=True)
+        engine.channel_ops.enter_stasis(ch, app, args, dialplan_event=True)
 
 
 def dial(engine: Engine, ch: Channel, p: dict[str, Any]) -> None:
@@ -211,4 +211,4 @@ async def _after_dial(engine: Engine, ch: Channel, timeout: float) -> None:
         ch.outgoing = None
         return
     if not ch.hangup_requested:
-        engine.request_hangup(ch, cause=19, event_cause=32, soft=True)
+        engine.channel_ops.request_hangup(ch, cause=19, event_cause=32, soft=True)

@@ -72,14 +72,14 @@ class Party:
     async def answer(self) -> None:
         """Pick up the ringing call now (whatever the policy)."""
         ch = self._active()
-        self.engine.answer(ch)
+        self.engine.channel_ops.answer(ch)
         self.engine.update_device_state(ch)
 
     async def hangup(self) -> None:
         """The device hangs up (BYE): cause 16 at the end, not a soft hang-up; chan_pjsip's ChannelHangupRequest
         for a BYE carries no cause at all (capture sip-queue)."""
         for ch in self.channels():
-            self.engine.request_hangup(ch, cause=16, soft=False, report_cause=ch.tech != "PJSIP")
+            self.engine.channel_ops.request_hangup(ch, cause=16, soft=False, report_cause=ch.tech != "PJSIP")
 
     async def hold(self, musicclass: str = "default") -> None:
         """A SIP re-INVITE hold (sendonly): the channel is on hold and chan_pjsip queues ChannelHold."""
@@ -168,7 +168,7 @@ class Phone(Party):
     async def dial(self, number: str) -> str:
         """Place a call: a ``PJSIP/<ext>-N`` channel runs ``number`` in this phone's context. Returns its id."""
         eng = self.engine
-        ch = eng.new_channel("PJSIP", self.ext)
+        ch = eng.channel_ops.new_channel("PJSIP", self.ext)
         ch.party = self.ext
         ch.caller_name, ch.caller_number = self.display_name, self.ext
         ch.state = "Ring"
@@ -188,7 +188,7 @@ class Customer(Party):
 
     async def call(self, did: str, context: str = "from-trunk", caller_name: str = "") -> str:
         eng = self.engine
-        ch = eng.new_channel("PJSIP", self.sim.config.trunk or "trunk")
+        ch = eng.channel_ops.new_channel("PJSIP", self.sim.config.trunk or "trunk")
         ch.party = self.number
         ch.caller_name, ch.caller_number = caller_name, self.number
         ch.state = "Ring"

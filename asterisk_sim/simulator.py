@@ -159,10 +159,10 @@ class Simulator:
             eng.router.release(channel_id)
         chans = list(eng.channels.values())
         for ch in chans:  # every channel is soft-hung-up with AST_CAUSE 4 first, then they unwind (15)
-            eng.request_hangup(ch, cause=0, event_cause=4, soft=True, unwind=False)
+            eng.channel_ops.request_hangup(ch, cause=0, event_cause=4, soft=True, unwind=False)
         for ch in chans:
             if not ch.destroyed:
-                eng.unwind(ch)
+                eng.channel_ops.unwind(ch)
         if eng.leaked:  # 15b: a leaked snoop channel makes `core restart now` wait SHUTDOWN_TIMEOUT (15 s)
             await asyncio.sleep(15.0 * scale)
         await asyncio.sleep(0.01)

@@ -34,7 +34,7 @@ class StasisOps:
                              priority: int | str | None) -> None:
         ch.continue_to = (context, exten, priority)
         in_dialplan = ch.task is not None and not ch.task.done()
-        self.leave_stasis(ch, continuing=True)
+        self.channel_ops.leave_stasis(ch, continuing=True)
         if in_dialplan:
             return
         ch.continue_to = None

@@ -32,7 +32,7 @@ async def _in_process(sim: Simulator, calls: int) -> float:
         assert two is not None, "a Local channel always has a ;2 half"
         eng.start_outgoing(one, two)
         await one.answered.wait()
-        eng.request_hangup(one, cause=16, event_cause=32, soft=True)
+        eng.channel_ops.request_hangup(one, cause=16, event_cause=32, soft=True)
         await two.gone.wait()
     return calls / (time.perf_counter() - started)
 
