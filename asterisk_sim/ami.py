@@ -311,7 +311,8 @@ class AmiServer:
             s.send(render([("Response", "Error"), *head, ("Message", "Channel specified does not exist")]))
             return
         s.send(render([("Response", "Success"), *head, ("Message", "Redirect successful")]))
-        self.sim.engine.redirect_to(ch, get_ci(msg, "Context"), get_ci(msg, "Exten"), get_ci(msg, "Priority", "1"))
+        self.sim.engine.stasis_ops.redirect_to(ch, get_ci(msg, "Context"), get_ci(msg, "Exten"),
+                                               get_ci(msg, "Priority", "1"))
 
     def act_command(self, s: AmiSession, msg: dict[str, str], head: list[tuple[str, str]]) -> None:
         command = get_ci(msg, "Command")

@@ -308,7 +308,7 @@ async def app_stasis(engine: Engine, ch: Channel, data: str) -> None:
         engine.set_var(ch, "STASISSTATUS", "FAILED")
         return
     engine.channel_ops.enter_stasis(ch, app, args[1:])
-    await engine.wait_stasis(ch)
+    await engine.stasis_ops.wait_stasis(ch)
 
 
 async def app_agi(engine: Engine, ch: Channel, data: str) -> None:

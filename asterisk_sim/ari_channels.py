@@ -110,7 +110,7 @@ async def continue_(sim: Simulator, path: P, p: P) -> Any:
     ch = _stasis(eng, path["id"])
     context, exten = p.get("context") or None, p.get("extension") or None
     prio: int | str | None = int(p["priority"]) if str(p.get("priority", "")).isdigit() else (p.get("label") or None)
-    eng.continue_in_dialplan(ch, context, exten, prio)
+    eng.stasis_ops.continue_in_dialplan(ch, context, exten, prio)
 
 
 @ari("POST", "/channels/{id}/move")
@@ -121,7 +121,7 @@ async def move(sim: Simulator, path: P, p: P) -> Any:
     if not app:
         raise AriError(400, "Required parameter 'app' not provided.")
     args = str(p.get("appArgs", "")).split(",") if p.get("appArgs") else []
-    eng.move_channel(ch, app, args)
+    eng.stasis_ops.move_channel(ch, app, args)
 
 
 @ari("POST", "/channels/{id}/redirect")
@@ -133,7 +133,7 @@ async def redirect(sim: Simulator, path: P, p: P) -> Any:
     tech = str(endpoint).split("/", 1)[0]
     if tech != ch.tech:
         raise AriError(422, f"Endpoint technology '{tech}' does not match channel technology '{ch.tech}'")
-    sim.engine.redirect(ch, str(endpoint))
+    sim.engine.stasis_ops.redirect(ch, str(endpoint))
 
 
 @ari("POST", "/channels/{id}/hold")
@@ -282,7 +282,7 @@ async def get_var(sim: Simulator, path: P, p: P) -> Any:
     if not p.get("variable"):
         raise AriError(400, "Variable name is required")
     ch = _chan(eng, path["id"], "Provided channel was not found")
-    return {"value": eng.read_variable(ch, str(p["variable"]))}
+    return {"value": eng.stasis_ops.read_variable(ch, str(p["variable"]))}
 
 
 @ari("POST", "/channels/{id}/variable")
@@ -293,7 +293,8 @@ async def set_var(sim: Simulator, path: P, p: P) -> Any:
         raise AriError(400, "Variable name is required")
     if ch.stasis_app is None:
         raise AriError(409, "Channel not in Stasis application")
-    eng.write_variable(ch, str(p["variable"]), p.get("value"), str(p.get("report_events", "")).lower() == "true")
+    report = str(p.get("report_events", "")).lower() == "true"
+    eng.stasis_ops.write_variable(ch, str(p["variable"]), p.get("value"), report)
 
 
 @ari("GET", "/channels/{id}/variables")
@@ -301,7 +302,7 @@ async def get_vars(sim: Simulator, path: P, p: P) -> Any:
     eng = sim.engine
     ch = _chan(eng, path["id"], "Provided channel was not found")
     names = [n for n in str(p.get("variables", "")).split(",") if n]
-    return {"variables": {n: eng.read_variable(ch, n) for n in names}}
+    return {"variables": {n: eng.stasis_ops.read_variable(ch, n) for n in names}}
 
 
 @ari("POST", "/channels/{id}/variables")
@@ -309,4 +310,4 @@ async def set_vars(sim: Simulator, path: P, p: P) -> Any:
     eng = sim.engine
     ch = _stasis(eng, path["id"])
     for name, value, report in orig.parse_variables(p.get("variables")):
-        eng.write_variable(ch, name, value, report)
+        eng.stasis_ops.write_variable(ch, name, value, report)

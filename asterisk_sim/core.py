@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from asterisk_sim.ari_events import EventRouter
+from asterisk_sim.dialplan import Dialplan
 from asterisk_sim.model import Bridge, Channel, Counters, OutgoingInfo
 
 
@@ -36,6 +37,8 @@ class EngineCore(Protocol):
     config: EngineConfig
     counters: Counters
     router: EventRouter
+    dialplan: Dialplan
+    globals: dict[str, str]
     channels: dict[str, Channel]
     bridges: dict[str, Bridge]
 
@@ -70,3 +73,8 @@ class EngineCore(Protocol):
 
     def update_device_state(self, ch: Channel) -> None:
         """Recompute the device state ``ch`` belongs to (a PJSIP endpoint, a Local exten) after it changed."""
+
+    # ---- the dialplan
+    def start_dialplan(self, ch: Channel, context: str | None = None, exten: str | None = None,
+                       priority: int | str = 1) -> None:
+        """Run ``ch`` through the dialplan (from ``context,exten,priority`` when given) as a task of its own."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from asterisk_sim.core import EngineCore
 from asterisk_sim.expr import split_args
 from asterisk_sim.model import Channel
 
@@ -29,7 +30,7 @@ App = Callable[["Engine", Channel, str], Awaitable[None]]
 APPS: dict[str, App] = {}  # filled at import by asterisk_sim.apps (and asterisk_sim.gosub)
 
 
-def lookup_for(engine: Engine, ch: Channel) -> Callable[[str], str]:
+def lookup_for(engine: EngineCore, ch: Channel) -> Callable[[str], str]:
     def lookup(name: str) -> str:
         builtin = {
             "EXTEN": ch.exten, "CONTEXT": ch.context, "PRIORITY": str(ch.priority), "CHANNEL": ch.name,

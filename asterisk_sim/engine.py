@@ -34,7 +34,7 @@ class CallPolicy:
     call_waiting: bool = True  # False: a phone already on a call answers 486 Busy Here (cause 17)
 
 
-class Engine(StasisOps):
+class Engine:
     """All state of one simulated Asterisk run (a restart builds a new one)."""
 
     def __init__(self, config: EngineConfig) -> None:
@@ -56,6 +56,7 @@ class Engine(StasisOps):
         self.media_ops = MediaOps(self)
         self.bridge_ops = BridgeOps(self, self.media_ops)
         self.channel_ops = ChannelOps(self, self.bridge_ops, self.media_ops)
+        self.stasis_ops = StasisOps(self, self.channel_ops, self.bridge_ops)
 
     # ---- plumbing
     def new_uuid(self) -> str:
