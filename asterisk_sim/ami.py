@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 from asterisk_sim import ami_format as fmt
 from asterisk_sim.ami_format import get_ci, render
 from asterisk_sim.dialplan_flow import lookup_for
+from asterisk_sim.errors import AriError
 from asterisk_sim.model import Channel
+from asterisk_sim.originate import originate
 
 if TYPE_CHECKING:
     from asterisk_sim.engine import Engine
@@ -369,9 +371,6 @@ class AmiServer:
         self.sim.engine.spawn(self._originate(msg, head))
 
     async def _originate(self, msg: dict[str, str], head: list[tuple[str, str]]) -> None:
-        from asterisk_sim.errors import AriError
-        from asterisk_sim.originate import originate
-
         eng = self.sim.engine
         variables = dict(v.split("=", 1) for v in get_ci(msg, "Variable").split(",") if "=" in v)
         params: dict[str, Any] = {"endpoint": get_ci(msg, "Channel"), "callerId": get_ci(msg, "CallerID"),

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from asterisk_sim.ari_resources import ari
 from asterisk_sim.errors import AriError
-from asterisk_sim.media import FORMATS
+from asterisk_sim.media import FORMATS, Playback, Recording
 
 if TYPE_CHECKING:
     from asterisk_sim.simulator import Simulator
@@ -38,7 +38,7 @@ def start_recording(sim: Simulator, target_uri: str, p: P) -> Any:
     return 201, reply
 
 
-def _live(sim: Simulator, name: str) -> Any:
+def _live(sim: Simulator, name: str) -> Recording:
     rec = sim.engine.media_ops.live_recordings.get(name)
     if rec is None:
         raise AriError(404, "Recording not found")
@@ -152,7 +152,7 @@ async def stored_copy(sim: Simulator, path: P, p: P) -> Any:
 
 # ---------------------------------------------------------------------------- playbacks
 
-def _playback(sim: Simulator, pid: str) -> Any:
+def _playback(sim: Simulator, pid: str) -> Playback:
     pb = sim.engine.media_ops.playbacks.get(pid)
     if pb is None:
         raise AriError(404, "Playback not found")

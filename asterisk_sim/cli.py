@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from asterisk_sim.dialplan import DialplanSyntaxError, parse_extensions_conf
+from asterisk_sim.scenario import ScenarioDriver, parse_scenario
 from asterisk_sim.simulator import SimConfig, Simulator
 
 
@@ -67,8 +68,6 @@ async def run(args: argparse.Namespace) -> int:
     async with Simulator(config) as sim:
         driver = None
         if args.scenario:
-            from asterisk_sim.scenario import ScenarioDriver, parse_scenario
-
             driver = ScenarioDriver(sim, parse_scenario(args.scenario), context=args.scenario_context)
             driver.start()
         print(f"ari={sim.ari_url} ami_port={sim.ami_port}", file=sys.stderr, flush=True)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def _sim(request: web.Request) -> Simulator:
-    return request.app[SIM_KEY]  # type: ignore[no-any-return]
+    return request.app[SIM_KEY]
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

@@ -6,9 +6,12 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from asterisk_sim.simulator import Simulator
 
 ENTITY_ID = "02:fc:00:00:00:01"
 VERSION = "22.10.1"
@@ -208,7 +211,7 @@ class Counters:
         return f"{n:08x}"
 
 # The aiohttp application key under which the Simulator is stored.
-SIM_KEY: web.AppKey[Any] = web.AppKey("sim", object)
+SIM_KEY: web.AppKey[Simulator] = web.AppKey("sim")
 
 
 @dataclass

@@ -11,9 +11,14 @@ from typing import Any
 from aiohttp import web
 
 from asterisk_sim import ari_rest
+from asterisk_sim.ami import AmiServer
 from asterisk_sim.ari_apps import events_ws
+from asterisk_sim.ari_events import Connection
 from asterisk_sim.audio import who_hears_whom
-from asterisk_sim.engine import Engine, EngineConfig
+from asterisk_sim.control import add_control_routes
+from asterisk_sim.core import EngineConfig
+from asterisk_sim.engine import Engine
+from asterisk_sim.fastagi import run_agi
 from asterisk_sim.model import SIM_KEY, Endpoint
 from asterisk_sim.phones import Customer, Phone
 
@@ -56,13 +61,13 @@ class Simulator:
         self.engine = self._new_engine()
         self.phase = "up"
         self.started_at = time.time()
-        self.connections: set[tuple[Any, web.WebSocketResponse]] = set()
+        self.connections: set[tuple[Connection, web.WebSocketResponse]] = set()
         self._phones: dict[str, Phone] = {}
         self._customers: dict[str, Customer] = {}
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self.ari_port = 0
-        self.ami: Any = None
+        self.ami: AmiServer | None = None
         self.ami_port = 0
 
     def _new_engine(self) -> Engine:
@@ -88,8 +93,6 @@ class Simulator:
         await self.stop()
 
     def _make_app(self) -> web.Application:
-        from asterisk_sim.control import add_control_routes
-
         ari_rest.register_all()
         app = web.Application()
         app[SIM_KEY] = self
@@ -104,8 +107,6 @@ class Simulator:
         await self._runner.setup()
         await self._bind(self.config.ari_port)
         if self.config.ami_port is not None:
-            from asterisk_sim.ami import AmiServer
-
             self.ami = AmiServer(self)
             self.ami_port = await self.ami.start(self.config.host, self.config.ami_port)
         for ext in self.config.phones:
@@ -213,8 +214,6 @@ class Simulator:
 
     async def run_agi_on(self, channel_id: str, url: str, args: list[str] | None = None) -> str:
         """Run ``AGI(url,args...)`` on a live channel (as the dialplan would) and return AGISTATUS."""
-        from asterisk_sim.fastagi import run_agi
-
         ch = self.engine.channels[channel_id]
         return await run_agi(self.engine, ch, [url, *(args or [])])
 
