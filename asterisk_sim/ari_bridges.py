@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from asterisk_sim.ari_media import start_recording
 from asterisk_sim.ari_resources import ari
 from asterisk_sim.errors import AriError
-from asterisk_sim.model import Bridge
+from asterisk_sim.model import Bridge, Channel
 
 if TYPE_CHECKING:
     from asterisk_sim.simulator import Simulator
@@ -60,7 +60,7 @@ async def destroy_bridge(sim: Simulator, path: P, p: P) -> Any:
     sim.engine.bridge_ops.destroy(_bridge(sim, path["id"]))
 
 
-def _channels_param(sim: Simulator, p: P) -> list[Any]:
+def _channels_param(sim: Simulator, p: P) -> list[Channel]:
     if not p.get("channel"):
         raise AriError(400, "Missing parameter channel")
     chans = []

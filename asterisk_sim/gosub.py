@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from asterisk_sim.dialplan_flow import APPS, Goto, Stop, goto_target, split_target
 from asterisk_sim.model import Channel
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 async def app_gosub(engine: Engine, ch: Channel, data: str) -> None:
     target_text, args = split_target(data.strip())
-    stack: list[Any] = ch.gosub_stack
+    stack = ch.gosub_stack
     saved = {k: v for k, v in ch.variables.items() if k.startswith("ARG") and k[3:].isdigit()}
     stack.append((ch.context, ch.exten, ch.priority + 1, saved))
     ch.gosub_stack = stack
@@ -25,7 +25,7 @@ async def app_gosub(engine: Engine, ch: Channel, data: str) -> None:
 
 
 async def app_return(engine: Engine, ch: Channel, data: str) -> None:
-    stack: list[Any] = ch.gosub_stack
+    stack = ch.gosub_stack
     ch.variables["GOSUB_RETVAL"] = data
     frame = stack.pop() if stack else None
     if frame is None:

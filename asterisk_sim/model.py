@@ -54,6 +54,10 @@ def ari_time(ts: float | None = None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
 
 
+# where a Gosub() returns to: context, exten, priority, and the caller's ${ARGn} it hid
+GosubFrame = tuple[str, str, int, dict[str, str]]
+
+
 @dataclass
 class Channel:
     id: str
@@ -118,7 +122,7 @@ class Channel:
     continued: bool = False                   # continued out of an originate's Stasis: no h, no second request
     redirect_to: tuple[str | None, str | None, int | str] | None = None    # AMI Redirect target
     goto_published: tuple[str, str, int] | None = None  # the last ChannelDialplan sent (cep_equal)
-    gosub_stack: list[Any] = field(default_factory=list)
+    gosub_stack: list[GosubFrame | None] = field(default_factory=list)  # None: the bottom of a hangup handler
     hangup_handlers: list[str] = field(default_factory=list)
     soft_sent: bool = False                   # the soft hang-up request event was sent
     spy_on: str | None = None                 # ChanSpy: the channel listened to
