@@ -13,9 +13,9 @@ from asterisk_sim.model import Bridge, Channel, ari_time
 class BridgeOps:
     """Everything that changes a bridge: the engine's ``bridge_ops`` (a bridge's end stops its media)."""
 
-    def __init__(self, core: EngineCore, media: MediaOps) -> None:
+    def __init__(self, core: EngineCore, media_ops: MediaOps) -> None:
         self.core = core
-        self.media = media
+        self.media_ops = media_ops
 
     def event(self, bridge: Bridge, etype: str, ch: Channel | None = None) -> None:
         event: dict[str, Any] = {"type": etype, "timestamp": ari_time(), "bridge": bridge.json()}
@@ -98,7 +98,7 @@ class BridgeOps:
         for ch in self.core.bridge_members(bridge):
             self.remove(bridge, ch)
         bridge.destroyed = True
-        self.media.stop_bridge_media(bridge)
+        self.media_ops.stop_bridge_media(bridge)
         self.event(bridge, "BridgeDestroyed")
         self.core.bridges.pop(bridge.id, None)
         self.core.router.forget_bridge(bridge.id)

@@ -1,4 +1,5 @@
-"""Channel lifecycle: creation, state, variables, Stasis, hang-up and destruction, with Asterisk's event order."""
+"""Channel lifecycle: creation, state, Stasis enter/leave, hang-up, destruction and snoops, in Asterisk's event
+order."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ class ChannelOps:
     """Everything that changes one channel: the engine's ``channel_ops``. Leaving a bridge, Stasis or this world
     also ends the channel's bridge membership and media, so it is handed those operations."""
 
-    def __init__(self, core: EngineCore, bridge_ops: BridgeOps, media: MediaOps) -> None:
+    def __init__(self, core: EngineCore, bridge_ops: BridgeOps, media_ops: MediaOps) -> None:
         self.core = core
         self.bridge_ops = bridge_ops
-        self.media = media
+        self.media_ops = media_ops
         self.snoop_counter = 0
 
     # ---- creation
@@ -119,7 +120,7 @@ class ChannelOps:
         app = ch.stasis_app
         if ch.bridge_id:
             self.bridge_ops.remove(self.core.bridges[ch.bridge_id], ch)
-        self.media.stop_media(ch)
+        self.media_ops.stop_media(ch)
         self.core.channel_event(ch, "StasisEnd")
         ch.stasis_app = None
         if ch.sticky_app != app and app in self.core.router.apps:
@@ -189,7 +190,7 @@ class ChannelOps:
             self.leave_stasis(ch)
         elif ch.bridge_id:
             self.bridge_ops.remove(self.core.bridges[ch.bridge_id], ch)
-        self.media.stop_media(ch)
+        self.media_ops.stop_media(ch)
         if ch.task is not None and not ch.task.done():
             ch.task.cancel()
         elif ch.task is None or ch.task.done():

@@ -35,7 +35,12 @@ class CallPolicy:
 
 
 class Engine:
-    """All state of one simulated Asterisk run (a restart builds a new one)."""
+    """All state of one simulated Asterisk run (a restart builds a new one).
+
+    The engine itself is the :class:`~asterisk_sim.core.EngineCore` (registries, clock, event emission, device
+    states) plus the outgoing legs; what changes media, bridges, channels and Stasis lives in the four
+    collaborators below, each handed the core and the collaborators it calls.
+    """
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
@@ -53,6 +58,7 @@ class Engine:
         self.device_states: dict[str, str] = {}
         self.invite_headers: dict[str, dict[str, str]] = {}
         self.leaked = 0  # channels Asterisk would leak (duplicate snoopId, README observation 34)
+        # in dependency order: a bridge's end stops its media; a channel leaving ends its bridge and media
         self.media_ops = MediaOps(self)
         self.bridge_ops = BridgeOps(self, self.media_ops)
         self.channel_ops = ChannelOps(self, self.bridge_ops, self.media_ops)
