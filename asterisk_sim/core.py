@@ -48,13 +48,16 @@ class EngineCore(Protocol):
     async def sleep(self, seconds: float) -> None:
         """Sleep ``seconds`` of simulated time (``config.time_scale``)."""
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task the engine cancels at shutdown."""
+        ...
 
     # ---- events
     def notify(self, etype: str, obj: Any, extra: dict[str, Any] | None = None) -> None:
         """Tell in-process listeners (AMI, tests) what happened."""
 
-    def audio_changed(self) -> None: ...
+    def audio_changed(self) -> None:
+        """Who hears whom may have changed (a bridge, a playback, a snoop): tell the listeners."""
 
     def channel_event(self, ch: Channel, etype: str, pre: dict[str, Any] | None = None,
                       post: dict[str, Any] | None = None, extra_ids: tuple[str, ...] = ()) -> None:
