@@ -61,15 +61,18 @@ class MonitorPort:
         return self.homes.home(supervisor)
 
     async def _same_pbx(self, service: MonitorService, supervisor: str, target: str, mode: str) -> None:
-        """Refuse an agent on another Asterisk than the supervisor's phone (after the monitor groups: a
-        non-observer hears that first, as on one PBX)."""
+        """Refuse an agent and a supervisor's phone on different Asterisks (after the monitor groups: a
+        non-observer hears that first, as on one PBX). The dashboard names the agent's PBX: a supervisor whose
+        phone is elsewhere is told so, not that its extension is no endpoint there."""
         assert self.homes is not None
-        having = self.homes.having(target)
-        if not having or service.pbx in having:
+        agents, phones = self.homes.having(target), self.homes.having(supervisor)
+        if (not agents or service.pbx in agents) and (not phones or service.pbx in phones):
             return
         await service.checks.allowed(supervisor, target, parse_mode(mode))
-        raise OtherPbx(f"extension {target} is on {', '.join(having)}, the supervisor's phone {supervisor} on "
-                       f"{service.pbx}: monitoring does not cross PBXs (listen from a phone on {having[0]})")
+        agent_pbx = ", ".join(agents) if agents and service.pbx not in agents else service.pbx
+        phone_pbx = service.pbx if not phones or service.pbx in phones else ", ".join(phones)
+        raise OtherPbx(f"extension {target} is on {agent_pbx}, the supervisor's phone {supervisor} on {phone_pbx}: "
+                       f"monitoring does not cross PBXs (listen from a phone on {agent_pbx.split(', ')[0]})")
 
     async def start(self, *, supervisor_extension: str, target_extension: str, mode: str,
                     pbx: str | None = None) -> str:

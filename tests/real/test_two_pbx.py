@@ -209,6 +209,11 @@ async def test_a_supervisor_on_south_listens_to_an_agent_on_south_while_main_has
                                          json={"target_extension": "2001", "mode": "listen"})
     assert status == 409, body
     assert body["error"]["code"] == "other_pbx", body
+    # the same from the dashboard, which names the agent's PBX
+    status, body = await service.request("POST", "/api/v1/monitor", token=token,
+                                         json={"target_extension": "2001", "mode": "listen", "pbx": "south"})
+    assert status == 409 and body["error"]["code"] == "other_pbx", body
+    assert "1003 on main" in body["error"]["message"], body
     status, channels = await asterisk.ari("GET", "/channels")
     assert status == 200 and not [c for c in channels if c["name"].startswith("PJSIP/1003-")], channels
     assert other_supervisor.states == {}, "1003's phone was rung"
