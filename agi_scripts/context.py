@@ -24,6 +24,7 @@ from agi_scripts.protocol import AgiRequest
 from callcenter.config import Config, PbxConfig
 from callcenter.domain import CallEvent, CallRecord
 from callcenter.store import tags as tag_sql
+from callcenter.store.unavailable import STORE_UNAVAILABLE
 
 log = logging.getLogger("agi_scripts")
 
@@ -94,7 +95,7 @@ class HandlerContext:
                     stored = await tag_sql.call_started_at(self.pool, call_id)
                 if stored is not None:
                     return stored
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (asyncpg.PostgresError, *STORE_UNAVAILABLE) as exc:
                 log.warning("event=agi_store_read_failed what=started_at error=%s", type(exc).__name__)
         return epoch_of(linkedid) or datetime.now(UTC)
 
@@ -110,7 +111,7 @@ class HandlerContext:
         try:
             async with asyncio.timeout(self.store_read_timeout):
                 department = await tag_sql.extension_department(self.pool, pbx, extension)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (asyncpg.PostgresError, *STORE_UNAVAILABLE) as exc:
             log.warning("event=agi_store_read_failed what=department error=%s", type(exc).__name__)
             return cached[1] if cached is not None else ""
         if len(self._departments) >= DEPARTMENT_CACHE_SIZE:

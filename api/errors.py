@@ -18,6 +18,7 @@ from aiohttp import web
 
 from callcenter.domain import DomainError
 from callcenter.numbers import InvalidNumber
+from callcenter.store.unavailable import SWITCHING
 
 log = logging.getLogger("callcenter.api")
 
@@ -72,8 +73,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_error(exc.status, exc.code, exc.message)
     except web.HTTPException as exc:
         return _from_http_exception(exc)
-    except (ConnectionError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
-            asyncpg.TooManyConnectionsError) as exc:
+    except (ConnectionError, asyncpg.PostgresConnectionError, asyncpg.TooManyConnectionsError, *SWITCHING) as exc:
+        # SWITCHING: a database fail-over in progress (no host takes writes yet, or a read-only one answered)
         log.warning("event=store_unavailable method=%s path=%s error=%s", request.method, request.path,
                     type(exc).__name__)
         return json_error(503, "store_unavailable", "the call store is unavailable; try again shortly")

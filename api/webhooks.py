@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-import asyncpg
 from aiohttp import web
 
 from api.errors import ValidationError
@@ -42,6 +41,7 @@ from api.webhook_targets import (
 from callcenter.domain import DomainError
 from callcenter.service import ServiceContext
 from callcenter.store import webhooks as store
+from callcenter.store.unavailable import STORE_UNAVAILABLE
 
 log = logging.getLogger("callcenter.api.webhooks")
 
@@ -137,8 +137,7 @@ class DeliveryWorker:
                 if await store.enqueue(self.ctx.store.pool, topic, data, at):
                     self._wake.set()
                 return
-            except (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-                    asyncpg.PostgresConnectionError) as exc:
+            except STORE_UNAVAILABLE as exc:  # down or failing over: never skip the event for that
                 log.warning("event=webhook_enqueue_retry topic=%s error=%s retry_in=%.1f", topic,
                             type(exc).__name__, delay)
                 await asyncio.sleep(delay)
@@ -166,7 +165,7 @@ class DeliveryWorker:
                 if await self._claim_batch():
                     continue
                 wait = await store.seconds_until_next(self.ctx.store.pool)
-            except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
+            except STORE_UNAVAILABLE as exc:
                 log.warning("event=webhook_dispatch_waiting error=%s", type(exc).__name__)  # Postgres away
                 wait = None
             except Exception:

@@ -5,7 +5,8 @@ names a prefix. Each subscriber owns a bounded queue: a slow subscriber loses it
 is told so (``dropped`` counter) rather than stalling publishers.
 
 The LISTEN connection is watched: when PostgreSQL restarts (or stops answering a ping) the bus
-reconnects with back-off, LISTENs again and says so in its health; events published meanwhile
+reconnects with back-off, LISTENs again and says so in its health (after a fail-over: on the new primary,
+which a multi-host DSN with ``target_session_attrs=read-write`` finds); events published meanwhile
 wait in the bounded outbox and are sent once the connection is back. NOTIFYs other instances sent
 while we were away are not replayed (PostgreSQL does not keep them).
 """
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+
+from callcenter.store.unavailable import STORE_UNAVAILABLE
 
 log = logging.getLogger("callcenter.bus")
 
@@ -127,10 +130,11 @@ class EventBus:
                             raise asyncpg.InterfaceError("bus connection closed")
                         await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload, timeout=5)
                     break
-                except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as exc:
+                except (asyncpg.PostgresError, *STORE_UNAVAILABLE) as exc:
                     log.warning("event=bus_notify_failed error=%s", type(exc).__name__)
                     conn = self._conn
-                    if isinstance(exc, asyncpg.PostgresError) and conn is not None and not conn.is_closed():
+                    if (isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, STORE_UNAVAILABLE)
+                            and conn is not None and not conn.is_closed()):
                         self.notify_dropped += 1  # the server refused this payload: retrying cannot help
                         break
                     self._connection_lost(None)  # the watchdog reconnects; this payload is retried then
@@ -169,7 +173,7 @@ class EventBus:
                     return False
                 await self._conn.fetchval("SELECT 1", timeout=min(self.ping_every, 5.0))
             return True
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except (asyncpg.PostgresError, *STORE_UNAVAILABLE) as exc:
             self.last_error = f"ping failed: {type(exc).__name__}"
             return False
 
@@ -194,7 +198,8 @@ class EventBus:
         while True:
             try:
                 await self._connect()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            except Exception as exc:  # whatever it is, this loop is the bus's only way back
+                # (during a fail-over no host may take writes yet: asyncpg's TargetServerAttributeNotMatched)
                 self.last_error = f"reconnect failed: {type(exc).__name__}"
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff_max)

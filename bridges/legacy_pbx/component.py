@@ -30,10 +30,11 @@ from bridges.legacy_pbx.transports import Transport
 from callcenter.config import PbxConfig
 from callcenter.domain import CallStatus, call_id_for
 from callcenter.service import ServiceContext
+from callcenter.store.unavailable import STORE_UNAVAILABLE
 
 log = logging.getLogger("bridges.legacy_pbx")
 
-_DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
+_DB_DOWN = STORE_UNAVAILABLE  # down, restarting or failing over
 QUARANTINE_BATCH = 1000
 
 

@@ -15,6 +15,7 @@ import asyncpg
 
 from callcenter.domain import CALL_FIELDS, CallEvent, CallRecord, QueueAttempt
 from callcenter.store.migrate import migrate
+from callcenter.store.unavailable import STORE_UNAVAILABLE
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -74,14 +75,14 @@ class CallStore:
             conn = await self.pool.acquire(timeout=timeout)
         except TimeoutError:
             return {"state": "down", "error": f"no free connection within {timeout:g} s", **busy}
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (asyncpg.PostgresError, *STORE_UNAVAILABLE) as exc:  # a fail-over: no host takes writes yet
             return {"state": "down", "error": f"cannot connect: {type(exc).__name__}", **busy}
         try:
             left = max(timeout - (loop.time() - started), 0.1)
             await conn.fetchval("SELECT 1", timeout=left)
         except TimeoutError:
             return {"state": "down", "error": f"no answer within {timeout:g} s", **busy}
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (asyncpg.PostgresError, *STORE_UNAVAILABLE) as exc:
             return {"state": "down", "error": f"query failed: {type(exc).__name__}", **busy}
         finally:
             with contextlib.suppress(Exception):

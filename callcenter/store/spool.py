@@ -19,16 +19,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
 from callcenter.domain import CallEvent, CallRecord, CallStatus, Direction, QueueAttempt, Source
 from callcenter.store.calls import CallStore, event_dedupe_key
+from callcenter.store.unavailable import STORE_UNAVAILABLE, forget_read_only
 
 log = logging.getLogger("callcenter.spool")
 
-_DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-            asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.ConnectionDoesNotExistError,
-            asyncio.TimeoutError, ConnectionError)
+_DB_DOWN = STORE_UNAVAILABLE  # down, restarting, or failing over (no host takes writes yet): spool and retry
 
 
 def _encode(value: Any) -> Any:
@@ -136,6 +133,7 @@ class SpooledWriter:
                 return
             except _DB_DOWN as exc:
                 log.warning("event=store_unreachable action=spooling error=%s", type(exc).__name__)
+                await forget_read_only(self.store.pool, exc)
         async with self._lock:
             await asyncio.to_thread(self._append, json.dumps({"kind": kind, "payload": payload}, default=str))
             self._pending += 1
@@ -160,8 +158,8 @@ class SpooledWriter:
             try:
                 if await self.replay():
                     return
-            except _DB_DOWN:
-                pass
+            except _DB_DOWN as exc:
+                await forget_read_only(self.store.pool, exc)
             except Exception:  # a poisoned line must not kill replay of the rest
                 log.exception("event=spool_replay_error")
             await asyncio.sleep(self.retry_seconds)

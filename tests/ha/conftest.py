@@ -109,3 +109,4 @@ async def served(pg_pair: PgPair, tmp_world_dir: Path) -> AsyncIterator[Served]:
         yield running
     finally:
         await stop_service(running)
+        print(f"--- callcenter serve's log (tail) ---\n{(tmp_world_dir / 'serve.log').read_text()[-6000:]}")

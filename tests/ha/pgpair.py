@@ -85,6 +85,18 @@ class PgPair:
                 pass
         self.primary.started_here = False  # nothing left to stop
 
+    def demote_primary(self) -> None:
+        """A switchover's first half, as Patroni makes it: the primary stops cleanly (its last WAL reaches the
+        standby) and comes back as a standby of the standby. Until ``promote()`` no host takes writes."""
+        self.primary.stop_sync("fast")
+        (self.primary.cluster_dir / "standby.signal").touch()
+        with (self.primary.cluster_dir / "postgresql.auto.conf").open("a") as conf:
+            conf.write(f"primary_conninfo = 'host=127.0.0.1 port={self.standby.port} user={self.standby.user}'\n"
+                       "synchronous_standby_names = ''\n")
+        self.primary.start_sync()
+        self.wait_until(lambda: self.psql(self.primary, "SELECT pg_is_in_recovery()") == "t",
+                        "the old primary runs as a standby")
+
     def promote(self) -> None:
         """``pg_ctl promote``: the standby ends recovery and takes writes (``-w``: returns once it does)."""
         result = self.standby._run([str(find_pg_bin() / "pg_ctl"), "-D", str(self.standby.cluster_dir), "-w",

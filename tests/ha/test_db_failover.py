@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -63,7 +64,22 @@ class Frames:
                 self.messages.append(json.loads(msg.data))
 
 
-async def test_promoting_the_standby_mid_traffic_loses_and_doubles_no_call(pg_pair: PgPair, served: Served) -> None:
+async def test_promoting_the_standby_after_the_primary_is_killed_loses_and_doubles_no_call(
+        pg_pair: PgPair, served: Served) -> None:
+    """``kill -9`` of the primary: connections die, its host refuses; the standby is promoted."""
+    await fail_over_under_traffic(pg_pair, served, pg_pair.crash_primary)
+
+
+async def test_a_switchover_where_no_host_takes_writes_for_a_while_loses_and_doubles_no_call(
+        pg_pair: PgPair, served: Served) -> None:
+    """A switchover as Patroni makes it: the primary stops cleanly and comes back as a standby before the other
+    is promoted, so for a while both hosts answer and neither takes writes (no host matches ``read-write``)."""
+    await fail_over_under_traffic(pg_pair, served, pg_pair.demote_primary)
+
+
+async def fail_over_under_traffic(pg_pair: PgPair, served: Served, lose_the_primary: Callable[[], None]) -> None:
+    """Calls at a steady rate; the primary is lost; the standby promoted once the service spooled some; then
+    every answered call must be on the new primary exactly once, the store up and the bus working there."""
     pool = await asyncpg.create_pool(pg_pair.dsn, min_size=1, max_size=1)
     assert pool is not None
     _row, secret = await create_token(pool, role="admin", name="ha-test")
@@ -78,14 +94,14 @@ async def test_promoting_the_standby_mid_traffic_loses_and_doubles_no_call(pg_pa
         try:
             await eventually(lambda: len(traffic.answered) >= 20, 10, "20 calls on the first primary")
 
-            pg_pair.crash_primary()
+            await asyncio.to_thread(lose_the_primary)
             crashed_at = time.monotonic()
             at_crash = len(traffic.answered)
             await eventually(lambda: _is(served.store_state(), "down"), 10, "the store to show down")
             await traffic.answered_after(at_crash + 10)  # the PBX keeps being answered: these writes are spooled
 
             promote_started = time.monotonic()
-            pg_pair.promote()
+            await asyncio.to_thread(pg_pair.promote)
             promoted_at = time.monotonic()
             new_primary = standby_dsn(pg_pair)
             on_new = await count_calls(new_primary)
@@ -106,7 +122,7 @@ async def test_promoting_the_standby_mid_traffic_loses_and_doubles_no_call(pg_pa
         finally:
             stop_traffic.set()
             await sending
-        print(f"\nfail-over: primary killed -> promote called {promote_started - crashed_at:.2f} s; "
+        print(f"\nfail-over: primary lost -> promote called {promote_started - crashed_at:.2f} s; "
               f"promote took {promoted_at - promote_started:.2f} s; promoted -> first write on the new "
               f"primary {first_write - promoted_at:.2f} s; promoted -> store up {up_again - promoted_at:.2f} s; "
               f"{len(traffic.answered)} calls")
