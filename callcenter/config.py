@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from callcenter.dsn import multi_host_problem
 from callcenter.numbers import NumberPlan
 from callcenter.outbound import DIAL_TARGET, PREFIX, ROUTE_NAME, OutboundRoute
 
@@ -444,6 +445,9 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, s
         raise ConfigError("database.pool_min", "must not exceed database.pool_max")
     if not 0 < config.database.statement_timeout <= 3600:
         raise ConfigError("database.statement_timeout", "must be more than 0 and at most 3600 seconds")
+    dsn_problem = multi_host_problem(config.database.dsn)
+    if dsn_problem:
+        raise ConfigError("database.dsn", dsn_problem)
     if config.http.exports_per_token < 1:
         raise ConfigError("http.exports_per_token", "must be at least 1")
     codes = codes_of(config.monitor)

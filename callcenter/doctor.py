@@ -20,6 +20,7 @@ import aiohttp
 
 from ari_app.prompts import used_prompts
 from callcenter.config import AmiSettings, AriSettings, Config, ConfigError, PbxConfig, load_config
+from callcenter.dsn import dsn_hosts, is_url, single_host
 
 TIMEOUT = 5.0
 _AGI_URL = re.compile(r"agi://([^/,)\s]+)/")
@@ -79,6 +80,18 @@ async def check_database(config: Config) -> Check:
                       "start the service (systemctl start callcenter), which starts its cluster, or set "
                       "CALLCENTER_DSN to your PostgreSQL server")
     where = "private cluster" if not config.database.dsn else "database.dsn"
+    hosts_note = ""
+    if is_url(dsn) and dsn_hosts(dsn).multi_host:
+        roles = await host_roles(dsn)
+        hosts_note = "; hosts: " + ", ".join(f"{host} {role}" for host, role in roles)
+        primaries = [host for host, role in roles if role == "primary"]
+        if not primaries:
+            return failed(name, f"no host of database.dsn takes writes{hosts_note}",
+                          "promote a standby (Patroni: patronictl failover) or start the primary; the service "
+                          "spools call writes meanwhile")
+        if len(primaries) > 1:
+            return failed(name, f"{len(primaries)} hosts take writes (split brain){hosts_note}",
+                          "stop the old primary (Patroni fences it) so that only one takes writes")
     try:
         conn = await asyncpg.connect(dsn, timeout=TIMEOUT)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
@@ -94,7 +107,29 @@ async def check_database(config: Config) -> Check:
     if state.pending:
         return failed(name, f"reachable ({where}), {len(state.pending)} migration(s) not applied: "
                       f"{', '.join(state.pending)}", "run `callcenter db migrate` (the service also does on start)")
-    return passed(name, f"reachable ({where}), migrated ({len(state.applied)} migrations)")
+    return passed(name, f"reachable ({where}), migrated ({len(state.applied)} migrations){hosts_note}")
+
+
+async def host_roles(dsn: str) -> list[tuple[str, str]]:
+    """Each host of a multi-host DSN and what it is now: primary, standby, read-only, or why it did not answer."""
+    import asyncpg
+
+    async def role(host: str) -> str:
+        try:
+            conn = await asyncpg.connect(single_host(dsn, host), timeout=TIMEOUT)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            return f"unreachable ({type(exc).__name__})"
+        try:
+            if await conn.fetchval("SELECT pg_is_in_recovery()"):
+                return "standby"
+            if await conn.fetchval("SHOW default_transaction_read_only") == "on":
+                return "read-only"
+            return "primary"
+        finally:
+            await conn.close()
+
+    hosts = dsn_hosts(dsn).hosts
+    return list(zip(hosts, await asyncio.gather(*(role(h) for h in hosts)), strict=True))
 
 
 # ------------------------------------------------------------------------------------------------ ARI
