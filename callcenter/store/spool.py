@@ -25,6 +25,7 @@ from callcenter.store.unavailable import STORE_UNAVAILABLE, forget_read_only
 
 log = logging.getLogger("callcenter.spool")
 
+FIRST_RETRY_SECONDS = 0.1
 _DB_DOWN = STORE_UNAVAILABLE  # down, restarting, or failing over (no host takes writes yet): spool and retry
 
 
@@ -154,6 +155,9 @@ class SpooledWriter:
             self._replayer = asyncio.get_running_loop().create_task(self._replay_loop())
 
     async def _replay_loop(self) -> None:
+        # The first retries come quickly (a fail-over's promotion takes well under a second once decided), then
+        # every ``retry_seconds``: a long outage costs one connection attempt a second, a short one little delay.
+        delay = min(FIRST_RETRY_SECONDS, self.retry_seconds)
         while True:
             try:
                 if await self.replay():
@@ -162,7 +166,8 @@ class SpooledWriter:
                 await forget_read_only(self.store.pool, exc)
             except Exception:  # a poisoned line must not kill replay of the rest
                 log.exception("event=spool_replay_error")
-            await asyncio.sleep(self.retry_seconds)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.retry_seconds)
 
     async def replay(self) -> bool:
         """Apply the spool in order; True when it is empty afterwards."""
