@@ -19,8 +19,8 @@ import asyncpg
 
 from callcenter.domain import call_id_for
 from callcenter.store.tokens import create_token
-from tests.ha.conftest import Served
 from tests.ha.pgpair import PgPair
+from tests.ha.service import Served
 from tests.ha.traffic import HookTraffic, expected_row
 from tests.waiting import eventually
 
