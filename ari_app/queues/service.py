@@ -53,6 +53,9 @@ class QueueService:
         self.bridging = bridging
         self.queues = {q.name: QueueRuntime(q) for q in queues}
         self.agent_calls: dict[str, tuple[QueueRuntime, str]] = {}   # answered agent channel → (queue, ext)
+        # our ring channels that ended before their answer was bridged and registered (the caller hung up during
+        # the bridging): the answer, once registered, ends at once and the wrap-up still starts (bounded)
+        self.ended_early: dict[str, None] = {}
         self.overflow: Overflow | None = None                        # set by the flow (extension targets)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.restored: dict[str, WaitingCaller] = {}   # callers the last owner left waiting, until resync sees them
@@ -446,6 +449,9 @@ class QueueService:
             member.call_channel = leg.channel_id
             self.agent_calls[leg.channel_id] = (runtime, leg.extension)
             self._save_member(runtime, member)
+            if leg.channel_id in self.ended_early:  # the call was over before it was written down
+                del self.ended_early[leg.channel_id]
+                self.agent_call_ended(leg.channel_id)
         self._save_memory(runtime)
         await self.pbx.emit([self._timeline(caller, "queue_answer", f"{runtime.name}:{caller.joined_at.isoformat()}",
                                              queue=runtime.name, extension=answered_by,
@@ -478,6 +484,10 @@ class QueueService:
         """An answered queue call's agent leg is gone: wrap-up starts, least-recent counts from now."""
         entry = self.agent_calls.pop(channel_id, None)
         if entry is None:
+            if channel_id.startswith(AGENT_PREFIX):
+                self.ended_early[channel_id] = None
+                while len(self.ended_early) > 256:
+                    del self.ended_early[next(iter(self.ended_early))]
             return
         runtime, ext = entry
         at = asyncio.get_running_loop().time()

@@ -4,6 +4,7 @@ places in line."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -225,3 +226,21 @@ async def test_a_queue_call_answered_as_the_service_stopped_unwritten_still_ends
         await world.sim.customer(CALLER).hangup()
         await eventually(lambda: member(world, "wrap", "1001")["state"] == "wrapup", what="1001 in wrap-up")
         await eventually(lambda: world.leftovers() == ([], []), what="nothing left")
+
+
+async def test_a_queue_call_that_ends_while_it_is_being_bridged_still_starts_the_wrap_up(world: World) -> None:
+    """The agent hangs up the moment it is bridged to the caller, before the service has noted the answer (as
+    happens under load): its leg ended before it was known as a queue call, and no wrap-up started."""
+    ended: list[asyncio.Task[None]] = []
+
+    def hang_up_as_bridged(kind: str, obj: Any, _fields: dict[str, Any]) -> None:
+        if kind == "ChannelEnteredBridge" and obj.name.startswith("cc-") and len(obj.channels) == 2 and not ended:
+            ended.append(asyncio.get_running_loop().create_task(world.sim.phone("1001").hangup()))
+    world.sim.engine.listeners.append(hang_up_as_bridged)
+    world.sim.phone("1001").answer_after(0.1)
+    world.sim.phone("1002").never_answer()
+    await world.sim.inbound_call(caller=CALLER, did="wrap", context="callcenter-queue")
+    await eventually(lambda: ended != [] and ended[0].done(), what="the agent hung up at the bridging")
+    await eventually(lambda: world.leftovers() == ([], []), what="the call cleared")
+    await eventually(lambda: member(world, "wrap", "1001")["state"] == "wrapup", what="1001 in wrap-up")
+    assert member(world, "wrap", "1001")["calls_taken"] == 1
