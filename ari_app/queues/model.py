@@ -52,6 +52,7 @@ class Waiting:
     source: str = "ari"
     answered_by: str = ""
     connecting: bool = False                                # an agent answered: being bridged
+    held: bool = False                                      # its join is done (on hold): it may be offered
     playback: str = ""                                      # the last announcement's playback id
     gone: bool = False
     leaving: bool = False

@@ -191,6 +191,7 @@ class QueueService:
             call.queue = runtime.name
             effects.append(WriteCall(self.pbx.state.record(call, queue=runtime.name)))
         await self.pbx.emit(effects)
+        caller.held = True  # on hold and written down: now it may be offered to an agent
         await self.changed(runtime)
         await self._wait(runtime, caller)
 
@@ -340,7 +341,7 @@ class QueueService:
         at = asyncio.get_running_loop().time()
         busy = runtime.being_rung()
         for caller in runtime.waiting():
-            if caller.ringing:
+            if caller.ringing or not caller.held:
                 continue
             free = [ext for ext in runtime.config.members if ext not in busy and self.available(runtime, ext, at)]
             picks = pick_agents(runtime, free, caller)
