@@ -190,6 +190,7 @@ async def test_an_agent_whose_queue_call_spans_a_restart_gets_its_wrap_up_when_t
     world.sim.phone("1002").never_answer()
     await world.sim.inbound_call(caller=CALLER, did="wrap", context="callcenter-queue")
     await eventually(lambda: "1001" in world.hears(CALLER), what="1001 takes the call")
+    await eventually(lambda: member(world, "wrap", "1001")["calls_taken"] == 1, what="the service counted it")
 
     async with restarted(world):
         await world.sim.customer(CALLER).hangup()  # the call ends under the new service
@@ -213,6 +214,7 @@ async def test_a_queue_call_answered_as_the_service_stopped_unwritten_still_ends
     world.sim.phone("1002").never_answer()
     await world.sim.inbound_call(caller=CALLER, did="wrap", context="callcenter-queue")
     await eventually(lambda: "1001" in world.hears(CALLER), what="1001 takes the call")
+    await eventually(lambda: member(world, "wrap", "1001")["calls_taken"] == 1, what="the service counted it")
     ctx = world.ctx
     await world.pbx.close()
     async with store.pool.acquire() as conn:
