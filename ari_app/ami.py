@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from panoramisk import Manager
+from panoramisk.ami_protocol import AMIProtocol
 
 from ari_app.pbx import AsteriskPbx
 
@@ -96,8 +97,50 @@ def _translate(msg: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+# The AMI events this watcher uses: what ``translate`` reads, FullyBooted, and Shutdown (panoramisk's). Asterisk
+# sends every event of the user's classes — a call through our dialplan brings far more VarSet, Newexten,
+# AGIExec*, NewCallerid... than these — and parsing each into a panoramisk ``Message`` was most of the
+# watcher's CPU. tests/ari/test_ami_watcher.py checks the list against ``translate``.
+USED_EVENTS = frozenset({
+    "Newchannel", "Newstate", "DialBegin", "DialEnd", "BridgeEnter", "BridgeLeave", "Hangup", "HangupRequest",
+    "SoftHangupRequest", "Hold", "Unhold", "ContactStatus", "DeviceStateChange", "EndpointList", "FullyBooted",
+    "Shutdown"})
+_USED_HEADS = frozenset(f"Event: {name}".encode() for name in USED_EVENTS)
+_END = b"\r\n\r\n"
+
+
+def used(message: bytes) -> bool:
+    """Whether one raw AMI message (headers, no blank line) is worth parsing: anything but an event, an event
+    this watcher uses, or an action's reply (an ``ActionID``: e.g. the EndpointList of PJSIPShowEndpoints)."""
+    if not message.startswith(b"Event: "):
+        return True
+    head = message.split(b"\r\n", 1)[0].rstrip()
+    return head in _USED_HEADS or b"\nActionID: " in message
+
+
+class _Protocol(AMIProtocol):  # type: ignore[misc]
+    """panoramisk's protocol, handed only the messages :func:`used` keeps (whole ones, in order)."""
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._pending = b""
+
+    def data_received(self, data: bytes) -> None:
+        data = self._pending + data
+        cut = data.rfind(_END)
+        if cut < 0:
+            self._pending = data
+            return
+        self._pending = data[cut + 4:]
+        messages = data[:cut].split(_END)
+        kept = [m for m in messages if used(m)]
+        if kept:
+            super().data_received(_END.join(kept) + _END)
+
+
 class _Manager(Manager):  # type: ignore[misc]
-    """panoramisk reconnects even after our own close(); this one stays closed."""
+    """panoramisk reconnects even after our own close(); this one stays closed. It reads AMI through
+    :class:`_Protocol`."""
 
     closing = False
 
@@ -117,7 +160,8 @@ class AmiWatcher:
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.manager = _Manager(host=settings.host, port=settings.port, username=settings.username,
                                 secret=settings.secret, reconnect_timeout=reconnect_timeout, ping_delay=10,
-                                on_login=self._on_login, on_disconnect=self._on_disconnect)
+                                on_login=self._on_login, on_disconnect=self._on_disconnect,
+                                protocol_factory=_Protocol)
         self.manager.register_event("*", self._on_event)
         self._task: asyncio.Task[None] | None = None
         self._listing: asyncio.Future[None] | None = None

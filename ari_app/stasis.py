@@ -64,11 +64,10 @@ class StasisApp:
 
     def _all_flows(self) -> list[Flow]:
         """Each flow once, even when it answers to several names."""
-        flows: list[Flow] = []
-        for flow in [*self.flows.values(), *([self.fallback] if self.fallback is not None else [])]:
-            if not any(flow is seen for seen in flows):
-                flows.append(flow)
-        return flows
+        every = {id(flow): flow for flow in self.flows.values()}  # called for every ARI event: one pass
+        if self.fallback is not None:
+            every.setdefault(id(self.fallback), self.fallback)
+        return list(every.values())
 
     def _spawn(self, work: Any, event: dict[str, Any]) -> None:
         async def guarded() -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
-from ari_app.ami import AmiWatcher, translate
+from panoramisk.ami_protocol import AMIProtocol
+
+from ari_app.ami import USED_EVENTS, AmiWatcher, _Protocol, translate, used
 from callcenter.domain import call_id_for
 from tests.shared import ASTERISK_CAPTURES
 
@@ -88,3 +91,65 @@ def test_translate_reads_registration_from_contact_and_device_state() -> None:
     stamped = translate({"Event": "Hangup", "Uniqueid": "1.1", "Channel": "PJSIP/1001-00000001", "Cause": "16",
                          "Timestamp": "1795635162.250000"})
     assert stamped is not None and stamped["timestamp"] == "2026-11-25T19:32:42.250+00:00"
+
+
+def _captured_ami_stream() -> bytes:
+    """Everything Asterisk sent on the main AMI connection of capture 12, as it came."""
+    lines = (CAPTURES / "12-ami.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    main = next(i for i, r in enumerate(records) if r["kind"] == "note" and r["text"] == "main connection")
+    return "".join(r["text"] for r in records[main:] if r["kind"] == "ami_in").encode()
+
+
+def _fields(message: bytes) -> dict[str, str]:
+    return dict(part.split(": ", 1) for part in message.decode().split("\r\n") if ": " in part)
+
+
+def test_the_ami_events_left_unparsed_are_those_the_watcher_never_uses() -> None:
+    messages = [m for m in _captured_ami_stream().split(b"\r\n\r\n") if m.strip()]
+    events = [m for m in messages if m.startswith(b"Event: ")]
+    skipped = [m for m in events if not used(m)]
+    kept_names = {_fields(m)["Event"] for m in events if used(m)}
+
+    assert skipped and kept_names  # the capture has both: VarSet, Newexten... and calls' events
+    assert all(translate(_fields(m)) is None for m in skipped)
+    assert all(used(m) for m in events if translate(_fields(m)) is not None)
+    assert {_fields(m)["Event"] for m in skipped}.isdisjoint(USED_EVENTS)
+    assert all(used(m) for m in messages if not m.startswith(b"Event: "))  # replies, the banner
+    assert used(b"Event: CoreShowChannel\r\nActionID: 7\r\nChannel: X")  # an action's listed reply
+
+
+class _Dispatched:
+    """Where panoramisk's protocol hands the messages it parsed (the Manager's role)."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def dispatch(self, message: Any) -> None:
+        self.messages.append(dict(message.items()))
+
+    def connection_lost(self, exc: Any) -> None:
+        pass
+
+
+def _parsed(stream: bytes, chunks: list[int], protocol_class: type = _Protocol) -> list[dict[str, Any]]:
+    protocol = protocol_class()
+    protocol.connection_made(None)
+    protocol.factory = _Dispatched()
+    at = 0
+    for size in chunks:
+        protocol.data_received(stream[at:at + size])
+        at += size
+    protocol.data_received(stream[at:])
+    return list(protocol.factory.messages)
+
+
+def test_the_filtering_protocol_hands_on_every_used_message_whole_and_in_order_however_the_bytes_arrive() -> None:
+    stream = _captured_ami_stream()
+    everything = _parsed(stream, [], AMIProtocol)  # panoramisk's own protocol, the whole stream at once
+    expected = [m for m in everything if m["Event"] in USED_EVENTS or "ActionID" in m]
+    assert 0 < len(expected) < len(everything)
+    rng = random.Random(14)
+    for _ in range(5):
+        chunks = [rng.choice([1, 7, 60, 500, 4096]) for _ in range(len(stream) // 40)]
+        assert _parsed(stream, chunks) == expected
