@@ -217,6 +217,8 @@ class AmiWatcher:
                 log.exception("event=ami_event_failed ami_event=%s", message.get("Event"))
 
     async def handle(self, message: dict[str, Any]) -> None:
+        if not self.pbx.client.may_act():
+            return  # fenced (callcenter.ownership): an ex-owner acts on nothing it hears
         if message.get("Event") == "FullyBooted":
             await self.pbx.client.reconnect_now()
             await self._list_endpoints()
@@ -235,5 +237,7 @@ class AmiWatcher:
         ``ConnectionError`` when AMI is not connected, so a caller can refuse what needs it."""
         if not self.connected:
             raise ConnectionError(f"AMI of {self.key} is not connected")
+        if not self.pbx.client.may_act():
+            raise ConnectionError(f"AMI of {self.key}: this instance no longer drives this PBX")
         reply = await self.manager.send_action(dict(action))
         return dict(reply.items()) if hasattr(reply, "items") else {"Response": str(reply)}

@@ -26,6 +26,9 @@ log = logging.getLogger("callcenter.ari.client")
 
 EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
 ConnectedHandler = Callable[[], Awaitable[None]]
+Gate = Callable[[], bool]  # may this instance act on the Asterisk right now (callcenter.ownership)
+
+FENCED = "this instance no longer drives this PBX (its lease ran out or was taken over)"
 
 
 # What Asterisk answers for a channel, bridge or playback that is not there any more, not in our Stasis app, or
@@ -100,7 +103,7 @@ class AriClient:
     def __init__(self, base_url: str, username: str, password: str, app: str, *,
                  session: aiohttp.ClientSession | None = None, subscribe_all: bool = True,
                  reconnect_min: float = 0.2, reconnect_max: float = 10.0, request_timeout: float = 10.0,
-                 heartbeat: float = 10.0) -> None:
+                 heartbeat: float = 10.0, user_agent: str = "", gate: Gate | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.app = app
         self.subscribe_all = subscribe_all
@@ -109,6 +112,12 @@ class AriClient:
         self.heartbeat = heartbeat
         # a header, never URL userinfo: passwords with @& must work
         self._headers = {"Authorization": aiohttp.encode_basic_auth(username, password)}
+        if user_agent:  # says which service instance a request came from (Asterisk's HTTP log, the simulator)
+            self._headers["User-Agent"] = user_agent
+        # Fencing (issue 16): asked before every request, connection and event; False = a request fails at once
+        # (AriError status 0) and events are dropped, so an ex-owner that wakes from a pause never acts.
+        self.gate = gate
+        self.fenced = 0
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._session = session
         self._own_session = session is None
@@ -142,8 +151,20 @@ class AriClient:
         query = {k: query_value(v) for k, v in params.items() if v is not None}
         return url.update_query(query) if query else url
 
+    def may_act(self) -> bool:
+        """False once this instance no longer drives the PBX (see ``gate``): nothing may be sent or handled."""
+        return self.gate is None or self.gate()
+
+    def _refuse(self, what: str) -> None:
+        self.fenced += 1
+        if self.fenced == 1 or self.fenced % 100 == 0:
+            log.warning("event=ari_fenced app=%s what=%s count=%d", self.app, what, self.fenced)
+
     async def request(self, method: str, path: str, json_body: Any = None, **params: Any) -> Any:
         """One REST call: parsed JSON, text, or None (204); :class:`AriError` for any failure."""
+        if not self.may_act():
+            self._refuse(f"{method} {path}")
+            raise AriError(0, FENCED, method=method, path=path)
         url = self.url(path, params)
         try:
             async with self._http().request(method, url, json=json_body, headers=self._headers,
@@ -261,6 +282,9 @@ class AriClient:
         self._ws = None
 
     async def _connect_and_read(self) -> None:
+        if not self.may_act():
+            self._refuse("connect")
+            raise AriError(0, FENCED)
         try:
             ws = await self._http().ws_connect(self.ws_url(), headers=self._headers, heartbeat=self.heartbeat,
                                                timeout=aiohttp.ClientWSTimeout(ws_close=5.0))
@@ -299,6 +323,9 @@ class AriClient:
 
     async def dispatch(self, event: dict[str, Any]) -> None:
         """Hand one event to every handler; a failing handler is logged and does not stop the others."""
+        if not self.may_act():
+            self._refuse(f"event {event.get('type')}")
+            return
         for handler in self._event_handlers:
             try:
                 await handler(event)

@@ -213,6 +213,22 @@ class IvrSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """``[cluster]``: several instances on one database, each ``[[pbx]]`` driven by the holder of its lease
+    (issue 16). Off: this instance drives every PBX, as a single instance always did."""
+
+    enabled: bool = False
+    instance_name: str = ""  # shown in health and the lease; empty → this machine's host name
+    lease_seconds: float = 3.0  # a dead owner's PBXs are taken over within about this long
+    renew_seconds: float = 1.0  # how often the owner renews (at most half of lease_seconds)
+    prefer: tuple[str, ...] = ()  # PBX keys this instance takes first; others only after a lease's wait
+    advertise_url: str = ""  # where this instance's API answers the others; empty → http://<http.host>:<http.port>
+
+
+INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
@@ -223,6 +239,7 @@ class Config:
     ivr: IvrSettings = field(default_factory=IvrSettings)
     routes: tuple[OutboundRoute, ...] = ()
     pickup: PickupSettings = field(default_factory=PickupSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     log_format: str = "kv"  # kv | json
     log_level: str = "INFO"
     source_path: str = ""
@@ -244,6 +261,12 @@ class Config:
             if entry.key == key:
                 return entry
         raise KeyError(key)
+
+    @property
+    def advertised_url(self) -> str:
+        """Where this instance's API answers the other instances (``[cluster] advertise_url`` or ``[http]``)."""
+        host = self.http.host if ":" not in self.http.host else f"[{self.http.host}]"
+        return self.cluster.advertise_url or f"http://{host}:{self.http.port}"
 
     @property
     def spool_path(self) -> Path:
@@ -395,7 +418,7 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, s
     if isinstance(data.get("pbx"), list):
         data["pbx"] = [dict(e) if isinstance(e, dict) else e for e in data["pbx"]]
     _apply_env(data, env if env is not None else {})
-    known = {"database", "http", "agi", "monitor", "pbx", "queue", "ivr", "route", "pickup", "log_format",
+    known = {"database", "http", "agi", "monitor", "pbx", "queue", "ivr", "route", "pickup", "cluster", "log_format",
              "log_level"}
     for key in data:
         if key not in known:
@@ -425,6 +448,7 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, s
         ivr=_section(data, "ivr", IvrSettings, ""),
         routes=_build_routes(data.get("route", []), entries),
         pickup=_build_pickup(data.get("pickup", {}), codes_of(_section(data, "monitor", MonitorSettings, ""))),
+        cluster=_section(data, "cluster", ClusterSettings, ""),
         log_format=log_format,
         log_level=log_level,
         source_path=source,
@@ -458,7 +482,35 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, s
             raise ConfigError(f"monitor.{name}", "must be 2-8 characters of *, # and digits")
     _check_ivr(config)
     _check_crm_record_url(config.http.crm_record_url)
+    _check_cluster(config)
     return config
+
+
+def _check_cluster(config: Config) -> None:
+    """The lease timings must leave room for a missed renewal; ``prefer`` names asterisk PBXs of this file."""
+    cluster = config.cluster
+    if cluster.instance_name and not INSTANCE_NAME.match(cluster.instance_name):
+        raise ConfigError("cluster.instance_name", "letters, digits, '.', '_' or '-' (max 64), starting with a "
+                                                   f"letter or digit, not {cluster.instance_name!r}")
+    if not 1 <= cluster.lease_seconds <= 300:
+        raise ConfigError("cluster.lease_seconds", "must be from 1 to 300 seconds")
+    if not 0.05 <= cluster.renew_seconds <= cluster.lease_seconds / 2:
+        raise ConfigError("cluster.renew_seconds", "must be at least 0.05 and at most half of cluster.lease_seconds "
+                                                   f"({cluster.lease_seconds:g} s), so one late renewal does not "
+                                                   "lose the lease")
+    asterisks = [p.key for p in config.pbx if p.kind == "asterisk"]
+    for index, key in enumerate(cluster.prefer):
+        if key not in asterisks:
+            raise ConfigError(f"cluster.prefer[{index}]", f"must name a [[pbx]] of kind asterisk, not {key!r}")
+    if len(set(cluster.prefer)) != len(cluster.prefer):
+        raise ConfigError("cluster.prefer", "names a PBX twice")
+    if cluster.advertise_url:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(cluster.advertise_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError("cluster.advertise_url", f"must be an http:// or https:// URL, not "
+                                                       f"{cluster.advertise_url!r}")
 
 
 def _check_crm_record_url(pattern: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -20,6 +21,7 @@ from ari_app import component as ari_component
 from bridges.legacy_pbx import component as legacy_component
 from callcenter.bus import EventBus
 from callcenter.config import Config
+from callcenter.ownership import LeasedOwnership, Ownership, SoleOwner
 from callcenter.service import Component, HealthRegistry, ServiceContext
 from callcenter.store import CallStore, SpooledWriter
 from callcenter.store.opening import store_dsn
@@ -58,8 +60,9 @@ async def run_service(config: Config, roles: tuple[str, ...], *, stop: asyncio.E
         bus = EventBus()
         await bus.bridge(dsn)
         stack.push_async_callback(bus.close)
+        ownership = await start_ownership(config, dsn, roles, stack)
         ctx = ServiceContext(config=config, store=store, writer=writer, bus=bus, health=HealthRegistry(),
-                             roles=roles, api_store=api_store)
+                             roles=roles, api_store=api_store, ownership=ownership)
         register_core_health(ctx)
         for role, component in COMPONENTS:
             if role in roles:
@@ -76,8 +79,29 @@ async def run_service(config: Config, roles: tuple[str, ...], *, stop: asyncio.E
         log.info("event=service_stopping")
 
 
+async def start_ownership(config: Config, dsn: str, roles: tuple[str, ...], stack: AsyncExitStack) -> Ownership:
+    """``[cluster]`` off: this instance drives every PBX. On: PBX leases on a small pool of their own (a burst of
+    call writes must never delay a renewal), released on a clean stop — after the components, which the stack
+    closes first. An instance without the ``ari`` role only watches the leases (it drives no PBX)."""
+    cluster = config.cluster
+    if not cluster.enabled:
+        return SoleOwner()
+    lease_store = await CallStore.connect(dsn, min_size=1, max_size=2, run_migrations=False,
+                                          statement_timeout=cluster.lease_seconds)
+    stack.push_async_callback(lease_store.close)
+    ownership = LeasedOwnership(lease_store.pool, [p.key for p in config.pbx if p.kind == "asterisk"],
+                                name=cluster.instance_name or socket.gethostname(),
+                                lease_seconds=cluster.lease_seconds, renew_seconds=cluster.renew_seconds,
+                                prefer=cluster.prefer, address=config.advertised_url, contend="ari" in roles)
+    await ownership.start()
+    stack.push_async_callback(ownership.close)
+    log.info("event=cluster_member instance=%s instance_id=%s lease_seconds=%g owns=%s", ownership.instance_name,
+             ownership.instance_id, cluster.lease_seconds, ",".join(ownership.owned()) or "-")
+    return ownership
+
+
 def register_core_health(ctx: ServiceContext) -> None:
-    """``store`` (a round trip through each pool) and ``bus`` (the LISTEN connection)."""
+    """``store`` (a round trip through each pool), ``bus`` (the LISTEN connection) and ``ownership``."""
 
     async def store_health() -> dict[str, Any]:
         pools = {"calls": ctx.store, **({"api": ctx.api_store} if ctx.api_store is not None else {})}
@@ -92,6 +116,12 @@ def register_core_health(ctx: ServiceContext) -> None:
 
     ctx.health.register("store", store_health)
     ctx.health.register("bus", ctx.bus.health)
+    ownership = ctx.ownership
+    if isinstance(ownership, LeasedOwnership):
+        ctx.health.register("ownership", ownership.health)
+    else:
+        ctx.health.register("ownership", lambda: {"state": "disabled", "instance_id": ownership.instance_id,
+                                                  "detail": "no [cluster]: this instance drives every PBX"})
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

@@ -79,14 +79,27 @@ class AsteriskCalls:
     def __init__(self, pbxs: list[AsteriskPbx]) -> None:
         self.pbxs = {p.key: p for p in pbxs}
         self.flows = {p.key: CallFlow(p) for p in pbxs}
-        self.homes = ExtensionHomes({p.key: p.state for p in pbxs})
+        self._states = {p.key: p.state for p in pbxs}  # shared with homes: it follows add / remove
+        self.homes = ExtensionHomes(self._states)
+
+    def add(self, pbx: AsteriskPbx) -> None:
+        """This instance now drives ``pbx`` (it gained the PBX's lease, ``ari_app.component``)."""
+        self.pbxs[pbx.key] = pbx
+        self.flows[pbx.key] = CallFlow(pbx)
+        self._states[pbx.key] = pbx.state
+
+    def remove(self, key: str) -> None:
+        """This instance no longer drives PBX ``key``: actions on its calls are answered elsewhere."""
+        self.pbxs.pop(key, None)
+        self.flows.pop(key, None)
+        self._states.pop(key, None)
 
     # -- look-ups --------------------------------------------------------------------------------
 
     def _pbx(self, key: str | None) -> AsteriskPbx:
         if key is None:
             if not self.pbxs:
-                raise Unavailable("no Asterisk is configured")
+                raise Unavailable("no Asterisk is driven by this instance (none configured, or all owned elsewhere)")
             return next(iter(self.pbxs.values()))
         pbx = self.pbxs.get(key)
         if pbx is None:

@@ -79,3 +79,16 @@ async def lease_is_current(conn: asyncpg.Connection | asyncpg.Pool, pbx_key: str
         "SELECT 1 FROM pbx_leases WHERE pbx_key = $1 AND instance_id = $2 AND generation = $3"
         " AND expires_at > now()", pbx_key, instance_id, generation)
     return held is not None
+
+
+async def lease_table(pool: asyncpg.Pool) -> dict[str, tuple[Lease, float]]:
+    """Every lease row by PBX key with the seconds it has left by the database's clock (≤ 0: expired, free to
+    take): a standby sleeps exactly until the holder's lease runs out instead of polling."""
+    rows = await pool.fetch(f"SELECT {_COLUMNS}, extract(epoch FROM expires_at - now())::float8 AS seconds_left"
+                            " FROM pbx_leases")
+    out: dict[str, tuple[Lease, float]] = {}
+    for row in rows:
+        values = dict(row)
+        left = float(values.pop("seconds_left"))
+        out[row["pbx_key"]] = (Lease(**values), left)
+    return out
