@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -184,6 +185,7 @@ class AsteriskPbx:
         return restarted
 
     async def resync(self) -> None:
+        started = time.monotonic()
         restarted = await self._restarted()
         endpoints = await self.client.get(ari_path("endpoints", self.ari.endpoint_technology)) or []
         self.apply_endpoints(endpoints)
@@ -200,6 +202,8 @@ class AsteriskPbx:
         await self._clean_bridges(bridges)
         await self.stasis.resync(channels, bridges)  # flows see the rebuilt call state
         self.resyncs += 1
+        log.info("event=ari_resynced pbx=%s resyncs=%d channels=%d bridges=%d calls=%d seconds=%.3f", self.key,
+                 self.resyncs, len(channels), len(bridges), len(self.state.calls), time.monotonic() - started)
 
     def apply_endpoints(self, endpoints: list[dict[str, Any]]) -> None:
         numbers = set()

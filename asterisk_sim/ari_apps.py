@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from asterisk_sim.ari_events import App, Connection
-from asterisk_sim.ari_http import check_auth, error_reply
+from asterisk_sim.ari_http import check_auth, error_reply, note_request
 from asterisk_sim.ari_resources import ari
 from asterisk_sim.errors import AriError
 from asterisk_sim.model import SIM_KEY
@@ -107,6 +107,7 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
     sim: Simulator = request.app[SIM_KEY]
     if sim.phase != "up":
         return sim.unavailable_reply()
+    note_request(sim, request)
     denied = check_auth(sim, request)
     if denied is not None:
         return denied

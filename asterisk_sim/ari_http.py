@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -28,6 +29,12 @@ def error_reply(status: int, message: str, key: str = "message", headers: dict[s
     if headers:
         resp.headers.update(headers)
     return resp
+
+
+def note_request(sim: Simulator, request: web.Request) -> None:
+    """Keep who asked what, and when (``sim.ari_requests``): which client acted, as Asterisk's HTTP log would."""
+    sim.ari_requests.append({"at": time.monotonic(), "method": request.method, "path": request.path,
+                             "user_agent": request.headers.get("User-Agent", "")})
 
 
 def check_auth(sim: Simulator, request: web.Request) -> web.Response | None:

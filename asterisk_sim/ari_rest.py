@@ -11,7 +11,7 @@ from aiohttp import web
 
 from asterisk_sim import ari_apps, ari_bridges, ari_channels, ari_media, ari_system  # noqa: F401 - their @ari run
 from asterisk_sim import ari_resources as res
-from asterisk_sim.ari_http import check_auth, error_reply, json_reply, params_of
+from asterisk_sim.ari_http import check_auth, error_reply, json_reply, note_request, params_of
 from asterisk_sim.errors import AriError
 from asterisk_sim.model import SIM_KEY
 
@@ -38,6 +38,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return sim.unavailable_reply()
     raw_path = request.raw_path.split("?", 1)[0]
     tail = raw_path[len("/ari"):] or "/"
+    note_request(sim, request)
     denied = check_auth(sim, request)
     if denied is not None:
         return denied

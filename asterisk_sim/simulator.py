@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from dataclasses import dataclass, field
@@ -62,6 +63,9 @@ class Simulator:
         self.phase = "up"
         self.started_at = time.time()
         self.connections: set[tuple[Connection, web.WebSocketResponse]] = set()
+        # every ARI request and websocket connect: {"at": monotonic, "method", "path", "user_agent"} (tests tell
+        # which client acted by its User-Agent); the latest 100,000
+        self.ari_requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=100_000)
         self._phones: dict[str, Phone] = {}
         self._customers: dict[str, Customer] = {}
         self._runner: web.AppRunner | None = None
