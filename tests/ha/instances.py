@@ -190,10 +190,9 @@ class Instance:
             return self.proc.returncode
         self.proc.send_signal(signal.SIGCONT)  # a paused process cannot act on SIGTERM
         self.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self.alive and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if self.alive:
+        try:
+            await asyncio.to_thread(self.proc.wait, timeout)
+        except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
         return self.proc.returncode
