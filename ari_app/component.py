@@ -54,6 +54,7 @@ class PbxDriver:
         self.pbx = AsteriskPbx(config, ctx.writer, ctx.bus, pool=getattr(ctx.store, "pool", None), client=client)
         self.watcher = AmiWatcher(self.pbx, ctx.writer, ctx.bus) if config.ami is not None else None
         self.pbx.ami = self.watcher  # flows that need AMI actions (a Dial() take-over) reach it through the PBX
+        self.pbx.routes = {r.name: r for r in ctx.config.routes if r.pbx == key}  # a click-to-call taken over
         self.prompts = PromptCheck(self.pbx)
         self.pbx.client.add_connected_handler(self.prompts.on_connected)
         self.stack = AsyncExitStack()

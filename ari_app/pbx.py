@@ -30,6 +30,7 @@ from ari_app.transitions import answered, end_call
 from ari_app.transitions import apply as apply_event
 from callcenter.config import PbxConfig
 from callcenter.domain import CallStatus, Direction
+from callcenter.outbound import OutboundRoute
 from callcenter.store import asterisk as asterisk_sql
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class AsteriskPbx:
         self.client.add_event_handler(self.on_event)       # state first: flows then see an up-to-date state
         self.stasis = StasisApp(self.client)
         self.ami: AmiWatcher | None = None  # this PBX's AMI watcher when AMI is configured (set by the component)
+        self.routes: dict[str, OutboundRoute] = {}  # [[route]]s on this PBX by name (set by the component)
         # what plug-ins (ari_app.queues) offer the others, declared here so each side is typed:
         self.queue_view: QueueSnapshot | None = None          # the PBX's queues for the live snapshot
         self.leg_replaced_hooks: list[LegReplaced] = []       # a take-over or transfer: a new leg replaces an old one

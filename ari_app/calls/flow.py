@@ -13,10 +13,11 @@ import logging
 from typing import Any
 
 from ari_app.client import AriError, ari_path
-from ari_app.model import Effect, Leg, LiveCall, now
+from ari_app.model import Effect, Leg, LiveCall, WriteCall, now
 from ari_app.pbx import BRIDGE_PREFIX, AsteriskPbx
 from ari_app.transitions import answered
 from ari_app.views import bridge_members, party_number
+from callcenter.domain import Direction
 from callcenter.outbound import default_endpoint
 
 log = logging.getLogger("callcenter.ari.calls")
@@ -197,6 +198,13 @@ class CallFlow:
                 await self.consult_answered(call, channel_id)
 
     async def agent_answered(self, call: LiveCall, channel_id: str) -> None:
+        if not call.callee_raw:
+            lost = await self.recover_from_channel(call, channel_id)
+            if lost:
+                bridge = await self.ensure_bridge(call)
+                await self.add_to_bridge(bridge, channel_id)
+                await self.customer_not_dialled(call, channel_id, bridge, AriError(0, lost), [])
+                return
         bridge = await self.ensure_bridge(call)
         await self.add_to_bridge(bridge, channel_id)
         effects = [self.timeline(call, "agent_answered", channel_id, extension=call.extension)]
@@ -209,6 +217,35 @@ class CallFlow:
                                      endpoint=self.endpoint_for(call, call.callee_raw, "customer"),
                                      **({"route": call.route.name} if call.route else {})))
         await self.pbx.emit(effects)
+
+    async def recover_from_channel(self, call: LiveCall, channel_id: str) -> str:
+        """A click-to-call this instance did not start (it took the PBX over before the row was written): what to
+        dial is on the agent's channel (``CC_DIAL``, ``CC_ROUTE``, ``CC_PRESENTED``, set at originate). Returns
+        why it cannot go on ("" when it can)."""
+        values: dict[str, str] = {}
+        for name in ("CC_DIAL", "CC_ROUTE", "CC_PRESENTED"):
+            try:
+                reply = await self.client.get(ari_path("channels", channel_id, "variable"), variable=name)
+            except AriError:
+                reply = None
+            values[name] = str((reply or {}).get("value") or "") if isinstance(reply, dict) else ""
+        leg = call.legs.get(channel_id)
+        extension = call.extension or (leg.extension if leg is not None else "")
+        call.direction, call.extension, call.announced = Direction.OUTBOUND, extension, True
+        call.caller_raw = call.caller_raw or extension
+        call.callee_raw = values["CC_DIAL"]
+        call.presented_number = call.presented_number or values["CC_PRESENTED"]
+        if values["CC_ROUTE"]:
+            route = self.pbx.routes.get(values["CC_ROUTE"])
+            if route is None:
+                return f"route {values['CC_ROUTE']!r} is not configured on this instance"
+            call.route, call.tags["route"], call.trunk = route, route.name, route.trunk
+        log.info("event=click_to_call_recovered call_id=%s channel=%s number_known=%s", call.call_id, channel_id,
+                 bool(call.callee_raw))
+        await self.pbx.emit([WriteCall(self.state.record(call))])
+        if not call.callee_raw:
+            return "the number to dial was lost when another instance took this PBX over"
+        return ""
 
     async def customer_not_dialled(self, call: LiveCall, agent_channel: str, bridge: str, exc: AriError,
                                    effects: list[Effect]) -> None:

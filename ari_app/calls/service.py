@@ -160,8 +160,11 @@ class AsteriskCalls:
         if route is not None:  # the row says which route and trunk the call left through
             call.route, call.tags["route"], call.trunk = route, route.name, route.trunk
             origin = {"route": route.name}
-        variables = {"CC_LINKEDID": linkedid, "CC_ROLE": "agent"} | auto_answer_variables(
-            runtime.ari.auto_answer_header)
+        # what the call is for rides on the agent's channel too: an instance taking this PBX over before our row
+        # is written (kill -9 right after the request) still knows whom to dial when the agent answers
+        variables = {"CC_LINKEDID": linkedid, "CC_ROLE": "agent", "CC_DIAL": target,
+                     "CC_ROUTE": route.name if route is not None else "", "CC_PRESENTED": presented}
+        variables |= auto_answer_variables(runtime.ari.auto_answer_header)
         await runtime.emit([WriteCall(runtime.state.record(call)),
                             runtime.state.timeline(call, "originate", call.started_at, "originate",
                                                    extension=extension, number=target, **origin)])
