@@ -134,6 +134,11 @@ async def test_a_click_to_call_ringing_the_agent_completes_after_the_take_over(
         await cluster.driving(b, after=killed)
         assert b.logged("pbx_lease_gained", after=killed) is not None
     else:
+        async def stored() -> bool:
+            status, _body = await a.request("GET", f"/api/v1/calls/{call_id}")
+            return status == 200
+
+        await eventually(stored, what="the owner's row of the call in the store")
         await take_over(cluster, a, b)
     await sim.phone("1001").answer()
     # the customer is dialled through the outbound context after the agent answered: 9 + the national number
