@@ -69,3 +69,16 @@ async def test_queue_state_writes_that_fail_are_retried_and_shown_in_health(worl
     await eventually(lambda: health()["state"] == "up" and health()["pending"] == 0, timeout=10, what="written")
     members = (await load_queue_state(world.ctx.store.pool, "main")).members
     assert [(m.queue, m.extension, m.paused, m.reason) for m in members] == [("support", "1001", True, "meeting")]
+
+
+async def test_an_instance_whose_pbx_another_took_over_writes_no_queue_state(world: World) -> None:
+    """This instance drives ``main`` at generation 0 (one instance, no lease); another instance takes the PBX's
+    lease (generation 1). What this one still changes is refused by the store, counted, and not written."""
+    newer = await take_or_renew_lease(world.ctx.store.pool, "main", "the-other-instance", ttl_seconds=30)
+    assert newer is not None and newer.generation > (world.ctx.ownership.generation("main") or 0)
+    await world.port.pause("support", "1001", True, "too late")
+
+    def health() -> dict:  # type: ignore[type-arg]
+        return world.ctx.health.snapshot()["queues"]["pbx"]["main"]
+    await eventually(lambda: health()["fenced"] == 1 and health()["pending"] == 0, what="the write fenced")
+    assert (await load_queue_state(world.ctx.store.pool, "main")).members == []
