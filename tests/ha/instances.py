@@ -201,7 +201,8 @@ class Instance:
 class Cluster:
     """The simulator, one database, and the instances started on them."""
 
-    def __init__(self, sim: Simulator, dsn: str, folder: Path, token: str) -> None:
+    def __init__(self, sim: Simulator, dsn: str, folder: Path, token: str, *, show_logs: bool = True) -> None:
+        self.show_logs = show_logs  # print each instance's last log lines at close (pytest shows them on failure)
         self.sim = sim
         self.dsn = dsn
         self.folder = folder
@@ -253,7 +254,8 @@ class Cluster:
 
     async def close(self) -> None:
         await asyncio.gather(*(i.stop() for i in self.instances))
-        for instance in self.instances:  # pytest shows this only for a failed test: each instance's last words
+        # pytest shows this only for a failed test: each instance's last words
+        for instance in self.instances if self.show_logs else []:
             tail = instance.stderr_path.read_text(errors="replace").splitlines()[-150:]
             print(f"---- {instance.name} (exit {instance.proc.returncode}) ----", *tail, sep="\n")
 
