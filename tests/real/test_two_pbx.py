@@ -5,6 +5,10 @@ A call on each lands in one call log with its PBX; click-to-call rings the agent
 is; a supervisor on ``south`` listens to an agent on ``south`` while ``main`` has a call up, and monitoring does
 not cross PBXs (a supervisor's phone on ``main`` cannot be bridged to a channel on ``south``: refused, 409), nor
 does pickup; the live board (``/api/v1/live`` and the ``/api/v1/events`` websocket) shows the calls of both.
+
+Then two ``callcenter serve`` processes with ``[cluster]`` on, each preferring one Asterisk: each drives its own,
+both calls land in one log; ``kill -9`` of south's instance and the other takes south over (lease, ARI app) and
+logs and shows the next call on it. The take-over time is printed (``-s``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -19,6 +24,7 @@ import aiohttp
 
 from tests.real.asterisk import RealAsterisk
 from tests.real.phones import Phone, Phones
+from tests.real.ports import free_tcp_port
 from tests.real.scenes import hearing_problems, inbound_call, record_phase
 from tests.real.service import RunningService, ServiceProcess
 from tests.waiting import eventually
@@ -254,3 +260,73 @@ async def test_pickup_stays_within_the_asterisk_of_the_pickers_phone(
                          customer.wait_state("CONFIRMED", since=called))
     await hang_up(colleague)
 
+
+# -- two instances, one database: each drives one Asterisk; kill -9 one and the other takes its PBX over --------
+
+CLUSTER = {"enabled": True, "lease_seconds": 3, "renew_seconds": 1}  # the defaults: a preferred PBX waits 2 s
+
+
+async def health(instance: ServiceProcess) -> dict[str, Any]:
+    status, body = await instance.request("GET", "/api/v1/health")
+    assert status in (200, 503), body
+    return dict(body["components"])
+
+
+async def drives(instance: ServiceProcess, pbx: str, *, connected: bool = True) -> bool:
+    """The instance holds ``pbx``'s lease and (``connected``) its ARI app is connected to that Asterisk."""
+    with contextlib.suppress(aiohttp.ClientError, OSError):
+        components = await health(instance)
+        return bool(components["ownership"]["pbx"][pbx]["mine"]
+                    and (not connected or components["ari"]["pbx"][pbx]["connected"]))
+    return False
+
+
+async def test_two_instances_drive_one_asterisk_each_and_a_kill_9_hands_its_asterisk_to_the_other(
+        asterisk: RealAsterisk, south_asterisk: RealAsterisk, phones: Phones, south_phones: Phones,
+        make_service_process: Callable[..., Awaitable[ServiceProcess]]) -> None:
+    both = (asterisk, south_asterisk)
+    # one FastAGI address for both Asterisks (their dialplans were rendered so): the first instance's
+    first, second = await asyncio.gather(
+        make_service_process({"cluster": {**CLUSTER, "instance_name": "cc-main", "prefer": ["main"]}},
+                             asterisks=both),
+        make_service_process({"cluster": {**CLUSTER, "instance_name": "cc-south", "prefer": ["south"]},
+                              "agi": {"port": free_tcp_port()}}, asterisks=both))
+
+    async def split() -> bool:
+        return await drives(first, "main") and await drives(second, "south")
+
+    await eventually(split, timeout=20, what="cc-main driving main and cc-south driving south")
+    agent, customer = await phones.start("1001"), await phones.start("55501001")
+    south_agent, south_customer = await south_phones.start("2001"), await south_phones.start("55521001")
+    await asyncio.gather(inbound_call(customer, agent), inbound_call(south_customer, south_agent))
+    await hang_up(agent, south_agent)
+    rows = {pbx: await closed_row(first, {"pbx": pbx}) for pbx in ("main", "south")}
+    assert {pbx: row["extension"] for pbx, row in rows.items()} == {"main": "1001", "south": "2001"}, rows
+
+    second.kill()
+    killed = time.monotonic()
+    await eventually(lambda: drives(first, "south", connected=False), timeout=15, what="cc-main taking the lease")
+    leased = time.monotonic() - killed
+    await eventually(lambda: drives(first, "south"), timeout=15, what="cc-main's ARI app connected to south")
+    took = time.monotonic() - killed
+    print(f"take-over of south after kill -9 of its owner (lease {CLUSTER['lease_seconds']} s): lease taken after "
+          f"{leased:.1f} s, ARI connected after {took:.1f} s")
+    assert await drives(first, "main")
+
+    await inbound_call(south_customer, south_agent)
+
+    async def on_the_board() -> bool:
+        status, body = await first.request("GET", "/api/v1/live")
+        return status == 200 and ("south", "2001") in {(c["pbx"], c["extension"]) for c in body["calls"]}
+
+    await eventually(on_the_board, timeout=10, what="the new south call on cc-main's live board")
+    await hang_up(south_agent)
+
+    async def two_south_rows() -> bool:
+        status, body = await first.request("GET", "/api/v1/calls", params={"pbx": "south"})
+        return status == 200 and len(body["items"]) == 2 and all(r.get("ended_at") for r in body["items"])
+
+    await eventually(two_south_rows, timeout=20, what="the call after the take-over logged and closed")
+    _status, body = await first.request("GET", "/api/v1/calls", params={"pbx": "south"})
+    newest = body["items"][0]
+    assert (newest["extension"], newest["direction"], newest["status"]) == ("2001", "inbound", "answered"), newest
