@@ -49,9 +49,9 @@ class Board:
 
 
 @contextlib.asynccontextmanager
-async def live_board(service: RunningService) -> AsyncIterator[Board]:
+async def live_board(service: RunningService | ServiceProcess) -> AsyncIterator[Board]:
     board = Board()
-    token = await service.admin_token()
+    token = await service.token("admin")
     async with aiohttp.ClientSession() as http, http.ws_connect(
             service.base_url + "/api/v1/events", headers={"Authorization": f"Bearer {token}"}) as ws:
         hello = json.loads((await ws.receive(timeout=10)).data)
@@ -298,8 +298,12 @@ async def test_two_instances_drive_one_asterisk_each_and_a_kill_9_hands_its_aste
     await eventually(split, timeout=20, what="cc-main driving main and cc-south driving south")
     agent, customer = await phones.start("1001"), await phones.start("55501001")
     south_agent, south_customer = await south_phones.start("2001"), await south_phones.start("55521001")
-    await asyncio.gather(inbound_call(customer, agent), inbound_call(south_customer, south_agent))
-    await hang_up(agent, south_agent)
+    async with live_board(first) as board:  # a supervisor on cc-main sees south's calls too (the bus crosses)
+        await asyncio.gather(inbound_call(customer, agent), inbound_call(south_customer, south_agent))
+        await eventually(lambda: board.seen("call.answered", pbx="main", extension="1001")
+                         and board.seen("call.answered", pbx="south", extension="2001"), timeout=10,
+                         what="cc-main's websocket showing the answer of each PBX's call")
+        await hang_up(agent, south_agent)
     rows = {pbx: await closed_row(first, {"pbx": pbx}) for pbx in ("main", "south")}
     assert {pbx: row["extension"] for pbx, row in rows.items()} == {"main": "1001", "south": "2001"}, rows
 
