@@ -1,7 +1,7 @@
 """Monitoring set-up and DTMF mode switches, app side, against the in-process simulator (DESIGN §11).
 
 * set-up: the supervisor's StasisStart reaches our ARI client → the ChannelEnteredBridge of the snoop
-  channel in the supervisor's bridge reaches it. Ours does the real work (monitor groups from PostgreSQL,
+  channel in the supervisor's bridge reaches it. Ours does the real work (monitor groups: a copy read from PostgreSQL,
   target resolution from GET /channels + /bridges, answer, bridge, snoop, wait for its StasisStart, add).
 * baseline, same run: a minimal snoop app that already knows the agent's channel (answer, bridge, snoop,
   wait, add) — the DESIGN target is "within 20 ms of the minimal app" and ≤ 20 ms p99.

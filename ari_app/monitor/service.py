@@ -196,12 +196,10 @@ class MonitorService:
                     await self.takeover.move_into_call(session, call)
             else:
                 began = time.monotonic()
-                # the session's bridge and the supervisor's answer tell nothing about the call: made while the
-                # checks run (a refusal answers the supervisor anyway, and its teardown destroys the bridge)
-                steps = [self.mech.create_bridge(session.bridge_id, f"monitor-{session.mode.value}")]
-                if answer:
-                    steps.append(self.mech.answer(sup))
-                prepared = asyncio.ensure_future(asyncio.gather(*steps, return_exceptions=True))
+                # the session's bridge, the supervisor's answer and the supervisor in the bridge tell nothing about
+                # the call: made while the checks run, so only the snoop is added once it exists (a refusal is
+                # spoken to the supervisor in the bridge, and its teardown destroys the bridge)
+                prepared = asyncio.ensure_future(self._prepare(session, sup, answer=answer))
                 try:
                     grant, call = await self.checks.check(session.supervisor, session.target, session.mode)
                     checked = time.monotonic()
@@ -210,17 +208,18 @@ class MonitorService:
                     snoop_id = session.snoop_channel = session.next_snoop_id()  # known before it exists: teardown
                     self.sessions.watch(snoop_id, session)
                     await self.mech.snoop(call.channel_id, snoop_id, snoop_args(session, session.mode))
-                finally:
-                    outcomes = await prepared  # all done before any teardown
-                for outcome in outcomes:
-                    if isinstance(outcome, BaseException):
-                        raise outcome
+                except BaseException:
+                    await asyncio.wait([prepared])  # all done before any teardown
+                    if not prepared.cancelled():
+                        prepared.exception()  # the check's failure is the one to report
+                    raise
+                await prepared
                 snooped = time.monotonic()
-                await self.mech.add_to_bridge(session.bridge_id, sup, snoop_id)
+                await self.mech.add_to_bridge(session.bridge_id, snoop_id)
                 session.state = SessionState.ACTIVE
                 # where a set-up's time goes (bench real_queue reads it): Asterisk's dialplan and the event's way
-                # to us, the checks (monitor groups, target; the bridge and the answer meanwhile), the snoop, the
-                # final addChannel
+                # to us, the checks (monitor groups, target; the bridge, the answer and the supervisor in it
+                # meanwhile), the snoop, the final addChannel of the snoop
                 log.info("event=monitor_setup_timing session=%s since_created_ms=%s check_ms=%.0f snoop_ms=%.0f "
                          "bridge_ms=%.0f", session.id, _ms_since(session.created, began),
                          (checked - began) * 1000, (snooped - checked) * 1000, (time.monotonic() - snooped) * 1000)
@@ -228,6 +227,16 @@ class MonitorService:
         log.info("event=monitor_start session=%s supervisor=%s target=%s mode=%s channel=%s", session.id,
                  session.supervisor, session.target, session.mode.value, call.channel_id)
         self.spawn(self.after_attach(session, call, data), "after_attach")
+
+    async def _prepare(self, session: MonitorSession, sup: str, *, answer: bool) -> None:
+        """The session's mixing bridge with the supervisor (answered) in it, waiting for the snoop."""
+        steps = [self.mech.create_bridge(session.bridge_id, f"monitor-{session.mode.value}")]
+        if answer:
+            steps.append(self.mech.answer(sup))
+        for outcome in await asyncio.gather(*steps, return_exceptions=True):  # both done before anything fails
+            if isinstance(outcome, BaseException):
+                raise outcome
+        await self.mech.add_to_bridge(session.bridge_id, sup)
 
     async def after_attach(self, session: MonitorSession, call: TargetCall, data: dict[str, Any]) -> None:
         """Off the critical path: channel variables, subscriptions, the call id, the timeline, notice, hold."""
