@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
@@ -77,6 +78,12 @@ class RestLiveSource:
         return list(channels or []), list(bridges or [])
 
 
+def _log_late_failure(request: asyncio.Future[Any]) -> None:
+    """A snoop request that failed after its channel's StasisStart (or after we stopped waiting)."""
+    if not request.cancelled() and request.exception() is not None:
+        log.warning("event=monitor_snoop_late_failure error=%s", request.exception())
+
+
 class Mechanics:
     """ARI operations with the waiting and the error tolerance monitoring needs."""
 
@@ -99,14 +106,29 @@ class Mechanics:
     async def create_bridge(self, bridge_id: str, name: str) -> None:
         await self.ari.post("/bridges", type="mixing", bridgeId=bridge_id, name=name)
 
-    async def snoop(self, agent_channel: str, snoop_id: str, params: dict[str, str]) -> dict[str, Any]:
-        """Create a snoop channel on the agent's channel and return once it is in Stasis (bridgeable)."""
+    async def snoop(self, agent_channel: str, snoop_id: str, params: dict[str, str],
+                    replied: list[float] | None = None) -> dict[str, Any]:
+        """Create a snoop channel on the agent's channel and return once it is in Stasis (bridgeable): its
+        StasisStart may come before the REST reply, and then it is bridgeable already; the reply is awaited only
+        for a failure (a refused snoop sends no StasisStart). ``replied`` gets the monotonic time of the reply."""
         started = self.waiters.expect(f"start:{snoop_id}")
+        request = asyncio.ensure_future(
+            self.ari.post(f"/channels/{agent_channel}/snoop", app=self.app, snoopId=snoop_id, **params))
+        if replied is not None:
+            request.add_done_callback(lambda _done: replied.append(time.monotonic()))
         try:
-            await self.ari.post(f"/channels/{agent_channel}/snoop", app=self.app, snoopId=snoop_id, **params)
-            return await asyncio.wait_for(started, SNOOP_START_TIMEOUT)
+            await asyncio.wait([started, request], timeout=SNOOP_START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+            if not started.done():
+                if request.done():
+                    request.result()  # raises the refusal (404: the agent's channel is gone)
+                return await asyncio.wait_for(started, SNOOP_START_TIMEOUT)
+            return started.result()
         finally:
             self.waiters.forget(f"start:{snoop_id}")
+            if not request.done():
+                request.add_done_callback(_log_late_failure)
+            elif not request.cancelled():
+                request.exception()  # retrieved: the StasisStart (or the wait's end) decided
 
     async def add_to_bridge(self, bridge_id: str, *channel_ids: str) -> None:
         await self.ari.post(f"/bridges/{bridge_id}/addChannel", channel=",".join(channel_ids))

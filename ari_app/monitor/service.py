@@ -110,6 +110,7 @@ class MonitorService:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.checks.grants.close()
 
     def active(self) -> list[dict[str, Any]]:
         return self.sessions.active()
@@ -207,22 +208,27 @@ class MonitorService:
                     session.announce = grant.announce
                     snoop_id = session.snoop_channel = session.next_snoop_id()  # known before it exists: teardown
                     self.sessions.watch(snoop_id, session)
-                    await self.mech.snoop(call.channel_id, snoop_id, snoop_args(session, session.mode))
+                    replied: list[float] = []
+                    await self.mech.snoop(call.channel_id, snoop_id, snoop_args(session, session.mode), replied)
                 except BaseException:
                     await asyncio.wait([prepared])  # all done before any teardown
                     if not prepared.cancelled():
                         prepared.exception()  # the check's failure is the one to report
                     raise
-                await prepared
                 snooped = time.monotonic()
+                await prepared
+                ready = time.monotonic()
                 await self.mech.add_to_bridge(session.bridge_id, snoop_id)
                 session.state = SessionState.ACTIVE
                 # where a set-up's time goes (bench real_queue reads it): Asterisk's dialplan and the event's way
-                # to us, the checks (monitor groups, target; the bridge, the answer and the supervisor in it
-                # meanwhile), the snoop, the final addChannel of the snoop
+                # to us, the checks (monitor groups, target), the snoop up to its StasisStart, then what was still
+                # left of the bridge, the answer and the supervisor in it (made meanwhile), the final addChannel
+                # (snoop_reply: the snoop's REST reply, which its StasisStart may precede or follow)
                 log.info("event=monitor_setup_timing session=%s since_created_ms=%s check_ms=%.0f snoop_ms=%.0f "
-                         "bridge_ms=%.0f", session.id, _ms_since(session.created, began),
-                         (checked - began) * 1000, (snooped - checked) * 1000, (time.monotonic() - snooped) * 1000)
+                         "snoop_reply_ms=%s prepare_wait_ms=%.0f bridge_ms=%.0f", session.id,
+                         _ms_since(session.created, began), (checked - began) * 1000, (snooped - checked) * 1000,
+                         f"{(replied[0] - checked) * 1000:.0f}" if replied else "?", (ready - snooped) * 1000,
+                         (time.monotonic() - ready) * 1000)
             data = self.timeline.note(session, "monitor_start", origin=session.origin, agent_channel=call.channel_id)
         log.info("event=monitor_start session=%s supervisor=%s target=%s mode=%s channel=%s", session.id,
                  session.supervisor, session.target, session.mode.value, call.channel_id)

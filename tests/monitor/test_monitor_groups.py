@@ -116,3 +116,25 @@ async def test_every_write_is_announced_on_the_bus_whoever_makes_it(store: CallS
         assert (await changes.get(5)).data == {"id": marker["id"], "action": "created"}  # nothing in between
     finally:
         await bus.close()
+
+
+async def test_the_monitor_services_copy_is_read_again_in_the_background_once_old(store: CallStore) -> None:
+    """A copy older than its ttl still answers at once (no set-up waits for the store) and is read again behind;
+    a change the bus did not announce (it was reconnecting) reaches the copy that way."""
+    from ari_app.monitor.checks import Grants
+    from tests.waiting import eventually
+
+    group = await groups.create_group(store.pool, name="g", level="listen", observers=["2005"], observed=["1001"])
+    grants = Grants(store.pool, ttl=0.0)
+    try:
+        grant, from_copy = await grants.lookup("2005", "1001")
+        assert (grant and grant.level, from_copy, grants.reads) == (MonitorMode.LISTEN, False, 1)
+        await groups.update_group(store.pool, group["id"], name="g", level="barge", observers=["2005"],
+                                  observed=["1001"])
+        grant, from_copy = await grants.lookup("2005", "1001")
+        assert (grant and grant.level, from_copy) == (MonitorMode.LISTEN, True)  # the old copy, at once
+        await eventually(lambda: grants.reads == 2)
+        grant, from_copy = await grants.lookup("2005", "1001")
+        assert (grant and grant.level, from_copy) == (MonitorMode.BARGE, True)
+    finally:
+        await grants.close()
