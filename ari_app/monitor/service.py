@@ -197,9 +197,10 @@ class MonitorService:
                     await self.takeover.move_into_call(session, call)
             else:
                 began = time.monotonic()
-                # the session's bridge, the supervisor's answer and the supervisor in the bridge tell nothing about
-                # the call: made while the checks run, so only the snoop is added once it exists (a refusal is
-                # spoken to the supervisor in the bridge, and its teardown destroys the bridge)
+                # the session's bridge and the supervisor's answer tell nothing about the call: made while the
+                # checks and the snoop run (a refusal answers the supervisor anyway, and its teardown destroys the
+                # bridge). Both channels go into the bridge in one request at the end: adding the supervisor
+                # earlier made the preparation two round trips long, longer than the snoop on a busy Asterisk
                 prepared = asyncio.ensure_future(self._prepare(session, sup, answer=answer))
                 try:
                     grant, call = await self.checks.check(session.supervisor, session.target, session.mode)
@@ -218,11 +219,11 @@ class MonitorService:
                 snooped = time.monotonic()
                 await prepared
                 ready = time.monotonic()
-                await self.mech.add_to_bridge(session.bridge_id, snoop_id)
+                await self.mech.add_to_bridge(session.bridge_id, sup, snoop_id)
                 session.state = SessionState.ACTIVE
                 # where a set-up's time goes (bench real_queue reads it): Asterisk's dialplan and the event's way
                 # to us, the checks (monitor groups, target), the snoop up to its StasisStart, then what was still
-                # left of the bridge, the answer and the supervisor in it (made meanwhile), the final addChannel
+                # left of the bridge and the answer (made meanwhile), the final addChannel
                 # (snoop_reply: the snoop's REST reply, which its StasisStart may precede or follow)
                 log.info("event=monitor_setup_timing session=%s since_created_ms=%s check_ms=%.0f snoop_ms=%.0f "
                          "snoop_reply_ms=%s prepare_wait_ms=%.0f bridge_ms=%.0f", session.id,
@@ -235,14 +236,13 @@ class MonitorService:
         self.spawn(self.after_attach(session, call, data), "after_attach")
 
     async def _prepare(self, session: MonitorSession, sup: str, *, answer: bool) -> None:
-        """The session's mixing bridge with the supervisor (answered) in it, waiting for the snoop."""
+        """The session's mixing bridge, and the supervisor answered, side by side."""
         steps = [self.mech.create_bridge(session.bridge_id, f"monitor-{session.mode.value}")]
         if answer:
             steps.append(self.mech.answer(sup))
         for outcome in await asyncio.gather(*steps, return_exceptions=True):  # both done before anything fails
             if isinstance(outcome, BaseException):
                 raise outcome
-        await self.mech.add_to_bridge(session.bridge_id, sup)
 
     async def after_attach(self, session: MonitorSession, call: TargetCall, data: dict[str, Any]) -> None:
         """Off the critical path: channel variables, subscriptions, the call id, the timeline, notice, hold."""
