@@ -15,9 +15,11 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
+from panoramisk.message import Message
 
 from ari_app.pbx import AsteriskPbx
 
@@ -118,8 +120,29 @@ def used(message: bytes) -> bool:
     return head in _USED_HEADS or b"\nActionID: " in message
 
 
+def event_fields(text: str) -> dict[str, Any]:
+    """One AMI event's headers as panoramisk gives them (``dict(Message.from_line(text).items())``: a header
+    repeated becomes a list, names are case-insensitive — the last spelling wins —, and a ``content`` of '')."""
+    headers: dict[str, Any] = {}
+    for line in text.strip().split("\r\n"):
+        if ": " in line:
+            key, value = line.split(": ", 1)
+            if key.lower() in Message.quoted_keys:
+                value = unquote(value).strip()
+            if key in headers:
+                found = headers[key]
+                headers[key] = [*found, value] if isinstance(found, list) else [found, value]
+            else:
+                headers[key] = value
+    folded = {key.lower(): (key, value) for key, value in headers.items()}
+    folded["content"] = ("content", "")
+    return dict(folded.values())
+
+
 class _Protocol(AMIProtocol):  # type: ignore[misc]
-    """panoramisk's protocol, handed only the messages :func:`used` keeps (whole ones, in order)."""
+    """panoramisk's protocol, handed only the messages :func:`used` keeps (whole ones, in order). An event no
+    action waits for (no ``ActionID``) goes straight to the factory's ``on_event_fields``, when it has one, as
+    :func:`event_fields`: what panoramisk's ``Message`` and dispatch would have handed it, without them."""
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -132,10 +155,16 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
             self._pending = data
             return
         self._pending = data[cut + 4:]
-        messages = data[:cut].split(_END)
-        kept = [m for m in messages if used(m)]
-        if kept:
-            super().data_received(_END.join(kept) + _END)
+        sink = getattr(self.factory, "on_event_fields", None)
+        encoding = getattr(self, "encoding", "ascii")
+        for message in data[:cut].split(_END):
+            if not used(message):
+                continue
+            if (sink is not None and self.version is not None and message.startswith(b"Event: ")
+                    and b"\nActionID: " not in message and not message.startswith(b"Event: Shutdown\r")):
+                sink(event_fields(message.decode(encoding, "ignore")))
+            else:
+                super().data_received(message + _END)
 
 
 class _Manager(Manager):  # type: ignore[misc]
@@ -163,6 +192,7 @@ class AmiWatcher:
                                 on_login=self._on_login, on_disconnect=self._on_disconnect,
                                 protocol_factory=_Protocol)
         self.manager.register_event("*", self._on_event)
+        self.manager.on_event_fields = self._queue.put_nowait  # events, parsed by _Protocol, skip panoramisk
         self._task: asyncio.Task[None] | None = None
         self._listing: asyncio.Future[None] | None = None
         self.logins = 0

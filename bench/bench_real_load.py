@@ -18,9 +18,12 @@ process: the bench's own waiting is in it), of Asterisk, of PostgreSQL and of si
 service's peak RSS. Targets: every row right at every rate Asterisk sustains; service CPU < Asterisk's; FastAGI
 p99 ≤ 20 ms; RSS ≤ 150 MB with 500 calls up.
 
-No RTP is sent (SDP is offered and answered, nobody streams): the bench loads signalling, dialplan, AGI, ARI/AMI
-events and the store — the service's whole share of a call — while Asterisk is spared the media relay it does
-on a real PBX, so the CPU ratio is pessimistic for the service.
+By default no RTP is sent (SDP is offered and answered, nobody streams): the bench loads signalling, dialplan,
+AGI, ARI/AMI events and the store — the service's whole share of a call — while Asterisk is spared the media relay
+it does on a real PBX, so the CPU ratio is pessimistic for the service. ``BENCH_REAL_LOAD_RTP=1`` makes both
+sides talk as phones do: each sipp streams G.711 µ-law silence (``rtp_stream``, 50 packets/s) from the answer to
+the hang-up, so Asterisk relays four streams per call (``direct_media = no``); the sipp processes then need
+much more CPU themselves, so use lower rates (e.g. ``BENCH_REAL_LOAD_RATES=5,10,20``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from bench._support import run_with_postgres
 from bench.real_sipp import (
     AGENT_IP,
     CALLER_IP,
+    SCENARIOS,
     AgiTimer,
     AmiEvents,
     Cpu,
@@ -65,6 +69,21 @@ PLACE_SECONDS = int(os.environ.get("BENCH_REAL_LOAD_PLACE_S", "15"))
 CALL_SECONDS = int(os.environ.get("BENCH_REAL_LOAD_CALL_S", "10"))
 AGENTS = [str(n) for n in range(1101, 1161)]  # DIDs 1101–1160, answered by sipp
 SETTLE_TIMEOUT = 90.0  # rows closed after the last call ended
+RTP = os.environ.get("BENCH_REAL_LOAD_RTP", "") not in ("", "0")
+_STREAM = '  <nop><action><exec rtp_stream="silence-ulaw.wav,-1,0"/></action></nop>\n'
+
+
+def scenario(name: str, work: Path) -> str:
+    """``bench/sipp/<name>``, or with RTP on its copy that streams from the answer on (an absolute path)."""
+    if not RTP:
+        return name
+    text = (SCENARIOS / name).read_text()
+    marker = "  <pause/>\n" if name == "caller.xml" else '  <recv request="ACK" rtd="true" crlf="true"/>\n'
+    assert marker in text, f"{name}: where the stream starts"
+    at = text.index(marker) + (0 if name == "caller.xml" else len(marker))
+    path = work / f"rtp-{name}"
+    path.write_text(text[:at] + _STREAM + text[at:])
+    return str(path)
 
 
 @dataclass
@@ -182,7 +201,7 @@ async def run_step(index: int, rate: int, service: RunningService, asterisk: Sip
     calls = [(f"{prefix}{k:05d}", AGENTS[k % len(AGENTS)]) for k in range(count)]
     inject = work / f"calls-{rate}.csv"
     write_injection(inject, calls)
-    caller = Sipp(f"callers-{rate}", work, "caller.xml", asterisk.site.sip_host, CALLER_IP,
+    caller = Sipp(f"callers-{rate}", work, scenario("caller.xml", work), asterisk.site.sip_host, CALLER_IP,
                   free_port_on(CALLER_IP), "-inf", str(inject), "-r", str(rate), "-rp", "1000", "-m", str(count),
                   "-l", str(count), "-d", str(CALL_SECONDS * 1000), "-recv_timeout", "30000", "-timeout",
                   f"{PLACE_SECONDS + CALL_SECONDS + 120}s")
@@ -328,7 +347,7 @@ async def run(dsn: str, work: Path, prefix: Path) -> list[Step]:
     site = asterisk.site
     # CDR events only: this process is the service's, and parsing every AMI event here cost 12 % of its samples
     ami = AmiEvents("127.0.0.1", site.ami_port, site.ami_user, site.ami_secret, cdrs.on_event, events="cdr")
-    agents_sipp = Sipp("agents", work, "agent.xml", asterisk.site.sip_host, AGENT_IP, agent_port)
+    agents_sipp = Sipp("agents", work, scenario("agent.xml", work), asterisk.site.sip_host, AGENT_IP, agent_port)
     try:
         service = await start_service(asterisk, dsn, work / "service")
         await agents_sipp.start()
@@ -337,7 +356,8 @@ async def run(dsn: str, work: Path, prefix: Path) -> list[Step]:
         await probe.start()
         pg_pid = postmaster_pid(work)
         print(f"real Asterisk 22, our dialplan (inbound tag + Dial + hang-up handler), service with every role; "
-              f"{len(AGENTS)} agent DIDs answered by sipp; no RTP (see the module's docstring); "
+              f"{len(AGENTS)} agent DIDs answered by sipp; "
+              f"{'RTP both ways (G.711, 50 packets/s each side)' if RTP else 'no RTP'} (see the module's docstring); "
               f"{os.cpu_count()} CPUs", flush=True)
         for index, rate in enumerate(RATES):
             step = await run_step(index, rate, service, asterisk, agents_sipp, agi, work, pg_pid, cdrs, probe)

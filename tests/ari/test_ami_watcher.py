@@ -132,10 +132,18 @@ class _Dispatched:
         pass
 
 
-def _parsed(stream: bytes, chunks: list[int], protocol_class: type = _Protocol) -> list[dict[str, Any]]:
+class _Watching(_Dispatched):
+    """The watcher's manager: events come parsed by the protocol itself (``on_event_fields``)."""
+
+    def on_event_fields(self, fields: dict[str, Any]) -> None:
+        self.messages.append(fields)
+
+
+def _parsed(stream: bytes, chunks: list[int], protocol_class: type = _Protocol,
+            factory: type = _Dispatched) -> list[dict[str, Any]]:
     protocol = protocol_class()
     protocol.connection_made(None)
-    protocol.factory = _Dispatched()
+    protocol.factory = factory()
     at = 0
     for size in chunks:
         protocol.data_received(stream[at:at + size])
@@ -153,3 +161,4 @@ def test_the_filtering_protocol_hands_on_every_used_message_whole_and_in_order_h
     for _ in range(5):
         chunks = [rng.choice([1, 7, 60, 500, 4096]) for _ in range(len(stream) // 40)]
         assert _parsed(stream, chunks) == expected
+        assert _parsed(stream, chunks, factory=_Watching) == expected  # parsed by us: the same dicts
