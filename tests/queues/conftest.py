@@ -116,15 +116,11 @@ class World:
 
 
 @pytest.fixture
-def queue_defs() -> list[dict[str, Any]]:
-    """The ``[[queue]]`` tables of the world (a test module may override this fixture to add its own)."""
-    return QUEUES
-
-
-@pytest.fixture
-async def world(store: CallStore, tmp_path: Path, queue_defs: list[dict[str, Any]]) -> AsyncIterator[World]:
+async def world(store: CallStore, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[World]:
+    """The ``[[queue]]`` tables are :data:`QUEUES`, or the test module's ``QUEUE_DEFS`` when it has one."""
     from ari_app import component
 
+    queue_defs: list[dict[str, Any]] = getattr(request.module, "QUEUE_DEFS", QUEUES)
     config = SimConfig(user="cc", password="cc", phones=PHONES, dialplan_text=DIALPLAN, ami_port=None,
                        auto_register=True, recordings_dir=str(tmp_path / "recordings"))
     async with Simulator(config) as sim:

@@ -23,10 +23,7 @@ CALLER, SECOND = "+972541112233", "+972541110002"
 WRAP = {"name": "wrap", "strategy": "ringall", "members": ["1001", "1002"], "ring_timeout": 2, "max_wait": 20,
         "announce_position": False, "wrapup": 60}
 
-
-@pytest.fixture
-def queue_defs() -> list[dict[str, Any]]:
-    return [*QUEUES, WRAP]
+QUEUE_DEFS = [*QUEUES, WRAP]  # the world's queues (tests/queues/conftest.py)
 
 
 @pytest.fixture
