@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from ari_app.client import AriNotFound
+from ari_app.client import AriError
 from ari_app.monitor.checks import ChangeFeed, Checks, Grants
 from ari_app.monitor.hold import Holds
 from ari_app.monitor.live import StateTargets
@@ -168,8 +168,10 @@ class MonitorService:
             await self.attach(session, answer=channel.get("state") != "Up")
         except MonitorRefused as exc:
             await self.refuse(session, exc)
-        except AriNotFound as exc:
-            if session.state is SessionState.ATTACHING:  # the agent's call just ended
+        except AriError as exc:
+            # a channel gone under our feet (404 for the snoop's POST, 400 "Channel not found" for the addChannel of
+            # a snoop that went with the call): the agent's call just ended
+            if exc.gone and session.state is SessionState.ATTACHING:
                 await self.refuse(session, NoCallInProgress(f"the call of {session.target} ended during set-up"))
             else:
                 await self._attach_failed(session, exc)

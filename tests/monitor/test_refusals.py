@@ -108,3 +108,25 @@ async def test_a_supervisor_hanging_up_during_set_up_leaves_nothing_behind(world
         await eventually(lambda: not [c for c in world.sim.channels() if c["name"].startswith("Snoop/")]
                          and not [b for b in world.sim.bridges() if b["id"].startswith("cc-monitor-")])
     assert world.sim.who_hears_whom()["1001"] == {CUSTOMER}
+
+
+async def test_a_call_ending_just_before_its_snoop_is_bridged_is_refused_as_no_call(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """The agent's call ends between the snoop's StasisStart and the final addChannel: Asterisk answers
+    "400 Channel not found" (the snoop went with the call). The supervisor hears "no call in progress", as when the
+    call ends a moment earlier — not "monitoring is not available" (bench real_queue met it with 12 s talks)."""
+    from typing import Any
+
+    await grant(world, "listen")
+    await customer_calls_agent(world)
+    real_post = world.service.mech.ari.post
+
+    async def post(path: str, json: Any = None, **params: Any) -> Any:
+        if path.endswith("/addChannel") and "-snoop-" in str(params.get("channel", "")):
+            await world.sim.phone("1001").hangup()  # the agent's call ends now; Asterisk hangs its snoop up with it
+            await world.client.delete(f"/channels/{str(params['channel']).split(',')[-1]}")
+        return await real_post(path, json, **params)
+
+    world.service.mech.ari.post = post  # type: ignore[method-assign]
+    assert await refused(world, "*3361001", caplog) == ["sound:vm-isunavail"]
+    assert logged(caplog, "no_call_in_progress") and not logged(caplog, "monitor_unavailable")
