@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from asterisk_sim.ari_events import EventRouter
 from asterisk_sim.dialplan import Dialplan
-from asterisk_sim.model import Bridge, Channel, Counters, OutgoingInfo
+from asterisk_sim.model import Bridge, Channel, Counters, Endpoint, OutgoingInfo
 
 
 @dataclass
@@ -41,6 +41,7 @@ class EngineCore(Protocol):
     globals: dict[str, str]
     channels: dict[str, Channel]
     bridges: dict[str, Bridge]
+    endpoints: dict[str, Endpoint]
 
     # ---- clock and tasks
     def new_uuid(self) -> str: ...

@@ -26,7 +26,7 @@ async def dial(engine: Engine, caller: Channel, args: list[str]) -> None:
     legs: list[Channel] = []
     for dest in dests:
         try:
-            leg, other = engine.make_outgoing(dest, None, None, linkedid=caller.linkedid)
+            leg, other = engine.outgoing_ops.make(dest, None, None, linkedid=caller.linkedid)
         except LookupError:
             continue
         leg.connected_name, leg.connected_number = caller.caller_name, caller.caller_number
@@ -43,7 +43,7 @@ async def dial(engine: Engine, caller: Channel, args: list[str]) -> None:
         info = OutgoingInfo(dialstring=_dialstring(dest), caller=caller)
         leg.outgoing = info
         engine.dial_event(leg, "", info)
-        engine.start_outgoing(leg, other)
+        engine.outgoing_ops.start(leg, other)
         legs.append(leg)
     if not legs:
         engine.set_var(caller, "DIALSTATUS", "CHANUNAVAIL")
@@ -79,7 +79,8 @@ async def dial(engine: Engine, caller: Channel, args: list[str]) -> None:
 
 
 async def _first_answer(engine: Engine, legs: list[Channel], timeout: float | None) -> tuple[Channel | None, str]:
-    waits = {asyncio.ensure_future(engine.wait_answer(leg, timeout if timeout else 10 ** 9)): leg for leg in legs}
+    waits = {asyncio.ensure_future(engine.outgoing_ops.wait_answer(leg, timeout if timeout else 10 ** 9)): leg
+             for leg in legs}
     statuses: list[str] = []
     try:
         pending = set(waits)

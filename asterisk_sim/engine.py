@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from asterisk_sim.apps import run_dialplan
@@ -17,29 +16,18 @@ from asterisk_sim.core import EngineConfig
 from asterisk_sim.dialplan import Dialplan, parse_extensions_conf
 from asterisk_sim.media import MediaOps
 from asterisk_sim.model import ENTITY_ID, Bridge, Channel, Counters, Endpoint, OutgoingInfo, ari_time
+from asterisk_sim.outgoing import OutgoingOps
 from asterisk_sim.stasis import StasisOps
 
 Listener = Callable[[str, Any, dict[str, Any]], None]
-
-
-@dataclass
-class CallPolicy:
-    """How a phone or customer reacts to the next incoming call."""
-
-    answer_after: float | None = 0.0  # None = never answer
-    reject: bool = False
-    reject_cause: int = 17            # 486 Busy Here; 21 = 603 Decline
-    ring_after: float = 0.0
-    sends_ringing: bool = True        # False: like pjsua, no 180 (the channel stays Down until answered)
-    call_waiting: bool = True  # False: a phone already on a call answers 486 Busy Here (cause 17)
 
 
 class Engine:
     """All state of one simulated Asterisk run (a restart builds a new one).
 
     The engine itself is the :class:`~asterisk_sim.core.EngineCore` (registries, clock, event emission, device
-    states) plus the outgoing legs; what changes media, bridges, channels and Stasis lives in the four
-    collaborators below, each handed the core and the collaborators it calls.
+    states); what changes media, bridges, channels, Stasis and outgoing legs lives in the five collaborators
+    below, each handed the core and the collaborators it calls.
     """
 
     def __init__(self, config: EngineConfig) -> None:
@@ -52,17 +40,17 @@ class Engine:
         self.bridges: dict[str, Bridge] = {}
         self.router = EventRouter()
         self.endpoints: dict[str, Endpoint] = {}
-        self.policies: dict[str, CallPolicy] = {}
         self.listeners: list[Listener] = []
         self.tasks: set[asyncio.Task[Any]] = set()
         self.device_states: dict[str, str] = {}
-        self.invite_headers: dict[str, dict[str, str]] = {}
         self.leaked = 0  # channels Asterisk would leak (duplicate snoopId, README observation 34)
-        # in dependency order: a bridge's end stops its media; a channel leaving ends its bridge and media
+        # in dependency order: a bridge's end stops its media; a channel leaving ends its bridge and media;
+        # Stasis control and outgoing legs act on channels
         self.media_ops = MediaOps(self)
         self.bridge_ops = BridgeOps(self, self.media_ops)
         self.channel_ops = ChannelOps(self, self.bridge_ops, self.media_ops)
         self.stasis_ops = StasisOps(self, self.channel_ops, self.bridge_ops)
+        self.outgoing_ops = OutgoingOps(self, self.channel_ops)
 
     # ---- plumbing
     def new_uuid(self) -> str:
@@ -159,79 +147,6 @@ class Engine:
                     self.router._send(app.connection, body)
         self.notify("DeviceStateChange", (device, state))
 
-    # ---- outgoing legs (originate, /dial, Dial())
-    def is_trunk(self, endpoint: str) -> bool:
-        """A trunk endpoint (the main one or an extra one): always reachable, a customer per dialled number."""
-        return bool(endpoint) and (endpoint == self.config.trunk or endpoint in self.config.extra_trunks)
-
-    def make_outgoing(self, tech_resource: str, channel_id: str | None, other_id: str | None,
-                      linkedid: str | None = None) -> tuple[Channel, Channel | None]:
-        """Create the channel(s) for a dial string such as ``Local/x@ctx`` or ``PJSIP/1001``.
-
-        Raises LookupError for an unknown technology and PermissionError for an unreachable endpoint.
-        """
-        tech, _, resource = tech_resource.partition("/")
-        if tech == "Local":
-            exten, _, context = resource.partition("@")
-            context = context.split("/", 1)[0] or "default"
-            return self.channel_ops.new_local_pair(exten, context, channel_id, other_id, linkedid)
-        if tech == "PJSIP":
-            target, _, host = resource.partition("@")
-            if host:
-                ep_name, party = host, target
-            else:
-                ep_name, party = target, target
-            ep = self.endpoints.get(f"PJSIP/{ep_name}")
-            if ep is None or (ep.state != "online" and not self.is_trunk(ep_name)):
-                raise LookupError(tech_resource)  # no contact: chan_pjsip cannot make the channel (CHANUNAVAIL)
-            ch = self.channel_ops.new_channel("PJSIP", ep_name, channel_id, linkedid)
-            ch.party = party
-            ch.exten = party if host else "s"
-            ch.appdial = True
-            ch.app_name, ch.app_data = "AppDial", "(Outgoing Line)"
-            return ch, None
-        raise LookupError(tech_resource)
-
-    def start_outgoing(self, ch: Channel, other: Channel | None) -> None:
-        """Make the far end act: run the ``;2`` dialplan, or let the phone/customer ring and answer."""
-        if other is not None:
-            self.start_dialplan(other)
-            return
-        self.spawn(self._device_answer(ch))
-
-    async def _device_answer(self, ch: Channel) -> None:
-        ep = self.endpoints.get(f"PJSIP/{ch.resource}")
-        key = ch.party or ch.resource
-        policy = self.policies.get(key, CallPolicy())
-        if ep is None or (ep.state != "online" and not self.is_trunk(ch.resource)):
-            await self.sleep(0.01)
-            self.channel_ops.request_hangup(ch, cause=20, soft=False)
-            return
-        self.invite_headers[key] = {name[len("PJSIP_HEADER(add,"):-1]: value for name, value in ch.variables.items()
-                                    if name.startswith("PJSIP_HEADER(add,")}
-        if not self.is_trunk(ch.resource) and not policy.call_waiting and any(
-                c is not ch and c.tech == "PJSIP" and c.party == ch.party and not c.destroyed
-                for c in self.channels.values()):
-            await self.sleep(0.01)
-            self.channel_ops.request_hangup(ch, cause=17, soft=False)
-            return
-        await self.sleep(policy.ring_after)
-        if ch.hangup_requested:
-            return
-        if policy.sends_ringing:
-            self.channel_ops.ring(ch)
-            self.update_device_state(ch)
-        if policy.reject:
-            await self.sleep(0.05)
-            self.channel_ops.request_hangup(ch, cause=policy.reject_cause, soft=False)
-            return
-        if policy.answer_after is None:
-            return
-        await self.sleep(policy.answer_after)
-        if not ch.hangup_requested:
-            self.channel_ops.answer(ch)
-            self.update_device_state(ch)
-
     def dial_event(self, peer: Channel, status: str, info: OutgoingInfo | None) -> None:
         """ARI's Dial event for an outgoing channel (one nobody dialled, ``info`` None, has none)."""
         if info is None:
@@ -245,23 +160,6 @@ class Engine:
         event["peer"] = peer.json()
         self.router.publish(event, channel_ids=ids)
         self.notify("Dial", (info.caller, peer, status, info.dialstring))
-
-    async def wait_answer(self, ch: Channel, timeout: float) -> str:
-        """ANSWER, BUSY, CHANUNAVAIL, CONGESTION or NOANSWER once the far end decided (or the timeout)."""
-        answered = asyncio.ensure_future(ch.answered.wait())
-        gone = asyncio.ensure_future(ch.gone.wait())
-        try:
-            done, _ = await asyncio.wait({answered, gone}, timeout=max(0.0, timeout * self.config.time_scale),
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            answered.cancel()
-            gone.cancel()
-        if ch.answered.is_set() and not ch.hangup_requested:
-            return "ANSWER"
-        if ch.hangup_requested or ch.destroyed:
-            return {17: "BUSY", 20: "CHANUNAVAIL", 34: "CONGESTION"}.get(ch.cause, "NOANSWER" if not done else
-                                                                          "CANCEL")
-        return "NOANSWER"
 
     def start_dialplan(self, ch: Channel, context: str | None = None, exten: str | None = None,
                        priority: int | str = 1) -> None:

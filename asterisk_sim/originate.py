@@ -62,7 +62,7 @@ def _create(engine: Engine, endpoint: str, p: dict[str, Any]) -> tuple[Channel, 
     if other_id and other_id in engine.channels:
         other_id = None
     try:
-        return engine.make_outgoing(endpoint, p.get("channelId") or None, other_id)
+        return engine.outgoing_ops.make(endpoint, p.get("channelId") or None, other_id)
     except LookupError as exc:
         raise AriError(500, "Allocation failed", key="error") from exc
 
@@ -119,7 +119,7 @@ def originate(engine: Engine, p: dict[str, Any]) -> Channel:
     info = OutgoingInfo(dialstring=endpoint.split("/", 1)[1])
     ch.outgoing = info
     engine.dial_event(ch, "", info)
-    engine.start_outgoing(ch, other)
+    engine.outgoing_ops.start(ch, other)
     timeout = float(p.get("timeout") or 30)
     args = [a for a in str(p.get("appArgs", "")).split(",")] if p.get("appArgs") else []
     engine.spawn(_after_originate(engine, ch, other, app, args, p, timeout))
@@ -137,7 +137,7 @@ async def _vanish(engine: Engine, ch: Channel, other: Channel) -> None:
 
 async def _after_originate(engine: Engine, ch: Channel, other: Channel | None, app: str | None, args: list[str],
                            p: dict[str, Any], timeout: float) -> None:
-    status = await engine.wait_answer(ch, timeout)
+    status = await engine.outgoing_ops.wait_answer(ch, timeout)
     if status != "ANSWER":
         if not ch.hangup_requested:
             if other is not None and not other.hangup_requested:
@@ -199,13 +199,13 @@ def dial(engine: Engine, ch: Channel, p: dict[str, Any]) -> None:
     info = OutgoingInfo(dialstring=ch.dial_endpoint.split("/", 1)[1], ari_dial=True)
     ch.outgoing = info
     engine.dial_event(ch, "", info)
-    engine.start_outgoing(ch, ch.pending_far)
+    engine.outgoing_ops.start(ch, ch.pending_far)
     timeout = float(p.get("timeout") or 0) or 10 ** 9
     engine.spawn(_after_dial(engine, ch, timeout))
 
 
 async def _after_dial(engine: Engine, ch: Channel, timeout: float) -> None:
-    status = await engine.wait_answer(ch, timeout)
+    status = await engine.outgoing_ops.wait_answer(ch, timeout)
     if status == "ANSWER":
         engine.dial_event(ch, "ANSWER", ch.outgoing)
         ch.outgoing = None

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from asterisk_sim.engine import CallPolicy, Engine
+from asterisk_sim.engine import Engine
 from asterisk_sim.model import ENTITY_ID, Channel, Endpoint, ari_time
+from asterisk_sim.outgoing import CallPolicy
 
 if TYPE_CHECKING:
     from asterisk_sim.simulator import Simulator
@@ -25,7 +26,7 @@ class Party:
         return self.sim.engine
 
     def _policy(self) -> CallPolicy:
-        return self.engine.policies.setdefault(self.key, CallPolicy())
+        return self.engine.outgoing_ops.policies.setdefault(self.key, CallPolicy())
 
     def answer_after(self, seconds: float) -> None:
         """Answer the next incoming calls after ``seconds`` of ringing."""
@@ -97,7 +98,7 @@ class Party:
     @property
     def last_invite_headers(self) -> dict[str, str]:
         """Headers added with PJSIP_HEADER(add,<Name>) on the last call this party received."""
-        return dict(self.engine.invite_headers.get(self.key, {}))
+        return dict(self.engine.outgoing_ops.invite_headers.get(self.key, {}))
 
     async def send_dtmf(self, digits: str, duration_ms: int = 100) -> None:
         """Press keys (RFC 4733): each digit reaches the channel as ChannelDtmfReceived when it ends."""

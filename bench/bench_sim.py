@@ -28,9 +28,9 @@ async def _in_process(sim: Simulator, calls: int) -> float:
     eng = sim.engine
     started = time.perf_counter()
     for _ in range(calls):
-        one, two = eng.make_outgoing("Local/wait@lab", None, None)
+        one, two = eng.outgoing_ops.make("Local/wait@lab", None, None)
         assert two is not None, "a Local channel always has a ;2 half"
-        eng.start_outgoing(one, two)
+        eng.outgoing_ops.start(one, two)
         await one.answered.wait()
         eng.channel_ops.request_hangup(one, cause=16, event_cause=32, soft=True)
         await two.gone.wait()
