@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-Handler = Callable[..., Awaitable[Any]]
+if TYPE_CHECKING:
+    from asterisk_sim.simulator import Simulator
+
+# a resource handler: (the simulator, the path's {fields}, the query and body parameters) -> the reply
+Handler = Callable[["Simulator", dict[str, Any], dict[str, Any]], Awaitable[Any]]
 ROUTES: list[tuple[str, str, Handler]] = []
 
 

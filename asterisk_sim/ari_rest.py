@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -18,15 +18,13 @@ from asterisk_sim.model import SIM_KEY
 if TYPE_CHECKING:
     from asterisk_sim.simulator import Simulator
 
-Handler = Callable[["Simulator", dict[str, str], dict[str, Any]], Awaitable[Any]]
-
-_ROUTES: list[tuple[str, re.Pattern[str], Handler]] = []
+_ROUTES: list[tuple[str, re.Pattern[str], res.Handler]] = []
 
 
-def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
+def route(method: str, pattern: str) -> Callable[[res.Handler], res.Handler]:
     rx = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$")
 
-    def deco(fn: Handler) -> Handler:
+    def deco(fn: res.Handler) -> res.Handler:
         _ROUTES.append((method, rx, fn))
         return fn
     return deco
