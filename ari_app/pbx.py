@@ -72,6 +72,7 @@ class AsteriskPbx:
         self.client = client or AriClient(config.ari.url, config.ari.username, config.ari.password, config.ari.app)
         self.state = LiveState(config.key, config.number_plan, technology=config.ari.endpoint_technology)
         self.recorder = Recorder(writer, bus)
+        self.recorder.gate = self.client.may_act  # a fenced ex-owner's stale call rows are not written
         self.client.add_event_handler(self.on_event)       # state first: flows then see an up-to-date state
         self.stasis = StasisApp(self.client)
         self.ami: AmiWatcher | None = None  # this PBX's AMI watcher when AMI is configured (set by the component)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ari_app.model import Effect, Publish, WriteCall, WriteEvent
@@ -42,6 +42,11 @@ class Recorder:
         self.written_calls = 0
         self.written_events = 0
         self.errors = 0
+        # Fencing (issue 16): asked before each batch; False = this instance no longer drives the PBX (a paused
+        # ex-owner waking up), so its call-row snapshots, older than what the new owner writes, are dropped. The
+        # timeline lines stay (each is a fact with its own time, written once).
+        self.gate: Callable[[], bool] | None = None
+        self.fenced = 0
 
     def start(self) -> None:
         if self._task is None or self._task.done():
@@ -109,8 +114,14 @@ class Recorder:
     async def _write(self, batch: list[tuple[float, WriteCall | WriteEvent]]) -> None:
         calls: dict[Any, CallRecord] = {}
         events: list[CallEvent] = []
+        fenced = self.gate is not None and not self.gate()
         for _, effect in batch:
-            if isinstance(effect, WriteCall):
+            if isinstance(effect, WriteCall) and fenced:
+                self.fenced += 1
+                if self.fenced == 1 or self.fenced % 100 == 0:
+                    log.warning("event=call_write_fenced call_id=%s count=%d: another instance drives this PBX now",
+                                effect.record.id, self.fenced)
+            elif isinstance(effect, WriteCall):
                 calls.pop(effect.record.id, None)
                 calls[effect.record.id] = effect.record
             else:
