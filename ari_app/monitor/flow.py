@@ -16,6 +16,7 @@ from ari_app.monitor.session import (
     FLOW_NAME,
     SNOOP_FLOW_NAME,
     TAKEOVER_FLOW_NAME,
+    VAR_BRIDGE,
     VAR_MODE,
     VAR_SESSION,
     VAR_TARGET,
@@ -178,7 +179,8 @@ class MonitorFlow:
         for bridge in bridges:
             bridge_id = str(bridge.get("id", ""))
             if bridge_id.startswith(BRIDGE_PREFIX) and bridge_id[len(BRIDGE_PREFIX):] not in svc.sessions:
-                await self._resume_or_clear(bridge_id, [str(m) for m in bridge.get("channels", ())], names)
+                await self._resume_or_clear(bridge_id, [str(m) for m in bridge.get("channels", ())], names,
+                                            str(bridge.get("name", "")))
         known = set(svc.sessions.by_channel)
         for cid, name in names.items():
             if cid.startswith(BRIDGE_PREFIX) and cid not in known and name.startswith("Snoop/"):
@@ -197,7 +199,8 @@ class MonitorFlow:
             elif session.state is SessionState.TAKEN_OVER and not present & set(session.takeover_peers):
                 svc.spawn(svc.end(session, "call_ended"), "end")
 
-    async def _resume_or_clear(self, bridge_id: str, members: list[str], names: dict[str, str]) -> None:
+    async def _resume_or_clear(self, bridge_id: str, members: list[str], names: dict[str, str],
+                               bridge_name: str = "") -> None:
         svc = self.service
         snoops = [m for m in members if names.get(m, "").startswith("Snoop/")]
         supervisors = [m for m in members if m not in snoops and is_party(names.get(m, ""))]
@@ -207,6 +210,17 @@ class MonitorFlow:
         if supervisors:
             mode, target = (await svc.mech.get_var(supervisors[0], VAR_MODE),
                             await svc.mech.get_var(supervisors[0], VAR_TARGET))
+        if snoops and supervisors and not (mode and target):
+            # the service that set the session up died before writing it into the supervisor's channel (a few ms
+            # after the audio starts; an instance taking the PBX over finds it so): what Asterisk shows says it all —
+            # the bridge is named monitor-<mode> at its creation, the snoop names the agent's channel
+            spied = names.get(endpoint_of(names[snoops[-1]])[1], "")
+            mode = mode or bridge_name.removeprefix("monitor-")
+            target = target or (endpoint_of(spied)[1] if spied and is_party(spied) else "")
+            if mode in {m.value for m in MonitorMode} and target:
+                log.info("event=monitor_resumed_from_asterisk bridge=%s mode=%s target=%s", bridge_id, mode, target)
+                await svc.mech.set_vars(supervisors[0], {VAR_SESSION: bridge_id[len(BRIDGE_PREFIX):], VAR_MODE: mode,
+                                                         VAR_TARGET: target, VAR_BRIDGE: bridge_id})
         if not (snoops and supervisors and mode and target):
             log.info("event=monitor_resync_cleared bridge=%s", bridge_id)
             for cid in snoops + supervisors:
