@@ -23,7 +23,9 @@ CALLER, SECOND = "+972541112233", "+972541110002"
 WRAP = {"name": "wrap", "strategy": "ringall", "members": ["1001", "1002"], "ring_timeout": 2, "max_wait": 20,
         "announce_position": False, "wrapup": 60}
 
-QUEUE_DEFS = [*QUEUES, WRAP]  # the world's queues (tests/queues/conftest.py)
+FEWEST = {"name": "fewest", "strategy": "fewest-calls", "members": ["1001", "1002"], "ring_timeout": 2,
+          "max_wait": 20, "announce_position": False}
+QUEUE_DEFS = [*QUEUES, WRAP, FEWEST]  # the world's queues (tests/queues/conftest.py)
 
 
 @pytest.fixture
@@ -127,6 +129,23 @@ async def test_round_robin_continues_at_the_next_member_after_a_restart(world: W
 
     async with restarted(world):
         second = await world.call_in("7001", caller=SECOND)
+        await eventually(lambda: world.hears(SECOND) != set(), timeout=8, what="the second caller answered")
+        await attempts_are(world, second, [("1002", "answered")])
+        await world.sim.customer(SECOND).hangup()
+        await eventually(lambda: world.leftovers() == ([], []), what="nothing left")
+
+
+async def test_fewest_calls_still_counts_the_calls_taken_before_a_restart(world: World) -> None:
+    for ext in ("1001", "1002"):
+        world.sim.phone(ext).answer_after(0.1)
+    await world.sim.inbound_call(caller=CALLER, did="fewest", context="callcenter-queue")
+    await eventually(lambda: "1001" in world.hears(CALLER), what="1001 (first in order, both at 0) takes it")
+    await world.sim.customer(CALLER).hangup()
+    await eventually(lambda: world.leftovers() == ([], []), what="first call over")
+
+    async with restarted(world):
+        assert member(world, "fewest", "1001")["calls_taken"] == 1
+        second = await world.sim.inbound_call(caller=SECOND, did="fewest", context="callcenter-queue")
         await eventually(lambda: world.hears(SECOND) != set(), timeout=8, what="the second caller answered")
         await attempts_are(world, second, [("1002", "answered")])
         await world.sim.customer(SECOND).hangup()
