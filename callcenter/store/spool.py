@@ -15,11 +15,13 @@ import json
 import logging
 import os
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from callcenter.domain import CallEvent, CallRecord, CallStatus, Direction, QueueAttempt, Source
+from callcenter.store import asterisk as asterisk_sql
 from callcenter.store.calls import CallStore, event_dedupe_key
 from callcenter.store.unavailable import STORE_UNAVAILABLE, forget_read_only
 
@@ -63,6 +65,52 @@ def _record_from_json(data: dict[str, Any]) -> CallRecord:
     if values.get("status") is not None:
         values["status"] = CallStatus(values["status"])
     return CallRecord(**values)
+
+
+def _event_from_json(payload: dict[str, Any]) -> CallEvent:
+    return CallEvent(call_id=uuid.UUID(payload["call_id"]), at=datetime.fromisoformat(payload["at"]),
+                     kind=payload["kind"], source=payload["source"], data=payload["data"],
+                     dedupe_key=payload["dedupe_key"])
+
+
+REPLAY_RUN_MAX = 500
+
+
+@dataclass
+class _Run:
+    """Spool lines written together: call snapshots (one transaction), then timeline lines (one statement); or
+    one line of another kind (``other``: a queue attempt, a quarantined line)."""
+
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    other: dict[str, Any] | None = None
+    call_ids: set[str] = field(default_factory=set)
+
+    def __len__(self) -> int:
+        return len(self.calls) + len(self.events) + (self.other is not None)
+
+
+def _runs(items: list[dict[str, Any]]) -> list[_Run]:
+    """The spool's lines in order, cut into runs. A timeline line may be written before a call snapshot that
+    preceded it (nothing joins them: an event is keyed by its call id and dedupe key), but a call's snapshots
+    never change order: a run ends before a call already in it. At most ``REPLAY_RUN_MAX`` lines a run."""
+    runs: list[_Run] = []
+    for item in items:
+        kind, payload = item["kind"], item["payload"]
+        if kind not in ("call", "event"):
+            runs.append(_Run(other=item))
+            continue
+        call = str(payload.get("id")) if kind == "call" else ""
+        last = runs[-1] if runs else None
+        if last is None or last.other is not None or len(last) >= REPLAY_RUN_MAX or (call and call in last.call_ids):
+            last = _Run()
+            runs.append(last)
+        if kind == "call":
+            last.calls.append(payload)
+            last.call_ids.add(call)
+        else:
+            last.events.append(payload)
+    return runs
 
 
 class SpooledWriter:
@@ -175,10 +223,9 @@ class SpooledWriter:
             lines = await asyncio.to_thread(self._read_lines)
             done = 0
             try:
-                for line in lines:
-                    item = json.loads(line)
-                    await self._apply(item["kind"], item["payload"])
-                    done += 1
+                for run in _runs([json.loads(line) for line in lines]):
+                    await self._apply_run(run)
+                    done += len(run)
             finally:
                 if done:
                     await asyncio.to_thread(self._rewrite, lines[done:])
@@ -201,15 +248,26 @@ class SpooledWriter:
         tmp.write_text("".join(line + "\n" for line in rest), encoding="utf-8")
         os.replace(tmp, self.spool_path)
 
+    async def _apply_run(self, run: _Run) -> None:
+        """After a fail-over the spool holds minutes of writes: one round trip per line replayed 838 lines in
+        5 s (bench failover: a 20 s outage at 20 calls/s) while new calls kept coming."""
+        if run.other is not None:
+            await self._apply(run.other["kind"], run.other["payload"])
+            return
+        if len(run.calls) == 1:
+            await self._apply("call", run.calls[0])
+        elif run.calls:
+            await asterisk_sql.upsert_calls(self.store, [_record_from_json(p) for p in run.calls])
+        if len(run.events) == 1:
+            await self._apply("event", run.events[0])
+        elif run.events:
+            await self.store.add_events(_event_from_json(p) for p in run.events)
+
     async def _apply(self, kind: str, payload: dict[str, Any]) -> None:
         if kind == "call":
             await self.store.upsert_call(_record_from_json(payload))
         elif kind == "event":
-            await self.store.add_event(CallEvent(
-                call_id=uuid.UUID(payload["call_id"]), at=datetime.fromisoformat(payload["at"]),
-                kind=payload["kind"], source=payload["source"], data=payload["data"],
-                dedupe_key=payload["dedupe_key"],
-            ))
+            await self.store.add_event(_event_from_json(payload))
         elif kind == "queue_attempt":
             await self.store.add_queue_attempt(QueueAttempt(
                 call_id=uuid.UUID(payload["call_id"]), queue=payload["queue"], extension=payload["extension"],

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from callcenter.domain import CallEvent, CallRecord, Direction, Source, call_id_for
+from callcenter.domain import CallEvent, CallRecord, CallStatus, Direction, Source, call_id_for
 from callcenter.store import CallStore, SpooledWriter
 from tests.ha.pgpair import PgPair
 from tests.waiting import eventually
@@ -93,6 +93,58 @@ async def test_connections_to_a_server_that_turned_read_only_are_replaced_by_one
         await eventually(lambda: writer.spooled_total == 1, 5, "the write to the read-only server spooled")
         await eventually(lambda: writer.pending == 0, 10, "the spool replayed on the server that takes writes")
         assert await stored(migrated) == [("1764099785.0", 0), ("1764099785.1", 0)]
+    finally:
+        await writer.close()
+        await store.close()
+
+
+async def test_a_long_spool_is_replayed_in_runs_to_the_same_rows_as_one_write_at_a_time(
+        migrated: PgPair, tmp_path: Path) -> None:
+    """Minutes of a fail-over leave thousands of lines; they are replayed a run at a time (consecutive call
+    snapshots in one transaction, consecutive timeline lines in one statement). Each call's snapshots keep
+    their order: it rings 1001, 1002 answers, it is transferred to 1003 (the same fields as the ringing
+    snapshot, so a batch grouped by fields would apply it before the answer), then it ends."""
+    store = await CallStore.connect(standby_only(migrated, read_write=True), min_size=0, max_size=2,
+                                    run_migrations=False)
+    writer = SpooledWriter(store, tmp_path / "spool.jsonl", retry_seconds=0.05)
+    start = datetime.fromtimestamp(1764099785, UTC)
+
+    def snapshot(n: int, **fields: object) -> CallRecord:
+        call = a_call(n)
+        return CallRecord(id=call.id, pbx="main", source=Source.AGI, source_id=call.source_id, started_at=start,
+                          **fields)  # type: ignore[arg-type]
+
+    try:
+        calls = range(30)
+        for n in calls:
+            await writer.upsert_call(snapshot(n, direction=Direction.INBOUND, status=CallStatus.RINGING,
+                                              extension="1001"))
+        for n in calls:
+            await writer.upsert_call(snapshot(n, status=CallStatus.ANSWERED, extension="1002",
+                                              answered_at=start + timedelta(seconds=5)))
+        for n in calls:
+            await writer.upsert_call(snapshot(n, direction=Direction.INBOUND, status=CallStatus.ANSWERED,
+                                              extension="1003"))
+        for n in calls:
+            for kind in ("answer", "transfer"):
+                await writer.add_event(CallEvent(call_id=a_call(n).id, at=start, kind=kind, source="agi", data={},
+                                                 dedupe_key=f"{kind}:{n}"))
+        for n in calls:
+            await writer.upsert_call(snapshot(n, ended_at=start + timedelta(seconds=65), duration=60))
+        assert writer.pending == 30 * 6
+
+        migrated.promote()
+        await eventually(lambda: writer.pending == 0, 10, "the spool replayed on the promoted server")
+        conn = await asyncpg.connect(standby_only(migrated, read_write=False))
+        try:
+            rows = await conn.fetch("SELECT source_id, status, extension, answered_at, ended_at, duration,"
+                                    " (SELECT count(*) FROM call_events e WHERE e.call_id = c.id) AS events"
+                                    " FROM calls c ORDER BY source_id")
+        finally:
+            await conn.close()
+        assert [tuple(r.values()) for r in rows] == sorted(
+            (a_call(n).source_id, "answered", "1003", start + timedelta(seconds=5), start + timedelta(seconds=65),
+             60, 2) for n in calls)
     finally:
         await writer.close()
         await store.close()
