@@ -4,8 +4,9 @@ Each round: a primary + synchronous streaming standby (tests/ha/pgpair.py), ``ca
 on the multi-host DSN (``target_session_attrs=read-write``), FastAGI ``tag-inbound`` hooks at ``BENCH_FAILOVER_RATE``
 calls/s (default 20). The primary is killed (``kill -9`` of every process of it); once the service's store shows
 ``down`` the standby is promoted at once (what Patroni does after its TTL: that wait is Patroni's setting, not
-ours, and is left out). Measured from the promotion: the first call row landing on the new primary, and the store
-``up`` again (spool replayed). The baseline, in the same round: a bare asyncpg client on the same DSN retrying an
+ours, and is left out unless ``BENCH_FAILOVER_HOLD`` seconds are asked for). Measured from the promotion: the
+first call row landing on the new primary, the store ``up`` again (spool replayed), the bus ``up`` (LISTEN
+back). The baseline, in the same round: a bare asyncpg client on the same DSN retrying an
 INSERT every 10 ms from the promotion — the floor any client meets. Then every answered call is counted on the
 new primary: lost and doubled must be 0. ``BENCH_FAILOVER_ROUNDS`` (default 3).
 """
@@ -63,7 +64,7 @@ async def _bare_client_first_write(dsn: str) -> float:
             await asyncio.sleep(0.01)
 
 
-async def one_round(folder: Path, rate: float) -> dict[str, float]:
+async def one_round(folder: Path, rate: float, hold: float) -> dict[str, float]:
     pair = PgPair(folder / "pg")
     await asyncio.to_thread(pair.start)
     served = None
@@ -77,17 +78,21 @@ async def one_round(folder: Path, rate: float) -> dict[str, float]:
         sending = asyncio.create_task(traffic.run(stop))
         new_primary = f"postgresql://{pair.standby.user}@127.0.0.1:{pair.standby.port}/{pair.standby.database}"
 
-        async def store_is(state: str) -> bool:
+        async def is_(component: str, state: str) -> bool:
             try:
-                return await served.store_state() == state  # type: ignore[union-attr]
+                return (await served.states())[component] == state  # type: ignore[union-attr]
             except OSError:
                 return False
+
+        async def store_is(state: str) -> bool:
+            return await is_("store", state)
 
         try:
             await traffic.answered_after(int(rate * 2))
             await asyncio.to_thread(pair.crash_primary)
             killed = time.monotonic()
             down = await _until(lambda: store_is("down"), 15, "store down")
+            await asyncio.sleep(hold)  # Patroni's detection (its ttl) before it promotes, when asked for
             await asyncio.to_thread(pair.promote)
             promoted = time.monotonic()
             bare = asyncio.create_task(_bare_client_first_write(pair.dsn))
@@ -96,8 +101,10 @@ async def one_round(folder: Path, rate: float) -> dict[str, float]:
             async def landed() -> bool:
                 return await _count(new_primary) > on_new
 
+            store_up = asyncio.create_task(_until(lambda: store_is("up"), 30, "store up", every=0.02))
+            bus_back = asyncio.create_task(_until(lambda: is_("bus", "up"), 30, "bus up", every=0.02))
             first_write = await _until(landed, 30, "first write on the new primary")
-            up = await _until(lambda: store_is("up"), 30, "store up", every=0.02)
+            up, bus_up = await store_up, await bus_back
             bare_first = await asyncio.wait_for(bare, 30)
             await traffic.answered_after(len(traffic.answered) + int(rate))
         finally:
@@ -118,7 +125,8 @@ async def one_round(folder: Path, rate: float) -> dict[str, float]:
         log = (folder / "serve.log").read_text()
         spooled = sum(int(n) for n in re.findall(r"event=spool_replayed count=(\d+)", log))
         return {"detect": down - killed, "promote": promoted - down, "first_write": first_write - promoted,
-                "store_up": up - promoted, "bare_client": bare_first - promoted, "spooled": spooled,
+                "store_up": up - promoted, "bus_up": bus_up - promoted, "bare_client": bare_first - promoted,
+                "spooled": spooled,
                 "calls": len(answered), "lost": len(answered - set(stored)),
                 "doubled": sum(1 for n in stored.values() if n > 1), "failed_hooks": len(traffic.failed)}
     finally:
@@ -130,19 +138,21 @@ async def one_round(folder: Path, rate: float) -> dict[str, float]:
 def main() -> None:
     rounds = int(os.environ.get("BENCH_FAILOVER_ROUNDS", "3"))
     rate = float(os.environ.get("BENCH_FAILOVER_RATE", "20"))
+    hold = float(os.environ.get("BENCH_FAILOVER_HOLD", "0"))
     results = []
     for n in range(rounds):
         folder = Path(tempfile.mkdtemp(prefix="cc-bench-failover-"))
         folder.chmod(0o755)
-        result = asyncio.run(one_round(folder, rate))
+        result = asyncio.run(one_round(folder, rate, hold))
         results.append(result)
         print(f"round {n + 1}: primary killed -> store down {result['detect']:.2f} s; promote (pg_ctl -w) "
               f"{result['promote']:.2f} s; promoted -> first call row on the new primary "
               f"{result['first_write']:.2f} s (bare client retrying every 10 ms: {result['bare_client']:.2f} s); "
-              f"promoted -> store up (spool empty) {result['store_up']:.2f} s; {result['spooled']:.0f} writes "
+              f"promoted -> store up (spool empty) {result['store_up']:.2f} s; promoted -> bus LISTENs again "
+              f"{result['bus_up']:.2f} s; {result['spooled']:.0f} writes "
               f"spooled; {result['calls']:.0f} calls, lost {result['lost']:.0f}, doubled {result['doubled']:.0f}, "
               f"hooks failed {result['failed_hooks']:.0f}", flush=True)
-    for key in ("first_write", "bare_client", "store_up"):
+    for key in ("first_write", "bare_client", "store_up", "bus_up"):
         values = [r[key] for r in results]
         print(f"{key}: median {statistics.median(values):.2f} s, max {max(values):.2f} s")
     print(f"load average after: {os.getloadavg()[0]:.1f}")

@@ -28,11 +28,14 @@ class Served:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    async def store_state(self) -> str:
-        """The store's state on the public ``/healthz`` (no token: the tokens live in the store)."""
+    async def states(self) -> dict[str, str]:
+        """Each component's state on the public ``/healthz`` (no token: the tokens live in the store)."""
         async with aiohttp.ClientSession() as http, http.get(f"{self.url}/healthz") as resp:
             body: dict[str, Any] = await resp.json()
-        return str(body["components"]["store"]["state"])
+        return {name: str(c["state"]) for name, c in body["components"].items()}
+
+    async def store_state(self) -> str:
+        return (await self.states())["store"]
 
 
 def service_config(folder: Path, dsn: str, http_port: int, agi_port: int) -> str:
