@@ -99,6 +99,8 @@ async def fail_over_under_traffic(pg_pair: PgPair, served: Served, lose_the_prim
             at_crash = len(traffic.answered)
             await eventually(lambda: _is(served.store_state(), "down"), 10, "the store to show down")
             await traffic.answered_after(at_crash + 10)  # the PBX keeps being answered: these writes are spooled
+            async with http.get(f"{served.url}/api/v1/calls") as resp:  # the API says so, it does not fail
+                assert (resp.status, (await resp.json())["error"]["code"]) == (503, "store_unavailable")
 
             promote_started = time.monotonic()
             await asyncio.to_thread(pg_pair.promote)
