@@ -92,12 +92,12 @@ async def fail_over_under_traffic(pg_pair: PgPair, served: Served, lose_the_prim
         frames = Frames(ws)
         sending = asyncio.create_task(traffic.run(stop_traffic))
         try:
-            await eventually(lambda: len(traffic.answered) >= 20, 10, "20 calls on the first primary")
+            await eventually(lambda: len(traffic.answered) >= 20, 20, "20 calls on the first primary")
 
             await asyncio.to_thread(lose_the_primary)
             crashed_at = time.monotonic()
             at_crash = len(traffic.answered)
-            await eventually(lambda: _is(served.store_state(), "down"), 10, "the store to show down")
+            await eventually(lambda: _is(served.store_state(), "down"), 20, "the store to show down")
             await traffic.answered_after(at_crash + 10)  # the PBX keeps being answered: these writes are spooled
             async with http.get(f"{served.url}/api/v1/calls") as resp:  # the API says so, it does not fail
                 assert (resp.status, (await resp.json())["error"]["code"]) == (503, "store_unavailable")
@@ -115,9 +115,9 @@ async def fail_over_under_traffic(pg_pair: PgPair, served: Served, lose_the_prim
             async def landed() -> bool:
                 return await count_calls(new_primary) > on_new
 
-            await eventually(landed, 15, "a first write on the new primary")
+            await eventually(landed, 20, "a first write on the new primary")
             first_write = time.monotonic()
-            await eventually(lambda: _is(served.store_state(), "up"), 15, "the store to be up again")
+            await eventually(lambda: _is(served.store_state(), "up"), 20, "the store to be up again")
             up_again = time.monotonic()
             after = len(traffic.answered)
             await traffic.answered_after(after + 20)  # and calls keep coming after the switch
@@ -135,7 +135,7 @@ async def fail_over_under_traffic(pg_pair: PgPair, served: Served, lose_the_prim
         async def all_stored() -> bool:
             return await count_calls(new_primary) >= len(traffic.answered)
 
-        await eventually(all_stored, 15, "every answered call stored on the new primary")
+        await eventually(all_stored, 20, "every answered call stored on the new primary")
         rows = await call_rows(new_primary)
         by_linkedid: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
@@ -153,12 +153,12 @@ async def fail_over_under_traffic(pg_pair: PgPair, served: Served, lose_the_prim
         # The bus works on the new primary both ways: the service NOTIFYs there its events of the calls made
         # after the switch, and an event another instance NOTIFYs there reaches the live websocket.
         late = {str(call_id_for("main", linkedid)) for linkedid in traffic.answered[after:]}
-        await eventually(lambda: late <= notified, 10, "the service's NOTIFYs of the calls made after the switch")
+        await eventually(lambda: late <= notified, 20, "the service's NOTIFYs of the calls made after the switch")
         await listener.execute("SELECT pg_notify('callcenter_events', $1)", json.dumps(
             {"o": "another-instance", "t": "extension.state",
              "d": {"pbx": "main", "extension": "1077", "state": "idle"}}))
         await eventually(lambda: any(m.get("type") == "extension.state" and m["data"].get("extension") == "1077"
-                                     for m in frames.messages), 10, "another instance's event on the websocket")
+                                     for m in frames.messages), 20, "another instance's event on the websocket")
         await listener.close()
         async with http.get(f"{served.url}/api/v1/health") as resp:
             health = await resp.json()
