@@ -19,6 +19,7 @@ from ari_app.transitions import answered
 from ari_app.views import bridge_members, party_number
 from callcenter.domain import Direction
 from callcenter.outbound import default_endpoint
+from callcenter.store import asterisk as asterisk_sql
 
 log = logging.getLogger("callcenter.ari.calls")
 
@@ -458,7 +459,43 @@ class CallFlow:
                 pass
 
     async def resync(self, channels: list[dict[str, Any]], bridges: list[dict[str, Any]]) -> None:
-        return None
+        """After a reconnect, a restart or a take-over (the PBX's state is rebuilt from Asterisk by now): what this
+        flow kept in memory about conferences is rebuilt too, so a party hanging up is still a leave.
+
+        Who is in each of our calls' bridges is Asterisk's word (``cc-<linkedid>`` and its members, each with
+        its ``CC_LINKEDID`` / ``CC_ROLE``); which calls *are* conferences is what their members say (a party we
+        dialled, a merged call's leg) or, for one already back to its two first parties, its timeline in the store.
+        """
+        hosts: dict[str, LiveCall] = {}
+        for bid in list(self.state.bridges):
+            if not bid.startswith(BRIDGE_PREFIX) or bid.startswith(f"{BRIDGE_PREFIX}consult-"):
+                continue
+            host = self.state.calls.get(bid.removeprefix(BRIDGE_PREFIX))
+            if host is None or not host.owned or host.bridge != bid:
+                continue
+            hosts[host.linkedid] = host
+            for leg in bridge_members(self.state, bid):
+                owner = self.state.call_of_channel(leg.id)
+                if owner is host and leg.role == "agent":
+                    continue  # as in _entered_bridge: the host's own agent going is no leave
+                self.members_seen[leg.id] = host.linkedid
+                self.party_numbers[leg.id] = party_number(self.state, leg)
+                if owner is not host or leg.role == "party":
+                    self.conferences.add(host.linkedid)
+            if any(leg.role == "party" for leg in host.live_legs()):  # one still being rung to join
+                self.conferences.add(host.linkedid)
+            self.promote_party(host)
+        unsure = [host.call_id for linkedid, host in hosts.items() if linkedid not in self.conferences]
+        if unsure and self.pbx.pool is not None:
+            try:
+                known = await asterisk_sql.conference_calls(self.pbx.pool, unsure)
+            except Exception as exc:  # the store away: those calls' last leaves go unlogged, nothing else
+                log.warning("event=conference_resync_store_failed pbx=%s error=%r", self.pbx.key, str(exc))
+                known = set()
+            self.conferences |= {host.linkedid for host in hosts.values() if host.call_id in known}
+        if self.conferences:
+            log.info("event=conferences_resynced pbx=%s conferences=%d", self.pbx.key,
+                     len(self.conferences & set(hosts)))
 
     async def close(self) -> None:
         tasks = list(self._tasks)

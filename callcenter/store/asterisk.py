@@ -21,6 +21,16 @@ async def open_calls(pool: asyncpg.Pool, pbx: str, *, limit: int = 5000) -> list
     return rows
 
 
+async def conference_calls(pool: asyncpg.Pool, call_ids: list[Any]) -> set[Any]:
+    """Which of ``call_ids`` became a conference (a party added or a call merged in), as their timelines say."""
+    if not call_ids:
+        return set()
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT DISTINCT call_id FROM call_events WHERE call_id = ANY($1::uuid[])"
+                                " AND kind IN ('conference_add', 'conference_merge')", call_ids)
+    return {row["call_id"] for row in rows}
+
+
 async def upsert_calls(store: Any, records: list[CallRecord]) -> None:
     """Many call snapshots in one transaction, pipelined (``executemany``): the ARI recorder's fast path.
 

@@ -1,0 +1,139 @@
+"""A conference outlives the service: after a restart (or another instance taking the PBX over) the fresh service
+rebuilds it from Asterisk — the call's bridge ``cc-<linkedid>``, its members and the ``CC_*`` variables each party
+carries — so the live state lists its parties, one can still be removed, and the others' leaves are logged."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from ari_app.calls.service import AsteriskCalls
+from ari_app.pbx import AsteriskPbx
+from callcenter.bus import EventBus
+from callcenter.store import SpooledWriter
+
+from .conftest import World, connected_call, ended, eventually, pbx_config
+
+AGENT, CUSTOMER, PARTY = "1001", "0501234567", "0509999999"
+
+
+def everyone_hears_everyone(world: World, names: set[str]) -> bool:
+    hears = world.sim.who_hears_whom()
+    return all(hears.get(name) == names - {name} for name in names)
+
+
+@asynccontextmanager
+async def restarted(world: World, tmp_path: Path, name: str) -> AsyncIterator[AsteriskCalls]:
+    """The service stops (its calls go on in Asterisk) and a fresh one connects and rebuilds from Asterisk."""
+    await world.pbx.close()
+    writer = SpooledWriter(world.store, tmp_path / f"{name}.jsonl")
+    fresh = AsteriskPbx(pbx_config(world.sim.ari_url), writer, EventBus(), pool=world.store.pool)
+    calls = AsteriskCalls([fresh])  # its call flows register before the first connect's resync
+    await fresh.start()
+    try:
+        assert await fresh.client.wait_connected(5)
+        world.pbx, world.calls = fresh, calls
+        yield calls
+    finally:
+        await fresh.close()
+        await writer.close()
+
+
+def listed(calls: AsteriskCalls, call_id: uuid.UUID) -> dict[str, dict]:
+    """number → party, as the live snapshot lists them."""
+    call = next(c for c in calls.snapshot()["calls"] if c["call_id"] == str(call_id))
+    return {p["number"]: p for p in call["parties"]}
+
+
+async def three_party_conference(world: World) -> uuid.UUID:
+    call_id = await connected_call(world, AGENT, CUSTOMER)
+    world.sim.customer(PARTY).answer_after(0.02)
+    await world.calls.conference(call_id, PARTY)
+    await eventually(lambda: everyone_hears_everyone(world, {AGENT, CUSTOMER, PARTY}), what="three talking")
+    return call_id
+
+
+async def test_after_a_restart_the_conference_lists_its_parties_and_one_can_be_removed(
+        world: World, tmp_path: Path) -> None:
+    call_id = await three_party_conference(world)
+    before = listed(world.calls, call_id)
+    assert set(before) == {AGENT, "+972501234567", "+972509999999"}, before
+    async with restarted(world, tmp_path, "spool-restart") as calls:
+        assert everyone_hears_everyone(world, {AGENT, CUSTOMER, PARTY})  # nobody hung up by the resync
+        await eventually(lambda: listed(calls, call_id).keys() == before.keys(),
+                         what="the rebuilt call lists the three parties")
+        after = listed(calls, call_id)
+        assert {n: (p["channel"], p["role"], p["removable"]) for n, p in after.items()} == {
+            n: (p["channel"], p["role"], p["removable"]) for n, p in before.items()}, (before, after)
+
+        await calls.remove_party(call_id, after["+972509999999"]["channel"])
+        await eventually(lambda: everyone_hears_everyone(world, {AGENT, CUSTOMER}) and PARTY not in
+                         world.sim.who_hears_whom(), what="the removed party gone, agent and customer talk on")
+        await eventually(lambda: set(listed(calls, call_id)) == {AGENT, "+972501234567"}, what="two listed")
+        await world.sim.customer(CUSTOMER).hangup()
+        row = await ended(world, call_id)
+    events = await world.store.call_events(call_id)
+    leaves = [(e["data"]["number"], e["data"]["reason"]) for e in events if e["kind"] == "conference_leave"]
+    # as without the restart: the customer hanging up last is a leave of the conference too
+    assert leaves == [("+972509999999", "removed"), ("+972501234567", "hung up")], leaves
+    assert row["status"] == "answered"
+
+
+async def test_after_a_restart_a_party_hanging_up_by_itself_is_still_a_leave(world: World, tmp_path: Path) -> None:
+    call_id = await three_party_conference(world)
+    async with restarted(world, tmp_path, "spool-leave") as calls:
+        await eventually(lambda: len(listed(calls, call_id)) == 3, what="three listed after the restart")
+        await world.sim.customer(PARTY).hangup()
+        await eventually(lambda: everyone_hears_everyone(world, {AGENT, CUSTOMER}), what="two talk on")
+
+        async def left() -> bool:
+            return "conference_leave" in await world.timeline(call_id)
+
+        await eventually(left, what="the party's leave on the call's timeline")
+        await calls.hangup(call_id)
+        await ended(world, call_id)
+    events = await world.store.call_events(call_id)
+    leaves = [(e["data"]["number"], e["data"]["reason"]) for e in events if e["kind"] == "conference_leave"]
+    assert leaves == [("+972509999999", "hung up")], leaves
+
+
+async def test_after_a_restart_a_merged_call_is_still_listed_and_removable(world: World, tmp_path: Path) -> None:
+    world.sim.phone(AGENT).allow_call_waiting()
+    held = await connected_call(world, AGENT, "0507777777")
+    await world.calls.hold(held)
+    await eventually(lambda: world.sim.who_hears_whom().get("0507777777") == {"moh"}, what="first call on hold")
+    host = await connected_call(world, AGENT, CUSTOMER)
+    await world.calls.conference_call(host, held)
+    three = {AGENT, CUSTOMER, "0507777777"}
+    await eventually(lambda: everyone_hears_everyone(world, three), what="the held customer joined")
+    async with restarted(world, tmp_path, "spool-merged") as calls:
+        await eventually(lambda: set(listed(calls, host)) == {AGENT, "+972501234567", "+972507777777"},
+                         what="the merged customer listed after the restart")
+        merged = listed(calls, host)["+972507777777"]
+        assert merged["call_id"] == str(held) and merged["removable"]
+        await calls.remove_party(host, merged["channel"])
+        await eventually(lambda: everyone_hears_everyone(world, {AGENT, CUSTOMER}), what="two again")
+        await ended(world, held)
+        await calls.hangup(host)
+        await ended(world, host)
+    kinds = [e["kind"] for e in await world.store.call_events(host)]
+    assert "conference_leave" in kinds, kinds
+
+
+async def test_a_conference_back_to_its_first_two_before_the_restart_is_still_one_after(
+        world: World, tmp_path: Path) -> None:
+    """Nothing in Asterisk says so any more (agent and customer, as any call): the call's timeline does."""
+    call_id = await three_party_conference(world)
+    party = listed(world.calls, call_id)["+972509999999"]["channel"]
+    await world.calls.remove_party(call_id, party)
+    await eventually(lambda: everyone_hears_everyone(world, {AGENT, CUSTOMER}), what="back to two")
+    await world.pbx.recorder.flush()
+    async with restarted(world, tmp_path, "spool-two") as calls:
+        await eventually(lambda: set(listed(calls, call_id)) == {AGENT, "+972501234567"}, what="two listed")
+        await world.sim.customer(CUSTOMER).hangup()
+        await ended(world, call_id)
+    events = await world.store.call_events(call_id)
+    leaves = [(e["data"]["number"], e["data"]["reason"]) for e in events if e["kind"] == "conference_leave"]
+    assert leaves == [("+972509999999", "removed"), ("+972501234567", "hung up")], leaves
