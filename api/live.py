@@ -307,7 +307,7 @@ async def get_live(request: web.Request) -> web.Response:
     identity = get_identity(request)
     port = request.app[CTX_KEY].ports.live
     try:
-        snapshot = port.snapshot() if port is not None else None
+        snapshot = await port.snapshot() if port is not None else None
     except Exception:  # the ARI app's bug must not look like ours, nor leak a trace
         log.exception("event=live_snapshot_failed")
         raise Unavailable("the live view failed; try again") from None

@@ -67,7 +67,7 @@ class MonitorControl(Protocol):
 
     async def stop(self, session_id: str) -> None: ...
 
-    def sessions(self) -> list[dict[str, Any]]:
+    async def sessions(self) -> list[dict[str, Any]]:
         """Active sessions: session_id, supervisor, target, mode, state, started_at, call_id (for GET)."""
         ...
 
@@ -76,7 +76,7 @@ class MonitorControl(Protocol):
 class PickupControl(Protocol):
     """Call pickup (issue 17): the same rules and code path as the ``*8<ext>`` feature code."""
 
-    def pickable(self, picker: str) -> list[dict[str, Any]]:
+    async def pickable(self, picker: str) -> list[dict[str, Any]]:
         """Calls ringing now at extensions ``picker``'s pickup groups let it pick up from."""
         ...
 
@@ -89,7 +89,7 @@ class PickupControl(Protocol):
 class LiveView(Protocol):
     """A snapshot of extensions, active calls, trunks and queues for ``GET /api/v1/live``."""
 
-    def snapshot(self) -> dict[str, Any]: ...
+    async def snapshot(self) -> dict[str, Any]: ...
 
 
 @runtime_checkable
@@ -100,6 +100,6 @@ class QueueControl(Protocol):
         """Pause (or resume) ``extension`` in ``queue``, or in every queue it is a member of when None."""
         ...
 
-    def status(self, queue: str) -> dict[str, Any]:
+    async def status(self, queue: str) -> dict[str, Any]:
         """``{name, waiting, longest_wait, callers, members: [{extension, state, paused, ...}]}``."""
         ...

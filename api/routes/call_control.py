@@ -169,7 +169,7 @@ async def controllable(request: web.Request, raw_id: str | None = None) -> uuid.
     row = await calllog.get_call(request.app[CTX_KEY].store.pool, call_id)
     if row is None and not identity.sees_everything:
         raise NotFound("no such call")  # not stored yet: only an unscoped token may act on it
-    if row is not None and not may_see_call(request, row):
+    if row is not None and not await may_see_call(request, row):
         raise NotFound("no such call")
     return call_id
 

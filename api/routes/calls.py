@@ -196,12 +196,12 @@ async def visible_call(request: web.Request, raw_id: str) -> dict[str, Any]:
     except ValueError:
         raise NotFound("no such call") from None
     row = await calllog.get_call(request.app[CTX_KEY].store.pool, call_id)
-    if row is None or not may_see_call(request, row):
+    if row is None or not await may_see_call(request, row):
         raise NotFound("no such call")
     return row
 
 
-def may_see_call(request: web.Request, row: Mapping[str, Any]) -> bool:
+async def may_see_call(request: web.Request, row: Mapping[str, Any]) -> bool:
     """The visibility rule on a stored call, with the live facts of a call still ringing (the phones it rings
     now are parties until one answers, so the screen pop's call_id opens here too, and only until then)."""
     identity = get_identity(request)
@@ -209,7 +209,7 @@ def may_see_call(request: web.Request, row: Mapping[str, Any]) -> bool:
         return identity.can_see_call(row)
     port = request.app[CTX_KEY].ports.live
     try:
-        snapshot = port.snapshot() if port is not None else None
+        snapshot = await port.snapshot() if port is not None else None
     except Exception:  # the live view failing must not turn a 404 into a 500
         log.exception("event=live_snapshot_failed")
         return False

@@ -83,11 +83,11 @@ def _may_act_on_session(identity: Identity, session: dict[str, Any]) -> bool:
     return identity.can_see_extension(str(session.get("supervisor_extension", "")))
 
 
-def _session(request: web.Request, port: MonitorControl) -> dict[str, Any]:
+async def _session(request: web.Request, port: MonitorControl) -> dict[str, Any]:
     """The session named in the path when this token may act on it; 404 otherwise (no existence leak)."""
     wanted = params_of(request)["id"]
     identity = get_identity(request)
-    for session in port.sessions():
+    for session in await port.sessions():
         if session.get("session_id") == wanted and _may_act_on_session(identity, session):
             return session
     raise NotFound("no such monitoring session")
@@ -125,7 +125,7 @@ async def start_monitoring(request: web.Request) -> web.Response:
 async def list_sessions(request: web.Request) -> web.Response:
     identity = get_identity(request)
     port = request.app[CTX_KEY].ports.monitor_control
-    sessions = port.sessions() if port is not None else []
+    sessions = await port.sessions() if port is not None else []
     return json_response({"items": [s for s in sessions if _may_see_session(identity, s)]})
 
 
@@ -133,7 +133,7 @@ async def list_sessions(request: web.Request) -> web.Response:
               body=SWITCH_BODY, response=ACCEPTED, summary="Switch the mode of a monitoring session")
 async def switch_mode(request: web.Request) -> web.Response:
     port = monitor_control(request)
-    session = _session(request, port)
+    session = await _session(request, port)
     mode = body_of(request)["mode"]
     await port.switch(session["session_id"], mode)
     return json_response({"session_id": session["session_id"], "status": "accepted", "mode": mode}, status=202)
@@ -143,7 +143,7 @@ async def switch_mode(request: web.Request) -> web.Response:
               response=ACCEPTED, summary="End a monitoring session")
 async def stop_monitoring(request: web.Request) -> web.Response:
     port = monitor_control(request)
-    session = _session(request, port)
+    session = await _session(request, port)
     await port.stop(session["session_id"])
     return json_response({"session_id": session["session_id"], "status": "ended"}, status=202)
 

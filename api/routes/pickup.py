@@ -74,7 +74,7 @@ async def pickup(request: web.Request) -> web.Response:
 async def pickable(request: web.Request) -> web.Response:
     picker = my_extension(request)
     port = request.app[CTX_KEY].ports.pickup
-    items = port.pickable(picker) if port is not None else []
+    items = await port.pickable(picker) if port is not None else []
     return json_response({"extension": picker, "groups": groups_of(request.app[CTX_KEY].config.pickup, picker),
                           "items": items})
 

@@ -60,7 +60,7 @@ async def pause_member(request: web.Request) -> web.Response:
     await port.pause(name, extension, bool(body["paused"]), str(body.get("reason") or ""))
     await stats_store.record_pause(request.app[CTX_KEY].store.pool, name, extension, bool(body["paused"]),
                                    str(body.get("reason") or ""), datetime.now(UTC))  # agents' pause time
-    return json_response(normal_queue(port.status(name)))
+    return json_response(normal_queue(await port.status(name)))
 
 
 @routes.route("GET", "/api/v1/queues/{name}/live", permission="queues:read", params=(NAME,), response=LIVE,
@@ -68,7 +68,7 @@ async def pause_member(request: web.Request) -> web.Response:
 async def queue_live(request: web.Request) -> web.Response:
     name = params_of(request)["name"]
     _known(request, name)
-    status: dict[str, Any] = queue_control(request).status(name)
+    status: dict[str, Any] = await queue_control(request).status(name)
     return json_response(normal_queue(status))
 
 

@@ -456,7 +456,11 @@ class AsteriskCalls:
 
     # -- LiveView --------------------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
+    async def snapshot(self) -> dict[str, Any]:
+        return self.snapshot_now()
+
+    def snapshot_now(self) -> dict[str, Any]:
+        """The snapshot read synchronously, in this process (the port's ``snapshot`` answers with it)."""
         extensions, calls, trunks = [], [], []
         for pbx in self.pbxs.values():
             state = pbx.state

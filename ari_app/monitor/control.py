@@ -90,5 +90,9 @@ class MonitorPort:
     async def stop(self, session_id: str) -> None:
         await self._for_session(session_id).stop(session_id)
 
-    def sessions(self) -> list[dict[str, Any]]:
+    async def sessions(self) -> list[dict[str, Any]]:
+        return self.active()
+
+    def active(self) -> list[dict[str, Any]]:
+        """The sessions read synchronously, in this process (the port's ``sessions`` answers with it)."""
         return [s for service in self.services.values() for s in service.active()]

@@ -47,7 +47,7 @@ class PickupPort:
             raise Unavailable("no Asterisk is connected: pickup is not available")
         return next(iter(self.services.values()))
 
-    def pickable(self, picker: str) -> list[dict[str, Any]]:
+    async def pickable(self, picker: str) -> list[dict[str, Any]]:
         home = self._home_or_none(picker)  # a call on another Asterisk cannot be brought to the picker's phone
         return [item for key, service in self.services.items() if home in (None, key)
                 for item in service.pickable(picker)]

@@ -38,7 +38,11 @@ class QueuePort:
         state = "degraded" if any(h["state"] != "up" for h in each.values()) else "up"
         return {"state": state, "pbx": each}
 
-    def status(self, queue: str) -> dict[str, Any]:
+    async def status(self, queue: str) -> dict[str, Any]:
+        return self.status_now(queue)
+
+    def status_now(self, queue: str) -> dict[str, Any]:
+        """The queue read synchronously, in this process (the port's ``status`` answers with it)."""
         service = self._with(queue)
         return queue_object(service, service.queues[queue])
 

@@ -33,7 +33,7 @@ class OneQueue:
     async def pause(self, queue: str | None, extension: str, paused: bool, reason: str = "") -> None:
         return None
 
-    def status(self, queue: str) -> dict[str, Any]:
+    async def status(self, queue: str) -> dict[str, Any]:
         return {"pbx": self.pbx, "name": queue, "strategy": "ringall", "waiting": 1, "longest_wait": 3.0,
                 "estimated_wait": 10, "callers": [{"call_id": "c1", "caller": "+442079460001", "position": 1,
                                                    "waiting_seconds": 3.0, "ringing": ["201"]}],
@@ -56,8 +56,8 @@ async def test_a_crm_token_of_one_pbx_cannot_read_another_pbxs_queue(make_api: M
 
 
 async def test_an_agent_sees_the_queues_it_serves_in_live(api: Api) -> None:
-    queue = OneQueue("main").status("sales")
-    other = {**OneQueue("main").status("support"), "members": [{"extension": "299", "state": "idle"}]}
+    queue = await OneQueue("main").status("sales")
+    other = {**(await OneQueue("main").status("support")), "members": [{"extension": "299", "state": "idle"}]}
     api.ctx.ports.live = StaticLiveView({"extensions": [], "calls": [], "trunks": [], "queues": [queue, other]})
     body = await (await api.client.get("/api/v1/live", headers=api.auth("agent"))).json()
     assert [q["name"] for q in body["queues"]] == ["sales"]

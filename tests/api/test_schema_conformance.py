@@ -58,14 +58,14 @@ class RecordingMonitorControl:
     async def stop(self, session_id: str) -> None:
         self.active.pop(session_id, None)
 
-    def sessions(self) -> list[dict[str, Any]]:
+    async def sessions(self) -> list[dict[str, Any]]:
         return list(self.active.values())
 
 
 class Pickups:
     """A PickupControl (callcenter.ports): nothing ringing anywhere but at 1002, which it "picks up"."""
 
-    def pickable(self, picker: str) -> list[dict[str, Any]]:
+    async def pickable(self, picker: str) -> list[dict[str, Any]]:
         return []
 
     async def pickup(self, *, picker: str, target: str, pbx: str | None = None) -> uuid.UUID:
@@ -80,7 +80,7 @@ class Queues:
     async def pause(self, queue: str | None, extension: str, paused: bool, reason: str = "") -> None:
         return None
 
-    def status(self, queue: str) -> dict[str, Any]:
+    async def status(self, queue: str) -> dict[str, Any]:
         return {"pbx": "main", "name": queue, "strategy": "ringall", "waiting": 0, "longest_wait": 0.0,
                 "estimated_wait": 0, "callers": [], "members": [{"extension": "201", "state": "idle",
                                                                  "paused": False, "reason": "", "calls_taken": 0}]}

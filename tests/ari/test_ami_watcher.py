@@ -25,8 +25,8 @@ async def test_inbound_call_seen_only_by_ami_is_logged_with_its_linkedid(ami_wor
     trunk_channel = await world.sim.inbound_call(caller="0521234567", did="5550100")
     pop = await sub.get(timeout=3)
     assert pop.data["extension"] == "1001" and pop.data["caller"] == "+972521234567"
-    await eventually(lambda: bool(world.calls.snapshot()["calls"]) and world.calls.snapshot()["calls"][0]["status"]
-                     == "in_progress", what="answered")
+    await eventually(lambda: [c["status"] for c in world.calls.snapshot_now()["calls"]][:1] == ["in_progress"],
+                     what="answered")
     await world.sim.customer("0521234567").hangup()
     call_id = call_id_for("main", world.sim.engine.channels[trunk_channel].linkedid
                           if trunk_channel in world.sim.engine.channels else trunk_channel)
@@ -46,7 +46,7 @@ async def test_registrations_come_from_ami_and_fully_booted_wakes_the_ari_reconn
         ami_world: tuple[World, AmiWatcher]) -> None:
     world, watcher = ami_world
     await eventually(lambda: watcher.connected, what="AMI logged in")
-    states = lambda: {e["extension"]: e["state"] for e in world.calls.snapshot()["extensions"]}  # noqa: E731
+    states = lambda: {e["extension"]: e["state"] for e in world.calls.snapshot_now()["extensions"]}  # noqa: E731
     await world.sim.phone("1003").register()
     await eventually(lambda: states().get("1003") == "idle", what="1003 registered (ContactStatus)")
     world.pbx.client.reconnect_min = world.pbx.client.reconnect_max = 30.0  # only FullyBooted can bring it back

@@ -16,7 +16,7 @@ async def test_hold_plays_music_to_the_customer_and_resume_brings_the_agent_back
     await world.calls.hold(call_id)
     hears = world.sim.who_hears_whom()
     assert hears["0501234567"] == {"moh"}
-    assert {e["extension"]: e["state"] for e in world.calls.snapshot()["extensions"]}["1001"] == "on_hold"
+    assert {e["extension"]: e["state"] for e in world.calls.snapshot_now()["extensions"]}["1001"] == "on_hold"
     await world.calls.unhold(call_id)
     hears = world.sim.who_hears_whom()
     assert hears["0501234567"] == {"1001"} and hears["1001"] == {"0501234567"}

@@ -27,7 +27,7 @@ async def test_click_to_call_rings_agent_then_customer_and_logs_outbound_call(wo
     assert "moh" not in str(sim.who_hears_whom())
     hears = sim.who_hears_whom()
     assert "0501234567" in hears.get("1001", set()) and "1001" in hears.get("0501234567", set())
-    live = calls.snapshot()
+    live = calls.snapshot_now()
     assert [c["extension"] for c in live["calls"]] == ["1001"]
     assert {e["extension"]: e["state"] for e in live["extensions"]}["1001"] == "in_call"
     await sim.phone("1001").hangup()
@@ -94,7 +94,7 @@ async def test_a_caller_id_name_is_refused_and_leaves_no_ghost_call(world: World
     with pytest.raises(DomainError) as info:
         await world.calls.originate(extension="1001", number="0501234567", caller_id="ACME Sales")
     assert info.value.status == 400 and "caller_id" in info.value.message
-    assert world.calls.snapshot()["calls"] == []
+    assert world.calls.snapshot_now()["calls"] == []
     assert world.sim.channels() == []
 
 
@@ -154,7 +154,7 @@ async def test_with_two_asterisks_click_to_call_goes_where_the_extension_is_regi
             call_id = await calls.originate(extension="2001", number="0501234567")
             await eventually(lambda: bool(other.channels()), what="2001 rung on the branch PBX")
             assert world.sim.channels() == []
-            assert [c["pbx"] for c in calls.snapshot()["calls"]] == ["branch"]
+            assert [c["pbx"] for c in calls.snapshot_now()["calls"]] == ["branch"]
             with pytest.raises(Conflict):
                 await calls.originate(extension="2001", number="0501234567", pbx="main")
             await calls.hangup(call_id)

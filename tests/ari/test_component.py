@@ -35,8 +35,11 @@ async def test_component_wires_ports_and_health_for_each_asterisk(store: CallSto
             assert provided.monitor_control is not None and provided.queue_control is not None
             assert provided.pickup is not None
             live = provided.live
-            await eventually(lambda: any(e["extension"] == "1001" and e["state"] == "idle"
-                                         for e in live.snapshot()["extensions"]), what="1001 idle")
+            async def idle() -> bool:
+                return any(e["extension"] == "1001" and e["state"] == "idle"
+                           for e in (await live.snapshot())["extensions"])
+
+            await eventually(idle, what="1001 idle")
         assert ctx.ports.call_control is None, "a component never writes the context's ports itself"
         await writer.close()
 

@@ -23,7 +23,7 @@ async def test_call_that_ends_while_the_websocket_is_down_is_completed_on_reconn
     row = await ended(world, call_id)
     assert (row["status"], row["direction"], row["extension"]) == ("answered", "outbound", "1001")
     assert row["answered_at"] is not None and row["billsec"] >= 0
-    assert world.calls.snapshot()["calls"] == []
+    assert world.calls.snapshot_now()["calls"] == []
     assert "hangup" in await world.timeline(call_id)
 
 
@@ -98,7 +98,7 @@ async def test_asterisk_restart_drops_calls_and_the_app_registers_again(world: W
     assert "callcenter" in [a["name"] for a in apps]
     row = await ended(world, call_id)
     assert row["status"] == "answered"
-    await eventually(lambda: {e["extension"]: e["state"] for e in world.calls.snapshot()["extensions"]}.get("1001")
+    await eventually(lambda: {e["extension"]: e["state"] for e in world.calls.snapshot_now()["extensions"]}.get("1001")
                      == "idle", what="phones registered again and idle")
     world.sim.phone("1002").answer_after(0.02)
     world.sim.customer("0508888888").answer_after(0.02)

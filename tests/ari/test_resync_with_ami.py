@@ -23,7 +23,7 @@ CALLER = "0521234567"
 
 
 def live_calls(world: World) -> list[dict[str, Any]]:
-    return list(world.calls.snapshot()["calls"])
+    return list(world.calls.snapshot_now()["calls"])
 
 
 async def answered_inbound(world: World, watcher: AmiWatcher) -> str:

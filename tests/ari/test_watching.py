@@ -8,7 +8,7 @@ from .conftest import World, eventually
 
 
 def states(world: World) -> dict[str, str]:
-    return {e["extension"]: e["state"] for e in world.calls.snapshot()["extensions"]}
+    return {e["extension"]: e["state"] for e in world.calls.snapshot_now()["extensions"]}
 
 
 async def test_inbound_call_pops_the_screen_then_logs_answered_inbound(world: World) -> None:
@@ -23,8 +23,8 @@ async def test_inbound_call_pops_the_screen_then_logs_answered_inbound(world: Wo
     assert ringing.data["callee_raw"] == "5550100"
     assert ringing.data["call_id"] == str(call_id_for("main", trunk_channel))
     await eventually(lambda: states(world).get("1001") == "in_call", what="1001 in call")
-    assert [(t["name"], t["calls_in_use"]) for t in world.calls.snapshot()["trunks"]] == [("trunk", 1)]
-    busy = next(e for e in world.calls.snapshot()["extensions"] if e["number"] == "1001")
+    assert [(t["name"], t["calls_in_use"]) for t in world.calls.snapshot_now()["trunks"]] == [("trunk", 1)]
+    busy = next(e for e in world.calls.snapshot_now()["extensions"] if e["number"] == "1001")
     assert busy["registration"] == "registered" and busy["call"]["peer"] == "+972521234567"
     await world.sim.customer("0521234567").hangup()
     await eventually(lambda: states(world).get("1001") == "idle", what="1001 idle again")
@@ -69,7 +69,7 @@ async def test_extension_dialling_out_through_the_trunk_is_outbound(world: World
     world.sim.customer("0501234567").answer_after(0.05)
     channel = await world.sim.phone("1003").dial("90501234567")
     assert states(world).get("1003") in ("idle", "in_call")  # dialling out is busy, never "ringing"
-    await eventually(lambda: [c["status"] for c in world.calls.snapshot()["calls"]] == ["in_progress"],
+    await eventually(lambda: [c["status"] for c in world.calls.snapshot_now()["calls"]] == ["in_progress"],
                      what="1003 connected")
     assert states(world)["1003"] == "in_call"
     await world.sim.phone("1003").hangup()
@@ -92,7 +92,7 @@ async def test_registration_changes_show_on_the_live_view(world: World) -> None:
 async def test_a_phone_putting_its_call_on_hold_shows_on_hold_and_in_the_timeline(world: World) -> None:
     world.sim.phone("1001").answer_after(0.02)
     trunk_channel = await world.sim.inbound_call(caller="0521234567", did="5550100")
-    await eventually(lambda: [c["status"] for c in world.calls.snapshot()["calls"]] == ["in_progress"],
+    await eventually(lambda: [c["status"] for c in world.calls.snapshot_now()["calls"]] == ["in_progress"],
                      what="answered")
     await world.sim.phone("1001").hold()
     await eventually(lambda: states(world).get("1001") == "on_hold", what="1001 on hold")

@@ -74,8 +74,10 @@ async def sim_service(store: CallStore, tmp_path: Path, service_options: dict[st
                 svc = Service(sim, ctx, api.client, api.tokens["admin"])
                 sub = ctx.bus.subscribe("monitor")
                 try:
-                    await eventually(lambda: ctx.ports.live is not None and len(
-                        ctx.ports.live.snapshot()["extensions"]) == 3, what="phones known")
+                    async def phones_known() -> bool:
+                        return ctx.ports.live is not None and len((await ctx.ports.live.snapshot())["extensions"]) == 3
+
+                    await eventually(phones_known, what="phones known")
                     yield _collecting(svc, sub)
                 finally:
                     if svc.pump is not None:

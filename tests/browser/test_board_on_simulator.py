@@ -103,7 +103,7 @@ async def test_the_board_follows_real_phones_and_acts_on_the_simulator(
         await page.wait_for_selector('#queues [data-queue="support"] [data-member="1002"][data-paused="true"]')
         support = await queue_panel_equals_api(page, client, tokens["admin"], "support")
         assert support["agent_counts"]["paused"] == 1
-        assert world.port.status("support")["members"][1]["paused"] is True
+        assert world.port.status_now("support")["members"][1]["paused"] is True
 
         # listen in on 1001 from "My phone" 1003: the badge says who and how; stop from the badge
         world.sim.phone("1003").answer_after(0.2)

@@ -63,7 +63,7 @@ async def office(store: CallStore, tmp_path: Path) -> AsyncIterator[tuple[Simula
                 ctx.ports.wire(provided)  # as the composition root does
                 pbx = ctx.ports.live.pbxs["main"]  # type: ignore[union-attr]
                 await eventually(lambda: pbx.ami is not None and pbx.ami.connected, what="AMI logged in")
-                await eventually(lambda: len(ctx.ports.live.snapshot()["extensions"]) == len(PHONES),  # type: ignore[union-attr]
+                await eventually(lambda: len(ctx.ports.live.snapshot_now()["extensions"]) == len(PHONES),  # type: ignore[union-attr]
                                  what="phones known")
                 api = await serve(ctx)
                 try:

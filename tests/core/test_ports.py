@@ -8,7 +8,7 @@ from callcenter.service import Ports
 
 
 class _Live:
-    def snapshot(self) -> dict[str, Any]:
+    async def snapshot(self) -> dict[str, Any]:
         return {}
 
 

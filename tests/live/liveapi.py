@@ -37,7 +37,7 @@ class StaticLiveView:
     def __init__(self, snapshot: dict[str, Any] | None = None) -> None:
         self.state: dict[str, Any] = snapshot or {"extensions": [], "calls": [], "trunks": [], "queues": []}
 
-    def snapshot(self) -> dict[str, Any]:
+    async def snapshot(self) -> dict[str, Any]:
         return self.state
 
 

@@ -37,7 +37,7 @@ class GroupRulesPort:
             raise SessionNotFound("no such monitoring session")
         self.calls.append(("stop", session_id))
 
-    def sessions(self) -> list[dict[str, Any]]:
+    async def sessions(self) -> list[dict[str, Any]]:
         return list(self.live.values())
 
 

@@ -27,20 +27,20 @@ async def test_the_supervisors_phone_rings_first_and_attaches_on_answer(world: W
     session_id = await port.start(supervisor_extension="2005", target_extension="1001", mode="whisper")
     ringing = await eventually(lambda: world.sim.phone("2005").channels())
     assert ringing[0].caller_name == "WHISPER 1001" and ringing[0].state == "Ringing"
-    assert [s["state"] for s in port.sessions()] == ["calling"]
+    assert [s["state"] for s in port.active()] == ["calling"]
     await world.sim.phone("2005").answer()
     matrix = await eventually(lambda: (m := hears(world)).get("2005") and m)
     assert matrix["1001"] == {CUSTOMER, "2005"} and matrix[CUSTOMER] == {"1001"}
     # the bridge joins in Asterisk before the service's add_to_bridge call returns and marks the session active
-    await eventually(lambda: [s["state"] for s in port.sessions()] != ["attaching"])
-    assert [(s["session_id"], s["state"], s["origin"]) for s in port.sessions()] == [(session_id, "active", "api")]
+    await eventually(lambda: [s["state"] for s in port.active()] != ["attaching"])
+    assert [(s["session_id"], s["state"], s["origin"]) for s in port.active()] == [(session_id, "active", "api")]
     await port.switch(session_id, "barge")
     assert hears(world)[CUSTOMER] == {"1001", "2005"} and len(snoops(world)) == 1
     with pytest.raises(LevelTooLow):
         await port.switch(session_id, "takeover")
     await port.stop(session_id)
     assert_clean(world)
-    assert port.sessions() == [] and hears(world)["1001"] == {CUSTOMER}
+    assert port.active() == [] and hears(world)["1001"] == {CUSTOMER}
     with pytest.raises(SessionNotFound):
         await port.stop(session_id)
 
@@ -55,7 +55,7 @@ async def test_api_refusals_come_before_ringing_anyone(world: World) -> None:
     await customer_calls_agent(world)
     with pytest.raises(LevelTooLow):
         await port.start(supervisor_extension="2005", target_extension="1001", mode="barge")
-    assert world.sim.phone("2005").channels() == [] and port.sessions() == []
+    assert world.sim.phone("2005").channels() == [] and port.active() == []
 
 
 async def test_an_unanswered_supervisor_phone_ends_the_attempt(world: World) -> None:
@@ -66,7 +66,7 @@ async def test_an_unanswered_supervisor_phone_ends_the_attempt(world: World) -> 
     port = port_of(world)
     await port.start(supervisor_extension="2005", target_extension="1001", mode="listen")
     await eventually(lambda: world.sim.phone("2005").channels())
-    await eventually(lambda: not port.sessions() and not world.sim.phone("2005").channels(), timeout=4)
+    await eventually(lambda: not port.active() and not world.sim.phone("2005").channels(), timeout=4)
 
 
 async def test_the_call_ending_while_the_supervisor_rings_is_spoken_on_answer(world: World) -> None:
@@ -79,7 +79,7 @@ async def test_the_call_ending_while_the_supervisor_rings_is_spoken_on_answer(wo
     await world.sim.customer(CUSTOMER).hangup()
     await eventually(lambda: not world.sim.phone("1001").channels())
     await world.sim.phone("2005").answer()
-    await eventually(lambda: not world.sim.channels() and not port.sessions())
+    await eventually(lambda: not world.sim.channels() and not port.active())
     assert_clean(world)
 
 
@@ -95,7 +95,7 @@ async def test_the_http_routes_drive_a_real_session(world: World, monitor_api: M
     await world.sim.phone("2005").answer()
     await eventually(lambda: hears(world).get("2005") == {"1001", CUSTOMER})
     # Asterisk bridges the supervisor a moment before the service's add_to_bridge returns and says "active"
-    await eventually(lambda: [s["state"] for s in port.sessions()] != ["attaching"])
+    await eventually(lambda: [s["state"] for s in port.active()] != ["attaching"])
     listing = await (await client.get("/api/v1/monitor", headers=auth)).json()
     assert [(s["session_id"], s["mode"], s["state"]) for s in listing["items"]] == [(session_id, "listen", "active")]
     response = await client.patch(f"/api/v1/monitor/{session_id}", json={"mode": "barge"}, headers=auth)
@@ -121,7 +121,7 @@ async def test_an_offline_or_unknown_supervisor_phone_is_refused_before_ringing(
         await port.start(supervisor_extension="2005", target_extension="1001", mode="listen")
     with pytest.raises(SupervisorUnavailable):
         await port.start(supervisor_extension="3999", target_extension="1001", mode="listen")
-    assert port.sessions() == [] and not world.sim.phone("2005").channels()
+    assert port.active() == [] and not world.sim.phone("2005").channels()
 
 
 async def test_stopping_while_the_supervisor_rings_hangs_the_ringing_phone_up(world: World) -> None:
@@ -132,7 +132,7 @@ async def test_stopping_while_the_supervisor_rings_hangs_the_ringing_phone_up(wo
     session_id = await port.start(supervisor_extension="2005", target_extension="1001", mode="listen")
     await eventually(lambda: world.sim.phone("2005").channels())
     await port.stop(session_id)
-    await eventually(lambda: not world.sim.phone("2005").channels() and not port.sessions())
+    await eventually(lambda: not world.sim.phone("2005").channels() and not port.active())
 
 
 async def test_the_bus_tells_the_dashboard_when_an_unanswered_attempt_is_over(world: World) -> None:

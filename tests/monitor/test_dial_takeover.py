@@ -110,7 +110,7 @@ def taken_over(office: Office) -> bool:
 
 async def ends_cleanly(office: Office, linkedid: str) -> list[tuple[str, str]]:
     """Nothing left in Asterisk; the call is answered and ended; returns its monitor lines (kind, mode/to)."""
-    await eventually(lambda: not office.sim.channels() and not office.sim.bridges() and not office.port.sessions(),
+    await eventually(lambda: not office.sim.channels() and not office.sim.bridges() and not office.port.active(),
                      describe=lambda: (office.sim.channels(), office.sim.bridges()))
     call_id = call_id_for("main", linkedid)
     call = await eventually_async(lambda: office.store.get_call(call_id),
@@ -129,8 +129,8 @@ async def test_take_over_an_inbound_dial_call_with_the_feature_code(office: Offi
     linkedid = await inbound_call(office)
     await office.sim.phone("2005").dial("*3381001")
     await eventually(lambda: taken_over(office), describe=office.sim.who_hears_whom)
-    await eventually(lambda: [s["state"] for s in office.port.sessions()] == ["taken_over"])
-    assert [b["id"] for b in office.sim.bridges()] == [f"cc-monitor-{office.port.sessions()[0]['session_id']}"]
+    await eventually(lambda: [s["state"] for s in office.port.active()] == ["taken_over"])
+    assert [b["id"] for b in office.sim.bridges()] == [f"cc-monitor-{office.port.active()[0]['session_id']}"]
     assert not [c for c in office.sim.channels() if c["name"].startswith("Snoop/")]
     call = office.pbx.state.call_of_channel(linkedid)  # the live state: same call, the supervisor is its agent
     assert call is not None and call.linkedid == linkedid
@@ -171,7 +171,7 @@ async def test_a_restarted_service_keeps_a_dial_take_over_and_ends_it_with_the_c
     linkedid = await inbound_call(office)
     await office.sim.phone("2005").dial("*3381001")
     await eventually(lambda: taken_over(office))
-    session_id = office.port.sessions()[0]["session_id"]
+    session_id = office.port.active()[0]["session_id"]
 
     async def started() -> list[Any]:  # written after the supervisor's variables are set (what resync reads)
         lines = await office.store.call_events(call_id_for("main", linkedid))
@@ -202,5 +202,5 @@ async def test_without_ami_a_dial_take_over_is_refused_and_the_call_goes_on(offi
     supervisor = await office.sim.phone("2005").dial("*3381001")  # the feature code: a spoken refusal
     await eventually(lambda: supervisor not in {c["id"] for c in office.sim.channels()})
     assert office.sim.who_hears_whom() == {"1001": {CUSTOMER}, CUSTOMER: {"1001"}}
-    assert not office.port.sessions()
+    assert not office.port.active()
     await office.sim.customer(CUSTOMER).hangup()

@@ -85,12 +85,12 @@ async def test_listen_on_a_click_to_call_and_hear_the_music_when_it_is_held(app:
     call_id = await click_to_call(app)
     await app.sim.phone("2005").dial("*3361001")
     await eventually(lambda: app.sim.who_hears_whom().get("2005") == {"1001", CUSTOMER})
-    assert [s["state"] for s in app.port.sessions()] == ["active"]
+    assert [s["state"] for s in app.port.active()] == ["active"]
     await app.calls.hold(call_id)
     await eventually(lambda: "moh" in app.sim.who_hears_whom().get("2005", set()))
     await app.calls.unhold(call_id)
     await eventually(lambda: "moh" not in app.sim.who_hears_whom().get("2005", set()))
-    await eventually(lambda: app.port.sessions()[0]["call_id"] == str(call_id))
+    await eventually(lambda: app.port.active()[0]["call_id"] == str(call_id))
 
 
 async def test_take_over_a_click_to_call(app: App, store: CallStore) -> None:
@@ -107,7 +107,7 @@ async def test_take_over_a_click_to_call(app: App, store: CallStore) -> None:
     await eventually(lambda: app.sim.who_hears_whom().get(CUSTOMER) == {"moh"})
     await app.calls.unhold(call_id)
     await app.sim.phone("2005").hangup()
-    await eventually(lambda: not app.sim.channels() and not app.port.sessions())
+    await eventually(lambda: not app.sim.channels() and not app.port.active())
 
 
     async def monitor_lines() -> list[Any]:
@@ -140,7 +140,7 @@ async def test_a_set_up_takes_the_target_from_the_live_state_without_listing_the
     await eventually(lambda: app.sim.who_hears_whom().get("2005") == {"1001", "1002"})
     assert "/channels" not in asked and "/bridges" not in asked, asked
     await app.sim.phone("1002").hangup()
-    await eventually(lambda: not app.sim.channels() and not app.port.sessions())
+    await eventually(lambda: not app.sim.channels() and not app.port.active())
 
 
 async def test_the_groups_are_read_once_and_a_lowered_level_applies_to_the_next_attempt(app: App, store: CallStore,
@@ -157,9 +157,9 @@ async def test_the_groups_are_read_once_and_a_lowered_level_applies_to_the_next_
     grants.ttl = 3600.0  # only a change announced on the bus drops the copy here (no refresh by age)
     for code in ("*3361001", "*3321001"):
         await app.sim.phone("2005").dial(code)
-        await eventually(lambda: [s["state"] for s in app.port.sessions()] == ["active"])
+        await eventually(lambda: [s["state"] for s in app.port.active()] == ["active"])
         await app.sim.phone("2005").hangup()
-        await eventually(lambda: not app.port.sessions())
+        await eventually(lambda: not app.port.active())
     assert grants.reads == 1, "the second set-up was allowed from the copy of the groups"
     await groups.update_group(store.pool, group["id"], name="team", level="listen", observers=["2005"],
                               observed=["1001"])

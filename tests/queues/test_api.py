@@ -72,4 +72,4 @@ async def test_an_agent_pauses_only_itself_and_unknown_queues_are_404(
     not_member = await client.post("/api/v1/queues/support/members/1004/pause", json={"paused": True},
                                    headers=auth["admin"])
     assert not_member.status == 404
-    assert world.port.status("support")["members"][0]["paused"] is True
+    assert world.port.status_now("support")["members"][0]["paused"] is True

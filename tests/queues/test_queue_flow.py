@@ -25,7 +25,7 @@ async def test_ringall_rings_every_free_agent_and_the_first_to_answer_gets_the_c
     row = await world.row(call_id)
     assert row is not None and row["queue"] == "support" and row["extension"] == "1002"
     assert world.ctx.ports.live is not None
-    live_calls = {c["call_id"]: c for c in world.ctx.ports.live.snapshot()["calls"]}
+    live_calls = {c["call_id"]: c for c in (await world.ctx.ports.live.snapshot())["calls"]}
     assert live_calls[str(call_id)]["queue"] == "support"  # the dashboard's Queue column
     kinds = [e["kind"] for e in await world.timeline(call_id)]
     assert {"queue_join", "queue_attempt", "queue_answer", "queue_leave"} <= set(kinds)
@@ -69,7 +69,7 @@ async def test_a_caller_hanging_up_while_waiting_is_abandoned_and_nothing_is_lef
     channel = await world.call_in("7000")
     call_id = world.call_id(channel)
     await eventually(lambda: "moh" in world.hears(CALLER), what="caller hears music on hold")
-    await eventually(lambda: world.port.status("support")["waiting"] == 1, what="one caller waiting")
+    await eventually(lambda: world.port.status_now("support")["waiting"] == 1, what="one caller waiting")
     await world.sim.customer(CALLER).hangup()
     await eventually(lambda: world.leftovers() == ([], []), what="no channel or bridge left")
     await eventually(lambda: _status_is(world, call_id, "abandoned"), what="call abandoned")
@@ -77,7 +77,7 @@ async def test_a_caller_hanging_up_while_waiting_is_abandoned_and_nothing_is_lef
     assert attempts and {result for _, result in attempts} == {"cancelled"}
     leave = [e for e in await world.timeline(call_id) if e["kind"] == "queue_leave"]
     assert leave and leave[0]["data"]["reason"] == "abandoned"
-    assert world.port.status("support")["waiting"] == 0
+    assert world.port.status_now("support")["waiting"] == 0
 
 
 async def test_after_max_wait_the_caller_overflows_to_the_target_extension(world: World) -> None:
@@ -97,7 +97,7 @@ async def test_after_max_wait_the_caller_overflows_to_the_target_extension(world
 
 async def test_a_paused_agent_is_not_rung_and_the_caller_overflows_to_another_queue(world: World) -> None:
     await world.port.pause(None, "1003", True, reason="lunch")
-    assert world.port.status("nowhere")["members"][0]["paused"] is True
+    assert world.port.status_now("nowhere")["members"][0]["paused"] is True
     world.sim.phone("1001").answer_after(0.1)
     channel = await world.call_in("7003")
     await eventually(lambda: "1001" in world.hears(CALLER), timeout=8, what="overflowed into rr, 1001 answers")
@@ -120,7 +120,7 @@ async def test_waiting_callers_hear_their_position(world: World) -> None:
 
     await eventually(lambda: played(first, "queue-youarenext"), what="first caller told it is next")
     await eventually(lambda: played(second, "queue-thereare"), what="second caller told how many are ahead")
-    status = world.port.status("support")
+    status = world.port.status_now("support")
     assert status["waiting"] == 2 and [c["position"] for c in status["callers"]] == [1, 2]
     for number in ("+972541110001", "+972541110002"):
         await world.sim.customer(number).hangup()
@@ -144,7 +144,7 @@ async def test_queue_changes_are_published_on_the_bus_and_in_the_live_snapshot(w
     assert {m["extension"] for m in message.data["members"]} == {"1001", "1002"}
     assert [q["name"] for q in world.pbx.queue_view.snapshot()] == ["support", "rr", "short", "nowhere"]
     assert world.ctx.ports.live is not None
-    live_queues = {q["name"]: q for q in world.ctx.ports.live.snapshot()["queues"]}
+    live_queues = {q["name"]: q for q in (await world.ctx.ports.live.snapshot())["queues"]}
     assert set(live_queues) == {"support", "rr", "short", "nowhere"} and live_queues["support"]["waiting"] == 1
     await world.sim.customer(CALLER).hangup()
     await eventually(lambda: world.leftovers() == ([], []), what="cleared")
@@ -160,7 +160,7 @@ async def test_an_agent_in_wrap_up_is_not_rung(world: World) -> None:
     await world.call_in("7002")
     await eventually(lambda: "1003" in world.hears(CALLER), what="1003 takes the first call")
     await world.sim.customer(CALLER).hangup()
-    await eventually(lambda: world.port.status("short")["members"][0]["state"] == "wrapup", what="1003 in wrap-up")
+    await eventually(lambda: world.port.status_now("short")["members"][0]["state"] == "wrapup", what="1003 in wrap-up")
     second = await world.call_in("7002", caller="+972541110002")
     await eventually(lambda: "1004" in world.hears("+972541110002"), timeout=8, what="overflow while 1003 wraps up")
     assert await world.attempts(world.call_id(second)) == []

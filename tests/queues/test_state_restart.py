@@ -159,8 +159,8 @@ async def test_waiting_callers_keep_their_entry_time_and_place_in_line_after_a_r
     await eventually(lambda: in_hold_bridge(world, "support") == [first], what="first caller on hold")
     second = await world.call_in("7000", caller=SECOND)
     await eventually(lambda: len(in_hold_bridge(world, "support")) == 2, what="second caller on hold")
-    await eventually(lambda: world.port.status("support")["longest_wait"] >= 1.5, what="a wait worth keeping")
-    before = world.port.status("support")["callers"]
+    await eventually(lambda: world.port.status_now("support")["longest_wait"] >= 1.5, what="a wait worth keeping")
+    before = world.port.status_now("support")["callers"]
     assert [c["caller"] for c in before] == [CALLER, SECOND]
     first_joined = now() - timedelta(seconds=before[0]["waiting_seconds"])
 
@@ -176,15 +176,15 @@ async def test_waiting_callers_keep_their_entry_time_and_place_in_line_after_a_r
         ctx.ports.wire(provided)
         world.pbx = ctx.ports.queue_control.services["main"].pbx
         assert await world.pbx.client.wait_connected(5)
-        await eventually(lambda: len(world.port.status("support")["callers"]) == 2, what="both callers re-adopted")
-        after = world.port.status("support")["callers"]
+        await eventually(lambda: len(world.port.status_now("support")["callers"]) == 2, what="both callers re-adopted")
+        after = world.port.status_now("support")["callers"]
         assert [(c["caller"], c["position"]) for c in after] == [(CALLER, 1), (SECOND, 2)]
         waited = (now() - first_joined).total_seconds()
         assert abs(after[0]["waiting_seconds"] - waited) < 1.0, (after[0]["waiting_seconds"], waited)
 
         world.sim.phone("1002").answer_after(0.1)
         await eventually(lambda: "1002" in world.hears(CALLER), timeout=8, what="the first in line is served")
-        await eventually(lambda: [c["caller"] for c in world.port.status("support")["callers"]] == [SECOND],
+        await eventually(lambda: [c["caller"] for c in world.port.status_now("support")["callers"]] == [SECOND],
                          what="the second caller first in line now")
 
         async def answer_line() -> list[dict[str, Any]]:

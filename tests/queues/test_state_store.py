@@ -59,7 +59,7 @@ async def test_queue_state_writes_that_fail_are_retried_and_shown_in_health(worl
     async with world.ctx.store.pool.acquire() as conn:
         await conn.execute("ALTER TABLE queue_member_state RENAME TO queue_member_state_away")
     await world.port.pause("support", "1001", True, "meeting")
-    assert world.port.status("support")["members"][0]["paused"] is True   # the call path did not wait for it
+    assert world.port.status_now("support")["members"][0]["paused"] is True   # the call path did not wait for it
 
     def health() -> dict:  # type: ignore[type-arg]
         return world.ctx.health.snapshot()["queues"]["pbx"]["main"]

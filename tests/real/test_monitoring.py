@@ -142,7 +142,7 @@ async def test_a_monitoring_session_leaves_only_the_call_and_the_supervisors_ans
         assert status == 200, body
         rows[:] = body["items"]
         live = service.context.ports.live
-        no_live_calls = live is None or not live.snapshot()["calls"]
+        no_live_calls = live is None or not (await live.snapshot())["calls"]
         return no_live_calls and sum(1 for r in rows if r["ended_at"]) >= 2
 
     await eventually(both_rows_closed, timeout=15, what="the call and the monitoring row closed")

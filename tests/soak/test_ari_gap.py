@@ -57,6 +57,12 @@ async def answered_call(world: World, number: str, extension: str = "1001") -> s
     return channel
 
 
+async def shows_calls(world: World) -> bool:
+    """The service's live view lists at least one call."""
+    live = world.ctx.ports.live
+    return bool(live and (await live.snapshot())["calls"])
+
+
 async def cut_ari(world: World) -> None:
     """Cut the events websocket and keep it down (REST still passes), as a network fault would."""
     assert world.proxy.refuse_websockets() == 1
@@ -105,7 +111,7 @@ async def test_calls_spanning_a_cut_stay_one_complete_row_each() -> None:
     async with World(phones=2) as world:
         before, inside = "+989120000002", "+989120000003"
         await answered_call(world, before, "1001")  # seen on ARI from its first ring
-        await eventually(lambda: bool(world.ctx.ports.live and world.ctx.ports.live.snapshot()["calls"]),
+        await eventually(lambda: shows_calls(world),
                          what="the service shows the call")
         await cut_ari(world)
         cut_at = time.monotonic()
@@ -143,7 +149,7 @@ async def test_without_ami_a_call_answered_while_ari_is_cut_is_still_recorded_an
         number = "+989120000004"
         world.sim.phone("1001").never_answer()
         await world.sim.customer(number).call(did_of("1001"), TRUNK_CONTEXT)
-        await eventually(lambda: bool(world.ctx.ports.live and world.ctx.ports.live.snapshot()["calls"]),
+        await eventually(lambda: shows_calls(world),
                          what="the service shows the call ringing")
         await cut_ari(world)
         await world.sim.phone("1001").answer()
