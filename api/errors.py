@@ -70,7 +70,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except InvalidNumber as exc:
         return json_error(400, "invalid_number", str(exc), field="number", reason=str(exc))
     except DomainError as exc:
-        return json_error(exc.status, exc.code, exc.message)
+        response = json_error(exc.status, exc.code, exc.message)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     except web.HTTPException as exc:
         return _from_http_exception(exc)
     except (ConnectionError, asyncpg.PostgresConnectionError, asyncpg.TooManyConnectionsError, *SWITCHING) as exc:

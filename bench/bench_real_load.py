@@ -123,7 +123,7 @@ class Step:
 
 
 def pbxs_of(service: RunningService) -> list[Any]:
-    live = service.context.ports.live
+    live = service.context.local_ports.live
     return list(getattr(live, "pbxs", {}).values())
 
 

@@ -377,7 +377,7 @@ async def run(dsn: str, work: Path, prefix: Path) -> None:
             "announce_position": True, "announce_every": ANNOUNCE_EVERY, "moh_class": "default"}]})
         await service.monitor_group(name="bench", level="listen", observers=list(SUPERVISORS), observed=AGENTS)
         watch = AriWatch()
-        for pbx in service.context.ports.live.pbxs.values():  # type: ignore[union-attr]
+        for pbx in service.context.local_ports.live.pbxs.values():  # type: ignore[union-attr]
             pbx.client.add_event_handler(watch.on_event)
         await agents.start()
         await ami.start()

@@ -223,6 +223,9 @@ class ClusterSettings:
     renew_seconds: float = 1.0  # how often the owner renews (at most half of lease_seconds)
     prefer: tuple[str, ...] = ()  # PBX keys this instance takes first; others only after a lease's wait
     advertise_url: str = ""  # where this instance's API answers the others; empty → http://<http.host>:<http.port>
+    # how long an instance waits for the owner of a PBX to carry out an action it forwards (then a 503 with
+    # Retry-After): a live owner answers in milliseconds, a dead one is taken over within a few seconds
+    command_timeout: float = 5.0
 
 
 INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -483,6 +486,8 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, s
     _check_ivr(config)
     _check_crm_record_url(config.http.crm_record_url)
     _check_cluster(config)
+    if not 0.1 <= config.cluster.command_timeout <= 60:
+        raise ConfigError("cluster.command_timeout", "must be from 0.1 to 60 seconds")
     return config
 
 

@@ -183,6 +183,7 @@ class DomainError(Exception):
 
     code = "error"
     status = 400
+    retry_after: int | None = None  # seconds, for a 503 the client may retry (the API sends Retry-After)
 
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
         super().__init__(message)

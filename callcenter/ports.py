@@ -91,6 +91,11 @@ class LiveView(Protocol):
 
     async def snapshot(self) -> dict[str, Any]: ...
 
+    async def extension_facts(self, extension: str) -> dict[str, dict[str, bool]]:
+        """Per PBX driven here: ``{"known": the Asterisk has the endpoint, "registered": its phone is registered}``
+        (which Asterisk an extension is on, when the PBXs are driven by several instances)."""
+        ...
+
 
 @runtime_checkable
 class QueueControl(Protocol):

@@ -12,7 +12,7 @@ import logging
 import signal
 import socket
 from collections.abc import Callable
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
 
 from agi_scripts import component as agi_component
@@ -21,6 +21,7 @@ from ari_app import component as ari_component
 from bridges.legacy_pbx import component as legacy_component
 from callcenter.bus import EventBus
 from callcenter.config import Config
+from callcenter.forwarding import CommandChannel, asterisk_keys, routing_ports
 from callcenter.ownership import LeasedOwnership, Ownership, SoleOwner
 from callcenter.service import Component, HealthRegistry, ServiceContext
 from callcenter.store import CallStore, SpooledWriter
@@ -64,12 +65,14 @@ async def run_service(config: Config, roles: tuple[str, ...], *, stop: asyncio.E
         ctx = ServiceContext(config=config, store=store, writer=writer, bus=bus, health=HealthRegistry(),
                              roles=roles, api_store=api_store, ownership=ownership)
         register_core_health(ctx)
+        channel = await stack.enter_async_context(command_channel(ctx))
+        ctx.ports.wire(routing_ports(ctx, channel))  # the API's ports: here or at the PBX's owner
         for role, component in COMPONENTS:
             if role in roles:
                 provided = await stack.enter_async_context(component(ctx))
-                if provided is not None:  # the one place ports are wired: the API reads them from ctx.ports
-                    ctx.ports.wire(provided)
-                    stack.callback(ctx.ports.unwire, provided)
+                if provided is not None:  # the one place ports are wired: the routers run them for the API
+                    ctx.local_ports.wire(provided)
+                    stack.callback(ctx.local_ports.unwire, provided)
             else:
                 ctx.health.register(role, lambda: {"state": "disabled"})
         log.info("event=service_ready roles=%s", ",".join(roles))
@@ -98,6 +101,14 @@ async def start_ownership(config: Config, dsn: str, roles: tuple[str, ...], stac
     log.info("event=cluster_member instance=%s instance_id=%s lease_seconds=%g owns=%s", ownership.instance_name,
              ownership.instance_id, cluster.lease_seconds, ",".join(ownership.owned()) or "-")
     return ownership
+
+
+def command_channel(ctx: ServiceContext) -> AbstractAsyncContextManager[CommandChannel]:
+    """Forwarding (issue 16): commands to the owners of the PBXs we do not drive, and theirs to us."""
+    channel = CommandChannel(pool=ctx.store.pool, bus=ctx.bus, ownership=ctx.ownership, local=ctx.local_ports,
+                             pbx_keys=asterisk_keys(ctx.config), timeout=ctx.config.cluster.command_timeout)
+    ctx.health.register("forwarding", channel.health)
+    return channel.running()
 
 
 def register_core_health(ctx: ServiceContext) -> None:

@@ -163,6 +163,10 @@ class ServiceContext:
     roles: tuple[str, ...] = ("ari", "agi", "api", "legacy")
     api_store: CallStore | None = None  # the API's own pool (None: it shares ``store``, as tests may)
     ownership: Ownership = field(default_factory=SoleOwner)  # which PBXs this instance drives (issue 16)
+    # The ports this instance's own components provide (the PBXs it drives); ``ports`` routes to them or to the
+    # owner of the PBX concerned (callcenter.forwarding). Without the routing (tests wiring a component) they
+    # are the same thing.
+    local_ports: Ports = field(default_factory=Ports)
 
     def for_api(self) -> ServiceContext:
         """The context the API runs on: the same bus, health and ports, but its own database pool, so a

@@ -456,6 +456,13 @@ class AsteriskCalls:
 
     # -- LiveView --------------------------------------------------------------------------------
 
+    async def extension_facts(self, extension: str) -> dict[str, dict[str, bool]]:
+        facts = {}
+        for key, pbx in self.pbxs.items():
+            ext = pbx.state.extensions.get(extension)
+            facts[key] = {"known": bool(ext and ext.known), "registered": bool(ext and ext.known and ext.registered)}
+        return facts
+
     async def snapshot(self) -> dict[str, Any]:
         return self.snapshot_now()
 

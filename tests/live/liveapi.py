@@ -40,6 +40,10 @@ class StaticLiveView:
     async def snapshot(self) -> dict[str, Any]:
         return self.state
 
+    async def extension_facts(self, extension: str) -> dict[str, dict[str, bool]]:
+        return {e["pbx"]: {"known": True, "registered": e.get("registration") == "registered"}
+                for e in self.state["extensions"] if e.get("number") == extension}
+
 
 async def start_api(store: CallStore, tmp_path: Path, *, configure: Callable[[web.Application], None] | None = None,
                     bus: EventBus | None = None, port: int | None = None, config: Config | None = None) -> LiveApi:
