@@ -62,7 +62,7 @@ async def attempts_are(world: World, channel: str, expected: list[tuple[str, str
 
 
 def member(world: World, queue: str, extension: str) -> dict[str, Any]:
-    return next(m for m in world.port.status(queue)["members"] if m["extension"] == extension)
+    return next(m for m in world.port.status_now(queue)["members"] if m["extension"] == extension)
 
 
 def in_hold_bridge(world: World, queue: str) -> list[str]:
