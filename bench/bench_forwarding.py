@@ -116,6 +116,13 @@ async def bench(dsn: str, work: Path) -> None:
             forwarded = _summary("GET /api/v1/live forwarded", reads["forwarded"])
             print(f"forwarding ratio (p50 forwarded / local): {forwarded / local:.2f}x "
                   f"(+{(forwarded - local) * 1000:.2f} ms)")
+            phases = await owner.store.pool.fetchrow(
+                "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM claimed_at - issued_at))"
+                " AS claim, percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - claimed_at))"
+                " AS run"
+                " FROM pbx_commands WHERE state = 'done'")
+            print(f"forwarded, database clock: issued -> claimed p50 {phases['claim'] * 1000:.2f} ms, "
+                  f"claimed -> answered p50 {phases['run'] * 1000:.2f} ms")
         finally:
             for stop, _task in reversed(stops):
                 stop.set()

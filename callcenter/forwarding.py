@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import uuid
@@ -59,6 +60,7 @@ log = logging.getLogger("callcenter.forwarding")
 COMMAND_TOPIC = "cluster.command"  # a command was issued: owners look for work
 REPLY_TOPIC = "cluster.reply"  # a command was answered: its issuer reads the reply
 DEFAULT_TIMEOUT = 5.0
+MAX_CARRIED = 6000  # bytes of an answer the reply's NOTIFY carries (a NOTIFY holds < 8000); larger: read the row
 
 # What an owner runs for another instance: the port methods, nothing else (the row names them).
 PORT_METHODS: dict[str, frozenset[str]] = {
@@ -185,6 +187,7 @@ class CommandChannel:
         self.poll_every = poll_every
         self.keep_seconds = keep_seconds
         self._waiting: dict[int, asyncio.Event] = {}
+        self._replies: dict[int, dict[str, Any]] = {}  # answers that came in the reply's NOTIFY itself
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self.issued = self.executed = self.timeouts = 0
@@ -219,12 +222,15 @@ class CommandChannel:
                     async with asyncio.timeout(min(self.poll_every, remaining)):
                         await answered.wait()
                 answered.clear()
+                if (carried := self._replies.pop(command_id, None)) is not None:
+                    return self._carried(carried)
                 command = await get_command(self.pool, command_id)
                 if command is not None and command.state in ("done", "failed"):
                     return self._answer(command)
             command = await abandon_command(self.pool, command_id)
         finally:
             self._waiting.pop(command_id, None)
+            self._replies.pop(command_id, None)
         if command is not None and command.state in ("done", "failed"):
             return self._answer(command)
         self.timeouts += 1
@@ -237,6 +243,11 @@ class CommandChannel:
                                    retry_after=self.retry_after) from None
         raise OwnerUnavailable(f"no instance driving PBX {pbx_key!r} answered within {self.timeout:g} s: the action "
                                "was not carried out; try again shortly", retry_after=self.retry_after)
+
+    def _carried(self, data: dict[str, Any]) -> Any:
+        if data.get("error") is not None:
+            raise decode_error(data["error"])
+        return data.get("reply")
 
     def _answer(self, command: Command) -> Any:
         if command.state == "failed":
@@ -267,8 +278,10 @@ class CommandChannel:
             if event.topic == COMMAND_TOPIC:
                 self._wake.set()
             elif event.topic == REPLY_TOPIC:
-                waiter = self._waiting.get(int(event.data.get("id", 0)))
+                waiter = self._waiting.get(command_id := int(event.data.get("id", 0)))
                 if waiter is not None:
+                    if "state" in event.data:
+                        self._replies[command_id] = event.data
                     waiter.set()
 
     def _servable(self) -> list[str]:
@@ -314,7 +327,11 @@ class CommandChannel:
         except _STORE_ERRORS as exc:  # the issuer times out: its 503 says the action may have been carried out
             log.warning("event=forward_reply_failed command=%d error=%s", command.id, type(exc).__name__)
             return
-        await self.bus.publish(REPLY_TOPIC, {"id": command.id, "issuer": command.issued_by})
+        notice: dict[str, Any] = {"id": command.id, "issuer": command.issued_by}
+        answer = {"state": "failed" if error is not None else "done", "reply": reply, "error": error}
+        if len(json.dumps(answer, default=str)) < MAX_CARRIED:  # small: the NOTIFY carries it (one query less)
+            notice |= answer
+        await self.bus.publish(REPLY_TOPIC, notice)
 
     async def _perform(self, command: Command) -> Any:
         if command.method not in PORT_METHODS.get(command.port, frozenset()):
