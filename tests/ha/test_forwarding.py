@@ -246,3 +246,27 @@ async def test_a_command_past_its_deadline_is_never_carried_out(pair: Pair) -> N
     command = await command_store.get_command(pair.store.pool, late)
     assert command is not None and command.state in ("pending", "expired") and command.claimed_by is None
     assert any(c["call_id"] == started["call_id"] for c in (await pair.owner.call("GET", "/api/v1/live"))[1]["calls"])
+
+
+async def test_forwarding_goes_on_when_the_listen_connections_are_cut(pair: Pair) -> None:
+    """Both instances' LISTEN connections are killed by the server: NOTIFYs sent meanwhile are lost, yet the
+    action is carried out and answered (the owner and the issuer also look at the table), and the bus
+    reconnects."""
+    pair.sim.customer(CUSTOMER).answer_after(0.02)
+    status, started, _ = await pair.api_only.call("POST", "/api/v1/calls", {"extension": "1001", "number": CUSTOMER})
+    assert status == 202, started
+    await eventually(lambda: pair.sim.who_hears_whom().get("1001") == {CUSTOMER}, what="connected")
+    reconnects = [i.ctx.bus.health()["reconnects"] for i in (pair.owner, pair.api_only)]
+    listeners = [i.ctx.bus._conn.get_server_pid() for i in (pair.owner, pair.api_only)]  # type: ignore[union-attr]
+    assert await pair.store.pool.fetchval("SELECT bool_and(pg_terminate_backend(pid)) FROM unnest($1::int[]) pid",
+                                          listeners)
+    status, body, _ = await pair.api_only.call("POST", f"/api/v1/calls/{started['call_id']}/hold")
+    assert status == 202, body
+    assert pair.sim.who_hears_whom().get(CUSTOMER) == {"moh"}
+    def listening_again() -> bool:
+        health = [i.ctx.bus.health() for i in (pair.owner, pair.api_only)]
+        return all(h["reconnects"] > was and h["state"] == "up" for h, was in zip(health, reconnects, strict=True))
+
+    await eventually(listening_again, timeout=15, what="both buses listening again")
+    status, body, _ = await pair.api_only.call("POST", f"/api/v1/calls/{started['call_id']}/unhold")
+    assert status == 202, body
