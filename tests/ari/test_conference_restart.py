@@ -43,7 +43,7 @@ async def restarted(world: World, tmp_path: Path, name: str) -> AsyncIterator[As
 
 def listed(calls: AsteriskCalls, call_id: uuid.UUID) -> dict[str, dict]:
     """number → party, as the live snapshot lists them."""
-    call = next(c for c in calls.snapshot()["calls"] if c["call_id"] == str(call_id))
+    call = next(c for c in calls.snapshot_now()["calls"] if c["call_id"] == str(call_id))
     return {p["number"]: p for p in call["parties"]}
 
 
