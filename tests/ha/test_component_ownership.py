@@ -91,7 +91,8 @@ async def test_ports_follow_ownership_and_a_loss_hangs_nothing_up(world) -> None
     pbx = calls.pbxs["main"]
     assert await pbx.client.wait_connected(5)
     await sim.inbound_call(caller=CALLER, did="7000", context="from-trunk")
-    await eventually(lambda: queues.status("support")["waiting"] == 1 and hold_bridge(sim), what="the caller queued")
+    await eventually(lambda: queues.status_now("support")["waiting"] == 1 and hold_bridge(sim),
+                     what="the caller queued")
 
     caller = hold_bridge(sim)
     await switch.set(False)
@@ -103,7 +104,7 @@ async def test_ports_follow_ownership_and_a_loss_hangs_nothing_up(world) -> None
     again = calls.pbxs["main"]
     assert again is not pbx
     await eventually(lambda: queues.services.get("main") is not None
-                     and queues.status("support")["waiting"] == 1, what="the caller re-adopted")
+                     and queues.status_now("support")["waiting"] == 1, what="the caller re-adopted")
     sim.phone("1002").answer_after(0.1)
     await eventually(lambda: "1002" in sim.who_hears_whom().get(CALLER, set()), timeout=10,
                      what="an agent answering after the gain")
