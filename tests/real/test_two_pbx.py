@@ -6,9 +6,11 @@ is; a supervisor on ``south`` listens to an agent on ``south`` while ``main`` ha
 not cross PBXs (a supervisor's phone on ``main`` cannot be bridged to a channel on ``south``: refused, 409), nor
 does pickup; the live board (``/api/v1/live`` and the ``/api/v1/events`` websocket) shows the calls of both.
 
-Then two ``callcenter serve`` processes with ``[cluster]`` on, each preferring one Asterisk: each drives its own,
-both calls land in one log; ``kill -9`` of south's instance and the other takes south over (lease, ARI app) and
-logs and shows the next call on it. The take-over time is printed (``-s``).
+Then two ``callcenter serve`` processes with ``[cluster]`` on, each preferring one Asterisk: each drives its own; a
+click-to-call asked of ``main``'s instance for a ``south`` agent is forwarded to its owner and connects; one
+instance's websocket and ``/api/v1/live`` show both PBXs' calls, and both land in one log; ``kill -9`` of south's
+instance and the other takes south over (lease, ARI app) and logs and shows the next call on it. The take-over
+time is printed (``-s``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import aiohttp
 
 from tests.real.asterisk import RealAsterisk
-from tests.real.phones import Phone, Phones
+from tests.real.phones import Phone, Phones, connected
 from tests.real.ports import free_tcp_port
 from tests.real.scenes import hearing_problems, inbound_call, record_phase
 from tests.real.service import RunningService, ServiceProcess
@@ -298,14 +300,28 @@ async def test_two_instances_drive_one_asterisk_each_and_a_kill_9_hands_its_aste
     await eventually(split, timeout=20, what="cc-main driving main and cc-south driving south")
     agent, customer = await phones.start("1001"), await phones.start("55501001")
     south_agent, south_customer = await south_phones.start("2001"), await south_phones.start("55521001")
-    async with live_board(first) as board:  # a supervisor on cc-main sees south's calls too (the bus crosses)
-        await asyncio.gather(inbound_call(customer, agent), inbound_call(south_customer, south_agent))
+    async with live_board(first) as board:  # a supervisor on cc-main sees south's calls too
+        # a customer calls 1001 on main; a CRM asks cc-main to click-to-call from 2001, whose PBX cc-south drives
+        marks = (south_agent.mark_line(), south_customer.mark_line())
+        status, body = await first.request("POST", "/api/v1/calls", json={"extension": "2001",
+                                                                           "number": "55521001"})
+        assert status == 202, body
+        await asyncio.gather(inbound_call(customer, agent),
+                             connected(south_agent, marks[0], south_customer, marks[1]))
         await eventually(lambda: board.seen("call.answered", pbx="main", extension="1001")
                          and board.seen("call.answered", pbx="south", extension="2001"), timeout=10,
                          what="cc-main's websocket showing the answer of each PBX's call")
+
+        async def both_live() -> bool:
+            status, body = await first.request("GET", "/api/v1/live")
+            return status == 200 and {("main", "1001"), ("south", "2001")} <= \
+                {(c["pbx"], c["extension"]) for c in body["calls"]}
+
+        await eventually(both_live, timeout=10, what="cc-main's GET /api/v1/live showing both PBXs' calls")
         await hang_up(agent, south_agent)
     rows = {pbx: await closed_row(first, {"pbx": pbx}) for pbx in ("main", "south")}
-    assert {pbx: row["extension"] for pbx, row in rows.items()} == {"main": "1001", "south": "2001"}, rows
+    assert {pbx: (row["extension"], row["direction"]) for pbx, row in rows.items()} == \
+        {"main": ("1001", "inbound"), "south": ("2001", "outbound")}, rows
 
     second.kill()
     killed = time.monotonic()
