@@ -65,11 +65,13 @@ class Pair:
     owner: Instance
     api_only: Instance
     store: CallStore
+    standby: Instance | None = None  # with leases ([cluster] enabled): an ari instance waiting to take over
 
 
 async def start(name: str, raw: dict[str, Any], roles: tuple[str, ...]) -> Instance:
     port = free_port()
-    config = parse_config({**raw, "http": {"port": port}, "agi": {"port": free_port()},
+    cluster = {**raw["cluster"], **({"instance_name": name} if raw["cluster"].get("enabled") else {})}
+    config = parse_config({**raw, "cluster": cluster, "http": {"port": port}, "agi": {"port": free_port()},
                            "database": {**raw["database"], "spool_file": f"{raw['database']['spool_file']}.{name}"}},
                           env={})
     stop = asyncio.Event()
@@ -86,7 +88,9 @@ async def halt(instance: Instance) -> None:
 
 
 @pytest.fixture
-async def pair(db_dsn: str, tmp_path: Path) -> AsyncIterator[Pair]:
+async def pair(db_dsn: str, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
+    """The owner and an API-only instance; ``leases`` (indirect parameter): ``[cluster] enabled`` with a standby."""
+    leases = bool(getattr(request, "param", False))
     sim_config = SimConfig(user="cc", password=PASSWORD, phones=PHONES, dialplan_text=DIALPLAN, ami_port=None,
                            recordings_dir=str(tmp_path / "rec"))
     async with Simulator(sim_config) as sim:
@@ -94,7 +98,8 @@ async def pair(db_dsn: str, tmp_path: Path) -> AsyncIterator[Pair]:
             await sim.phone(ext).register()
             sim.phone(ext).answer_after(0.02)
         raw = {"database": {"dsn": db_dsn, "spool_file": str(tmp_path / "spool.jsonl"), "pool_max": 4},
-               "cluster": {"command_timeout": TIMEOUT},
+               "cluster": {"command_timeout": TIMEOUT, **({"enabled": True, "lease_seconds": 1.0,
+                                                           "renew_seconds": 0.25} if leases else {})},
                "pickup": {"group": [{"name": "desk", "members": ["1001", "1002"]}]},
                "queue": [{"name": "support", "pbx": "main", "members": ["1004"]}],
                "pbx": [{"key": "main", "kind": "asterisk", "outside_line_prefix": "9", "country_code": "972",
@@ -102,17 +107,22 @@ async def pair(db_dsn: str, tmp_path: Path) -> AsyncIterator[Pair]:
                         "ari": {"url": sim.ari_url, "username": "cc", "password": PASSWORD, "app": "callcenter",
                                 "outbound_context": "from-internal"}}]}
         owner = await start("owner", raw, ("ari", "agi", "api"))
+        standby = None
+        if leases:
+            await eventually(lambda: owner.ctx.ownership.owns("main"), what="the owner holds the lease")
+            standby = await start("standby", raw, ("ari", "api"))
         api_only = await start("api", raw, ("api",))
         store = owner.ctx.store
         for who, role, extension in (("admin", "admin", ""), ("agent", "agent", "1002")):
             _row, secret = await token_store.create_token(store.pool, role=role, extension=extension, name=who)
-            owner.tokens[who] = api_only.tokens[who] = secret
+            for instance in (owner, api_only, *([standby] if standby else [])):
+                instance.tokens[who] = secret
         await monitor_groups.create_group(store.pool, name="desk", level="barge", observers=["1003"],
                                           observed=["1001"], announce=False)
         try:
-            yield Pair(sim, owner, api_only, store)
+            yield Pair(sim, owner, api_only, store, standby)
         finally:
-            for instance in (api_only, owner):
+            for instance in (api_only, *([standby] if standby else []), owner):
                 if not instance.task.done():
                     await halt(instance)
                 await instance.http.close()
@@ -208,6 +218,7 @@ async def scenario(pair: Pair, via: Instance) -> list[tuple[str, int, Any]]:
     return out
 
 
+@pytest.mark.parametrize("pair", [False, True], ids=["one-instance-owner", "leases"], indirect=True)
 async def test_every_route_answers_the_same_through_an_api_only_instance(pair: Pair) -> None:
     through_owner = await scenario(pair, pair.owner)
     forwarded = await scenario(pair, pair.api_only)
@@ -270,3 +281,28 @@ async def test_forwarding_goes_on_when_the_listen_connections_are_cut(pair: Pair
     await eventually(listening_again, timeout=15, what="both buses listening again")
     status, body, _ = await pair.api_only.call("POST", f"/api/v1/calls/{started['call_id']}/unhold")
     assert status == 202, body
+
+
+@pytest.mark.parametrize("pair", [True], ids=["leases"], indirect=True)
+async def test_the_api_only_instance_follows_a_take_over(pair: Pair) -> None:
+    """With leases: the owner stops, the standby takes the PBX over, and the same call is controlled through the
+    API-only instance again, now on the standby — the CRM never learns which instance drives the PBX."""
+    assert pair.standby is not None and not pair.standby.ctx.ownership.owns("main")
+    pair.sim.customer(CUSTOMER).answer_after(0.02)
+    status, started, _ = await pair.api_only.call("POST", "/api/v1/calls", {"extension": "1001", "number": CUSTOMER})
+    assert status == 202, started
+    await eventually(lambda: pair.sim.who_hears_whom().get("1001") == {CUSTOMER}, what="connected")
+    await halt(pair.owner)
+    await eventually(lambda: pair.standby is not None and pair.standby.ctx.ownership.owns("main"), timeout=10,
+                     what="the standby took the PBX over")
+
+    async def call_shown() -> bool:
+        status, live, _ = await pair.api_only.call("GET", "/api/v1/live")
+        return status == 200 and any(c["call_id"] == started["call_id"] for c in live["calls"])
+
+    await eventually(call_shown, timeout=10, what="the standby's live view has the call (through the API-only one)")
+    status, body, _ = await pair.api_only.call("POST", f"/api/v1/calls/{started['call_id']}/hold")
+    assert status == 202, body
+    await eventually(lambda: pair.sim.who_hears_whom().get(CUSTOMER) == {"moh"}, what="held by the standby")
+    executed = pair.standby.ctx.health.snapshot()["forwarding"]["executed"]
+    assert executed >= 2  # the live view and the hold, run on the standby for the API-only instance
