@@ -86,7 +86,9 @@ class LeasedOwnership:
     """Holds the lease of every PBX it can get, renews it, and tells listeners what it gained and lost.
 
     ``prefer``: PBXs this instance takes as soon as they are free; a free PBX it does not prefer is taken only
-    after ``2 × renew_seconds`` more, so an instance that prefers it (and polls at least that often) gets it first.
+    after half a renewal period more: an instance that prefers it tries at the very moment the last lease runs out
+    (every instance sleeps until exactly then), so it gets it first, and a standby that does not prefer it loses
+    only that half period when the preferring one is dead.
     With no ``prefer`` at all, an instance takes whatever is free at once. Ownership never moves back on its own
     (a PBX changing hands costs a resync): a clean stop of the holder releases it at once.
     """
@@ -228,7 +230,7 @@ class LeasedOwnership:
             now = self._clock()
             free_since = self._free_since.setdefault(key, now)
             if self.prefer and key not in self.prefer:
-                grace = free_since + 2 * self.renew_seconds - now
+                grace = free_since + self.renew_seconds / 2 - now
                 if grace > 0:
                     wait = min(wait, grace)
                     continue

@@ -129,15 +129,29 @@ async def test_an_owner_whose_lease_was_taken_over_learns_it_at_its_next_renewal
 
 
 async def test_a_preferred_pbx_goes_to_the_instance_that_prefers_it_even_when_it_starts_second(instances) -> None:
-    b = instances("b", prefer=["south"])
-    a = instances("a", prefer=["north"])
-    await b.start()  # north is free, but b does not prefer it: b leaves it to a for two renewal periods
+    b = instances("b", prefer=["south"], lease_seconds=2.0, renew_seconds=0.5)  # leaves north to a for 0.25 s
+    a = instances("a", prefer=["north"], lease_seconds=2.0, renew_seconds=0.5)
+    await b.start()  # north is free, but b does not prefer it: b leaves it to a for half a renewal period
     await a.start()
     await eventually(lambda: owners(a, b) == {"north": ["a"], "south": ["b"]}, timeout=3,
                      what="each on the PBX it prefers")
     await a.close()
     await eventually(lambda: owners(a, b) == {"north": ["b"], "south": ["b"]}, timeout=3,
                      what="b taking north too once a is gone")
+
+
+async def test_when_the_owner_goes_each_pbx_goes_to_the_standby_that_prefers_it(instances) -> None:
+    timing = {"lease_seconds": 2.0, "renew_seconds": 0.5}
+    first = instances("first", **timing)  # prefers nothing: takes whatever is free
+    await first.start()
+    a = instances("a", prefer=["north"], **timing)
+    b = instances("b", prefer=["south"], **timing)
+    await a.start()
+    await b.start()
+    assert owners(first, a, b) == {"north": ["first"], "south": ["first"]}
+    await first.close()
+    await eventually(lambda: owners(a, b) == {"north": ["a"], "south": ["b"]}, timeout=3,
+                     what="each standby on the PBX it prefers")
 
 
 async def test_an_instance_that_does_not_contend_only_watches(instances) -> None:
