@@ -39,12 +39,19 @@ async def upsert_calls(store: Any, records: list[CallRecord]) -> None:
     """
     if not records:
         return
-    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    # Written grouped by the fields they give (one statement per group), in waves: a call's n-th snapshot of the
+    # batch goes in wave n, so several snapshots of one call apply in their order whatever fields each gives.
+    waves: list[dict[tuple[str, ...], list[tuple[Any, ...]]]] = []
+    seen: dict[Any, int] = {}
     for record in records:
         given = record.given()
         given.setdefault("direction", None)
         given.setdefault("status", None)
-        groups.setdefault(tuple(given), []).append(
+        wave = seen.get(record.id, 0)
+        seen[record.id] = wave + 1
+        if wave == len(waves):
+            waves.append({})
+        waves[wave].setdefault(tuple(given), []).append(
             (record.id, record.pbx, str(record.source), record.source_id, record.started_at, *given.values()))
     async with store.pool.acquire() as conn:
         for when in {(r.started_at.year, r.started_at.month): r.started_at for r in records}.values():
@@ -62,8 +69,9 @@ async def upsert_calls(store: Any, records: list[CallRecord]) -> None:
                 " COALESCE((SELECT started_at FROM calls WHERE id = $4 LIMIT 1), $5::timestamptz))"
                 " ON CONFLICT (pbx, source, source_id) DO NOTHING",
                 [(r.pbx, str(r.source), r.source_id, r.id, r.started_at) for r in records])
-            for names, rows in groups.items():
-                await conn.executemany(_upsert_sql(names), rows)
+            for groups in waves:
+                for names, rows in groups.items():
+                    await conn.executemany(_upsert_sql(names), rows)
 
 
 def _upsert_sql(names: tuple[str, ...]) -> str:

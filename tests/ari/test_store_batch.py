@@ -71,3 +71,19 @@ async def test_a_later_source_with_an_earlier_start_lands_on_the_stored_row(stor
     assert [(r["started_at"], r["extension"], r["tags"]) for r in rows] == [
         (T0 + timedelta(seconds=0.9), "1002", {"department": "sales"})]
     assert {k["started_at"] for k in keys} == {T0 + timedelta(seconds=0.9)}
+
+
+async def test_several_snapshots_of_one_call_in_a_batch_apply_in_their_order(store: CallStore) -> None:
+    """It rings 1001, 1002 answers, it is transferred to 1003: the last snapshot has the first one's fields, so
+    writing the batch grouped by fields alone would put the answer last (the AGI hooks' batches, a replayed
+    spool)."""
+    call = uuid.uuid4()
+    await upsert_calls(store, [
+        CallRecord(call, "main", Source.AGI, "L1", T0, status=CallStatus.RINGING, extension="1001"),
+        CallRecord(call, "main", Source.AGI, "L1", T0, status=CallStatus.ANSWERED, extension="1002",
+                   answered_at=T0 + timedelta(seconds=5)),
+        CallRecord(call, "main", Source.AGI, "L1", T0, status=CallStatus.ANSWERED, extension="1003"),
+    ])
+    row = await store.get_call(call)
+    assert row is not None
+    assert (row["status"], row["extension"], row["answered_at"]) == ("answered", "1003", T0 + timedelta(seconds=5))
