@@ -91,6 +91,17 @@ def test_import_writes_calls_and_quarantine_with_a_progress_bar(tmp_path: Path, 
     assert asyncio.run(counts()) == (2, 1)  # importing twice adds nothing: no call, no quarantined line
 
 
+def test_import_refuses_a_number_of_decoding_processes_out_of_range(tmp_path: Path) -> None:
+    config = tmp_path / "callcenter.toml"
+    config.write_text('[database]\ndsn = "postgresql://nobody@127.0.0.1:1/none"\n[[pbx]]\nkey = "shop"\n'
+                      'kind = "panasonic"\n')
+    capture = tmp_path / "smdr.txt"
+    capture.write_bytes(OUT)
+    for jobs in ("0", "65"):
+        done = callcenter("legacy", "import", "--pbx", "shop", "--jobs", jobs, str(capture), config=config)
+        assert done.returncode != 0 and b"--jobs must be between 1 and 64" in done.stderr
+
+
 async def test_ctrl_c_stops_an_import_and_the_same_command_resumes_it(tmp_path: Path, db_dsn: str) -> None:
     config = tmp_path / "callcenter.toml"
     config.write_text(f'[database]\ndsn = "{db_dsn}"\n[[pbx]]\nkey = "shop"\nkind = "panasonic"\n'
