@@ -215,6 +215,31 @@ async def scenario(pair: Pair, via: Instance) -> list[tuple[str, int, Any]]:
                then=lambda: hears("1002") == {CUSTOMER})
     await step("hang up", "DELETE", calls, expect=202, then=lambda: not hears(CUSTOMER))
     await step("hang up again", "DELETE", calls)
+    await eventually(lambda: not hears("1001") and not hears("1002"), what="phones free")
+
+    # an attended transfer completed, then a held call merged into another
+    sim.customer(CUSTOMER).answer_after(0.02)
+    first = await step("second click-to-call", "POST", "/api/v1/calls", {"extension": "1001", "number": CUSTOMER},
+                       expect=202, then=lambda: hears("1001") == {CUSTOMER})
+    await step("consult", "POST", f"/api/v1/calls/{first['call_id']}/transfer", {"target": "1002", "attended": True},
+               expect=202, then=lambda: hears("1002") == {"1001"})
+    await step("complete transfer", "POST", f"/api/v1/calls/{first['call_id']}/transfer/complete", expect=202,
+               then=lambda: hears("1002") == {CUSTOMER})
+    await step("hang up the transferred call", "DELETE", f"/api/v1/calls/{first['call_id']}", expect=202,
+               then=lambda: not hears("1002") and not hears(CUSTOMER))
+    sim.customer(CUSTOMER).answer_after(0.02)
+    held = await step("call to hold", "POST", "/api/v1/calls", {"extension": "1001", "number": CUSTOMER},
+                      expect=202, then=lambda: hears("1001") == {CUSTOMER})
+    await step("hold it", "POST", f"/api/v1/calls/{held['call_id']}/hold", expect=202,
+               then=lambda: hears(CUSTOMER) == {"moh"})
+    sim.customer(OTHER).answer_after(0.02)
+    second = await step("another call", "POST", "/api/v1/calls", {"extension": "1002", "number": OTHER},
+                        expect=202, then=lambda: hears("1002") == {OTHER})
+    await step("merge the held call", "POST", f"/api/v1/calls/{second['call_id']}/conference",
+               {"call_id": held["call_id"]}, expect=202,
+               then=lambda: {"1002", OTHER} <= hears(CUSTOMER) and "1001" in hears("1002"))
+    await step("hang up the conference", "DELETE", f"/api/v1/calls/{second['call_id']}", expect=202)
+    await eventually(lambda: not sim.channels(), what="every channel gone")
     return out
 
 
