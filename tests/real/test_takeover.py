@@ -1,13 +1,15 @@
-"""``kill -9`` of the instance driving a REAL Asterisk 22 while a supervisor barges in (issue 16), checked by ear.
+"""``kill -9`` of the instance driving a REAL Asterisk 22 (issue 16), checked by ear.
 
 Two ``callcenter serve`` processes with ``[cluster]`` on one database and one Asterisk: ``cc-a`` drives it, ``cc-b``
-stands by. The customer (55501001) talks with agent 1001, supervisor 1003 barges in with ``*3321001``; cc-a is
-killed; once cc-b drives the Asterisk the session goes on as it was (nobody's audio changed: Asterisk kept the snoop
-and the bridge while nobody drove them), cc-b lists it, and DTMF 4 on the supervisor's phone switches it to listen.
+stands by. A supervisor barging in when cc-a is killed: once cc-b drives the Asterisk the session goes on as it was
+(Asterisk kept the snoop and the bridge while nobody drove them), cc-b lists it, and DTMF 4 switches it to listen.
+A click-to-call ringing the agent when cc-a is killed: the agent answers after cc-b took over, cc-b dials the
+customer, they hear each other, and the row ends answered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -80,3 +82,43 @@ async def test_a_barge_goes_on_after_kill_9_of_the_owner_and_dtmf_switches_it_on
     problems = [line for phase, expected in phases
                 for line in hearing_problems(phase, {w: parties[w] for w in expected}, tones, expected)]
     assert not problems, "\n".join(problems)
+
+
+async def test_a_click_to_call_ringing_the_agent_when_its_owner_is_killed_connects_through_the_new_owner(
+        phones: Phones, make_service_process: Callable[..., Awaitable[ServiceProcess]]) -> None:
+    first = await make_service_process({"cluster": {**CLUSTER, "instance_name": "cc-a"}})
+    await eventually(lambda: drives(first), timeout=20, what="cc-a driving the Asterisk")
+    second = await make_service_process({"cluster": {**CLUSTER, "instance_name": "cc-b"},
+                                         "agi": {"port": free_tcp_port()}})
+    agent = await phones.start("1001", auto_answer=False)  # it rings until the test answers
+    customer = await phones.start("55501001")
+    marks = (agent.mark_line(), customer.mark_line())
+    status, body = await first.request("POST", "/api/v1/calls", json={"extension": "1001", "number": "55501001"})
+    assert status == 202, body
+    call_id = body["call_id"]
+    await agent.wait_incoming(since=marks[0])
+
+    first.kill()
+    await eventually(lambda: drives(second), timeout=15, what="cc-b driving the Asterisk after the kill")
+    await agent.answer()
+    await asyncio.gather(agent.wait_state("CONFIRMED", since=marks[0], timeout=15),
+                         customer.wait_state("CONFIRMED", since=marks[1], timeout=15))
+    parties = {"agent": agent, "customer": customer}
+    phase = await record_phase("click-to-call on cc-b", parties)
+    expected = {"agent": {"customer"}, "customer": {"agent"}}
+    problems = hearing_problems(phase, parties, {w: p.tone_hz for w, p in parties.items()}, expected)
+    assert not problems, "\n".join(problems)
+    gone = (agent.mark_line(), customer.mark_line())
+    await agent.hangup()
+    await asyncio.gather(agent.wait_state("DISCONNECTED", since=gone[0]),
+                         customer.wait_state("DISCONNECTED", since=gone[1]))
+    row: dict[str, Any] = {}
+
+    async def ended() -> bool:
+        status, body = await second.request("GET", f"/api/v1/calls/{call_id}")
+        row.update(body.get("call") or {} if status == 200 else {})
+        return bool(row.get("ended_at"))
+
+    await eventually(ended, timeout=15, what="the call's row ended")
+    assert (row["status"], row["direction"], row["extension"]) == ("answered", "outbound", "1001"), row
+    assert row["answered_at"] and row["hangup_cause"], row
