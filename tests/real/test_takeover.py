@@ -4,7 +4,8 @@ Two ``callcenter serve`` processes with ``[cluster]`` on one database and one As
 stands by. A supervisor barging in when cc-a is killed: once cc-b drives the Asterisk the session goes on as it was
 (Asterisk kept the snoop and the bridge while nobody drove them), cc-b lists it, and DTMF 4 switches it to listen.
 A click-to-call ringing the agent when cc-a is killed: the agent answers after cc-b took over, cc-b dials the
-customer, they hear each other, and the row ends answered.
+customer, they hear each other, and the row ends answered. A caller waiting in a queue when cc-a is killed: cc-b's
+queue holds it and connects it to the member who comes free.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from tests.real.phones import Phones
 from tests.real.ports import free_tcp_port
 from tests.real.scenes import hearing_problems, inbound_call, record_phase
 from tests.real.service import ServiceProcess
+from tests.real.test_flows import CUSTOMER, phase, words
+from tests.real.test_flows import hears as heard
 from tests.real.test_monitoring import MATRIX
 from tests.waiting import eventually
 
@@ -122,3 +125,33 @@ async def test_a_click_to_call_ringing_the_agent_when_its_owner_is_killed_connec
     await eventually(ended, timeout=15, what="the call's row ended")
     assert (row["status"], row["direction"], row["extension"]) == ("answered", "outbound", "1001"), row
     assert row["answered_at"] and row["hangup_cause"], row
+
+
+QUEUE = {"queue": [{"name": "support", "strategy": "ringall", "members": ["1002"], "ring_timeout": 5,
+                    "max_wait": 120, "announce_position": False}]}
+
+
+async def test_a_caller_waiting_in_a_queue_when_its_owner_is_killed_is_answered_through_the_new_owner(
+        phones: Phones, make_service_process: Callable[..., Awaitable[ServiceProcess]]) -> None:
+    first = await make_service_process({**QUEUE, "cluster": {**CLUSTER, "instance_name": "cc-a"}})
+    await eventually(lambda: drives(first), timeout=20, what="cc-a driving the Asterisk")
+    second = await make_service_process({**QUEUE, "cluster": {**CLUSTER, "instance_name": "cc-b"},
+                                         "agi": {"port": free_tcp_port()}})
+    customer = await phones.start(CUSTOMER)
+    await customer.call("qsupport")  # 1002 is not registered yet: the caller waits
+
+    async def waiting(instance: ServiceProcess) -> bool:
+        with contextlib.suppress(aiohttp.ClientError, OSError):
+            status, body = await instance.request("GET", "/api/v1/queues/support/live")
+            return status == 200 and len(body["callers"]) == 1
+        return False
+
+    await eventually(lambda: waiting(first), timeout=20, what="the caller waiting in cc-a's queue")
+    first.kill()
+    await eventually(lambda: drives(second), timeout=15, what="cc-b driving the Asterisk after the kill")
+    await eventually(lambda: waiting(second), timeout=15, what="cc-b's queue holding the caller")
+    agent = await phones.start("1002")  # now a member is free: cc-b's queue rings it, it answers at once
+    await agent.wait_state("CONFIRMED", timeout=20)
+    spans = await phase(agent, customer)
+    assert words(heard(agent, spans[agent], customer)) == {CUSTOMER: "heard"}
+    assert words(heard(customer, spans[customer], agent)) == {"1002": "heard"}
