@@ -127,3 +127,22 @@ async def test_concurrent_first_writes_with_different_starts_make_one_row(store:
               enumerate([Source.ARI, Source.AMI, Source.AGI] * 5)]
     await asyncio.gather(*(store.upsert_call(w) for w in writes))
     assert await count(store, "SELECT count(*) FROM calls") == 1
+
+
+async def test_a_pooled_connection_comes_back_as_the_pool_made_it(db_dsn: str) -> None:
+    """The pool sends no reset query on release, so nothing a connection did may leak to its next user: the
+    migrator's unbounded ``statement_timeout`` and its session lock, or a transaction left open."""
+    store = await CallStore.connect(db_dsn, min_size=1, max_size=1, statement_timeout=30.0)
+    try:
+        async with store.pool.acquire() as conn:  # the one connection: the migrator's
+            assert await conn.fetchval("SHOW statement_timeout") == "30s"
+            locks = await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                        " AND pid = pg_backend_pid()")
+            assert locks == 0
+            await conn.execute("BEGIN")
+            await conn.execute("CREATE TEMP TABLE left_open (x int)")
+        async with store.pool.acquire() as conn:
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT to_regclass('pg_temp.left_open')") is None
+    finally:
+        await store.close()
