@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from callcenter.numbers import NumberPlan, dial_string_number
+from callcenter.numbers import NumberPlan, clean, dial_string_number, is_extension
 
 ROUTE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 DIAL_TARGET = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # a trunk endpoint or a context: nothing that splits a dial
@@ -62,6 +62,13 @@ class OutboundRoute:
         """What a token that may use it is told (``GET /api/v1/routes``)."""
         return {"name": self.name, "label": self.label or self.name, "pbx": self.pbx,
                 "via": f"trunk {self.trunk}" if self.trunk else f"context {self.context}"}
+
+
+def reaches_outside(raw: str, plan: NumberPlan) -> bool:
+    """Whether ``raw`` is an outside number (what a route carries), not an extension or a feature code: a call's
+    route takes its transfers and conference parties to outside numbers; an extension is dialled as always."""
+    number = clean(raw)
+    return not is_extension(number, plan) and "*" not in number and "#" not in number
 
 
 def default_endpoint(raw: str, plan: NumberPlan, outbound_context: str) -> str:

@@ -20,7 +20,7 @@ from api.routes.calls import CALL_ID, json_response, may_see_call
 from api.schemas import Param, RouteTable, body_of, params_of
 from callcenter.domain import Conflict, NotFound, Unavailable
 from callcenter.numbers import InvalidNumber, clean
-from callcenter.outbound import ROUTE_NAME, OutboundRoute
+from callcenter.outbound import ROUTE_NAME, OutboundRoute, reaches_outside
 from callcenter.ports import CallControl
 from callcenter.store import admin as admin_store
 from callcenter.store import calllog
@@ -70,6 +70,10 @@ CONFERENCE_BODY = {"type": "object", "additionalProperties": False, "minProperti
 ACCEPTED = {"type": "object", "required": ["call_id"], "properties": {
     "call_id": {"type": "string", "format": "uuid"}, "status": {"type": "string"},
     "recording": {"type": "string"}}}
+
+
+_ROUTE_403 = ("the call was placed on a route this phone may not use: its transfers and conference parties to outside "
+              "numbers go through it")
 
 
 def call_control(request: web.Request) -> CallControl:
@@ -159,6 +163,28 @@ async def list_routes(request: web.Request) -> web.Response:
     return json_response({"extension": extension, "routes": usable})
 
 
+async def _route_allows(request: web.Request, call_id: uuid.UUID, number: str) -> None:
+    """A call placed on a route dials its transfers and conference parties to outside numbers through that route:
+    the phone acting (the token's own, else the call's, already checked when the call was placed) must be one
+    that may use it — a 403 naming the route otherwise, never a silent switch to another trunk or caller ID."""
+    ctx = request.app[CTX_KEY]
+    row = await calllog.get_call(ctx.store.pool, call_id)
+    name = str(((row["tags"] if row is not None else None) or {}).get("route") or "")
+    if not name or row is None:
+        return
+    try:
+        route = ctx.config.route_by_name(name)
+    except KeyError:
+        return  # no longer configured: the service that placed the call knows it, and nobody may be checked
+    plan = next((p.number_plan for p in ctx.config.pbx if p.key == route.pbx), None)
+    if plan is None or not reaches_outside(number, plan):
+        return
+    extension = get_identity(request).extension or str(row["extension"] or "")
+    if not route.allows(extension, await _route_units(request, route.pbx, extension)):
+        raise web.HTTPForbidden(reason=f"extension {extension} may not place calls on route {name!r}, "
+                                       "which this call's transfers and conference parties go through")
+
+
 async def controllable(request: web.Request, raw_id: str | None = None) -> uuid.UUID:
     """The call's id (from the path, or ``raw_id``) when this token may act on it; 404 when it may not see it."""
     identity = get_identity(request)
@@ -195,11 +221,13 @@ async def unhold(request: web.Request) -> web.Response:
 
 
 @routes.route("POST", "/api/v1/calls/{id}/transfer", permission="calls:control", status=202,
-              summary="Blind or attended transfer", params=(CALL_ID,), body=TRANSFER_BODY, response=ACCEPTED)
+              summary="Blind or attended transfer", params=(CALL_ID,), body=TRANSFER_BODY, response=ACCEPTED,
+              also={403: _ROUTE_403})
 async def transfer(request: web.Request) -> web.Response:
     call_id = await controllable(request)
     body = body_of(request)
     target = dialable(body["target"], "body.target")
+    await _route_allows(request, call_id, target)
     port = call_control(request)
     if body.get("attended"):
         await port.attended_transfer(call_id, target)
@@ -259,7 +287,9 @@ async def _conference(request: web.Request) -> web.Response:
     body = body_of(request)  # exactly one of number / call_id: CONFERENCE_BODY says so and the check held to it
     port = call_control(request)
     if "number" in body:
-        await port.conference(call_id, dialable(body["number"], "body.number"))
+        number = dialable(body["number"], "body.number")
+        await _route_allows(request, call_id, number)
+        await port.conference(call_id, number)
         return _accepted(call_id)
     try:
         uuid.UUID(body["call_id"])
@@ -273,10 +303,11 @@ async def _conference(request: web.Request) -> web.Response:
 _ADD_SUMMARY = ("Conference: add a number to the call, or merge a held call into it (again and again, one party at "
                 "a time, up to 10 parties; the live call's `parties` lists them)")
 conference = routes.route("POST", "/api/v1/calls/{id}/conference", permission="calls:control", status=202,
-                          summary=_ADD_SUMMARY, params=(CALL_ID,), body=CONFERENCE_BODY, response=ACCEPTED)(_conference)
+                          summary=_ADD_SUMMARY, params=(CALL_ID,), body=CONFERENCE_BODY, response=ACCEPTED,
+                          also={403: _ROUTE_403})(_conference)
 add_party = routes.route("POST", "/api/v1/calls/{id}/parties", permission="calls:control", status=202,
                          summary=_ADD_SUMMARY + " — the same as POST /calls/{id}/conference", params=(CALL_ID,),
-                         body=CONFERENCE_BODY, response=ACCEPTED)(_conference)
+                         body=CONFERENCE_BODY, response=ACCEPTED, also={403: _ROUTE_403})(_conference)
 
 PARTY = Param("channel", "string", where="path", required=True, max_length=128, pattern=r"[A-Za-z0-9._-]+",
               reason="must be a channel id (letters, digits, '.', '_', '-')",

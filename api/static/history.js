@@ -8,6 +8,7 @@ const hist = { filters: null, cursors: [null], index: 0, selected: null, loaded:
 const KIND_LABEL = {
   ring: "Rang", answer: "Answered", hangup: "Hung up", hold: "Put on hold", unhold: "Taken off hold",
   transfer: "Transferred", transfer_consult: "Consultation", transfer_cancelled: "Transfer cancelled",
+  transfer_answered: "Transfer answered",
   queue_join: "Joined queue", queue_attempt: "Queue rang an agent", queue_answer: "Answered from the queue",
   queue_leave: "Left the queue", ivr: "IVR choice", originate: "Click-to-call", dial: "Dialled",
   dial_failed: "Dial failed", recording_started: "Recording started", recording_stopped: "Recording stopped",

@@ -18,7 +18,7 @@ from ari_app.pbx import BRIDGE_PREFIX, AsteriskPbx
 from ari_app.transitions import answered
 from ari_app.views import bridge_members, party_number
 from callcenter.domain import Direction
-from callcenter.outbound import default_endpoint
+from callcenter.outbound import default_endpoint, reaches_outside
 from callcenter.store import asterisk as asterisk_sql
 
 log = logging.getLogger("callcenter.ari.calls")
@@ -73,9 +73,11 @@ class CallFlow:
         return bid
 
     def endpoint_for(self, call: LiveCall, number: str, role: str) -> str:
-        """Where a new leg is dialled: click-to-call's customer through the call's route when it has one, every
-        other leg (consultation, conference party) and a call without a route through the outbound context."""
-        if role == "customer" and call.route is not None:
+        """Where a new leg is dialled: through the call's route when it has one — click-to-call's customer, and a
+        consultation, blind transfer or conference party to an outside number (the same trunk or context, the
+        same caller ID, as a second call the agent placed on that route would) — else through the outbound context
+        (a call without a route, an extension)."""
+        if call.route is not None and (role == "customer" or reaches_outside(number, self.state.plan)):
             return call.route.endpoint(number, self.state.plan, self.pbx.ari.endpoint_technology)
         return default_endpoint(number, self.state.plan, self.pbx.ari.outbound_context)
 
@@ -86,6 +88,8 @@ class CallFlow:
         self.state.adopt(channel_id, call.linkedid, role)
         originator = next((leg.id for leg in call.live_legs() if leg.role == "agent"), None)
         variables = {"CC_LINKEDID": call.linkedid, "CC_ROLE": role}
+        if call.route is not None:  # the route outlives the agent's leg (a blind transfer) for a new owner
+            variables["CC_ROUTE"] = call.route.name
         if call.presented_number:  # the caller ID the far end sees (click-to-call's caller_id)
             variables |= {"CALLERID(num)": call.presented_number, "CALLERID(name)": call.presented_number}
         elif role == "customer" and call.extension:
@@ -285,12 +289,35 @@ class CallFlow:
 
     async def consult_answered(self, call: LiveCall, channel_id: str) -> None:
         bridge = call.transfer.get("bridge")
+        if call.transfer.get("blind"):
+            await self.blind_target_answered(call, channel_id)
+            return
         if not bridge:
             await self.pbx.hangup_quietly(channel_id)
             return
         await self.add_to_bridge(bridge, channel_id)
         call.transfer["answered"] = True
         await self.pbx.emit([self.timeline(call, "consult_answered", channel_id, target=call.transfer.get("target"))])
+
+    async def blind_target_answered(self, call: LiveCall, channel_id: str) -> None:
+        """A blind transfer through the call's route was answered: the target joins the customer in the call's
+        bridge and takes the agent's place (``AsteriskCalls.blind_transfer``); the customer's music stops."""
+        leg = call.legs.get(channel_id)
+        if leg is not None:
+            leg.role = "party"
+        target = call.transfer.get("target")
+        call.transfer = {}
+        try:
+            await self.add_to_bridge(call.bridge, channel_id)
+        except AriError as exc:  # it hung up as it answered: its end tidies the call (the customer alone goes)
+            log.warning("event=transfer_target_not_bridged call_id=%s channel=%s error=%s", call.call_id,
+                        channel_id, exc)
+            return
+        try:
+            await self.client.delete(ari_path("bridges", call.bridge, "moh"))
+        except AriError:
+            pass
+        await self.pbx.emit([self.timeline(call, "transfer_answered", channel_id, type="blind", target=target)])
 
     async def on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -451,12 +478,46 @@ class CallFlow:
                 await self.add_to_bridge(call.bridge, agent.id)
             except AriError as exc:
                 log.warning("event=agent_back_to_bridge_failed call_id=%s error=%s", call.call_id, exc)
-        for request in (self.client.delete(ari_path("bridges", call.bridge, "moh")),
-                        self.client.delete(ari_path("bridges", str(bridge)))):
+        for path in (ari_path("bridges", call.bridge, "moh"), ari_path("bridges", str(bridge)) if bridge else ""):
             try:
-                await request
+                if path:
+                    await self.client.delete(path)
             except AriError:
                 pass
+
+    def routed(self, call: LiveCall, number: str) -> dict[str, str]:
+        """``{"route": name}`` for a timeline line when a leg to ``number`` goes through the call's route."""
+        if call.route is not None and reaches_outside(number, self.state.plan):
+            return {"route": call.route.name}
+        return {}
+
+    async def recover_routes(self) -> None:
+        """Our click-to-calls placed on a route keep it after a restart or a take-over: its name rides on their
+        channels (``CC_ROUTE``, with the caller ID asked for in ``CC_PRESENTED``), so their transfers and
+        conference parties still go out through it."""
+        for call in list(self.state.calls.values()):
+            if not call.owned or call.route is not None or call.direction != Direction.OUTBOUND:
+                continue
+            legs = [leg for role in ("agent", "customer") if (leg := call.leg_with_role(role)) is not None]
+            values: dict[str, str] = {}
+            for leg in legs[:1] if legs else []:
+                for name in ("CC_ROUTE", "CC_PRESENTED"):
+                    try:
+                        reply = await self.client.get(ari_path("channels", leg.id, "variable"), variable=name)
+                    except AriError:
+                        reply = None
+                    values[name] = str((reply or {}).get("value") or "") if isinstance(reply, dict) else ""
+            name = values.get("CC_ROUTE", "")
+            if not name:
+                continue
+            route = self.pbx.routes.get(name)
+            if route is None:
+                log.warning("event=call_route_unknown call_id=%s route=%s: its legs go through the outbound "
+                            "context", call.call_id, name)
+                continue
+            call.route, call.tags["route"], call.trunk = route, route.name, call.trunk or route.trunk
+            call.presented_number = call.presented_number or values.get("CC_PRESENTED", "")
+            log.info("event=call_route_recovered call_id=%s route=%s", call.call_id, route.name)
 
     async def resync(self, channels: list[dict[str, Any]], bridges: list[dict[str, Any]]) -> None:
         """After a reconnect, a restart or a take-over (the PBX's state is rebuilt from Asterisk by now): what this
@@ -466,6 +527,11 @@ class CallFlow:
         its ``CC_LINKEDID`` / ``CC_ROLE``); which calls *are* conferences is what their members say (a party we
         dialled, a merged call's leg) or, for one already back to its two first parties, its timeline in the store.
         """
+        await self.recover_routes()
+        for call in self.state.calls.values():  # a blind transfer through a route, its target still ringing
+            consult = call.leg_with_role("consult") if call.owned and not call.transfer else None
+            if consult is not None and call.leg_with_role("agent") is None and call.bridge:
+                call.transfer = {"target": consult.dialled, "blind": True, "channel": consult.id}
         hosts: dict[str, LiveCall] = {}
         for bid in list(self.state.bridges):
             if not bid.startswith(BRIDGE_PREFIX) or bid.startswith(f"{BRIDGE_PREFIX}consult-"):

@@ -22,7 +22,7 @@ from ari_app.pbx import AsteriskPbx
 from ari_app.views import bridge_members, call_object, extension_object, parties, trunk_object
 from callcenter.domain import Conflict, Direction, DomainError, NotFound, Unavailable
 from callcenter.numbers import InvalidNumber, clean
-from callcenter.outbound import OutboundRoute
+from callcenter.outbound import OutboundRoute, reaches_outside
 
 log = logging.getLogger("callcenter.ari.service")
 
@@ -256,7 +256,11 @@ class AsteriskCalls:
 
     @refusals_in_port_terms
     async def blind_transfer(self, call_id: uuid.UUID, target: str) -> None:
-        """The customer leaves our app into the outbound context towards ``target``; the agent leg ends."""
+        """The customer leaves our app into the outbound context towards ``target``; the agent leg ends.
+
+        A call placed on a route, to an outside number: the target is dialled through the route instead (a trunk
+        cannot be ``continue``d into) and the customer stays in the call's bridge with music until it answers;
+        the agent leaves at once, as in any blind transfer. No answer ends the call (``transfer_cancelled``)."""
         number = _number(target, "target")
         pbx, call = self._find(call_id)
         async with pbx.acting_on(call_id):
@@ -264,6 +268,9 @@ class AsteriskCalls:
             customer = call.leg_with_role("customer")
             if customer is None:
                 raise Conflict("the call has no connected customer to transfer")
+            if call.route is not None and reaches_outside(number, pbx.state.plan):
+                await self._blind_through_route(pbx, call, agent, number)
+                return
             from callcenter.numbers import dial_string_number
 
             digits = dial_string_number(number, pbx.state.plan)
@@ -276,6 +283,26 @@ class AsteriskCalls:
             await pbx.hangup_quietly(agent.id)
 
     transfer = blind_transfer
+
+    async def _blind_through_route(self, pbx: AsteriskPbx, call: LiveCall, agent: Any, number: str) -> None:
+        if call.transfer:
+            raise Conflict("a transfer is already in progress on this call")
+        flow = self.flows[pbx.key]
+        call.transfer = {"target": number, "blind": True}
+        agent.on_hold = False
+        await pbx.client.post(ari_path("bridges", call.bridge, "moh"))
+        try:
+            channel = await flow.dial_out(call, number, "consult", "consult")
+        except AriError:
+            await flow.restore_after_consult(call)
+            raise
+        call.transfer["channel"] = channel
+        assert call.route is not None
+        await self._emit(pbx, call, "transfer", type="blind", target=number, route=call.route.name)
+        agent.role = "transferred"
+        for replaced in pbx.leg_replaced_hooks:
+            replaced(agent.id, channel)
+        await pbx.hangup_quietly(agent.id)
 
     @refusals_in_port_terms
     async def attended_transfer(self, call_id: uuid.UUID, target: str) -> None:
@@ -298,7 +325,8 @@ class AsteriskCalls:
                 await flow.restore_after_consult(call)
                 raise
             call.transfer["channel"] = channel
-            await self._emit(pbx, call, "transfer_consult", type="attended", target=number)
+            await self._emit(pbx, call, "transfer_consult", type="attended", target=number,
+                             **flow.routed(call, number))
 
     @refusals_in_port_terms
     async def complete_transfer(self, call_id: uuid.UUID) -> None:
@@ -357,7 +385,7 @@ class AsteriskCalls:
             flow = self.flows[pbx.key]
             flow.conferences.add(call.linkedid)
             channel = await flow.dial_out(call, target, "party", "party")
-            await self._emit(pbx, call, "conference_add", number=target, channel=channel)
+            await self._emit(pbx, call, "conference_add", number=target, channel=channel, **flow.routed(call, target))
 
     @refusals_in_port_terms
     async def conference_call(self, call_id: uuid.UUID, other_call_id: uuid.UUID) -> None:

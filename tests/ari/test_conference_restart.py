@@ -12,6 +12,7 @@ from pathlib import Path
 from ari_app.calls.service import AsteriskCalls
 from ari_app.pbx import AsteriskPbx
 from callcenter.bus import EventBus
+from callcenter.outbound import OutboundRoute
 from callcenter.store import SpooledWriter
 
 from .conftest import World, connected_call, ended, eventually, pbx_config
@@ -30,6 +31,7 @@ async def restarted(world: World, tmp_path: Path, name: str) -> AsyncIterator[As
     await world.pbx.close()
     writer = SpooledWriter(world.store, tmp_path / f"{name}.jsonl")
     fresh = AsteriskPbx(pbx_config(world.sim.ari_url), writer, EventBus(), pool=world.store.pool)
+    fresh.routes = world.pbx.routes  # the same [[route]]s in its configuration (ari_app.component sets them)
     calls = AsteriskCalls([fresh])  # its call flows register before the first connect's resync
     await fresh.start()
     try:
@@ -137,3 +139,26 @@ async def test_a_conference_back_to_its_first_two_before_the_restart_is_still_on
     events = await world.store.call_events(call_id)
     leaves = [(e["data"]["number"], e["data"]["reason"]) for e in events if e["kind"] == "conference_leave"]
     assert leaves == [("+972509999999", "removed"), ("+972501234567", "hung up")], leaves
+
+
+async def test_a_routed_call_keeps_its_route_after_a_restart(world: World, tmp_path: Path) -> None:
+    """The route's name rides on the call's channels: parties added after the restart still go out through it
+    (here straight to the trunk endpoint with the route's caller ID, not through the outbound context)."""
+    route = OutboundRoute(name="direct", pbx="main", trunk="trunk", caller_id="+97235550000")
+    world.pbx.routes = {route.name: route}
+    world.sim.phone(AGENT).answer_after(0.02)
+    world.sim.customer(CUSTOMER).answer_after(0.02)
+    call_id = await world.calls.originate(extension=AGENT, number=CUSTOMER, caller_id="+97235550000", route=route)
+    await eventually(lambda: world.sim.who_hears_whom().get(AGENT) == {CUSTOMER}, what="agent and customer")
+    await world.pbx.recorder.flush()
+    async with restarted(world, tmp_path, "spool-route") as calls:
+        call = world.pbx.state.call_by_id(call_id)
+        assert call is not None and call.route == route
+        world.sim.customer(PARTY).answer_after(0.02)
+        await calls.conference(call_id, PARTY)
+        await eventually(lambda: everyone_hears_everyone(world, {AGENT, CUSTOMER, PARTY}), what="three talking")
+        party = next(c.json() for c in world.sim.engine.channels.values() if c.tech == "PJSIP" and c.party == PARTY)
+        assert party["id"].startswith(call.linkedid)  # our own leg, dialled straight to the trunk: no Local
+        assert party["caller"]["number"] == "+97235550000"
+        await calls.hangup(call_id)
+        await ended(world, call_id)

@@ -61,6 +61,13 @@ class RouteWorld:
         await eventually(lambda: party in self.sim.who_hears_whom().get(extension, set()),
                          what=f"{extension} talking to {party}")
 
+    async def stored(self, call_id: uuid.UUID) -> None:
+        """The call's row is written (an agent's token acts only on calls the store shows it)."""
+        async def written() -> bool:
+            return await self.store.get_call(call_id) is not None
+
+        await eventually(written, what="the call's row written")
+
     async def ended_row(self, call_id: uuid.UUID) -> dict[str, Any]:
         async def done() -> bool:
             row = await self.store.get_call(call_id)
@@ -91,7 +98,7 @@ async def route_world(store: CallStore, tmp_path: Path) -> AsyncIterator[RouteWo
         await admin_store.save_org_unit(store.pool, None, "sales", [], ["1002"])
         # 1003 also signed in with a token of the sales org unit; 1004's directory entry puts it in sales
         tokens = [*(Who(ext, "agent", ext) for ext in ("1001", "1002", "1003")), Who("admin", "admin"),
-                  Who("1003-sales", "agent", "1003", org_unit="sales")]
+                  Who("1003-sales", "agent", "1003", org_unit="sales"), Who("sup-1003", "supervisor", "1003")]
         await admin_store.put_extension(store.pool, "", "1004", "", "", "sales")
         async with run(ctx) as provided:
             ctx.ports.wire(provided)  # as the composition root does
@@ -189,3 +196,133 @@ async def test_a_route_the_phone_may_not_use_is_refused_before_anything_rings(ro
     status, body = await w.call("1001", {"extension": "1001", "number": CUSTOMER, "route": "intl", "pbx": "main2"})
     assert status == 400 and body["error"]["field"] == "body.pbx"  # not a configured PBX at all
     assert w.sim.channels() == []  # nothing was dialled for any of them
+
+
+# -- what follows a call placed on a route: its transfers and conference parties go out the same way ----------------
+
+PARTY, TARGET = "0509999999", "0508888888"
+
+
+async def act(w: RouteWorld, who: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    resp = await w.client.post(path, json=body, headers={"Authorization": f"Bearer {w.tokens[who]}"})
+    return resp.status, await resp.json()
+
+
+async def on_intl(w: RouteWorld) -> uuid.UUID:
+    """1001 talking to the customer over carrier-b (route intl, caller ID +97235550000)."""
+    w.sim.customer(CUSTOMER).answer_after(0.02)
+    status, body = await w.call("1001", {"extension": "1001", "number": CUSTOMER, "route": "intl"})
+    assert status == 202, body
+    await w.connected("1001", CUSTOMER)
+    call_id = uuid.UUID(body["call_id"])
+    await w.stored(call_id)
+    return call_id
+
+
+def carried_by(w: RouteWorld, party: str) -> tuple[str, str]:
+    """The endpoint (trunk) and the caller ID of the outside leg that reached ``party``."""
+    found = [c.json() for c in w.sim.engine.channels.values() if c.tech == "PJSIP" and c.party == party]
+    assert len(found) == 1, [c["name"] for c in w.sim.channels()]
+    return found[0]["name"].split("/", 1)[1].rsplit("-", 1)[0], found[0]["caller"]["number"]
+
+
+async def test_conference_parties_of_a_routed_call_go_out_through_its_route(route_world: RouteWorld) -> None:
+    w = route_world
+    call_id = await on_intl(w)
+    w.sim.customer(PARTY).answer_after(0.02)
+    status, body = await act(w, "1001", f"/api/v1/calls/{call_id}/parties", {"number": PARTY})
+    assert status == 202, body
+    await eventually(lambda: w.sim.who_hears_whom().get(PARTY) == {"1001", CUSTOMER}, what="three talking")
+    assert carried_by(w, PARTY) == ("carrier-b", "+97235550000")  # the route's trunk and caller ID, not "trunk"
+    # an extension joins as an extension: no trunk at all
+    status, body = await act(w, "1001", f"/api/v1/calls/{call_id}/parties", {"number": "1002"})
+    assert status == 202, body
+    await eventually(lambda: w.sim.who_hears_whom().get("1002") == {"1001", CUSTOMER, PARTY}, what="four talking")
+    await w.sim.phone("1001").hangup()
+    add = next(e for e in await w.store.call_events(call_id) if e["kind"] == "conference_add")
+    assert add["data"]["route"] == "intl"
+    await w.client.delete(f"/api/v1/calls/{call_id}", headers={"Authorization": f"Bearer {w.tokens['admin']}"})
+    row = await w.ended_row(call_id)
+    assert row["tags"]["route"] == "intl" and row["trunk"] == "carrier-b"
+
+
+async def test_an_attended_transfer_of_a_routed_call_consults_through_its_route(route_world: RouteWorld) -> None:
+    w = route_world
+    call_id = await on_intl(w)
+    w.sim.customer(TARGET).answer_after(0.02)
+    status, body = await act(w, "1001", f"/api/v1/calls/{call_id}/transfer", {"target": TARGET, "attended": True})
+    assert status == 202, body
+    await eventually(lambda: w.sim.who_hears_whom().get(TARGET) == {"1001"}, what="1001 consulting the target")
+    assert carried_by(w, TARGET) == ("carrier-b", "+97235550000")
+    status, body = await act(w, "1001", f"/api/v1/calls/{call_id}/transfer/complete", {})
+    assert status == 202, body
+    await eventually(lambda: w.sim.who_hears_whom().get(TARGET) == {CUSTOMER}, what="the target has the customer")
+    await w.sim.customer(TARGET).hangup()
+    await w.ended_row(call_id)
+
+
+async def test_a_blind_transfer_of_a_routed_call_goes_out_through_its_route(route_world: RouteWorld) -> None:
+    w = route_world
+    call_id = await on_intl(w)
+    w.sim.customer(TARGET).answer_after(0.3)
+    status, body = await act(w, "1001", f"/api/v1/calls/{call_id}/transfer", {"target": TARGET})
+    assert status == 202, body
+    # the agent leaves at once; the customer hears music until the target answers
+    await eventually(lambda: not w.sim.phone("1001").channels(), what="the agent's leg gone")
+    await eventually(lambda: w.sim.who_hears_whom().get(CUSTOMER) == {"moh"}, what="the customer on music")
+    await eventually(lambda: w.sim.who_hears_whom().get(TARGET) == {CUSTOMER}, what="the target has the customer")
+    assert carried_by(w, TARGET) == ("carrier-b", "+97235550000")
+    await w.sim.customer(CUSTOMER).hangup()
+    row = await w.ended_row(call_id)
+    events = await w.store.call_events(call_id)
+    transfer = next(e["data"] for e in events if e["kind"] == "transfer")
+    assert transfer == {"type": "blind", "target": TARGET, "route": "intl"}, transfer
+    assert "transfer_answered" in [e["kind"] for e in events]
+    assert row["status"] == "answered" and row["tags"]["route"] == "intl"
+
+
+async def test_a_blind_transfer_through_the_route_nobody_answers_ends_the_call(route_world: RouteWorld) -> None:
+    w = route_world
+    call_id = await on_intl(w)
+    w.sim.customer(TARGET).never_answer()
+    status, body = await act(w, "1001", f"/api/v1/calls/{call_id}/transfer", {"target": TARGET})
+    assert status == 202, body
+    await eventually(lambda: w.sim.who_hears_whom().get(CUSTOMER) == {"moh"}, what="the customer on music")
+    await eventually(lambda: not w.sim.phone("1001").channels(), what="the agent's leg gone")
+    await w.sim.customer(TARGET).hangup()  # the target's phone stops ringing: busy, no answer, declined
+    await eventually(lambda: not w.sim.channels(), what="the customer hung up, nobody left")
+    await w.ended_row(call_id)
+    events = await w.store.call_events(call_id)
+    kinds = [e["kind"] for e in events]
+    assert "transfer_cancelled" in kinds, [(e["kind"], e["data"]) for e in events]
+
+
+async def test_who_may_not_use_the_route_may_not_transfer_or_add_outside_numbers_through_it(
+        route_world: RouteWorld) -> None:
+    """1002 calls on the sales route; a supervisor (1003, not in sales) sees the call but may not use the route:
+    outside numbers are refused with a 403 naming it; an extension is no use of the route and is allowed; a
+    token without a phone acts for the call's own phone."""
+    w = route_world
+    await admin_store.save_org_unit(w.store.pool, None, "floor", ["1003"], ["1002"])
+    w.sim.customer("1010" + CUSTOMER).answer_after(0.02)
+    status, body = await w.call("1002", {"extension": "1002", "number": CUSTOMER, "route": "sales"})
+    assert status == 202, body
+    call_id = uuid.UUID(body["call_id"])
+    await w.connected("1002", "1010" + CUSTOMER)
+    await w.stored(call_id)
+    for path, payload in ((f"/api/v1/calls/{call_id}/transfer", {"target": TARGET}),
+                          (f"/api/v1/calls/{call_id}/transfer", {"target": TARGET, "attended": True}),
+                          (f"/api/v1/calls/{call_id}/parties", {"number": PARTY})):
+        status, body = await act(w, "sup-1003", path, payload)
+        assert status == 403, body
+        assert body["error"]["message"].startswith("extension 1003 may not place calls on route 'sales'"), body
+    assert len(w.sim.channels()) == 2  # nothing dialled
+    status, body = await act(w, "sup-1003", f"/api/v1/calls/{call_id}/parties", {"number": "1001"})
+    assert status == 202, body
+    await eventually(lambda: w.sim.who_hears_whom().get("1001") == {"1002", "1010" + CUSTOMER}, what="1001 joined")
+    w.sim.customer("1010" + PARTY).answer_after(0.02)
+    status, body = await act(w, "admin", f"/api/v1/calls/{call_id}/parties", {"number": PARTY})
+    assert status == 202, body  # the admin's token has no phone: the call's own (1002, in sales) may use it
+    await eventually(lambda: "1010" + PARTY in w.sim.who_hears_whom(), what="the party through sales joined")
+    await w.client.delete(f"/api/v1/calls/{call_id}", headers={"Authorization": f"Bearer {w.tokens['admin']}"})
+    await w.ended_row(call_id)
