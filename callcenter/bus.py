@@ -30,6 +30,7 @@ from callcenter.store.unavailable import STORE_UNAVAILABLE
 log = logging.getLogger("callcenter.bus")
 
 NOTIFY_CHANNEL = "callcenter_events"
+_NOTIFY_MAX = 7900  # NOTIFY payloads are capped at 8000 bytes
 
 
 def wire_payload(origin: str, topic: str, data: dict[str, Any]) -> str:
@@ -110,7 +111,7 @@ class EventBus:
         if self._outbox is None:
             return
         payload = wire_payload(self.instance_id, topic, data)
-        if len(payload.encode()) >= 7900:  # NOTIFY payloads are capped at 8000 bytes
+        if len(payload.encode()) >= _NOTIFY_MAX:
             log.warning("event=bus_payload_too_large topic=%s bytes=%d", topic, len(payload))
             return
         if self._outbox.full():
@@ -118,11 +119,29 @@ class EventBus:
             return
         self._outbox.put_nowait(payload)
 
+    def _next_batch(self, first: str) -> tuple[str, str | None]:
+        """``first`` and whatever else waits in the outbox, as one NOTIFY payload under PostgreSQL's size cap:
+        one round trip for a burst instead of one per event (the NOTIFYs were ≈ 10 % of the service's CPU under
+        call load). A single event keeps its own payload; several travel as a JSON array of the same objects,
+        in order. Returns the payload and the event that did not fit (it starts the next batch)."""
+        assert self._outbox is not None
+        batch, size = [first], len(first.encode())
+        while not self._outbox.empty():
+            payload = self._outbox.get_nowait()
+            grown = size + len(payload.encode()) + 1
+            if grown + 2 > _NOTIFY_MAX:
+                return "[" + ",".join(batch) + "]" if len(batch) > 1 else batch[0], payload
+            batch.append(payload)
+            size = grown
+        return ("[" + ",".join(batch) + "]" if len(batch) > 1 else batch[0]), None
+
     async def _send_notifies(self) -> None:
         """Send queued NOTIFYs in order; while the connection is down they wait (the outbox is bounded)."""
         assert self._outbox is not None
+        left: str | None = None
         while True:
-            payload = await self._outbox.get()
+            first = left if left is not None else await self._outbox.get()
+            payload, left = self._next_batch(first)
             while True:
                 await self._up.wait()
                 try:
@@ -220,13 +239,15 @@ class EventBus:
                 "outbox": self._outbox.qsize() if self._outbox is not None else 0, "last_error": self.last_error}
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        """One event (an object) or a batch of them (an array, in the order they were published)."""
         try:
-            item = json.loads(payload)
+            decoded = json.loads(payload)
         except ValueError:
             return
-        if item.get("o") == self.instance_id:
-            return
-        self._deliver(BusEvent(item["t"], item["d"], item["o"]))
+        for item in decoded if isinstance(decoded, list) else [decoded]:
+            if not isinstance(item, dict) or item.get("o") == self.instance_id:
+                continue
+            self._deliver(BusEvent(item["t"], item["d"], item["o"]))
 
     async def close(self) -> None:
         for name in ("_watchdog", "_sender"):

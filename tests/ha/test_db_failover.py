@@ -109,8 +109,12 @@ async def fail_over_under_traffic(pg_pair: PgPair, served: Served, lose_the_prim
             on_new = await count_calls(new_primary)
             listener = await asyncpg.connect(new_primary)
             notified: set[str] = set()
-            await listener.add_listener("callcenter_events", lambda *args: notified.add(
-                str(json.loads(args[3]).get("d", {}).get("id"))))
+            def on_notify(*args: object) -> None:  # one event, or a burst of them as an array
+                decoded = json.loads(str(args[3]))
+                for item in decoded if isinstance(decoded, list) else [decoded]:
+                    notified.add(str(item.get("d", {}).get("id")))
+
+            await listener.add_listener("callcenter_events", on_notify)
 
             async def landed() -> bool:
                 return await count_calls(new_primary) > on_new
