@@ -116,34 +116,44 @@ class DeliveryWorker:
             await self._session.close()
 
     async def _listen(self, sub: Any) -> None:
-        """Store each call event for every webhook that wants it (in bus order)."""
+        """Store each call event for every webhook that wants it (in bus order); the events waiting together
+        are stored in one statement."""
         seen_dropped = 0
         try:
             while True:
-                event = await sub.get()
+                burst = [await sub.get()]
+                while len(burst) < 500 and not sub.queue.empty():
+                    burst.append(sub.queue.get_nowait())
                 if sub.dropped != seen_dropped:
                     log.error("event=webhook_events_lost count=%d", sub.dropped - seen_dropped)
                     seen_dropped = sub.dropped
-                if event.topic in store.WEBHOOK_EVENTS:
-                    await self._enqueue(event.topic, normal_event(event.topic, event.data), datetime.now(UTC))
+                now = datetime.now(UTC)
+                wanted = [(event.topic, normal_event(event.topic, event.data), now) for event in burst
+                          if event.topic in store.WEBHOOK_EVENTS]
+                if wanted:
+                    await self._enqueue(wanted)
         finally:
             self.ctx.bus.unsubscribe(sub)
 
-    async def _enqueue(self, topic: str, data: dict[str, Any], at: datetime) -> None:
-        """Store one event; while Postgres is away, keep trying (later events wait on the bus, in order)."""
+    async def _enqueue(self, events: list[tuple[str, dict[str, Any], datetime]]) -> None:
+        """Store events; while Postgres is away, keep trying (later events wait on the bus, in order)."""
         delay = 0.5
         while True:
             try:
-                if await store.enqueue(self.ctx.store.pool, topic, data, at):
+                if await store.enqueue_many(self.ctx.store.pool, events):
                     self._wake.set()
                 return
             except STORE_UNAVAILABLE as exc:  # down or failing over: never skip the event for that
-                log.warning("event=webhook_enqueue_retry topic=%s error=%s retry_in=%.1f", topic,
-                            type(exc).__name__, delay)
+                log.warning("event=webhook_enqueue_retry topics=%s error=%s retry_in=%.1f",
+                            ",".join(sorted({topic for topic, _, _ in events})), type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(30.0, delay * 2)
-            except Exception:  # a bad event, not an outage: skip it rather than block the rest
-                log.exception("event=webhook_enqueue_failed topic=%s", topic)
+            except Exception:  # a bad event, not an outage: store the others one by one, skip that one
+                if len(events) > 1:
+                    for event in events:
+                        await self._enqueue([event])
+                    return
+                log.exception("event=webhook_enqueue_failed topic=%s", events[0][0])
                 return
 
     async def _purge(self, every: float = 3600.0) -> None:

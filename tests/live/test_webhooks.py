@@ -339,3 +339,34 @@ async def test_two_instances_hearing_the_same_event_send_it_once(store: CallStor
         for bus in buses:
             await bus.close()
         await receiver.stop()
+
+
+async def test_a_burst_is_stored_as_one_event_at_a_time_would_be(store: CallStore) -> None:
+    """Events the bus hands over together are stored in one statement, with the rows one ``enqueue`` per event
+    makes: ids in event order, each call's sequence going on from the stored one without gaps, an event
+    already stored or repeated in the burst kept once, a webhook that does not want a topic left out."""
+    from datetime import UTC, datetime
+
+    from callcenter.store import webhooks
+
+    pool = store.pool
+    every = await webhooks.create_webhook(pool, url="http://127.0.0.1:9/a", secret=SECRET, events=[],
+                                          enabled=True, description="")
+    ended = await webhooks.create_webhook(pool, url="http://127.0.0.1:9/b", secret=SECRET, events=["call.ended"],
+                                          enabled=True, description="")
+    at = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+
+    def event(call: str, topic: str, n: int) -> tuple[str, dict[str, Any], datetime]:
+        return topic, {"call_id": call, "n": n}, at
+
+    assert await webhooks.enqueue(pool, *event("a", "call.ringing", 0)) == 1
+    burst = [event("a", "call.ringing", 0), event("a", "call.answered", 1), event("b", "call.ringing", 2),
+             event("a", "call.ended", 3), event("a", "call.answered", 1), event("b", "call.ended", 4)]
+    assert await webhooks.enqueue_many(pool, burst) == 6  # 4 new events for `every`, 2 for `ended`
+    rows = await pool.fetch("SELECT webhook_id, topic, call_key, sequence, payload FROM webhook_deliveries"
+                            " ORDER BY id")
+    got = [(r["webhook_id"], r["call_key"].removeprefix("call:"), r["sequence"], r["payload"]["data"]["n"])
+           for r in rows]
+    e, x = every["id"], ended["id"]
+    assert got == [(e, "a", 1, 0), (e, "a", 2, 1), (e, "b", 1, 2), (e, "a", 3, 3), (x, "a", 1, 3),
+                   (e, "b", 2, 4), (x, "b", 1, 4)]
