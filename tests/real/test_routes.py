@@ -14,6 +14,7 @@ from tests.real.asterisk import RealAsterisk
 from tests.real.phones import Phones, connected
 from tests.real.service import RunningService
 from tests.real.test_call_rows import row_of
+from tests.waiting import eventually
 
 NUMBER = "55501001"  # what the carrier is asked for; the trunk's phone answers whatever it is sent
 ROUTES = [{"name": "carrier-a", "trunk": "trunk-a"},
@@ -73,3 +74,43 @@ async def test_the_doctor_says_which_route_leads_nowhere(service: RunningService
     assert "typo: no endpoint PJSIP/trunk-z" in route_check.detail
     assert "ghost: context [no-such-context] is not loaded" in route_check.detail
     assert "carrier-b" not in route_check.detail and "local" not in route_check.detail
+
+
+async def test_a_conference_party_of_a_routed_call_leaves_through_the_same_trunk(
+        phones: Phones, make_service: Callable[..., Awaitable[RunningService]], asterisk: RealAsterisk) -> None:
+    """The call was placed on carrier-b: the party added to it goes out on trunk-b too (its second call), not
+    through the outbound context (whose 9X. pattern would pick the default trunk)."""
+    service = await make_service({"route": ROUTES})
+    agent = await phones.start("1001")
+    await phones.start("trunk-a")
+    trunk_b = await phones.start("trunk-b")
+    token = await service.token("agent", "1001")
+    marks = (agent.mark_line(), trunk_b.mark_line())
+    status, body = await service.request("POST", "/api/v1/calls", token=token,
+                                         json={"extension": "1001", "number": NUMBER, "route": "carrier-b"})
+    assert status == 202, body
+    call_id = body["call_id"]
+    await connected(agent, marks[0], trunk_b, marks[1])
+    await row_of(service, call_id, ended=False)  # an agent's token acts on calls the store shows it
+
+    status, added = await service.request("POST", f"/api/v1/calls/{call_id}/parties", token=token,
+                                          json={"number": "55501002"})
+    assert status == 202, added
+
+    names: list[str] = []
+
+    async def two_on_trunk_b() -> bool:  # the party's leg answered by trunk-b's phone: its second call
+        status, channels = await asterisk.ari("GET", "/channels")
+        names[:] = sorted(c["name"] for c in channels) if status == 200 else []
+        return len([n for n in names if n.startswith("PJSIP/trunk-b-")]) == 2
+
+    await eventually(two_on_trunk_b, timeout=15, what="two calls on trunk-b")
+    assert not [n for n in names if n.startswith(("PJSIP/trunk-a-", "Local/"))], names
+
+    status, live = await service.request("GET", "/api/v1/live", token=token)
+    parties = next(c for c in live["calls"] if c["call_id"] == call_id)["parties"]
+    assert len(parties) == 3, parties
+    assert (await service.request("DELETE", f"/api/v1/calls/{call_id}", token=token))[0] == 202
+    row = await row_of(service, call_id)
+    add = next(e for e in row["events"] if e["kind"] == "conference_add")
+    assert add["data"]["route"] == "carrier-b" and row["tags"]["route"] == "carrier-b"
