@@ -114,3 +114,44 @@ async def test_a_conference_party_of_a_routed_call_leaves_through_the_same_trunk
     row = await row_of(service, call_id)
     add = next(e for e in row["events"] if e["kind"] == "conference_add")
     assert add["data"]["route"] == "carrier-b" and row["tags"]["route"] == "carrier-b"
+
+
+async def test_a_blind_transfer_of_a_routed_call_leaves_through_the_same_trunk(
+        phones: Phones, make_service: Callable[..., Awaitable[RunningService]], asterisk: RealAsterisk) -> None:
+    """Blind, on carrier-b: the agent's line drops at once and the target is dialled on trunk-b (a trunk cannot
+    be continued into, so the customer waits in the call's bridge): both trunk-b calls end up bridged together."""
+    service = await make_service({"route": ROUTES})
+    agent = await phones.start("1001")
+    await phones.start("trunk-a")
+    trunk_b = await phones.start("trunk-b")
+    token = await service.token("agent", "1001")
+    marks = (agent.mark_line(), trunk_b.mark_line())
+    status, body = await service.request("POST", "/api/v1/calls", token=token,
+                                         json={"extension": "1001", "number": NUMBER, "route": "carrier-b"})
+    assert status == 202, body
+    call_id = body["call_id"]
+    await connected(agent, marks[0], trunk_b, marks[1])
+    await row_of(service, call_id, ended=False)
+
+    gone = agent.mark_line()
+    status, sent = await service.request("POST", f"/api/v1/calls/{call_id}/transfer", token=token,
+                                         json={"target": "55501002"})
+    assert status == 202, sent
+    await agent.wait_state("DISCONNECTED", since=gone)
+    bridged: list[list[str]] = []
+
+    async def trunk_b_with_trunk_b() -> bool:
+        status, channels = await asterisk.ari("GET", "/channels")
+        names = {c["id"]: c["name"] for c in channels} if status == 200 else {}
+        status, bridges = await asterisk.ari("GET", "/bridges")
+        bridged[:] = [sorted(names.get(c, c) for c in b["channels"]) for b in bridges if b["name"].startswith("cc-")]
+        return any(len(members) == 2 and all(n.startswith("PJSIP/trunk-b-") for n in members) for members in bridged)
+
+    await eventually(trunk_b_with_trunk_b, timeout=15, what="the customer and the target bridged, both on trunk-b")
+    status, channels = await asterisk.ari("GET", "/channels")
+    assert not [c["name"] for c in channels if c["name"].startswith(("PJSIP/1001-", "PJSIP/trunk-a-", "Local/"))]
+    assert (await service.request("DELETE", f"/api/v1/calls/{call_id}", token=token))[0] == 202
+    row = await row_of(service, call_id)
+    transfer = next(e for e in row["events"] if e["kind"] == "transfer")
+    assert transfer["data"] == {"type": "blind", "target": "55501002", "route": "carrier-b"}, transfer
+    assert "transfer_answered" in [e["kind"] for e in row["events"]]
