@@ -162,3 +162,26 @@ async def test_a_routed_call_keeps_its_route_after_a_restart(world: World, tmp_p
         assert party["caller"]["number"] == "+97235550000"
         await calls.hangup(call_id)
         await ended(world, call_id)
+
+
+async def test_a_blind_transfer_through_a_route_still_ringing_at_the_restart_completes_after_it(
+        world: World, tmp_path: Path) -> None:
+    route = OutboundRoute(name="direct", pbx="main", trunk="trunk")
+    world.pbx.routes = {route.name: route}
+    world.sim.phone(AGENT).answer_after(0.02)
+    world.sim.customer(CUSTOMER).answer_after(0.02)
+    call_id = await world.calls.originate(extension=AGENT, number=CUSTOMER, route=route)
+    await eventually(lambda: world.sim.who_hears_whom().get(AGENT) == {CUSTOMER}, what="agent and customer")
+    world.sim.customer(PARTY).never_answer()
+    await world.calls.blind_transfer(call_id, PARTY)
+    await eventually(lambda: world.sim.who_hears_whom().get(CUSTOMER) == {"moh"} and not
+                     world.sim.phone(AGENT).channels(), what="the agent gone, the customer on music")
+    await world.pbx.recorder.flush()
+    async with restarted(world, tmp_path, "spool-blind"):
+        assert world.sim.who_hears_whom().get(CUSTOMER) == {"moh"}  # not hung up as alone by the resync
+        await world.sim.customer(PARTY).answer()
+        await eventually(lambda: world.sim.who_hears_whom().get(PARTY) == {CUSTOMER}, what="the target has them")
+        await world.sim.customer(CUSTOMER).hangup()
+        await ended(world, call_id)
+    kinds = [e["kind"] for e in await world.store.call_events(call_id)]
+    assert "transfer_answered" in kinds, kinds
