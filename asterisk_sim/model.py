@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -226,3 +227,12 @@ class OutgoingInfo:
     caller: Channel | None = None
     ari_dial: bool = False
     subscribers: set[str] = field(default_factory=set)
+
+
+def parse_callerid(text: str) -> tuple[str, str]:
+    """``"Name" <number>`` (or a bare number, or a bare name) as (name, number), as CALLERID(all) reads it."""
+    m = re.fullmatch(r'\s*"?([^"<]*?)"?\s*<([^>]*)>\s*', text or "")
+    if m:
+        return m.group(1).strip(), m.group(2).strip()
+    text = (text or "").strip()
+    return ("", text) if re.fullmatch(r"[+\d*#]*", text) else (text, "")

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import TYPE_CHECKING, Any
 
 from asterisk_sim.apps import run_application
 from asterisk_sim.errors import AriError
-from asterisk_sim.model import Channel, OutgoingInfo
+from asterisk_sim.model import Channel, OutgoingInfo, parse_callerid
 
 if TYPE_CHECKING:
     from asterisk_sim.engine import Engine
 
 KNOWN_FORMATS = {"ulaw", "alaw", "gsm", "g722", "slin", "slin16", "opus", "g729", "wav", "h264", "vp8"}
-
-
-def parse_callerid(text: str) -> tuple[str, str]:
-    m = re.fullmatch(r'\s*"?([^"<]*?)"?\s*<([^>]*)>\s*', text or "")
-    if m:
-        return m.group(1).strip(), m.group(2).strip()
-    text = (text or "").strip()
-    return ("", text) if re.fullmatch(r"[+\d*#]*", text) else (text, "")
 
 
 def parse_variables(raw: Any) -> list[tuple[str, str, bool]]:

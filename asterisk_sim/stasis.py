@@ -8,7 +8,7 @@ from asterisk_sim.core import EngineCore
 from asterisk_sim.dialplan import Context, Priority
 from asterisk_sim.dialplan_flow import Goto, lookup_for
 from asterisk_sim.errors import AriError
-from asterisk_sim.model import ENTITY_ID, Channel, ari_time
+from asterisk_sim.model import ENTITY_ID, Channel, ari_time, parse_callerid
 
 _FUNCTIONS = ("CALLERID(", "CHANNEL(", "CONNECTEDLINE(", "GLOBAL(", "LEN(")
 
@@ -127,6 +127,8 @@ class StasisOps:
                 ch.caller_number = str(value or "")
             elif part == "name":
                 ch.caller_name = str(value or "")
+            elif part == "all":
+                ch.caller_name, ch.caller_number = parse_callerid(str(value or ""))
             self.core.channel_event(ch, "ChannelCallerId", post={
                 "caller_presentation": 0, "caller_presentation_txt": "Presentation Allowed, Not Screened"})
             return

@@ -215,9 +215,23 @@ async def test_caller_id_given_is_what_the_customer_sees_while_the_agent_sees_th
     await eventually(lambda: any(c["name"].startswith("PJSIP/trunk") for c in world.sim.channels()),
                      what="customer rung")
     channels = {c["name"].split("-")[0]: c for c in world.sim.channels()}
-    assert channels["PJSIP/1001"]["caller"]["number"] == "0501234567"
+    # what the agent's phone was shown (its leg's connected line); the leg's own caller ID is what /dial copies
+    assert channels["PJSIP/1001"]["connected"]["number"] == "0501234567"
     # what a PJSIP trunk puts in From: the outgoing channel's connected line, which Dial copies from the caller
     assert channels["PJSIP/trunk"]["connected"]["number"] == "+97235551234"
+    await world.calls.hangup(call_id)
+
+
+async def test_without_a_caller_id_the_customer_sees_the_agents_extension_not_its_own_number(world: World) -> None:
+    """The agent leg carries the customer's number (shown to the agent); the customer leg must present the
+    agent's extension instead, or the customer sees its own number (found on the real tier, test_call_rows)."""
+    world.sim.phone("1001").answer_after(0.02)
+    world.sim.customer("0501234567").never_answer()
+    call_id = await world.calls.originate(extension="1001", number="0501234567")
+    await eventually(lambda: any(c["name"].startswith("PJSIP/trunk") for c in world.sim.channels()),
+                     what="customer rung")
+    channels = {c["name"].split("-")[0]: c for c in world.sim.channels()}
+    assert channels["PJSIP/trunk"]["connected"]["number"] == "1001"
     await world.calls.hangup(call_id)
 
 
