@@ -222,6 +222,12 @@ async def test_star8_takes_a_queue_call_ringing_a_member_and_the_queue_connects_
     await eventually(lambda: not office.sim.phone("1002").channels(), what="the member stops ringing")
     await office.sim.customer(CUSTOMER).hangup()
     await eventually(lambda: not office.sim.channels(), what="1003 hung up with the customer")
+
+    async def logged_whole() -> bool:  # the queue's attempt line lands after the hang-up, by a moment under load
+        kinds = [e["kind"] for e in await office.timeline(call_id)]
+        return "hangup" in kinds and "queue_attempt" in kinds
+
+    await eventually(logged_whole, what="the call's end and the member's attempt on the timeline")
     row = await office.row(call_id)
     assert (row["status"], row["queue"], row["extension"], row["tags"]["answered_by"]) == (
         "answered", "support", "1003", "1003"), row
