@@ -187,12 +187,28 @@ async def _enter_stasis_later(engine: Engine, ch: Channel, app: str, args: list[
 def dial(engine: Engine, ch: Channel, p: dict[str, Any]) -> None:
     if ch.state != "Down" or ch.dial_endpoint is None:
         raise AriError(409, "Channel is not in the 'Down' state")
+    caller = engine.channels.get(str(p.get("caller") or ""))  # real Asterisk: an unknown caller is ignored
+    if caller is not None:
+        _present_caller(engine, ch, caller)
+    far = ch.pending_far
+    if far is not None and (far.caller_name, far.caller_number) != (ch.connected_name, ch.connected_number):
+        # chan_local: the far half calls with the near half's connected line as its caller ID
+        far.caller_name, far.caller_number = ch.connected_name, ch.connected_number
+        engine.channel_event(far, "ChannelCallerId", post={
+            "caller_presentation": 0, "caller_presentation_txt": "Presentation Allowed, Not Screened"})
     info = OutgoingInfo(dialstring=ch.dial_endpoint.split("/", 1)[1], ari_dial=True)
     ch.outgoing = info
     engine.dial_event(ch, "", info)
     engine.outgoing_ops.start(ch, ch.pending_far)
     timeout = float(p.get("timeout") or 0) or 10 ** 9
     engine.spawn(_after_dial(engine, ch, timeout))
+
+
+def _present_caller(engine: Engine, callee: Channel, caller: Channel) -> None:
+    """/dial with ``caller``: the callee is presented the caller's ID (its connected line), as app_dial does."""
+    if (callee.connected_name, callee.connected_number) != (caller.caller_name, caller.caller_number):
+        callee.connected_name, callee.connected_number = caller.caller_name, caller.caller_number
+        engine.channel_event(callee, "ChannelConnectedLine")
 
 
 async def _after_dial(engine: Engine, ch: Channel, timeout: float) -> None:

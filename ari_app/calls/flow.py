@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 
 from ari_app.client import AriError, ari_path
@@ -451,7 +452,7 @@ class CallFlow:
 
     async def conference_leaves(self) -> None:
         """``conference_leave`` on the conference's timeline for every party that hung up by itself."""
-        effects = []
+        leaving: list[tuple[datetime, str, LiveCall, str]] = []
         for cid, host_id in list(self.members_seen.items()):
             owner = self.state.call_of_channel(cid)
             leg = owner.legs.get(cid) if owner is not None else None
@@ -462,9 +463,14 @@ class CallFlow:
             if host is None or host_id not in self.conferences or cid in self.removed:
                 self.removed.discard(cid)
                 continue
-            number = self.party_numbers.pop(cid, "")
-            effects.append(self.timeline(host, "conference_leave", cid, channel=cid, number=number,
-                                         reason="hung up"))
+            # when it hung up, not when this runs: two parties going one after the other may be noticed in one
+            # pass (this runs in a task behind the events), and the timeline must keep the order they went in
+            at = (leg.hangup_requested_at if leg is not None else None) or now()
+            leaving.append((at, cid, host, self.party_numbers.pop(cid, "")))
+        leaving.sort(key=lambda party: party[0])
+        effects: list[Effect] = [
+            self.state.timeline(host, "conference_leave", at, f"conference_leave:{cid}", channel=cid, number=number,
+                                reason="hung up") for at, cid, host, number in leaving]
         if effects:
             await self.pbx.emit(effects)
 

@@ -223,8 +223,8 @@ async def test_caller_id_given_is_what_the_customer_sees_while_the_agent_sees_th
 
 
 async def test_without_a_caller_id_the_customer_sees_the_agents_extension_not_its_own_number(world: World) -> None:
-    """The agent leg carries the customer's number (shown to the agent); the customer leg must present the
-    agent's extension instead, or the customer sees its own number (found on the real tier, test_call_rows)."""
+    """/dial copies the agent leg's caller ID (the customer's number, shown to the agent) to the customer leg, as
+    a real Asterisk does: the flow must present the agent's extension, or the customer sees its own number."""
     world.sim.phone("1001").answer_after(0.02)
     world.sim.customer("0501234567").never_answer()
     call_id = await world.calls.originate(extension="1001", number="0501234567")

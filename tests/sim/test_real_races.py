@@ -130,3 +130,45 @@ async def test_only_the_core_english_sounds_debian_packages_exist(office: Simula
     async with aiohttp.ClientSession(headers=AUTH) as http:
         async with http.get(f"{office.ari_url}/sounds/{sound}") as resp:
             assert resp.status == status
+
+
+async def test_a_dial_with_a_caller_presents_the_callers_id_to_the_dialled_leg(office: Simulator) -> None:
+    """res/ari/resource_channels.c: /dial copies the caller's ID into the callee's connected line, and chan_local
+    calls out with that connected line as the far half's caller ID — what an outbound dialplan reads as
+    CALLERID(num). (The real tier found click-to-call presenting the customer its own number through this.)"""
+    async with aiohttp.ClientSession(headers=AUTH) as http:
+        seen: list[tuple[str, dict[str, Any]]] = []
+        ready = asyncio.Event()
+        reader = asyncio.create_task(_ari_events(office, http, seen, ready))
+        await asyncio.wait_for(ready.wait(), 5)
+        base = office.ari_url
+
+        def started(cid: str) -> bool:
+            return any(e["type"] == "StasisStart" and e["channel"]["id"] == cid for _, e in seen)
+
+        async with http.post(f"{base}/channels", params={
+                "endpoint": "Local/5550999@out", "app": "cc", "channelId": "agent-1",
+                "callerId": '"Desk" <1001>'}) as resp:
+            assert resp.status == 200
+        async with http.post(f"{base}/channels/create", params={
+                "endpoint": "Local/5550100@out", "app": "cc", "channelId": "cust-1",
+                "otherChannelId": "cust-2", "originator": "agent-1"}) as resp:
+            assert resp.status == 200
+        await eventually(lambda: started("agent-1") and started("cust-1"), what="both legs in Stasis")
+        async with http.post(f"{base}/channels/cust-1/dial", params={"caller": "agent-1", "timeout": "10"}) as resp:
+            assert resp.status == 204
+
+        def far_caller() -> str | None:
+            steps = [e["channel"]["caller"]["number"] for _, e in seen
+                     if e["type"] == "ChannelDialplan" and e["channel"]["id"] == "cust-2"]
+            return steps[-1] if steps else None
+        await eventually(lambda: far_caller() is not None, what="the far half runs the outbound dialplan")
+        assert far_caller() == "1001"
+        assert any(e["type"] == "ChannelConnectedLine" and e["channel"]["id"] == "cust-1"
+                   and e["channel"]["connected"]["number"] == "1001" for _, e in seen)
+        async with http.get(f"{base}/channels/cust-1") as resp:
+            assert (await resp.json())["connected"] == {"name": "Desk", "number": "1001"}
+        for cid in ("cust-1", "agent-1"):
+            async with http.delete(f"{base}/channels/{cid}") as resp:
+                assert resp.status == 204
+        reader.cancel()
