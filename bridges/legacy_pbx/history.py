@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from bridges.legacy_pbx.bulk_decoder import import_decoder
 from bridges.legacy_pbx.decoder import LegacyDecoder
@@ -44,6 +44,7 @@ from callcenter.store import CallStore
 from callcenter.store.legacy import CopyBatch, CopyBuilder, copy_text, import_checkpoint, merge_import_copy
 
 log = logging.getLogger("bridges.legacy_pbx")
+_T = TypeVar("_T")
 
 CHUNK = 4 << 20  # ≈ 50,000 lines: one batch (one COPY + merge + checkpoint)
 REPLAY = 1 << 20  # re-decoded before a cold chunk: ≈ 12,000 lines, far more than an RC waits for its AN / final
@@ -250,6 +251,35 @@ def chunk_bounds(done: int, size: int, chunk: int) -> list[tuple[int, int]]:
     return bounds
 
 
+async def _in_daemon_thread(fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)`` in a daemon thread: a read of the decoders' pipe that can never end (a decoder killed halfway
+    through a message) must not hold up the event loop's shut-down, as a default-executor thread would."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[_T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not done.done():  # the awaiting task may have been cancelled meanwhile
+            outcome()
+
+    def hand_over(outcome: Callable[[], None]) -> None:
+        try:
+            loop.call_soon_threadsafe(settle, outcome)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    def run() -> None:
+        try:
+            value = fn(*args)
+        except BaseException as exc:  # handed to the awaiting task
+            error = exc
+            hand_over(lambda: done.set_exception(error))
+        else:
+            hand_over(lambda: done.set_result(value))
+
+    threading.Thread(target=run, name="smdr-import-reader", daemon=True).start()
+    return await done
+
+
 def _next(results: Any, workers: Sequence[Any], stop: threading.Event) -> tuple[int, _Encoded | str] | None:
     """Blocks (in a thread) for the next decoded chunk; gives up when told to stop or a decoder died."""
     while not stop.is_set():
@@ -306,7 +336,7 @@ async def import_history(store: CallStore, pbx: PbxConfig, path: Path, *, draw: 
         while index < len(bounds):
             mark = clock()
             while index not in received:
-                got = await asyncio.to_thread(_next, results, workers, stop)
+                got = await _in_daemon_thread(_next, results, workers, stop)
                 if got is None:
                     return counts
                 received[got[0]] = got[1]
@@ -345,6 +375,12 @@ async def import_history(store: CallStore, pbx: PbxConfig, path: Path, *, draw: 
                  " longer_replays=%d", pbx.key, counts["calls"], jobs, waited, merging, replays)
     finally:  # an interrupted merge rolls back: the checkpoint stays at the last whole batch
         stop.set()
+        # ask first: a decoder killed in the middle of putting a chunk would leave half a message in the pipe,
+        # and a reader blocked on its rest never returns
+        for _ in workers:
+            tasks.put(None)
+        for worker in workers:
+            await asyncio.to_thread(worker.join, 2)
         for worker in workers:
             if worker.is_alive():
                 worker.terminate()
