@@ -30,4 +30,4 @@ case "$rc" in
     exit "$rc"
     ;;
 esac
-exec .venv/bin/python -m pytest -q "$@"
+exec .venv/bin/python -m pytest -q --durations=15 "$@"

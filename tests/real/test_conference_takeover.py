@@ -49,7 +49,10 @@ async def test_a_conference_goes_on_after_kill_9_of_the_owner_and_the_new_owner_
 
     first.kill()
     await eventually(lambda: drives(second), timeout=15, what="cc-b driving the Asterisk after the kill")
-    await eventually(lambda: four_listed_by(second), timeout=10, what="cc-b listing the four parties")
+    try:
+        await eventually(lambda: four_listed_by(second), timeout=10, what="cc-b listing the four parties")
+    except AssertionError as failure:  # say what it listed instead: a bare time-out told CI nothing
+        raise AssertionError(f"{failure}; cc-b lists {await parties(second, call_id)}") from None
     channel = (await parties(second, call_id))["1002"]["channel"]
     gone = one.mark_line()
     status, body = await second.request("DELETE", f"/api/v1/calls/{call_id}/parties/{channel}")
