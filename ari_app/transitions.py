@@ -71,12 +71,32 @@ def answered(state: LiveState, call: LiveCall, at: datetime) -> list[Effect]:
     return effects
 
 
+def picked_up_before_the_agent_left(call: LiveCall) -> datetime | None:
+    """When a leg dialled after the agent answered (a click-to-call's customer) picked up, if the agent had not
+    hung up before. The answer reaches the customer leg (``Local;1``) through the Local chain after the trunk
+    leg's, and an agent who hangs up the moment his phone shows the customer connected leaves before that leg
+    is bridged: the two never talked through our bridge, yet the customer answered his call. Asterisk's event
+    times are in milliseconds, and the real tier sees such an answer and hang-up in the same one: a tie counts
+    as answered. A queue's caller came before its agent, so an unanswered queue call is never counted here."""
+    agent = next((leg for leg in call.legs.values() if leg.role == "agent" and leg.answered_at), None)
+    if agent is None or agent.answered_at is None:
+        return None
+    first = min((leg.answered_at for leg in call.legs.values()
+                 if leg is not agent and leg.role != "snoop" and leg.answered_at is not None
+                 and leg.created_at >= agent.answered_at), default=None)
+    if first is None or (agent.hangup_requested_at is not None and agent.hangup_requested_at < first):
+        return None
+    return first
+
+
 def end_call(state: LiveState, call: LiveCall, at: datetime, cause: str = "") -> list[Effect]:
     """Every leg is gone: the call's final row, its hang-up line, and call.ended (+ call.missed)."""
     state.forget_call(call)
     if call.ended_at is not None or not worth_writing(call):
         return []
-    effects = announce(state, call)
+    picked_up = picked_up_before_the_agent_left(call) if call.owned and call.answered_at is None else None
+    effects = answered(state, call, picked_up) if picked_up is not None else []
+    effects += announce(state, call)
     call.ended_at = at
     call.hangup_cause = call.hangup_cause or cause
     state.classify(call)

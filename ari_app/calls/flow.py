@@ -13,7 +13,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from ari_app.client import AriError, ari_path
+from ari_app.client import AriError, AriNotFound, ari_path
 from ari_app.model import Effect, Leg, LiveCall, WriteCall, now
 from ari_app.pbx import BRIDGE_PREFIX, AsteriskPbx
 from ari_app.transitions import answered
@@ -198,10 +198,21 @@ class CallFlow:
         if call is None:
             return
         async with self.pbx.acting_on(call.call_id):
+            if role in ("customer", "party") and not self.someone_to_talk_to(call, channel_id):
+                # the agent hung up as this end answered (both reach us together under load): bridging it
+                # would leave it alone in Stasis, its call never ending
+                # (whether the call counts as answered is for its end to say: transitions.end_call)
+                log.info("event=far_end_answered_alone call_id=%s channel=%s", call.call_id, channel_id)
+                await self.pbx.hangup_quietly(channel_id)
+                return
             if role in ("customer", "party"):
                 await self.far_end_answered(call, channel_id, role)
             elif role == "consult":
                 await self.consult_answered(call, channel_id)
+
+    @staticmethod
+    def someone_to_talk_to(call: LiveCall, channel_id: str) -> bool:
+        return any(leg.id != channel_id and leg.role in ("agent", "customer", "party") for leg in call.live_legs())
 
     async def agent_answered(self, call: LiveCall, channel_id: str) -> None:
         if not call.callee_raw:
@@ -280,7 +291,12 @@ class CallFlow:
 
     async def far_end_answered(self, call: LiveCall, channel_id: str, role: str) -> None:
         bridge = call.bridge or await self.ensure_bridge(call)
-        await self.add_to_bridge(bridge, channel_id)
+        try:
+            await self.add_to_bridge(bridge, channel_id)
+        except AriNotFound as exc:  # the bridge went with the call's last other leg, or this end hung up
+            log.info("event=far_end_not_bridged call_id=%s channel=%s error=%s", call.call_id, channel_id, exc)
+            await self.pbx.hangup_quietly(channel_id)
+            return
         effects = answered(self.state, call, now()) if role == "customer" else []
         if role == "party":
             leg = call.legs.get(channel_id)
@@ -403,8 +419,11 @@ class CallFlow:
             self.promote_party(call)
             # only legs in a bridge: one answered but not bridged yet is in the middle of a flow's step (a queue
             # connecting its agent), and hanging it up here would cut a call that is just starting
+            # ... except a far end this flow is bridging right now (Asterisk's dial bridge is invisible to ARI) or
+            # still dialling: the agent who hangs up while the customer rings stops the ringing
             ours = [leg for leg in call.live_legs()
-                    if leg.role in ("agent", "customer", "party", "consult") and leg.bridge]
+                    if leg.role in ("agent", "customer", "party", "consult")
+                    and (leg.bridge or leg.id in self._joined or self.still_dialling(leg))]
             if len(ours) <= 1 and not call.transfer and not any(self.company(leg) for leg in ours):
                 for leg in ours:
                     await self.pbx.hangup_quietly(leg.id)
@@ -434,6 +453,11 @@ class CallFlow:
             await self.client.delete(ari_path("bridges", bridge_id))
         except AriError:
             pass
+
+    @staticmethod
+    def still_dialling(leg: Leg) -> bool:
+        """A click-to-call's customer or a consultation's target not answered yet (a queue's legs are not)."""
+        return leg.role in ("customer", "consult") and leg.state != "Up"
 
     def company(self, leg: Leg) -> int:
         """How many other parties share ``leg``'s bridge."""
