@@ -282,16 +282,22 @@ async def test_a_customer_leg_that_never_becomes_dialable_fails_the_call_out_lou
     await eventually(lambda: not world.sim.channels(), what="agent hung up after the prompt, nothing left")
 
 
-async def test_an_agent_who_hangs_up_as_the_customer_answers_leaves_no_customer_alone(world: World) -> None:
-    """The real tier's race (three agents at once, each hanging up the moment both phones show the call
-    connected): the agent's hang-up reaches the app before the customer's answer has come up the Local chain to
-    the customer leg. The customer is hung up, the bridge goes and the row ends answered — before the fix the
-    customer leg was left in Stasis and the call never ended."""
+async def agent_answered_customer_ringing(world: World) -> Any:
+    """1001 clicks to call 0501234567: his phone answered, the customer's rings (until told otherwise)."""
     world.sim.phone("1001").answer_after(0.01)
     world.sim.customer("0501234567").never_answer()
     call_id = await world.calls.originate(extension="1001", number="0501234567")
     await eventually(lambda: any(c["name"].startswith("PJSIP/trunk") and c["state"] == "Ringing"
                                  for c in world.sim.channels()), what="the customer ringing")
+    return call_id
+
+
+async def test_an_agent_who_hangs_up_as_the_customer_answers_leaves_no_customer_alone(world: World) -> None:
+    """The real tier's race (three agents at once, each hanging up the moment both phones show the call
+    connected): the agent's hang-up reaches the app before the customer's answer has come up the Local chain to
+    the customer leg. The customer is hung up, the bridge goes and the row ends answered — before the fix the
+    customer leg was left in Stasis and the call never ended."""
+    call_id = await agent_answered_customer_ringing(world)
     await world.sim.customer("0501234567").answer()
     await world.sim.phone("1001").hangup()
     row = await ended(world, call_id)
@@ -302,11 +308,7 @@ async def test_an_agent_who_hangs_up_as_the_customer_answers_leaves_no_customer_
 
 async def test_an_agent_who_hangs_up_while_the_customer_rings_stops_the_ringing(world: World) -> None:
     """The agent changed his mind: the customer's phone stops ringing at once (not at the 60 s dial timeout)."""
-    world.sim.phone("1001").answer_after(0.01)
-    world.sim.customer("0501234567").never_answer()
-    call_id = await world.calls.originate(extension="1001", number="0501234567")
-    await eventually(lambda: any(c["name"].startswith("PJSIP/trunk") and c["state"] == "Ringing"
-                                 for c in world.sim.channels()), what="the customer ringing")
+    call_id = await agent_answered_customer_ringing(world)
     await world.sim.phone("1001").hangup()
     row = await ended(world, call_id)
     assert row["status"] == "missed"
