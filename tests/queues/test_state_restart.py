@@ -76,6 +76,17 @@ async def stored_member(world: World, queue: str, extension: str) -> dict[str, A
     return dict(row) if row is not None else None
 
 
+async def the_next_caller_skips_1001_in_wrap_up(world: World) -> None:
+    """A second caller to queue ``wrap`` is answered by 1002, who answers later than 1001 would: 1001 (in
+    wrap-up) was not rung."""
+    world.sim.phone("1002").answer_after(0.4)  # 1001 answers sooner, were it rung
+    second = await world.sim.inbound_call(caller=SECOND, did="wrap", context="callcenter-queue")
+    await eventually(lambda: "1002" in world.hears(SECOND), timeout=8, what="1002 answers")
+    await attempts_are(world, second, [("1002", "answered")])
+    await world.sim.customer(SECOND).hangup()
+    await eventually(lambda: world.leftovers() == ([], []), what="nothing left")
+
+
 async def test_a_paused_member_stays_paused_after_a_restart(world: World, api: tuple[TestClient, dict[str, str]]
                                                             ) -> None:
     client, admin = api
@@ -111,12 +122,7 @@ async def test_an_agent_in_wrap_up_is_not_rung_after_a_restart(world: World) -> 
 
     async with restarted(world):
         await eventually(lambda: member(world, "wrap", "1001")["state"] == "wrapup", what="still in wrap-up")
-        world.sim.phone("1002").answer_after(0.4)  # 1001 answers sooner, were it rung
-        second = await world.sim.inbound_call(caller=SECOND, did="wrap", context="callcenter-queue")
-        await eventually(lambda: "1002" in world.hears(SECOND), timeout=8, what="1002 answers")
-        await attempts_are(world, second, [("1002", "answered")])
-        await world.sim.customer(SECOND).hangup()
-        await eventually(lambda: world.leftovers() == ([], []), what="nothing left")
+        await the_next_caller_skips_1001_in_wrap_up(world)
 
 
 async def test_round_robin_continues_at_the_next_member_after_a_restart(world: World) -> None:
@@ -212,12 +218,7 @@ async def test_an_agent_whose_queue_call_spans_a_restart_gets_its_wrap_up_when_t
         await world.sim.customer(CALLER).hangup()  # the call ends under the new service
         await eventually(lambda: member(world, "wrap", "1001")["state"] == "wrapup", what="1001 in wrap-up")
         await eventually(lambda: world.leftovers() == ([], []), what="the call cleared")
-        world.sim.phone("1002").answer_after(0.4)  # 1001 answers sooner, were it rung
-        second = await world.sim.inbound_call(caller=SECOND, did="wrap", context="callcenter-queue")
-        await eventually(lambda: "1002" in world.hears(SECOND), timeout=8, what="1002 answers")
-        await attempts_are(world, second, [("1002", "answered")])
-        await world.sim.customer(SECOND).hangup()
-        await eventually(lambda: world.leftovers() == ([], []), what="nothing left")
+        await the_next_caller_skips_1001_in_wrap_up(world)
 
 
 async def test_a_queue_call_answered_as_the_service_stopped_unwritten_still_ends_in_wrap_up(world: World) -> None:
