@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import struct
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,20 @@ from asterisk_sim.model import Bridge, Channel, ari_time
 SOUNDS: dict[str, float] = dict(CORE_SOUNDS_EN)
 KNOWN_SCHEMES = {"sound", "recording", "tone", "digits", "number", "characters"}
 FORMATS = {"wav", "gsm", "ulaw", "alaw", "sln", "wav49", "g722", "slin"}
+# indications.conf's tone names (ast_get_indication_tone); a ``tone:`` that is none of them must be a tone list
+TONE_NAMES = {"dial", "busy", "ring", "congestion", "callwaiting", "dialrecall", "record", "info", "stutter"}
+_TONE_LIST = re.compile(r"!?\d+([+*]\d+)?(/\d+)?(,!?\d+([+*]\d+)?(/\d+)?)*")
+FOREVER = float("inf")
+
+
+def tone_playable(uri: str) -> bool:
+    """What ``ast_control_tone`` accepts: ``<name or tone list>[;tonezone=<zone>]`` (main/app.c parse_tone_uri; an
+    unknown zone falls back to the channel's, any other ``;`` part fails, and so does a list that does not
+    parse)."""
+    tone, _, rest = uri.partition(";")
+    if rest and not rest.startswith("tonezone="):
+        return False
+    return tone in TONE_NAMES or bool(_TONE_LIST.fullmatch(tone))
 
 
 @dataclass
@@ -90,7 +105,9 @@ class MediaOps:
 
     def sound_duration(self, media: str) -> float | None:
         name = media.split(":", 1)[1] if media.startswith("sound:") else media
-        if media.startswith(("tone:", "digits:", "number:", "characters:")):
+        if media.startswith("tone:"):  # a tone plays until stopped or hung up (ast_control_tone loops)
+            return FOREVER if tone_playable(media.split(":", 1)[1]) else None
+        if media.startswith(("digits:", "number:", "characters:")):
             return 1.0
         if media.startswith("recording:"):
             path = os.path.join(self.core.config.recordings_dir, name + ".wav")
@@ -185,7 +202,7 @@ class MediaOps:
             self.playback_event(pb, "PlaybackFinished")
 
     async def _play_for(self, pb: Playback, duration: float) -> None:
-        remaining = duration * self.core.config.time_scale
+        remaining = duration if duration == FOREVER else duration * self.core.config.time_scale
         while remaining > 0 and pb.state in ("playing", "paused"):
             await pb.paused.wait()
             if pb.state != "playing":

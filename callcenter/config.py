@@ -26,6 +26,7 @@ PBX_KINDS = ("asterisk", "panasonic", "segal", "danjeh")
 SERVICE_ROLES = ("ari", "agi", "api", "legacy")  # the parts one `callcenter serve` runs
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _DIGITS = re.compile(r"^[0-9]*$")
+_TONEZONE = re.compile(r"[A-Za-z0-9_-]{0,20}")  # a zone name of indications.conf, e.g. us, uk, us-old
 
 
 class ConfigError(ValueError):
@@ -46,6 +47,7 @@ class AriSettings:
     outbound_context: str = "from-internal"
     auto_answer_header: str = "Call-Info: <sip:127.0.0.1>;answer-after=0"
     endpoint_technology: str = "PJSIP"
+    tonezone: str = ""  # indications.conf zone of the ringback a waiting caller hears; "" = Asterisk's default
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,6 +375,9 @@ def _build_pbx(index: int, data: Any) -> PbxConfig:
         sections["ari"] = AriSettings()
     if kind != "asterisk" and "legacy" not in sections:
         sections["legacy"] = LegacySettings()
+    ari = sections.get("ari")
+    if ari is not None and not _TONEZONE.fullmatch(ari.tonezone):
+        raise ConfigError(f"{where}.ari.tonezone", f"an indications.conf zone such as us or fr, not {ari.tonezone!r}")
     legacy = sections.get("legacy")
     if legacy is not None:
         if legacy.transport not in ("serial", "tcp", "file", "none"):

@@ -123,6 +123,30 @@ class CallFlow:
         await self.client.post(ari_path("channels", channel_id, "dial"), caller=originator, timeout=DIAL_TIMEOUT)
         return channel_id
 
+    def ringback_id(self, call: LiveCall) -> str:
+        """The playback id of a call's ringback: known from the call alone, so a new connection or a new owner of
+        the PBX stops the tone it did not start."""
+        return f"{BRIDGE_PREFIX}ringback-{call.linkedid}"
+
+    async def start_ringback(self, call: LiveCall) -> None:
+        """Ringing tone in the call's bridge while the one it waits for rings (a blind transfer through a route).
+
+        A ``tone:ring`` playback on the bridge (played by an announcer that joins it, as the bridge's music on hold
+        is): on a real Asterisk 22 it loops until stopped (``ast_control_tone``), in the zone ``ari.tonezone`` or
+        Asterisk's default. Not ``/channels/{id}/ring``: on an answered PJSIP channel that is no 180 but a tone
+        generator fighting the bridge's own audio on the same channel (``chan_pjsip_indicate``)."""
+        zone = self.pbx.ari.tonezone
+        media = f"tone:ring;tonezone={zone}" if zone else "tone:ring"
+        await self.client.post(ari_path("bridges", call.bridge, "play", self.ringback_id(call)), media=media)
+
+    async def stop_ringback(self, call: LiveCall) -> None:
+        """The ringing stops (the target answered, or the transfer failed); already stopped is fine."""
+        try:
+            await self.client.delete(ari_path("playbacks", self.ringback_id(call)))
+        except AriError as exc:
+            if exc.status != 404:
+                log.warning("event=ringback_not_stopped call_id=%s error=%s", call.call_id, exc)
+
     def _expect(self, kind: str, key: str) -> asyncio.Future[None]:
         """A future resolved by ``on_event`` when the event ``kind`` for ``key`` (channel/playback id) arrives."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -318,22 +342,19 @@ class CallFlow:
 
     async def blind_target_answered(self, call: LiveCall, channel_id: str) -> None:
         """A blind transfer through the call's route was answered: the target joins the customer in the call's
-        bridge and takes the agent's place (``AsteriskCalls.blind_transfer``); the customer's music stops."""
+        bridge and takes the agent's place (``AsteriskCalls.blind_transfer``); the customer's ringback stops."""
         leg = call.legs.get(channel_id)
         if leg is not None:
             leg.role = "party"
         target = call.transfer.get("target")
         call.transfer = {}
+        await self.stop_ringback(call)  # before the join: the target must not hear the tone either
         try:
             await self.add_to_bridge(call.bridge, channel_id)
         except AriError as exc:  # it hung up as it answered: its end tidies the call (the customer alone goes)
             log.warning("event=transfer_target_not_bridged call_id=%s channel=%s error=%s", call.call_id,
                         channel_id, exc)
             return
-        try:
-            await self.client.delete(ari_path("bridges", call.bridge, "moh"))
-        except AriError:
-            pass
         await self.pbx.emit([self.timeline(call, "transfer_answered", channel_id, type="blind", target=target)])
 
     async def on_event(self, event: dict[str, Any]) -> None:
@@ -501,7 +522,10 @@ class CallFlow:
     async def restore_after_consult(self, call: LiveCall) -> None:
         """Back to the call: agent returns to the main bridge, the customer's music stops."""
         bridge = call.transfer.get("bridge")
+        blind = bool(call.transfer.get("blind"))
         call.transfer = {}
+        if blind:  # a blind transfer through the route failed: the customer's ringback stops
+            await self.stop_ringback(call)
         agent = call.leg_with_role("agent")
         if agent is not None and call.bridge:
             try:

@@ -259,7 +259,7 @@ class AsteriskCalls:
         """The customer leaves our app into the outbound context towards ``target``; the agent leg ends.
 
         A call placed on a route, to an outside number: the target is dialled through the route instead (a trunk
-        cannot be ``continue``d into) and the customer stays in the call's bridge with music until it answers;
+        cannot be ``continue``d into) and the customer stays in the call's bridge hearing it ring until it answers;
         the agent leaves at once, as in any blind transfer. No answer ends the call (``transfer_cancelled``)."""
         number = _number(target, "target")
         pbx, call = self._find(call_id)
@@ -290,7 +290,7 @@ class AsteriskCalls:
         flow = self.flows[pbx.key]
         call.transfer = {"target": number, "blind": True}
         agent.on_hold = False
-        await pbx.client.post(ari_path("bridges", call.bridge, "moh"))
+        await flow.start_ringback(call)
         try:
             channel = await flow.dial_out(call, number, "consult", "consult")
         except AriError:

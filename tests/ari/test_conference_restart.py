@@ -174,13 +174,15 @@ async def test_a_blind_transfer_through_a_route_still_ringing_at_the_restart_com
     await eventually(lambda: world.sim.who_hears_whom().get(AGENT) == {CUSTOMER}, what="agent and customer")
     world.sim.customer(PARTY).never_answer()
     await world.calls.blind_transfer(call_id, PARTY)
-    await eventually(lambda: world.sim.who_hears_whom().get(CUSTOMER) == {"moh"} and not
-                     world.sim.phone(AGENT).channels(), what="the agent gone, the customer on music")
+    await eventually(lambda: world.sim.who_hears_whom().get(CUSTOMER) == {"tone:ring"} and not
+                     world.sim.phone(AGENT).channels(), what="the agent gone, the customer hears ringback")
     await world.pbx.recorder.flush()
     async with restarted(world, tmp_path, "spool-blind"):
-        assert world.sim.who_hears_whom().get(CUSTOMER) == {"moh"}  # not hung up as alone by the resync
+        assert world.sim.who_hears_whom().get(CUSTOMER) == {"tone:ring"}  # not hung up as alone by the resync
         await world.sim.customer(PARTY).answer()
         await eventually(lambda: world.sim.who_hears_whom().get(PARTY) == {CUSTOMER}, what="the target has them")
+        # the new instance stops the ringback the old one started (its id is the call's)
+        await eventually(lambda: world.sim.who_hears_whom().get(CUSTOMER) == {PARTY}, what="the ringback stopped")
         await world.sim.customer(CUSTOMER).hangup()
         await ended(world, call_id)
     kinds = [e["kind"] for e in await world.store.call_events(call_id)]

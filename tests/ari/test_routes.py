@@ -24,6 +24,7 @@ from tests.apiharness import Who, serve
 from .conftest import DIALPLAN, PASSWORD, PHONES, eventually
 
 CUSTOMER = "0501234567"
+RINGBACK = "tone:ring;tonezone=fr"  # what a caller waiting in a call's bridge hears, in the site's zone (ari.tonezone)
 ROUTES = [
     # through the site's dialplan: 9 + number in from-internal → Dial(PJSIP/<number>@trunk)
     {"name": "local", "label": "Local line", "context": "from-internal", "prefix": "9"},
@@ -91,7 +92,8 @@ async def route_world(store: CallStore, tmp_path: Path) -> AsyncIterator[RouteWo
         config = parse_config({"pbx": [{
             "key": "main", "kind": "asterisk", "outside_line_prefix": "9", "country_code": "972",
             "extension_lengths": [4],
-            "ari": {"url": sim.ari_url, "username": "cc", "password": PASSWORD, "app": "callcenter"}}],
+            "ari": {"url": sim.ari_url, "username": "cc", "password": PASSWORD, "app": "callcenter",
+                    "tonezone": "fr"}}],
             "route": ROUTES}, env={})
         writer = SpooledWriter(store, tmp_path / "spool.jsonl")
         ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
@@ -267,10 +269,11 @@ async def test_a_blind_transfer_of_a_routed_call_goes_out_through_its_route(rout
     w.sim.customer(TARGET).answer_after(0.3)
     status, body = await act(w, "1001", f"/api/v1/calls/{call_id}/transfer", {"target": TARGET})
     assert status == 202, body
-    # the agent leaves at once; the customer hears music until the target answers
+    # the agent leaves at once; the customer hears ringing (not music) until the target answers, then only it
     await eventually(lambda: not w.sim.phone("1001").channels(), what="the agent's leg gone")
-    await eventually(lambda: w.sim.who_hears_whom().get(CUSTOMER) == {"moh"}, what="the customer on music")
+    await eventually(lambda: w.sim.who_hears_whom().get(CUSTOMER) == {RINGBACK}, what="the customer hears ringback")
     await eventually(lambda: w.sim.who_hears_whom().get(TARGET) == {CUSTOMER}, what="the target has the customer")
+    await eventually(lambda: w.sim.who_hears_whom().get(CUSTOMER) == {TARGET}, what="the ringback stopped, the target")
     assert carried_by(w, TARGET) == ("carrier-b", "+97235550000")
     await w.sim.customer(CUSTOMER).hangup()
     row = await w.ended_row(call_id)
@@ -287,7 +290,7 @@ async def test_a_blind_transfer_through_the_route_nobody_answers_ends_the_call(r
     w.sim.customer(TARGET).never_answer()
     status, body = await act(w, "1001", f"/api/v1/calls/{call_id}/transfer", {"target": TARGET})
     assert status == 202, body
-    await eventually(lambda: w.sim.who_hears_whom().get(CUSTOMER) == {"moh"}, what="the customer on music")
+    await eventually(lambda: w.sim.who_hears_whom().get(CUSTOMER) == {RINGBACK}, what="the customer hears ringback")
     await eventually(lambda: not w.sim.phone("1001").channels(), what="the agent's leg gone")
     await w.sim.customer(TARGET).hangup()  # the target's phone stops ringing: busy, no answer, declined
     await eventually(lambda: not w.sim.channels(), what="the customer hung up, nobody left")

@@ -67,6 +67,7 @@ def test_no_file_means_defaults_and_embedded_postgres() -> None:
         ({"monitor": {"listen_code": "*336", "whisper_code": "*336"}}, "monitor"),
         ({"surprise": 1}, "surprise"),
         ({"pbx": [{"key": "a", "kind": "asterisk", "number_plan": "x"}]}, "pbx.a.number_plan"),
+        ({"pbx": [{"key": "a", "kind": "asterisk", "ari": {"tonezone": "fr;x"}}]}, "pbx.a.ari.tonezone"),
     ],
 )
 def test_bad_values_name_the_key_and_why(raw: dict, key: str) -> None:

@@ -54,6 +54,29 @@ async def test_bridge_moh_reaches_every_member(bridged: tuple) -> None:
     assert sim.who_hears_whom() == {"1001": {"1002", "moh"}, "1002": {"1001", "moh"}}
 
 
+async def test_a_tone_on_a_bridge_plays_until_it_is_stopped(bridged: tuple) -> None:
+    """As ``ast_control_tone`` on a real Asterisk 22: ``tone:`` loops (no PlaybackFinished of its own) until
+    DELETE /playbacks; a ``;tonezone=`` part is allowed, any other part fails the playback."""
+    sim, http, _caller, _agent, bridge = bridged
+    resp = await http.post(f"{sim.ari_url}/bridges/{bridge}/play/ring-1", params={"media": "tone:ring;tonezone=fr"})
+    assert resp.status == 201, await resp.text()
+    heard = {"1001": {"1002", "tone:ring;tonezone=fr"}, "1002": {"1001", "tone:ring;tonezone=fr"}}
+    await eventually(lambda: sim.who_hears_whom() == heard, what="both hear the ringing tone")
+    await sim.engine.sleep(5.0)  # simulated seconds: any other 1 s media (digits:, number:) is over by now
+    assert sim.who_hears_whom() == heard
+    assert (await http.get(f"{sim.ari_url}/playbacks/ring-1")).status == 200
+    assert (await http.delete(f"{sim.ari_url}/playbacks/ring-1")).status == 204
+    await eventually(lambda: sim.who_hears_whom() == {"1001": {"1002"}, "1002": {"1001"}}, what="the tone stopped")
+    assert (await http.delete(f"{sim.ari_url}/playbacks/ring-1")).status == 404
+    resp = await http.post(f"{sim.ari_url}/bridges/{bridge}/play/ring-2", params={"media": "tone:ring;zone=fr"})
+    assert resp.status == 201
+
+    async def failed() -> bool:
+        return (await http.get(f"{sim.ari_url}/playbacks/ring-2")).status == 404
+
+    await eventually(failed, what="a tone URI ast_control_tone cannot parse fails")
+
+
 async def test_bridge_recording_with_dated_name_writes_a_wav_under_subdirectories(bridged: tuple) -> None:
     sim, http, _caller, _agent, bridge = bridged
     name = "2026/11/25/call-1"
