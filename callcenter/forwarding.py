@@ -42,7 +42,7 @@ from callcenter.monitoring import (
 )
 from callcenter.numbers import InvalidNumber
 from callcenter.outbound import OutboundRoute
-from callcenter.ownership import Ownership
+from callcenter.ownership import LeasedOwnership, Ownership
 from callcenter.service import Ports, ServiceContext
 from callcenter.store import calllog, monitor_groups
 from callcenter.store.commands import (
@@ -51,6 +51,7 @@ from callcenter.store.commands import (
     claim_command,
     finish_command,
     get_command,
+    get_command_and_holder,
     issue_command,
     purge_commands,
 )
@@ -190,12 +191,15 @@ class CommandChannel:
         self._replies: dict[int, dict[str, Any]] = {}  # answers that came in the reply's NOTIFY itself
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
-        self.issued = self.executed = self.timeouts = 0
+        # With leases the lease row tells whether anyone drives a PBX: nobody (no row, or expired by the
+        # database's clock) is answered at once; without [cluster] there is no row, so only the timeout can tell.
+        self.leases = isinstance(ownership, LeasedOwnership)
+        self.issued = self.executed = self.timeouts = self.unowned = 0
 
     def health(self) -> dict[str, Any]:
         """``forwarding``: counters of the commands sent to other instances and run for them."""
         return {"state": "up", "issued": self.issued, "executed": self.executed, "timeouts": self.timeouts,
-                "waiting": len(self._waiting), "running": len(self._running)}
+                "unowned": self.unowned, "waiting": len(self._waiting), "running": len(self._running)}
 
     @property
     def instance_id(self) -> str:
@@ -208,11 +212,17 @@ class CommandChannel:
     # -- issuing ------------------------------------------------------------------------------
 
     async def call(self, pbx_key: str, port: str, method: str, args: dict[str, Any]) -> Any:
-        """Run ``port.method(**args)`` on ``pbx_key``'s owner and return its reply (JSON) or raise its error."""
+        """Run ``port.method(**args)`` on ``pbx_key``'s owner and return its reply (JSON) or raise its error.
+
+        Waits only while someone holds the PBX's lease: with nobody alive (checked as the command is issued and at
+        every poll) the answer is a 503 at once — waiting ``command_timeout`` for no one helps nobody."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self.timeout
-        command_id = await issue_command(self.pool, pbx_key=pbx_key, port=port, method=method, args=to_json(args),
-                                         issued_by=self.instance_id, timeout=self.timeout)
+        issued = await issue_command(self.pool, pbx_key=pbx_key, port=port, method=method, args=to_json(args),
+                                     issued_by=self.instance_id, timeout=self.timeout, only_if_held=self.leases)
+        if issued is None:
+            raise self._unowned(pbx_key, port, method, None)
+        command_id = issued
         self.issued += 1
         answered = self._waiting[command_id] = asyncio.Event()
         try:
@@ -224,17 +234,24 @@ class CommandChannel:
                 answered.clear()
                 if (carried := self._replies.pop(command_id, None)) is not None:
                     return self._carried(carried)
-                command = await get_command(self.pool, command_id)
+                if self.leases:
+                    command, held = await get_command_and_holder(self.pool, command_id)
+                else:
+                    command, held = await get_command(self.pool, command_id), True
                 if command is not None and command.state in ("done", "failed"):
                     return self._answer(command)
+                if not held and command is not None and command.state == "pending":
+                    break  # its holder's lease ran out and nobody took it over: nobody will claim it
             command = await abandon_command(self.pool, command_id)
         finally:
             self._waiting.pop(command_id, None)
             self._replies.pop(command_id, None)
         if command is not None and command.state in ("done", "failed"):
             return self._answer(command)
-        self.timeouts += 1
         taken = command is not None and command.state == "running"
+        if not taken and give_up - loop.time() > 0:
+            raise self._unowned(pbx_key, port, method, command_id)
+        self.timeouts += 1
         log.warning("event=forward_timeout pbx=%s port=%s method=%s command=%d state=%s", pbx_key, port, method,
                     command_id, command.state if command else "gone")
         if taken:
@@ -243,6 +260,14 @@ class CommandChannel:
                                    retry_after=self.retry_after) from None
         raise OwnerUnavailable(f"no instance driving PBX {pbx_key!r} answered within {self.timeout:g} s: the action "
                                "was not carried out; try again shortly", retry_after=self.retry_after)
+
+    def _unowned(self, pbx_key: str, port: str, method: str, command_id: int | None) -> OwnerUnavailable:
+        """Nobody holds ``pbx_key``'s lease: a standby takes an expired one within about a second, so retry then."""
+        self.unowned += 1
+        log.warning("event=forward_unowned pbx=%s port=%s method=%s command=%s: no instance holds the lease",
+                    pbx_key, port, method, command_id if command_id is not None else "-")
+        return OwnerUnavailable(f"no instance drives PBX {pbx_key!r} right now (its lease is free): the action was "
+                                "not carried out; try again shortly", retry_after=1)
 
     def _carried(self, data: dict[str, Any]) -> Any:
         if data.get("error") is not None:

@@ -41,12 +41,16 @@ def _command(row: asyncpg.Record | None) -> Command | None:
 
 
 async def issue_command(pool: asyncpg.Pool, *, pbx_key: str, port: str, method: str, args: dict[str, Any],
-                        issued_by: str, timeout: float) -> int:
-    """A new pending command for ``pbx_key``'s owner, to be claimed within ``timeout`` seconds; returns its id."""
-    command_id: int = await pool.fetchval(
+                        issued_by: str, timeout: float, only_if_held: bool = False) -> int | None:
+    """A new pending command for ``pbx_key``'s owner, to be claimed within ``timeout`` seconds; returns its id.
+
+    ``only_if_held``: issue it only while an unexpired lease on ``pbx_key`` exists (by the database's clock, in the
+    same statement); None when nobody holds the PBX, so the issuer answers at once instead of waiting for no one."""
+    command_id: int | None = await pool.fetchval(
         "INSERT INTO pbx_commands (pbx_key, port, method, args, issued_by, deadline)"
-        " VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6)) RETURNING id",
-        pbx_key, port, method, args, issued_by, timeout)
+        " SELECT $1::text, $2::text, $3::text, $4::jsonb, $5::text, now() + make_interval(secs => $6::float8)"
+        " WHERE NOT $7::bool OR EXISTS (SELECT 1 FROM pbx_leases WHERE pbx_key = $1::text AND expires_at > now())"
+        " RETURNING id", pbx_key, port, method, args, issued_by, timeout, only_if_held)
     return command_id
 
 
@@ -78,6 +82,19 @@ async def finish_command(pool: asyncpg.Pool, command_id: int, instance_id: str, 
 async def get_command(pool: asyncpg.Pool, command_id: int) -> Command | None:
     row = await pool.fetchrow(f"SELECT {_COLUMNS} FROM pbx_commands WHERE id = $1", command_id)
     return _command(row)
+
+
+async def get_command_and_holder(pool: asyncpg.Pool, command_id: int) -> tuple[Command | None, bool]:
+    """The command, and whether its PBX has a live (unexpired, by the database's clock) lease holder right now:
+    an issuer stops waiting for a pending command nobody can claim."""
+    row = await pool.fetchrow(
+        f"SELECT {_COLUMNS}, EXISTS (SELECT 1 FROM pbx_leases l WHERE l.pbx_key = c.pbx_key"
+        " AND l.expires_at > now()) AS held FROM pbx_commands c WHERE id = $1", command_id)
+    if row is None:
+        return None, False
+    values = dict(row)
+    held = bool(values.pop("held"))
+    return Command(**values), held
 
 
 async def abandon_command(pool: asyncpg.Pool, command_id: int) -> Command | None:

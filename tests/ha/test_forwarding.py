@@ -267,6 +267,26 @@ async def test_an_owner_that_is_gone_is_a_503_with_retry_after_within_the_timeou
     assert status == 200 and body["pbx_connected"] == {"main": False} and body["calls"] == []
 
 
+@pytest.mark.parametrize("pair", [True], ids=["leases"], indirect=True)
+async def test_with_nobody_holding_the_lease_the_answer_is_a_503_at_once(pair: Pair) -> None:
+    """With leases the lease row says whether anyone drives the PBX: when its lease is free (every ari instance
+    stopped; a clean stop releases it) waiting ``command_timeout`` for an answer helps nobody — 503 at once, with
+    a short Retry-After (a standby takes a free lease within about a second), and nothing left for anyone to run."""
+    assert pair.standby is not None
+    await halt(pair.standby)
+    await halt(pair.owner)
+    began = time.monotonic()
+    status, body, headers = await pair.api_only.call("POST", f"/api/v1/calls/{uuid.uuid4()}/hold")
+    took = time.monotonic() - began
+    assert (status, body["error"]["code"]) == (503, "owner_unavailable"), body
+    assert "not carried out" in body["error"]["message"] and headers["Retry-After"] == "1"
+    assert took < TIMEOUT / 3, f"answered after {took:.2f} s: it waited for an owner that is not there"
+    health = pair.api_only.ctx.health.snapshot()["forwarding"]
+    assert (health["unowned"], health["timeouts"], health["issued"]) == (1, 0, 0)
+    pending = "SELECT count(*) FROM pbx_commands WHERE state = 'pending'"
+    assert await pair.api_only.ctx.store.pool.fetchval(pending) == 0
+
+
 async def test_a_command_past_its_deadline_is_never_carried_out(pair: Pair) -> None:
     pair.sim.customer(CUSTOMER).answer_after(0.02)
     status, started, _ = await pair.owner.call("POST", "/api/v1/calls", {"extension": "1001", "number": CUSTOMER})
@@ -274,6 +294,7 @@ async def test_a_command_past_its_deadline_is_never_carried_out(pair: Pair) -> N
     await eventually(lambda: pair.sim.who_hears_whom().get("1001") == {CUSTOMER}, what="connected")
     late = await command_store.issue_command(pair.store.pool, pbx_key="main", port="call_control", method="hangup",
                                              args={"call_id": started["call_id"]}, issued_by="test", timeout=-1)
+    assert late is not None
     await pair.api_only.ctx.bus.publish(COMMAND_TOPIC, {"id": late, "pbx": "main"})  # the owner looks for work
     router = pair.api_only.ctx.ports.call_control
     assert isinstance(router, RoutingCallControl)
