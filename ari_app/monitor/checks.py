@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import asyncpg
@@ -27,6 +28,7 @@ from callcenter.monitoring import (
     MonitorRefused,
     NoCallInProgress,
     NotYetConnected,
+    OtherPbx,
     TakeoverUnavailable,
     check_level,
 )
@@ -116,12 +118,16 @@ class Checks:
     """May this supervisor monitor that extension now, and which call is it in."""
 
     def __init__(self, *, grants: Grants, live: LiveSource, state_targets: StateTargets | None,
-                 technology: str, takeover: Takeover) -> None:
+                 technology: str, takeover: Takeover, pbx: str = "") -> None:
         self.grants = grants  # the monitor groups
         self.live = live  # REST's full lists: what a refusal is decided on
         self.state_targets = state_targets  # the target from the ARI app's live state (None: REST only)
         self.technology = technology
         self.takeover = takeover  # whether a call can be taken over (AMI up for a Dial() call)
+        # the other Asterisks of the site that have an extension's endpoint when this one has not (set by
+        # ``MonitorPort.add`` from the PBXs' live states; None: this is the only Asterisk)
+        self.elsewhere: Callable[[str], list[str]] | None = None
+        self.pbx = pbx
 
     async def grant(self, supervisor: str, target: str, wanted: MonitorMode) -> MonitorGrant | None:
         """The grant from the copy when it allows ``wanted``; else as the store says now (a refusal is never
@@ -144,10 +150,26 @@ class Checks:
     async def check(self, supervisor: str, target: str, mode: MonitorMode) -> tuple[MonitorGrant, TargetCall]:
         """Monitor groups first (no call details leak to a non-observer), then the target's live call."""
         grant = await self.allowed(supervisor, target, mode)
-        call = await self.find_target(target)
+        try:
+            call = await self.find_target(target)
+        except NoCallInProgress:
+            self.refuse_other_pbx(supervisor, target)
+            raise
         if mode is MonitorMode.TAKEOVER and not self.takeover.possible(call):
             raise TakeoverUnavailable(f"the call of extension {target} is a dialplan call and AMI is not up")
         return grant, call
+
+    def refuse_other_pbx(self, supervisor: str, target: str) -> None:
+        """A feature code dialled here for an extension of another Asterisk of the site: this one has no such
+        endpoint, so "no call in progress" would be wrong — the supervisor hears the other-PBX refusal, and the
+        log and ``monitor.refused`` name where the extension is. An extension on this Asterisk too (overlapping
+        numbering plans) is this one's: no call here stays "no call in progress"."""
+        others = self.elsewhere(target) if self.elsewhere is not None else []
+        if others:
+            where = ", ".join(others)
+            raise OtherPbx(f"extension {target} is on {where}, the supervisor's phone {supervisor} on "
+                           f"{self.pbx or 'this PBX'}: monitoring does not cross PBXs "
+                           f"(dial it from a phone on {others[0]})")
 
     async def find_target(self, target: str) -> TargetCall:
         """From the live state when it shows the target talking (no REST); REST's full lists otherwise: the state

@@ -29,6 +29,9 @@ class MonitorPort:
 
     def add(self, service: MonitorService) -> None:
         self.services[service.pbx] = service
+        if self.homes is not None:  # a feature code for another Asterisk's extension is refused as such
+            homes, pbx = self.homes, service.pbx
+            service.checks.elsewhere = lambda ext: [] if pbx in (found := homes.having(ext)) else found
 
     def _for_pbx(self, pbx: str | None) -> MonitorService:
         if pbx:

@@ -86,7 +86,7 @@ class MonitorService:
         self.takeover = Takeover(self.mech, live, self.sessions, self.call_ids, ami=ami, on_takeover=on_takeover,
                                  context=takeover_context)
         self.checks = Checks(grants=Grants(pool, group_changes), live=live, state_targets=state_targets,
-                             technology=technology, takeover=self.takeover)
+                             technology=technology, takeover=self.takeover, pbx=pbx)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- plumbing ------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +168,48 @@ async def test_the_groups_are_read_once_and_a_lowered_level_applies_to_the_next_
     refused = await refusals.get(5)
     assert (refused.data["code"], refused.data["mode"]) == ("level_too_low", "barge")
     assert grants.reads == 2
+
+
+async def test_a_feature_code_for_an_extension_of_another_asterisk_is_refused_as_other_pbx(
+        app: App, store: CallStore, tmp_path: Path) -> None:
+    """Two Asterisks on one site: 2001 talks on south, and supervisor 2005 dials ``*3362001`` on main, which has no
+    such extension. He heard "is unavailable" (no call in progress), as if 2001 were idle; he hears the other-PBX
+    refusal, and the dashboard's ``monitor.refused`` says where 2001 is."""
+    await groups.create_group(store.pool, name="team", level="takeover", observers=["2005"], observed=["2001"])
+    prompts: list[str] = []
+
+    async def heard(event: dict[str, Any]) -> None:
+        playback = event.get("playback") or {}
+        if event.get("type") == "PlaybackFinished" and playback.get("state") == "done":
+            prompts.append(str(playback.get("media_uri")))
+
+    app.pbx.client.add_event_handler(heard)
+    south_config = SimConfig(user="cc", password="pw", phones=["2001", "2002"], dialplan_text=DIALPLAN,
+                             ami_port=None, auto_register=True, recordings_dir=str(tmp_path / "rec-south"))
+    async with Simulator(south_config) as south_sim:
+        writer = SpooledWriter(store, tmp_path / "spool-south")
+        await writer.start()
+        assert app.pbx.config.ari is not None
+        ari = replace(app.pbx.config.ari, url=south_sim.ari_url)
+        south = AsteriskPbx(replace(app.pbx.config, key="south", ari=ari), writer, EventBus())
+        try:
+            await south.start()
+            assert await south.client.wait_connected(5)
+            port = MonitorPort(AsteriskCalls([app.pbx, south]).homes)  # as ari_app.component builds it
+            port.add(app.port.services["main"])
+            await eventually(lambda: port.homes is not None and port.homes.having("2001") == ["south"])
+            south_sim.phone("2001").answer_after(0)
+            await south_sim.phone("2002").dial("2001")
+            await eventually(lambda: south_sim.who_hears_whom().get("2001") == {"2002"})
+            refusals = app.bus.subscribe("monitor.refused")
+            await app.sim.phone("2005").dial("*3362001")
+            refused = await refusals.get(5)
+            assert refused.data["code"] == "other_pbx", refused.data
+            assert "extension 2001 is on south" in refused.data["reason"], refused.data
+            await eventually(lambda: not app.sim.channels())  # the supervisor is hung up after the prompt
+            assert prompts == ["sound:cannot-complete-as-dialed"]
+            assert south_sim.who_hears_whom().get("2001") == {"2002"}  # the call on south was not touched
+            assert not [c for c in south_sim.channels() if c["name"].startswith("Snoop/")]
+        finally:
+            await south.close()
+            await writer.close()
