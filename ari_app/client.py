@@ -16,6 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -134,6 +135,7 @@ class AriClient:
         self.events_received = 0
         self.last_error = ""
         self.connected_since: float | None = None
+        self.disconnected_at: datetime | None = None  # wall clock of the last loss: calls were last seen then
 
     # -- REST ------------------------------------------------------------------------------------
 
@@ -277,6 +279,7 @@ class AriClient:
     def _set_disconnected(self) -> None:
         if self.connected:
             self.reconnects += 1
+            self.disconnected_at = datetime.now(UTC)
         self.connected = False
         self._connected_event.clear()
         self._ws = None

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ari_app.client import AriClient, AriError, ari_path
@@ -50,6 +50,8 @@ PARTY_ROLES = ("agent", "customer", "party", "consult")
 
 # the hang-up cause of a call whose channels vanished while our ARI connection was down
 DISCONNECTED_CAUSE = "ended while the service was disconnected"
+# a call-end hook's status, for a call it saw end unanswered, as the Dial status the live call understands
+HOOK_DIAL_STATUS = {str(CallStatus.BUSY): "BUSY", str(CallStatus.FAILED): "CONGESTION"}
 RESTARTED_CAUSE = "Asterisk restarted during the call"
 
 class QueueSnapshot(Protocol):
@@ -196,8 +198,10 @@ class AsteriskPbx:
         channels = await self.client.get("/channels") or []
         bridges = await self.client.get("/bridges") or []
         linkedids = await self._linkedids([c for c in channels if str(c.get("id")) not in self.state.channel_call])
+        witnesses = await self._hook_ends(self._vanished(channels, known))
         effects = self.rebuild(channels, bridges, linkedids,
-                               cause=RESTARTED_CAUSE if restarted else DISCONNECTED_CAUSE, known=known)
+                               cause=RESTARTED_CAUSE if restarted else DISCONNECTED_CAUSE, known=known,
+                               witnesses=witnesses, lost_at=self.client.disconnected_at)
         await self.emit(effects)
         await self._end_stored_orphans()  # gives rebuilt calls back what the store remembers (answer time…)
         at = now()
@@ -219,14 +223,32 @@ class AsteriskPbx:
                 numbers.add(resource)
         self._pending_ext = numbers
 
+    def _vanished(self, channels: list[dict[str, Any]], known: set[str]) -> list[uuid.UUID]:
+        """The calls none of whose channels is listed any more: they ended while no event reached us."""
+        present = {str(c.get("id")) for c in channels}
+        return [call.call_id for call in self.state.calls.values()
+                if all(leg.id not in present and leg.id in known for leg in call.live_legs())]
+
+    async def _hook_ends(self, call_ids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
+        """What our dialplan's ``call-end`` FastAGI hook wrote for calls that ended unseen (store away: none)."""
+        if self.pool is None or not call_ids:
+            return {}
+        try:
+            return await asterisk_sql.hook_ends(self.pool, call_ids)
+        except Exception as exc:  # the store away: those calls end with what we knew, as without the hook
+            log.warning("event=hook_ends_unreadable pbx=%s calls=%d error=%r", self.key, len(call_ids), str(exc))
+            return {}
+
     def rebuild(self, channels: list[dict[str, Any]], bridges: list[dict[str, Any]],
-                linkedids: dict[str, str], cause: str = "", known: set[str] | None = None) -> list[Effect]:
+                linkedids: dict[str, str], cause: str = "", known: set[str] | None = None,
+                witnesses: dict[uuid.UUID, Any] | None = None, lost_at: datetime | None = None) -> list[Effect]:
         """Make the state match the lists: new channels join their calls, vanished ones end theirs.
 
         The lists are a moment old and the AMI watcher keeps feeding the state meanwhile (its connection
         stays up while ARI's is cut). ``known`` = the channel ids the state had when the listing was asked
         for: a channel learnt since (AMI saw it born after the listing) is not "vanished", and a listed
-        channel whose call has ended since (AMI saw its hang-up) does not reopen that call.
+        channel whose call has ended since (AMI saw its hang-up) does not reopen that call. A vanished call
+        ends as its ``call-end`` hook saw it (``witnesses``, see :meth:`end_unseen`).
         """
         state = self.state
         present = {str(c.get("id")) for c in channels}
@@ -237,7 +259,8 @@ class AsteriskPbx:
                 if leg.id not in present and (known is None or leg.id in known):
                     state.forget_leg(leg)
             if not call.live_legs():
-                effects += end_call(state, call, at, cause or DISCONNECTED_CAUSE)
+                effects += self.end_unseen(call, at, cause or DISCONNECTED_CAUSE,
+                                           (witnesses or {}).get(call.call_id), lost_at)
                 self.ended_by_resync += 1
         for channel in channels:
             cid = str(channel.get("id"))
@@ -258,6 +281,30 @@ class AsteriskPbx:
         effects += state.refresh_extensions(set(state.extensions) | getattr(self, "_pending_ext", set()))
         effects += state.refresh_trunks()
         return effects
+
+    def end_unseen(self, call: LiveCall, at: datetime, cause: str, witness: Any, lost_at: datetime | None
+                   ) -> list[Effect]:
+        """A call that ended while no event reached us (no AMI on this site, or AMI away too).
+
+        With a witness — the row our ``call-end`` FastAGI hook wrote as Asterisk hung the call up — it ends as
+        the hook saw it: its end time, Asterisk's hang-up cause, answered or not (its billsec), so the resync
+        does not overwrite the hook's truth with a guess. Without one nothing tells when or why: it ends at
+        ``lost_at`` (the last moment the websocket was up: exact when Asterisk restarted, a lower bound for a
+        network cut), with our own ``cause``, answered only if we saw the answer; its hang-up line says
+        ``unseen`` and ``between`` (lost, found gone).
+        """
+        if witness is not None and witness["ended_at"] is not None:
+            ended = witness["ended_at"]
+            if call.answered_at is None and witness["status"] == CallStatus.ANSWERED:
+                billsec = witness["billsec"] or 0
+                call.answered_at = witness["answered_at"] or max(call.started_at, ended - timedelta(seconds=billsec))
+            elif call.answered_at is None:
+                call.dial_status = HOOK_DIAL_STATUS.get(str(witness["status"]), call.dial_status)
+            call.hangup_cause = witness["hangup_cause"] or call.hangup_cause
+            return end_call(self.state, call, max(ended, call.answered_at or ended), cause, witness="agi")
+        ended = max(lost_at or at, call.answered_at or call.started_at)
+        return end_call(self.state, call, min(ended, at), cause, unseen=True,
+                        between=[(lost_at or at).isoformat(), at.isoformat()])
 
     def _answered_unseen(self, call: LiveCall, at: datetime) -> list[Effect]:
         """A call answered while no feed watched (an ARI-only site during a cut): both sides are up now, so it

@@ -89,8 +89,9 @@ def picked_up_before_the_agent_left(call: LiveCall) -> datetime | None:
     return first
 
 
-def end_call(state: LiveState, call: LiveCall, at: datetime, cause: str = "") -> list[Effect]:
-    """Every leg is gone: the call's final row, its hang-up line, and call.ended (+ call.missed)."""
+def end_call(state: LiveState, call: LiveCall, at: datetime, cause: str = "", **line: Any) -> list[Effect]:
+    """Every leg is gone: the call's final row, its hang-up line (``line``: more for it), and call.ended
+    (+ call.missed)."""
     state.forget_call(call)
     if call.ended_at is not None or not worth_writing(call):
         return []
@@ -102,7 +103,7 @@ def end_call(state: LiveState, call: LiveCall, at: datetime, cause: str = "") ->
     state.classify(call)
     effects.append(WriteCall(state.record(call)))
     effects.append(state.timeline(call, "hangup", at, "hangup", cause=call.hangup_cause,
-                                  status=str(call.status())))
+                                  status=str(call.status()), **line))
     record = state.record(call)
     data = call_object(state, call) | {"ended_at": at.isoformat(), "duration": record.duration,
                                        "billsec": record.billsec, "hangup_cause": call.hangup_cause}

@@ -21,6 +21,19 @@ async def open_calls(pool: asyncpg.Pool, pbx: str, *, limit: int = 5000) -> list
     return rows
 
 
+async def hook_ends(pool: asyncpg.Pool, call_ids: list[Any]) -> dict[Any, asyncpg.Record]:
+    """The ends our dialplan's ``call-end`` FastAGI hook wrote for ``call_ids``: the witness of a call that ended
+    while no ARI/AMI feed watched (its timeline has ``agi_end``, its row ``ended_at``)."""
+    if not call_ids:
+        return {}
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT id, ended_at, answered_at, status, hangup_cause, billsec FROM calls c"
+            " WHERE id = ANY($1::uuid[]) AND ended_at IS NOT NULL AND EXISTS (SELECT 1 FROM call_events e"
+            " WHERE e.call_id = c.id AND e.kind = 'agi_end')", call_ids)
+    return {row["id"]: row for row in rows}
+
+
 async def conference_calls(pool: asyncpg.Pool, call_ids: list[Any]) -> set[Any]:
     """Which of ``call_ids`` became a conference (a party added or a call merged in), as their timelines say."""
     if not call_ids:
