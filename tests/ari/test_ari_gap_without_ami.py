@@ -162,7 +162,7 @@ async def test_a_call_that_ends_inside_the_gap_keeps_the_end_its_hang_up_hook_wr
 async def test_a_call_answered_and_ended_inside_the_gap_is_answered_not_missed(gap: Gap) -> None:
     """Ringing when the websocket went, answered and hung up while it was away: the hook saw the answer."""
     _, call_id = await inbound(gap)
-    await eventually(lambda: gap.sim.phone("1001").channels(), what="1001 ringing")
+    await eventually(lambda: bool(gap.sim.phone("1001").channels()), what="1001 ringing")
     await eventually(lambda: gap.pbx.state.call_by_id(call_id) is not None, what="the call seen on ARI")
     await gap.open()
     await gap.sim.phone("1001").answer()
