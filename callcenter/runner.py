@@ -62,6 +62,8 @@ async def run_service(config: Config, roles: tuple[str, ...], *, stop: asyncio.E
         await bus.bridge(dsn)
         stack.push_async_callback(bus.close)
         ownership = await start_ownership(config, dsn, roles, stack)
+        if isinstance(ownership, LeasedOwnership):  # an owner's spooled snapshots carry its lease generation
+            writer.generation = ownership.generation
         ctx = ServiceContext(config=config, store=store, writer=writer, bus=bus, health=HealthRegistry(),
                              roles=roles, api_store=api_store, ownership=ownership)
         register_core_health(ctx)

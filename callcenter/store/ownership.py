@@ -9,6 +9,7 @@ Expiry uses the database's clock (``now()``), never an instance's.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import asyncpg
@@ -79,6 +80,16 @@ async def lease_is_current(conn: asyncpg.Connection | asyncpg.Pool, pbx_key: str
         "SELECT 1 FROM pbx_leases WHERE pbx_key = $1 AND instance_id = $2 AND generation = $3"
         " AND expires_at > now()", pbx_key, instance_id, generation)
     return held is not None
+
+
+async def lease_generations(conn: asyncpg.Connection, pbx_keys: Iterable[str], *, lock: bool = False
+                            ) -> dict[str, int]:
+    """The current lease generation of each of ``pbx_keys`` that has a lease row (none: no [cluster] there).
+    ``lock``: hold the rows ``FOR SHARE`` until the caller's transaction ends — a take-over (an UPDATE of the
+    row) waits for it, so a write fenced by these generations cannot land after a newer owner's."""
+    rows = await conn.fetch("SELECT pbx_key, generation FROM pbx_leases WHERE pbx_key = ANY($1::text[])"
+                            + (" ORDER BY pbx_key FOR SHARE" if lock else ""), sorted(pbx_keys))
+    return {row["pbx_key"]: int(row["generation"]) for row in rows}
 
 
 async def lease_table(pool: asyncpg.Pool) -> dict[str, tuple[Lease, float]]:

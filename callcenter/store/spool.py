@@ -6,6 +6,14 @@ service carries on; a background task replays the spool in order once Postgres i
 spool holds anything, new writes queue behind it, so order is kept. Every write is idempotent
 (deterministic call ids, event dedupe keys), so a write replayed after a half-finished attempt is
 stored once.
+
+Fencing (issue 16). With ``[cluster]`` a PBX's owner may lose its lease while its writes wait in the spool, and a
+new owner then writes newer rows of the same calls. A call snapshot from a PBX's driver (ARI, AMI) is spooled
+with the lease generation it was made under (``fence``: pbx and generation, from ``generation``); its replay runs
+in one transaction with the PBX's lease row locked (``FOR SHARE``, so a take-over waits for it to commit) and is
+dropped — logged ``event=spool_replay_fenced``, counted in ``fenced_total`` — when the lease's generation moved
+on: an ex-owner never overwrites what the new owner wrote. Timeline lines, queue attempts and quarantined input
+are facts written once (deduplicated), and hooks' rows (AGI) are not an owner's: those replay unfenced.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import json
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,11 +32,14 @@ from typing import Any
 from callcenter.domain import CallEvent, CallRecord, CallStatus, Direction, QueueAttempt, Source
 from callcenter.store import asterisk as asterisk_sql
 from callcenter.store.calls import CallStore, event_dedupe_key
+from callcenter.store.ownership import lease_generations
 from callcenter.store.unavailable import STORE_UNAVAILABLE, forget_read_only
 
 log = logging.getLogger("callcenter.spool")
 
 FIRST_RETRY_SECONDS = 0.1
+# the sources whose call rows come from a PBX's owner (its ARI app and AMI watcher): spooled with their generation
+OWNER_SOURCES = frozenset({Source.ARI.value, Source.AMI.value})
 _DB_DOWN = STORE_UNAVAILABLE  # down, restarting, or failing over (no host takes writes yet): spool and retry
 
 
@@ -82,12 +94,13 @@ class _Run:
     one line of another kind (``other``: a queue attempt, a quarantined line)."""
 
     calls: list[dict[str, Any]] = field(default_factory=list)
+    fenced: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)  # (call snapshot, fence)
     events: list[dict[str, Any]] = field(default_factory=list)
     other: dict[str, Any] | None = None
     call_ids: set[str] = field(default_factory=set)
 
     def __len__(self) -> int:
-        return len(self.calls) + len(self.events) + (self.other is not None)
+        return len(self.calls) + len(self.fenced) + len(self.events) + (self.other is not None)
 
 
 def _runs(items: list[dict[str, Any]]) -> list[_Run]:
@@ -106,7 +119,10 @@ def _runs(items: list[dict[str, Any]]) -> list[_Run]:
             last = _Run()
             runs.append(last)
         if kind == "call":
-            last.calls.append(payload)
+            if item.get("fence"):
+                last.fenced.append((payload, item["fence"]))
+            else:
+                last.calls.append(payload)
             last.call_ids.add(call)
         else:
             last.events.append(payload)
@@ -116,8 +132,11 @@ def _runs(items: list[dict[str, Any]]) -> list[_Run]:
 class SpooledWriter:
     """The one way adapters write calls: to Postgres when it answers, to the spool when it does not."""
 
-    def __init__(self, store: CallStore, spool_path: Path, *, retry_seconds: float = 1.0) -> None:
+    def __init__(self, store: CallStore, spool_path: Path, *, retry_seconds: float = 1.0,
+                 generation: Callable[[str], int | None] | None = None) -> None:
         self.store = store
+        # a PBX's lease generation held now (None: not ours), given with [cluster] (LeasedOwnership.generation)
+        self.generation = generation
         self.spool_path = spool_path
         self.retry_seconds = retry_seconds
         self._lock = asyncio.Lock()
@@ -125,6 +144,7 @@ class SpooledWriter:
         self._pending = self._count_lines()
         self.spooled_total = 0
         self.replayed_total = 0
+        self.fenced_total = 0  # spooled snapshots dropped at replay: their PBX's lease had moved on
 
     @property
     def pending(self) -> int:
@@ -173,7 +193,16 @@ class SpooledWriter:
                                          "received_at": datetime.now().astimezone().isoformat()})
 
     # -- machinery ----------------------------------------------------------------------------
+    def _fence(self, kind: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """The generation an owner's call snapshot is made under, taken when it is made (not when it is spooled:
+        the direct attempt may take a while, and the lease may lapse meanwhile)."""
+        if self.generation is None or kind != "call" or payload.get("source") not in OWNER_SOURCES:
+            return None
+        generation = self.generation(str(payload["pbx"]))
+        return None if generation is None else {"pbx": payload["pbx"], "gen": generation}
+
     async def _write(self, kind: str, payload: dict[str, Any]) -> None:
+        fence = self._fence(kind, payload)
         # Straight to Postgres, concurrently, while nothing waits in the spool; each caller awaits its own
         # writes, so one call's writes keep their order. Once anything is spooled, everything queues behind it.
         if self._pending == 0 and not self._lock.locked():
@@ -184,7 +213,10 @@ class SpooledWriter:
                 log.warning("event=store_unreachable action=spooling error=%s", type(exc).__name__)
                 await forget_read_only(self.store.pool, exc)
         async with self._lock:
-            await asyncio.to_thread(self._append, json.dumps({"kind": kind, "payload": payload}, default=str))
+            line: dict[str, Any] = {"kind": kind, "payload": payload}
+            if fence is not None:
+                line["fence"] = fence
+            await asyncio.to_thread(self._append, json.dumps(line, default=str))
             self._pending += 1
             self.spooled_total += 1
             self._ensure_replayer()
@@ -254,6 +286,8 @@ class SpooledWriter:
         if run.other is not None:
             await self._apply(run.other["kind"], run.other["payload"])
             return
+        if run.fenced:
+            await self._apply_fenced(run.fenced)
         if len(run.calls) == 1:
             await self._apply("call", run.calls[0])
         elif run.calls:
@@ -262,6 +296,26 @@ class SpooledWriter:
             await self._apply("event", run.events[0])
         elif run.events:
             await self.store.add_events(_event_from_json(p) for p in run.events)
+
+    async def _apply_fenced(self, items: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+        """Owners' snapshots, in one transaction that holds their PBXs' lease rows (``FOR SHARE``: a take-over
+        waits until we commit, so the new owner's writes land after ours, never under them). A snapshot made
+        under a generation older than the lease's now is dropped: the PBX has had another owner since."""
+        stale: dict[tuple[str, int, int], int] = {}
+        async with self.store.pool.acquire() as conn, conn.transaction():
+            current = await lease_generations(conn, {str(fence["pbx"]) for _payload, fence in items}, lock=True)
+            for payload, fence in items:
+                now_held = current.get(str(fence["pbx"]))
+                if now_held is not None and now_held > int(fence["gen"]):
+                    key = (str(fence["pbx"]), int(fence["gen"]), now_held)
+                    stale[key] = stale.get(key, 0) + 1
+                    continue
+                await self.store.upsert_call(_record_from_json(payload), conn)
+        for (pbx, generation, now_held), dropped in stale.items():
+            self.fenced_total += dropped
+            log.warning("event=spool_replay_fenced pbx=%s generation=%d current_generation=%d dropped=%d: "
+                        "written while this instance drove the PBX, which another instance has driven since",
+                        pbx, generation, now_held, dropped)
 
     async def _apply(self, kind: str, payload: dict[str, Any]) -> None:
         if kind == "call":
