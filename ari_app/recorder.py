@@ -1,8 +1,9 @@
 """Carries out the effects of the live state: bus messages at once, store writes in batches behind it.
 
-Writes go through ``ctx.writer`` (spool-safe). Timeline lines are batched into one multi-row INSERT when
-the writer has nothing spooled (the fast path, ≥ 10× one INSERT per event, see bench_call_events); if that
-fails, or the spool is already in use, each line goes through the writer so order and durability hold.
+Writes go through ``ctx.writer`` (spool-safe). When the writer has nothing spooled, a batch — its call
+snapshots and timeline lines — is written in one round trip (``write_calls``: ≥ 10× one INSERT per event, see
+bench_call_events; six times fewer round trips than a call's own transaction, bench real_load); if that
+fails, or the spool is already in use, each write goes through the writer so order and durability hold.
 Several snapshots of the same call in one batch collapse into the newest (each is the full known state).
 """
 
@@ -126,36 +127,23 @@ class Recorder:
                 calls[effect.record.id] = effect.record
             else:
                 events.append(effect.event)
-        await self._write_calls(list(calls.values()))
-        self.written_calls += len(calls)
-        await self._write_events(events)
-        self.written_events += len(events)
-
-    async def _write_calls(self, records: list[CallRecord]) -> None:
+        records = list(calls.values())
         store = getattr(self.writer, "store", None)
-        if len(records) > 1 and store is not None and getattr(self.writer, "pending", 1) == 0:
-            try:
-                await asterisk_sql.upsert_calls(store, records)
+        if store is not None and getattr(self.writer, "pending", 1) == 0 and (records or events):
+            try:  # one round trip for the whole batch, however small (at 5 calls/s most hold one or two effects)
+                await asterisk_sql.write_calls(store, records, events)
+                self.written_calls += len(records)
+                self.written_events += len(events)
                 return
             except Exception as exc:  # Postgres away: the writer spools them one by one below
-                log.warning("event=recorder_batch_write_failed what=calls count=%d error=%s next=spool", len(records),
-                            type(exc).__name__)
+                log.warning("event=recorder_batch_write_failed calls=%d events=%d error=%s next=spool",
+                            len(records), len(events), type(exc).__name__)
         for record in records:
             await self._one(self.writer.upsert_call(record), "call", record.id)
-
-    async def _write_events(self, events: list[CallEvent]) -> None:
-        if not events:
-            return
-        store = getattr(self.writer, "store", None)
-        if len(events) > 1 and store is not None and getattr(self.writer, "pending", 1) == 0:
-            try:
-                await store.add_events(events)
-                return
-            except Exception as exc:  # Postgres away: the writer spools them one by one below
-                log.warning("event=recorder_batch_write_failed what=events count=%d error=%s next=spool", len(events),
-                            type(exc).__name__)
+        self.written_calls += len(records)
         for event in events:
             await self._one(self.writer.add_event(event), event.kind, event.call_id)
+        self.written_events += len(events)
 
     async def _one(self, write: Any, what: str, call_id: Any) -> None:
         """One write through the writer; a write it refuses (not an outage: it spools those) costs only itself."""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import enum
+import json
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
-from callcenter.domain import CALL_FIELDS, CallRecord
+from callcenter.domain import CALL_FIELDS, CallEvent, CallRecord
+from callcenter.store.calls import event_dedupe_key
 
 
 async def open_calls(pool: asyncpg.Pool, pbx: str, *, limit: int = 5000) -> list[asyncpg.Record]:
@@ -45,64 +49,60 @@ async def conference_calls(pool: asyncpg.Pool, call_ids: list[Any]) -> set[Any]:
 
 
 async def upsert_calls(store: Any, records: list[CallRecord]) -> None:
-    """Many call snapshots in one transaction, pipelined (``executemany``): the ARI recorder's fast path.
+    """Many call snapshots in one transaction: the ARI recorder's and the AGI batcher's path, a spool's replay.
 
     Same meaning as ``CallStore.upsert_call`` for each record — (pbx, source, source_id) keeps one call,
-    the row keeps the first-seen ``started_at``, ``tags`` merge, fields a record leaves ``None`` are kept.
+    the row keeps the first-seen ``started_at``, ``tags`` merge, fields a record leaves ``None`` are kept —
+    and a call's snapshots apply in their order. :func:`write_calls` without timeline lines.
     """
-    if not records:
+    await write_calls(store, records, ())
+
+
+async def write_calls(store: Any, records: Sequence[CallRecord], events: Sequence[CallEvent]) -> None:
+    """Call snapshots and timeline lines in **one round trip** (``cc_write_calls``, migration 0038), one transaction.
+
+    Was six (BEGIN, the calls' locks, their keys, their rows, COMMIT, then the timeline INSERT): at 5 calls/s a
+    batch holds one or two writes, so round trips — a send and a wake-up each — were most of the service's CPU
+    per call (bench real_load). The SQL function takes the same per-call advisory locks as ``upsert_call``, in
+    one order, then writes each record in order (see the migration for the exact meaning).
+    """
+    if not records and not events:
         return
-    # Written grouped by the fields they give (one statement per group), in waves: a call's n-th snapshot of the
-    # batch goes in wave n, so several snapshots of one call apply in their order whatever fields each gives.
-    waves: list[dict[tuple[str, ...], list[tuple[Any, ...]]]] = []
-    seen: dict[Any, int] = {}
+    columns: list[list[Any]] = [[] for _ in range(len(_COLUMNS))]
     for record in records:
-        given = record.given()
-        given.setdefault("direction", None)
-        given.setdefault("status", None)
-        wave = seen.get(record.id, 0)
-        seen[record.id] = wave + 1
-        if wave == len(waves):
-            waves.append({})
-        waves[wave].setdefault(tuple(given), []).append(
-            (record.id, record.pbx, str(record.source), record.source_id, record.started_at, *given.values()))
+        for values, value in zip(columns, _record_values(record), strict=True):
+            values.append(value)
+    event_columns: list[list[Any]] = [[], [], [], [], [], []]
+    for event in events:
+        for values, value in zip(event_columns, (event.call_id, event.at, event.kind, event.source,
+                                                 event_dedupe_key(event), json.dumps(event.data, default=str)),
+                                 strict=True):
+            values.append(value)
     async with store.pool.acquire() as conn:
         for when in {(r.started_at.year, r.started_at.month): r.started_at for r in records}.values():
             await store.ensure_partition(conn, when)
-        async with conn.transaction():
-            # The same per-call lock as CallStore.upsert_call (in one order, so two batches never deadlock):
-            # without it a call's first batched write and its tagging hook's write, at once, could not see each
-            # other's uncommitted row and inserted two rows of one call (bench_real_load: 9 of 150 at 10 calls/s).
-            await conn.executemany("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))",
-                                   [(call_id,) for call_id in sorted({str(r.id) for r in records})])
-            # a key takes the call's stored start, as upsert_call's does: a later source (an AGI hook's linkedid
-            # epoch, before ARI's creation time) must not bring an earlier start that the row lookup below prefers
-            await conn.executemany(
-                "INSERT INTO call_keys (pbx, source, source_id, call_id, started_at) VALUES ($1,$2,$3,$4,"
-                " COALESCE((SELECT started_at FROM calls WHERE id = $4 LIMIT 1), $5::timestamptz))"
-                " ON CONFLICT (pbx, source, source_id) DO NOTHING",
-                [(r.pbx, str(r.source), r.source_id, r.id, r.started_at) for r in records])
-            for groups in waves:
-                for names, rows in groups.items():
-                    await conn.executemany(_upsert_sql(names), rows)
+        await conn.execute(_WRITE_SQL, *columns, *event_columns)
 
 
-def _upsert_sql(names: tuple[str, ...]) -> str:
-    assert all(name in CALL_FIELDS for name in names)
-    values = ["$1", "$2", "$3", "$4",
-              "COALESCE((SELECT started_at FROM calls WHERE id = $1 LIMIT 1),"
-              " (SELECT started_at FROM call_keys WHERE call_id = $1 ORDER BY started_at LIMIT 1), $5::timestamptz)"]
-    for i, name in enumerate(names, start=6):
-        default = {"direction": "'unknown'", "status": "'ringing'"}.get(name)
-        values.append(f"COALESCE(${i}, {default})" if default else f"${i}")
-    updates = []
-    for i, name in enumerate(names, start=6):
-        if name == "tags":
-            updates.append("tags = calls.tags || EXCLUDED.tags")
-        elif name in ("direction", "status"):
-            updates.append(f"{name} = CASE WHEN ${i}::text IS NULL THEN calls.{name} ELSE EXCLUDED.{name} END")
+# cc_write_calls' parameters for a record, in order: the key, then every CALL_FIELDS column (None = keep)
+_COLUMNS = ("id", "pbx", "source", "source_id", "started_at", *CALL_FIELDS)
+assert _COLUMNS[5:] == (
+    "direction", "status", "caller_raw", "caller", "caller_name", "callee_raw", "callee", "callee_name",
+    "extension", "trunk", "queue", "answered_at", "ended_at", "duration", "billsec", "ring_seconds",
+    "hangup_cause", "tags", "recording", "linkedid", "uniqueid", "codes"), "cc_write_calls takes them in this order"
+_WRITE_SQL = f"SELECT cc_write_calls({', '.join(f'${i}' for i in range(1, len(_COLUMNS) + 7))})"
+
+
+def _record_values(record: CallRecord) -> tuple[Any, ...]:
+    out: list[Any] = [record.id, record.pbx, str(record.source), record.source_id, record.started_at]
+    for name in CALL_FIELDS:
+        value = getattr(record, name)
+        if value is None:
+            out.append(None)
+        elif name in ("tags", "codes"):
+            out.append(json.dumps(value))
+        elif isinstance(value, enum.Enum):
+            out.append(value.value)
         else:
-            updates.append(f"{name} = EXCLUDED.{name}")
-    updates.append("updated_at = now()")
-    return (f"INSERT INTO calls (id, pbx, source, source_id, started_at, {', '.join(names)})"
-            f" VALUES ({', '.join(values)}) ON CONFLICT (id, started_at) DO UPDATE SET {', '.join(updates)}")
+            out.append(value)
+    return tuple(out)

@@ -3,9 +3,8 @@
 Each tagging hook wrote its call (a transaction with the call's advisory lock) and its timeline line on a pool
 connection of its own, ≈ 100 hooks/s at 50 calls/s, competing for the pool and for the calls' locks with the
 ARI recorder's batches. Here a hook's write is queued and returns at once; one task writes whatever has queued
-meanwhile with :func:`callcenter.store.asterisk.upsert_calls` (same meaning as ``upsert_call`` for each record;
-it groups records by the fields they set, and a call's hooks set different fields, so their order within a batch
-does not change the row) and one multi-row timeline INSERT. If the batch fails (Postgres away) or the
+meanwhile, calls and timeline lines in one round trip, with :func:`callcenter.store.asterisk.write_calls` (same
+meaning as ``upsert_call`` for each record, applied in their order). If the batch fails (Postgres away) or the
 spool already holds writes, each write goes through the :class:`SpooledWriter`, so order and durability hold.
 """
 
@@ -99,8 +98,7 @@ class BatchedCallWriter:
         events = [item for item in batch if isinstance(item, CallEvent)]
         if self.writer.pending == 0:
             try:
-                await asterisk_sql.upsert_calls(self.writer.store, records)
-                await self.writer.store.add_events(events)
+                await asterisk_sql.write_calls(self.writer.store, records, events)  # one round trip
                 return
             except Exception as exc:  # Postgres away: one by one through the spool (every write is idempotent)
                 log.warning("event=batched_write_spooled error=%s items=%d", type(exc).__name__, len(batch))

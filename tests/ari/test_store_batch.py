@@ -6,9 +6,9 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from callcenter.domain import CallRecord, CallStatus, Direction, Source
+from callcenter.domain import CallEvent, CallRecord, CallStatus, Direction, Source
 from callcenter.store import CallStore
-from callcenter.store.asterisk import open_calls, upsert_calls
+from callcenter.store.asterisk import open_calls, upsert_calls, write_calls
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -87,3 +87,47 @@ async def test_several_snapshots_of_one_call_in_a_batch_apply_in_their_order(sto
     row = await store.get_call(call)
     assert row is not None
     assert (row["status"], row["extension"], row["answered_at"]) == ("answered", "1003", T0 + timedelta(seconds=5))
+
+
+async def test_one_round_trip_write_stores_every_field_as_upsert_call_does(store: CallStore) -> None:
+    """write_calls (the recorder's and the AGI batcher's path: calls and timeline lines in one SQL function call,
+    migration 0038) against CallStore.upsert_call, record by record: every column of the row the same — a field
+    left None keeps the stored value, tags merge, codes and counts replace, the first start stays."""
+    one, other = uuid.uuid4(), uuid.uuid4()
+
+    def snapshots(call_id: uuid.UUID) -> list[CallRecord]:
+        return [
+            CallRecord(call_id, "main", Source.AGI, f"L-{call_id}", T0, direction=Direction.INBOUND,
+                       caller_raw="0521234567", caller="+972521234567", tags={"did": "+97235550100", "n": 1},
+                       codes=["7"], linkedid="L1"),
+            CallRecord(call_id, "main", Source.ARI, f"chan-{call_id}", T0 + timedelta(seconds=1),
+                       status=CallStatus.ANSWERED, caller_name="Dana \"D\" O'Neil, Ltd", callee_raw="1002",
+                       callee="1002", callee_name="Agent", extension="1002", trunk="pstn", queue="sales",
+                       answered_at=T0 + timedelta(seconds=4), ring_seconds=3, recording="r/1.wav",
+                       uniqueid="u1", tags={"n": 2, "vip": True}),
+            CallRecord(call_id, "main", Source.ARI, f"chan-{call_id}", T0 + timedelta(seconds=1),
+                       ended_at=T0 + timedelta(seconds=64), duration=64, billsec=60, hangup_cause="Normal Clearing",
+                       codes=["7", "12"], tags={}),
+        ]
+
+    for record in snapshots(one):
+        await store.upsert_call(record)
+    for record in snapshots(other):
+        await write_calls(store, [record], [])
+    mine, theirs = await store.get_call(one), await store.get_call(other)
+    assert mine is not None and theirs is not None
+    skip = {"id", "source_id", "search_text", "updated_at"}
+    assert {k: v for k, v in theirs.items() if k not in skip} == {k: v for k, v in mine.items() if k not in skip}
+    assert theirs["tags"] == {"did": "+97235550100", "n": 2, "vip": True} and theirs["codes"] == ["7", "12"]
+    assert theirs["started_at"] == T0 and theirs["billsec"] == 60 and theirs["caller_name"] == "Dana \"D\" O'Neil, Ltd"
+
+
+async def test_one_round_trip_write_adds_the_timeline_lines_once(store: CallStore) -> None:
+    call_id = uuid.uuid4()
+    record = CallRecord(call_id, "main", Source.AGI, "L9", T0, direction=Direction.INBOUND)
+    lines = [CallEvent(call_id, T0, "tag", "agi", {"hook": "tag-inbound"}, dedupe_key="agi:tag:L9"),
+             CallEvent(call_id, T0 + timedelta(seconds=2), "answered", "ari", {"by": "1002", "at": T0})]
+    await write_calls(store, [record], lines)
+    await write_calls(store, [], lines)  # a batch written again (replayed) adds nothing
+    assert [(e["kind"], e["data"]) for e in await store.call_events(call_id)] == [
+        ("tag", {"hook": "tag-inbound"}), ("answered", {"by": "1002", "at": str(T0)})]
