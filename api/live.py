@@ -305,12 +305,16 @@ async def with_directory(request: web.Request, identity: Identity, extensions: l
 async def get_live(request: web.Request) -> web.Response:
     """Extensions (registration + call state + current call), active calls, trunks in use and queues."""
     identity = get_identity(request)
-    port = request.app[CTX_KEY].ports.live
+    ports = request.app[CTX_KEY].ports
+    port, lines = ports.live, ports.legacy_lines
     try:
         snapshot = await port.snapshot() if port is not None else None
+        legacy = await lines.calls() if lines is not None else []
     except Exception:  # the ARI app's bug must not look like ours, nor leak a trace
         log.exception("event=live_snapshot_failed")
         raise Unavailable("the live view failed; try again") from None
+    if legacy:  # old PBXs' and caller-ID boxes' rings and calls, with the ids their events carry
+        snapshot = {**(snapshot or {}), "calls": [*_rows((snapshot or {}).get("calls")), *legacy]}
     body = {"generated_at": _now(), "connected": port is not None, **filter_snapshot(identity, snapshot)}
     await with_directory(request, identity, body["extensions"])
     per_pbx = (snapshot or {}).get("connected")

@@ -1,4 +1,5 @@
-"""Ports: what the API asks of the ARI app, as Protocols the core owns and ``ari_app`` implements.
+"""Ports: what the API asks of the ARI app (and of the legacy bridge), as Protocols the core owns and the adapters
+implement.
 
 The composition root (``callcenter.runner``) hands the implementations to the API at start-up, so
 the API never imports ``ari_app`` and both can be tested alone.
@@ -95,6 +96,16 @@ class LiveView(Protocol):
         """Per PBX driven here: ``{"known": the Asterisk has the endpoint, "registered": its phone is registered}``
         (which Asterisk an extension is on, when the PBXs are driven by several instances)."""
         ...
+
+
+@runtime_checkable
+class LegacyLines(Protocol):
+    """What old PBXs and caller-ID boxes report as live now (rings, answered calls), for ``GET /api/v1/live``.
+
+    The legacy bridge implements it; its calls are the live contract's ``LiveCall`` objects with the ids of the
+    ``call.*`` events it publishes (``source`` smdr | cid, ``line``), so a page keys snapshot and events alike."""
+
+    async def calls(self) -> list[dict[str, Any]]: ...
 
 
 @runtime_checkable

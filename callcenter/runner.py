@@ -75,6 +75,9 @@ async def run_service(config: Config, roles: tuple[str, ...], *, stop: asyncio.E
                 if provided is not None:  # the one place ports are wired: the routers run them for the API
                     ctx.local_ports.wire(provided)
                     stack.callback(ctx.local_ports.unwire, provided)
+                    unrouted = provided.unrouted()  # and the API reads the ports no router covers as they are
+                    ctx.ports.wire(unrouted)
+                    stack.callback(ctx.ports.unwire, unrouted)
             else:
                 ctx.health.register(role, lambda: {"state": "disabled"})
         log.info("event=service_ready roles=%s", ",".join(roles))

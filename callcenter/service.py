@@ -18,7 +18,7 @@ from typing import Any
 from callcenter.bus import EventBus
 from callcenter.config import Config
 from callcenter.ownership import Ownership, SoleOwner
-from callcenter.ports import CallControl, LiveView, MonitorControl, PickupControl, QueueControl
+from callcenter.ports import CallControl, LegacyLines, LiveView, MonitorControl, PickupControl, QueueControl
 from callcenter.store import CallStore, SpooledWriter
 
 log = logging.getLogger("callcenter.health")
@@ -137,6 +137,13 @@ class Ports:
     live: LiveView | None = None
     queue_control: QueueControl | None = None
     pickup: PickupControl | None = None
+    # this instance's legacy links (their rings and calls now): no router, the API reads them as they are
+    legacy_lines: LegacyLines | None = None
+
+    def unrouted(self) -> Ports:
+        """The ports no router covers (``callcenter.forwarding`` routes the Asterisk ones): the root wires these
+        straight into the API's ports."""
+        return Ports(legacy_lines=self.legacy_lines)
 
     def wire(self, provided: Ports) -> None:
         """Take every port ``provided`` offers (the root calls this as a component starts)."""

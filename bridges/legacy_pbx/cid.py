@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bridges.legacy_pbx.records import Item, LegacyCall, LegacyParseError, Notice, Ringing
+from bridges.legacy_pbx.records import Answered, Item, LegacyCall, LegacyParseError, Notice, Ringing
 from callcenter.domain import CallStatus, Direction, Source
 
 RING_GAP_SECONDS = 8.0  # analog ring cadence is ~5 s: no ring for this long means the caller gave up
@@ -103,6 +103,8 @@ class CidLines:
             if st.state == "idle":
                 st.state, st.first_at, st.number, st.rings = "ringing", now, "", 0
                 out.append(Ringing(event.line, "", event.number, now))
+            elif st.state == "ringing" and event.number and not st.number and st.first_at is not None:
+                out.append(Ringing(event.line, "", event.number, st.first_at))  # the number came after a ring
             if st.state == "ringing":
                 st.last_ring_at = now
                 st.rings += 0 if event.number else 1
@@ -110,6 +112,7 @@ class CidLines:
         elif event.kind == "offhook":
             if st.state == "ringing":
                 st.state, st.answered_at = "inbound", now
+                out.append(Answered(event.line, "", st.number, now))
             elif st.state == "idle":
                 st.state, st.first_at, st.digits = "outbound", now, ""
         elif event.kind == "digits":

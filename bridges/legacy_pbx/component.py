@@ -23,13 +23,14 @@ from typing import Any
 import asyncpg
 
 from bridges.legacy_pbx.link import LEGACY_KINDS, decoder_for, pump, transport_for
+from bridges.legacy_pbx.live import LiveLines
 from bridges.legacy_pbx.normalize import call_json, call_record, e164_or_blank
-from bridges.legacy_pbx.records import Alarm, Duplicate, Item, LegacyCall, Notice, Quarantined, Ringing
+from bridges.legacy_pbx.records import Alarm, Answered, Duplicate, Item, LegacyCall, Notice, Quarantined, Ringing
 from bridges.legacy_pbx.telsa import RecordingWatcher
 from bridges.legacy_pbx.transports import Transport
 from callcenter.config import PbxConfig
 from callcenter.domain import CallStatus, call_id_for
-from callcenter.service import ServiceContext
+from callcenter.service import Ports, ServiceContext
 from callcenter.store.unavailable import STORE_UNAVAILABLE
 
 log = logging.getLogger("bridges.legacy_pbx")
@@ -41,8 +42,10 @@ QUARANTINE_BATCH = 1000
 class LegacyLink:
     """One PBX: transport → decoder → store and bus."""
 
-    def __init__(self, ctx: ServiceContext, pbx: PbxConfig, transport: Transport) -> None:
+    def __init__(self, ctx: ServiceContext, pbx: PbxConfig, transport: Transport,
+                 live: LiveLines | None = None) -> None:
         self.ctx, self.pbx, self.transport = ctx, pbx, transport
+        self.live = live if live is not None else LiveLines()
         self.decoder = decoder_for(pbx)
         self.source = "cid" if pbx.kind in ("segal", "danjeh") else "smdr"
         self.plan = pbx.number_plan
@@ -93,7 +96,13 @@ class LegacyLink:
                 self.counts["quarantined"] += 1
                 await self._quarantine.put(item)
             elif isinstance(item, Ringing):
-                await self.ctx.bus.publish("call.ringing", self._ringing_event(item))
+                ringing = self._ringing_event(item)
+                self.live.put(ringing)  # before the event: a snapshot never lags the events (see live.py)
+                await self.ctx.bus.publish("call.ringing", ringing)
+            elif isinstance(item, Answered):
+                answered = self._answered_event(item)
+                self.live.put(answered)
+                await self.ctx.bus.publish("call.answered", answered)
             elif isinstance(item, Alarm):
                 self._log_alarm(item.text)
             elif isinstance(item, Notice):
@@ -120,6 +129,7 @@ class LegacyLink:
         ringing = self._ringing.pop(call.line, None) if call.line else None
         if ringing is not None:
             data["ringing_call_id"] = ringing
+            self.live.end(ringing)
         log.info("event=legacy_call pbx=%s call_id=%s direction=%s status=%s line=%s", self.pbx.key,
                  record.id, call.direction, call.status, call.line)
         await self.ctx.bus.publish(topic, data)
@@ -132,12 +142,26 @@ class LegacyLink:
             self._ringing[item.line] = call_id
         extension = self._extension_of_line(item.extension, item.line)
         seen = datetime.now(UTC)
+        known = self.live.get(call_id)  # a box that sent the caller's number after the first ring: the same ring
         return {"call_id": call_id, "pbx": self.pbx.key, "source": self.source, "direction": "inbound",
                 "state": "ringing", "line": item.line, "trunk": item.line, "extension": extension,
                 "extensions": [extension] if extension else [], "caller": number, "caller_raw": item.number_raw,
                 "number_raw": item.number_raw, "number": number, "pbx_time": item.at.isoformat(),
                 # when we saw it ring (a live timer must not count from a PBX clock that is off, or old data)
-                "started_at": seen.isoformat(), "at": seen.isoformat()}
+                "started_at": known["started_at"] if known else seen.isoformat(), "answered_at": None,
+                "at": seen.isoformat()}
+
+    def _answered_event(self, item: Answered) -> dict[str, Any]:
+        """The ringing call of the line, now in a call with the extension that answered (``CallEvent``). An answer
+        whose ring was not seen (RC printing off on the PBX) is a live call of its own, which its record ends."""
+        call_id = self._ringing.get(item.line) if item.line else None
+        known = self.live.get(call_id) if call_id is not None else None
+        if known is None:
+            known = self._ringing_event(Ringing(item.line, item.extension, item.number_raw, item.at))
+        extension = self._extension_of_line(item.extension, item.line) or str(known.get("extension") or "")
+        now = datetime.now(UTC).isoformat()
+        return {**known, "state": "in_call", "extension": extension,
+                "extensions": [extension] if extension else [], "answered_at": now, "at": now}
 
     def _log_alarm(self, text: str) -> None:
         """Alarms repeat every minute while they last: log a change at once, a repeat once a minute."""
@@ -174,7 +198,9 @@ class LegacyLink:
 
 
 @asynccontextmanager
-async def run(ctx: ServiceContext) -> AsyncIterator[None]:
+async def run(ctx: ServiceContext) -> AsyncIterator[Ports | None]:
+    """Every legacy link and Telsa watcher; provides ``legacy_lines``, the live calls of these links (live.py)."""
+    live = LiveLines()
     links: list[LegacyLink] = []
     watchers: list[RecordingWatcher] = []
     for pbx in ctx.config.pbx:
@@ -182,7 +208,7 @@ async def run(ctx: ServiceContext) -> AsyncIterator[None]:
             continue
         transport = transport_for(pbx, tail=True)
         if transport is not None:
-            links.append(LegacyLink(ctx, pbx, transport))
+            links.append(LegacyLink(ctx, pbx, transport, live))
         if pbx.legacy is not None and pbx.legacy.recordings_dir:
             watchers.append(RecordingWatcher(ctx.store, ctx.writer, pbx))
 
@@ -201,7 +227,7 @@ async def run(ctx: ServiceContext) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(link.run(), name=f"legacy-{link.pbx.key}") for link in links]
     tasks += [asyncio.create_task(w.run(), name=f"telsa-{w.pbx.key}") for w in watchers]
     try:
-        yield
+        yield Ports(legacy_lines=live) if links else None
     finally:
         for task in tasks:
             task.cancel()

@@ -83,7 +83,22 @@ class Notice:
 
 @dataclass(slots=True)
 class Ringing:
-    """A line started ringing (live screen pop); the finished call follows as a :class:`LegacyCall`."""
+    """A line started ringing (live screen pop); the finished call follows as a :class:`LegacyCall`.
+
+    A caller-ID box that reports the caller's number after the first ring says so with a second ``Ringing`` of the
+    same line and ``at`` (the same ring, now with its number)."""
+
+    line: str
+    extension: str
+    number_raw: str
+    at: datetime
+
+
+@dataclass(slots=True)
+class Answered:
+    """A ringing line was picked up (an SMDR ``AN`` record, a caller-ID box's off-hook after rings): the live call is
+    in progress; the finished call still follows as a :class:`LegacyCall`. ``extension`` is the PBX's word ('' for
+    a box), ``at`` the PBX's or the box's time."""
 
     line: str
     extension: str
@@ -98,4 +113,4 @@ class Duplicate:
     natural_key: str
 
 
-Item = LegacyCall | Quarantined | Alarm | Notice | Ringing | Duplicate
+Item = LegacyCall | Quarantined | Alarm | Notice | Ringing | Answered | Duplicate

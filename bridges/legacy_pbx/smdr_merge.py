@@ -12,7 +12,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bridges.legacy_pbx.records import Duplicate, Item, LegacyCall, LegacyParseError, Notice, Ringing, SmdrRecord
+from bridges.legacy_pbx.records import (
+    Answered,
+    Duplicate,
+    Item,
+    LegacyCall,
+    LegacyParseError,
+    Notice,
+    Ringing,
+    SmdrRecord,
+)
 from callcenter.domain import CallStatus, Direction, Source
 
 _IN_MARKERS = ("incoming", "input", "disa incoming", "dil incoming")
@@ -88,6 +97,7 @@ class _Pending:
     extension: str
     answered_at: datetime | None = None
     ring: int | None = None
+    seen_at: datetime | None = None  # this machine's clock, set by the first ``expire`` after the RC arrived
 
 
 @dataclass(slots=True)
@@ -137,7 +147,7 @@ class SmdrMerger:
         if cd == "AN":
             pending = self._pending.setdefault(slot, _Pending(None, rec.extension))
             pending.answered_at, pending.ring, pending.extension = rec.at, rec.ring, rec.extension
-            return out
+            return [*out, Answered(rec.co, rec.extension, dial.number, rec.at)]
         found = self._pending.pop(slot) if slot in self._pending else None
         return out + self._emit(self._incoming(rec, dial, found))
 
@@ -188,8 +198,16 @@ class SmdrMerger:
         return self._emit(call)
 
     def expire(self, now: datetime, hold: timedelta = STALE_RING) -> list[Item]:
-        """A quiet line: a TES ring held for ``hold`` on this machine's clock is recorded as missed."""
+        """A quiet line: a ring (TES ring line, or an RC nobody answered) held for ``hold`` on this machine's clock
+        is recorded as missed — the next record would close it, but a quiet PBX prints none (NA printing off)."""
         out: list[Item] = []
+        for slot, pending in list(self._pending.items()):
+            if pending.answered_at is not None:
+                continue  # answered: in progress until its final record, however long the call
+            if pending.seen_at is None:
+                pending.seen_at = now
+            elif now - pending.seen_at >= hold:
+                out += self._close(slot, "no_answer_record")
         for slot, ring in list(self._rings.items()):
             if ring.seen_at is None:
                 ring.seen_at = now

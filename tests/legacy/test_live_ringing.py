@@ -1,5 +1,6 @@
 """A legacy ring on the live bus: a call the phone panel can show while it rings (the live contract's CallEvent,
-with an id and the phone it rings), replaced by the record when the PBX or the caller-ID box reports the call."""
+with an id and the phone it rings), answered under the same id when the PBX or the box says so, and replaced by the
+record when the PBX or the caller-ID box reports the call."""
 
 from __future__ import annotations
 
@@ -59,6 +60,9 @@ async def test_an_smdr_ring_is_a_ringing_call_of_its_extension_then_the_record_r
         assert (ringing["extension"], ringing["caller"], ringing["caller_raw"], ringing["state"], ringing["source"]) \
             == ("101", "+989155213422", "09155213422", "ringing", "smdr")
         await panasonic.send(ANSWERED + FINAL)
+        topic, answered = await next_call_event(sub)  # the AN record: the same call, now answered by 101
+        assert topic == "call.answered" and CONTRACT.errors("CallEvent", answered) == []
+        assert (answered["call_id"], answered["state"], answered["extension"]) == (ringing["call_id"], "in_call", "101")
         topic, ended = await next_call_event(sub)
     assert topic == "call.ended" and ended["ringing_call_id"] == ringing["call_id"] != ended["call_id"]
     assert (ended["extension"], ended["caller"], ended["status"]) == ("101", "+989155213422", "answered")
@@ -86,6 +90,8 @@ async def test_a_caller_id_box_line_rings_the_extension_the_config_puts_on_it(st
             assert topic == "call.ringing" and CONTRACT.errors("CallEvent", ringing) == []
             assert (ringing["extension"], ringing["caller"], ringing["line"]) == ("201", "+989121234567", "01")
             box[0].write(b"L01HF@\r\nL01HND: T0012@\r\n")
+            topic, answered = await next_call_event(sub)
+            assert (topic, answered["call_id"], answered["extension"]) == ("call.answered", ringing["call_id"], "201")
             topic, ended = await next_call_event(sub)
         assert topic == "call.ended" and ended["ringing_call_id"] == ringing["call_id"]
         assert (ended["extension"], ended["caller"], ended["source"]) == ("201", "+989121234567", "cid")

@@ -10,7 +10,7 @@ import pytest
 from bridges.legacy_pbx.decoder import LegacyDecoder
 from bridges.legacy_pbx.normalize import call_json, call_record
 from bridges.legacy_pbx.panasonic import SmdrLineParser
-from bridges.legacy_pbx.records import Alarm, Item, LegacyCall, Notice, Quarantined, Ringing
+from bridges.legacy_pbx.records import Alarm, Answered, Item, LegacyCall, Notice, Quarantined, Ringing
 from bridges.legacy_pbx.testing import stepping_clock
 from callcenter.domain import Direction, Source, call_id_for
 from callcenter.numbers import NumberPlan
@@ -175,6 +175,39 @@ def test_a_ring_with_no_closing_record_for_15_minutes_is_closed_as_missed() -> N
     assert calls[0]["tags"]["closed_by"] == "no_answer_record"
 
 
+def test_an_an_record_says_the_ringing_line_was_answered_and_by_which_extension() -> None:
+    rc = "06/01/11 15:06     101 01 <I>09155213422                                     RC "
+    an = "06/01/11 15:06     102 01 <I>09155213422            0'15                     AN "
+    items = decode_lines(rc, an)
+    assert [type(i) for i in items[:2]] == [Ringing, Answered]
+    assert (items[1].line, items[1].extension, items[1].number_raw) == ("01", "102", "09155213422")
+
+
+def test_a_ring_nobody_closes_on_a_quiet_pbx_is_missed_after_15_minutes_of_this_machines_clock() -> None:
+    """NA printing off and no other call: no later record closes the ring, the live view must not keep it."""
+    t0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    now = [t0]
+    decoder = LegacyDecoder("panasonic", tz=UTC, clock=lambda: now[0])
+    decoder.feed_bytes(b"06/01/11 15:06     101 01 <I>09155213422                                     RC \r\n")
+    assert decoder.tick() == []
+    now[0] = t0 + timedelta(minutes=14)
+    assert decoder.tick() == []
+    now[0] = t0 + timedelta(minutes=15)
+    got = only_call(decoder.tick())
+    assert (got["status"], got["line"], got["tags"]["closed_by"]) == ("missed", "01", "no_answer_record")
+
+
+def test_an_answered_ring_stays_in_progress_on_a_quiet_pbx() -> None:
+    t0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    now = [t0]
+    decoder = LegacyDecoder("panasonic", tz=UTC, clock=lambda: now[0])
+    decoder.feed_bytes(b"06/01/11 15:06     101 01 <I>09155213422                                     RC \r\n"
+                       b"06/01/11 15:06     101 01 <I>09155213422            0'15                     AN \r\n")
+    decoder.tick()
+    now[0] = t0 + timedelta(hours=2)
+    assert decoder.tick() == []  # a long call: its final record closes it
+
+
 def test_input_marker_is_an_incoming_call() -> None:
     line = "06/01/11 15:07     101 01 " + f"{'<Input>0912':25}" + " 0'15 00:00'14               "
     got = only_call(decode_lines(line))
@@ -226,6 +259,22 @@ def test_segal_ring_without_answer_is_a_missed_call_once_the_rings_stop() -> Non
     got = call_json(calls[0], "main", PLAN)
     assert (got["direction"], got["status"], got["line"], got["number"]) == ("inbound", "missed", "2", "+982188776655")
     assert got["ring_seconds"] == 5 and got["tags"]["rings"] == 2
+
+
+def test_segal_off_hook_while_ringing_is_an_answer_and_a_late_number_completes_the_ring() -> None:
+    t0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    now = [t0]
+    decoder = LegacyDecoder("segal", clock=lambda: now[0])
+    first = decoder.feed_bytes(b"L1R01@")
+    now[0] = t0 + timedelta(seconds=2)
+    late = decoder.feed_bytes(b"L1C09121234567@")
+    now[0] = t0 + timedelta(seconds=4)
+    assert decoder.feed_bytes(b"L1C09121234567@L1R02@") == []  # the number again: nothing new to say
+    now[0] = t0 + timedelta(seconds=6)
+    answered = decoder.feed_bytes(b"L1HF@")
+    assert first == [Ringing("1", "", "", t0)]
+    assert late == [Ringing("1", "", "09121234567", t0)]  # the same ring (same line and time), now with its caller
+    assert answered == [Answered("1", "", "09121234567", t0 + timedelta(seconds=6))]
 
 
 def test_segal_records_need_no_newlines_between_them() -> None:
