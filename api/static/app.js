@@ -79,11 +79,28 @@ async function api(method, path, body) {
   return data;
 }
 
+// Events that arrive while a snapshot is on its way wait for it, then apply in order: a snapshot taken before a
+// call ended must not bring the call back, and a ring announced before the snapshot that also lists it is shown
+// once (calls are keyed by id; a legacy ring has the same id in both).
+const waitingForSnapshot = new Set();
+
+function receive(msg) {
+  if (waitingForSnapshot.size) { for (const held of waitingForSnapshot) held.push(msg); } else applyEvent(msg);
+}
+
 async function refetch() {
-  const live = await api("GET", "/api/v1/live");
+  const held = [];
+  waitingForSnapshot.add(held);
+  let live;
   let sessions = [];
-  if (session.identity && MONITOR_ROLES.has(session.identity.role)) {
-    try { sessions = (await api("GET", "/api/v1/monitor")).items || []; } catch (_) { sessions = []; }
+  try {
+    live = await api("GET", "/api/v1/live");
+    if (session.identity && MONITOR_ROLES.has(session.identity.role)) {
+      try { sessions = (await api("GET", "/api/v1/monitor")).items || []; } catch (_) { sessions = []; }
+    }
+  } finally {
+    waitingForSnapshot.delete(held);
+    if (!live) for (const msg of held) applyEvent(msg); // no snapshot: the model goes on from the events
   }
   for (const name of ["extensions", "calls", "queues", "trunks", "monitors"]) model[name].clear();
   for (const m of sessions) model.monitors.set(m.session_id, m);
@@ -92,6 +109,7 @@ async function refetch() {
   for (const q of live.queues) model.queues.set(keyOf(q, "name"), q);
   for (const t of live.trunks) model.trunks.set(keyOf(t, "name"), t);
   model.loaded = true; // the phones of /live are known (phone.js: a phone not among them is a legacy PBX's)
+  for (const msg of held) applyEvent(msg);
   render();
   refreshServiceLevel();
   refreshRecent();
@@ -219,7 +237,7 @@ function connect() {
       // subscribe first, then fetch: nothing published in between is lost
       refetch().then(() => setConnection("live", "Live")).catch(fail);
     } else if (msg.type !== "heartbeat" && msg.type !== "pong") {
-      applyEvent(msg);
+      receive(msg);
     }
   };
   ws.onclose = (event) => {
@@ -432,12 +450,16 @@ function party(c) {
   return caller || "unknown";
 }
 
+// a legacy PBX's or caller-ID box's call (source smdr / cid): which line (CO) it is on, beside the phone it rings
+const lineOf = (c) => (c.line && (c.source === "smdr" || c.source === "cid") ? ` · line ${c.line}` : "");
+
 function renderCalls() {
   const calls = [...model.calls.values()].sort((a, b) => String(a.started_at).localeCompare(String(b.started_at)));
-  $("calls").replaceChildren(...calls.map((c) => el("tr", { "data-call": c.call_id },
+  $("calls").replaceChildren(...calls.map((c) => el("tr", { "data-call": c.call_id, "data-source": c.source,
+                                                            "data-line": c.line },
     el("td", {}, party(c), c.caller_name && c.direction !== "outbound" ? " " : null,
        c.caller_name && c.direction !== "outbound" ? crmLink(c.caller || c.caller_raw, "CRM") : null),
-    el("td", { text: c.extension || (c.extensions || []).join(", ") || "—" }),
+    el("td", { text: `${c.extension || (c.extensions || []).join(", ") || "—"}${lineOf(c)}` }),
     el("td", {}, el("span", { class: "badge", "data-state": c.state, text: STATE_LABEL[c.state] || c.state || "" })),
     el("td", { text: c.queue || "" }),
     el("td", { class: "num", "data-since": c.answered_at || c.started_at || "",
