@@ -50,6 +50,8 @@ PARTY_ROLES = ("agent", "customer", "party", "consult")
 
 # the hang-up cause of a call whose channels vanished while our ARI connection was down
 DISCONNECTED_CAUSE = "ended while the service was disconnected"
+# seconds after an originate during which its channel, not listed yet, may still be in the making
+UNBORN_GRACE = 10.0
 # a call-end hook's status, for a call it saw end unanswered, as the Dial status the live call understands
 HOOK_DIAL_STATUS = {str(CallStatus.BUSY): "BUSY", str(CallStatus.FAILED): "CONGESTION"}
 RESTARTED_CAUSE = "Asterisk restarted during the call"
@@ -226,8 +228,19 @@ class AsteriskPbx:
     def _vanished(self, channels: list[dict[str, Any]], known: set[str]) -> list[uuid.UUID]:
         """The calls none of whose channels is listed any more: they ended while no event reached us."""
         present = {str(c.get("id")) for c in channels}
+        at = now()
         return [call.call_id for call in self.state.calls.values()
-                if all(leg.id not in present and leg.id in known for leg in call.live_legs())]
+                if all(leg.id not in present and leg.id in known for leg in call.live_legs())
+                and not self._unborn(call, present, at)]
+
+    @staticmethod
+    def _unborn(call: LiveCall, present: set[str], at: datetime) -> bool:
+        """A call of ours none of whose channels we have had an event of yet (a click-to-call's agent phone
+        ringing: its first event is StasisStart, at the answer) is not over while such a channel is listed — the
+        listing gives it its leg — nor in the first seconds of an originate whose channel may not exist yet."""
+        if call.live_legs() or not call.pending_roles:
+            return False
+        return bool(present & set(call.pending_roles)) or (at - call.started_at).total_seconds() < UNBORN_GRACE
 
     async def _hook_ends(self, call_ids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
         """What our dialplan's ``call-end`` FastAGI hook wrote for calls that ended unseen (store away: none)."""
@@ -258,7 +271,7 @@ class AsteriskPbx:
             for leg in call.live_legs():
                 if leg.id not in present and (known is None or leg.id in known):
                     state.forget_leg(leg)
-            if not call.live_legs():
+            if not call.live_legs() and not self._unborn(call, present, at):
                 effects += self.end_unseen(call, at, cause or DISCONNECTED_CAUSE,
                                            (witnesses or {}).get(call.call_id), lost_at)
                 self.ended_by_resync += 1

@@ -48,6 +48,7 @@ class CallFlow:
         self.state = pbx.state
         self._tasks: set[asyncio.Task[None]] = set()
         self._joined: set[str] = set()
+        self._started: set[str] = set()  # click-to-call agent channels whose answer was handled
         self._waiting: dict[str, asyncio.Future[None]] = {}  # "StasisStart:<channel>" / "PlaybackFinished:<id>"
         self.stasis_wait = STASIS_WAIT
         # conferences: the calls that became one (a party added or a call merged), the host call of every
@@ -207,11 +208,30 @@ class CallFlow:
             return
         role = args[1] if args[0] == "originate" and len(args) > 1 else args[0]
         if role == "agent":
-            async with self.pbx.acting_on(call.call_id):
-                await self.agent_answered(call, channel_id)
+            await self.start_agent(call, channel_id)
         elif event["channel"].get("state") == "Up":
             await self.join(call.linkedid, channel_id, role)
         # a created channel enters Stasis before it is dialled (capture 03): it joins on Dial ANSWER
+
+    async def start_agent(self, call: LiveCall, channel_id: str) -> None:
+        """A click-to-call's agent answered: once per channel, from its StasisStart or — when that event was lost
+        in an ARI gap (ARI replays nothing) — from the resync finding the agent up in our app and alone."""
+        if channel_id in self._started:
+            return
+        self._started.add(channel_id)
+        async with self.pbx.acting_on(call.call_id):
+            await self.agent_answered(call, channel_id)
+
+    def answered_unseen(self, call: LiveCall) -> str | None:
+        """The agent channel of our click-to-call that answered while the websocket was away: up, in no bridge,
+        alone in its call (nothing dialled yet) — its id is the call's linkedid (``cc<hex>``, set at originate),
+        which no queue, pickup or monitoring leg has."""
+        agent = call.legs.get(call.linkedid)
+        if (not call.owned or agent is None or agent.gone or agent.role != "agent" or agent.state != "Up"
+                or agent.bridge or call.bridge or call.transfer or len(call.live_legs()) != 1
+                or not agent.id.startswith("cc") or agent.id in self._started):
+            return None
+        return agent.id
 
     async def join(self, linkedid: str, channel_id: str, role: str) -> None:
         """The far end answered: into the call's bridge (or the consultation bridge)."""
@@ -367,6 +387,7 @@ class CallFlow:
         if kind == "ChannelDestroyed":
             cid = str(event["channel"].get("id"))
             self._joined.discard(cid)
+            self._started.discard(cid)
             host = self.members_seen.get(cid)
             left_bridge = f"{BRIDGE_PREFIX}{host}" if host else ""
             linkedid = self._destroyed_owner(event)
@@ -582,6 +603,11 @@ class CallFlow:
         dialled, a merged call's leg) or, for one already back to its two first parties, its timeline in the store.
         """
         await self.recover_routes()
+        for call in list(self.state.calls.values()):  # the agent answered while no event could tell us
+            agent = self.answered_unseen(call)
+            if agent is not None:
+                log.info("event=agent_answered_unseen call_id=%s channel=%s", call.call_id, agent)
+                self._spawn(self.start_agent(call, agent))  # not awaited: its dial waits on events not read yet
         for call in self.state.calls.values():  # a blind transfer through a route, its target still ringing
             consult = call.leg_with_role("consult") if call.owned and not call.transfer else None
             if consult is not None and call.leg_with_role("agent") is None and call.bridge:
