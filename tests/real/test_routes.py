@@ -5,13 +5,15 @@ before anything rings. `callcenter doctor` says which route leads nowhere."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from callcenter.doctor import run_doctor
 from callcenter.outbound import OutboundRoute
 from tests.real.asterisk import RealAsterisk
-from tests.real.phones import Phones, connected
+from tests.real.audio import FRAME, RATE, tone_present
+from tests.real.phones import Phone, Phones, connected
 from tests.real.service import RunningService
 from tests.real.test_call_rows import row_of
 from tests.waiting import eventually
@@ -119,25 +121,41 @@ async def test_a_conference_party_of_a_routed_call_leaves_through_the_same_trunk
 async def test_a_blind_transfer_of_a_routed_call_leaves_through_the_same_trunk(
         phones: Phones, make_service: Callable[..., Awaitable[RunningService]], asterisk: RealAsterisk) -> None:
     """Blind, on carrier-b: the agent's line drops at once and the target is dialled on trunk-b (a trunk cannot
-    be continued into, so the customer waits in the call's bridge): both trunk-b calls end up bridged together."""
+    be continued into, so the customer waits in the call's bridge): the customer hears it ring — Asterisk's
+    ``ring`` tone of the zone (us: 440+480 Hz, 2 s on, 4 s off), not music — until the target answers; then
+    both trunk-b calls are bridged together and the ringing stops. trunk-b's phone is customer and target at
+    once: it answers each call by hand, and what it records while its second call rings is what the customer
+    hears."""
     service = await make_service({"route": ROUTES})
     agent = await phones.start("1001")
     await phones.start("trunk-a")
-    trunk_b = await phones.start("trunk-b")
+    trunk_b = await phones.start("trunk-b", auto_answer=False)
     token = await service.token("agent", "1001")
     marks = (agent.mark_line(), trunk_b.mark_line())
     status, body = await service.request("POST", "/api/v1/calls", token=token,
                                          json={"extension": "1001", "number": NUMBER, "route": "carrier-b"})
     assert status == 202, body
     call_id = body["call_id"]
+    await trunk_b.wait_incoming(since=marks[1])
+    await trunk_b.answer(200)
     await connected(agent, marks[0], trunk_b, marks[1])
     await row_of(service, call_id, ended=False)
 
-    gone = agent.mark_line()
+    gone, rings = agent.mark_line(), trunk_b.mark_line()
     status, sent = await service.request("POST", f"/api/v1/calls/{call_id}/transfer", token=token,
                                          json={"target": "55501002"})
     assert status == 202, sent
     await agent.wait_state("DISCONNECTED", since=gone)
+    await trunk_b.wait_incoming(since=rings)
+    ringing = trunk_b.mark()
+    await trunk_b.recorded_until(ringing + RING_CYCLE + 0.5)
+    ring, quiet = ring_and_quiet_shares(trunk_b, ringing + 0.5, ringing + RING_CYCLE + 0.5)
+    assert ring >= 0.2 and quiet >= 0.4, f"the customer heard {ring:.0%} ringback, {quiet:.0%} quiet (music?)"
+
+    answered = trunk_b.mark_line()
+    await trunk_b.command("]")  # pjsua's next call: the ringing one
+    await trunk_b.answer(200)
+    await trunk_b.wait_state("CONFIRMED", since=answered)
     bridged: list[list[str]] = []
 
     async def trunk_b_with_trunk_b() -> bool:
@@ -148,6 +166,10 @@ async def test_a_blind_transfer_of_a_routed_call_leaves_through_the_same_trunk(
         return any(len(members) == 2 and all(n.startswith("PJSIP/trunk-b-") for n in members) for members in bridged)
 
     await eventually(trunk_b_with_trunk_b, timeout=15, what="the customer and the target bridged, both on trunk-b")
+    talking = trunk_b.mark()
+    await trunk_b.recorded_until(talking + 3.0)
+    ring, _ = ring_and_quiet_shares(trunk_b, talking + 0.5, talking + 3.0)
+    assert ring == 0.0, f"the ringback went on after the target answered ({ring:.0%} of frames)"
     status, channels = await asterisk.ari("GET", "/channels")
     assert not [c["name"] for c in channels if c["name"].startswith(("PJSIP/1001-", "PJSIP/trunk-a-", "Local/"))]
     assert (await service.request("DELETE", f"/api/v1/calls/{call_id}", token=token))[0] == 202
@@ -155,3 +177,19 @@ async def test_a_blind_transfer_of_a_routed_call_leaves_through_the_same_trunk(
     transfer = next(e for e in row["events"] if e["kind"] == "transfer")
     assert transfer["data"] == {"type": "blind", "target": "55501002", "route": "carrier-b"}, transfer
     assert "transfer_answered" in [e["kind"] for e in row["events"]]
+
+
+RING_CYCLE = 6.0  # indications.conf of the test Asterisk: ring = 440+480/2000,0/4000
+
+
+def ring_and_quiet_shares(phone: Phone, start: float, end: float) -> tuple[float, float]:
+    """Of the 100 ms frames ``phone`` recorded in [start, end): the share with the ringback's two tones (440 and
+    480 Hz, a narrow peak each), and the share of near silence (below −50 dBFS: the pauses of its cadence)."""
+    data = phone.recording.samples()
+    first, last = int(start * RATE), min(int(end * RATE), len(data))
+    frames = [data[i:i + FRAME] for i in range(first, last - FRAME + 1, FRAME)]
+    assert frames, f"nothing recorded between {start:.1f} and {end:.1f} s"
+    ring = sum(1 for f in frames if tone_present(f, 440) and tone_present(f, 480))
+    quiet = sum(1 for f in frames if 20 * math.log10(math.sqrt(sum(x * x for x in f) / len(f)) / 32768 + 1e-12)
+                < -50.0)
+    return ring / len(frames), quiet / len(frames)
