@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.browser.chromium import CHROMIUM, artifact, chromium_page
-from tests.legacy.service import Running, SerialBox, add_people, legacy_service, serial_box
+from tests.legacy.service import Ringer, Running, SerialBox, add_people, legacy_service, serial_box
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.browser,
@@ -36,20 +36,21 @@ async def running(db_dsn: str, tmp_path: Path, box: SerialBox) -> AsyncIterator[
         yield service
 
 
-async def ring(running: Running, box: SerialBox) -> str:
-    """Line 1 rings with a caller's number: the id the service announced the ring with."""
+async def ring(running: Running, box: SerialBox) -> tuple[str, Ringer]:
+    """Line 1 rings with a caller's number (and goes on ringing): the id the service announced the ring with."""
     sub = running.ctx.bus.subscribe("call.ringing")
     try:
         box.send(b"L1C09121234567@\r\nL1R01@\r\n")
+        ringer = box.ringing("1")
         event = await asyncio.wait_for(sub.get(), 10)
-        return str(event.data["call_id"])
+        return str(event.data["call_id"]), ringer
     finally:
         running.ctx.bus.unsubscribe(sub)
 
 
 async def test_a_supervisor_who_opens_the_board_while_a_line_rings_sees_it_then_answered_then_gone(
         running: Running, box: SerialBox) -> None:
-    call_id = await ring(running, box)
+    call_id, ringer = await ring(running, box)
     base = running.base + "/"
     async with chromium_page(base) as watched:
         page = watched.page
@@ -63,6 +64,7 @@ async def test_a_supervisor_who_opens_the_board_while_a_line_rings_sees_it_then_
         assert await page.get_attribute(row, "data-source") == "cid"
         await page.screenshot(path=artifact("board-legacy-ringing.png"), full_page=True)
 
+        await ringer.stop()
         box.send(b"L1HF@\r\n")
         await page.wait_for_selector(f'{row} .badge[data-state="in_call"]')
         box.send(b"L1HND: T0009@\r\n")
@@ -72,7 +74,7 @@ async def test_a_supervisor_who_opens_the_board_while_a_line_rings_sees_it_then_
 
 
 async def test_a_supervisor_of_another_desk_does_not_see_the_ring(running: Running, box: SerialBox) -> None:
-    await ring(running, box)
+    _call_id, ringer = await ring(running, box)
     base = running.base + "/"
     async with chromium_page(base) as watched:
         page = watched.page
@@ -80,6 +82,8 @@ async def test_a_supervisor_of_another_desk_does_not_see_the_ring(running: Runni
         await page.wait_for_selector('#connection[data-state="live"]')
         assert await page.eval_on_selector_all("#calls tr", "rows => rows.length") == 0
         assert await page.is_visible("#calls-empty")
+        assert [c["extension"] for c in (await running.live("front"))["calls"]] == ["201"]  # it does ring
+        await ringer.stop()
         watched.assert_clean()
 
 
@@ -87,7 +91,7 @@ async def test_a_ring_that_ends_while_the_page_loads_its_snapshot_is_not_shown(r
                                                                                 box: SerialBox) -> None:
     """The page asks for the snapshot after its websocket said hello. Here the snapshot is taken while the line
     rings, and the ring's end reaches the page before the snapshot does: the page must not show the ring."""
-    call_id = await ring(running, box)
+    call_id, ringer = await ring(running, box)
     base = running.base + "/"
     async with chromium_page(base) as watched:
         page = watched.page
@@ -107,6 +111,7 @@ async def test_a_ring_that_ends_while_the_page_loads_its_snapshot_is_not_shown(r
             response = await route.fetch()  # the snapshot, taken now: the line rings
             body = await response.text()
             assert call_id in body
+            await ringer.stop()
             box.send(b"L1HND: T0000@\r\n")  # the caller gives up
             await eventually(lambda: any('"call.missed"' in f and call_id in f for f in frames),
                              what="the page's websocket received the missed call")

@@ -41,6 +41,28 @@ class SerialBox:
         os.close(self.master)
         os.close(self.slave)
 
+    def ringing(self, line: str, every: float = 2.0) -> Ringer:
+        """A line that goes on ringing: a ring record every ``every`` s, as the box prints one per ring (a ring the
+        box stops reporting for 8 s is over, and a busy test machine can take that long between two steps)."""
+        return Ringer(asyncio.get_running_loop().create_task(self._ring(line, every)))
+
+    async def _ring(self, line: str, every: float) -> None:
+        count = 1
+        while True:
+            await asyncio.sleep(every)
+            count += 1
+            self.send(f"L{line}R{count:02d}@\r\n".encode())
+
+
+@dataclass
+class Ringer:
+    task: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        """Stop ringing (before the line is answered or dropped)."""
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
 
 def serial_box() -> SerialBox:
     master, slave = os.openpty()

@@ -57,6 +57,7 @@ async def test_a_ringing_line_is_in_the_snapshot_with_its_caller_then_answered_t
     async with aiohttp.ClientSession() as http:
         ws = await events_of(running, "front", http)
         box.send(b"L1C09121234567@\r\nL1R01@\r\n")
+        ringer = box.ringing("1")
         ringing = await next_event(ws)
         assert ringing["type"] == "call.ringing"
         call_id = ringing["data"]["call_id"]
@@ -69,6 +70,7 @@ async def test_a_ringing_line_is_in_the_snapshot_with_its_caller_then_answered_t
         assert [c["call_id"] for c in (await running.live("admin"))["calls"]] == [call_id]
         assert (await running.live("back"))["calls"] == []  # line 1 rings 201: not the back office's phone
 
+        await ringer.stop()
         box.send(b"L1HF@\r\n")
         answered = await next_event(ws)
         assert (answered["type"], answered["data"]["call_id"], answered["data"]["extension"]) == (
@@ -89,9 +91,11 @@ async def test_a_ring_that_stops_unanswered_leaves_the_snapshot_with_its_missed_
     async with aiohttp.ClientSession() as http:
         ws = await events_of(running, "back", http)
         box.send(b"L2C02188776655@\r\nL2R01@\r\n")
+        ringer = box.ringing("2")
         ringing = await next_event(ws)
         assert [c["call_id"] for c in (await running.live("back"))["calls"]] == [ringing["data"]["call_id"]]
         assert (await running.live("front"))["calls"] == []
+        await ringer.stop()
         box.send(b"L2HND: T0000@\r\n")  # the box saw the line drop while it rang: the caller gave up
         missed = await next_event(ws)
         assert (missed["type"], missed["data"]["ringing_call_id"]) == ("call.missed", ringing["data"]["call_id"])
@@ -104,6 +108,7 @@ async def test_a_box_that_sends_the_number_after_the_first_ring_completes_the_sa
     async with aiohttp.ClientSession() as http:
         ws = await events_of(running, "front", http)
         box.send(b"L1R01@\r\n")
+        ringer = box.ringing("1")
         first = await next_event(ws)
         assert (first["type"], first["data"]["caller"]) == ("call.ringing", "")
         box.send(b"L1C09121234567@\r\n")
@@ -113,6 +118,7 @@ async def test_a_box_that_sends_the_number_after_the_first_ring_completes_the_sa
         assert again["data"]["started_at"] == first["data"]["started_at"]
         assert [(c["call_id"], c["caller"]) for c in (await running.live("front"))["calls"]] == [
             (first["data"]["call_id"], "+989121234567")]
+        await ringer.stop()
         await ws.close()
 
 
@@ -136,10 +142,12 @@ async def test_a_ring_in_progress_across_a_restart_is_not_carried_over_and_shows
         async with aiohttp.ClientSession() as http:
             ws = await events_of(service, "front", http)
             box.send(b"L1R02@\r\n")
+            ringer = box.ringing("1")
             after = await next_event(ws)
             assert after["type"] == "call.ringing" and after["data"]["call_id"] != before["data"]["call_id"]
             assert [(c["call_id"], c["line"], c["extension"], c["caller"])
                     for c in (await service.live("front"))["calls"]] == [(after["data"]["call_id"], "1", "201", "")]
+            await ringer.stop()
             box.send(b"L1HF@\r\nL1HND: T0007@\r\n")
             assert (await next_event(ws))["type"] == "call.answered"
             ended = await next_event(ws)
