@@ -56,6 +56,7 @@ class CallFlow:
         self.conferences: set[str] = set()
         self.members_seen: dict[str, str] = {}
         self.party_numbers: dict[str, str] = {}
+        self.member_legs: dict[str, Leg] = {}  # the leg itself: its hang-up time outlives the tracker's index
         self.removed: set[str] = set()
         for name in FLOW_NAMES:
             pbx.stasis.register_flow(name, self)
@@ -422,6 +423,7 @@ class CallFlow:
             return  # the host's own agent: his going ends the conference, it is no leave
         self.members_seen[cid] = bid.removeprefix(BRIDGE_PREFIX)
         self.party_numbers[cid] = party_number(self.state, leg)
+        self.member_legs[cid] = leg
 
     async def after_leave(self, bridge_id: str) -> None:
         """A merged call's last leg went from a conference: its leave on the timeline, the bridge tidied."""
@@ -525,6 +527,7 @@ class CallFlow:
             if leg is not None and not leg.gone:
                 continue
             del self.members_seen[cid]
+            leg = self.member_legs.pop(cid, None) or leg  # a gone leg is no longer found through the tracker
             host = self.state.calls.get(host_id)
             if host is None or host_id not in self.conferences or cid in self.removed:
                 self.removed.discard(cid)
@@ -626,6 +629,7 @@ class CallFlow:
                     continue  # as in _entered_bridge: the host's own agent going is no leave
                 self.members_seen[leg.id] = host.linkedid
                 self.party_numbers[leg.id] = party_number(self.state, leg)
+                self.member_legs[leg.id] = leg
                 if owner is not host or leg.role == "party":
                     self.conferences.add(host.linkedid)
             if any(leg.role == "party" for leg in host.live_legs()):  # one still being rung to join
