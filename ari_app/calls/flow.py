@@ -459,6 +459,13 @@ class CallFlow:
                 await self.pbx.emit([self.timeline(call, "transfer_cancelled", str(call.transfer.get("target")),
                                                    reason="target hung up")])
                 await self.restore_after_consult(call)
+            elif call.transfer.get("blind") and consult is not None and not any(
+                    leg.role in ("customer", "party") for leg in call.live_legs()):
+                # the caller hung up while the blind transfer's target rang: nobody is left to hand over
+                await self.pbx.emit([self.timeline(call, "transfer_cancelled", str(call.transfer.get("target")),
+                                                   reason="caller hung up")])
+                await self.restore_after_consult(call)
+                await self.pbx.hangup_quietly(consult.id)
             await self.conference_leaves()
             self.promote_party(call)
             # only legs in a bridge: one answered but not bridged yet is in the middle of a flow's step (a queue

@@ -329,3 +329,21 @@ async def test_who_may_not_use_the_route_may_not_transfer_or_add_outside_numbers
     await eventually(lambda: "1010" + PARTY in w.sim.who_hears_whom(), what="the party through sales joined")
     await w.client.delete(f"/api/v1/calls/{call_id}", headers={"Authorization": f"Bearer {w.tokens['admin']}"})
     await w.ended_row(call_id)
+
+
+async def test_a_customer_who_hangs_up_while_the_blind_target_rings_stops_its_ringing(route_world: RouteWorld) -> None:
+    """Nobody is left to hand over: the target's ringing stops and the call ends (not a target answering into
+    an empty bridge, alone in our app)."""
+    w = route_world
+    call_id = await on_intl(w)
+    w.sim.customer(TARGET).never_answer()
+    status, body = await act(w, "1001", f"/api/v1/calls/{call_id}/transfer", {"target": TARGET})
+    assert status == 202, body
+    await eventually(lambda: w.sim.who_hears_whom().get(CUSTOMER) == {RINGBACK}, what="the customer hears ringback")
+    await eventually(lambda: not w.sim.phone("1001").channels(), what="the agent's leg gone")
+    await w.sim.customer(CUSTOMER).hangup()
+    await eventually(lambda: not w.sim.channels(), what="the target's ringing stopped")
+    row = await w.ended_row(call_id)
+    kinds = [e["kind"] for e in await w.store.call_events(call_id)]
+    assert "transfer_cancelled" in kinds and "transfer_answered" not in kinds, kinds
+    assert row["status"] == "answered", row
