@@ -122,9 +122,9 @@ class Recorder:
                 if self.fenced == 1 or self.fenced % 100 == 0:
                     log.warning("event=call_write_fenced call_id=%s count=%d: another instance drives this PBX now",
                                 effect.record.id, self.fenced)
-            elif isinstance(effect, WriteCall):
-                calls.pop(effect.record.id, None)
-                calls[effect.record.id] = effect.record
+            elif isinstance(effect, WriteCall):  # one row per call: an earlier write's fields (a queue's tag) stay
+                earlier = calls.pop(effect.record.id, None)
+                calls[effect.record.id] = effect.record if earlier is None else earlier.followed_by(effect.record)
             else:
                 events.append(effect.event)
         records = list(calls.values())

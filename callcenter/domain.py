@@ -7,6 +7,7 @@ write replayed from the spool lands on the row it was meant for.
 
 from __future__ import annotations
 
+import copy
 import enum
 import hashlib
 import uuid
@@ -140,6 +141,18 @@ class CallRecord:
     linkedid: str | None = None
     uniqueid: str | None = None
     codes: list[str] | None = None
+
+    def followed_by(self, later: CallRecord) -> CallRecord:
+        """This write and a ``later`` one of the same call as one write: what the store holds after both (the
+        later's given fields win, the tags of both are merged) — a writer that coalesces writes loses nothing."""
+        merged = copy.copy(self)
+        for name in CALL_FIELDS:
+            value = getattr(later, name)
+            if value is not None:
+                setattr(merged, name, value)
+        if self.tags and later.tags:
+            merged.tags = {**self.tags, **later.tags}
+        return merged
 
     def given(self) -> dict[str, Any]:
         """The fields this source set, by column name."""
