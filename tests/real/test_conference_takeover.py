@@ -52,7 +52,10 @@ async def test_a_conference_goes_on_after_kill_9_of_the_owner_and_the_new_owner_
     try:
         await eventually(lambda: four_listed_by(second), timeout=10, what="cc-b listing the four parties")
     except AssertionError as failure:  # say what it listed instead: a bare time-out told CI nothing
-        raise AssertionError(f"{failure}; cc-b lists {await parties(second, call_id)}") from None
+        status, live = await second.request("GET", "/api/v1/live")
+        raise AssertionError(f"{failure}; cc-b lists {await parties(second, call_id)}; its live calls: "
+                             f"{[(c['call_id'], c.get('extension')) for c in live.get('calls', [])]}\n"
+                             f"cc-b's log:\n{second.log_tail(60)}") from None
     channel = (await parties(second, call_id))["1002"]["channel"]
     gone = one.mark_line()
     status, body = await second.request("DELETE", f"/api/v1/calls/{call_id}/parties/{channel}")
