@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ari_app.client import AriClient, AriError, ari_path
-from ari_app.model import Effect, LiveCall, now
+from ari_app.model import Effect, LiveCall, WriteCall, now
 from ari_app.recorder import Recorder
 from ari_app.stasis import StasisApp
 from ari_app.tracker import LiveState
@@ -52,6 +52,8 @@ PARTY_ROLES = ("agent", "customer", "party", "consult")
 DISCONNECTED_CAUSE = "ended while the service was disconnected"
 # seconds after an originate during which its channel, not listed yet, may still be in the making
 UNBORN_GRACE = 10.0
+# seconds after a resync before its guessed ends are checked against hook writes that were in flight
+LATE_WITNESS_WAIT = 1.0
 # a call-end hook's status, for a call it saw end unanswered, as the Dial status the live call understands
 HOOK_DIAL_STATUS = {str(CallStatus.BUSY): "BUSY", str(CallStatus.FAILED): "CONGESTION"}
 RESTARTED_CAUSE = "Asterisk restarted during the call"
@@ -91,6 +93,8 @@ class AsteriskPbx:
         self.resyncs = 0
         self.startup_time = ""   # Asterisk's status.startup_time when we last connected: a change = it restarted
         self.ended_by_resync = 0
+        self.unwitnessed: list[LiveCall] = []  # calls the last resync ended with a guess (no hook's end yet)
+        self._late_tasks: set[asyncio.Task[None]] = set()
         self.replaced = False
         self._watch: asyncio.Task[None] | None = None
 
@@ -114,6 +118,8 @@ class AsteriskPbx:
     async def close(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
+        for task in list(self._late_tasks):
+            task.cancel()
         await self.stasis.close()
         await self.client.close()
         await self.recorder.close()
@@ -201,10 +207,15 @@ class AsteriskPbx:
         bridges = await self.client.get("/bridges") or []
         linkedids = await self._linkedids([c for c in channels if str(c.get("id")) not in self.state.channel_call])
         witnesses = await self._hook_ends(self._vanished(channels, known))
+        self.unwitnessed = []
         effects = self.rebuild(channels, bridges, linkedids,
                                cause=RESTARTED_CAUSE if restarted else DISCONNECTED_CAUSE, known=known,
                                witnesses=witnesses, lost_at=self.client.disconnected_at)
         await self.emit(effects)
+        if self.unwitnessed and self.pool is not None:
+            task = asyncio.get_running_loop().create_task(self._late_witnesses(self.unwitnessed))
+            self._late_tasks.add(task)
+            task.add_done_callback(self._late_tasks.discard)
         await self._end_stored_orphans()  # gives rebuilt calls back what the store remembers (answer time…)
         at = now()
         await self.emit([e for call in list(self.state.calls.values()) for e in self._answered_unseen(call, at)])
@@ -307,17 +318,51 @@ class AsteriskPbx:
         ``unseen`` and ``between`` (lost, found gone).
         """
         if witness is not None and witness["ended_at"] is not None:
-            ended = witness["ended_at"]
-            if call.answered_at is None and witness["status"] == CallStatus.ANSWERED:
-                billsec = witness["billsec"] or 0
-                call.answered_at = witness["answered_at"] or max(call.started_at, ended - timedelta(seconds=billsec))
-            elif call.answered_at is None:
-                call.dial_status = HOOK_DIAL_STATUS.get(str(witness["status"]), call.dial_status)
-            call.hangup_cause = witness["hangup_cause"] or call.hangup_cause
-            return end_call(self.state, call, max(ended, call.answered_at or ended), cause, witness="agi")
+            ended = self._as_witnessed(call, witness)
+            return end_call(self.state, call, ended, cause, witness="agi")
+        self.unwitnessed.append(call)
         ended = max(lost_at or at, call.answered_at or call.started_at)
         return end_call(self.state, call, min(ended, at), cause, unseen=True,
                         between=[(lost_at or at).isoformat(), at.isoformat()])
+
+    @staticmethod
+    def _as_witnessed(call: LiveCall, witness: Any) -> datetime:
+        """The call takes the hook's answer, status and cause; returns the end it saw."""
+        ended: datetime = witness["ended_at"]
+        if call.answered_at is None and witness["status"] == CallStatus.ANSWERED:
+            billsec = witness["billsec"] or 0
+            call.answered_at = witness["answered_at"] or max(call.started_at, ended - timedelta(seconds=billsec))
+        elif call.answered_at is None:
+            call.dial_status = HOOK_DIAL_STATUS.get(str(witness["status"]), call.dial_status)
+        call.hangup_cause = witness["hangup_cause"] or call.hangup_cause
+        return max(ended, call.answered_at or ended)
+
+    async def _late_witnesses(self, calls: list[LiveCall]) -> None:
+        """A hook's end still in flight when the resync read the store (a call hung up in the last moments of the
+        gap) may land before our guess and be overwritten by it: once our writes are made, a guess that sits on a
+        row whose hook did write its end is replaced by the hook's end."""
+        try:
+            await asyncio.sleep(LATE_WITNESS_WAIT)
+            await self.recorder.flush()
+            assert self.pool is not None
+            ends = await asterisk_sql.overwritten_hook_ends(self.pool, [c.call_id for c in calls],
+                                                            [DISCONNECTED_CAUSE, RESTARTED_CAUSE])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the store away: the guesses stay, as without the hook
+            log.warning("event=late_witnesses_unreadable pbx=%s error=%r", self.key, str(exc))
+            return
+        effects: list[Effect] = []
+        for call in calls:
+            witness = ends.get(call.call_id)
+            if witness is None:
+                continue
+            call.ended_at = self._as_witnessed(call, witness)
+            effects += [WriteCall(self.state.record(call)),
+                        self.state.timeline(call, "hangup_witnessed", call.ended_at, "hangup_witnessed",
+                                            cause=call.hangup_cause, status=str(call.status()), witness="agi")]
+            log.info("event=unseen_end_witnessed call_id=%s cause=%s", call.call_id, call.hangup_cause)
+        await self.emit(effects)
 
     def _answered_unseen(self, call: LiveCall, at: datetime) -> list[Effect]:
         """A call answered while no feed watched (an ARI-only site during a cut): both sides are up now, so it

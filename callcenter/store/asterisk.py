@@ -38,6 +38,26 @@ async def hook_ends(pool: asyncpg.Pool, call_ids: list[Any]) -> dict[Any, asyncp
     return {row["id"]: row for row in rows}
 
 
+async def overwritten_hook_ends(pool: asyncpg.Pool, call_ids: list[Any], guesses: list[str]
+                                ) -> dict[Any, dict[str, Any]]:
+    """Of ``call_ids``, those whose ``call-end`` hook did write an end (its ``agi_end`` line) while the row now
+    carries one of our ``guesses`` as its cause: the hook's write landed before ours. Its end, from its line."""
+    if not call_ids:
+        return {}
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT c.id, e.at, e.data FROM calls c JOIN call_events e ON e.call_id = c.id AND e.kind = 'agi_end'"
+            " WHERE c.id = ANY($1::uuid[]) AND c.hangup_cause = ANY($2::text[]) ORDER BY e.at", call_ids, guesses)
+    out: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        data = row["data"] if isinstance(row["data"], dict) else json.loads(row["data"] or "{}")
+        billsec = data.get("billsec")
+        out.setdefault(row["id"], {"ended_at": row["at"], "answered_at": None, "status": data.get("status") or None,
+                                   "hangup_cause": data.get("hangup_cause") or None,
+                                   "billsec": billsec if isinstance(billsec, int) else None})
+    return out
+
+
 async def conference_calls(pool: asyncpg.Pool, call_ids: list[Any]) -> set[Any]:
     """Which of ``call_ids`` became a conference (a party added or a call merged in), as their timelines say."""
     if not call_ids:
