@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import uuid
@@ -25,6 +26,7 @@ from typing import Any
 
 import asyncpg
 
+from callcenter.store.connecting import Connector, Liveness
 from callcenter.store.unavailable import STORE_UNAVAILABLE
 
 log = logging.getLogger("callcenter.bus")
@@ -69,6 +71,7 @@ class EventBus:
         self._up = asyncio.Event()  # set while the LISTEN connection is usable
         self._lost = asyncio.Event()  # set by the connection's termination listener
         self._dsn = ""
+        self.liveness = Liveness(command_timeout=5.0)
         self._outbox: asyncio.Queue[str] | None = None
         self._sender: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -161,9 +164,11 @@ class EventBus:
                     self._connection_lost(None)  # the watchdog reconnects; this payload is retried then
 
     # -- cross-instance bridge ----------------------------------------------------------------
-    async def bridge(self, dsn: str) -> None:
+    async def bridge(self, dsn: str, liveness: Liveness | None = None) -> None:
         """LISTEN on the shared channel so events published by other instances reach our subscribers."""
         self._dsn = dsn
+        if liveness is not None:
+            self.liveness = dataclasses.replace(liveness, command_timeout=5.0)
         await self._connect()  # the first connection must work: the service refuses to start otherwise
         self._outbox = asyncio.Queue(maxsize=10000)
         loop = asyncio.get_running_loop()
@@ -171,7 +176,7 @@ class EventBus:
         self._watchdog = loop.create_task(self._watch(), name="bus-watchdog")
 
     async def _connect(self) -> None:
-        conn = await asyncpg.connect(self._dsn, timeout=5)
+        conn = await Connector(self.liveness)(self._dsn)  # each host within its own time, keepalives on
         try:
             await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
         except BaseException:
@@ -192,7 +197,8 @@ class EventBus:
             async with self._conn_lock:
                 if self._conn is None or self._conn.is_closed():
                     return False
-                await self._conn.fetchval("SELECT 1", timeout=min(self.ping_every, 5.0))
+                await self._conn.fetchval("SELECT 1", timeout=min(self.ping_every, 5.0,
+                                                                  self.liveness.keepalive_seconds))
             return True
         except (asyncpg.PostgresError, *STORE_UNAVAILABLE) as exc:
             self.last_error = f"ping failed: {type(exc).__name__}"

@@ -128,6 +128,10 @@ class DatabaseSettings:
     pool_max: int = 10  # call writes (ARI, AGI, legacy): never shared with API readers
     api_pool_max: int = 10  # the API's own connections (reads, exports, admin, webhooks)
     statement_timeout: float = 30.0  # seconds; PostgreSQL cancels a longer statement
+    # A primary gone silent (network cut, packets dropped) is noticed within these (callcenter.store.connecting):
+    connect_timeout: float = 3.0  # per host of the DSN; a host that does not answer is tried last for a while
+    keepalive_seconds: float = 5.0  # TCP keepalives + TCP_USER_TIMEOUT: the kernel drops a silent connection
+    write_timeout: float = 5.0  # a call write (or lease round) unanswered this long is spooled, the pool renewed
     spool_file: str = ""  # default: <data_dir>/spool.jsonl
 
 
@@ -477,6 +481,9 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, s
         raise ConfigError("database.pool_min", "must not exceed database.pool_max")
     if not 0 < config.database.statement_timeout <= 3600:
         raise ConfigError("database.statement_timeout", "must be more than 0 and at most 3600 seconds")
+    for name, low, high in (("connect_timeout", 0.1, 120), ("keepalive_seconds", 1, 600), ("write_timeout", 0.1, 600)):
+        if not low <= getattr(config.database, name) <= high:
+            raise ConfigError(f"database.{name}", f"must be from {low:g} to {high:g} seconds")
     dsn_problem = multi_host_problem(config.database.dsn)
     if dsn_problem:
         raise ConfigError("database.dsn", dsn_problem)

@@ -25,6 +25,7 @@ from callcenter.forwarding import CommandChannel, asterisk_keys, routing_ports
 from callcenter.ownership import LeasedOwnership, Ownership, SoleOwner
 from callcenter.service import Component, HealthRegistry, ServiceContext
 from callcenter.store import CallStore, SpooledWriter
+from callcenter.store.connecting import Liveness
 from callcenter.store.opening import store_dsn
 
 log = logging.getLogger("callcenter.runner")
@@ -44,12 +45,14 @@ async def run_service(config: Config, roles: tuple[str, ...], *, stop: asyncio.E
         dsn, _embedded = await store_dsn(config, stack)
         db = config.database
         store = await CallStore.connect(dsn, min_size=db.pool_min, max_size=db.pool_max,
-                                        statement_timeout=db.statement_timeout)
+                                        statement_timeout=db.statement_timeout,
+                                        liveness=liveness(config, db.write_timeout))
         stack.push_async_callback(store.close)
         api_store: CallStore | None = None
         if "api" in roles:
             api_store = await CallStore.connect(dsn, min_size=1, max_size=db.api_pool_max, run_migrations=False,
-                                                statement_timeout=db.statement_timeout)
+                                                statement_timeout=db.statement_timeout,  # the server cancels first
+                                                liveness=liveness(config, db.statement_timeout + 5))
             stack.push_async_callback(api_store.close)
         await store.sync_pbx((p.key, p.kind, {"outside_line_prefix": p.outside_line_prefix,
                                                "country_code": p.country_code, "city_code": p.city_code,
@@ -59,7 +62,7 @@ async def run_service(config: Config, roles: tuple[str, ...], *, stop: asyncio.E
         await writer.start()
         stack.push_async_callback(writer.close)
         bus = EventBus()
-        await bus.bridge(dsn)
+        await bus.bridge(dsn, liveness(config, None))
         stack.push_async_callback(bus.close)
         ownership = await start_ownership(config, dsn, roles, stack)
         if isinstance(ownership, LeasedOwnership):  # an owner's spooled snapshots carry its lease generation
@@ -95,7 +98,9 @@ async def start_ownership(config: Config, dsn: str, roles: tuple[str, ...], stac
     if not cluster.enabled:
         return SoleOwner()
     lease_store = await CallStore.connect(dsn, min_size=1, max_size=2, run_migrations=False,
-                                          statement_timeout=cluster.lease_seconds)
+                                          statement_timeout=cluster.lease_seconds,
+                                          liveness=liveness(config, min(cluster.lease_seconds,
+                                                                        config.database.write_timeout)))
     stack.push_async_callback(lease_store.close)
     ownership = LeasedOwnership(lease_store.pool, [p.key for p in config.pbx if p.kind == "asterisk"],
                                 name=cluster.instance_name or socket.gethostname(),
@@ -106,6 +111,14 @@ async def start_ownership(config: Config, dsn: str, roles: tuple[str, ...], stac
     log.info("event=cluster_member instance=%s instance_id=%s lease_seconds=%g owns=%s", ownership.instance_name,
              ownership.instance_id, cluster.lease_seconds, ",".join(ownership.owned()) or "-")
     return ownership
+
+
+def liveness(config: Config, command_timeout: float | None) -> Liveness:
+    """How a pool notices a silent server (``[database]`` connect_timeout, keepalive_seconds; see
+    :mod:`callcenter.store.connecting`), with the command timeout that suits its statements."""
+    db = config.database
+    return Liveness(connect_timeout=db.connect_timeout, keepalive_seconds=db.keepalive_seconds,
+                    command_timeout=command_timeout)
 
 
 def command_channel(ctx: ServiceContext) -> AbstractAsyncContextManager[CommandChannel]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import uuid
@@ -14,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from callcenter.domain import CALL_FIELDS, CallEvent, CallRecord, QueueAttempt
+from callcenter.store.connecting import Connector, Liveness
 from callcenter.store.migrate import migrate
 from callcenter.store.unavailable import STORE_UNAVAILABLE
 
@@ -52,23 +54,27 @@ class CallStore:
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10, run_migrations: bool = True,
-                      statement_timeout: float | None = 30.0) -> CallStore:
+                      statement_timeout: float | None = 30.0, liveness: Liveness | None = None) -> CallStore:
         """A pool of its own. The service opens two (call writes, API) so readers never starve writers;
-        ``statement_timeout`` makes PostgreSQL itself cancel a statement whose client stopped waiting."""
+        ``statement_timeout`` makes PostgreSQL itself cancel a statement whose client stopped waiting;
+        ``liveness`` bounds the waits on a server gone silent (:mod:`callcenter.store.connecting`)."""
+        liveness = liveness or Liveness()
         settings = {}
         if statement_timeout:
             ms = str(int(statement_timeout * 1000))
             settings = {"statement_timeout": ms, "idle_in_transaction_session_timeout": str(int(ms) * 2)}
+        if run_migrations:  # on a connection of its own, with no time limit: a migration may rewrite a big table
+            conn = await Connector(dataclasses.replace(liveness, command_timeout=None))(dsn)
+            try:
+                await _init_connection(conn)
+                await conn.execute("SET statement_timeout = 0")
+                await migrate(conn)
+            finally:
+                await conn.close()
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection,
-                                         reset=_keep_session, command_timeout=30, server_settings=settings)
+                                         reset=_keep_session, connect=Connector(liveness),
+                                         server_settings=settings)
         assert pool is not None
-        if run_migrations:
-            async with pool.acquire() as conn:
-                try:
-                    await conn.execute("SET statement_timeout = 0")  # a migration may rewrite a big table
-                    await migrate(conn)
-                finally:  # the pool's own reset keeps session state (_keep_session): clear it here
-                    await conn.reset()
         return cls(pool)
 
     async def close(self) -> None:

@@ -33,7 +33,7 @@ from callcenter.domain import CallEvent, CallRecord, CallStatus, Direction, Queu
 from callcenter.store import asterisk as asterisk_sql
 from callcenter.store.calls import CallStore, event_dedupe_key
 from callcenter.store.ownership import lease_generations
-from callcenter.store.unavailable import STORE_UNAVAILABLE, forget_read_only
+from callcenter.store.unavailable import STORE_UNAVAILABLE, forget_connections
 
 log = logging.getLogger("callcenter.spool")
 
@@ -211,7 +211,7 @@ class SpooledWriter:
                 return
             except _DB_DOWN as exc:
                 log.warning("event=store_unreachable action=spooling error=%s", type(exc).__name__)
-                await forget_read_only(self.store.pool, exc)
+                await forget_connections(self.store.pool, exc)
         async with self._lock:
             line: dict[str, Any] = {"kind": kind, "payload": payload}
             if fence is not None:
@@ -243,7 +243,7 @@ class SpooledWriter:
                 if await self.replay():
                     return
             except _DB_DOWN as exc:
-                await forget_read_only(self.store.pool, exc)
+                await forget_connections(self.store.pool, exc)
             except Exception:  # a poisoned line must not kill replay of the rest
                 log.exception("event=spool_replay_error")
             await asyncio.sleep(delay)

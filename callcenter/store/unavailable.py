@@ -31,8 +31,16 @@ STORE_UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
-async def forget_read_only(pool: asyncpg.Pool, exc: BaseException) -> None:
-    """After a write met a read-only server, let the pool reconnect every connection on its next use:
-    with ``target_session_attrs=read-write`` the new ones go to the primary; the old ones would keep failing."""
-    if isinstance(exc, pg_errors.ReadOnlySQLTransactionError):
+async def forget_connections(pool: asyncpg.Pool, exc: BaseException) -> None:
+    """Have the pool replace every connection on its next use when ``exc`` says they lead to the wrong server:
+
+    * a write met a read-only server: with ``target_session_attrs=read-write`` the new ones go to the primary;
+      the old ones would keep failing;
+    * a statement got no answer within its timeout: the server (or the network to it) went silent, and every
+      other connection to it waits the same way — a black-holed primary costs one timeout, not one per
+      connection (:mod:`callcenter.store.connecting` tries the other hosts first meanwhile)."""
+    if isinstance(exc, (pg_errors.ReadOnlySQLTransactionError, TimeoutError)):
         await pool.expire_connections()
+
+
+forget_read_only = forget_connections  # its first name

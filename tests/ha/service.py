@@ -38,11 +38,12 @@ class Served:
         return (await self.states())["store"]
 
 
-def service_config(folder: Path, dsn: str, http_port: int, agi_port: int) -> str:
+def service_config(folder: Path, dsn: str, http_port: int, agi_port: int, database: str = "") -> str:
     return f"""
 [database]
 dsn = "{dsn}"
 data_dir = "{folder / 'data'}"
+{database}
 
 [http]
 port = {http_port}
@@ -61,11 +62,12 @@ outside_line_prefix = "9"
 """
 
 
-async def start_service(folder: Path, dsn: str, roles: str = "agi,api") -> Served:
-    """``callcenter serve`` on ``dsn`` as a subprocess; returns once it printed that it serves."""
+async def start_service(folder: Path, dsn: str, roles: str = "agi,api", *, database: str = "") -> Served:
+    """``callcenter serve`` on ``dsn`` as a subprocess; returns once it printed that it serves. ``database``: more
+    ``[database]`` settings (TOML lines)."""
     http_port, agi_port = free_port(), free_port()
     config = folder / "callcenter.toml"
-    config.write_text(service_config(folder, dsn, http_port, agi_port))
+    config.write_text(service_config(folder, dsn, http_port, agi_port, database))
     log = (folder / "serve.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "callcenter.cli", "--config", str(config), "serve", "--roles", roles,
