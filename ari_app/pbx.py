@@ -93,6 +93,9 @@ class AsteriskPbx:
         self.resyncs = 0
         self.startup_time = ""   # Asterisk's status.startup_time when we last connected: a change = it restarted
         self.ended_by_resync = 0
+        # channels our flows created whose create/originate request Asterisk accepted (dropped when destroyed): a
+        # call of ours with no leg yet whose channel is in here but not listed is over, not still in the making
+        self.created: set[str] = set()
         self.unwitnessed: list[LiveCall] = []  # calls the last resync ended with a guess (no hook's end yet)
         self._late_tasks: set[asyncio.Task[None]] = set()
         self.replaced = False
@@ -127,6 +130,8 @@ class AsteriskPbx:
     # -- events ----------------------------------------------------------------------------------
 
     async def on_event(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "ChannelDestroyed":
+            self.created.discard(str((event.get("channel") or {}).get("id", "")))
         if event.get("type") == "ApplicationReplaced":
             # another connection (a second service instance with the same app name?) took the app over; this
             # socket stays open but silent (capture 16): say so loudly rather than fight over the app
@@ -212,6 +217,8 @@ class AsteriskPbx:
                                cause=RESTARTED_CAUSE if restarted else DISCONNECTED_CAUSE, known=known,
                                witnesses=witnesses, lost_at=self.client.disconnected_at)
         await self.emit(effects)
+        listed = {str(c.get("id")) for c in channels}  # destroyed inside the gap: no event will drop them
+        self.created &= listed | {cid for call in self.state.calls.values() for cid in call.pending_roles}
         if self.unwitnessed and self.pool is not None:
             task = asyncio.get_running_loop().create_task(self._late_witnesses(self.unwitnessed))
             self._late_tasks.add(task)
@@ -244,14 +251,17 @@ class AsteriskPbx:
                 if all(leg.id not in present and leg.id in known for leg in call.live_legs())
                 and not self._unborn(call, present, at)]
 
-    @staticmethod
-    def _unborn(call: LiveCall, present: set[str], at: datetime) -> bool:
+    def _unborn(self, call: LiveCall, present: set[str], at: datetime) -> bool:
         """A call of ours none of whose channels we have had an event of yet (a click-to-call's agent phone
         ringing: its first event is StasisStart, at the answer) is not over while such a channel is listed — the
-        listing gives it its leg — nor in the first seconds of an originate whose channel may not exist yet."""
+        listing gives it its leg — nor while its originate may still be in flight (not ``created`` yet, in its
+        first seconds). One whose channels were all created and none is listed any more ended in the gap."""
         if call.live_legs() or not call.pending_roles:
             return False
-        return bool(present & set(call.pending_roles)) or (at - call.started_at).total_seconds() < UNBORN_GRACE
+        pending = set(call.pending_roles)
+        if pending & present:
+            return True
+        return not pending <= self.created and (at - call.started_at).total_seconds() < UNBORN_GRACE
 
     async def _hook_ends(self, call_ids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
         """What our dialplan's ``call-end`` FastAGI hook wrote for calls that ended unseen (store away: none)."""

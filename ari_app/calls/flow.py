@@ -105,6 +105,7 @@ class CallFlow:
             await self.client.post("/channels/create", json={"variables": variables},
                 endpoint=endpoint, app=self.client.app, appArgs=args,
                 channelId=channel_id, originator=originator)
+            self.pbx.created.add(channel_id)
             try:
                 await asyncio.wait_for(entered, self.stasis_wait)
             except TimeoutError:

@@ -173,6 +173,7 @@ class AsteriskCalls:
                                       endpoint=f"{runtime.ari.endpoint_technology}/{extension}",
                                       app=runtime.client.app, appArgs="originate,agent", channelId=linkedid,
                                       callerId=f'"{target}" <{target}>', timeout=ORIGINATE_TIMEOUT)
+            runtime.created.add(linkedid)
         except AriError as exc:
             await self._fail(runtime, call, exc)
         return call.call_id

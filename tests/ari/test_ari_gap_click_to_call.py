@@ -85,3 +85,17 @@ async def test_a_gap_while_the_agents_phone_rings_leaves_the_call_as_it_was(worl
     row = await ended(world, call_id)
     assert (row["status"], row["hangup_cause"]) == ("answered", "Normal Clearing"), row
     assert [c for c in world.pbx.state.calls.values()] == []
+
+
+async def test_an_agent_declining_inside_the_gap_ends_the_call_at_the_resync(world: World) -> None:
+    """The agent's channel never gave an event (declined before StasisStart), and is gone when the websocket
+    comes back: the call is over, not kept as an originate still in the making."""
+    call_id = await world.calls.originate(extension="1001", number=CUSTOMER)
+    await eventually(lambda: bool(world.sim.phone("1001").channels()), what="the agent's phone ringing")
+    await open_gap(world)
+    await world.sim.phone("1001").hangup()
+    await eventually(lambda: not world.sim.channels(), what="the agent's phone declined")
+    await close_gap(world)
+    assert world.pbx.state.call_by_id(call_id) is None
+    row = await ended(world, call_id)
+    assert row["status"] != "answered" and row["answered_at"] is None, row
