@@ -243,6 +243,15 @@ class ChannelOps:
         ch.state = "Up"
         ch.answered.set()
         self.bridge_ops.reemit_bridgepeer_of(target, 2 if whisper == "both" else 1)
-        self.enter_stasis(ch, app, args)
+        delay = self.core.config.snoop_entry_delay
+        if delay > 0:  # until then an addChannel of it is 422 "Channel not in Stasis application"
+            self.core.spawn(self._enter_stasis_later(ch, app, args, delay))
+        else:
+            self.enter_stasis(ch, app, args)
         self.core.audio_changed()
         return ch
+
+    async def _enter_stasis_later(self, ch: Channel, app: str, args: list[str], delay: float) -> None:
+        await asyncio.sleep(delay)
+        if not ch.destroyed and not ch.hangup_requested and ch.stasis_app is None:
+            self.enter_stasis(ch, app, args)

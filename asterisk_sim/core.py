@@ -29,6 +29,9 @@ class EngineConfig:
     # this long after AMI's Hangup of the same channel.
     stasis_entry_delay: float = 0.05
     hangup_handler_ari_lag: float = 0.05
+    # a snoop channel's own thread enters Stasis after the snoop's REST reply is written (res_stasis_snoop.c);
+    # usually before the reply reaches the client, so 0 (off) by default: a test sets it to see the other order
+    snoop_entry_delay: float = 0.0
 
 
 class EngineCore(Protocol):

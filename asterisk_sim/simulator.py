@@ -52,6 +52,7 @@ class SimConfig:
     # Races measured on a real Asterisk 22 (issue 11); 0 turns them off. See EngineConfig.
     stasis_entry_delay: float = 0.05
     hangup_handler_ari_lag: float = 0.05
+    snoop_entry_delay: float = 0.0  # a snoop enters Stasis this long after its REST reply (EngineConfig)
 
 
 class Simulator:
@@ -79,7 +80,8 @@ class Simulator:
                                   time_scale=self.config.time_scale, recordings_dir=self.config.recordings_dir,
                                   trunk=self.config.trunk or "", extra_trunks=tuple(self.config.extra_trunks),
                                   stasis_entry_delay=self.config.stasis_entry_delay,
-                                  hangup_handler_ari_lag=self.config.hangup_handler_ari_lag))
+                                  hangup_handler_ari_lag=self.config.hangup_handler_ari_lag,
+                                  snoop_entry_delay=self.config.snoop_entry_delay))
         if self.config.trunk:
             eng.endpoints[f"PJSIP/{self.config.trunk}"] = Endpoint("PJSIP", self.config.trunk, state="online")
         for name in self.config.extra_trunks:

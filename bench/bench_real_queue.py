@@ -177,6 +177,7 @@ class MonitorOutcomes(logging.Handler):
         self.reasons: collections.Counter[str] = collections.Counter()
         self.ends: collections.Counter[str] = collections.Counter()  # why our sessions ended (sipp's failures)
         self.stages: collections.defaultdict[str, list[float]] = collections.defaultdict(list)  # ms per stage
+        self.early = 0  # snoops added before they were in Stasis (422), added again after their StasisStart
 
     def __enter__(self) -> MonitorOutcomes:
         self.logger = logging.getLogger("callcenter.ari.monitor")
@@ -201,6 +202,7 @@ class MonitorOutcomes(logging.Handler):
         elif "event=monitor_setup_timing" in message:
             for stage, value in re.findall(r"(\w+)_ms=(\d+)", message):
                 self.stages[stage].append(float(value))
+            self.early += int("snoop_early=1" in message)
         elif "event=monitor_stop" in message:
             found = re.search(r"reason=(\S+)", message)
             self.ends[found.group(1) if found else "?"] += 1
@@ -340,7 +342,8 @@ async def run_queue(callers: int, service: RunningService, asterisk: SippAsteris
           f"ChanSpy's q waits for the agent's next call)")
     print("    ours by stage, median / p99 ms (service's log): " + ", ".join(
         f"{stage} {median(values):.0f} / {quantile([v / 1000 for v in values], 0.99) * 1000:.0f}"
-        for stage, values in outcomes.stages.items()))
+        for stage, values in outcomes.stages.items())
+        + f"; snoops added again after their StasisStart (their reply came first, 422): {outcomes.early}")
     print(f"    ours/ChanSpy: median {ratio:.2f}, our slowest / ChanSpy's median {worst:.2f} "
           f"(target every set-up ≤ 0.5×: {'met' if worst <= 0.5 else 'NOT met'})")
     cpu_service = cpus["service"].used()  # type: ignore[union-attr]

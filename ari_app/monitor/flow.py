@@ -16,7 +16,6 @@ from ari_app.monitor.session import (
     FLOW_NAME,
     SNOOP_FLOW_NAME,
     TAKEOVER_FLOW_NAME,
-    VAR_BRIDGE,
     VAR_MODE,
     VAR_SESSION,
     VAR_TARGET,
@@ -220,7 +219,7 @@ class MonitorFlow:
             if mode in {m.value for m in MonitorMode} and target:
                 log.info("event=monitor_resumed_from_asterisk bridge=%s mode=%s target=%s", bridge_id, mode, target)
                 await svc.mech.set_vars(supervisors[0], {VAR_SESSION: bridge_id[len(BRIDGE_PREFIX):], VAR_MODE: mode,
-                                                         VAR_TARGET: target, VAR_BRIDGE: bridge_id})
+                                                         VAR_TARGET: target})
         if not (snoops and supervisors and mode and target):
             log.info("event=monitor_resync_cleared bridge=%s", bridge_id)
             for cid in snoops + supervisors:

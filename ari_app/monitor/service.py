@@ -27,7 +27,6 @@ from ari_app.monitor.mechanics import AriRest, LiveSource, Mechanics, RestLiveSo
 from ari_app.monitor.session import (
     BRIDGE_PREFIX,
     FLOW_NAME,
-    VAR_BRIDGE,
     VAR_MODE,
     VAR_SESSION,
     VAR_TARGET,
@@ -198,60 +197,77 @@ class MonitorService:
                         await self.mech.answer(sup)
                     await self.takeover.move_into_call(session, call)
             else:
-                began = time.monotonic()
-                # the session's bridge and the supervisor's answer tell nothing about the call: made while the
-                # checks and the snoop run (a refusal answers the supervisor anyway, and its teardown destroys the
-                # bridge). Both channels go into the bridge in one request at the end: adding the supervisor
-                # earlier made the preparation two round trips long, longer than the snoop on a busy Asterisk
-                prepared = asyncio.ensure_future(self._prepare(session, sup, answer=answer))
-                try:
-                    grant, call = await self.checks.check(session.supervisor, session.target, session.mode)
-                    checked = time.monotonic()
-                    session.agent_channel, session.call_bridge = call.channel_id, call.bridge_id
-                    session.announce = grant.announce
-                    snoop_id = session.snoop_channel = session.next_snoop_id()  # known before it exists: teardown
-                    self.sessions.watch(snoop_id, session)
-                    replied: list[float] = []
-                    await self.mech.snoop(call.channel_id, snoop_id, snoop_args(session, session.mode), replied)
-                except BaseException:
-                    await asyncio.wait([prepared])  # all done before any teardown
-                    if not prepared.cancelled():
-                        prepared.exception()  # the check's failure is the one to report
-                    raise
-                snooped = time.monotonic()
-                await prepared
-                ready = time.monotonic()
-                await self.mech.add_to_bridge(session.bridge_id, sup, snoop_id)
-                session.state = SessionState.ACTIVE
-                # where a set-up's time goes (bench real_queue reads it): Asterisk's dialplan and the event's way
-                # to us, the checks (monitor groups, target), the snoop up to its StasisStart, then what was still
-                # left of the bridge and the answer (made meanwhile), the final addChannel
-                # (snoop_reply: the snoop's REST reply, which its StasisStart may precede or follow)
-                log.info("event=monitor_setup_timing session=%s since_created_ms=%s check_ms=%.0f snoop_ms=%.0f "
-                         "snoop_reply_ms=%s prepare_wait_ms=%.0f bridge_ms=%.0f", session.id,
-                         _ms_since(session.created, began), (checked - began) * 1000, (snooped - checked) * 1000,
-                         f"{(replied[0] - checked) * 1000:.0f}" if replied else "?", (ready - snooped) * 1000,
-                         (time.monotonic() - ready) * 1000)
+                call = await self._attach_snooping(session, sup, answer=answer)
             data = self.timeline.note(session, "monitor_start", origin=session.origin, agent_channel=call.channel_id)
         log.info("event=monitor_start session=%s supervisor=%s target=%s mode=%s channel=%s", session.id,
                  session.supervisor, session.target, session.mode.value, call.channel_id)
         self.spawn(self.after_attach(session, call, data), "after_attach")
 
-    async def _prepare(self, session: MonitorSession, sup: str, *, answer: bool) -> None:
-        """The session's mixing bridge, and the supervisor answered, side by side."""
-        steps = [self.mech.create_bridge(session.bridge_id, f"monitor-{session.mode.value}")]
-        if answer:
-            steps.append(self.mech.answer(sup))
-        for outcome in await asyncio.gather(*steps, return_exceptions=True):  # both done before anything fails
-            if isinstance(outcome, BaseException):
-                raise outcome
+    async def _attach_snooping(self, session: MonitorSession, sup: str, *, answer: bool) -> TargetCall:
+        """Listen, whisper or barge: each ARI step starts as soon as what it needs is there, so a set-up takes
+        about the longest chain, not the sum (bench ``real_queue``, 20 set-ups at once on a busy Asterisk):
+        the session's bridge and the supervisor's answer while the checks run (neither tells anything about the
+        call; a refusal answers the supervisor anyway, and its teardown destroys the bridge); the snoop once the
+        checks passed; the supervisor into the bridge once it is answered and the bridge exists, while the snoop
+        is being made; the snoop into the bridge as soon as Asterisk says it exists (``Mechanics.snoop_into``).
+        Two ``addChannel`` requests side by side: one request with both channels joins them one after the other
+        (``ast_ari_bridges_add_channel`` waits for each channel's own thread)."""
+        began = time.monotonic()
+        bridge = asyncio.ensure_future(self.mech.create_bridge(session.bridge_id, f"monitor-{session.mode.value}"))
+        answered = asyncio.ensure_future(self.mech.answer(sup)) if answer else None
+        steps: list[asyncio.Future[Any]] = [bridge, *([answered] if answered else [])]
+        times: dict[str, float] = {}
+        try:
+            grant, call = await self.checks.check(session.supervisor, session.target, session.mode)
+            checked = time.monotonic()
+            session.agent_channel, session.call_bridge = call.channel_id, call.bridge_id
+            session.announce = grant.announce
+            snoop_id = session.snoop_channel = session.next_snoop_id()  # known before it exists: teardown
+            self.sessions.watch(snoop_id, session)
+            joined = asyncio.ensure_future(self._supervisor_in(session.bridge_id, sup, bridge, answered, times))
+            steps.append(joined)
+            await self.mech.snoop_into(session.bridge_id, call.channel_id, snoop_id,
+                                       snoop_args(session, session.mode), bridge_ready=asyncio.shield(bridge),
+                                       times=times)
+            snooped = time.monotonic()
+            await joined
+        except BaseException:
+            await asyncio.wait(steps)  # all done before any teardown
+            for step in steps:
+                if not step.cancelled():
+                    step.exception()  # retrieved: the first failure is the one reported
+            raise
+        session.state = SessionState.ACTIVE
+        # where a set-up's time goes (bench real_queue reads it): Asterisk's dialplan and the event's way to us,
+        # the checks (monitor groups, target), the snoop until Asterisk said it exists (its REST reply, or its
+        # StasisStart if first), then its addChannel; the supervisor's join (answer, bridge, addChannel) ran
+        # meanwhile and ended sup_joined_ms after the checks; what the set-up waited for it after the snoop
+        log.info("event=monitor_setup_timing session=%s since_created_ms=%s check_ms=%.0f snoop_ms=%.0f "
+                 "snoop_reply_ms=%s bridge_wait_ms=%.0f add_snoop_ms=%.0f sup_joined_ms=%.0f sup_wait_ms=%.0f "
+                 "snoop_early=%d", session.id, _ms_since(session.created, began), (checked - began) * 1000,
+                 (times.get("ready", checked) - checked) * 1000,
+                 f"{(times['reply'] - checked) * 1000:.0f}" if "reply" in times else "?",
+                 (times.get("bridged", checked) - times.get("ready", checked)) * 1000,
+                 (snooped - times.get("bridged", checked)) * 1000, (times.get("sup", checked) - checked) * 1000,
+                 (time.monotonic() - snooped) * 1000, int(times.get("early", 0)))
+        return call
+
+    async def _supervisor_in(self, bridge_id: str, sup: str, bridge: asyncio.Future[Any],
+                             answered: asyncio.Future[Any] | None, times: dict[str, float]) -> None:
+        """The supervisor into the session's bridge once it exists and the supervisor is answered (a channel is
+        bridged answered, as before: no media to a phone that has not had its 200 OK)."""
+        await asyncio.shield(bridge)
+        if answered is not None:
+            await asyncio.shield(answered)
+        await self.mech.add_to_bridge(bridge_id, sup)
+        times["sup"] = time.monotonic()
 
     async def after_attach(self, session: MonitorSession, call: TargetCall, data: dict[str, Any]) -> None:
         """Off the critical path: channel variables, subscriptions, the call id, the timeline, notice, hold."""
         sup = str(session.supervisor_channel)
         await asyncio.gather(
             self.mech.set_vars(sup, {VAR_SESSION: session.id, VAR_MODE: session.mode.value,
-                                     VAR_TARGET: session.target, VAR_BRIDGE: session.bridge_id}),
+                                     VAR_TARGET: session.target}),  # the bridge is cc-monitor-<session>
             self.mech.subscribe(f"channel:{call.channel_id}", True),
             self.mech.subscribe(f"endpoint:{self.technology}/{session.supervisor}", True),
             self.call_ids.bind(session, call.channel_id))
@@ -310,8 +326,8 @@ class MonitorService:
             else:
                 old, snoop_id = session.snoop_channel, session.next_snoop_id()
                 self.sessions.watch(snoop_id, session)
-                await self.mech.snoop(str(session.agent_channel), snoop_id, snoop_args(session, target))
-                await self.mech.add_to_bridge(session.bridge_id, snoop_id)
+                await self.mech.snoop_into(session.bridge_id, str(session.agent_channel), snoop_id,
+                                           snoop_args(session, target))
                 session.snoop_channel, session.mode = snoop_id, target
                 self.sessions.forget(old)
                 await self.mech.hangup(old)

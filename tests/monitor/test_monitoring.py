@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -123,6 +124,26 @@ async def test_dtmf_switches_every_way_without_redialling(world: World) -> None:
         assert matrix["2005"] == {"1001", CUSTOMER}, mode
     assert len(monitor_bridges(world)) == 1
     assert world.sim.phone("2005").channels()[0].bridge_id == monitor_bridges(world)[0]["id"]
+
+
+async def test_a_snoop_whose_reply_comes_before_it_is_in_stasis_is_bridged_once_it_is(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """A set-up bridges the snoop as soon as its REST reply comes, not waiting for its StasisStart (the reply is
+    ≈ 10 ms sooner on a busy Asterisk). The snoop's own thread may not have entered Stasis yet: Asterisk answers
+    the addChannel 422, and the snoop is added again after its StasisStart — at set-up and at a DTMF switch."""
+    world.sim.engine.config.snoop_entry_delay = 0.05  # a snoop is in Stasis 50 ms after its reply
+    caplog.set_level(logging.DEBUG, logger="callcenter.ari.monitor")
+    await grant(world, "barge")
+    await customer_calls_agent(world)
+    matrix = await supervise(world, "*3361001")
+    assert matrix["2005"] == {"1001", CUSTOMER} and matrix["1001"] == {CUSTOMER}
+    assert [s["state"] for s in world.service.active()] == ["active"]
+    matrix = await press(world, "5", "whisper")
+    assert matrix["1001"] == {CUSTOMER, "2005"} and matrix[CUSTOMER] == {"1001"}
+    await world.sim.phone("2005").hangup()
+    await eventually(lambda: not world.service.sessions and idle(world))
+    assert_clean(world)
+    assert caplog.text.count("event=monitor_snoop_early") == 2  # both snoops were added early, then again
 
 
 async def test_a_switch_above_the_level_is_refused_and_the_session_stays(world: World) -> None:
