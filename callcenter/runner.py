@@ -22,6 +22,7 @@ from bridges.legacy_pbx import component as legacy_component
 from callcenter.bus import EventBus
 from callcenter.config import Config
 from callcenter.forwarding import CommandChannel, asterisk_keys, routing_ports
+from callcenter.legacy_lines import LegacyLinesView
 from callcenter.ownership import LeasedOwnership, Ownership, SoleOwner
 from callcenter.service import Component, HealthRegistry, ServiceContext
 from callcenter.store import CallStore, SpooledWriter
@@ -72,15 +73,18 @@ async def run_service(config: Config, roles: tuple[str, ...], *, stop: asyncio.E
         register_core_health(ctx)
         channel = await stack.enter_async_context(command_channel(ctx))
         ctx.ports.wire(routing_ports(ctx, channel))  # the API's ports: here or at the PBX's owner
+        # the legacy lines' live calls: ours (below) and those other instances announce on the bus
+        lines = await stack.enter_async_context(LegacyLinesView(bus).running())
+        ctx.ports.legacy_lines = lines
         for role, component in COMPONENTS:
             if role in roles:
                 provided = await stack.enter_async_context(component(ctx))
                 if provided is not None:  # the one place ports are wired: the routers run them for the API
                     ctx.local_ports.wire(provided)
                     stack.callback(ctx.local_ports.unwire, provided)
-                    unrouted = provided.unrouted()  # and the API reads the ports no router covers as they are
-                    ctx.ports.wire(unrouted)
-                    stack.callback(ctx.ports.unwire, unrouted)
+                    if provided.legacy_lines is not None:  # the API's view of the legacy lines shows ours
+                        lines.local = provided.legacy_lines
+                        stack.callback(setattr, lines, "local", None)
             else:
                 ctx.health.register(role, lambda: {"state": "disabled"})
         log.info("event=service_ready roles=%s", ",".join(roles))

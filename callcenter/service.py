@@ -137,13 +137,9 @@ class Ports:
     live: LiveView | None = None
     queue_control: QueueControl | None = None
     pickup: PickupControl | None = None
-    # this instance's legacy links (their rings and calls now): no router, the API reads them as they are
+    # the legacy lines' live calls: the legacy bridge provides its own; the API reads callcenter.legacy_lines's view
+    # (this instance's lines and every other instance's), which the composition root wires
     legacy_lines: LegacyLines | None = None
-
-    def unrouted(self) -> Ports:
-        """The ports no router covers (``callcenter.forwarding`` routes the Asterisk ones): the root wires these
-        straight into the API's ports."""
-        return Ports(legacy_lines=self.legacy_lines)
 
     def wire(self, provided: Ports) -> None:
         """Take every port ``provided`` offers (the root calls this as a component starts)."""

@@ -30,6 +30,7 @@ from bridges.legacy_pbx.telsa import RecordingWatcher
 from bridges.legacy_pbx.transports import Transport
 from callcenter.config import PbxConfig
 from callcenter.domain import CallStatus, call_id_for
+from callcenter.legacy_lines import EVERY, TOPIC, lines_message
 from callcenter.service import Ports, ServiceContext
 from callcenter.store.unavailable import STORE_UNAVAILABLE
 
@@ -60,6 +61,7 @@ class LegacyLink:
     async def run(self, *, restart_delay: float = 5.0) -> None:
         """Pump until stopped; an unexpected failure is logged, shown in health, and the link restarted."""
         drainer = asyncio.create_task(self._drain())
+        announcer = asyncio.create_task(self._announce_every(EVERY))
         try:
             while True:
                 try:
@@ -70,7 +72,21 @@ class LegacyLink:
                     self.transport.status.set("error", f"{type(exc).__name__}: {exc}", restart_delay)
                     await asyncio.sleep(restart_delay)
         finally:
+            announcer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await announcer
+            self.live.end_pbx(self.pbx.key)
+            await self._announce()  # other instances' APIs drop our calls now (or when announcements stop)
             await self._finish(drainer)
+
+    async def _announce(self) -> None:
+        """This PBX's live calls for the APIs of other instances (``callcenter.legacy_lines``)."""
+        await self.ctx.bus.publish(TOPIC, lines_message(self.pbx.key, self.live.of_pbx(self.pbx.key)))
+
+    async def _announce_every(self, every: float) -> None:
+        while True:
+            await self._announce()
+            await asyncio.sleep(every)
 
     async def _finish(self, drainer: asyncio.Task[None]) -> None:
         """Store what is still queued (COPY is quick; the spool when Postgres is away), then stop the drainer."""
@@ -98,10 +114,12 @@ class LegacyLink:
             elif isinstance(item, Ringing):
                 ringing = self._ringing_event(item)
                 self.live.put(ringing)  # before the event: a snapshot never lags the events (see live.py)
+                await self._announce()
                 await self.ctx.bus.publish("call.ringing", ringing)
             elif isinstance(item, Answered):
                 answered = self._answered_event(item)
                 self.live.put(answered)
+                await self._announce()
                 await self.ctx.bus.publish("call.answered", answered)
             elif isinstance(item, Alarm):
                 self._log_alarm(item.text)
@@ -130,6 +148,7 @@ class LegacyLink:
         if ringing is not None:
             data["ringing_call_id"] = ringing
             self.live.end(ringing)
+            await self._announce()
         log.info("event=legacy_call pbx=%s call_id=%s direction=%s status=%s line=%s", self.pbx.key,
                  record.id, call.direction, call.status, call.line)
         await self.ctx.bus.publish(topic, data)

@@ -5,7 +5,8 @@ The links update it *before* they publish the matching event (``call.ringing`` /
 call, the record's ``call.ended`` / ``call.missed`` removes it), with the same call object and id: a snapshot taken
 at any moment holds what the events said so far, and an event that reaches a page after its snapshot names a call
 the page already keys by that id (shown once). Memory only: a restarted service starts with no live legacy call
-(a ring still in progress shows again when the device next reports it; see the README).
+(a ring still in progress shows again when the device next reports it; see the README). Other instances' APIs learn
+them from the links' ``legacy.lines`` announcements (``callcenter.legacy_lines``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ class LiveLines:
 
     def end(self, call_id: str) -> None:
         self._calls.pop(call_id, None)
+
+    def end_pbx(self, pbx: str) -> None:
+        """The PBX's link stopped: what it reported is no longer known to be going on."""
+        for call_id in [k for k, c in self._calls.items() if c.get("pbx") == pbx]:
+            del self._calls[call_id]
+
+    def of_pbx(self, pbx: str) -> list[dict[str, Any]]:
+        return [dict(c) for c in self._calls.values() if c.get("pbx") == pbx]
 
     async def calls(self) -> list[dict[str, Any]]:
         """Every live legacy call (copies: the API may normalise them), oldest first."""

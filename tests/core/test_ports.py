@@ -22,17 +22,3 @@ def test_wiring_takes_what_a_component_provides_and_unwiring_drops_only_that() -
     ports.unwire(Ports(live=first))
     assert ports.live is None
 
-
-class _Lines:
-    async def calls(self) -> list[dict[str, Any]]:
-        return []
-
-
-def test_the_legacy_lines_are_the_one_port_no_router_covers_so_the_root_wires_them_for_the_api_as_they_are() -> None:
-    lines, live = _Lines(), _Live()
-    provided = Ports(live=live, legacy_lines=lines)
-    api_ports = Ports()
-    api_ports.wire(provided.unrouted())
-    assert api_ports.legacy_lines is lines and api_ports.live is None  # live goes through its router
-    api_ports.unwire(provided.unrouted())
-    assert api_ports.legacy_lines is None

@@ -86,21 +86,24 @@ class Running:
             return body
 
 
-def box_config(db_dsn: str, tmp_path: Path, box: SerialBox, port: int) -> Any:
+def box_config(db_dsn: str, spool: Path, box: SerialBox, port: int) -> Any:
     return parse_config({
-        "database": {"dsn": db_dsn, "spool_file": str(tmp_path / "spool.jsonl"), "pool_max": 4, "api_pool_max": 4},
+        "database": {"dsn": db_dsn, "spool_file": str(spool), "pool_max": 4, "api_pool_max": 4},
         "http": {"port": port, "host": "127.0.0.1"},
         "pbx": [{"key": "shop", "kind": "segal", "country_code": "98", "city_code": "21",
                  "legacy": {"transport": "serial", "device": box.device, "line_extensions": LINES}}]}, env={})
 
 
 @asynccontextmanager
-async def legacy_service(db_dsn: str, tmp_path: Path, box: SerialBox) -> AsyncIterator[Running]:
-    """The service (roles legacy + api) reading ``box``; returns once the box's serial port is open."""
+async def legacy_service(db_dsn: str, tmp_path: Path, box: SerialBox,
+                         roles: tuple[str, ...] = ("legacy", "api")) -> AsyncIterator[Running]:
+    """The service with ``roles`` (one config: the box on its serial port); with the legacy role it returns once
+    the box's serial port is open. Instances on one database each have their own spool."""
     port = free_port()
     stop = asyncio.Event()
     ready: asyncio.Future[ServiceContext] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(run_service(box_config(db_dsn, tmp_path, box, port), ("legacy", "api"), stop=stop,
+    spool = tmp_path / f"spool-{'-'.join(roles)}.jsonl"
+    task = asyncio.create_task(run_service(box_config(db_dsn, spool, box, port), roles, stop=stop,
                                            on_ready=ready.set_result))
     try:
         done, _ = await asyncio.wait([ready, task], timeout=30, return_when=asyncio.FIRST_COMPLETED)
@@ -110,7 +113,8 @@ async def legacy_service(db_dsn: str, tmp_path: Path, box: SerialBox) -> AsyncIt
         def box_open() -> bool:
             return ctx.health.snapshot()["legacy"].get("pbx", {}).get("shop", {}).get("state") == "connected"
 
-        await eventually(box_open, what="the service opened the box's serial port")
+        if "legacy" in roles:
+            await eventually(box_open, what="the service opened the box's serial port")
         yield Running(ctx, f"http://127.0.0.1:{port}")
     finally:
         stop.set()

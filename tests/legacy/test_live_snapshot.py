@@ -15,6 +15,7 @@ import pytest
 from api.contract import LIVE_SCHEMAS
 from tests.legacy.service import Running, SerialBox, add_people, legacy_service, serial_box
 from tests.live.contract import Contract
+from tests.waiting import eventually
 
 CONTRACT = Contract({"components": {"schemas": LIVE_SCHEMAS}})
 
@@ -156,3 +157,36 @@ async def test_a_ring_in_progress_across_a_restart_is_not_carried_over_and_shows
         async with service.ctx.store.pool.acquire() as conn:
             rows = await conn.fetch("SELECT status, caller_raw FROM calls WHERE pbx = 'shop'")
         assert [(r["status"], r["caller_raw"]) for r in rows] == [("answered", "")]
+
+
+async def test_an_api_instance_without_the_legacy_role_shows_the_lines_of_the_instance_that_reads_them(
+        db_dsn: str, tmp_path: Path, box: SerialBox) -> None:
+    """``--roles legacy`` on one instance, ``--roles api`` on another, one database: the API's snapshot holds the
+    other instance's live legacy calls (announced on the bus), with the ids of the events it forwards."""
+    async with legacy_service(db_dsn, tmp_path, box, roles=("legacy",)), \
+            legacy_service(db_dsn, tmp_path, box, roles=("api",)) as api, aiohttp.ClientSession() as http:
+        await add_people(api)
+        ws = await events_of(api, "front", http)
+        box.send(b"L1C09121234567@\r\nL1R01@\r\n")
+        ringer = box.ringing("1")
+        ringing = await next_event(ws)
+        call_id = ringing["data"]["call_id"]
+
+        async def front_sees(state: str) -> bool:
+            return [(c["call_id"], c["state"], c["line"], c["caller"]) for c in (await api.live("front"))["calls"]] \
+                == [(call_id, state, "1", "+989121234567")]
+
+        await eventually(lambda: front_sees("ringing"), what="the other instance's ring in the snapshot")
+        assert (await api.live("back"))["calls"] == []
+        await ringer.stop()
+        box.send(b"L1HF@\r\n")
+        assert (await next_event(ws))["type"] == "call.answered"
+        await eventually(lambda: front_sees("in_call"), what="the answer in the snapshot")
+        box.send(b"L1HND: T0004@\r\n")
+        assert (await next_event(ws))["type"] == "call.ended"
+
+        async def gone() -> bool:
+            return (await api.live("front"))["calls"] == []
+
+        await eventually(gone, what="the call gone from the snapshot")
+        await ws.close()
