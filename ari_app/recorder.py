@@ -21,12 +21,20 @@ from callcenter.store import asterisk as asterisk_sql
 
 log = logging.getLogger("callcenter.ari.recorder")
 
+# Bus messages of the next few ms go out together: the bus sends what waits in its outbox as one NOTIFY, and the
+# webhook worker stores what waits in its subscription in one INSERT. One at a time, a call's ≈ 11 messages (its
+# state, its extensions', its trunk's) were ≈ 7.5 NOTIFYs and 3 webhook INSERTs, each a round trip to PostgreSQL
+# (bench real_load at 5 calls/s: ≈ 19 % of the service's CPU). Local subscribers get them this much later.
+PUBLISH_WINDOW = 0.02
+
 
 class Recorder:
-    def __init__(self, writer: Any, bus: Any, *, max_batch: int = 5000) -> None:
+    def __init__(self, writer: Any, bus: Any, *, max_batch: int = 5000,
+                 publish_window: float = PUBLISH_WINDOW) -> None:
         self.writer = writer
         self.bus = bus
         self.max_batch = max_batch
+        self.publish_window = publish_window
         self._queue: asyncio.Queue[tuple[float, WriteCall | WriteEvent]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -84,11 +92,16 @@ class Recorder:
 
     async def _publish_loop(self) -> None:
         while True:
-            effect = await self._bus_queue.get()
-            try:
-                await self.bus.publish(effect.topic, effect.data)
-            except Exception:
-                log.exception("event=recorder_publish_failed topic=%s", effect.topic)
+            burst = [await self._bus_queue.get()]
+            if self.publish_window > 0:
+                await asyncio.sleep(self.publish_window)
+            while not self._bus_queue.empty():
+                burst.append(self._bus_queue.get_nowait())
+            for effect in burst:  # no await yields between them: the bus's sender finds them all waiting
+                try:
+                    await self.bus.publish(effect.topic, effect.data)
+                except Exception:
+                    log.exception("event=recorder_publish_failed topic=%s", effect.topic)
             if self._bus_queue.empty():
                 self._bus_idle.set()
 
