@@ -28,6 +28,7 @@ from callcenter.runner import run_service
 from callcenter.service import ServiceContext
 from callcenter.store import CallStore, monitor_groups
 from callcenter.store import commands as command_store
+from callcenter.store import ownership as ownership_store
 from callcenter.store import tokens as token_store
 from tests.ari.conftest import DIALPLAN, PASSWORD
 from tests.waiting import eventually
@@ -285,6 +286,24 @@ async def test_with_nobody_holding_the_lease_the_answer_is_a_503_at_once(pair: P
     assert (health["unowned"], health["timeouts"], health["issued"]) == (1, 0, 0)
     pending = "SELECT count(*) FROM pbx_commands WHERE state = 'pending'"
     assert await pair.api_only.ctx.store.pool.fetchval(pending) == 0
+
+
+@pytest.mark.parametrize("pair", [True], ids=["leases"], indirect=True)
+async def test_a_holder_whose_lease_runs_out_during_the_wait_is_not_waited_for(pair: Pair) -> None:
+    """The lease row names a holder that has just died (it took the lease and was never heard of again): the
+    action is issued, and given up as soon as that lease has run out — not at the end of ``command_timeout``."""
+    assert pair.standby is not None
+    await halt(pair.standby)
+    await halt(pair.owner)
+    ghost = await ownership_store.take_or_renew_lease(pair.api_only.ctx.store.pool, "main", "ghost#1",
+                                                      ttl_seconds=0.3)
+    assert ghost is not None
+    status, body, headers = await pair.api_only.call("POST", f"/api/v1/calls/{uuid.uuid4()}/hold")
+    assert (status, body["error"]["code"], headers["Retry-After"]) == (503, "owner_unavailable", "1"), body
+    health = pair.api_only.ctx.health.snapshot()["forwarding"]
+    assert (health["issued"], health["unowned"], health["timeouts"]) == (1, 1, 0)
+    states = await pair.api_only.ctx.store.pool.fetch("SELECT state FROM pbx_commands")
+    assert [row["state"] for row in states] == ["expired"]
 
 
 async def test_a_command_past_its_deadline_is_never_carried_out(pair: Pair) -> None:

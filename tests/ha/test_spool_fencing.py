@@ -44,8 +44,8 @@ async def test_a_spooled_snapshot_of_an_ex_owner_is_dropped_once_a_new_owner_wro
         store: CallStore, proxied_store: tuple[CallStore, TcpProxy], tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
     a_store, proxy = proxied_store
-    a = LeasedOwnership(a_store.pool, [PBX], name="a", lease_seconds=1.0, renew_seconds=0.2)
-    b = LeasedOwnership(store.pool, [PBX], name="b", lease_seconds=1.0, renew_seconds=0.2)
+    a = LeasedOwnership(a_store.pool, [PBX], name="a", lease_seconds=2.0, renew_seconds=0.4)
+    b = LeasedOwnership(store.pool, [PBX], name="b", lease_seconds=2.0, renew_seconds=0.4)
     a_writer = SpooledWriter(a_store, tmp_path / "a.jsonl", retry_seconds=0.2)
     a_writer.generation = a.generation
     b_writer = SpooledWriter(store, tmp_path / "b.jsonl")
