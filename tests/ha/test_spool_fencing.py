@@ -20,6 +20,7 @@ import pytest
 from callcenter.domain import CallEvent, CallRecord, CallStatus, Source
 from callcenter.ownership import LeasedOwnership
 from callcenter.store import CallStore, SpooledWriter
+from callcenter.store.spool import FENCED_CHUNK
 from tests.ha.tcpproxy import TcpProxy
 from tests.waiting import eventually
 
@@ -104,19 +105,21 @@ async def test_the_same_owner_replays_its_spool_when_nobody_took_the_pbx_over(
     a = LeasedOwnership(a_store.pool, [PBX], name="a", lease_seconds=3.0, renew_seconds=0.5)
     a_writer = SpooledWriter(a_store, tmp_path / "a.jsonl", retry_seconds=0.2)
     a_writer.generation = a.generation
-    call = uuid.uuid4()
+    calls = [uuid.uuid4() for _ in range(2 * FENCED_CHUNK + 1)]  # more than one transaction's worth
     at = datetime.now(UTC) - timedelta(seconds=30)
     await a.start()
     try:
         proxy.refuse()
-        await a_writer.upsert_call(CallRecord(call, PBX, Source.ARI, "L1", at, status=CallStatus.MISSED,
-                                              ended_at=at + timedelta(seconds=5)))
-        assert a_writer.pending == 1
+        for n, call in enumerate(calls):
+            await a_writer.upsert_call(CallRecord(call, PBX, Source.ARI, f"L{n}", at, status=CallStatus.MISSED,
+                                                  ended_at=at + timedelta(seconds=5)))
+        assert a_writer.pending == len(calls)
         proxy.forward()
         await eventually(lambda: a_writer.pending == 0, timeout=10, what="A's spool replayed")
     finally:
         await a_writer.close()
         await a.close()
-    row = await store.get_call(call)
-    assert row is not None and row["status"] == "missed"
-    assert a_writer.fenced_total == 0
+    for call in calls:
+        row = await store.get_call(call)
+        assert row is not None and row["status"] == "missed"
+    assert a_writer.fenced_total == 0 and a_writer.replayed_total == len(calls)
