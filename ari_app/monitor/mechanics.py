@@ -78,6 +78,46 @@ class RestLiveSource:
         return list(channels or []), list(bridges or [])
 
 
+Snapshot = tuple[list[dict[str, Any]], list[dict[str, Any]]]
+
+
+class SharedSnapshots:
+    """One ``GET /channels`` + ``GET /bridges`` shared by the attempts that ask at once, each still answered by
+    lists Asterisk began to send *after* it asked (a refusal is decided on what Asterisk says now, not on a reply
+    begun before the state we checked). At most one fetch runs and one waits: who asks while one runs joins the
+    next. With 20 set-ups at once, every refused one listed the whole PBX (hundreds of channels): 17 pairs of lists
+    in one round of bench ``real_queue`` slowed every other set-up's snoop (213 ms at the median instead of 40)."""
+
+    def __init__(self, source: LiveSource) -> None:
+        self.source = source
+        self.fetches = 0
+        self._running: asyncio.Future[Snapshot] | None = None
+        self._next: asyncio.Future[Snapshot] | None = None  # not begun yet: whoever asks now may join it
+
+    async def snapshot(self) -> Snapshot:
+        if self._next is None:
+            self._next = asyncio.ensure_future(self._fetch_after(self._running))
+            self._next.add_done_callback(_retrieve)
+        return await asyncio.shield(self._next)
+
+    async def _fetch_after(self, running: asyncio.Future[Snapshot] | None) -> Snapshot:
+        if running is not None:
+            await asyncio.wait([running])
+        me = self._next
+        self._running, self._next = me, None  # begun: later askers wait for the one after
+        try:
+            self.fetches += 1
+            return await self.source.snapshot()
+        finally:
+            if self._running is me:
+                self._running = None
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # every waiter got it; nobody may be left to
+
+
 def _log_late_failure(request: asyncio.Future[Any]) -> None:
     """A snoop request that failed after its channel's StasisStart (or after we stopped waiting)."""
     if not request.cancelled() and request.exception() is not None:

@@ -23,7 +23,7 @@ from ari_app.client import AriError
 from ari_app.monitor.checks import ChangeFeed, Checks, Grants
 from ari_app.monitor.hold import Holds
 from ari_app.monitor.live import StateTargets
-from ari_app.monitor.mechanics import AriRest, LiveSource, Mechanics, RestLiveSource
+from ari_app.monitor.mechanics import AriRest, LiveSource, Mechanics, RestLiveSource, SharedSnapshots
 from ari_app.monitor.session import (
     BRIDGE_PREFIX,
     FLOW_NAME,
@@ -81,7 +81,7 @@ class MonitorService:
         self.timeline = Timeline(writer, bus)
         self.call_ids = CallIds(self.mech, pbx, call_probe)
         self.holds = Holds(self.mech, self.sessions, hold_probe)
-        live = live or RestLiveSource(ari)
+        live = SharedSnapshots(live or RestLiveSource(ari))
         self.takeover = Takeover(self.mech, live, self.sessions, self.call_ids, ami=ami, on_takeover=on_takeover,
                                  context=takeover_context)
         self.checks = Checks(grants=Grants(pool, group_changes), live=live, state_targets=state_targets,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
+from ari_app.monitor.mechanics import SharedSnapshots
 from ari_app.monitor.session import (
     MonitorSession,
     SessionState,
@@ -25,6 +27,7 @@ from callcenter.monitoring import (
     SessionFinal,
     check_level,
 )
+from tests.waiting import eventually
 
 L, W, B, T = MonitorMode.LISTEN, MonitorMode.WHISPER, MonitorMode.BARGE, MonitorMode.TAKEOVER
 
@@ -126,3 +129,40 @@ def test_snoop_directions_follow_the_measured_matrix() -> None:
     assert snoop_args(s, B)["whisper"] == "both"
     assert snoop_args(s, W)["appArgs"] == "monitor_snoop,s1,whisper"
     assert caller_name(W, "2005") == "WHISPER 2005" and caller_name(T, "1001") == "TAKEOVER 1001"
+
+
+class GatedLists:
+    """A ``LiveSource`` whose every fetch waits to be let through; it counts the fetches begun."""
+
+    def __init__(self) -> None:
+        self.gates: list[asyncio.Event] = []
+
+    async def snapshot(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        number = len(self.gates)
+        await gate.wait()
+        return [{"fetch": number}], []
+
+
+async def test_refusals_at_once_share_the_lists_each_begun_after_it_asked() -> None:
+    """20 set-ups at once, several refused: each refusal listed every channel and bridge of the PBX. Those asking
+    while a fetch runs share the next one (so two fetches, not one per attempt) — never the one already running,
+    which Asterisk began answering before they asked."""
+    lists = GatedLists()
+    shared = SharedSnapshots(lists)
+    first = asyncio.ensure_future(shared.snapshot())
+    await eventually(lambda: len(lists.gates) == 1)
+    waiting = [asyncio.ensure_future(shared.snapshot()) for _ in range(3)]  # asked while fetch 1 runs
+    lists.gates[0].set()
+    assert (await first)[0] == [{"fetch": 1}]
+    await eventually(lambda: len(lists.gates) == 2)
+    assert not any(w.done() for w in waiting)  # fetch 1 is over: they did not take it
+    late = asyncio.ensure_future(shared.snapshot())  # asked while fetch 2 runs: waits for fetch 3
+    lists.gates[1].set()
+    assert [(await w)[0] for w in waiting] == [[{"fetch": 2}]] * 3
+    await eventually(lambda: len(lists.gates) == 3)
+    assert not late.done()
+    lists.gates[2].set()
+    assert (await late)[0] == [{"fetch": 3}]
+    assert shared.fetches == 3
