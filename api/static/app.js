@@ -144,7 +144,7 @@ function extensionsOfCall(data) {
   return list.map((n) => model.extensions.get(`${data.pbx || ""}/${n}`)).filter(Boolean);
 }
 
-const popped = new Set();
+const popped = new Map(); // call id → whether its pop named the caller (a caller-ID box may send the number late)
 
 function applyCall(type, data) {
   const id = data.call_id || data.id;
@@ -161,11 +161,14 @@ function applyCall(type, data) {
       }
     }
     // a screen pop is for the phone that rings: the viewer's own ("My phone" or the token's extension), once per
-    // call (a ring-all queue rings several phones, each its own call.ringing)
+    // call (a ring-all queue rings several phones, each its own call.ringing) — and once more when a caller-ID box
+    // names the caller after a first ring it popped without a number
     const mine = myExtension();
     const fromMe = data.caller === mine || data.caller_raw === mine; // e.g. the service ringing me to listen in
-    if (type === "call.ringing" && mine && data.extension === mine && !fromMe && !popped.has(id)) {
-      popped.add(id);
+    const named = Boolean(data.caller || data.caller_name);
+    if (type === "call.ringing" && mine && data.extension === mine && !fromMe
+        && (!popped.has(id) || (named && !popped.get(id)))) {
+      popped.set(id, named);
       toast(`Incoming call from ${data.caller_name ? `${data.caller_name} (${data.caller || ""})`
                                                   : (data.caller || "unknown")}`, "pop",
             crmLink(data.caller || data.caller_raw, "Open in CRM"));

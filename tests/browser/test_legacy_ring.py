@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from callcenter.store import tokens as token_store
 from tests.browser.chromium import CHROMIUM, artifact, chromium_page
 from tests.legacy.service import Ringer, Running, SerialBox, add_people, legacy_service, serial_box
 from tests.waiting import eventually
@@ -124,4 +125,21 @@ async def test_a_ring_that_ends_while_the_page_loads_its_snapshot_is_not_shown(r
         assert await page.is_visible("#calls-empty")
         recent = await page.text_content("#recent") or ""
         assert "+989121234567" in recent  # the missed call is in the strip of last finished calls
+        watched.assert_clean()
+
+
+async def test_my_phone_pops_again_with_the_callers_number_when_the_box_sends_it_after_the_first_ring(
+        running: Running, box: SerialBox) -> None:
+    _row, desk = await token_store.create_token(running.ctx.store.pool, role="agent", extension="201", name="desk")
+    base = running.base + "/"
+    async with chromium_page(base) as watched:
+        page = watched.page
+        await page.goto(f"{base}?access_token={desk}#board")
+        await page.wait_for_selector('#connection[data-state="live"]')
+        box.send(b"L1R01@\r\n")
+        ringer = box.ringing("1")
+        await page.wait_for_selector(".toast.pop:has-text('Incoming call from unknown')")
+        box.send(b"L1C09121234567@\r\n")
+        await page.wait_for_selector(".toast.pop:has-text('Incoming call from +989121234567')")
+        await ringer.stop()
         watched.assert_clean()
