@@ -96,6 +96,7 @@ class Step:
     right: int = 0
     wrong: int = 0
     missing: int = 0
+    missing_numbers: list[str] = field(default_factory=list)
     doubled: int = 0
     examples: list[str] | None = None
     agi_p50: float = float("nan")
@@ -149,6 +150,7 @@ def judge(step: Step, expected: dict[str, str], rows: list[dict[str, Any]], cdr_
         found = by_number.get(number, [])
         if not found:
             step.missing += 1
+            step.missing_numbers.append(number)
             if len(examples) < 4:
                 examples.append(f"{number} → {ext}: no row")
             continue
@@ -271,13 +273,25 @@ async def run_step(index: int, rate: int, service: RunningService, asterisk: Sip
     cdr_billsec = {src: sec for src, (dst, sec) in cdrs.billsec.items() if expected.get(src) == dst}
     step.cdr_billsec = sorted(cdr_billsec.values())
     judge(step, expected, await rows_of(service, prefix), cdr_billsec)
+    if step.missing_numbers:  # where the first missing call went: a row under other numbers, timeline lines
+        number = step.missing_numbers[0]
+        async with service.context.store.pool.acquire() as conn:
+            lines = await conn.fetch("SELECT call_id, at, kind, source, data FROM call_events"
+                                     " WHERE data::text LIKE $1 ORDER BY at, id", f"%{number}%")
+            ids = list({line["call_id"] for line in lines})
+            rows = await conn.fetch("SELECT id, started_at, source, source_id, caller_raw, callee_raw, extension,"
+                                    " direction, status, billsec, tags FROM calls WHERE id = ANY($1::uuid[])"
+                                    " OR search_text LIKE $2 OR tags::text LIKE $2", ids, f"%{number}%")
+        step.timeline += [f"missing {number}: row {dict(r)}" for r in rows] or [f"missing {number}: no row at all"]
+        step.timeline += [f"{e['at']:%H:%M:%S.%f} {str(e['call_id'])[:8]} {e['kind']} ({e['source']}) "
+                          f"{str(e['data'])[:120]}" for e in lines] or [f"missing {number}: no timeline line"]
     if step.wrong_ids:  # what each source said about the first wrong call, to see which one is off
         async with service.context.store.pool.acquire() as conn:
             found = await conn.fetch("SELECT at, kind, source, data FROM call_events WHERE call_id = $1"
                                      " ORDER BY at, id", step.wrong_ids[0])
             row = await conn.fetchrow("SELECT started_at, answered_at, ended_at, billsec, source FROM calls"
                                       " WHERE id = $1", step.wrong_ids[0])
-        step.timeline = [f"row {dict(row) if row else None}"] + [
+        step.timeline += [f"row {dict(row) if row else None}"] + [
             f"{e['at']:%H:%M:%S.%f} {e['kind']} ({e['source']}) {str(e['data'])[:120]}" for e in found]
     step.agi_n = len(agi.samples)
     step.agi_p50, step.agi_p99 = quantile(agi.samples, 0.5) * 1000, quantile(agi.samples, 0.99) * 1000
