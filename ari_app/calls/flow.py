@@ -469,14 +469,18 @@ class CallFlow:
                 await self.pbx.hangup_quietly(consult.id)
             await self.conference_leaves()
             self.promote_party(call)
-            # only legs in a bridge: one answered but not bridged yet is in the middle of a flow's step (a queue
-            # connecting its agent), and hanging it up here would cut a call that is just starting
-            # ... except a far end this flow is bridging right now (Asterisk's dial bridge is invisible to ARI) or
-            # still dialling: the agent who hangs up while the customer rings stops the ringing
+            # legs in a bridge, a far end this flow is bridging right now (Asterisk's dial bridge is invisible to
+            # ARI) or still dialling (the agent who hangs up while the customer rings stops the ringing)
             ours = [leg for leg in call.live_legs()
                     if leg.role in ("agent", "customer", "party", "consult")
                     and (leg.bridge or leg.id in self._joined or self.still_dialling(leg))]
-            if len(ours) <= 1 and not call.transfer and not any(self.company(leg) for leg in ours):
+            # a leg answered but not bridged yet is in the middle of a flow's step (a queue connecting its agent, a
+            # picker taking a queue call): neither it nor the one it is joining is alone — hanging either up would
+            # cut a call that is just starting (the real pickup test lost its customer so under load)
+            mid_step = [leg for leg in call.live_legs()
+                        if leg.role in ("agent", "customer", "party", "consult") and leg.state == "Up"
+                        and leg not in ours]
+            if len(ours) <= 1 and not mid_step and not call.transfer and not any(self.company(leg) for leg in ours):
                 for leg in ours:
                     await self.pbx.hangup_quietly(leg.id)
                 for bid in (call.bridge, self.bridge_id(call, "consult-")):
