@@ -58,3 +58,24 @@ def test_cluster_must_be_a_table() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({"cluster": True}, env={})
     assert info.value.key == "cluster"
+
+
+def test_the_database_liveness_bounds_have_defaults_of_a_few_seconds() -> None:
+    database = parse_config({}, env={}).database
+    assert (database.connect_timeout, database.keepalive_seconds, database.write_timeout) == (3.0, 5.0, 5.0)
+    database = parse_config({"database": {"connect_timeout": 1, "keepalive_seconds": 2, "write_timeout": 1.5}},
+                            env={}).database
+    assert (database.connect_timeout, database.keepalive_seconds, database.write_timeout) == (1.0, 2.0, 1.5)
+
+
+@pytest.mark.parametrize(("settings", "key", "why"), [
+    ({"connect_timeout": 0}, "database.connect_timeout", "from 0.1 to 120 seconds"),
+    ({"keepalive_seconds": 0.5}, "database.keepalive_seconds", "from 1 to 600 seconds"),
+    ({"write_timeout": -1}, "database.write_timeout", "from 0.1 to 600 seconds"),
+    ({"write_timeout": "5"}, "database.write_timeout", "must be a number"),
+])
+def test_bad_database_liveness_values_name_the_key_and_why(settings: dict[str, Any], key: str, why: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"database": settings}, env={})
+    assert info.value.key == key
+    assert why in info.value.why
