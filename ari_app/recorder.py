@@ -1,4 +1,4 @@
-"""Carries out the effects of the live state: bus messages at once, store writes in batches behind it.
+"""Carries out the effects of the live state: bus messages within ``PUBLISH_WINDOW``, store writes in batches behind.
 
 Writes go through ``ctx.writer`` (spool-safe). When the writer has nothing spooled, a batch — its call
 snapshots and timeline lines — is written in one round trip (``write_calls``: ≥ 10× one INSERT per event, see
