@@ -20,7 +20,8 @@ Measured:
   caller left the holding bridge and not played is *missed*.
 * monitoring set-up, from a second AMI connection (:class:`bench.real_sipp.AmiEvents`), the same clock for
   both: the supervisor's channel created (``Newchannel``) → the spy is up: for ChanSpy its ``ChanSpyStart``, for
-  ours the supervisor and a ``Snoop/`` channel in one bridge (``BridgeEnter``). Target ≤ 0.5× ChanSpy's.
+  ours the supervisor answered (``Newstate`` Up) and in one bridge with a ``Snoop/`` channel (``BridgeEnter``),
+  whichever is later. Target ≤ 0.5× ChanSpy's.
 
 Music and announcements are real RTP from Asterisk to the callers (sipp ignores it); callers and agents send
 none, supervisors send silence.
@@ -138,6 +139,8 @@ class SpyWatch:
         self.created: dict[str, float] = {}  # supervisor channel name → Newchannel
         self.up: dict[str, float] = {}
         self.bridges: dict[str, set[str]] = {}
+        self.bridged: dict[str, float] = {}  # ours: supervisor channel → in one bridge with a Snoop/
+        self.answered: dict[str, float] = {}  # supervisor channel → Newstate Up
 
     def on_event(self, at: float, ev: dict[str, str]) -> None:
         kind = ev.get("Event")
@@ -154,9 +157,18 @@ class SpyWatch:
             if any(m.startswith("Snoop/") for m in members):
                 for m in members:
                     if m in self.created:
-                        self.up.setdefault(m, at)
+                        self.bridged.setdefault(m, at)
+                        self._maybe_up(m)
+        elif kind == "Newstate" and channel in self.created and ev.get("ChannelState") == "6":
+            self.answered.setdefault(channel, at)  # Up: the supervisor hears nothing before its 200 OK
+            self._maybe_up(channel)
         elif kind == "BridgeLeave":
             self.bridges.get(ev.get("BridgeUniqueid", ""), set()).discard(channel)
+
+    def _maybe_up(self, channel: str) -> None:
+        """Ours is up once the supervisor is both answered and in a bridge with a snoop (ChanSpy answers first)."""
+        if channel in self.bridged and channel in self.answered:
+            self.up.setdefault(channel, max(self.bridged[channel], self.answered[channel]))
 
     def take(self) -> tuple[list[float], int]:
         """Set-up seconds of the supervisors seen since the last take, and how many never came up."""
@@ -164,6 +176,8 @@ class SpyWatch:
         never = sum(1 for c in self.created if c not in self.up)
         self.created.clear()
         self.up.clear()
+        self.bridged.clear()
+        self.answered.clear()
         return done, never
 
 
