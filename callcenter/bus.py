@@ -154,6 +154,15 @@ class EventBus:
                             raise asyncpg.InterfaceError("bus connection closed")
                         await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload, timeout=5)
                     break
+                except asyncpg.InternalClientError as exc:
+                    # the connection's protocol is out of step (a NOTIFY sent as the server ended the session
+                    # mid-statement): it cannot be used again, so drop it and let the watchdog reconnect
+                    log.warning("event=bus_notify_failed error=%s: dropping the connection", type(exc).__name__)
+                    if conn is not None:
+                        conn.terminate()
+                    self._connection_lost(None)
+                    if (me := asyncio.current_task()) is not None and me.cancelling():
+                        raise asyncio.CancelledError from exc  # it came as close() cancelled us: stop
                 except (asyncpg.PostgresError, *STORE_UNAVAILABLE) as exc:
                     log.warning("event=bus_notify_failed error=%s", type(exc).__name__)
                     conn = self._conn
