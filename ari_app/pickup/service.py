@@ -21,6 +21,7 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from ari_app.client import AriError, ari_path
@@ -211,19 +212,21 @@ class PickupService:
         self.state.move_leg(picker_channel, call.linkedid)
         self.state.adopt(picker_channel, call.linkedid, "agent")
         call.tags = {**call.tags, "answered_by": picker, "picked_up_from": target, "pickup_group": group}
+        at = now()  # before the hand-over: the flow connects the picker at once, its answer comes after this
         for claim in list(self.pbx.pickup_hooks):
             if await claim(found.ringing.id, picker_channel, picker):
                 break
         else:
             raise PickupUnavailable(f"the call ringing at {target} is rung by a flow that does not hand it over")
-        await self.pbx.emit(self._picked_effects(call, source, picker, target, group, via))
+        await self.pbx.emit(self._picked_effects(call, source, picker, target, group, via, at))
         log.info("event=picked_up call_id=%s picker=%s target=%s group=%s via=%s ringing=%s", call.call_id, picker,
                  target, group, via, found.ringing.id)
 
     def _picked_effects(self, call: LiveCall, source: LiveCall | None, picker: str, target: str, group: str,
-                        via: str) -> list[Effect]:
-        """The ``picked_up`` line, ``call.updated``, the end of the picker's own feature-code call."""
-        at = now()
+                        via: str, at: datetime | None = None) -> list[Effect]:
+        """The ``picked_up`` line (at ``at``, default now), ``call.updated``, the end of the picker's own
+        feature-code call."""
+        at = at or now()
         effects: list[Effect] = [
             self.state.timeline(call, "picked_up", at, f"picked_up:{picker}:{at.isoformat()}", by=picker,
                                 extension=target, group=group, via=via),

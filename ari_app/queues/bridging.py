@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime
 from typing import Any
 
 from ari_app.client import AriError, ari_path
@@ -42,8 +43,11 @@ class Bridging:
                 await self.client.post(ari_path("channels", channel_id, "variable"), variable=variable, value=value)
 
     async def connect(self, caller: str, leg: Leg, *, extension: str, queue: str = "",
-                      from_bridge: str = "") -> bool:
-        """Caller and answered ``leg`` into ``cc-<linkedid>``; False when a side is gone already."""
+                      from_bridge: str = "", at: datetime | None = None) -> bool:
+        """Caller and answered ``leg`` into ``cc-<linkedid>``; False when a side is gone already. The call's
+        answer is stamped ``at`` (default: now, as the bridging starts), not once the replies are in: a caller
+        who hangs up the moment he hears the agent has a hang-up time (Asterisk's) before our late clock."""
+        at = at or now()
         linkedid = self.linkedid_of(caller)
         bridge = BRIDGE_PREFIX + linkedid
         try:
@@ -62,11 +66,11 @@ class Bridging:
         self.pairs[leg.channel_id] = (caller, bridge)
         self.legs.watch_caller(caller, self._caller_gone)
         await self.set_vars(caller, {"CC_LINKEDID": linkedid, "CC_ROLE": "customer"})
-        await self.pbx.emit(self._answered(caller, leg.channel_id, linkedid, bridge, extension, queue))
+        await self.pbx.emit(self._answered(caller, leg.channel_id, linkedid, bridge, extension, queue, at))
         return True
 
     def _answered(self, caller: str, agent: str, linkedid: str, bridge: str, extension: str,
-                  queue: str) -> list[Effect]:
+                  queue: str, at: datetime) -> list[Effect]:
         state = self.pbx.state
         state.adopt(caller, linkedid, "customer")
         state.adopt(agent, linkedid, "agent")
@@ -77,7 +81,7 @@ class Bridging:
         call.bridge = bridge
         if extension:
             call.extension = extension
-        effects = answered(state, call, now())
+        effects = answered(state, call, at)
         if queue:
             effects.append(WriteCall(state.record(call, queue=queue)))
         return effects

@@ -321,8 +321,9 @@ class QueueService:
                                                   source_id=caller.linkedid, started_at=caller.joined_at,
                                                   status=CallStatus.ABANDONED, queue=runtime.name))])
 
-    def _timeline(self, caller: Waiting, kind: str, key: str, **data: Any) -> WriteEvent:
-        return WriteEvent(CallEvent(caller.call_id, now(), kind, "ari", data, dedupe_key=f"ari:{kind}:{key}"))
+    def _timeline(self, caller: Waiting, kind: str, key: str, at: datetime | None = None, **data: Any) -> WriteEvent:
+        """A line on the caller's timeline, stamped ``at`` (default now)."""
+        return WriteEvent(CallEvent(caller.call_id, at or now(), kind, "ari", data, dedupe_key=f"ari:{kind}:{key}"))
 
     # -- dispatching agents ----------------------------------------------------------------------
 
@@ -433,8 +434,12 @@ class QueueService:
         self.legs.forget_caller(caller.channel_id)
         await self._stop_announcement(caller)
         answered_by = leg.picked_by or leg.extension
+        # the answer's time is when we bridge them, not when the bridging's replies are in: under load those come
+        # after a caller who hung up at once (the hang-up line has Asterisk's time), and the timeline showed the
+        # queue answering a call that had already ended
+        at = now()
         ok = await self.bridging.connect(caller.channel_id, leg, extension=answered_by, queue=runtime.name,
-                                         from_bridge=runtime.hold_bridge)
+                                         from_bridge=runtime.hold_bridge, at=at)
         if not ok:
             log.warning("event=queue_connect_failed queue=%s call_id=%s ext=%s", runtime.name, caller.call_id,
                         answered_by)
@@ -442,7 +447,7 @@ class QueueService:
                                                 f"{runtime.name}:{leg.channel_id}", queue=runtime.name,
                                                 extension=answered_by)])
             return False
-        waited = (now() - caller.joined_at).total_seconds()
+        waited = (at - caller.joined_at).total_seconds()
         runtime.recent_waits.append(waited)
         if not leg.picked_by:  # a colleague who picked the ringing member's call up is no member: no member stats
             member = runtime.members[leg.extension]
@@ -456,7 +461,7 @@ class QueueService:
         self._save_memory(runtime)
         await self.pbx.emit([self._timeline(caller, "queue_answer", f"{runtime.name}:{caller.joined_at.isoformat()}",
                                              queue=runtime.name, extension=answered_by,
-                                             waited_seconds=round(waited, 1), connected=True)])
+                                             waited_seconds=round(waited, 1), connected=True, at=at)])
         return True
 
     async def _back_on_hold(self, runtime: QueueRuntime, caller: Waiting) -> None:
