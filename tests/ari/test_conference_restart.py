@@ -54,6 +54,8 @@ async def three_party_conference(world: World) -> uuid.UUID:
     world.sim.customer(PARTY).answer_after(0.02)
     await world.calls.conference(call_id, PARTY)
     await eventually(lambda: everyone_hears_everyone(world, {AGENT, CUSTOMER, PARTY}), what="three talking")
+    # the audio flows as Asterisk bridges them; the app lists a party once it has seen it enter the bridge
+    await eventually(lambda: len(listed(world.calls, call_id)) == 3, what="the three listed")
     return call_id
 
 
