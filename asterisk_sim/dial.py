@@ -52,6 +52,16 @@ async def dial(engine: Engine, caller: Channel, args: list[str]) -> None:
         winner, status = await _first_answer(engine, legs, timeout)
     except asyncio.CancelledError:  # the caller hung up (or was redirected) while ringing: Dial cancels every leg
         redirected = caller.redirect_to is not None
+        answered = next((leg for leg in legs if leg.state == "Up" and not leg.hangup_requested), None)
+        if answered is not None and not redirected:
+            # a callee answered just before the caller's hang-up reached this task: real Dial() had taken the
+            # answer (DIALSTATUS=ANSWER, the Dial ANSWER event) in the same thread as it came, so it was answered
+            engine.dial_event(answered, "ANSWER", answered.outgoing)
+            engine.set_var(caller, "DIALSTATUS", "ANSWER", emit=False)
+            for leg in legs:
+                if not leg.hangup_requested:
+                    engine.channel_ops.request_hangup(leg, cause=16 if leg is answered else 26, soft=False)
+            raise
         for leg in legs:
             if not leg.hangup_requested:
                 engine.dial_event(leg, "CANCEL", leg.outgoing)

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from ari_app.client import AriError, AriNotFound, ari_path
-from ari_app.model import Effect, Leg, LiveCall, WriteCall, now
+from ari_app.model import Effect, Leg, LiveCall, WriteCall, now, parse_time
 from ari_app.pbx import BRIDGE_PREFIX, AsteriskPbx
 from ari_app.transitions import answered
 from ari_app.views import bridge_members, party_number
@@ -57,6 +57,7 @@ class CallFlow:
         self.members_seen: dict[str, str] = {}
         self.party_numbers: dict[str, str] = {}
         self.member_legs: dict[str, Leg] = {}  # the leg itself: its hang-up time outlives the tracker's index
+        self.left_at: dict[str, datetime] = {}  # a member's ChannelDestroyed time: its leave, if no request came
         self.removed: set[str] = set()
         for name in FLOW_NAMES:
             pbx.stasis.register_flow(name, self)
@@ -391,6 +392,8 @@ class CallFlow:
             self._joined.discard(cid)
             self._started.discard(cid)
             host = self.members_seen.get(cid)
+            if host:  # events come in order, the leave tasks behind them may not: the order the members went in
+                self.left_at[cid] = parse_time(event.get("timestamp")) if event.get("timestamp") else now()
             left_bridge = f"{BRIDGE_PREFIX}{host}" if host else ""
             linkedid = self._destroyed_owner(event)
             if linkedid:
@@ -539,6 +542,7 @@ class CallFlow:
             if leg is not None and not leg.gone:
                 continue
             del self.members_seen[cid]
+            left = self.left_at.pop(cid, None)
             leg = self.member_legs.pop(cid, None) or leg  # a gone leg is no longer found through the tracker
             host = self.state.calls.get(host_id)
             if host is None or host_id not in self.conferences or cid in self.removed:
@@ -546,7 +550,7 @@ class CallFlow:
                 continue
             # when it hung up, not when this runs: two parties going one after the other may be noticed in one
             # pass (this runs in a task behind the events), and the timeline must keep the order they went in
-            at = (leg.hangup_requested_at if leg is not None else None) or now()
+            at = (leg.hangup_requested_at if leg is not None else None) or left or now()
             leaving.append((at, cid, host, self.party_numbers.pop(cid, "")))
         leaving.sort(key=lambda party: party[0])
         effects: list[Effect] = [
