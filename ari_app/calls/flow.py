@@ -15,7 +15,7 @@ from typing import Any
 
 from ari_app.client import AriError, AriNotFound, ari_path
 from ari_app.model import Effect, Leg, LiveCall, WriteCall, now, parse_time
-from ari_app.pbx import BRIDGE_PREFIX, AsteriskPbx
+from ari_app.pbx import BRIDGE_PREFIX, PARTY_ROLES, AsteriskPbx
 from ari_app.transitions import answered
 from ari_app.views import bridge_members, party_number
 from callcenter.domain import Direction
@@ -475,13 +475,13 @@ class CallFlow:
             # legs in a bridge, a far end this flow is bridging right now (Asterisk's dial bridge is invisible to
             # ARI) or still dialling (the agent who hangs up while the customer rings stops the ringing)
             ours = [leg for leg in call.live_legs()
-                    if leg.role in ("agent", "customer", "party", "consult")
+                    if leg.role in PARTY_ROLES
                     and (leg.bridge or leg.id in self._joined or self.still_dialling(leg))]
             # a leg answered but not bridged yet is in the middle of a flow's step (a queue connecting its agent, a
             # picker taking a queue call): neither it nor the one it is joining is alone — hanging either up would
             # cut a call that is just starting (the real pickup test lost its customer so under load)
             mid_step = [leg for leg in call.live_legs()
-                        if leg.role in ("agent", "customer", "party", "consult") and leg.state == "Up"
+                        if leg.role in PARTY_ROLES and leg.state == "Up"
                         and leg not in ours]
             if len(ours) <= 1 and not mid_step and not call.transfer and not any(self.company(leg) for leg in ours):
                 for leg in ours:
