@@ -4,7 +4,8 @@ Writes go through ``ctx.writer`` (spool-safe). When the writer has nothing spool
 snapshots and timeline lines — is written in one round trip (``write_calls``: ≥ 10× one INSERT per event, see
 bench_call_events; six times fewer round trips than a call's own transaction, bench real_load); if that
 fails, or the spool is already in use, each write goes through the writer so order and durability hold.
-Several snapshots of the same call in one batch collapse into the newest (each is the full known state).
+Several writes of the same call in one batch collapse into one, merged as the store would merge them one
+after the other (``CallRecord.followed_by``: a later write's given fields win, tags merge).
 """
 
 from __future__ import annotations
