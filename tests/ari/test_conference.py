@@ -186,6 +186,11 @@ async def test_a_party_hanging_up_by_itself_is_a_leave_on_the_timeline(w: HttpWo
     await add(w, call_id, "1002", {AGENT, CUSTOMER, "0509999999", "1002"})
     await w.sim.phone("1002").hangup()
     await eventually(lambda: everyone_hears_everyone(w, {AGENT, CUSTOMER, "0509999999"}), what="three talk on")
+
+    async def party_gone() -> bool:  # the audio stops before Asterisk has torn down the party's Local chain
+        return "1002" not in await party_numbers(w, call_id)
+
+    await eventually(party_gone, what="1002 no longer listed")
     await w.sim.customer(CUSTOMER).hangup()  # the customer goes too: agent and the added party talk on
     await eventually(lambda: w.sim.who_hears_whom() == {AGENT: {"0509999999"}, "0509999999": {AGENT}},
                      what="two left talking")

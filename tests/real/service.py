@@ -82,13 +82,32 @@ class RunningService:
             checks = self.context.health.snapshot()
             ari_up = checks.get("ari", {}).get("state") == "up"
             ami_up = checks.get("ami", {}).get("state") == "up"
-            apps = [(await a.ari("GET", f"/applications/{a.site.app}"))[0] for a in self.asterisks]
+            try:
+                apps = [(await a.ari("GET", f"/applications/{a.site.app}"))[0] for a in self.asterisks]
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                apps = [f"ARI request failed: {exc!r}"]
             app_status = apps[0] if len(apps) == 1 else apps
             if ari_up and ami_up and all(status == 200 for status in apps):
                 return
             last = {"ari": checks.get("ari"), "ami": checks.get("ami"), "app": app_status}
             await asyncio.sleep(0.05)
-        raise RuntimeError(f"the service did not connect to Asterisk within {timeout}s: {last}")
+        raise RuntimeError(f"the service did not connect to Asterisk within {timeout}s: {last}\n"
+                           + await self._asterisk_state())
+
+    async def _asterisk_state(self) -> str:
+        """What each Asterisk was doing when it did not answer: its busy task processors and channel count."""
+        out = []
+        for ast in self.asterisks:
+            try:
+                channels = await ast.cli("core show channels count")
+                queues = await ast.cli("core show taskprocessors")
+            except Exception as exc:  # a diagnosis must not hide the failure it explains
+                out.append(f"{ast.site.key}: CLI failed too: {exc!r}")
+                continue
+            busy = [line for line in queues.splitlines()[1:] if len(line.split()) >= 4
+                    and line.split()[-4].isdigit() and int(line.split()[-4]) > 0]
+            out.append(f"{ast.site.key}: {channels.strip()}; task processors with a queue: {busy or 'none'}")
+        return "\n".join(out)
 
     async def stop(self) -> None:
         self._stop.set()
@@ -171,7 +190,13 @@ async def start_service_for(asterisks: tuple[RealAsterisk, ...], dsn: str, data_
     address for all: their dialplans were rendered so)."""
     raw = service_config(asterisks, dsn, data_dir, extra)
     service = RunningService(asterisks[0], parse_config(raw, env={}), asterisks[1:], roles=roles)
-    await service.start()
+    try:
+        await service.start()
+    except BaseException:
+        # a service that did not come up still holds its ports (the session's FastAGI port among them): stop
+        # it, or every later test fails to bind instead of saying why this one failed
+        await service.stop()
+        raise
     return service
 
 
