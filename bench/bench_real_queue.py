@@ -369,6 +369,11 @@ async def run_queue(callers: int, service: RunningService, asterisk: SippAsteris
           f"{quantile(probe.commits, 0.99) * 1000:.0f} ms, the service's pool wait p99 "
           f"{quantile(probe.waits, 0.99) * 1000:.0f} ms; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}",
           flush=True)
+    for key, pbx in service.context.local_ports.live.pbxs.items():  # type: ignore[union-attr]
+        health = pbx.client.health()
+        print(f"  ARI REST connections to Asterisk {key} (kept alive): {health.get('http_connections')} opened, "
+              f"{health.get('slow_connections')} answered only after > 1 s (a dropped handshake: Asterisk's HTTP "
+              f"listen backlog is 10)", flush=True)
     return right == callers and not stats.failed
 
 
