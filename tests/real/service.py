@@ -83,7 +83,7 @@ class RunningService:
             ari_up = checks.get("ari", {}).get("state") == "up"
             ami_up = checks.get("ami", {}).get("state") == "up"
             try:
-                apps = [(await a.ari("GET", f"/applications/{a.site.app}"))[0] for a in self.asterisks]
+                apps: list[Any] = [(await a.ari("GET", f"/applications/{a.site.app}"))[0] for a in self.asterisks]
             except (TimeoutError, aiohttp.ClientError) as exc:
                 apps = [f"ARI request failed: {exc!r}"]
             app_status = apps[0] if len(apps) == 1 else apps
