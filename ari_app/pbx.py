@@ -175,21 +175,37 @@ class AsteriskPbx:
     # -- (re)connect -----------------------------------------------------------------------------
 
     async def on_connected(self) -> None:
-        """Subscribe to endpoint events (not part of subscribeAll), ask Asterisk not to send the event types
-        nobody here reads, then resynchronise everything."""
+        """Subscribe to endpoint events (not part of subscribeAll), drop the device-state subscription that
+        subscribeAll adds, ask Asterisk not to send the event types nobody here reads, then resynchronise."""
         self.replaced = False
         tech = self.ari.endpoint_technology
+        subscription = ari_path("applications", self.client.app, "subscription")
         try:
-            await self.client.post(ari_path("applications", self.client.app, "subscription"),
-                                   eventSource=f"endpoint:{tech}")
+            await self.client.post(subscription, eventSource=f"endpoint:{tech}")
         except AriError as exc:
             log.warning("event=endpoint_subscription_failed pbx=%s error=%s", self.key, exc)
+        await self._drop_device_states(subscription)
         try:
             await self.client.put(ari_path("applications", self.client.app, "eventFilter"),
                                   json={"disallowed": [{"type": kind} for kind in UNREAD_ARI_EVENTS]})
         except AriError as exc:  # they are then read and ignored, as before
             log.warning("event=ari_event_filter_failed pbx=%s error=%s", self.key, exc)
         await self.resync()
+
+    async def _drop_device_states(self, subscription: str) -> None:
+        """Nothing here reads ``DeviceStateChanged``, and holding its subscription can wedge Asterisk's ARI:
+        when our websocket closes (a restart, a fail-over, a network cut) while a device state is being
+        delivered to us, Asterisk's teardown joins that delivery under the websocket session's lock the
+        delivery waits for (asterisk/asterisk#2170, res_stasis_device_state.c). The app then stays registered
+        but dead: ``GET /applications`` hangs and no later connection of ours is served until Asterisk
+        restarts. Seen on the real tier: every test after one service's disconnect failed. ``deviceState:``
+        with no name is subscribeAll's catch-all subscription; 422 means it is gone already (the app was
+        registered before, by an earlier connection of ours)."""
+        try:
+            await self.client.delete(subscription, eventSource="deviceState:")
+        except AriError as exc:
+            if exc.status != 422:
+                log.warning("event=device_state_unsubscribe_failed pbx=%s error=%s", self.key, exc)
 
     async def _restarted(self) -> bool:
         """Asterisk's start time changed since the last connection: it restarted (or crashed) meanwhile."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from asterisk_sim.ari_events import App, Connection
+from asterisk_sim.ari_events import ALL_DEVICES, App, Connection
 from asterisk_sim.ari_http import check_auth, error_reply, note_request
 from asterisk_sim.ari_resources import ari
 from asterisk_sim.errors import AriError
@@ -60,6 +60,8 @@ def _resolve(sim: Simulator, source: str) -> tuple[str, str]:
             raise AriError(422, "Event source does not exist")
     elif scheme != "deviceState":
         raise AriError(400, "Invalid event source URI scheme")
+    if scheme == "deviceState" and not rest:
+        rest = ALL_DEVICES  # no name: every device (subscribeAll's subscription)
     return scheme, rest
 
 
@@ -84,6 +86,8 @@ async def unsubscribe(sim: Simulator, path: P, p: P) -> Any:
         scheme, _, rest = source.partition(":")
         if scheme not in ("channel", "bridge", "endpoint", "deviceState"):
             raise AriError(400, "Invalid event source URI scheme")
+        if scheme == "deviceState" and not rest:
+            rest = ALL_DEVICES
         targets = _target_set(app, scheme)
         if rest not in targets:
             raise AriError(422, "Event source was not subscribed to")

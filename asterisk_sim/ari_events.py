@@ -18,6 +18,11 @@ from asterisk_sim.model import ENTITY_ID, ari_time
 CHANNEL_ONLY_FOR_ENDPOINT_SUBSCRIBERS = {"EndpointStateChange"}
 
 
+# the name Asterisk lists (``device_names``) for the subscription to every device's state, the one subscribeAll
+# makes and ``deviceState:`` with no name subscribes or unsubscribes (res_stasis_device_state.c)
+ALL_DEVICES = "__AST_DEVICE_STATE_ALL_TOPIC"
+
+
 @dataclass(eq=False)
 class Connection:
     """One ``/ari/events`` websocket; events are queued as text and written by its handler."""
@@ -41,11 +46,13 @@ class App:
     disallowed: list[dict[str, Any]] = field(default_factory=list)
 
     def json(self) -> dict[str, Any]:
+        # subscribeAll is listed as a catch-all id per event source, as Asterisk 22 lists it
+        every: tuple[str, ...] = ("__AST_{}_ALL_TOPIC",) if self.subscribe_all else ()
         return {
             "name": self.name,
-            "channel_ids": sorted(self.channels),
-            "bridge_ids": sorted(self.bridges),
-            "endpoint_ids": sorted(self.endpoints),
+            "channel_ids": [t.format("CHANNEL") for t in every] + sorted(self.channels),
+            "bridge_ids": [t.format("BRIDGE") for t in every] + sorted(self.bridges),
+            "endpoint_ids": [t.format("ENDPOINT") for t in every] + sorted(self.endpoints),
             "device_names": sorted(self.devices),
             "events_allowed": self.allowed,
             "events_disallowed": self.disallowed,
@@ -72,6 +79,8 @@ class EventRouter:
             app = self.apps.get(name)
             if app is None:
                 app = self.apps[name] = App(name)
+                if conn.subscribe_all:  # as res_stasis: every event source's catch-all, device states included
+                    app.devices.add(ALL_DEVICES)
             elif app.connection is not None and app.connection is not conn:
                 old = app.connection
                 self._send(old, {"type": "ApplicationReplaced", "timestamp": ari_time(), "application": name,
@@ -150,7 +159,7 @@ class EventRouter:
                 return explicit
             return explicit or app.subscribe_all
         if device is not None:
-            return device in app.devices or app.subscribe_all
+            return device in app.devices or ALL_DEVICES in app.devices
         if app.subscribe_all:
             return True
         return any(c in app.channels for c in channel_ids) or any(b in app.bridges for b in bridge_ids)

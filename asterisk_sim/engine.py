@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from asterisk_sim.apps import run_dialplan
-from asterisk_sim.ari_events import EventRouter
+from asterisk_sim.ari_events import ALL_DEVICES, EventRouter
 from asterisk_sim.bridges import BridgeOps
 from asterisk_sim.channels import ChannelOps
 from asterisk_sim.core import EngineConfig
@@ -140,7 +140,7 @@ class Engine:
         event = {"type": "DeviceStateChanged", "application": "", "timestamp": ari_time(),
                  "device_state": {"name": device, "state": state}, "asterisk_id": ENTITY_ID}
         for app in list(self.router.apps.values()):
-            if device in app.devices or app.subscribe_all:
+            if device in app.devices or ALL_DEVICES in app.devices:
                 body = dict(event)
                 body["application"] = app.name
                 if app.connection is not None:
