@@ -88,7 +88,9 @@ class LeasedOwnership:
     ``prefer``: PBXs this instance takes as soon as they are free; a free PBX it does not prefer is taken only
     after half a renewal period more: an instance that prefers it tries at the very moment the last lease runs out
     (every instance sleeps until exactly then), so it gets it first, and a standby that does not prefer it loses
-    only that half period when the preferring one is dead.
+    only that half period when the preferring one is dead. In its first lease period an instance takes no PBX it
+    does not prefer: instances started together (a deploy, a reboot) come up seconds apart, and the one that
+    prefers a PBX must find it free when it comes.
     With no ``prefer`` at all, an instance takes whatever is free at once. Ownership never moves back on its own
     (a PBX changing hands costs a resync): a clean stop of the holder releases it at once.
     """
@@ -112,6 +114,7 @@ class LeasedOwnership:
         self._expiry: dict[str, asyncio.TimerHandle] = {}
         self._table: dict[str, tuple[Lease, float]] = {}  # the last look at every lease row (health, standby)
         self._free_since: dict[str, float] = {}
+        self._started_at = 0.0
         self._listeners: list[ChangeListener] = []
         self._changes: dict[str, asyncio.Queue[bool]] = {}
         self._workers: list[asyncio.Task[None]] = []
@@ -145,7 +148,8 @@ class LeasedOwnership:
     # -- life -------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Take what is free now (so a lone instance starts owning everything), then keep at it."""
+        """Take what is free now (so a lone instance starts owning everything it may), then keep at it."""
+        self._started_at = self._clock()
         for key in self.pbx_keys:
             queue: asyncio.Queue[bool] = asyncio.Queue()
             self._changes[key] = queue
@@ -230,7 +234,7 @@ class LeasedOwnership:
             now = self._clock()
             free_since = self._free_since.setdefault(key, now)
             if self.prefer and key not in self.prefer:
-                grace = free_since + self.renew_seconds / 2 - now
+                grace = max(free_since + self.renew_seconds / 2, self._started_at + self.lease_seconds) - now
                 if grace > 0:
                     wait = min(wait, grace)
                     continue

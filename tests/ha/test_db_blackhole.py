@@ -30,7 +30,10 @@ CONNECT_TIMEOUT = 1.0
 WRITE_TIMEOUT = 1.5
 # The bound: a write in flight gives up after write_timeout and its cancel request waits as long again; the pool's
 # next connection gives the silent host connect_timeout before the standby; the spool retries within a second.
-NOTICED_WITHIN = 2 * WRITE_TIMEOUT + CONNECT_TIMEOUT + 1.0 + 2.0  # + 2 s for a loaded 2-core machine
+# The slack is for a loaded 2-core machine (7.3 s seen at load 16): what this tells apart is seconds from asyncpg's
+# shared 60 s connect timeout (no write at all within 30 s before [database] connect_timeout); the speed itself is
+# measured, not asserted (README "Running more than one").
+NOTICED_WITHIN = 2 * WRITE_TIMEOUT + CONNECT_TIMEOUT + 1.0 + 8.0
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ owner that stops acting by its own clock the moment its lease may have run out â
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -138,6 +139,29 @@ async def test_a_preferred_pbx_goes_to_the_instance_that_prefers_it_even_when_it
     await a.close()
     await eventually(lambda: owners(a, b) == {"north": ["b"], "south": ["b"]}, timeout=3,
                      what="b taking north too once a is gone")
+
+
+async def test_instances_started_together_but_seconds_apart_each_get_the_pbx_they_prefer(instances) -> None:
+    """A deploy starts both, one a second after the other: the first must not take the other's PBX meanwhile
+    (ownership never moves back on its own)."""
+    timing = {"lease_seconds": 3.0, "renew_seconds": 0.5}  # the half-period grace alone would be 0.25 s
+    b = instances("b", prefer=["south"], **timing)
+    await b.start()
+    b_started = time.monotonic()
+    await eventually(lambda: time.monotonic() - b_started > 1.0, timeout=3, what="a second after b's start")
+    assert owners(b) == {"north": [], "south": ["b"]}
+    a = instances("a", prefer=["north"], **timing)
+    await a.start()
+    await eventually(lambda: owners(a, b) == {"north": ["a"], "south": ["b"]}, timeout=3,
+                     what="each on the PBX it prefers")
+
+
+async def test_a_lone_instance_takes_the_pbx_it_does_not_prefer_after_its_first_lease_period(instances) -> None:
+    alone = instances("alone", prefer=["south"], lease_seconds=1.0, renew_seconds=0.2)
+    await alone.start()
+    assert owners(alone) == {"north": [], "south": ["alone"]}
+    await eventually(lambda: owners(alone) == {"north": ["alone"], "south": ["alone"]}, timeout=3,
+                     what="north taken once nobody who prefers it came")
 
 
 async def test_when_the_owner_goes_each_pbx_goes_to_the_standby_that_prefers_it(instances) -> None:
