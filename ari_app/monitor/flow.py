@@ -32,6 +32,9 @@ log = logging.getLogger("callcenter.ari.monitor")
 
 _GONE_EVENTS = ("StasisEnd", "ChannelHangupRequest", "ChannelDestroyed")
 _HUNG_UP = ("ChannelHangupRequest", "ChannelDestroyed")  # not StasisEnd: another flow may /continue it
+# a set-up's events are judged once it is done (MonitorService.once_attached): Asterisk has bridged the supervisor
+# and the snoop (he hears the call, may press a digit, the call may end) before the set-up's replies reach us
+_ATTACHED_OR_ATTACHING = (SessionState.ACTIVE, SessionState.ATTACHING)
 
 
 def supervisor_of(channel: dict[str, Any], technology: str) -> str:
@@ -138,22 +141,22 @@ class MonitorFlow:
     def _own_channel(self, session: MonitorSession, kind: str, cid: str, event: dict[str, Any]) -> None:
         svc = self.service
         if cid == session.supervisor_channel:
-            if kind == "ChannelDtmfReceived" and session.state is SessionState.ACTIVE:
+            if kind == "ChannelDtmfReceived" and session.state in _ATTACHED_OR_ATTACHING:
                 mode = DTMF_MODES.get(str(event.get("digit", "")))
                 if mode is not None:
                     svc.spawn(svc.on_dtmf(session, mode), "dtmf")
             elif kind in _GONE_EVENTS and session.state is not SessionState.ENDED:
                 reason = "no_answer" if session.state is SessionState.CALLING else "supervisor_hangup"
                 svc.spawn(svc.end(session, reason, supervisor_gone=True), "end")
-        elif (cid == session.snoop_channel and kind == "StasisEnd" and session.state is SessionState.ACTIVE
+        elif (cid == session.snoop_channel and kind == "StasisEnd" and session.state in _ATTACHED_OR_ATTACHING
               and not session.redirecting):
-            svc.spawn(svc.end(session, "call_ended"), "end")  # a snoop ends with the channel it spies on
+            svc.spawn(svc.end_once_attached(session, "call_ended"), "end")  # a snoop ends with what it spies on
 
     def _related_channel(self, session: MonitorSession, kind: str, cid: str, channel: dict[str, Any]) -> None:
         svc = self.service
-        if (cid == session.agent_channel and kind in _HUNG_UP and session.state is SessionState.ACTIVE
+        if (cid == session.agent_channel and kind in _HUNG_UP and session.state in _ATTACHED_OR_ATTACHING
                 and not session.redirecting):
-            svc.spawn(svc.end(session, "call_ended"), "end")
+            svc.spawn(svc.end_once_attached(session, "call_ended"), "end")
         elif session.state is SessionState.TAKEN_OVER and cid in session.takeover_peers and kind in _GONE_EVENTS:
             session.takeover_peers = tuple(p for p in session.takeover_peers if p != cid)
             if not session.takeover_peers:

@@ -345,8 +345,25 @@ class MonitorService:
             await self.mech.set_vars(session.supervisor_channel, {VAR_MODE: session.mode.value})
         await self.timeline.deliver(session, "monitor_mode", data)
 
+    async def once_attached(self, session: MonitorSession) -> bool:
+        """Whether the session is attached once any set-up in flight is done (it holds the session's lock).
+        Asterisk bridges the supervisor and the snoop before the set-up's replies reach us (under load, well
+        before): a digit he presses or the call's end in that window is judged then, not dropped."""
+        if session.state is SessionState.ATTACHING:
+            async with session.lock:
+                pass
+        return session.state is SessionState.ACTIVE
+
+    async def end_once_attached(self, session: MonitorSession, reason: str) -> None:
+        """End an attached session; one whose set-up fails meanwhile has refused instead (the supervisor hears
+        why)."""
+        if await self.once_attached(session):
+            await self.end(session, reason)
+
     async def on_dtmf(self, session: MonitorSession, mode: MonitorMode) -> None:
         started = time.perf_counter()
+        if not await self.once_attached(session):
+            return
         try:
             await self.change_mode(session, mode, via="dtmf")
         except MonitorRefused as exc:

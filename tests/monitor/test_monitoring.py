@@ -77,6 +77,11 @@ def session(world: World) -> Any:
 
 async def press(world: World, digit: str, expected_mode: str, supervisor: str = "2005") -> dict[str, set[str]]:
     await world.sim.phone(supervisor).send_dtmf(digit, duration_ms=20)
+    return await press_done(world, expected_mode)
+
+
+async def press_done(world: World, expected_mode: str) -> dict[str, set[str]]:
+    """Who hears whom once the session switched to ``expected_mode`` and the old snoop is gone."""
     await eventually(lambda: session(world).mode.value == expected_mode and len(snoops(world)) == 1)
     return hears(world)
 
@@ -137,13 +142,65 @@ async def test_a_snoop_whose_reply_comes_before_it_is_in_stasis_is_bridged_once_
     await customer_calls_agent(world)
     matrix = await supervise(world, "*3361001")
     assert matrix["2005"] == {"1001", CUSTOMER} and matrix["1001"] == {CUSTOMER}
-    assert [s["state"] for s in world.service.active()] == ["active"]
+    # he hears the call as Asterisk bridges the snoop; the session is active once the set-up's replies are in
+    await eventually(lambda: [s["state"] for s in world.service.active()] == ["active"])
     matrix = await press(world, "5", "whisper")
     assert matrix["1001"] == {CUSTOMER, "2005"} and matrix[CUSTOMER] == {"1001"}
     await world.sim.phone("2005").hangup()
     await eventually(lambda: not world.service.sessions and idle(world))
     assert_clean(world)
     assert caplog.text.count("event=monitor_snoop_early") == 2  # both snoops were added early, then again
+
+
+def hold_the_supervisors_join(world: World, supervisor: str = "2005") -> asyncio.Event:
+    """The supervisor's addChannel is done in Asterisk (he hears the call) but its reply is held until the returned
+    event is set: the window of a loaded machine, where the replies of a set-up come in after what Asterisk did."""
+    release = asyncio.Event()
+    add_to_bridge = world.service.mech.add_to_bridge
+
+    async def held(bridge_id: str, *channel_ids: str) -> None:
+        await add_to_bridge(bridge_id, *channel_ids)
+        if {c.id for c in world.sim.phone(supervisor).channels()} & set(channel_ids):
+            await release.wait()
+
+    world.service.mech.add_to_bridge = held  # type: ignore[method-assign]
+    return release
+
+
+async def test_a_digit_pressed_while_the_set_up_s_replies_are_on_their_way_switches_once_they_are_in(
+        world: World) -> None:
+    """He hears the call as soon as Asterisk has bridged him and the snoop; the session is active once the replies
+    are in. A digit pressed in between is applied then, not dropped (it was, under load: the DTMF tests' presses
+    came right after the supervisor heard the call)."""
+    await grant(world, "barge")
+    await customer_calls_agent(world)
+    release = hold_the_supervisors_join(world)
+    matrix = await supervise(world, "*3361001")
+    assert matrix["2005"] == {"1001", CUSTOMER} and session(world).state.value == "attaching"
+    recorder = Recorder(world)
+    supervisor = session(world).supervisor_channel
+    await world.sim.phone("2005").send_dtmf("5", duration_ms=20)
+    await eventually(lambda: recorder.saw("ChannelDtmfReceived", supervisor, digit="5"))  # the flow has judged it
+    release.set()
+    matrix = await press_done(world, "whisper")
+    assert matrix["1001"] == {CUSTOMER, "2005"} and matrix[CUSTOMER] == {"1001"}
+
+
+async def test_a_call_ending_while_the_set_up_s_replies_are_on_their_way_ends_the_session_once_they_are_in(
+        world: World) -> None:
+    """The agent's call ends after Asterisk bridged the supervisor but before the set-up's replies are in: the
+    session ends once they are (it stayed, the supervisor alone in the bridge with a dead snoop)."""
+    await grant(world, "listen")
+    await customer_calls_agent(world)
+    agent = world.sim.phone("1001").channels()[0].id
+    release = hold_the_supervisors_join(world)
+    await supervise(world, "*3361001")
+    recorder = Recorder(world)
+    await world.sim.customer(CUSTOMER).hangup()
+    await eventually(lambda: recorder.saw("ChannelDestroyed", agent))  # the flow has judged the agent's hang-up
+    release.set()
+    await eventually(lambda: not world.service.sessions and idle(world))
+    assert_clean(world)
 
 
 async def test_a_switch_above_the_level_is_refused_and_the_session_stays(world: World) -> None:
