@@ -5,6 +5,8 @@ event (``event_key``) so instances that all hear the same bus event store it onc
 a row is due only when no earlier row of the same webhook and call is still pending, which keeps one
 call's events in order while different calls go out in parallel. Claims use ``FOR UPDATE SKIP LOCKED``
 and a lease (``locked_until``), so a crashed sender's rows are picked up again after the lease.
+Every write of a webhook announces itself in its transaction as ``webhooks.changed`` on the event bus's NOTIFY
+channel, so each instance's worker re-reads which topics are wanted (it skips the work for the others).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from typing import Any
 
 import asyncpg
 
+from callcenter.bus import NOTIFY_CHANNEL, wire_payload
 from callcenter.domain import Conflict, NotFound
 
 WEBHOOK_EVENTS = ("call.ringing", "call.answered", "call.ended", "call.missed")
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
+CHANGED = "webhooks.changed"  # bus topic of every write of a webhook (data: id, action)
 _HOOK_COLUMNS = "id, url, events, enabled, description, created_at, updated_at"
 _DELIVERY_COLUMNS = ("id, webhook_id, topic, call_key, sequence, payload, status, attempts, last_error,"
                      " last_status_code, created_at, next_attempt_at, delivered_at")
@@ -68,10 +72,11 @@ def _delivery(row: asyncpg.Record) -> dict[str, Any]:
 
 async def create_webhook(pool: asyncpg.Pool, *, url: str, secret: str, events: list[str], enabled: bool,
                          description: str) -> dict[str, Any]:
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             f"INSERT INTO webhooks (url, secret, events, enabled, description) VALUES ($1,$2,$3,$4,$5)"
             f" RETURNING {_HOOK_COLUMNS}", url, secret, events, enabled, description)
+        await _announce(conn, row["id"], "created")
     return _hook(row)
 
 
@@ -93,14 +98,36 @@ async def update_webhook(pool: asyncpg.Pool, webhook_id: int, changes: Mapping[s
     sets = ", ".join(f"{n} = ${i + 2}" for i, n in enumerate(names))
     sql = (f"UPDATE webhooks SET {sets + ', ' if sets else ''}updated_at = now() WHERE id = $1"
            f" RETURNING {_HOOK_COLUMNS}")
-    async with pool.acquire() as conn:
-        return _hook(await conn.fetchrow(sql, webhook_id, *(changes[n] for n in names)))
+    async with pool.acquire() as conn, conn.transaction():
+        row = _hook(await conn.fetchrow(sql, webhook_id, *(changes[n] for n in names)))
+        await _announce(conn, webhook_id, "updated")
+    return row
 
 
 async def delete_webhook(pool: asyncpg.Pool, webhook_id: int) -> None:
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
         if await conn.fetchval("DELETE FROM webhooks WHERE id = $1 RETURNING id", webhook_id) is None:
             raise NotFound("no such webhook")
+        await _announce(conn, webhook_id, "deleted")
+
+
+async def _announce(conn: asyncpg.Connection, webhook_id: int, action: str) -> None:
+    """``webhooks.changed`` to every bridged event bus, sent by PostgreSQL when the write commits."""
+    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL,
+                       wire_payload("store", CHANGED, {"id": webhook_id, "action": action}))
+
+
+async def wanted_topics(pool: asyncpg.Pool) -> dict[str, datetime]:
+    """The call topics some enabled webhook wants, each with the earliest ``updated_at`` among those webhooks: a
+    worker that did not want a topic yet may have skipped events of it stamped after that."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT events, updated_at FROM webhooks WHERE enabled")
+    wanted: dict[str, datetime] = {}
+    for row in rows:
+        for topic in list(row["events"]) or WEBHOOK_EVENTS:
+            if topic not in wanted or row["updated_at"] < wanted[topic]:
+                wanted[topic] = row["updated_at"]
+    return wanted
 
 
 # -- deliveries -----------------------------------------------------------------------------------
