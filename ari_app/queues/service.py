@@ -160,6 +160,7 @@ class QueueService:
         """The caller's whole stay in the queue (runs in the StasisStart task)."""
         cid = str(channel.get("id"))
         loop = asyncio.get_running_loop()
+        entered = loop.time()  # the first announcement is due 1 s after this, however long the join takes
         call = self.pbx.state.call_of_channel(cid)
         linkedid = call.linkedid if call is not None else cid
         restored = self.restored.pop(cid, None)
@@ -180,8 +181,10 @@ class QueueService:
         try:
             if answer:
                 await self.client.post(ari_path("channels", cid, "answer"))
-            await self.bridging.set_vars(cid, {"CC_LINKEDID": linkedid, "CC_QUEUE": runtime.name})
-            await self._hold(runtime, cid)
+            # the variables beside the hold, not before it: under load each round trip was ~0.1–1 s of the
+            # caller's first second (the first announcement came that much late)
+            await asyncio.gather(self.bridging.set_vars(cid, {"CC_LINKEDID": linkedid, "CC_QUEUE": runtime.name}),
+                                 self._hold(runtime, cid))
         except AriError as exc:
             log.info("event=queue_join_failed queue=%s channel=%s error=%s", runtime.name, cid, exc)
             caller.gone = True
@@ -193,30 +196,38 @@ class QueueService:
         await self.pbx.emit(effects)
         caller.held = True  # on hold and written down: now it may be offered to an agent
         await self.changed(runtime)
-        await self._wait(runtime, caller)
+        await self._wait(runtime, caller, entered)
 
     async def _hold(self, runtime: QueueRuntime, cid: str) -> None:
-        async with runtime.lock:
-            if runtime.hold_bridge not in self.pbx.state.bridges:
-                with contextlib.suppress(AriError):   # 409: already there (after a restart)
-                    await self.client.post(ari_path("bridges", runtime.hold_bridge), type="holding",
-                                           name=runtime.hold_bridge)
-                self.pbx.state.bridges.setdefault(runtime.hold_bridge, {"name": runtime.hold_bridge,
-                                                                        "channels": set()})
-                await self.client.post(ari_path("bridges", runtime.hold_bridge, "moh"),
-                                       mohClass=runtime.config.moh_class)
-            if cid not in self.pbx.state.bridges.get(runtime.hold_bridge, {}).get("channels", ()):
-                await self.client.post(ari_path("bridges", runtime.hold_bridge, "addChannel"), channel=cid)
+        """Into the queue's holding bridge (made, with its music, by the first caller). Only the making holds the
+        queue's lock: with the ``addChannel`` under it too, 200 callers arriving at once joined one after the
+        other, and the last ones' first announcement came seconds late. (The bridge is not destroyed under a
+        joining caller: ``_maybe_destroy_hold`` destroys it only when no caller is in ``runtime.callers``.)"""
+        if runtime.hold_bridge not in self.pbx.state.bridges:
+            async with runtime.lock:
+                if runtime.hold_bridge not in self.pbx.state.bridges:
+                    with contextlib.suppress(AriError):   # 409: already there (after a restart)
+                        await self.client.post(ari_path("bridges", runtime.hold_bridge), type="holding",
+                                               name=runtime.hold_bridge)
+                    self.pbx.state.bridges.setdefault(runtime.hold_bridge, {"name": runtime.hold_bridge,
+                                                                            "channels": set()})
+                    await self.client.post(ari_path("bridges", runtime.hold_bridge, "moh"),
+                                           mohClass=runtime.config.moh_class)
+        if cid not in self.pbx.state.bridges.get(runtime.hold_bridge, {}).get("channels", ()):
+            await self.client.post(ari_path("bridges", runtime.hold_bridge, "addChannel"), channel=cid)
 
     def _caller_gone(self, caller: Waiting) -> None:
         caller.gone = True
         caller.stopped.set()
         caller.wake.set()
 
-    async def _wait(self, runtime: QueueRuntime, caller: Waiting) -> None:
+    async def _wait(self, runtime: QueueRuntime, caller: Waiting, entered: float) -> None:
+        """Until answered, gone or overflowed; position announcements 1 s after ``entered`` (loop time: when the
+        caller came into Stasis — what the caller hears counts from there, not from the end of the join), then
+        every ``announce_every`` s."""
         loop = asyncio.get_running_loop()
         config = runtime.config
-        next_announce = loop.time() + 1.0 if config.announce_position else float("inf")
+        next_announce = entered + 1.0 if config.announce_position else float("inf")
         while caller.active:
             until = min(caller.deadline, next_announce)
             caller.wake.clear()

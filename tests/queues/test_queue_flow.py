@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from tests.queues.conftest import World, eventually
 
 CALLER = "+972541112233"
@@ -184,6 +187,44 @@ async def test_a_caller_is_not_told_again_while_the_last_announcement_still_play
     await eventually(first_announcement_over, timeout=15, what="the first announcement played to its end")
     assert most == 1, f"{most} announcements were pending at once on the caller"
     await world.sim.customer("+972541110003").hangup()
+    await eventually(lambda: world.leftovers() == ([], []), what="cleared")
+
+
+async def test_the_first_announcement_is_due_one_second_after_entering_however_long_the_join_takes(
+        world: World) -> None:
+    """Putting a caller on hold is several ARI round trips; under load (200 callers arriving at once on the real
+    Asterisk) they took up to seconds, and the first announcement, counted from the end of the join, came that
+    much late. What the caller hears counts from entering the queue: with the hold taking 0.8 s here, the first
+    announcement still starts 1 s after the caller's StasisStart (it came at ≥ 1.8 s)."""
+    loop = asyncio.get_running_loop()
+    for ext in ("1001", "1002"):
+        world.sim.phone(ext).never_answer()
+    hold_delay = 0.8
+    seen: dict[str, float] = {}
+
+    async def clock(event: dict[str, Any]) -> None:
+        channel = str((event.get("channel") or {}).get("id", ""))
+        if event.get("type") == "StasisStart" and not channel.startswith("ccq-"):
+            seen.setdefault("entered", loop.time())
+        playback = event.get("playback") or {}
+        if event.get("type") == "PlaybackStarted" and str(playback.get("id", "")).startswith("ccq-ann-"):
+            seen.setdefault("announced", loop.time())
+
+    world.pbx.client.add_event_handler(clock)
+    real_post = world.pbx.client.post
+
+    async def slow_hold(path: str, json: Any = None, **params: Any) -> Any:
+        if path.endswith("/addChannel") and "ccq-hold-" in path:
+            await asyncio.sleep(hold_delay)  # a slow link to a busy Asterisk
+        return await real_post(path, json, **params)
+
+    world.pbx.client.post = slow_hold  # type: ignore[method-assign]
+    await world.call_in("7000", caller="+972541110009")
+    await eventually(lambda: "announced" in seen, timeout=10, what="the first position announcement")
+    first = seen["announced"] - seen["entered"]
+    assert 0.9 <= first < 1.0 + hold_delay, f"the first announcement started {first:.2f} s after entering"
+    world.pbx.client.post = real_post  # type: ignore[method-assign]
+    await world.sim.customer("+972541110009").hangup()
     await eventually(lambda: world.leftovers() == ([], []), what="cleared")
 
 
