@@ -80,6 +80,7 @@ class Waiter:
     joined: float
     announced: list[float] = field(default_factory=list)
     left: float | None = None
+    held: float | None = None  # entered the holding bridge: the service's join is done
 
 
 class AriWatch:
@@ -100,6 +101,10 @@ class AriWatch:
             if waiter is not None and playback.get("id") not in self.playbacks:
                 self.playbacks.add(str(playback.get("id")))
                 waiter.announced.append(now)
+        elif kind == "ChannelEnteredBridge" and (event.get("bridge") or {}).get("id") == HOLD_BRIDGE:
+            waiter = self.waiters.get(str(event["channel"]["id"]))
+            if waiter is not None and waiter.held is None:
+                waiter.held = now
         elif kind == "ChannelLeftBridge" and (event.get("bridge") or {}).get("id") == HOLD_BRIDGE:
             waiter = self.waiters.get(str(event["channel"]["id"]))
             if waiter is not None and waiter.left is None:
@@ -112,6 +117,10 @@ class AriWatch:
         ranked = sorted(self.waiters.items(), key=lambda kv: -lateness(kv[1]))[:count]
         return [f"{cid}: announced at +{', +'.join(f'{a - w.joined:.1f}' for a in w.announced)} s, left the hold at "
                 f"+{(w.left or time.monotonic()) - w.joined:.1f} s" for cid, w in ranked if lateness(w) > 1]
+
+    def joins(self) -> list[float]:
+        """Entering Stasis → in the holding bridge (the service's join: answer, variables, hold), in seconds."""
+        return [w.held - w.joined for w in self.waiters.values() if w.held is not None]
 
     def judge(self) -> tuple[list[float], list[float], int, int]:
         """(first announcement − 1 s after the caller entered Stasis; |interval − ANNOUNCE_EVERY| of the others;
@@ -342,6 +351,10 @@ async def run_queue(callers: int, service: RunningService, asterisk: SippAsteris
           f"{quantile(firsts, 0.99) * 1000:.0f} ms; intervals off by median {median(intervals) * 1000:.0f} ms, p99 "
           f"{quantile(intervals, 0.99) * 1000:.0f} ms; {late} off by more than 1 s, {missed} missed "
           f"({'met' if not late and not missed else 'NOT met'} ± 1 s)")
+    joins = watch.joins()
+    print(f"    entering → on hold (the join): median {median(joins) * 1000:.0f} ms, p99 "
+          f"{quantile(joins, 0.99) * 1000:.0f} ms, max {max(joins, default=float('nan')) * 1000:.0f} ms"
+          f" ({len(joins)} callers)")
     for line in watch.worst():
         print(f"    {line}")
     ratio = median(ours_all) / median(spy_all) if ours_all and spy_all else float("nan")

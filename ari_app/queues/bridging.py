@@ -38,12 +38,9 @@ class Bridging:
         return call.linkedid if call is not None else channel_id
 
     async def set_vars(self, channel_id: str, values: dict[str, str]) -> None:
-        """All at once (one round trip of time, not one per variable); a variable that cannot be set is skipped."""
-        async def one(variable: str, value: str) -> None:
+        for variable, value in values.items():
             with contextlib.suppress(AriError):
                 await self.client.post(ari_path("channels", channel_id, "variable"), variable=variable, value=value)
-
-        await asyncio.gather(*(one(variable, value) for variable, value in values.items()))
 
     async def connect(self, caller: str, leg: Leg, *, extension: str, queue: str = "",
                       from_bridge: str = "", at: datetime | None = None) -> bool:

@@ -181,10 +181,8 @@ class QueueService:
         try:
             if answer:
                 await self.client.post(ari_path("channels", cid, "answer"))
-            # the variables beside the hold, not before it: under load each round trip was ~0.1–1 s of the
-            # caller's first second (the first announcement came that much late)
-            await asyncio.gather(self.bridging.set_vars(cid, {"CC_LINKEDID": linkedid, "CC_QUEUE": runtime.name}),
-                                 self._hold(runtime, cid))
+            await self.bridging.set_vars(cid, {"CC_LINKEDID": linkedid, "CC_QUEUE": runtime.name})
+            await self._hold(runtime, cid)
         except AriError as exc:
             log.info("event=queue_join_failed queue=%s channel=%s error=%s", runtime.name, cid, exc)
             caller.gone = True
@@ -199,22 +197,17 @@ class QueueService:
         await self._wait(runtime, caller, entered)
 
     async def _hold(self, runtime: QueueRuntime, cid: str) -> None:
-        """Into the queue's holding bridge (made, with its music, by the first caller). Only the making holds the
-        queue's lock: with the ``addChannel`` under it too, 200 callers arriving at once joined one after the
-        other, and the last ones' first announcement came seconds late. (The bridge is not destroyed under a
-        joining caller: ``_maybe_destroy_hold`` destroys it only when no caller is in ``runtime.callers``.)"""
-        if runtime.hold_bridge not in self.pbx.state.bridges:
-            async with runtime.lock:
-                if runtime.hold_bridge not in self.pbx.state.bridges:
-                    with contextlib.suppress(AriError):   # 409: already there (after a restart)
-                        await self.client.post(ari_path("bridges", runtime.hold_bridge), type="holding",
-                                               name=runtime.hold_bridge)
-                    self.pbx.state.bridges.setdefault(runtime.hold_bridge, {"name": runtime.hold_bridge,
-                                                                            "channels": set()})
-                    await self.client.post(ari_path("bridges", runtime.hold_bridge, "moh"),
-                                           mohClass=runtime.config.moh_class)
-        if cid not in self.pbx.state.bridges.get(runtime.hold_bridge, {}).get("channels", ()):
-            await self.client.post(ari_path("bridges", runtime.hold_bridge, "addChannel"), channel=cid)
+        async with runtime.lock:
+            if runtime.hold_bridge not in self.pbx.state.bridges:
+                with contextlib.suppress(AriError):   # 409: already there (after a restart)
+                    await self.client.post(ari_path("bridges", runtime.hold_bridge), type="holding",
+                                           name=runtime.hold_bridge)
+                self.pbx.state.bridges.setdefault(runtime.hold_bridge, {"name": runtime.hold_bridge,
+                                                                        "channels": set()})
+                await self.client.post(ari_path("bridges", runtime.hold_bridge, "moh"),
+                                       mohClass=runtime.config.moh_class)
+            if cid not in self.pbx.state.bridges.get(runtime.hold_bridge, {}).get("channels", ()):
+                await self.client.post(ari_path("bridges", runtime.hold_bridge, "addChannel"), channel=cid)
 
     def _caller_gone(self, caller: Waiting) -> None:
         caller.gone = True
