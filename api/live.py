@@ -386,13 +386,15 @@ async def _pump(ws: web.WebSocketResponse, request: web.Request, feed: Feed, cur
             entries = feed.since(cursor)
             cursor += len(entries)
             frames: list[bytes] = []
-            for entry in entries:
-                judged = verdict(entry)
+            for entry in entries:  # per client and event: kept to dict reads where it can (the hot loop)
+                judged = entry.verdicts.get(audience)
+                if judged is None:
+                    judged = verdict(entry)
                 if judged == SKIP:
                     continue
                 kind = _message_for(identity, entry, seen, judged == VISIBLE)
                 if kind is not None:
-                    frames.append(entry.frame(kind))
+                    frames.append(entry.frames.get(kind) or entry.frame(kind))
             if not frames or ws.closed:  # closed: the close frame went out; nothing may follow it
                 continue
             await write_batch(request.transport, frames, settings.send_timeout)

@@ -52,9 +52,17 @@ class Subscription:
     prefixes: tuple[str, ...]
     queue: asyncio.Queue[BusEvent] = field(default_factory=lambda: asyncio.Queue(maxsize=1000))
     dropped: int = 0
+    # topic → wanted: every publish asks every subscription (a few % of the service's CPU at 500 events/s)
+    _answers: dict[str, bool] = field(default_factory=dict, repr=False)
 
     def wants(self, topic: str) -> bool:
-        return any(topic == p or topic.startswith(p.rstrip(".") + ".") or p == "" for p in self.prefixes)
+        answer = self._answers.get(topic)
+        if answer is None:
+            answer = any(topic == p or topic.startswith(p.rstrip(".") + ".") or p == "" for p in self.prefixes)
+            if len(self._answers) >= 1024:  # topics are a small set; bounded all the same
+                self._answers.clear()
+            self._answers[topic] = answer
+        return answer
 
     async def get(self, timeout: float | None = None) -> BusEvent:
         return await asyncio.wait_for(self.queue.get(), timeout)
