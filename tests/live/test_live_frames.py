@@ -106,7 +106,7 @@ async def test_an_event_that_cannot_be_shown_fails_neither_its_publisher_nor_the
 def test_a_client_remembers_at_least_the_last_calls_it_was_shown_and_forgets_the_oldest_together() -> None:
     """A client is told ``call.hidden`` / sent a party-less update only for calls it was shown: it remembers at
     least the newest ``SHOWN_CALLS_KEPT`` of them, and forgets the oldest in one go once half as many more came
-    (one at a time, each new call cost a walk over the holes left at the dict's front: ≈ 8 µs a message)."""
+    (one at a time, each new call cost a walk over the holes left at the dict's front)."""
     from api.auth import Identity
     from api.live import SHOWN_CALLS_KEPT, _message_for
     from api.live_frames import Entry
