@@ -45,6 +45,12 @@ def event_dedupe_key(event: CallEvent) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:32]
 
 
+# A closed row is never in_progress (= answered, not ended): the call-end hook may close a call the ARI app drives
+# before the app's own last write (migration 0039 gives cc_write_calls the same rule).
+_CLOSED_NOT_IN_PROGRESS = ("status = CASE WHEN {status} = 'in_progress' AND {ended} IS NOT NULL THEN 'answered'"
+                           " ELSE {status} END")
+
+
 class CallStore:
     """Owns the asyncpg pool. Every write here is idempotent, so the spool may replay it."""
 
@@ -166,8 +172,12 @@ class CallStore:
             for name in given:
                 if name == "tags":
                     updates.append("tags = calls.tags || EXCLUDED.tags")
-                else:
+                elif name != "status":
                     updates.append(f"{name} = EXCLUDED.{name}")
+            if "status" in given or "ended_at" in given:
+                updates.append(_CLOSED_NOT_IN_PROGRESS.format(
+                    status="EXCLUDED.status" if "status" in given else "calls.status",
+                    ended="EXCLUDED.ended_at" if "ended_at" in given else "calls.ended_at"))
             updates.append("updated_at = now()")
             assert all(c in CALL_FIELDS or c in {"id", "pbx", "source", "source_id", "started_at"}
                        for c in columns)

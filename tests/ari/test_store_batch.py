@@ -131,3 +131,28 @@ async def test_one_round_trip_write_adds_the_timeline_lines_once(store: CallStor
     await write_calls(store, [], lines)  # a batch written again (replayed) adds nothing
     assert [(e["kind"], e["data"]) for e in await store.call_events(call_id)] == [
         ("tag", {"hook": "tag-inbound"}), ("answered", {"by": "1002", "at": str(T0)})]
+
+
+async def test_a_call_closed_by_its_hang_up_hook_before_the_apps_last_write_reads_answered_not_in_progress(
+        store: CallStore) -> None:
+    """A queue call (no Dial for the hook to read): the call-end hook knows when it ended, not how, and its write
+    may come before or after the ARI app's; a closed row that says in_progress (answered, not ended) is read by a
+    CRM as a call still going. Both write paths, both orders."""
+    answered, ended = T0 + timedelta(seconds=5), T0 + timedelta(seconds=40)
+    app_answer = {"source": Source.ARI, "status": CallStatus.IN_PROGRESS, "answered_at": answered}
+    hook_close = {"source": Source.AGI, "ended_at": ended, "hangup_cause": "Normal Clearing"}
+    batched = upsert_calls, lambda s, records: _one_by_one(s, records)
+    for first, then in ((app_answer, hook_close), (hook_close, app_answer)):
+        for write in batched:
+            call_id = uuid.uuid4()
+            for fields in (first, then):
+                await write(store, [CallRecord(call_id, "main", fields["source"], "L9", T0, **{
+                    k: v for k, v in fields.items() if k != "source"})])
+            row = await store.get_call(call_id)
+            assert row is not None and (row["status"], row["ended_at"], row["answered_at"]) == (
+                "answered", ended, answered), (first, write, dict(row or {}))
+
+
+async def _one_by_one(store: CallStore, records: list[CallRecord]) -> None:
+    for record in records:
+        await store.upsert_call(record)
