@@ -24,6 +24,7 @@ from ari_app.monitor.checks import ChangeFeed, Checks, Grants
 from ari_app.monitor.hold import Holds
 from ari_app.monitor.live import StateTargets
 from ari_app.monitor.mechanics import AriRest, LiveSource, Mechanics, RestLiveSource, SharedSnapshots
+from ari_app.monitor.pool import BridgePool
 from ari_app.monitor.session import (
     BRIDGE_PREFIX,
     FLOW_NAME,
@@ -78,6 +79,7 @@ class MonitorService:
         self.announcement = announcement
         self.mech = Mechanics(ari, app)
         self.sessions = Sessions()
+        self.pool = BridgePool(self.mech)
         self.timeline = Timeline(writer, bus)
         self.call_ids = CallIds(self.mech, pbx, call_probe)
         self.holds = Holds(self.mech, self.sessions, hold_probe)
@@ -109,6 +111,7 @@ class MonitorService:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.pool.close()
         await self.checks.grants.close()
 
     def active(self) -> list[dict[str, Any]]:
@@ -120,10 +123,11 @@ class MonitorService:
         wanted = parse_mode(mode)
         await self.checks.check(supervisor_extension, target_extension, wanted)
         await self._reachable(supervisor_extension)
-        session_id = new_session_id()
+        pooled = self.pool.take(wanted)
+        session_id = pooled or new_session_id()
         session = MonitorSession(id=session_id, pbx=self.pbx, supervisor=supervisor_extension,
                                  target=target_extension, mode=wanted, origin="api", state=SessionState.CALLING,
-                                 supervisor_channel=f"{BRIDGE_PREFIX}{session_id}-sup")
+                                 supervisor_channel=f"{BRIDGE_PREFIX}{session_id}-sup", bridge_made=bool(pooled))
         self.sessions.add(session)
         try:
             await self.mech.ari.post(
@@ -133,6 +137,8 @@ class MonitorService:
                 timeout=str(self.answer_timeout))
         except Exception as exc:
             self.sessions.remove(session)
+            if pooled:
+                await self.mech.destroy_bridge(session.bridge_id)
             raise SupervisorUnavailable(f"cannot ring extension {supervisor_extension}: {exc}") from None
         log.info("event=monitor_calling session=%s supervisor=%s target=%s mode=%s", session.id,
                  supervisor_extension, target_extension, wanted.value)
@@ -158,8 +164,10 @@ class MonitorService:
             await self.mech.hangup(channel_id)  # our API call, answered just as it was stopped
             return
         if session is None or session.state is not SessionState.CALLING:
-            session = MonitorSession(id=new_session_id(), pbx=self.pbx, supervisor=supervisor, target=target,
-                                     mode=mode, origin="feature_code", supervisor_channel=str(channel["id"]))
+            pooled = self.pool.take(mode)
+            session = MonitorSession(id=pooled or new_session_id(), pbx=self.pbx, supervisor=supervisor,
+                                     target=target, mode=mode, origin="feature_code",
+                                     supervisor_channel=str(channel["id"]), bridge_made=bool(pooled))
             self.sessions.add(session)
         session.state = SessionState.ATTACHING
         session.created = str(channel.get("creationtime") or "")
@@ -214,7 +222,11 @@ class MonitorService:
         channels joins them one after the other (``ast_ari_bridges_add_channel`` waits for each channel's own
         thread)."""
         began = time.monotonic()
-        bridge = asyncio.ensure_future(self.mech.create_bridge(session.bridge_id, f"monitor-{session.mode.value}"))
+        if session.bridge_made:  # from the pool: the supervisor goes in as soon as the checks passed
+            bridge: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            bridge.set_result(None)
+        else:
+            bridge = asyncio.ensure_future(self.mech.create_bridge(session.bridge_id, f"monitor-{session.mode.value}"))
         answered = asyncio.ensure_future(self.mech.answer(sup)) if answer else None
         steps: list[asyncio.Future[Any]] = [bridge, *([answered] if answered else [])]
         times: dict[str, float] = {}
