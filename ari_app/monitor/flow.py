@@ -111,7 +111,8 @@ class MonitorFlow:
             svc.sessions.add(stub)
             await svc.refuse(stub, exc)
             return
-        await svc.on_supervisor_start(channel, mode, target, supervisor)  # the dispatcher runs us in a task
+        await svc.on_supervisor_start(channel, mode, target, supervisor,  # the dispatcher runs us in a task
+                                      stamped=str(event.get("timestamp") or ""))
 
     async def on_event(self, event: dict[str, Any]) -> None:
         self.handle(event)

@@ -156,7 +156,7 @@ class MonitorService:
     # -- the feature-code path (and the API's answered call) ------------------------------------------
 
     async def on_supervisor_start(self, channel: dict[str, Any], mode: MonitorMode, target: str,
-                                  supervisor: str) -> None:
+                                  supervisor: str, *, stamped: str = "") -> None:
         """A supervisor's channel entered Stasis(app,monitor,<mode>,<ext>): attach or refuse."""
         channel_id = str(channel.get("id"))
         session = self.sessions.by_channel.get(channel_id)
@@ -170,7 +170,7 @@ class MonitorService:
                                      supervisor_channel=str(channel["id"]), bridge_made=bool(pooled))
             self.sessions.add(session)
         session.state = SessionState.ATTACHING
-        session.created = str(channel.get("creationtime") or "")
+        session.created, session.stamped = str(channel.get("creationtime") or ""), stamped
         try:
             await self.attach(session, answer=channel.get("state") != "Up")
         except MonitorRefused as exc:
@@ -253,13 +253,16 @@ class MonitorService:
                     step.exception()  # retrieved: the first failure is the one reported
             raise
         session.state = SessionState.ACTIVE
-        # where a set-up's time goes (bench real_queue reads it): Asterisk's dialplan and the event's way to us,
+        # where a set-up's time goes (bench real_queue reads it): Asterisk's dialplan and the event's way to us
+        # (of which Asterisk's part, until the StasisStart was stamped: stasis_ms), whether the bridge was pooled,
         # the checks (monitor groups, target), the snoop until Asterisk said it exists (its REST reply, or its
         # StasisStart if first), then its addChannel; the supervisor's join (answer, bridge, addChannel) ran
         # meanwhile and ended sup_joined_ms after the checks; what the set-up waited for it after the snoop
-        log.info("event=monitor_setup_timing session=%s since_created_ms=%s check_ms=%.0f snoop_ms=%.0f "
+        log.info("event=monitor_setup_timing session=%s since_created_ms=%s stasis_ms=%s pooled=%d check_ms=%.0f "
+                 "snoop_ms=%.0f "
                  "snoop_reply_ms=%s bridge_wait_ms=%.0f add_snoop_ms=%.0f sup_joined_ms=%.0f sup_wait_ms=%.0f "
-                 "snoop_early=%d", session.id, _ms_since(session.created, began), (checked - began) * 1000,
+                 "snoop_early=%d", session.id, _ms_since(session.created, began),
+                 _ms_between(session.created, session.stamped), int(session.bridge_made), (checked - began) * 1000,
                  (times.get("ready", checked) - checked) * 1000,
                  f"{(times['reply'] - checked) * 1000:.0f}" if "reply" in times else "?",
                  (times.get("bridged", checked) - times.get("ready", checked)) * 1000,
@@ -435,6 +438,19 @@ def teardown_steps(mech: Mechanics, session: MonitorSession, was: SessionState,
         return [mech.empty_then_hang_up(session.bridge_id, parties)]
     return [mech.hangup(session.snoop_channel), mech.destroy_bridge(session.bridge_id), mech.hangup(sup),
             *(mech.hangup(peer) for peer in peers)]
+
+
+def _asterisk_time(stamp: str) -> float | None:
+    try:
+        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+    except ValueError:
+        return None
+
+
+def _ms_between(earlier: str, later: str) -> str:
+    """Milliseconds between two of Asterisk's timestamps ("?" if either is unknown)."""
+    first, second = _asterisk_time(earlier), _asterisk_time(later)
+    return "?" if first is None or second is None else f"{(second - first) * 1000:.0f}"
 
 
 def _ms_since(creationtime: str, mono: float) -> str:
