@@ -201,7 +201,6 @@ class MonitorOutcomes(logging.Handler):
         self.ends: collections.Counter[str] = collections.Counter()  # why our sessions ended (sipp's failures)
         self.stages: collections.defaultdict[str, list[float]] = collections.defaultdict(list)  # ms per stage
         self.early = 0  # snoops added before they were in Stasis (422), added again after their StasisStart
-        self.pooled = 0  # set-ups whose bridge was made ahead (the monitor service's pool)
 
     def __enter__(self) -> MonitorOutcomes:
         self.logger = logging.getLogger("callcenter.ari.monitor")
@@ -227,7 +226,6 @@ class MonitorOutcomes(logging.Handler):
             for stage, value in re.findall(r"(\w+)_ms=(\d+)", message):
                 self.stages[stage].append(float(value))
             self.early += int("snoop_early=1" in message)
-            self.pooled += int("pooled=1" in message)
         elif "event=monitor_stop" in message:
             found = re.search(r"reason=(\S+)", message)
             self.ends[found.group(1) if found else "?"] += 1
@@ -372,8 +370,7 @@ async def run_queue(callers: int, service: RunningService, asterisk: SippAsteris
     print("    ours by stage, median / p99 ms (service's log): " + ", ".join(
         f"{stage} {median(values):.0f} / {quantile([v / 1000 for v in values], 0.99) * 1000:.0f}"
         for stage, values in outcomes.stages.items())
-        + f"; snoops added again after their StasisStart (their reply came first, 422): {outcomes.early}; "
-        f"bridges made ahead (pool): {outcomes.pooled}")
+        + f"; snoops added again after their StasisStart (their reply came first, 422): {outcomes.early}")
     print(f"    ours/ChanSpy: median {ratio:.2f}, our slowest / ChanSpy's median {worst:.2f} "
           f"(target every set-up ≤ 0.5×: {'met' if worst <= 0.5 else 'NOT met'})")
     cpu_service = cpus["service"].used()  # type: ignore[union-attr]

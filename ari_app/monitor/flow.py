@@ -130,8 +130,6 @@ class MonitorFlow:
             self._hold(cid, kind == "ChannelHold")
         elif kind == "ChannelDestroyed":
             svc.holds.gone(cid)
-        elif kind == "BridgeDestroyed":
-            svc.pool.discard(str((event.get("bridge") or {}).get("id", "")))
         session = svc.sessions.by_channel.get(cid)
         if session is not None:
             self._own_channel(session, kind, cid, event)
@@ -181,11 +179,8 @@ class MonitorFlow:
             svc.checks.state_targets.resync(bridges)
         names = {str(c.get("id")): str(c.get("name", "")) for c in channels}
         self._missed_while_away(set(names))
-        svc.pool.keep_only({str(b.get("id", "")) for b in bridges})  # after a restart of Asterisk: all gone
         for bridge in bridges:
             bridge_id = str(bridge.get("id", ""))
-            if svc.pool.owns(bridge_id):
-                continue  # empty, made ahead for the next set-up
             if bridge_id.startswith(BRIDGE_PREFIX) and bridge_id[len(BRIDGE_PREFIX):] not in svc.sessions:
                 await self._resume_or_clear(bridge_id, [str(m) for m in bridge.get("channels", ())], names,
                                             str(bridge.get("name", "")))

@@ -24,7 +24,6 @@ from ari_app.monitor.checks import ChangeFeed, Checks, Grants
 from ari_app.monitor.hold import Holds
 from ari_app.monitor.live import StateTargets
 from ari_app.monitor.mechanics import AriRest, LiveSource, Mechanics, RestLiveSource, SharedSnapshots
-from ari_app.monitor.pool import BridgePool
 from ari_app.monitor.session import (
     BRIDGE_PREFIX,
     FLOW_NAME,
@@ -79,7 +78,6 @@ class MonitorService:
         self.announcement = announcement
         self.mech = Mechanics(ari, app)
         self.sessions = Sessions()
-        self.pool = BridgePool(self.mech)
         self.timeline = Timeline(writer, bus)
         self.call_ids = CallIds(self.mech, pbx, call_probe)
         self.holds = Holds(self.mech, self.sessions, hold_probe)
@@ -111,7 +109,6 @@ class MonitorService:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.pool.close()
         await self.checks.grants.close()
 
     def active(self) -> list[dict[str, Any]]:
@@ -123,11 +120,10 @@ class MonitorService:
         wanted = parse_mode(mode)
         await self.checks.check(supervisor_extension, target_extension, wanted)
         await self._reachable(supervisor_extension)
-        pooled = self.pool.take(wanted)
-        session_id = pooled or new_session_id()
+        session_id = new_session_id()
         session = MonitorSession(id=session_id, pbx=self.pbx, supervisor=supervisor_extension,
                                  target=target_extension, mode=wanted, origin="api", state=SessionState.CALLING,
-                                 supervisor_channel=f"{BRIDGE_PREFIX}{session_id}-sup", bridge_made=bool(pooled))
+                                 supervisor_channel=f"{BRIDGE_PREFIX}{session_id}-sup")
         self.sessions.add(session)
         try:
             await self.mech.ari.post(
@@ -137,8 +133,6 @@ class MonitorService:
                 timeout=str(self.answer_timeout))
         except Exception as exc:
             self.sessions.remove(session)
-            if pooled:
-                await self.mech.destroy_bridge(session.bridge_id)
             raise SupervisorUnavailable(f"cannot ring extension {supervisor_extension}: {exc}") from None
         log.info("event=monitor_calling session=%s supervisor=%s target=%s mode=%s", session.id,
                  supervisor_extension, target_extension, wanted.value)
@@ -164,10 +158,8 @@ class MonitorService:
             await self.mech.hangup(channel_id)  # our API call, answered just as it was stopped
             return
         if session is None or session.state is not SessionState.CALLING:
-            pooled = self.pool.take(mode)
-            session = MonitorSession(id=pooled or new_session_id(), pbx=self.pbx, supervisor=supervisor,
-                                     target=target, mode=mode, origin="feature_code",
-                                     supervisor_channel=str(channel["id"]), bridge_made=bool(pooled))
+            session = MonitorSession(id=new_session_id(), pbx=self.pbx, supervisor=supervisor, target=target,
+                                     mode=mode, origin="feature_code", supervisor_channel=str(channel["id"]))
             self.sessions.add(session)
         session.state = SessionState.ATTACHING
         session.created, session.stamped = str(channel.get("creationtime") or ""), stamped
@@ -222,11 +214,7 @@ class MonitorService:
         channels joins them one after the other (``ast_ari_bridges_add_channel`` waits for each channel's own
         thread)."""
         began = time.monotonic()
-        if session.bridge_made:  # from the pool: the supervisor goes in as soon as the checks passed
-            bridge: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            bridge.set_result(None)
-        else:
-            bridge = asyncio.ensure_future(self.mech.create_bridge(session.bridge_id, f"monitor-{session.mode.value}"))
+        bridge = asyncio.ensure_future(self.mech.create_bridge(session.bridge_id, f"monitor-{session.mode.value}"))
         answered = asyncio.ensure_future(self.mech.answer(sup)) if answer else None
         steps: list[asyncio.Future[Any]] = [bridge, *([answered] if answered else [])]
         times: dict[str, float] = {}
@@ -254,15 +242,15 @@ class MonitorService:
             raise
         session.state = SessionState.ACTIVE
         # where a set-up's time goes (bench real_queue reads it): Asterisk's dialplan and the event's way to us
-        # (of which Asterisk's part, until the StasisStart was stamped: stasis_ms), whether the bridge was pooled,
+        # (of which Asterisk's part, until the StasisStart was stamped: stasis_ms),
         # the checks (monitor groups, target), the snoop until Asterisk said it exists (its REST reply, or its
         # StasisStart if first), then its addChannel; the supervisor's join (answer, bridge, addChannel) ran
         # meanwhile and ended sup_joined_ms after the checks; what the set-up waited for it after the snoop
-        log.info("event=monitor_setup_timing session=%s since_created_ms=%s stasis_ms=%s pooled=%d check_ms=%.0f "
+        log.info("event=monitor_setup_timing session=%s since_created_ms=%s stasis_ms=%s check_ms=%.0f "
                  "snoop_ms=%.0f "
                  "snoop_reply_ms=%s bridge_wait_ms=%.0f add_snoop_ms=%.0f sup_joined_ms=%.0f sup_wait_ms=%.0f "
                  "snoop_early=%d", session.id, _ms_since(session.created, began),
-                 _ms_between(session.created, session.stamped), int(session.bridge_made), (checked - began) * 1000,
+                 _ms_between(session.created, session.stamped), (checked - began) * 1000,
                  (times.get("ready", checked) - checked) * 1000,
                  f"{(times['reply'] - checked) * 1000:.0f}" if "reply" in times else "?",
                  (times.get("bridged", checked) - times.get("ready", checked)) * 1000,

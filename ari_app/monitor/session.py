@@ -91,7 +91,6 @@ class MonitorSession:
     redirecting: bool = False  # a Dial() take-over is moving the customer: the agent leg's end is expected
     created: str = ""  # the supervisor channel's creationtime (Asterisk's clock): the set-up timing's start
     stamped: str = ""  # its StasisStart's timestamp (Asterisk's clock): the dialplan's share of the set-up
-    bridge_made: bool = False  # its bridge came from the pool (made ahead, named monitor-<mode>)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
 
     @property

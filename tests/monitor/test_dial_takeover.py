@@ -108,15 +108,10 @@ def taken_over(office: Office) -> bool:
         not office.sim.phone("1001").channels()
 
 
-def bridges(office: Office) -> list[dict[str, Any]]:
-    """Asterisk's bridges but the monitor service's pool (empty bridges made for the next set-ups)."""
-    return [b for b in office.sim.bridges() if not office.port.services["main"].pool.owns(b["id"])]
-
-
 async def ends_cleanly(office: Office, linkedid: str) -> list[tuple[str, str]]:
     """Nothing left in Asterisk; the call is answered and ended; returns its monitor lines (kind, mode/to)."""
-    await eventually(lambda: not office.sim.channels() and not bridges(office) and not office.port.active(),
-                     describe=lambda: (office.sim.channels(), bridges(office)))
+    await eventually(lambda: not office.sim.channels() and not office.sim.bridges() and not office.port.active(),
+                     describe=lambda: (office.sim.channels(), office.sim.bridges()))
     call_id = call_id_for("main", linkedid)
     call = await eventually_async(lambda: office.store.get_call(call_id),
                                   lambda row: row is not None and row["ended_at"] is not None)
@@ -135,7 +130,7 @@ async def test_take_over_an_inbound_dial_call_with_the_feature_code(office: Offi
     await office.sim.phone("2005").dial("*3381001")
     await eventually(lambda: taken_over(office), describe=office.sim.who_hears_whom)
     await eventually(lambda: [s["state"] for s in office.port.active()] == ["taken_over"])
-    assert [b["id"] for b in bridges(office)] == [f"cc-monitor-{office.port.active()[0]['session_id']}"]
+    assert [b["id"] for b in office.sim.bridges()] == [f"cc-monitor-{office.port.active()[0]['session_id']}"]
     assert not [c for c in office.sim.channels() if c["name"].startswith("Snoop/")]
     call = office.pbx.state.call_of_channel(linkedid)  # the live state: same call, the supervisor is its agent
     assert call is not None and call.linkedid == linkedid

@@ -61,15 +61,8 @@ def snoops(world: World) -> list[dict[str, Any]]:
     return [c for c in world.sim.channels() if c["name"].startswith("Snoop/")]
 
 
-def bridges(world: Any) -> list[dict[str, Any]]:
-    """Asterisk's bridges but the monitor service's pool (empty bridges made for the next set-ups); ``world`` is a
-    World or test_with_ari_app's App (the service behind its port)."""
-    service = getattr(world, "service", None) or next(iter(world.port.services.values()))
-    return [b for b in world.sim.bridges() if not service.pool.owns(b["id"])]
-
-
 def monitor_bridges(world: World) -> list[dict[str, Any]]:
-    return [b for b in bridges(world) if b["id"].startswith("cc-monitor-")]
+    return [b for b in world.sim.bridges() if b["id"].startswith("cc-monitor-")]
 
 
 async def supervise(world: World, code: str, supervisor: str = "2005") -> dict[str, set[str]]:
@@ -241,7 +234,7 @@ async def test_the_agents_call_ending_ends_monitoring_cleanly(world: World) -> N
     await customer_calls_agent(world)
     await supervise(world, "*3361001")
     await world.sim.customer(CUSTOMER).hangup()
-    await eventually(lambda: not world.sim.channels() and not bridges(world))
+    await eventually(lambda: not world.sim.channels() and not world.sim.bridges())
     assert not world.service.sessions
 
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from .conftest import Recorder, World
-from .test_monitoring import CUSTOMER, assert_clean, customer_calls_agent, eventually, grant, monitor_bridges
+from .test_monitoring import CUSTOMER, assert_clean, customer_calls_agent, eventually, grant
 
 
 async def refused(world: World, code: str, caplog: pytest.LogCaptureFixture, supervisor: str = "2005") -> list[str]:
@@ -106,7 +106,7 @@ async def test_a_supervisor_hanging_up_during_set_up_leaves_nothing_behind(world
         await world.sim.phone("2005").hangup()
         await eventually(lambda: not world.service.sessions and not world.sim.phone("2005").channels())
         await eventually(lambda: not [c for c in world.sim.channels() if c["name"].startswith("Snoop/")]
-                         and not monitor_bridges(world))
+                         and not [b for b in world.sim.bridges() if b["id"].startswith("cc-monitor-")])
     assert world.sim.who_hears_whom()["1001"] == {CUSTOMER}
 
 

@@ -13,7 +13,6 @@ from .conftest import APP, World, resync_of
 from .test_monitoring import (
     CUSTOMER,
     assert_clean,
-    bridges,
     customer_calls_agent,
     eventually,
     eventually_async,
@@ -98,4 +97,4 @@ async def test_a_hang_up_missed_during_a_reconnect_ends_the_session(world: World
     await world.client.drop_connection()
     await world.sim.customer(CUSTOMER).hangup()  # the call ends while our websocket is down
     await eventually(lambda: not world.service.sessions and not world.sim.channels(), timeout=5)
-    assert not bridges(world)
+    assert not world.sim.bridges()
