@@ -32,16 +32,12 @@ Gate = Callable[[], bool]  # may this instance act on the Asterisk right now (ca
 FENCED = "this instance no longer drives this PBX (its lease ran out or was taken over)"
 
 # Asterisk's HTTP server listens with a backlog of 10 (main/tcptls.c ``listen(fd, 10)``, not configurable): a burst
-# of new connections beyond it while Asterisk's accept thread waits for a CPU overflows the accept queue, and the
-# kernel drops the handshake — the request then waits for TCP's 1 s retransmission (bench real_queue: 20
-# monitoring set-ups at once, ~60 requests, p99 ≈ 1.3 s; TcpExtListenOverflows counts it). So at most
-# ``NEW_CONNECTIONS`` connections are being opened at once, each counted until Asterisk has answered on it (at most
-# ``OPENING_HOLD_S``: Asterisk's accept thread has had its chance by then, and a slow first request blocks nobody).
-NEW_CONNECTIONS = 8
-OPENING_HOLD_S = 0.1
-# Asterisk closes a connection idle for http.conf session_keep_alive (15 s by default): ours are let go sooner, so
-# a request is never written into a connection Asterisk is closing (a POST is not retried).
-KEEPALIVE_S = 10.0
+# of new connections beyond it while Asterisk's accept thread waits for a CPU overflows the accept queue, and such a
+# request waits for TCP's 1 s retransmission (bench real_queue: 20 monitoring set-ups at once). Holding new
+# connections back until Asterisk answered on them was tried and undone: under load Asterisk answers slower than
+# the connections come, and the waves of held connections cost more than the rare overflow. What is counted:
+# ``http_connections`` opened, ``slow_connections`` whose first answer took over ``SLOW_FIRST_ANSWER_S``.
+SLOW_FIRST_ANSWER_S = 1.0
 
 
 # What Asterisk answers for a channel, bridge or playback that is not there any more, not in our Stasis app, or
@@ -132,8 +128,6 @@ class AriClient:
         self.gate = gate
         self.fenced = 0
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
-        self._opening = asyncio.Semaphore(NEW_CONNECTIONS)
-        self.opening_hold = OPENING_HOLD_S
         self.http_connections = 0  # opened to Asterisk's HTTP server so far (kept alive and reused)
         self.slow_connections = 0  # of them, those whose first answer took over 1 s (a dropped handshake, or slow)
         self._session = session
@@ -159,39 +153,26 @@ class AriClient:
         if self._closed:
             raise AriError(0, "the ARI client is closed")
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_S), trace_configs=[self._pacing()])
+            self._session = aiohttp.ClientSession(trace_configs=[self._connections()])
             self._own_session = True
         return self._session
 
-    def _pacing(self) -> aiohttp.TraceConfig:
-        """Hold a new connection's slot from its opening until Asterisk's first answer on it, or ``OPENING_HOLD_S``
-        at most (a first request may legitimately wait, e.g. behind a playback): the handshake completes in the
-        kernel before Asterisk accepts the connection (see ``NEW_CONNECTIONS``)."""
+    def _connections(self) -> aiohttp.TraceConfig:
+        """Count the connections opened to Asterisk (kept alive and reused) and those whose first answer was slow
+        (a handshake lost to Asterisk's listen backlog waits 1 s; see ``SLOW_FIRST_ANSWER_S``)."""
         trace = aiohttp.TraceConfig()
 
         async def opening(_session: Any, ctx: Any, _params: Any) -> None:
-            await self._opening.acquire()
             self.http_connections += 1
             ctx.opened_at = time.monotonic()
-            ctx.freed = False
-
-            def free() -> None:
-                if not ctx.freed:
-                    ctx.freed = True
-                    self._opening.release()
-
-            ctx.free = free
-            asyncio.get_running_loop().call_later(self.opening_hold, free)
 
         async def answered(_session: Any, ctx: Any, _params: Any) -> None:
             opened_at = getattr(ctx, "opened_at", None)
             if opened_at is None:
                 return
             ctx.opened_at = None
-            ctx.free()
             waited = time.monotonic() - opened_at
-            if waited > 1.0:
+            if waited > SLOW_FIRST_ANSWER_S:
                 self.slow_connections += 1
                 log.info("event=ari_slow_first_answer app=%s ms=%.0f", self.app, waited * 1000)
 

@@ -31,10 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import re
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,6 +236,32 @@ class MonitorOutcomes(logging.Handler):
             self.reasons[f"failed {found.group(1) if found else '?'}"] += 1
 
 
+class LoopLag:
+    """How late the event loop the service runs on (the bench's own) fires a 10 ms timer while ``watching``: the
+    wait of a StasisStart behind the events and replies before it (the queue's 200 callers included)."""
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+
+    @contextlib.asynccontextmanager
+    async def watching(self, on: bool) -> AsyncIterator[None]:
+        task = asyncio.create_task(self._run()) if on else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            began = loop.time()
+            await asyncio.sleep(0.01)
+            self.lags.append(max(0.0, loop.time() - began - 0.01))
+
+
 async def supervise(round_no: int, code: str, service: RunningService, asterisk: SippAsterisk, work: Path,
                     spies: SpyWatch) -> tuple[list[float], int, int]:
     """All supervisors at once, each on one agent, with ``code``; (set-ups, never up, sipp failures)."""
@@ -298,10 +326,12 @@ async def run_queue(callers: int, service: RunningService, asterisk: SippAsteris
     spy_all: list[float] = []
     never = {"*336": 0, "*55": 0}
     failed = {"*336": 0, "*55": 0}
+    lag = LoopLag()
     with MonitorOutcomes() as outcomes:
         for round_no in range(ROUNDS):
             for code, into in (("*336", ours_all), ("*55", spy_all)):
-                setups, missing, sipp_failed = await supervise(round_no, code, service, asterisk, work, spies)
+                async with lag.watching(code == "*336"):
+                    setups, missing, sipp_failed = await supervise(round_no, code, service, asterisk, work, spies)
                 into.extend(setups)
                 never[code] += missing
                 failed[code] += sipp_failed
@@ -371,6 +401,9 @@ async def run_queue(callers: int, service: RunningService, asterisk: SippAsteris
         f"{stage} {median(values):.0f} / {quantile([v / 1000 for v in values], 0.99) * 1000:.0f}"
         for stage, values in outcomes.stages.items())
         + f"; snoops added again after their StasisStart (their reply came first, 422): {outcomes.early}")
+    print(f"    the service's event loop while our set-ups ran (a 10 ms timer, how late it fired): median "
+          f"{median(lag.lags) * 1000:.0f} ms, p99 {quantile(lag.lags, 0.99) * 1000:.0f} ms, max "
+          f"{max(lag.lags, default=0) * 1000:.0f} ms (every event waits its turn behind the ones before it)")
     print(f"    ours/ChanSpy: median {ratio:.2f}, our slowest / ChanSpy's median {worst:.2f} "
           f"(target every set-up ≤ 0.5×: {'met' if worst <= 0.5 else 'NOT met'})")
     cpu_service = cpus["service"].used()  # type: ignore[union-attr]
