@@ -100,6 +100,7 @@ class DeliveryWorker:
     _skipped: deque[tuple[int, str, dict[str, Any], datetime]] = field(
         default_factory=lambda: deque(maxlen=20_000))
     _seq: int = 0  # call events judged: bus order, to merge skipped ones back in place
+    _cut_short: list[int] = field(default_factory=list)  # deliveries whose send a stop cancelled
     skipped: int = 0
 
     def wake(self) -> None:
@@ -133,6 +134,13 @@ class DeliveryWorker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        if self._cut_short:  # handed back now, not when their lease ends (timeout + 30 s): another instance sends them
+            ids, self._cut_short = self._cut_short, []
+            try:
+                async with asyncio.timeout(5):
+                    await store.release_leases(self.ctx.store.pool, ids)
+            except Exception as exc:  # the leases still expire
+                log.warning("event=webhook_leases_kept count=%d error=%s", len(ids), type(exc).__name__)
         if self._session is not None:
             await self._session.close()
 
@@ -300,7 +308,11 @@ class DeliveryWorker:
             return None, f"{type(exc).__name__}: {exc}"[:500]
 
     async def _deliver(self, item: dict[str, Any]) -> None:
-        status, error = await self._post(item)
+        try:
+            status, error = await self._post(item)
+        except asyncio.CancelledError:  # stopping mid-send: stop() gives the row back
+            self._cut_short.append(item["id"])
+            raise
         pool = self.ctx.store.pool
         try:
             if error is None:

@@ -205,6 +205,13 @@ async def claim_due(pool: asyncpg.Pool, *, limit: int, lease_seconds: float) -> 
     return [dict(r) for r in sorted(rows, key=lambda r: r["id"])]
 
 
+async def release_leases(pool: asyncpg.Pool, delivery_ids: Sequence[int]) -> None:
+    """Sends cut short by a stopping instance: due again at once for whoever looks next (the attempt counts)."""
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE webhook_deliveries SET locked_until = NULL WHERE id = ANY($1::bigint[])"
+                           " AND status = 'pending'", list(delivery_ids))
+
+
 async def mark_delivered(pool: asyncpg.Pool, delivery_id: int, status_code: int) -> None:
     async with pool.acquire() as conn:
         await conn.execute(
