@@ -102,6 +102,10 @@ def test_import_refuses_a_number_of_decoding_processes_out_of_range(tmp_path: Pa
         assert done.returncode != 0 and b"--jobs must be between 1 and 64" in done.stderr
 
 
+def ctrl_c_at_its_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def test_ctrl_c_stops_an_import_and_the_same_command_resumes_it(tmp_path: Path, db_dsn: str) -> None:
     config = tmp_path / "callcenter.toml"
     config.write_text(f'[database]\ndsn = "{db_dsn}"\n[[pbx]]\nkey = "shop"\nkind = "panasonic"\n'
@@ -111,7 +115,10 @@ async def test_ctrl_c_stops_an_import_and_the_same_command_resumes_it(tmp_path: 
     size = capture.stat().st_size
     command = [sys.executable, "-m", "callcenter.cli", "--config", str(config), "legacy", "import", "--pbx", "shop",
                "--batch-mb", "0.125", str(capture)]
-    proc = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # started as a terminal starts it, Ctrl-C at its default action: a test run started in the background (`&` in
+    # a script, nohup) ignores SIGINT, and a child inherits that, so the import ran on to its end (rc 0)
+    proc = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                preexec_fn=ctrl_c_at_its_default)
     conn = await asyncpg.connect(db_dsn)
     try:
         async def committed() -> int:
