@@ -45,10 +45,13 @@ def event_dedupe_key(event: CallEvent) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:32]
 
 
-# A closed row is never in_progress (= answered, not ended): the call-end hook may close a call the ARI app drives
-# before the app's own last write (migration 0039 gives cc_write_calls the same rule).
-_CLOSED_NOT_IN_PROGRESS = ("status = CASE WHEN {status} = 'in_progress' AND {ended} IS NOT NULL THEN 'answered'"
-                           " ELSE {status} END")
+# Two writers close a call the ARI app drives, the app and the call-end hook, in either order (migration 0039 gives
+# cc_write_calls the same rules): a late live snapshot (ringing, in_progress) does not put a closed row's outcome
+# back, and a closed row is never in_progress (= answered, not ended).
+_CLOSED_STATUS = ("status = CASE WHEN {status} IN ('ringing', 'in_progress') AND calls.ended_at IS NOT NULL"
+                  " AND calls.status NOT IN ('ringing', 'in_progress') THEN calls.status"
+                  " WHEN {status} = 'in_progress' AND {ended} IS NOT NULL THEN 'answered'"
+                  " ELSE {status} END")
 
 
 class CallStore:
@@ -175,7 +178,7 @@ class CallStore:
                 elif name != "status":
                     updates.append(f"{name} = EXCLUDED.{name}")
             if "status" in given or "ended_at" in given:
-                updates.append(_CLOSED_NOT_IN_PROGRESS.format(
+                updates.append(_CLOSED_STATUS.format(
                     status="EXCLUDED.status" if "status" in given else "calls.status",
                     ended="EXCLUDED.ended_at" if "ended_at" in given else "calls.ended_at"))
             updates.append("updated_at = now()")

@@ -156,3 +156,21 @@ async def test_a_call_closed_by_its_hang_up_hook_before_the_apps_last_write_read
 async def _one_by_one(store: CallStore, records: list[CallRecord]) -> None:
     for record in records:
         await store.upsert_call(record)
+
+
+async def test_a_snapshot_still_ringing_written_after_the_hooks_close_does_not_reopen_the_outcome(
+        store: CallStore) -> None:
+    """The ARI app's writes lag under load (a batch window, a busy loop): its 'ringing' snapshot of a call may be
+    stored after the call-end hook closed the call as answered. Last write wins would log an answered call as
+    still ringing, then missed once the app ends it without having seen the answer (an ARI gap)."""
+    ended = T0 + timedelta(seconds=30)
+    hook_close = {"source": Source.AGI, "status": CallStatus.ANSWERED, "ended_at": ended, "billsec": 20}
+    app_late = {"source": Source.ARI, "status": CallStatus.RINGING, "extension": "1001"}
+    for write in (upsert_calls, _one_by_one):
+        call_id = uuid.uuid4()
+        for fields in (hook_close, app_late):
+            await write(store, [CallRecord(call_id, "main", fields["source"], "L8", T0, **{
+                k: v for k, v in fields.items() if k != "source"})])
+        row = await store.get_call(call_id)
+        assert row is not None and (row["status"], row["ended_at"], row["extension"]) == (
+            "answered", ended, "1001"), (write, dict(row or {}))

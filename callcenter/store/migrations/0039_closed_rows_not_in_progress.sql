@@ -3,7 +3,9 @@
 -- feed be down). For a call Asterisk did not Dial (our Stasis queue, a click-to-call), the hook knows when it
 -- ended but not how; when its write came first, the row read "ended, in_progress" until the ARI app's write —
 -- a real-tier test under load read it so. in_progress means answered and not ended (the live model's status),
--- so a closed in_progress row is an answered one. CallStore.upsert_call applies the same rule.
+-- so a closed in_progress row is an answered one. And a writer's late live snapshot (ringing, in_progress: the
+-- ARI app's writes lag under load) does not put a closed row's outcome back: the hook's "answered" stays.
+-- CallStore.upsert_call applies the same rules.
 CREATE OR REPLACE FUNCTION cc_write_calls(
     c_id uuid[], c_pbx text[], c_source text[], c_source_id text[], c_started_at timestamptz[],
     c_direction text[], c_status text[], c_caller_raw text[], c_caller text[], c_caller_name text[],
@@ -54,8 +56,11 @@ BEGIN
         ON CONFLICT (id, started_at) DO UPDATE SET
             direction = COALESCE(r.direction, c.direction),
             -- a row that is closed is never in progress: the call was answered (in_progress = answered, not
-            -- ended), whichever of the hang-up hook's close and the ARI app's last write comes first
-            status = CASE WHEN COALESCE(r.status, c.status) = 'in_progress'
+            -- ended), whichever of the hang-up hook's close and the ARI app's last write comes first; and a
+            -- closed row's outcome is not put back to a live status by a writer's late snapshot
+            status = CASE WHEN r.status IN ('ringing', 'in_progress') AND c.ended_at IS NOT NULL
+                               AND c.status NOT IN ('ringing', 'in_progress') THEN c.status
+                          WHEN COALESCE(r.status, c.status) = 'in_progress'
                                AND COALESCE(r.ended_at, c.ended_at) IS NOT NULL THEN 'answered'
                           ELSE COALESCE(r.status, c.status) END,
             caller_raw = COALESCE(r.caller_raw, c.caller_raw),
