@@ -76,8 +76,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return response
     except web.HTTPException as exc:
         return _from_http_exception(exc)
-    except (ConnectionError, asyncpg.PostgresConnectionError, asyncpg.TooManyConnectionsError, *SWITCHING) as exc:
-        # SWITCHING: a database fail-over in progress (no host takes writes yet, or a read-only one answered)
+    except (ConnectionError, asyncpg.PostgresConnectionError, asyncpg.TooManyConnectionsError,
+            asyncpg.InternalClientError, *SWITCHING) as exc:
+        # SWITCHING: a database fail-over in progress (no host takes writes yet, or a read-only one answered);
+        # InternalClientError: a pooled connection whose server went away mid-statement, its protocol out of step
         log.warning("event=store_unavailable method=%s path=%s error=%s", request.method, request.path,
                     type(exc).__name__)
         return json_error(503, "store_unavailable", "the call store is unavailable; try again shortly")

@@ -27,6 +27,7 @@ STORE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     TimeoutError,
     asyncpg.PostgresConnectionError,  # 08xxx, e.g. the connection died under a query
     asyncpg.InterfaceError,  # the connection was closed under us
+    asyncpg.InternalClientError,  # its protocol out of step: the server went away mid-statement (PostgreSQL stopped)
     *SWITCHING,
 )
 

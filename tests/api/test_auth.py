@@ -142,3 +142,22 @@ async def test_an_unreachable_database_is_a_503_not_a_500(api: Api) -> None:
         assert response.status == 503
         assert (await response.json())["error"]["code"] == "store_unavailable"
     await pool.close()
+
+
+async def test_a_pooled_connection_broken_by_the_database_going_away_is_a_503_not_a_500(api: Api) -> None:
+    """PostgreSQL stopped mid-stream (tests/soak/test_quick.py, 1 run in 3): the next statement on a pooled
+    connection whose server vanished under it failed inside asyncpg's protocol, not as a connection error."""
+    import asyncpg
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from api.errors import error_middleware
+
+    async def token_lookup(request: web.Request) -> web.Response:
+        raise asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress")
+
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_get("/calls", token_lookup)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/calls")
+        assert response.status == 503
+        assert (await response.json())["error"]["code"] == "store_unavailable"
