@@ -17,6 +17,7 @@ from callcenter.config import parse_config
 from callcenter.service import ServiceContext
 from callcenter.store import CallStore, SpooledWriter
 from tests.apiharness import Who, serve
+from tests.legacy.service import box, running  # noqa: F401 (fixtures: a caller-ID box on a pty, the service on it)
 from tests.waiting import eventually
 
 DIALPLAN = """

@@ -6,35 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from callcenter.store import tokens as token_store
 from tests.browser.chromium import CHROMIUM, artifact, chromium_page
-from tests.legacy.service import Ringer, Running, SerialBox, add_people, legacy_service, serial_box
+from tests.legacy.service import Ringer, Running, SerialBox
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed")]
-
-
-@pytest.fixture
-def box() -> Iterator[SerialBox]:
-    pty = serial_box()
-    try:
-        yield pty
-    finally:
-        pty.close()
-
-
-@pytest.fixture
-async def running(db_dsn: str, tmp_path: Path, box: SerialBox) -> AsyncIterator[Running]:
-    async with legacy_service(db_dsn, tmp_path, box) as service:
-        await add_people(service)
-        yield service
 
 
 async def ring(running: Running, box: SerialBox) -> tuple[str, Ringer]:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.legacy.service import box, running  # noqa: F401 (fixtures: a caller-ID box on a pty, the service on it)
 from tests.shared import SAMPLES as SHARED_SAMPLES
 
 # The shared samples hold real-looking numbers, so they are read in place, not copied into the repository.

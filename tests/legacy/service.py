@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import tty
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from callcenter.config import parse_config
 from callcenter.embedded_pg import free_port
@@ -129,3 +130,21 @@ async def add_people(running: Running) -> None:
     for who, role, unit in (("admin", "admin", ""), ("front", "supervisor", "front"),
                             ("back", "supervisor", "back")):
         _row, running.tokens[who] = await token_store.create_token(pool, role=role, org_unit=unit, name=who)
+
+
+@pytest.fixture
+def box() -> Iterator[SerialBox]:
+    """A caller-ID box on a fresh pty pair (the legacy and the browser tests import it in their conftest)."""
+    pty = serial_box()
+    try:
+        yield pty
+    finally:
+        pty.close()
+
+
+@pytest.fixture
+async def running(db_dsn: str, tmp_path: Path, box: SerialBox) -> AsyncIterator[Running]:
+    """The service reading ``box``, with an admin and a supervisor of each line's extension."""
+    async with legacy_service(db_dsn, tmp_path, box) as service:
+        await add_people(service)
+        yield service

@@ -5,35 +5,17 @@ answered, gone at its end), to whom may see the line's extension, with the ids t
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from api.contract import LIVE_SCHEMAS
-from tests.legacy.service import Running, SerialBox, add_people, legacy_service, serial_box
+from tests.legacy.service import Running, SerialBox, add_people, legacy_service
 from tests.live.contract import Contract
 from tests.waiting import eventually
 
 CONTRACT = Contract({"components": {"schemas": LIVE_SCHEMAS}})
-
-
-@pytest.fixture
-def box() -> Iterator[SerialBox]:
-    pty = serial_box()
-    try:
-        yield pty
-    finally:
-        pty.close()
-
-
-@pytest.fixture
-async def running(db_dsn: str, tmp_path: Path, box: SerialBox) -> AsyncIterator[Running]:
-    async with legacy_service(db_dsn, tmp_path, box) as service:
-        await add_people(service)
-        yield service
 
 
 async def next_event(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
