@@ -44,8 +44,20 @@ def _sources(p: P) -> list[str]:
     return [s for s in (raw if isinstance(raw, list) else str(raw).split(",")) if s]
 
 
-def _resolve(sim: Simulator, source: str) -> tuple[str, str]:
+def _split(source: str) -> tuple[str, str]:
+    """``scheme:name`` of an event source, the scheme checked; ``deviceState:`` with no name is every device
+    (subscribeAll's own subscription), as the real Asterisk lists it."""
     scheme, _, rest = source.partition(":")
+    if scheme not in ("channel", "bridge", "endpoint", "deviceState"):
+        raise AriError(400, "Invalid event source URI scheme")
+    if scheme == "deviceState" and not rest:
+        rest = ALL_DEVICES
+    return scheme, rest
+
+
+def _resolve(sim: Simulator, source: str) -> tuple[str, str]:
+    """An event source to subscribe to: it must exist (a device state need not)."""
+    scheme, rest = _split(source)
     eng = sim.engine
     if scheme == "channel":
         if rest not in eng.channels:
@@ -58,10 +70,6 @@ def _resolve(sim: Simulator, source: str) -> tuple[str, str]:
         known = any(ep.technology == tech and (not res or ep.resource == res) for ep in eng.endpoints.values())
         if not known:
             raise AriError(422, "Event source does not exist")
-    elif scheme != "deviceState":
-        raise AriError(400, "Invalid event source URI scheme")
-    if scheme == "deviceState" and not rest:
-        rest = ALL_DEVICES  # no name: every device (subscribeAll's subscription)
     return scheme, rest
 
 
@@ -83,11 +91,7 @@ async def subscribe(sim: Simulator, path: P, p: P) -> Any:
 async def unsubscribe(sim: Simulator, path: P, p: P) -> Any:
     app = _app(sim, path["name"])
     for source in _sources(p):
-        scheme, _, rest = source.partition(":")
-        if scheme not in ("channel", "bridge", "endpoint", "deviceState"):
-            raise AriError(400, "Invalid event source URI scheme")
-        if scheme == "deviceState" and not rest:
-            rest = ALL_DEVICES
+        scheme, rest = _split(source)
         targets = _target_set(app, scheme)
         if rest not in targets:
             raise AriError(422, "Event source was not subscribed to")
