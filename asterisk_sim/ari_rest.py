@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -31,6 +32,16 @@ def route(method: str, pattern: str) -> Callable[[res.Handler], res.Handler]:
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
+    """Answer one ARI request; with ``SimConfig.ari_reply_delay`` the reply waits that long after the request was
+    carried out (its events are out first), as a slow Asterisk's would."""
+    reply = await _answer(request)
+    delay = request.app[SIM_KEY].config.ari_reply_delay
+    if delay > 0:
+        await asyncio.sleep(delay)
+    return reply
+
+
+async def _answer(request: web.Request) -> web.StreamResponse:
     sim: Simulator = request.app[SIM_KEY]
     if sim.phase != "up":
         return sim.unavailable_reply()

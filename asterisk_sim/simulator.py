@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,18 @@ from asterisk_sim.phones import Customer, Phone
 _HTML = ('<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\r\n<html><head>\r\n<title>{code} {title}</title>\r\n'
          '</head><body>\r\n<h1>{title}</h1>\r\n<p>{text}</p>\r\n<hr />\r\n<address>Asterisk/22.10.1</address>\r\n'
          '</body></html>\r\n')
+
+
+REPLY_DELAY_ENV = "CALLCENTER_SIM_ARI_REPLY_DELAY_MS"
+
+
+def reply_delay_from_env() -> float:
+    """``$CALLCENTER_SIM_ARI_REPLY_DELAY_MS`` in seconds (0 when unset): a whole test run against a slow Asterisk."""
+    raw = os.environ.get(REPLY_DELAY_ENV, "").strip()
+    try:
+        return max(0.0, float(raw) / 1000.0) if raw else 0.0
+    except ValueError as exc:
+        raise ValueError(f"{REPLY_DELAY_ENV}={raw!r}: milliseconds expected") from exc
 
 
 @dataclass
@@ -53,6 +66,9 @@ class SimConfig:
     stasis_entry_delay: float = 0.05
     hangup_handler_ari_lag: float = 0.05
     snoop_entry_delay: float = 0.0  # a snoop enters Stasis this long after its REST reply (EngineConfig)
+    # A slow or loaded Asterisk: every ARI REST reply leaves this long (wall clock, s) after the request was carried
+    # out, its events already sent. Off by default; $CALLCENTER_SIM_ARI_REPLY_DELAY_MS sets it for a whole run.
+    ari_reply_delay: float = field(default_factory=reply_delay_from_env)
 
 
 class Simulator:

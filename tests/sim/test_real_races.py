@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from asterisk_sim.simulator import SimConfig, Simulator
+from asterisk_sim.simulator import REPLY_DELAY_ENV, SimConfig, Simulator
 from tests.waiting import eventually
 
 DIALPLAN = """
@@ -172,3 +172,34 @@ async def test_a_dial_with_a_caller_presents_the_callers_id_to_the_dialled_leg(o
             async with http.delete(f"{base}/channels/{cid}") as resp:
                 assert resp.status == 204
         reader.cancel()
+
+
+async def test_a_slow_asterisk_replies_after_the_events_of_what_it_did(tmp_path: Path) -> None:
+    """``SimConfig.ari_reply_delay`` (``$CALLCENTER_SIM_ARI_REPLY_DELAY_MS`` for a whole run) is an Asterisk under
+    load: the request is carried out and its events sent at once, the REST reply comes that much later. A client
+    that acts only on its replies then sees the events of its own requests first."""
+    config = SimConfig(user="cc", password="cc", dialplan_text=DIALPLAN, recordings_dir=str(tmp_path),
+                       ami_port=None, time_scale=0.05, stasis_entry_delay=0, ari_reply_delay=0.5)
+    async with Simulator(config) as sim, aiohttp.ClientSession(headers=AUTH) as http:
+        seen: list[tuple[str, dict[str, Any]]] = []
+        ready = asyncio.Event()
+        reader = asyncio.create_task(_ari_events(sim, http, seen, ready))
+        await asyncio.wait_for(ready.wait(), 5)
+        asked = asyncio.get_running_loop().time()
+        async with http.post(f"{sim.ari_url}/channels/create", params={
+                "endpoint": "Local/5550100@out", "app": "cc", "channelId": "cust-1"}) as resp:
+            assert resp.status == 200
+        assert asyncio.get_running_loop().time() - asked >= 0.5
+        types = [e["type"] for _, e in seen if e.get("channel", {}).get("id") == "cust-1"]
+        assert "ChannelCreated" in types and "StasisStart" in types  # out before the reply
+        reader.cancel()
+
+
+def test_the_reply_delay_of_a_whole_run_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(REPLY_DELAY_ENV, raising=False)
+    assert SimConfig().ari_reply_delay == 0  # off by default
+    monkeypatch.setenv(REPLY_DELAY_ENV, "50")
+    assert SimConfig().ari_reply_delay == pytest.approx(0.05)
+    monkeypatch.setenv(REPLY_DELAY_ENV, "fifty")
+    with pytest.raises(ValueError, match="milliseconds"):
+        SimConfig()
