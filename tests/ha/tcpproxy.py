@@ -22,6 +22,7 @@ class TcpProxy:
     mode: str = "forward"  # forward | refuse | blackhole
     port: int = 0
     accepted: int = 0
+    accepted_at: list[float] = field(default_factory=list)  # the event loop's time of each accept
     _server: asyncio.Server | None = None
     _live: set[asyncio.StreamWriter] = field(default_factory=set)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -61,6 +62,7 @@ class TcpProxy:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
+        self.accepted_at.append(asyncio.get_running_loop().time())
         if self.mode == "refuse":
             writer.transport.abort()
             return
