@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -130,17 +129,16 @@ async def test_an_extensions_department_is_not_read_again_while_the_store_is_bus
     first = await agi(fastagi.server, env)
     assert first.set_variables()["CC_DEPARTMENT"] == "sales"
     pool = fastagi.store.pool
+    fastagi.hctx.store_read_timeout = 3600  # a read now would hold the call for as long as the connections are held
     held = [await pool.acquire() for _ in range(pool.get_max_size())]  # the writes hold every connection
     try:
-        started = time.perf_counter()
-        again = await fastagi_call(fastagi.port, env)  # Asterisk's side: until the server closed the connection
-        took = time.perf_counter() - started
+        # Asterisk's side, until the server closed the connection: answered with every connection still held
+        again = await fastagi_call(fastagi.port, env, timeout=30)
     finally:
         for conn in held:
             await pool.release(conn)
     await fastagi.server.idle()  # its write, once the store has a connection again
-    assert again.set_variables()["CC_DEPARTMENT"] == "sales"
-    assert took < fastagi.hctx.store_read_timeout, took
+    assert again.closed_by_server and again.set_variables()["CC_DEPARTMENT"] == "sales"
 
 
 async def test_a_site_accountcode_is_kept_on_outbound_calls(fastagi) -> None:
@@ -283,10 +281,14 @@ async def test_a_wrong_or_missing_secret_is_refused_and_logged(secured, caplog) 
     assert good.set_variables()["CC_DIRECTION"] == "internal"
 
 
-async def crm_app(delay: float, names: dict[str, str], hits: list[str]) -> web.Application:
+async def crm_app(delay: float | asyncio.Event, names: dict[str, str], hits: list[str]) -> web.Application:
+    """A CRM answering after ``delay`` seconds, or once the test sets the event ``delay``."""
     async def lookup(request: web.Request) -> web.Response:
         hits.append(request.query["number"])
-        await asyncio.sleep(delay)
+        if isinstance(delay, asyncio.Event):
+            await delay.wait()
+        else:
+            await asyncio.sleep(delay)
         name = names.get(request.query["number"])
         return web.json_response({"name": name}) if name else web.Response(status=404)
 
@@ -299,7 +301,7 @@ async def crm_app(delay: float, names: dict[str, str], hits: list[str]) -> web.A
 async def crm_server(store: CallStore, tmp_path) -> AsyncIterator[Any]:
     servers: list[tuple[web.AppRunner, FastAgiServer]] = []
 
-    async def start(delay: float, names: dict[str, str], hits: list[str]) -> FastAgiServer:
+    async def start(delay: float | asyncio.Event, names: dict[str, str], hits: list[str]) -> FastAgiServer:
         runner = web.AppRunner(await crm_app(delay, names, hits))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -333,12 +335,17 @@ async def test_the_crm_name_becomes_the_caller_name_and_is_cached(crm_server, st
 
 
 async def test_a_slow_crm_never_delays_the_call_beyond_its_timeout(crm_server, store) -> None:
-    server = await crm_server(1.5, {"+442075550142": "Too Late"}, [])
-    started = time.perf_counter()
-    exchange = await agi(server, env_text(f"tag-inbound?{URL_TAIL}", callerid="02075550142"))
-    elapsed = time.perf_counter() - started
-    assert elapsed < 1.0, elapsed  # crm_timeout is 0.3 s
-    assert "CALLERID(name)" not in exchange.set_variables()
+    crm_answers, hits = asyncio.Event(), []
+    server = await crm_server(crm_answers, {"+442075550142": "Too Late"}, hits)
+    try:
+        # the CRM has not answered when the call is: only crm_timeout (0.3 s) can have ended the wait
+        exchange = await fastagi_call(server.port, env_text(f"tag-inbound?{URL_TAIL}", callerid="02075550142"),
+                                      timeout=30)
+        assert hits == ["+442075550142"] and not crm_answers.is_set()
+    finally:
+        crm_answers.set()
+    await server.idle()
+    assert exchange.closed_by_server and "CALLERID(name)" not in exchange.set_variables()
     assert exchange.set_variables()["CC_DIRECTION"] == "inbound"
     assert server.hctx.crm.failures == 1
 
@@ -365,13 +372,14 @@ async def test_many_concurrent_requests_are_all_served(fastagi) -> None:
 
 
 class SlowWriter:
-    """The real writer behind a store that takes a second per write."""
+    """The real writer behind a store that takes its call writes only once the test lets it (``release``)."""
 
     def __init__(self, inner: SpooledWriter) -> None:
         self.inner = inner
+        self.release = asyncio.Event()
 
     async def upsert_call(self, record: CallRecord) -> Any:
-        await asyncio.sleep(1.0)
+        await self.release.wait()
         return await self.inner.upsert_call(record)
 
     async def add_event(self, event: Any) -> None:
@@ -379,20 +387,23 @@ class SlowWriter:
 
 
 async def test_a_slow_store_never_holds_up_the_call_and_the_record_still_lands(store: CallStore, tmp_path) -> None:
-    hctx = HandlerContext.from_config(make_config(), SlowWriter(SpooledWriter(store, tmp_path / "w.jsonl")),
-                                      pool=store.pool)
+    writer = SlowWriter(SpooledWriter(store, tmp_path / "w.jsonl"))
+    hctx = HandlerContext.from_config(make_config(), writer, pool=store.pool)
     server = FastAgiServer(hctx, port=0)
     await server.start()
     try:
-        started = time.perf_counter()
-        exchange = await fastagi_call(server.port, env_text(f"tag-inbound?{URL_TAIL}", args=("02075550100",)))
-        assert time.perf_counter() - started < 0.5 and exchange.closed_by_server
+        # the call is answered and released while its write is still held
+        exchange = await fastagi_call(server.port, env_text(f"tag-inbound?{URL_TAIL}", args=("02075550100",)),
+                                      timeout=30)
+        assert exchange.closed_by_server and not writer.release.is_set()
         assert exchange.set_variables()["CC_DEPARTMENT"] == "sales"
         assert await calls_rows(store) == []
+        writer.release.set()
         await server.idle()
         [row] = await calls_rows(store)
         assert row["tags"]["department"] == "sales"
     finally:
+        writer.release.set()
         await server.stop()
         await hctx.close()
 
