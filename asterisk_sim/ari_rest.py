@@ -51,6 +51,9 @@ async def _answer(request: web.Request) -> web.StreamResponse:
     denied = check_auth(sim, request)
     if denied is not None:
         return denied
+    fault = next((f for f in sim.ari_faults if f.take(request.method, unquote(tail))), None)
+    if fault is not None and fault.status:
+        return error_reply(fault.status, fault.message or "Injected fault")
     matched_path = False
     for method, rx, fn in _ROUTES:
         m = rx.match(tail)
@@ -61,9 +64,15 @@ async def _answer(request: web.Request) -> web.StreamResponse:
             continue
         try:
             params = await params_of(request)
+            if fault is not None and not fault.carry_out:
+                return _lose_reply(request)
             result = await fn(sim, {k: unquote(v) for k, v in m.groupdict().items()}, params)
         except AriError as exc:
+            if fault is not None:  # carried out as far as it went; the reply is lost all the same
+                return _lose_reply(request)
             return error_reply(exc.status, exc.message, exc.key)
+        if fault is not None:
+            return _lose_reply(request)
         if isinstance(result, web.StreamResponse):
             return result
         if isinstance(result, tuple):
@@ -72,6 +81,14 @@ async def _answer(request: web.Request) -> web.StreamResponse:
     if matched_path:
         return error_reply(405, "Invalid method")
     return error_reply(404, "Resource not found")
+
+
+def _lose_reply(request: web.Request) -> web.StreamResponse:
+    """An injected fault (``AriFault.reply_lost``): the connection closes with no reply; the client's request
+    fails as one that timed out does."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=204)
 
 
 def register_all() -> None:

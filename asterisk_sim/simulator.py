@@ -21,6 +21,7 @@ from asterisk_sim.control import add_control_routes
 from asterisk_sim.core import EngineConfig
 from asterisk_sim.engine import Engine
 from asterisk_sim.fastagi import run_agi
+from asterisk_sim.faults import AriFault
 from asterisk_sim.model import SIM_KEY, Endpoint
 from asterisk_sim.phones import Customer, Phone
 
@@ -83,6 +84,7 @@ class Simulator:
         # every ARI request and websocket connect: {"at": monotonic, "method", "path", "user_agent"} (tests tell
         # which client acted by its User-Agent); the latest 100,000
         self.ari_requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=100_000)
+        self.ari_faults: list[AriFault] = []  # a test's deliberate faults (inject_ari_fault); none by default
         self._phones: dict[str, Phone] = {}
         self._customers: dict[str, Customer] = {}
         self._runner: web.AppRunner | None = None
@@ -240,6 +242,11 @@ class Simulator:
         return await run_agi(self.engine, ch, [url, *(args or [])])
 
     # ---- views
+    def inject_ari_fault(self, fault: AriFault) -> AriFault:
+        """Tests only: the ARI requests ``fault`` names fail as it says (see :mod:`asterisk_sim.faults`)."""
+        self.ari_faults.append(fault)
+        return fault
+
     def who_hears_whom(self) -> dict[str, set[str]]:
         return who_hears_whom(self.engine)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,8 @@ from ari_app.views import bridge_members
 
 log = logging.getLogger("callcenter.ari.queues")
 
+SPOILED_KEPT = 1024
+
 
 class Bridging:
     def __init__(self, pbx: Any, legs: Legs) -> None:
@@ -31,6 +34,7 @@ class Bridging:
         self.legs = legs
         self.pairs: dict[str, tuple[str, str]] = {}   # channel → (other channel, bridge)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.spoiled: dict[str, None] = {}   # bridge ids a failed connection left (oldest first; see _spoil)
         legs.on_leg_gone = self._leg_gone
 
     def linkedid_of(self, channel_id: str) -> str:
@@ -44,23 +48,25 @@ class Bridging:
 
     async def connect(self, caller: str, leg: Leg, *, extension: str, queue: str = "",
                       from_bridge: str = "", at: datetime | None = None) -> bool:
-        """Caller and answered ``leg`` into ``cc-<linkedid>``; False when a side is gone already. The call's
+        """Caller and answered ``leg`` into the call's bridge; False when that failed (the leg is hung up, the
+        bridge destroyed; the caller, out of ``from_bridge``, is the caller's to put back). The call's
         answer is stamped ``at`` (default: now, as the bridging starts), not once the replies are in: a caller
         who hangs up the moment he hears the agent has a hang-up time (Asterisk's) before our late clock."""
         at = at or now()
         linkedid = self.linkedid_of(caller)
-        bridge = BRIDGE_PREFIX + linkedid
+        tried: list[str] = []
         try:
             if from_bridge:
                 with contextlib.suppress(AriError):
                     await self.client.post(ari_path("bridges", from_bridge, "removeChannel"), channel=caller)
-            with contextlib.suppress(AriError):  # 409: it exists (a second connection of the same call)
-                await self.client.post(ari_path("bridges", bridge), type="mixing", name=bridge)
-            await self.client.post(ari_path("bridges", bridge, "addChannel"), channel=f"{caller},{leg.channel_id}")
+            bridge = await self._into_bridge(linkedid, f"{caller},{leg.channel_id}", tried)
         except AriError as exc:
-            log.warning("event=queue_bridge_failed caller=%s agent=%s error=%s", caller, leg.channel_id, exc)
+            log.warning("event=queue_bridge_failed caller=%s agent=%s bridges=%s error=%s", caller, leg.channel_id,
+                        ",".join(tried), exc)
             await self.legs.hangup(leg.channel_id)
-            await self.destroy(bridge)
+            for bridge in tried:
+                self._spoil(bridge)
+                await self.destroy(bridge)
             return False
         self.pairs[caller] = (leg.channel_id, bridge)
         self.pairs[leg.channel_id] = (caller, bridge)
@@ -68,6 +74,54 @@ class Bridging:
         await self.set_vars(caller, {"CC_LINKEDID": linkedid, "CC_ROLE": "customer"})
         await self.pbx.emit(self._answered(caller, leg.channel_id, linkedid, bridge, extension, queue, at))
         return True
+
+    def _bridge_id(self, linkedid: str) -> str:
+        """``cc-<linkedid>``; a fresh ``cc-<linkedid>-<hex>`` once that id failed this call (see ``_spoil``)."""
+        bridge = BRIDGE_PREFIX + linkedid
+        return f"{bridge}-{uuid.uuid4().hex[:8]}" if bridge in self.spoiled else bridge
+
+    def _spoil(self, bridge: str) -> None:
+        """A bridge id a failed connection leaves behind: Asterisk may hold it for a while (an ``addChannel`` it
+        did not answer in time keeps the destroyed bridge referenced until the channel's queued command runs;
+        meanwhile making that id again is 409 and ``addChannel`` 404), so the call's next try takes a fresh id."""
+        self.spoiled[bridge] = None
+        while len(self.spoiled) > SPOILED_KEPT:
+            del self.spoiled[next(iter(self.spoiled))]
+
+    async def _into_bridge(self, linkedid: str, channels: str, tried: list[str]) -> str:
+        """Make the call's mixing bridge (named ``cc-<linkedid>``, what a resync reads) and add ``channels``; the
+        bridge they are in (each id tried is appended to ``tried``). Asterisk not making that id — an error, or a
+        409 "exists" for a bridge its ``addChannel`` then does not find — is logged as Asterisk said it and a
+        fresh id is tried, once."""
+        name = BRIDGE_PREFIX + linkedid
+        for last in (False, True):
+            bridge = self._bridge_id(linkedid)
+            tried.append(bridge)
+            try:
+                await self.client.post(ari_path("bridges", bridge), type="mixing", name=name)
+                made = True
+            except AriError as exc:
+                if exc.status != 409:
+                    log.warning("event=queue_bridge_create_failed bridge=%s status=%d error=%s", bridge, exc.status,
+                                exc.message)
+                    if last:
+                        raise
+                    self._spoil(bridge)
+                    if exc.status == 0:  # no answer: it may have been made all the same
+                        await self.destroy(bridge)
+                    continue
+                made = False  # it exists (a second connection of the call) — or its id is held (below)
+            try:
+                await self.client.post(ari_path("bridges", bridge, "addChannel"), channel=channels)
+                return bridge
+            except AriError as exc:
+                # 404 "Bridge not found" / 409 "Bridge not in Stasis application": the 409 was for a bridge
+                # destroyed, not one to join (Asterisk's res/ari/resource_bridges.c find_bridge)
+                if made or last or exc.status not in (404, 409) or "bridge" not in exc.message.lower():
+                    raise
+                log.warning("event=queue_bridge_id_held bridge=%s error=%s", bridge, exc.message)
+                self._spoil(bridge)
+        raise AssertionError("unreachable")  # pragma: no cover - the last round returns or raises
 
     def _answered(self, caller: str, agent: str, linkedid: str, bridge: str, extension: str,
                   queue: str, at: datetime) -> list[Effect]:

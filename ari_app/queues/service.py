@@ -38,6 +38,7 @@ from callcenter.store.queues import MemberState, QueueMemory, QueueState, Waitin
 log = logging.getLogger("callcenter.ari.queues")
 
 TICK = 0.25
+CHANNEL_GONE = frozenset({400, 422})  # addChannel: "Channel not found", "Channel not in Stasis application"
 Overflow = Callable[[Waiting, str], Awaitable[None]]
 
 
@@ -470,15 +471,21 @@ class QueueService:
 
     async def _back_on_hold(self, runtime: QueueRuntime, caller: Waiting) -> None:
         """A failed connection took the caller out of the holding bridge: put it back (it keeps its place in
-        ``runtime.callers``, so it is first to be rung again). A caller that cannot be added is gone."""
+        ``runtime.callers``, so it is first to be rung again). A caller Asterisk says is not there (any more) is
+        gone; one whose request got no answer (a timeout under load) is not: it stays in line — its channel's
+        end is watched again — and the next agent who answers is bridged to it wherever it is."""
         self.legs.watch_caller(caller.channel_id, lambda _c: self._caller_gone(caller))
         try:
             await self.client.post(ari_path("bridges", runtime.hold_bridge, "addChannel"), channel=caller.channel_id)
         except AriError as exc:
-            log.info("event=queue_rejoin_failed queue=%s call_id=%s error=%s", runtime.name, caller.call_id, exc)
-            self.legs.forget_caller(caller.channel_id)
-            self._caller_gone(caller)
-            await self.legs.hangup(caller.channel_id)  # rather than silence in Stasis, should it still be there
+            if exc.status in CHANNEL_GONE:
+                log.info("event=queue_rejoin_failed queue=%s call_id=%s error=%s", runtime.name, caller.call_id, exc)
+                self.legs.forget_caller(caller.channel_id)
+                self._caller_gone(caller)
+                await self.legs.hangup(caller.channel_id)  # rather than silence in Stasis, should it still be there
+            else:
+                log.warning("event=queue_rejoin_failed queue=%s call_id=%s kept=1 error=%s", runtime.name,
+                            caller.call_id, exc)
 
     def adopt_agent_call(self, runtime: QueueRuntime, ext: str, channel_id: str) -> None:
         """A queue call answered by ``ext`` that the last owner did not get to write down: counted, and its end
