@@ -34,10 +34,15 @@ def route(method: str, pattern: str) -> Callable[[res.Handler], res.Handler]:
 async def handle(request: web.Request) -> web.StreamResponse:
     """Answer one ARI request; with ``SimConfig.ari_reply_delay`` the reply waits that long after the request was
     carried out (its events are out first), as a slow Asterisk's would."""
+    sim: Simulator = request.app[SIM_KEY]
     reply = await _answer(request)
-    delay = request.app[SIM_KEY].config.ari_reply_delay
+    delay = sim.config.ari_reply_delay
     if delay > 0:
         await asyncio.sleep(delay)
+    tail = request.path[len("/ari"):]
+    for method, rx, release in list(sim.reply_holds):
+        if method == request.method and rx.fullmatch(tail):
+            await release.wait()
     return reply
 
 

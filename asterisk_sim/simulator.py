@@ -6,6 +6,7 @@ import asyncio
 import collections
 import contextlib
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +86,7 @@ class Simulator:
         # which client acted by its User-Agent); the latest 100,000
         self.ari_requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=100_000)
         self.ari_faults: list[AriFault] = []  # a test's deliberate faults (inject_ari_fault); none by default
+        self.reply_holds: list[tuple[str, re.Pattern[str], asyncio.Event]] = []  # see hold_replies
         self._phones: dict[str, Phone] = {}
         self._customers: dict[str, Customer] = {}
         self._runner: web.AppRunner | None = None
@@ -217,6 +219,13 @@ class Simulator:
         self._phones.clear()
         for ext in registered:
             await self.phone(ext).register()
+
+    def hold_replies(self, method: str, path: str) -> asyncio.Event:
+        """Carry out every ``method`` request whose ARI path (after ``/ari``) matches the regex ``path``, but hold
+        its reply until the returned event is set: one reply of a loaded Asterisk, late, in a test's own order."""
+        release = asyncio.Event()
+        self.reply_holds.append((method.upper(), re.compile(path), release))
+        return release
 
     # ---- parties
     def phone(self, ext: str) -> Phone:
