@@ -369,8 +369,15 @@ class AriClient:
             except Exception:
                 log.exception("event=ari_event_handler_failed type=%s", event.get("type"))
 
+    @property
+    def synced(self) -> bool:
+        """Connected and the connected handlers (the resync) have run: the service's view of Asterisk is read, so
+        it may answer for it (an extension it does not know then does not exist). A loaded Asterisk answers the
+        resync's requests late: until then the websocket is up but nothing is known yet."""
+        return self.connected and self._connected_event.is_set()
+
     def health(self) -> dict[str, Any]:
-        return {"state": "up" if self.connected else "down", "connected": self.connected,
+        return {"state": "up" if self.synced else "down", "connected": self.connected, "synced": self.synced,
                 "connects": self.connects, "reconnects": self.reconnects, "events": self.events_received,
                 "http_connections": self.http_connections, "slow_connections": self.slow_connections,
                 "last_error": self.last_error}

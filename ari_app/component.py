@@ -153,7 +153,7 @@ class Drivers:
             return {"state": "not_configured"}
         each = {key: (self.running[key].pbx.health() if key in self.running else self._elsewhere(key))
                 for key in self.configs}
-        up = all(self.running[key].pbx.client.connected for key in self.running)
+        up = all(self.running[key].pbx.client.synced for key in self.running)  # connected and read (the resync)
         return {"state": "up" if up else "down", "pbx": each}
 
     def ami_health(self) -> dict[str, Any]:

@@ -141,6 +141,8 @@ class AsteriskCalls:
         runtime = self._pbx(route.pbx if route is not None else pbx if pbx is not None else self._home_of(extension))
         if not runtime.client.connected:
             raise Unavailable(f"Asterisk {runtime.key} is not connected")
+        if not runtime.client.synced:  # its extensions are not read yet: none would "not exist"
+            raise Unavailable(f"Asterisk {runtime.key} has just connected and is still being read; try again shortly")
         ext = runtime.state.extensions.get(extension)
         if not extension.isdigit() or ext is None or not ext.known:
             raise Conflict(f"extension {extension!r} does not exist on {runtime.key}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from callcenter.bus import EventBus
 from callcenter.config import parse_config
 from callcenter.service import ServiceContext
 from callcenter.store import CallStore, SpooledWriter
-from tests.apiharness import Who, serve
+from tests.apiharness import RunningApi, Who, serve
 
 from .conftest import DIALPLAN, PASSWORD, PHONES, eventually
 
@@ -52,6 +53,25 @@ class HttpWorld:
         return dict(detail)
 
 
+@asynccontextmanager
+async def serving(sim: Simulator, store: CallStore, tmp_path: Path) -> AsyncIterator[tuple[ServiceContext, RunningApi]]:
+    """The ARI app on ``sim`` and the HTTP API over it, as the composition root wires them (not waited for)."""
+    config = parse_config({"pbx": [{
+        "key": "main", "kind": "asterisk", "outside_line_prefix": "9", "country_code": "972",
+        "extension_lengths": [4],
+        "ari": {"url": sim.ari_url, "username": "cc", "password": PASSWORD, "app": "callcenter"}}]}, env={})
+    writer = SpooledWriter(store, tmp_path / "spool.jsonl")
+    ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
+    async with run(ctx) as provided:
+        ctx.ports.wire(provided)  # as the composition root does
+        api = await serve(ctx, tokens=[Who("admin", "admin")])
+        try:
+            yield ctx, api
+        finally:
+            await api.close()
+    await writer.close()
+
+
 @pytest.fixture
 async def http_world(store: CallStore, tmp_path: Path) -> AsyncIterator[HttpWorld]:
     sim_config = SimConfig(user="cc", password=PASSWORD, phones=PHONES, dialplan_text=DIALPLAN, ami_port=None,
@@ -60,21 +80,9 @@ async def http_world(store: CallStore, tmp_path: Path) -> AsyncIterator[HttpWorl
         for ext in ("1001", "1002"):
             await sim.phone(ext).register()
             sim.phone(ext).answer_after(0.02)
-        config = parse_config({"pbx": [{
-            "key": "main", "kind": "asterisk", "outside_line_prefix": "9", "country_code": "972",
-            "extension_lengths": [4],
-            "ari": {"url": sim.ari_url, "username": "cc", "password": PASSWORD, "app": "callcenter"}}]}, env={})
-        writer = SpooledWriter(store, tmp_path / "spool.jsonl")
-        ctx = ServiceContext(config=config, store=store, writer=writer, bus=EventBus())
-        async with run(ctx) as provided:
-            ctx.ports.wire(provided)  # as the composition root does
+        async with serving(sim, store, tmp_path) as (ctx, api):
             await eventually(lambda: ctx.health.snapshot()["ari"]["state"] == "up", what="ari up")
-            api = await serve(ctx, tokens=[Who("admin", "admin")])
-            try:
-                yield HttpWorld(sim, api.client, api.auth("admin"), store)
-            finally:
-                await api.close()
-        await writer.close()
+            yield HttpWorld(sim, api.client, api.auth("admin"), store)
 
 
 async def test_click_to_call_hold_and_hangup_over_http(http_world: HttpWorld) -> None:
@@ -173,3 +181,34 @@ async def test_an_action_asterisk_refuses_is_a_409_with_asterisks_words_not_a_50
     assert "Asterisk refused" in (await held.json())["error"]["message"]
     assert (await w.client.delete(f"/api/v1/calls/{call_id}", headers=w.auth)).status == 202
     await w.ended(call_id)
+
+
+async def test_until_asterisk_has_been_read_the_api_says_not_yet_not_that_an_extension_does_not_exist(
+        store: CallStore, tmp_path: Path) -> None:
+    """The websocket is up before the service has read Asterisk's endpoints (the resync's first reply): a loaded
+    Asterisk answers that list late. Meanwhile the service knows no extension, and a click-to-call answered 409
+    "extension '1001' does not exist" (and health said up): the answer is a 503 to retry until the list is in."""
+    sim_config = SimConfig(user="cc", password=PASSWORD, phones=PHONES, dialplan_text=DIALPLAN, ami_port=None,
+                           recordings_dir=str(tmp_path / "rec"))
+    async with Simulator(sim_config) as sim:
+        await sim.phone("1001").register()
+        sim.phone("1001").answer_after(0.02)
+        sim.customer("0501234567").answer_after(0.02)
+        endpoints_read = sim.hold_replies("GET", r"/endpoints/PJSIP")
+        async with serving(sim, store, tmp_path) as (ctx, api):
+            try:
+                await eventually(lambda: any(r["path"] == "/ari/endpoints/PJSIP" for r in sim.ari_requests),
+                                 what="the service asked for the endpoints")
+                assert ctx.health.snapshot()["ari"]["pbx"]["main"]["connected"]
+                assert ctx.health.snapshot()["ari"]["state"] == "down"  # connected, not yet ready to act
+                call = {"extension": "1001", "number": "0501234567"}
+                early = await api.client.post("/api/v1/calls", json=call, headers=api.auth("admin"))
+                assert early.status == 503, await early.text()
+            finally:
+                endpoints_read.set()
+            await eventually(lambda: ctx.health.snapshot()["ari"]["state"] == "up", what="ari up")
+            later = await api.client.post("/api/v1/calls", json=call, headers=api.auth("admin"))
+            assert later.status == 202, await later.text()
+            await eventually(lambda: sim.who_hears_whom().get("1001") == {"0501234567"}, what="connected")
+            await api.client.delete(f"/api/v1/calls/{(await later.json())['call_id']}", headers=api.auth("admin"))
+            await eventually(lambda: not sim.channels(), what="the call hung up")
