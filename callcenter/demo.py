@@ -148,6 +148,12 @@ async def run_demo(args: argparse.Namespace) -> None:
     def ready(ctx: Any) -> None:
         async def announce() -> None:
             _row, secret = await create_token(ctx.store.pool, role="admin", name="demo")
+            # ready to act once ARI is connected and has read the simulated Asterisk (its first resync): a page
+            # opened before would show no extension and a click-to-call would be refused
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while ctx.health.snapshot().get("ari", {}).get("state") != "up" and loop.time() < deadline:  # noqa: ASYNC110 - the health view has no event
+                await asyncio.sleep(0.05)
             url = f"http://{config.http.host}:{config.http.port}/"
             print(f"serving on {url}", flush=True)
             print(f"dashboard: {url}?access_token={secret}", flush=True)
