@@ -9,6 +9,11 @@ reconnects with back-off, LISTENs again and says so in its health (after a fail-
 which a multi-host DSN with ``target_session_attrs=read-write`` finds); events published meanwhile
 wait in the bounded outbox and are sent once the connection is back. NOTIFYs other instances sent
 while we were away are not replayed (PostgreSQL does not keep them).
+
+A NOTIFY payload is capped at 8000 bytes. An event larger than that (``queue.changed`` of a queue with ~150
+callers or more) travels as numbered parts (topic ``bus.part``) sent by one statement — one transaction, so
+every listener gets all of them, together and in order, or none — and is put back together by the readers; no
+reader changes, nothing stored. Up to ``EVENT_MAX`` bytes an event; a larger one stays local (logged).
 """
 
 from __future__ import annotations
@@ -33,11 +38,36 @@ log = logging.getLogger("callcenter.bus")
 
 NOTIFY_CHANNEL = "callcenter_events"
 _NOTIFY_MAX = 7900  # NOTIFY payloads are capped at 8000 bytes
+PART_TOPIC = "bus.part"  # a piece of an event too big for one NOTIFY (no subscriber wants it as such)
+EVENT_MAX = 1 << 20  # bytes of one event on the wire; a larger one is delivered locally only
+PARTIAL_KEPT = 16  # events being put back together at once (their parts come together: normally one)
 
 
 def wire_payload(origin: str, topic: str, data: dict[str, Any]) -> str:
     """One event as the NOTIFY payload every bridged bus reads (``origin``: who sent it; a bus skips its own)."""
     return json.dumps({"o": origin, "t": topic, "d": data}, default=str)
+
+
+def split_payload(origin: str, payload: str, limit: int = _NOTIFY_MAX) -> list[str]:
+    """``payload`` (a wire payload too big for one NOTIFY) as the payloads of its parts, each under ``limit``
+    bytes: ``{"o", "t": "bus.part", "d": {"m": message id, "i": index, "n": count, "c": piece}}``. A release that
+    does not know parts delivers them under their own topic, which nobody subscribes to."""
+    message = uuid.uuid4().hex[:12]
+    room = limit - len(wire_payload(origin, PART_TOPIC, {"m": message, "i": 99999, "n": 99999, "c": ""})) - 8
+    pieces: list[str] = []
+    pos = 0
+    while pos < len(payload):
+        take = room
+        while True:
+            piece = payload[pos:pos + take]
+            size = len(json.dumps(piece).encode())  # quotes and backslashes double
+            if size <= room or take == 1:
+                break
+            take = max(1, take * room // size - 1)
+        pieces.append(piece)
+        pos += len(piece)
+    return [wire_payload(origin, PART_TOPIC, {"m": message, "i": i, "n": len(pieces), "c": piece})
+            for i, piece in enumerate(pieces)]
 
 
 @dataclass(slots=True)
@@ -86,6 +116,9 @@ class EventBus:
         self.ping_every = ping_every
         self.backoff_max = backoff_max
         self.notify_dropped = 0
+        self.too_large = 0  # events over EVENT_MAX, kept local
+        self.parts_lost = 0  # events whose parts never all came (a connection lost between them)
+        self._partial: dict[tuple[str, str], list[str | None]] = {}
         self.reconnects = 0
         self.last_error = ""
 
@@ -122,29 +155,35 @@ class EventBus:
         if self._outbox is None:
             return
         payload = wire_payload(self.instance_id, topic, data)
-        if len(payload.encode()) >= _NOTIFY_MAX:
-            log.warning("event=bus_payload_too_large topic=%s bytes=%d", topic, len(payload))
+        if len(payload) > EVENT_MAX:  # ASCII (json.dumps escapes the rest): characters are bytes
+            self.too_large += 1
+            if self.too_large == 1 or self.too_large % 100 == 0:
+                log.warning("event=bus_payload_too_large topic=%s bytes=%d count=%d", topic, len(payload),
+                            self.too_large)
             return
         if self._outbox.full():
             self.notify_dropped += 1
             return
         self._outbox.put_nowait(payload)
 
-    def _next_batch(self, first: str) -> tuple[str, str | None]:
-        """``first`` and whatever else waits in the outbox, as one NOTIFY payload under PostgreSQL's size cap:
-        one round trip for a burst instead of one per event (the NOTIFYs were ≈ 10 % of the service's CPU under
-        call load). A single event keeps its own payload; several travel as a JSON array of the same objects,
-        in order. Returns the payload and the event that did not fit (it starts the next batch)."""
+    def _next_batch(self, first: str) -> tuple[list[str], str | None]:
+        """``first`` and whatever else waits in the outbox, as the NOTIFY payloads of one round trip: small
+        events as one payload under PostgreSQL's size cap (one round trip for a burst instead of one per event:
+        the NOTIFYs were ≈ 10 % of the service's CPU under call load; a single event keeps its own payload,
+        several travel as a JSON array of the same objects, in order), an event over the cap as its parts
+        (:func:`split_payload`). Returns the payloads and the event that did not fit (it starts the next round)."""
         assert self._outbox is not None
+        if len(first) >= _NOTIFY_MAX:
+            return split_payload(self.instance_id, first), None
         batch, size = [first], len(first.encode())
         while not self._outbox.empty():
             payload = self._outbox.get_nowait()
             grown = size + len(payload.encode()) + 1
             if grown + 2 > _NOTIFY_MAX:
-                return "[" + ",".join(batch) + "]" if len(batch) > 1 else batch[0], payload
+                return ["[" + ",".join(batch) + "]" if len(batch) > 1 else batch[0]], payload
             batch.append(payload)
             size = grown
-        return ("[" + ",".join(batch) + "]" if len(batch) > 1 else batch[0]), None
+        return ["[" + ",".join(batch) + "]" if len(batch) > 1 else batch[0]], None
 
     async def _send_notifies(self) -> None:
         """Send queued NOTIFYs in order; while the connection is down they wait (the outbox is bounded)."""
@@ -160,7 +199,11 @@ class EventBus:
                         conn = self._conn
                         if conn is None or conn.is_closed():
                             raise asyncpg.InterfaceError("bus connection closed")
-                        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload, timeout=5)
+                        if len(payload) == 1:
+                            await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload[0], timeout=5)
+                        else:  # one statement, one transaction: delivered all together, in the array's order
+                            await conn.execute("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
+                                               NOTIFY_CHANNEL, payload, timeout=5)
                     break
                 except asyncpg.InternalClientError as exc:
                     # the connection's protocol is out of step (a NOTIFY sent as the server ended the session
@@ -200,6 +243,7 @@ class EventBus:
             conn.terminate()
             raise
         conn.add_termination_listener(self._connection_lost)
+        self._partial.clear()  # parts of an event sent while we were away: the rest never comes
         self._conn = conn
         self._lost.clear()
         self._up.set()
@@ -258,11 +302,12 @@ class EventBus:
             return {"state": "up", "cross_instance": False}
         up = self._up.is_set() and self._conn is not None and not self._conn.is_closed()
         return {"state": "up" if up else "down", "cross_instance": True, "reconnects": self.reconnects,
-                "notify_dropped": self.notify_dropped,
+                "notify_dropped": self.notify_dropped, "too_large": self.too_large, "parts_lost": self.parts_lost,
                 "outbox": self._outbox.qsize() if self._outbox is not None else 0, "last_error": self.last_error}
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        """One event (an object) or a batch of them (an array, in the order they were published)."""
+        """One event (an object) or a batch of them (an array, in the order they were published); a part of a
+        large event waits for the others (they come in the same delivery) and the whole is read as a payload."""
         try:
             decoded = json.loads(payload)
         except ValueError:
@@ -270,7 +315,32 @@ class EventBus:
         for item in decoded if isinstance(decoded, list) else [decoded]:
             if not isinstance(item, dict) or item.get("o") == self.instance_id:
                 continue
+            if item.get("t") == PART_TOPIC:
+                whole = self._assemble(str(item.get("o")), item.get("d"))
+                if whole is not None:
+                    self._on_notify(_conn, _pid, _channel, whole)
+                continue
             self._deliver(BusEvent(item["t"], item["d"], item["o"]))
+
+    def _assemble(self, origin: str, part: Any) -> str | None:
+        """Keep one part; the whole payload once every part of its event is here."""
+        try:
+            key, index, count, chunk = (origin, str(part["m"])), int(part["i"]), int(part["n"]), str(part["c"])
+            if not 0 <= index < count:
+                return None
+        except (KeyError, TypeError, ValueError):
+            return None
+        parts = self._partial.get(key)
+        if parts is None or len(parts) != count:
+            while len(self._partial) >= PARTIAL_KEPT:
+                del self._partial[next(iter(self._partial))]
+                self.parts_lost += 1
+            parts = self._partial[key] = [None] * count
+        parts[index] = chunk
+        if any(p is None for p in parts):
+            return None
+        del self._partial[key]
+        return "".join(p for p in parts if p is not None)
 
     async def close(self) -> None:
         for name in ("_watchdog", "_sender"):

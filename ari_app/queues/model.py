@@ -75,6 +75,8 @@ class QueueRuntime:
     recent_waits: deque[float] = field(default_factory=lambda: deque(maxlen=20))
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    published_at: float = float("-inf")                      # loop time of the last queue.changed
+    unpublished: bool = False                                # changed since then
 
     def __post_init__(self) -> None:
         for ext in self.config.members:
