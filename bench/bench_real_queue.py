@@ -34,6 +34,7 @@ import collections
 import contextlib
 import logging
 import os
+import random
 import re
 import time
 from collections.abc import AsyncIterator
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ari_app.client import AriError, ari_path
 from bench._support import run_with_postgres
 from bench.real_sipp import (
     AGENT_IP,
@@ -70,6 +72,9 @@ SUPERVISORS = tuple(str(n) for n in range(1201, 1201 + int(os.environ.get("BENCH
 TALK_SECONDS = int(os.environ.get("BENCH_REAL_QUEUE_TALK_S", "12"))
 ANNOUNCE_EVERY = int(os.environ.get("BENCH_REAL_QUEUE_ANNOUNCE_S", "20"))  # > the longest announcement (≈ 11 s)
 ROUNDS = int(os.environ.get("BENCH_REAL_QUEUE_ROUNDS", "3"))
+# > 0: once every caller waits, and again once the agents talk, time ARI requests that Asterisk looks the channel
+# up for, by uniqueid against by name (``probe_lookups``): that many lone samples of each
+LOOKUP_SAMPLES = int(os.environ.get("BENCH_REAL_QUEUE_LOOKUP", "0"))
 MONITOR_SECONDS = 4
 PLACE_RATE = 20  # callers per second
 SUPERVISOR_IP = "127.0.0.4"
@@ -236,6 +241,99 @@ class MonitorOutcomes(logging.Handler):
             self.reasons[f"failed {found.group(1) if found else '?'}"] += 1
 
 
+PROBE_APP = "cc-lookup-probe"  # no websocket has it: the snoop's Stasis() fails and the snoop hangs itself up
+
+
+async def probe_lookups(client: Any, asterisk_pid: int, samples: int, label: str,
+                        prefix: str = "PJSIP/") -> None:
+    """How long Asterisk takes to find a channel by its uniqueid and by its name (issue 14, monitoring set-up).
+
+    ``ast_channel_get_by_name`` (snoop, hang-up, GET variable, rtp_statistics…) hashes the *name*; an id misses
+    the hash and every channel is then locked and compared in turn (``main/channelstorage_ao2_legacy.c``,
+    ``by_uniqueid_cb``). Lone requests on the channels named ``prefix…``, id and name in random order per pair;
+    then batches of 20 at once (snoops by id, by name, a lookup alone, no lookup) in random order, with the CPU
+    each batch cost our process and Asterisk. ``GET /channels/<id>`` (the snapshot cache, hashed by id)
+    is the round trip without a lookup; a key that matches nothing is the full traversal. ``POST …/variable``
+    finds the channel's Stasis control by id (hashed) and waits for its thread to run the command."""
+    times: collections.defaultdict[str, list[float]] = collections.defaultdict(list)
+    statuses: collections.defaultdict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+
+    async def up() -> list[dict[str, Any]]:
+        """Fresh each time: the callers and agents come and go."""
+        return [c for c in await client.get("/channels")
+                if str(c.get("name", "")).startswith(prefix) and c.get("state") == "Up"]
+
+    async def timed(kind: str, method: str, path: str, **params: Any) -> float:
+        began = time.perf_counter()
+        try:
+            await client.request(method, path, **params)
+            statuses[kind]["2xx"] += 1
+        except AriError as exc:
+            statuses[kind][str(exc.status)] += 1
+        took = time.perf_counter() - began
+        times[kind].append(took)
+        return took
+
+    channels = len(await client.get("/channels"))
+    targets: list[dict[str, Any]] = []
+    for n in range(samples):
+        if n % 10 == 0:
+            targets = await up()
+        if not targets:
+            print(f"  lookup probe ({label}): no {prefix}… channel up")
+            return
+        chan = random.choice(targets)
+        keys = [("id", str(chan["id"])), ("name", str(chan["name"]))]
+        random.shuffle(keys)
+        await timed("GET /channels/<id> (no lookup)", "GET", ari_path("channels", str(chan["id"])))
+        for how, key in keys:
+            await timed(f"GET variable by {how}", "GET", ari_path("channels", key, "variable"),
+                        variable="CHANNEL(state)")
+        await timed("GET variable, no such channel", "GET",
+                    ari_path("channels", f"nosuch-{random.random()}", "variable"), variable="CHANNEL(state)")
+        for how, key in keys:
+            await timed(f"POST variable by {how}", "POST", ari_path("channels", key, "variable"),
+                        variable="CC_PROBE", value="1")
+        for how, key in keys:
+            await timed(f"POST snoop by {how}", "POST", ari_path("channels", key, "snoop"), spy="in", app=PROBE_APP)
+    batches: collections.defaultdict[str, list[float]] = collections.defaultdict(list)
+    cpu: collections.defaultdict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])  # ours, Asterisk's
+    asterisk = Cpu(asterisk_pid)
+    kinds = {"snoop by id": ("POST", "id", "snoop", {"spy": "in", "app": PROBE_APP}),
+             "snoop by name": ("POST", "name", "snoop", {"spy": "in", "app": PROBE_APP}),
+             "GET variable by id": ("GET", "id", "variable", {"variable": "CHANNEL(state)"}),
+             "GET /channels/<id> (no lookup)": ("GET", "id", "", {}),
+             "nothing, 50 ms asleep (the background)": ("", "", "", {})}
+    for _ in range(max(10, samples // 3)):
+        order = list(kinds.items())
+        random.shuffle(order)
+        for kind, (method, how, tail, params) in order:
+            targets = await up()
+            chosen = random.sample(targets, min(20, len(targets)))
+            asterisk.mark()
+            ours = time.process_time()
+            began = time.perf_counter()
+            if method:
+                await asyncio.gather(*(timed(f"at once: {kind}", method,
+                                             ari_path("channels", str(c[how]), *([tail] if tail else [])), **params)
+                                       for c in chosen))
+            else:
+                await asyncio.sleep(0.05)
+            batches[kind].append(time.perf_counter() - began)
+            cpu[kind][0] += time.process_time() - ours
+            cpu[kind][1] += asterisk.used()
+    print(f"  lookup probe ({label}; {channels} channels up, on {prefix}…; load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}): median / p90 / p99 ms (n) [statuses]")
+    for kind, values in times.items():
+        print(f"    {kind}: {median(values) * 1000:.1f} / {quantile(values, 0.9) * 1000:.1f} / "
+              f"{quantile(values, 0.99) * 1000:.1f} ({len(values)}) {dict(statuses[kind])}")
+    for kind, values in batches.items():
+        print(f"    a batch of up to 20 at once, {kind}: median {median(values) * 1000:.1f} ms, max "
+              f"{max(values) * 1000:.1f} ms ({len(values)} batches); CPU per batch: ours "
+              f"{cpu[kind][0] / len(values) * 1000:.1f} ms, Asterisk's {cpu[kind][1] / len(values) * 1000:.1f} ms",
+              flush=True)
+
+
 class LoopLag:
     """How late the event loop the service runs on (the bench's own) fires a 10 ms timer while ``watching``: the
     wait of a StasisStart behind the events and replies before it (the queue's 200 callers included)."""
@@ -319,9 +417,16 @@ async def run_queue(callers: int, service: RunningService, asterisk: SippAsteris
     print(f"{callers} callers placed at {PLACE_RATE}/s: {waiting_peak} waiting in the queue at once"
           f"{'' if everyone else ' (NOT all of them)'}; {len(AGENTS)} agents unpaused now, "
           f"{TALK_SECONDS} s talks", flush=True)
+    if LOOKUP_SAMPLES:
+        for pbx in service.context.local_ports.live.pbxs.values():  # type: ignore[union-attr]
+            await probe_lookups(pbx.client, asterisk.proc.pid, LOOKUP_SAMPLES, "callers waiting, agents paused")
     for ext in AGENTS:
         await service.request("POST", f"/api/v1/queues/{QUEUE}/members/{ext}/pause", json={"paused": False})
     await asyncio.sleep(TALK_SECONDS / 3)  # every agent is in a call
+    if LOOKUP_SAMPLES:
+        for pbx in service.context.local_ports.live.pbxs.values():  # type: ignore[union-attr]
+            await probe_lookups(pbx.client, asterisk.proc.pid, LOOKUP_SAMPLES, "callers waiting, agents talking",
+                                "PJSIP/11")
     ours_all: list[float] = []
     spy_all: list[float] = []
     never = {"*336": 0, "*55": 0}
