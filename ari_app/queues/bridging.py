@@ -81,9 +81,9 @@ class Bridging:
         return f"{bridge}-{uuid.uuid4().hex[:8]}" if bridge in self.spoiled else bridge
 
     def _spoil(self, bridge: str) -> None:
-        """A bridge id a failed connection leaves behind: Asterisk may hold it for a while (an ``addChannel`` it
-        did not answer in time keeps the destroyed bridge referenced until the channel's queued command runs;
-        meanwhile making that id again is 409 and ``addChannel`` 404), so the call's next try takes a fresh id."""
+        """A bridge id a failed connection leaves behind: Asterisk may keep it taken (after an ``addChannel`` it did
+        not answer in time, making that id again is 409 and ``addChannel`` 404 for as long as the channel lives:
+        tests/real/test_bridge_id_held.py), so the call's next try takes a fresh id."""
         self.spoiled[bridge] = None
         while len(self.spoiled) > SPOILED_KEPT:
             del self.spoiled[next(iter(self.spoiled))]
