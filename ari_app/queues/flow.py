@@ -117,7 +117,12 @@ class Router:
             return
         with contextlib.suppress(AriError):
             await self.client.delete(ari_path("channels", cid, "ring"))
-        await self.bridging.connect(cid, leg, extension=leg.picked_by or extension)
+        if not await self.bridging.connect(cid, leg, extension=leg.picked_by or extension):
+            # the answered leg is hung up already; the caller must not stay in our app hearing nothing
+            log.warning("event=route_connect_failed channel=%s extension=%s number=%s", cid, extension, number)
+            target = {"extension": extension} if extension else {"number": number}
+            await self.pbx.emit(self.timeline(cid, "route_connect_failed", **target))
+            await self.legs.hangup(cid)
 
     async def refuse(self, cid: str) -> None:
         """Say the option is invalid, then hang up."""

@@ -48,3 +48,20 @@ async def test_an_unknown_ivr_choice_is_told_invalid_and_hung_up(world: World) -
     await eventually(lambda: world.leftovers() == ([], []), what="caller hung up after the prompt")
     kinds = {e["kind"]: e["data"] for e in await world.timeline(world.call_id(channel))}
     assert kinds["ivr"] == {"choice": "9", "data": "", "target": ""}
+
+
+async def test_an_ivr_caller_whose_bridging_to_the_extension_fails_is_not_left_in_silence(world: World) -> None:
+    """1003 answers, but Asterisk refuses to make the call's bridge (any id): the caller was left in our app,
+    hearing nothing, until he hung up. Now the failure is on the call's timeline and the caller is hung up."""
+    import re
+
+    from asterisk_sim.faults import AriFault
+
+    world.sim.phone("1003").answer_after(0.2)
+    channel = await world.call_in("82")
+    refused = world.sim.inject_ari_fault(AriFault("POST", re.escape(f"/bridges/cc-{channel}") + "(-[0-9a-f]+)?",
+                                                  status=500, message="Unable to create bridge", times=10))
+    await eventually(lambda: world.leftovers() == ([], []), timeout=10, what="caller and 1003 hung up")
+    assert refused.hits == 2  # the call's id, then a fresh one
+    kinds = {e["kind"]: e["data"] for e in await world.timeline(world.call_id(channel))}
+    assert kinds.get("route_connect_failed") == {"extension": "1003"}, kinds
