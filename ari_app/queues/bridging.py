@@ -55,6 +55,11 @@ class Bridging:
         at = at or now()
         linkedid = self.linkedid_of(caller)
         tried: list[str] = []
+        # Asterisk bridges them before its replies reach us (on a loaded Asterisk, well before): either side may
+        # hang up in between. Such an end is judged once the replies are in, not dropped (the other side stayed
+        # alone in the bridge): the caller's is noted here, the agent's leg keeps its own (``leg.gone``).
+        caller_gone = asyncio.Event()
+        self.legs.watch_caller(caller, lambda _c: caller_gone.set())
         try:
             if from_bridge:
                 with contextlib.suppress(AriError):
@@ -63,6 +68,7 @@ class Bridging:
         except AriError as exc:
             log.warning("event=queue_bridge_failed caller=%s agent=%s bridges=%s error=%s", caller, leg.channel_id,
                         ",".join(tried), exc)
+            self.legs.forget_caller(caller)
             await self.legs.hangup(leg.channel_id)
             for bridge in tried:
                 self._spoil(bridge)
@@ -73,6 +79,10 @@ class Bridging:
         self.legs.watch_caller(caller, self._caller_gone)
         await self.set_vars(caller, {"CC_LINKEDID": linkedid, "CC_ROLE": "customer"})
         await self.pbx.emit(self._answered(caller, leg.channel_id, linkedid, bridge, extension, queue, at))
+        if caller_gone.is_set() or leg.gone:  # ended while the replies were on their way: the other goes too
+            log.info("event=queue_pair_ended_while_bridging caller=%s agent=%s caller_gone=%d agent_gone=%d", caller,
+                     leg.channel_id, caller_gone.is_set(), leg.gone)
+            self._gone(caller if caller_gone.is_set() else leg.channel_id)
         return True
 
     def _bridge_id(self, linkedid: str) -> str:

@@ -267,3 +267,40 @@ async def test_a_caller_whose_agent_vanishes_at_the_answer_goes_back_on_hold_fir
 
 async def _attempts_are_in_order(world: World, call_id, expected: list[tuple[str, str]]) -> bool:  # type: ignore[no-untyped-def]
     return await world.attempts(call_id) == expected
+
+
+async def _bridged_but_not_yet_told(world: World) -> asyncio.Event:
+    """Rings 1001 for a caller of ``rr``; returns once Asterisk has bridged them (they hear each other) while the
+    reply to that ``addChannel`` is still held: a loaded Asterisk's window, where what it did comes before its
+    reply. Set the returned event to let the reply through."""
+    world.sim.phone("1001").answer_after(0.05)
+    release = world.sim.hold_replies("POST", r"/bridges/cc-[^/]+/addChannel")
+    await world.call_in("7001")
+    await eventually(lambda: world.hears(CALLER) == {"1001"}, what="caller and agent bridged")
+    return release
+
+
+async def test_a_caller_hanging_up_while_the_bridging_s_reply_is_on_its_way_ends_the_agent_s_leg_too(
+        world: World) -> None:
+    """The caller hears the agent as soon as Asterisk has bridged them and may hang up at once; the end came before
+    our addChannel's reply and was dropped, so the agent stayed alone in the call's bridge (under load: 8 queue and
+    IVR tests left a channel and a bridge behind)."""
+    release = await _bridged_but_not_yet_told(world)
+    try:
+        await world.sim.customer(CALLER).hangup()
+        await eventually(lambda: not any(c["name"].startswith("PJSIP/+") or "trunk" in c["name"]
+                                         for c in world.sim.channels()), what="the caller's channel gone")
+    finally:
+        release.set()
+    await eventually(lambda: world.leftovers() == ([], []), what="the agent's leg and the bridge gone too")
+
+
+async def test_an_agent_hanging_up_while_the_bridging_s_reply_is_on_its_way_ends_the_caller_too(
+        world: World) -> None:
+    release = await _bridged_but_not_yet_told(world)
+    try:
+        await world.sim.phone("1001").hangup()
+        await eventually(lambda: not world.sim.phone("1001").channels(), what="the agent's leg gone")
+    finally:
+        release.set()
+    await eventually(lambda: world.leftovers() == ([], []), what="the caller and the bridge gone too")
