@@ -30,8 +30,12 @@ async def test_ringall_rings_every_free_agent_and_the_first_to_answer_gets_the_c
     assert world.ctx.ports.live is not None
     live_calls = {c["call_id"]: c for c in (await world.ctx.ports.live.snapshot())["calls"]}
     assert live_calls[str(call_id)]["queue"] == "support"  # the dashboard's Queue column
-    kinds = [e["kind"] for e in await world.timeline(call_id)]
-    assert {"queue_join", "queue_attempt", "queue_answer", "queue_leave"} <= set(kinds)
+
+    async def timeline_complete() -> bool:  # the leave is written after the attempts, behind the bridging's replies
+        kinds = {e["kind"] for e in await world.timeline(call_id)}
+        return {"queue_join", "queue_attempt", "queue_answer", "queue_leave"} <= kinds
+
+    await eventually(timeline_complete, what="join, attempts, answer and leave on the timeline")
     await world.sim.phone("1002").hangup()
     await eventually(lambda: world.leftovers() == ([], []), what="nothing left after the agent hung up")
     row = await world.row(call_id)
@@ -73,11 +77,15 @@ async def test_a_caller_hanging_up_while_waiting_is_abandoned_and_nothing_is_lef
     call_id = world.call_id(channel)
     await eventually(lambda: "moh" in world.hears(CALLER), what="caller hears music on hold")
     await eventually(lambda: world.port.status_now("support")["waiting"] == 1, what="one caller waiting")
+    # the agents are rung once the join's replies are in, which a loaded Asterisk sends after the music starts
+    await eventually(lambda: all(world.sim.phone(ext).channels() for ext in ("1001", "1002")),
+                     what="both agents' phones ringing")
     await world.sim.customer(CALLER).hangup()
     await eventually(lambda: world.leftovers() == ([], []), what="no channel or bridge left")
     await eventually(lambda: _status_is(world, call_id, "abandoned"), what="call abandoned")
-    attempts = await world.attempts(call_id)
-    assert attempts and {result for _, result in attempts} == {"cancelled"}
+    # the rings are recorded once both were hung up, which a loaded Asterisk answers after the abandoned row
+    await eventually(lambda: _attempts_are(world, call_id, {("1001", "cancelled"), ("1002", "cancelled")}),
+                     what="both rings recorded as cancelled")
     leave = [e for e in await world.timeline(call_id) if e["kind"] == "queue_leave"]
     assert leave and leave[0]["data"]["reason"] == "abandoned"
     assert world.port.status_now("support")["waiting"] == 0
