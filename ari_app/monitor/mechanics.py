@@ -199,10 +199,11 @@ class Mechanics:
                 await bridge_ready
             if times is not None:
                 times["bridged"] = time.monotonic()
+            in_stasis = started.done()  # as the addChannel is sent: its 422 may come after the StasisStart
             try:
                 await self.add_to_bridge(bridge_id, snoop_id)
             except AriError as exc:
-                if exc.status != 422 or started.done():
+                if exc.status != 422 or in_stasis:
                     raise
                 log.debug("event=monitor_snoop_early snoop=%s: added again after its StasisStart", snoop_id)
                 if times is not None:

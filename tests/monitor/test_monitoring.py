@@ -136,7 +136,8 @@ async def test_a_snoop_whose_reply_comes_before_it_is_in_stasis_is_bridged_once_
     """A set-up bridges the snoop as soon as its REST reply comes, not waiting for its StasisStart (the reply is
     ≈ 10 ms sooner on a busy Asterisk). The snoop's own thread may not have entered Stasis yet: Asterisk answers
     the addChannel 422, and the snoop is added again after its StasisStart — at set-up and at a DTMF switch."""
-    world.sim.engine.config.snoop_entry_delay = 0.05  # a snoop is in Stasis 50 ms after its reply
+    # a snoop is in Stasis 50 ms after its reply, however late a slow Asterisk sends its replies
+    world.sim.engine.config.snoop_entry_delay = 0.05 + world.sim.config.ari_reply_delay
     caplog.set_level(logging.DEBUG, logger="callcenter.ari.monitor")
     await grant(world, "barge")
     await customer_calls_agent(world)
@@ -150,6 +151,31 @@ async def test_a_snoop_whose_reply_comes_before_it_is_in_stasis_is_bridged_once_
     await eventually(lambda: not world.service.sessions and idle(world))
     assert_clean(world)
     assert caplog.text.count("event=monitor_snoop_early") == 2  # both snoops were added early, then again
+
+
+async def test_a_snoop_whose_422_comes_after_its_stasis_start_is_still_added_again(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """On a slow Asterisk the addChannel sent before the snoop was in Stasis is answered 422 only after the
+    snoop's StasisStart has reached us. That 422 still means "too early" (the request came first): the snoop is
+    added again. It was taken for a refusal — the set-up failed and the supervisor heard "unavailable"."""
+    world.sim.engine.config.snoop_entry_delay = 0.05 + world.sim.config.ari_reply_delay
+    caplog.set_level(logging.DEBUG, logger="callcenter.ari.monitor")
+    release = world.sim.hold_replies("POST", r"/bridges/[^/]+/addChannel")
+
+    async def seen_by_the_service_too(event: dict[str, Any]) -> None:  # runs after the service's own handlers
+        if event.get("type") == "StasisStart" and str(event["channel"]["name"]).startswith("Snoop/"):
+            release.set()
+
+    world.client.add_event_handler(seen_by_the_service_too)
+    await grant(world, "barge")
+    await customer_calls_agent(world)
+    matrix = await supervise(world, "*3361001")
+    assert matrix["2005"] == {"1001", CUSTOMER} and matrix["1001"] == {CUSTOMER}
+    await eventually(lambda: [s["state"] for s in world.service.active()] == ["active"])
+    assert caplog.text.count("event=monitor_snoop_early") == 1
+    await world.sim.phone("2005").hangup()
+    await eventually(lambda: not world.service.sessions and idle(world))
+    assert_clean(world)
 
 
 def hold_the_supervisors_join(world: World, supervisor: str = "2005") -> asyncio.Event:
