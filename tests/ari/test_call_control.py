@@ -82,8 +82,12 @@ async def test_conference_adds_a_third_party_everyone_hears_everyone(world: Worl
         return hears.get("0509999999") == {"1001", "0501234567"} and hears.get("1001") == {"0501234567", "0509999999"}
 
     await eventually(three_way, what="three-way conference")
-    kinds = await world.timeline(call_id)
-    assert "conference_add" in kinds and "conference_join" in kinds
+
+    async def joined_on_the_timeline() -> bool:  # written once the party's addChannel is answered: after they hear
+        kinds = await world.timeline(call_id)
+        return "conference_add" in kinds and "conference_join" in kinds
+
+    await eventually(joined_on_the_timeline, what="the add and the join on the timeline")
     await world.calls.hangup(call_id)
     await ended(world, call_id)
     await eventually(lambda: not world.sim.channels(), what="every party hung up")

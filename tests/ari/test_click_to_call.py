@@ -50,7 +50,9 @@ async def test_click_to_call_rings_agent_then_customer_and_logs_outbound_call(wo
         topics.append(sub.queue.get_nowait().topic)
     assert "call.answered" in topics and "call.ended" in topics
     await eventually(lambda: not sim.channels(), what="every channel gone")
-    assert not [b for b in sim.bridges() if str(b.get("name", "")).startswith("cc-")]
+    # the call's bridge is destroyed once its channels' hang-ups are answered: after they are gone
+    await eventually(lambda: not [b for b in sim.bridges() if str(b.get("name", "")).startswith("cc-")],
+                     what="the call's bridge destroyed")
 
 
 async def test_agent_phone_shows_number_being_called_and_gets_auto_answer_header(world: World) -> None:
@@ -303,7 +305,8 @@ async def test_an_agent_who_hangs_up_as_the_customer_answers_leaves_no_customer_
     row = await ended(world, call_id)
     assert row["status"] == "answered"
     await eventually(lambda: not world.sim.channels(), what="every channel gone")
-    assert not [b for b in world.sim.bridges() if str(b.get("name", "")).startswith("cc-")]
+    await eventually(lambda: not [b for b in world.sim.bridges() if str(b.get("name", "")).startswith("cc-")],
+                     what="the call's bridge destroyed")
 
 
 async def test_an_agent_who_hangs_up_while_the_customer_rings_stops_the_ringing(world: World) -> None:

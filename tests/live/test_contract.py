@@ -78,6 +78,13 @@ async def test_the_live_answer_and_every_event_the_page_reads_match_the_publishe
         world.sim.phone("1001").answer_after(0.3)
         await world.call_in("7000", caller=CALLER)
         await eventually(lambda: "1001" in world.hears(CALLER), what="1001 answers the queued call")
+
+        async def in_its_own_bridge() -> bool:
+            # call control needs the call in its own bridge, which the app knows once the bridging's replies are
+            # in: a loaded Asterisk sends them after the two hear each other (and the call shows answered)
+            return any(c["extension"] == "1001" and c["bridge"].startswith("cc-") for c in (await live())["calls"])
+
+        await eventually(in_its_own_bridge, what="the queued call in its own bridge in the live view")
         answer = await live()
         support = next(q for q in answer["queues"] if q["name"] == "support")
         assert support["agent_counts"]["paused"] == 1  # 1002
