@@ -136,6 +136,10 @@ class PickupService:
         name, sep, value = header.partition(":")
         if sep and name.strip():
             variables[f"PJSIP_HEADER(add,{name.strip()})"] = value.strip()
+        # ringing for this pickup from now on: his phone may answer (its StasisStart) before Asterisk's reply to
+        # this request reaches us, and a mark set after that reply would outlive the answer (the next event
+        # anywhere then hung up a picker who was talking)
+        self._ringing_pickers[channel_id] = (target, found.call.call_id)
         try:
             await self.client.post("/channels", json={"variables": variables},
                                    endpoint=f"{self.pbx.ari.endpoint_technology}/{picker}", app=self.client.app,
@@ -143,8 +147,8 @@ class PickupService:
                                    originator=found.caller.id, callerId=f'"PICKUP {target}" <{number}>',
                                    timeout=RING_TIMEOUT)
         except AriError as exc:
+            self._ringing_pickers.pop(channel_id, None)
             raise Unavailable(f"Asterisk did not ring {picker}: {exc.message}") from exc
-        self._ringing_pickers[channel_id] = (target, found.call.call_id)
         log.info("event=pickup_ringing_picker picker=%s target=%s call_id=%s channel=%s", picker, target,
                  found.call.call_id, channel_id)
         return found.call.call_id

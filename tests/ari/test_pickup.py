@@ -9,6 +9,8 @@ rings 1002 (customers dial ``q<queue>``).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -173,6 +175,33 @@ async def test_the_api_rings_my_phone_and_answering_takes_the_customers_call(off
     assert row["tags"]["answered_by"] == "1005"
     kinds = [e["kind"] for e in await office.timeline(call_id)]
     assert kinds.index("ring") < kinds.index("picked_up") < kinds.index("hangup")
+
+
+async def test_a_picker_who_answers_before_asterisk_s_reply_to_ringing_him_keeps_the_call(
+        office: Office, caplog: pytest.LogCaptureFixture) -> None:
+    """The picker's phone answers at once; on a slow Asterisk his channel's StasisStart (the answer: the pickup
+    goes through) comes before the reply to ringing it. The reply then marked him as still ringing for the pickup,
+    and the next event anywhere — nothing left ringing at 1002 — hung his phone up, the customer left alone."""
+    caplog.set_level(logging.INFO, logger="callcenter.ari.pickup")
+    await ringing_at(office, "1002", CUSTOMER)
+    office.sim.phone("1005").answer_after(0)
+    ring_reply = office.sim.hold_replies("POST", r"/channels")
+    asked = asyncio.create_task(office.pickup("1005", "1002"))
+    try:
+        await eventually(lambda: talking(office, "1005", CUSTOMER), what="the customer talks with 1005")
+        await eventually(lambda: not office.sim.phone("1002").channels(), what="the ringing leg at 1002 cancelled")
+    finally:
+        ring_reply.set()
+    assert (await asked)[0] == 202
+    office.sim.phone("1004").answer_after(0.02)  # any later events: another call in the office
+    await office.sim.phone("1001").dial("1004")
+    state = office.ctx.ports.live.pbxs["main"].state  # type: ignore[union-attr]
+    await eventually(lambda: state.extensions["1004"].state == "in_call", what="1001's call to 1004 in the live state")
+    assert "event=pickup_picker_released" not in caplog.text
+    assert talking(office, "1005", CUSTOMER)
+    await office.sim.phone("1005").hangup()
+    await office.sim.phone("1001").hangup()
+    await eventually(lambda: not office.sim.channels(), what="everyone hung up")
 
 
 async def test_my_phone_stops_ringing_for_a_pickup_when_the_caller_gives_up(office: Office) -> None:
