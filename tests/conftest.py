@@ -20,9 +20,30 @@ from callcenter.store import CallStore, migrate
 TEMPLATE_DB = "cc_template"
 
 
+def scratch_root() -> str | None:
+    """Where the tests' PostgreSQL clusters and service folders go: a RAM-backed tmpfs (``/dev/shm``) when there
+    is one with room, else the usual temp folder (None). On this disk every CREATE DATABASE from the template, each
+    commit's WAL flush and each initdb wait on the block device (a test database took 0.4-0.7 s to clone, 0.02-0.06 s
+    on tmpfs); the tests check what PostgreSQL answers and what a kill -9 leaves, never what survives a power
+    cut, so the medium under the data changes no verdict. ``CALLCENTER_TEST_SCRATCH`` overrides ("" = temp folder)."""
+    chosen = os.environ.get("CALLCENTER_TEST_SCRATCH")
+    if chosen is not None:
+        return chosen or None
+    try:
+        stats = os.statvfs(SHM)
+    except OSError:
+        return None
+    room = stats.f_bavail * stats.f_frsize
+    return SHM if room >= SHM_ROOM and os.access(SHM, os.W_OK | os.X_OK) else None
+
+
+SHM = "/dev/shm"
+SHM_ROOM = 2 * 1024**3  # the session's cluster (~120 MB), HA pairs, the real tier's Asterisk folders, with margin
+
+
 def make_world_readable_tmpdir(prefix: str) -> Path:
-    """A temp folder the ``postgres`` user can enter (tests run as root here)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+    """A temp folder the ``postgres`` user can enter (tests run as root here), on :func:`scratch_root`."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=scratch_root()))
     path.chmod(0o755)
     return path
 
