@@ -92,8 +92,9 @@ async def test_asterisk_restart_drops_calls_and_the_app_registers_again(world: W
     call_id = await connected_call(world)
     before = world.pbx.client.connects
     await world.sim.restart()
-    await eventually(lambda: world.pbx.client.connects > before and world.pbx.client.connected, timeout=10,
-                     what="websocket back after restart")
+    # back and read again (its resync): until then a click-to-call is a 503 to retry
+    await eventually(lambda: world.pbx.client.connects > before and world.pbx.client.synced, timeout=10,
+                     what="websocket back after restart, Asterisk read again")
     apps = await world.pbx.client.get("/applications")
     assert "callcenter" in [a["name"] for a in apps]
     row = await ended(world, call_id)
