@@ -75,10 +75,11 @@ async def sim_service(store: CallStore, tmp_path: Path, service_options: dict[st
                 svc = Service(sim, ctx, api.client, api.tokens["admin"])
                 sub = ctx.bus.subscribe("monitor")
                 try:
-                    async def phones_known() -> bool:
-                        return ctx.ports.live is not None and len((await ctx.ports.live.snapshot())["extensions"]) == 3
+                    async def phones_known() -> bool:  # and Asterisk read whole (ARI up): click-to-call works
+                        return (ctx.ports.live is not None and len((await ctx.ports.live.snapshot())["extensions"]) == 3
+                                and ctx.health.snapshot()["ari"]["state"] == "up")
 
-                    await eventually(phones_known, what="phones known")
+                    await eventually(phones_known, what="phones known, ARI up")
                     yield _collecting(svc, sub)
                 finally:
                     if svc.pump is not None:
