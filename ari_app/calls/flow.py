@@ -55,6 +55,7 @@ class CallFlow:
         # channel seen in one of our bridges (and the number it was), the parties removed through the API
         self.conferences: set[str] = set()
         self.members_seen: dict[str, str] = {}
+        self.member_bridges: dict[str, str] = {}  # channel → the conference bridge it is in (its id)
         self.party_numbers: dict[str, str] = {}
         self.member_legs: dict[str, Leg] = {}  # the leg itself: its hang-up time outlives the tracker's index
         self.left_at: dict[str, datetime] = {}  # a member's ChannelDestroyed time: its leave, if no request came
@@ -66,6 +67,15 @@ class CallFlow:
 
     def bridge_id(self, call: LiveCall, kind: str = "") -> str:
         return f"{BRIDGE_PREFIX}{kind}{call.linkedid}"
+
+    def host_of(self, bridge_id: str, name: str = "") -> str | None:
+        """The linkedid of the call whose bridge this is (not a consultation's), else None. Read from the bridge's
+        *name*, ``cc-<linkedid>``: its id is that too unless the queue had to make it under a fresh one
+        (``cc-<linkedid>-<hex>``, ari_app/queues/bridging.py)."""
+        name = name or str(self.state.bridges.get(bridge_id, {}).get("name") or "") or bridge_id
+        if not name.startswith(BRIDGE_PREFIX) or name.startswith(f"{BRIDGE_PREFIX}consult-"):
+            return None
+        return name.removeprefix(BRIDGE_PREFIX)
 
     async def ensure_bridge(self, call: LiveCall, kind: str = "") -> str:
         bid = self.bridge_id(call, kind)
@@ -394,7 +404,7 @@ class CallFlow:
             host = self.members_seen.get(cid)
             if host:  # events come in order, the leave tasks behind them may not: the order the members went in
                 self.left_at[cid] = parse_time(event.get("timestamp")) if event.get("timestamp") else now()
-            left_bridge = f"{BRIDGE_PREFIX}{host}" if host else ""
+            left_bridge = self.member_bridges.pop(cid, "") or (f"{BRIDGE_PREFIX}{host}" if host else "")
             linkedid = self._destroyed_owner(event)
             if linkedid:
                 self._spawn(self.tidy(linkedid, left_bridge))
@@ -415,17 +425,19 @@ class CallFlow:
 
     def _entered_bridge(self, event: dict[str, Any]) -> None:
         """Remember which call's bridge a channel is in (and who it is): its leaving is a conference leave."""
-        bid = str((event.get("bridge") or {}).get("id", ""))
-        cid = str((event.get("channel") or {}).get("id", ""))
-        if not bid.startswith(BRIDGE_PREFIX) or bid.startswith(f"{BRIDGE_PREFIX}consult-"):
+        bridge = event.get("bridge") or {}
+        bid, cid = str(bridge.get("id", "")), str((event.get("channel") or {}).get("id", ""))
+        host = self.host_of(bid, str(bridge.get("name") or ""))
+        if host is None:
             return
         owner = self.state.call_of_channel(cid)
         leg = owner.legs.get(cid) if owner is not None else None
         if leg is None or not owner or not owner.owned:
             return
-        if owner.linkedid == bid.removeprefix(BRIDGE_PREFIX) and leg.role == "agent":
+        if owner.linkedid == host and leg.role == "agent":
             return  # the host's own agent: his going ends the conference, it is no leave
-        self.members_seen[cid] = bid.removeprefix(BRIDGE_PREFIX)
+        self.members_seen[cid] = host
+        self.member_bridges[cid] = bid
         self.party_numbers[cid] = party_number(self.state, leg)
         self.member_legs[cid] = leg
 
@@ -501,9 +513,10 @@ class CallFlow:
         """A conference bridge whose host call is gone (or that a merged leg left): one party left alone in it
         is hung up and the bridge destroyed; two or more keep talking."""
         members = bridge_members(self.state, bridge_id)
-        if len(members) > 1 or not bridge_id.startswith(BRIDGE_PREFIX):
+        host_id = self.host_of(bridge_id)
+        if len(members) > 1 or host_id is None:
             return
-        host = self.state.calls.get(bridge_id.removeprefix(BRIDGE_PREFIX))
+        host = self.state.calls.get(host_id)
         if host is not None and (host.transfer or any(leg.on_hold for leg in host.live_legs())):
             return  # a held agent comes back to it
         for leg in members:
@@ -633,9 +646,8 @@ class CallFlow:
                 call.transfer = {"target": consult.dialled, "blind": True, "channel": consult.id}
         hosts: dict[str, LiveCall] = {}
         for bid in list(self.state.bridges):
-            if not bid.startswith(BRIDGE_PREFIX) or bid.startswith(f"{BRIDGE_PREFIX}consult-"):
-                continue
-            host = self.state.calls.get(bid.removeprefix(BRIDGE_PREFIX))
+            host_id = self.host_of(bid)
+            host = self.state.calls.get(host_id) if host_id is not None else None
             if host is None or not host.owned or host.bridge != bid:
                 continue
             hosts[host.linkedid] = host
@@ -644,6 +656,7 @@ class CallFlow:
                 if owner is host and leg.role == "agent":
                     continue  # as in _entered_bridge: the host's own agent going is no leave
                 self.members_seen[leg.id] = host.linkedid
+                self.member_bridges[leg.id] = bid
                 self.party_numbers[leg.id] = party_number(self.state, leg)
                 self.member_legs[leg.id] = leg
                 if owner is not host or leg.role == "party":

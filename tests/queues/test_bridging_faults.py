@@ -125,3 +125,41 @@ async def test_a_caller_whose_way_back_to_the_holding_bridge_times_out_stays_in_
     assert back.hits == 1
     await eventually(lambda: attempts[1][0] in world.hears(CALLER), what="the caller talks to the second agent")
     await _end_and_check_nothing_left(world)
+
+
+async def test_a_conference_on_a_call_bridged_under_a_fresh_id_logs_its_leaves_and_tidies_up(world: World) -> None:
+    """The call's bridge had to be made under a fresh id (``cc-<linkedid>-<hex>``, Asterisk refused its own id),
+    and the agent then makes it a conference. A party who hangs up is a ``conference_leave`` on the call's
+    timeline as on any conference; once caller and agent are gone, the party left alone is hung up and nothing is
+    left behind. (The conference code found the host call from the bridge's id, ``cc-<linkedid>``: on the fresh
+    id it found none, logged no leave and left the last party in the bridge.)"""
+    world.sim.phone(MEMBERS[0]).answer_after(0.05)
+    await world.sim.phone(MEMBERS[1]).unregister()
+    channel = await world.call_in("7001", caller=CALLER)
+    bridge = f"cc-{channel}"
+    world.sim.inject_ari_fault(AriFault("POST", re.escape(f"/bridges/{bridge}"), status=500,
+                                        message="Unable to create bridge", times=10_000))
+    call_id = world.call_id(channel)
+    await eventually(lambda: MEMBERS[0] in world.hears(CALLER), timeout=10, what="the caller talks to the agent")
+    await eventually(lambda: bool((c := world.pbx.state.call_of_channel(channel)) and c.owned
+                                  and c.bridge.startswith(f"{bridge}-")),
+                     what="the answered queue call is ours to control, in a bridge of a fresh id")
+    calls = world.ctx.ports.call_control
+    for ext in ("1003", "1004"):
+        world.sim.phone(ext).answer_after(0.05)
+        await calls.conference(call_id, ext)
+        await eventually(lambda ext=ext: CALLER in world.hears(ext), what=f"{ext} joined the conference")
+
+    await world.sim.phone("1003").hangup()
+
+    async def left() -> list[dict[str, object]]:
+        return [e["data"] for e in await world.timeline(call_id) if e["kind"] == "conference_leave"]
+
+    async def one_left() -> bool:
+        return len(await left()) == 1
+
+    await eventually(one_left, what="1003's leave on the call's timeline")
+    assert [leave["reason"] for leave in await left()] == ["hung up"]
+    await world.sim.customer(CALLER).hangup()
+    await world.sim.phone(MEMBERS[0]).hangup()
+    await eventually(lambda: world.leftovers() == ([], []), what="1004, left alone, hung up; nothing left behind")
