@@ -137,13 +137,14 @@ async def phone_book(asterisk: RealAsterisk, request: pytest.FixtureRequest,
     try:
         yield book
     finally:
-        await book.stop_all()
+        kept = keep() or request.node.stash.get(FAILED, False)
+        await book.stop_all(keep_recordings=kept)  # a passing test's folder goes: no need for finished wav files
         if asterisk.running:
             with contextlib.suppress(Exception):
                 await asterisk.cli("channel request hangup all")
             with contextlib.suppress(Exception):
                 await asterisk.reset_extra_dialplan()
-        if keep() or request.node.stash.get(FAILED, False):
+        if kept:
             print(f"real tier: phones' consoles and recordings kept in {folder}; Asterisk log {asterisk.log_path}")
         else:
             shutil.rmtree(folder, ignore_errors=True)

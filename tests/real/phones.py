@@ -110,13 +110,23 @@ class Phone:
     def running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
 
-    async def stop(self) -> None:
+    async def stop(self, *, keep_recording: bool = True) -> None:
+        """Quit pjsua: it hangs its calls up, unregisters, then idles a fixed second before it exits (pjsua_destroy
+        lets ICE/TURN transports wind down; we have none) and writes the wav header. ``keep_recording=False``
+        (the folder is about to be deleted) ends it once Asterisk has answered the unregistration instead."""
         proc = self._proc
         if proc is None:
             return
         if proc.returncode is None:
+            since = self.mark_line()
             with contextlib.suppress(ConnectionError, OSError):
                 await self._send("q")
+            if not keep_recording:
+                with contextlib.suppress(PhoneError):
+                    await self.wait_line(r"unregistration (success|failed)", since=since, timeout=3,
+                                         what="the unregistration answered")
+                    if proc.returncode is None:
+                        proc.kill()
             try:
                 await asyncio.wait_for(proc.wait(), 5)
             except TimeoutError:
@@ -292,8 +302,9 @@ class Phones:
         await phone.start()
         return phone
 
-    async def stop_all(self) -> None:
-        await asyncio.gather(*(p.stop() for p in self.started), return_exceptions=True)
+    async def stop_all(self, *, keep_recordings: bool = True) -> None:
+        await asyncio.gather(*(p.stop(keep_recording=keep_recordings) for p in self.started),
+                             return_exceptions=True)
 
 
 async def connected(a: Phone, a_since: int, b: Phone, b_since: int, timeout: float = 15.0) -> None:
