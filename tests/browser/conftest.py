@@ -44,6 +44,15 @@ class Service:
     pump: asyncio.Task[None] | None = None
 
 
+@pytest.fixture(scope="session", autouse=True)
+async def shared_chromium() -> AsyncIterator[None]:
+    """The session's Chromium (tests/browser/chromium.py) is stopped once the browser tests are done."""
+    from tests.browser.chromium import SHARED
+
+    yield
+    await SHARED.close()
+
+
 @pytest.fixture
 def service_options() -> dict[str, Any]:
     """What a test module adds (override this fixture): ``config`` (top-level config keys, e.g. ``route``,
