@@ -360,6 +360,12 @@ class LoopLag:
             self.lags.append(max(0.0, loop.time() - began - 0.01))
 
 
+def opened_now(service: RunningService) -> int:
+    """ARI connections the service has opened to Asterisk so far."""
+    pbxs = service.context.local_ports.live.pbxs  # type: ignore[union-attr]
+    return sum(int(pbx.client.http_connections) for pbx in pbxs.values())
+
+
 async def supervise(round_no: int, code: str, service: RunningService, asterisk: SippAsterisk, work: Path,
                     spies: SpyWatch) -> tuple[list[float], int, int]:
     """All supervisors at once, each on one agent, with ``code``; (set-ups, never up, sipp failures)."""
@@ -432,11 +438,15 @@ async def run_queue(callers: int, service: RunningService, asterisk: SippAsteris
     never = {"*336": 0, "*55": 0}
     failed = {"*336": 0, "*55": 0}
     lag = LoopLag()
+    opened_in: list[int] = []  # ARI connections opened during each round of our set-ups (and their ends)
     with MonitorOutcomes() as outcomes:
         for round_no in range(ROUNDS):
             for code, into in (("*336", ours_all), ("*55", spy_all)):
+                opened = opened_now(service)
                 async with lag.watching(code == "*336"):
                     setups, missing, sipp_failed = await supervise(round_no, code, service, asterisk, work, spies)
+                if code == "*336":
+                    opened_in.append(opened_now(service) - opened)
                 into.extend(setups)
                 never[code] += missing
                 failed[code] += sipp_failed
@@ -509,6 +519,8 @@ async def run_queue(callers: int, service: RunningService, asterisk: SippAsteris
     print(f"    the service's event loop while our set-ups ran (a 10 ms timer, how late it fired): median "
           f"{median(lag.lags) * 1000:.0f} ms, p99 {quantile(lag.lags, 0.99) * 1000:.0f} ms, max "
           f"{max(lag.lags, default=0) * 1000:.0f} ms (every event waits its turn behind the ones before it)")
+    print(f"    ARI connections opened during each round of our set-ups: {opened_in} (a new connection waits for "
+          f"Asterisk's accept thread, and 1 s when its handshake is dropped)")
     print(f"    ours/ChanSpy: median {ratio:.2f}, our slowest / ChanSpy's median {worst:.2f} "
           f"(target every set-up ≤ 0.5×: {'met' if worst <= 0.5 else 'NOT met'})")
     cpu_service = cpus["service"].used()  # type: ignore[union-attr]
