@@ -109,6 +109,8 @@ async def test_the_live_answer_and_every_event_the_page_reads_match_the_publishe
         await live()
         await world.sim.customer(CALLER).hangup()
         await eventually(lambda: any(m["type"] == "call.ended" for m in messages), what="call.ended")
+        # the monitoring ends with the call, once its tear-down's requests are answered: after call.ended
+        await eventually(lambda: any(m["type"] == "monitor.stop" for m in messages), what="monitor.stop")
 
         # a caller who gives up while 1003 rings (IVR choice 2): call.missed
         await world.call_in("82", caller="+972549998877")
