@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -10,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -46,6 +48,47 @@ def make_world_readable_tmpdir(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=scratch_root()))
     path.chmod(0o755)
     return path
+
+
+_GROUP_OF_MODULE: dict[str, str | None] = {}
+
+
+def xdist_group_of(nodeid: str) -> str | None:
+    """The tests that share a costly session resource run on one pytest-xdist worker, as one group: the real tier
+    and any module that takes its fixtures (one Asterisk a session), the browser tests (the session's Chromium),
+    tests/install (the wheel built once a session). Read from the test's path and module, as the scheduler (in
+    the controlling process, which collects nothing) sees only node ids."""
+    module = nodeid.split("::", 1)[0]
+    if module not in _GROUP_OF_MODULE:
+        group = None
+        if module.startswith("tests/real/"):
+            group = "real"
+        elif module.startswith("tests/browser/"):
+            group = "browser"
+        elif module.startswith("tests/install/"):
+            group = "wheel"
+        else:
+            with contextlib.suppress(OSError):
+                if "tests.real.conftest import" in (Path(__file__).parent.parent / module).read_text():
+                    group = "real"
+        _GROUP_OF_MODULE[module] = group
+    return _GROUP_OF_MODULE[module]
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``make test`` runs the tests on pytest-xdist workers (scripts/test.sh: ``-n 3 --dist loadgroup``): single
+    tests go to whichever worker is free, each group of :func:`xdist_group_of` to one worker, the largest first
+    (the real tier, the longest, starts at once). xdist's own loadgroup reads ``xdist_group`` marks through a node
+    attribute pytest 9 no longer has, so the groups are made here."""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group_of(nodeid) or nodeid
+
+    return GroupScheduling(config, log)
 
 
 @dataclass
