@@ -75,6 +75,7 @@ def xdist_group_of(nodeid: str) -> str | None:
     return _GROUP_OF_MODULE[module]
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: a venv without it runs the tests in one process
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """``make test`` runs the tests on pytest-xdist workers (scripts/test.sh: ``-n 3 --dist loadgroup``): single
     tests go to whichever worker is free, each group of :func:`xdist_group_of` to one worker, the largest first
