@@ -250,12 +250,16 @@ class CallOutcome:
 
 
 def outcome_of(values: str) -> CallOutcome:
-    """Parse ``END_EXPRESSION``'s answer: Dial's variables first, the CDR as a fallback."""
+    """Parse ``END_EXPRESSION``'s answer: Dial's variables first, the CDR as a fallback.
+
+    Without a ``Dial()`` (a call our ARI app bridged) a CDR billsec of 0 says nothing: the record current at
+    hang-up can be one Asterisk's CDR engine opened as the caller left the bridge. It stays unknown (None), so
+    the talk time another writer measured is kept; a row that has none reads 0 all the same."""
     parts = (values.split("|") + [""] * 7)[:7]
     dialstatus, answered, dialed, cause, disposition, cdr_billsec, cdr_duration = (p.strip() for p in parts)
     billsec = _seconds(answered)
     if billsec is None:
-        billsec = _seconds(cdr_billsec)
+        billsec = _seconds(cdr_billsec) or None
     status = _DIAL_STATUS.get(dialstatus.upper()) or _CDR_DISPOSITION.get(disposition.upper())
     if billsec:
         status = CallStatus.ANSWERED

@@ -164,6 +164,26 @@ async def test_call_end_closes_the_record_with_status_billsec_and_cause(fastagi)
     assert [e["kind"] for e in await fastagi.store.call_events(row["id"])] == ["tag", "agi_end"]
 
 
+async def test_call_end_of_a_call_our_app_bridged_keeps_the_talk_time_the_app_measured(fastagi) -> None:
+    """A call our ARI app drives (a queue call: no ``Dial()``, so no ``ANSWEREDTIME``) reaches the hang-up hook
+    with whatever CDR record Asterisk's CDR engine holds current for the caller then — after the bridge it may be
+    a record opened a moment ago, answered, 0 s (tests/real/test_flows.py's ringall test read billsec 0 once).
+    That 0 is no measurement: the talk time the app wrote (from the agent's answer) stays."""
+    from agi_scripts.handlers import END_EXPRESSION
+
+    call_id = call_id_for("main", LINKEDID)
+    answered = datetime(2026, 12, 6, 4, 0, 0, tzinfo=UTC)
+    ended = datetime(2026, 12, 6, 4, 0, 12, tzinfo=UTC)
+    await fastagi.store.upsert_call(CallRecord(
+        id=call_id, pbx="main", source=Source.ARI, source_id=LINKEDID, started_at=answered,
+        direction=Direction.INBOUND, extension="1002", queue="support", answered_at=answered, ended_at=ended,
+        billsec=12, linkedid=LINKEDID))
+    await agi(fastagi.server, env_text(f"call-end?{URL_TAIL}", uniqueid=LINKEDID, extension="h"),
+              default_replies({END_EXPRESSION: "||||ANSWERED|0|12"}))
+    [row] = await calls_rows(fastagi.store)
+    assert (row["status"], row["billsec"], row["answered_at"]) == ("answered", 12, answered), row
+
+
 @pytest.mark.parametrize(("values", "status"), [("NOANSWER||30|19|NO ANSWER||30", "missed"),
                                                 ("BUSY||2|17|BUSY||2", "busy"),
                                                 ("CHANUNAVAIL||0|20|FAILED||0", "failed")])
