@@ -14,12 +14,14 @@ from callcenter.store.calls import event_dedupe_key
 
 
 async def open_calls(pool: asyncpg.Pool, pbx: str, *, limit: int = 5000) -> list[asyncpg.Record]:
-    """Calls of ``pbx`` written by ARI/AMI that have not ended (newest first)."""
+    """Calls of ``pbx`` that have not ended (newest first), whoever wrote their row first: ``source`` is the first
+    writer's, and the dialplan's tagging hook can write a call our ARI app drives before the app's own batch does
+    (a click-to-call's customer leg runs the outbound route's hook). Legacy feeds' rows are not Asterisk's."""
     async with pool.acquire() as conn:
         rows: list[Any] = await conn.fetch(
             "SELECT id, source, source_id, linkedid, started_at, answered_at, status, direction, caller_raw,"
             " callee_raw, extension, trunk, recording FROM calls"
-            " WHERE pbx = $1 AND source IN ('ari', 'ami') AND ended_at IS NULL"
+            " WHERE pbx = $1 AND source IN ('ari', 'ami', 'agi', 'api') AND ended_at IS NULL"
             " ORDER BY started_at DESC LIMIT $2",
             pbx, limit)
     return rows

@@ -174,3 +174,22 @@ async def test_a_snapshot_still_ringing_written_after_the_hooks_close_does_not_r
         row = await store.get_call(call_id)
         assert row is not None and (row["status"], row["ended_at"], row["extension"]) == (
             "answered", ended, "1001"), (write, dict(row or {}))
+
+
+async def test_a_live_call_whose_row_the_tagging_hook_wrote_first_is_an_open_call_a_resync_restores(
+        store: CallStore) -> None:
+    """A click-to-call's customer leg runs the outbound route's tagging hook, whose write can reach the store before
+    the ARI app's first batch: the row's ``source`` is then ``agi``. It is still an open call of the PBX, so the
+    instance that takes the PBX over (or the service restarted) restores it and lists it live — before, it was
+    left out, and the new owner's live view listed no call (tests/real/test_conference_takeover.py, once in CI).
+    A legacy feed's row on another PBX key is not among them."""
+    hooked, ended, legacy = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await store.upsert_call(CallRecord(hooked, "main", Source.AGI, "L7", T0, direction=Direction.OUTBOUND,
+                                       callee_raw="55501001", linkedid="L7"))
+    await upsert_calls(store, [CallRecord(hooked, "main", Source.ARI, "L7", T0, status=CallStatus.IN_PROGRESS,
+                                          extension="1001", linkedid="L7")])
+    await store.upsert_call(CallRecord(ended, "main", Source.AGI, "L8", T0, status=CallStatus.ANSWERED,
+                                       ended_at=T0 + timedelta(seconds=30), linkedid="L8"))
+    await store.upsert_call(CallRecord(legacy, "shop", Source.SMDR, "S1", T0))
+    assert (await store.get_call(hooked) or {})["source"] == "agi"
+    assert [(row["id"], row["extension"]) for row in await open_calls(store.pool, "main")] == [(hooked, "1001")]
