@@ -429,6 +429,7 @@ def teardown_steps(mech: Mechanics, session: MonitorSession, was: SessionState,
 
 
 def _asterisk_time(stamp: str) -> float | None:
+    """One of Asterisk's timestamps (``2026-12-06T04:00:00.123+0000``) as epoch seconds; None if unreadable."""
     try:
         return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
     except ValueError:
@@ -443,8 +444,7 @@ def _ms_between(earlier: str, later: str) -> str:
 
 def _ms_since(creationtime: str, mono: float) -> str:
     """Milliseconds from Asterisk's channel creation time to the monotonic instant ``mono`` ("?" if unknown)."""
-    try:
-        created = datetime.strptime(creationtime, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
-    except ValueError:
+    created = _asterisk_time(creationtime)
+    if created is None:
         return "?"
     return f"{(time.time() - (time.monotonic() - mono) - created) * 1000:.0f}"
