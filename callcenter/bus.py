@@ -70,6 +70,11 @@ def split_payload(origin: str, payload: str, limit: int = _NOTIFY_MAX) -> list[s
             for i, piece in enumerate(pieces)]
 
 
+def _joined(batch: list[str]) -> str:
+    """Wire payloads as one NOTIFY payload: a single one as it is, several as a JSON array of them, in order."""
+    return "[" + ",".join(batch) + "]" if len(batch) > 1 else batch[0]
+
+
 @dataclass(slots=True)
 class BusEvent:
     topic: str
@@ -180,10 +185,10 @@ class EventBus:
             payload = self._outbox.get_nowait()
             grown = size + len(payload.encode()) + 1
             if grown + 2 > _NOTIFY_MAX:
-                return ["[" + ",".join(batch) + "]" if len(batch) > 1 else batch[0]], payload
+                return [_joined(batch)], payload
             batch.append(payload)
             size = grown
-        return ["[" + ",".join(batch) + "]" if len(batch) > 1 else batch[0]], None
+        return [_joined(batch)], None
 
     async def _send_notifies(self) -> None:
         """Send queued NOTIFYs in order; while the connection is down they wait (the outbox is bounded)."""
