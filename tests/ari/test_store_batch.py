@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from callcenter.domain import CallEvent, CallRecord, CallStatus, Direction, Source
 from callcenter.store import CallStore
@@ -141,13 +142,9 @@ async def test_a_call_closed_by_its_hang_up_hook_before_the_apps_last_write_read
     answered, ended = T0 + timedelta(seconds=5), T0 + timedelta(seconds=40)
     app_answer = {"source": Source.ARI, "status": CallStatus.IN_PROGRESS, "answered_at": answered}
     hook_close = {"source": Source.AGI, "ended_at": ended, "hangup_cause": "Normal Clearing"}
-    batched = upsert_calls, lambda s, records: _one_by_one(s, records)
     for first, then in ((app_answer, hook_close), (hook_close, app_answer)):
-        for write in batched:
-            call_id = uuid.uuid4()
-            for fields in (first, then):
-                await write(store, [CallRecord(call_id, "main", fields["source"], "L9", T0, **{
-                    k: v for k, v in fields.items() if k != "source"})])
+        for write in WRITE_PATHS:
+            call_id = await _written(store, write, "L9", first, then)
             row = await store.get_call(call_id)
             assert row is not None and (row["status"], row["ended_at"], row["answered_at"]) == (
                 "answered", ended, answered), (first, write, dict(row or {}))
@@ -158,6 +155,18 @@ async def _one_by_one(store: CallStore, records: list[CallRecord]) -> None:
         await store.upsert_call(record)
 
 
+WRITE_PATHS = (upsert_calls, _one_by_one)  # the ARI app's batched write and CallStore.upsert_call
+
+
+async def _written(store: CallStore, write: Any, source_id: str, *steps: dict[str, Any]) -> uuid.UUID:
+    """A new call written by ``write``, one record a step (``source`` and the step's fields), in order."""
+    call_id = uuid.uuid4()
+    for fields in steps:
+        await write(store, [CallRecord(call_id, "main", fields["source"], source_id, T0, **{
+            k: v for k, v in fields.items() if k != "source"})])
+    return call_id
+
+
 async def test_a_snapshot_still_ringing_written_after_the_hooks_close_does_not_reopen_the_outcome(
         store: CallStore) -> None:
     """The ARI app's writes lag under load (a batch window, a busy loop): its 'ringing' snapshot of a call may be
@@ -166,11 +175,8 @@ async def test_a_snapshot_still_ringing_written_after_the_hooks_close_does_not_r
     ended = T0 + timedelta(seconds=30)
     hook_close = {"source": Source.AGI, "status": CallStatus.ANSWERED, "ended_at": ended, "billsec": 20}
     app_late = {"source": Source.ARI, "status": CallStatus.RINGING, "extension": "1001"}
-    for write in (upsert_calls, _one_by_one):
-        call_id = uuid.uuid4()
-        for fields in (hook_close, app_late):
-            await write(store, [CallRecord(call_id, "main", fields["source"], "L8", T0, **{
-                k: v for k, v in fields.items() if k != "source"})])
+    for write in WRITE_PATHS:
+        call_id = await _written(store, write, "L8", hook_close, app_late)
         row = await store.get_call(call_id)
         assert row is not None and (row["status"], row["ended_at"], row["extension"]) == (
             "answered", ended, "1001"), (write, dict(row or {}))
