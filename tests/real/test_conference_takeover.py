@@ -47,6 +47,13 @@ async def test_a_conference_goes_on_after_kill_9_of_the_owner_and_the_new_owner_
 
     await eventually(lambda: four_listed_by(first), timeout=10, what="cc-a listing the four parties")
 
+    async def four_talking_on(instance: ServiceProcess) -> bool:  # in the bridge: "listed" includes "ringing"
+        return [p["state"] for p in (await parties(instance, call_id)).values()] == ["talking"] * len(four)
+
+    # the conference is built once all four talk in its bridge; a party whose phone has answered but whom cc-a has
+    # not joined yet when it is killed is another case (noted on issue 14: the new owner does not join it)
+    await eventually(lambda: four_talking_on(first), timeout=10, what="cc-a: the four parties talking")
+
     first.kill()
     await eventually(lambda: drives(second), timeout=15, what="cc-b driving the Asterisk after the kill")
     try:
