@@ -76,6 +76,7 @@ ROUNDS = int(os.environ.get("BENCH_REAL_QUEUE_ROUNDS", "3"))
 # up for, by uniqueid against by name (``probe_lookups``): that many lone samples of each
 LOOKUP_SAMPLES = int(os.environ.get("BENCH_REAL_QUEUE_LOOKUP", "0"))
 MONITOR_SECONDS = 4
+BACKGROUND_SECONDS = 1.0  # before each burst: the CPU the queue uses meanwhile, taken off the burst's
 PLACE_RATE = 20  # callers per second
 SUPERVISOR_IP = "127.0.0.4"
 QUEUE = "bench"
@@ -185,6 +186,15 @@ class SpyWatch:
         """Ours is up once the supervisor is both answered and in a bridge with a snoop (ChanSpy answers first)."""
         if channel in self.bridged and channel in self.answered:
             self.up.setdefault(channel, max(self.bridged[channel], self.answered[channel]))
+
+    async def all_up(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` supervisors of this round are up (the AMI reader runs beside us)."""
+        deadline = time.monotonic() + timeout
+        while len(self.up) < count:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.005)  # polls the AMI reader's dict: the end of the burst's CPU window
+        return True
 
     def take(self) -> tuple[list[float], int]:
         """Set-up seconds of the supervisors seen since the last take, and how many never came up."""
@@ -360,6 +370,36 @@ class LoopLag:
             self.lags.append(max(0.0, loop.time() - began - 0.01))
 
 
+def cpu_ns(pid: int) -> int:
+    """CPU time of every live thread of ``pid``, in ns (``/proc/<pid>/task/*/schedstat``): ``/proc/<pid>/stat``
+    counts in 10 ms ticks, too coarse for one burst of set-ups. Threads that end inside a window lose their share;
+    none of a set-up's end inside its burst."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
+@dataclass
+class BurstCpu:
+    """CPU per set-up of one kind (ours or ChanSpy), Asterisk's and the service's (this process) apart: what a
+    burst of set-ups used from the first supervisor's dial until the last one was up, less what the same window
+    used just before the burst (music to the callers, the agents' calls). With 2 cores and N set-ups at once, the
+    last one cannot be up before N × (its CPU) / 2 have been spent: the floor the set-up time sits on."""
+
+    asterisk_ms: list[float] = field(default_factory=list)
+    service_ms: list[float] = field(default_factory=list)
+    window_ms: list[float] = field(default_factory=list)
+
+    def line(self) -> str:
+        if not self.window_ms:
+            return "not measured"
+        a, s = median(self.asterisk_ms), median(self.service_ms)
+        return (f"Asterisk {a:.2f} + service {s:.2f} = {a + s:.2f} ms of CPU per set-up (median of "
+                f"{len(self.window_ms)} bursts; burst {median(self.window_ms):.0f} ms)")
+
+
 def opened_now(service: RunningService) -> int:
     """ARI connections the service has opened to Asterisk so far."""
     pbxs = service.context.local_ports.live.pbxs  # type: ignore[union-attr]
@@ -367,7 +407,7 @@ def opened_now(service: RunningService) -> int:
 
 
 async def supervise(round_no: int, code: str, service: RunningService, asterisk: SippAsterisk, work: Path,
-                    spies: SpyWatch) -> tuple[list[float], int, int]:
+                    spies: SpyWatch, burst: BurstCpu) -> tuple[list[float], int, int]:
     """All supervisors at once, each on one agent, with ``code``; (set-ups, never up, sipp failures)."""
     calls = [(sup, code + AGENTS[i % len(AGENTS)]) for i, sup in enumerate(SUPERVISORS)]
     inject = work / f"supervisors-{round_no}-{code.strip('*')}.csv"
@@ -376,7 +416,23 @@ async def supervise(round_no: int, code: str, service: RunningService, asterisk:
                 SUPERVISOR_IP, free_port_on(SUPERVISOR_IP), "-inf", str(inject), "-r", "1000", "-rp", "1000",
                 "-m", str(len(calls)), "-l", str(len(calls)), "-d", str(MONITOR_SECONDS * 1000),
                 "-recv_timeout", "20000", "-timeout", "60s")
+    assert asterisk.proc is not None
+    asterisk_pid = asterisk.proc.pid
+
+    def now() -> tuple[int, int, float]:  # Asterisk's CPU, the service's (this process), the clock
+        return cpu_ns(asterisk_pid), time.process_time_ns(), time.monotonic()
+
+    before = now()
+    await asyncio.sleep(BACKGROUND_SECONDS)  # the background's CPU rate, just before the burst
+    start = now()
     await sipp.start()
+    if await spies.all_up(len(calls), 10):
+        end = now()
+        calm, window = start[2] - before[2], end[2] - start[2]
+        for i, into in ((0, burst.asterisk_ms), (1, burst.service_ms)):
+            background = (start[i] - before[i]) / calm * window
+            into.append((end[i] - start[i] - background) / 1e6 / len(calls))
+        burst.window_ms.append(window * 1000)
     await sipp.wait(70)
     await asyncio.sleep(0.5)  # the last AMI events
     setups, never = spies.take()
@@ -439,12 +495,14 @@ async def run_queue(callers: int, service: RunningService, asterisk: SippAsteris
     failed = {"*336": 0, "*55": 0}
     lag = LoopLag()
     opened_in: list[int] = []  # ARI connections opened during each round of our set-ups (and their ends)
+    bursts = {"*336": BurstCpu(), "*55": BurstCpu()}
     with MonitorOutcomes() as outcomes:
         for round_no in range(ROUNDS):
             for code, into in (("*336", ours_all), ("*55", spy_all)):
                 opened = opened_now(service)
                 async with lag.watching(code == "*336"):
-                    setups, missing, sipp_failed = await supervise(round_no, code, service, asterisk, work, spies)
+                    setups, missing, sipp_failed = await supervise(round_no, code, service, asterisk, work, spies,
+                                                                    bursts[code])
                 if code == "*336":
                     opened_in.append(opened_now(service) - opened)
                 into.extend(setups)
@@ -521,6 +579,7 @@ async def run_queue(callers: int, service: RunningService, asterisk: SippAsteris
           f"{max(lag.lags, default=0) * 1000:.0f} ms (every event waits its turn behind the ones before it)")
     print(f"    ARI connections opened during each round of our set-ups: {opened_in} (a new connection waits for "
           f"Asterisk's accept thread, and 1 s when its handshake is dropped)")
+    print(f"    CPU of a set-up, ours: {bursts['*336'].line()}; ChanSpy's: {bursts['*55'].line()}")
     print(f"    ours/ChanSpy: median {ratio:.2f}, our slowest / ChanSpy's median {worst:.2f} "
           f"(target every set-up ≤ 0.5×: {'met' if worst <= 0.5 else 'NOT met'})")
     cpu_service = cpus["service"].used()  # type: ignore[union-attr]
