@@ -246,6 +246,18 @@ class CallFlow:
             return None
         return agent.id
 
+    def far_ends_unjoined(self, call: LiveCall) -> list[Leg]:
+        """The far ends of our call that answered but were never joined: a customer or conference party this flow
+        dialled (``<linkedid>-customer-N`` / ``-party-N``, :meth:`dial_out`), up, in no bridge, not on hold — its
+        answer came while the websocket was away, or the instance that dialled it went (kill -9, a take-over)
+        before its ``addChannel``. No event will say it answered again."""
+        if not call.owned:
+            return []
+        return [leg for leg in call.live_legs()
+                if leg.role in ("customer", "party") and leg.state == "Up" and not leg.bridge and not leg.on_hold
+                and leg.id.startswith((f"{call.linkedid}-customer-", f"{call.linkedid}-party-"))
+                and leg.id not in self._joined]
+
     async def join(self, linkedid: str, channel_id: str, role: str) -> None:
         """The far end answered: into the call's bridge (or the consultation bridge)."""
         if channel_id in self._joined:
@@ -353,6 +365,11 @@ class CallFlow:
         except AriNotFound as exc:  # the bridge went with the call's last other leg, or this end hung up
             log.info("event=far_end_not_bridged call_id=%s channel=%s error=%s", call.call_id, channel_id, exc)
             await self.pbx.hangup_quietly(channel_id)
+            return
+        except AriError as exc:  # no reply (Asterisk loaded or away): not joined as far as we know — the next
+            # resync joins it if it is still up outside the bridge (far_ends_unjoined)
+            log.warning("event=far_end_join_failed call_id=%s channel=%s error=%s", call.call_id, channel_id, exc)
+            self._joined.discard(channel_id)
             return
         effects = answered(self.state, call, now()) if role == "customer" else []
         if role == "party":
@@ -640,6 +657,9 @@ class CallFlow:
             if agent is not None:
                 log.info("event=agent_answered_unseen call_id=%s channel=%s", call.call_id, agent)
                 self._spawn(self.start_agent(call, agent))  # not awaited: its dial waits on events not read yet
+            for leg in self.far_ends_unjoined(call):  # as on its answer: joined, or hung up if nobody is left
+                log.info("event=party_answered_unseen call_id=%s channel=%s role=%s", call.call_id, leg.id, leg.role)
+                self._spawn(self.join(call.linkedid, leg.id, leg.role))  # not awaited either
         for call in self.state.calls.values():  # a blind transfer through a route, its target still ringing
             consult = call.leg_with_role("consult") if call.owned and not call.transfer else None
             if consult is not None and call.leg_with_role("agent") is None and call.bridge:

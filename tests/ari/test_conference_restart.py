@@ -4,13 +4,17 @@ carries — so the live state lists its parties, one can still be removed, and t
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+
+import pytest
 
 from ari_app.calls.service import AsteriskCalls
 from ari_app.pbx import AsteriskPbx
+from asterisk_sim.faults import AriFault
 from callcenter.bus import EventBus
 from callcenter.outbound import OutboundRoute
 from callcenter.store import SpooledWriter
@@ -189,3 +193,47 @@ async def test_a_blind_transfer_through_a_route_still_ringing_at_the_restart_com
         await ended(world, call_id)
     kinds = [e["kind"] for e in await world.store.call_events(call_id)]
     assert "transfer_answered" in kinds, kinds
+
+
+@asynccontextmanager
+async def reconnected(world: World, tmp_path: Path, name: str) -> AsyncIterator[AsteriskCalls]:
+    """The same service's events websocket drops and comes back: it resyncs from Asterisk."""
+    client, resyncs = world.pbx.client, world.pbx.resyncs
+    await client.drop_connection()
+    await eventually(lambda: client.connected and world.pbx.resyncs > resyncs, what="reconnected and resynced")
+    yield world.calls
+
+
+@pytest.mark.parametrize("resync", [restarted, reconnected], ids=["restart", "reconnect"])
+async def test_a_party_that_answered_but_was_never_joined_joins_at_the_resync(
+        world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        resync: Callable[[World, Path, str], AbstractAsyncContextManager[AsteriskCalls]]) -> None:
+    """The party answered, but its ``addChannel`` was never carried out: the instance that dialled it went (kill -9,
+    a take-over) before it, or Asterisk never answered it. The party waits in Stasis, answered, in no bridge, and
+    no event will say it answered again: the resync — the new owner's, or this one's after a reconnect — joins it.
+    It talks with the others and is listed, its join on the timeline once."""
+    call_id = await connected_call(world, AGENT, CUSTOMER)
+    call = world.pbx.state.call_by_id(call_id)
+    assert call is not None and call.bridge
+    lost = world.sim.inject_ari_fault(AriFault("POST", re.escape(f"/bridges/{call.bridge}/addChannel"),
+                                               reply_lost=True, carry_out=False))
+    world.sim.customer(PARTY).answer_after(0.02)
+    await world.calls.conference(call_id, PARTY)
+    await eventually(lambda: lost.hits == 1 and "event=far_end_join_failed" in caplog.text,
+                     what="the party's addChannel lost, never carried out, and the failed join logged")
+    party = next(c for c in world.sim.channels() if c["id"].startswith(f"{call.linkedid}-party"))
+    assert party["state"] == "Up", party
+    assert not world.sim.who_hears_whom().get(PARTY)  # answered, hearing nobody: alone in Stasis
+    await world.pbx.recorder.flush()
+    async with resync(world, tmp_path, "spool-unjoined") as calls:
+        await eventually(lambda: everyone_hears_everyone(world, {AGENT, CUSTOMER, PARTY}),
+                         what="the party joined the agent and the customer")
+        await eventually(lambda: set(listed(calls, call_id)) == {AGENT, "+972501234567", "+972509999999"},
+                         what="the party listed with the others")
+        assert listed(calls, call_id)["+972509999999"]["channel"] == party["id"]
+        assert listed(calls, call_id)["+972509999999"]["state"] == "talking"
+        await calls.hangup(call_id)
+        row = await ended(world, call_id)
+    assert row["status"] == "answered", row
+    kinds = [e["kind"] for e in await world.store.call_events(call_id)]
+    assert kinds.count("conference_join") == 1, kinds
