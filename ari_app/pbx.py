@@ -88,6 +88,9 @@ class AsteriskPbx:
         self.leg_replaced_hooks: list[LegReplaced] = []       # a take-over or transfer: a new leg replaces an old one
         self.pickup_hooks: list[PickupClaim] = []             # a pickup: the flow ringing a leg hands it to the picker
         self.leg_released_hooks: list[LegReleased] = []       # a channel leaves our app on purpose (a blind transfer)
+        # a call (by linkedid) whose answered leg a flow is joining to its caller (a queue's agent answered): the
+        # call looks answered already; control actions await the outcome (True: joined) before acting
+        self.joins: dict[str, asyncio.Future[bool]] = {}
         self.client.add_connected_handler(self.on_connected)
         self.locks: dict[uuid.UUID, asyncio.Lock] = {}
         self.resyncs = 0

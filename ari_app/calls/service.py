@@ -2,11 +2,14 @@
 
 Every action on a live call holds that call's lock, so two supervisors (or API calls) take turns, and
 lands in the call's timeline. Actions need the call to run through our Stasis app (its legs are in one of
-our bridges); hang-up works on any call.
+our bridges); hang-up works on any call. An action sent while a flow is still joining the call's parties (a
+queue's agent just answered: the call shows answered, Asterisk's replies to the bridging are on their way)
+waits for that join, at most :data:`JOIN_WAIT` (``pbx.joins``, ``ari_app.queues.bridging``); hang-up never waits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import uuid
@@ -29,6 +32,11 @@ log = logging.getLogger("callcenter.ari.service")
 ORIGINATE_TIMEOUT = 30
 # A conference's parties, its agent included: mixing is cheap, but past ten nobody follows the talk any more.
 MAX_PARTIES = 10
+# Seconds an action waits for a join in progress. A join is a few ARI round trips (milliseconds; a second or two on
+# a loaded Asterisk); each request gives up after the client's 10 s timeout, and a join may take four of them
+# before it fails. Longer than a slow join, well short of the 10 s an HTTP client (a CRM) commonly waits: past it
+# the action is a 503 (try again) rather than a request held open until the join gives up.
+JOIN_WAIT = 5.0
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -119,6 +127,27 @@ class AsteriskCalls:
             if call is not None:
                 return pbx, call
         raise NotFound("the call is not in progress")
+
+    async def _find_joined(self, call_id: uuid.UUID) -> tuple[AsteriskPbx, LiveCall]:
+        """The call, once a join of its parties in progress is over (``pbx.joins``): an action sent as a queue's
+        agent answers acts on the connected call instead of being refused. Waits outside the call's lock, so a
+        hang-up meanwhile is not held up."""
+        pbx, call = self._find(call_id)
+        join = pbx.joins.get(call.linkedid)
+        if join is None:
+            return pbx, call
+        if not join.done():
+            log.info("event=call_action_waits_for_join call_id=%s linkedid=%s", call_id, call.linkedid)
+        try:
+            async with asyncio.timeout(JOIN_WAIT):
+                connected = await asyncio.shield(join)  # shared by every waiting action: a timeout cancels none
+        except TimeoutError:
+            log.warning("event=call_action_join_timeout call_id=%s wait=%s", call_id, JOIN_WAIT)
+            raise Unavailable(f"the call is still being connected to the party who answered (after {JOIN_WAIT:g} s):"
+                              " Asterisk is slow to reply; try again shortly") from None
+        if not connected:
+            raise Conflict("the call is not connected: the party who answered could not be joined to the caller")
+        return self._find(call_id)
 
     def _controlled(self, call: LiveCall) -> None:
         if not call.owned or not call.bridge:
@@ -219,7 +248,7 @@ class AsteriskCalls:
         the customer keeps hearing the agent (capture tests/sim/captures/sip-queue.jsonl). The agent steps out of
         the call's bridge (its channel stays in our app) and the bridge plays music to the rest.
         """
-        pbx, call = self._find(call_id)
+        pbx, call = await self._find_joined(call_id)
         async with pbx.acting_on(call_id):
             agent = self._agent(call)
             if agent.on_hold:
@@ -238,7 +267,7 @@ class AsteriskCalls:
 
     @refusals_in_port_terms
     async def unhold(self, call_id: uuid.UUID) -> None:
-        pbx, call = self._find(call_id)
+        pbx, call = await self._find_joined(call_id)
         async with pbx.acting_on(call_id):
             agent = self._agent(call)
             if not agent.on_hold:
@@ -265,7 +294,7 @@ class AsteriskCalls:
         cannot be ``continue``d into) and the customer stays in the call's bridge hearing it ring until it answers;
         the agent leaves at once, as in any blind transfer. No answer ends the call (``transfer_cancelled``)."""
         number = _number(target, "target")
-        pbx, call = self._find(call_id)
+        pbx, call = await self._find_joined(call_id)
         async with pbx.acting_on(call_id):
             agent = self._agent(call)
             customer = call.leg_with_role("customer")
@@ -311,7 +340,7 @@ class AsteriskCalls:
     async def attended_transfer(self, call_id: uuid.UUID, target: str) -> None:
         """Consult first: the customer hears music, the agent is bridged with ``target``."""
         number = _number(target, "target")
-        pbx, call = self._find(call_id)
+        pbx, call = await self._find_joined(call_id)
         flow = self.flows[pbx.key]
         async with pbx.acting_on(call_id):
             agent = self._agent(call)
@@ -334,7 +363,7 @@ class AsteriskCalls:
     @refusals_in_port_terms
     async def complete_transfer(self, call_id: uuid.UUID) -> None:
         """The target joins the customer; the agent leaves the call."""
-        pbx, call = self._find(call_id)
+        pbx, call = await self._find_joined(call_id)
         flow = self.flows[pbx.key]
         async with pbx.acting_on(call_id):
             agent = self._agent(call)
@@ -355,7 +384,7 @@ class AsteriskCalls:
 
     @refusals_in_port_terms
     async def cancel_transfer(self, call_id: uuid.UUID) -> None:
-        pbx, call = self._find(call_id)
+        pbx, call = await self._find_joined(call_id)
         flow = self.flows[pbx.key]
         async with pbx.acting_on(call_id):
             self._agent(call)
@@ -378,7 +407,7 @@ class AsteriskCalls:
         """Add a party: dial ``number`` and bridge it into the call when it answers. Again and again, one by one,
         up to :data:`MAX_PARTIES`."""
         target = _number(number)
-        pbx, call = self._find(call_id)
+        pbx, call = await self._find_joined(call_id)
         async with pbx.acting_on(call_id):
             self._controlled(call)
             if call.transfer:
@@ -397,8 +426,8 @@ class AsteriskCalls:
         The agent's own second line (the held call was his too: the phone panel's "merge") is hung up once the
         others are across, not moved: the agent is in the conference already and would hear himself twice.
         """
-        pbx, call = self._find(call_id)
-        other_pbx, other = self._find(other_call_id)
+        pbx, call = await self._find_joined(call_id)
+        other_pbx, other = await self._find_joined(other_call_id)
         if other_pbx is not pbx or other is call:
             raise Conflict("only two different calls on the same PBX can be joined")
         first, second = sorted((call, other), key=lambda c: str(c.call_id))
@@ -437,7 +466,7 @@ class AsteriskCalls:
     async def remove_party(self, call_id: uuid.UUID, channel: str) -> None:
         """Take one party out of the conference: its channel is hung up, the others keep talking (two left: a
         normal call again). The call's own agent cannot be removed (he hangs up, or hangs up the call)."""
-        pbx, call = self._find(call_id)
+        pbx, call = await self._find_joined(call_id)
         async with pbx.acting_on(call_id):
             self._controlled(call)
             party = next((p for p in parties(pbx.state, call) if p["channel"] == channel), None)
@@ -456,7 +485,7 @@ class AsteriskCalls:
             await pbx.client.delete(ari_path("channels", channel), reason="normal")
     @refusals_in_port_terms
     async def start_recording(self, call_id: uuid.UUID) -> str:
-        pbx, call = self._find(call_id)
+        pbx, call = await self._find_joined(call_id)
         async with pbx.acting_on(call_id):
             self._controlled(call)
             if call.live_recording:

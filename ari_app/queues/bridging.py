@@ -4,6 +4,10 @@ Shared by the queue (agent answered) and the IVR (extension or number answered).
 app drives (``owned``): roles ``customer`` and ``agent`` in channel variables, as the ARI core's click-to-call
 does, so its resync and clean-up understand it. When either side of a connected pair goes, the other is hung
 up and the bridge destroyed.
+
+From the answer until the join is over, the call looks answered (Asterisk bridges before its replies reach us)
+but is not ours to control yet: ``joining`` publishes the join in ``pbx.joins``, and the call-control actions
+(``ari_app.calls.service``) wait for its outcome instead of refusing (see ``JOIN_WAIT`` there).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -46,13 +51,42 @@ class Bridging:
             with contextlib.suppress(AriError):
                 await self.client.post(ari_path("channels", channel_id, "variable"), variable=variable, value=value)
 
+    @contextlib.contextmanager
+    def joining(self, caller: str) -> Iterator[asyncio.Future[bool]]:
+        """While the block runs, ``caller``'s call is being joined to a leg that answered: its control actions
+        wait for the yielded outcome (``pbx.joins``; True once connected, set by ``connect``; False if the block
+        ends without it). A flow enters it as soon as it sees the answer (before stopping announcements and
+        hanging up the other legs it rang); ``connect`` inside it resolves that same join."""
+        linkedid = self.linkedid_of(caller)
+        join = self.pbx.joins.get(linkedid)
+        if join is not None and not join.done():
+            yield join  # the flow's block around this connect owns it
+            return
+        join = self.pbx.joins[linkedid] = asyncio.get_running_loop().create_future()
+        try:
+            yield join
+        finally:
+            if self.pbx.joins.get(linkedid) is join:
+                del self.pbx.joins[linkedid]
+            if not join.done():
+                join.set_result(False)
+
     async def connect(self, caller: str, leg: Leg, *, extension: str, queue: str = "",
                       from_bridge: str = "", at: datetime | None = None) -> bool:
         """Caller and answered ``leg`` into the call's bridge; False when that failed (the leg is hung up, the
         bridge destroyed; the caller, out of ``from_bridge``, is the caller's to put back). The call's
         answer is stamped ``at`` (default: now, as the bridging starts), not once the replies are in: a caller
-        who hangs up the moment he hears the agent has a hang-up time (Asterisk's) before our late clock."""
-        at = at or now()
+        who hangs up the moment he hears the agent has a hang-up time (Asterisk's) before our late clock.
+        Actions on the call sent meanwhile wait for it (``joining``)."""
+        with self.joining(caller) as join:
+            connected = await self._connect(caller, leg, extension=extension, queue=queue, from_bridge=from_bridge,
+                                            at=at or now())
+            if not join.done():
+                join.set_result(connected)
+        return connected
+
+    async def _connect(self, caller: str, leg: Leg, *, extension: str, queue: str, from_bridge: str,
+                       at: datetime) -> bool:
         linkedid = self.linkedid_of(caller)
         tried: list[str] = []
         # Asterisk bridges them before its replies reach us (on a loaded Asterisk, well before): either side may

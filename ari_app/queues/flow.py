@@ -115,9 +115,11 @@ class Router:
             await self.legs.hangup(leg.channel_id)
             await self.legs.hangup(cid)
             return
-        with contextlib.suppress(AriError):
-            await self.client.delete(ari_path("channels", cid, "ring"))
-        if not await self.bridging.connect(cid, leg, extension=leg.picked_by or extension):
+        with self.bridging.joining(cid):  # the call looks answered: actions on it wait for the join
+            with contextlib.suppress(AriError):
+                await self.client.delete(ari_path("channels", cid, "ring"))
+            connected = await self.bridging.connect(cid, leg, extension=leg.picked_by or extension)
+        if not connected:
             # the answered leg is hung up already; the caller must not stay in our app hearing nothing
             log.warning("event=route_connect_failed channel=%s extension=%s number=%s", cid, extension, number)
             target = {"extension": extension} if extension else {"number": number}

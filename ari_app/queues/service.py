@@ -399,26 +399,32 @@ class QueueService:
                 log.info("event=queue_ring_failed queue=%s ext=%s error=%s", runtime.name, ext, exc)
                 results[ext] = "unavailable"
         winner = await wait_any(legs, caller.stopped, runtime.config.ring_timeout) if legs else None
+        joining = contextlib.ExitStack()
         if winner is not None and caller.active:
+            # the call looks answered from now on: actions on it wait for the join (not only while bridging: the
+            # announcement is stopped and the other legs hung up first, each a reply from Asterisk)
+            joining.enter_context(self.bridging.joining(caller.channel_id))
             caller.connecting = True
             # a colleague picked the member's ringing up: its ring was cancelled (the picked_up line says by whom)
             results[winner.extension] = "cancelled" if winner.picked_by else "answered"
         else:
             winner = None
-        for leg in legs:
-            if leg.extension in results:
-                continue
-            if not leg.gone:
-                await self.legs.hangup(leg.channel_id)
-                results[leg.extension] = "cancelled" if (winner or not caller.active) else "no_answer"
-            elif not caller.active and int(leg.cause or 0) in (0, 16):
-                # ended by us as the caller left (``_leave`` hangs its ringing legs up too, and may be first)
-                results[leg.extension] = "cancelled"
-            else:
-                results[leg.extension] = result_for_cause(leg.cause)
-            self.legs.drop(leg)
+        with joining:
+            for leg in legs:
+                if leg.extension in results:
+                    continue
+                if not leg.gone:
+                    await self.legs.hangup(leg.channel_id)
+                    results[leg.extension] = "cancelled" if (winner or not caller.active) else "no_answer"
+                elif not caller.active and int(leg.cause or 0) in (0, 16):
+                    # ended by us as the caller left (``_leave`` hangs its ringing legs up too, and may be first)
+                    results[leg.extension] = "cancelled"
+                else:
+                    results[leg.extension] = result_for_cause(leg.cause)
+                self.legs.drop(leg)
+            connected = winner is not None and await self._answered(runtime, caller, winner)
         if winner is not None:
-            if await self._answered(runtime, caller, winner):
+            if connected:
                 caller.answered_by = winner.extension
             else:
                 # the agent answered but the caller could not be bridged to it (its leg vanished, an ARI timeout):
