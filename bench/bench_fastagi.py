@@ -127,7 +127,9 @@ async def measure(label: str, config: Config, config_file: Path, writer: CallWri
     finally:
         await server.stop()
         await hctx.close()
-    assert set(fast) == {6} and set(procs) == {6}, "every request must run the whole handler (6 commands)"
+    # the same handler on both paths: every request sends it the same commands (one EXEC MSet since the hooks
+    # set their variables in one go), and none is cut short
+    assert len(set(fast) | set(procs)) == 1 and min(fast) > 0, f"commands per request: {set(fast)} / {set(procs)}"
     assert server.stats.errors == 0
     return Figures(label, FASTAGI_REQUESTS / fast_s, PROCESS_CALLS / proc_s)
 
