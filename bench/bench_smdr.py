@@ -22,7 +22,6 @@ from bridges.legacy_pbx.bulk_decoder import BulkSmdrDecoder
 from bridges.legacy_pbx.decoder import LegacyDecoder
 
 LINES = 1_000_000
-TARGET = 1_000_000
 
 
 def capture(n: int = LINES, seed: int = 5) -> str:
@@ -115,9 +114,10 @@ def main() -> None:
     for label, seconds in (("cut + checked (strings)", t_cut), ("typed columns", t_typed),
                            ("full decoder (calls)", t_full), ("import decoder (calls)", t_import)):
         rate = n / seconds
-        verdict = "met" if rate >= TARGET else "NOT met"
-        print(f"{label:26}: {rate:12,.0f} lines/s = {rate / rate_floor:.2f}x the floor  (>= {TARGET:,}: {verdict})")
+        print(f"{label:26}: {rate:12,.0f} lines/s = {rate / rate_floor:.2f}x the floor")
     print(f"import vs full decoder    : {t_full / t_import:.2f}x")
+    print("(no target here: issue 14 replaced the old parse ≥ 1 M lines/s goal with one on what a user waits for, "
+          "the whole import ≥ 50 % of a COPY of the same rows: bench smdr_import)")
 
 
 if __name__ == "__main__":
