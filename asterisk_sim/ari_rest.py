@@ -14,6 +14,7 @@ from asterisk_sim import ari_apps, ari_bridges, ari_channels, ari_media, ari_sys
 from asterisk_sim import ari_resources as res
 from asterisk_sim.ari_http import check_auth, error_reply, json_reply, note_request, params_of
 from asterisk_sim.errors import AriError
+from asterisk_sim.faults import ari_tail
 from asterisk_sim.model import SIM_KEY
 
 if TYPE_CHECKING:
@@ -39,9 +40,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
     delay = sim.config.ari_reply_delay
     if delay > 0:
         await asyncio.sleep(delay)
-    tail = request.path[len("/ari"):]
-    for method, rx, release in list(sim.reply_holds):
-        if method == request.method and rx.fullmatch(tail):
+    tail = ari_tail(request.raw_path)
+    for pick, release in list(sim.reply_holds):
+        if pick.matches(request.method, tail):
             await release.wait()
     return reply
 
@@ -56,7 +57,7 @@ async def _answer(request: web.Request) -> web.StreamResponse:
     denied = check_auth(sim, request)
     if denied is not None:
         return denied
-    fault = next((f for f in sim.ari_faults if f.take(request.method, unquote(tail))), None)
+    fault = next((f for f in sim.ari_faults if f.take(request.method, ari_tail(raw_path))), None)
     if fault is not None and fault.status:
         return error_reply(fault.status, fault.message or "Injected fault")
     matched_path = False

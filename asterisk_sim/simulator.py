@@ -6,7 +6,6 @@ import asyncio
 import collections
 import contextlib
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +21,7 @@ from asterisk_sim.control import add_control_routes
 from asterisk_sim.core import EngineConfig
 from asterisk_sim.engine import Engine
 from asterisk_sim.fastagi import run_agi
-from asterisk_sim.faults import AriFault
+from asterisk_sim.faults import AriFault, Pick
 from asterisk_sim.model import SIM_KEY, Endpoint
 from asterisk_sim.phones import Customer, Phone
 
@@ -86,7 +85,7 @@ class Simulator:
         # which client acted by its User-Agent); the latest 100,000
         self.ari_requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=100_000)
         self.ari_faults: list[AriFault] = []  # a test's deliberate faults (inject_ari_fault); none by default
-        self.reply_holds: list[tuple[str, re.Pattern[str], asyncio.Event]] = []  # see hold_replies
+        self.reply_holds: list[tuple[Pick, asyncio.Event]] = []  # see hold_replies
         self._phones: dict[str, Phone] = {}
         self._customers: dict[str, Customer] = {}
         self._runner: web.AppRunner | None = None
@@ -221,10 +220,11 @@ class Simulator:
             await self.phone(ext).register()
 
     def hold_replies(self, method: str, path: str) -> asyncio.Event:
-        """Carry out every ``method`` request whose ARI path (after ``/ari``) matches the regex ``path``, but hold
-        its reply until the returned event is set: one reply of a loaded Asterisk, late, in a test's own order."""
+        """Carry out every ``method`` request whose decoded ARI path (after ``/ari``) matches the regex ``path``
+        (:class:`asterisk_sim.faults.Pick`, as faults pick theirs), but hold its reply until the returned event is
+        set: one reply of a loaded Asterisk, late, in a test's own order."""
         release = asyncio.Event()
-        self.reply_holds.append((method.upper(), re.compile(path), release))
+        self.reply_holds.append((Pick(method, path), release))
         return release
 
     # ---- parties
