@@ -219,6 +219,13 @@ class Bridging:
         self.legs.forget_caller(other)
         self.legs.legs.pop(channel_id, None)
         self.legs.legs.pop(other, None)
+        call = self.pbx.state.call_of_channel(other)
+        staying = call.legs.get(other) if call is not None else None
+        if call is not None and staying is not None and staying.role == "agent" and call.transfer.get("bridge"):
+            # the caller left while the agent consults a colleague (an attended transfer): they talk on, as on any
+            # call of ours; the call flow ends the consultation and tidies its bridges (ari_app.calls.flow.tidy)
+            log.info("event=queue_pair_left_consultation channel=%s other=%s bridge=%s", channel_id, other, bridge)
+            return
         if len([m for m in bridge_members(self.pbx.state, bridge) if m.id != channel_id]) >= 2:
             # a conference (parties added to the queue call): the others talk on; whoever is left alone later
             # is hung up by the call flow (ari_app.calls.flow.tidy), the bridge with it

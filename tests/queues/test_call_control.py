@@ -70,3 +70,32 @@ async def test_a_queue_caller_removed_from_a_conference_leaves_the_agent_talking
     assert row is not None and row["status"] == "answered"
     leaves = [e["data"] for e in await world.timeline(call_id) if e["kind"] == "conference_leave"]
     assert [leave["reason"] for leave in leaves][:1] == ["removed"], leaves
+
+
+async def test_a_queue_caller_hanging_up_during_a_consultation_leaves_the_agent_talking_with_the_target(
+        world: World) -> None:
+    """As on a click-to-call: the agent consulting a colleague goes on talking with him when the caller (on hold)
+    hangs up. The queue's pairing used to hang the agent up with the caller: the colleague was left alone in the
+    consultation bridge, and that bridge was never destroyed."""
+    world.sim.phone("1001").answer_after(0.05)
+    world.sim.phone("1002").never_answer()
+    channel = await world.call_in("7000")
+    await eventually(lambda: world.hears(CALLER) == {"1001"}, what="caller talking to 1001")
+    await eventually(lambda: bool((c := world.pbx.state.call_of_channel(channel)) and c.owned and c.bridge),
+                     what="the answered queue call is ours to control")
+    call_id = world.call_id(channel)
+    world.sim.phone("1003").answer_after(0.05)
+    await world.ctx.ports.call_control.attended_transfer(call_id, "1003")
+    await eventually(lambda: world.hears("1003") == {"1001"} and world.hears(CALLER) == {"moh"},
+                     what="1001 consults 1003, the caller on hold")
+    agent = world.sim.phone("1001").channels()[0].id
+
+    await world.sim.customer(CALLER).hangup()
+    await eventually(lambda: any(e["type"] == "ChannelDestroyed" and e["channel"]["id"] == channel
+                                 for e in world.events), what="the caller's end reached the service")
+    before = len(world.sim.ari_requests)
+    await world.sim.phone("1003").hangup()  # the colleague ends the consultation
+    await eventually(lambda: world.leftovers() == ([], []), what="the agent, then every bridge, gone")
+    early = [r for r in list(world.sim.ari_requests)[:before]
+             if r["method"] == "DELETE" and r["path"] == f"/ari/channels/{agent}"]
+    assert early == [], "the agent was hung up with the caller, in the middle of his consultation"
