@@ -41,6 +41,10 @@ class DialFailed(AriError):
         super().__init__(504, message, method="POST", path=f"/channels/{channel_id}/dial")
 
 
+class AgentLeft(DialFailed):
+    """A click-to-call's agent hung up while his customer was being dialled: nobody would talk to the customer."""
+
+
 class CallFlow:
     def __init__(self, pbx: AsteriskPbx) -> None:
         self.pbx = pbx
@@ -101,6 +105,8 @@ class CallFlow:
         channel_id = f"{call.linkedid}-{role}-{len(call.legs)}"
         self.state.adopt(channel_id, call.linkedid, role)
         originator = next((leg.id for leg in call.live_legs() if leg.role == "agent"), None)
+        if role == "customer" and originator is None:
+            raise AgentLeft("the agent hung up before the customer was dialled", channel_id)
         variables = {"CC_LINKEDID": call.linkedid, "CC_ROLE": role}
         if call.route is not None:  # the route outlives the agent's leg (a blind transfer) for a new owner
             variables["CC_ROUTE"] = call.route.name
@@ -125,6 +131,7 @@ class CallFlow:
                                  channel_id) from None
         finally:
             self._waiting.pop(f"StasisStart:{channel_id}", None)
+        await self._stop_if_agent_left(call, role, originator, channel_id)
         shown = call.presented_number or call.extension
         if role == "customer" and originator is not None and shown:
             # /dial copies the caller's caller ID to the new leg (a Local leg's dialplan half dials with it, a
@@ -135,7 +142,22 @@ class CallFlow:
             await self.client.post(ari_path("channels", originator, "variable"), variable="CALLERID(all)",
                                    value=f'"{shown}" <{shown}>')
         await self.client.post(ari_path("channels", channel_id, "dial"), caller=originator, timeout=DIAL_TIMEOUT)
+        await self._stop_if_agent_left(call, role, originator, channel_id)
         return channel_id
+
+    def agent_left(self, call: LiveCall, agent_id: str | None) -> bool:
+        """The click-to-call's agent channel is gone: seen hung up, or its call ended meanwhile (a resync after an
+        ARI gap ends a call whose every leg vanished — the reply our step waited for may come only after it)."""
+        leg = call.legs.get(agent_id) if agent_id else None
+        return leg is None or leg.gone or self.state.calls.get(call.linkedid) is not call
+
+    async def _stop_if_agent_left(self, call: LiveCall, role: str, originator: str | None, channel_id: str) -> None:
+        """A customer leg whose agent hung up while it was being created or dialled is hung up, not left ringing
+        with nobody to talk to: live, the agent's hang-up stops the ringing (:meth:`tidy`) only for a leg it
+        finds; after a gap, the resync's tidy ran before this leg was made or dialled."""
+        if role == "customer" and self.agent_left(call, originator):
+            await self.pbx.hangup_quietly(channel_id)
+            raise AgentLeft("the agent hung up while the customer was being dialled", channel_id)
 
     def ringback_id(self, call: LiveCall) -> str:
         """The playback id of a call's ringback: known from the call alone, so a new connection or a new owner of
@@ -174,9 +196,8 @@ class CallFlow:
         else:
             key = f"StasisStart:{(event.get('channel') or {}).get('id')}"
         future = self._waiting.get(key)
-        if future is None and kind == "ChannelDestroyed":
+        if kind == "ChannelDestroyed":  # a channel we wait to enter Stasis is gone: it never will
             cid = str((event.get("channel") or {}).get("id"))
-            future = self._waiting.get(f"StasisStart:{cid}")
             if future is not None and not future.done():
                 future.set_exception(DialFailed(
                     f"the new channel was hung up before it entered Stasis ({event.get('cause_txt') or ''})", cid))
@@ -292,17 +313,41 @@ class CallFlow:
                 await self.customer_not_dialled(call, channel_id, bridge, AriError(0, lost), [])
                 return
         bridge = await self.ensure_bridge(call)
-        await self.add_to_bridge(bridge, channel_id)
+        try:
+            if self.agent_left(call, channel_id):
+                raise AgentLeft("the agent hung up before the customer was dialled", channel_id)
+            await self.add_to_bridge(bridge, channel_id)
+        except AriError as exc:
+            if not self.agent_left(call, channel_id):
+                raise
+            await self.agent_left_while_dialling(call, channel_id, bridge, exc, [])
+            return
         effects = [self.timeline(call, "agent_answered", channel_id, extension=call.extension)]
         try:
             customer = await self.dial_out(call, call.callee_raw, "customer", "originate,customer")
         except AriError as exc:
+            if self.agent_left(call, channel_id):
+                await self.agent_left_while_dialling(call, channel_id, bridge, exc, effects)
+                return
             await self.customer_not_dialled(call, channel_id, bridge, exc, effects)
             return
         effects.append(self.timeline(call, "dial", customer, number=call.callee_raw, channel=customer,
                                      endpoint=self.endpoint_for(call, call.callee_raw, "customer"),
                                      **({"route": call.route.name} if call.route else {})))
         await self.pbx.emit(effects)
+
+    async def agent_left_while_dialling(self, call: LiveCall, channel_id: str, bridge: str, exc: AriError,
+                                        effects: list[Effect]) -> None:
+        """The agent hung up while a step of his click-to-call was under way (maybe inside an ARI gap, its reply
+        coming after the resync): no failure to dial, and nobody left to dial for — the customer leg, if one was
+        made, is hung up already (:meth:`_stop_if_agent_left`); the call's bridge goes. The call ended (or ends)
+        with the agent's hang-up, unanswered, as when he hangs up while the customer rings; its timeline gets
+        ``effects`` only while it is still on (no line after its hang-up line)."""
+        log.info("event=click_to_call_agent_left call_id=%s channel=%s step=%r", call.call_id, channel_id,
+                 exc.message)
+        if effects and self.state.calls.get(call.linkedid) is call:
+            await self.pbx.emit(effects)
+        await self.tidy_bridge(bridge)
 
     async def recover_from_channel(self, call: LiveCall, channel_id: str) -> str:
         """A click-to-call this instance did not start (it took the PBX over before the row was written): what to

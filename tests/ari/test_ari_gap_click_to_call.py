@@ -3,6 +3,10 @@ was away is found at the resync, and the call carries on — nothing lost, nothi
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from .conftest import World, ended, eventually
 
 CUSTOMER = "0501234567"
@@ -103,3 +107,66 @@ async def test_an_agent_declining_inside_the_gap_ends_the_call_at_the_resync(wor
     assert world.pbx.state.call_by_id(call_id) is None
     row = await ended(world, call_id)
     assert row["status"] != "answered" and row["answered_at"] is None, row
+
+
+def rung(world: World, number: str) -> bool:
+    """Whether a call ever reached ``number`` over the trunk: its phone rang."""
+    return number in world.sim.engine.outgoing_ops.invite_headers
+
+
+def bridge_of_the_call(world: World) -> dict | None:
+    return next((b for b in world.sim.bridges() if str(b.get("name", "")).startswith("cc-")), None)
+
+
+# The step of the click-to-call whose reply is late (Asterisk loaded) as the websocket goes, and the sign in Asterisk
+# that the step was carried out: each reply comes only after the resync, which found the agent gone and ended the call.
+IN_FLIGHT = {
+    "bridge-made": (r"/bridges/cc-[0-9a-f]+", lambda w: bridge_of_the_call(w) is not None),
+    "agent-bridged": (r"/bridges/cc-[0-9a-f]+/addChannel",
+                      lambda w: bool((bridge_of_the_call(w) or {}).get("channels"))),
+    "customer-leg-made": (r"/channels/create", lambda w: any("-customer-" in c["id"] for c in w.sim.channels())),
+    "customer-dialled": (r"/channels/[^/]+/dial", lambda w: any(c["name"].startswith("PJSIP/trunk")
+                                                                 for c in w.sim.channels())),
+}
+
+
+SETTLED = ("click_to_call_agent_left", "click_to_call_failed", "stasis_start_failed")  # the flow's last word
+
+
+@pytest.mark.parametrize("step", list(IN_FLIGHT))
+async def test_the_agent_hanging_up_inside_the_gap_while_his_call_is_still_being_set_up_rings_nobody(
+        world: World, caplog: pytest.LogCaptureFixture, step: str) -> None:
+    """The agent answers; a step towards his customer is under way, its reply late, as the websocket goes; he hangs
+    up inside the gap. The resync ends the call (unanswered) — and the late reply must not carry the call on: the
+    customer is not rung after it (or stops ringing), nothing is left in Asterisk. Before, once the agent's
+    ``addChannel`` reply came after the resync, the customer was dialled and rang with nobody on the other end."""
+    caplog.set_level(logging.INFO, logger="callcenter.ari.calls")
+    held, carried_out = IN_FLIGHT[step]
+    world.sim.phone("1001").answer_after(0.02)
+    world.sim.customer(CUSTOMER).never_answer()
+    release = world.sim.hold_replies("POST", held)
+    call_id = await world.calls.originate(extension="1001", number=CUSTOMER)
+    await eventually(lambda: carried_out(world), what=f"{step}: carried out, its reply held")
+    await open_gap(world)
+    await world.sim.phone("1001").hangup()
+    await eventually(lambda: not world.sim.phone("1001").channels(), what="the agent gone")
+    await close_gap(world)
+    row = await ended(world, call_id)
+    assert row["status"] == "missed", row  # the agent hung up before anyone answered him
+    rang_before = rung(world, CUSTOMER)
+    release.set()
+
+    async def handled() -> bool:
+        """The flow is done with the late reply: it said so, or it went on (a ring, a line after the hang-up)."""
+        if rung(world, CUSTOMER) != rang_before or any(f"event={sign}" in caplog.text for sign in SETTLED):
+            return True
+        return (await world.timeline(call_id))[-1] != "hangup"
+
+    await eventually(handled, what="the late reply handled")
+    assert rung(world, CUSTOMER) == rang_before, "the customer was rung after the agent had hung up"
+    await eventually(lambda: not world.sim.channels() and bridge_of_the_call(world) is None,
+                     what="no channel left ringing, the call's bridge gone")
+    row = await ended(world, call_id)
+    assert (row["status"], row["answered_at"]) == ("missed", None), row
+    kinds = await world.timeline(call_id)
+    assert kinds[-1] == "hangup", kinds  # nothing written after the call ended (no dial_failed: nothing failed)
