@@ -25,7 +25,7 @@ from typing import Any
 
 from ari_app import monitor, pickup, queues
 from ari_app.ami import AmiWatcher
-from ari_app.calls.service import AsteriskCalls
+from ari_app.calls.service import AsteriskCalls, join_wait_for
 from ari_app.client import AriClient
 from ari_app.monitor import MonitorPort
 from ari_app.pbx import AsteriskPbx
@@ -85,7 +85,7 @@ class Drivers:
         self.running: dict[str, PbxDriver] = {}
         self._locks = {key: asyncio.Lock() for key in self.configs}
         self.closing = False
-        self.calls = AsteriskCalls([])
+        self.calls = AsteriskCalls([], join_wait=join_wait_for(ctx.config.cluster.command_timeout))
         homes = self.calls.homes  # which Asterisk an extension is on, among the PBXs driven here
         self.monitoring, self.queueing, self.picking = MonitorPort(homes), QueuePort(), PickupPort(homes)
 

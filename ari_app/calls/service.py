@@ -4,7 +4,8 @@ Every action on a live call holds that call's lock, so two supervisors (or API c
 lands in the call's timeline. Actions need the call to run through our Stasis app (its legs are in one of
 our bridges); hang-up works on any call. An action sent while a flow is still joining the call's parties (a
 queue's agent just answered: the call shows answered, Asterisk's replies to the bridging are on their way)
-waits for that join, at most :data:`JOIN_WAIT` (``pbx.joins``, ``ari_app.queues.bridging``); hang-up never waits.
+waits for that join, at most ``join_wait`` (:data:`JOIN_WAIT`; ``pbx.joins``, ``ari_app.queues.bridging``);
+hang-up never waits.
 """
 
 from __future__ import annotations
@@ -32,11 +33,17 @@ log = logging.getLogger("callcenter.ari.service")
 ORIGINATE_TIMEOUT = 30
 # A conference's parties, its agent included: mixing is cheap, but past ten nobody follows the talk any more.
 MAX_PARTIES = 10
-# Seconds an action waits for a join in progress. A join is a few ARI round trips (milliseconds; a second or two on
-# a loaded Asterisk); each request gives up after the client's 10 s timeout, and a join may take four of them
-# before it fails. Longer than a slow join, well short of the 10 s an HTTP client (a CRM) commonly waits: past it
-# the action is a 503 (try again) rather than a request held open until the join gives up.
-JOIN_WAIT = 5.0
+# Seconds an action waits at most for a join in progress (a queue's agent just answered). A join is a few ARI round
+# trips: milliseconds, a second or two from a loaded Asterisk; one that fails may take several of the client's 10 s
+# request timeouts, too long to hold a CRM's request open. Capped (``join_wait_for``) at half of [cluster]
+# command_timeout, so that an action forwarded from another instance is answered, wait included, before that
+# instance gives up on it ("owner_timeout: it may have been carried out"). Past it: 503, try again.
+JOIN_WAIT = 2.5
+
+
+def join_wait_for(command_timeout: float) -> float:
+    """The join wait for a service whose forwarded actions are given up after ``command_timeout`` seconds."""
+    return min(JOIN_WAIT, command_timeout / 2)
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -84,8 +91,9 @@ def recording_name(pbx: str, linkedid: str, at: datetime) -> str:
 class AsteriskCalls:
     """The CallControl and LiveView ports over every configured Asterisk."""
 
-    def __init__(self, pbxs: list[AsteriskPbx]) -> None:
+    def __init__(self, pbxs: list[AsteriskPbx], *, join_wait: float = JOIN_WAIT) -> None:
         self.pbxs = {p.key: p for p in pbxs}
+        self.join_wait = join_wait  # see JOIN_WAIT
         self.flows = {p.key: CallFlow(p) for p in pbxs}
         self._states = {p.key: p.state for p in pbxs}  # shared with homes: it follows add / remove
         self.homes = ExtensionHomes(self._states)
@@ -139,12 +147,12 @@ class AsteriskCalls:
         if not join.done():
             log.info("event=call_action_waits_for_join call_id=%s linkedid=%s", call_id, call.linkedid)
         try:
-            async with asyncio.timeout(JOIN_WAIT):
+            async with asyncio.timeout(self.join_wait):
                 connected = await asyncio.shield(join)  # shared by every waiting action: a timeout cancels none
         except TimeoutError:
-            log.warning("event=call_action_join_timeout call_id=%s wait=%s", call_id, JOIN_WAIT)
-            raise Unavailable(f"the call is still being connected to the party who answered (after {JOIN_WAIT:g} s):"
-                              " Asterisk is slow to reply; try again shortly") from None
+            log.warning("event=call_action_join_timeout call_id=%s wait=%s", call_id, self.join_wait)
+            raise Unavailable(f"the call is still being connected to the party who answered (after "
+                              f"{self.join_wait:g} s): Asterisk is slow to reply; try again shortly") from None
         if not connected:
             raise Conflict("the call is not connected: the party who answered could not be joined to the caller")
         return self._find(call_id)

@@ -173,9 +173,10 @@ async def test_a_hold_waiting_for_a_join_that_fails_is_told_the_call_is_not_conn
 async def test_a_join_slower_than_the_wait_gives_the_action_a_503_to_retry_not_a_request_held_open(
         world: World, api: tuple[TestClient, dict[str, str]], caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The wait is bounded (``JOIN_WAIT``, shortened here): an Asterisk slower than that gets a 503 saying the call
+    """The wait is bounded (``join_wait``, shortened here): an Asterisk slower than that gets a 503 saying the call
     is still being connected; the join itself goes on, and the same hold sent again then works."""
-    monkeypatch.setattr(service, "JOIN_WAIT", 0.3)
+    assert world.ctx.ports.call_control.join_wait == service.join_wait_for(world.ctx.config.cluster.command_timeout)
+    monkeypatch.setattr(world.ctx.ports.call_control, "join_wait", 0.3)
     hold, release, call_id = await _sent_in_the_join(world, api, caplog, waits=False)
     try:
         reply = await asyncio.wait_for(hold, 5)
@@ -190,3 +191,11 @@ async def test_a_join_slower_than_the_wait_gives_the_action_a_503_to_retry_not_a
     assert again.status == 202, await again.text()
     await eventually(lambda: world.hears(CALLER) == {"moh"}, what="the caller hears music on hold")
     await _nothing_left(world)
+
+
+def test_the_wait_stays_under_half_of_a_forwarded_action_s_timeout() -> None:
+    """An action forwarded from another instance is given up after ``[cluster] command_timeout``: the owner's wait
+    for a join leaves it time to act and answer."""
+    assert service.join_wait_for(5.0) == service.JOIN_WAIT
+    assert service.join_wait_for(60.0) == service.JOIN_WAIT
+    assert service.join_wait_for(2.0) == 1.0
