@@ -48,16 +48,18 @@ async def _shown_answered(client: TestClient, auth: dict[str, str]) -> uuid.UUID
 
 async def _sent_in_the_join(world: World, api: tuple[TestClient, dict[str, str]], caplog: pytest.LogCaptureFixture,
                             action: str = "/hold", body: dict[str, Any] | None = None, *, waits: bool = True,
-                            ) -> tuple[asyncio.Task[ClientResponse], asyncio.Event, uuid.UUID]:
-    """1001 answers a caller of queue ``rr``; the reply to the join's ``addChannel`` is held. Once the live view
-    shows the call answered, ``POST /api/v1/calls/{id}<action>`` is sent; returns that request (checked to be still
-    waiting for the join when ``waits``), the event that lets the join's reply through, and the call's id."""
+                            did: str = "7001") -> tuple[asyncio.Task[ClientResponse], asyncio.Event, uuid.UUID]:
+    """1001 answers a caller of queue ``rr`` (or ``did``: the IVR's choice 2 rings 1003); the reply to the join's
+    ``addChannel`` is held. Once the live view shows the call answered, ``POST /api/v1/calls/{id}<action>`` is
+    sent; returns that request (checked to be still waiting for the join when ``waits``), the event that lets the
+    join's reply through, and the call's id."""
     client, auth = api
     caplog.set_level(logging.INFO, logger="callcenter.ari.service")
     world.sim.phone("1001").answer_after(0.05)
     world.sim.phone("1002").never_answer()
+    world.sim.phone("1003").answer_after(0.05)
     release = world.sim.hold_replies("POST", JOIN)
-    await world.call_in("7001", caller=CALLER)
+    await world.call_in(did, caller=CALLER)
     shown: list[uuid.UUID] = []
 
     async def answered() -> bool:
@@ -123,6 +125,17 @@ async def test_a_hold_sent_as_the_queue_call_shows_answered_waits_for_the_join_a
     assert reply.status == 202, await reply.text()
     await eventually(lambda: world.hears(CALLER) == {"moh"}, what="the caller hears music on hold")
     assert "1001" not in world.hears(CALLER)
+    await _nothing_left(world)
+
+
+async def test_a_hold_sent_as_an_ivr_routed_call_shows_answered_waits_for_that_join_too(
+        world: World, api: tuple[TestClient, dict[str, str]], caplog: pytest.LogCaptureFixture) -> None:
+    hold, release, _call_id = await _sent_in_the_join(world, api, caplog, did="82")  # IVR choice 2: extension 1003
+    release.set()
+    reply = await asyncio.wait_for(hold, 10)
+    assert reply.status == 202, await reply.text()
+    await eventually(lambda: world.hears(CALLER) == {"moh"}, what="the caller hears music on hold")
+    assert "1003" not in world.hears(CALLER)
     await _nothing_left(world)
 
 
