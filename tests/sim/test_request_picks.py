@@ -21,7 +21,8 @@ async def test_a_fault_and_a_held_reply_pick_one_request_by_its_decoded_path(lab
     fault = lab_sim.inject_ari_fault(AriFault("post", decoded, status=503, message="Asterisk is busy"))
     release = lab_sim.hold_replies("Post", decoded)
     url = URL(f"{lab_sim.ari_url}/recordings/live/{RECORDING.replace('/', '%2F')}/stop", encoded=True)
-    async with aiohttp.ClientSession(auth=aiohttp.BasicAuth("lab", "lab")) as http:
+    auth = {"Authorization": aiohttp.encode_basic_auth("lab", "lab")}  # type: ignore[attr-defined]
+    async with aiohttp.ClientSession(headers=auth) as http:
         reply = asyncio.create_task(http.post(url))
         try:
             await eventually(lambda: fault.hits == 1, what="the fault picked the request")
