@@ -192,6 +192,37 @@ async def test_a_restarted_service_keeps_a_dial_take_over_and_ends_it_with_the_c
     await fresh.close()
 
 
+async def test_a_restarted_service_keeps_a_dial_take_over_switched_to_from_listening(office: Office) -> None:
+    """A listening set-up writes nothing into the supervisor's channel: the switch to a take-over writes what its
+    resume needs (the session, the mode, the target), since its bridge then names neither."""
+    from ari_app.monitor.flow import MonitorFlow
+    from ari_app.monitor.service import MonitorService
+
+    linkedid = await inbound_call(office)
+    office.sim.phone("2005").answer_after(0)
+    session_id = await office.port.start(supervisor_extension="2005", target_extension="1001", mode="listen")
+    await eventually(lambda: office.sim.who_hears_whom().get("2005") == {"1001", CUSTOMER})
+    await office.port.switch(session_id, "takeover")
+    await eventually(lambda: taken_over(office), describe=office.sim.who_hears_whom)
+
+    async def switched() -> list[Any]:  # written after the supervisor's variables are set (what resync reads)
+        lines = await office.store.call_events(call_id_for("main", linkedid))
+        return [e for e in lines if e["kind"] == "monitor_mode"]
+
+    await eventually_async(switched, bool)
+    fresh = MonitorService(ari=office.pbx.client, app="callcenter", pbx="main", pool=office.store.pool,
+                           writer=office.pbx.recorder.writer, bus=None)
+    flow = MonitorFlow(fresh)
+    flow.register(office.pbx.stasis)
+    await flow.resync(await office.pbx.client.get("/channels"), await office.pbx.client.get("/bridges"))
+    resumed = fresh.sessions[session_id]
+    assert (resumed.state.value, resumed.supervisor, resumed.target) == ("taken_over", "2005", "1001")
+    assert taken_over(office), "nobody was hung up by the resync"
+    await office.sim.customer(CUSTOMER).hangup()
+    await eventually(lambda: not office.sim.channels() and not office.sim.bridges() and not fresh.sessions)
+    await fresh.close()
+
+
 async def test_without_ami_a_dial_take_over_is_refused_and_the_call_goes_on(office: Office) -> None:
     from callcenter.monitoring import TakeoverUnavailable
 

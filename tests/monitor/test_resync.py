@@ -1,4 +1,5 @@
-"""A restarted service finds its sessions in Asterisk (bridge name + channel variables) and resumes or ends them."""
+"""A restarted service finds its sessions in Asterisk (bridge name, snoop, a switch's mode variable) and resumes or
+ends them."""
 
 from __future__ import annotations
 
