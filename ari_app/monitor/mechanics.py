@@ -201,7 +201,7 @@ class Mechanics:
                 times["bridged"] = time.monotonic()
             in_stasis = started.done()  # as the addChannel is sent: its 422 may come after the StasisStart
             try:
-                await self.add_to_bridge(bridge_id, snoop_id)
+                await self.add_to_bridge(bridge_id, snoop_id, colp=False)
             except AriError as exc:
                 if exc.status != 422 or in_stasis:
                     raise
@@ -209,7 +209,7 @@ class Mechanics:
                 if times is not None:
                     times["early"] = 1.0
                 await asyncio.wait_for(asyncio.shield(started), SNOOP_START_TIMEOUT)
-                await self.add_to_bridge(bridge_id, snoop_id)
+                await self.add_to_bridge(bridge_id, snoop_id, colp=False)
         finally:
             self.waiters.forget(f"start:{snoop_id}")
             if not request.done():
@@ -217,8 +217,16 @@ class Mechanics:
             elif not request.cancelled():
                 request.exception()  # retrieved: the bridging decided
 
-    async def add_to_bridge(self, bridge_id: str, *channel_ids: str) -> None:
-        await self.ari.post(f"/bridges/{bridge_id}/addChannel", channel=",".join(channel_ids))
+    async def add_to_bridge(self, bridge_id: str, *channel_ids: str, colp: bool = True) -> None:
+        """``colp=False`` (``inhibitConnectedLineUpdates``) for a session's own bridge, the supervisor and a snoop:
+        otherwise Asterisk swaps the two channels' caller ids as connected lines once both are in
+        (``bridge_reconfigured_connected_line_update``) — a control frame to each, a ``ChannelConnectedLine`` on ARI
+        and a ``NewConnectedLine`` on AMI per set-up, for nothing anyone reads (a snoop has no caller id)."""
+        if colp:
+            await self.ari.post(f"/bridges/{bridge_id}/addChannel", channel=",".join(channel_ids))
+        else:
+            await self.ari.post(f"/bridges/{bridge_id}/addChannel", channel=",".join(channel_ids),
+                                inhibitConnectedLineUpdates="true")
 
     async def answer(self, channel_id: str) -> None:
         await self.ari.post(f"/channels/{channel_id}/answer")

@@ -266,7 +266,7 @@ class MonitorService:
         channel's own Stasis thread, in either order; a channel answered while bridged is what a bridge does
         itself when a peer answers (``AST_CONTROL_ANSWER``, bridge_channel.c)."""
         await asyncio.shield(bridge)
-        await self.mech.add_to_bridge(bridge_id, sup)
+        await self.mech.add_to_bridge(bridge_id, sup, colp=False)
         times["sup"] = time.monotonic()
 
     async def after_attach(self, session: MonitorSession, call: TargetCall, data: dict[str, Any]) -> None:

@@ -184,8 +184,8 @@ def hold_the_supervisors_join(world: World, supervisor: str = "2005") -> asyncio
     release = asyncio.Event()
     add_to_bridge = world.service.mech.add_to_bridge
 
-    async def held(bridge_id: str, *channel_ids: str) -> None:
-        await add_to_bridge(bridge_id, *channel_ids)
+    async def held(bridge_id: str, *channel_ids: str, colp: bool = True) -> None:
+        await add_to_bridge(bridge_id, *channel_ids, colp=colp)
         if {c.id for c in world.sim.phone(supervisor).channels()} & set(channel_ids):
             await release.wait()
 
