@@ -396,8 +396,9 @@ class BurstCpu:
         if not self.window_ms:
             return "not measured"
         a, s = median(self.asterisk_ms), median(self.service_ms)
+        each = ", ".join(f"{x + y:.1f}" for x, y in zip(self.asterisk_ms, self.service_ms, strict=True))
         return (f"Asterisk {a:.2f} + service {s:.2f} = {a + s:.2f} ms of CPU per set-up (median of "
-                f"{len(self.window_ms)} bursts; burst {median(self.window_ms):.0f} ms)")
+                f"{len(self.window_ms)} bursts: {each}; burst {median(self.window_ms):.0f} ms)")
 
 
 def opened_now(service: RunningService) -> int:
