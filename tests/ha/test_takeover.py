@@ -83,8 +83,8 @@ async def test_a_barging_supervisor_keeps_the_session_and_dtmf_still_switches_af
     await sim.phone("2005").dial("*3321001")
     await eventually(lambda: "2005" in sim.who_hears_whom().get(CUSTOMER, set()), timeout=10,
                      what="the customer hearing the barging supervisor")
-    # killed the moment the audio flows (maybe before the session is written into the supervisor's channel:
-    # the new owner then reads it from the bridge and the snoop, tests/monitor/test_resync_unwritten.py)
+    # killed the moment the audio flows: the new owner reads the session from the bridge and the snoop (nothing is
+    # written into the supervisor's channel at a set-up, tests/monitor/test_resync_from_asterisk.py)
     await take_over(cluster, a, b)
     hears = sim.who_hears_whom()
     assert "2005" in hears.get(CUSTOMER, set()) and "2005" in hears.get("1001", set()), hears
