@@ -29,12 +29,14 @@ much more CPU themselves, so use lower rates (e.g. ``BENCH_REAL_LOAD_RATES=5,10,
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ari_app.model import parse_time
 from bench._support import run_with_postgres
 from bench.real_sipp import (
     AGENT_IP,
@@ -70,6 +72,9 @@ CALL_SECONDS = int(os.environ.get("BENCH_REAL_LOAD_CALL_S", "10"))
 AGENTS = [str(n) for n in range(1101, 1161)]  # DIDs 1101–1160, answered by sipp
 SETTLE_TIMEOUT = 90.0  # rows closed after the last call ended
 RTP = os.environ.get("BENCH_REAL_LOAD_RTP", "") not in ("", "0")
+# Every ARI/AMI event the live state applies, per channel, for a wrong call's diagnosis (costs memory and CPU
+# in the service's process: off unless asked for)
+TRACE = os.environ.get("BENCH_REAL_LOAD_TRACE", "") not in ("", "0")
 _STREAM = '  <nop><action><exec rtp_stream="silence-ulaw.wav,-1,0"/></action></nop>\n'
 
 
@@ -108,7 +113,10 @@ class Step:
     pool_wait_p99: float = float("nan")
     batches: int = 0
     cdr_billsec: list[int] | None = None
-    wrong_ids: list[Any] = field(default_factory=list)
+    wrong_calls: list[tuple[str, Any]] = field(default_factory=list)
+    log_lines: list[tuple[float, int, str]] = field(default_factory=list)
+    asterisk_log: list[str] = field(default_factory=list)
+    ami: dict[str, dict[str, Any]] = field(default_factory=dict)
     timeline: list[str] = field(default_factory=list)
     batch_rows: float = 0.0
     batch_ms: float = 0.0
@@ -126,6 +134,35 @@ class Step:
 def pbxs_of(service: RunningService) -> list[Any]:
     live = service.context.local_ports.live
     return list(getattr(live, "pbxs", {}).values())
+
+
+def ami_health(service: RunningService) -> dict[str, dict[str, Any]]:
+    """Per PBX: AMI logins/reconnects/events and ARI resyncs, the counters a lost connection moves."""
+    out: dict[str, dict[str, Any]] = {}
+    for pbx in pbxs_of(service):
+        watcher = getattr(pbx, "ami", None)
+        ami = watcher.health() if watcher is not None else {}
+        out[pbx.key] = {"ami_reconnects": ami.get("reconnects", 0), "ami_events": ami.get("events", 0),
+                        "ami_last_error": ami.get("last_error", ""), "ari_resyncs": pbx.resyncs,
+                        "late_events_ignored": pbx.state.late_events_ignored}
+    return out
+
+
+def log_size(asterisk: SippAsterisk) -> int:
+    try:
+        return asterisk.log_path.stat().st_size
+    except OSError:
+        return 0
+
+
+def asterisk_log_since(asterisk: SippAsterisk, offset: int) -> list[str]:
+    """Asterisk's messages.log (notice and up) written since ``offset``."""
+    try:
+        with asterisk.log_path.open("rb") as log_file:
+            log_file.seek(offset)
+            return log_file.read().decode(errors="replace").splitlines()
+    except OSError:
+        return []
 
 
 async def rows_of(service: RunningService, prefix: str) -> list[dict[str, Any]]:
@@ -174,21 +211,178 @@ def judge(step: Step, expected: dict[str, str], rows: list[dict[str, Any]], cdr_
             step.wrong += 1
             if len(examples) < 4:
                 examples.append(f"{number} → {ext}: {bad}")
-                step.wrong_ids.append(row["id"])
+                step.wrong_calls.append((number, row["id"]))
         else:
             step.right += 1
     step.examples = examples
 
 
 class Cdrs:
-    """Asterisk's answered CDRs (AMI ``Cdr`` events): caller number → (destination, billable seconds)."""
+    """Asterisk's answered CDRs (AMI ``Cdr`` events): caller number → (destination, billable seconds); ``whole``
+    keeps each caller's last CDR as Asterisk sent it (its channels and UniqueID, for a wrong call's diagnosis)."""
 
     def __init__(self) -> None:
         self.billsec: dict[str, tuple[str, int]] = {}
+        self.whole: dict[str, dict[str, str]] = {}
 
     def on_event(self, _at: float, ev: dict[str, str]) -> None:
-        if ev.get("Event") == "Cdr" and ev.get("Disposition") == "ANSWERED":
+        if ev.get("Event") != "Cdr":
+            return
+        if ev.get("Disposition") == "ANSWERED" or ev.get("Source", "") not in self.whole:
+            self.whole[ev.get("Source", "")] = dict(ev)
+        if ev.get("Disposition") == "ANSWERED":
             self.billsec[ev.get("Source", "")] = (ev.get("Destination", ""), int(ev.get("BillableSeconds", "0")))
+
+
+class ServiceLog(logging.Handler):
+    """The service's own log lines (it runs in this process), INFO and up, with the time each was made: what it
+    said about a call the judge found wrong (a hook that failed, an AMI reconnect, an ARI resync…). Warnings still
+    reach the root handlers as before; INFO is kept here only."""
+
+    LOGGERS = ("callcenter", "agi_scripts", "panoramisk")
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[tuple[float, int, str]] = []
+        self.saved: dict[str, tuple[int, bool]] = {}
+
+    def install(self) -> None:
+        for name in self.LOGGERS:
+            logger = logging.getLogger(name)
+            self.saved[name] = logger.level, logger.propagate
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+            logger.addHandler(self)
+
+    def uninstall(self) -> None:
+        for name, (level, propagate) in self.saved.items():
+            logger = logging.getLogger(name)
+            logger.removeHandler(self)
+            logger.level, logger.propagate = level, propagate
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            logging.getLogger().handle(record)
+        try:
+            text = f"{record.levelname.lower()} {record.name} {record.getMessage()}"
+            if record.exc_info:
+                text += " " + logging.Formatter().formatException(record.exc_info).replace("\n", " | ")
+        except Exception as exc:  # a line that cannot be formatted is still a line
+            text = f"{record.levelname.lower()} {record.name} (unformattable: {exc!r})"
+        self.lines.append((record.created, record.levelno, text))
+
+    def since(self, start: float) -> list[tuple[float, int, str]]:
+        return [line for line in self.lines if line[0] >= start]
+
+
+class EventTrace:
+    """What the live state was told about each channel (``BENCH_REAL_LOAD_TRACE=1``): feed, type, the event's
+    time, the channel's creation time and linkedid as the event gave them, and what the state made of the
+    channel right after (its call's linkedid, the leg's created_at), by wrapping the transitions' entry point."""
+
+    def __init__(self) -> None:
+        self.lines: dict[str, list[str]] = {}
+        self._saved: Any = None
+        self.created: dict[str, tuple[float | None, float | None]] = {}  # channel → (ARI creationtime, AMI stamp)
+
+    def install(self) -> None:
+        import ari_app.pbx as pbx_module
+
+        self._saved = apply = pbx_module.apply_event
+
+        def traced(state: Any, event: dict[str, Any]) -> Any:
+            effects = apply(state, event)
+            try:
+                self.note(state, event, effects)
+            except Exception as exc:  # the trace must never change what the service does
+                self.lines.setdefault("?", []).append(f"trace failed: {exc!r}")
+            return effects
+
+        pbx_module.apply_event = traced  # type: ignore[attr-defined]
+
+    def uninstall(self) -> None:
+        if self._saved is not None:
+            import ari_app.pbx as pbx_module
+
+            pbx_module.apply_event = self._saved  # type: ignore[attr-defined]
+
+    def note(self, state: Any, event: dict[str, Any], effects: list[Any]) -> None:
+        channels = [event.get(k) for k in ("channel", "caller", "peer")]
+        for role, channel in zip(("channel", "caller", "peer"), channels, strict=True):
+            if not isinstance(channel, dict) or not channel.get("id"):
+                continue
+            cid = str(channel["id"])
+            call = state.call_of_channel(cid)
+            leg = call.legs.get(cid) if call is not None else None
+            made = (f"→ call {call.linkedid} leg created {leg.created_at:%H:%M:%S.%f} ext={leg.extension!r} "
+                    f"trunk={leg.trunk!r} number={leg.number!r}" if leg is not None else "→ no leg")
+            line = (f"{stamp(time.time())} {event.get('_via', 'ari')} {event.get('type')} {role} {cid} "
+                    f"{channel.get('name', '')} state={channel.get('state', '')} ts={event.get('timestamp')} "
+                    f"created={channel.get('creationtime')} linkedid={channel.get('linkedid')!r} {made} "
+                    f"effects={[type(e).__name__ for e in effects]}")
+            self.lines.setdefault(cid, []).append(line)
+            self.lines.setdefault(str(channel.get("name", "")), []).append(line)
+            if event.get("type") == "ChannelCreated":
+                ari, ami = self.created.get(cid, (None, None))
+                if channel.get("creationtime"):
+                    ari = parse_time(channel["creationtime"]).timestamp()
+                else:
+                    ami = parse_time(event.get("timestamp")).timestamp()
+                self.created[cid] = (ari, ami)
+
+    def stamp_lags(self) -> list[float]:
+        """Per channel both feeds announced: AMI's Newchannel stamp minus ARI's creationtime, seconds."""
+        return [ami - ari for ari, ami in self.created.values() if ari is not None and ami is not None]
+
+
+def stamp(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(at)) + f".{int(at * 1e6) % 1_000_000:06d}"
+
+
+async def explain(service: RunningService, number: str, cdr: dict[str, str] | None, ids: list[Any],
+                  log_lines: list[tuple[float, int, str]], asterisk_log: list[str],
+                  trace: EventTrace | None = None) -> list[str]:
+    """Everything the store, the service and Asterisk hold about one call the judge found missing or wrong, in
+    full: the rows of every call id that names the caller (a timeline line, a tag) or Asterisk's ids of it (the
+    CDR's UniqueID: the caller's channel, whose id is the call's linkedid), every row sharing their
+    linkedid/source_id, each row's whole timeline, the call keys, and the log lines naming any of those ids."""
+    out: list[str] = [f"call {number}: Asterisk's CDR {cdr if cdr else '(none)'}"]
+    asterisk_ids = {v for k, v in (cdr or {}).items() if k in ("UniqueID", "Uniqueid", "LinkedID", "Linkedid") and v}
+    async with service.context.store.pool.acquire() as conn:
+        naming = await conn.fetch("SELECT DISTINCT call_id FROM call_events WHERE data::text LIKE $1",
+                                  f"%{number}%")
+        found = {*ids, *(r["call_id"] for r in naming)}
+        rows = await conn.fetch(
+            "SELECT * FROM calls WHERE id = ANY($1::uuid[]) OR caller_raw = $2 OR source_id = ANY($3::text[])"
+            " OR linkedid = ANY($3::text[]) OR uniqueid = ANY($3::text[])",
+            list(found), number, list(asterisk_ids))
+        linked = {str(r[k]) for r in rows for k in ("linkedid", "source_id", "uniqueid") if r[k]}
+        rows = await conn.fetch(
+            "SELECT * FROM calls WHERE id = ANY($1::uuid[]) OR caller_raw = $2 OR source_id = ANY($3::text[])"
+            " OR linkedid = ANY($3::text[]) OR uniqueid = ANY($3::text[]) ORDER BY started_at",
+            list(found | {r["id"] for r in rows}), number, list(asterisk_ids | linked))
+        all_ids = [r["id"] for r in rows]
+        keys = await conn.fetch("SELECT * FROM call_keys WHERE call_id = ANY($1::uuid[])"
+                                " OR source_id = ANY($2::text[])", all_ids, list(asterisk_ids | linked))
+        lines = await conn.fetch("SELECT * FROM call_events WHERE call_id = ANY($1::uuid[]) ORDER BY at, id", all_ids)
+    out += [f"row {dict(r)}" for r in rows] or ["no row names it"]
+    out += [f"call key {dict(k)}" for k in keys]
+    out += [f"{e['at']:%H:%M:%S.%f} {str(e['call_id'])[:8]} {e['kind']} ({e['source']}) key={e['dedupe_key']} "
+            f"{e['data']}" for e in lines] or ["no timeline line"]
+    names = {number, *asterisk_ids, *linked, *(str(i) for i in all_ids)}
+    names.discard("")
+    out += [f"service log {stamp(at)} {text}" for at, _, text in log_lines if any(n in text for n in names)]
+    out += [f"asterisk log {line}" for line in asterisk_log if any(n in line for n in names)]
+    if trace is not None:
+        channels = [c for c in dict.fromkeys([*names, *((cdr or {}).get(k, "") for k in ("Channel",
+                                                                                       "DestinationChannel"))]) if c]
+        seen: set[str] = set()
+        for channel in channels:
+            for line in trace.lines.get(channel, []):
+                if line not in seen:
+                    seen.add(line)
+                    out.append(f"event {line}")
+    return out
 
 
 async def _true(value: bool) -> bool:
@@ -196,7 +390,8 @@ async def _true(value: bool) -> bool:
 
 
 async def run_step(index: int, rate: int, service: RunningService, asterisk: SippAsterisk, agents_sipp: Sipp,
-                   agi: AgiTimer, work: Path, pg_pid: int | None, cdrs: Cdrs, probe: StoreProbe) -> Step:
+                   agi: AgiTimer, work: Path, pg_pid: int | None, cdrs: Cdrs, probe: StoreProbe,
+                   service_log: ServiceLog, trace: EventTrace | None = None) -> Step:
     step = Step(rate)
     count = rate * PLACE_SECONDS
     prefix = f"5{index + 1:02d}"
@@ -223,6 +418,9 @@ async def run_step(index: int, rate: int, service: RunningService, asterisk: Sip
             cpu.mark()
     busy0, total0 = machine_busy()
     started = time.monotonic()
+    started_wall = time.time()
+    health0 = ami_health(service)
+    asterisk_log_at = log_size(asterisk)
     await caller.start()
     assert caller.proc is not None
     caller_cpu = Cpu(caller.proc.pid)
@@ -273,26 +471,23 @@ async def run_step(index: int, rate: int, service: RunningService, asterisk: Sip
     cdr_billsec = {src: sec for src, (dst, sec) in cdrs.billsec.items() if expected.get(src) == dst}
     step.cdr_billsec = sorted(cdr_billsec.values())
     judge(step, expected, await rows_of(service, prefix), cdr_billsec)
-    if step.missing_numbers:  # where the first missing call went: a row under other numbers, timeline lines
-        number = step.missing_numbers[0]
-        async with service.context.store.pool.acquire() as conn:
-            lines = await conn.fetch("SELECT call_id, at, kind, source, data FROM call_events"
-                                     " WHERE data::text LIKE $1 ORDER BY at, id", f"%{number}%")
-            ids = list({line["call_id"] for line in lines})
-            rows = await conn.fetch("SELECT id, started_at, source, source_id, caller_raw, callee_raw, extension,"
-                                    " direction, status, billsec, tags FROM calls WHERE id = ANY($1::uuid[])"
-                                    " OR search_text LIKE $2 OR tags::text LIKE $2", ids, f"%{number}%")
-        step.timeline += [f"missing {number}: row {dict(r)}" for r in rows] or [f"missing {number}: no row at all"]
-        step.timeline += [f"{e['at']:%H:%M:%S.%f} {str(e['call_id'])[:8]} {e['kind']} ({e['source']}) "
-                          f"{str(e['data'])[:120]}" for e in lines] or [f"missing {number}: no timeline line"]
-    if step.wrong_ids:  # what each source said about the first wrong call, to see which one is off
-        async with service.context.store.pool.acquire() as conn:
-            found = await conn.fetch("SELECT at, kind, source, data FROM call_events WHERE call_id = $1"
-                                     " ORDER BY at, id", step.wrong_ids[0])
-            row = await conn.fetchrow("SELECT started_at, answered_at, ended_at, billsec, source FROM calls"
-                                      " WHERE id = $1", step.wrong_ids[0])
-        step.timeline += [f"row {dict(row) if row else None}"] + [
-            f"{e['at']:%H:%M:%S.%f} {e['kind']} ({e['source']}) {str(e['data'])[:120]}" for e in found]
+    step.log_lines = service_log.since(started_wall)
+    step.asterisk_log = asterisk_log_since(asterisk, asterisk_log_at)
+    step.ami = {key: {k: after.get(k, 0) - health0.get(key, {}).get(k, 0) if isinstance(after.get(k), int) else
+                      after.get(k) for k in after} for key, after in ami_health(service).items()}
+    suspects = [(number, []) for number in step.missing_numbers[:2]] + [
+        (number, [row_id]) for number, row_id in step.wrong_calls[:2]]
+    for number, ids in suspects:  # where each went: its rows, their timelines, what the service logged
+        step.timeline += await explain(service, number, cdrs.whole.get(number), ids, step.log_lines,
+                                       step.asterisk_log, trace)
+    if trace is not None:
+        lags = trace.stamp_lags()
+        trace.created.clear()
+        if lags:
+            step.timeline.append(
+                f"AMI Newchannel stamped after ARI's creationtime, {len(lags)} channels: p50 "
+                f"{quantile(lags, 0.5) * 1000:.0f} ms, p99 {quantile(lags, 0.99) * 1000:.0f} ms, max "
+                f"{max(lags) * 1000:.0f} ms, min {min(lags) * 1000:.0f} ms")
     step.agi_n = len(agi.samples)
     step.agi_p50, step.agi_p99 = quantile(agi.samples, 0.5) * 1000, quantile(agi.samples, 0.99) * 1000
     latencies = [x for rec in recorders for x in rec.latencies]
@@ -321,8 +516,19 @@ def report(step: Step) -> None:
               f"(sipp hangs up {CALL_SECONDS} s after its ACK); {len(cdr)} answered CDRs")
     for line in step.examples or []:
         print(f"        {line}")
-    for line in step.timeline:
-        print(f"          {line[:220]}")
+    for line in step.timeline:  # in full: a diagnosis cut short hides what it is for
+        print(f"          {line}")
+    warnings = [text for _, level, text in step.log_lines if level >= logging.WARNING]
+    if warnings or any(h.get("ami_reconnects") or h.get("ari_resyncs") for h in step.ami.values()):
+        print(f"      service: {len(warnings)} warnings/errors in its log; "
+              + "; ".join(f"{key} {health}" for key, health in step.ami.items()))
+        for text in warnings[:10]:
+            print(f"        {text}")
+    noisy = [line for line in step.asterisk_log if " WARNING[" in line or " ERROR[" in line]
+    if noisy:
+        print(f"      Asterisk: {len(noisy)} warnings/errors in its log, e.g.:")
+        for line in noisy[:10]:
+            print(f"        {line}")
     for line in step.sipp_errors or []:
         print(f"        sipp: {line[:160]}")
     print(f"      FastAGI ({step.agi_n} requests) p50 {step.agi_p50:.1f} ms, p99 {step.agi_p99:.1f} ms "
@@ -353,6 +559,11 @@ async def run(dsn: str, work: Path, prefix: Path) -> list[Step]:
     asterisk.write_configs()
     agi = AgiTimer()
     agi.install()
+    service_log = ServiceLog()
+    service_log.install()
+    trace = EventTrace() if TRACE else None
+    if trace is not None:
+        trace.install()
     await asterisk.start()
     service: RunningService | None = None
     steps: list[Step] = []
@@ -374,7 +585,8 @@ async def run(dsn: str, work: Path, prefix: Path) -> list[Step]:
               f"{'RTP both ways (G.711, 50 packets/s each side)' if RTP else 'no RTP'} (see the module's docstring); "
               f"{os.cpu_count()} CPUs", flush=True)
         for index, rate in enumerate(RATES):
-            step = await run_step(index, rate, service, asterisk, agents_sipp, agi, work, pg_pid, cdrs, probe)
+            step = await run_step(index, rate, service, asterisk, agents_sipp, agi, work, pg_pid, cdrs, probe,
+                                  service_log, trace)
             report(step)
             steps.append(step)
             if step.failed or step.placed < rate * PLACE_SECONDS:
@@ -394,6 +606,9 @@ async def run(dsn: str, work: Path, prefix: Path) -> list[Step]:
         if service is not None:
             await service.stop()
         agi.uninstall()
+        service_log.uninstall()
+        if trace is not None:
+            trace.uninstall()
         await asterisk.stop()
         asterisk.kill()
     return steps
