@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -74,6 +75,9 @@ class Leg:
     hangup_requested_at: datetime | None = None  # its first ChannelHangupRequest: the end, whatever runs after
     hangup_cause: str = ""       # from its ChannelHangupRequest, for a leg whose end is its StasisEnd
     cause_guessed: bool = False  # the request was ours (soft, 32): Asterisk's final word may still come
+    # created_at is ARI's ``creationtime`` (the creation itself), not an AMI event's stamp (when Asterisk's manager
+    # thread wrote the event, which lags the creation under load: up to 73 ms in bench real_load at 50 calls/s)
+    created_exact: bool = True
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "state": self.state, "role": self.role,
@@ -121,6 +125,15 @@ class LiveCall:
 
     def live_legs(self) -> list[Leg]:
         return [leg for leg in self.legs.values() if not leg.gone]
+
+    def in_order(self, legs: Iterable[Leg]) -> list[Leg]:
+        """``legs``, the channel that started the call first, then the others as they were created.
+
+        The linkedid is the id of the call's first channel (Asterisk hands it down to every channel dialled or
+        bridged from there): that channel leads whatever the feeds' clocks say. With ARI and AMI both feeding
+        the state, a leg's ``created_at`` can come from either (see ``Leg.created_exact``), and an AMI stamp of
+        the caller's channel can be later than ARI's creation time of the agent's phone it dialled."""
+        return sorted(legs, key=lambda leg: (leg.id != self.linkedid, leg.created_at))
 
     def status(self) -> CallStatus:
         if self.ended_at is None:

@@ -134,7 +134,7 @@ class LiveState:
         """Direction, extension and trunk from the legs: trunk first → inbound; phone to trunk → outbound."""
         if (call.owned and call.direction != Direction.UNKNOWN) or call.kind == "monitoring":
             return
-        legs = sorted(call.legs.values(), key=lambda leg: leg.created_at)
+        legs = call.in_order(call.legs.values())
         real = [leg for leg in legs if leg.tech != "Local" and leg.role != "snoop"]
         if not real:
             return
@@ -257,6 +257,10 @@ class LiveState:
         if call is not None and cid in call.legs:
             leg = call.legs[cid]
             self._refresh_leg(leg, channel)
+            if not leg.created_exact and channel.get("creationtime"):  # ARI's word on a leg AMI made first
+                leg.created_exact = True
+                leg.created_at = min(leg.created_at, parse_time(channel["creationtime"]))
+                call.started_at = min(call.started_at, leg.created_at)
             return call, leg
         name = str(channel.get("name", ""))
         linkedid = self.channel_call.get(cid) or str(channel.get("linkedid") or "")
@@ -270,7 +274,7 @@ class LiveState:
         tech, resource = channel_endpoint(name)
         caller = channel.get("caller") or {}
         leg = Leg(cid, name, tech, resource, str(channel.get("state", "")), str(caller.get("number", "")),
-                  str(caller.get("name", "")), "", created)
+                  str(caller.get("name", "")), "", created, created_exact=bool(channel.get("creationtime")))
         self._refresh_leg(leg, channel)
         if tech == "Snoop":
             leg.role = "snoop"

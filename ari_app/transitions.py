@@ -139,7 +139,7 @@ def caller_gave_up(call: LiveCall, leg: Leg) -> bool:
     """The calling side hung up while the rest only rang: the call is over even before the cancels arrive."""
     if call.owned or leg.tech == "Local":
         return False
-    real = sorted((x for x in call.legs.values() if x.tech not in ("Local", "Snoop")), key=lambda x: x.created_at)
+    real = call.in_order(x for x in call.legs.values() if x.tech not in ("Local", "Snoop"))
     return bool(real) and real[0] is leg and not any(x.state == "Up" for x in call.live_legs())
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ari_app.ami import translate
 from ari_app.model import Publish, WriteCall, WriteEvent, channel_endpoint, local_partner, parse_time
 from ari_app.tracker import LiveState
 from ari_app.transitions import apply
@@ -92,6 +93,85 @@ def test_inbound_ring_answer_hangup_makes_one_answered_inbound_call() -> None:
     assert kinds == ["ring", "answer", "hangup"]
     replay(state, [{"type": "ChannelDestroyed", "channel": trunk, "cause": 16}])  # a duplicate changes nothing
     assert state.calls == {}
+
+
+def _ami(event: str, uniqueid: str, channel: str, number: str, exten: str, stamp: float,
+         **more: str) -> dict[str, Any]:
+    """One AMI event as the watcher hands it on (``translate``d, marked as AMI's)."""
+    fields = {"Event": event, "Uniqueid": uniqueid, "Linkedid": "1796537403.1495", "Channel": channel,
+              "ChannelState": "4", "CallerIDNum": number, "CallerIDName": "", "Context": "from-trunk",
+              "Exten": exten, "Timestamp": f"{stamp:.6f}", **more}
+    translated = translate(fields)
+    assert translated is not None
+    return translated | {"_via": "ami"}
+
+
+def test_an_inbound_call_stays_inbound_when_ami_stamps_the_callers_channel_after_ari_saw_the_agents() -> None:
+    """bench real_load at 50 calls/s: one row in 750 said ``outbound``, caller ``1129`` (the agent).
+
+    AMI's ``Timestamp`` is when Asterisk's manager thread wrote the event, which lags the channel's creation
+    under load (up to 73 ms in the bench), while ARI's ``creationtime`` is the creation itself. So the caller's
+    channel, first seen through AMI, looked younger than the agent's, first seen through ARI 40 ms after the
+    caller's: the agent's phone was taken for the one that called. The call's linkedid is its first channel's
+    id, whatever either feed's clock says."""
+    state = LiveState("lab", PLAN)
+    caller_id, agent_id = "1796537403.1495", "1796537403.1498"
+    created = 1796537403.700  # the caller's channel; the agent's is dialled 40 ms later, after the tagging AGI
+    trunk_ari = {"id": caller_id, "name": "PJSIP/trunk-000005d7", "state": "Ring",
+                 "caller": {"name": "", "number": "0521234567"}, "dialplan": {"context": "from-trunk", "exten": "1129"},
+                 "creationtime": "2026-12-06T06:10:03.700+0000"}
+    agent_ari = {"id": agent_id, "name": "PJSIP/1129-000005da", "state": "Down",
+                 "caller": {"name": "", "number": "1129"}, "dialplan": {"context": "from-trunk", "exten": "1129"},
+                 "creationtime": "2026-12-06T06:10:03.740+0000"}
+    dial = {"DestUniqueid": agent_id, "DestLinkedid": caller_id, "DestChannel": "PJSIP/1129-000005da",
+            "DestChannelState": "0", "DestCallerIDNum": "1129", "DestExten": "1129", "DialString": "1129"}
+    effects = replay(state, [
+        _ami("Newchannel", caller_id, "PJSIP/trunk-000005d7", "0521234567", "1129", created + 0.060),
+        {"type": "ChannelCreated", "channel": agent_ari, "timestamp": "2026-12-06T06:10:03.740+0000"},
+        {"type": "ChannelCreated", "channel": trunk_ari, "timestamp": "2026-12-06T06:10:03.700+0000"},
+        _ami("Newchannel", agent_id, "PJSIP/1129-000005da", "1129", "1129", created + 0.070, ChannelState="0"),
+        _ami("DialBegin", caller_id, "PJSIP/trunk-000005d7", "0521234567", "1129", created + 0.075, **dial),
+        _ami("DialEnd", caller_id, "PJSIP/trunk-000005d7", "0521234567", "1129", created + 0.350,
+             DialStatus="ANSWER", **(dial | {"DestChannelState": "6"})),
+        _ami("Hangup", caller_id, "PJSIP/trunk-000005d7", "0521234567", "1129", created + 10.35, ChannelState="6",
+             Cause="16", **{"Cause-txt": "Normal Clearing"}),
+        _ami("Hangup", agent_id, "PJSIP/1129-000005da", "1129", "1129", created + 10.36, ChannelState="6",
+             Cause="16", **{"Cause-txt": "Normal Clearing"}),
+    ])
+    rows = [e.record for e in effects if isinstance(e, WriteCall)]
+    assert rows and {r.source_id for r in rows} == {caller_id}
+    for row in rows:  # every write of the row, not only the last: each one overwrites the one before
+        assert (row.direction, row.caller_raw, row.caller, row.callee_raw, row.extension, row.trunk) == (
+            Direction.INBOUND, "0521234567", "+972521234567", "1129", "1129", "trunk")
+    assert str(rows[-1].status) == "answered" and rows[-1].billsec == 10
+    assert rows[-1].started_at == parse_time(trunk_ari["creationtime"])  # the creation, not AMI's late stamp
+    assert state.calls == {}
+
+
+def test_the_channel_that_started_the_call_is_its_caller_even_first_seen_with_the_phone_it_dialled() -> None:
+    """AMI's events of a call whose start it missed (its connection came back as the call was dialling): the
+    caller's channel and the agent's phone are both first seen in one ``DialBegin``, at one time. The call's
+    linkedid names the channel that started it, so it is the caller whatever the order of first sight."""
+    state = LiveState("lab", PLAN)
+    caller_id, agent_id = "1796537403.1495", "1796537403.1498"
+    dial = {"DestUniqueid": agent_id, "DestLinkedid": caller_id, "DestChannel": "PJSIP/1129-000005da",
+            "DestChannelState": "0", "DestCallerIDNum": "1129", "DestExten": "1129", "DialString": "1129"}
+    at = 1796537403.775
+    effects = replay(state, [
+        _ami("DialBegin", caller_id, "PJSIP/trunk-000005d7", "0521234567", "1129", at, **dial),
+        _ami("DialEnd", caller_id, "PJSIP/trunk-000005d7", "0521234567", "1129", at + 0.3,
+             DialStatus="ANSWER", **(dial | {"DestChannelState": "6"})),
+        _ami("Hangup", caller_id, "PJSIP/trunk-000005d7", "0521234567", "1129", at + 10.3, ChannelState="6",
+             Cause="16", **{"Cause-txt": "Normal Clearing"}),
+        _ami("Hangup", agent_id, "PJSIP/1129-000005da", "1129", "1129", at + 10.3, ChannelState="6",
+             Cause="16", **{"Cause-txt": "Normal Clearing"}),
+    ])
+    rows = [e.record for e in effects if isinstance(e, WriteCall)]
+    assert rows and {r.source_id for r in rows} == {caller_id}
+    for row in rows:
+        assert (row.direction, row.caller_raw, row.extension, row.trunk) == (Direction.INBOUND, "0521234567",
+                                                                            "1129", "trunk")
+    assert str(rows[-1].status) == "answered" and rows[-1].billsec == 10
 
 
 def test_a_late_bridge_leave_after_the_call_ended_does_not_reopen_it() -> None:
