@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,10 +82,14 @@ class AgiExchange:
 
 
 async def fastagi_call(port: int, env: str | bytes, replies: Replier | None = None, *,
-                       timeout: float = 5.0) -> AgiExchange:
-    """Be Asterisk for one FastAGI request over a real socket: send ``env``, answer each command."""
+                       timeout: float = 5.0, sock: socket.socket | None = None) -> AgiExchange:
+    """Be Asterisk for one FastAGI request over a real socket (``sock``: one already connected): send ``env``,
+    answer each command."""
     replies = replies or default_replies()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    if sock is not None:
+        reader, writer = await asyncio.open_connection(sock=sock)
+    else:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
     exchange = AgiExchange()
     try:
         writer.write(env.encode() if isinstance(env, str) else env)

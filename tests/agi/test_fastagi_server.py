@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -389,6 +390,32 @@ async def test_many_concurrent_requests_are_all_served(fastagi) -> None:
     results = await asyncio.gather(*(agi(fastagi.server, e) for e in envs))
     assert all(r.set_variables()["CC_DIRECTION"] == "internal" for r in results)
     assert len(await calls_rows(fastagi.store)) == 50 and fastagi.server.stats.requests == 50
+
+
+async def test_a_burst_of_hook_connections_while_the_service_is_busy_is_served_whole(fastagi) -> None:
+    """Asterisk gives a FastAGI connection 2 s to be accepted (``MAX_AGI_CONNECT``); while our event loop is busy
+    the kernel queues the connections, up to the listen backlog, and drops the rest's handshakes: that hook is
+    lost. bench real_load saw it when 500 calls hung up at once (``FastAGI connection … timed out``, no
+    ``agi_end``). A burst of 300 while the loop accepts nothing: every one connects, every one is served."""
+    burst = 300
+    connected: list[socket.socket] = []
+    try:
+        for _ in range(burst):  # blocking connects: the event loop runs nothing meanwhile, nobody accepts
+            try:
+                connected.append(socket.create_connection(("127.0.0.1", fastagi.server.port), timeout=0.5))
+            except OSError:  # the handshake was dropped: the kernel's queue for this listener is full
+                break
+        assert len(connected) == burst
+        envs = [env_text(f"tag-internal?pbx=main&linkedid=1764099785.{n}", uniqueid=f"1764099785.{n}",
+                         callerid="1001", extension="1002") for n in range(burst)]
+        results = await asyncio.gather(*(fastagi_call(fastagi.server.port, env, sock=sock)
+                                         for env, sock in zip(envs, connected, strict=True)))
+    finally:
+        for sock in connected:
+            sock.close()
+    assert all(r.set_variables()["CC_DIRECTION"] == "internal" for r in results)
+    await fastagi.server.idle()
+    assert len(await calls_rows(fastagi.store)) == burst and fastagi.server.stats.requests == burst
 
 
 class SlowWriter:
