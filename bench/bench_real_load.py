@@ -482,7 +482,9 @@ async def run_step(index: int, rate: int, service: RunningService, asterisk: Sip
                                        step.asterisk_log, trace)
     if trace is not None:
         lags = trace.stamp_lags()
+        step.timeline += trace.lines.get("?", [])[:3]  # the trace's own failures, if any
         trace.created.clear()
+        trace.lines.clear()
         if lags:
             step.timeline.append(
                 f"AMI Newchannel stamped after ARI's creationtime, {len(lags)} channels: p50 "
