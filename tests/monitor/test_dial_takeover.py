@@ -17,6 +17,7 @@ import pytest
 from ari_app import component
 from ari_app.calls.service import AsteriskCalls
 from ari_app.monitor.control import MonitorPort
+from ari_app.monitor.service import MonitorService
 from ari_app.pbx import AsteriskPbx
 from asterisk_sim.simulator import SimConfig, Simulator
 from callcenter.bus import EventBus
@@ -164,26 +165,34 @@ async def test_take_over_an_outbound_dial_call_the_agent_made_through_the_trunk(
     assert lines == [("monitor_start", "listen"), ("monitor_mode", "takeover"), ("monitor_stop", "takeover")]
 
 
-async def test_a_restarted_service_keeps_a_dial_take_over_and_ends_it_with_the_call(office: Office) -> None:
+async def written(office: Office, linkedid: str, kind: str) -> None:
+    """The call's timeline has a ``kind`` line: written after the supervisor's variables are set (what a resync
+    reads)."""
+    async def lines() -> list[Any]:
+        return [e for e in await office.store.call_events(call_id_for("main", linkedid)) if e["kind"] == kind]
+
+    await eventually_async(lines, bool)
+
+
+async def restarted(office: Office) -> MonitorService:
+    """A fresh monitor service (as after a restart) takes over the Stasis app's flows and resyncs from Asterisk."""
     from ari_app.monitor.flow import MonitorFlow
-    from ari_app.monitor.service import MonitorService
 
-    linkedid = await inbound_call(office)
-    await office.sim.phone("2005").dial("*3381001")
-    await eventually(lambda: taken_over(office))
-    session_id = office.port.active()[0]["session_id"]
-
-    async def started() -> list[Any]:  # written after the supervisor's variables are set (what resync reads)
-        lines = await office.store.call_events(call_id_for("main", linkedid))
-        return [e for e in lines if e["kind"] == "monitor_start"]
-
-    await eventually_async(started, bool)
-    # a fresh monitor service (as after a restart) takes over the Stasis app's flows and resyncs
     fresh = MonitorService(ari=office.pbx.client, app="callcenter", pbx="main", pool=office.store.pool,
                            writer=office.pbx.recorder.writer, bus=None)
     flow = MonitorFlow(fresh)
     flow.register(office.pbx.stasis)
     await flow.resync(await office.pbx.client.get("/channels"), await office.pbx.client.get("/bridges"))
+    return fresh
+
+
+async def test_a_restarted_service_keeps_a_dial_take_over_and_ends_it_with_the_call(office: Office) -> None:
+    linkedid = await inbound_call(office)
+    await office.sim.phone("2005").dial("*3381001")
+    await eventually(lambda: taken_over(office))
+    session_id = office.port.active()[0]["session_id"]
+    await written(office, linkedid, "monitor_start")
+    fresh = await restarted(office)
     resumed = fresh.sessions[session_id]
     assert (resumed.state.value, resumed.supervisor, resumed.target) == ("taken_over", "2005", "1001")
     assert resumed.takeover_peers == (linkedid,) and taken_over(office), "nobody was hung up by the resync"
@@ -195,26 +204,14 @@ async def test_a_restarted_service_keeps_a_dial_take_over_and_ends_it_with_the_c
 async def test_a_restarted_service_keeps_a_dial_take_over_switched_to_from_listening(office: Office) -> None:
     """A listening set-up writes nothing into the supervisor's channel: the switch to a take-over writes what its
     resume needs (the session, the mode, the target), since its bridge then names neither."""
-    from ari_app.monitor.flow import MonitorFlow
-    from ari_app.monitor.service import MonitorService
-
     linkedid = await inbound_call(office)
     office.sim.phone("2005").answer_after(0)
     session_id = await office.port.start(supervisor_extension="2005", target_extension="1001", mode="listen")
     await eventually(lambda: office.sim.who_hears_whom().get("2005") == {"1001", CUSTOMER})
     await office.port.switch(session_id, "takeover")
     await eventually(lambda: taken_over(office), describe=office.sim.who_hears_whom)
-
-    async def switched() -> list[Any]:  # written after the supervisor's variables are set (what resync reads)
-        lines = await office.store.call_events(call_id_for("main", linkedid))
-        return [e for e in lines if e["kind"] == "monitor_mode"]
-
-    await eventually_async(switched, bool)
-    fresh = MonitorService(ari=office.pbx.client, app="callcenter", pbx="main", pool=office.store.pool,
-                           writer=office.pbx.recorder.writer, bus=None)
-    flow = MonitorFlow(fresh)
-    flow.register(office.pbx.stasis)
-    await flow.resync(await office.pbx.client.get("/channels"), await office.pbx.client.get("/bridges"))
+    await written(office, linkedid, "monitor_mode")
+    fresh = await restarted(office)
     resumed = fresh.sessions[session_id]
     assert (resumed.state.value, resumed.supervisor, resumed.target) == ("taken_over", "2005", "1001")
     assert taken_over(office), "nobody was hung up by the resync"
