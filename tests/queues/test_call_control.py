@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 from .conftest import World, eventually
 
 CALLER = "+972541112233"
 
 
-async def test_completing_an_attended_transfer_of_a_queue_call_leaves_the_caller_with_the_target(
-        world: World) -> None:
+async def answered_by_1001(world: World) -> tuple[str, uuid.UUID]:
+    """A caller of queue 7000 answered by agent 1001 (1002 rings on), the call ours to control: (channel, call id)."""
     world.sim.phone("1001").answer_after(0.05)
     world.sim.phone("1002").never_answer()
     channel = await world.call_in("7000")
@@ -19,7 +21,12 @@ async def test_completing_an_attended_transfer_of_a_queue_call_leaves_the_caller
         return call is not None and call.owned and bool(call.bridge)
 
     await eventually(controllable, what="the answered queue call is ours to control")
-    call_id = world.call_id(channel)
+    return channel, world.call_id(channel)
+
+
+async def test_completing_an_attended_transfer_of_a_queue_call_leaves_the_caller_with_the_target(
+        world: World) -> None:
+    channel, call_id = await answered_by_1001(world)
     calls = world.ctx.ports.call_control
     world.sim.phone("1003").answer_after(0.05)
 
@@ -43,13 +50,7 @@ async def test_completing_an_attended_transfer_of_a_queue_call_leaves_the_caller
 
 async def test_a_queue_caller_removed_from_a_conference_leaves_the_agent_talking_with_the_others(
         world: World) -> None:
-    world.sim.phone("1001").answer_after(0.05)
-    world.sim.phone("1002").never_answer()
-    channel = await world.call_in("7000")
-    await eventually(lambda: world.hears(CALLER) == {"1001"}, what="caller talking to 1001")
-    await eventually(lambda: bool((c := world.pbx.state.call_of_channel(channel)) and c.owned and c.bridge),
-                     what="the answered queue call is ours to control")
-    call_id = world.call_id(channel)
+    channel, call_id = await answered_by_1001(world)
     calls = world.ctx.ports.call_control
     for ext in ("1003", "1004"):
         world.sim.phone(ext).answer_after(0.05)
@@ -77,13 +78,7 @@ async def test_a_queue_caller_hanging_up_during_a_consultation_leaves_the_agent_
     """As on a click-to-call: the agent consulting a colleague goes on talking with him when the caller (on hold)
     hangs up. The queue's pairing used to hang the agent up with the caller: the colleague was left alone in the
     consultation bridge, and that bridge was never destroyed."""
-    world.sim.phone("1001").answer_after(0.05)
-    world.sim.phone("1002").never_answer()
-    channel = await world.call_in("7000")
-    await eventually(lambda: world.hears(CALLER) == {"1001"}, what="caller talking to 1001")
-    await eventually(lambda: bool((c := world.pbx.state.call_of_channel(channel)) and c.owned and c.bridge),
-                     what="the answered queue call is ours to control")
-    call_id = world.call_id(channel)
+    channel, call_id = await answered_by_1001(world)
     world.sim.phone("1003").answer_after(0.05)
     await world.ctx.ports.call_control.attended_transfer(call_id, "1003")
     await eventually(lambda: world.hears("1003") == {"1001"} and world.hears(CALLER) == {"moh"},
