@@ -267,6 +267,20 @@ class CallFlow:
             return None
         return agent.id
 
+    @staticmethod
+    def left_without_agent(call: LiveCall) -> list[Leg]:
+        """The customer legs of our click-to-call whose agent hung up while no event could tell us (an ARI gap)
+        before anyone answered: nobody is left to talk to them. Each is hung up at the resync, whatever the
+        service saw of it before the gap. The pbx's bridge clean-up (one party left) is not enough: a customer
+        leg made through a Local channel whose ``;2`` half was first seen in the resync's listing comes back as
+        two customer legs (``CC_LINKEDID`` / ``CC_ROLE`` ride on both halves), and a leg made but not dialled yet
+        is in no bridge; the call then lived on until the step's late reply came, if it ever did."""
+        agent = call.legs.get(call.linkedid)
+        if (not call.owned or agent is None or agent.role != "agent" or not agent.gone or call.transfer
+                or any(leg.state == "Up" for leg in call.live_legs())):
+            return []
+        return [leg for leg in call.live_legs() if leg.role == "customer"]
+
     def far_ends_unjoined(self, call: LiveCall) -> list[Leg]:
         """The far ends of our call that answered but were never joined: a customer or conference party this flow
         dialled (``<linkedid>-customer-N`` / ``-party-N``, :meth:`dial_out`), up, in no bridge, not on hold — its
@@ -709,6 +723,13 @@ class CallFlow:
             consult = call.leg_with_role("consult") if call.owned and not call.transfer else None
             if consult is not None and call.leg_with_role("agent") is None and call.bridge:
                 call.transfer = {"target": consult.dialled, "blind": True, "channel": consult.id}
+        for call in list(self.state.calls.values()):  # the agent hung up while his customer was being set up
+            customers = self.left_without_agent(call)
+            if customers:
+                log.info("event=click_to_call_agent_left_unseen call_id=%s channels=%s", call.call_id,
+                         ",".join(leg.id for leg in customers))
+                for leg in customers:  # not under the call's lock: a step of its flow may hold it, awaiting a reply
+                    await self.pbx.hangup_quietly(leg.id)
         hosts: dict[str, LiveCall] = {}
         for bid in list(self.state.bridges):
             host_id = self.host_of(bid)

@@ -131,23 +131,59 @@ IN_FLIGHT = {
 
 
 SETTLED = ("click_to_call_agent_left", "click_to_call_failed", "stasis_start_failed")  # the flow's last word
+UNSEEN = "-unseen"
+# A step is carried out before the websocket goes, every event of it read by the service — or as it goes, none of its
+# events read (they were on the way): both orders happen on a loaded Asterisk. The customer leg made unseen is the one
+# that mattered: the resync met both halves of its Local channel, each with our CC_LINKEDID / CC_ROLE, as two customer
+# legs — two parties, so nobody was hung up, and the call lived on until the late reply came.
+STEPS = [*IN_FLIGHT, f"customer-leg-made{UNSEEN}"]
 
 
-@pytest.mark.parametrize("step", list(IN_FLIGHT))
+def all_known(world: World) -> bool:
+    """Every channel Asterisk has is a leg the service knows: their events were read before the gap."""
+    state = world.pbx.state
+    return all(cid in getattr(state.call_of_channel(cid), "legs", {})
+               for cid in (str(c["id"]) for c in world.sim.channels()))
+
+
+@pytest.mark.parametrize("step", STEPS)
 async def test_the_agent_hanging_up_inside_the_gap_while_his_call_is_still_being_set_up_rings_nobody(
         world: World, caplog: pytest.LogCaptureFixture, step: str) -> None:
     """The agent answers; a step towards his customer is under way, its reply late, as the websocket goes; he hangs
     up inside the gap. The resync ends the call (unanswered) — and the late reply must not carry the call on: the
     customer is not rung after it (or stops ringing), nothing is left in Asterisk. Before, once the agent's
-    ``addChannel`` reply came after the resync, the customer was dialled and rang with nobody on the other end."""
+    ``addChannel`` reply came after the resync, the customer was dialled and rang with nobody on the other end.
+    The service has read every event of the step before the gap (``all_known``), or none (``-unseen``: the new
+    channel's events are held back in Asterisk and go out on the dropped websocket)."""
     caplog.set_level(logging.INFO, logger="callcenter.ari.calls")
-    held, carried_out = IN_FLIGHT[step]
+    unseen = step.endswith(UNSEEN)
+    held, carried_out = IN_FLIGHT[step.removesuffix(UNSEEN)]
     world.sim.phone("1001").answer_after(0.02)
     world.sim.customer(CUSTOMER).never_answer()
     release = world.sim.hold_replies("POST", held)
+    if step.startswith("customer-leg-made"):  # it enters Stasis at once, before the held reply: nothing is left
+        world.sim.engine.config.stasis_entry_delay = 0.0  # to wait for but the reply itself
+    router = world.sim.engine.router
+    new_channels: list[str] = []
+    if unseen:  # the step before it waits, so that the new channel's id is known before it is made
+        step_before, bridged = IN_FLIGHT["agent-bridged"]
+        release_before = world.sim.hold_replies("POST", step_before)
     call_id = await world.calls.originate(extension="1001", number=CUSTOMER)
+    if unseen:
+        await eventually(lambda: bridged(world), what="the agent bridged, the reply held")
+        call = world.pbx.state.call_by_id(call_id)
+        assert call is not None
+        customer = f"{call.linkedid}-customer-1"  # the flow's id for it (CallFlow.dial_out): the call's 2nd leg
+        new_channels = [customer, f"{customer};2"]  # a Local channel's halves (Asterisk names the 2nd <id>;2)
+        for cid in new_channels:
+            router.hold(cid)
+        release_before.set()
     await eventually(lambda: carried_out(world), what=f"{step}: carried out, its reply held")
+    if not unseen:
+        await eventually(lambda: all_known(world), what="every channel known to the service")
     await open_gap(world)
+    for cid in new_channels:  # out on the websocket that is gone: lost
+        router.release(cid)
     await world.sim.phone("1001").hangup()
     await eventually(lambda: not world.sim.phone("1001").channels(), what="the agent gone")
     await close_gap(world)
