@@ -79,9 +79,9 @@ def _key(event: dict[str, Any], namer: Any) -> tuple[str, tuple[Any, ...]] | Non
     subject, fields = replay.event_key(event, namer)
     if event["type"] == "ChannelVarset" and event["variable"].startswith("RTPAUDIOQOS"):
         fields = (fields[0], fields[1], event["variable"], bool(event["value"]))
-    if subject.startswith("bridge:"):
-        subject = "bridge:" + (event["bridge"]["id"].split("-")[0] if event["bridge"]["id"].startswith("cc")
-                               else "dial")
+    if subject.startswith("bridge:"):  # ours are cc-… and ccq-…; Dial()'s a uuid4, which may begin with "cc" too
+        bridge_id = event["bridge"]["id"]
+        subject = "bridge:" + (bridge_id.split("-")[0] if bridge_id.startswith(("cc-", "ccq-")) else "dial")
     if subject.startswith("playback:"):
         subject = "playback"
     return subject, fields
