@@ -119,6 +119,10 @@ class LiveCall:
     tags: dict[str, Any] = field(default_factory=dict)
     cause_channel: str = ""      # the leg whose end ended the call (its late ChannelDestroyed may tell the cause)
     cause_guessed: bool = False
+    # legs a flow of ours rang to join to the caller (ari_app.queues: a queue's agent, the IVR's dial): their
+    # answer is not the call's — the join can still fail and the caller go back in line — the flow marks the call
+    # answered once caller and leg are bridged (Asterisk's app_queue counts a call answered at CONNECT too)
+    flow_joins: set[str] = field(default_factory=set)
 
     def leg_with_role(self, role: str) -> Leg | None:
         return next((leg for leg in self.live_legs() if leg.role == role), None)

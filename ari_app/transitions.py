@@ -184,6 +184,8 @@ def on_channel_seen(state: LiveState, event: dict[str, Any], touched: set[str]) 
         if leg.state == "Up":
             leg.answered_at = leg.answered_at or parse_time(event.get("timestamp"))
             return answered(state, call, leg.answered_at)
+    if leg.id in call.flow_joins and leg.state == "Up" and leg.answered_at is None:
+        leg.answered_at = parse_time(event.get("timestamp"))  # its StasisStart is its answer (an originate's)
     if leg.extension and leg.state in RINGING_STATES:
         return ringing(state, call, leg.extension, parse_time(event.get("timestamp")))
     return []
@@ -201,7 +203,8 @@ def on_state_change(state: LiveState, event: dict[str, Any], touched: set[str]) 
         leg.answered_at = at
         if call.kind == "monitoring" and leg.extension == call.extension:
             return answered(state, call, at)  # the monitor flow answered the supervisor
-        up = [other for other in call.live_legs() if other.state == "Up" and other.role not in ("snoop", PICKUP_ROLE)]
+        up = [other for other in call.live_legs() if other.state == "Up" and other.role not in ("snoop", PICKUP_ROLE)
+              and other.id not in call.flow_joins]  # a leg a flow joins: the flow marks the answer (joined)
         if len(up) >= 2 and not call.owned:
             return answered(state, call, at)
     return []
@@ -225,7 +228,9 @@ def on_dial(state: LiveState, event: dict[str, Any], touched: set[str]) -> list[
     if status == "ANSWER":
         peer.state = "Up"
         # a picker's phone (ari_app.pickup) answering is not the call answered: the pickup bridges it then
-        return [] if call.owned or peer.role == PICKUP_ROLE else answered(state, call, at)
+        # nor one a flow joins to the caller (a queue's agent): the flow marks the call answered once joined
+        flows = call.owned or peer.role == PICKUP_ROLE or peer.id in call.flow_joins
+        return [] if flows else answered(state, call, at)
     if status not in ("RINGING", "PROGRESS", "PROCEEDING", "EARLYMEDIA"):  # only final statuses count
         call.dial_status = status
     return []
@@ -256,7 +261,8 @@ def on_bridge_membership(state: LiveState, event: dict[str, Any], touched: set[s
     members = [state.call_of_channel(c) for c in entry["channels"]]
     real = [c for c in entry["channels"] if (m := state.call_of_channel(c)) and c in m.legs
             and m.legs[c].role != "snoop" and m.legs[c].tech not in ("Announcer", "Recorder")]
-    if len(real) >= 2 and not call.owned and all(m is call for m in members if m is not None):
+    joining = any(other.id in call.flow_joins for other in call.live_legs())  # the flow marks it answered
+    if len(real) >= 2 and not call.owned and not joining and all(m is call for m in members if m is not None):
         return answered(state, call, at)
     return parties_changed(state, bid, call)
 

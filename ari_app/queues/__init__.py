@@ -45,7 +45,7 @@ async def setup(pbx: AsteriskPbx, ctx: ServiceContext) -> AsyncIterator[QueueSer
     hooks.append(bridging.replace_leg)
     # a pickup (ari_app.pickup) of a leg we ring: the picker's channel answers in its place
     claims = pbx.pickup_hooks
-    claims.append(legs.claim)
+    claims.append(bridging.claim)
     releases = pbx.leg_released_hooks
     releases.append(bridging.release)
     try:
@@ -54,7 +54,7 @@ async def setup(pbx: AsteriskPbx, ctx: ServiceContext) -> AsyncIterator[QueueSer
         with contextlib.suppress(ValueError):
             hooks.remove(bridging.replace_leg)
         with contextlib.suppress(ValueError):
-            claims.remove(legs.claim)
+            claims.remove(bridging.claim)
         with contextlib.suppress(ValueError):
             releases.remove(bridging.release)
         await service.close()

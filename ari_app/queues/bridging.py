@@ -51,6 +51,24 @@ class Bridging:
             with contextlib.suppress(AriError):
                 await self.client.post(ari_path("channels", channel_id, "variable"), variable=variable, value=value)
 
+    def adopt(self, channel_id: str, linkedid: str, role: str) -> None:
+        """``channel_id``, about to be rung for the call ``linkedid``, is one we join to its caller: its answer is not
+        the call's (``LiveCall.flow_joins``); ``connect`` marks the call answered once the two are bridged."""
+        self.pbx.state.adopt(channel_id, linkedid, role)
+        call = self.pbx.state.calls.get(linkedid)
+        if call is not None:
+            call.flow_joins.add(channel_id)
+
+    async def claim(self, ringing: str, picker_channel: str, picker: str) -> bool:
+        """A pickup of a leg we ring (``Legs.claim``): the picker's channel is the one joined in its place."""
+        call = self.pbx.state.call_of_channel(ringing)
+        if call is not None:
+            call.flow_joins.add(picker_channel)
+        claimed = await self.legs.claim(ringing, picker_channel, picker)
+        if not claimed and call is not None:
+            call.flow_joins.discard(picker_channel)
+        return claimed
+
     @contextlib.contextmanager
     def joining(self, caller: str) -> Iterator[asyncio.Future[bool]]:
         """While the block runs, ``caller``'s call is being joined to a leg that answered: its control actions
@@ -74,8 +92,9 @@ class Bridging:
     async def connect(self, caller: str, leg: Leg, *, extension: str, queue: str = "",
                       from_bridge: str = "", at: datetime | None = None) -> bool:
         """Caller and answered ``leg`` into the call's bridge; False when that failed (the leg is hung up, the
-        bridge destroyed; the caller, out of ``from_bridge``, is the caller's to put back). The call's
-        answer is stamped ``at`` (default: now, as the bridging starts), not once the replies are in: a caller
+        bridge destroyed; the caller, out of ``from_bridge``, is the caller's to put back). Only once
+        joined is the call answered (``call.answered``, the row), at the leg's answer (Asterisk's time of it going
+        Up), else ``at`` (default: now, as the bridging starts), not once the replies are in: a caller
         who hangs up the moment he hears the agent has a hang-up time (Asterisk's) before our late clock.
         Actions on the call sent meanwhile wait for it (``joining``)."""
         with self.joining(caller) as join:
@@ -103,6 +122,7 @@ class Bridging:
             log.warning("event=queue_bridge_failed caller=%s agent=%s bridges=%s error=%s", caller, leg.channel_id,
                         ",".join(tried), exc)
             self.legs.forget_caller(caller)
+            self._unanswered(leg.channel_id)
             await self.legs.hangup(leg.channel_id)
             for bridge in tried:
                 self._spoil(bridge)
@@ -118,6 +138,14 @@ class Bridging:
                      leg.channel_id, caller_gone.is_set(), leg.gone)
             self._gone(caller if caller_gone.is_set() else leg.channel_id)
         return True
+
+    def _unanswered(self, channel_id: str) -> None:
+        """A leg that answered but could not be joined to the caller: its answer was never the call's, so the row
+        does not name its phone as the one that answered (the caller talked to no one)."""
+        call = self.pbx.state.call_of_channel(channel_id)
+        leg = call.legs.get(channel_id) if call is not None else None
+        if leg is not None and call is not None and call.answered_at is None:
+            leg.answered_at = None
 
     def _bridge_id(self, linkedid: str) -> str:
         """``cc-<linkedid>``; a fresh ``cc-<linkedid>-<hex>`` once that id failed this call (see ``_spoil``)."""
@@ -179,7 +207,9 @@ class Bridging:
         call.bridge = bridge
         if extension:
             call.extension = extension
-        effects = answered(state, call, at)
+        leg = call.legs.get(agent)
+        # answered when the agent's phone answered (Asterisk's time), counted now that the two are joined
+        effects = answered(state, call, leg.answered_at if leg is not None and leg.answered_at else at)
         if queue:
             effects.append(WriteCall(state.record(call, queue=queue)))
         return effects

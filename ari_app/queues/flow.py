@@ -93,7 +93,7 @@ class Router:
                   asyncio.get_running_loop().time())
         gone = asyncio.Event()
         self.legs.watch_caller(cid, lambda _c: gone.set())
-        self.pbx.state.adopt(leg.channel_id, linkedid, role)
+        self.bridging.adopt(leg.channel_id, linkedid, role)
         caller_number = str(getattr(self.pbx.state.call_of_channel(cid), "caller_raw", "") or "")
         await self.pbx.emit(self.timeline(cid, "route_dial", endpoint=endpoint, extension=extension, number=number))
         try:

@@ -387,7 +387,7 @@ class QueueService:
         results: dict[str, str] = {}
         for ext, channel_id in ringing.items():
             leg = Leg(channel_id, ext, started_loop)
-            self.pbx.state.adopt(channel_id, caller.linkedid, "agent")
+            self.bridging.adopt(channel_id, caller.linkedid, "agent")
             try:
                 await self.legs.ring(leg, f"PJSIP/{ext}", args=f"queue-agent,{runtime.name}",
                                      originator=caller.channel_id, caller_id=self._caller_id(caller),

@@ -275,3 +275,35 @@ def test_a_snoops_channel_destroyed_after_its_stasis_end_writes_no_row() -> None
     late = [{"type": "ChannelDestroyed", "channel": end["channel"], "cause": 16, "cause_txt": "Normal Clearing",
              "timestamp": end["timestamp"], "application": end.get("application")} for end in snoops.values()]
     assert not [e for e in replay(state, late) if isinstance(e, WriteCall)]
+
+
+def test_a_leg_a_flow_joins_to_its_caller_answering_is_not_the_call_answered() -> None:
+    """A queue's agent (a leg our flow rang, ``flow_joins``) answering — its state Up, its Dial ANSWER, even the
+    two in one bridge before the join's replies are in — does not answer the call: the flow does, once joined.
+    The same leg not rung by a flow (Dial() in the dialplan) answers it as before."""
+    for flow in (True, False):
+        state = LiveState("lab", PLAN)
+        caller = _channel("2.1", "PJSIP/trunk-00000001", "Up", "0521234567", "7001")
+        agent = _channel("2.2", "PJSIP/1001-00000002", "Down")
+        at = "2026-11-25T19:00:01.000+0000"
+        replay(state, [{"type": "StasisStart", "channel": caller, "args": ["queue", "rr"], "timestamp": at}])
+        if flow:
+            state.adopt("2.2", "2.1", "agent")
+            state.calls["2.1"].flow_joins.add("2.2")
+        effects = replay(state, [
+            {"type": "ChannelCreated", "channel": agent, "timestamp": at},
+            {"type": "Dial", "caller": caller, "peer": agent, "dialstatus": "", "timestamp": at},
+            {"type": "ChannelStateChange", "channel": agent | {"state": "Ringing"}, "timestamp": at},
+            {"type": "ChannelStateChange", "channel": agent | {"state": "Up"}, "timestamp": "2026-11-25T19:00:04Z"},
+            {"type": "Dial", "caller": caller, "peer": agent | {"state": "Up"}, "dialstatus": "ANSWER",
+             "timestamp": "2026-11-25T19:00:04.000+0000"},
+            *({"type": "ChannelEnteredBridge", "channel": c, "bridge": {"id": "cc-2.1", "name": "cc-2.1"},
+               "timestamp": "2026-11-25T19:00:04.100+0000"} for c in (caller, agent | {"state": "Up"})),
+        ])
+        topics = [e.topic for e in effects if isinstance(e, Publish)]
+        call = state.calls["2.1"]
+        if flow:
+            assert "call.answered" not in topics and call.answered_at is None, topics
+            assert call.legs["2.2"].answered_at == parse_time("2026-11-25T19:00:04Z")  # for the flow to stamp
+        else:
+            assert topics.count("call.answered") == 1 and call.answered_at == parse_time("2026-11-25T19:00:04Z")

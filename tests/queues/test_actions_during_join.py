@@ -1,9 +1,10 @@
-"""An action on a queue call sent while the queue is still joining its caller and agent (the live view already
-shows the call answered; Asterisk's replies to the bridging are on their way) waits for that join, then acts.
+"""An action on a queue call sent while the queue is still joining its caller and agent (the agent's phone has
+answered; Asterisk's replies to the bridging are on their way) waits for that join, then acts.
 
-A CRM or the agent's panel sees the answer and sends a hold at once: it was refused with a 409 and worked when
-retried a moment later. Now it succeeds; a join that fails gives the waiting action a 409 saying the call is not
-connected — never a hang, never a 500. The late replies are the simulator's held ones (``hold_replies``).
+The call counts as answered only once joined (``call.answered``: tests/queues/test_answered_at_connect.py); the
+agent's panel sees its phone answer (the agent's leg up) and sends a hold at once: it was refused with a 409 and
+worked when retried a moment later. Now it succeeds; a join that fails gives the waiting action a 409 saying the
+call is not connected — never a hang, never a 500. The late replies are the simulator's held ones (``hold_replies``).
 """
 
 from __future__ import annotations
@@ -39,19 +40,26 @@ async def api(world: World) -> AsyncIterator[tuple[TestClient, dict[str, str]]]:
         await running.close()
 
 
-async def _shown_answered(client: TestClient, auth: dict[str, str]) -> uuid.UUID | None:
-    """The caller's call as the live view shows it answered (GET /api/v1/live), else None."""
+async def _shown(client: TestClient, auth: dict[str, str]) -> dict[str, Any] | None:
+    """The caller's call as the live view shows it (GET /api/v1/live), else None."""
     live = await (await client.get("/api/v1/live", headers=auth)).json()
-    return next((uuid.UUID(c["call_id"]) for c in live["calls"]
-                 if c["caller"] == CALLER and c["state"] == "in_call"), None)
+    return next((c for c in live["calls"] if c["caller"] == CALLER), None)
+
+
+def _agent_answered(world: World, extension: str) -> bool:
+    """The phone the caller is being joined to has answered: its leg of the caller's call is up."""
+    return any(leg.extension == extension and leg.state == "Up" and not leg.gone
+               for call in world.pbx.state.calls.values() if call.caller_raw == CALLER
+               for leg in call.legs.values())
 
 
 async def _sent_in_the_join(world: World, api: tuple[TestClient, dict[str, str]], caplog: pytest.LogCaptureFixture,
                             action: str = "/hold", body: dict[str, Any] | None = None, *, waits: bool = True,
                             did: str = "7001") -> tuple[asyncio.Task[ClientResponse], asyncio.Event, uuid.UUID]:
     """1001 answers a caller of queue ``rr`` (or ``did``: the IVR's choice 2 rings 1003); the reply to the join's
-    ``addChannel`` is held. Once the live view shows the call answered, ``POST /api/v1/calls/{id}<action>`` is
-    sent; returns that request (checked to be still waiting for the join when ``waits``), the event that lets the
+    ``addChannel`` is held. Once that phone answered and the join's ``addChannel`` is sent (the live view shows the
+    call, not yet answered: that waits for the join), ``POST /api/v1/calls/{id}<action>`` is sent; returns that
+    request (checked to be still waiting for the join when ``waits``), the event that lets the
     join's reply through, and the call's id."""
     client, auth = api
     caplog.set_level(logging.INFO, logger="callcenter.ari.service")
@@ -60,18 +68,15 @@ async def _sent_in_the_join(world: World, api: tuple[TestClient, dict[str, str]]
     world.sim.phone("1003").answer_after(0.05)
     release = world.sim.hold_replies("POST", JOIN)
     await world.call_in(did, caller=CALLER)
-    shown: list[uuid.UUID] = []
-
-    async def answered() -> bool:
-        call_id = await _shown_answered(client, auth)
-        shown.extend([call_id] if call_id else [])
-        return call_id is not None
-
+    agent = "1003" if did == "82" else "1001"
     try:
-        await eventually(answered, what="the live view shows the queue call answered")
+        await eventually(lambda: _agent_answered(world, agent), what=f"{agent}'s phone answered the caller's call")
         await eventually(lambda: any(re.fullmatch(f"/ari{JOIN}", r["path"]) and r["method"] == "POST"
                                      for r in world.sim.ari_requests), what="the join's addChannel sent")
-        sent = asyncio.create_task(client.post(f"/api/v1/calls/{shown[0]}{action}", json=body, headers=auth))
+        shown = await _shown(client, auth)
+        assert shown is not None and shown["state"] != "in_call", shown  # answered once joined, not before
+        call_id = uuid.UUID(shown["call_id"])
+        sent = asyncio.create_task(client.post(f"/api/v1/calls/{call_id}{action}", json=body, headers=auth))
         if waits:
             await eventually(lambda: sent.done() or WAITS in caplog.text, what="answered, or waiting for the join")
             if sent.done():
@@ -80,7 +85,7 @@ async def _sent_in_the_join(world: World, api: tuple[TestClient, dict[str, str]]
     except BaseException:
         release.set()
         raise
-    return sent, release, shown[0]
+    return sent, release, call_id
 
 
 async def _nothing_left(world: World) -> None:
@@ -117,7 +122,7 @@ ACTIONS: dict[str, tuple[str, dict[str, Any] | None, Callable[[World], bool]]] =
 }
 
 
-async def test_a_hold_sent_as_the_queue_call_shows_answered_waits_for_the_join_and_the_caller_hears_music(
+async def test_a_hold_sent_as_the_queue_s_agent_answers_waits_for_the_join_and_the_caller_hears_music(
         world: World, api: tuple[TestClient, dict[str, str]], caplog: pytest.LogCaptureFixture) -> None:
     hold, release, _call_id = await _sent_in_the_join(world, api, caplog)
     release.set()
@@ -128,7 +133,7 @@ async def test_a_hold_sent_as_the_queue_call_shows_answered_waits_for_the_join_a
     await _nothing_left(world)
 
 
-async def test_a_hold_sent_as_an_ivr_routed_call_shows_answered_waits_for_that_join_too(
+async def test_a_hold_sent_as_an_ivr_routed_call_is_answered_waits_for_that_join_too(
         world: World, api: tuple[TestClient, dict[str, str]], caplog: pytest.LogCaptureFixture) -> None:
     hold, release, _call_id = await _sent_in_the_join(world, api, caplog, did="82")  # IVR choice 2: extension 1003
     release.set()
