@@ -141,13 +141,19 @@ async def test_take_over_an_inbound_dial_call_with_the_feature_code(office: Offi
     assert lines == [("monitor_start", "takeover"), ("monitor_stop", "takeover")]
 
 
-async def test_take_over_an_inbound_dial_call_from_the_api_after_listening(office: Office) -> None:
-    linkedid = await inbound_call(office)
+async def listened_then_taken_over(office: Office) -> str:
+    """2005 listens to 1001 through the API, then switches to a take-over: the session's id."""
     office.sim.phone("2005").answer_after(0)
     session_id = await office.port.start(supervisor_extension="2005", target_extension="1001", mode="listen")
     await eventually(lambda: office.sim.who_hears_whom().get("2005") == {"1001", CUSTOMER})
     await office.port.switch(session_id, "takeover")
     await eventually(lambda: taken_over(office), describe=office.sim.who_hears_whom)
+    return session_id
+
+
+async def test_take_over_an_inbound_dial_call_from_the_api_after_listening(office: Office) -> None:
+    linkedid = await inbound_call(office)
+    await listened_then_taken_over(office)
     await office.sim.phone("2005").hangup()  # the supervisor leaves: the customer is hung up
     lines = await ends_cleanly(office, linkedid)
     assert lines == [("monitor_start", "listen"), ("monitor_mode", "takeover"), ("monitor_stop", "takeover")]
@@ -155,11 +161,7 @@ async def test_take_over_an_inbound_dial_call_from_the_api_after_listening(offic
 
 async def test_take_over_an_outbound_dial_call_the_agent_made_through_the_trunk(office: Office) -> None:
     linkedid = await outbound_call(office)
-    office.sim.phone("2005").answer_after(0)
-    session_id = await office.port.start(supervisor_extension="2005", target_extension="1001", mode="listen")
-    await eventually(lambda: office.sim.who_hears_whom().get("2005") == {"1001", CUSTOMER})
-    await office.port.switch(session_id, "takeover")
-    await eventually(lambda: taken_over(office), describe=office.sim.who_hears_whom)
+    await listened_then_taken_over(office)
     await office.sim.customer(CUSTOMER).hangup()
     lines = await ends_cleanly(office, linkedid)
     assert lines == [("monitor_start", "listen"), ("monitor_mode", "takeover"), ("monitor_stop", "takeover")]
@@ -205,11 +207,7 @@ async def test_a_restarted_service_keeps_a_dial_take_over_switched_to_from_liste
     """A listening set-up writes nothing into the supervisor's channel: the switch to a take-over writes what its
     resume needs (the session, the mode, the target), since its bridge then names neither."""
     linkedid = await inbound_call(office)
-    office.sim.phone("2005").answer_after(0)
-    session_id = await office.port.start(supervisor_extension="2005", target_extension="1001", mode="listen")
-    await eventually(lambda: office.sim.who_hears_whom().get("2005") == {"1001", CUSTOMER})
-    await office.port.switch(session_id, "takeover")
-    await eventually(lambda: taken_over(office), describe=office.sim.who_hears_whom)
+    session_id = await listened_then_taken_over(office)
     await written(office, linkedid, "monitor_mode")
     fresh = await restarted(office)
     resumed = fresh.sessions[session_id]
