@@ -222,11 +222,8 @@ class Mechanics:
         otherwise Asterisk swaps the two channels' caller ids as connected lines once both are in
         (``bridge_reconfigured_connected_line_update``) — a control frame to each, a ``ChannelConnectedLine`` on ARI
         and a ``NewConnectedLine`` on AMI per set-up, for nothing anyone reads (a snoop has no caller id)."""
-        if colp:
-            await self.ari.post(f"/bridges/{bridge_id}/addChannel", channel=",".join(channel_ids))
-        else:
-            await self.ari.post(f"/bridges/{bridge_id}/addChannel", channel=",".join(channel_ids),
-                                inhibitConnectedLineUpdates="true")
+        await self.ari.post(f"/bridges/{bridge_id}/addChannel", channel=",".join(channel_ids),
+                            inhibitConnectedLineUpdates=None if colp else True)  # None: not sent at all
 
     async def answer(self, channel_id: str) -> None:
         await self.ari.post(f"/channels/{channel_id}/answer")
